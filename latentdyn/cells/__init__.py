@@ -1,0 +1,1 @@
+"""Placeholder; the public API is curated in latentdyn/__init__.py."""
