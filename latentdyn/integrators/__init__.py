@@ -1,1 +1,31 @@
-"""Placeholder; the public API is curated in latentdyn/__init__.py."""
+"""Integrators: explicit Euler (reference) and any torchdiffeq method; ``by_name`` for command lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentdyn._checks import check_choice
+from latentdyn.integrators.base import Integrator
+from latentdyn.integrators.euler import EulerIntegrator
+from latentdyn.integrators.odeint import ODEINT_METHODS, OdeintIntegrator
+
+__all__ = ["INTEGRATOR_NAMES", "EulerIntegrator", "Integrator", "OdeintIntegrator", "by_name"]
+
+INTEGRATOR_NAMES = ("euler-ref", *ODEINT_METHODS)
+"""Names ``by_name`` accepts: ``"euler-ref"`` is latentdyn's own Euler, the rest are torchdiffeq's methods."""
+
+
+def by_name(name: str, **kwargs: Any) -> Integrator:
+    """Integrator from a command-line name.
+
+    Args:
+        name: ``"euler-ref"`` for :class:`EulerIntegrator`, or a torchdiffeq method name (``"euler"``,
+            ``"rk4"``, ``"dopri5"``, ...) for :class:`OdeintIntegrator`.
+        **kwargs: passed to :class:`OdeintIntegrator` (rtol, atol, options, adjoint).
+    """
+    check_choice(name, "name", INTEGRATOR_NAMES)
+    if name == "euler-ref":
+        if kwargs:
+            raise ValueError(f"kwargs: EulerIntegrator takes no options, got {sorted(kwargs)}")
+        return EulerIntegrator()
+    return OdeintIntegrator(name, **kwargs)

@@ -1,0 +1,95 @@
+"""The transition-cell contract: advance a latent state by one frame given the frame's noise z."""
+
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from latentdyn._checks import check_positive_int, check_shape
+
+__all__ = ["CellPath", "TransitionCell"]
+
+
+class CellPath(NamedTuple):
+    """Every sub-step of one frame transition.
+
+    Attributes:
+        states: states after each sub-step, (n, B, Dy); ``states[-1]`` is the next frame's state.
+        residuals: the increments y_{j+1} − y_j of each sub-step, (n, B, Dy) (for SRVP, Δt·f exactly), or
+            ``None`` for cells that are not of residual form (MLP, GRU).
+    """
+
+    states: torch.Tensor
+    residuals: torch.Tensor | None
+
+
+class TransitionCell(nn.Module, abc.ABC):
+    """Abstract transition y_{t+1} = cell(y_t, z_{t+1}) over one frame, possibly in ``n_substeps`` sub-steps.
+
+    Subclasses implement :meth:`_path`; the public :meth:`path` and :meth:`forward` check their inputs.
+
+    Attributes:
+        state_size: Dy.
+        cond_size: Dz (0 when the cell takes no noise).
+        n_substeps: default number of sub-steps per frame.
+        supports_substeps: whether ``n_substeps`` other than 1 are meaningful (continuous-time cells).
+    """
+
+    supports_substeps: bool = False
+
+    def __init__(self, state_size: int, cond_size: int, n_substeps: int = 1) -> None:
+        super().__init__()
+        self.state_size = check_positive_int(state_size, "state_size")
+        self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
+        self.n_substeps = self.check_substeps(n_substeps)
+
+    def check_substeps(self, n_substeps: int | None) -> int:
+        """Resolve and check a sub-step count (``None`` means the cell's default)."""
+        if n_substeps is None:
+            return self.n_substeps
+        check_positive_int(n_substeps, "n_substeps")
+        if n_substeps != 1 and not self.supports_substeps:
+            raise ValueError(
+                f"n_substeps: {type(self).__name__} is a discrete-time cell and takes exactly 1 step per "
+                f"frame, got {n_substeps}"
+            )
+        return n_substeps
+
+    def check_inputs(self, y: torch.Tensor, z: torch.Tensor) -> None:
+        """Check y (B, Dy) and z (B, Dz) against the cell's sizes."""
+        b = check_shape(y, "b dy", "y", dy=self.state_size)["b"]
+        check_shape(z, "b dz", "z", b=b, dz=self.cond_size)
+
+    def path(
+        self, y: torch.Tensor, z: torch.Tensor, n_substeps: int | None = None, frame: int = 0
+    ) -> CellPath:
+        """All sub-step states of the transition from frame ``frame`` to ``frame + 1``.
+
+        Args:
+            y: state at integer time ``frame``, (B, Dy).
+            z: the transition's noise, held constant over the frame, (B, Dz).
+            n_substeps: sub-steps per frame (Δt = 1/n); defaults to the cell's.
+            frame: integer time of ``y`` (time-dependent fields see ``frame + j/n``).
+
+        Returns:
+            The sub-step states (n, B, Dy) and residuals.
+        """
+        self.check_inputs(y, z)
+        return self._path(y, z, self.check_substeps(n_substeps), frame)
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """State one frame later, (B, Dy), from y (B, Dy) and z (B, Dz)."""
+        return self.path(y, z).states[-1]
+
+    @abc.abstractmethod
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        """Unchecked :meth:`path`; the rollout loop calls this after checking once."""
+
+
+def local_times(frame: int, n_substeps: int, like: torch.Tensor) -> torch.Tensor:
+    """Times ``frame + j/n`` for j = 0..n, built from integers, as a (n+1,) tensor like ``like``."""
+    grid = torch.arange(frame * n_substeps, (frame + 1) * n_substeps + 1, dtype=torch.float64)
+    return (grid / n_substeps).to(device=like.device, dtype=like.dtype)

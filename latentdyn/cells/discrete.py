@@ -1,0 +1,50 @@
+"""Discrete-time cells: one update per frame, no sub-steps."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from typing_extensions import override
+
+from latentdyn.cells.base import CellPath, TransitionCell
+from latentdyn.nn import MLP
+
+__all__ = ["GRUCell", "MLPCell"]
+
+
+class MLPCell(TransitionCell):
+    """Non-residual transition y_{t+1} = MLP([y_t, z_{t+1}]) (the paper's MLP ablation).
+
+    Args:
+        state_size: Dy.
+        cond_size: Dz.
+        hidden_size: MLP width.
+        n_layers: number of Linear layers.
+    """
+
+    def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
+        super().__init__(state_size, cond_size)
+        self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers)
+
+    @override
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        return CellPath(self.net(torch.cat([y, z], dim=-1)).unsqueeze(0), None)
+
+
+class GRUCell(TransitionCell):
+    """GRU transition with z as input and y as hidden state: y_{t+1} = GRU(z_{t+1}, y_t) (paper's ablation).
+
+    Args:
+        state_size: Dy (GRU hidden size).
+        cond_size: Dz (GRU input size), at least 1.
+    """
+
+    def __init__(self, state_size: int, cond_size: int) -> None:
+        super().__init__(state_size, cond_size)
+        if cond_size < 1:
+            raise ValueError(f"cond_size: a GRUCell needs an input of size >= 1, got {cond_size}")
+        self.gru = nn.GRUCell(cond_size, state_size)
+
+    @override
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        return CellPath(self.gru(z, y).unsqueeze(0), None)

@@ -1,0 +1,79 @@
+"""SRVP's residual cell and the general ODE cell."""
+
+from __future__ import annotations
+
+import torch
+from typing_extensions import override
+
+from latentdyn.cells.base import CellPath, TransitionCell, local_times
+from latentdyn.fields import VectorField
+from latentdyn.integrators.base import Integrator
+
+__all__ = ["ODECell", "ResidualCell"]
+
+
+class ResidualCell(TransitionCell):
+    """Residual update y ← y + Δt·f(y, z) repeated n times per frame, Δt = 1/n, z held constant (SRVP).
+
+    The residuals Δt·f are returned exactly as added to the state, for SRVP's residual-norm penalty.
+
+    Args:
+        field: the residual function f(t, y, z) (SRVP's MLP on [y, z]).
+        state_size: Dy.
+        cond_size: Dz.
+        n_substeps: default sub-steps per frame.
+    """
+
+    supports_substeps = True
+
+    def __init__(self, field: VectorField, state_size: int, cond_size: int, n_substeps: int = 1) -> None:
+        super().__init__(state_size, cond_size, n_substeps)
+        self.field = field
+
+    @override
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        dt = 1.0 / n_substeps
+        ts = local_times(frame, n_substeps, y)
+        states, residuals = [], []
+        for j in range(n_substeps):
+            res = dt * self.field(ts[j], y, z)
+            y = y + res
+            states.append(y)
+            residuals.append(res)
+        return CellPath(torch.stack(states), torch.stack(residuals))
+
+
+class ODECell(TransitionCell):
+    """Transition by integrating dy/dt = field(t, y, z) over one frame with any integrator.
+
+    The integrator is asked for the states on the grid ``frame + j/n`` (fixed-grid methods step exactly on
+    it; adaptive ones use it as output times). Residuals are the increments between grid states.
+
+    Args:
+        field: the vector field.
+        integrator: e.g. :class:`~latentdyn.integrators.EulerIntegrator` or an ``OdeintIntegrator``.
+        state_size: Dy.
+        cond_size: Dz.
+        n_substeps: default number of grid intervals per frame.
+    """
+
+    supports_substeps = True
+
+    def __init__(
+        self,
+        field: VectorField,
+        integrator: Integrator,
+        state_size: int,
+        cond_size: int,
+        n_substeps: int = 1,
+    ) -> None:
+        super().__init__(state_size, cond_size, n_substeps)
+        if not isinstance(integrator, Integrator):
+            raise TypeError(f"integrator: expected an Integrator, got {type(integrator).__name__}")
+        self.field = field
+        self.integrator = integrator
+
+    @override
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        out = self.integrator(self.field, y, local_times(frame, n_substeps, y), z)
+        return CellPath(out[1:], out[1:] - out[:-1])

@@ -1,0 +1,131 @@
+"""Gaussian heads and priors that return ``torch.distributions`` objects.
+
+Distributions are values: every head returns ``Independent(Normal(loc, scale), 1)`` over the last axis, so
+KL terms go through ``torch.distributions.kl_divergence`` and sampling through ``rsample``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from latentdyn._checks import check_positive_int, check_tensor
+
+__all__ = [
+    "ConditionalGaussianPrior",
+    "GaussianHead",
+    "StandardNormal",
+    "diag_gaussian",
+    "diag_gaussian_from_raw",
+    "index_steps",
+]
+
+STD_EPS = 1e-8
+"""Additive floor of the standard deviation: ``std = softplus(raw) + STD_EPS`` (official SRVP)."""
+
+
+def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> Independent:
+    """Diagonal Gaussian N(loc, diag(scale²)) over the last axis.
+
+    Args:
+        loc: mean, (..., D).
+        scale: standard deviation, (..., D), positive.
+
+    Returns:
+        ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (D,).
+    """
+    return Independent(Normal(loc, scale), 1)
+
+
+def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independent:
+    """Diagonal Gaussian from raw parameters: mean = first half, std = softplus(second half) + eps.
+
+    Args:
+        raw: (..., 2·D) raw parameters, split along the last axis.
+        eps: additive floor of the standard deviation.
+
+    Returns:
+        A distribution with batch shape (...) and event shape (D,).
+    """
+    check_tensor(raw, "raw")
+    if raw.dim() == 0 or raw.shape[-1] % 2 != 0:
+        raise ValueError(
+            f"raw: expected a last axis of even size 2·D (mean, raw scale), got shape {list(raw.shape)}"
+        )
+    loc, raw_scale = raw.chunk(2, dim=-1)
+    return diag_gaussian(loc, F.softplus(raw_scale) + eps)
+
+
+def index_steps(dist: Distribution, index: int | slice) -> Independent:
+    """Select steps along the first batch axis of a diagonal Gaussian with batch shape (T, ...).
+
+    Args:
+        dist: an ``Independent(Normal)`` whose batch shape starts with the time axis.
+        index: an integer step or a slice of steps.
+
+    Returns:
+        The diagonal Gaussian of the selected steps.
+    """
+    if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
+        raise TypeError(
+            f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}"
+        )
+    base = dist.base_dist
+    return diag_gaussian(base.loc[index], base.scale[index])
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian head q(·|h) = N(mean(h), std(h)) on top of a network that outputs 2·D raw values.
+
+    The first half of the network output is the mean and the second half the raw scale, mapped to
+    ``softplus(raw) + eps`` (the official SRVP parameterisation; not exp, not a log-variance).
+
+    Args:
+        net: a module mapping (..., Din) to (..., 2·D).
+        eps: additive floor of the standard deviation.
+    """
+
+    def __init__(self, net: nn.Module, eps: float = STD_EPS) -> None:
+        super().__init__()
+        self.net = net
+        self.eps = eps
+
+    def forward(self, h: torch.Tensor) -> Independent:
+        """Distribution with batch shape (...) and event shape (D,) for features ``h`` of shape (..., Din)."""
+        return diag_gaussian_from_raw(self.net(h), self.eps)
+
+
+class ConditionalGaussianPrior(GaussianHead):
+    """Learned conditional prior p(z | y) = N(mu(y), sigma(y)) (SRVP's p(z_t | y_{t-1})).
+
+    A ``GaussianHead`` whose input is the latent state: ``prior(y)`` with y of shape (B, Dy) returns a
+    distribution with batch shape (B,) and event shape (Dz,).
+    """
+
+
+class StandardNormal(nn.Module):
+    """Fixed standard-normal prior N(0, I) over vectors of size ``dim``.
+
+    Its mean and scale are buffers, so the prior follows ``.to(device)``, ``.double()`` and ``state_dict``
+    stays empty of them (non-persistent buffers).
+
+    Args:
+        dim: event size D.
+    """
+
+    loc: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        check_positive_int(dim, "dim")
+        self.dim = dim
+        self.register_buffer("loc", torch.zeros(dim), persistent=False)
+        self.register_buffer("scale", torch.ones(dim), persistent=False)
+
+    def forward(self, *batch_shape: int) -> Independent:
+        """N(0, I) with batch shape ``batch_shape`` and event shape (D,)."""
+        shape = (*batch_shape, self.dim)
+        return diag_gaussian(self.loc.expand(shape), self.scale.expand(shape))

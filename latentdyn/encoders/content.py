@@ -1,0 +1,101 @@
+"""Permutation-invariant content encoders and frame selection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from latentdyn._checks import check_choice, check_positive_int, check_shape
+
+__all__ = ["DeepSetEncoder", "last_frames", "random_distinct_frames", "select_frames"]
+
+
+class DeepSetEncoder(nn.Module):
+    """Content w = out(pool_j proj(h_j)) over a set of element codes (DeepSets; SRVP's content variable).
+
+    ``proj`` is Linear + ReLU applied to each element, ``pool`` a sum or a mean over the set, ``out`` a
+    Linear layer followed by an activation (Tanh by default, so w ∈ (−1, 1)). Pooling makes the encoder
+    invariant to the order of the elements by construction.
+
+    Args:
+        in_features: Dh, size of an element.
+        hidden_features: size of the projected elements.
+        out_features: Dw.
+        pooling: ``"sum"`` (SRVP) or ``"mean"``.
+        output_activation: ``"tanh"`` (SRVP) or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        out_features: int,
+        *,
+        pooling: str = "sum",
+        output_activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.pooling = check_choice(pooling, "pooling", ("sum", "mean"))
+        check_choice(output_activation, "output_activation", ("tanh", "none"))
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.proj = nn.Sequential(nn.Linear(in_features, hidden_features), nn.ReLU())
+        act: nn.Module = nn.Tanh() if output_activation == "tanh" else nn.Identity()
+        self.out = nn.Sequential(nn.Linear(hidden_features, out_features), act)
+
+    def forward(self, elements: torch.Tensor) -> torch.Tensor:
+        """Encode a set (K, B, Dh) of K elements per sequence into (B, Dw)."""
+        check_shape(elements, "k b d", "elements", d=self.in_features)
+        if elements.shape[0] == 0:
+            raise ValueError("elements: expected a non-empty set (K >= 1), got K = 0")
+        h = self.proj(elements)
+        pooled = h.sum(0) if self.pooling == "sum" else h.mean(0)
+        return self.out(pooled)
+
+
+def select_frames(codes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Gather frames per sequence: out[k, b] = codes[indices[k, b], b].
+
+    Args:
+        codes: (T, B, ...).
+        indices: (K, B) integer frame indices.
+
+    Returns:
+        (K, B, ...).
+    """
+    t, b = codes.shape[0], codes.shape[1]
+    check_shape(indices, "k b", "indices", b=b)
+    if indices.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"indices: expected an integer tensor, got {indices.dtype}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= t):
+        raise ValueError(
+            f"indices: expected frame indices in [0, {t - 1}], got {indices.min()}..{indices.max()}"
+        )
+    idx = indices.long().view(*indices.shape, *([1] * (codes.dim() - 2))).expand(-1, -1, *codes.shape[2:])
+    return torch.gather(codes, 0, idx)
+
+
+def random_distinct_frames(
+    n_frames: int,
+    k: int,
+    batch_size: int,
+    *,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """k distinct frame indices drawn uniformly out of ``n_frames``, independently per sequence, (k, B)."""
+    check_positive_int(k, "k")
+    check_positive_int(n_frames, "n_frames")
+    if k > n_frames:
+        raise ValueError(f"k: cannot draw {k} distinct content frames out of {n_frames} available")
+    keys = torch.rand(n_frames, batch_size, device=device, generator=generator)
+    return keys.argsort(dim=0)[:k]
+
+
+def last_frames(
+    n_frames: int, k: int, batch_size: int, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Indices of the last k of ``n_frames`` frames for every sequence, (k, B)."""
+    check_positive_int(k, "k")
+    if k > n_frames:
+        raise ValueError(f"k: cannot take the last {k} content frames out of {n_frames} available")
+    return torch.arange(n_frames - k, n_frames, device=device)[:, None].expand(k, batch_size)

@@ -1,0 +1,71 @@
+"""Amortised posteriors over the initial state and the transition noise, from frame codes."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.distributions import Independent
+
+from latentdyn._checks import check_positive_int, check_shape
+from latentdyn.distributions import GaussianHead
+from latentdyn.nn import MLP
+
+__all__ = ["FilteringPosterior", "InitialStatePosterior"]
+
+
+class InitialStatePosterior(nn.Module):
+    """q(y_0 | x_{0..k−1}): an MLP on the concatenated codes of the first k frames, in time order.
+
+    Args:
+        code_size: Dh, size of a frame code.
+        n_frames: k, number of leading frames read.
+        hidden_size: MLP width.
+        n_layers: number of Linear layers of the MLP.
+        state_size: Dy.
+    """
+
+    def __init__(
+        self, code_size: int, n_frames: int, hidden_size: int, n_layers: int, state_size: int
+    ) -> None:
+        super().__init__()
+        self.code_size = check_positive_int(code_size, "code_size")
+        self.n_frames = check_positive_int(n_frames, "n_frames")
+        self.state_size = check_positive_int(state_size, "state_size")
+        self.head = GaussianHead(MLP(n_frames * code_size, hidden_size, 2 * state_size, n_layers))
+
+    def forward(self, codes: torch.Tensor) -> Independent:
+        """Posterior of y_0 from codes (T, B, Dh) with T >= k; batch (B,), event (Dy,)."""
+        t = check_shape(codes, "t b d", "codes", d=self.code_size)["t"]
+        if t < self.n_frames:
+            raise ValueError(f"codes: expected at least n_frames={self.n_frames} frames, got {t}")
+        return self.head(rearrange(codes[: self.n_frames], "k b d -> b (k d)"))
+
+
+class FilteringPosterior(nn.Module):
+    """q(z_t | x_{0..t}): an LSTM over frame codes whose output at index t parameterises z_t (filtering).
+
+    The LSTM starts from a zero state and reads frames 0..t, so z_t never sees the future. Output 0 is not
+    used: z_t exists for t = 1..T−1.
+
+    Args:
+        code_size: Dh.
+        hidden_size: LSTM size.
+        noise_size: Dz.
+    """
+
+    def __init__(self, code_size: int, hidden_size: int, noise_size: int) -> None:
+        super().__init__()
+        self.code_size = check_positive_int(code_size, "code_size")
+        self.noise_size = check_positive_int(noise_size, "noise_size")
+        self.lstm = nn.LSTM(code_size, check_positive_int(hidden_size, "hidden_size"))
+        self.head = GaussianHead(nn.Linear(hidden_size, 2 * noise_size))
+
+    def features(self, codes: torch.Tensor) -> torch.Tensor:
+        """LSTM outputs (T, B, Dh') for codes (T, B, Dh)."""
+        check_shape(codes, "t b d", "codes", d=self.code_size)
+        return self.lstm(codes)[0]
+
+    def forward(self, codes: torch.Tensor) -> Independent:
+        """Posteriors of z_1..z_{T−1} from codes (T, B, Dh); batch (T−1, B), event (Dz,)."""
+        return self.head(self.features(codes)[1:])

@@ -1,0 +1,56 @@
+"""Vector fields dy/dt = f(t, y, cond) for continuous-time latent dynamics.
+
+The conditioning (SRVP's z) is an explicit argument, never module state, so that any integrator, and the
+adjoint method, can see it.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from latentdyn.nn import MLP
+
+__all__ = ["MLPField", "VectorField"]
+
+
+class VectorField(nn.Module, abc.ABC):
+    """Abstract vector field f(t, y, cond) giving dy/dt."""
+
+    @abc.abstractmethod
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Evaluate dy/dt.
+
+        Args:
+            t: scalar time (0-dim tensor).
+            y: state, (B, Dy).
+            cond: conditioning held constant over the integration, (B, Dz); Dz may be 0.
+
+        Returns:
+            dy/dt, (B, Dy).
+        """
+
+
+class MLPField(VectorField):
+    """Autonomous field f(y, cond) = MLP([y, cond]) (SRVP's residual network; time is ignored).
+
+    Args:
+        state_size: Dy.
+        cond_size: Dz (0 for an unconditioned field).
+        hidden_size: MLP width.
+        n_layers: number of Linear layers.
+    """
+
+    def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
+        super().__init__()
+        if isinstance(cond_size, bool) or not isinstance(cond_size, int) or cond_size < 0:
+            raise ValueError(f"cond_size: expected an int >= 0, got {cond_size!r}")
+        self.state_size = state_size
+        self.cond_size = cond_size
+        self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers)
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """dy/dt = MLP([y, cond]) for y (B, Dy) and cond (B, Dz); returns (B, Dy)."""
+        return self.net(torch.cat([y, cond], dim=-1))

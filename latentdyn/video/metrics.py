@@ -1,0 +1,412 @@
+"""Frame-quality metrics for video prediction: PSNR, SSIM, best-of-N selection and confidence intervals.
+
+Conventions follow the SRVP test protocol (SPEC §6):
+
+* PSNR and SSIM are computed **per frame and per channel**, then averaged over channels. Averaging over
+  time (and the best-of-N choice) is left to :func:`best_of_n`, so that per-time-step curves stay available.
+* SSIM uses an 11×11 Gaussian window (σ = 1.5, normalised to sum 1), K1 = 0.01, K2 = 0.03 and a **valid**
+  convolution (no padding): a 64×64 frame gives a 54×54 SSIM map.
+* Best-of-N keeps, for each test sequence and **each metric separately**, the best and the worst of the N
+  samples; the confidence interval is ``1.96 · std / √n`` with the population std (ddof = 0).
+
+Every function is batched over arbitrary leading axes, so a whole ``(N, T, B, C, H, W)`` stack of samples is
+scored in one call.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import pack, unpack
+
+from latentdyn._checks import check_positive_int, check_shape, check_tensor
+
+__all__ = [
+    "BestOfN",
+    "MeanCI",
+    "best_of_n",
+    "gaussian_window",
+    "mean_confidence_interval",
+    "psnr",
+    "select_samples",
+    "ssim",
+]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Argument checks shared by the frame metrics
+# --------------------------------------------------------------------------------------------------------
+
+
+def _check_positive_real(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a positive real number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _check_frame_pair(pred: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check two same-shape, same-dtype floating tensors of shape ``(..., C, H, W)``."""
+    p = check_tensor(pred, "pred")
+    t = check_tensor(target, "target")
+    for name, x in (("pred", p), ("target", t)):
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{name}: expected a floating-point tensor (values in [0, data_range]), got dtype {x.dtype}; "
+                "convert uint8 frames with x.float() / 255"
+            )
+    if p.dtype != t.dtype:
+        raise TypeError(f"pred and target: expected the same dtype, got {p.dtype} and {t.dtype}")
+    check_shape(p, "... c h w", name="pred")
+    if p.shape != t.shape:
+        raise ValueError(
+            "pred and target: expected the same shape (..., C, H, W), "
+            f"got {list(p.shape)} and {list(t.shape)}"
+        )
+    return p, t
+
+
+def _working_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Half precisions lose too much in squared errors and window moments: compute them in float32.
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+# --------------------------------------------------------------------------------------------------------
+# PSNR
+# --------------------------------------------------------------------------------------------------------
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-frame peak signal-to-noise ratio ``10 · log10(data_range² / MSE)``, averaged over channels.
+
+    The MSE is the mean over ``H × W`` of one frame and one channel; the PSNR of each channel is computed
+    from it and the channel PSNRs are averaged (SPEC §6: a per-frame PSNR, not the PSNR of a pooled MSE).
+    Averaging over time is left to the caller (see :func:`best_of_n`).
+
+    A channel whose prediction equals the target (MSE = 0) has PSNR ``+inf``, and so has the frame: the
+    value is mathematically infinite and is kept as such rather than clipped to an arbitrary ceiling.
+
+    Args:
+        pred: predicted frames, shape ``(..., C, H, W)``, floating point, values in ``[0, data_range]``.
+        target: ground-truth frames, same shape and dtype as ``pred``.
+        data_range: the peak value (1 for frames in ``[0, 1]``).
+
+    Returns:
+        PSNR in decibels, shape ``(...)``; float32 for half-precision inputs, else the input dtype.
+
+    Raises:
+        TypeError: an input is not a floating-point tensor, the dtypes differ, or ``data_range`` is not a
+            real number.
+        ValueError: fewer than 3 dimensions, different shapes, or ``data_range`` not positive and finite.
+    """
+    p, t = _check_frame_pair(pred, target)
+    peak = _check_positive_real(data_range, "data_range")
+    dtype = _working_dtype(p.dtype)
+    mse = (p.to(dtype) - t.to(dtype)).square().mean(dim=(-2, -1))  # (..., C)
+    # 10·log10(peak² / mse); mse = 0 gives log10(0) = -inf, hence +inf dB, without a division warning.
+    per_channel = 20.0 * math.log10(peak) - 10.0 * torch.log10(mse)
+    return per_channel.mean(dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# SSIM
+# --------------------------------------------------------------------------------------------------------
+
+
+def _gaussian_1d(
+    window_size: int, sigma: float, dtype: torch.dtype, device: torch.device | None
+) -> torch.Tensor:
+    offsets = torch.arange(window_size, dtype=torch.float64, device=device) - (window_size - 1) / 2
+    g = torch.exp(-(offsets**2) / (2.0 * sigma**2))
+    return (g / g.sum()).to(dtype)
+
+
+def gaussian_window(
+    window_size: int = 11,
+    sigma: float = 1.5,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Normalised 2-D Gaussian window ``w[i, j] ∝ exp(-((i - r)² + (j - r)²) / 2σ²)``, ``r = (size - 1)/2``.
+
+    It is the outer product of a normalised 1-D Gaussian with itself, so it sums to 1. :func:`ssim` applies
+    it as two 1-D passes, which is the same filter.
+
+    Args:
+        window_size: odd side length of the window.
+        sigma: standard deviation of the Gaussian, in pixels.
+        dtype: dtype of the result.
+        device: device of the result.
+
+    Returns:
+        The window, shape ``(window_size, window_size)``.
+
+    Raises:
+        TypeError: ``window_size`` is not an int or ``sigma`` not a real number.
+        ValueError: ``window_size`` is even or below 1, or ``sigma`` is not positive and finite.
+    """
+    size = check_positive_int(window_size, "window_size")
+    if size % 2 == 0:
+        raise ValueError(f"window_size: expected an odd int (the window has a centre pixel), got {size}")
+    s = _check_positive_real(sigma, "sigma")
+    g = _gaussian_1d(size, s, torch.float64, torch.device(device) if device is not None else None)
+    return torch.outer(g, g).to(dtype)
+
+
+def ssim(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float = 1.0,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
+    """Structural similarity index (Wang et al., 2004) per frame, with a Gaussian window and no padding.
+
+    With window moments ``μ_x, μ_y, σ_x², σ_y², σ_xy`` (population, i.e. weighted by the normalised window)
+    and ``c1 = (k1 · data_range)², c2 = (k2 · data_range)²``, the SSIM map is::
+
+        ((2 μ_x μ_y + c1)(2 σ_xy + c2)) / ((μ_x² + μ_y² + c1)(σ_x² + σ_y² + c2))
+
+    evaluated only where the window fits inside the frame (a "valid" convolution: 54×54 for 64×64 frames
+    with the 11-pixel window). Each channel is filtered separately; the map is averaged over space, then
+    over channels. Averaging over time is left to the caller.
+
+    Args:
+        pred: predicted frames, shape ``(..., C, H, W)``, floating point, values in ``[0, data_range]``.
+        target: ground-truth frames, same shape and dtype as ``pred``.
+        data_range: the dynamic range of the values (1 for frames in ``[0, 1]``).
+        window_size: odd side of the Gaussian window; at most ``min(H, W)``.
+        sigma: standard deviation of the Gaussian window, in pixels.
+        k1: stabilising constant of the luminance term.
+        k2: stabilising constant of the contrast-structure term.
+
+    Returns:
+        SSIM, shape ``(...)``; 1 where ``pred == target``. float32 for half-precision inputs, else the input
+        dtype.
+
+    Raises:
+        TypeError: an input is not a floating-point tensor, the dtypes differ, or an option has the wrong
+            kind.
+        ValueError: fewer than 3 dimensions, different shapes, an even window, a window larger than the
+            frame, or a non-positive option.
+    """
+    p, t = _check_frame_pair(pred, target)
+    peak = _check_positive_real(data_range, "data_range")
+    size = check_positive_int(window_size, "window_size")
+    if size % 2 == 0:
+        raise ValueError(f"window_size: expected an odd int (the window has a centre pixel), got {size}")
+    s = _check_positive_real(sigma, "sigma")
+    c1 = (_check_positive_real(k1, "k1") * peak) ** 2
+    c2 = (_check_positive_real(k2, "k2") * peak) ** 2
+    height, width = p.shape[-2:]
+    if size > min(height, width):
+        raise ValueError(
+            f"window_size: expected at most the frame size min(H, W) = {min(height, width)} "
+            f"(frames are {height}x{width}), got {size}"
+        )
+
+    dtype = _working_dtype(p.dtype)
+    # Fold every leading axis and the channels into one batch axis: each (frame, channel) is filtered
+    # alone, which is what a grouped convolution with one window per channel does.
+    x, packed_shape = pack([p.to(dtype)], "* h w")
+    y = t.to(dtype).reshape(x.shape)
+    moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # (M, 5, H, W)
+    g = _gaussian_1d(size, s, dtype, p.device)
+    # The 2-D window is an outer product, so the valid 2-D convolution is a vertical then a horizontal pass.
+    moments = F.conv2d(moments, g[None, None, :, None].expand(5, 1, size, 1), groups=5)
+    moments = F.conv2d(moments, g[None, None, None, :].expand(5, 1, 1, size), groups=5)
+    mu_x, mu_y, e_xx, e_yy, e_xy = moments.unbind(dim=1)  # each (M, H - size + 1, W - size + 1)
+    var_x = e_xx - mu_x * mu_x
+    var_y = e_yy - mu_y * mu_y
+    cov_xy = e_xy - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
+        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    )
+    per_channel = unpack(ssim_map.mean(dim=(-2, -1)), packed_shape, "*")[0]  # (..., C)
+    return per_channel.mean(dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Best-of-N and confidence intervals
+# --------------------------------------------------------------------------------------------------------
+
+
+class BestOfN(NamedTuple):
+    """Best and worst of N samples for each sequence, for one metric.
+
+    Attributes:
+        best: time-averaged score of the best sample, shape ``(B,)``.
+        worst: time-averaged score of the worst sample, shape ``(B,)``.
+        best_index: index in ``[0, N)`` of the best sample, shape ``(B,)``, int64.
+        worst_index: index of the worst sample, shape ``(B,)``, int64.
+        best_curve: per-time-step scores of the best sample, shape ``(B, T)``; ``None`` when the scores
+            had no time axis.
+        worst_curve: per-time-step scores of the worst sample, shape ``(B, T)``, or ``None``.
+    """
+
+    best: torch.Tensor
+    worst: torch.Tensor
+    best_index: torch.Tensor
+    worst_index: torch.Tensor
+    best_curve: torch.Tensor | None
+    worst_curve: torch.Tensor | None
+
+
+def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
+    """Best-of-N selection: for each sequence, the sample with the best time-averaged score.
+
+    Scores of shape ``(N, B, T)`` are first averaged over time; the sample with the highest (or lowest)
+    average is the best one for that sequence, and its whole curve over time is returned as well. Call it
+    once per metric: the best-PSNR sample may differ from the best-SSIM one (SPEC §6). Ties go to the
+    lowest sample index.
+
+    Per-frame metrics come out of :func:`psnr`/:func:`ssim` as ``(N, T, B)`` for time-first samples
+    ``(N, T, B, C, H, W)``; put time last first, e.g. ``einops.rearrange(s, "n t b -> n b t")``. Then::
+
+        sel = best_of_n(scores, higher_is_better=True)
+        mean, half = mean_confidence_interval(sel.best)        # the printed "mean +/- 1.96 std/sqrt(B)"
+        curve, band = mean_confidence_interval(sel.best_curve)  # per-time-step curve, shape (T,)
+        best_videos = select_samples(samples, sel.best_index, batch_dim=2)
+
+    Args:
+        scores: scores per sample and sequence, shape ``(N, B)``, or per sample, sequence and time step,
+            shape ``(N, B, T)``. Floating point, without NaN (``±inf`` is allowed: PSNR of a perfect frame).
+        higher_is_better: ``True`` for PSNR and SSIM (best = max), ``False`` for LPIPS (best = min).
+
+    Returns:
+        A :class:`BestOfN` with the best and worst scores and their sample indices.
+
+    Raises:
+        TypeError: ``scores`` is not a floating-point tensor or ``higher_is_better`` is not a bool.
+        ValueError: ``scores`` is not 2- or 3-dimensional, has no samples, or contains NaN.
+    """
+    s = check_tensor(scores, "scores")
+    if not isinstance(higher_is_better, bool):
+        raise TypeError(
+            f"higher_is_better: expected a bool (True for PSNR/SSIM, False for LPIPS), "
+            f"got {type(higher_is_better).__name__} {higher_is_better!r}"
+        )
+    if not s.is_floating_point():
+        raise TypeError(f"scores: expected a floating-point tensor, got dtype {s.dtype}")
+    if s.dim() not in (2, 3):
+        raise ValueError(
+            f"scores: expected shape (N, B) or (N, B, T), got {s.dim()} dimensions with shape {list(s.shape)}"
+        )
+    if s.shape[0] == 0:
+        raise ValueError(f"scores: expected at least one sample (N >= 1), got shape {list(s.shape)}")
+    if bool(torch.isnan(s).any()):
+        raise ValueError("scores: contains NaN, so no sample can be ranked; check the metric inputs")
+
+    summary = s.mean(dim=-1) if s.dim() == 3 else s  # (N, B)
+    if higher_is_better:
+        best_index, worst_index = summary.argmax(dim=0), summary.argmin(dim=0)
+    else:
+        best_index, worst_index = summary.argmin(dim=0), summary.argmax(dim=0)
+    columns = torch.arange(summary.shape[1], device=s.device)
+    best_curve = s[best_index, columns] if s.dim() == 3 else None
+    worst_curve = s[worst_index, columns] if s.dim() == 3 else None
+    return BestOfN(
+        best=summary[best_index, columns],
+        worst=summary[worst_index, columns],
+        best_index=best_index,
+        worst_index=worst_index,
+        best_curve=best_curve,
+        worst_curve=worst_curve,
+    )
+
+
+def select_samples(samples: torch.Tensor, index: torch.Tensor, batch_dim: int = 1) -> torch.Tensor:
+    """Per-sequence choice among N samples: ``out[..., b, ...] = samples[index[b], ..., b, ...]``.
+
+    Used to keep the best (or worst) predicted videos after :func:`best_of_n`.
+
+    Args:
+        samples: a stack of samples with the sample axis first and the sequence axis at ``batch_dim``,
+            e.g. ``(N, B, T, C, H, W)`` (``batch_dim=1``) or time-first ``(N, T, B, C, H, W)``
+            (``batch_dim=2``).
+        index: the chosen sample for each sequence, shape ``(B,)``, integer values in ``[0, N)``.
+        batch_dim: position of the sequence axis in ``samples`` (at least 1).
+
+    Returns:
+        ``samples`` without its sample axis: shape ``samples.shape[1:]``.
+
+    Raises:
+        TypeError: an argument has the wrong kind or ``index`` is not an integer tensor.
+        ValueError: ``batch_dim`` is out of range, ``index`` is not ``(B,)`` or has values outside
+            ``[0, N)``.
+    """
+    x = check_tensor(samples, "samples")
+    dim = check_positive_int(batch_dim, "batch_dim")
+    if dim >= x.dim():
+        raise ValueError(
+            f"batch_dim: expected an axis of samples in [1, {x.dim() - 1}], got {dim} "
+            f"for samples of shape {list(x.shape)}"
+        )
+    idx = check_tensor(index, "index")
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise TypeError(f"index: expected an integer tensor, got dtype {idx.dtype}")
+    check_shape(idx, "b", name="index", b=x.shape[dim])
+    n = x.shape[0]
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise ValueError(
+            f"index: expected values in [0, {n}) (N = {n} samples), "
+            f"got range [{int(idx.min())}, {int(idx.max())}]"
+        )
+    moved = x.movedim(dim, 1)  # (N, B, ...)
+    chosen = moved[idx.to(device=x.device, dtype=torch.long), torch.arange(moved.shape[1], device=x.device)]
+    return chosen.movedim(0, dim - 1)
+
+
+class MeanCI(NamedTuple):
+    """Mean with the half-width of its normal-approximation confidence interval (``mean ± half_width``).
+
+    Attributes:
+        mean: the mean over the reduced axis.
+        half_width: ``z · std / √n`` with the population std (ddof = 0).
+    """
+
+    mean: torch.Tensor
+    half_width: torch.Tensor
+
+
+def mean_confidence_interval(values: torch.Tensor, dim: int = 0, z: float = 1.96) -> MeanCI:
+    """Mean and normal-approximation confidence half-width ``z · std / √n`` along one axis.
+
+    The std is the population std (ddof = 0, numpy's default), as in the SRVP printed results; with the
+    default ``z = 1.96`` this is the 95% interval of SPEC §6. One value gives a half-width of 0.
+
+    Args:
+        values: floating-point tensor, e.g. per-sequence best scores ``(B,)`` or curves ``(B, T)``.
+        dim: the axis to reduce (the n values).
+        z: the normal quantile of the interval.
+
+    Returns:
+        A :class:`MeanCI`; both tensors have the shape of ``values`` without ``dim``.
+
+    Raises:
+        TypeError: ``values`` is not a floating-point tensor, ``dim`` not an int, ``z`` not a real number.
+        ValueError: ``dim`` out of range, an empty axis, or ``z`` not positive and finite.
+    """
+    v = check_tensor(values, "values")
+    if not v.is_floating_point():
+        raise TypeError(f"values: expected a floating-point tensor, got dtype {v.dtype}")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim: expected an int, got {type(dim).__name__} {dim!r}")
+    if not -v.dim() <= dim < v.dim():
+        raise ValueError(
+            f"dim: expected an axis in [{-v.dim()}, {v.dim() - 1}], got {dim} for shape {list(v.shape)}"
+        )
+    quantile = _check_positive_real(z, "z")
+    n = v.shape[dim]
+    if n == 0:
+        raise ValueError(f"values: expected at least one value along dim {dim}, got shape {list(v.shape)}")
+    mean = v.mean(dim=dim)
+    std = v.std(dim=dim, correction=0)
+    return MeanCI(mean=mean, half_width=quantile * std / math.sqrt(n))
