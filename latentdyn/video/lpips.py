@@ -1,0 +1,431 @@
+"""Learned perceptual image patch similarity (LPIPS), AlexNet backbone, linear layers v0.1.
+
+This is the metric SRVP reports (SPEC §6): ``net-lin`` with an ImageNet AlexNet and the v0.1 linear
+calibration of Zhang et al. (2018). For two frames ``x`` and ``y`` in ``[-1, 1]`` the distance is
+
+    d(x, y) = Σ_k  mean_{h,w}  Σ_c  w_kc · ( f̂_k(x)_chw − f̂_k(y)_chw )²,
+
+where ``f_k`` is the k-th ReLU output of the backbone applied to the shifted and scaled input
+``(x − shift) / scale``, ``f̂_k = f_k / (‖f_k‖_c + 1e-10)`` is normalised to unit length over channels at
+every pixel, and ``w_k ≥ 0`` are the learned 1×1 linear weights (no bias).
+
+Frames are **not resized** (SRVP scores 64×64 frames as they are) and grayscale frames are repeated to three
+channels. The backbone is a plain module returning a list of feature maps, so a reduced network (one layer,
+a few channels) can stand in for AlexNet in tests.
+
+Weights are not downloaded. :meth:`LPIPS.from_files` finds
+
+* the torchvision ImageNet AlexNet file ``alexnet-owt-7be5be79.pth`` (user-supplied: pass its path, set
+  ``LATENTDYN_ALEXNET_WEIGHTS``, or put it where torchvision caches it, ``torch.hub.get_dir()/checkpoints/``);
+* the v0.1 linear weights, shipped in ``latentdyn/data/lpips_alex_v0.1.pth`` (BSD-2-Clause, see
+  ``latentdyn/data/README.md``), which an argument, ``LATENTDYN_LPIPS_WEIGHTS`` or a file of the same name in
+  the torch cache directory override.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from einops import pack, unpack
+from torch import nn
+
+from latentdyn._checks import check_shape, check_tensor
+
+__all__ = [
+    "ALEXNET_ENV_VAR",
+    "ALEXNET_FILENAME",
+    "LPIPS",
+    "LPIPS_ENV_VAR",
+    "LPIPS_LIN_FILENAME",
+    "AlexNetFeatures",
+    "ScalingLayer",
+    "normalize_channels",
+]
+
+ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
+"""File name of torchvision's ImageNet AlexNet weights (also its name in the torch cache directory)."""
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+ALEXNET_ENV_VAR = "LATENTDYN_ALEXNET_WEIGHTS"
+LPIPS_LIN_FILENAME = "lpips_alex_v0.1.pth"
+"""File name of the LPIPS v0.1 AlexNet linear weights (shipped copy and torch cache directory)."""
+LPIPS_ENV_VAR = "LATENTDYN_LPIPS_WEIGHTS"
+SHIPPED_LIN_PATH = Path(__file__).resolve().parent.parent / "data" / LPIPS_LIN_FILENAME
+
+# Published ScalingLayer constants of the LPIPS code: inputs in [-1, 1] are shifted and scaled per channel.
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_NORM_EPS = 1e-10
+
+
+# --------------------------------------------------------------------------------------------------------
+# Weight files: where to find them, how to read and check them (shared with latentdyn.video.fvd)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _resolve_weights_path(
+    argument: str | os.PathLike[str] | None,
+    *,
+    env_var: str,
+    filename: str,
+    what: str,
+    source: str,
+    argument_name: str,
+    shipped: Path | None = None,
+) -> Path:
+    """Find a weights file: the argument, then ``env_var``, then the torch cache dir, then ``shipped``.
+
+    An explicit argument or environment variable that points nowhere is an error, not a reason to look
+    elsewhere: silently using another file would hide a typo.
+    """
+    if argument is not None:
+        path = Path(argument).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{argument_name}: {what} file {str(path)!r} does not exist")
+        return path
+    from_env = os.environ.get(env_var)
+    if from_env:
+        path = Path(from_env).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{env_var} is set to {from_env!r}, but no {what} file exists there; "
+                "fix the variable or unset it"
+            )
+        return path
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cached.is_file():
+        return cached
+    if shipped is not None and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(
+        f"{what} not found. Get {filename!r} ({source}) and do one of: "
+        f"(1) pass {argument_name}='/path/to/{filename}'; "
+        f"(2) set the environment variable {env_var}=/path/to/{filename}; "
+        f"(3) put it at {str(cached)!r} (the torch cache directory, torch.hub.get_dir()/checkpoints)."
+    )
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a ``{name: tensor}`` file with ``torch.load(weights_only=True)`` onto the CPU."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{str(path)!r}: cannot be read as a PyTorch state dict ({err})") from err
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise ValueError(
+            f"{str(path)!r}: expected a state dict (a mapping from parameter names to tensors), "
+            f"got {type(loaded).__name__}"
+        )
+    return dict(loaded)
+
+
+def _check_state(
+    expected: Mapping[str, torch.Size],
+    state: Mapping[str, torch.Tensor],
+    path: Path,
+    *,
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Check that ``state`` has exactly the ``expected`` keys and shapes, naming the file and key on error.
+
+    Args:
+        expected: the shape of every key the receiving module needs.
+        state: the tensors read from ``path`` (already filtered of entries that are ignored on purpose).
+        path: the file, for messages.
+        optional: suffixes of ``expected`` keys that may be absent (e.g. ``num_batches_tracked``).
+    """
+    for key in state:
+        if key not in expected:
+            raise ValueError(
+                f"{str(path)!r}: unexpected key {key!r} (expected keys like {next(iter(expected))!r})"
+            )
+    for key, want in expected.items():
+        if key not in state:
+            if optional and key.endswith(optional):
+                continue
+            raise ValueError(f"{str(path)!r}: missing key {key!r}")
+        got = state[key]
+        if tuple(got.shape) != tuple(want):
+            raise ValueError(f"{str(path)!r}: key {key!r} has shape {list(got.shape)}, expected {list(want)}")
+
+
+def _load_checked(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    path: Path,
+    *,
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Copy ``state`` into ``module`` after :func:`_check_state` against the module's own state dict."""
+    _check_state({k: v.shape for k, v in module.state_dict().items()}, state, path, optional=optional)
+    module.load_state_dict(dict(state), strict=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------------
+
+
+class ScalingLayer(nn.Module):
+    """Per-channel affine map ``(x − shift) / scale`` of LPIPS, applied to RGB frames in ``[-1, 1]``.
+
+    The constants are built in the input's dtype at every call (not stored as float32 buffers), so a
+    float64 computation uses them at full precision.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shift and scale RGB frames.
+
+        Args:
+            x: frames in ``[-1, 1]``, shape ``(B, 3, H, W)``.
+
+        Returns:
+            The scaled frames, shape ``(B, 3, H, W)``.
+        """
+        shift = torch.tensor(_SHIFT, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        scale = torch.tensor(_SCALE, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        return (x - shift) / scale
+
+
+def normalize_channels(features: torch.Tensor, eps: float = _NORM_EPS) -> torch.Tensor:
+    """Unit normalisation over channels ``f / (‖f‖₂ + eps)`` at every pixel, as LPIPS does.
+
+    Args:
+        features: feature maps, shape ``(B, C, H, W)``.
+        eps: added to the norm (not under the square root), so all-zero features stay zero.
+
+    Returns:
+        The normalised maps, shape ``(B, C, H, W)``.
+    """
+    norm = features.square().sum(dim=1, keepdim=True).sqrt()
+    return features / (norm + eps)
+
+
+class AlexNetFeatures(nn.Module):
+    """AlexNet convolutional trunk returning the five ReLU outputs ``relu1 … relu5`` used by LPIPS.
+
+    The parameters live in ``self.features``, an ``nn.Sequential`` with the indices of torchvision's
+    ``alexnet().features`` (convolutions at 0, 3, 6, 8 and 10), so torchvision's ImageNet state dict
+    (``features.0.weight`` …) loads into it directly; its ``classifier.*`` entries are not needed.
+
+    The taps follow LPIPS: ``relu1`` after the first convolution, ``relu2`` after max-pooling and the second
+    convolution, ``relu3``-``relu5`` after the third to fifth convolutions (the last max-pool is not used).
+    For a 64×64 input the maps are 15×15, 7×7, 3×3, 3×3 and 3×3.
+    """
+
+    channels: tuple[int, ...] = (64, 192, 384, 256, 256)
+    _taps: tuple[int, ...] = (1, 4, 7, 9, 11)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five ReLU feature maps.
+
+        Args:
+            x: scaled RGB frames, shape ``(B, 3, H, W)``; at least 11×11 pixels.
+
+        Returns:
+            ``[relu1, …, relu5]``, shapes ``(B, C_k, H_k, W_k)`` with ``C = (64, 192, 384, 256, 256)``.
+        """
+        outputs: list[torch.Tensor] = []
+        h = x
+        for index, layer in enumerate(self.features):
+            if index > self._taps[-1]:
+                break
+            h = layer(h)
+            if index in self._taps:
+                outputs.append(h)
+        return outputs
+
+    def load_torchvision_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load torchvision's ImageNet AlexNet state dict (``alexnet-owt-7be5be79.pth``) from ``path``.
+
+        Only the ``features.*`` entries are used; ``classifier.*`` entries are ignored.
+
+        Raises:
+            ValueError: the file is not a state dict, or a ``features.*`` key is missing, unexpected or has
+                the wrong shape (the message names the file and the key).
+        """
+        file = Path(path)
+        state = _read_state_dict(file)
+        kept = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        _load_checked(self, kept, file)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The metric
+# --------------------------------------------------------------------------------------------------------
+
+
+class LPIPS(nn.Module):
+    """LPIPS distance ``d(x, y) = Σ_k mean_hw Σ_c w_kc (f̂_k(x) − f̂_k(y))²`` between frames in ``[0, 1]``.
+
+    ``LPIPS()`` builds the AlexNet configuration with *random* weights (for tests and shape checks); the
+    metric SRVP reports is :meth:`LPIPS.from_files`. Any backbone returning a list of feature maps can be
+    used, with one 1×1 linear layer (no bias) per map: ``lins[k]`` holds the weights ``w_k``.
+
+    Args:
+        backbone: module mapping scaled frames ``(B, 3, H, W)`` to a list of ``len(channels)`` feature maps
+            ``(B, C_k, H_k, W_k)``; default :class:`AlexNetFeatures`.
+        channels: the channel count ``C_k`` of each map; required with a custom backbone, default
+            ``AlexNetFeatures.channels``.
+
+    Raises:
+        ValueError: ``channels`` is missing for a custom backbone, or empty / not positive.
+    """
+
+    def __init__(self, *, backbone: nn.Module | None = None, channels: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if backbone is None:
+            backbone = AlexNetFeatures()
+            channels = AlexNetFeatures.channels if channels is None else channels
+        if channels is None:
+            raise ValueError(
+                "channels: required with a custom backbone (the channel count of each feature map)"
+            )
+        channels = tuple(channels)
+        if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+            raise ValueError(f"channels: expected a non-empty sequence of positive ints, got {channels!r}")
+        self.channels = channels
+        self.scaling = ScalingLayer()
+        self.backbone = backbone
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1, bias=False) for c in channels)
+
+    @classmethod
+    def from_files(
+        cls,
+        alexnet_path: str | os.PathLike[str] | None = None,
+        lin_path: str | os.PathLike[str] | None = None,
+    ) -> LPIPS:
+        """The LPIPS metric of the paper: ImageNet AlexNet + v0.1 linear weights, in eval mode, frozen.
+
+        Each path is resolved from the argument, then an environment variable (``LATENTDYN_ALEXNET_WEIGHTS``,
+        ``LATENTDYN_LPIPS_WEIGHTS``), then the torch cache directory
+        (``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth`` and ``…/lpips_alex_v0.1.pth``), then,
+        for the linear weights only, the copy shipped in ``latentdyn/data/``.
+
+        Args:
+            alexnet_path: torchvision's ``alexnet-owt-7be5be79.pth`` (keys ``features.0.weight`` …).
+            lin_path: the LPIPS v0.1 ``alex.pth`` (keys ``lin0.model.1.weight`` … ``lin4.model.1.weight``).
+
+        Raises:
+            FileNotFoundError: a file cannot be found; the message says which file and the three places
+                to put it.
+            ValueError: a file is not a state dict or has a missing, unexpected or wrongly shaped key.
+        """
+        alexnet_file = _resolve_weights_path(
+            alexnet_path,
+            env_var=ALEXNET_ENV_VAR,
+            filename=ALEXNET_FILENAME,
+            what="AlexNet ImageNet weights",
+            source=f"torchvision's ImageNet AlexNet, {ALEXNET_URL}",
+            argument_name="alexnet_path",
+        )
+        lin_file = _resolve_weights_path(
+            lin_path,
+            env_var=LPIPS_ENV_VAR,
+            filename=LPIPS_LIN_FILENAME,
+            what="LPIPS v0.1 linear weights",
+            source="weights/v0.1/alex.pth of the PerceptualSimilarity code or the `lpips` package",
+            argument_name="lin_path",
+            shipped=SHIPPED_LIN_PATH,
+        )
+        metric = cls()
+        backbone = metric.backbone
+        if not isinstance(backbone, AlexNetFeatures):  # pragma: no cover - cls() always builds AlexNet
+            raise TypeError("internal: LPIPS() must build an AlexNetFeatures backbone")
+        backbone.load_torchvision_weights(alexnet_file)
+        metric.load_lin_weights(lin_file)
+        metric.eval()
+        metric.requires_grad_(False)
+        return metric
+
+    def load_lin_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load LPIPS linear weights saved by PerceptualSimilarity (keys ``lin{k}.model.1.weight``).
+
+        Raises:
+            ValueError: the file is not a state dict, or a key is missing, unexpected or wrongly shaped.
+        """
+        file = Path(path)
+        state = _read_state_dict(file)
+        # PerceptualSimilarity wraps each layer as Sequential(Dropout, Conv2d): the conv is "model.1".
+        weights = [lin.weight for lin in self._lin_layers()]
+        expected = {f"lin{k}.model.1.weight": w.shape for k, w in enumerate(weights)}
+        _check_state(expected, state, file)
+        with torch.no_grad():
+            for k, w in enumerate(weights):
+                w.copy_(state[f"lin{k}.model.1.weight"])
+
+    def _lin_layers(self) -> list[nn.Conv2d]:
+        return [lin for lin in self.lins if isinstance(lin, nn.Conv2d)]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """LPIPS distance between corresponding frames of ``x`` and ``y``.
+
+        Args:
+            x: frames in ``[0, 1]``, shape ``(..., C, H, W)`` with ``C`` = 1 (repeated to RGB) or 3;
+                floating point. Frames are not resized.
+            y: frames, same shape and dtype as ``x``.
+
+        Returns:
+            Distances, shape ``(...)``, one per frame pair.
+
+        Raises:
+            TypeError: an input is not a floating-point tensor, or the dtypes differ.
+            ValueError: fewer than 3 dimensions, different shapes, or ``C`` not 1 or 3.
+        """
+        a = check_tensor(x, "x")
+        b = check_tensor(y, "y")
+        for name, t in (("x", a), ("y", b)):
+            if not t.is_floating_point():
+                raise TypeError(
+                    f"{name}: expected a floating-point tensor with values in [0, 1], got dtype {t.dtype}; "
+                    "convert uint8 frames with x.float() / 255"
+                )
+        if a.dtype != b.dtype:
+            raise TypeError(f"x and y: expected the same dtype, got {a.dtype} and {b.dtype}")
+        sizes = check_shape(a, "... c h w", name="x")
+        if a.shape != b.shape:
+            raise ValueError(
+                f"x and y: expected the same shape (..., C, H, W), got {list(a.shape)} and {list(b.shape)}"
+            )
+        if sizes["c"] not in (1, 3):
+            raise ValueError(f"x: expected 1 (grayscale) or 3 (RGB) channels, got shape {list(a.shape)}")
+
+        frames, packed_shape = pack([a, b], "* c h w")  # x frames first, then y frames: one backbone pass
+        if sizes["c"] == 1:
+            frames = frames.expand(-1, 3, -1, -1)
+        feats = self.backbone(self.scaling(frames * 2.0 - 1.0))
+        if len(feats) != len(self.lins):
+            raise ValueError(
+                f"backbone: returned {len(feats)} feature maps, but LPIPS has {len(self.lins)} linear layers"
+            )
+        n = frames.shape[0] // 2
+        total = frames.new_zeros(n)
+        for feat, lin in zip(feats, self.lins):
+            unit = normalize_channels(feat)
+            diff = (unit[:n] - unit[n:]).square()
+            total = total + lin(diff).mean(dim=(-2, -1)).squeeze(1)
+        [distance] = unpack(total, packed_shape[:1], "*")
+        return distance
