@@ -1,0 +1,103 @@
+"""Run directories and checkpoints: atomic writes, ``weights_only=True`` loads.
+
+A run directory holds ``config.json`` (``{"model": ..., "train": ...}``) and ``checkpoints/{last,best}.pt``,
+each a dict with the model state and, for training checkpoints, optimizer, scheduler, step and RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from examples.srvp.config import ModelConfig, config_from_dict
+
+__all__ = [
+    "atomic_write_text",
+    "checkpoint_path",
+    "load_checkpoint",
+    "load_model",
+    "read_run_config",
+    "save_checkpoint",
+]
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    _atomic(Path(path), lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint without unpickling code (``weights_only=True``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint: no file at {p}")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or not a torch file
+        raise ValueError(f"checkpoint: cannot read {p}: {e}") from e
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"checkpoint: {p} is not a latentdyn checkpoint (no 'model' entry)")
+    return data
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
+    """Path of ``checkpoints/<which>.pt``; ``best`` falls back to ``last`` when there is no best yet."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    p = ckpt_dir / f"{which}.pt"
+    if which == "best" and not p.exists():
+        p = ckpt_dir / "last.pt"
+    if not p.exists():
+        raise FileNotFoundError(
+            f"run_dir: no checkpoint {which}.pt (or last.pt) in {ckpt_dir}; train first or pass a run directory"
+        )
+    return p
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``config.json`` of a run directory."""
+    p = Path(run_dir) / "config.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"run_dir: no config.json in {run_dir}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"run_dir: {p} is not valid JSON: {e}") from e
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"run_dir: {p} has no 'model' section")
+    return data
+
+
+def load_model(
+    run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
+) -> Any:
+    """The SRVP model of a run directory, in eval mode."""
+    from examples.srvp.model import SRVP
+
+    config = config_from_dict(ModelConfig, read_run_config(run_dir)["model"])
+    model = SRVP(config)
+    model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, which))["model"])
+    return model.to(device).eval()

@@ -1,0 +1,372 @@
+"""SRVP composed from latentdyn parts: wiring only.
+
+    frames x ──encoder──► codes h ─┬─ q(y_0 | h_0..h_{k-1})            (InitialStatePosterior)
+                                   ├─ q(z_t | h_0..h_t)                 (FilteringPosterior)
+                                   └─ w = DeepSet(h of k frames)        (DeepSetEncoder)
+    y_0 ──LatentSSM(ResidualCell(f), p(z|y))──► y_0..y_{T-1} ──decoder([w, y], skips)──► x̂
+
+Shapes are time-first: frames (T, B, C, H, W), codes (T, B, Dh), states (T, B, Dy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+from torch.distributions import Independent
+
+from examples.srvp.config import ModelConfig
+from latentdyn._checks import check_positive_int, check_shape
+from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
+from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal
+from latentdyn.encoders.content import DeepSetEncoder, last_frames, random_distinct_frames, select_frames
+from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder, init_conv_weights_
+from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior
+from latentdyn.fields import MLPField
+from latentdyn.integrators import by_name
+from latentdyn.nn import MLP, init_orthogonal_
+from latentdyn.objectives import (
+    ElboTerms,
+    elbo,
+    gaussian_nll,
+    kl_per_sequence,
+    residual_penalty,
+)
+from latentdyn.ssm import LatentSSM, Rollout, Sampler, default_sampler
+
+__all__ = ["SRVP", "Encoded", "Prediction", "SRVPOutput"]
+
+
+@dataclass
+class Encoded:
+    """Frame codes and the skip tensors of every frame.
+
+    Attributes:
+        codes: (T, B, Dh).
+        skips: one tensor per encoder block, deepest first, each (T, B, C_j, H_j, W_j); empty without skips.
+    """
+
+    codes: torch.Tensor
+    skips: list[torch.Tensor]
+
+
+@dataclass
+class SRVPOutput:
+    """Result of :meth:`SRVP.infer`.
+
+    Attributes:
+        frames: decoded frames at integer times (T, B, C, H, W), or at every sub-step
+            ((T−1)·n + 1, B, C, H, W) when asked.
+        rollout: the latent trajectory, z, prior, posterior and residuals.
+        q_y0: q(y_0 | x_0..x_{k−1}), batch (B,).
+        w: content, (B, Dw), or None without content.
+        content_indices: frames used for w, (k, B), or None.
+        skip_index: frame whose skips fed the decoder, (B,), or None.
+    """
+
+    frames: torch.Tensor
+    rollout: Rollout
+    q_y0: Independent
+    w: torch.Tensor | None
+    content_indices: torch.Tensor | None
+    skip_index: torch.Tensor | None
+
+
+@dataclass
+class Prediction:
+    """Result of :meth:`SRVP.predict`: N sampled futures of B sequences.
+
+    Attributes:
+        frames: predicted frames clamped to [0, 1], (N, T_f, B, C, H, W) for T_f = n_future frames, or
+            (N, T_f·n, B, C, H, W) with every intermediate frame when ``substep_frames`` was asked (frame j is
+            at time nt_cond − 1 + (j + 1)/n).
+        cond_frames: reconstructions of the conditioning frames, (N, T_c, B, C, H, W).
+        states: predicted states at frame times, (N, T_f, B, Dy).
+        cond_rollout: the posterior rollout over the conditioning frames, batch N·B (sample-major).
+        future_rollout: the prior rollout from the last conditioning state, batch N·B (sample-major);
+            its first state is the last conditioning state.
+    """
+
+    frames: torch.Tensor
+    cond_frames: torch.Tensor
+    states: torch.Tensor
+    cond_rollout: Rollout
+    future_rollout: Rollout
+
+
+class SRVP(nn.Module):
+    """Stochastic Latent Residual Video Predictor (Franceschi et al., 2020) from latentdyn parts.
+
+    Args:
+        config: the model configuration.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config: expected a ModelConfig, got {type(config).__name__}")
+        self.config = c = config
+        # Construction order = the official registration order, so that a seeded RNG draws the same
+        # default initialisations: encoder, decoder, w, q(y_0), z LSTM and head, prior, dynamics.
+        enc_cls, dec_cls = (
+            (DCGANEncoder, DCGANDecoder) if c.architecture == "dcgan" else (VGGEncoder, VGGDecoder)
+        )
+        w_size = c.inference_hidden if c.use_content else 0
+        self.encoder = enc_cls(
+            image_size=c.image_size, channels=c.channels, base_width=c.conv_width, code_size=c.code_size
+        )
+        self.decoder = dec_cls(
+            image_size=c.image_size,
+            channels=c.channels,
+            base_width=c.conv_width,
+            in_features=w_size + c.state_size,
+            skip=c.skip_connections,
+        )
+        self.content = (
+            DeepSetEncoder(c.code_size, c.inference_hidden, c.inference_hidden) if c.use_content else None
+        )
+        self.q_y = InitialStatePosterior(
+            c.code_size, c.n_inference_frames, c.inference_hidden, c.inference_layers, c.state_size
+        )
+        self.q_z = FilteringPosterior(c.code_size, c.inference_hidden, c.noise_size) if c.use_noise else None
+        prior = (
+            ConditionalGaussianPrior(
+                MLP(c.state_size, c.residual_hidden, 2 * c.noise_size, c.residual_layers)
+            )
+            if c.use_noise
+            else None
+        )
+        self.ssm = LatentSSM(self._make_cell(c), prior)
+        self.prior_y0 = StandardNormal(c.state_size)
+
+    @staticmethod
+    def _make_cell(c: ModelConfig) -> TransitionCell:
+        if c.transition == "mlp":
+            return MLPCell(c.state_size, c.z_size, c.residual_hidden, c.residual_layers)
+        if c.transition == "gru":
+            return GRUCell(c.state_size, c.z_size)
+        field = MLPField(c.state_size, c.z_size, c.residual_hidden, c.residual_layers)
+        if c.integrator == "euler-ref":
+            return ResidualCell(field, c.state_size, c.z_size, c.n_substeps)
+        integrator = by_name(c.integrator, adjoint=c.adjoint) if c.adjoint else by_name(c.integrator)
+        return ODECell(field, integrator, c.state_size, c.z_size, c.n_substeps)
+
+    def init_weights(self) -> SRVP:
+        """The official initialisation (not run by the constructor, as in the official code).
+
+        Convolutions N(0, 0.02²), BatchNorm scales N(1, 0.02²) and zero biases in the encoder and decoder; the
+        residual function f gets orthogonal weights with gain ``residual_gain`` and zero biases; everything
+        else keeps PyTorch's defaults.
+        """
+        init_conv_weights_(self.encoder)
+        init_conv_weights_(self.decoder)
+        cell = self.ssm.cell
+        if isinstance(cell, (ResidualCell, ODECell)):
+            init_orthogonal_(cell.field, self.config.residual_gain)
+        elif isinstance(cell, MLPCell):
+            init_orthogonal_(cell.net, self.config.residual_gain)
+        return self
+
+    # ---------------------------------------------------------------------------------------------- parts
+    def check_frames(self, x: torch.Tensor, name: str = "x") -> tuple[int, int]:
+        """Check frames (T, B, C, H, W) against the configuration; returns (T, B)."""
+        c = self.config
+        s = check_shape(x, "t b c h w", name, c=c.channels, h=c.image_size, w=c.image_size)
+        return s["t"], s["b"]
+
+    def encode(self, x: torch.Tensor) -> Encoded:
+        """Encode every frame of x (T, B, C, H, W) at once (BatchNorm sees all T·B frames in training)."""
+        t = x.shape[0]
+        out = self.encoder(rearrange(x, "t b c h w -> (t b) c h w"))
+        skips = [rearrange(s, "(t b) c h w -> t b c h w", t=t) for s in out.skips]
+        return Encoded(
+            rearrange(out.code, "(t b) d -> t b d", t=t), skips if self.config.skip_connections else []
+        )
+
+    def infer_content(self, codes: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Content w from the codes of k frames per sequence (codes (T, B, Dh), indices (k, B)); (B, Dw)."""
+        if self.content is None:
+            return None
+        t, b = codes.shape[:2]
+        if indices is None:
+            indices = self.content_indices(t, b, codes.device)
+        return self.content(select_frames(codes, indices))
+
+    def content_indices(self, n_frames: int, batch_size: int, device: torch.device) -> torch.Tensor:
+        """k distinct random frames per sequence in training; the last k frames in eval mode. (k, B)."""
+        k = self.config.n_inference_frames
+        if self.training:
+            return random_distinct_frames(n_frames, k, batch_size, device=device)
+        return last_frames(n_frames, k, batch_size, device=device)
+
+    def skip_frames(
+        self, enc: Encoded, index: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Skips of one frame per sequence: random in training, the last one in eval mode. Each (B, C, H, W)."""
+        if not enc.skips:
+            return [], None
+        t, b = enc.codes.shape[:2]
+        if index is None:
+            index = (
+                torch.randint(t, (b,), device=enc.codes.device)
+                if self.training
+                else torch.full((b,), t - 1, device=enc.codes.device)
+            )
+        return [select_frames(s, index[None])[0] for s in enc.skips], index
+
+    def decode(self, states: torch.Tensor, w: torch.Tensor | None, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Frames (T, B, C, H, W) from states (T, B, Dy), content w (B, Dw) and one frame's skips (B, ...)."""
+        t = states.shape[0]
+        h = states if w is None else torch.cat([repeat(w, "b d -> t b d", t=t), states], dim=-1)
+        sk = [rearrange(repeat(s, "b c h w -> t b c h w", t=t), "t b c h w -> (t b) c h w") for s in skips]
+        out = self.decoder(rearrange(h, "t b d -> (t b) d"), sk or None)
+        return rearrange(out, "(t b) c h w -> t b c h w", t=t)
+
+    # ---------------------------------------------------------------------------------------------- passes
+    def infer(
+        self,
+        x: torch.Tensor,
+        n_frames: int | None = None,
+        *,
+        n_substeps: int | None = None,
+        sample: bool = True,
+        sampler: Sampler | None = None,
+        decode_substeps: bool = False,
+        content_indices: torch.Tensor | None = None,
+        skip_index: torch.Tensor | None = None,
+    ) -> SRVPOutput:
+        """Posterior pass over x (the official ``forward``): y_0 and z from x, prior beyond the given frames.
+
+        Args:
+            x: given frames, (T, B, C, H, W) in [0, 1].
+            n_frames: frames to generate, at least T (defaults to T); z beyond frame T−1 comes from the prior.
+            n_substeps: sub-steps per frame (defaults to the configuration's).
+            sample: sample latents (else means); ignored when ``sampler`` is given.
+            sampler: custom noise (roles "y0", "z_posterior", "z_prior").
+            decode_substeps: decode every sub-step state instead of frame times only.
+            content_indices: frames used for w, (k, B) (default: random in training, last k in eval).
+            skip_index: frame whose skips feed the decoder, (B,) (default: random / last).
+        """
+        t, b = self.check_frames(x)
+        n_frames = t if n_frames is None else check_positive_int(n_frames, "n_frames")
+        if n_frames < t:
+            raise ValueError(f"n_frames: expected at least the {t} given frames, got {n_frames}")
+        draw = sampler if sampler is not None else default_sampler(sample)
+        enc = self.encode(x)
+        if content_indices is None and self.content is not None:
+            content_indices = self.content_indices(t, b, x.device)
+        w = self.infer_content(enc.codes, content_indices)
+        q_y0 = self.q_y(enc.codes)
+        y0 = draw(q_y0, "y0")
+        posterior = self.q_z(enc.codes) if self.q_z is not None and t > 1 else None
+        roll = self.ssm.rollout(y0, n_frames, posterior=posterior, sampler=draw, n_substeps=n_substeps)
+        skips, skip_index = self.skip_frames(enc, skip_index)
+        frames = self.decode(roll.substates if decode_substeps else roll.states, w, skips)
+        return SRVPOutput(frames, roll, q_y0, w, content_indices, skip_index)
+
+    def loss_terms(self, x: torch.Tensor, out: SRVPOutput) -> ElboTerms:
+        """Official loss terms of a posterior pass, computed in float32, averaged over the batch.
+
+        nll: Gaussian NLL (std obs_scale, constant included) summed over T, C, H, W; kl_y: KL(q(y_0) ‖ N(0, I));
+        kl_z: Σ_t KL(q(z_t) ‖ p(z_t | y_{t−1})); residual: Σ over sub-steps of ‖Δt·f‖₂.
+        """
+        c = self.config
+        frames = out.frames.float()
+        if frames.shape != x.shape:
+            raise ValueError(
+                f"out: decoded frames {list(frames.shape)} do not match x {list(x.shape)}; decode frame times only"
+            )
+        nll = gaussian_nll(x.float(), frames, c.obs_scale)
+        kl_y = kl_per_sequence(_float(out.q_y0), self.prior_y0(x.shape[1]))
+        roll = out.rollout
+        kl_z = (
+            kl_per_sequence(_float(roll.posterior), _float(roll.prior))
+            if roll.posterior is not None and roll.prior is not None
+            else None
+        )
+        residual = residual_penalty(roll.residuals.float()) if roll.residuals is not None else None
+        return elbo(
+            nll, kl_y, kl_z, residual, beta_y=c.beta_y, beta_z=c.beta_z, residual_weight=c.residual_weight
+        )
+
+    def forward(self, x: torch.Tensor, **kwargs: object) -> tuple[ElboTerms, SRVPOutput]:
+        """Training call: posterior pass over all of x (T, B, C, H, W) and the loss terms."""
+        out = self.infer(x, **kwargs)  # type: ignore[arg-type]
+        return self.loss_terms(x, out), out
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, *, sample: bool = False) -> torch.Tensor:
+        """Reconstruction of x (T, B, C, H, W) from its own posterior, clamped to [0, 1]."""
+        return self.infer(x, sample=sample).frames.clamp(0, 1)
+
+    def predict(
+        self,
+        cond_frames: torch.Tensor,
+        n_future: int,
+        n_samples: int = 1,
+        *,
+        n_substeps: int | None = None,
+        substep_frames: bool = False,
+        sample: bool = True,
+        sampler: Sampler | None = None,
+    ) -> Prediction:
+        """Sample N futures of B sequences in one batched pass (the official test protocol).
+
+        For every sample the posterior on the conditioning frames is re-sampled (new y_0 and z), using the
+        training sub-step count; then z is drawn from the prior for ``n_future`` frames with ``n_substeps``
+        sub-steps per frame (e.g. twice the training value for the paper's Δt/2). w and the skips come from
+        the last conditioning frames. Frames are clamped to [0, 1].
+
+        Args:
+            cond_frames: conditioning frames, (T_c, B, C, H, W) with T_c >= k.
+            n_future: frames to predict after the conditioning ones.
+            n_samples: N futures per sequence.
+            n_substeps: sub-steps per frame for the prediction (default: the training value).
+            substep_frames: also decode every intermediate state (frames at times between frames).
+            sample: sample latents, else use means.
+            sampler: custom noise (roles "y0", "z_posterior", "z_prior"), drawing for N·B sequences.
+        """
+        tc, b = self.check_frames(cond_frames, "cond_frames")
+        check_positive_int(n_future, "n_future")
+        n = check_positive_int(n_samples, "n_samples")
+        if tc < self.config.n_inference_frames:
+            raise ValueError(
+                f"cond_frames: expected at least n_inference_frames={self.config.n_inference_frames} frames, "
+                f"got {tc}"
+            )
+        draw = sampler if sampler is not None else default_sampler(sample)
+        enc = self.encode(cond_frames)
+        w = self.infer_content(
+            enc.codes, last_frames(tc, self.config.n_inference_frames, b, device=enc.codes.device)
+        )
+        skips, _ = self.skip_frames(enc, torch.full((b,), tc - 1, device=enc.codes.device))
+        # Every sample re-infers the posterior: tile the codes N times along the batch (sample-major).
+        codes = repeat(enc.codes, "t b d -> t (n b) d", n=n)
+        w_n = repeat(w, "b d -> (n b) d", n=n) if w is not None else None
+        skips_n = [repeat(s, "b c h w -> (n b) c h w", n=n) for s in skips]
+        y0 = draw(self.q_y(codes), "y0")
+        posterior = self.q_z(codes) if self.q_z is not None and tc > 1 else None
+        cond = self.ssm.rollout(y0, tc, posterior=posterior, sampler=draw)
+        future = self.ssm.rollout(
+            cond.states[-1], n_future + 1, sampler=draw, n_substeps=n_substeps, t0=tc - 1
+        )
+        states = future.substates[1:] if substep_frames else future.states[1:]
+        frames = self.decode(states, w_n, skips_n).clamp(0, 1)
+        cond_rec = self.decode(cond.states, w_n, skips_n).clamp(0, 1)
+        split = "t (n b) ... -> n t b ..."
+        return Prediction(
+            rearrange(frames, split, n=n),
+            rearrange(cond_rec, split, n=n),
+            rearrange(future.states[1:], split, n=n),
+            cond,
+            future,
+        )
+
+
+def _float(d: Independent | None) -> Independent:
+    """The same diagonal Gaussian in float32 (loss terms are computed in fp32 under autocast)."""
+    assert d is not None
+    base = d.base_dist
+    return Independent(type(base)(base.loc.float(), base.scale.float()), 1)  # type: ignore[call-arg]

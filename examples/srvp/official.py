@@ -1,0 +1,376 @@
+"""Import and verify checkpoints of the official SRVP implementation.
+
+    python -m examples.srvp.official convert OFFICIAL_DIR OUT_DIR
+    python -m examples.srvp.official verify FIXTURE_DIR
+
+An official experiment directory holds ``config.json`` (the options of the official ``train.py``) and a
+checkpoint (``model.pt`` by default) saved as ``torch.save(model.state_dict())``. Nothing is unpickled:
+every file is read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.distributions import Distribution
+
+from examples.srvp.checkpoint import atomic_write_text, save_checkpoint
+from examples.srvp.config import ModelConfig, config_to_dict, model_config_from_official
+from examples.srvp.model import SRVP, SRVPOutput
+
+__all__ = ["from_official_key", "load_official", "main", "official_state_dict", "to_official_key", "verify"]
+
+# (our prefix, official prefix, whether the module is an MLP whose Linear k sits at index 2k in our Sequential
+# and at ``module.k.0`` (k = 0) or ``module.k.1`` (k > 0) officially).
+_PREFIXES: list[tuple[str, str, bool]] = [
+    ("encoder.", "encoder.", False),
+    ("decoder.", "decoder.", False),
+    ("content.proj.", "w_proj.", False),
+    ("content.out.", "w_inf.", False),
+    ("q_y.head.net.layers.", "q_y.module.", True),
+    ("q_z.lstm.", "inf_z.", False),
+    ("q_z.head.net.", "q_z.", False),
+    ("ssm.prior.net.layers.", "p_z.module.", True),
+    ("ssm.cell.field.net.layers.", "dynamics.module.", True),
+]
+
+
+def to_official_key(key: str) -> str:
+    """Official state-dict key of one of our keys (e.g. ``ssm.cell.field.net.layers.6.weight`` ->
+    ``dynamics.module.3.1.weight``)."""
+    for ours, theirs, mlp in _PREFIXES:
+        if key.startswith(ours):
+            rest = key[len(ours) :]
+            if mlp:
+                m = re.fullmatch(r"(\d+)\.(.+)", rest)
+                if m is None or int(m.group(1)) % 2:
+                    break
+                k = int(m.group(1)) // 2
+                return f"{theirs}{k}.{0 if k == 0 else 1}.{m.group(2)}"
+            return theirs + rest
+    raise KeyError(f"no official counterpart for key {key!r}")
+
+
+def from_official_key(key: str) -> str:
+    """Our key for an official state-dict key (inverse of :func:`to_official_key`)."""
+    for ours, theirs, mlp in _PREFIXES:
+        if key.startswith(theirs):
+            rest = key[len(theirs) :]
+            if mlp:
+                m = re.fullmatch(r"(\d+)\.([01])\.(.+)", rest)
+                if m is None:
+                    break
+                return f"{ours}{2 * int(m.group(1))}.{m.group(3)}"
+            return ours + rest
+    raise KeyError(f"unexpected official key {key!r}")
+
+
+def official_state_dict(model: SRVP) -> dict[str, torch.Tensor]:
+    """The state dict of ``model`` under official key names (to export to the official code)."""
+    return {to_official_key(k): v for k, v in model.state_dict().items()}
+
+
+def _read_official_config(official_dir: Path) -> dict[str, Any]:
+    path = official_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"OFFICIAL_DIR: no config.json in {official_dir}")
+    try:
+        options = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config.json: {path} is not valid JSON: {e}") from e
+    if not isinstance(options, dict):
+        raise ValueError(f"config.json: expected a JSON object of options in {path}")
+    return options
+
+
+def load_official(official_dir: str | Path, model_name: str = "model.pt") -> tuple[SRVP, dict[str, Any]]:
+    """Build our SRVP from an official experiment directory and load its weights strictly.
+
+    Returns:
+        The model (in eval mode) and the official options.
+
+    Raises:
+        FileNotFoundError: a missing file.
+        ValueError: missing or unexpected keys (named), shape mismatches, unknown options.
+    """
+    official_dir = Path(official_dir)
+    options = _read_official_config(official_dir)
+    model = SRVP(model_config_from_official(options))
+    path = official_dir / model_name
+    if not path.is_file():
+        raise FileNotFoundError(f"OFFICIAL_DIR: no checkpoint {model_name} in {official_dir}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-wrapped saves
+    expected = {to_official_key(k): k for k in model.state_dict()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: state dict does not match the configuration in config.json; "
+            f"missing keys: {missing or 'none'}; unexpected keys: {unexpected or 'none'}"
+        )
+    ours = model.state_dict()
+    converted = {}
+    for key, value in state.items():
+        target = expected[key]
+        if tuple(value.shape) != tuple(ours[target].shape):
+            raise ValueError(
+                f"{path}: key {key!r} has shape {list(value.shape)}, the configuration expects "
+                f"{list(ours[target].shape)}"
+            )
+        converted[target] = value
+    model.load_state_dict(converted, strict=True)
+    return model.eval(), options
+
+
+def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "model.pt") -> Path:
+    """Write a latentdyn run directory (``config.json``, ``checkpoints/best.pt``) from an official one."""
+    model, options = load_official(official_dir, model_name)
+    out = Path(out_dir)
+    ckpt = out / "checkpoints" / "best.pt"
+    if ckpt.exists():
+        raise FileExistsError(f"OUT_DIR: {ckpt} already exists; choose an empty directory")
+    from examples.srvp.train import train_config_from_official
+
+    config = {
+        "model": config_to_dict(model.config),
+        "train": config_to_dict(train_config_from_official(options)),
+    }
+    save_checkpoint(
+        ckpt, {"model": model.state_dict(), "step": None, "source": "official", "official_options": options}
+    )
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- verification
+class _Noise:
+    """Sampler with the fixture's noise convention: zero noise (means) or saved noise in call order."""
+
+    def __init__(
+        self, eps_y0: torch.Tensor | None, eps_z: torch.Tensor | None, eps_prior: torch.Tensor | None
+    ):
+        self.eps = {"y0": eps_y0, "z_posterior": eps_z, "z_prior": eps_prior}
+        self.prior_calls = 0
+
+    def __call__(self, dist: Distribution, role: str) -> torch.Tensor:
+        eps = self.eps[role]
+        if eps is None:
+            return dist.mean
+        if role == "z_prior":
+            e = eps[self.prior_calls]
+            self.prior_calls += 1
+        elif role == "z_posterior":
+            e = eps[: dist.batch_shape[0]]
+        else:
+            e = eps
+        return dist.mean + dist.stddev * e
+
+
+@dataclass
+class Check:
+    """One verified entry."""
+
+    name: str
+    status: str  # "ok", "FAIL" or "skipped"
+    detail: str
+
+
+def _close(name: str, got: torch.Tensor, ref: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> Check:
+    if tuple(got.shape) != tuple(ref.shape):
+        return Check(name, "FAIL", f"shape {list(got.shape)} != reference {list(ref.shape)}")
+    got, ref = got.detach().double(), ref.double()
+    diff = (got - ref).abs()
+    ok = bool((diff <= atol + rtol * ref.abs()).all())
+    return Check(name, "ok" if ok else "FAIL", f"max abs diff {diff.max().item():.3e}")
+
+
+def _output_entries(out: SRVPOutput, substeps: bool = False) -> dict[str, torch.Tensor]:
+    roll = out.rollout
+    entries = {
+        "x_rec": out.frames,
+        "y": roll.substates if substeps else roll.states,
+        "z": roll.z,
+        "q_y0_mean": out.q_y0.mean,
+        "q_y0_scale": out.q_y0.stddev,
+    }
+    if out.w is not None:
+        entries["w"] = out.w
+    if roll.posterior is not None:
+        entries |= {"q_z_mean": roll.posterior.mean, "q_z_scale": roll.posterior.stddev}
+    if roll.prior is not None:
+        entries |= {"p_z_mean": roll.prior.mean, "p_z_scale": roll.prior.stddev}
+    if roll.residuals is not None:
+        entries["res"] = roll.residuals
+    return entries
+
+
+def _loss_checks(prefix: str, terms: Any, ref: dict[str, float]) -> Iterator[Check]:
+    names = {"nll": "nll", "kl_y0": "kl_y", "kl_z": "kl_z", "l2_res": "residual", "total": "total"}
+    for theirs, ours in names.items():
+        if theirs not in ref:
+            continue
+        got, want = float(getattr(terms, ours).detach()), float(ref[theirs])
+        rel = abs(got - want) / max(abs(want), 1e-12)
+        yield Check(
+            f"loss {prefix}/{theirs}",
+            "ok" if rel <= 1e-5 else "FAIL",
+            f"{got:.6f} vs {want:.6f} (rel {rel:.2e})",
+        )
+
+
+def verify(fixture_dir: str | Path) -> list[Check]:
+    """Recompute every entry of an official fixture directory with our model; see the fixture's README."""
+    fixture_dir = Path(fixture_dir)
+    model, _ = load_official(fixture_dir)
+    inputs = torch.load(fixture_dir / "inputs.pt", map_location="cpu", weights_only=True)
+    outputs = torch.load(fixture_dir / "outputs.pt", map_location="cpu", weights_only=True)
+    tensors: dict[str, torch.Tensor] = outputs["tensors"]
+    meta: dict[str, Any] = outputs.get("meta", {})
+    losses: dict[str, dict[str, float]] = meta.get("losses", {})
+    x: torch.Tensor = inputs["x"]
+    saved = (inputs.get("eps_y0"), inputs.get("eps_z"), inputs.get("eps_prior"))
+    k = model.config.n_inference_frames
+    computed: dict[str, torch.Tensor] = {}
+    checks: list[Check] = []
+
+    def noise(kind: str) -> _Noise:
+        return _Noise(None, None, None) if kind == "zero" else _Noise(*saved)
+
+    with torch.no_grad():
+        model.eval()
+        enc = model.encode(x)
+        computed["eval/hx"] = enc.codes
+        if model.content is not None:
+            computed["eval/w_last_nt_inf_frames"] = model.infer_content(enc.codes)
+            computed["eval/w_first_nt_inf_frames"] = model.infer_content(enc.codes[:k])
+        q_y0 = model.q_y(enc.codes)
+        computed["eval/q_y0_mean"], computed["eval/q_y0_scale"] = q_y0.mean, q_y0.stddev
+        if model.q_z is not None:
+            computed["eval/lstm_out"] = model.q_z.features(enc.codes)
+        for kind in ("zero", "saved"):
+            name = f"eval/posterior_{kind}_noise_dt1"
+            out = model.infer(x, sampler=noise(kind), n_substeps=1)
+            computed |= {f"{name}/{key}": v for key, v in _output_entries(out).items()}
+            if name in losses:
+                checks += _loss_checks(name, model.loss_terms(x, out), losses[name])
+        half = model.infer(x, sampler=noise("zero"), n_substeps=2, decode_substeps=True)
+        computed |= {
+            f"eval/posterior_zero_noise_dt0.5_all_substeps/{key}": v
+            for key, v in _output_entries(half, substeps=True).items()
+        }
+        computed["eval/posterior_zero_noise_dt0.5/y"] = half.rollout.states
+        n_future = (
+            tensors["eval/predict_zero_noise/x_pred"].shape[0]
+            if "eval/predict_zero_noise/x_pred" in tensors
+            else 20
+        )
+        nt_cond = (
+            tensors["eval/predict_zero_noise/y_cond"].shape[0]
+            if "eval/predict_zero_noise/y_cond" in tensors
+            else k
+        )
+        for kind in ("zero", "saved"):
+            pred = model.predict(x[:nt_cond], n_future, 1, sampler=noise(kind))
+            fut = pred.future_rollout
+            p = f"eval/predict_{kind}_noise"
+            computed |= {
+                f"{p}/x_cond_rec": pred.cond_frames[0],
+                f"{p}/y_cond": pred.cond_rollout.states,
+                f"{p}/y_pred": fut.states,
+                f"{p}/z_pred": fut.z,
+                f"{p}/x_pred": pred.frames[0],
+            }
+            if fut.prior is not None:
+                computed |= {f"{p}/p_z_pred_mean": fut.prior.mean, f"{p}/p_z_pred_scale": fut.prior.stddev}
+            if model.content is not None:
+                computed[f"{p}/w"] = model.infer_content(model.encode(x[:nt_cond]).codes)
+
+    # Train mode: batch statistics in BatchNorm, recorded content frames, saved noise, gradients.
+    train_model = copy.deepcopy(model).train()
+    with torch.no_grad():
+        computed["train/hx"] = copy.deepcopy(model).train().encode(x).codes
+    indices = tensors.get("train/w_frame_indices")
+    name = "train/posterior_saved_noise_dt1"
+    terms, out = train_model(x, sampler=noise("saved"), content_indices=indices, n_substeps=1)
+    computed |= {f"{name}/{key}": v.detach() for key, v in _output_entries(out).items()}
+    if indices is not None:
+        computed["train/w_frame_indices"] = indices
+    if name in losses:
+        checks += _loss_checks(name, terms, losses[name])
+    terms.total.backward()
+    params = {to_official_key(n): p for n, p in train_model.named_parameters()}
+    grad_checks: list[Check] = []
+    for key, ref in tensors.items():
+        if not key.startswith("train/grad/"):
+            continue
+        official = key.removeprefix("train/grad/")
+        p = params.get(official)
+        if p is None or p.grad is None:
+            grad_checks.append(Check(key, "FAIL", "no such parameter or no gradient"))
+            continue
+        diff = (p.grad.double() - ref.double()).abs().max().item()
+        bound = 2e-3 * ref.double().abs().max().item()
+        grad_checks.append(
+            Check(key, "ok" if diff <= bound else "FAIL", f"max abs diff {diff:.3e} (bound {bound:.3e})")
+        )
+
+    for key, ref in tensors.items():
+        if key.startswith("train/grad/"):
+            continue
+        if key in computed:
+            checks.append(_close(key, computed[key], ref))
+        else:
+            checks.append(Check(key, "FAIL", "present in the fixture but not recomputed"))
+    for key in sorted(set(computed) - set(tensors)):
+        checks.append(Check(key, "skipped", "not in the fixture"))
+    return checks + grad_checks
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m examples.srvp.official``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.srvp.official", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_conv = sub.add_parser("convert", help="official experiment directory -> latentdyn run directory")
+    p_conv.add_argument("official_dir", type=Path)
+    p_conv.add_argument("out_dir", type=Path)
+    p_conv.add_argument("--model-name", default="model.pt", help="checkpoint file in OFFICIAL_DIR")
+    p_ver = sub.add_parser("verify", help="recompute an official fixture directory and compare")
+    p_ver.add_argument("fixture_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "convert":
+            out = convert(args.official_dir, args.out_dir, args.model_name)
+            print(f"wrote {out}/config.json and {out}/checkpoints/best.pt")
+            print(f"evaluate it with: python -m examples.srvp.evaluate {out} --test-set FILE")
+            return 0
+        checks = verify(args.fixture_dir)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{c.status:7s} {c.name:{width}s}  {c.detail}")
+    failed = [c for c in checks if c.status == "FAIL"]
+    n_ok = sum(c.status == "ok" for c in checks)
+    n_skip = sum(c.status == "skipped" for c in checks)
+    print(f"verify: {n_ok} entries ok, {len(failed)} failed, {n_skip} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
