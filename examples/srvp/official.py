@@ -24,7 +24,7 @@ import torch
 from torch.distributions import Distribution
 
 from examples.srvp.checkpoint import atomic_write_text, save_checkpoint
-from examples.srvp.config import ModelConfig, config_to_dict, model_config_from_official
+from examples.srvp.config import config_to_dict, model_config_from_official
 from examples.srvp.model import SRVP, SRVPOutput
 
 __all__ = ["from_official_key", "load_official", "main", "official_state_dict", "to_official_key", "verify"]
