@@ -1,0 +1,218 @@
+"""Transition cells: the shared contract for every cell, equivalences, and hand-computed references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.func import functional_call
+
+from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
+from latentdyn.fields import MLPField
+from latentdyn.integrators import EulerIntegrator, OdeintIntegrator
+from tests.contracts import CellContract, seeded
+from tests.problems import LinearField, TimeModulatedField, linear_solution, rotation_decay_matrix
+from tests.strategies import dims, n_substeps
+
+HIDDEN = 16
+
+
+class TestResidualCell(CellContract):
+    def make_cell(self, state_size: int, cond_size: int, n_substeps: int) -> TransitionCell:
+        return ResidualCell(MLPField(state_size, cond_size, HIDDEN, 3), state_size, cond_size, n_substeps)
+
+
+class TestODECellEuler(CellContract):
+    def make_cell(self, state_size: int, cond_size: int, n_substeps: int) -> TransitionCell:
+        field = MLPField(state_size, cond_size, HIDDEN, 3)
+        return ODECell(field, EulerIntegrator(), state_size, cond_size, n_substeps)
+
+
+class TestODECellRK4(CellContract):
+    def make_cell(self, state_size: int, cond_size: int, n_substeps: int) -> TransitionCell:
+        field = MLPField(state_size, cond_size, HIDDEN, 3)
+        return ODECell(field, OdeintIntegrator("rk4"), state_size, cond_size, n_substeps)
+
+
+class TestMLPCell(CellContract):
+    supports_substeps = False
+    has_residuals = False
+
+    def make_cell(self, state_size: int, cond_size: int, n_substeps: int) -> TransitionCell:
+        return MLPCell(state_size, cond_size, HIDDEN, 3)
+
+
+class TestGRUCell(CellContract):
+    supports_substeps = False
+    has_residuals = False
+    min_cond = 1
+
+    def make_cell(self, state_size: int, cond_size: int, n_substeps: int) -> TransitionCell:
+        return GRUCell(state_size, cond_size)
+
+
+def _three_euler_cells(dy: int, dz: int, n: int, seed: int, dtype: torch.dtype) -> list[TransitionCell]:
+    """ResidualCell, ODECell(Euler) and ODECell(Odeint euler) sharing one field."""
+    with seeded(seed):
+        field = TimeModulatedField(MLPField(dy, dz, HIDDEN, 3)).to(dtype)
+    return [
+        ResidualCell(field, dy, dz, n),
+        ODECell(field, EulerIntegrator(), dy, dz, n),
+        ODECell(field, OdeintIntegrator("euler"), dy, dz, n),
+    ]
+
+
+@given(d=dims(substeps=False), frame=st.integers(0, 5))
+def test_euler_cells_bitwise_equal_at_one_substep(d, frame: int) -> None:  # type: ignore[no-untyped-def]
+    cells = _three_euler_cells(d.state, d.cond, 1, d.seed, d.dtype)
+    g = torch.Generator().manual_seed(d.seed)
+    y = torch.randn(d.batch, d.state, generator=g).to(d.dtype)
+    z = torch.randn(d.batch, d.cond, generator=g).to(d.dtype)
+    paths = [c.path(y, z, frame=frame) for c in cells]
+    for p in paths[1:]:
+        assert torch.equal(p.states, paths[0].states)
+        # ODECell reports increments (y + Δt·f) − y, equal to Δt·f up to one rounding of y.
+        torch.testing.assert_close(p.residuals, paths[0].residuals)
+
+
+@given(d=dims(), frame=st.integers(0, 5))
+def test_euler_cells_agree_with_substeps(d, frame: int) -> None:  # type: ignore[no-untyped-def]
+    cells = _three_euler_cells(d.state, d.cond, d.n_substeps, d.seed, d.dtype)
+    g = torch.Generator().manual_seed(d.seed)
+    y = torch.randn(d.batch, d.state, generator=g).to(d.dtype)
+    z = torch.randn(d.batch, d.cond, generator=g).to(d.dtype)
+    paths = [c.path(y, z, frame=frame) for c in cells]
+    tol = {"rtol": 1e-5, "atol": 1e-5} if d.dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    for p in paths[1:]:
+        torch.testing.assert_close(p.states, paths[0].states, **tol)
+        torch.testing.assert_close(p.residuals, paths[0].residuals, **tol)
+
+
+@given(n=n_substeps, frame=st.integers(0, 9), seed=st.integers(0, 2**16))
+def test_residual_cell_matches_hand_written_euler(n: int, frame: int, seed: int) -> None:
+    """y_{j+1} = y_j + (1/n)·f(frame + j/n, y_j, z), residual = (1/n)·f, with times from plain floats."""
+    with seeded(seed):
+        field = TimeModulatedField(MLPField(3, 2, HIDDEN, 2)).double()
+    cell = ResidualCell(field, 3, 2, n)
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    z = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    path = cell.path(y, z, frame=frame)
+    assert path.residuals is not None
+    for j in range(n):
+        t = torch.tensor(frame + j / n, dtype=torch.float64)
+        res = field(t, y, z) / n
+        torch.testing.assert_close(path.residuals[j], res, rtol=1e-12, atol=1e-14)
+        y = y + res
+        torch.testing.assert_close(path.states[j], y, rtol=1e-12, atol=1e-14)
+
+
+def test_frame_sets_the_time_of_a_non_autonomous_field() -> None:
+    with seeded(0):
+        field = TimeModulatedField(MLPField(3, 2, HIDDEN, 2))
+    cell = ResidualCell(field, 3, 2, 2)
+    y, z = torch.randn(2, 3), torch.randn(2, 2)
+    assert not torch.allclose(cell.path(y, z, frame=0).states, cell.path(y, z, frame=1).states)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_ode_cell_rk4_solves_linear_problem(n: int) -> None:
+    """ODECell(rk4) over one frame with n sub-steps against the matrix-exponential solution."""
+    g = torch.Generator().manual_seed(1)
+    a = rotation_decay_matrix()
+    c = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    cell = ODECell(LinearField(a, c), OdeintIntegrator("rk4"), 3, 2, n)
+    y = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    z = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        states = cell.path(y, z, frame=3).states
+    exact = linear_solution(a, c, y, z, torch.arange(n + 1, dtype=torch.float64) / n)[1:]
+    # Fourth order: n steps of local error ≈ (h‖A‖)⁵/120·|y| with ‖A‖ ≈ 2, |y| ≲ 2 give about 0.5·h⁴.
+    assert (states - exact).abs().max() < 0.5 / n**4
+
+
+def test_mlp_cell_is_mlp_on_state_then_noise() -> None:
+    with seeded(0):
+        cell = MLPCell(3, 2, 5, 2).double()
+    y = torch.randn(4, 3, dtype=torch.float64)
+    z = torch.randn(4, 2, dtype=torch.float64)
+    l1, l2 = cell.net.linears()
+    x = torch.cat([y, z], dim=-1)
+    expected = F.linear(torch.relu(F.linear(x, l1.weight, l1.bias)), l2.weight, l2.bias)
+    torch.testing.assert_close(cell(y, z), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_gru_cell_reads_noise_as_input_and_state_as_hidden() -> None:
+    """GRU equations written out: r, u gates, candidate c, y' = (1 − u)·c + u·y."""
+    with seeded(0):
+        cell = GRUCell(3, 2).double()
+    y = torch.randn(4, 3, dtype=torch.float64)
+    z = torch.randn(4, 2, dtype=torch.float64)
+    gru = cell.gru
+    wi_r, wi_u, wi_c = gru.weight_ih.chunk(3)
+    wh_r, wh_u, wh_c = gru.weight_hh.chunk(3)
+    bi_r, bi_u, bi_c = gru.bias_ih.chunk(3)
+    bh_r, bh_u, bh_c = gru.bias_hh.chunk(3)
+    r = torch.sigmoid(z @ wi_r.T + bi_r + y @ wh_r.T + bh_r)
+    u = torch.sigmoid(z @ wi_u.T + bi_u + y @ wh_u.T + bh_u)
+    c = torch.tanh(z @ wi_c.T + bi_c + r * (y @ wh_c.T + bh_c))
+    torch.testing.assert_close(cell(y, z), (1 - u) * c + u * y, rtol=1e-12, atol=1e-12)
+
+
+class _PathOf(torch.nn.Module):
+    """Exposes ``cell.path`` as ``forward`` so that ``functional_call`` can swap the cell's parameters."""
+
+    def __init__(self, cell: TransitionCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.cell.path(y, z)
+        assert path.residuals is not None
+        return path.states, path.residuals
+
+
+def test_residual_cell_gradcheck() -> None:
+    """float64 gradcheck of the ResidualCell path w.r.t. y, z and every parameter (2 sub-steps)."""
+    with seeded(0):
+        module = _PathOf(ResidualCell(MLPField(2, 2, 4, 2), 2, 2, 2)).double()
+    names = [k for k, _ in module.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in module.parameters())
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def fn(y: torch.Tensor, z: torch.Tensor, *ps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return functional_call(module, dict(zip(names, ps)), (y, z))
+
+    assert torch.autograd.gradcheck(fn, (y, z, *params))
+
+
+def test_constructor_errors() -> None:
+    field = MLPField(3, 2, 4, 2)
+    with pytest.raises(ValueError, match="n_substeps: expected an int >= 1, got 0"):
+        ResidualCell(field, 3, 2, 0)
+    with pytest.raises(TypeError, match="n_substeps"):
+        ResidualCell(field, 3, 2, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="state_size"):
+        ResidualCell(field, 0, 2)
+    with pytest.raises(ValueError, match="cond_size"):
+        ResidualCell(field, 3, -1)
+    with pytest.raises(TypeError, match="integrator: expected an Integrator"):
+        ODECell(field, "rk4", 3, 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cond_size: a GRUCell needs an input"):
+        GRUCell(3, 0)
+    with pytest.raises(ValueError, match="cond_size"):
+        MLPField(3, -1, 4, 2)
+
+
+def test_discrete_cells_refuse_substeps_in_constructor_default() -> None:
+    cell = MLPCell(3, 2, 4, 2)
+    assert cell.n_substeps == 1
+    with pytest.raises(ValueError, match="n_substeps: MLPCell is a discrete-time cell"):
+        cell.check_substeps(3)
+    assert math.isclose(cell.check_substeps(None), 1)

@@ -1,0 +1,246 @@
+"""Integrators: the shared contract, hand-written steps, convergence orders, adjoint gradients, by_name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torchdiffeq._impl.odeint import SOLVERS
+
+from latentdyn.cells import ODECell, ResidualCell
+from latentdyn.integrators import (
+    INTEGRATOR_NAMES,
+    EulerIntegrator,
+    Integrator,
+    OdeintIntegrator,
+    by_name,
+)
+from latentdyn.integrators.odeint import ODEINT_METHODS
+from tests.contracts import IntegratorContract
+from tests.problems import (
+    LinearField,
+    SmoothField,
+    TimeModulatedField,
+    linear_solution,
+    rotation_decay_matrix,
+)
+
+# Bounds on the linear problem with h = 1/10 over [0, 1] (‖A‖ ≈ 2, |y| ≲ 2): C·h^p with a generous C = 3
+# for the fixed-grid methods of order p, and a few times rtol for the adaptive one.
+
+
+class TestEulerIntegrator(IntegratorContract):
+    linear_tol = 3 * 0.1
+
+    def make_integrator(self, dtype: torch.dtype) -> Integrator:
+        return EulerIntegrator()
+
+
+class TestOdeintEuler(IntegratorContract):
+    linear_tol = 3 * 0.1
+
+    def make_integrator(self, dtype: torch.dtype) -> Integrator:
+        return OdeintIntegrator("euler")
+
+
+class TestOdeintMidpoint(IntegratorContract):
+    linear_tol = 3 * 0.1**2
+
+    def make_integrator(self, dtype: torch.dtype) -> Integrator:
+        return OdeintIntegrator("midpoint")
+
+
+class TestOdeintRK4(IntegratorContract):
+    linear_tol = 3 * 0.1**4
+
+    def make_integrator(self, dtype: torch.dtype) -> Integrator:
+        return OdeintIntegrator("rk4")
+
+
+class TestOdeintDopri5(IntegratorContract):
+    linear_tol = 1e-6
+
+    def make_integrator(self, dtype: torch.dtype) -> Integrator:
+        if dtype == torch.float32:  # tolerances a float32 state can meet
+            return OdeintIntegrator("dopri5", rtol=1e-5, atol=1e-6)
+        return OdeintIntegrator("dopri5")
+
+
+def _nonuniform_grid() -> torch.Tensor:
+    return torch.tensor([0.0, 0.1, 0.35, 0.4, 0.9, 1.3], dtype=torch.float64)
+
+
+def _smooth_problem(seed: int = 0) -> tuple[TimeModulatedField, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    field = TimeModulatedField(SmoothField(3, 2, 5, generator=g).double())
+    y0 = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    cond = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    return field, y0, cond
+
+
+@pytest.mark.parametrize("integrator", [EulerIntegrator(), OdeintIntegrator("euler")], ids=repr)
+def test_euler_steps_on_the_given_grid(integrator: Integrator) -> None:
+    """y_{j+1} = y_j + (t_{j+1} − t_j)·f(t_j, y_j, z) on a non-uniform grid, written out."""
+    field, y, cond = _smooth_problem()
+    ts = _nonuniform_grid()
+    with torch.no_grad():
+        out = integrator(field, y, ts, cond)
+        for j in range(len(ts) - 1):
+            y = y + (ts[j + 1] - ts[j]) * field(ts[j], y, cond)
+            torch.testing.assert_close(out[j + 1], y, rtol=1e-13, atol=1e-13)
+
+
+def test_midpoint_steps_on_the_given_grid() -> None:
+    """Explicit midpoint y_{j+1} = y_j + h·f(t_j + h/2, y_j + h/2·f(t_j, y_j)) on a non-uniform grid."""
+    field, y, cond = _smooth_problem(1)
+    ts = _nonuniform_grid()
+    with torch.no_grad():
+        out = OdeintIntegrator("midpoint")(field, y, ts, cond)
+        for j in range(len(ts) - 1):
+            h = ts[j + 1] - ts[j]
+            half = y + h / 2 * field(ts[j], y, cond)
+            y = y + h * field(ts[j] + h / 2, half, cond)
+            torch.testing.assert_close(out[j + 1], y, rtol=1e-13, atol=1e-13)
+
+
+def _observed_order(solve_at_one: dict[int, torch.Tensor], exact: torch.Tensor) -> float:
+    """Slope of log(max error) against log(h) over the step counts n (h = 1/n)."""
+    ns = sorted(solve_at_one)
+    errs = [(solve_at_one[n] - exact).abs().max().item() for n in ns]
+    slope = np.polyfit(np.log([1.0 / n for n in ns]), np.log(errs), 1)[0]
+    return float(slope)
+
+
+def _linear_problem() -> tuple[LinearField, torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    a = rotation_decay_matrix()
+    c = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    y0 = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    cond = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    exact = linear_solution(a, c, y0, cond, torch.tensor([0.0, 1.0], dtype=torch.float64))[-1]
+    return LinearField(a, c), y0, cond, exact
+
+
+@pytest.mark.parametrize(
+    ("integrator", "order", "ns"),
+    [
+        (EulerIntegrator(), 1, (16, 32, 64, 128)),
+        (OdeintIntegrator("euler"), 1, (16, 32, 64, 128)),
+        (OdeintIntegrator("midpoint"), 2, (8, 16, 32, 64)),
+        (OdeintIntegrator("rk4"), 4, (4, 8, 16, 32)),
+    ],
+    ids=["euler-ref", "euler", "midpoint", "rk4"],
+)
+def test_convergence_order(integrator: Integrator, order: int, ns: tuple[int, ...]) -> None:
+    """Error at t = 1 on y' = Ay + Cz against the matrix exponential shrinks like h^order (float64)."""
+    field, y0, cond, exact = _linear_problem()
+    with torch.no_grad():
+        finals = {
+            n: integrator(field, y0, torch.arange(n + 1, dtype=torch.float64) / n, cond)[-1] for n in ns
+        }
+    assert _observed_order(finals, exact) == pytest.approx(order, abs=0.15)
+
+
+@pytest.mark.parametrize(
+    ("make_cell", "order"),
+    [
+        (lambda f: ResidualCell(f, 3, 2), 1),
+        (lambda f: ODECell(f, OdeintIntegrator("rk4"), 3, 2), 4),
+    ],
+    ids=["residual", "ode-rk4"],
+)
+def test_convergence_order_through_cell_substeps(make_cell, order: int) -> None:  # type: ignore[no-untyped-def]
+    """The sub-step count of a cell is the grid: one frame with n sub-steps converges at the method's order."""
+    field, y0, cond, exact = _linear_problem()
+    cell = make_cell(field)
+    ns = (16, 32, 64, 128) if order == 1 else (4, 8, 16, 32)
+    with torch.no_grad():
+        finals = {n: cell.path(y0, cond, n_substeps=n, frame=2).states[-1] for n in ns}
+    assert _observed_order(finals, exact) == pytest.approx(order, abs=0.15)
+
+
+def _gradients(adjoint: bool, method: str, cond_is_leaf: bool) -> dict[str, torch.Tensor]:
+    """Gradients of a loss on the trajectory w.r.t. field parameters, y0, z and what z is computed from.
+
+    They are taken with ``torch.autograd.grad``: ``retain_grad`` on a non-leaf z would also collect the
+    vector-Jacobian products that the adjoint pass computes internally, which are not dloss/dz.
+    """
+    g = torch.Generator().manual_seed(11)
+    field = SmoothField(3, 2, 6, generator=g).double()
+    encoder = torch.nn.Linear(4, 2).double()
+    with torch.no_grad():
+        encoder.weight.copy_(torch.randn(2, 4, generator=g, dtype=torch.float64))
+        encoder.bias.copy_(torch.randn(2, generator=g, dtype=torch.float64))
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    y0 = torch.randn(3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    cond = encoder(x)
+    if cond_is_leaf:
+        cond = cond.detach().requires_grad_(True)
+    ts = torch.tensor([0.0, 0.4, 1.0, 1.5], dtype=torch.float64)
+    integrator = OdeintIntegrator(method, rtol=1e-10, atol=1e-12, adjoint=adjoint)
+    out = integrator(field, y0, ts, cond)
+    weights = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    wrt = {f"field.{k}": p for k, p in field.named_parameters()}
+    wrt.update(y0=y0, cond=cond)
+    if not cond_is_leaf:
+        wrt.update({f"encoder.{k}": p for k, p in encoder.named_parameters()})
+    grads = torch.autograd.grad((out * weights).sum(), list(wrt.values()))
+    return dict(zip(wrt, grads))
+
+
+@pytest.mark.parametrize("cond_is_leaf", [True, False], ids=["leaf-z", "encoded-z"])
+def test_adjoint_gradients_equal_backprop(cond_is_leaf: bool) -> None:
+    """odeint_adjoint gives the backprop gradients, including those w.r.t. z and whatever produced z."""
+    backprop = _gradients(adjoint=False, method="dopri5", cond_is_leaf=cond_is_leaf)
+    adjoint = _gradients(adjoint=True, method="dopri5", cond_is_leaf=cond_is_leaf)
+    assert backprop.keys() == adjoint.keys()
+    for name in backprop:
+        assert backprop[name].abs().sum() > 0, name
+        torch.testing.assert_close(adjoint[name], backprop[name], rtol=1e-6, atol=1e-8, msg=name)
+
+
+def test_adjoint_without_gradient_on_cond() -> None:
+    """A z that needs no gradient is left out of the adjoint parameters; parameters still get theirs."""
+    g = torch.Generator().manual_seed(2)
+    field = SmoothField(2, 2, 4, generator=g).double()
+    y0 = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    cond = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    OdeintIntegrator("rk4", adjoint=True)(field, y0, ts, cond).sum().backward()
+    adjoint = [p.grad.clone() for p in field.parameters() if p.grad is not None]
+    field.zero_grad()
+    OdeintIntegrator("rk4")(field, y0, ts, cond).sum().backward()
+    direct = [p.grad for p in field.parameters() if p.grad is not None]
+    assert len(adjoint) == len(direct) == 4
+    for a, d in zip(adjoint, direct):
+        torch.testing.assert_close(a, d, rtol=1e-3, atol=1e-6)
+
+
+def test_by_name() -> None:
+    assert isinstance(by_name("euler-ref"), EulerIntegrator)
+    rk4 = by_name("rk4", rtol=1e-3, adjoint=True)
+    assert isinstance(rk4, OdeintIntegrator)
+    assert (rk4.method, rk4.rtol, rk4.adjoint) == ("rk4", 1e-3, True)
+    assert by_name("euler").is_euler and not by_name("midpoint").is_euler
+    assert "OdeintIntegrator(method='rk4'" in repr(rk4)
+
+
+@given(name=st.sampled_from(INTEGRATOR_NAMES))
+def test_every_listed_name_builds(name: str) -> None:
+    assert isinstance(by_name(name), Integrator)
+
+
+def test_listed_methods_are_torchdiffeq_methods() -> None:
+    assert set(ODEINT_METHODS) <= set(SOLVERS)
+    assert INTEGRATOR_NAMES[0] == "euler-ref"
+
+
+def test_unknown_integrator_errors() -> None:
+    with pytest.raises(ValueError, match=r"name: expected one of .*'rk4'.*, got 'rk5'"):
+        by_name("rk5")
+    with pytest.raises(ValueError, match="method: expected one of"):
+        OdeintIntegrator("rk5")
+    with pytest.raises(ValueError, match="kwargs: EulerIntegrator takes no options"):
+        by_name("euler-ref", rtol=1e-3)
