@@ -1,0 +1,628 @@
+"""Stochastic and deterministic Moving MNIST, generated as the SRVP code generates it.
+
+Digits of size s x s (28 for MNIST) move on an image_size x image_size canvas (64), so the top-left corner
+stays in [0, L]^2 with L = image_size - s (36). Each digit starts at integers (sx, sy), uniform in {0..L},
+with an integer velocity (dx, dy), uniform in {-max_speed..max_speed}; **sx indexes rows** (the digit covers
+``frame[sx:sx+s, sy:sy+s]``). Frame t records the float position rounded with Python's ``round``
+(half to even); frame 0 is the initial position. When a move leaves the square, the digit bounces off the
+wall it crossed; in the **stochastic** version it leaves with a completely new random velocity (SM-MNIST),
+in the **deterministic** one with the same speed, reflected. Digits add up in float32, clipped at 255.
+
+Randomness uses numpy's legacy ``RandomState`` stream, in the official order, so that a seed gives the
+official clips bit for bit: per digit, the digit pick (training clips only), sx, sy, dx, dy, then that
+digit's trajectory (the bounce draws), then the next digit. The legacy stream is required for that
+reason; a ``numpy.random.Generator`` would draw other numbers.
+
+Bounce geometry (:func:`resolve_collisions`). SPEC section 5.1 lists the official facts; the details it
+leaves open are marked "Choice" in the code: the fraction p past the wall is a Euclidean distance ratio, one
+wall is hit per pass of the bounce loop (a corner takes two passes), and the crossing is computed in slope
+form. Checked against the official generator's output in ``shared/fixtures/official`` (two clips, same digits,
+``np.random.seed(0)``): identical. The deterministic version does not depend on these choices (identical
+clips under every variant tried, 1,000 clips of 100 frames). The stochastic version does, through exact
+rounding ties (positions at k + 1/2) and the number of draws at an exact corner: each alternative changes
+about 0.1 % (slope form), 2 % (both walls at a corner in one pass) or 3.5 % (p as a per-axis ratio) of
+25-frame clips, so a few percent of SM-MNIST clips may differ from the official ones for the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from latentdyn._checks import check_positive_int
+
+__all__ = [
+    "COLLISION_TOLERANCE",
+    "Motion",
+    "MovingMNIST",
+    "MovingMNISTTestData",
+    "MovingMNISTTestSet",
+    "Trajectory",
+    "compose_frames",
+    "compute_trajectory",
+    "draw_trajectory",
+    "load_test_set",
+    "make_test_set",
+    "official_test_set_name",
+    "resolve_collisions",
+    "save_test_set",
+]
+
+COLLISION_TOLERANCE = 1e-8
+"""A coordinate counts as outside [0, L] only beyond this distance (the official tolerance)."""
+
+_MAX_BOUNCES = 10_000  # per frame; a stochastic corner bounce repeats with probability < 1 each time
+
+
+class Motion(NamedTuple):
+    """State of one moving digit: float top-left corner (x indexes rows, y columns) and integer velocity."""
+
+    x: float
+    y: float
+    dx: int
+    dy: int
+
+
+class Trajectory(NamedTuple):
+    """Trajectory of one digit over T frames.
+
+    Attributes:
+        positions: int64 (T, 2), the rounded top-left corner (row sx, column sy) shown in each frame.
+        velocities: int64 (T, 2), the velocity (dx, dy) that moves the digit from frame t to frame t + 1
+            (after any bounce resolved at frame t).
+    """
+
+    positions: np.ndarray
+    velocities: np.ndarray
+
+
+def _randint(rng: np.random.RandomState | None, low: int, high: int) -> int:
+    # None follows numpy's global stream (what `np.random.seed` seeds), as the official code does.
+    source = np.random if rng is None else rng
+    return int(source.randint(low, high))
+
+
+def _outside(v: float, limit: float) -> bool:
+    return v < -COLLISION_TOLERANCE or v > limit + COLLISION_TOLERANCE
+
+
+def _wall(v: float, limit: float) -> float:
+    # The wall that an outside coordinate has crossed.
+    return 0.0 if v < 0 else float(limit)
+
+
+def _inward(component: int, crossed_low: bool) -> int:
+    # |d| after hitting the low wall (0), -|d| after hitting the high wall (L).
+    return abs(component) if crossed_low else -abs(component)
+
+
+def resolve_collisions(
+    motion: Motion,
+    *,
+    limit: float,
+    deterministic: bool,
+    max_speed: int = 4,
+    rng: np.random.RandomState | None = None,
+) -> Motion:
+    """Bounces of a digit whose last move ended at ``(x, y)``, possibly outside [0, L]^2.
+
+    While the position is outside the square (tolerance :data:`COLLISION_TOLERANCE`): find where the
+    straight motion crossed the border (the x walls are tried first, then the y walls; a crossing is kept
+    only if its other coordinate lies within [0, L]), take the remaining fraction p of the move past that
+    contact point, draw a new velocity (stochastic version only), point the component normal to the hit
+    wall inward, and move by p times the new velocity from the contact point. Several bounces in one frame
+    (a corner, or a velocity drawn back into a wall) repeat the loop.
+
+    Args:
+        motion: the position after the move and the velocity that made it.
+        limit: L, the largest coordinate of the top-left corner (image_size - digit size).
+        deterministic: keep the velocity (reflected) at a bounce instead of drawing a new one.
+        max_speed: new velocity components are uniform in {-max_speed..max_speed} (stochastic version).
+        rng: the legacy numpy stream for the stochastic draws; None uses numpy's global stream.
+
+    Returns:
+        The position inside [0, L]^2 (up to the tolerance) and the velocity after the last bounce.
+
+    Raises:
+        RuntimeError: no crossing found (a position outside the square that no move from inside reaches) or
+            more than 10,000 bounces in one frame.
+    """
+    x, y, dx, dy = motion
+    for _ in range(_MAX_BOUNCES):
+        x_out, y_out = _outside(x, limit), _outside(y, limit)
+        if not (x_out or y_out):
+            return Motion(x, y, dx, dy)
+        # The move is the segment from (x - dx, y - dy) to (x, y); after a bounce it is prolonged backwards
+        # through the contact point, which gives the same line and the same fraction past the wall.
+        # Choice: the crossing is computed on the line y - y_end = (dy / dx) (x - x_end), a slope form
+        # (which fits the SPEC's remark that axis-parallel motion is handled separately).
+        hit_x = hit_y = False
+        cx = cy = math.nan
+        if dx == 0 or dy == 0:
+            # Axis-parallel motion can only have crossed a wall normal to its direction.
+            if (dx == 0 and x_out) or (dy == 0 and y_out):
+                raise RuntimeError(f"internal: {motion} cannot have left the square [0, {limit}]^2")
+            if dx == 0:
+                cx, cy, hit_y = x, _wall(y, limit), True
+            else:
+                cx, cy, hit_x = _wall(x, limit), y, True
+        else:
+            slope = dy / dx
+            if x_out:
+                wall = _wall(x, limit)
+                y_at_wall = y + slope * (wall - x)
+                if not _outside(y_at_wall, limit):
+                    cx, cy, hit_x = wall, y_at_wall, True
+            # Choice: the y wall is tried only when the x crossing was not kept, so one wall is hit per
+            # pass; a move through a corner is resolved by a second pass that hits the other wall from the
+            # same contact point ("repeat ... corner bounces").
+            if y_out and not hit_x:
+                wall = _wall(y, limit)
+                x_at_wall = x + (wall - y) / slope
+                if not _outside(x_at_wall, limit):
+                    cx, cy, hit_y = x_at_wall, wall, True
+            if not (hit_x or hit_y):
+                raise RuntimeError(f"internal: no border crossing found for {motion} in [0, {limit}]^2")
+        # Choice: p = Euclidean distance travelled past the contact / speed (the SPEC's words); in exact
+        # arithmetic this is 1 - t for the crossing at fraction t of the move.
+        p = math.sqrt((x - cx) ** 2 + (y - cy) ** 2) / math.sqrt(dx * dx + dy * dy)
+        if not deterministic:
+            dx = _randint(rng, -max_speed, max_speed + 1)
+            dy = _randint(rng, -max_speed, max_speed + 1)
+        if hit_x:
+            dx = _inward(dx, crossed_low=x < 0)
+        if hit_y:
+            dy = _inward(dy, crossed_low=y < 0)
+        x, y = cx + dx * p, cy + dy * p
+    raise RuntimeError(f"more than {_MAX_BOUNCES} bounces in one frame starting from {motion}")
+
+
+def compute_trajectory(
+    sx: int,
+    sy: int,
+    dx: int,
+    dy: int,
+    *,
+    seq_len: int,
+    limit: int,
+    deterministic: bool,
+    max_speed: int = 4,
+    rng: np.random.RandomState | None = None,
+) -> Trajectory:
+    """Trajectory of one digit from its initial corner (sx, sy) and velocity (dx, dy).
+
+    For t = 0..T-1: resolve the bounces of the current float position, record it rounded with Python's
+    ``round`` (half to even) together with the velocity, then move by the velocity. Frame 0 shows (sx, sy).
+
+    Args:
+        sx: initial row of the top-left corner, in 0..L.
+        sy: initial column of the top-left corner, in 0..L.
+        dx: initial row velocity.
+        dy: initial column velocity.
+        seq_len: T, the number of frames.
+        limit: L, the largest corner coordinate (image_size - digit size).
+        deterministic: reflect the velocity at bounces (True) or draw a new one (False).
+        max_speed: new velocity components are uniform in {-max_speed..max_speed} (stochastic version).
+        rng: the legacy numpy stream for the bounce draws; None uses numpy's global stream.
+
+    Returns:
+        The rounded positions and the velocities, int64 (T, 2) each.
+
+    Raises:
+        ValueError: ``seq_len`` < 1, ``limit`` < 0, or (sx, sy) outside [0, L]^2.
+    """
+    check_positive_int(seq_len, "seq_len")
+    check_positive_int(limit, "limit", minimum=0)
+    if not (0 <= sx <= limit and 0 <= sy <= limit):
+        raise ValueError(f"(sx, sy): expected integers in [0, {limit}], got ({sx}, {sy})")
+    positions = np.empty((seq_len, 2), dtype=np.int64)
+    velocities = np.empty((seq_len, 2), dtype=np.int64)
+    x, y = float(sx), float(sy)
+    for t in range(seq_len):
+        x, y, dx, dy = resolve_collisions(
+            Motion(x, y, dx, dy), limit=limit, deterministic=deterministic, max_speed=max_speed, rng=rng
+        )
+        positions[t] = round(x), round(y)
+        velocities[t] = dx, dy
+        x, y = x + dx, y + dy
+    return Trajectory(positions=positions, velocities=velocities)
+
+
+def draw_trajectory(
+    rng: np.random.RandomState | None,
+    *,
+    seq_len: int,
+    limit: int,
+    deterministic: bool,
+    max_speed: int = 4,
+) -> Trajectory:
+    """Random trajectory of one digit: draws sx, sy in {0..L}, then dx, dy in {-max_speed..max_speed}.
+
+    The draws come in that order from ``rng``, followed by the bounce draws of :func:`compute_trajectory`.
+
+    Args:
+        rng: the legacy numpy stream; None uses numpy's global stream.
+        seq_len: T, the number of frames.
+        limit: L, the largest corner coordinate.
+        deterministic: reflect the velocity at bounces (True) or draw a new one (False).
+        max_speed: bound of the velocity components.
+
+    Returns:
+        The rounded positions and the velocities, int64 (T, 2) each.
+    """
+    sx = _randint(rng, 0, limit + 1)
+    sy = _randint(rng, 0, limit + 1)
+    dx = _randint(rng, -max_speed, max_speed + 1)
+    dy = _randint(rng, -max_speed, max_speed + 1)
+    return compute_trajectory(
+        sx, sy, dx, dy, seq_len=seq_len, limit=limit, deterministic=deterministic, max_speed=max_speed, rng=rng
+    )
+
+
+def compose_frames(digits: Sequence[np.ndarray], positions: Sequence[np.ndarray], image_size: int) -> np.ndarray:
+    """Video of digits pasted at their positions: the sum in float32, clipped at 255, cast to uint8.
+
+    Args:
+        digits: one uint8 (s, s) image per digit.
+        positions: one int (T, 2) array of top-left corners (row, column) per digit.
+        image_size: H = W of the canvas.
+
+    Returns:
+        uint8 (T, H, W).
+    """
+    seq_len = len(positions[0])
+    frames = np.zeros((seq_len, image_size, image_size), dtype=np.float32)
+    for digit, corners in zip(digits, positions):
+        size = digit.shape[0]
+        patch = digit.astype(np.float32)
+        for t, (row, col) in enumerate(corners):
+            frames[t, row : row + size, col : col + size] += patch
+    return np.minimum(frames, 255.0).astype(np.uint8)
+
+
+def _check_seed(seed: object) -> int:
+    value = check_positive_int(seed, "seed", minimum=0)
+    if value >= 2**32:
+        raise ValueError(f"seed: expected an int in [0, 2**32) (a numpy RandomState seed), got {value}")
+    return value
+
+
+def _as_digit_pool(digits: object, image_size: int, name: str = "digits") -> np.ndarray:
+    if isinstance(digits, torch.Tensor):
+        digits = digits.detach().cpu().numpy()
+    if not isinstance(digits, np.ndarray):
+        raise TypeError(f"{name}: expected a uint8 array (N, s, s), got {type(digits).__name__}")
+    if digits.dtype != np.uint8:
+        raise TypeError(f"{name}: expected dtype uint8, got {digits.dtype}")
+    if digits.ndim != 3 or digits.shape[1] != digits.shape[2] or digits.shape[0] == 0:
+        raise ValueError(f"{name}: expected shape (N, s, s) with N >= 1, got {list(digits.shape)}")
+    if digits.shape[1] > image_size:
+        raise ValueError(f"{name}: digits of size {digits.shape[1]} do not fit in image_size {image_size}")
+    return np.ascontiguousarray(digits)
+
+
+class MovingMNIST(Dataset[np.ndarray]):
+    """Moving MNIST clips generated on the fly, uint8 (T, H, W), as the SRVP training data.
+
+    Every item is a new random clip (the index is ignored), so every epoch sees new data. Per digit: a
+    random digit of the pool, then its trajectory (:func:`draw_trajectory`). With numpy's global stream
+    seeded by ``np.random.seed(s)`` (``seed=None``), or with ``seed=s``, the first clips are the official
+    generator's for that seed.
+
+    Random streams and DataLoader workers: with ``seed=None`` the clips follow numpy's global stream, which
+    PyTorch reseeds in every worker (distinct per worker and per epoch, reproducible after
+    ``torch.manual_seed``). With an integer ``seed`` the dataset owns a ``RandomState(seed)`` in the main
+    process; inside a worker it switches to a stream seeded by ``(seed, torch worker seed)``, which
+    is again distinct per worker and per epoch and reproducible from ``seed`` and torch's seed. No
+    ``worker_init_fn`` is needed.
+
+    Args:
+        digits: the pool, uint8 (N, s, s) (numpy array or tensor), e.g. MNIST train images.
+        seq_len: T, frames per clip.
+        num_digits: digits per clip.
+        max_speed: velocity components are uniform in {-max_speed..max_speed}.
+        deterministic: reflect velocities at bounces instead of drawing new ones.
+        image_size: H = W of the frames.
+        length: the virtual number of items (``len(dataset)``).
+        seed: seed of the dataset's own stream; None follows numpy's global stream.
+
+    Raises:
+        TypeError: ``digits`` is not a uint8 array or tensor.
+        ValueError: a bad shape, or a non-positive size, count or speed.
+    """
+
+    def __init__(
+        self,
+        digits: np.ndarray | torch.Tensor,
+        *,
+        seq_len: int,
+        num_digits: int = 2,
+        max_speed: int = 4,
+        deterministic: bool = False,
+        image_size: int = 64,
+        length: int = 500_000,
+        seed: int | None = None,
+    ) -> None:
+        self.seq_len = check_positive_int(seq_len, "seq_len")
+        self.num_digits = check_positive_int(num_digits, "num_digits")
+        self.max_speed = check_positive_int(max_speed, "max_speed", minimum=0)
+        self.image_size = check_positive_int(image_size, "image_size")
+        self.length = check_positive_int(length, "length")
+        self.digits = _as_digit_pool(digits, self.image_size)
+        self.deterministic = bool(deterministic)
+        self.limit = self.image_size - self.digits.shape[1]
+        if seed is not None:
+            _check_seed(seed)
+        self.seed = seed
+        self._rng = None if seed is None else np.random.RandomState(seed)
+        self._worker_seed: int | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _stream(self) -> np.random.RandomState | None:
+        info = get_worker_info()
+        if self.seed is None or info is None:
+            return self._rng
+        if self._worker_seed != info.seed:
+            # torch's worker seed is a 64-bit integer; RandomState takes a list of 32-bit words.
+            words = [self.seed, info.seed & 0xFFFFFFFF, (info.seed >> 32) & 0xFFFFFFFF]
+            self._rng = np.random.RandomState(words)
+            self._worker_seed = info.seed
+        return self._rng
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """A new random clip, uint8 (T, H, W); ``index`` is ignored."""
+        rng = self._stream()
+        chosen: list[np.ndarray] = []
+        positions: list[np.ndarray] = []
+        for _ in range(self.num_digits):
+            chosen.append(self.digits[_randint(rng, 0, len(self.digits))])
+            trajectory = draw_trajectory(
+                rng,
+                seq_len=self.seq_len,
+                limit=self.limit,
+                deterministic=self.deterministic,
+                max_speed=self.max_speed,
+            )
+            positions.append(trajectory.positions)
+        return compose_frames(chosen, positions, self.image_size)
+
+
+@dataclass(frozen=True)
+class MovingMNISTTestData:
+    """A fixed Moving MNIST test set, in the official file's layout (time-major).
+
+    Attributes:
+        sequences: uint8 (T, N, H, W), clip i is ``sequences[:, i]``.
+        latents: int64 (T, N, n_digits, 4), per frame and digit: rounded sx, sy and the current dx, dy.
+        labels: int (N, n_digits), the class of each digit.
+        digits: uint8 (N, n_digits, s, s), the digit images.
+    """
+
+    sequences: np.ndarray
+    latents: np.ndarray
+    labels: np.ndarray
+    digits: np.ndarray
+
+
+_TEST_KEYS = ("sequences", "latents", "labels", "digits")
+
+
+def official_test_set_name(*, deterministic: bool, num_digits: int = 2, image_size: int = 64) -> str:
+    """The official file name: ``smmnist_test_2digits_64.npz`` (stochastic) or ``mmnist_test_2digits_64.npz``."""
+    prefix = "mmnist" if deterministic else "smmnist"
+    return f"{prefix}_test_{num_digits}digits_{image_size}.npz"
+
+
+def make_test_set(
+    digits: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    *,
+    seq_len: int,
+    deterministic: bool,
+    num_digits: int = 2,
+    seed: int = 42,
+    max_speed: int = 4,
+    image_size: int = 64,
+) -> MovingMNISTTestData:
+    """Fixed Moving MNIST test set, as the official ``make_test_set`` builds it.
+
+    A ``RandomState(seed)`` (the stream ``np.random.seed(seed)`` gives, without touching the global one)
+    permutes the N_digits digits once; sequence i (of N = N_digits // num_digits) uses the permuted digits
+    ``num_digits * i + j``, j = 0..num_digits-1, so no digit appears twice. The trajectories (initial corner,
+    velocity, bounces) are drawn from the same stream, digit after digit.
+
+    Args:
+        digits: uint8 (N_digits, s, s), e.g. the MNIST test images.
+        labels: int (N_digits,), their classes.
+        seq_len: T, frames per sequence (the README uses 25 for SM-MNIST, 100 for deterministic MMNIST).
+        deterministic: reflect velocities at bounces instead of drawing new ones.
+        num_digits: digits per sequence.
+        seed: the seed (42 in the official script).
+        max_speed: velocity components are uniform in {-max_speed..max_speed}.
+        image_size: H = W of the frames.
+
+    Returns:
+        The sequences uint8 (T, N, H, W), latents int64 (T, N, num_digits, 4), labels int64
+        (N, num_digits) and digits uint8 (N, num_digits, s, s).
+
+    Raises:
+        TypeError: ``digits`` is not uint8, or ``labels`` not integer.
+        ValueError: bad shapes, fewer digits than ``num_digits``, or non-positive sizes.
+    """
+    check_positive_int(seq_len, "seq_len")
+    check_positive_int(num_digits, "num_digits")
+    check_positive_int(max_speed, "max_speed", minimum=0)
+    check_positive_int(image_size, "image_size")
+    _check_seed(seed)
+    pool = _as_digit_pool(digits, image_size)
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels: expected an integer array (N,), got {getattr(labels, 'dtype', type(labels))}")
+    if labels.shape != (len(pool),):
+        raise ValueError(f"labels: expected shape ({len(pool)},) to match digits, got {list(labels.shape)}")
+    n_sequences = len(pool) // num_digits
+    if n_sequences == 0:
+        raise ValueError(f"digits: need at least num_digits={num_digits} digits, got {len(pool)}")
+    limit = image_size - pool.shape[1]
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(pool))
+    sequences = np.empty((seq_len, n_sequences, image_size, image_size), dtype=np.uint8)
+    latents = np.empty((seq_len, n_sequences, num_digits, 4), dtype=np.int64)
+    chosen = order[: n_sequences * num_digits].reshape(n_sequences, num_digits)
+    for i in range(n_sequences):
+        positions = []
+        for j in range(num_digits):
+            trajectory = draw_trajectory(
+                rng, seq_len=seq_len, limit=limit, deterministic=deterministic, max_speed=max_speed
+            )
+            latents[:, i, j, :2] = trajectory.positions
+            latents[:, i, j, 2:] = trajectory.velocities
+            positions.append(trajectory.positions)
+        sequences[:, i] = compose_frames([pool[k] for k in chosen[i]], positions, image_size)
+    return MovingMNISTTestData(
+        sequences=sequences,
+        latents=latents,
+        labels=labels[chosen].astype(np.int64),
+        digits=pool[chosen],
+    )
+
+
+def save_test_set(
+    path: str | os.PathLike[str],
+    data: MovingMNISTTestData,
+    *,
+    overwrite: bool = False,
+    compress: bool = True,
+) -> Path:
+    """Write a test set as an ``.npz`` file with keys sequences, latents, labels, digits.
+
+    The arrays go to a temporary file in the same directory, renamed to ``path`` once complete, so an
+    interrupted run never leaves a partial file behind.
+
+    Args:
+        path: the output file (parent directories are created).
+        data: the arrays.
+        overwrite: replace an existing file.
+        compress: zip-deflate the arrays (``np.savez_compressed``; the clips are mostly black, so this is
+            much smaller), else ``np.savez``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        TypeError: ``data`` is not a :class:`MovingMNISTTestData`.
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    if not isinstance(data, MovingMNISTTestData):
+        raise TypeError(f"data: expected a MovingMNISTTestData, got {type(data).__name__}")
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final} already exists; pass overwrite=True to replace it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            save = np.savez_compressed if compress else np.savez
+            save(stream, **{key: getattr(data, key) for key in _TEST_KEYS})
+        os.replace(tmp_name, final)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
+    """Read and validate a test set written by :func:`save_test_set` or by the official script.
+
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        The arrays, checked: sequences uint8 (T, N, H, W), latents integer (T, N, n_digits, 4), labels integer
+        (N, n_digits), digits uint8 (N, n_digits, s, s).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an npz file, a key missing, or a wrong dtype or shape; the message names the file and
+            the key.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such test-set file (make one with `python -m examples.srvp.data`)")
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{file}: not a readable .npz file ({exc})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{file}: expected an .npz archive with keys {', '.join(_TEST_KEYS)}, got a single array")
+    with archive:
+        missing = [key for key in _TEST_KEYS if key not in archive.files]
+        if missing:
+            raise ValueError(f"{file}: missing key(s) {', '.join(missing)} (found {', '.join(archive.files)})")
+        arrays = {key: archive[key] for key in _TEST_KEYS}
+
+    def fail(key: str, expected: str) -> ValueError:
+        got = arrays[key]
+        return ValueError(f"{file}: key {key!r}: expected {expected}, got {got.dtype} {list(got.shape)}")
+
+    sequences, latents, labels, digits = (arrays[key] for key in _TEST_KEYS)
+    if sequences.dtype != np.uint8 or sequences.ndim != 4 or sequences.shape[2] != sequences.shape[3]:
+        raise fail("sequences", "uint8 (T, N, H, W) with H = W")
+    seq_len, n, size = sequences.shape[0], sequences.shape[1], sequences.shape[2]
+    if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 2 or labels.shape[0] != n:
+        raise fail("labels", f"integer (N, n_digits) with N = {n}")
+    k = labels.shape[1]
+    if not np.issubdtype(latents.dtype, np.integer) or latents.shape != (seq_len, n, k, 4):
+        raise fail("latents", f"integer {[seq_len, n, k, 4]}")
+    if digits.dtype != np.uint8 or digits.ndim != 4 or digits.shape[:2] != (n, k) or digits.shape[2] != digits.shape[3]:
+        raise fail("digits", f"uint8 (N, n_digits, s, s) with N = {n}, n_digits = {k}")
+    if digits.shape[2] > size:
+        raise fail("digits", f"digits no larger than the frames ({size})")
+    return MovingMNISTTestData(sequences=sequences, latents=latents, labels=labels, digits=digits)
+
+
+class MovingMNISTTestSet(Dataset[np.ndarray]):
+    """Clips of a fixed Moving MNIST test set: item i is ``sequences[:seq_len, i]``, uint8 (T, H, W).
+
+    Args:
+        source: a :class:`MovingMNISTTestData`, or the path of a file written by :func:`save_test_set`.
+        seq_len: keep the first T frames of each clip (test.py's ``nt_gen``); None keeps them all.
+
+    Raises:
+        TypeError: ``source`` is neither test data nor a path.
+        ValueError: ``seq_len`` is not in 1..T, or the file is invalid (see :func:`load_test_set`).
+    """
+
+    def __init__(self, source: MovingMNISTTestData | str | os.PathLike[str], *, seq_len: int | None = None) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            source = load_test_set(source)
+        elif not isinstance(source, MovingMNISTTestData):
+            raise TypeError(f"source: expected MovingMNISTTestData or a path, got {type(source).__name__}")
+        self.data = source
+        available = source.sequences.shape[0]
+        if seq_len is not None:
+            check_positive_int(seq_len, "seq_len")
+            if seq_len > available:
+                raise ValueError(f"seq_len: expected at most the {available} stored frames, got {seq_len}")
+        self.seq_len = available if seq_len is None else seq_len
+
+    def __len__(self) -> int:
+        return int(self.data.sequences.shape[1])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Clip ``index``, uint8 (T, H, W)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} clips")
+        return np.ascontiguousarray(self.data.sequences[: self.seq_len, index])
