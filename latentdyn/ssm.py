@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent
+from torch.distributions import Distribution, Independent, Normal
 
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.cells.base import TransitionCell
@@ -96,6 +96,10 @@ class Rollout:
         if ts.numel() > 1 and not bool((ts[1:] > ts[:-1]).all()):
             raise ValueError(f"times: expected strictly increasing times, got {ts.tolist()}")
         pos = (ts - self.t0) * self.n_substeps
+        # A sub-step time i/n can come back as i − ε after the float round trip (n = 7, i = 61): snap it
+        # onto i so that sub-step times return the stored states exactly.
+        nearest = pos.round()
+        pos = torch.where((pos - nearest).abs() < 1e-9, nearest, pos)
         left = pos.floor().long().clamp(max=self.substates.shape[0] - 1)
         right = (left + 1).clamp(max=self.substates.shape[0] - 1)
         w = (pos - left).to(self.substates)[:, None, None]
@@ -205,6 +209,8 @@ class LatentSSM(nn.Module):
     ) -> int:
         """Number of transitions whose z comes from the posterior."""
         n_trans = n_frames - 1
+        if n_observed is not None:
+            check_positive_int(n_observed, "n_observed")
         if posterior is None:
             if n_observed is not None and n_observed > 1:
                 raise ValueError(
@@ -214,6 +220,11 @@ class LatentSSM(nn.Module):
             return 0
         if not isinstance(posterior, Distribution):
             raise TypeError(f"posterior: expected a torch Distribution, got {type(posterior).__name__}")
+        if not (isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal)):
+            raise TypeError(
+                "posterior: expected a diagonal Gaussian Independent(Normal(loc, scale), 1), got "
+                f"{type(posterior).__name__}"
+            )
         shape = tuple(posterior.batch_shape)
         event = tuple(posterior.event_shape)
         if len(shape) != 2 or shape[1] != b or event != (self.cell.cond_size,):

@@ -1,0 +1,282 @@
+"""LatentSSM rollouts: one state per frame, z scheduled per frame, prior on integer-time states, Rollout.at."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.distributions import Distribution, MultivariateNormal
+
+from latentdyn.cells import MLPCell, ResidualCell
+from latentdyn.distributions import ConditionalGaussianPrior, diag_gaussian
+from latentdyn.fields import MLPField
+from latentdyn.nn import MLP
+from latentdyn.objectives import kl_per_sequence
+from latentdyn.ssm import LatentSSM, Rollout
+from tests.contracts import seeded
+from tests.problems import TimeModulatedField
+
+DY, DZ, B, T = 3, 2, 4, 30
+
+
+def make_ssm(n: int = 1, seed: int = 0, dtype: torch.dtype = torch.float64) -> LatentSSM:
+    """Residual cell on a time-dependent field (so the frame index matters) and an MLP prior."""
+    with seeded(seed):
+        field = TimeModulatedField(MLPField(DY, DZ, 16, 2))
+        prior = ConditionalGaussianPrior(MLP(DY, 16, 2 * DZ, 2))
+    return LatentSSM(ResidualCell(field, DY, DZ, n), prior).to(dtype)
+
+
+def make_posterior(length: int, seed: int = 1, dtype: torch.dtype = torch.float64) -> Distribution:
+    g = torch.Generator().manual_seed(seed)
+    loc = torch.randn(length, B, DZ, generator=g, dtype=torch.float64)
+    scale = 0.5 + torch.rand(length, B, DZ, generator=g, dtype=torch.float64)
+    return diag_gaussian(loc.to(dtype), scale.to(dtype))
+
+
+def make_y0(seed: int = 2, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.randn(B, DY, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+class RecordingSampler:
+    """Draws mean + std·ε with its own generator and records every call (role, distribution, value)."""
+
+    def __init__(self, seed: int = 3) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.calls: list[tuple[str, Distribution, torch.Tensor]] = []
+
+    def __call__(self, dist: Distribution, role: str) -> torch.Tensor:
+        eps = torch.randn(dist.mean.shape, generator=self.generator, dtype=torch.float64).to(dist.mean)
+        value = dist.mean + dist.stddev * eps
+        self.calls.append((role, dist, value))
+        return value
+
+    @property
+    def roles(self) -> list[str]:
+        return [role for role, _, _ in self.calls]
+
+
+def replay(ssm: LatentSSM, y0: torch.Tensor, z: torch.Tensor, n: int, t0: int) -> list[torch.Tensor]:
+    """Re-run the cell frame by frame with z[t−1] for every sub-step of t−1 → t; the sub-step blocks."""
+    blocks, y = [], y0
+    for t in range(1, z.shape[0] + 1):
+        path = ssm.cell.path(y, z[t - 1], n_substeps=n, frame=t0 + t - 1)
+        blocks.append(path.states)
+        y = path.states[-1]
+    return blocks
+
+
+@pytest.mark.parametrize("t0", [0, 4])
+@pytest.mark.parametrize("n", [1, 3, 5, 6, 7])
+def test_one_state_per_frame_and_z_held_per_frame(n: int, t0: int) -> None:
+    """30 frames with n sub-steps: (T−1)·n + 1 sub-states, one state per frame, z_t over all of t−1 → t."""
+    ssm = make_ssm()
+    y0, n_post = make_y0(), 12
+    sampler = RecordingSampler()
+    r = ssm.rollout(y0, T, posterior=make_posterior(n_post), sampler=sampler, n_substeps=n, t0=t0)
+    assert r.n_substeps == n and r.n_frames == T and r.t0 == t0
+    assert r.substates.shape == ((T - 1) * n + 1, B, DY)
+    assert r.states.shape == (T, B, DY)
+    assert r.z.shape == (T - 1, B, DZ)
+    assert r.residuals is not None and r.residuals.shape == ((T - 1) * n, B, DY)
+    assert torch.equal(r.substates[0], y0)
+
+    blocks = replay(ssm, y0, r.z, n, t0)
+    for t, block in enumerate(blocks, start=1):
+        assert torch.equal(r.substates[(t - 1) * n + 1 : t * n + 1], block), f"frame {t - 1} -> {t}"
+        assert torch.equal(r.states[t], block[-1])
+    torch.testing.assert_close(r.states, r.substates[::n], rtol=0, atol=0)
+
+    # z: the posterior draw for t <= 12, then one prior draw per frame, on the state y_{t-1}.
+    assert sampler.roles == ["z_posterior"] + ["z_prior"] * (T - 1 - n_post)
+    assert torch.equal(r.z[:n_post], sampler.calls[0][2])
+    for t in range(n_post + 1, T):
+        _, dist, value = sampler.calls[t - n_post]
+        assert torch.equal(r.z[t - 1], value)
+        expected = ssm.prior(r.states[t - 1])  # type: ignore[misc]
+        torch.testing.assert_close(dist.mean, expected.mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(dist.stddev, expected.stddev, rtol=1e-12, atol=1e-12)
+
+    # The reported prior is p(z_t | y_{t-1}) at integer-time states only, for every transition.
+    assert r.prior is not None and tuple(r.prior.batch_shape) == (T - 1, B)
+    expected = ssm.prior(r.states[:-1])  # type: ignore[misc]
+    torch.testing.assert_close(r.prior.mean, expected.mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(r.prior.stddev, expected.stddev, rtol=1e-12, atol=1e-12)
+    assert r.posterior is not None and tuple(r.posterior.batch_shape) == (n_post, B)
+
+
+@given(n_observed=st.integers(1, T), length=st.integers(T - 1, T + 3))
+def test_posterior_while_observed_then_prior(n_observed: int, length: int) -> None:
+    ssm = make_ssm(n=2)
+    post = make_posterior(length)
+    sampler = RecordingSampler()
+    r = ssm.rollout(make_y0(), T, posterior=post, n_observed=n_observed, sampler=sampler)
+    n_post = n_observed - 1
+    assert sampler.roles == ["z_posterior"] * (n_post > 0) + ["z_prior"] * (T - 1 - n_post)
+    if n_post == 0:
+        assert r.posterior is None
+    else:
+        assert r.posterior is not None
+        assert torch.equal(r.posterior.mean, post.mean[:n_post])
+        assert torch.equal(r.posterior.stddev, post.stddev[:n_post])
+        assert torch.equal(r.z[:n_post], sampler.calls[0][2])
+    assert torch.equal(r.z[n_post:], torch.stack([v for _, _, v in sampler.calls[n_post > 0 :]]))
+
+
+def test_default_observed_frames_cover_the_posterior() -> None:
+    """Without n_observed, every posterior step is used (capped at the number of transitions)."""
+    ssm = make_ssm()
+    sampler = RecordingSampler()
+    r = ssm.rollout(make_y0(), 10, posterior=make_posterior(4), sampler=sampler)
+    assert sampler.roles == ["z_posterior"] + ["z_prior"] * 5
+    assert r.posterior is not None and r.posterior.batch_shape == (4, B)
+    long = ssm.rollout(make_y0(), 10, posterior=make_posterior(20), sampler=RecordingSampler())
+    assert long.posterior is not None and long.posterior.batch_shape == (9, B)
+
+
+def test_sample_false_gives_means() -> None:
+    ssm = make_ssm(n=3)
+    post = make_posterior(6)
+    r = ssm.rollout(make_y0(), 12, posterior=post, sample=False)
+    assert torch.equal(r.z[:6], post.mean)
+    for t in range(7, 12):
+        expected = ssm.prior(r.states[t - 1]).mean  # type: ignore[misc]
+        torch.testing.assert_close(r.z[t - 1], expected, rtol=1e-12, atol=1e-12)
+    again = ssm.rollout(make_y0(), 12, posterior=post, sample=False)
+    assert torch.equal(again.substates, r.substates)
+
+
+def test_sample_true_reparameterises() -> None:
+    """Default sampling draws (z differs from the means) and gradients reach the posterior and the prior."""
+    ssm = make_ssm(n=2)
+    loc = torch.zeros(5, B, DZ, dtype=torch.float64, requires_grad=True)
+    post = diag_gaussian(loc, torch.ones(5, B, DZ, dtype=torch.float64))
+    with seeded(0):
+        r = ssm.rollout(make_y0(), 9, posterior=post)
+    assert not torch.equal(r.z[:5], loc.detach())
+    assert r.prior is not None and r.posterior is not None
+    prior_part = diag_gaussian(r.prior.mean[:5], r.prior.stddev[:5])
+    loss = r.states.square().sum() + kl_per_sequence(r.posterior, prior_part).sum()
+    loss.backward()
+    assert loc.grad is not None and loc.grad.abs().sum() > 0
+    for name, p in ssm.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_at_is_exact_on_substeps_and_linear_between() -> None:
+    ssm = make_ssm(n=7)
+    r = ssm.rollout(make_y0(), T, posterior=make_posterior(5), sampler=RecordingSampler(), t0=3)
+    times = r.times()
+    assert times.dtype == torch.float64 and times.shape == (r.substates.shape[0],)
+    assert times[0] == 3 and times[-1] == 3 + T - 1
+    assert torch.equal(r.at(times), r.substates)
+    assert torch.equal(r.at(list(range(3, 3 + T))), r.states)
+    g = torch.Generator().manual_seed(0)
+    i = torch.arange(r.substates.shape[0] - 1)
+    frac = 0.05 + 0.9 * torch.rand(i.shape, generator=g, dtype=torch.float64)
+    query = 3 + (i + frac) / 7
+    expected = (1 - frac)[:, None, None] * r.substates[:-1] + frac[:, None, None] * r.substates[1:]
+    torch.testing.assert_close(r.at(query), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_at_float32_and_single_time() -> None:
+    ssm = make_ssm(n=3, dtype=torch.float32)
+    r = ssm.rollout(make_y0(dtype=torch.float32), 6, sampler=RecordingSampler())
+    out = r.at([2.5])
+    assert out.shape == (1, B, DY) and out.dtype == torch.float32
+    torch.testing.assert_close(out[0], 0.5 * (r.substates[7] + r.substates[8]))
+    assert torch.equal(r.at(torch.tensor([5.0])), r.states[-1:])
+
+
+def test_at_errors() -> None:
+    r = make_ssm(n=2).rollout(make_y0(), 5, sampler=RecordingSampler(), t0=1)
+    with pytest.raises(ValueError, match=r"times: expected times within the rollout \[1\.0, 5\.0\]"):
+        r.at([0.5, 2.0])
+    with pytest.raises(ValueError, match="times: expected times within the rollout"):
+        r.at([5.25])
+    with pytest.raises(ValueError, match="times: expected strictly increasing times"):
+        r.at([2.0, 1.5])
+    with pytest.raises(ValueError, match="times: expected strictly increasing times"):
+        r.at([2.0, 2.0])
+    with pytest.raises(ValueError, match="times: expected at least one query time"):
+        r.at([])
+
+
+def test_rollout_without_noise_and_without_prior() -> None:
+    """Dz = 0 and no prior: a deterministic latent ODE rollout; z is empty and no prior is reported."""
+    with seeded(0):
+        cell = ResidualCell(MLPField(DY, 0, 8, 2), DY, 0, 3)
+    ssm = LatentSSM(cell).double()
+    y0 = make_y0()
+    r = ssm.rollout(y0, 10)
+    assert r.z.shape == (9, B, 0)
+    assert r.prior is None and r.posterior is None
+    assert r.states.shape == (10, B, DY)
+    blocks = replay(ssm, y0, r.z, 3, 0)
+    assert torch.equal(r.substates[1:], torch.cat(blocks))
+
+
+def test_single_frame_rollout() -> None:
+    r = make_ssm(n=4).rollout(make_y0(), 1)
+    assert r.substates.shape == (1, B, DY) and r.states.shape == (1, B, DY)
+    assert r.z.shape == (0, B, DZ) and r.prior is None and r.residuals is None and r.n_frames == 1
+
+
+def test_discrete_cell_rollout() -> None:
+    with seeded(0):
+        ssm = LatentSSM(MLPCell(DY, DZ, 8, 2), ConditionalGaussianPrior(MLP(DY, 8, 2 * DZ, 2))).double()
+    r = ssm.rollout(make_y0(), 6, posterior=make_posterior(2), sampler=RecordingSampler())
+    assert r.residuals is None and r.states.shape == (6, B, DY) and r.substates.shape == (6, B, DY)
+    with pytest.raises(ValueError, match="n_substeps: MLPCell is a discrete-time cell"):
+        ssm.rollout(make_y0(), 6, n_substeps=2)
+
+
+def test_rollout_errors() -> None:
+    ssm = make_ssm()
+    y0 = make_y0()
+    with pytest.raises(TypeError, match="cell: expected a TransitionCell"):
+        LatentSSM(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="y0: expected 2 dimensions"):
+        ssm.rollout(y0[0], 5)
+    with pytest.raises(ValueError, match=f"y0: expected size {DY} for axis 'dy'"):
+        ssm.rollout(y0[:, :2], 5)
+    with pytest.raises(ValueError, match="n_frames: expected an int >= 1, got 0"):
+        ssm.rollout(y0, 0)
+    with pytest.raises(TypeError, match="n_frames"):
+        ssm.rollout(y0, 5.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_substeps: expected an int >= 1"):
+        ssm.rollout(y0, 5, n_substeps=0)
+    with pytest.raises(TypeError, match="n_substeps"):
+        ssm.rollout(y0, 5, n_substeps=0.5)  # type: ignore[arg-type]
+
+
+def test_posterior_errors() -> None:
+    ssm = make_ssm()
+    y0 = make_y0()
+    with pytest.raises(ValueError, match="posterior: covers 3 transitions, but n_observed=6 frames need 5"):
+        ssm.rollout(y0, 10, posterior=make_posterior(3), n_observed=6)
+    with pytest.raises(ValueError, match=r"n_observed: 3 observed frames need a posterior over 2"):
+        ssm.rollout(y0, 10, n_observed=3)
+    with pytest.raises(ValueError, match="n_observed"):
+        ssm.rollout(y0, 10, posterior=make_posterior(3), n_observed=0)
+    with pytest.raises(TypeError, match="n_observed"):
+        ssm.rollout(y0, 10, n_observed="all")  # type: ignore[arg-type]
+    loc = torch.zeros(4, B + 1, DZ, dtype=torch.float64)
+    with pytest.raises(ValueError, match=rf"posterior: expected batch shape \(L, {B}\)"):
+        ssm.rollout(y0, 10, posterior=diag_gaussian(loc, torch.ones_like(loc)))
+    loc = torch.zeros(B, DZ, dtype=torch.float64)
+    with pytest.raises(ValueError, match="posterior: expected batch shape"):
+        ssm.rollout(y0, 10, posterior=diag_gaussian(loc, torch.ones_like(loc)))
+    loc = torch.zeros(4, B, DZ + 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match=rf"posterior: expected .* event shape \({DZ},\)"):
+        ssm.rollout(y0, 10, posterior=diag_gaussian(loc, torch.ones_like(loc)))
+    with pytest.raises(TypeError, match="posterior: expected a torch Distribution"):
+        ssm.rollout(y0, 10, posterior=torch.zeros(4, B, DZ))  # type: ignore[arg-type]
+    full = MultivariateNormal(torch.zeros(4, B, DZ, dtype=torch.float64), torch.eye(DZ, dtype=torch.float64))
+    with pytest.raises(TypeError, match="posterior: expected a diagonal Gaussian"):
+        ssm.rollout(y0, 10, posterior=full)
+    no_prior = LatentSSM(ssm.cell)
+    with pytest.raises(ValueError, match="posterior: this model has no prior, so z_4 must come from"):
+        no_prior.rollout(y0, 10, posterior=make_posterior(3))
+    assert isinstance(no_prior.rollout(y0, 4, posterior=make_posterior(3), sample=False), Rollout)
