@@ -1,0 +1,209 @@
+"""Clips from a folder of your own videos: video files and folders of frames, mixed freely."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch.utils.data
+
+from latentdyn._checks import check_choice, check_positive_int
+from latentdyn.video.datasets._common import draw_int, is_hidden, numeric_sort_key, read_png
+from latentdyn.video.datasets.io import PathLike, iter_video, probe_video
+
+__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoFolderDataset", "VideoSource"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".gif", ".mov", ".mkv", ".webm")
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_RESAMPLING = ("lanczos", "bicubic", "bilinear", "nearest", "box")
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """One video of a :class:`VideoFolderDataset`.
+
+    Attributes:
+        path: the video file, or the folder holding its frames.
+        frames: for a folder, its frame files in numeric order; empty for a video file.
+    """
+
+    path: Path
+    frames: tuple[Path, ...] = ()
+
+
+def _discover(root: Path) -> list[VideoSource]:
+    sources: list[VideoSource] = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not is_hidden(d))
+        here = Path(directory)
+        visible = sorted((f for f in files if not is_hidden(f)), key=numeric_sort_key)
+        frames = tuple(here / f for f in visible if Path(f).suffix.lower() in FRAME_EXTENSIONS)
+        if frames:
+            sources.append(VideoSource(here, frames))
+        sources.extend(VideoSource(here / f) for f in visible if Path(f).suffix.lower() in VIDEO_EXTENSIONS)
+    return sources
+
+
+class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
+    """Random clips from every video under a folder, uint8 (T, H, W, 3) or (T, H, W) with ``grayscale``.
+
+    ``root`` is searched recursively. Every video file (``.mp4``, ``.avi``, ``.gif``, ``.mov``, ``.mkv``,
+    ``.webm``) is one video, and every folder that directly holds PNG/JPEG images is one video whose frames
+    are those images in numeric order (``frame-2.png`` before ``frame-10.png``).
+
+    An item is a clip of ``seq_len`` frames taken every ``frame_step`` frames, from a random start
+    (``random_start=True``) or from the first frame. With ``length=None`` item ``i`` comes from video
+    ``i``; with a ``length``, the dataset is virtual and every item draws a random video.
+
+    Frames are processed in this order: ``crop="center"`` keeps the largest centred region with the aspect
+    ratio of ``image_size``; then the frame is resized to ``image_size`` (ignoring the aspect ratio when
+    there is no crop); then ``grayscale`` converts it to luma (ITU-R 601, Pillow's ``"L"``).
+
+    Args:
+        root: the folder to search.
+        seq_len: clip length T.
+        image_size: output ``(H, W)`` (an int means square); ``None`` keeps each video's size (all frames of
+            a clip must then have the same size).
+        crop: ``None`` or ``"center"``.
+        grayscale: return (T, H, W) luma clips instead of RGB.
+        frame_step: keep one frame in this many.
+        resample: Pillow filter for the resize: ``"lanczos"``, ``"bicubic"``, ``"bilinear"``,
+            ``"nearest"`` or ``"box"``.
+        random_start: draw the clip start at random (else start at frame 0).
+        length: virtual number of items (a random video per item), or ``None`` for one item per video.
+        rng: random generator; ``None`` uses numpy's global generator (see
+            :class:`~latentdyn.video.datasets.KTHDataset` about workers).
+
+    Attributes:
+        sources: the videos found, in sorted order.
+
+    Raises:
+        ValueError: no video under ``root``, bad options; when loading, a video too short for the clip or
+            an unreadable file (named in the message).
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        *,
+        seq_len: int,
+        image_size: int | tuple[int, int] | None = None,
+        crop: str | None = None,
+        grayscale: bool = False,
+        frame_step: int = 1,
+        resample: str = "lanczos",
+        random_start: bool = True,
+        length: int | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"root: expected a directory of videos, found none at {self.root}")
+        self.seq_len = check_positive_int(seq_len, "seq_len")
+        self.frame_step = check_positive_int(frame_step, "frame_step")
+        if image_size is None:
+            self.image_size: tuple[int, int] | None = None
+        elif isinstance(image_size, int) and not isinstance(image_size, bool):
+            self.image_size = (check_positive_int(image_size, "image_size"),) * 2
+        elif isinstance(image_size, tuple) and len(image_size) == 2:
+            self.image_size = (
+                check_positive_int(image_size[0], "image_size[0]"),
+                check_positive_int(image_size[1], "image_size[1]"),
+            )
+        else:
+            raise TypeError(f"image_size: expected None, an int or a (height, width) tuple, got {image_size!r}")
+        if crop is not None:
+            check_choice(crop, "crop", ("center",))
+            if self.image_size is None:
+                raise ValueError("crop: 'center' needs an image_size to take the aspect ratio from")
+        self.crop = crop
+        self.grayscale = bool(grayscale)
+        self.resample = check_choice(resample, "resample", _RESAMPLING)
+        self.random_start = bool(random_start)
+        self.length = None if length is None else check_positive_int(length, "length")
+        self.rng = rng
+        self.span = (self.seq_len - 1) * self.frame_step + 1
+        self.sources = _discover(self.root)
+        if not self.sources:
+            raise ValueError(
+                f"root: found no video under {self.root} (video files {', '.join(VIDEO_EXTENSIONS)}, or "
+                f"folders of {', '.join(FRAME_EXTENSIONS)} frames)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.sources) if self.length is None else self.length
+
+    def _process(self, frame: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        image = Image.fromarray(frame)
+        image = image.convert("L") if self.grayscale else image.convert("RGB")
+        if self.image_size is not None:
+            height, width = self.image_size
+            box = None
+            if self.crop == "center":
+                scale = min(image.width / width, image.height / height)
+                crop_w, crop_h = width * scale, height * scale
+                left, upper = (image.width - crop_w) / 2, (image.height - crop_h) / 2
+                box = (round(left), round(upper), round(left + crop_w), round(upper + crop_h))
+                image = image.crop(box)
+            resample = getattr(Image.Resampling, self.resample.upper())
+            image = image.resize((width, height), resample=resample)
+        return np.asarray(image)
+
+    def _too_short(self, source: VideoSource, n_frames: int) -> ValueError:
+        return ValueError(
+            f"{source.path}: {n_frames} frames, fewer than the {self.span} that seq_len={self.seq_len} with "
+            f"frame_step={self.frame_step} needs"
+        )
+
+    def _start(self, n_frames: int) -> int:
+        return draw_int(self.rng, n_frames - self.span + 1) if self.random_start else 0
+
+    def load(self, source: VideoSource) -> np.ndarray:
+        """A clip of ``source``, processed, uint8 (T, H, W[, 3])."""
+        if source.frames:
+            if len(source.frames) < self.span:
+                raise self._too_short(source, len(source.frames))
+            start = self._start(len(source.frames))
+            raw = [read_png(f) for f in source.frames[start : start + self.span : self.frame_step]]
+        else:
+            announced = probe_video(source.path).n_frames
+            if announced:
+                if announced < self.span:
+                    raise self._too_short(source, announced)
+                start = self._start(announced)
+                raw = []
+                for t, frame in enumerate(iter_video(source.path)):
+                    if t >= start + self.span:
+                        break
+                    if t >= start and (t - start) % self.frame_step == 0:
+                        raw.append(frame)
+                if len(raw) < self.seq_len:
+                    raise ValueError(
+                        f"{source.path}: the header announces {announced} frames but fewer could be decoded "
+                        f"(clip from frame {start} needs {self.span})"
+                    )
+            else:  # the container does not say: decode everything
+                frames = list(iter_video(source.path))
+                if len(frames) < self.span:
+                    raise self._too_short(source, len(frames))
+                start = self._start(len(frames))
+                raw = frames[start : start + self.span : self.frame_step]
+        processed = [self._process(frame) for frame in raw]
+        shapes = {p.shape for p in processed}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"{source.path}: frames of different sizes {sorted(shapes)}; pass image_size to resize them"
+            )
+        return np.stack(processed)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """A clip, uint8 (T, H, W, 3) or (T, H, W): of video ``index``, or of a random video with ``length``."""
+        if self.length is None:
+            source = self.sources[index]
+        else:
+            source = self.sources[draw_int(self.rng, len(self.sources))]
+        return self.load(source)
