@@ -75,8 +75,13 @@ def from_official_key(key: str) -> str:
 
 
 def official_state_dict(model: SRVP) -> dict[str, torch.Tensor]:
-    """The state dict of ``model`` under official key names (to export to the official code)."""
-    return {to_official_key(k): v for k, v in model.state_dict().items()}
+    """The state dict of ``model`` under official key names and in the official order (to export to the
+    official code). Our ``LatentSSM`` registers the cell before the prior, the official model ``p_z`` before
+    ``dynamics``: entries are ordered by official top module, keeping our order within each."""
+    rank = {theirs: i for i, (_, theirs, _) in enumerate(_PREFIXES)}
+    items = [(to_official_key(k), v) for k, v in model.state_dict().items()]
+    items.sort(key=lambda kv: next(r for prefix, r in rank.items() if kv[0].startswith(prefix)))
+    return dict(items)
 
 
 def _read_official_config(official_dir: Path) -> dict[str, Any]:
