@@ -499,6 +499,29 @@ def make_test_set(
     )
 
 
+def _validated(arrays: dict[str, np.ndarray], where: str) -> MovingMNISTTestData:
+    """The four test-set arrays, checked for dtypes and consistent shapes; ``where`` prefixes messages."""
+
+    def fail(key: str, expected: str) -> ValueError:
+        got = arrays[key]
+        return ValueError(f"{where}: key {key!r}: expected {expected}, got {got.dtype} {list(got.shape)}")
+
+    sequences, latents, labels, digits = (arrays[key] for key in _TEST_KEYS)
+    if sequences.dtype != np.uint8 or sequences.ndim != 4 or sequences.shape[2] != sequences.shape[3]:
+        raise fail("sequences", "uint8 (T, N, H, W) with H = W")
+    seq_len, n, size = sequences.shape[0], sequences.shape[1], sequences.shape[2]
+    if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 2 or labels.shape[0] != n:
+        raise fail("labels", f"integer (N, n_digits) with N = {n}")
+    k = labels.shape[1]
+    if not np.issubdtype(latents.dtype, np.integer) or latents.shape != (seq_len, n, k, 4):
+        raise fail("latents", f"integer {[seq_len, n, k, 4]}")
+    if digits.dtype != np.uint8 or digits.ndim != 4 or digits.shape[:2] != (n, k) or digits.shape[2] != digits.shape[3]:
+        raise fail("digits", f"uint8 (N, n_digits, s, s) with N = {n}, n_digits = {k}")
+    if digits.shape[2] > size:
+        raise fail("digits", f"digits no larger than the frames ({size})")
+    return MovingMNISTTestData(sequences=sequences, latents=latents, labels=labels, digits=digits)
+
+
 def save_test_set(
     path: str | os.PathLike[str],
     data: MovingMNISTTestData,
@@ -522,11 +545,16 @@ def save_test_set(
         The path written.
 
     Raises:
-        TypeError: ``data`` is not a :class:`MovingMNISTTestData`.
+        TypeError: ``data`` is not a :class:`MovingMNISTTestData` of numpy arrays.
+        ValueError: an array has a wrong dtype or shape (as :func:`load_test_set` checks).
         FileExistsError: ``path`` exists and ``overwrite`` is false.
     """
     if not isinstance(data, MovingMNISTTestData):
         raise TypeError(f"data: expected a MovingMNISTTestData, got {type(data).__name__}")
+    arrays = {key: getattr(data, key) for key in _TEST_KEYS}
+    if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+        raise TypeError("data: every field must be a numpy array")
+    _validated(arrays, "data")
     final = Path(path)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists; pass overwrite=True to replace it")
@@ -535,7 +563,7 @@ def save_test_set(
     try:
         with os.fdopen(fd, "wb") as stream:
             save = np.savez_compressed if compress else np.savez
-            save(stream, **{key: getattr(data, key) for key in _TEST_KEYS})
+            save(stream, **arrays)
         os.replace(tmp_name, final)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -573,24 +601,7 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
             raise ValueError(f"{file}: missing key(s) {', '.join(missing)} (found {', '.join(archive.files)})")
         arrays = {key: archive[key] for key in _TEST_KEYS}
 
-    def fail(key: str, expected: str) -> ValueError:
-        got = arrays[key]
-        return ValueError(f"{file}: key {key!r}: expected {expected}, got {got.dtype} {list(got.shape)}")
-
-    sequences, latents, labels, digits = (arrays[key] for key in _TEST_KEYS)
-    if sequences.dtype != np.uint8 or sequences.ndim != 4 or sequences.shape[2] != sequences.shape[3]:
-        raise fail("sequences", "uint8 (T, N, H, W) with H = W")
-    seq_len, n, size = sequences.shape[0], sequences.shape[1], sequences.shape[2]
-    if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 2 or labels.shape[0] != n:
-        raise fail("labels", f"integer (N, n_digits) with N = {n}")
-    k = labels.shape[1]
-    if not np.issubdtype(latents.dtype, np.integer) or latents.shape != (seq_len, n, k, 4):
-        raise fail("latents", f"integer {[seq_len, n, k, 4]}")
-    if digits.dtype != np.uint8 or digits.ndim != 4 or digits.shape[:2] != (n, k) or digits.shape[2] != digits.shape[3]:
-        raise fail("digits", f"uint8 (N, n_digits, s, s) with N = {n}, n_digits = {k}")
-    if digits.shape[2] > size:
-        raise fail("digits", f"digits no larger than the frames ({size})")
-    return MovingMNISTTestData(sequences=sequences, latents=latents, labels=labels, digits=digits)
+    return _validated(arrays, str(file))
 
 
 class MovingMNISTTestSet(Dataset[np.ndarray]):

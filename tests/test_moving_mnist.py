@@ -1,0 +1,554 @@
+"""Moving MNIST: bounce geometry on hand-computed cases, generator properties, fidelity to the official
+generator, the fixed test set (file round trip), DataLoader worker streams, collation and the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader
+
+from examples.srvp import data as data_cli
+from latentdyn.video.collate import collate_videos
+from latentdyn.video.mnist import load_embedded_digits, mnist_raw_dir
+from latentdyn.video.moving_mnist import (
+    Motion,
+    MovingMNIST,
+    MovingMNISTTestData,
+    MovingMNISTTestSet,
+    compose_frames,
+    compute_trajectory,
+    draw_trajectory,
+    load_test_set,
+    make_test_set,
+    official_test_set_name,
+    resolve_collisions,
+    save_test_set,
+)
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official" / "inputs.pt"
+
+
+class ScriptedStream(np.random.RandomState):
+    """A RandomState whose ``randint`` returns scripted values (and records its calls)."""
+
+    def __init__(self, values: list[int]) -> None:
+        super().__init__(0)
+        self.values = list(values)
+        self.calls: list[tuple[int, int]] = []
+
+    def randint(self, low: int, high: int | None = None, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+        assert high is not None
+        self.calls.append((low, high))
+        return self.values.pop(0)
+
+
+class CountingStream(np.random.RandomState):
+    """A RandomState that counts its ``randint`` calls."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.count = 0
+
+    def randint(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+        self.count += 1
+        return int(super().randint(*args, **kwargs))  # type: ignore[arg-type]
+
+
+def trajectory(sx: int, sy: int, dx: int, dy: int, t: int = 3, limit: int = 36) -> list[tuple[int, ...]]:
+    traj = compute_trajectory(sx, sy, dx, dy, seq_len=t, limit=limit, deterministic=True)
+    return [tuple(int(v) for v in (*p, *v)) for p, v in zip(traj.positions, traj.velocities)]
+
+
+# ------------------------------------------------------------------------------------ hand-computed bounces
+def test_free_motion_and_frame_zero_is_the_start() -> None:
+    assert trajectory(3, 5, 2, -1) == [(3, 5, 2, -1), (5, 4, 2, -1), (7, 3, 2, -1)]
+
+
+def test_axis_parallel_bounce_on_the_high_wall() -> None:
+    # 34 -> 38 crosses x = 36 halfway through the move: back by 2 from the wall.
+    assert trajectory(34, 10, 4, 0) == [(34, 10, 4, 0), (34, 10, -4, 0), (30, 10, -4, 0)]
+
+
+def test_axis_parallel_bounce_on_the_low_wall_in_y() -> None:
+    # y: 1 -> -2 crosses y = 0 after a third of the move, then travels 2 back.
+    assert trajectory(7, 1, 0, -3) == [(7, 1, 0, -3), (7, 2, 0, 3), (7, 5, 0, 3)]
+
+
+def test_oblique_bounce() -> None:
+    # (34, 10) + (4, 2) = (38, 12): crosses x = 36 at (36, 11), half of the move left: (36 - 2, 11 + 1).
+    assert trajectory(34, 10, 4, 2) == [(34, 10, 4, 2), (34, 12, -4, 2), (30, 14, -4, 2)]
+
+
+def test_exact_corner_bounce() -> None:
+    # (34, 34) + (4, 4) passes through the corner (36, 36) halfway: both components reverse.
+    assert trajectory(34, 34, 4, 4) == [(34, 34, 4, 4), (34, 34, -4, -4), (30, 30, -4, -4)]
+
+
+def test_two_walls_in_one_frame_near_a_corner() -> None:
+    # (35, 33) moving (3, 4): hits x = 36 after 1/3 of the frame at y = 34 1/3, goes back at -3 and hits
+    # y = 36 after another 5/12 frame at x = 34.75; the last 1/4 frame brings it to (34, 35).
+    out = resolve_collisions(Motion(38.0, 37.0, 3, 4), limit=36, deterministic=True)
+    assert out.dx == -3 and out.dy == -4
+    assert out.x == pytest.approx(34.0, abs=1e-12) and out.y == pytest.approx(35.0, abs=1e-12)
+
+
+def test_repeated_bounce_when_the_move_is_longer_than_the_box() -> None:
+    # L = 2: from 1 moving +4: up to 2 (1 unit), down to 0 (2 units), up to 1 (1 unit).
+    assert trajectory(0, 1, 0, 4, t=2, limit=2) == [(0, 1, 0, 4), (0, 1, 0, 4)]
+    out = resolve_collisions(Motion(0.0, 5.0, 0, 4), limit=2, deterministic=True)
+    assert out == Motion(0.0, 1.0, 0, 4)
+
+
+def test_stochastic_bounce_draws_a_new_velocity_and_points_it_inward() -> None:
+    # (34, 10) + (4, 0) -> (38, 10): contact (36, 10) with p = 1/2. New draw (3, -2): dx forced to -3.
+    # Position (36 - 1.5, 10 - 1) = (34.5, 9), shown as round(34.5) = 34 (half to even), then
+    # (31.5, 7) -> 32.
+    stream = ScriptedStream([3, -2])
+    traj = compute_trajectory(34, 10, 4, 0, seq_len=3, limit=36, deterministic=False, max_speed=4, rng=stream)
+    assert traj.positions.tolist() == [[34, 10], [34, 9], [32, 7]]
+    assert traj.velocities.tolist() == [[4, 0], [-3, -2], [-3, -2]]
+    assert stream.calls == [(-4, 5), (-4, 5)]
+
+
+def test_stochastic_bounce_redraws_while_the_new_velocity_leaves_again() -> None:
+    # At y = 0 moving along the wall (-2, 0), hitting x = 0 halfway: contact (0, 0), p = 1/2. Pass 1: draw
+    # (2, -3), dx forced to +2, position (1, -1.5) is out through y = 0. Pass 2: the move crosses y = 0 at
+    # the same contact (0, 0), p = 1/2; draw (-1, 4), dy forced to +4, dx = -1 kept: (-0.5, 2) is out
+    # through x = 0. Pass 3: contact (0, 0) again; draw (1, 1), dx forced to +1: (0.5, 0.5).
+    stream = ScriptedStream([2, -3, -1, 4, 1, 1])
+    out = resolve_collisions(Motion(-1.0, 0.0, -2, 0), limit=36, deterministic=False, rng=stream)
+    assert len(stream.calls) == 6
+    assert out.dx == 1 and out.dy == 1
+    assert out.x == pytest.approx(0.5) and out.y == pytest.approx(0.5)
+
+
+def test_a_digit_can_stop() -> None:
+    traj = compute_trajectory(36, 3, 1, 1, seq_len=4, limit=36, deterministic=False, rng=ScriptedStream([0, 0]))
+    # (37, 4): contact (36, 3), new velocity 0: the digit stays there for good.
+    assert traj.positions.tolist() == [[36, 3]] * 4 and traj.velocities.tolist() == [[1, 1]] + [[0, 0]] * 3
+
+
+def test_resolve_collisions_errors() -> None:
+    with pytest.raises(RuntimeError, match="cannot have left the square"):
+        resolve_collisions(Motion(40.0, 3.0, 0, 1), limit=36, deterministic=True)
+
+
+def test_compute_trajectory_argument_errors() -> None:
+    with pytest.raises(ValueError, match=r"\(sx, sy\): expected integers in \[0, 36\], got \(37, 0\)"):
+        compute_trajectory(37, 0, 1, 1, seq_len=3, limit=36, deterministic=True)
+    with pytest.raises(ValueError, match="seq_len: expected an int >= 1, got 0"):
+        compute_trajectory(0, 0, 1, 1, seq_len=0, limit=36, deterministic=True)
+
+
+# ----------------------------------------------------------------------------------------------- properties
+@given(seed=st.integers(0, 2**32 - 1), deterministic=st.booleans(), max_speed=st.integers(0, 6))
+def test_positions_stay_in_the_box(seed: int, deterministic: bool, max_speed: int) -> None:
+    rng = np.random.RandomState(seed)
+    traj = draw_trajectory(rng, seq_len=60, limit=36, deterministic=deterministic, max_speed=max_speed)
+    assert traj.positions.dtype == np.int64 and traj.positions.shape == (60, 2)
+    assert traj.positions.min() >= 0 and traj.positions.max() <= 36
+    assert np.abs(traj.velocities).max() <= max_speed
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+def test_deterministic_version_keeps_speeds(seed: int) -> None:
+    traj = draw_trajectory(np.random.RandomState(seed), seq_len=80, limit=36, deterministic=True)
+    speeds = np.abs(traj.velocities)
+    assert (speeds == speeds[0]).all()
+    # Reflections only: a component changes sign only when the digit is at the matching wall.
+    flips = np.sign(traj.velocities[1:]) != np.sign(traj.velocities[:-1])
+    rows, axes = np.nonzero(flips)
+    at_wall = traj.positions[rows + 1, axes]
+    assert np.isin(at_wall, np.arange(0, 5)).sum() + np.isin(at_wall, np.arange(32, 37)).sum() == len(rows)
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+def test_stochastic_version_changes_velocity_only_at_bounces(seed: int) -> None:
+    stream = CountingStream(seed)
+    motion = Motion(float(stream.randint(0, 37)), float(stream.randint(0, 37)), 4, -3)
+    for _ in range(40):
+        before = stream.count
+        inside = 0 <= motion.x <= 36 and 0 <= motion.y <= 36
+        resolved = resolve_collisions(motion, limit=36, deterministic=False, rng=stream)
+        if inside:
+            assert resolved == motion and stream.count == before
+        else:
+            assert stream.count > before and (stream.count - before) % 2 == 0
+        assert -1e-8 <= resolved.x <= 36 + 1e-8 and -1e-8 <= resolved.y <= 36 + 1e-8
+        motion = Motion(resolved.x + resolved.dx, resolved.y + resolved.dy, resolved.dx, resolved.dy)
+
+
+def test_compose_frames_adds_and_clips() -> None:
+    a = np.full((2, 2), 100, np.uint8)
+    b = np.full((2, 2), 200, np.uint8)
+    frames = compose_frames([a, a, b], [np.array([[0, 0]]), np.array([[1, 1]]), np.array([[1, 0]])], 4)
+    expected = np.zeros((1, 4, 4), np.int64)
+    expected[0, 0:2, 0:2] += 100
+    expected[0, 1:3, 1:3] += 100
+    expected[0, 1:3, 0:2] += 200
+    np.testing.assert_array_equal(frames, np.minimum(expected, 255))
+    assert frames.dtype == np.uint8 and frames[0, 1, 1] == 255 and frames[0, 1, 2] == 100
+
+
+# ------------------------------------------------------------------------------------------ official output
+@pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/official not available")
+def test_reproduces_the_official_generator_bit_for_bit() -> None:
+    inputs = torch.load(FIXTURE, weights_only=True)
+    glyphs, expected = inputs["glyphs"].numpy(), inputs["x_uint8"].numpy()  # (10, 28, 28), (15, 2, 64, 64)
+    # The official training-mode generator after np.random.seed(0), items 0 and 1.
+    ds = MovingMNIST(glyphs, seq_len=15, seed=0)
+    np.testing.assert_array_equal(np.stack([ds[0], ds[1]], axis=1), expected)
+    # The same through numpy's global stream (seed=None), leaving it where the official code would.
+    state = np.random.get_state()
+    try:
+        np.random.seed(0)
+        ds = MovingMNIST(glyphs, seq_len=15)
+        np.testing.assert_array_equal(np.stack([ds[0], ds[1]], axis=1), expected)
+    finally:
+        np.random.set_state(state)
+    # And the official collation.
+    np.testing.assert_array_equal(collate_videos([ds_item for ds_item in expected.transpose(1, 0, 2, 3)]), inputs["x"])
+
+
+# ------------------------------------------------------------------------------------------------- dataset
+def pool(n: int = 10) -> np.ndarray:
+    return load_embedded_digits("test").images[:n]
+
+
+def test_dataset_items() -> None:
+    ds = MovingMNIST(torch.from_numpy(pool()), seq_len=7, num_digits=3, length=11, seed=5)
+    clip = ds[0]
+    assert len(ds) == 11 and clip.shape == (7, 64, 64) and clip.dtype == np.uint8
+    assert clip.max() > 0
+    again = MovingMNIST(pool(), seq_len=7, num_digits=3, seed=5)
+    np.testing.assert_array_equal(again[123], clip)  # the index is ignored, the stream advances
+    assert not np.array_equal(again[0], clip)
+
+
+def test_dataset_deterministic_and_smaller_images() -> None:
+    ds = MovingMNIST(pool()[:, :20, :20], seq_len=30, image_size=32, deterministic=True, seed=1)
+    assert ds.limit == 12 and ds[0].shape == (30, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"digits": pool().astype(np.float32)}, TypeError, "digits: expected dtype uint8, got float32"),
+        ({"digits": [[1]]}, TypeError, "digits: expected a uint8 array"),
+        ({"digits": pool()[:, :, :27]}, ValueError, r"digits: expected shape \(N, s, s\)"),
+        ({"digits": pool()[:0]}, ValueError, r"N >= 1"),
+        ({"image_size": 20}, ValueError, "do not fit in image_size 20"),
+        ({"seq_len": 0}, ValueError, "seq_len: expected an int >= 1, got 0"),
+        ({"num_digits": 1.5}, TypeError, "num_digits: expected an int"),
+        ({"max_speed": -1}, ValueError, "max_speed: expected an int >= 0"),
+        ({"seed": -3}, ValueError, "seed: expected an int >= 0"),
+        ({"seed": 2**32}, ValueError, r"seed: expected an int in \[0, 2\*\*32\)"),
+    ],
+)
+def test_dataset_argument_errors(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    args: dict[str, object] = {"digits": pool(), "seq_len": 5} | kwargs
+    with pytest.raises(error, match=match):
+        MovingMNIST(**args)  # type: ignore[arg-type]
+
+
+def first_batches(ds: MovingMNIST, n: int) -> list[np.ndarray]:
+    loader = DataLoader(ds, batch_size=1, num_workers=2, collate_fn=lambda items: items[0])
+    out = []
+    for i, clip in enumerate(loader):
+        out.append(clip)
+        if i + 1 == n:
+            break
+    return out
+
+
+@pytest.mark.parametrize("seed", [None, 7])
+def test_dataloader_workers_draw_distinct_reproducible_streams(seed: int | None) -> None:
+    ds = MovingMNIST(pool(), seq_len=4, length=8, seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        first = first_batches(ds, 4)
+        torch.manual_seed(0)
+        again = first_batches(ds, 4)
+        torch.manual_seed(1)
+        other = first_batches(ds, 4)
+    # Items 0 and 1 come from workers 0 and 1: different clips.
+    assert not np.array_equal(first[0], first[1])
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], other[0])
+    if seed is not None:
+        # The worker streams differ from the main-process stream of the same seed.
+        assert not np.array_equal(first[0], MovingMNIST(pool(), seq_len=4, seed=seed)[0])
+
+
+# ------------------------------------------------------------------------------------------------ test set
+def test_make_test_set_follows_the_official_recipe() -> None:
+    digits = load_embedded_digits("test")
+    images, labels = digits.images[:40], digits.labels[:40]
+    state = np.random.get_state()
+    data = make_test_set(images, labels, seq_len=6, deterministic=False, seed=42)
+    assert np.random.get_state()[1].tolist() == state[1].tolist(), "the global stream must be left alone"
+    n = 20
+    assert data.sequences.shape == (6, n, 64, 64) and data.sequences.dtype == np.uint8
+    assert data.latents.shape == (6, n, 2, 4) and data.latents.dtype == np.int64
+    assert data.labels.shape == (n, 2) and data.digits.shape == (n, 2, 28, 28) and data.digits.dtype == np.uint8
+    # One permutation from np.random.seed(42); sequence i uses permuted digits 2i and 2i + 1.
+    try:
+        np.random.seed(42)
+        order = np.random.permutation(40)
+        first = [np.random.randint(0, 37), np.random.randint(0, 37), np.random.randint(-4, 5), np.random.randint(-4, 5)]
+    finally:
+        np.random.set_state(state)
+    np.testing.assert_array_equal(data.digits, images[order].reshape(n, 2, 28, 28))
+    np.testing.assert_array_equal(data.labels, labels[order].reshape(n, 2))
+    # The first digit's initial draws come right after the permutation; frame 0 shows them.
+    assert data.latents[0, 0, 0].tolist() == first
+    # The sequences are the digits pasted at the recorded corners (sx = row), summed and clipped.
+    for i in range(n):
+        expected = np.zeros((6, 64, 64), np.int64)
+        for j in range(2):
+            for t in range(6):
+                sx, sy = data.latents[t, i, j, :2]
+                expected[t, sx : sx + 28, sy : sy + 28] += data.digits[i, j]
+        np.testing.assert_array_equal(data.sequences[:, i], np.minimum(expected, 255))
+    assert data.latents[..., :2].min() >= 0 and data.latents[..., :2].max() <= 36
+
+
+def test_make_test_set_seed_and_mode() -> None:
+    images, labels = pool(12), load_embedded_digits("test").labels[:12]
+    a = make_test_set(images, labels, seq_len=30, deterministic=True)
+    b = make_test_set(torch.from_numpy(images), torch.from_numpy(labels), seq_len=30, deterministic=True)
+    np.testing.assert_array_equal(a.sequences, b.sequences)
+    assert (np.abs(a.latents[..., 2:]) == np.abs(a.latents[:1, ..., 2:])).all()
+    c = make_test_set(images, labels, seq_len=30, deterministic=True, seed=0)
+    assert not np.array_equal(a.sequences, c.sequences)
+    three = make_test_set(images, labels, seq_len=2, deterministic=False, num_digits=3)
+    assert three.sequences.shape[1] == 4 and three.latents.shape == (2, 4, 3, 4)
+
+
+def test_make_test_set_errors() -> None:
+    images, labels = pool(5), np.arange(5)
+    with pytest.raises(ValueError, match=r"labels: expected shape \(5,\) to match digits, got \[4\]"):
+        make_test_set(images, labels[:4], seq_len=3, deterministic=False)
+    with pytest.raises(TypeError, match="labels: expected an integer array"):
+        make_test_set(images, labels.astype(np.float32), seq_len=3, deterministic=False)
+    with pytest.raises(ValueError, match="need at least num_digits=6 digits, got 5"):
+        make_test_set(images, labels, seq_len=3, deterministic=False, num_digits=6)
+    with pytest.raises(ValueError, match="seq_len: expected an int >= 1"):
+        make_test_set(images, labels, seq_len=0, deterministic=False)
+
+
+def small_test_set() -> MovingMNISTTestData:
+    return make_test_set(pool(6), np.arange(6) % 10, seq_len=5, deterministic=False)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    data = small_test_set()
+    for compress in (True, False):
+        path = save_test_set(tmp_path / f"sub/set_{compress}.npz", data, compress=compress)
+        loaded = load_test_set(path)
+        for key in ("sequences", "latents", "labels", "digits"):
+            got, want = getattr(loaded, key), getattr(data, key)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["set_False.npz", "set_True.npz"]
+
+
+def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = save_test_set(tmp_path / "a.npz", small_test_set())
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+        save_test_set(path, small_test_set())
+    other = make_test_set(pool(4), np.arange(4), seq_len=2, deterministic=True)
+    save_test_set(path, other, overwrite=True)
+    assert load_test_set(path).sequences.shape == (2, 2, 64, 64)
+    with pytest.raises(TypeError, match="data: expected a MovingMNISTTestData, got dict"):
+        save_test_set(tmp_path / "b.npz", {"sequences": other.sequences})  # type: ignore[arg-type]
+
+
+def test_save_validates_data(tmp_path: Path) -> None:
+    data = small_test_set()
+    bad = MovingMNISTTestData(data.sequences, data.latents.astype(np.float32), data.labels, data.digits)
+    with pytest.raises(ValueError, match="data: key 'latents': expected integer"):
+        save_test_set(tmp_path / "x.npz", bad)
+    with pytest.raises(TypeError, match="every field must be a numpy array"):
+        save_test_set(tmp_path / "x.npz", MovingMNISTTestData(data.sequences, [1], data.labels, data.digits))  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(stream: object, **arrays: np.ndarray) -> None:
+        stream.write(b"PK partial")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", interrupted)
+    with pytest.raises(OSError, match="disk full"):
+        save_test_set(tmp_path / "x.npz", small_test_set())
+    assert list(tmp_path.iterdir()) == []
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"latents": None}, "missing key.*latents"),
+        ({"sequences": np.zeros((5, 3, 64, 64), np.float32)}, "key 'sequences': expected uint8"),
+        ({"sequences": np.zeros((5, 3, 64, 32), np.uint8)}, "key 'sequences'.*H = W"),
+        ({"labels": np.zeros((3, 2), np.float64)}, "key 'labels': expected integer"),
+        ({"labels": np.zeros((4, 2), np.int64)}, r"key 'labels'.*N = 3"),
+        ({"latents": np.zeros((5, 3, 2, 3), np.int64)}, r"key 'latents': expected integer \[5, 3, 2, 4\]"),
+        ({"digits": np.zeros((3, 2, 28, 28), np.int64)}, "key 'digits': expected uint8"),
+        ({"digits": np.zeros((3, 2, 80, 80), np.uint8)}, "key 'digits'.*no larger than the frames"),
+    ],
+)
+def test_load_validates_keys_dtypes_shapes(tmp_path: Path, change: dict[str, object], match: str) -> None:
+    data = small_test_set()
+    arrays = {k: getattr(data, k) for k in ("sequences", "latents", "labels", "digits")}
+    for key, value in change.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value  # type: ignore[assignment]
+    path = write_npz(tmp_path / "t.npz", **arrays)
+    with pytest.raises(ValueError, match=match) as info:
+        load_test_set(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_rejects_missing_and_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such test-set file"):
+        load_test_set(tmp_path / "nope.npz")
+    (tmp_path / "junk.npz").write_bytes(b"definitely not a zip")
+    with pytest.raises(ValueError, match=r"junk\.npz: not a readable \.npz file"):
+        load_test_set(tmp_path / "junk.npz")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"expected an \.npz archive"):
+        load_test_set(tmp_path / "single.npy")
+
+
+def test_test_set_dataset(tmp_path: Path) -> None:
+    data = small_test_set()
+    ds = MovingMNISTTestSet(data)
+    assert len(ds) == 3 and ds[1].shape == (5, 64, 64) and ds[1].flags.c_contiguous
+    np.testing.assert_array_equal(ds[2], data.sequences[:, 2])
+    np.testing.assert_array_equal(ds[-1], data.sequences[:, 2])
+    path = save_test_set(tmp_path / "t.npz", data)
+    short = MovingMNISTTestSet(str(path), seq_len=3)
+    np.testing.assert_array_equal(short[0], data.sequences[:3, 0])
+    batch = collate_videos([short[0], short[1]])
+    assert batch.shape == (3, 2, 1, 64, 64)
+    with pytest.raises(IndexError, match="index 3 out of range for 3 clips"):
+        ds[3]
+    with pytest.raises(ValueError, match="seq_len: expected at most the 5 stored frames, got 6"):
+        MovingMNISTTestSet(data, seq_len=6)
+    with pytest.raises(TypeError, match="source: expected MovingMNISTTestData or a path, got int"):
+        MovingMNISTTestSet(3)  # type: ignore[arg-type]
+
+
+def test_official_names() -> None:
+    assert official_test_set_name(deterministic=False) == "smmnist_test_2digits_64.npz"
+    assert official_test_set_name(deterministic=True, num_digits=3) == "mmnist_test_3digits_64.npz"
+
+
+# ------------------------------------------------------------------------------------------------- collate
+def test_collate_videos() -> None:
+    rng = np.random.default_rng(0)
+    gray = [rng.integers(0, 256, (4, 5, 6), dtype=np.uint8) for _ in range(3)]
+    out = collate_videos(gray)
+    assert out.shape == (4, 3, 1, 5, 6) and out.dtype == torch.float32 and out.is_contiguous()
+    np.testing.assert_allclose(out[2, 1, 0].numpy(), gray[1][2] / 255.0, rtol=0, atol=1e-7)
+    rgb = [torch.from_numpy(rng.integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)) for _ in range(2)]
+    out = collate_videos(rgb)
+    assert out.shape == (2, 2, 3, 5, 6)
+    np.testing.assert_allclose(out[1, 0, 2].numpy(), rgb[0][1, :, :, 2].numpy() / 255.0, atol=1e-7)
+    assert collate_videos([np.full((1, 2, 2), 255, np.uint8)]).max() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("videos", "error", "match"),
+    [
+        ([], ValueError, "at least one video"),
+        (np.zeros((2, 3, 4, 4), np.uint8), TypeError, "expected a sequence"),
+        ([np.zeros((3, 4, 4), np.float32)], TypeError, r"videos\[0\]: expected dtype uint8, got torch.float32"),
+        ([[1, 2]], TypeError, r"videos\[0\]: expected a numpy array or torch.Tensor, got list"),
+        ([np.zeros((4, 4), np.uint8)], ValueError, r"videos\[0\]: expected shape \(T, H, W\) or \(T, H, W, C\)"),
+        (
+            [np.zeros((3, 4, 4), np.uint8), np.zeros((3, 4, 5), np.uint8)],
+            ValueError,
+            r"videos\[1\]: every video must have the shape of videos\[0\] \[3, 4, 4\], got \[3, 4, 5\]",
+        ),
+    ],
+)
+def test_collate_videos_errors(videos: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        collate_videos(videos)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+def write_mnist_test_split(root: Path, n: int) -> np.ndarray:
+    images, labels = pool(n), np.arange(n, dtype=np.uint8) % 10
+    raw = mnist_raw_dir(root)
+    raw.mkdir(parents=True)
+    for name, array in (("t10k-images-idx3-ubyte.gz", images), ("t10k-labels-idx1-ubyte.gz", labels)):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+        (raw / name).write_bytes(gzip.compress(header + array.tobytes()))
+    return images
+
+
+def test_cli_smmnist_test_set_from_idx_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images = write_mnist_test_split(tmp_path / "mnist", 20)
+    out = tmp_path / "out.npz"
+    argv = ["smmnist-test-set", "--mnist-dir", str(tmp_path / "mnist"), "--seq-len", "5", "--out", str(out)]
+    assert data_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "10 sequences of 5 frames" in printed
+    data = load_test_set(out)
+    assert data.sequences.shape == (5, 10, 64, 64)
+    expected = make_test_set(images, np.arange(20) % 10, seq_len=5, deterministic=False, seed=42)
+    np.testing.assert_array_equal(data.sequences, expected.sequences)
+    # Refuses to overwrite without --overwrite, with a one-line error and status 2.
+    with pytest.raises(SystemExit) as info:
+        data_cli.main(argv)
+    assert info.value.code == 2 and "already exists; pass --overwrite" in capsys.readouterr().err
+    assert data_cli.main([*argv, "--overwrite", "--seed", "1"]) == 0
+    assert not np.array_equal(load_test_set(out).sequences, expected.sequences)
+
+
+def test_cli_embedded_digits_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "2", "--deterministic", "--out", str(tmp_path)]
+    assert data_cli.main(argv) == 0
+    path = tmp_path / "mmnist_test_2digits_64.npz"
+    assert str(path) in capsys.readouterr().out
+    assert load_test_set(path).sequences.shape == (2, 500, 64, 64)
+
+
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        data_cli.main(["smmnist-test-set", "--mnist-dir", str(tmp_path), "--out", str(tmp_path / "x.npz")])
+    assert info.value.code == 2
+    assert "t10k-images-idx3-ubyte[.gz]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        data_cli.main(["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "0"])
+    assert info.value.code == 2 and "seq_len: expected an int >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        data_cli.main([])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        data_cli.main(["--help"])
+    assert info.value.code == 0 and "smmnist-test-set" in capsys.readouterr().out
+
+
+def test_cli_registry_rejects_duplicate_names() -> None:
+    command = data_cli.COMMANDS["smmnist-test-set"]
+    with pytest.raises(ValueError, match="command 'smmnist-test-set' is already registered"):
+        data_cli.register(command)
