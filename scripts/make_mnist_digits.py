@@ -88,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{OUT}: {'identical to' if same else 'DIFFERS from'} a fresh build")
         return 0 if same else 1
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
+    np.savez_compressed(
+        OUT,
+        train_images=arrays["train_images"],
+        train_labels=arrays["train_labels"],
+        test_images=arrays["test_images"],
+        test_labels=arrays["test_labels"],
+    )
     shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes): {shapes}")
     return 0
