@@ -14,12 +14,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from problems import LinearField, SmoothField, linear_solution, rotation_decay_matrix
+from strategies import Dims, batch_sizes, dims, dtypes, state_sizes
 
 from latentdyn.cells import TransitionCell
 from latentdyn.fields import VectorField
 from latentdyn.integrators import Integrator
-from tests.problems import LinearField, SmoothField, linear_solution, rotation_decay_matrix
-from tests.strategies import Dims, batch_sizes, dims, dtypes, state_sizes
 
 __all__ = ["CellContract", "IntegratorContract", "seeded"]
 
@@ -40,8 +40,9 @@ def _randn(*shape: int, dtype: torch.dtype, generator: torch.Generator) -> torch
     return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
 
 
-def _close(dtype: torch.dtype) -> dict[str, float]:
-    return {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+def _tolerances(dtype: torch.dtype) -> tuple[float, float]:
+    """(rtol, atol) for comparing two computations of the same value in ``dtype``."""
+    return (1e-5, 1e-5) if dtype == torch.float32 else (1e-10, 1e-12)
 
 
 class CellContract:
@@ -68,9 +69,7 @@ class CellContract:
 
     def inputs(self, d: Dims) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(d.seed + 1)
-        return _randn(d.batch, d.state, dtype=d.dtype, generator=g), _randn(
-            d.batch, d.cond, dtype=d.dtype, generator=g
-        )
+        return _randn(d.batch, d.state, dtype=d.dtype, generator=g), _randn(d.batch, d.cond, dtype=d.dtype, generator=g)
 
     @_contract
     @given(data=st.data())
@@ -101,7 +100,8 @@ class CellContract:
         assert path.residuals.shape == path.states.shape
         assert path.residuals.dtype == d.dtype
         previous = torch.cat([y[None], path.states[:-1]])
-        torch.testing.assert_close(previous + path.residuals, path.states, **_close(d.dtype))
+        rtol, atol = _tolerances(d.dtype)
+        torch.testing.assert_close(previous + path.residuals, path.states, rtol=rtol, atol=atol)
 
     @_contract
     @given(data=st.data())
@@ -142,7 +142,7 @@ class CellContract:
         with pytest.raises(TypeError, match="n_substeps"):
             cell.path(y, z, n_substeps=2.0)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="n_substeps"):
-            cell.path(y, z, n_substeps=True)  # type: ignore[arg-type]
+            cell.path(y, z, n_substeps=True)
 
     def test_bad_inputs(self) -> None:
         dz = max(self.min_cond, 2)
@@ -160,7 +160,7 @@ class CellContract:
         with pytest.raises(ValueError, match="z: expected 2 dimensions"):
             cell(y, z[None])
         with pytest.raises(TypeError, match=r"y: expected a torch\.Tensor"):
-            cell(y.tolist(), z)  # type: ignore[arg-type]
+            cell(y.tolist(), z)
 
 
 class IntegratorContract:
@@ -188,9 +188,7 @@ class IntegratorContract:
         dtype=dtypes,
         seed=st.integers(0, 2**16),
     )
-    def test_shapes_dtype_finite(
-        self, b: int, dy: int, dz: int, s: int, dtype: torch.dtype, seed: int
-    ) -> None:
+    def test_shapes_dtype_finite(self, b: int, dy: int, dz: int, s: int, dtype: torch.dtype, seed: int) -> None:
         field = self.field(dy, dz, seed, dtype)
         g = torch.Generator().manual_seed(seed + 1)
         y0 = _randn(b, dy, dtype=dtype, generator=g)

@@ -7,16 +7,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from contracts import CellContract, seeded
 from hypothesis import given
 from hypothesis import strategies as st
+from problems import LinearField, TimeModulatedField, linear_solution, rotation_decay_matrix
+from strategies import dims, n_substeps
 from torch.func import functional_call
 
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
 from latentdyn.fields import MLPField
 from latentdyn.integrators import EulerIntegrator, OdeintIntegrator
-from tests.contracts import CellContract, seeded
-from tests.problems import LinearField, TimeModulatedField, linear_solution, rotation_decay_matrix
-from tests.strategies import dims, n_substeps
 
 HIDDEN = 16
 
@@ -86,10 +86,10 @@ def test_euler_cells_agree_with_substeps(d, frame: int) -> None:  # type: ignore
     y = torch.randn(d.batch, d.state, generator=g).to(d.dtype)
     z = torch.randn(d.batch, d.cond, generator=g).to(d.dtype)
     paths = [c.path(y, z, frame=frame) for c in cells]
-    tol = {"rtol": 1e-5, "atol": 1e-5} if d.dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    tol = 1e-5 if d.dtype == torch.float32 else 1e-12
     for p in paths[1:]:
-        torch.testing.assert_close(p.states, paths[0].states, **tol)
-        torch.testing.assert_close(p.residuals, paths[0].residuals, **tol)
+        torch.testing.assert_close(p.states, paths[0].states, rtol=tol, atol=tol)
+        torch.testing.assert_close(p.residuals, paths[0].residuals, rtol=tol, atol=tol)
 
 
 @given(n=n_substeps, frame=st.integers(0, 9), seed=st.integers(0, 2**16))

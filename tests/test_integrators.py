@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from contracts import IntegratorContract
 from hypothesis import given
 from hypothesis import strategies as st
+from problems import (
+    LinearField,
+    SmoothField,
+    TimeModulatedField,
+    linear_solution,
+    rotation_decay_matrix,
+)
 from torchdiffeq._impl.odeint import SOLVERS
 
 from latentdyn.cells import ODECell, ResidualCell
@@ -18,14 +26,6 @@ from latentdyn.integrators import (
     by_name,
 )
 from latentdyn.integrators.odeint import ODEINT_METHODS
-from tests.contracts import IntegratorContract
-from tests.problems import (
-    LinearField,
-    SmoothField,
-    TimeModulatedField,
-    linear_solution,
-    rotation_decay_matrix,
-)
 
 # Bounds on the linear problem with h = 1/10 over [0, 1] (‖A‖ ≈ 2, |y| ≲ 2): C·h^p with a generous C = 3
 # for the fixed-grid methods of order p, and a few times rtol for the adaptive one.
@@ -137,9 +137,7 @@ def test_convergence_order(integrator: Integrator, order: int, ns: tuple[int, ..
     """Error at t = 1 on y' = Ay + Cz against the matrix exponential shrinks like h^order (float64)."""
     field, y0, cond, exact = _linear_problem()
     with torch.no_grad():
-        finals = {
-            n: integrator(field, y0, torch.arange(n + 1, dtype=torch.float64) / n, cond)[-1] for n in ns
-        }
+        finals = {n: integrator(field, y0, torch.arange(n + 1, dtype=torch.float64) / n, cond)[-1] for n in ns}
     assert _observed_order(finals, exact) == pytest.approx(order, abs=0.15)
 
 
@@ -182,7 +180,7 @@ def _gradients(adjoint: bool, method: str, cond_is_leaf: bool) -> dict[str, torc
     integrator = OdeintIntegrator(method, rtol=1e-10, atol=1e-12, adjoint=adjoint)
     out = integrator(field, y0, ts, cond)
     weights = torch.randn(out.shape, generator=g, dtype=torch.float64)
-    wrt = {f"field.{k}": p for k, p in field.named_parameters()}
+    wrt: dict[str, torch.Tensor] = {f"field.{k}": p for k, p in field.named_parameters()}
     wrt.update(y0=y0, cond=cond)
     if not cond_is_leaf:
         wrt.update({f"encoder.{k}": p for k, p in encoder.named_parameters()})

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from contracts import seeded
 from hypothesis import given
 from hypothesis import strategies as st
-from torch.distributions import Distribution, MultivariateNormal
+from problems import TimeModulatedField
+from torch.distributions import Distribution, Independent, MultivariateNormal
 
 from latentdyn.cells import MLPCell, ResidualCell
 from latentdyn.distributions import ConditionalGaussianPrior, diag_gaussian
@@ -14,8 +16,6 @@ from latentdyn.fields import MLPField
 from latentdyn.nn import MLP
 from latentdyn.objectives import kl_per_sequence
 from latentdyn.ssm import LatentSSM, Rollout
-from tests.contracts import seeded
-from tests.problems import TimeModulatedField
 
 DY, DZ, B, T = 3, 2, 4, 30
 
@@ -28,7 +28,7 @@ def make_ssm(n: int = 1, seed: int = 0, dtype: torch.dtype = torch.float64) -> L
     return LatentSSM(ResidualCell(field, DY, DZ, n), prior).to(dtype)
 
 
-def make_posterior(length: int, seed: int = 1, dtype: torch.dtype = torch.float64) -> Distribution:
+def make_posterior(length: int, seed: int = 1, dtype: torch.dtype = torch.float64) -> Independent:
     g = torch.Generator().manual_seed(seed)
     loc = torch.randn(length, B, DZ, generator=g, dtype=torch.float64)
     scale = 0.5 + torch.rand(length, B, DZ, generator=g, dtype=torch.float64)
@@ -275,7 +275,7 @@ def test_posterior_errors() -> None:
         ssm.rollout(y0, 10, posterior=torch.zeros(4, B, DZ))  # type: ignore[arg-type]
     full = MultivariateNormal(torch.zeros(4, B, DZ, dtype=torch.float64), torch.eye(DZ, dtype=torch.float64))
     with pytest.raises(TypeError, match="posterior: expected a diagonal Gaussian"):
-        ssm.rollout(y0, 10, posterior=full)
+        ssm.rollout(y0, 10, posterior=full)  # type: ignore[arg-type]
     no_prior = LatentSSM(ssm.cell)
     with pytest.raises(ValueError, match="posterior: this model has no prior, so z_4 must come from"):
         no_prior.rollout(y0, 10, posterior=make_posterior(3))

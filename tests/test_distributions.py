@@ -1,0 +1,139 @@
+"""Gaussian heads and priors: the SRVP parameterisation checked by hand, buffers, shapes, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from contracts import seeded
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.func import functional_call
+
+from latentdyn.distributions import (
+    STD_EPS,
+    ConditionalGaussianPrior,
+    GaussianHead,
+    StandardNormal,
+    diag_gaussian,
+    diag_gaussian_from_raw,
+    index_steps,
+)
+from latentdyn.nn import MLP
+
+
+@given(
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    d=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_from_raw_mean_is_first_half_std_is_softplus_of_second_plus_eps(lead: list[int], d: int, seed: int) -> None:
+    raw = 3 * torch.randn(*lead, 2 * d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    dist = diag_gaussian_from_raw(raw)
+    assert isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)
+    assert tuple(dist.batch_shape) == tuple(lead) and tuple(dist.event_shape) == (d,)
+    assert torch.equal(dist.mean, raw[..., :d])
+    torch.testing.assert_close(dist.stddev, F.softplus(raw[..., d:]) + 1e-8, rtol=1e-15, atol=0)
+    by_hand = torch.log1p(torch.exp(raw[..., d:])) + 1e-8  # softplus(x) = log(1 + eˣ); |x| stays small here
+    torch.testing.assert_close(dist.stddev, by_hand, rtol=1e-12, atol=1e-15)
+
+
+def test_std_floor_and_large_raw_values() -> None:
+    raw = torch.tensor([0.0, 0.0, -60.0, 40.0], dtype=torch.float64)
+    std = diag_gaussian_from_raw(raw).stddev
+    assert STD_EPS == 1e-8
+    assert std[0].item() == pytest.approx(1e-8, rel=1e-9)  # softplus(−60) ≈ 9e−27: the floor remains
+    assert std[1].item() == pytest.approx(40.0 + 1e-8, rel=1e-14)  # softplus(x) ≈ x for large x, no overflow
+    assert diag_gaussian_from_raw(raw, eps=0.5).stddev[0].item() == pytest.approx(0.5)
+    assert torch.isfinite(diag_gaussian_from_raw(torch.tensor([0.0, 1e4])).stddev).all()
+
+
+def test_from_raw_float32_keeps_dtype() -> None:
+    dist = diag_gaussian_from_raw(torch.zeros(3, 4))
+    assert dist.mean.dtype == torch.float32 and dist.stddev.dtype == torch.float32
+    torch.testing.assert_close(dist.stddev, torch.full((3, 2), math.log(2.0) + 1e-8))
+
+
+def test_from_raw_errors() -> None:
+    with pytest.raises(ValueError, match=r"raw: expected a last axis of even size 2·D .*got shape \[2, 5\]"):
+        diag_gaussian_from_raw(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="raw: expected a last axis of even size"):
+        diag_gaussian_from_raw(torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"raw: expected a torch\.Tensor"):
+        diag_gaussian_from_raw([0.0, 1.0])  # type: ignore[arg-type]
+
+
+def test_validate_args_stay_on() -> None:
+    with pytest.raises(ValueError, match="scale"):
+        diag_gaussian(torch.zeros(2), -torch.ones(2))
+
+
+def test_gaussian_head_and_conditional_prior() -> None:
+    with seeded(0):
+        net = MLP(3, 8, 4, 2).double()
+    head = GaussianHead(net)
+    prior = ConditionalGaussianPrior(net)
+    h = torch.randn(5, 6, 3, dtype=torch.float64)
+    for module in (head, prior):
+        dist = module(h)
+        assert tuple(dist.batch_shape) == (5, 6) and tuple(dist.event_shape) == (2,)
+        raw = net(h)
+        assert torch.equal(dist.mean, raw[..., :2])
+        torch.testing.assert_close(dist.stddev, F.softplus(raw[..., 2:]) + 1e-8, rtol=1e-15, atol=0)
+    assert tuple(prior(h[0]).batch_shape) == (6,)
+
+
+def test_gaussian_head_gradcheck() -> None:
+    """float64 gradcheck of (mean, std) of a GaussianHead w.r.t. its input and parameters."""
+    with seeded(0):
+        head = GaussianHead(MLP(2, 3, 4, 2)).double()
+    names = [k for k, _ in head.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in head.parameters())
+    h = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
+
+    def fn(h: torch.Tensor, *ps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = functional_call(head, dict(zip(names, ps)), (h,))
+        return dist.mean, dist.stddev
+
+    assert torch.autograd.gradcheck(fn, (h, *params))
+
+
+def test_standard_normal_follows_double_and_to() -> None:
+    prior = StandardNormal(3)
+    assert prior.state_dict() == {}  # buffers are not persistent
+    dist = prior(4, 2)
+    assert tuple(dist.batch_shape) == (4, 2) and tuple(dist.event_shape) == (3,)
+    assert torch.equal(dist.mean, torch.zeros(4, 2, 3)) and torch.equal(dist.stddev, torch.ones(4, 2, 3))
+    assert dist.mean.dtype == torch.float32
+    prior.double()
+    assert prior.loc.dtype == torch.float64 and prior.scale.dtype == torch.float64
+    assert prior(2).sample().dtype == torch.float64
+    prior.to(torch.float32)
+    assert prior(2).mean.dtype == torch.float32
+    prior.to(torch.device("cpu"), torch.float64)
+    assert prior(2).stddev.dtype == torch.float64 and prior(2).mean.device.type == "cpu"
+    # log N(x | 0, I) written out: −½|x|² − (D/2) log 2π.
+    x = torch.randn(5, 3, dtype=torch.float64)
+    expected = -0.5 * x.square().sum(-1) - 1.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(prior(5).log_prob(x), expected)
+    assert tuple(prior().batch_shape) == ()
+    with pytest.raises(ValueError, match="dim: expected an int >= 1, got 0"):
+        StandardNormal(0)
+
+
+def test_index_steps() -> None:
+    loc = torch.randn(5, 2, 3)
+    scale = torch.rand(5, 2, 3) + 0.1
+    dist = diag_gaussian(loc, scale)
+    one = index_steps(dist, 2)
+    assert tuple(one.batch_shape) == (2,)
+    assert torch.equal(one.mean, loc[2]) and torch.equal(one.stddev, scale[2])
+    part = index_steps(dist, slice(1, 4))
+    assert tuple(part.batch_shape) == (3, 2)
+    assert torch.equal(part.mean, loc[1:4]) and torch.equal(part.stddev, scale[1:4])
+    full = MultivariateNormal(torch.zeros(5, 2, 3), torch.eye(3))
+    with pytest.raises(TypeError, match=r"dist: expected Independent\(Normal\)"):
+        index_steps(full, 0)

@@ -1,0 +1,139 @@
+"""Objectives against formulas written out in the tests (closed-form KL, Gaussian NLL, residual norms)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from latentdyn.distributions import diag_gaussian
+from latentdyn.objectives import ElboTerms, elbo, gaussian_nll, kl_per_sequence, residual_penalty
+
+
+def _rand(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _closed_form_kl(m1: torch.Tensor, s1: torch.Tensor, m2: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """KL(N(m1, s1²) ‖ N(m2, s2²)) per element: log(s2/s1) + (s1² + (m1 − m2)²) / (2 s2²) − ½."""
+    return torch.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
+
+
+@given(t=st.integers(0, 4), b=st.integers(1, 4), d=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_kl_matches_closed_form(t: int, b: int, d: int, seed: int) -> None:
+    """(T, B) batches sum over time and dimensions; t = 0 stands for a (B,) batch."""
+    lead = (t, b) if t else (b,)
+    m1, m2 = _rand(*lead, d, seed=seed), _rand(*lead, d, seed=seed + 1)
+    s1, s2 = _rand(*lead, d, seed=seed + 2).exp(), _rand(*lead, d, seed=seed + 3).exp()
+    kl = kl_per_sequence(diag_gaussian(m1, s1), diag_gaussian(m2, s2))
+    expected = _closed_form_kl(m1, s1, m2, s2).sum(-1)
+    if t:
+        expected = expected.sum(0)
+    assert kl.shape == (b,)
+    torch.testing.assert_close(kl, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_kl_against_standard_normal() -> None:
+    """KL(N(m, s²) ‖ N(0, 1)) = ½ Σ (m² + s² − 1 − log s²), the SRVP KL_y."""
+    m, s = _rand(3, 4, seed=0), _rand(3, 4, seed=1).exp()
+    kl = kl_per_sequence(diag_gaussian(m, s), diag_gaussian(torch.zeros_like(m), torch.ones_like(s)))
+    torch.testing.assert_close(kl, 0.5 * (m**2 + s**2 - 1 - torch.log(s**2)).sum(-1))
+
+
+def test_kl_rejects_deeper_batches() -> None:
+    loc = torch.zeros(2, 3, 4, 5)
+    q = diag_gaussian(loc, torch.ones_like(loc))
+    with pytest.raises(ValueError, match=r"q: expected batch shape \(B,\) or \(T, B\), got \[2, 3, 4\]"):
+        kl_per_sequence(q, q)
+
+
+@pytest.mark.parametrize("std", [1.0, 0.2, 0.71])
+def test_gaussian_nll_matches_formula_with_constant(std: float) -> None:
+    """Per element ½((x − μ)/σ)² + log σ + ½ log 2π, summed over time and every axis but the batch."""
+    target = _rand(5, 3, 1, 4, 4, seed=0).sigmoid()
+    mean = _rand(5, 3, 1, 4, 4, seed=1).sigmoid()
+    nll = gaussian_nll(target, mean, std)
+    per_element = 0.5 * ((target - mean) / std) ** 2 + math.log(std) + 0.5 * math.log(2 * math.pi)
+    expected = torch.stack([per_element[:, b].sum() for b in range(3)])
+    assert nll.shape == (3,)
+    torch.testing.assert_close(nll, expected, rtol=1e-12, atol=1e-10)
+    tensor_std = gaussian_nll(target, mean, torch.tensor(std, dtype=torch.float64))
+    torch.testing.assert_close(tensor_std, expected, rtol=1e-12, atol=1e-10)
+
+
+def test_gaussian_nll_of_a_perfect_prediction_is_the_constant() -> None:
+    x = torch.rand(2, 3, 10)
+    nll = gaussian_nll(x, x, 1.0)
+    torch.testing.assert_close(nll, torch.full((3,), 2 * 10 * 0.5 * math.log(2 * math.pi)))
+
+
+def test_gaussian_nll_errors() -> None:
+    x = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match=r"mean: expected the shape of target \[2, 3, 4\], got \[2, 3, 5\]"):
+        gaussian_nll(x, torch.zeros(2, 3, 5), 1.0)
+    with pytest.raises(ValueError, match=r"target: expected a time-first tensor \(T, B, \.\.\.\)"):
+        gaussian_nll(torch.zeros(4), torch.zeros(4), 1.0)
+    with pytest.raises(ValueError, match="std: expected a positive standard deviation"):
+        gaussian_nll(x, x, 0.0)
+    with pytest.raises(ValueError, match="std: expected a positive standard deviation"):
+        gaussian_nll(x, x, torch.tensor([1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(TypeError, match=r"target: expected a torch\.Tensor"):
+        gaussian_nll(x.tolist(), x, 1.0)  # type: ignore[arg-type]
+
+
+def test_residual_penalty_is_sum_of_unsquared_norms() -> None:
+    res = _rand(6, 3, 4, seed=0)
+    by_hand = torch.tensor(
+        [sum(math.sqrt(sum(res[s, b, d].item() ** 2 for d in range(4))) for s in range(6)) for b in range(3)],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(residual_penalty(res), by_hand, rtol=1e-12, atol=1e-12)
+    # Not squared: the penalty is positively homogeneous of degree 1.
+    torch.testing.assert_close(residual_penalty(3 * res), 3 * residual_penalty(res))
+    three_four = torch.tensor([[[3.0, 4.0]], [[0.0, 0.0]], [[6.0, 8.0]]])
+    assert residual_penalty(three_four).tolist() == [15.0]
+    with pytest.raises(ValueError, match=r"residuals: expected 3 dimensions \(s b d\)"):
+        residual_penalty(torch.zeros(3, 4))
+
+
+def test_elbo_weights_and_batch_mean() -> None:
+    nll, ky, kz, res = (_rand(4, seed=i).abs() for i in range(4))
+    terms = elbo(nll, ky, kz, res, beta_y=0.5, beta_z=2.0, residual_weight=0.3)
+    assert isinstance(terms, ElboTerms)
+    by_hand = sum(nll[b] + 0.5 * ky[b] + 2.0 * kz[b] + 0.3 * res[b] for b in range(4)) / 4
+    torch.testing.assert_close(terms.total, by_hand)
+    for got, per_seq in zip(terms[:4], (nll, ky, kz, res)):
+        torch.testing.assert_close(got, per_seq.sum() / 4)
+    assert all(t.dim() == 0 for t in terms)
+
+
+def test_elbo_defaults_and_missing_terms() -> None:
+    nll, ky, kz, res = (_rand(3, seed=i).abs() for i in range(4))
+    torch.testing.assert_close(elbo(nll, ky, kz, res).total, (nll + ky + kz + res).mean())
+    only = elbo(nll)
+    torch.testing.assert_close(only.total, nll.mean())
+    assert only.kl_y.item() == only.kl_z.item() == only.residual.item() == 0.0
+
+
+def test_elbo_zero_weight_drops_the_penalty() -> None:
+    """λ = 0 leaves the penalty out of the total (an infinite penalty would otherwise poison it)."""
+    nll, ky, kz = (_rand(3, seed=i).abs() for i in range(3))
+    res = torch.full((3,), math.inf, dtype=torch.float64)
+    terms = elbo(nll, ky, kz, res, residual_weight=0.0)
+    torch.testing.assert_close(terms.total, (nll + ky + kz).mean())
+    assert math.isinf(terms.residual.item())
+
+
+def test_elbo_errors() -> None:
+    nll = torch.zeros(3)
+    with pytest.raises(ValueError, match=r"nll: expected 1 dimensions \(b\)"):
+        elbo(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="kl_y: expected size 3 for axis 'b'"):
+        elbo(nll, kl_y=torch.zeros(4))
+    with pytest.raises(ValueError, match="kl_z: expected 1 dimensions"):
+        elbo(nll, kl_z=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="residual: expected size 3"):
+        elbo(nll, residual=torch.zeros(1))
