@@ -263,6 +263,9 @@ def test_test_set_with_no_long_enough_video(kth: tuple[Path, Path]) -> None:
 def test_test_set_loader_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"svg_test_set_40.npz: no KTH test set; create it"):
         KTHTestDataset(tmp_path)
+    (tmp_path / "svg_test_set_40.npz").write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match=r"svg_test_set_40.npz: cannot read .npz file"):
+        KTHTestDataset(tmp_path)
     np.savez(tmp_path / "svg_test_set_40.npz", sequences=np.zeros((2, 40, 64, 64), np.uint8))
     with pytest.raises(ValueError, match=r"missing keys \['actions', 'persons'\]"):
         KTHTestDataset(tmp_path)

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import uuid
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "atomic_file",
     "draw_int",
     "is_hidden",
+    "load_npz",
     "numeric_sort_key",
     "read_png",
     "require_dir",
@@ -142,6 +144,17 @@ def draw_int(rng: np.random.Generator | None, high: int) -> int:
     if rng is None:
         return int(np.random.randint(high))
     return int(rng.integers(high))
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (no pickles); ``ValueError`` naming the file if it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+        # A file that is not an .npz archive makes np.load try (and refuse) pickle, return a bare array
+        # (no context manager) or fail to parse a header.
+        raise ValueError(f"{path}: cannot read .npz file ({exc})") from exc
 
 
 def read_png(path: Path) -> np.ndarray:

@@ -19,6 +19,7 @@ import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch.utils.data
@@ -30,6 +31,7 @@ from latentdyn.video.datasets._common import (
     atomic_file,
     draw_int,
     is_hidden,
+    load_npz,
     require_dir,
     split_items,
 )
@@ -144,13 +146,10 @@ def _npz_files(folder: Path) -> list[Path]:
 
 def _load_image(path: Path) -> np.ndarray:
     """The ``image`` array of a converted video, uint8 (T, H, W, 3); ``ValueError`` naming a bad file."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "image" not in data.files:
-                raise ValueError(f"{path}: missing key 'image' (found {sorted(data.files)})")
-            image = data["image"]
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read .npz file ({exc})") from exc
+    fields = load_npz(path)
+    if "image" not in fields:
+        raise ValueError(f"{path}: missing key 'image' (found {sorted(fields)})")
+    image = fields["image"]
     if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3:
         raise ValueError(f"{path}: expected 'image' uint8 (T, H, W, 3), got {image.dtype} {image.shape}")
     return image
@@ -290,8 +289,7 @@ def make_human36m_test_set(
             if lengths[video] < span:
                 continue
             start = int(rs.randint(lengths[video] - span + 1))
-            with np.load(files[video], allow_pickle=False) as data:
-                fields = {key: data[key] for key in data.files}
+            fields: dict[str, Any] = dict(load_npz(files[video]))  # Any: np.savez types its keywords
             fields["image"] = fields["image"][start : start + span]
             fields["frame"] = np.array(start)
             with (tmp / f"test_{i}.npz").open("wb") as handle:

@@ -30,6 +30,7 @@ from latentdyn.video.datasets._common import (
     atomic_file,
     draw_int,
     is_hidden,
+    load_npz,
     numeric_sort_key,
     read_png,
     require_dir,
@@ -346,13 +347,13 @@ class KTHTestDataset(torch.utils.data.Dataset[np.ndarray]):
         path = _test_set_path(Path(root), t_len)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no KTH test set; create it with make_kth_test_set")
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"sequences", "persons", "actions"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path}: missing keys {sorted(missing)} (found {sorted(data.files)})")
-            self.sequences = data["sequences"]
-            self.persons = data["persons"]
-            self.actions = data["actions"]
+        data = load_npz(path)
+        missing = {"sequences", "persons", "actions"} - set(data)
+        if missing:
+            raise ValueError(f"{path}: missing keys {sorted(missing)} (found {sorted(data)})")
+        self.sequences = data["sequences"]
+        self.persons = data["persons"]
+        self.actions = data["actions"]
         if self.sequences.dtype != np.uint8 or self.sequences.ndim != 4 or self.sequences.shape[1] != t_len:
             raise ValueError(
                 f"{path}: expected 'sequences' uint8 (N, {t_len}, H, W), got {self.sequences.dtype} "
