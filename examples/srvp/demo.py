@@ -1,0 +1,249 @@
+"""Three things a trained SRVP can do that a frame-by-frame predictor cannot, saved as GIFs.
+
+    python -m examples.srvp.demo RUN_DIR --test-set FILE --out DIR [--what framerate|swap|interpolate|all]
+
+- **framerate** (``frame_rate.gif``): the latent dynamics are an ODE integrated with Euler sub-steps, so the
+  model can predict with 2× and 4× the training sub-steps and decode every intermediate state: rows show the
+  ground truth, the training frame rate, 2× and 4× (each frame held until the next one, so rows play in sync).
+- **swap** (``content_swap.gif``): the content w (and the skip connections) of clip A decoded along the
+  dynamics (y_0, z) of clip B, and the other way round. Rows: dynamics of A, dynamics of B; columns: ground
+  truth, prediction, prediction with the other clip's content.
+- **interpolate** (``interpolation.gif``): the mean of q(y_0) of two clips, linearly interpolated and rolled out
+  with the mean of the prior (no sampling), decoded with the content of clip A. Columns: ground truth A,
+  the interpolation from A to B, ground truth B.
+
+RUN_DIR is a run directory of ``examples.srvp.train`` (or one written by ``examples.srvp.official convert``).
+The test set is an ``.npz`` file whose ``sequences`` array holds uint8 clips (T, N, H, W) or (T, N, H, W, C),
+e.g. the one ``python -m examples.srvp.data smmnist-test-set`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange, repeat
+from torch.distributions import Distribution
+
+from examples.srvp.checkpoint import load_model, read_run_config
+from examples.srvp.model import SRVP
+from latentdyn.encoders.content import last_frames
+from latentdyn.ssm import Sampler
+from latentdyn.video.media import save_gif, video_grid
+
+__all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "main", "seeded_sampler"]
+
+DEMOS = ("framerate", "swap", "interpolate")
+
+
+def load_clips(path: str | Path) -> torch.Tensor:
+    """Clips of a test-set ``.npz`` (key ``sequences``, uint8) as floats in [0, 1], (T, N, C, H, W)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--test-set: no file at {file}")
+    with np.load(file, allow_pickle=False) as archive:
+        if "sequences" not in archive.files:
+            raise ValueError(f"--test-set: {file} has no 'sequences' array (found {archive.files})")
+        seq = archive["sequences"]
+    if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
+        raise ValueError(
+            f"--test-set: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} {list(seq.shape)}"
+        )
+    x = torch.from_numpy(seq)
+    x = x.unsqueeze(2) if x.dim() == 4 else rearrange(x, "t n h w c -> t n c h w")
+    return x.float() / 255
+
+
+def seeded_sampler(seed: int) -> Sampler:
+    """Reparameterised samples mean + std·ε with ε from a private generator: two predictions with the same
+    seed draw the same noise in the same order (y_0, posterior z, one prior z per frame)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(dist: Distribution, role: str) -> torch.Tensor:
+        eps = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype)
+        return dist.mean + dist.stddev * eps.to(dist.mean.device)
+
+    return draw
+
+
+def _conditioning(model: SRVP, cond: torch.Tensor) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    """Content w (B, Dw) from the last k conditioning frames and the skips of the last one, as predict uses."""
+    enc = model.encode(cond)
+    t, b = cond.shape[:2]
+    w = model.infer_content(enc.codes, last_frames(t, model.config.n_inference_frames, b, device=cond.device))
+    skips, _ = model.skip_frames(enc, torch.full((b,), t - 1, device=cond.device))
+    return w, skips
+
+
+@torch.no_grad()
+def frame_rate(
+    model: SRVP, clip: torch.Tensor, n_cond: int, n_future: int, *, factors: tuple[int, ...] = (1, 2, 4), seed: int = 0
+) -> np.ndarray:
+    """Predictions of one clip (T, 1, C, H, W) with ``f`` times the training sub-steps for every f in factors.
+
+    Every row is put on the finest grid (n_max sub-steps per frame) by showing, at each fine time, the latest
+    frame the row has; the conditioning frames (ground truth) come first in every row.
+
+    Returns:
+        A uint8 grid (T_total, H', W', 3), T_total = (n_cond + n_future) · n_max.
+    """
+    base = model.config.n_substeps
+    n_max = base * max(factors)
+    cond = clip[:n_cond]
+    fine = torch.arange(1, n_future * n_max + 1)
+    held_cond = cond[:, 0].repeat_interleave(n_max, dim=0)  # (n_cond·n_max, C, H, W)
+
+    def on_fine_grid(seq: torch.Tensor, per_frame: int) -> torch.Tensor:
+        # seq[0] is the last conditioning frame, seq[j] (j >= 1) is at time n_cond − 1 + j/per_frame.
+        return torch.cat([held_cond, seq[fine * per_frame // n_max]])
+
+    rows = [on_fine_grid(clip[n_cond - 1 : n_cond + n_future, 0], 1)]
+    for f in factors:
+        n = base * f
+        pred = model.predict(cond, n_future, 1, n_substeps=n, substep_frames=True, sampler=seeded_sampler(seed))
+        rows.append(on_fine_grid(torch.cat([cond[-1:, 0], pred.frames[0, :, 0]]), n))
+    return video_grid(torch.stack(rows))
+
+
+@torch.no_grad()
+def content_swap(model: SRVP, clips: torch.Tensor, n_cond: int, n_future: int, *, seed: int = 0) -> np.ndarray:
+    """Two clips (T, 2, C, H, W): each clip's dynamics decoded with its own and with the other's content.
+
+    Returns:
+        A uint8 grid (n_cond + n_future, H', W', 3): row r = dynamics of clip r; columns = ground truth,
+        prediction, prediction with the content (w and skips) of the other clip.
+    """
+    cond = clips[:n_cond]
+    pred = model.predict(cond, n_future, 1, sampler=seeded_sampler(seed))
+    states = torch.cat([pred.cond_rollout.states, pred.states[0]])  # (T, 2, Dy): y_0, z of each clip
+    w, skips = _conditioning(model, cond)
+    own = model.decode(states, w, skips).clamp(0, 1)
+    other = model.decode(states, None if w is None else w.flip(0), [s.flip(0) for s in skips]).clamp(
+        0, 1
+    )  # content of clip 1 − r on the dynamics of clip r
+    truth = clips[: n_cond + n_future]
+    return video_grid(rearrange(torch.stack([truth, own, other]), "k t r c h w -> r k t c h w"))
+
+
+@torch.no_grad()
+def interpolation(model: SRVP, clips: torch.Tensor, n_cond: int, n_future: int, *, steps: int = 7) -> np.ndarray:
+    """Mean initial states of two clips (T, 2, C, H, W), interpolated and rolled out with the mean prior.
+
+    y_0(α) = (1 − α)·E[y_0 | clip A] + α·E[y_0 | clip B] for ``steps`` values of α in [0, 1]; each is rolled
+    out over n_cond + n_future frames with the prior's mean z and decoded with the content of clip A.
+
+    Returns:
+        A uint8 grid (n_cond + n_future, H', W', 3): one row of steps + 2 videos (truth A, α = 0 … 1, truth B).
+    """
+    cond = clips[:n_cond]
+    y0 = model.q_y(model.encode(cond).codes).mean  # (2, Dy)
+    alpha = torch.linspace(0, 1, steps, device=y0.device)[:, None]
+    y0s = torch.lerp(y0[0].expand(steps, -1), y0[1].expand(steps, -1), alpha)
+    roll = model.ssm.rollout(y0s, n_cond + n_future, sample=False)
+    w, skips = _conditioning(model, cond[:, :1])
+    w_s = None if w is None else repeat(w[0], "d -> s d", s=steps)
+    skips_s = [repeat(s[0], "c h w -> s c h w", s=steps) for s in skips]
+    videos = model.decode(roll.states, w_s, skips_s).clamp(0, 1)  # (T, steps, C, H, W)
+    truth = clips[: n_cond + n_future]
+    row = torch.cat([truth[:, :1], videos, truth[:, 1:2]], dim=1)
+    return video_grid(rearrange(row, "t k c h w -> 1 k t c h w"))
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of ``python -m examples.srvp.demo``."""
+    p = argparse.ArgumentParser(
+        prog="python -m examples.srvp.demo",
+        description="SRVP demos: higher frame rate, content swap, latent interpolation (GIFs).",
+    )
+    p.add_argument("run_dir", type=Path, help="run directory (config.json, checkpoints/)")
+    p.add_argument("--test-set", type=Path, required=True, help=".npz file with uint8 'sequences' (T, N, H, W)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the GIFs")
+    p.add_argument("--what", choices=(*DEMOS, "all"), default="all", help="which demo (default: all)")
+    p.add_argument("--clips", type=int, nargs=2, default=(0, 1), metavar=("A", "B"), help="test clips A, B")
+    p.add_argument("--n-cond", type=int, default=None, help="conditioning frames (default: the run's nt_cond)")
+    p.add_argument("--n-future", type=int, default=None, help="predicted frames (default: the rest of the clip)")
+    p.add_argument("--steps", type=int, default=7, help="interpolation steps, ends included (default: 7)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled noise (default: 0)")
+    p.add_argument("--fps", type=float, default=4.0, help="frames per second of the data (default: 4)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    return p
+
+
+def _settings(args: argparse.Namespace, model: SRVP, run: dict[str, Any], clips: torch.Tensor) -> tuple[int, int]:
+    """Checked (n_cond, n_future)."""
+    c = model.config
+    t, n = clips.shape[:2]
+    if tuple(clips.shape[2:]) != (c.channels, c.image_size, c.image_size):
+        raise ValueError(
+            f"--test-set: frames are {list(clips.shape[2:])} (C, H, W), the model expects "
+            f"{[c.channels, c.image_size, c.image_size]}"
+        )
+    for i in args.clips:
+        if not 0 <= i < n:
+            raise ValueError(f"--clips: expected indices in [0, {n - 1}], got {list(args.clips)}")
+    n_cond = args.n_cond if args.n_cond is not None else int(run.get("train", {}).get("nt_cond", c.n_inference_frames))
+    if not c.n_inference_frames <= n_cond < t:
+        raise ValueError(f"--n-cond: expected {c.n_inference_frames} to {t - 1} frames (clips have {t}), got {n_cond}")
+    n_future = args.n_future if args.n_future is not None else t - n_cond
+    if not 1 <= n_future <= t - n_cond:
+        raise ValueError(
+            f"--n-future: expected 1 to {t - n_cond} frames after {n_cond} conditioning ones, got {n_future}"
+        )
+    if args.steps < 2:
+        raise ValueError(f"--steps: expected at least 2 interpolation steps, got {args.steps}")
+    if not args.fps > 0:
+        raise ValueError(f"--fps: expected a positive number, got {args.fps}")
+    return n_cond, n_future
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        run = read_run_config(args.run_dir)
+        model = load_model(args.run_dir, args.checkpoint, args.device)
+        clips = load_clips(args.test_set)
+        n_cond, n_future = _settings(args, model, run, clips)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    pair = clips[:, list(args.clips)].to(args.device)
+    todo = DEMOS if args.what == "all" else (args.what,)
+    written: list[tuple[Path, str]] = []
+    if "framerate" in todo:
+        if model.ssm.cell.supports_substeps:
+            factors = (1, 2, 4)
+            grid = frame_rate(model, pair[:, :1], n_cond, n_future, factors=factors, seed=args.seed)
+            n_max = model.config.n_substeps * max(factors)
+            fps = min(args.fps * n_max, 50.0)  # GIF viewers do not honour delays below 20 ms
+            what = f"clip {args.clips[0]}: truth, then {', '.join(f'{f}x' for f in factors)} the training sub-steps"
+            written.append((save_gif(args.out / "frame_rate.gif", grid, fps=fps), what))
+        else:
+            print(f"framerate: skipped, the {model.config.transition!r} transition is discrete-time (no sub-steps)")
+    if "swap" in todo:
+        if model.content is None and not model.config.skip_connections:
+            print("swap: this model has no content variable and no skips, so both columns will be identical")
+        grid = content_swap(model, pair, n_cond, n_future, seed=args.seed)
+        what = "rows = dynamics of clips A, B; columns = truth, prediction, prediction with the other's content"
+        written.append((save_gif(args.out / "content_swap.gif", grid, fps=args.fps), what))
+    if "interpolate" in todo:
+        grid = interpolation(model, pair, n_cond, n_future, steps=args.steps)
+        what = f"truth A, y_0 interpolated from A to B in {args.steps} steps (mean prior, content of A), truth B"
+        written.append((save_gif(args.out / "interpolation.gif", grid, fps=args.fps), what))
+    a, b = args.clips
+    print(f"demo of {args.run_dir} on clips A={a}, B={b} of {args.test_set} ({n_cond} conditioning frames):")
+    for path, what in written:
+        print(f"  {path}: {what}")
+    if written:
+        print(f"open the GIFs in a browser or an image viewer, e.g. xdg-open {written[0][0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""Tests of the SRVP example model (examples/srvp/model.py) at tiny sizes, and a smoke test of its demo.
+
+Fidelity to the official code is tested in ``test_official.py``; here: every variant trains and predicts,
+sub-steps, batched prediction, content and skip frames, loss reductions and input errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+from torch.distributions import Distribution, Normal, kl_divergence
+
+from examples.srvp.config import ModelConfig, config_to_dict
+from examples.srvp.model import SRVP, Encoded
+from latentdyn.cells import ODECell, ResidualCell
+from latentdyn.encoders.content import select_frames
+from latentdyn.integrators import by_name
+
+SIZE = 32
+TINY: dict[str, Any] = dict(
+    image_size=SIZE,
+    channels=1,
+    conv_width=4,
+    code_size=8,
+    state_size=3,
+    noise_size=2,
+    n_inference_frames=2,
+    inference_hidden=8,
+    inference_layers=2,
+    residual_hidden=8,
+    residual_layers=2,
+)
+
+
+def tiny(**overrides: Any) -> ModelConfig:
+    return ModelConfig(**{**TINY, **overrides})
+
+
+def frames(t: int, b: int, config: ModelConfig) -> torch.Tensor:
+    return torch.rand(t, b, config.channels, config.image_size, config.image_size)
+
+
+class FixedNoise:
+    """Sampler drawing mean + std·ε with ε from its own seeded generator, in call order."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, dist: Distribution, role: str) -> torch.Tensor:
+        eps = torch.randn(dist.mean.shape, generator=self.generator, dtype=dist.mean.dtype)
+        return dist.mean + dist.stddev * eps
+
+
+def calibrated(model: SRVP, x: torch.Tensor) -> SRVP:
+    """Set every BatchNorm's running statistics to those of one train-mode pass over x; eval mode.
+
+    With the initial statistics (mean 0, var 1) the N(0, 0.02²) convolutions make eval-mode activations
+    vanish, so every frame decodes to 0.5 ± 1e-4 and comparisons between inputs would see nothing.
+    """
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: after one pass, exactly that batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_global_rng() -> Iterator[None]:
+    """Constructors, inputs and default sampling use the global RNG: seed it per test and restore it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
+# ------------------------------------------------------------------------------------------- variants
+VARIANTS: dict[str, dict[str, Any]] = {
+    "residual": {},
+    "mlp": dict(transition="mlp"),
+    "gru": dict(transition="gru"),
+    "rk4": dict(integrator="rk4", n_substeps=2),
+    "dopri5": dict(integrator="dopri5"),
+    "no-content": dict(use_content=False),
+    "no-noise": dict(use_noise=False, noise_size=0),
+    "skips-dcgan": dict(skip_connections=True, architecture="dcgan"),
+    "skips-vgg": dict(skip_connections=True, architecture="vgg"),
+    "substeps-3": dict(n_substeps=3),
+    "dcgan-64": dict(image_size=64),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variant_trains_and_predicts(name: str) -> None:
+    config = tiny(**VARIANTS[name])
+    model = SRVP(config).init_weights()
+    if config.integrator == "dopri5":
+        # Loose tolerances keep the adaptive solver fast; ModelConfig has no tolerance fields.
+        cell = model.ssm.cell
+        assert isinstance(cell, ODECell)
+        cell.integrator = by_name("dopri5", rtol=1e-3, atol=1e-4)
+    t, b = 4, 2
+    x = frames(t, b, config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    terms, out = model(x)
+    assert out.frames.shape == x.shape
+    assert torch.isfinite(terms.total)
+    terms.total.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient reaches {pname}"
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, f"zero gradient for {pname}"
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.step()
+    assert all(not torch.equal(p0, p) for p0, p in zip(before, model.parameters()))
+
+    model.eval()
+    with torch.no_grad():
+        pred = model.predict(x[:2], 3, n_samples=2)
+    c, h = config.channels, config.image_size
+    assert pred.frames.shape == (2, 3, b, c, h, h)
+    assert pred.cond_frames.shape == (2, 2, b, c, h, h)
+    assert pred.states.shape == (2, 3, b, config.state_size)
+    assert torch.isfinite(pred.frames).all()
+    # The rollout records exactly one z per transition (none without noise).
+    assert pred.future_rollout.z.shape == (3, 2 * b, config.z_size)
+
+
+def test_official_variant_has_the_paper_structure() -> None:
+    """Without noise there is no q(z) and no prior; without content the decoder reads y only."""
+    model = SRVP(tiny(use_noise=False, noise_size=0, use_content=False))
+    assert model.q_z is None and model.ssm.prior is None and model.content is None
+    x = frames(3, 2, model.config)
+    terms, out = model(x)
+    assert out.w is None and out.content_indices is None
+    assert float(terms.kl_z) == 0.0
+
+
+# ------------------------------------------------------------------------------------------- sub-steps
+def test_three_substeps_one_frame_per_step_and_z_held() -> None:
+    """n_substeps = 3: exactly one state per frame time, z constant over each frame's sub-steps.
+
+    The official code builds its sub-step grid with ``numpy.linspace(dt, T-1, (T-1)/dt)`` and keeps a state
+    when ``t.is_integer()``. With dt = 1/3 most integer times come out as 0.999…/1.000…1, so states are
+    dropped and ``ceil`` schedules z one sub-step late (SPEC §1.8). The integer sub-step counter makes
+    every frame time exact; this test checks the resulting shapes and z schedule.
+    """
+    config = tiny(n_substeps=3)
+    model = SRVP(config).init_weights().train()
+    calls: list[tuple[float, torch.Tensor]] = []
+    cell = model.ssm.cell
+    assert isinstance(cell, ResidualCell)
+    field = cell.field
+
+    def record(module: Any, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        t, _, cond = args
+        calls.append((float(t), cond.detach().clone()))
+
+    handle = field.register_forward_hook(record)
+    t_frames, b = 5, 2
+    x = frames(t_frames, b, config)
+    terms, out = model(x)
+    handle.remove()
+    roll = out.rollout
+    assert out.frames.shape == (t_frames, b, 1, SIZE, SIZE)
+    assert roll.states.shape == (t_frames, b, config.state_size)
+    assert roll.substates.shape[0] == 3 * (t_frames - 1) + 1
+    assert roll.residuals is not None and roll.residuals.shape[0] == 3 * (t_frames - 1)
+    assert roll.z.shape == (t_frames - 1, b, config.noise_size)
+    assert torch.equal(roll.states[-1], roll.substates[-1])
+    assert len(calls) == 3 * (t_frames - 1)
+    for i, (time, cond) in enumerate(calls):
+        frame, j = divmod(i, 3)
+        assert time == pytest.approx(frame + j / 3, abs=1e-6)
+        assert torch.equal(cond, roll.z[frame]), f"sub-step {i} does not use z of frame {frame}"
+    assert torch.isfinite(terms.total)
+    # Decoding every sub-step gives (T−1)·3 + 1 frames, the frame times being every third one.
+    with torch.no_grad():
+        model.eval()
+        sub = model.infer(x, sample=False, decode_substeps=True)
+        plain = model.infer(x, sample=False)
+    assert sub.frames.shape[0] == 3 * (t_frames - 1) + 1
+    torch.testing.assert_close(sub.frames[::3], plain.frames, atol=1e-6, rtol=1e-5)
+
+
+def test_prediction_with_finer_substeps() -> None:
+    """Trained with 2 sub-steps, predicted with 4: twice as many intermediate frames, same frame times."""
+    config = tiny(n_substeps=2, skip_connections=True)
+    model = SRVP(config).init_weights().eval()
+    t_f, b = 3, 2
+    cond = frames(3, b, config)
+    with torch.no_grad():
+        p4_sub = model.predict(cond, t_f, 2, n_substeps=4, substep_frames=True, sampler=FixedNoise(1))
+        p2_sub = model.predict(cond, t_f, 2, n_substeps=2, substep_frames=True, sampler=FixedNoise(1))
+        p4 = model.predict(cond, t_f, 2, n_substeps=4, sampler=FixedNoise(1))
+        p2 = model.predict(cond, t_f, 2, sampler=FixedNoise(1))
+    assert p4_sub.frames.shape == (2, t_f * 4, b, 1, SIZE, SIZE)
+    assert p2_sub.frames.shape == (2, t_f * 2, b, 1, SIZE, SIZE)
+    assert p4.frames.shape == (2, t_f, b, 1, SIZE, SIZE)
+    # Frame j of the sub-step output is at time nt_cond − 1 + (j + 1)/n: every n-th one is a frame time.
+    torch.testing.assert_close(p4_sub.frames[:, 3::4], p4.frames, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(p2_sub.frames[:, 1::2], p2.frames, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(p4_sub.states, p4.states)
+    # The conditioning part uses the training sub-steps whatever the prediction uses.
+    assert p4.cond_rollout.n_substeps == p2.cond_rollout.n_substeps == 2
+    assert p4.future_rollout.n_substeps == 4
+    torch.testing.assert_close(p4.cond_frames, p2.cond_frames)
+    # Same noise, different Δt: the first transition starts from the same state with the same z, yet the
+    # Euler paths differ, so the sub-step count is really used.
+    torch.testing.assert_close(p4.future_rollout.z[0], p2.future_rollout.z[0])
+    assert not torch.allclose(p4.states, p2.states, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------- prediction
+def test_predict_batches_samples_and_conditions_on_the_last_frames() -> None:
+    config = tiny(skip_connections=True)
+    tc, b, n, k = 3, 2, 4, config.n_inference_frames
+    cond = frames(tc, b, config)
+    model = calibrated(SRVP(config).init_weights(), cond)
+    q_y_batches: list[int] = []
+    encoder_calls: list[int] = []
+    h1 = model.q_y.register_forward_hook(lambda m, args, out: q_y_batches.append(args[0].shape[1]))
+    h2 = model.encoder.register_forward_hook(lambda m, args, out: encoder_calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        pred = model.predict(cond, 2, n_samples=n)
+    h1.remove()
+    h2.remove()
+    # One pass for all N samples: the frames are encoded once, q(y_0) is evaluated once on N·B sequences.
+    assert encoder_calls == [tc * b]
+    assert q_y_batches == [n * b]
+    # The posterior is re-sampled per sample: different y_0 (and z) for the same sequence.
+    y0 = rearrange(pred.cond_rollout.states[0], "(n b) d -> n b d", n=n)
+    for s in range(1, n):
+        assert not torch.allclose(y0[0], y0[s])
+    z = rearrange(pred.cond_rollout.z, "t (n b) d -> n t b d", n=n)
+    assert not torch.allclose(z[0], z[1])
+    # w from the last k conditioning frames, skips from the last one: decode the states with them.
+    with torch.no_grad():
+        enc = model.encode(cond)
+        last = torch.arange(tc - k, tc)[:, None].expand(k, b)
+        w = model.infer_content(enc.codes, last)
+        w_first = model.infer_content(enc.codes, torch.arange(k)[:, None].expand(k, b))
+        skips = [s[-1] for s in enc.skips]
+        cond_states = rearrange(pred.cond_rollout.states, "t (n b) d -> n t b d", n=n)
+        for s in range(n):
+            torch.testing.assert_close(pred.frames[s], model.decode(pred.states[s], w, skips), atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(
+                pred.cond_frames[s], model.decode(cond_states[s], w, skips), atol=1e-6, rtol=1e-5
+            )
+        assert not torch.allclose(pred.frames[0], model.decode(pred.states[0], w_first, skips), atol=1e-6)
+        # In eval mode, infer_content's default picks the same last k frames.
+        torch.testing.assert_close(model.infer_content(enc.codes), w)
+    # The future starts from the last conditioning state.
+    torch.testing.assert_close(pred.future_rollout.states[0], pred.cond_rollout.states[-1])
+
+
+def test_predict_clamps_frames_to_unit_interval() -> None:
+    model = SRVP(tiny()).init_weights().eval()
+    # Push the decoder output beyond [0, 1] (the sigmoid alone never leaves it).
+    model.decoder.register_forward_hook(lambda m, args, out: out + torch.linspace(-2, 2, out.numel()).view_as(out))
+    with torch.no_grad():
+        pred = model.predict(frames(2, 2, model.config), 2, n_samples=2)
+        raw = model.infer(frames(2, 2, model.config)).frames
+    assert raw.min() < 0 and raw.max() > 1
+    for f in (pred.frames, pred.cond_frames):
+        assert f.min() == 0 and f.max() == 1
+
+
+# ---------------------------------------------------------------------------------- content and skips
+def test_content_frames_training_vs_eval() -> None:
+    config = tiny(n_inference_frames=3, skip_connections=True)
+    model = SRVP(config).init_weights()
+    t, k, b = 6, 3, 500
+    model.train()
+    idx = model.content_indices(t, b, torch.device("cpu"))
+    assert idx.shape == (k, b)
+    assert all(len(set(col.tolist())) == k for col in idx.T), "content frames must be distinct"
+    assert idx.min() >= 0 and idx.max() < t
+    # Uniform over the whole clip: each frame is chosen with probability k/T (std of the estimate 0.022).
+    freq = torch.stack([(idx == f).any(0).float().mean() for f in range(t)])
+    assert (freq - k / t).abs().max() < 0.1, freq
+    assert len({tuple(col.tolist()) for col in idx.T}) > 10, "not drawn independently per sequence"
+    # Skip frame: uniform over all T frames, independently per sequence.
+    enc = Encoded(torch.zeros(t, b, 1), [torch.arange(t).float()[:, None, None, None, None].expand(t, b, 1, 1, 1)])
+    skips, skip_index = model.skip_frames(enc)
+    assert skip_index is not None
+    assert torch.equal(skips[0][:, 0, 0, 0], skip_index.float())
+    counts = torch.bincount(skip_index, minlength=t).float() / b
+    assert (counts - 1 / t).abs().max() < 0.07, counts
+
+    # infer wires them: w from the drawn frames, skips from the drawn frame.
+    x = frames(t, 2, config)
+    out = model.infer(x)
+    assert out.content_indices is not None and out.skip_index is not None
+    with torch.no_grad():
+        codes = model.encode(x).codes  # same batch, same BatchNorm statistics
+        torch.testing.assert_close(out.w, model.content(select_frames(codes, out.content_indices)))  # type: ignore[misc]
+
+    model.eval()
+    idx = model.content_indices(t, 4, torch.device("cpu"))
+    assert torch.equal(idx, torch.arange(t - k, t)[:, None].expand(k, 4))
+    _, skip_index = model.skip_frames(Encoded(enc.codes[:, :4], [s[:, :4] for s in enc.skips]))
+    assert skip_index is not None and skip_index.tolist() == [t - 1] * 4
+    out = model.infer(x)
+    assert out.content_indices is not None and out.skip_index is not None
+    assert out.content_indices[:, 0].tolist() == [3, 4, 5]
+    assert out.skip_index.tolist() == [t - 1, t - 1]
+
+
+# ---------------------------------------------------------------------------------------------- loss
+def test_loss_terms_against_manual_float64_recomputation() -> None:
+    config = tiny(obs_scale=0.7, beta_y=0.5, beta_z=2.0, residual_weight=3.0, n_substeps=2)
+    model = SRVP(config).init_weights().train()
+    t, b = 4, 3
+    x = frames(t, b, config)
+    terms, out = model(x)
+    roll = out.rollout
+    assert roll.posterior is not None and roll.prior is not None and roll.residuals is not None
+
+    def normal(d: Distribution) -> Normal:
+        return Normal(d.mean.detach().double(), d.stddev.detach().double())
+
+    nll = -Normal(out.frames.detach().double(), 0.7).log_prob(x.double()).sum(dim=(0, 2, 3, 4))
+    kl_y = kl_divergence(normal(out.q_y0), Normal(0.0, 1.0)).sum(-1)
+    assert roll.posterior.batch_shape == roll.prior.batch_shape == (t - 1, b)
+    kl_z = kl_divergence(normal(roll.posterior), normal(roll.prior)).sum(-1).sum(0)
+    residual = roll.residuals.detach().double().norm(dim=-1).sum(0)
+    assert roll.residuals.shape[0] == 2 * (t - 1)  # one term per Euler sub-step
+    expected = {
+        "nll": nll.mean(),
+        "kl_y": kl_y.mean(),
+        "kl_z": kl_z.mean(),
+        "residual": residual.mean(),
+        "total": (nll + 0.5 * kl_y + 2.0 * kl_z + 3.0 * residual).mean(),
+    }
+    for name, value in expected.items():
+        got = getattr(terms, name).detach()
+        assert got.dtype == torch.float32 and got.dim() == 0
+        assert float(got) == pytest.approx(float(value), rel=1e-5), name
+    # The prior of the KL is evaluated along the inferred trajectory, on the integer-time states.
+    prior = model.ssm.prior(roll.states[:-1])  # type: ignore[misc]
+    torch.testing.assert_close(roll.prior.mean, prior.mean)
+
+
+def test_residual_weight_zero_leaves_the_penalty_out() -> None:
+    model = SRVP(tiny(residual_weight=0.0)).init_weights().train()
+    with torch.no_grad():
+        terms, _ = model(frames(3, 2, model.config))
+    assert float(terms.residual) > 0
+    assert float(terms.total) == pytest.approx(float(terms.nll + terms.kl_y + terms.kl_z), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def test_bad_frames() -> None:
+    model = SRVP(tiny()).eval()
+    with pytest.raises(ValueError, match=r"x: expected size 1 for axis 'c'"):
+        model.infer(torch.rand(3, 2, 3, SIZE, SIZE))
+    with pytest.raises(ValueError, match=r"x: expected size 32 for axis 'h'"):
+        model.infer(torch.rand(3, 2, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"x: expected 5 dimensions \(t b c h w\)"):
+        model.infer(torch.rand(3, 1, SIZE, SIZE))
+    with pytest.raises(ValueError, match="n_frames: expected at least the 3 given frames, got 2"):
+        model.infer(torch.rand(3, 2, 1, SIZE, SIZE), 2)
+    with pytest.raises(ValueError, match=r"cond_frames: expected size 32 for axis 'w'"):
+        model.predict(torch.rand(3, 2, 1, SIZE, 16), 2)
+    with pytest.raises(ValueError, match="cond_frames: expected at least n_inference_frames=2 frames, got 1"):
+        model.predict(torch.rand(1, 2, 1, SIZE, SIZE), 2)
+    with pytest.raises(ValueError, match="n_future"):
+        model.predict(torch.rand(2, 2, 1, SIZE, SIZE), 0)
+    with pytest.raises(ValueError, match="n_samples"):
+        model.predict(torch.rand(2, 2, 1, SIZE, SIZE), 1, 0)
+
+
+def test_loss_terms_need_frame_times() -> None:
+    model = SRVP(tiny(n_substeps=2))
+    x = frames(3, 2, model.config)
+    out = model.infer(x, decode_substeps=True)
+    with pytest.raises(ValueError, match="decode frame times only"):
+        model.loss_terms(x, out)
+
+
+def test_bad_configs() -> None:
+    with pytest.raises(ValueError, match=r"architecture: expected one of \('dcgan', 'vgg'\), got 'resnet'"):
+        tiny(architecture="resnet")
+    with pytest.raises(ValueError, match=r"transition: expected one of .*got 'lstm'"):
+        tiny(transition="lstm")
+    with pytest.raises(ValueError, match=r"integrator: expected one of .*got 'leapfrog'"):
+        tiny(integrator="leapfrog")
+    with pytest.raises(ValueError, match="'mlp' is a discrete-time cell; it needs n_substeps=1"):
+        tiny(transition="mlp", n_substeps=2)
+    with pytest.raises(ValueError, match="'gru' is a discrete-time cell"):
+        tiny(transition="gru", integrator="rk4")
+    with pytest.raises(ValueError, match="'gru' takes z as its input"):
+        tiny(transition="gru", use_noise=False, noise_size=0)
+    with pytest.raises(ValueError, match="conv_width: expected an int >= 1, got 0"):
+        tiny(conv_width=0)
+    with pytest.raises(ValueError, match="obs_scale: expected a positive standard deviation"):
+        tiny(obs_scale=0.0)
+    with pytest.raises(TypeError, match="config: expected a ModelConfig, got dict"):
+        SRVP(TINY)  # type: ignore[arg-type]
+    model = SRVP(tiny(transition="mlp")).eval()
+    with pytest.raises(ValueError, match="n_substeps: MLPCell is a discrete-time cell"):
+        model.predict(torch.rand(2, 1, 1, SIZE, SIZE), 2, n_substeps=2)
+
+
+# ------------------------------------------------------------------------------------------------ demo
+def _run_dir(tmp_path: Path, config: ModelConfig) -> Path:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": config_to_dict(config), "train": {}}))
+    torch.save({"model": SRVP(config).init_weights().state_dict()}, run / "checkpoints" / "best.pt")
+    return run
+
+
+def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("imageio")
+    from examples.srvp import demo
+
+    config = tiny(n_substeps=2, skip_connections=True)
+    run = _run_dir(tmp_path, config)
+    rng = np.random.default_rng(0)
+    test_set = tmp_path / "test.npz"
+    np.savez(test_set, sequences=rng.integers(0, 256, (6, 3, SIZE, SIZE), dtype=np.uint8))
+    out = tmp_path / "demo"
+    argv = [str(run), "--test-set", str(test_set), "--out", str(out), "--n-cond", "3", "--n-future", "2"]
+    assert demo.main([*argv, "--what", "all", "--clips", "0", "2", "--steps", "3"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["content_swap.gif", "frame_rate.gif", "interpolation.gif"]
+    assert str(out / "frame_rate.gif") in capsys.readouterr().out
+
+    # The grids: rows aligned on the finest grid (4 × 2 sub-steps per frame), 2 clips × 3 columns, 3 + 2 columns.
+    model = SRVP(config).eval()
+    clips = demo.load_clips(test_set)[:, [0, 2]]
+    assert clips.shape == (6, 2, 1, SIZE, SIZE) and clips.max() <= 1
+    pad = 2
+    cell = SIZE + pad
+    assert demo.frame_rate(model, clips[:, :1], 3, 2).shape == ((3 + 2) * 8, 4 * cell + pad, cell + pad, 3)
+    assert demo.content_swap(model, clips, 3, 2).shape == (5, 2 * cell + pad, 3 * cell + pad, 3)
+    assert demo.interpolation(model, clips, 3, 2, steps=3).shape == (5, cell + pad, 5 * cell + pad, 3)
+
+    # Errors name the option.
+    assert demo.main([*argv, "--what", "swap", "--clips", "0", "7"]) == 2
+    assert "--clips: expected indices in [0, 2]" in capsys.readouterr().err
+    assert demo.main([*argv, "--n-cond", "6"]) == 2
+    assert "--n-cond" in capsys.readouterr().err
+    assert demo.main([*argv, "--n-future", "4"]) == 2
+    assert "--n-future" in capsys.readouterr().err
+    np.savez(test_set, sequences=rng.integers(0, 256, (6, 3, 64, 64), dtype=np.uint8))
+    assert demo.main(argv) == 2
+    assert "the model expects [1, 32, 32]" in capsys.readouterr().err
