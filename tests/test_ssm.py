@@ -148,19 +148,22 @@ def test_sample_false_gives_means() -> None:
 
 
 def test_sample_true_reparameterises() -> None:
-    """Default sampling draws (z differs from the means) and gradients reach the posterior and the prior."""
+    """Default sampling draws (z differs from the means) with rsample: states carry gradients to q and p."""
     ssm = make_ssm(n=2)
     loc = torch.zeros(5, B, DZ, dtype=torch.float64, requires_grad=True)
     post = diag_gaussian(loc, torch.ones(5, B, DZ, dtype=torch.float64))
     with seeded(0):
         r = ssm.rollout(make_y0(), 9, posterior=post)
     assert not torch.equal(r.z[:5], loc.detach())
+    # Through the states alone (no KL): the posterior part reaches loc, the prior part the prior's parameters.
+    prior_params = list(ssm.prior.parameters())  # type: ignore[union-attr]
+    grads = torch.autograd.grad(r.states[-1].square().sum(), [loc, *prior_params], retain_graph=True)
+    for grad in grads:
+        assert grad.abs().sum() > 0
     assert r.prior is not None and r.posterior is not None
     prior_part = diag_gaussian(r.prior.mean[:5], r.prior.stddev[:5])
-    loss = r.states.square().sum() + kl_per_sequence(r.posterior, prior_part).sum()
-    loss.backward()
-    assert loc.grad is not None and loc.grad.abs().sum() > 0
-    for name, p in ssm.named_parameters():
+    kl_per_sequence(r.posterior, prior_part).sum().backward()
+    for name, p in ssm.prior.named_parameters():  # type: ignore[union-attr]
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
@@ -256,6 +259,9 @@ def test_posterior_errors() -> None:
     y0 = make_y0()
     with pytest.raises(ValueError, match="posterior: covers 3 transitions, but n_observed=6 frames need 5"):
         ssm.rollout(y0, 10, posterior=make_posterior(3), n_observed=6)
+    with pytest.raises(ValueError, match="posterior: covers 3 transitions, but n_observed=5 frames need 4"):
+        ssm.rollout(y0, 10, posterior=make_posterior(3), n_observed=5)  # one past the boundary
+    assert isinstance(ssm.rollout(y0, 10, posterior=make_posterior(3), n_observed=4, sample=False), Rollout)
     with pytest.raises(ValueError, match=r"n_observed: 3 observed frames need a posterior over 2"):
         ssm.rollout(y0, 10, n_observed=3)
     with pytest.raises(ValueError, match="n_observed"):
