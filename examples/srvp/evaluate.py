@@ -238,7 +238,7 @@ def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str,
     return paths
 
 
-def _format(result: dict[str, Any]) -> str:
+def format_results(result: dict[str, Any]) -> str:
     lines = []
     n = result["protocol"]["n_samples"]
     rows = [(f"SRVP best of {n}", result["metrics"])] + [(k, v) for k, v in result["reference_predictors"].items()]
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = args.name or f"{args.test_set.stem}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
     paths = write_outputs(result, Path(args.run_dir) / "eval", name)
-    print(_format(result))
+    print(format_results(result))
     for kind, path in paths.items():
         print(f"{kind:13s} {path}")
     return 0

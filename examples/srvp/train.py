@@ -519,7 +519,6 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, best = int(state["step"]), state.get("best_val_psnr")
-        _set_rng_state(state["rng"], device)
         log(f"resuming {run_dir} at step {step}")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -571,17 +570,19 @@ def train(
     stopped = "done"
     seqs, t_rate = 0, time.monotonic()
     model.train()
-    batches: Iterator[torch.Tensor] = iter(loader)
+    batches: Iterator[torch.Tensor] = iter(loader)  # (creating the iterator draws from torch's RNG)
+    if resume:
+        _set_rng_state(state["rng"], device)
     try:
         for x in batches:
             x = x.to(device, non_blocking=True)
             with autocast(cfg, device):
                 out = net.infer(x) if not cfg.compile else net(x)[1]
             terms = model.loss_terms(x, out)
-            if not math.isfinite(float(terms.total)):
+            if not math.isfinite(float(terms.total.detach())):
                 stopped = "nan"
                 log(
-                    f"step {step}: loss is {float(terms.total)}; stopping. The last good checkpoint is "
+                    f"step {step}: loss is {float(terms.total.detach())}; stopping. The last good checkpoint is "
                     f"{ckpt_dir / 'last.pt'} (step of the last periodic save)."
                 )
                 break
@@ -592,8 +593,8 @@ def train(
             scheduler.step()
             step += 1
             seqs += x.shape[1]
-            losses.append(float(terms.total))
-            values = {k: float(v) for k, v in terms._asdict().items()}
+            values = {k: float(v.detach()) for k, v in terms._asdict().items()}
+            losses.append(values["total"])
             if step % 10 == 0 or step == end:
                 logger.log(step, {**values, "lr": scheduler.get_last_lr()[0]})
             if bar is not None:

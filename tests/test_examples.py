@@ -1,0 +1,202 @@
+"""Smoke and behaviour tests of the SRVP example's commands: train, resume, evaluate, quickstart, README."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from examples.srvp import evaluate as ev
+from examples.srvp import quickstart, train
+from examples.srvp.checkpoint import load_checkpoint, load_model
+from examples.srvp.model import SRVP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def test_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small SM-MNIST test set from the embedded digits (40 digits -> 20 sequences of 8 frames)."""
+    from latentdyn.video.mnist import load_embedded_digits
+    from latentdyn.video.moving_mnist import make_test_set, save_test_set
+
+    digits = load_embedded_digits("test")
+    data = make_test_set(digits.images[:40], digits.labels[:40], seq_len=8, deterministic=False)
+    return save_test_set(tmp_path_factory.mktemp("data") / "test.npz", data)
+
+
+def _tiny() -> train.TrainConfig:
+    return train.PRESETS["tiny"]()
+
+
+def test_train_cli_writes_a_run_directory(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "2", "--lr-decay", "1"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["lr_burnin"] == 2 and config["model"]["state_size"] == 4
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["step"] == 3
+    assert set(last) >= {"model", "optimizer", "scheduler", "step", "rng", "config"}
+    assert (run / "checkpoints" / "best.pt").exists()
+    assert isinstance(load_model(run), SRVP)
+    assert (run / "train_log.jsonl").read_text().strip()
+
+
+def test_train_cli_rejects_unknown_options_and_existing_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r"), "--no-such-option", "1"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        train.main(["--preset", "nope", "--run-dir", str(tmp_path / "r")])
+    assert train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r"), "--architecture", "resnet"]) == 2
+    assert "architecture: expected one of" in capsys.readouterr().err
+    assert (
+        train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r2"), "--lr-burnin", "1", "--lr-decay", "0"]) == 0
+    )
+    assert train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    cfg = _tiny()
+    straight = train.train(cfg, tmp_path / "a", max_steps=6, progress=False, log=lambda _: None)
+    first = train.train(cfg, tmp_path / "b", max_steps=3, progress=False, log=lambda _: None)
+    second = train.train(cfg, tmp_path / "b", resume=True, max_steps=6, progress=False, log=lambda _: None)
+    assert straight.losses == first.losses + second.losses
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_conflicting_options_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
+    assert train.main(["--resume", str(run), "--lr", "0.1"]) == 2
+    assert "--lr saved 0.0003 vs given 0.1" in capsys.readouterr().err
+    # Runtime-only options may change.
+    args = train.build_parser().parse_args(["--resume", str(run), "--threads", "1"])
+    assert train.config_from_args(args).threads == 1
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _tiny()
+    run = tmp_path / "run"
+    train.train(cfg, run, max_steps=2, progress=False, log=lambda _: None)
+    good = load_checkpoint(run / "checkpoints" / "last.pt")
+    original = SRVP.loss_terms
+
+    def poisoned(self: SRVP, x: torch.Tensor, out: object) -> object:
+        terms = original(self, x, out)  # type: ignore[arg-type]
+        return terms._replace(total=terms.total * float("nan"))
+
+    monkeypatch.setattr(SRVP, "loss_terms", poisoned)
+    messages: list[str] = []
+    result = train.train(cfg, run, resume=True, max_steps=6, progress=False, log=messages.append)
+    assert result.stopped == "nan" and result.step == 2
+    assert any("loss is nan" in m for m in messages)
+    kept = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert kept["step"] == 2 and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero() -> None:
+    factors = [train.lr_factor(s, burnin=4, decay=4) for s in range(10)]
+    assert factors == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0, 0.0]
+
+
+def test_paper_presets_match_the_official_command_lines() -> None:
+    smm = train.PRESETS["smmnist"]()
+    assert (smm.model.state_size, smm.model.noise_size, smm.model.n_substeps, smm.model.beta_z) == (20, 20, 1, 2.0)
+    assert (smm.batch_size, smm.seq_len, smm.nt_cond, smm.lr_burnin, smm.lr_decay) == (128, 15, 5, 1_000_000, 100_000)
+    assert smm.model.architecture == "dcgan" and not smm.model.skip_connections and smm.model.conv_width == 64
+    det = train.PRESETS["smmnist-deterministic"]()
+    assert det.deterministic and (det.lr_burnin, det.lr_decay) == (800_000, 100_000)
+
+
+def test_evaluate_cli_and_reference_predictors(
+    tmp_path: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
+    code = ev.main(
+        [
+            str(run),
+            "--test-set",
+            str(test_set),
+            "--n-samples",
+            "3",
+            "--max-sequences",
+            "5",
+            "--batch-size",
+            "2",
+            "--nt-cond",
+            "2",
+            "--nt-gen",
+            "7",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "copy_last" in out and "black" in out
+    result = json.loads((run / "eval" / "test_n3_t7_dt1.json").read_text())
+    assert result["n_sequences"] == 5
+    assert len(result["metrics"]["psnr_curve"]["mean"]) == 5
+    # The all-black predictor's PSNR computed independently with numpy.
+    seqs = np.load(test_set)["sequences"][2:7, :5].astype(np.float64) / 255
+    mse = (seqs**2).mean(axis=(2, 3))  # (T, N)
+    expected = (10 * np.log10(1 / mse)).mean(0).mean()
+    assert result["reference_predictors"]["black"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)
+    for suffix in ("_curves.png", "_samples.gif", "_per_sequence.npz"):
+        assert (run / "eval" / f"test_n3_t7_dt1{suffix}").stat().st_size > 0
+
+
+def test_evaluate_errors(tmp_path: Path, test_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert ev.main([str(tmp_path / "empty"), "--test-set", str(test_set)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    run = tmp_path / "run"
+    train.train(_tiny(), run, max_steps=1, progress=False, log=lambda _: None)
+    for p in (run / "checkpoints").iterdir():
+        p.unlink()
+    assert ev.main([str(run), "--test-set", str(test_set)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, sequences=np.zeros((3, 4), np.uint8))
+    train.train(_tiny(), tmp_path / "run2", max_steps=1, progress=False, log=lambda _: None)
+    assert ev.main([str(tmp_path / "run2"), "--test-set", str(bad)]) == 2
+    assert "bad.npz" in capsys.readouterr().err
+
+
+def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "runs" / "q"
+    args = ["--run-dir", str(run), "--preset", "tiny", "--max-steps", "2", "--eval-sequences", "3", "--n-samples", "2"]
+    assert quickstart.main(args) == 0
+    out = capsys.readouterr().out
+    assert "copy_last" in out and "gif" in out
+    assert (tmp_path / "runs" / "data" / "smmnist_test_embedded_25.npz").exists()
+    assert (run / "eval" / "smmnist_test_embedded_25_n2.json").exists()
+    # Running it again resumes the unfinished run instead of starting over.
+    assert quickstart.main([*args[:4], "--max-steps", "4", *args[6:]]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_readme_python_example_runs() -> None:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, "README.md has no python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_readme_commands_are_the_ones_ci_runs() -> None:
+    text = (ROOT / "README.md").read_text()
+    bash = re.findall(r"```bash\n(.*?)```", text, re.S)
+    assert any('pip install -e ".[test]"' in b and "pytest" in b for b in bash)
+    assert any('pip install -e ".[examples]"' in b and "examples.srvp.quickstart" in b for b in bash)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'readme_cmd "pytest"' in ci and 'readme_cmd "examples.srvp.quickstart"' in ci
