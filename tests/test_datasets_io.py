@@ -132,7 +132,7 @@ def test_write_video_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"frames: expected a uint8 numpy array"):
         write_video(tmp_path / "a.mp4", frames.astype(np.float32), 25)
     with pytest.raises(TypeError, match=r"frames: expected a uint8 numpy array"):
-        write_video(tmp_path / "a.mp4", frames.tolist(), 25)  # type: ignore[arg-type]
+        write_video(tmp_path / "a.mp4", frames.tolist(), 25)
     with pytest.raises(ValueError, match=r"frames: expected shape \(T, H, W, 3\)"):
         write_video(tmp_path / "a.mp4", frames[..., :2], 25)
     with pytest.raises(ValueError, match=r"even height and width"):

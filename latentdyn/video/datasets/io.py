@@ -124,7 +124,8 @@ def _decode(path: Path, size: tuple[int, int] | None, interpolation: str) -> Ite
             for packet in container.demux(stream):
                 if packet.pts is not None or packet.size:
                     n_packets += 1
-                if packet.size:
+                # Packets the container marks for discarding (edit lists) decode to nothing, legitimately.
+                if packet.size and not packet.is_discard:
                     n_nonempty += 1
                 for frame in packet.decode():
                     n_decoded += 1

@@ -1,0 +1,155 @@
+"""VideoFolderDataset over video files and folders of frames written by the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av")
+
+from PIL import Image
+
+from latentdyn.video.datasets import VideoFolderDataset, write_video
+
+LOSSLESS = {"options": {"crf": "0"}, "pix_fmt": "yuv444p"}
+
+
+def ramp(n: int, height: int = 24, width: int = 32, step: int = 12) -> np.ndarray:
+    """Frames of uniform grey level step * t, so the frame index can be read back."""
+    levels = (np.arange(n) * step).astype(np.uint8)
+    return np.broadcast_to(levels[:, None, None, None], (n, height, width, 3)).copy()
+
+
+def frame_index(clip: np.ndarray, step: int = 12) -> np.ndarray:
+    return np.round(clip.reshape(len(clip), -1).mean(axis=1) / step).astype(int)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("videos")
+    write_video(base / "a.mp4", ramp(12), 25, **LOSSLESS)  # type: ignore[arg-type]
+    (base / "nested").mkdir()
+    write_video(base / "nested" / "b.avi", ramp(14), 25, options={"b": "4M"})
+    write_video(base / "c.gif", ramp(10), 10)
+    frames = base / "frames"
+    frames.mkdir()
+    for t, frame in enumerate(ramp(11)):
+        Image.fromarray(frame).save(frames / f"frame-{t + 1}.png")  # frame-10 must come after frame-9
+    (base / "notes.txt").write_text("ignored")
+    (base / ".hidden.mp4").write_bytes(b"ignored")
+    return base
+
+
+def test_discovery(root: Path) -> None:
+    dataset = VideoFolderDataset(root, seq_len=4)
+    assert [s.path.relative_to(root).as_posix() for s in dataset.sources] == [
+        "a.mp4",
+        "c.gif",
+        "frames",
+        "nested/b.avi",
+    ]
+    frames = dataset.sources[2].frames
+    assert [f.name for f in frames[8:11]] == ["frame-9.png", "frame-10.png", "frame-11.png"]
+    assert len(dataset) == 4
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_clips_are_contiguous(root: Path, index: int) -> None:
+    dataset = VideoFolderDataset(root, seq_len=5, rng=np.random.default_rng(index))
+    starts = set()
+    for _ in range(8):
+        clip = dataset[index]
+        assert clip.dtype == np.uint8 and clip.shape == (5, 24, 32, 3)
+        t = frame_index(clip)
+        np.testing.assert_array_equal(t, t[0] + np.arange(5))
+        starts.add(int(t[0]))
+    assert len(starts) > 1
+
+
+def test_frame_step_and_fixed_start(root: Path) -> None:
+    dataset = VideoFolderDataset(root, seq_len=4, frame_step=3, random_start=False)
+    for index in range(4):
+        np.testing.assert_array_equal(frame_index(dataset[index]), [0, 3, 6, 9])
+
+
+def test_resize_grayscale_and_virtual_length(root: Path) -> None:
+    dataset = VideoFolderDataset(
+        root, seq_len=3, image_size=(16, 8), grayscale=True, length=10, rng=np.random.default_rng(0)
+    )
+    assert len(dataset) == 10
+    clip = dataset[7]
+    assert clip.shape == (3, 16, 8) and clip.dtype == np.uint8
+    t = frame_index(clip[..., None])
+    np.testing.assert_array_equal(t, t[0] + np.arange(3))
+    assert VideoFolderDataset(root, seq_len=2, image_size=20)[0].shape == (2, 20, 20, 3)
+
+
+def test_center_crop_keeps_the_middle(tmp_path: Path) -> None:
+    """A 40x80 frame in three vertical bands: a square centre crop keeps only the middle (green) band."""
+    folder = tmp_path / "bands"
+    folder.mkdir()
+    frame = np.zeros((40, 80, 3), dtype=np.uint8)
+    frame[:, :20, 0] = 255
+    frame[:, 20:60, 1] = 255
+    frame[:, 60:, 2] = 255
+    for t in range(3):
+        Image.fromarray(frame).save(folder / f"{t}.png")
+    cropped = VideoFolderDataset(tmp_path, seq_len=2, image_size=10, crop="center")[0]
+    assert cropped.shape == (2, 10, 10, 3)
+    np.testing.assert_array_equal(cropped[..., 1], 255)
+    assert cropped[..., [0, 2]].max() == 0
+    squeezed = VideoFolderDataset(tmp_path, seq_len=2, image_size=10, resample="nearest")[0]
+    assert squeezed[..., 0].max() == 255 and squeezed[..., 2].max() == 255  # no crop: all bands kept
+
+
+def test_too_short_video_is_named(root: Path) -> None:
+    dataset = VideoFolderDataset(root, seq_len=12)
+    assert dataset[0].shape[0] == 12  # a.mp4 has exactly 12 frames
+    with pytest.raises(ValueError, match=r"c.gif: 10 frames, fewer than the 12 that seq_len=12"):
+        dataset[1]
+    with pytest.raises(ValueError, match=r"frames: 11 frames, fewer than the 12"):
+        dataset[2]
+    with pytest.raises(ValueError, match=r"a.mp4: 12 frames, fewer than the 13 that seq_len=7 with frame_step=2"):
+        VideoFolderDataset(root, seq_len=7, frame_step=2)[0]
+
+
+def test_corrupt_video_is_named(tmp_path: Path) -> None:
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
+    with pytest.raises(ValueError, match=r"broken.mp4"):
+        VideoFolderDataset(tmp_path, seq_len=2)[0]
+    (tmp_path / "broken.mp4").unlink()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "001.png").write_bytes(b"not a png")
+    (frames / "002.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"001.png: cannot read image"):
+        VideoFolderDataset(tmp_path, seq_len=2)[0]
+
+
+def test_mixed_frame_sizes_need_image_size(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "1.png")
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(folder / "2.png")
+    with pytest.raises(ValueError, match=r"mixed: frames of different sizes"):
+        VideoFolderDataset(tmp_path, seq_len=2)[0]
+    assert VideoFolderDataset(tmp_path, seq_len=2, image_size=6)[0].shape == (2, 6, 6, 3)
+
+
+def test_argument_errors(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"root: found no video under"):
+        VideoFolderDataset(tmp_path, seq_len=2)
+    with pytest.raises(ValueError, match=r"root: expected a directory of videos, found none at"):
+        VideoFolderDataset(tmp_path / "missing", seq_len=2)
+    with pytest.raises(ValueError, match=r"crop: expected one of 'center'"):
+        VideoFolderDataset(root, seq_len=2, image_size=8, crop="random")
+    with pytest.raises(ValueError, match=r"crop: 'center' needs an image_size"):
+        VideoFolderDataset(root, seq_len=2, crop="center")
+    with pytest.raises(ValueError, match=r"resample: expected one of"):
+        VideoFolderDataset(root, seq_len=2, resample="fancy")
+    with pytest.raises(TypeError, match=r"image_size: expected None, an int or a \(height, width\) tuple"):
+        VideoFolderDataset(root, seq_len=2, image_size=[8, 8])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"frame_step: expected an int >= 1"):
+        VideoFolderDataset(root, seq_len=2, frame_step=0)
