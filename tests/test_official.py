@@ -375,7 +375,6 @@ def test_load_official_missing_files(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- convert
 @needs_fixture
 def test_convert_then_load_model_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("examples.srvp.train", reason="convert needs examples/srvp/train.py")
     from examples.srvp.checkpoint import load_model
 
     out = tmp_path / "run"
