@@ -13,6 +13,7 @@ import torch
 from examples.srvp import evaluate as ev
 from examples.srvp import quickstart, train
 from examples.srvp.checkpoint import load_checkpoint, load_model
+from examples.srvp.config import PRESETS, TrainConfig
 from examples.srvp.model import SRVP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +30,8 @@ def test_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_test_set(tmp_path_factory.mktemp("data") / "test.npz", data)
 
 
-def _tiny() -> train.TrainConfig:
-    return train.PRESETS["tiny"]()
+def _tiny() -> TrainConfig:
+    return PRESETS["tiny"]()
 
 
 def test_train_cli_writes_a_run_directory(tmp_path: Path) -> None:
@@ -110,11 +111,11 @@ def test_lr_schedule_is_constant_then_linear_to_zero() -> None:
 
 
 def test_paper_presets_match_the_official_command_lines() -> None:
-    smm = train.PRESETS["smmnist"]()
+    smm = PRESETS["smmnist"]()
     assert (smm.model.state_size, smm.model.noise_size, smm.model.n_substeps, smm.model.beta_z) == (20, 20, 1, 2.0)
     assert (smm.batch_size, smm.seq_len, smm.nt_cond, smm.lr_burnin, smm.lr_decay) == (128, 15, 5, 1_000_000, 100_000)
     assert smm.model.architecture == "dcgan" and not smm.model.skip_connections and smm.model.conv_width == 64
-    det = train.PRESETS["smmnist-deterministic"]()
+    det = PRESETS["smmnist-deterministic"]()
     assert det.deterministic and (det.lr_burnin, det.lr_decay) == (800_000, 100_000)
 
 

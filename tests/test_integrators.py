@@ -221,7 +221,7 @@ def test_by_name() -> None:
     rk4 = by_name("rk4", rtol=1e-3, adjoint=True)
     assert isinstance(rk4, OdeintIntegrator)
     assert (rk4.method, rk4.rtol, rk4.adjoint) == ("rk4", 1e-3, True)
-    assert by_name("euler").is_euler and not by_name("midpoint").is_euler
+    assert by_name("euler").method == "euler" and by_name("midpoint").method == "midpoint"
     assert "OdeintIntegrator(method='rk4'" in repr(rk4)
 
 

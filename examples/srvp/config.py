@@ -8,12 +8,21 @@ to the official command-line option and the paper's symbol. Training and data op
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from latentdyn.integrators import INTEGRATOR_NAMES
 
-__all__ = ["ModelConfig", "config_from_dict", "config_to_dict"]
+__all__ = [
+    "PRESETS",
+    "ModelConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "model_config_from_official",
+    "train_config_from_official",
+]
 
 ARCHITECTURES = ("dcgan", "vgg")
 TRANSITIONS = ("residual", "mlp", "gru")
@@ -152,3 +161,172 @@ def model_config_from_official(options: dict[str, Any]) -> ModelConfig:
             value = bool(value)
         kwargs[ours] = value
     return ModelConfig(**kwargs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training, data and validation options (defaults: the official ones)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: str = "smmnist"  # smmnist (stochastic or deterministic Moving MNIST)
+    data_dir: str = "embedded"  # MNIST directory (torchvision layout) or "embedded" (digits shipped with latentdyn)
+    num_digits: int = 2  # ndigits: digits per Moving MNIST clip
+    max_speed: int = 4  # max_speed: Moving MNIST velocity bound
+    deterministic: bool = False  # deterministic: bounces keep the velocity
+    seq_len: int = 15  # seq_len: training clip length
+    batch_size: int = 128  # batch_size
+    lr: float = 3e-4  # lr: Adam learning rate
+    lr_burnin: int = 1_000_000  # lr_scheduling_burnin: steps at constant lr
+    lr_decay: int = 100_000  # lr_scheduling_n_iter: steps of linear decay to 0 after the burn-in
+    nt_cond: int = 5  # nt_cond: conditioning frames in validation and test
+    seq_len_test: int = 0  # seq_len_test: validation clip length (0: seq_len)
+    val_interval: int = 20_000  # val_interval: steps between validations
+    val_sequences: int = 400  # n_iter_test * batch_size_test: validation clips (fixed, from held-out digits)
+    val_batch_size: int = 16  # batch_size_test
+    val_samples: int = 100  # n_samples_test: samples per validation clip (best of N)
+    checkpoint_interval: int = 1000  # steps between checkpoints/last.pt writes (also at the end)
+    seed: int = 1  # seed of the model init, the data stream and the noise
+    n_workers: int = 0  # DataLoader workers generating batches
+    device: str = "cpu"  # cpu, cuda, cuda:1 ...
+    amp: str = "none"  # none, bf16 or fp16 autocast (loss terms in fp32)
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False  # channels_last memory format for the conv nets
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this many minutes; 0: no budget
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+    @property
+    def n_iter(self) -> int:
+        """Total number of steps: burn-in plus decay."""
+        return self.lr_burnin + self.lr_decay
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("smmnist",):
+            raise ValueError(f"dataset: expected 'smmnist', got {self.dataset!r}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp: expected one of 'none', 'bf16', 'fp16', got {self.amp!r}")
+        for name in (
+            "num_digits",
+            "seq_len",
+            "batch_size",
+            "nt_cond",
+            "val_interval",
+            "val_sequences",
+            "val_batch_size",
+            "val_samples",
+            "checkpoint_interval",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        if self.lr_burnin < 0 or self.lr_decay < 0 or self.n_iter < 1:
+            raise ValueError(
+                f"lr_burnin, lr_decay: expected >= 0 with a positive sum, got {self.lr_burnin}, {self.lr_decay}"
+            )
+        if self.seq_len < self.model.n_inference_frames:
+            raise ValueError(
+                f"seq_len: expected at least n_inference_frames={self.model.n_inference_frames}, got {self.seq_len}"
+            )
+        if self.nt_cond < self.model.n_inference_frames:
+            raise ValueError(
+                f"nt_cond: expected at least n_inference_frames={self.model.n_inference_frames}, got {self.nt_cond}"
+            )
+        if self.test_len <= self.nt_cond:
+            raise ValueError(f"seq_len_test: expected more than nt_cond={self.nt_cond} frames, got {self.test_len}")
+
+    @property
+    def test_len(self) -> int:
+        """Validation clip length."""
+        return self.seq_len_test or self.seq_len
+
+
+# --------------------------------------------------------------------------------------------------- presets
+def _paper(model: dict[str, Any], **train: Any) -> TrainConfig:
+    return TrainConfig(model=ModelConfig(**model), **train)
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    # The official README command lines (SPEC §4.2).
+    "smmnist": lambda: _paper(
+        dict(state_size=20, noise_size=20, n_inference_frames=5, beta_z=2.0),
+        seq_len=15,
+        nt_cond=5,
+        batch_size=128,
+        lr_burnin=1_000_000,
+        lr_decay=100_000,
+    ),
+    "smmnist-deterministic": lambda: _paper(
+        dict(state_size=20, noise_size=20, n_inference_frames=5, beta_z=2.0),
+        deterministic=True,
+        seq_len=15,
+        nt_cond=5,
+        batch_size=128,
+        lr_burnin=800_000,
+        lr_decay=100_000,
+    ),
+    # The out-of-the-box CPU run: about 12 minutes on 2 cores (see README for the choice and its numbers).
+    "smmnist-cpu": lambda: _paper(
+        dict(state_size=20, noise_size=20, n_inference_frames=5, conv_width=16, obs_scale=0.2, beta_z=1.0),
+        seq_len=15,
+        nt_cond=5,
+        seq_len_test=15,
+        batch_size=16,
+        lr=3e-4,
+        lr_burnin=5_000,
+        lr_decay=1_000,
+        val_interval=1_000,
+        val_sequences=32,
+        val_samples=10,
+        amp="bf16",
+        max_minutes=14.0,
+        checkpoint_interval=500,
+    ),
+    # A few seconds: for tests and smoke runs.
+    "tiny": lambda: _paper(
+        dict(
+            state_size=4,
+            noise_size=3,
+            n_inference_frames=2,
+            conv_width=4,
+            code_size=16,
+            inference_hidden=16,
+            residual_hidden=16,
+            image_size=64,
+            inference_layers=2,
+            residual_layers=2,
+        ),
+        seq_len=6,
+        nt_cond=2,
+        seq_len_test=6,
+        batch_size=4,
+        lr_burnin=4,
+        lr_decay=2,
+        val_interval=3,
+        val_sequences=4,
+        val_batch_size=2,
+        val_samples=2,
+        checkpoint_interval=2,
+    ),
+}
+
+
+def train_config_from_official(options: dict[str, Any]) -> TrainConfig:
+    """The training options of an official ``config.json`` (model options via ``model_config_from_official``)."""
+    dataset = options.get("dataset", "smmnist")
+    return TrainConfig(
+        model=model_config_from_official(options),
+        dataset="smmnist" if dataset not in ("smmnist",) else dataset,
+        num_digits=int(options.get("ndigits", 2)),
+        max_speed=int(options.get("max_speed", 4)),
+        deterministic=bool(options.get("deterministic", False)),
+        seq_len=int(options["seq_len"]),
+        batch_size=int(options.get("batch_size", 128)),
+        lr=float(options.get("lr", 3e-4)),
+        lr_burnin=int(options.get("lr_scheduling_burnin", 1_000_000)),
+        lr_decay=int(options.get("lr_scheduling_n_iter", 100_000)),
+        nt_cond=int(options["nt_cond"]),
+        seq_len_test=int(options.get("seq_len_test") or 0) or max(int(options["seq_len"]), int(options["nt_cond"]) + 1),
+        val_interval=int(options.get("val_interval", 20_000)),
+        val_batch_size=int(options.get("batch_size_test", 16)),
+        val_samples=int(options.get("n_samples_test", 100)),
+        seed=int(options.get("seed") or 1),
+    )

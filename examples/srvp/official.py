@@ -24,7 +24,7 @@ import torch
 from torch.distributions import Distribution
 
 from examples.srvp.checkpoint import atomic_write_text, save_checkpoint
-from examples.srvp.config import config_to_dict, model_config_from_official
+from examples.srvp.config import config_to_dict, model_config_from_official, train_config_from_official
 from examples.srvp.model import SRVP, SRVPOutput
 
 __all__ = ["from_official_key", "load_official", "main", "official_state_dict", "to_official_key", "verify"]
@@ -146,8 +146,6 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
     ckpt = out / "checkpoints" / "best.pt"
     if ckpt.exists():
         raise FileExistsError(f"OUT_DIR: {ckpt} already exists; choose an empty directory")
-    from examples.srvp.train import train_config_from_official
-
     config = {
         "model": config_to_dict(model.config),
         "train": config_to_dict(train_config_from_official(options)),

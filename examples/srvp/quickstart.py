@@ -18,8 +18,8 @@ from pathlib import Path
 
 from examples.srvp import evaluate as ev
 from examples.srvp.checkpoint import load_checkpoint, load_model, read_run_config
-from examples.srvp.config import ModelConfig, config_from_dict
-from examples.srvp.train import PRESETS, TrainConfig, train
+from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict
+from examples.srvp.train import train
 
 
 def ensure_test_set(path: Path, seq_len: int = 25) -> Path:

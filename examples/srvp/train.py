@@ -23,11 +23,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from examples.srvp.checkpoint import (
@@ -36,181 +35,11 @@ from examples.srvp.checkpoint import (
     read_run_config,
     save_checkpoint,
 )
-from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
+from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from examples.srvp.datasets import make_data
 from examples.srvp.model import SRVP
 
-__all__ = ["PRESETS", "TrainConfig", "main", "train", "train_config_from_official"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training, data and validation options (defaults: the official ones)."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    dataset: str = "smmnist"  # smmnist (stochastic or deterministic Moving MNIST)
-    data_dir: str = "embedded"  # MNIST directory (torchvision layout) or "embedded" (digits shipped with latentdyn)
-    num_digits: int = 2  # ndigits: digits per Moving MNIST clip
-    max_speed: int = 4  # max_speed: Moving MNIST velocity bound
-    deterministic: bool = False  # deterministic: bounces keep the velocity
-    seq_len: int = 15  # seq_len: training clip length
-    batch_size: int = 128  # batch_size
-    lr: float = 3e-4  # lr: Adam learning rate
-    lr_burnin: int = 1_000_000  # lr_scheduling_burnin: steps at constant lr
-    lr_decay: int = 100_000  # lr_scheduling_n_iter: steps of linear decay to 0 after the burn-in
-    nt_cond: int = 5  # nt_cond: conditioning frames in validation and test
-    seq_len_test: int = 0  # seq_len_test: validation clip length (0: seq_len)
-    val_interval: int = 20_000  # val_interval: steps between validations
-    val_sequences: int = 400  # n_iter_test * batch_size_test: validation clips (fixed, from held-out digits)
-    val_batch_size: int = 16  # batch_size_test
-    val_samples: int = 100  # n_samples_test: samples per validation clip (best of N)
-    checkpoint_interval: int = 1000  # steps between checkpoints/last.pt writes (also at the end)
-    seed: int = 1  # seed of the model init, the data stream and the noise
-    n_workers: int = 0  # DataLoader workers generating batches
-    device: str = "cpu"  # cpu, cuda, cuda:1 ...
-    amp: str = "none"  # none, bf16 or fp16 autocast (loss terms in fp32)
-    compile: bool = False  # torch.compile the model
-    channels_last: bool = False  # channels_last memory format for the conv nets
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this many minutes; 0: no budget
-    threads: int = 0  # torch CPU threads (0: torch's default)
-
-    @property
-    def n_iter(self) -> int:
-        """Total number of steps: burn-in plus decay."""
-        return self.lr_burnin + self.lr_decay
-
-    def __post_init__(self) -> None:
-        if self.dataset not in ("smmnist",):
-            raise ValueError(f"dataset: expected 'smmnist', got {self.dataset!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp: expected one of 'none', 'bf16', 'fp16', got {self.amp!r}")
-        for name in (
-            "num_digits",
-            "seq_len",
-            "batch_size",
-            "nt_cond",
-            "val_interval",
-            "val_sequences",
-            "val_batch_size",
-            "val_samples",
-            "checkpoint_interval",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        if self.lr_burnin < 0 or self.lr_decay < 0 or self.n_iter < 1:
-            raise ValueError(
-                f"lr_burnin, lr_decay: expected >= 0 with a positive sum, got {self.lr_burnin}, {self.lr_decay}"
-            )
-        if self.seq_len < self.model.n_inference_frames:
-            raise ValueError(
-                f"seq_len: expected at least n_inference_frames={self.model.n_inference_frames}, got {self.seq_len}"
-            )
-        if self.nt_cond < self.model.n_inference_frames:
-            raise ValueError(
-                f"nt_cond: expected at least n_inference_frames={self.model.n_inference_frames}, got {self.nt_cond}"
-            )
-        if self.test_len <= self.nt_cond:
-            raise ValueError(f"seq_len_test: expected more than nt_cond={self.nt_cond} frames, got {self.test_len}")
-
-    @property
-    def test_len(self) -> int:
-        """Validation clip length."""
-        return self.seq_len_test or self.seq_len
-
-
-# --------------------------------------------------------------------------------------------------- presets
-def _paper(model: dict[str, Any], **train: Any) -> TrainConfig:
-    return TrainConfig(model=ModelConfig(**model), **train)
-
-
-PRESETS: dict[str, Callable[[], TrainConfig]] = {
-    # The official README command lines (SPEC §4.2).
-    "smmnist": lambda: _paper(
-        dict(state_size=20, noise_size=20, n_inference_frames=5, beta_z=2.0),
-        seq_len=15,
-        nt_cond=5,
-        batch_size=128,
-        lr_burnin=1_000_000,
-        lr_decay=100_000,
-    ),
-    "smmnist-deterministic": lambda: _paper(
-        dict(state_size=20, noise_size=20, n_inference_frames=5, beta_z=2.0),
-        deterministic=True,
-        seq_len=15,
-        nt_cond=5,
-        batch_size=128,
-        lr_burnin=800_000,
-        lr_decay=100_000,
-    ),
-    # The out-of-the-box CPU run: about 12 minutes on 2 cores (see README for the choice and its numbers).
-    "smmnist-cpu": lambda: _paper(
-        dict(state_size=20, noise_size=20, n_inference_frames=5, conv_width=16, obs_scale=0.2, beta_z=1.0),
-        seq_len=15,
-        nt_cond=5,
-        seq_len_test=15,
-        batch_size=16,
-        lr=3e-4,
-        lr_burnin=5_000,
-        lr_decay=1_000,
-        val_interval=1_000,
-        val_sequences=32,
-        val_samples=10,
-        amp="bf16",
-        max_minutes=14.0,
-        checkpoint_interval=500,
-    ),
-    # A few seconds: for tests and smoke runs.
-    "tiny": lambda: _paper(
-        dict(
-            state_size=4,
-            noise_size=3,
-            n_inference_frames=2,
-            conv_width=4,
-            code_size=16,
-            inference_hidden=16,
-            residual_hidden=16,
-            image_size=64,
-            inference_layers=2,
-            residual_layers=2,
-        ),
-        seq_len=6,
-        nt_cond=2,
-        seq_len_test=6,
-        batch_size=4,
-        lr_burnin=4,
-        lr_decay=2,
-        val_interval=3,
-        val_sequences=4,
-        val_batch_size=2,
-        val_samples=2,
-        checkpoint_interval=2,
-    ),
-}
-
-
-def train_config_from_official(options: dict[str, Any]) -> TrainConfig:
-    """The training options of an official ``config.json`` (model options via ``model_config_from_official``)."""
-    from examples.srvp.config import model_config_from_official
-
-    dataset = options.get("dataset", "smmnist")
-    return TrainConfig(
-        model=model_config_from_official(options),
-        dataset="smmnist" if dataset not in ("smmnist",) else dataset,
-        num_digits=int(options.get("ndigits", 2)),
-        max_speed=int(options.get("max_speed", 4)),
-        deterministic=bool(options.get("deterministic", False)),
-        seq_len=int(options["seq_len"]),
-        batch_size=int(options.get("batch_size", 128)),
-        lr=float(options.get("lr", 3e-4)),
-        lr_burnin=int(options.get("lr_scheduling_burnin", 1_000_000)),
-        lr_decay=int(options.get("lr_scheduling_n_iter", 100_000)),
-        nt_cond=int(options["nt_cond"]),
-        seq_len_test=int(options.get("seq_len_test") or 0) or max(int(options["seq_len"]), int(options["nt_cond"]) + 1),
-        val_interval=int(options.get("val_interval", 20_000)),
-        val_batch_size=int(options.get("batch_size_test", 16)),
-        val_samples=int(options.get("n_samples_test", 100)),
-        seed=int(options.get("seed") or 1),
-    )
+__all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
@@ -293,89 +122,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = PRESETS[args.preset or "smmnist"]()
     model = dataclasses.replace(base.model, **overrides["model"])
     return dataclasses.replace(base, model=model, **overrides["train"])
-
-
-# ----------------------------------------------------------------------------------------------------- data
-def _step_seed(seed: int, step: int, stream: int = 0) -> int:
-    """Seed of the batch of ``step``: distinct per (seed, step), so batches do not depend on workers or resumes.
-
-    ``stream`` separates independent uses (0: training batches, 1: the validation clips)."""
-    return int(np.random.SeedSequence([seed, step], spawn_key=(stream,)).generate_state(1)[0])
-
-
-class BatchStream(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """Training batches indexed by step: item s is the batch of step s, generated from its own seed."""
-
-    def __init__(self, make_batch: Callable[[np.random.RandomState], np.ndarray], seed: int) -> None:
-        self.make_batch = make_batch
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return sys.maxsize
-
-    def __getitem__(self, step: int) -> torch.Tensor:
-        from latentdyn.video.collate import collate_videos
-
-        return collate_videos(list(self.make_batch(np.random.RandomState(_step_seed(self.seed, step)))))
-
-
-def _digits(cfg: TrainConfig, split: str) -> np.ndarray:
-    from latentdyn.video.mnist import digit_source
-
-    return np.asarray(digit_source(cfg.data_dir, split).images)
-
-
-def generate_clips(
-    pool: np.ndarray,
-    n: int,
-    seq_len: int,
-    rng: np.random.RandomState,
-    *,
-    num_digits: int,
-    max_speed: int,
-    deterministic: bool,
-) -> np.ndarray:
-    """n Moving MNIST clips, uint8 (n, T, 64, 64), drawn from ``rng`` in the official per-clip order."""
-    from latentdyn.video.moving_mnist import compose_frames, draw_trajectory
-
-    clips = []
-    for _ in range(n):
-        chosen, positions = [], []
-        for _ in range(num_digits):
-            chosen.append(pool[rng.randint(0, len(pool))])
-            traj = draw_trajectory(
-                rng, seq_len=seq_len, limit=64 - pool.shape[1], deterministic=deterministic, max_speed=max_speed
-            )
-            positions.append(traj.positions)
-        clips.append(compose_frames(chosen, positions, 64))
-    return np.stack(clips)
-
-
-def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
-    """Training stream and the fixed validation clips (T, N, C, H, W) from held-out digits."""
-    digits = _digits(cfg, "train")
-    rs = np.random.RandomState(42)  # 95/5 split of the training digits, as the official get_fold
-    order = rs.permutation(len(digits))
-    n_train = int(0.95 * len(digits))
-    train_digits, val_digits = digits[order[:n_train]], digits[order[n_train:]]
-
-    def make_batch(
-        rng: np.random.RandomState, pool: np.ndarray = train_digits, n: int = cfg.batch_size, t: int = cfg.seq_len
-    ) -> np.ndarray:
-        return generate_clips(
-            pool, n, t, rng, num_digits=cfg.num_digits, max_speed=cfg.max_speed, deterministic=cfg.deterministic
-        )
-
-    from latentdyn.video.collate import collate_videos
-
-    val = collate_videos(
-        list(
-            make_batch(
-                np.random.RandomState(_step_seed(cfg.seed, 0, stream=1)), val_digits, cfg.val_sequences, cfg.test_len
-            )
-        )
-    )
-    return BatchStream(make_batch, cfg.seed), val
 
 
 # ------------------------------------------------------------------------------------------------- training

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latentdyn._checks import check_choice, check_positive_int, check_shape
+from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor
 
 __all__ = ["DeepSetEncoder", "last_frames", "random_distinct_frames", "select_frames"]
 
@@ -62,6 +62,9 @@ def select_frames(codes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     Returns:
         (K, B, ...).
     """
+    check_tensor(codes, "codes")
+    if codes.dim() < 2:
+        raise ValueError(f"codes: expected a time-first tensor (T, B, ...), got shape {list(codes.shape)}")
     t, b = codes.shape[0], codes.shape[1]
     check_shape(indices, "k b", "indices", b=b)
     if indices.dtype not in (torch.int64, torch.int32):
@@ -85,6 +88,7 @@ def random_distinct_frames(
     """k distinct frame indices drawn uniformly out of ``n_frames``, independently per sequence, (k, B)."""
     check_positive_int(k, "k")
     check_positive_int(n_frames, "n_frames")
+    check_positive_int(batch_size, "batch_size")
     if k > n_frames:
         raise ValueError(f"k: cannot draw {k} distinct content frames out of {n_frames} available")
     keys = torch.rand(n_frames, batch_size, device=device, generator=generator)

@@ -18,10 +18,6 @@ class Integrator(abc.ABC):
     ``torchdiffeq.odeint``. Fixed-grid integrators step exactly on ``ts``.
     """
 
-    #: Whether the integrator steps exactly on ``ts`` with one field evaluation per interval, so that the
-    #: state increments are ``(t_{j+1} - t_j) * f(t_j, y_j)`` (explicit Euler).
-    is_euler: bool = False
-
     @abc.abstractmethod
     def __call__(
         self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor

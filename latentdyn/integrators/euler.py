@@ -14,8 +14,6 @@ __all__ = ["EulerIntegrator"]
 class EulerIntegrator(Integrator):
     """Explicit Euler on the given grid: y_{j+1} = y_j + (t_{j+1} - t_j) · f(t_j, y_j, cond)."""
 
-    is_euler = True
-
     @override
     def __call__(
         self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor

@@ -70,7 +70,6 @@ class OdeintIntegrator(Integrator):
         self.atol = atol
         self.options = dict(options or {})
         self.adjoint = adjoint
-        self.is_euler = method == "euler"
 
     @override
     def __call__(
