@@ -161,9 +161,7 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
 class _Noise:
     """Sampler with the fixture's noise convention: zero noise (means) or saved noise in call order."""
 
-    def __init__(
-        self, eps_y0: torch.Tensor | None, eps_z: torch.Tensor | None, eps_prior: torch.Tensor | None
-    ):
+    def __init__(self, eps_y0: torch.Tensor | None, eps_z: torch.Tensor | None, eps_prior: torch.Tensor | None):
         self.eps = {"y0": eps_y0, "z_posterior": eps_z, "z_prior": eps_prior}
         self.prior_calls = 0
 
@@ -275,14 +273,10 @@ def verify(fixture_dir: str | Path) -> list[Check]:
         }
         computed["eval/posterior_zero_noise_dt0.5/y"] = half.rollout.states
         n_future = (
-            tensors["eval/predict_zero_noise/x_pred"].shape[0]
-            if "eval/predict_zero_noise/x_pred" in tensors
-            else 20
+            tensors["eval/predict_zero_noise/x_pred"].shape[0] if "eval/predict_zero_noise/x_pred" in tensors else 20
         )
         nt_cond = (
-            tensors["eval/predict_zero_noise/y_cond"].shape[0]
-            if "eval/predict_zero_noise/y_cond" in tensors
-            else k
+            tensors["eval/predict_zero_noise/y_cond"].shape[0] if "eval/predict_zero_noise/y_cond" in tensors else k
         )
         for kind in ("zero", "saved"):
             pred = model.predict(x[:nt_cond], n_future, 1, sampler=noise(kind))
@@ -319,11 +313,11 @@ def verify(fixture_dir: str | Path) -> list[Check]:
         if not key.startswith("train/grad/"):
             continue
         official = key.removeprefix("train/grad/")
-        p = params.get(official)
-        if p is None or p.grad is None:
+        param = params.get(official)
+        if param is None or param.grad is None:
             grad_checks.append(Check(key, "FAIL", "no such parameter or no gradient"))
             continue
-        diff = (p.grad.double() - ref.double()).abs().max().item()
+        diff = (param.grad.double() - ref.double()).abs().max().item()
         bound = 2e-3 * ref.double().abs().max().item()
         grad_checks.append(
             Check(key, "ok" if diff <= bound else "FAIL", f"max abs diff {diff:.3e} (bound {bound:.3e})")
@@ -344,9 +338,7 @@ def verify(fixture_dir: str | Path) -> list[Check]:
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.official``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.srvp.official", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m examples.srvp.official", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_conv = sub.add_parser("convert", help="official experiment directory -> latentdyn run directory")
     p_conv.add_argument("official_dir", type=Path)
