@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from einops import rearrange
 
 from examples.srvp.checkpoint import (
     atomic_write_text,
@@ -182,7 +184,7 @@ class _Logger:
             except Exception:  # tensorboard is an optional extra
                 self.tb = None
 
-    def log(self, step: int, values: dict[str, float]) -> None:
+    def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
@@ -224,6 +226,58 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+@dataclass
+class _Dist:
+    """This process's place in a ``torchrun`` launch (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> _Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class _RankSlice(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """This rank's share of every global batch: the batch of step s is made from the step's seed (the same on
+    every rank), then split along the batch axis, so N processes see exactly the batches one process would."""
+
+    def __init__(self, stream: torch.utils.data.Dataset, dist: _Dist) -> None:  # type: ignore[type-arg]
+        self.stream, self.dist = stream, dist
+
+    def __len__(self) -> int:
+        return len(self.stream)  # type: ignore[arg-type]
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        batch = self.stream[step]
+        return batch.chunk(self.dist.world, dim=1)[self.dist.rank]
+
+
+def _all_true(flag: bool, dist: _Dist, device: torch.device) -> bool:
+    """Whether ``flag`` holds on every rank (so that all ranks stop together)."""
+    if dist.world == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _params_identical_across_ranks(model: torch.nn.Module, device: torch.device) -> bool:
+    """All-gather a fingerprint of the parameters and compare them (a DDP sanity check)."""
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    weights = torch.linspace(1, 2, flat.numel(), dtype=torch.float64, device=flat.device)
+    fp = torch.stack([flat.sum(), (flat * weights).sum()]).to(device)
+    gathered = [torch.empty_like(fp) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, fp)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -235,6 +289,11 @@ def train(
 ) -> TrainResult:
     """Train (or resume) a run; returns when the schedule, ``max_steps`` or the time budget ends.
 
+    Under ``torchrun --nproc_per_node=N`` the run is data-parallel (DDP; NCCL on GPUs, gloo on CPUs): the
+    global batch is split across ranks, BatchNorm becomes SyncBatchNorm on GPUs as in the official code
+    (PyTorch's SyncBatchNorm is GPU-only, so on CPUs each rank normalises with its own batch statistics), and
+    only rank 0 validates and writes files.
+
     Args:
         cfg: the configuration (on resume, the run's own).
         run_dir: output directory; must not already hold a run unless ``resume``.
@@ -245,15 +304,26 @@ def train(
     """
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
+    dist = _Dist.from_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    if dist.world > 1:
+        if cfg.batch_size % dist.world:
+            raise ValueError(f"--batch-size: {cfg.batch_size} does not split over {dist.world} processes")
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+            torch.cuda.set_device(device)
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if not resume and (run_dir / "config.json").exists():
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     torch.manual_seed(cfg.seed)
     model = SRVP(cfg.model).init_weights().to(device)
+    if dist.world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.lr_burnin, cfg.lr_decay))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -265,8 +335,9 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, best = int(state["step"]), state.get("best_val_psnr")
-        log(f"resuming {run_dir} at step {step}")
-    else:
+        if dist.main:
+            log(f"resuming {run_dir} at step {step}")
+    elif dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             run_dir / "config.json",
@@ -281,17 +352,25 @@ def train(
     stream, val = make_data(cfg)
     end = cfg.n_iter if max_steps is None else min(cfg.n_iter, max_steps)
     loader = torch.utils.data.DataLoader(
-        stream,
+        _RankSlice(stream, dist) if dist.world > 1 else stream,
         batch_size=None,
         sampler=range(step, end),
         num_workers=cfg.n_workers,
         persistent_workers=False,
         prefetch_factor=4 if cfg.n_workers else None,
     )
-    net: Any = torch.compile(model) if cfg.compile else model
-    logger = _Logger(run_dir, enabled=True)
+    net: Any = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        net = torch.compile(net)
+    logger = _Logger(run_dir, enabled=dist.main)
 
     def checkpoint(name: str) -> None:
+        if not dist.main:
+            return
         save_checkpoint(
             ckpt_dir / f"{name}.pt",
             {
@@ -306,8 +385,31 @@ def train(
             },
         )
 
+    def run_validation() -> None:
+        nonlocal best
+        if not dist.main:
+            return
+        score = validate(model, cfg, val, device)
+        logger.log(step, {"val_psnr": score})
+        if best is None or score > best:
+            best = score
+            checkpoint("best")
+        message = f"step {step}: validation best-of-{cfg.val_samples} PSNR {score:.2f} dB (best {best:.2f})"
+        if bar is not None:
+            bar.write(message)
+        else:
+            log(message)
+        if logger.tb is not None:
+            with torch.no_grad():
+                model.eval()
+                clip = val[:, :4].to(device)
+                pred = model.predict(clip[: cfg.nt_cond], clip.shape[0] - cfg.nt_cond, 1)
+                model.train()
+            row = torch.cat([clip[cfg.nt_cond :], pred.frames[0].to(clip)], dim=1)  # (T, 2*4, C, H, W)
+            logger.images(step, "validation/truth_then_sample", rearrange(row, "t b c h w -> (b t) c h w").float())
+
     bar: Any = None
-    if progress:
+    if progress and dist.main:
         from tqdm import tqdm
 
         bar = tqdm(total=end, initial=step, dynamic_ncols=True, unit="it", smoothing=0.05)
@@ -323,14 +425,14 @@ def train(
         for x in batches:
             x = x.to(device, non_blocking=True)
             with autocast(cfg, device):
-                out = net.infer(x) if not cfg.compile else net(x)[1]
-            terms = model.loss_terms(x, out)
-            if not math.isfinite(float(terms.total.detach())):
+                terms, _ = net(x)  # SRVP.forward: posterior pass and loss terms (computed in fp32)
+            if not _all_true(math.isfinite(float(terms.total.detach())), dist, device):
                 stopped = "nan"
-                log(
-                    f"step {step}: loss is {float(terms.total.detach())}; stopping. The last good checkpoint is "
-                    f"{ckpt_dir / 'last.pt'} (step of the last periodic save)."
-                )
+                if dist.main:
+                    log(
+                        f"step {step}: loss is {float(terms.total.detach())}; stopping. The last good checkpoint is "
+                        f"{ckpt_dir / 'last.pt'} (step of the last periodic save)."
+                    )
                 break
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
@@ -338,7 +440,7 @@ def train(
             scaler.update()
             scheduler.step()
             step += 1
-            seqs += x.shape[1]
+            seqs += x.shape[1] * dist.world
             values = {k: float(v.detach()) for k, v in terms._asdict().items()}
             losses.append(values["total"])
             if step % 10 == 0 or step == end:
@@ -356,33 +458,28 @@ def train(
                     )
                     seqs, t_rate = 0, now
             if step % cfg.val_interval == 0 or step == end:
-                score = validate(model, cfg, val, device)
-                logger.log(step, {"val_psnr": score})
-                if best is None or score > best:
-                    best = score
-                    checkpoint("best")
-                if bar is not None:
-                    bar.write(
-                        f"step {step}: validation best-of-{cfg.val_samples} PSNR {score:.2f} dB (best {best:.2f})"
-                    )
+                run_validation()
             if step % cfg.checkpoint_interval == 0 or step == end:
                 checkpoint("last")
-            if cfg.max_minutes and (time.monotonic() - start_time) / 60 >= cfg.max_minutes:
+            out_of_time = bool(cfg.max_minutes) and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
+            if cfg.max_minutes and _all_true(not out_of_time, dist, device) is False:
                 stopped = "time budget"
                 break
     finally:
         if bar is not None:
             bar.close()
-        logger.close()
     if stopped == "time budget":
         if best is None or step % cfg.val_interval:
-            score = validate(model, cfg, val, device)
-            logger.log(step, {"val_psnr": score})
-            if best is None or score > best:
-                best = score
-                checkpoint("best")
+            run_validation()
         checkpoint("last")
-        log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+        if dist.main:
+            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+    if dist.world > 1:
+        same = _params_identical_across_ranks(model, device)
+        logger.log(step, {"ddp_world_size": dist.world, "ddp_params_identical": same})
+        if dist.main:
+            log(f"DDP: {dist.world} processes, parameters identical across ranks: {same}")
+    logger.close()
     return TrainResult(run_dir, step, losses, best, stopped)
 
 
