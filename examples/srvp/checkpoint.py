@@ -95,9 +95,9 @@ def load_model(
     run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
 ) -> Any:
     """The SRVP model of a run directory, in eval mode."""
-    from examples.srvp.model import SRVP
+    from examples.srvp.model import build_model
 
     config = config_from_dict(ModelConfig, read_run_config(run_dir)["model"])
-    model = SRVP(config)
+    model = build_model(config)
     model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, which))["model"])
     return model.to(device).eval()

@@ -36,7 +36,7 @@ from latentdyn.objectives import (
 )
 from latentdyn.ssm import LatentSSM, Rollout, Sampler, default_sampler
 
-__all__ = ["SRVP", "Encoded", "Prediction", "SRVPOutput"]
+__all__ = ["SRVP", "Encoded", "Prediction", "SRVPOutput", "build_model"]
 
 
 @dataclass
@@ -370,3 +370,12 @@ def _float(d: Independent | None) -> Independent:
     assert d is not None
     base = d.base_dist
     return Independent(type(base)(base.loc.float(), base.scale.float()), 1)  # type: ignore[call-arg]
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The model a configuration describes: :class:`SRVP`, or the SVG-LP baseline for ``family="svglp"``."""
+    if config.family == "svglp":
+        from examples.srvp.svglp import SVGLP
+
+        return SVGLP(config)
+    return SRVP(config)

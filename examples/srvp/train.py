@@ -39,7 +39,7 @@ from examples.srvp.checkpoint import (
 )
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from examples.srvp.datasets import make_data
-from examples.srvp.model import SRVP
+from examples.srvp.model import SRVP, build_model
 
 __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
 
@@ -319,7 +319,7 @@ def train(
     if not resume and (run_dir / "config.json").exists():
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     torch.manual_seed(cfg.seed)
-    model = SRVP(cfg.model).init_weights().to(device)
+    model = build_model(cfg.model).init_weights().to(device)
     if dist.world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
     if cfg.channels_last:

@@ -1,0 +1,92 @@
+"""Shared helpers of the benchmark scripts: timing, matmul throughput, peak memory, child processes, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_it(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Seconds per call of ``fn`` (median of ``iters`` timed calls after ``warmup`` calls)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def matmul_flops(dtype: torch.dtype, device: torch.device, n: int = 2048, iters: int = 10) -> float:
+    """Measured dense matmul throughput in FLOP/s for square n×n products of ``dtype``."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    seconds = time_it(lambda: a @ b, device, warmup=3, iters=iters)
+    return 2 * n**3 / seconds
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process (and peak CUDA memory on GPU), in MiB."""
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def run_child(script: str, args: list[str]) -> dict[str, Any]:
+    """Run one variant in a fresh process (so that its peak memory is its own) and return its JSON."""
+    cmd = [sys.executable, "-m", f"benchmarks.{script}", *args, "--child"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2))
+        print(f"wrote {path}")

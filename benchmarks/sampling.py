@@ -1,0 +1,123 @@
+"""Sampling speed: predicted frames per second for N futures of B sequences, variants side by side.
+
+    python -m benchmarks.sampling [--width 64] [--samples 100] [--future 20] [--device cpu|cuda] [--json out.json]
+
+Variants:
+- ``official-loop``: the official test protocol's structure, one sample at a time (re-infer the posterior on
+  the conditioning frames, generate, decode), in fp32 under ``no_grad``;
+- ``batched-fp32``: latentdyn's ``SRVP.predict``: all N samples of all B sequences in one batched pass, under
+  ``inference_mode``;
+- ``batched-bf16``: the same under bf16 autocast (fp16 on GPU) with channels_last convolutions;
+- ``svglp-*``: an SVG-LP-style image-autoregressive baseline built from the same encoder/decoder parts, which
+  must re-encode every generated frame (see ``examples/srvp/svglp.py``), when it is available.
+Each variant runs in its own process so that its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import torch
+
+from benchmarks._common import machine, peak_memory, run_child, time_it, write_json
+
+VARIANTS = ("official-loop", "batched-fp32", "batched-bf16", "svglp-fp32", "svglp-bf16")
+
+
+def _srvp(args: argparse.Namespace, device: torch.device) -> Any:
+    from examples.srvp.config import ModelConfig
+    from examples.srvp.model import SRVP
+
+    torch.manual_seed(0)
+    return SRVP(ModelConfig(conv_width=args.width)).init_weights().to(device).eval()
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x = torch.rand(args.cond, args.batch, 1, 64, 64, device=device)
+    low = torch.bfloat16 if device.type == "cpu" else torch.float16
+    name = args.variant
+    if name.startswith("svglp"):
+        from examples.srvp.svglp import SVGLP, SVGLPConfig
+
+        torch.manual_seed(0)
+        model: Any = SVGLP(SVGLPConfig(conv_width=args.width)).to(device).eval()
+    else:
+        model = _srvp(args, device)
+    if name.endswith("bf16"):
+        model = model.to(memory_format=torch.channels_last)
+
+    def run() -> None:
+        if name == "official-loop":
+            with torch.no_grad():
+                for _ in range(args.samples):
+                    model.predict(x, args.future, 1)
+            return
+        with torch.inference_mode(), torch.autocast(device.type, dtype=low, enabled=name.endswith("bf16")):
+            model.predict(x, args.future, args.samples)
+
+    seconds = time_it(run, device, warmup=1, iters=args.iters)
+    frames = args.batch * args.samples * args.future
+    return {"variant": name, "seconds": seconds, "frames_per_s": frames / seconds, **peak_memory(device)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sampling", description=__doc__.split("\n")[0])
+    parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
+    parser.add_argument("--batch", type=int, default=1, help="B test sequences")
+    parser.add_argument("--samples", type=int, default=100, help="N futures per sequence")
+    parser.add_argument("--cond", type=int, default=5, help="conditioning frames")
+    parser.add_argument("--future", type=int, default=20, help="predicted frames")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+    parser.add_argument("--variant", default="batched-fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args)))
+        return 0
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    common = ["--width", str(args.width), "--batch", str(args.batch), "--samples", str(args.samples),
+              "--cond", str(args.cond), "--future", str(args.future), "--device", args.device,
+              "--threads", str(args.threads), "--iters", str(args.iters)]
+    results = []
+    for name in names:
+        try:
+            results.append(run_child("sampling", [*common, "--variant", name]))
+        except RuntimeError as e:
+            if name.startswith("svglp") and "No module named 'examples.srvp.svglp'" in str(e):
+                print(f"{name}: skipped (examples/srvp/svglp.py is not available)")
+                continue
+            raise
+    base = next((r for r in results if r["variant"] == "official-loop"), results[0])
+    print(f"machine: {machine()}")
+    print(f"{args.samples} futures x {args.future} frames of {args.batch} sequence(s) from {args.cond} frames, "
+          f"nf={args.width}; ratios vs the official one-sample-at-a-time loop")
+    print(f"{'variant':16s} {'frames/s':>9s} {'ratio':>6s} {'peak RSS':>9s}")
+    for r in results:
+        r["speedup_vs_official_loop"] = r["frames_per_s"] / base["frames_per_s"]
+        print(f"{r['variant']:16s} {r['frames_per_s']:9.0f} {r['speedup_vs_official_loop']:6.2f} "
+              f"{r['peak_rss_mib']:7.0f}Mi" + (f" {r['peak_cuda_mib']:.0f}Mi GPU" if "peak_cuda_mib" in r else ""))
+    srvp = {r["variant"]: r for r in results}
+    for kind in ("fp32", "bf16"):
+        a, b = srvp.get(f"batched-{kind}"), srvp.get(f"svglp-{kind}")
+        if a and b:
+            print(f"SRVP vs SVG-LP ({kind}): {a['frames_per_s'] / b['frames_per_s']:.2f}x the frames per second")
+    write_json(args.json, {"benchmark": "sampling", "machine": machine(), "config": vars(args) | {"variants": names},
+                           "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

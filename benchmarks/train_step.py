@@ -1,0 +1,168 @@
+"""Speed of the SRVP training step (forward, loss, backward, Adam), variants measured side by side.
+
+    python -m benchmarks.train_step [--width 64] [--batch 16] [--device cpu|cuda] [--json out.json]
+
+The model is the SM-MNIST configuration (DCGAN 64×64, ny = nz = 20, seq_len 15). The baseline variant is
+the plain fp32 eager step, which computes exactly what the official implementation computes (verified on the
+official fixture), so every ratio printed is relative to the official step on the same machine. The script
+also measures dense matmul throughput in the same run and reports the fraction of it that the step reaches
+(FLOPs counted by ``torch.utils.flop_counter``). Each variant runs in its own process, so its peak memory is
+its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import torch
+
+from benchmarks._common import machine, matmul_flops, peak_memory, run_child, time_it, write_json
+
+VARIANTS = {
+    # name: (amp, channels_last, compile)
+    "fp32": ("none", False, False),
+    "fp32+channels_last": ("none", True, False),
+    "bf16+channels_last": ("bf16", True, False),
+    "bf16": ("bf16", False, False),
+    "fp32+compile": ("none", False, True),
+    "bf16+channels_last+compile": ("bf16", True, True),
+}
+
+
+def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: bool) -> tuple[Any, float]:
+    from examples.srvp.config import ModelConfig
+    from examples.srvp.model import SRVP
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = SRVP(ModelConfig(conv_width=args.width, state_size=20, noise_size=20, beta_z=2.0)).init_weights()
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net: Any = torch.compile(model) if compile_ else model
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    x = torch.rand(args.seq_len, args.batch, 1, 64, 64, device=device)
+    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "bf16" and device.type == "cuda")
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=amp == "bf16"):
+            terms, _ = net(x)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(terms.total).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with torch.autocast(device.type, dtype=dtype, enabled=amp == "bf16"):
+            terms, _ = model(x)
+        terms.total.backward()
+    opt.zero_grad(set_to_none=True)
+    return step, float(counter.get_total_flops())
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    amp, cl, comp = VARIANTS[args.variant]
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    step, flops = _step_fn(args, amp, cl, comp)
+    warmup = args.warmup + (3 if comp else 0)
+    seconds = time_it(step, device, warmup=warmup, iters=args.iters)
+    return {
+        "variant": args.variant,
+        "seconds_per_step": seconds,
+        "steps_per_s": 1 / seconds,
+        "sequences_per_s": args.batch / seconds,
+        "flops_per_step": flops,
+        "achieved_flops": flops / seconds,
+        **peak_memory(device),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__.split("\n")[0])
+    parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS)
+    )
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+    parser.add_argument("--variant", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        import json
+
+        print(json.dumps(child(args)))
+        return 0
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    low = torch.bfloat16 if device.type == "cpu" else torch.float16
+    peak = {"fp32": matmul_flops(torch.float32, device), "low_precision": matmul_flops(low, device)}
+    common = [
+        "--width",
+        str(args.width),
+        "--batch",
+        str(args.batch),
+        "--seq-len",
+        str(args.seq_len),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--warmup",
+        str(args.warmup),
+        "--iters",
+        str(args.iters),
+    ]
+    results = []
+    for name in names:
+        r = run_child("train_step", [*common, "--variant", name])
+        r["fraction_of_matmul_peak"] = r["achieved_flops"] / (peak["low_precision"] if "bf16" in name else peak["fp32"])
+        results.append(r)
+    base = next((r for r in results if r["variant"] == "fp32"), results[0])
+    print(f"machine: {machine()}")
+    print(f"matmul throughput: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, {low} {peak['low_precision'] / 1e9:.0f} GFLOP/s")
+    print(
+        f"SRVP train step, nf={args.width}, batch {args.batch}, {args.seq_len} frames, "
+        f"{base['flops_per_step'] / 1e9:.0f} GFLOP per step; ratios vs fp32 eager (= the official computation)"
+    )
+    print(f"{'variant':28s} {'it/s':>7s} {'seq/s':>7s} {'ratio':>6s} {'of peak':>8s} {'peak RSS':>9s}")
+    for r in results:
+        r["speedup_vs_fp32"] = r["steps_per_s"] / base["steps_per_s"]
+        print(
+            f"{r['variant']:28s} {r['steps_per_s']:7.2f} {r['sequences_per_s']:7.1f} {r['speedup_vs_fp32']:6.2f} "
+            f"{100 * r['fraction_of_matmul_peak']:7.1f}% {r['peak_rss_mib']:7.0f}Mi"
+            + (f" {r['peak_cuda_mib']:.0f}Mi GPU" if "peak_cuda_mib" in r else "")
+        )
+    write_json(
+        args.json,
+        {
+            "benchmark": "train_step",
+            "machine": machine(),
+            "config": vars(args) | {"variants": names},
+            "matmul_flops": peak,
+            "results": results,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
