@@ -1,8 +1,8 @@
 """SRVP configurations: the model (every official option, readable names) and presets.
 
 ``ModelConfig`` holds what defines the network and its loss; ``examples/srvp/README.md`` maps every field
-to the official command-line option and the paper's symbol. Training and data options live in
-``examples/srvp/train.py``.
+to the official command-line option and the paper's symbol. ``TrainConfig`` holds the training, data and
+validation options; ``PRESETS`` mirror the official README command lines (SPEC §4.2).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ __all__ = [
 
 ARCHITECTURES = ("dcgan", "vgg")
 TRANSITIONS = ("residual", "mlp", "gru")
+DATASETS = ("smmnist", "kth", "human36m", "bair", "folder")
+FOLDER_CROPS = ("none", "center")
+BAIR_FRAMES = 30  # every BAIR video has 30 frames
+_DATASET_CHANNELS = {"kth": (1,), "human36m": (3,), "bair": (3,), "folder": (1, 3)}
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ModelConfig:
     adjoint: bool = False  # adjoint method for torchdiffeq integrators
     use_content: bool = True  # content variable w (False: the paper's App. E ablation)
     use_noise: bool = True  # stochastic z (False: deterministic latent ODE)
+    family: str = "srvp"  # "srvp", or "svglp" (the image-autoregressive baseline of examples/srvp/svglp.py)
 
     def __post_init__(self) -> None:
         positive = (
@@ -71,6 +76,7 @@ class ModelConfig:
         if self.use_noise and self.noise_size < 1:
             raise ValueError("noise_size: use_noise=True needs noise_size >= 1, got 0")
         for name, allowed in (
+            ("family", ("srvp", "svglp")),
             ("architecture", ARCHITECTURES),
             ("transition", TRANSITIONS),
             ("integrator", INTEGRATOR_NAMES),
@@ -168,11 +174,14 @@ class TrainConfig:
     """Training, data and validation options (defaults: the official ones)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    dataset: str = "smmnist"  # smmnist (stochastic or deterministic Moving MNIST)
-    data_dir: str = "embedded"  # MNIST directory (torchvision layout) or "embedded" (digits shipped with latentdyn)
+    dataset: str = "smmnist"  # smmnist (Moving MNIST), kth, human36m, bair or folder (a folder of your videos)
+    data_dir: str = "embedded"  # smmnist: MNIST directory or "embedded"; others: OUT_DIR of the data command
     num_digits: int = 2  # ndigits: digits per Moving MNIST clip
     max_speed: int = 4  # max_speed: Moving MNIST velocity bound
     deterministic: bool = False  # deterministic: bounces keep the velocity
+    subsampling: int = 8  # subsampling: Human3.6M clips keep one raw (50 fps) frame in this many
+    folder_crop: str = "none"  # folder: "none" (stretch to image_size) or "center" (largest centred square)
+    folder_frame_step: int = 1  # folder: keep one frame in this many (frames resized to image_size, nc=1: luma)
     seq_len: int = 15  # seq_len: training clip length
     batch_size: int = 128  # batch_size
     lr: float = 3e-4  # lr: Adam learning rate
@@ -200,8 +209,18 @@ class TrainConfig:
         return self.lr_burnin + self.lr_decay
 
     def __post_init__(self) -> None:
-        if self.dataset not in ("smmnist",):
-            raise ValueError(f"dataset: expected 'smmnist', got {self.dataset!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset: expected one of {DATASETS}, got {self.dataset!r}")
+        if not isinstance(self.data_dir, str):
+            raise TypeError(f"data_dir: expected a str (a directory), got {type(self.data_dir).__name__}")
+        channels = _DATASET_CHANNELS.get(self.dataset)
+        if channels is not None and self.model.channels not in channels:
+            raise ValueError(
+                f"channels: the {self.dataset!r} dataset has {' or '.join(map(str, channels))}-channel frames, "
+                f"got channels={self.model.channels}"
+            )
+        if self.folder_crop not in FOLDER_CROPS:
+            raise ValueError(f"folder_crop: expected one of {FOLDER_CROPS}, got {self.folder_crop!r}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"amp: expected one of 'none', 'bf16', 'fp16', got {self.amp!r}")
         for name in (
@@ -214,6 +233,8 @@ class TrainConfig:
             "val_batch_size",
             "val_samples",
             "checkpoint_interval",
+            "subsampling",
+            "folder_frame_step",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -232,6 +253,12 @@ class TrainConfig:
             )
         if self.test_len <= self.nt_cond:
             raise ValueError(f"seq_len_test: expected more than nt_cond={self.nt_cond} frames, got {self.test_len}")
+        if self.dataset == "bair":
+            for name, value in (("seq_len", self.seq_len), ("seq_len_test", self.test_len)):
+                if value > BAIR_FRAMES:
+                    raise ValueError(f"{name}: BAIR videos have {BAIR_FRAMES} frames, got {value}")
+            if self.model.image_size != 64:
+                raise ValueError(f"image_size: BAIR frames are 64x64, got image_size={self.model.image_size}")
 
     @property
     def test_len(self) -> int:
@@ -262,6 +289,79 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
         batch_size=128,
         lr_burnin=800_000,
         lr_decay=100_000,
+    ),
+    # KTH, Human3.6M and BAIR read converted data: give --data-dir OUT_DIR (see `python -m examples.srvp.data`).
+    "kth": lambda: _paper(
+        dict(
+            channels=1,
+            state_size=50,
+            noise_size=50,
+            n_substeps=2,
+            residual_gain=1.2,
+            architecture="vgg",
+            skip_connections=True,
+            n_inference_frames=3,
+            obs_scale=0.2,
+        ),
+        dataset="kth",
+        data_dir="",
+        seq_len=20,
+        nt_cond=10,
+        seq_len_test=30,
+        batch_size=100,
+        lr_burnin=150_000,
+        lr_decay=50_000,
+        val_interval=5_000,
+        val_batch_size=16,
+        val_sequences=25 * 16,
+    ),
+    "human36m": lambda: _paper(
+        dict(
+            channels=3,
+            state_size=50,
+            noise_size=50,
+            n_substeps=2,
+            residual_gain=1.2,
+            architecture="vgg",
+            skip_connections=True,
+            n_inference_frames=3,
+            obs_scale=0.2,
+        ),
+        dataset="human36m",
+        data_dir="",
+        subsampling=8,
+        seq_len=16,
+        nt_cond=8,
+        seq_len_test=53,
+        batch_size=100,
+        lr_burnin=325_000,
+        lr_decay=25_000,
+        val_interval=20_000,
+        val_batch_size=8,
+        val_sequences=25 * 8,
+    ),
+    "bair": lambda: _paper(
+        dict(
+            channels=3,
+            state_size=50,
+            noise_size=50,
+            n_substeps=2,
+            residual_gain=1.41,
+            architecture="vgg",
+            skip_connections=True,
+            n_inference_frames=2,
+            obs_scale=0.71,
+        ),
+        dataset="bair",
+        data_dir="",
+        seq_len=12,
+        nt_cond=2,
+        batch_size=192,
+        lr_burnin=1_000_000,
+        lr_decay=500_000,
+        val_interval=20_000,
+        val_batch_size=16,
+        val_sequences=25 * 16,
     ),
     # The out-of-the-box CPU run: about 12 minutes on 2 cores (see README for the choice and its numbers).
     "smmnist-cpu": lambda: _paper(
@@ -309,12 +409,18 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
 }
 
 
+_OFFICIAL_DATASETS = {"smmnist": "smmnist", "kth": "kth", "human": "human36m", "bair": "bair"}
+"""Official ``--dataset`` value -> ``TrainConfig.dataset``."""
+
+
 def train_config_from_official(options: dict[str, Any]) -> TrainConfig:
     """The training options of an official ``config.json`` (model options via ``model_config_from_official``)."""
-    dataset = options.get("dataset", "smmnist")
+    dataset = _OFFICIAL_DATASETS.get(options.get("dataset", "smmnist"), "smmnist")
     return TrainConfig(
         model=model_config_from_official(options),
-        dataset="smmnist" if dataset not in ("smmnist",) else dataset,
+        dataset=dataset,
+        data_dir="embedded" if dataset == "smmnist" else str(options.get("data_dir") or ""),
+        subsampling=int(options.get("subsampling", 8)),
         num_digits=int(options.get("ndigits", 2)),
         max_speed=int(options.get("max_speed", 4)),
         deterministic=bool(options.get("deterministic", False)),

@@ -2,6 +2,11 @@
 
 Commands:
     smmnist-test-set    the fixed (Stochastic) Moving MNIST test set, as the official ``make_test_set``.
+    convert-kth         raw KTH ``.avi`` files -> ``OUT_DIR/processed_64/<class>/<video>/image-*.png``.
+    kth-test-set        the fixed KTH test set ``DATA_DIR/svg_test_set_<T>.npz`` (persons 21-25).
+    convert-human36m    Human3.6M ``.mp4`` files -> ``OUT_DIR/{train,test}/S<k>-<video>.npz``.
+    human36m-test-set   the fixed Human3.6M test set ``DATA_DIR/test_set_<T>_<s>/test_<i>.npz``.
+    convert-bair        BAIR TFRecords -> ``OUT_DIR/processed_data/{train,test}/<file>/<k>/<i>.png``.
 
 Each command is a :class:`Command` in :data:`COMMANDS`: to add one, write its ``add_arguments`` and ``run``
 functions and call :func:`register`. Nothing is parsed at import time; :func:`main` builds the parser.
@@ -10,6 +15,16 @@ Example::
 
     python -m examples.srvp.data smmnist-test-set --mnist-dir ~/data --seq-len 25 --out data/
     python -m examples.srvp.data smmnist-test-set --mnist-dir embedded --deterministic --out data/
+
+    python -m examples.srvp.data convert-kth ~/kth/raw data/kth && python -m examples.srvp.data kth-test-set data/kth
+    python -m examples.srvp.data convert-human36m ~/human36m data/human36m
+    python -m examples.srvp.data human36m-test-set data/human36m
+    python -m examples.srvp.data convert-bair ~/bair data/bair     # ~/bair holds softmotion30_44k/
+
+The converted ``OUT_DIR`` is the ``--data-dir`` of ``python -m examples.srvp.train --preset kth`` (and
+``human36m``, ``bair``) and, by default, where ``python -m examples.srvp.evaluate`` finds the test set.
+Conversions skip videos already converted (outputs are written atomically), so an interrupted conversion
+resumes where it stopped; ``--overwrite`` converts everything again.
 
 ``--mnist-dir`` is the folder that holds ``MNIST/raw/t10k-*-ubyte[.gz]`` (torchvision's layout), or
 ``embedded`` for the 1,000 test digits shipped with latentdyn (a quick, smaller test set of 500 clips whose
@@ -23,6 +38,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from latentdyn.video.datasets import ConversionReport
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "register"]
 
@@ -128,6 +147,156 @@ register(
 )
 
 
+# ------------------------------------------------------------------------------------- real video datasets
+def _progress(desc: str) -> tuple[Callable[[Path], None], Callable[[], None]]:
+    """A progress callback counting converted videos on stderr, and the function that closes it.
+
+    The bar appears with the first converted video, so an error found up front prints only its message."""
+    bars: list[Any] = []
+
+    def update(_path: Path) -> None:
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(desc=desc, unit="video", file=sys.stderr, dynamic_ncols=True))
+        bars[0].update(1)
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return update, close
+
+
+def _print_conversion(what: str, report: ConversionReport, unit: str = "videos") -> None:
+    print(
+        f"wrote {report.out_dir.resolve()}: {what}, {report.written} {unit} converted, {report.skipped} already there"
+    )
+
+
+def _add_convert(parser: argparse.ArgumentParser, *, image_size: bool = True) -> None:
+    parser.add_argument("raw_dir", type=Path, metavar="RAW_DIR", help="the raw download (layout in the module help)")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where the converted dataset is written")
+    if image_size:
+        parser.add_argument("--image-size", type=int, default=64, help="output frame size (default: 64)")
+    parser.add_argument("--overwrite", action="store_true", help="convert again videos already converted")
+
+
+def _run_convert_kth(args: argparse.Namespace) -> int:
+    from latentdyn.video.datasets import convert_kth
+
+    update, close = _progress("convert-kth")
+    try:
+        report = convert_kth(args.raw_dir, args.out_dir, args.image_size, overwrite=args.overwrite, progress=update)
+    finally:
+        close()
+    _print_conversion(f"KTH frames {args.image_size}x{args.image_size} (grayscale PNG, 25 fps)", report)
+    print(f"  next: python -m examples.srvp.data kth-test-set {args.out_dir}")
+    return 0
+
+
+def _add_kth_test_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the OUT_DIR of convert-kth")
+    parser.add_argument("--seq-len", type=int, default=40, help="frames per clip (default: 40, the README's)")
+    parser.add_argument("--size", type=int, default=1000, help="number of clips (default: 1000)")
+    parser.add_argument("--seed", type=int, default=42, help="seed (default: 42, the official one)")
+    parser.add_argument("--image-size", type=int, default=64, help="frame size of the conversion (default: 64)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing test set")
+
+
+def _run_kth_test_set(args: argparse.Namespace) -> int:
+    from latentdyn.video.datasets import make_kth_test_set
+
+    path = make_kth_test_set(
+        args.data_dir, args.seq_len, args.size, args.seed, image_size=args.image_size, overwrite=args.overwrite
+    )
+    print(f"wrote {path.resolve()}: KTH test set, {args.size} clips of {args.seq_len} frames (persons 21-25),")
+    print(f"  seed {args.seed}; keys sequences (N, T, H, W) uint8, persons, actions")
+    return 0
+
+
+def _run_convert_human36m(args: argparse.Namespace) -> int:
+    from latentdyn.video.datasets import convert_human36m
+
+    update, close = _progress("convert-human36m")
+    try:
+        report = convert_human36m(
+            args.raw_dir, args.out_dir, args.image_size, overwrite=args.overwrite, progress=update
+        )
+    finally:
+        close()
+    _print_conversion(f"Human3.6M frames {args.image_size}x{args.image_size} RGB (train/ and test/ .npz)", report)
+    print(f"  next: python -m examples.srvp.data human36m-test-set {args.out_dir}")
+    return 0
+
+
+def _add_human36m_test_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the OUT_DIR of convert-human36m")
+    parser.add_argument("--seq-len", type=int, default=53, help="frames per clip (default: 53, the README's)")
+    parser.add_argument("--subsampling", type=int, default=8, help="keep one raw frame in this many (default: 8)")
+    parser.add_argument("--size", type=int, default=1000, help="number of clips (default: 1000)")
+    parser.add_argument("--seed", type=int, default=42, help="seed (default: 42, the official one)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing test set")
+
+
+def _run_human36m_test_set(args: argparse.Namespace) -> int:
+    from latentdyn.video.datasets import make_human36m_test_set
+
+    path = make_human36m_test_set(
+        args.data_dir, args.seq_len, args.subsampling, args.size, args.seed, overwrite=args.overwrite
+    )
+    span = (args.seq_len - 1) * args.subsampling + 1
+    print(f"wrote {path.resolve()}: Human3.6M test set, {args.size} clips of {args.seq_len} frames, one in")
+    print(f"  {args.subsampling} of {span} raw frames (test subjects 9 and 11), seed {args.seed}")
+    return 0
+
+
+def _add_convert_bair(parser: argparse.ArgumentParser) -> None:
+    _add_convert(parser, image_size=False)
+    parser.add_argument("--no-verify", action="store_true", help="skip the CRC check of every record")
+
+
+def _run_convert_bair(args: argparse.Namespace) -> int:
+    from latentdyn.video.datasets import convert_bair
+
+    update, close = _progress("convert-bair")
+    try:
+        report = convert_bair(
+            args.raw_dir,
+            args.out_dir,
+            overwrite=args.overwrite,
+            verify_checksums=not args.no_verify,
+            progress=update,
+        )
+    finally:
+        close()
+    _print_conversion("BAIR frames 64x64 RGB PNG, 30 per video", report, unit="TFRecord files")
+    print(f"  the test split (processed_data/test) is the test set: train with --data-dir {args.out_dir}")
+    return 0
+
+
+for _command in (
+    Command("convert-kth", "convert raw KTH .avi videos into 64x64 PNG frames", _add_convert, _run_convert_kth),
+    Command(
+        "kth-test-set", "make the fixed KTH test set from the converted videos", _add_kth_test_set, _run_kth_test_set
+    ),
+    Command(
+        "convert-human36m",
+        "convert Human3.6M .mp4 videos into cropped 64x64 RGB .npz files",
+        _add_convert,
+        _run_convert_human36m,
+    ),
+    Command(
+        "human36m-test-set",
+        "make the fixed Human3.6M test set from the converted test videos",
+        _add_human36m_test_set,
+        _run_human36m_test_set,
+    ),
+    Command("convert-bair", "convert BAIR TFRecords into 64x64 RGB PNG frames", _add_convert_bair, _run_convert_bair),
+):
+    register(_command)
+
+
 # ------------------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per registered command."""
@@ -151,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args._run(args)
-    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError, ImportError) as exc:
         parser.exit(2, f"{parser.prog} {args.command}: error: {exc}\n")
     return status
 

@@ -1,20 +1,55 @@
 """Training data of the SRVP example: a stream of batches indexed by step, and fixed validation clips.
 
-The batch of step s is generated from its own seed, derived from (seed, s): batches do not depend on the
-number of DataLoader workers, and a resumed run sees exactly the batches an uninterrupted one would.
+The batch of step s is generated from its own seed, derived from (seed, s) only: batches do not depend on
+the number of DataLoader workers, and a resumed run sees exactly the batches an uninterrupted one would.
+
+Datasets (``TrainConfig.dataset``):
+
+* ``smmnist``: Moving MNIST clips generated on the fly from MNIST digits (95 % / 5 % train/validation
+  split of the training digits), drawn with a ``numpy.random.RandomState`` seeded for the step.
+* ``kth``, ``human36m``: random clips of the converted videos (``latentdyn.video.datasets``); the step's
+  ``numpy.random.Generator`` draws each clip's video and start.
+* ``bair``: one clip per video, as the official loader indexes it by video. The step's generator draws B
+  video indices **with replacement** (rather than the official per-epoch permutations, which would tie a
+  batch to the epoch it falls in), then each clip's start.
+* ``folder``: random clips of the videos under ``data_dir`` (video files or folders of frames), resized to
+  ``image_size`` (grayscale when ``channels`` is 1); its videos are split 95 % / 5 % into training and
+  validation like the official ``get_fold``.
+
+The validation clips are drawn once, from the ``"val"`` split, with ``seq_len_test`` frames and a seed
+derived from (seed, 0, stream 1).
 """
 
 from __future__ import annotations
 
+import copy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from examples.srvp.config import TrainConfig
 
-__all__ = ["BatchStream", "generate_clips", "make_data", "step_seed"]
+__all__ = [
+    "BatchStream",
+    "ClipSampler",
+    "generate_clips",
+    "make_clip_dataset",
+    "make_data",
+    "step_seed",
+]
+
+_PREPARE = {
+    "kth": "python -m examples.srvp.data convert-kth RAW_DIR DATA_DIR",
+    "human36m": "python -m examples.srvp.data convert-human36m RAW_DIR DATA_DIR",
+    "bair": "python -m examples.srvp.data convert-bair RAW_DIR DATA_DIR",
+    "folder": "a directory holding video files or folders of PNG/JPEG frames",
+}
+"""How the ``data_dir`` of each real dataset is made (quoted in error messages)."""
+_VIRTUAL_LENGTH = 500_000  # the official virtual length of the KTH / Human3.6M training sets
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -25,10 +60,15 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     return int(np.random.SeedSequence([seed, step], spawn_key=(stream,)).generate_state(1)[0])
 
 
-class BatchStream(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """Training batches indexed by step: item s is the batch of step s, generated from its own seed."""
+class BatchStream(torch.utils.data.Dataset[torch.Tensor]):
+    """Training batches indexed by step: item s is the batch of step s, generated from its own seed.
 
-    def __init__(self, make_batch: Callable[[np.random.RandomState], np.ndarray], seed: int) -> None:
+    Args:
+        make_batch: maps a seed to the batch's B uint8 videos, (T, H, W) or (T, H, W, C) each.
+        seed: the run's seed; step s uses ``step_seed(seed, s)``.
+    """
+
+    def __init__(self, make_batch: Callable[[int], Sequence[np.ndarray] | np.ndarray], seed: int) -> None:
         self.make_batch = make_batch
         self.seed = seed
 
@@ -36,11 +76,13 @@ class BatchStream(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return sys.maxsize
 
     def __getitem__(self, step: int) -> torch.Tensor:
+        """The batch x of ``step``, float (T, B, C, H, W) in [0, 1]."""
         from latentdyn.video.collate import collate_videos
 
-        return collate_videos(list(self.make_batch(np.random.RandomState(step_seed(self.seed, step)))))
+        return collate_videos(list(self.make_batch(step_seed(self.seed, step))))
 
 
+# ------------------------------------------------------------------------------------------- Moving MNIST
 def _digits(cfg: TrainConfig, split: str) -> np.ndarray:
     from latentdyn.video.mnist import digit_source
 
@@ -73,28 +115,156 @@ def generate_clips(
     return np.stack(clips)
 
 
-def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
-    """Training stream and the fixed validation clips (T, N, C, H, W) from held-out digits."""
-    digits = _digits(cfg, "train")
-    rs = np.random.RandomState(42)  # 95/5 split of the training digits, as the official get_fold
-    order = rs.permutation(len(digits))
-    n_train = int(0.95 * len(digits))
-    train_digits, val_digits = digits[order[:n_train]], digits[order[n_train:]]
+class _MovingMNISTBatches:
+    """n Moving MNIST clips of T frames from a digit pool, drawn with ``RandomState(seed)``."""
 
-    def make_batch(
-        rng: np.random.RandomState, pool: np.ndarray = train_digits, n: int = cfg.batch_size, t: int = cfg.seq_len
-    ) -> np.ndarray:
+    def __init__(self, cfg: TrainConfig, pool: np.ndarray, n: int, seq_len: int) -> None:
+        self.pool, self.n, self.seq_len = pool, n, seq_len
+        self.num_digits, self.max_speed, self.deterministic = cfg.num_digits, cfg.max_speed, cfg.deterministic
+
+    def __call__(self, seed: int) -> np.ndarray:
         return generate_clips(
-            pool, n, t, rng, num_digits=cfg.num_digits, max_speed=cfg.max_speed, deterministic=cfg.deterministic
+            self.pool,
+            self.n,
+            self.seq_len,
+            np.random.RandomState(seed),
+            num_digits=self.num_digits,
+            max_speed=self.max_speed,
+            deterministic=self.deterministic,
         )
 
+
+# -------------------------------------------------------------------------------------- real video datasets
+class _RandomClipDataset(Protocol):
+    """A dataset of the ``latentdyn.video.datasets`` kind: uint8 clips, random draws from ``rng``."""
+
+    rng: np.random.Generator | None
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+
+class ClipSampler:
+    """Clips of a video dataset drawn from one seed: the batch of a step, or the validation clips.
+
+    A shallow copy of the dataset gets ``rng = numpy.random.default_rng(seed)``, so the clips depend on the
+    seed only (not on earlier draws, nor on the worker that builds them).
+
+    Args:
+        dataset: the clip dataset (its ``rng`` is never modified).
+        n: clips per call (B).
+        by_video: the dataset is indexed by video (BAIR): the generator first draws n video indices (with
+            replacement unless ``distinct``), then each clip's start. Otherwise every item is already a
+            random clip and the index is ignored.
+        distinct: draw distinct videos when there are at least n (for the validation clips).
+    """
+
+    def __init__(self, dataset: _RandomClipDataset, n: int, *, by_video: bool, distinct: bool = False) -> None:
+        self.dataset, self.n, self.by_video, self.distinct = dataset, n, by_video, distinct
+
+    def __call__(self, seed: int) -> list[np.ndarray]:
+        data = copy.copy(self.dataset)
+        rng = np.random.default_rng(seed)
+        data.rng = rng
+        if not self.by_video:
+            return [data[0] for _ in range(self.n)]
+        n_videos = len(data)
+        if self.distinct:
+            indices = rng.choice(n_videos, size=self.n, replace=self.n > n_videos)
+        else:
+            indices = rng.integers(n_videos, size=self.n)
+        return [data[int(i)] for i in indices]
+
+
+def _split_sources(sources: list[Any], split: str, root: Path) -> list[Any]:
+    """The official 95 % / 5 % split (``RandomState(42)`` permutation; items keep their order)."""
+    if len(sources) < 2:
+        raise ValueError(
+            f"data_dir: the folder dataset needs at least 2 videos under {root} (95 % train / 5 % validation "
+            f"split), found {len(sources)}"
+        )
+    order = np.random.RandomState(42).permutation(len(sources))
+    n_train = int(0.95 * len(sources))
+    chosen = set((order[:n_train] if split == "train" else order[n_train:]).tolist())
+    return [s for i, s in enumerate(sources) if i in chosen]
+
+
+def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClipDataset:
+    """The ``split`` ("train" or "val") clip dataset of a real-video configuration, clips of ``seq_len`` frames.
+
+    Raises:
+        ValueError: ``data_dir`` is empty, missing or does not hold the converted dataset (the message names
+            it and the command that makes it).
+    """
+    from latentdyn.video import datasets as vd
+
+    if cfg.dataset not in _PREPARE:
+        raise ValueError(f"dataset: expected one of {tuple(_PREPARE)}, got {cfg.dataset!r}")
+    if not cfg.data_dir:
+        raise ValueError(
+            f"data_dir: the {cfg.dataset!r} dataset needs --data-dir DIR ({_PREPARE[cfg.dataset]}); none was given"
+        )
+    root = Path(cfg.data_dir).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"data_dir: no directory at {root} (expected {_PREPARE[cfg.dataset]})")
+    try:
+        if cfg.dataset == "kth":
+            return vd.KTHDataset(root, seq_len=seq_len, split=split, image_size=cfg.model.image_size)
+        if cfg.dataset == "human36m":
+            return vd.Human36MDataset(root, seq_len=seq_len, subsampling=cfg.subsampling, split=split)
+        if cfg.dataset == "bair":
+            return vd.BAIRDataset(root, seq_len=seq_len, split=split)
+        folder = vd.VideoFolderDataset(
+            root,
+            seq_len=seq_len,
+            image_size=cfg.model.image_size,
+            crop=None if cfg.folder_crop == "none" else cfg.folder_crop,
+            grayscale=cfg.model.channels == 1,
+            frame_step=cfg.folder_frame_step,
+            length=_VIRTUAL_LENGTH,
+        )
+        folder.sources = _split_sources(folder.sources, split, root)
+        return folder
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("data_dir:"):
+            raise
+        raise ValueError(f"data_dir: {cfg.dataset} data in {root} is not usable: {message}") from exc
+
+
+def _check_frames(val: torch.Tensor, cfg: TrainConfig) -> None:
+    want = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
+    got = tuple(val.shape[2:])
+    if got != want:
+        raise ValueError(
+            f"data_dir: the {cfg.dataset} clips in {cfg.data_dir} have (C, H, W) = {got}, but the model reads "
+            f"{want} (channels, image_size); convert the data at that size or change the model options"
+        )
+
+
+def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
+    """Training stream and the fixed validation clips, float (T, N, C, H, W) in [0, 1].
+
+    Raises:
+        ValueError: a missing or ill-formed ``data_dir`` (named in the message), or frames whose size or
+            channels differ from the model's.
+    """
     from latentdyn.video.collate import collate_videos
 
-    val = collate_videos(
-        list(
-            make_batch(
-                np.random.RandomState(step_seed(cfg.seed, 0, stream=1)), val_digits, cfg.val_sequences, cfg.test_len
-            )
-        )
-    )
-    return BatchStream(make_batch, cfg.seed), val
+    val_seed = step_seed(cfg.seed, 0, stream=1)
+    if cfg.dataset == "smmnist":
+        digits = _digits(cfg, "train")
+        rs = np.random.RandomState(42)  # 95/5 split of the training digits, as the official get_fold
+        order = rs.permutation(len(digits))
+        n_train = int(0.95 * len(digits))
+        train_digits, val_digits = digits[order[:n_train]], digits[order[n_train:]]
+        train_batches = _MovingMNISTBatches(cfg, train_digits, cfg.batch_size, cfg.seq_len)
+        val = collate_videos(list(_MovingMNISTBatches(cfg, val_digits, cfg.val_sequences, cfg.test_len)(val_seed)))
+        return BatchStream(train_batches, cfg.seed), val
+    by_video = cfg.dataset == "bair"
+    train_set = make_clip_dataset(cfg, "train", cfg.seq_len)
+    val_set = make_clip_dataset(cfg, "val", cfg.test_len)
+    val = collate_videos(ClipSampler(val_set, cfg.val_sequences, by_video=by_video, distinct=True)(val_seed))
+    _check_frames(val, cfg)
+    return BatchStream(ClipSampler(train_set, cfg.batch_size, by_video=by_video), cfg.seed), val

@@ -1,19 +1,42 @@
 """Evaluate a trained SRVP run with the official protocol (best of N samples per test sequence).
 
-    python -m examples.srvp.evaluate RUN_DIR --test-set FILE [--n-samples 100] [--nt-gen 25]
+    python -m examples.srvp.evaluate RUN_DIR --test-set FILE [--n-samples 100] [--nt-gen 25]   # SM-MNIST
+    python -m examples.srvp.evaluate RUN_DIR [--dataset kth] [--test-set DATA_DIR] [--fvd]      # KTH, ...
 
 For every test sequence, N futures are sampled from the first ``nt_cond`` frames (the posterior on the
-conditioning frames is re-sampled for each); for each metric separately the best sample is kept; scores are
-averaged over the predicted frames and reported as mean ± 1.96·std/√n over sequences. Two reference
-predictors are scored the same way: copy-last-frame and all-black. Outputs go to ``RUN_DIR/eval/``: a JSON
-file of metrics and per-time-step curves, a PNG plot of the curves and a GIF of ground truth / best / worst /
-random samples.
+conditioning frames is re-sampled for each); for each metric separately the best sample is kept (highest
+PSNR and SSIM, lowest LPIPS); scores are averaged over the predicted frames and reported as
+mean ± 1.96·std/√n over sequences. Two reference predictors are scored the same way: copy-last-frame and
+all-black. Outputs go to ``RUN_DIR/eval/``: a JSON file of metrics and per-time-step curves, a PNG plot of
+the curves and a GIF of ground truth / best / worst / random samples.
+
+Test data (``--dataset``, default: the run's ``train.dataset``; ``--test-set``, default: the run's
+``data_dir`` for KTH, Human3.6M and BAIR), with the official README's ``--nt-gen`` as default:
+
+=========  ================================================================  ==============
+dataset    ``--test-set``                                                    ``--nt-gen``
+=========  ================================================================  ==============
+smmnist    the ``.npz`` of ``data.py smmnist-test-set`` (time-major)         all its frames
+kth        ``DATA_DIR`` holding ``svg_test_set_<nt_gen>.npz``, or that file   40
+human36m   ``DATA_DIR`` holding ``test_set_<nt_gen>_<subsampling>/``         53
+bair       ``DATA_DIR`` of ``convert-bair`` (every test video, from frame 0)  30
+folder     a folder of test videos (each one clip from its first frame)      seq_len_test
+=========  ================================================================  ==============
+
+LPIPS (AlexNet, linear weights v0.1; lower is better) is computed whenever the ImageNet AlexNet weights can
+be found (``--lpips-alexnet``, ``LATENTDYN_ALEXNET_WEIGHTS`` or the torch cache, see
+:meth:`latentdyn.video.lpips.LPIPS.from_files`); FVD with ``--fvd`` and I3D weights (``--i3d-weights``,
+``LATENTDYN_I3D_WEIGHTS`` or the torch cache), on the first random sample with the ground-truth
+conditioning frames, as the official code. A metric whose weights are missing is skipped with a message,
+recorded in the JSON; the rest of the evaluation goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,14 +46,31 @@ from typing import Any
 import numpy as np
 import torch
 from einops import rearrange, repeat
+from torch import nn
 
 from examples.srvp.checkpoint import atomic_write_text, checkpoint_path, load_model, read_run_config
+from examples.srvp.config import DATASETS
 from examples.srvp.model import SRVP
+from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
 
-__all__ = ["EvalProtocol", "evaluate", "load_sequences", "main"]
+__all__ = [
+    "DEFAULT_NT_GEN",
+    "EvalProtocol",
+    "build_parser",
+    "evaluate",
+    "format_results",
+    "load_sequences",
+    "load_test_clips",
+    "main",
+    "write_outputs",
+]
 
 METRICS = ("psnr", "ssim")
+"""Metrics computed on every evaluation; ``"lpips"`` is added when an LPIPS module is given."""
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
+"""The official README's ``--nt_gen`` (conditioning + predicted frames) per dataset (SPEC §4.3)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +102,96 @@ def load_sequences(path: str | Path) -> torch.Tensor:
     return rearrange(torch.from_numpy(np.ascontiguousarray(data.sequences)), "t n h w -> t n 1 h w")
 
 
+def _stack(clips: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """Sample-major uint8 clips (N, T, H, W) or (N, T, H, W, C) -> uint8 (T, N, C, H, W)."""
+    batch = torch.from_numpy(np.ascontiguousarray(np.stack(clips) if isinstance(clips, list) else clips))
+    if batch.dim() == 4:
+        return rearrange(batch, "n t h w -> t n 1 h w")
+    return rearrange(batch, "n t h w c -> t n c h w")
+
+
+def load_test_clips(
+    dataset: str,
+    path: str | Path,
+    *,
+    nt_gen: int,
+    subsampling: int = 8,
+    image_size: int = 64,
+    grayscale: bool = False,
+    crop: str | None = None,
+    frame_step: int = 1,
+    max_sequences: int = 0,
+) -> torch.Tensor:
+    """The test clips of ``dataset`` as uint8 (T, N, C, H, W) (divide by 255 for frames in [0, 1]).
+
+    Args:
+        dataset: ``"smmnist"``, ``"kth"``, ``"human36m"``, ``"bair"`` or ``"folder"``.
+        path: the test data (see the module docstring's table).
+        nt_gen: frames per clip T (names the KTH file and the Human3.6M folder; BAIR and folder clips are
+            read with this length; SM-MNIST files keep their length).
+        subsampling: Human3.6M frame subsampling (names the folder).
+        image_size, grayscale, crop, frame_step: how ``folder`` videos are read (the training options).
+        max_sequences: read only the first N clips (0: all).
+
+    Raises:
+        FileNotFoundError: the test set does not exist (the message says which command makes it).
+        ValueError: an unknown dataset, or ill-formed test data.
+    """
+    from latentdyn.video import datasets as vd
+
+    if dataset not in DATASETS:
+        raise ValueError(f"--dataset: expected one of {DATASETS}, got {dataset!r}")
+    root = Path(path).expanduser()
+    if dataset == "smmnist":
+        sequences = load_sequences(root)
+        return sequences[:, :max_sequences] if max_sequences else sequences
+    if dataset == "kth":
+        t_len = nt_gen
+        named = re.fullmatch(r"svg_test_set_(\d+)\.npz", root.name)
+        if named is not None:
+            root, t_len = root.parent, int(named.group(1))
+        file = root / f"svg_test_set_{t_len}.npz"
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"--test-set: no KTH test set {file}; make it with "
+                f"`python -m examples.srvp.data kth-test-set {root} --seq-len {t_len}`"
+            )
+        sequences_np = vd.KTHTestDataset(root, seq_len=t_len).sequences
+        return _stack(sequences_np[:max_sequences] if max_sequences else sequences_np)
+    data: Any
+    if dataset == "human36m":
+        t_len, sub = nt_gen, subsampling
+        named = re.fullmatch(r"test_set_(\d+)_(\d+)", root.name)
+        if named is not None:
+            root, t_len, sub = root.parent, int(named.group(1)), int(named.group(2))
+        folder = root / f"test_set_{t_len}_{sub}"
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"--test-set: no Human3.6M test set {folder}; make it with "
+                f"`python -m examples.srvp.data human36m-test-set {root} --seq-len {t_len} --subsampling {sub}`"
+            )
+        data = vd.Human36MTestDataset(root, seq_len=t_len, subsampling=sub)
+    elif dataset == "bair":
+        if not (root / "processed_data" / "test").is_dir():
+            raise FileNotFoundError(
+                f"--test-set: no BAIR test split {root / 'processed_data' / 'test'}; make it with "
+                f"`python -m examples.srvp.data convert-bair RAW_DIR {root}`"
+            )
+        data = vd.BAIRDataset(root, seq_len=nt_gen, split="test")
+    else:
+        data = vd.VideoFolderDataset(
+            root,
+            seq_len=nt_gen,
+            image_size=image_size,
+            crop=crop,
+            grayscale=grayscale,
+            frame_step=frame_step,
+            random_start=False,
+        )
+    n = len(data) if not max_sequences else min(max_sequences, len(data))
+    return _stack([data[i] for i in range(n)])
+
+
 @dataclass
 class _Scores:
     """Per-sequence scores of one predictor: time averages (B,) and curves (B, T) per metric."""
@@ -70,8 +200,8 @@ class _Scores:
     curve: dict[str, list[torch.Tensor]]
 
     @classmethod
-    def empty(cls) -> _Scores:
-        return cls({m: [] for m in METRICS}, {m: [] for m in METRICS})
+    def empty(cls, metrics: tuple[str, ...] = METRICS) -> _Scores:
+        return cls({m: [] for m in metrics}, {m: [] for m in metrics})
 
     def add(self, name: str, avg: torch.Tensor, curve: torch.Tensor) -> None:
         self.avg[name].append(avg)
@@ -79,7 +209,7 @@ class _Scores:
 
     def summary(self, first: int = 5) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for m in METRICS:
+        for m in self.avg:
             avg, curve = torch.cat(self.avg[m]).double(), torch.cat(self.curve[m]).double()
             mean, half = mean_confidence_interval(avg)
             head_mean, head_half = mean_confidence_interval(curve[:, :first].mean(1))
@@ -90,13 +220,31 @@ class _Scores:
         return out
 
 
-def _frame_scores(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """PSNR and SSIM of (N, T, B, C, H, W) predictions against (T, B, C, H, W) targets: (N, B, T) each."""
+def _lpips_scores(metric: nn.Module, pred: torch.Tensor, target: torch.Tensor, chunk: int) -> torch.Tensor:
+    """LPIPS of (N, T, B, C, H, W) predictions against (T, B, C, H, W) targets: (N, B, T).
+
+    All N·T·B frame pairs go through the network in batches of ``chunk`` pairs; the targets are gathered
+    per batch (never copied N times)."""
+    n, t, b = pred.shape[:3]
+    flat_pred = rearrange(pred, "n t b c h w -> (n t b) c h w")
+    flat_target = rearrange(target, "t b c h w -> (t b) c h w")
+    pairs = torch.arange(flat_pred.shape[0], device=pred.device)
+    dist = torch.cat([metric(flat_pred[idx], flat_target[idx % (t * b)]).float() for idx in pairs.split(chunk)])
+    return rearrange(dist, "(n t b) -> n b t", n=n, t=t)
+
+
+def _frame_scores(
+    pred: torch.Tensor, target: torch.Tensor, lpips: nn.Module | None = None, chunk: int = 2048
+) -> dict[str, torch.Tensor]:
+    """PSNR, SSIM (and LPIPS) of (N, T, B, C, H, W) predictions against (T, B, C, H, W) targets: (N, B, T) each."""
     tgt = target.unsqueeze(0).expand_as(pred)
-    return {
+    scores = {
         "psnr": rearrange(psnr(pred, tgt), "n t b -> n b t"),
         "ssim": rearrange(ssim(pred, tgt), "n t b -> n b t"),
     }
+    if lpips is not None:
+        scores["lpips"] = _lpips_scores(lpips, pred, target, chunk)
+    return scores
 
 
 @torch.no_grad()
@@ -109,12 +257,32 @@ def evaluate(
     amp: str = "none",
     n_gif: int = 4,
     progress: bool = True,
+    lpips: nn.Module | None = None,
+    lpips_chunk: int = 2048,
+    fvd_network: nn.Module | None = None,
+    fvd_protocol: FVDProtocol | None = None,
 ) -> dict[str, Any]:
-    """Best-of-N PSNR/SSIM of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
+    """Best-of-N PSNR/SSIM (and LPIPS, FVD) of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
+
+    Args:
+        model: the trained model.
+        sequences: uint8 test clips (T, N, C, H, W); frames are scored as floats in [0, 1].
+        protocol: the evaluation options.
+        device: where the model (and the metric networks) run.
+        amp: ``"bf16"`` runs the model under bfloat16 autocast (metrics stay in float32).
+        n_gif: test sequences kept for the sample GIF.
+        progress: show a progress bar.
+        lpips: an LPIPS module (e.g. ``LPIPS.from_files()``) mapping frame pairs (P, C, H, W) in [0, 1] to
+            distances (P,); adds the ``lpips`` metric (best = lowest).
+        lpips_chunk: frame pairs per LPIPS forward pass.
+        fvd_network: an I3D in eval mode (e.g. ``InceptionI3D.from_file()``); adds FVD between the real
+            clips and [ground-truth conditioning frames, first random sample], uint8-quantised.
+        fvd_protocol: FVD options (resolution, resize ...); ``n_cond`` is set to ``protocol.nt_cond``.
 
     Returns:
-        A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput) and, under the key
-        ``"_gif"`` (not JSON), the videos for the sample GIF.
+        A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``fvd`` when an
+        FVD network is given) and, under the keys ``"_gif"`` and ``"_per_sequence"`` (not JSON), the videos
+        for the sample GIF and the per-sequence best scores.
     """
     device = torch.device(device)
     p = protocol
@@ -123,9 +291,13 @@ def evaluate(
     n_seq = sequences.shape[1] if not p.max_sequences else min(p.max_sequences, sequences.shape[1])
     torch.manual_seed(p.seed)
     model = model.to(device).eval()
-    scores = {"model": _Scores.empty(), "copy_last": _Scores.empty(), "black": _Scores.empty()}
-    worst = _Scores.empty()
+    if lpips is not None:
+        lpips = lpips.to(device).eval()
+    metrics = METRICS + (("lpips",) if lpips is not None else ())
+    scores = {name: _Scores.empty(metrics) for name in ("model", "copy_last", "black")}
+    worst = _Scores.empty(metrics)
     gif: dict[str, list[torch.Tensor]] = {"truth": [], "best": [], "worst": [], "random": []}
+    fake_future: list[torch.Tensor] = []  # first sample, uint8 (Tf, B, C, H, W), for FVD
     ctx = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if amp == "bf16"
@@ -143,9 +315,11 @@ def evaluate(
         with ctx:
             pred = model.predict(cond, p.n_future, p.n_samples, n_substeps=p.n_substeps)
         frames = pred.frames.float()  # (N, Tf, B, C, H, W), clamped to [0, 1]
-        per_metric = _frame_scores(frames, target)
+        if fvd_network is not None:
+            fake_future.append(frames[0].mul(255).to(torch.uint8).cpu())  # truncation, as the official .byte()
+        per_metric = _frame_scores(frames, target, lpips, lpips_chunk)
         for m, s in per_metric.items():
-            sel = best_of_n(s, higher_is_better=True)
+            sel = best_of_n(s, higher_is_better=HIGHER_IS_BETTER[m])
             assert sel.best_curve is not None and sel.worst_curve is not None
             scores["model"].add(m, sel.best, sel.best_curve)
             worst.add(m, sel.worst, sel.worst_curve)
@@ -160,7 +334,7 @@ def evaluate(
             ("copy_last", repeat(cond[-1], "b c h w -> 1 t b c h w", t=target.shape[0])),
             ("black", torch.zeros_like(target).unsqueeze(0)),
         ):
-            for m, s in _frame_scores(guess, target).items():
+            for m, s in _frame_scores(guess, target, lpips, lpips_chunk).items():
                 scores[name].add(m, s[0].mean(-1), s[0])
         if bar is not None:
             bar.update(x.shape[1])
@@ -179,9 +353,35 @@ def evaluate(
             "predicted_frames_per_s": n_seq * p.n_samples * p.n_future / elapsed,
         },
         "_gif": {k: torch.cat(v, dim=1) for k, v in gif.items() if v},
-        "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in METRICS},
+        "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
     }
+    if fvd_network is not None:
+        real = sequences[: p.nt_gen, :n_seq]
+        fake = torch.cat([real[: p.nt_cond], torch.cat(fake_future, dim=1)])
+        result["fvd"] = _fvd(
+            real, fake, fvd_network, dataclasses.replace(fvd_protocol or FVDProtocol(), n_cond=p.nt_cond)
+        )
     return result
+
+
+def _fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: FVDProtocol) -> dict[str, Any]:
+    """FVD of uint8 (T, N, C, H, W) videos as a JSON entry: the value and protocol, or why it was skipped."""
+    t, n = real.shape[:2]
+    if n < MIN_VIDEOS:
+        return {"skipped": f"FVD needs at least {MIN_VIDEOS} test sequences, got {n}"}
+    if t < MIN_FRAMES:
+        return {"skipped": f"I3D needs at least {MIN_FRAMES} frames per video, got nt_gen={t}"}
+    start = time.monotonic()
+    try:
+        out = compute_fvd(real, fake, network, protocol)
+    except (ValueError, RuntimeError) as exc:  # e.g. a resolution too small for I3D's pooling
+        return {"skipped": f"FVD failed: {exc}"}
+    return {
+        "value": out.value,
+        "protocol": asdict(out.protocol),
+        "videos": "real: ground truth; generated: ground-truth conditioning frames + first random sample",
+        "seconds": time.monotonic() - start,
+    }
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
@@ -192,8 +392,9 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
     p = result["protocol"]
     steps = np.arange(p["nt_cond"] + 1, p["nt_gen"] + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, m in zip(axes, METRICS):
+    names = _metric_names(result)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    for ax, m in zip(axes[0], names):
         series = [
             (f"SRVP best of {p['n_samples']}", result["metrics"]),
             (f"SRVP worst of {p['n_samples']}", result["worst_sample"]),
@@ -208,7 +409,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("frame (t)")
         ax.set_ylabel(m.upper())
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{result['n_sequences']} test sequences, 95% confidence bands")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,17 +439,35 @@ def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str,
     return paths
 
 
+def _metric_names(result: dict[str, Any]) -> list[str]:
+    return [m for m in HIGHER_IS_BETTER if m in result["metrics"]]
+
+
 def format_results(result: dict[str, Any]) -> str:
+    """The results table (best of N, reference predictors), FVD and skipped metrics, as printed text."""
     lines = []
     n = result["protocol"]["n_samples"]
+    names = _metric_names(result)
     rows = [(f"SRVP best of {n}", result["metrics"])] + [(k, v) for k, v in result["reference_predictors"].items()]
-    lines.append(f"{'':22s} {'PSNR':>16s} {'SSIM':>18s} {'PSNR first 5':>16s} {'SSIM first 5':>18s}")
+    decimals = {"psnr": 3, "ssim": 4, "lpips": 4}
+    header = [f"{m.upper():>18s}" for m in names] + [f"{m.upper() + ' first 5':>18s}" for m in names]
+    lines.append(f"{'':22s} " + " ".join(header))
     for label, r in rows:
-        lines.append(
-            f"{label:22s} {r['psnr']['mean']:8.3f} ± {r['psnr']['ci95']:.3f}  {r['ssim']['mean']:.4f} ± "
-            f"{r['ssim']['ci95']:.4f}  {r['psnr_first5']['mean']:8.3f} ± {r['psnr_first5']['ci95']:.3f}  "
-            f"{r['ssim_first5']['mean']:.4f} ± {r['ssim_first5']['ci95']:.4f}"
-        )
+        cells = []
+        for key in [*names, *(f"{m}_first5" for m in names)]:
+            d = decimals[key.split("_")[0]]
+            cells.append(f"{r[key]['mean']:>9.{d}f} ± {r[key]['ci95']:<6.{d}f}")
+        lines.append(f"{label:22s} " + " ".join(cells))
+    for metric in ("lpips", "fvd"):
+        entry = result.get(metric)
+        if isinstance(entry, dict) and "skipped" in entry:
+            lines.append(f"{metric.upper()} skipped: {entry['skipped']}")
+        elif metric == "fvd" and isinstance(entry, dict) and "value" in entry:
+            proto = entry["protocol"]
+            lines.append(
+                f"FVD {entry['value']:.2f} ({proto['n_videos']} videos, first random sample, conditioning frames "
+                f"included, {proto['resolution']}x{proto['resolution']} {proto['resize']} resize)"
+            )
     t = result["throughput"]
     lines.append(
         f"{result['n_sequences']} sequences in {t['seconds']:.1f} s: {t['sequences_per_s']:.2f} sequences/s, "
@@ -257,36 +476,129 @@ def format_results(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m examples.srvp.evaluate``."""
+def _train_value(train_cfg: dict[str, Any], key: str, default: Any) -> Any:
+    value = train_cfg.get(key)
+    return default if value is None else value
+
+
+def _load_lpips(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any]]:
+    """The LPIPS metric and its JSON entry, or ``None`` and the reason it is skipped."""
+    if args.no_lpips:
+        return None, {"skipped": "--no-lpips was given"}
+    from latentdyn.video.lpips import LPIPS
+
+    try:
+        metric = LPIPS.from_files(args.lpips_alexnet, args.lpips_lin)
+    except (FileNotFoundError, ValueError) as exc:
+        return None, {"skipped": str(exc)}
+    return metric, {
+        "network": "AlexNet (ImageNet) + LPIPS linear weights v0.1, frames not resized",
+        "alexnet": str(args.lpips_alexnet) if args.lpips_alexnet else "LATENTDYN_ALEXNET_WEIGHTS or the torch cache",
+        "lin": str(args.lpips_lin) if args.lpips_lin else "shipped v0.1 (or LATENTDYN_LPIPS_WEIGHTS / torch cache)",
+    }
+
+
+def _load_i3d(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any]]:
+    """The I3D network for FVD, or ``None`` and the reason FVD is skipped."""
+    if not args.fvd:
+        return None, {"skipped": "not requested (pass --fvd)"}
+    from latentdyn.video.fvd import InceptionI3D
+
+    try:
+        network = InceptionI3D.from_file(args.i3d_weights)
+    except (FileNotFoundError, ValueError) as exc:
+        return None, {"skipped": str(exc)}
+    return network.to(args.device), {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m examples.srvp.evaluate``."""
     parser = argparse.ArgumentParser(prog="python -m examples.srvp.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--test-set", type=Path, required=True, help=".npz test set (official layout)")
+    parser.add_argument("--dataset", choices=DATASETS, default=None, help="test data kind (default: the run's)")
+    parser.add_argument(
+        "--test-set",
+        type=Path,
+        default=None,
+        help="the test data: an SM-MNIST .npz; a KTH/Human3.6M/BAIR data directory (default: the run's "
+        "data_dir); a folder of test videos",
+    )
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
     parser.add_argument("--n-samples", type=int, default=100, help="samples per sequence (best of N)")
     parser.add_argument("--nt-cond", type=int, default=None, help="conditioning frames (default: the run's)")
-    parser.add_argument("--nt-gen", type=int, default=None, help="conditioning + predicted frames (default: all)")
+    parser.add_argument(
+        "--nt-gen",
+        type=int,
+        default=None,
+        help="conditioning + predicted frames (default: KTH 40, Human3.6M 53, BAIR 30, folder the run's "
+        "seq_len_test, SM-MNIST all)",
+    )
     parser.add_argument("--n-substeps", type=int, default=None, help="sub-steps per frame (default: training)")
+    parser.add_argument("--subsampling", type=int, default=None, help="Human3.6M subsampling (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="none", choices=("none", "bf16"))
     parser.add_argument("--name", default=None, help="output file stem (default from the test set and options)")
+    lp = parser.add_argument_group("LPIPS (computed whenever the AlexNet weights are found)")
+    lp.add_argument("--lpips-alexnet", type=Path, default=None, help="torchvision's alexnet-owt-7be5be79.pth")
+    lp.add_argument("--lpips-lin", type=Path, default=None, help="LPIPS v0.1 linear weights (default: shipped)")
+    lp.add_argument("--no-lpips", action="store_true", help="do not compute LPIPS")
+    fv = parser.add_argument_group("FVD")
+    fv.add_argument("--fvd", action="store_true", help="also compute FVD (needs at least 16 sequences)")
+    fv.add_argument("--i3d-weights", type=Path, default=None, help="I3D Kinetics-400 weights (piergiaj layout)")
+    fv.add_argument("--fvd-resolution", type=int, default=224, help="I3D input size (default: 224, the protocol)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m examples.srvp.evaluate``."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = read_run_config(args.run_dir)
         checkpoint_path(args.run_dir, args.checkpoint)
         model = load_model(args.run_dir, args.checkpoint)
-        sequences = load_sequences(args.test_set)
         train_cfg = config.get("train", {})
-        nt_cond = args.nt_cond or int(train_cfg.get("nt_cond", model.config.n_inference_frames))
-        nt_gen = args.nt_gen or sequences.shape[0]
+        dataset = args.dataset or _train_value(train_cfg, "dataset", "smmnist")
+        test_set: Path | None = args.test_set
+        if test_set is None and dataset in DEFAULT_NT_GEN and train_cfg.get("dataset") == dataset:
+            test_set = Path(train_cfg["data_dir"]) if train_cfg.get("data_dir") else None
+        if test_set is None:
+            raise ValueError(
+                f"--test-set: required for the {dataset!r} dataset "
+                + ("(the .npz of `python -m examples.srvp.data smmnist-test-set`)" if dataset == "smmnist" else "")
+            )
         for name, value in (("--n-samples", args.n_samples), ("--batch-size", args.batch_size)):
             if value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value}")
+        nt_cond = args.nt_cond or int(train_cfg.get("nt_cond", model.config.n_inference_frames))
+        nt_gen = args.nt_gen or DEFAULT_NT_GEN.get(dataset)
+        if dataset == "folder" and not nt_gen:
+            nt_gen = int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0) or None
+        if dataset == "folder" and not nt_gen:
+            raise ValueError("--nt-gen: required for a folder of videos when the run has no seq_len_test")
+        crop = _train_value(train_cfg, "folder_crop", "none")
+        sequences = load_test_clips(
+            dataset,
+            test_set,
+            nt_gen=nt_gen or 0,
+            subsampling=args.subsampling or int(_train_value(train_cfg, "subsampling", 8)),
+            image_size=model.config.image_size,
+            grayscale=model.config.channels == 1,
+            crop=None if crop == "none" else crop,
+            frame_step=int(_train_value(train_cfg, "folder_frame_step", 1)),
+            max_sequences=args.max_sequences,
+        )
+        nt_gen = nt_gen or sequences.shape[0]
         if nt_gen <= nt_cond:
             raise ValueError(f"--nt-gen: expected more than nt_cond={nt_cond} frames, got {nt_gen}")
+        if sequences.shape[2] != model.config.channels:
+            raise ValueError(
+                f"--test-set: the {dataset} clips have {sequences.shape[2]} channels, the model reads "
+                f"{model.config.channels}; pass the --dataset the model was trained on"
+            )
         protocol = EvalProtocol(
             nt_cond=nt_cond,
             nt_gen=nt_gen,
@@ -296,11 +608,30 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             max_sequences=args.max_sequences,
         )
-        result = evaluate(model, sequences, protocol, device=args.device, amp=args.amp)
+        fvd_protocol = FVDProtocol(n_cond=nt_cond, resolution=args.fvd_resolution)
+        lpips, lpips_info = _load_lpips(args)
+        i3d, fvd_info = _load_i3d(args)
+        for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):
+            if "skipped" in info and not (metric == "FVD" and not args.fvd):
+                print(f"{metric} skipped: {info['skipped']}")
+        result = evaluate(
+            model,
+            sequences,
+            protocol,
+            device=args.device,
+            amp=args.amp,
+            lpips=lpips,
+            fvd_network=i3d,
+            fvd_protocol=fvd_protocol,
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    name = args.name or f"{args.test_set.stem}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
+    result["lpips"] = lpips_info
+    result.setdefault("fvd", fvd_info)
+    result["data"] = {"dataset": dataset, "test_set": str(test_set)}
+    stem = test_set.stem if dataset == "smmnist" else dataset
+    name = args.name or f"{stem}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
     paths = write_outputs(result, Path(args.run_dir) / "eval", name)
     print(format_results(result))
     for kind, path in paths.items():
