@@ -156,9 +156,10 @@ def test_kth_evaluation_with_lpips_and_fvd(
 def test_kth_evaluation_without_weights_skips_lpips_and_fvd(
     kth_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, run = kth_run
-    argv = [str(run), "--n-samples", "2", "--nt-gen", "10", "--max-sequences", "4", "--fvd", "--name", "noweights"]
-    assert ev.main(argv) == 0
+    data, run = kth_run
+    test_file = data / "svg_test_set_10.npz"  # given by name: nt_gen is its length
+    argv = [str(run), "--test-set", str(test_file), "--n-samples", "2", "--max-sequences", "4", "--fvd"]
+    assert ev.main([*argv, "--name", "noweights"]) == 0
     out = capsys.readouterr().out
     assert "LPIPS skipped: AlexNet ImageNet weights not found" in out
     assert "FVD skipped: I3D Kinetics-400 weights not found" in out
@@ -166,6 +167,7 @@ def test_kth_evaluation_without_weights_skips_lpips_and_fvd(
     assert "AlexNet ImageNet weights not found" in result["lpips"]["skipped"]
     assert "I3D Kinetics-400 weights not found" in result["fvd"]["skipped"]
     assert "lpips" not in result["metrics"] and result["n_sequences"] == 4
+    assert result["protocol"]["nt_gen"] == 10 and result["data"] == {"dataset": "kth", "test_set": str(test_file)}
 
 
 def test_fvd_is_skipped_below_16_sequences(

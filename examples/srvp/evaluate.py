@@ -476,6 +476,12 @@ def format_results(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _names_a_test_set(dataset: str, path: Path) -> bool:
+    """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
+    pattern = {"kth": r"svg_test_set_\d+\.npz", "human36m": r"test_set_\d+_\d+"}.get(dataset)
+    return pattern is not None and re.fullmatch(pattern, path.name) is not None
+
+
 def _train_value(train_cfg: dict[str, Any], key: str, default: Any) -> Any:
     value = train_cfg.get(key)
     return default if value is None else value
@@ -591,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
             frame_step=int(_train_value(train_cfg, "folder_frame_step", 1)),
             max_sequences=args.max_sequences,
         )
+        if args.nt_gen is None and _names_a_test_set(dataset, test_set):
+            nt_gen = sequences.shape[0]  # a test-set file or folder given by name: all its frames
         nt_gen = nt_gen or sequences.shape[0]
         if nt_gen <= nt_cond:
             raise ValueError(f"--nt-gen: expected more than nt_cond={nt_cond} frames, got {nt_gen}")
