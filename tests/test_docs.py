@@ -1,0 +1,144 @@
+"""The documentation runs and points where it says: code blocks, the generated API page, relative links."""
+
+from __future__ import annotations
+
+import importlib.util
+import linecache
+import re
+import sys
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+LINKED_FILES = [*PAGES, ROOT / "README.md"]
+
+_PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```\s*$", re.M | re.S)
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
+_FENCE = re.compile(r"^```.*?^```\s*$", re.M | re.S)
+_HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
+
+
+def python_blocks(page: Path) -> list[str]:
+    """The ```python blocks of a Markdown page, in order."""
+    return _PYTHON_BLOCK.findall(page.read_text(encoding="utf-8"))
+
+
+def links(page: Path) -> list[str]:
+    """Link targets of a Markdown page, outside code blocks."""
+    text = _FENCE.sub("", page.read_text(encoding="utf-8"))
+    text = re.sub(r"`[^`\n]*`", "", text)  # inline code is not a link
+    return [a or b for a, b in _LINK.findall(text)]
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub (and mkdocs' toc with the GitHub slugifier) gives a heading."""
+    text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", lambda m: m.group(1) or "", heading.strip()).lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """Anchors of every heading of a Markdown page."""
+    text = _FENCE.sub("", page.read_text(encoding="utf-8"))
+    return {github_anchor(h) for h in _HEADING.findall(text)}
+
+
+@pytest.fixture
+def quiet_torch() -> Iterator[None]:
+    """One thread (tiny models run fastest there, and the machine is shared) and the global RNG restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: p.name)
+def test_python_blocks_run(
+    page: Path, quiet_torch: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every block of a page runs in order in one namespace, as a reader pasting them would; in a real module
+    # (dataclasses and pickling look their module up) and from an empty folder (nothing is written to the repo).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT))
+    name = f"docs_{page.stem}"
+    module = types.ModuleType(name)
+    monkeypatch.setitem(sys.modules, name, module)
+    start = time.monotonic()
+    for i, block in enumerate(python_blocks(page)):
+        filename = f"{page.relative_to(ROOT)} (python block {i + 1})"
+        linecache.cache[filename] = (len(block), None, block.splitlines(keepends=True), filename)  # tracebacks
+        code = compile(block, filename, "exec")
+        exec(code, module.__dict__)
+    elapsed = time.monotonic() - start
+    assert elapsed < 20, f"{page.name}: the code blocks took {elapsed:.1f} s; keep documentation examples fast"
+
+
+def test_the_pages_that_teach_by_example_have_code() -> None:
+    for name in ("tutorial.md", "integrators.md", "new_cell.md", "concepts.md"):
+        assert python_blocks(DOCS / name), f"docs/{name} has no ```python block"
+
+
+def _load_generator() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_gen_api", DOCS / "gen_api.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_api_page_is_up_to_date() -> None:
+    expected = _load_generator().render()
+    actual = (DOCS / "api.md").read_text(encoding="utf-8")
+    assert actual == expected, "docs/api.md is stale: run `python docs/gen_api.py` and commit the result"
+
+
+def test_api_page_lists_every_public_name() -> None:
+    import latentdyn
+
+    text = _load_generator().render()
+    headings = set(re.findall(r"^### `(\w+)`$", text, re.M))
+    assert headings == set(latentdyn.__all__)
+
+
+@pytest.mark.parametrize("page", LINKED_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_point_to_existing_files(page: Path) -> None:
+    broken = []
+    for target in links(page):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto: ...
+            continue
+        path_part, _, anchor = target.partition("#")
+        dest = (page.parent / path_part).resolve() if path_part else page
+        if not dest.exists():
+            broken.append(f"{target} (no file {dest})")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target} (no heading with anchor #{anchor} in {dest.name})")
+    assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
+
+
+def test_every_page_is_in_the_docs_index() -> None:
+    listed = {Path(t.partition("#")[0]).name for t in links(DOCS / "README.md")}
+    missing = sorted(p.name for p in PAGES if p.name != "README.md" and p.name not in listed)
+    assert not missing, f"docs/README.md does not link to {missing}"
+
+
+def test_link_checker_finds_broken_links(tmp_path: Path) -> None:
+    (tmp_path / "b.md").write_text("# Real heading\n", encoding="utf-8")
+    page = tmp_path / "a.md"
+    page.write_text(
+        "[ok](b.md) [ok](b.md#real-heading) [web](https://example.org) `[code](nope.md)`\n"
+        "```text\n[in a block](nope.md)\n```\n[bad](missing.md) [bad anchor](b.md#nope)\n",
+        encoding="utf-8",
+    )
+    assert links(page) == ["b.md", "b.md#real-heading", "https://example.org", "missing.md", "b.md#nope"]
+    assert anchors(tmp_path / "b.md") == {"real-heading"}
+    assert github_anchor("`Rollout.at` and query times") == "rolloutat-and-query-times"
