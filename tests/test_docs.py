@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import importlib.util
 import linecache
 import re
@@ -142,3 +144,16 @@ def test_link_checker_finds_broken_links(tmp_path: Path) -> None:
     assert links(page) == ["b.md", "b.md#real-heading", "https://example.org", "missing.md", "b.md#nope"]
     assert anchors(tmp_path / "b.md") == {"real-heading"}
     assert github_anchor("`Rollout.at` and query times") == "rolloutat-and-query-times"
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for action in parser._actions for s in action.option_strings if s.startswith("--") and s != "--help"}
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "demo"])
+def test_srvp_guide_mentions_every_flag(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    module = importlib.import_module(f"examples.srvp.{command}")
+    text = (DOCS / "srvp.md").read_text(encoding="utf-8")
+    missing = sorted(f for f in _option_strings(module.build_parser()) if f"`{f}" not in text)
+    assert not missing, f"docs/srvp.md does not mention these flags of examples.srvp.{command}: {missing}"
