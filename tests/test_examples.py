@@ -201,3 +201,10 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     assert any('pip install -e ".[examples]"' in b and "examples.srvp.quickstart" in b for b in bash)
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'readme_cmd "pytest"' in ci and 'readme_cmd "examples.srvp.quickstart"' in ci
+
+
+def test_bad_data_dir_leaves_no_half_made_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not (run / "config.json").exists()

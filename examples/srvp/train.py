@@ -318,6 +318,7 @@ def train(
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if not resume and (run_dir / "config.json").exists():
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
+    stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).init_weights().to(device)
     if dist.world > 1 and device.type == "cuda":
@@ -349,7 +350,6 @@ def train(
                 indent=2,
             ),
         )
-    stream, val = make_data(cfg)
     end = cfg.n_iter if max_steps is None else min(cfg.n_iter, max_steps)
     loader = torch.utils.data.DataLoader(
         _RankSlice(stream, dist) if dist.world > 1 else stream,
