@@ -214,6 +214,10 @@ def test_gaussian_lstm_steps_like_one_sequence_call() -> None:
     torch.testing.assert_close(state[0], h)
     torch.testing.assert_close(state[1], c)
     assert whole.batch_shape == (4, 2) and whole.event_shape == (3,)
+    # SVG's parameterisation: a mean and a log-variance, std = exp(logvar / 2).
+    mu, logvar = lstm.head(lstm.lstm(lstm.embed(inputs))[0]).chunk(2, dim=-1)
+    torch.testing.assert_close(whole.mean, mu)
+    torch.testing.assert_close(whole.stddev, torch.exp(logvar / 2))
 
 
 # ---------------------------------------------------------------------------------------------- generation
@@ -240,6 +244,25 @@ def test_predict_re_encodes_every_generated_frame_and_srvp_does_not() -> None:
         srvp.predict(x, tf, n)
     spy.handle.remove()
     assert len(spy.inputs) == 1 and spy.frames() == tc * b
+
+
+def test_generated_frames_take_the_skips_of_the_last_conditioning_frame() -> None:
+    tc, tf, n, b = 3, 3, 2, 2
+    config = tiny()
+    model = calibrated(SVGLP(config), frames(5, 4, config))
+    x = frames(tc, b, config)
+    calls: list[list[torch.Tensor]] = []
+    handle = model.decoder.register_forward_pre_hook(lambda _m, args: calls.append(list(args[1])))
+    with torch.no_grad():
+        model.predict(x, tf, n)
+        enc = model.encode(x)
+    handle.remove()
+    assert len(calls) == 2 + tf  # frame 0, the conditioning steps (one call), then one call per generated frame
+    for skips in calls[-tf:]:
+        for got, s in zip(skips, enc.skips, strict=True):
+            torch.testing.assert_close(got, s[-1].repeat(n, 1, 1, 1))
+    for got, s in zip(calls[1], enc.skips, strict=True):  # conditioning frame t takes frame t−1's skips
+        torch.testing.assert_close(got, rearrange(s[:-1].repeat(1, n, 1, 1, 1), "t b c h w -> (t b) c h w"))
 
 
 def test_predict_is_sample_major_and_samples_run_independently() -> None:
