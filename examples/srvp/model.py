@@ -192,7 +192,7 @@ class SRVP(nn.Module):
         t, b = codes.shape[:2]
         if indices is None:
             indices = self.content_indices(t, b, codes.device)
-        return self.content(select_frames(codes, indices))
+        return self.content(select_frames(codes, indices, check=False))
 
     def content_indices(self, n_frames: int, batch_size: int, device: torch.device) -> torch.Tensor:
         """k distinct random frames per sequence in training; the last k frames in eval mode. (k, B)."""
@@ -214,7 +214,7 @@ class SRVP(nn.Module):
                 if self.training
                 else torch.full((b,), t - 1, device=enc.codes.device)
             )
-        return [select_frames(s, index[None])[0] for s in enc.skips], index
+        return [select_frames(s, index[None], check=False)[0] for s in enc.skips], index
 
     def decode(self, states: torch.Tensor, w: torch.Tensor | None, skips: list[torch.Tensor]) -> torch.Tensor:
         """Frames (T, B, C, H, W) from states (T, B, Dy), content w (B, Dw) and one frame's skips (B, ...)."""
@@ -254,6 +254,10 @@ class SRVP(nn.Module):
         if n_frames < t:
             raise ValueError(f"n_frames: expected at least the {t} given frames, got {n_frames}")
         draw = sampler if sampler is not None else default_sampler(sample)
+        if content_indices is not None:  # user-given indices are checked here, once
+            select_frames(x[:, :, 0, 0, :1], content_indices)
+        if skip_index is not None:
+            select_frames(x[:, :, 0, 0, :1], skip_index[None])
         enc = self.encode(x)
         if content_indices is None and self.content is not None:
             content_indices = self.content_indices(t, b, x.device)

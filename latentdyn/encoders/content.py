@@ -52,16 +52,22 @@ class DeepSetEncoder(nn.Module):
         return self.out(pooled)
 
 
-def select_frames(codes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+def select_frames(codes: torch.Tensor, indices: torch.Tensor, *, check: bool = True) -> torch.Tensor:
     """Gather frames per sequence: out[k, b] = codes[indices[k, b], b].
 
     Args:
         codes: (T, B, ...).
         indices: (K, B) integer frame indices.
+        check: validate the arguments (shapes, dtype, index range). ``False`` skips the checks, which read
+            tensor values (a device sync, and a graph break under ``torch.compile``); use it only for
+            indices the caller made itself.
 
     Returns:
         (K, B, ...).
     """
+    if not check:
+        idx = indices.view(*indices.shape, *([1] * (codes.dim() - 2))).expand(-1, -1, *codes.shape[2:])
+        return torch.gather(codes, 0, idx)
     check_tensor(codes, "codes")
     if codes.dim() < 2:
         raise ValueError(f"codes: expected a time-first tensor (T, B, ...), got shape {list(codes.shape)}")
