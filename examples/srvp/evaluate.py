@@ -342,6 +342,7 @@ def evaluate(
     if bar is not None:
         bar.close()
     result: dict[str, Any] = {
+        "model": getattr(model.config, "family", "srvp"),
         "protocol": asdict(protocol),
         "n_sequences": n_seq,
         "metrics": scores["model"].summary(),
@@ -391,13 +392,14 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     p = result["protocol"]
+    name = result.get("model", "srvp").upper()
     steps = np.arange(p["nt_cond"] + 1, p["nt_gen"] + 1)
     names = _metric_names(result)
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
     for ax, m in zip(axes[0], names):
         series = [
-            (f"SRVP best of {p['n_samples']}", result["metrics"]),
-            (f"SRVP worst of {p['n_samples']}", result["worst_sample"]),
+            (f"{name} best of {p['n_samples']}", result["metrics"]),
+            (f"{name} worst of {p['n_samples']}", result["worst_sample"]),
             ("copy last frame", result["reference_predictors"]["copy_last"]),
             ("all black", result["reference_predictors"]["black"]),
         ]
@@ -448,7 +450,7 @@ def format_results(result: dict[str, Any]) -> str:
     lines = []
     n = result["protocol"]["n_samples"]
     names = _metric_names(result)
-    rows = [(f"SRVP best of {n}", result["metrics"])] + [(k, v) for k, v in result["reference_predictors"].items()]
+    rows = [(f"{result.get('model', 'srvp').upper()} best of {n}", result["metrics"])] + [(k, v) for k, v in result["reference_predictors"].items()]
     decimals = {"psnr": 3, "ssim": 4, "lpips": 4}
     header = [f"{m.upper():>18s}" for m in names] + [f"{m.upper() + ' first 5':>18s}" for m in names]
     lines.append(f"{'':22s} " + " ".join(header))
