@@ -67,6 +67,8 @@ __all__ = [
 ]
 
 METRICS = ("psnr", "ssim")
+PSNR_CAP_DB = 100.0
+"""Per-frame PSNR cap (dB) used in averages: an exact prediction would otherwise make them infinite."""
 """Metrics computed on every evaluation; ``"lpips"`` is added when an LPIPS module is given."""
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
@@ -236,10 +238,14 @@ def _lpips_scores(metric: nn.Module, pred: torch.Tensor, target: torch.Tensor, c
 def _frame_scores(
     pred: torch.Tensor, target: torch.Tensor, lpips: nn.Module | None = None, chunk: int = 2048
 ) -> dict[str, torch.Tensor]:
-    """PSNR, SSIM (and LPIPS) of (N, T, B, C, H, W) predictions against (T, B, C, H, W) targets: (N, B, T) each."""
+    """PSNR, SSIM (and LPIPS) of (N, T, B, C, H, W) predictions against (T, B, C, H, W) targets: (N, B, T) each.
+
+    A frame predicted exactly has an infinite PSNR; it is capped at ``PSNR_CAP_DB`` so that averages stay finite
+    (this only ever happens to the copy-last-frame reference on clips whose digits stand still).
+    """
     tgt = target.unsqueeze(0).expand_as(pred)
     scores = {
-        "psnr": rearrange(psnr(pred, tgt), "n t b -> n b t"),
+        "psnr": rearrange(psnr(pred, tgt).clamp(max=PSNR_CAP_DB), "n t b -> n b t"),
         "ssim": rearrange(ssim(pred, tgt), "n t b -> n b t"),
     }
     if lpips is not None:
@@ -450,7 +456,9 @@ def format_results(result: dict[str, Any]) -> str:
     lines = []
     n = result["protocol"]["n_samples"]
     names = _metric_names(result)
-    rows = [(f"{result.get('model', 'srvp').upper()} best of {n}", result["metrics"])] + [(k, v) for k, v in result["reference_predictors"].items()]
+    rows = [(f"{result.get('model', 'srvp').upper()} best of {n}", result["metrics"])] + [
+        (k, v) for k, v in result["reference_predictors"].items()
+    ]
     decimals = {"psnr": 3, "ssim": 4, "lpips": 4}
     header = [f"{m.upper():>18s}" for m in names] + [f"{m.upper() + ' first 5':>18s}" for m in names]
     lines.append(f"{'':22s} " + " ".join(header))
