@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS)
+    )
     parser.add_argument("--json", default=None, help="write the figures to this file")
     parser.add_argument("--variant", default="batched-fp32", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -88,9 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
-    common = ["--width", str(args.width), "--batch", str(args.batch), "--samples", str(args.samples),
-              "--cond", str(args.cond), "--future", str(args.future), "--device", args.device,
-              "--threads", str(args.threads), "--iters", str(args.iters)]
+    common = [
+        "--width",
+        str(args.width),
+        "--batch",
+        str(args.batch),
+        "--samples",
+        str(args.samples),
+        "--cond",
+        str(args.cond),
+        "--future",
+        str(args.future),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--iters",
+        str(args.iters),
+    ]
     results = []
     for name in names:
         try:
@@ -102,20 +119,26 @@ def main(argv: list[str] | None = None) -> int:
             raise
     base = next((r for r in results if r["variant"] == "official-loop"), results[0])
     print(f"machine: {machine()}")
-    print(f"{args.samples} futures x {args.future} frames of {args.batch} sequence(s) from {args.cond} frames, "
-          f"nf={args.width}; ratios vs the official one-sample-at-a-time loop")
+    print(
+        f"{args.samples} futures x {args.future} frames of {args.batch} sequence(s) from {args.cond} frames, "
+        f"nf={args.width}; ratios vs the official one-sample-at-a-time loop"
+    )
     print(f"{'variant':16s} {'frames/s':>9s} {'ratio':>6s} {'peak RSS':>9s}")
     for r in results:
         r["speedup_vs_official_loop"] = r["frames_per_s"] / base["frames_per_s"]
-        print(f"{r['variant']:16s} {r['frames_per_s']:9.0f} {r['speedup_vs_official_loop']:6.2f} "
-              f"{r['peak_rss_mib']:7.0f}Mi" + (f" {r['peak_cuda_mib']:.0f}Mi GPU" if "peak_cuda_mib" in r else ""))
+        print(
+            f"{r['variant']:16s} {r['frames_per_s']:9.0f} {r['speedup_vs_official_loop']:6.2f} "
+            f"{r['peak_rss_mib']:7.0f}Mi" + (f" {r['peak_cuda_mib']:.0f}Mi GPU" if "peak_cuda_mib" in r else "")
+        )
     srvp = {r["variant"]: r for r in results}
     for kind in ("fp32", "bf16"):
         a, b = srvp.get(f"batched-{kind}"), srvp.get(f"svglp-{kind}")
         if a and b:
             print(f"SRVP vs SVG-LP ({kind}): {a['frames_per_s'] / b['frames_per_s']:.2f}x the frames per second")
-    write_json(args.json, {"benchmark": "sampling", "machine": machine(), "config": vars(args) | {"variants": names},
-                           "results": results})
+    write_json(
+        args.json,
+        {"benchmark": "sampling", "machine": machine(), "config": vars(args) | {"variants": names}, "results": results},
+    )
     return 0
 
 
