@@ -36,7 +36,7 @@ from latentdyn.objectives import (
 )
 from latentdyn.ssm import LatentSSM, Rollout, Sampler, default_sampler
 
-__all__ = ["SRVP", "Encoded", "Prediction", "SRVPOutput", "build_model"]
+__all__ = ["SRVP", "Encoded", "FrameModel", "Prediction", "SRVPOutput", "build_model"]
 
 
 @dataclass
@@ -96,7 +96,27 @@ class Prediction:
     future_rollout: Rollout
 
 
-class SRVP(nn.Module):
+class FrameModel(nn.Module):
+    """Frame-level helpers shared by SRVP and the SVG-LP baseline (both have ``config``, ``encoder``)."""
+
+    config: ModelConfig
+    encoder: nn.Module
+
+    def check_frames(self, x: torch.Tensor, name: str = "x") -> tuple[int, int]:
+        """Check frames (T, B, C, H, W) against the configuration; returns (T, B)."""
+        c = self.config
+        s = check_shape(x, "t b c h w", name, c=c.channels, h=c.image_size, w=c.image_size)
+        return s["t"], s["b"]
+
+    def encode(self, x: torch.Tensor) -> Encoded:
+        """Encode every frame of x (T, B, C, H, W) at once (BatchNorm sees all T·B frames in training)."""
+        t = x.shape[0]
+        out = self.encoder(rearrange(x, "t b c h w -> (t b) c h w"))
+        skips = [rearrange(s, "(t b) c h w -> t b c h w", t=t) for s in out.skips]
+        return Encoded(rearrange(out.code, "(t b) d -> t b d", t=t), skips if self.config.skip_connections else [])
+
+
+class SRVP(FrameModel):
     """Stochastic Latent Residual Video Predictor (Franceschi et al., 2020) from latentdyn parts.
 
     Args:
@@ -110,9 +130,7 @@ class SRVP(nn.Module):
         self.config = c = config
         # Construction order = the official registration order, so that a seeded RNG draws the same
         # default initialisations: encoder, decoder, w, q(y_0), z LSTM and head, prior, dynamics.
-        enc_cls, dec_cls = (
-            (DCGANEncoder, DCGANDecoder) if c.architecture == "dcgan" else (VGGEncoder, VGGDecoder)
-        )
+        enc_cls, dec_cls = (DCGANEncoder, DCGANDecoder) if c.architecture == "dcgan" else (VGGEncoder, VGGDecoder)
         w_size = c.inference_hidden if c.use_content else 0
         self.encoder = enc_cls(
             image_size=c.image_size, channels=c.channels, base_width=c.conv_width, code_size=c.code_size
@@ -124,17 +142,13 @@ class SRVP(nn.Module):
             in_features=w_size + c.state_size,
             skip=c.skip_connections,
         )
-        self.content = (
-            DeepSetEncoder(c.code_size, c.inference_hidden, c.inference_hidden) if c.use_content else None
-        )
+        self.content = DeepSetEncoder(c.code_size, c.inference_hidden, c.inference_hidden) if c.use_content else None
         self.q_y = InitialStatePosterior(
             c.code_size, c.n_inference_frames, c.inference_hidden, c.inference_layers, c.state_size
         )
         self.q_z = FilteringPosterior(c.code_size, c.inference_hidden, c.noise_size) if c.use_noise else None
         prior = (
-            ConditionalGaussianPrior(
-                MLP(c.state_size, c.residual_hidden, 2 * c.noise_size, c.residual_layers)
-            )
+            ConditionalGaussianPrior(MLP(c.state_size, c.residual_hidden, 2 * c.noise_size, c.residual_layers))
             if c.use_noise
             else None
         )
@@ -170,21 +184,6 @@ class SRVP(nn.Module):
         return self
 
     # ---------------------------------------------------------------------------------------------- parts
-    def check_frames(self, x: torch.Tensor, name: str = "x") -> tuple[int, int]:
-        """Check frames (T, B, C, H, W) against the configuration; returns (T, B)."""
-        c = self.config
-        s = check_shape(x, "t b c h w", name, c=c.channels, h=c.image_size, w=c.image_size)
-        return s["t"], s["b"]
-
-    def encode(self, x: torch.Tensor) -> Encoded:
-        """Encode every frame of x (T, B, C, H, W) at once (BatchNorm sees all T·B frames in training)."""
-        t = x.shape[0]
-        out = self.encoder(rearrange(x, "t b c h w -> (t b) c h w"))
-        skips = [rearrange(s, "(t b) c h w -> t b c h w", t=t) for s in out.skips]
-        return Encoded(
-            rearrange(out.code, "(t b) d -> t b d", t=t), skips if self.config.skip_connections else []
-        )
-
     def infer_content(self, codes: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor | None:
         """Content w from the codes of k frames per sequence (codes (T, B, Dh), indices (k, B)); (B, Dw)."""
         if self.content is None:
@@ -291,9 +290,7 @@ class SRVP(nn.Module):
             else None
         )
         residual = residual_penalty(roll.residuals.float()) if roll.residuals is not None else None
-        return elbo(
-            nll, kl_y, kl_z, residual, beta_y=c.beta_y, beta_z=c.beta_z, residual_weight=c.residual_weight
-        )
+        return elbo(nll, kl_y, kl_z, residual, beta_y=c.beta_y, beta_z=c.beta_z, residual_weight=c.residual_weight)
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> tuple[ElboTerms, SRVPOutput]:
         """Training call: posterior pass over all of x (T, B, C, H, W) and the loss terms."""
@@ -337,14 +334,11 @@ class SRVP(nn.Module):
         n = check_positive_int(n_samples, "n_samples")
         if tc < self.config.n_inference_frames:
             raise ValueError(
-                f"cond_frames: expected at least n_inference_frames={self.config.n_inference_frames} frames, "
-                f"got {tc}"
+                f"cond_frames: expected at least n_inference_frames={self.config.n_inference_frames} frames, got {tc}"
             )
         draw = sampler if sampler is not None else default_sampler(sample)
         enc = self.encode(cond_frames)
-        w = self.infer_content(
-            enc.codes, last_frames(tc, self.config.n_inference_frames, b, device=enc.codes.device)
-        )
+        w = self.infer_content(enc.codes, last_frames(tc, self.config.n_inference_frames, b, device=enc.codes.device))
         skips, _ = self.skip_frames(enc, torch.full((b,), tc - 1, device=enc.codes.device))
         # Every sample re-infers the posterior: tile the codes N times along the batch (sample-major).
         codes = repeat(enc.codes, "t b d -> t (n b) d", n=n)
@@ -353,9 +347,7 @@ class SRVP(nn.Module):
         y0 = draw(self.q_y(codes), "y0")
         posterior = self.q_z(codes) if self.q_z is not None and tc > 1 else None
         cond = self.ssm.rollout(y0, tc, posterior=posterior, sampler=draw)
-        future = self.ssm.rollout(
-            cond.states[-1], n_future + 1, sampler=draw, n_substeps=n_substeps, t0=tc - 1
-        )
+        future = self.ssm.rollout(cond.states[-1], n_future + 1, sampler=draw, n_substeps=n_substeps, t0=tc - 1)
         states = future.substates[1:] if substep_frames else future.states[1:]
         frames = self.decode(states, w_n, skips_n).clamp(0, 1)
         cond_rec = self.decode(cond.states, w_n, skips_n).clamp(0, 1)

@@ -79,7 +79,7 @@ from torch import nn
 from torch.distributions import Independent
 
 from examples.srvp.config import ModelConfig
-from examples.srvp.model import Encoded
+from examples.srvp.model import FrameModel
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.distributions import diag_gaussian
 from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder, init_conv_weights_
@@ -237,7 +237,7 @@ class SVGLPPrediction:
 
 
 # -------------------------------------------------------------------------------------------------------- model
-class SVGLP(nn.Module):
+class SVGLP(FrameModel):
     """SVG-LP: stochastic video generation with a learned prior, an image-autoregressive latent model.
 
     Same interface as :class:`~examples.srvp.model.SRVP` (``init_weights``, ``forward`` -> loss terms,
@@ -296,19 +296,6 @@ class SVGLP(nn.Module):
         return self
 
     # ---------------------------------------------------------------------------------------------- parts
-    def check_frames(self, x: torch.Tensor, name: str = "x") -> tuple[int, int]:
-        """Check frames (T, B, C, H, W) against the configuration; returns (T, B)."""
-        c = self.config
-        s = check_shape(x, "t b c h w", name, c=c.channels, h=c.image_size, w=c.image_size)
-        return s["t"], s["b"]
-
-    def encode(self, x: torch.Tensor) -> Encoded:
-        """Encode every frame of x (T, B, C, H, W) in one call: codes (T, B, Dh) and skips (T, B, C_j, H_j, W_j)."""
-        t = x.shape[0]
-        out = self.encoder(rearrange(x, "t b c h w -> (t b) c h w"))
-        skips = [rearrange(s, "(t b) c h w -> t b c h w", t=t) for s in out.skips]
-        return Encoded(rearrange(out.code, "(t b) d -> t b d", t=t), skips if self.config.skip_connections else [])
-
     def decode(self, codes: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         """Frames (T, B, C, H, W) from codes (T, B, Dh) and per-frame skips, each (T, B, C_j, H_j, W_j) (or [])."""
         t = codes.shape[0]
