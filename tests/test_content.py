@@ -150,3 +150,16 @@ def test_last_frames_errors() -> None:
         last_frames(3, 4, 2)
     with pytest.raises(ValueError, match="k: expected an int >= 1"):
         last_frames(3, 0, 2)
+
+
+def test_check_frame_indices_names_the_argument() -> None:
+    import torch as _torch
+
+    from latentdyn.encoders.content import check_frame_indices
+
+    good = _torch.tensor([[0, 4]])
+    assert check_frame_indices(good, 5, 2) is good
+    with pytest.raises(ValueError, match=r"content_indices: expected frame indices in \[0, 4\], got 0..5"):
+        check_frame_indices(_torch.tensor([[0, 5]]), 5, 2, "content_indices")
+    with pytest.raises(ValueError, match="skip_index: expected size 2 for axis 'b'"):
+        check_frame_indices(_torch.tensor([[0, 1, 2]]), 5, 2, "skip_index")

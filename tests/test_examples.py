@@ -208,3 +208,13 @@ def test_bad_data_dir_leaves_no_half_made_run(tmp_path: Path, capsys: pytest.Cap
     assert train.main(["--preset", "tiny", "--run-dir", str(run), "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
     assert not (run / "config.json").exists()
+
+
+def test_infer_checks_user_given_frame_indices_once() -> None:
+    torch.manual_seed(0)
+    model = SRVP(_tiny().model).init_weights()
+    x = torch.rand(4, 2, 1, 64, 64)
+    with pytest.raises(ValueError, match="content_indices: expected frame indices in"):
+        model.infer(x, content_indices=torch.tensor([[0, 4], [1, 2]]))
+    with pytest.raises(ValueError, match="skip_index: expected size 2"):
+        model.infer(x, skip_index=torch.tensor([0, 1, 2]))

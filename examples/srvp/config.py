@@ -271,6 +271,11 @@ def _paper(model: dict[str, Any], **train: Any) -> TrainConfig:
     return TrainConfig(model=ModelConfig(**model), **train)
 
 
+_REAL_VIDEO_MODEL: dict[str, Any] = dict(
+    state_size=50, noise_size=50, n_substeps=2, architecture="vgg", skip_connections=True
+)
+"""Model options the official KTH, Human3.6M and BAIR command lines share (SPEC §4.2)."""
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     # The official README command lines (SPEC §4.2).
     "smmnist": lambda: _paper(
@@ -292,17 +297,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     ),
     # KTH, Human3.6M and BAIR read converted data: give --data-dir OUT_DIR (see `python -m examples.srvp.data`).
     "kth": lambda: _paper(
-        dict(
-            channels=1,
-            state_size=50,
-            noise_size=50,
-            n_substeps=2,
-            residual_gain=1.2,
-            architecture="vgg",
-            skip_connections=True,
-            n_inference_frames=3,
-            obs_scale=0.2,
-        ),
+        dict(_REAL_VIDEO_MODEL, channels=1, residual_gain=1.2, n_inference_frames=3, obs_scale=0.2),
         dataset="kth",
         data_dir="",
         seq_len=20,
@@ -316,17 +311,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
         val_sequences=25 * 16,
     ),
     "human36m": lambda: _paper(
-        dict(
-            channels=3,
-            state_size=50,
-            noise_size=50,
-            n_substeps=2,
-            residual_gain=1.2,
-            architecture="vgg",
-            skip_connections=True,
-            n_inference_frames=3,
-            obs_scale=0.2,
-        ),
+        dict(_REAL_VIDEO_MODEL, channels=3, residual_gain=1.2, n_inference_frames=3, obs_scale=0.2),
         dataset="human36m",
         data_dir="",
         subsampling=8,
@@ -341,17 +326,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
         val_sequences=25 * 8,
     ),
     "bair": lambda: _paper(
-        dict(
-            channels=3,
-            state_size=50,
-            noise_size=50,
-            n_substeps=2,
-            residual_gain=1.41,
-            architecture="vgg",
-            skip_connections=True,
-            n_inference_frames=2,
-            obs_scale=0.71,
-        ),
+        dict(_REAL_VIDEO_MODEL, channels=3, residual_gain=1.41, n_inference_frames=2, obs_scale=0.71),
         dataset="bair",
         data_dir="",
         seq_len=12,

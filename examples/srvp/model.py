@@ -21,7 +21,13 @@ from examples.srvp.config import ModelConfig
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
 from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal
-from latentdyn.encoders.content import DeepSetEncoder, last_frames, random_distinct_frames, select_frames
+from latentdyn.encoders.content import (
+    DeepSetEncoder,
+    check_frame_indices,
+    last_frames,
+    random_distinct_frames,
+    select_frames,
+)
 from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder, init_conv_weights_
 from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior
 from latentdyn.fields import MLPField
@@ -254,9 +260,9 @@ class SRVP(FrameModel):
             raise ValueError(f"n_frames: expected at least the {t} given frames, got {n_frames}")
         draw = sampler if sampler is not None else default_sampler(sample)
         if content_indices is not None:  # user-given indices are checked here, once
-            select_frames(x[:, :, 0, 0, :1], content_indices)
+            check_frame_indices(content_indices, t, b, "content_indices")
         if skip_index is not None:
-            select_frames(x[:, :, 0, 0, :1], skip_index[None])
+            check_frame_indices(skip_index[None], t, b, "skip_index")
         enc = self.encode(x)
         if content_indices is None and self.content is not None:
             content_indices = self.content_indices(t, b, x.device)

@@ -7,7 +7,7 @@ from torch import nn
 
 from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor
 
-__all__ = ["DeepSetEncoder", "last_frames", "random_distinct_frames", "select_frames"]
+__all__ = ["DeepSetEncoder", "check_frame_indices", "last_frames", "random_distinct_frames", "select_frames"]
 
 
 class DeepSetEncoder(nn.Module):
@@ -65,22 +65,28 @@ def select_frames(codes: torch.Tensor, indices: torch.Tensor, *, check: bool = T
     Returns:
         (K, B, ...).
     """
-    if not check:
-        idx = indices.view(*indices.shape, *([1] * (codes.dim() - 2))).expand(-1, -1, *codes.shape[2:])
-        return torch.gather(codes, 0, idx)
-    check_tensor(codes, "codes")
-    if codes.dim() < 2:
-        raise ValueError(f"codes: expected a time-first tensor (T, B, ...), got shape {list(codes.shape)}")
-    t, b = codes.shape[0], codes.shape[1]
-    check_shape(indices, "k b", "indices", b=b)
-    if indices.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"indices: expected an integer tensor, got {indices.dtype}")
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= t):
-        raise ValueError(
-            f"indices: expected frame indices in [0, {t - 1}], got {indices.min()}..{indices.max()}"
-        )
+    if check:
+        check_tensor(codes, "codes")
+        if codes.dim() < 2:
+            raise ValueError(f"codes: expected a time-first tensor (T, B, ...), got shape {list(codes.shape)}")
+        check_frame_indices(indices, codes.shape[0], codes.shape[1])
     idx = indices.long().view(*indices.shape, *([1] * (codes.dim() - 2))).expand(-1, -1, *codes.shape[2:])
     return torch.gather(codes, 0, idx)
+
+
+def check_frame_indices(indices: object, n_frames: int, batch_size: int, name: str = "indices") -> torch.Tensor:
+    """Check frame indices (K, B): an integer tensor with B columns and values in [0, n_frames − 1].
+
+    Returns:
+        ``indices``, unchanged.
+    """
+    idx = check_tensor(indices, name)
+    check_shape(idx, "k b", name, b=batch_size)
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name}: expected an integer tensor, got {idx.dtype}")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_frames):
+        raise ValueError(f"{name}: expected frame indices in [0, {n_frames - 1}], got {idx.min()}..{idx.max()}")
+    return idx
 
 
 def random_distinct_frames(
@@ -101,9 +107,7 @@ def random_distinct_frames(
     return keys.argsort(dim=0)[:k]
 
 
-def last_frames(
-    n_frames: int, k: int, batch_size: int, *, device: torch.device | str | None = None
-) -> torch.Tensor:
+def last_frames(n_frames: int, k: int, batch_size: int, *, device: torch.device | str | None = None) -> torch.Tensor:
     """Indices of the last k of ``n_frames`` frames for every sequence, (k, B)."""
     check_positive_int(k, "k")
     if k > n_frames:
