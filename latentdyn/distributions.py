@@ -55,7 +55,9 @@ def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independe
             f"raw: expected a last axis of even size 2·D (mean, raw scale), got shape {list(raw.shape)}"
         )
     loc, raw_scale = raw.chunk(2, dim=-1)
-    return diag_gaussian(loc, F.softplus(raw_scale) + eps)
+    # The scale is positive by construction: skip torch.distributions' argument validation (elementwise
+    # checks and a host sync on every call); a NaN reaches the loss, where training stops on it cleanly.
+    return Independent(Normal(loc, F.softplus(raw_scale) + eps, validate_args=False), 1, validate_args=False)
 
 
 def index_steps(dist: Distribution, index: int | slice) -> Independent:

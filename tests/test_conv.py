@@ -573,3 +573,49 @@ def test_init_errors() -> None:
         init_conv_weights_(enc, std="0.02")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"generator: expected a torch\.Generator or None, got int"):
         init_conv_weights_(enc, generator=0)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Dense fast paths of the full-map convolutions
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _grads(out: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return torch.autograd.grad(out, tensors, torch.randn_like(out, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("size", [4, 6])  # 4: the dense path; 6: the convolution fallback
+def test_full_map_conv_equals_the_convolution(size: int) -> None:
+    """_FullMapConv2d is nn.Conv2d (values and gradients); only its kernel choice differs."""
+    from latentdyn.encoders.conv import _FullMapConv2d
+
+    torch.manual_seed(0)
+    fast = _FullMapConv2d(6, 5, 4, 1, 0, bias=False).double()
+    x = torch.randn(3, 6, size, size, dtype=torch.float64, requires_grad=True)
+    out = fast(x)
+    ref = nn.functional.conv2d(x, fast.weight)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(_grads(out, x, fast.weight), _grads(ref, x, fast.weight), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 2])  # 1: the dense path; 2: the transposed-convolution fallback
+def test_point_to_map_conv_transpose_equals_the_transposed_convolution(size: int) -> None:
+    from latentdyn.encoders.conv import _PointToMapConvTranspose2d
+
+    torch.manual_seed(0)
+    fast = _PointToMapConvTranspose2d(7, 3, 4, 1, 0, bias=False).double()
+    h = torch.randn(2, 7, size, size, dtype=torch.float64, requires_grad=True)
+    out = fast(h)
+    ref = nn.functional.conv_transpose2d(h, fast.weight)
+    assert out.shape == (2, 3, size + 3, size + 3)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(_grads(out, h, fast.weight), _grads(ref, h, fast.weight), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_dense_paths_keep_the_official_module_types() -> None:
+    """The fast modules are subclasses of the torch layers, so isinstance checks and init still see them."""
+    enc, dec = DCGANEncoder(base_width=4, code_size=8), DCGANDecoder(base_width=4, in_features=8)
+    assert isinstance(enc.last_conv[0], nn.Conv2d)
+    assert isinstance(dec.first_upconv[0], nn.ConvTranspose2d)

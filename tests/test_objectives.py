@@ -64,6 +64,15 @@ def test_gaussian_nll_matches_formula_with_constant(std: float) -> None:
     torch.testing.assert_close(tensor_std, expected, rtol=1e-12, atol=1e-10)
 
 
+def test_gaussian_nll_with_a_broadcast_std_matches_normal_log_prob() -> None:
+    """A per-channel σ (broadcast over time, batch and pixels) agrees with torch.distributions.Normal."""
+    target = _rand(4, 3, 2, 5, 5, seed=2)
+    mean = _rand(4, 3, 2, 5, 5, seed=3)
+    std = torch.tensor([0.3, 1.7], dtype=torch.float64).view(2, 1, 1)
+    expected = -torch.distributions.Normal(mean, std).log_prob(target).sum(dim=(0, 2, 3, 4))
+    torch.testing.assert_close(gaussian_nll(target, mean, std), expected, rtol=1e-12, atol=1e-10)
+
+
 def test_gaussian_nll_of_a_perfect_prediction_is_the_constant() -> None:
     x = torch.rand(2, 3, 10)
     nll = gaussian_nll(x, x, 1.0)

