@@ -56,10 +56,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         if name == "official-loop":
             with torch.no_grad():
                 for _ in range(args.samples):
-                    model.predict(x, args.future, 1)
+                    model.predict(x, args.future, 1)  # as the official test.py: also the conditioning reconstructions
             return
         with torch.inference_mode(), torch.autocast(device.type, dtype=low, enabled=name.endswith("bf16")):
-            model.predict(x, args.future, args.samples)
+            model.predict(x, args.future, args.samples, decode_cond=False)
 
     seconds = time_it(run, device, warmup=1, iters=args.iters)
     frames = args.batch * args.samples * args.future

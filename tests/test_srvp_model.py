@@ -457,3 +457,20 @@ def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     np.savez(test_set, sequences=rng.integers(0, 256, (6, 3, 64, 64), dtype=np.uint8))
     assert demo.main(argv) == 2
     assert "the model expects [1, 32, 32]" in capsys.readouterr().err
+
+
+def test_predict_without_conditioning_reconstructions_draws_the_same_futures() -> None:
+    """decode_cond=False only skips decoding the conditioning frames: the futures are the same draws."""
+    from examples.srvp.config import PRESETS
+
+    torch.manual_seed(0)
+    model = SRVP(PRESETS["tiny"]().model).init_weights().eval()
+    x = torch.rand(3, 2, 1, 64, 64)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        full = model.predict(x, 4, 3)
+        torch.manual_seed(1)
+        lean = model.predict(x, 4, 3, decode_cond=False)
+    assert full.cond_frames is not None and full.cond_frames.shape == (3, 3, 2, 1, 64, 64)
+    assert lean.cond_frames is None
+    torch.testing.assert_close(lean.frames, full.frames, rtol=0, atol=0)

@@ -168,7 +168,15 @@ def test_variant_trains_and_predicts(name: str) -> None:
     with torch.no_grad():
         pred = model.predict(x[:3], 4, 2)
     assert pred.frames.shape == (2, 4, b, 1, config.image_size, config.image_size)
+    assert pred.cond_frames is not None
     assert pred.cond_frames.shape == (2, 3, b, 1, config.image_size, config.image_size)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        full = model.predict(x[:3], 4, 2)
+        torch.manual_seed(3)
+        lean = model.predict(x[:3], 4, 2, decode_cond=False)
+    assert lean.cond_frames is None
+    torch.testing.assert_close(lean.frames, full.frames, rtol=0, atol=0)
     assert pred.codes.shape == (2, 4, b, 8) and pred.z.shape == (2, 4, b, config.z_size)
     assert float(pred.frames.min()) >= 0 and float(pred.frames.max()) <= 1
 

@@ -319,7 +319,7 @@ def evaluate(
         x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
         cond, target = x[: p.nt_cond], x[p.nt_cond :]
         with ctx:
-            pred = model.predict(cond, p.n_future, p.n_samples, n_substeps=p.n_substeps)
+            pred = model.predict(cond, p.n_future, p.n_samples, n_substeps=p.n_substeps, decode_cond=False)
         frames = pred.frames.float()  # (N, Tf, B, C, H, W), clamped to [0, 1]
         if fvd_network is not None:
             fake_future.append(frames[0].mul(255).to(torch.uint8).cpu())  # truncation, as the official .byte()

@@ -88,7 +88,8 @@ class Prediction:
         frames: predicted frames clamped to [0, 1], (N, T_f, B, C, H, W) for T_f = n_future frames, or
             (N, T_f·n, B, C, H, W) with every intermediate frame when ``substep_frames`` was asked (frame j is
             at time nt_cond − 1 + (j + 1)/n).
-        cond_frames: reconstructions of the conditioning frames, (N, T_c, B, C, H, W).
+        cond_frames: reconstructions of the conditioning frames, (N, T_c, B, C, H, W); None when
+            ``decode_cond=False`` was asked.
         states: predicted states at frame times, (N, T_f, B, Dy).
         cond_rollout: the posterior rollout over the conditioning frames, batch N·B (sample-major).
         future_rollout: the prior rollout from the last conditioning state, batch N·B (sample-major);
@@ -96,7 +97,7 @@ class Prediction:
     """
 
     frames: torch.Tensor
-    cond_frames: torch.Tensor
+    cond_frames: torch.Tensor | None
     states: torch.Tensor
     cond_rollout: Rollout
     future_rollout: Rollout
@@ -318,6 +319,7 @@ class SRVP(FrameModel):
         substep_frames: bool = False,
         sample: bool = True,
         sampler: Sampler | None = None,
+        decode_cond: bool = True,
     ) -> Prediction:
         """Sample N futures of B sequences in one batched pass (the official test protocol).
 
@@ -334,6 +336,8 @@ class SRVP(FrameModel):
             substep_frames: also decode every intermediate state (frames at times between frames).
             sample: sample latents, else use means.
             sampler: custom noise (roles "y0", "z_posterior", "z_prior"), drawing for N·B sequences.
+            decode_cond: also decode the N reconstructions of the conditioning frames (``cond_frames``);
+                False skips T_c·N·B decoder calls when only the future is needed (evaluation).
         """
         tc, b = self.check_frames(cond_frames, "cond_frames")
         check_positive_int(n_future, "n_future")
@@ -356,11 +360,11 @@ class SRVP(FrameModel):
         future = self.ssm.rollout(cond.states[-1], n_future + 1, sampler=draw, n_substeps=n_substeps, t0=tc - 1)
         states = future.substates[1:] if substep_frames else future.states[1:]
         frames = self.decode(states, w_n, skips_n).clamp(0, 1)
-        cond_rec = self.decode(cond.states, w_n, skips_n).clamp(0, 1)
         split = "t (n b) ... -> n t b ..."
+        cond_rec = rearrange(self.decode(cond.states, w_n, skips_n).clamp(0, 1), split, n=n) if decode_cond else None
         return Prediction(
             rearrange(frames, split, n=n),
-            rearrange(cond_rec, split, n=n),
+            cond_rec,
             rearrange(future.states[1:], split, n=n),
             cond,
             future,

@@ -283,7 +283,7 @@ def verify(fixture_dir: str | Path) -> list[Check]:
             fut = pred.future_rollout
             p = f"eval/predict_{kind}_noise"
             computed |= {
-                f"{p}/x_cond_rec": pred.cond_frames[0],
+                f"{p}/x_cond_rec": _required(pred.cond_frames)[0],
                 f"{p}/y_cond": pred.cond_rollout.states,
                 f"{p}/y_pred": fut.states,
                 f"{p}/z_pred": fut.z,
@@ -369,3 +369,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _required(value: torch.Tensor | None) -> torch.Tensor:
+    if value is None:
+        raise ValueError("internal: expected the conditioning reconstructions (decode_cond=True)")
+    return value

@@ -225,13 +225,14 @@ class SVGLPPrediction:
     Attributes:
         frames: predicted frames clamped to [0, 1], (N, T_f, B, C, H, W).
         cond_frames: reconstructions of the conditioning frames clamped to [0, 1], (N, T_c, B, C, H, W): frame 0
-            autoencoded, frames 1..T_c−1 the one-step predictions made with the posterior.
+            autoencoded, frames 1..T_c−1 the one-step predictions made with the posterior; None when
+            ``decode_cond=False`` was asked.
         codes: predicted codes of the future frames (decoder inputs), (N, T_f, B, Dh).
         z: prior noise of every future frame, (N, T_f, B, Dz).
     """
 
     frames: torch.Tensor
-    cond_frames: torch.Tensor
+    cond_frames: torch.Tensor | None
     codes: torch.Tensor
     z: torch.Tensor
 
@@ -391,6 +392,7 @@ class SVGLP(FrameModel):
         substep_frames: bool = False,
         sample: bool = True,
         sampler: Sampler | None = None,
+        decode_cond: bool = True,
     ) -> SVGLPPrediction:
         """Sample N futures of B sequences, all N·B in one batch (sample-major), frame by frame.
 
@@ -407,6 +409,7 @@ class SVGLP(FrameModel):
             substep_frames: only False.
             sample: sample z (else means); ignored when ``sampler`` is given.
             sampler: custom noise (roles "z_posterior", "z_prior"), drawing for N·B sequences.
+            decode_cond: also decode the reconstructions of the conditioning frames (``cond_frames``).
 
         Raises:
             ValueError: sub-steps asked for, a wrong frame shape, or n_future / n_samples below 1.
@@ -428,8 +431,7 @@ class SVGLP(FrameModel):
 
         codes = tile(enc.codes)  # (T_c, N·B, Dh)
         # Frame 0: nothing predicts it; the decoder applied to its own code (the same for every sample).
-        first = self.decode(enc.codes[:1], [s[:1] for s in enc.skips])
-        recs = [tile(first)]
+        recs = [tile(self.decode(enc.codes[:1], [s[:1] for s in enc.skips]))] if decode_cond else []
         prior_state: LSTMState | None = None
         pred_state: LSTMState | None = None
         if tc > 1:  # conditioning steps 1..T_c−1: z from the posterior, skips from the previous frame
@@ -440,7 +442,8 @@ class SVGLP(FrameModel):
             else:
                 z_c = codes.new_zeros(tc - 1, n * b, 0)
             predicted, pred_state = self.predictor(self._noise_input(codes[:-1], z_c), pred_state)
-            recs.append(self.decode(predicted, [tile(s[:-1]) for s in enc.skips]))
+            if decode_cond:
+                recs.append(self.decode(predicted, [tile(s[:-1]) for s in enc.skips]))
         last_skips = [tile(s[-1:]) for s in enc.skips]  # (1, N·B, C_j, H_j, W_j)
         h = codes[-1:]  # (1, N·B, Dh): the code of the last conditioning frame
         frames: list[torch.Tensor] = []
@@ -461,7 +464,7 @@ class SVGLP(FrameModel):
         split = "t (n b) ... -> n t b ..."
         return SVGLPPrediction(
             rearrange(torch.cat(frames), split, n=n).clamp(0, 1),
-            rearrange(torch.cat(recs), split, n=n).clamp(0, 1),
+            rearrange(torch.cat(recs), split, n=n).clamp(0, 1) if recs else None,
             rearrange(torch.cat(future_codes), split, n=n),
             rearrange(torch.cat(zs), split, n=n),
         )

@@ -160,6 +160,7 @@ def validate(model: SRVP, cfg: TrainConfig, val: torch.Tensor, device: torch.dev
         x = val[:, start : start + cfg.val_batch_size].to(device)
         with autocast(cfg, device):
             pred = model.predict(x[: cfg.nt_cond], x.shape[0] - cfg.nt_cond, cfg.val_samples)
+        assert pred.cond_frames is not None  # decode_cond defaults to True
         frames = torch.cat([pred.cond_frames, pred.frames], dim=1).float()  # (N, T, B, C, H, W)
         p = rearrange(psnr(frames, x.float().expand_as(frames)), "n t b -> n b t")
         best = p.mean(-1).argmax(0)  # (B,)
