@@ -1,0 +1,56 @@
+"""Smoke test of the training-step benchmark: it runs, compares against the official kernels, writes its JSON.
+
+(The sampling benchmark's smoke test is in test_svglp.py, next to the baseline it compares against.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_step_benchmark_writes_documented_fields(tmp_path: Path) -> None:
+    out = tmp_path / "train_step.json"
+    cmd = [sys.executable, "-m", "benchmarks.train_step", "--width", "4", "--batch", "2", "--seq-len", "6"]
+    cmd += ["--variants", "official-kernels,fp32", "--iters", "1", "--warmup", "1", "--threads", "1"]
+    cmd += ["--json", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["variant"] for r in data["results"]] == ["official-kernels", "fp32"]
+    fields = {"seconds_per_step", "steps_per_s", "sequences_per_s", "flops_per_step", "achieved_flops"}
+    fields |= {"fraction_of_matmul_peak", "speedup_vs_official", "peak_rss_mib"}
+    for r in data["results"]:
+        assert fields <= set(r), fields - set(r)
+    assert data["results"][0]["speedup_vs_official"] == 1.0
+    # Both variants count the same work: the dense paths change kernels, not FLOPs.
+    assert data["results"][0]["flops_per_step"] == data["results"][1]["flops_per_step"] > 0
+
+
+def test_official_kernels_variant_runs_the_torch_convolutions() -> None:
+    from benchmarks.train_step import _plain_kernels
+    from examples.srvp.config import ModelConfig
+    from examples.srvp.model import SRVP
+
+    model = SRVP(ModelConfig(conv_width=4, state_size=3, noise_size=2)).init_weights()
+    x = torch.rand(6, 2, 1, 64, 64)
+    torch.manual_seed(0)
+    fast = model(x)[0].total
+    _plain_kernels(model)
+    kinds = {type(m) for m in model.modules()}
+    assert nn.Conv2d in kinds and nn.ConvTranspose2d in kinds
+    assert all(type(m).__module__.startswith("torch.") for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert all(
+        type(m).__module__.startswith("torch.") for m in model.modules() if isinstance(m, nn.ConvTranspose2d)
+    )
+    torch.manual_seed(0)
+    torch.testing.assert_close(model(x)[0].total, fast, rtol=1e-5, atol=1e-3)
