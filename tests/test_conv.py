@@ -619,3 +619,26 @@ def test_dense_paths_keep_the_official_module_types() -> None:
     enc, dec = DCGANEncoder(base_width=4, code_size=8), DCGANDecoder(base_width=4, in_features=8)
     assert isinstance(enc.last_conv[0], nn.Conv2d)
     assert isinstance(dec.first_upconv[0], nn.ConvTranspose2d)
+
+
+def test_dense_paths_only_take_the_plain_case() -> None:
+    """Padding, groups, dilation or output padding make the layer fall back to the torch kernel."""
+    from latentdyn.encoders.conv import _FullMapConv2d, _PointToMapConvTranspose2d
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64)
+    for conv in (_FullMapConv2d(4, 6, 3, 1, 1, bias=False), _FullMapConv2d(4, 6, 3, groups=2, bias=False)):
+        conv = conv.double()
+        ref = nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        torch.testing.assert_close(conv(x), ref)
+    h = torch.randn(2, 4, 1, 1, dtype=torch.float64)
+    for up in (
+        _PointToMapConvTranspose2d(4, 6, 3, 2, 1, bias=False),
+        _PointToMapConvTranspose2d(4, 6, 3, 2, 0, output_padding=1, bias=False),
+        _PointToMapConvTranspose2d(4, 6, 3, groups=2, bias=False),
+    ):
+        up = up.double()
+        ref = nn.functional.conv_transpose2d(
+            h, up.weight, None, up.stride, up.padding, up.output_padding, up.groups, up.dilation
+        )
+        torch.testing.assert_close(up(h), ref)

@@ -121,7 +121,8 @@ class _FullMapConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != self.weight.shape[-2:] or self.bias is not None:
+        plain = self.groups == 1 and self.padding == (0, 0) and self.dilation == (1, 1) and self.bias is None
+        if not plain or x.shape[-2:] != self.weight.shape[-2:]:
             return super().forward(x)
         out = nn.functional.linear(x.flatten(1), self.weight.flatten(1))
         return out[:, :, None, None]
@@ -136,7 +137,8 @@ class _PointToMapConvTranspose2d(nn.ConvTranspose2d):
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if x.shape[-2:] != (1, 1) or self.bias is not None or output_size is not None:
+        plain = self.groups == 1 and self.padding == (0, 0) and self.dilation == (1, 1) and self.bias is None
+        if not plain or self.output_padding != (0, 0) or x.shape[-2:] != (1, 1) or output_size is not None:
             return super().forward(x, output_size)
         out = x.flatten(1) @ self.weight.flatten(1)
         return out.view(x.shape[0], *self.weight.shape[1:])
