@@ -584,33 +584,27 @@ def _grads(out: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...
     return torch.autograd.grad(out, tensors, torch.randn_like(out, generator=torch.Generator().manual_seed(5)))
 
 
-@pytest.mark.parametrize("size", [4, 6])  # 4: the dense path; 6: the convolution fallback
-def test_full_map_conv_equals_the_convolution(size: int) -> None:
-    """_FullMapConv2d is nn.Conv2d (values and gradients); only its kernel choice differs."""
-    from latentdyn.encoders.conv import _FullMapConv2d
+@pytest.mark.parametrize(
+    ("kind", "size"),
+    [("conv", 4), ("conv", 6), ("upconv", 1), ("upconv", 2)],  # 4 and 1: the dense paths; 6 and 2: fallbacks
+)
+def test_dense_paths_equal_the_torch_kernels(kind: str, size: int) -> None:
+    """_FullMapConv2d is nn.Conv2d and _PointToMapConvTranspose2d is nn.ConvTranspose2d (values and gradients)."""
+    from latentdyn.encoders.conv import _FullMapConv2d, _PointToMapConvTranspose2d
 
     torch.manual_seed(0)
-    fast = _FullMapConv2d(6, 5, 4, 1, 0, bias=False).double()
-    x = torch.randn(3, 6, size, size, dtype=torch.float64, requires_grad=True)
+    if kind == "conv":
+        fast: nn.Module = _FullMapConv2d(6, 5, 4, 1, 0, bias=False).double()
+        x = torch.randn(3, 6, size, size, dtype=torch.float64, requires_grad=True)
+        ref = nn.functional.conv2d(x, fast.weight)
+    else:
+        fast = _PointToMapConvTranspose2d(7, 3, 4, 1, 0, bias=False).double()
+        x = torch.randn(2, 7, size, size, dtype=torch.float64, requires_grad=True)
+        ref = nn.functional.conv_transpose2d(x, fast.weight)
+        assert ref.shape == (2, 3, size + 3, size + 3)
     out = fast(x)
-    ref = nn.functional.conv2d(x, fast.weight)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(_grads(out, x, fast.weight), _grads(ref, x, fast.weight), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("size", [1, 2])  # 1: the dense path; 2: the transposed-convolution fallback
-def test_point_to_map_conv_transpose_equals_the_transposed_convolution(size: int) -> None:
-    from latentdyn.encoders.conv import _PointToMapConvTranspose2d
-
-    torch.manual_seed(0)
-    fast = _PointToMapConvTranspose2d(7, 3, 4, 1, 0, bias=False).double()
-    h = torch.randn(2, 7, size, size, dtype=torch.float64, requires_grad=True)
-    out = fast(h)
-    ref = nn.functional.conv_transpose2d(h, fast.weight)
-    assert out.shape == (2, 3, size + 3, size + 3)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    for a, b in zip(_grads(out, h, fast.weight), _grads(ref, h, fast.weight), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 

@@ -67,9 +67,9 @@ __all__ = [
 ]
 
 METRICS = ("psnr", "ssim")
+"""Metrics computed on every evaluation; ``"lpips"`` is added when an LPIPS module is given."""
 PSNR_CAP_DB = 100.0
 """Per-frame PSNR cap (dB) used in averages: an exact prediction would otherwise make them infinite."""
-"""Metrics computed on every evaluation; ``"lpips"`` is added when an LPIPS module is given."""
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
 """The official README's ``--nt_gen`` (conditioning + predicted frames) per dataset (SPEC §4.3)."""

@@ -281,9 +281,10 @@ def verify(fixture_dir: str | Path) -> list[Check]:
         for kind in ("zero", "saved"):
             pred = model.predict(x[:nt_cond], n_future, 1, sampler=noise(kind))
             fut = pred.future_rollout
+            assert pred.cond_frames is not None  # decode_cond defaults to True
             p = f"eval/predict_{kind}_noise"
             computed |= {
-                f"{p}/x_cond_rec": _required(pred.cond_frames)[0],
+                f"{p}/x_cond_rec": pred.cond_frames[0],
                 f"{p}/y_cond": pred.cond_rollout.states,
                 f"{p}/y_pred": fut.states,
                 f"{p}/z_pred": fut.z,
@@ -369,9 +370,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _required(value: torch.Tensor | None) -> torch.Tensor:
-    if value is None:
-        raise ValueError("internal: expected the conditioning reconstructions (decode_cond=True)")
-    return value
