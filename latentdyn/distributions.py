@@ -26,17 +26,20 @@ STD_EPS = 1e-8
 """Additive floor of the standard deviation: ``std = softplus(raw) + STD_EPS`` (official SRVP)."""
 
 
-def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor) -> Independent:
+def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool | None = None) -> Independent:
     """Diagonal Gaussian N(loc, diag(scale²)) over the last axis.
 
     Args:
         loc: mean, (..., D).
         scale: standard deviation, (..., D), positive.
+        validate_args: ``torch.distributions`` argument validation (None: its global default, on). Validation
+            reads the values back to the host, a device synchronisation on GPUs: library code passes False
+            for scales that are positive by construction.
 
     Returns:
         ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (D,).
     """
-    return Independent(Normal(loc, scale), 1)
+    return Independent(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
 
 
 def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independent:
@@ -57,7 +60,7 @@ def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independe
     loc, raw_scale = raw.chunk(2, dim=-1)
     # The scale is positive by construction: skip torch.distributions' argument validation (elementwise
     # checks and a host sync on every call); a NaN reaches the loss, where training stops on it cleanly.
-    return Independent(Normal(loc, F.softplus(raw_scale) + eps, validate_args=False), 1, validate_args=False)
+    return diag_gaussian(loc, F.softplus(raw_scale) + eps, validate_args=False)
 
 
 def index_steps(dist: Distribution, index: int | slice) -> Independent:
@@ -75,7 +78,7 @@ def index_steps(dist: Distribution, index: int | slice) -> Independent:
             f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}"
         )
     base = dist.base_dist
-    return diag_gaussian(base.loc[index], base.scale[index])
+    return diag_gaussian(base.loc[index], base.scale[index], validate_args=False)  # parts of a valid one
 
 
 class GaussianHead(nn.Module):
@@ -130,4 +133,4 @@ class StandardNormal(nn.Module):
     def forward(self, *batch_shape: int) -> Independent:
         """N(0, I) with batch shape ``batch_shape`` and event shape (D,)."""
         shape = (*batch_shape, self.dim)
-        return diag_gaussian(self.loc.expand(shape), self.scale.expand(shape))
+        return diag_gaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)

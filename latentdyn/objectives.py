@@ -40,13 +40,20 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         raise ValueError(f"mean: expected the shape of target {list(target.shape)}, got {list(mean.shape)}")
     if target.dim() < 2:
         raise ValueError(f"target: expected a time-first tensor (T, B, ...), got shape {list(target.shape)}")
+    reduce_dims = (0, *range(2, target.dim()))  # everything but the batch axis
+    if isinstance(std, (int, float)) and not isinstance(std, bool):
+        # One σ for every element: Σ ½((x − μ)/σ)² + n·(log σ + ½ log 2π) without materialising a
+        # full-size log σ (what Normal.log_prob does): about a third of the elementwise work. A Python σ
+        # is checked and used on the host: no tensor is copied to (or read back from) the device.
+        if not std > 0 or not math.isfinite(std):
+            raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
+        n = target[:, 0].numel()
+        sq = (target - mean).square().sum(reduce_dims)
+        return sq / (2 * std**2) + n * (math.log(std) + _HALF_LOG_2PI)
     scale = torch.as_tensor(std, dtype=mean.dtype, device=mean.device)
     if bool((scale <= 0).any()):
         raise ValueError(f"std: expected a positive standard deviation, got {std!r}")
-    reduce_dims = (0, *range(2, target.dim()))  # everything but the batch axis
     if scale.dim() == 0:
-        # One σ for every element: Σ ½((x − μ)/σ)² + n·(log σ + ½ log 2π) without materialising a
-        # full-size log σ (what Normal.log_prob does): about a third of the elementwise work.
         n = target[:, 0].numel()
         sq = (target - mean).square().sum(reduce_dims)
         return sq / (2 * scale.square()) + n * (scale.log() + _HALF_LOG_2PI)

@@ -256,4 +256,4 @@ class LatentSSM(nn.Module):
         if in_loop:
             parts_loc.append(torch.stack([p.mean for p in in_loop]))
             parts_scale.append(torch.stack([p.stddev for p in in_loop]))
-        return diag_gaussian(torch.cat(parts_loc), torch.cat(parts_scale))
+        return diag_gaussian(torch.cat(parts_loc), torch.cat(parts_scale), validate_args=False)  # valid parts

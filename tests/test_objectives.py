@@ -87,6 +87,9 @@ def test_gaussian_nll_errors() -> None:
         gaussian_nll(torch.zeros(4), torch.zeros(4), 1.0)
     with pytest.raises(ValueError, match="std: expected a positive standard deviation"):
         gaussian_nll(x, x, 0.0)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="std: expected a positive standard deviation"):
+            gaussian_nll(x, x, bad)
     with pytest.raises(ValueError, match="std: expected a positive standard deviation"):
         gaussian_nll(x, x, torch.tensor([1.0, -1.0, 1.0, 1.0]))
     with pytest.raises(TypeError, match=r"target: expected a torch\.Tensor"):

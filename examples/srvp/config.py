@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from latentdyn.integrators import INTEGRATOR_NAMES
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "model_config_from_official",
+    "resolve_device",
     "train_config_from_official",
 ]
 
@@ -97,6 +100,34 @@ class ModelConfig:
     def z_size(self) -> int:
         """Size of z actually used (0 without noise)."""
         return self.noise_size if self.use_noise else 0
+
+
+def resolve_device(name: object, option: str = "--device") -> torch.device:
+    """The ``torch.device`` named ``name``, checked to exist on this machine (errors name ``option``).
+
+    Raises:
+        TypeError: ``name`` is not a str or ``torch.device``.
+        ValueError: an unknown device type, or an accelerator this machine or torch build does not have.
+    """
+    if not isinstance(name, str | torch.device):
+        raise TypeError(f"{option}: expected a device name such as 'cpu' or 'cuda', got {type(name).__name__}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{option}: expected a device such as 'cpu', 'cuda' or 'cuda:1', got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"{option}: {name!r} is not available ({build}, torch {torch.__version__}); use 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{option}: {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type != "cpu":
+        available = getattr(torch, device.type, None)
+        if available is None or not getattr(available, "is_available", lambda: False)():
+            raise ValueError(f"{option}: {name!r} is not available on this machine; use 'cpu' or 'cuda'")
+    return device
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -221,6 +252,12 @@ class TrainConfig:
             )
         if self.folder_crop not in FOLDER_CROPS:
             raise ValueError(f"folder_crop: expected one of {FOLDER_CROPS}, got {self.folder_crop!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device: expected a str such as 'cpu' or 'cuda', got {type(self.device).__name__}")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"device: expected e.g. 'cpu', 'cuda' or 'cuda:1', got {self.device!r}") from None
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"amp: expected one of 'none', 'bf16', 'fp16', got {self.amp!r}")
         for name in (

@@ -30,6 +30,7 @@ from einops import rearrange, repeat
 from torch.distributions import Distribution
 
 from examples.srvp.checkpoint import load_model, read_run_config
+from examples.srvp.config import resolve_device
 from examples.srvp.model import SRVP
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        args.device = resolve_device(args.device)
         run = read_run_config(args.run_dir)
         model = load_model(args.run_dir, args.checkpoint, args.device)
         clips = load_clips(args.test_set)

@@ -49,7 +49,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from examples.srvp.checkpoint import atomic_write_text, checkpoint_path, load_model, read_run_config
-from examples.srvp.config import DATASETS
+from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import SRVP
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
@@ -206,8 +206,8 @@ class _Scores:
         return cls({m: [] for m in metrics}, {m: [] for m in metrics})
 
     def add(self, name: str, avg: torch.Tensor, curve: torch.Tensor) -> None:
-        self.avg[name].append(avg)
-        self.curve[name].append(curve)
+        self.avg[name].append(avg.detach().cpu())
+        self.curve[name].append(curve.detach().cpu())
 
     def summary(self, first: int = 5) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -573,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
         checkpoint_path(args.run_dir, args.checkpoint)
         model = load_model(args.run_dir, args.checkpoint)

@@ -20,7 +20,7 @@ from torch.distributions import Independent
 from examples.srvp.config import ModelConfig
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
-from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal
+from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, diag_gaussian
 from latentdyn.encoders.content import (
     DeepSetEncoder,
     check_frame_indices,
@@ -289,10 +289,10 @@ class SRVP(FrameModel):
                 f"out: decoded frames {list(frames.shape)} do not match x {list(x.shape)}; decode frame times only"
             )
         nll = gaussian_nll(x.float(), frames, c.obs_scale)
-        kl_y = kl_per_sequence(_float(out.q_y0), self.prior_y0(x.shape[1]))
+        kl_y = kl_per_sequence(float32_gaussian(out.q_y0), self.prior_y0(x.shape[1]))
         roll = out.rollout
         kl_z = (
-            kl_per_sequence(_float(roll.posterior), _float(roll.prior))
+            kl_per_sequence(float32_gaussian(roll.posterior), float32_gaussian(roll.prior))
             if roll.posterior is not None and roll.prior is not None
             else None
         )
@@ -371,11 +371,12 @@ class SRVP(FrameModel):
         )
 
 
-def _float(d: Independent | None) -> Independent:
+def float32_gaussian(d: Independent | None) -> Independent:
     """The same diagonal Gaussian in float32 (loss terms are computed in fp32 under autocast)."""
-    assert d is not None
+    if d is None:
+        raise ValueError("internal: expected a distribution, got None")
     base = d.base_dist
-    return Independent(type(base)(base.loc.float(), base.scale.float()), 1)  # type: ignore[call-arg]
+    return diag_gaussian(base.loc.float(), base.scale.float(), validate_args=False)  # a valid one, recast
 
 
 def build_model(config: ModelConfig) -> nn.Module:

@@ -1,7 +1,7 @@
 """Import and verify checkpoints of the official SRVP implementation.
 
     python -m examples.srvp.official convert OFFICIAL_DIR OUT_DIR
-    python -m examples.srvp.official verify FIXTURE_DIR
+    python -m examples.srvp.official verify FIXTURE_DIR [--device cuda]
 
 An official experiment directory holds ``config.json`` (the options of the official ``train.py``) and a
 checkpoint (``model.pt`` by default) saved as ``torch.save(model.state_dict())``. Nothing is unpickled:
@@ -16,6 +16,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,12 @@ import torch
 from torch.distributions import Distribution
 
 from examples.srvp.checkpoint import atomic_write_text, save_checkpoint
-from examples.srvp.config import config_to_dict, model_config_from_official, train_config_from_official
+from examples.srvp.config import (
+    config_to_dict,
+    model_config_from_official,
+    resolve_device,
+    train_config_from_official,
+)
 from examples.srvp.model import SRVP, SRVPOutput
 
 __all__ = ["from_official_key", "load_official", "main", "official_state_dict", "to_official_key", "verify"]
@@ -191,7 +197,7 @@ class Check:
 def _close(name: str, got: torch.Tensor, ref: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> Check:
     if tuple(got.shape) != tuple(ref.shape):
         return Check(name, "FAIL", f"shape {list(got.shape)} != reference {list(ref.shape)}")
-    got, ref = got.detach().double(), ref.double()
+    got, ref = got.detach().cpu().double(), ref.double()
     diff = (got - ref).abs()
     ok = bool((diff <= atol + rtol * ref.abs()).all())
     return Check(name, "ok" if ok else "FAIL", f"max abs diff {diff.max().item():.3e}")
@@ -231,11 +237,34 @@ def _loss_checks(prefix: str, terms: Any, ref: dict[str, float]) -> Iterator[Che
         )
 
 
-def verify(fixture_dir: str | Path) -> list[Check]:
-    """Recompute every entry of an official fixture directory with our model; see the fixture's README."""
-    fixture_dir = Path(fixture_dir)
+@contextmanager
+def _full_fp32() -> Iterator[None]:
+    """CUDA fp32 without TF32 (cuDNN convolutions use TF32 by default): the fixture is full fp32."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def verify(fixture_dir: str | Path, device: str | torch.device = "cpu") -> list[Check]:
+    """Recompute every entry of an official fixture directory with our model; see the fixture's README.
+
+    Args:
+        fixture_dir: the fixture directory (``config.json``, ``model.pt``, ``inputs.pt``, ``outputs.pt``).
+        device: where the model runs (``"cuda"`` checks the GPU kernels; TF32 is switched off meanwhile, as
+            the fixture was computed in full fp32). Comparisons are made on the CPU in float64.
+    """
+    device = torch.device(device)
+    with _full_fp32():
+        return _verify(Path(fixture_dir), device)
+
+
+def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
     model, _ = load_official(fixture_dir)
-    inputs = torch.load(fixture_dir / "inputs.pt", map_location="cpu", weights_only=True)
+    model = model.to(device)
+    inputs = torch.load(fixture_dir / "inputs.pt", map_location=device, weights_only=True)
     outputs = torch.load(fixture_dir / "outputs.pt", map_location="cpu", weights_only=True)
     tensors: dict[str, torch.Tensor] = outputs["tensors"]
     meta: dict[str, Any] = outputs.get("meta", {})
@@ -300,6 +329,7 @@ def verify(fixture_dir: str | Path) -> list[Check]:
     with torch.no_grad():
         computed["train/hx"] = copy.deepcopy(model).train().encode(x).codes
     indices = tensors.get("train/w_frame_indices")
+    indices = None if indices is None else indices.to(device)
     name = "train/posterior_saved_noise_dt1"
     terms, out = train_model(x, sampler=noise("saved"), content_indices=indices, n_substeps=1)
     computed |= {f"{name}/{key}": v.detach() for key, v in _output_entries(out).items()}
@@ -318,7 +348,7 @@ def verify(fixture_dir: str | Path) -> list[Check]:
         if param is None or param.grad is None:
             grad_checks.append(Check(key, "FAIL", "no such parameter or no gradient"))
             continue
-        diff = (param.grad.double() - ref.double()).abs().max().item()
+        diff = (param.grad.cpu().double() - ref.double()).abs().max().item()
         bound = 2e-3 * ref.double().abs().max().item()
         grad_checks.append(
             Check(key, "ok" if diff <= bound else "FAIL", f"max abs diff {diff:.3e} (bound {bound:.3e})")
@@ -347,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     p_conv.add_argument("--model-name", default="model.pt", help="checkpoint file in OFFICIAL_DIR")
     p_ver = sub.add_parser("verify", help="recompute an official fixture directory and compare")
     p_ver.add_argument("fixture_dir", type=Path)
+    p_ver.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1 ...")
     args = parser.parse_args(argv)
     try:
         if args.command == "convert":
@@ -354,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}/config.json and {out}/checkpoints/best.pt")
             print(f"evaluate it with: python -m examples.srvp.evaluate {out} --test-set FILE")
             return 0
-        checks = verify(args.fixture_dir)
+        checks = verify(args.fixture_dir, resolve_device(args.device))
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -79,7 +79,7 @@ from torch import nn
 from torch.distributions import Independent
 
 from examples.srvp.config import ModelConfig
-from examples.srvp.model import FrameModel
+from examples.srvp.model import FrameModel, float32_gaussian
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.distributions import diag_gaussian
 from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder, init_conv_weights_
@@ -171,7 +171,7 @@ class GaussianLSTM(_EmbeddedLSTM):
         """Gaussians of z for every step of inputs (T, B, Din): batch (T, B), event (Dz,); and the final state."""
         out, new_state = self.features(inputs, state)
         mu, logvar = self.head(out).chunk(2, dim=-1)
-        return diag_gaussian(mu, torch.exp(0.5 * logvar)), new_state
+        return diag_gaussian(mu, torch.exp(0.5 * logvar), validate_args=False), new_state
 
 
 class FramePredictor(_EmbeddedLSTM):
@@ -369,7 +369,7 @@ class SVGLP(FrameModel):
             )
         nll = reduce((pred - target).square(), "t b c h w -> t b", "mean").sum(0) / self.config.obs_scale**2
         kl_z = (
-            kl_per_sequence(_float(out.posterior), _float(out.prior))
+            kl_per_sequence(float32_gaussian(out.posterior), float32_gaussian(out.prior))
             if out.posterior is not None and out.prior is not None
             else None
         )
@@ -468,11 +468,3 @@ class SVGLP(FrameModel):
             rearrange(torch.cat(future_codes), split, n=n),
             rearrange(torch.cat(zs), split, n=n),
         )
-
-
-def _float(d: Independent | None) -> Independent:
-    """The same diagonal Gaussian in float32 (loss terms are computed in fp32 under autocast)."""
-    if d is None:
-        raise ValueError("internal: expected a distribution, got None")
-    base = d.base_dist
-    return diag_gaussian(base.loc.float(), base.scale.float())

@@ -37,7 +37,14 @@ from examples.srvp.checkpoint import (
     read_run_config,
     save_checkpoint,
 )
-from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from examples.srvp.config import (
+    PRESETS,
+    ModelConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    resolve_device,
+)
 from examples.srvp.datasets import make_data
 from examples.srvp.model import SRVP, build_model
 
@@ -322,7 +329,7 @@ def train(
     dist = _Dist.from_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     if dist.world > 1:
         if cfg.batch_size % dist.world:
             raise ValueError(f"--batch-size: {cfg.batch_size} does not split over {dist.world} processes")
@@ -441,11 +448,13 @@ def train(
             x = x.to(device, non_blocking=True)
             with autocast(cfg, device):
                 terms, _ = net(x)  # SRVP.forward: posterior pass and loss terms (computed in fp32)
-            if not _all_true(math.isfinite(float(terms.total.detach())), dist, device):
+            # One read-back of all terms per step (each float(t) would be a device synchronisation).
+            values = dict(zip(terms._fields, torch.stack([t.detach().float() for t in terms]).tolist()))
+            if not _all_true(math.isfinite(values["total"]), dist, device):
                 stopped = "nan"
                 if dist.main:
                     log(
-                        f"step {step}: loss is {float(terms.total.detach())}; stopping. The last good checkpoint is "
+                        f"step {step}: loss is {values['total']}; stopping. The last good checkpoint is "
                         f"{ckpt_dir / 'last.pt'} (step of the last periodic save)."
                     )
                 break
@@ -456,7 +465,6 @@ def train(
             scheduler.step()
             step += 1
             seqs += x.shape[1] * dist.world
-            values = {k: float(v.detach()) for k, v in terms._asdict().items()}
             losses.append(values["total"])
             if step % 10 == 0 or step == end:
                 logger.log(step, {**values, "lr": scheduler.get_last_lr()[0]})

@@ -91,5 +91,6 @@ class TransitionCell(nn.Module, abc.ABC):
 
 def local_times(frame: int, n_substeps: int, like: torch.Tensor) -> torch.Tensor:
     """Times ``frame + j/n`` for j = 0..n, built from integers, as a (n+1,) tensor like ``like``."""
-    grid = torch.arange(frame * n_substeps, (frame + 1) * n_substeps + 1, dtype=torch.float64)
-    return (grid / n_substeps).to(device=like.device, dtype=like.dtype)
+    # Built on ``like``'s device: a host-made grid would be copied to the GPU (and synchronise) every frame.
+    grid = torch.arange(frame * n_substeps, (frame + 1) * n_substeps + 1, dtype=torch.float64, device=like.device)
+    return (grid / n_substeps).to(like.dtype)

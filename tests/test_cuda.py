@@ -1,0 +1,111 @@
+"""The CUDA paths: fidelity of the GPU kernels, training (fp32, bf16, fp16 with loss scaling), resuming,
+sampling and evaluation on a GPU. Skipped where no CUDA device is visible; ``benchmarks/device_check.sh``
+runs them on a GPU machine together with the GPU benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from examples.srvp import evaluate as ev
+from examples.srvp.checkpoint import load_checkpoint
+from examples.srvp.config import PRESETS, resolve_device
+from examples.srvp.model import SRVP
+from examples.srvp.official import _full_fp32, _Noise, verify
+from examples.srvp.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = next(
+    (d / "fixtures" / "official" for d in (ROOT / "shared", ROOT.parent / "shared") if (d / "fixtures").is_dir()),
+    ROOT.parent / "shared" / "fixtures" / "official",
+)
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_rng() -> Iterator[None]:
+    with torch.random.fork_rng(devices=[0] if torch.cuda.is_available() else []):
+        torch.manual_seed(0)
+        yield
+
+
+def test_resolve_device_accepts_the_visible_gpus() -> None:
+    assert resolve_device("cuda").type == "cuda"
+    assert resolve_device(f"cuda:{torch.cuda.device_count() - 1}").index == torch.cuda.device_count() - 1
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.skipif(not (FIXTURE / "outputs.pt").is_file(), reason=f"official fixture not found at {FIXTURE}")
+def test_official_fixture_is_reproduced_by_the_cuda_kernels() -> None:
+    checks = verify(FIXTURE, "cuda")
+    failed = [f"{c.name}: {c.detail}" for c in checks if c.status == "FAIL"]
+    assert not failed, failed
+    assert sum(c.status == "ok" for c in checks) >= 80
+
+
+def test_cuda_and_cpu_compute_the_same_loss_and_prediction() -> None:
+    model = SRVP(PRESETS["tiny"]().model).init_weights()
+    x = torch.rand(6, 3, 1, 64, 64)
+    means = _Noise(None, None, None)
+    with _full_fp32(), torch.no_grad():
+        out = {}
+        for device in ("cpu", "cuda"):
+            m = model.to(device).eval()
+            terms, _ = m(x.to(device), sampler=means)
+            pred = m.predict(x[:2].to(device), 4, 2, sampler=means)
+            out[device] = (terms.total.cpu(), pred.frames.cpu())
+    torch.testing.assert_close(out["cuda"][0], out["cpu"][0], rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(out["cuda"][1], out["cpu"][1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
+def test_training_on_cuda_learns_and_resumes(tmp_path: Path, amp: str) -> None:
+    cfg = dataclasses.replace(PRESETS["tiny"](), device="cuda", amp=amp, lr=1e-3, lr_burnin=20, lr_decay=0)
+    quiet = {"progress": False, "log": lambda _: None}
+    straight = train(cfg, tmp_path / "a", max_steps=20, **quiet)  # type: ignore[arg-type]
+    first = train(cfg, tmp_path / "b", max_steps=10, **quiet)  # type: ignore[arg-type]
+    second = train(cfg, tmp_path / "b", resume=True, max_steps=20, **quiet)  # type: ignore[arg-type]
+    losses = np.array(straight.losses)
+    assert straight.stopped == "done" and len(losses) == 20 and np.isfinite(losses).all()
+    assert losses[-5:].mean() < losses[:5].mean()
+    # The batches, noise and state are restored exactly; cuDNN's backward kernels may sum in another order,
+    # so the two runs agree to rounding rather than bitwise.
+    np.testing.assert_allclose(first.losses + second.losses, straight.losses, rtol=1e-3)
+    state = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert state["step"] == 20 and "cuda" in state["rng"]
+    assert all(v.device.type == "cpu" for v in state["model"].values())  # checkpoints load anywhere
+
+
+def test_batched_bf16_sampling_on_cuda() -> None:
+    model = SRVP(PRESETS["tiny"]().model).init_weights().cuda().eval().to(memory_format=torch.channels_last)
+    x = torch.rand(3, 2, 1, 64, 64, device="cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        pred = model.predict(x, 5, 7, decode_cond=False)
+    assert pred.frames.shape == (7, 5, 2, 1, 64, 64)
+    assert pred.frames.is_cuda and torch.isfinite(pred.frames.float()).all()
+    assert 0 <= pred.frames.min() and pred.frames.max() <= 1
+
+
+def test_evaluation_on_cuda_scores_the_reference_predictors_as_on_cpu() -> None:
+    from latentdyn.video.mnist import load_embedded_digits
+    from latentdyn.video.moving_mnist import make_test_set
+
+    digits = load_embedded_digits("test")
+    data = make_test_set(digits.images[:16], digits.labels[:16], seq_len=8, deterministic=False)
+    sequences = torch.from_numpy(data.sequences).unsqueeze(2)  # (T, N, 1, 64, 64) uint8
+    model = SRVP(PRESETS["tiny"]().model).init_weights()
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=8, n_samples=3, n_substeps=1, batch_size=4, seed=1)
+    results = {d: ev.evaluate(model, sequences, protocol, device=d, progress=False) for d in ("cpu", "cuda")}
+    cpu, gpu = results["cpu"], results["cuda"]
+    for ref in ("copy_last", "black"):
+        for metric in ("psnr", "ssim"):
+            a, b = cpu["reference_predictors"][ref][metric]["mean"], gpu["reference_predictors"][ref][metric]["mean"]
+            assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (ref, metric, a, b)
+    assert all(np.isfinite(gpu["metrics"][m]["mean"]) for m in ("psnr", "ssim"))
