@@ -16,27 +16,18 @@ from examples.srvp.checkpoint import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _torchrun(run: Path, *flags: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "examples.srvp.train", "--threads", "1", *flags]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path: Path) -> None:
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29517",
-        "-m",
-        "examples.srvp.train",
-        "--preset",
-        "tiny",
-        "--run-dir",
-        str(run),
-        "--threads",
-        "1",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _torchrun(run, "--preset", "tiny", "--run-dir", str(run))
     records = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     sync = [r for r in records if "ddp_params_identical" in r]
     assert sync == [{"step": 6, "ddp_world_size": 2, "ddp_params_identical": True}]
@@ -46,3 +37,15 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path: Path) -> None:
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     assert last["step"] == 6
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    # Each rank draws its own noise, and the checkpoint keeps both streams.
+    ranks = last["rng_ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+
+    # Stopped at step 3 and resumed, the two processes end exactly where the uninterrupted run did.
+    split = tmp_path / "split"
+    _torchrun(split, "--preset", "tiny", "--run-dir", str(split), "--max-steps", "3")
+    assert load_checkpoint(split / "checkpoints" / "last.pt")["step"] == 3
+    _torchrun(split, "--resume", str(split))
+    resumed = load_checkpoint(split / "checkpoints" / "last.pt")
+    assert resumed["step"] == 6
+    assert all(torch.equal(resumed["model"][k], last["model"][k]) for k in last["model"])

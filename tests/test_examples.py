@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -55,8 +56,10 @@ def test_train_cli_rejects_unknown_options_and_existing_runs(
     assert e.value.code == 2
     with pytest.raises(SystemExit):
         train.main(["--preset", "nope", "--run-dir", str(tmp_path / "r")])
-    assert train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r"), "--architecture", "resnet"]) == 2
-    assert "architecture: expected one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r"), "--architecture", "resnet"])
+    assert e.value.code == 2
+    assert "argument --architecture: invalid choice: 'resnet' (choose from 'dcgan', 'vgg')" in capsys.readouterr().err
     assert (
         train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r2"), "--lr-burnin", "1", "--lr-decay", "0"]) == 0
     )
@@ -64,15 +67,135 @@ def test_train_cli_rejects_unknown_options_and_existing_runs(
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_resume_is_exact(tmp_path: Path) -> None:
+def _quiet(cfg: TrainConfig, run: Path, **kwargs: object) -> train.TrainResult:
+    return train.train(cfg, run, progress=False, log=lambda _: None, **kwargs)  # type: ignore[arg-type]
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa = load_checkpoint(a / "checkpoints" / "last.pt")["model"]
+    wb = load_checkpoint(b / "checkpoints" / "last.pt")["model"]
+    return all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("split", [2, 3, 4])
+def test_resume_is_exact(tmp_path: Path, split: int) -> None:
+    """Stopping at any step, with or without a validation there (val_interval 3), changes nothing."""
     cfg = _tiny()
-    straight = train.train(cfg, tmp_path / "a", max_steps=6, progress=False, log=lambda _: None)
-    first = train.train(cfg, tmp_path / "b", max_steps=3, progress=False, log=lambda _: None)
-    second = train.train(cfg, tmp_path / "b", resume=True, max_steps=6, progress=False, log=lambda _: None)
+    straight = _quiet(cfg, tmp_path / "a")
+    first = _quiet(cfg, tmp_path / "b", max_steps=split)
+    assert first.stopped == "max steps" and first.step == split
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == split
+    second = _quiet(cfg, tmp_path / "b", resume=True)
+    assert straight.step == second.step == cfg.n_iter
     assert straight.losses == first.losses + second.losses
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_time_budget_stop_resumes_exactly(tmp_path: Path) -> None:
+    cfg = _tiny()
+    straight = _quiet(cfg, tmp_path / "a")
+    messages: list[str] = []
+    first = train.train(dataclasses.replace(cfg, max_minutes=1e-9), tmp_path / "b", progress=False, log=messages.append)
+    assert first.stopped == "time budget" and first.step == 1
+    assert any(f"python -m examples.srvp.train --resume {tmp_path / 'b'}" in m for m in messages)
+    second = _quiet(cfg, tmp_path / "b", resume=True)
+    assert straight.losses == first.losses + second.losses
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    cfg = _tiny()
+    straight = _quiet(cfg, tmp_path / "a")
+    original = SRVP.loss_terms
+    calls = []
+
+    def interrupted(self: SRVP, x: torch.Tensor, out: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C in the middle of step 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, x, out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SRVP, "loss_terms", interrupted)
+    first = _quiet(cfg, tmp_path / "b")
+    monkeypatch.undo()
+    assert first.stopped == "interrupted" and first.step == 2
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    second = _quiet(cfg, tmp_path / "b", resume=True)
+    assert straight.losses == first.losses + second.losses
+    assert _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_run_without_a_checkpoint_yet_resumes_from_step_zero(tmp_path: Path) -> None:
+    """A run stopped before its first checkpoint (a crash, a kill) is neither stuck nor started twice."""
+    cfg = _tiny()
+    straight = _quiet(cfg, tmp_path / "a")
+    _quiet(cfg, tmp_path / "b", max_steps=1)
+    (tmp_path / "b" / "checkpoints" / "last.pt").unlink()
+    (tmp_path / "b" / "checkpoints" / "best.pt").unlink()
+    messages: list[str] = []
+    again = train.train(cfg, tmp_path / "b", resume=True, progress=False, log=messages.append)
+    assert any("no checkpoint yet: starting it from step 0" in m for m in messages)
+    assert again.losses == straight.losses
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    _quiet(_tiny(), run, max_steps=2)
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["beta_z"] = 5.0  # an edited config.json: same shapes, another loss
+    (run / "config.json").write_text(json.dumps(config))
+    assert train.main(["--resume", str(run)]) == 2
+    assert "was written by another model configuration: beta_z checkpoint 1.0 vs config.json 5.0" in (
+        capsys.readouterr().err
+    )
+    config["model"]["beta_z"], config["model"]["state_size"] = 1.0, 7  # another shape: no traceback either
+    (run / "config.json").write_text(json.dumps(config))
+    assert train.main(["--resume", str(run)]) == 2
+    assert "state_size checkpoint 4 vs config.json 7" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--lr", "-1", "--lr: expected a finite number > 0, got -1.0"),
+        ("--lr", "inf", "--lr: expected a finite number > 0, got inf"),
+        ("--beta-z", "-3", "--beta-z: expected a finite number >= 0, got -3.0"),
+        ("--residual-weight", "-1", "--residual-weight: expected a finite number >= 0, got -1.0"),
+        ("--obs-scale", "nan", "--obs-scale: expected a positive standard deviation, got nan"),
+        ("--threads", "-2", "--threads: expected an int >= 0, got -2"),
+        ("--n-workers", "-1", "--n-workers: expected an int >= 0, got -1"),
+        ("--seed", "-1", "--seed: expected an int >= 0, got -1"),
+        ("--max-speed", "-1", "--max-speed: expected an int >= 0, got -1"),
+        ("--max-minutes", "-1", "--max-minutes: expected a finite number >= 0, got -1.0"),
+        ("--max-steps", "-1", "--max-steps: expected an int >= 0, got -1"),
+        ("--device", "cudaa", "--device: expected e.g. 'cpu', 'cuda' or 'cuda:1', got 'cudaa'"),
+    ],
+)
+def test_train_cli_names_the_option_of_a_bad_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), flag, value]) == 2
+    assert message in capsys.readouterr().err
+    assert not run.exists()  # nothing half-made
+
+
+def test_train_cli_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Linear layers of f and of the prior" in text  # the residual_layers field comment
+    assert "--integrator {euler-ref," in text and "--amp {none,bf16,fp16}" in text
+    assert "stop (with a checkpoint) after this global step" in text
+    with pytest.raises(SystemExit):
+        train.main(["--resume", str(Path("a")), "--run-dir", str(Path("b"))])
+    assert "--run-dir and --resume name different directories" in capsys.readouterr().err
 
 
 def test_resume_with_conflicting_options_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,9 +228,37 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     assert kept["step"] == 2 and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
 
 
-def test_lr_schedule_is_constant_then_linear_to_zero() -> None:
-    factors = [train.lr_factor(s, burnin=4, decay=4) for s in range(10)]
-    assert factors == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0, 0.0]
+def _official_lr_factors(burnin: int, decay: int) -> list[float]:
+    """The official loop (SPEC §3, train.py): ``itr`` counts updates from 1; after update ``itr`` the LambdaLR,
+    whose factor after i steps is max(0, (decay − i)/decay), steps if ``itr >= burnin``."""
+    factors, i = [], 0
+    for itr in range(1, burnin + decay + 1):
+        factors.append(max(0.0, (decay - i) / decay))
+        if itr >= burnin:
+            i += 1
+    return factors
+
+
+def test_lr_schedule_is_the_official_one() -> None:
+    assert _official_lr_factors(4, 4) == [1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0]  # the last update runs at 0
+    for burnin, decay in ((4, 4), (0, 3), (1, 3), (5, 1), (2, 7)):
+        ours = [train.lr_factor(s, burnin, decay) for s in range(burnin + decay)]
+        assert ours == pytest.approx(_official_lr_factors(burnin, decay)), (burnin, decay)
+
+
+def test_training_updates_use_the_official_learning_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list[float] = []
+    make_adam = train.make_adam
+
+    def recording_adam(params: object, lr: float) -> torch.optim.Adam:
+        opt = make_adam(params, lr)  # type: ignore[arg-type]
+        opt.register_step_pre_hook(lambda o, args, kwargs: used.append(o.param_groups[0]["lr"]))
+        return opt
+
+    monkeypatch.setattr(train, "make_adam", recording_adam)
+    cfg = dataclasses.replace(_tiny(), lr=1e-3, lr_burnin=3, lr_decay=4, val_interval=100)
+    train.train(cfg, tmp_path / "run", progress=False, log=lambda _: None)
+    assert used == pytest.approx([1e-3 * f for f in _official_lr_factors(3, 4)])
 
 
 def test_paper_presets_match_the_official_command_lines() -> None:
@@ -184,6 +335,27 @@ def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     # Running it again resumes the unfinished run instead of starting over.
     assert quickstart.main([*args[:4], "--max-steps", "4", *args[6:]]) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_quickstart_checks_its_options_first_and_honours_minutes_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "runs" / "q"
+    for flag, value, message in (
+        ("--n-samples", "0", "--n-samples: expected an int >= 1, got 0"),
+        ("--eval-sequences", "-1", "--eval-sequences: expected an int >= 0 (0: all), got -1"),
+        ("--minutes", "-2", "--minutes: expected a finite number >= 0, got -2.0"),
+    ):
+        assert quickstart.main(["--run-dir", str(run), "--preset", "tiny", flag, value]) == 2
+        assert message in capsys.readouterr().err
+        assert not run.exists()  # rejected before any training
+    _quiet(_tiny(), run, max_steps=2)
+    seen: list[TrainConfig] = []
+    monkeypatch.setattr(quickstart, "train", lambda cfg, *a, **k: seen.append(cfg))
+    args = ["--run-dir", str(run), "--minutes", "0.5", "--eval-sequences", "2", "--n-samples", "1"]
+    assert quickstart.main([*args, "--preset", "smmnist"]) == 0
+    assert seen and seen[0].max_minutes == 0.5 and seen[0].model == _tiny().model
+    assert "--preset smmnist is ignored" in capsys.readouterr().out
 
 
 def test_readme_python_example_runs() -> None:

@@ -8,6 +8,7 @@ validation options; ``PRESETS`` mirror the official README command lines (SPEC Â
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +28,12 @@ __all__ = [
     "train_config_from_official",
 ]
 
+FAMILIES = ("srvp", "svglp")
 ARCHITECTURES = ("dcgan", "vgg")
 TRANSITIONS = ("residual", "mlp", "gru")
 DATASETS = ("smmnist", "kth", "human36m", "bair", "folder")
 FOLDER_CROPS = ("none", "center")
+AMP_MODES = ("none", "bf16", "fp16")
 BAIR_FRAMES = 30  # every BAIR video has 30 frames
 _DATASET_CHANNELS = {"kth": (1,), "human36m": (3,), "bair": (3,), "folder": (1, 3)}
 
@@ -78,12 +81,8 @@ class ModelConfig:
             raise ValueError(f"noise_size: expected an int >= 0, got {self.noise_size!r}")
         if self.use_noise and self.noise_size < 1:
             raise ValueError("noise_size: use_noise=True needs noise_size >= 1, got 0")
-        for name, allowed in (
-            ("family", ("srvp", "svglp")),
-            ("architecture", ARCHITECTURES),
-            ("transition", TRANSITIONS),
-            ("integrator", INTEGRATOR_NAMES),
-        ):
+        for name in ("family", "architecture", "transition", "integrator"):
+            allowed = FIELD_CHOICES[name]
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if self.transition != "residual" and (self.n_substeps != 1 or self.integrator != "euler-ref"):
@@ -93,13 +92,45 @@ class ModelConfig:
             )
         if self.transition == "gru" and not self.use_noise:
             raise ValueError("transition: 'gru' takes z as its input, so it needs use_noise=True")
-        if self.obs_scale <= 0:
-            raise ValueError(f"obs_scale: expected a positive standard deviation, got {self.obs_scale!r}")
+        _check_real(self.obs_scale, "obs_scale", positive=True, what="standard deviation")
+        for name in ("beta_y", "beta_z", "residual_weight"):
+            _check_real(getattr(self, name), name, positive=False)
+        _check_real(self.residual_gain, "residual_gain", positive=True)
 
     @property
     def z_size(self) -> int:
         """Size of z actually used (0 without noise)."""
         return self.noise_size if self.use_noise else 0
+
+
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "family": FAMILIES,
+    "architecture": ARCHITECTURES,
+    "transition": TRANSITIONS,
+    "integrator": INTEGRATOR_NAMES,
+    "dataset": DATASETS,
+    "folder_crop": FOLDER_CROPS,
+    "amp": AMP_MODES,
+}
+"""The allowed values of the str options of ``ModelConfig`` and ``TrainConfig``."""
+
+
+def field_comments(cls: type[Any]) -> dict[str, str]:
+    """The one-line comment of each field of a config dataclass (its documentation, e.g. for ``--help``)."""
+    import inspect
+    import re
+
+    pattern = re.compile(r"^\s+(\w+): [^=]+=.*?  # (.+)$")
+    return {m[1]: m[2].strip() for line in inspect.getsource(cls).splitlines() if (m := pattern.match(line))}
+
+
+def _check_real(value: object, name: str, *, positive: bool, what: str = "") -> None:
+    """A finite real number, > 0 (``positive``) or >= 0; ``what`` names it in the message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        expected = f"a positive {what}" if what else f"a finite number {'> 0' if positive else '>= 0'}"
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
 def resolve_device(name: object, option: str = "--device") -> torch.device:
@@ -232,6 +263,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     channels_last: bool = False  # channels_last memory format for the conv nets
     max_minutes: float = 0.0  # stop (with a checkpoint) after this many minutes; 0: no budget
+    max_steps: int = 0  # stop (with a checkpoint) after this global step; 0: the end of the lr schedule
     threads: int = 0  # torch CPU threads (0: torch's default)
 
     @property
@@ -258,8 +290,8 @@ class TrainConfig:
             torch.device(self.device)
         except RuntimeError:
             raise ValueError(f"device: expected e.g. 'cpu', 'cuda' or 'cuda:1', got {self.device!r}") from None
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp: expected one of 'none', 'bf16', 'fp16', got {self.amp!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp: expected one of {AMP_MODES}, got {self.amp!r}")
         for name in (
             "num_digits",
             "seq_len",
@@ -276,7 +308,13 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        if self.lr_burnin < 0 or self.lr_decay < 0 or self.n_iter < 1:
+        for name in ("lr_burnin", "lr_decay", "seed", "n_workers", "threads", "max_steps", "seq_len_test", "max_speed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+        _check_real(self.lr, "lr", positive=True)
+        _check_real(self.max_minutes, "max_minutes", positive=False)
+        if self.n_iter < 1:
             raise ValueError(
                 f"lr_burnin, lr_decay: expected >= 0 with a positive sum, got {self.lr_burnin}, {self.lr_decay}"
             )

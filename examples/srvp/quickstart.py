@@ -35,27 +35,68 @@ def ensure_test_set(path: Path, seq_len: int = 25) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m examples.srvp.quickstart``."""
-    parser = argparse.ArgumentParser(prog="python -m examples.srvp.quickstart", description=__doc__.split("\n")[0])
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/smmnist-cpu"))
-    parser.add_argument("--preset", default="smmnist-cpu", choices=sorted(PRESETS))
-    parser.add_argument("--minutes", type=float, default=None, help="training time budget (default: the preset's)")
+SMMNIST_PRESETS = tuple(sorted(name for name, make in PRESETS.items() if make().dataset == "smmnist"))
+"""The presets this command can train: those on Moving MNIST, whose test set it builds itself."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m examples.srvp.quickstart``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.srvp.quickstart",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/smmnist-cpu"), help="the run (made or resumed)")
+    parser.add_argument("--preset", default="smmnist-cpu", choices=SMMNIST_PRESETS, help="preset of a new run")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="training time budget of this invocation (default: the preset's)"
+    )
     parser.add_argument("--n-samples", type=int, default=20, help="samples per test sequence (best of N)")
     parser.add_argument("--eval-sequences", type=int, default=256, help="test sequences to evaluate (0: all)")
     parser.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)  # smoke tests
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every option checked before the training starts (not after 13 minutes of it)."""
+    if args.n_samples < 1:
+        raise ValueError(f"--n-samples: expected an int >= 1, got {args.n_samples}")
+    if args.eval_sequences < 0:
+        raise ValueError(f"--eval-sequences: expected an int >= 0 (0: all), got {args.eval_sequences}")
+    if args.minutes is not None and not (args.minutes >= 0 and args.minutes != float("inf")):
+        raise ValueError(f"--minutes: expected a finite number >= 0, got {args.minutes}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ValueError(f"--max-steps: expected an int >= 1, got {args.max_steps}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m examples.srvp.quickstart``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _check_args(args)
+        return _run(args, parser)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     test_set = ensure_test_set(args.run_dir.parent / "data" / "smmnist_test_embedded_25.npz")
     run_dir: Path = args.run_dir
     if (run_dir / "config.json").exists():
         saved = read_run_config(run_dir)
         cfg = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+        if args.preset != parser.get_default("preset"):
+            print(f"note: {run_dir} already holds a run; --preset {args.preset} is ignored (its config.json rules)")
+        cfg = dataclasses.replace(cfg, max_steps=0)  # a step limit of an earlier invocation does not carry over
+        if args.minutes is not None:
+            cfg = dataclasses.replace(cfg, max_minutes=args.minutes)
         last = run_dir / "checkpoints" / "last.pt"
         step = int(load_checkpoint(last)["step"]) if last.exists() else 0
         target = cfg.n_iter if args.max_steps is None else min(cfg.n_iter, args.max_steps)
         if step < target:
-            print(f"resuming {run_dir} at step {step} of {target}")
+            print(f"resuming {run_dir} at step {step} of {target} (budget {cfg.max_minutes or 'none'} min)")
             train(cfg, run_dir, resume=True, max_steps=args.max_steps)
         else:
             print(f"{run_dir} is already trained ({step} steps); evaluating it")

@@ -38,11 +38,13 @@ from examples.srvp.checkpoint import (
     save_checkpoint,
 )
 from examples.srvp.config import (
+    FIELD_CHOICES,
     PRESETS,
     ModelConfig,
     TrainConfig,
     config_from_dict,
     config_to_dict,
+    field_comments,
     resolve_device,
 )
 from examples.srvp.datasets import make_data
@@ -52,7 +54,7 @@ __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "va
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
-_RUNTIME_FIELDS = {"n_workers", "device", "max_minutes", "threads", "compile"}
+_RUNTIME_FIELDS = {"n_workers", "device", "max_minutes", "max_steps", "threads", "compile"}
 """Options that may change when resuming (they do not change the computation's results on one device)."""
 
 
@@ -61,19 +63,23 @@ def _flag(name: str) -> str:
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type[Any], group_title: str) -> None:
-    group = parser.add_argument_group(group_title)
+    """One flag per field of ``cls``; its help is the field's comment in config.py."""
+    group = parser.add_argument_group(f"{group_title} options (default: the preset's)")
+    comments = field_comments(cls)
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(f.type) or f.name == "model":
             continue
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         conv: Callable[[str], Any] = {"int": int, "float": float, "str": str, "bool": _parse_bool}[kind]
+        choices = FIELD_CHOICES.get(f.name)
         group.add_argument(
             _flag(f.name),
             dest=f"{group_title}.{f.name}",
             type=conv,
             default=None,
-            metavar=kind.upper(),
-            help="(default from the preset)",
+            choices=choices,
+            metavar="{" + ",".join(choices) + "}" if choices else kind.upper(),
+            help=comments.get(f.name, "").replace("%", "%%"),
         )
 
 
@@ -90,12 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.train``."""
     parser = argparse.ArgumentParser(
         prog="python -m examples.srvp.train",
-        description="Train SRVP.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train SRVP (or the SVG-LP baseline). A preset gives every option; flags override it.",
+        epilog="Ctrl-C stops at the end of the current step with a checkpoint; --resume RUN_DIR continues exactly.",
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="base configuration")
-    parser.add_argument("--run-dir", type=Path, default=None, help="output directory (must not hold a run)")
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue this run exactly")
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default="smmnist", help="base configuration (default: smmnist)"
+    )
+    parser.add_argument("--run-dir", type=Path, default=None, help="output directory of a new run")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue this run exactly (only runtime options may change: "
+        + ", ".join(_flag(n) for n in sorted(_RUNTIME_FIELDS))
+        + ")",
+    )
     _add_dataclass_flags(parser, ModelConfig, "model")
     _add_dataclass_flags(parser, TrainConfig, "train")
     return parser
@@ -103,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Preset + overrides -> TrainConfig (errors name the option)."""
+    try:
+        return _config_from_args(args)
+    except (ValueError, TypeError) as e:  # "name: ..." from the config checks -> "--name: ..."
+        name, sep, rest = str(e).partition(":")
+        if sep and name.isidentifier():
+            raise type(e)(f"{_flag(name)}:{rest}") from None
+        raise
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {"model": {}, "train": {}}  # type: dict[str, dict[str, Any]]
     for key, value in vars(args).items():
         if "." in key and value is not None:
@@ -126,19 +152,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if conflicts:
             detail = ", ".join(f"{k} saved {a!r} vs given {b!r}" for k, (a, b) in conflicts.items())
             raise ValueError(f"--resume: options conflict with the run's config.json: {detail}")
-        runtime = {k: v for k, v in overrides["train"].items() if k in _RUNTIME_FIELDS}
+        # The step limit belongs to one invocation: a resumed run goes on to the schedule's end unless told.
+        runtime = {"max_steps": 0, **{k: v for k, v in overrides["train"].items() if k in _RUNTIME_FIELDS}}
         return dataclasses.replace(base, **runtime)
-    base = PRESETS[args.preset or "smmnist"]()
+    base = PRESETS[args.preset]()
     model = dataclasses.replace(base.model, **overrides["model"])
     return dataclasses.replace(base, model=model, **overrides["train"])
 
 
 # ------------------------------------------------------------------------------------------------- training
 def lr_factor(step: int, burnin: int, decay: int) -> float:
-    """Learning-rate factor after ``step`` updates: 1 during the burn-in, then linear to 0 over ``decay``."""
-    if step <= burnin:
+    """Learning-rate factor of the update that follows ``step`` updates, as in the official schedule.
+
+    The official loop numbers its updates from 1 and steps its ``LambdaLR`` (factor (decay − i)/decay after
+    i steps) after every update whose number is at least ``burnin``. So updates 1..burnin run at the full
+    rate, update burnin + j at (decay − j)/decay, and the last update of the schedule, burnin + decay, at 0.
+    ``decay = 0`` (which the official code cannot run) means a constant rate.
+    """
+    if decay <= 0:
         return 1.0
-    return max(0.0, (decay - (step - burnin)) / decay) if decay > 0 else 0.0
+    scheduler_steps = max(0, step + 1 - max(burnin, 1))
+    return max(0.0, (decay - scheduler_steps) / decay)
 
 
 def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -232,7 +266,7 @@ class TrainResult:
     step: int
     losses: list[float]
     best_val_psnr: float | None
-    stopped: str  # "done", "time budget" or "nan"
+    stopped: str  # "done", "max steps", "time budget", "interrupted" (Ctrl-C) or "nan"
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -246,6 +280,42 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _fork_rng(device: torch.device) -> Any:
+    """A context whose random draws leave the training stream untouched (validation, logged samples)."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
+class _StopRequest:
+    """Ctrl-C (SIGINT) asks the loop to stop at the end of the current step; a second Ctrl-C interrupts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C interrupts at once
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 @dataclass
@@ -300,6 +370,28 @@ def _params_identical_across_ranks(model: torch.nn.Module, device: torch.device)
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
+def _rank_rng_states(dist: _Dist, device: torch.device) -> list[dict[str, Any]]:
+    """The RNG state of every rank (each rank draws its own noise), gathered for rank 0's checkpoint."""
+    mine = _rng_state(device)
+    if dist.world == 1:
+        return [mine]
+    states: list[Any] = [None] * dist.world
+    torch.distributed.all_gather_object(states, {k: v.cpu() for k, v in mine.items()})
+    return states
+
+
+def _check_resumable(state: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    """The checkpoint was written by a run of this configuration (config.json may have been edited)."""
+    saved = state.get("config", {}).get("model")
+    if saved is None:
+        return
+    current = config_to_dict(cfg.model)
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        detail = ", ".join(f"{k} checkpoint {saved.get(k)!r} vs config.json {current.get(k)!r}" for k in changed)
+        raise ValueError(f"--resume: {path} was written by another model configuration: {detail}")
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -313,14 +405,18 @@ def train(
 
     Under ``torchrun --nproc_per_node=N`` the run is data-parallel (DDP; NCCL on GPUs, gloo on CPUs): the
     global batch is split across ranks, BatchNorm becomes SyncBatchNorm on GPUs as in the official code
-    (PyTorch's SyncBatchNorm is GPU-only, so on CPUs each rank normalises with its own batch statistics), and
-    only rank 0 validates and writes files.
+    (PyTorch's SyncBatchNorm is GPU-only, so on CPUs each rank normalises with its own batch statistics), each
+    rank draws its own noise, and only rank 0 validates and writes files.
+
+    A stop before the end (time budget, ``max_steps``, Ctrl-C) writes ``checkpoints/last.pt``; resuming from it
+    gives the run an uninterrupted one would have: batches come from per-step seeds, validation draws from
+    a forked random stream, and every rank's RNG state is saved.
 
     Args:
         cfg: the configuration (on resume, the run's own).
         run_dir: output directory; must not already hold a run unless ``resume``.
-        resume: continue from ``run_dir/checkpoints/last.pt``.
-        max_steps: stop after this global step (tests, smoke runs).
+        resume: continue from ``run_dir/checkpoints/last.pt`` (from step 0 if the run has none yet).
+        max_steps: stop after this global step (also ``cfg.max_steps``; the smaller one wins).
         progress: show a tqdm progress bar.
         log: where messages go.
     """
@@ -338,11 +434,15 @@ def train(
             torch.cuda.set_device(device)
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the official code: the fastest kernels for these fixed shapes
     if not resume and (run_dir / "config.json").exists():
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).init_weights().to(device)
+    if dist.rank > 0:
+        torch.manual_seed(cfg.seed + dist.rank)  # same initial weights, but each rank draws its own noise
     if dist.world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
     if cfg.channels_last:
@@ -350,16 +450,31 @@ def train(
     optimizer = make_adam(model.parameters(), cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.lr_burnin, cfg.lr_decay))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    step, best = 0, None
-    if resume:
-        state = load_checkpoint(ckpt_dir / "last.pt")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    step, best, rng = 0, None, None
+    last_path = ckpt_dir / "last.pt"
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        _check_resumable(state, cfg, last_path)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"--resume: {last_path} does not fit this configuration: {e}") from None
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, best = int(state["step"]), state.get("best_val_psnr")
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if len(ranks) != dist.world and dist.main:
+            log(
+                f"note: {last_path} was written by {len(ranks)} process(es), this run has {dist.world}: the "
+                "batches are the same, the noise of the other ranks is not"
+            )
+        rng = ranks[dist.rank] if dist.rank < len(ranks) else None
         if dist.main:
             log(f"resuming {run_dir} at step {step}")
+    elif resume:
+        if dist.main:
+            log(f"{run_dir} has no checkpoint yet: starting it from step 0")
     elif dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
@@ -372,7 +487,10 @@ def train(
                 indent=2,
             ),
         )
-    end = cfg.n_iter if max_steps is None else min(cfg.n_iter, max_steps)
+    end = cfg.n_iter
+    for limit in (max_steps, cfg.max_steps):
+        if limit:
+            end = min(end, limit)
     loader = torch.utils.data.DataLoader(
         _RankSlice(stream, dist) if dist.world > 1 else stream,
         batch_size=None,
@@ -380,6 +498,7 @@ def train(
         num_workers=cfg.n_workers,
         persistent_workers=False,
         prefetch_factor=4 if cfg.n_workers else None,
+        pin_memory=device.type == "cuda",
     )
     net: Any = model
     if dist.world > 1:
@@ -390,9 +509,10 @@ def train(
         net = torch.compile(net)
     logger = _Logger(run_dir, enabled=dist.main)
 
-    def checkpoint(name: str) -> None:
+    def checkpoint(name: str, rng_states: list[dict[str, Any]] | None = None) -> None:
         if not dist.main:
             return
+        rng_states = rng_states or [_rng_state(device)]
         save_checkpoint(
             ckpt_dir / f"{name}.pt",
             {
@@ -401,17 +521,32 @@ def train(
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
                 "step": step,
-                "rng": _rng_state(device),
+                "rng": rng_states[0],
+                "rng_ranks": rng_states,
                 "best_val_psnr": best,
                 "config": {"model": config_to_dict(cfg.model)},
             },
         )
 
+    def save_last() -> None:
+        """``last.pt`` with every rank's RNG state (called by all ranks together)."""
+        checkpoint("last", _rank_rng_states(dist, device))
+
     def run_validation() -> None:
         nonlocal best
         if not dist.main:
             return
-        score = validate(model, cfg, val, device)
+        with _fork_rng(device):  # validation draws must not shift the training stream (exact resumes)
+            score = validate(model, cfg, val, device)
+            sample = None
+            if logger.tb is not None:
+                with torch.no_grad():
+                    model.eval()
+                    clip = val[:, :4].to(device)
+                    pred = model.predict(clip[: cfg.nt_cond], clip.shape[0] - cfg.nt_cond, 1)
+                    model.train()
+                row = torch.cat([clip[cfg.nt_cond :], pred.frames[0].to(clip)], dim=1)  # (T, 2*4, C, H, W)
+                sample = rearrange(row, "t b c h w -> (b t) c h w").float()
         logger.log(step, {"val_psnr": score})
         if best is None or score > best:
             best = score
@@ -421,14 +556,8 @@ def train(
             bar.write(message)
         else:
             log(message)
-        if logger.tb is not None:
-            with torch.no_grad():
-                model.eval()
-                clip = val[:, :4].to(device)
-                pred = model.predict(clip[: cfg.nt_cond], clip.shape[0] - cfg.nt_cond, 1)
-                model.train()
-            row = torch.cat([clip[cfg.nt_cond :], pred.frames[0].to(clip)], dim=1)  # (T, 2*4, C, H, W)
-            logger.images(step, "validation/truth_then_sample", rearrange(row, "t b c h w -> (b t) c h w").float())
+        if sample is not None:
+            logger.images(step, "validation/truth_then_sample", sample)
 
     bar: Any = None
     if progress and dist.main:
@@ -441,62 +570,73 @@ def train(
     seqs, t_rate = 0, time.monotonic()
     model.train()
     batches: Iterator[torch.Tensor] = iter(loader)  # (creating the iterator draws from torch's RNG)
-    if resume:
-        _set_rng_state(state["rng"], device)
+    if rng is not None:
+        _set_rng_state(rng, device)
     try:
-        for x in batches:
-            x = x.to(device, non_blocking=True)
-            with autocast(cfg, device):
-                terms, _ = net(x)  # SRVP.forward: posterior pass and loss terms (computed in fp32)
-            # One read-back of all terms per step (each float(t) would be a device synchronisation).
-            values = dict(zip(terms._fields, torch.stack([t.detach().float() for t in terms]).tolist()))
-            if not _all_true(math.isfinite(values["total"]), dist, device):
-                stopped = "nan"
-                if dist.main:
-                    log(
-                        f"step {step}: loss is {values['total']}; stopping. The last good checkpoint is "
-                        f"{ckpt_dir / 'last.pt'} (step of the last periodic save)."
-                    )
-                break
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms.total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            seqs += x.shape[1] * dist.world
-            losses.append(values["total"])
-            if step % 10 == 0 or step == end:
-                logger.log(step, {**values, "lr": scheduler.get_last_lr()[0]})
-            if bar is not None:
-                now = time.monotonic()
-                bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(
-                        loss=f"{values['total']:.1f}",
-                        nll=f"{values['nll']:.1f}",
-                        kl_y=f"{values['kl_y']:.2f}",
-                        kl_z=f"{values['kl_z']:.2f}",
-                        seq_s=f"{seqs / max(now - t_rate, 1e-9):.1f}",
-                    )
-                    seqs, t_rate = 0, now
-            if step % cfg.val_interval == 0 or step == end:
-                run_validation()
-            if step % cfg.checkpoint_interval == 0 or step == end:
-                checkpoint("last")
-            out_of_time = bool(cfg.max_minutes) and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
-            if cfg.max_minutes and _all_true(not out_of_time, dist, device) is False:
-                stopped = "time budget"
-                break
+        with _StopRequest() as stop:
+            for x in batches:
+                x = x.to(device, non_blocking=True)
+                lr = scheduler.get_last_lr()[0]  # the rate of this step's update
+                with autocast(cfg, device):
+                    terms, _ = net(x)  # SRVP.forward: posterior pass and loss terms (computed in fp32)
+                # One read-back of all terms per step (each float(t) would be a device synchronisation).
+                values = dict(zip(terms._fields, torch.stack([t.detach().float() for t in terms]).tolist()))
+                if not _all_true(math.isfinite(values["total"]), dist, device):
+                    stopped = "nan"
+                    if dist.main:
+                        log(
+                            f"step {step}: loss is {values['total']}; stopping. The last good checkpoint is "
+                            f"{last_path} (step of the last periodic save)."
+                        )
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(terms.total).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                seqs += x.shape[1] * dist.world
+                losses.append(values["total"])
+                if step % 10 == 0 or step == end:
+                    logger.log(step, {**values, "lr": lr, "seconds": time.monotonic() - start_time})
+                if bar is not None:
+                    now = time.monotonic()
+                    bar.update(1)
+                    if step % 10 == 0:
+                        bar.set_postfix(
+                            loss=f"{values['total']:.1f}",
+                            nll=f"{values['nll']:.1f}",
+                            kl_y=f"{values['kl_y']:.2f}",
+                            kl_z=f"{values['kl_z']:.2f}",
+                            seq_s=f"{seqs / max(now - t_rate, 1e-9):.1f}",
+                        )
+                        seqs, t_rate = 0, now
+                if step % cfg.val_interval == 0 or step == cfg.n_iter:
+                    run_validation()
+                if step % cfg.checkpoint_interval == 0 or step == cfg.n_iter:
+                    save_last()
+                if step == end:
+                    break
+                out_of_time = bool(cfg.max_minutes) and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
+                if not _all_true(not (out_of_time or stop.requested), dist, device):
+                    stopped = "time budget" if out_of_time else "interrupted"
+                    break
     finally:
         if bar is not None:
             bar.close()
-    if stopped == "time budget":
+    if stopped != "nan" and step == end < cfg.n_iter:
+        stopped = "max steps"
+    if stopped in ("time budget", "interrupted", "max steps"):
         if best is None or step % cfg.val_interval:
             run_validation()
-        checkpoint("last")
+        if step % cfg.checkpoint_interval:
+            save_last()
         if dist.main:
-            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            reason = {"time budget": f"time budget of {cfg.max_minutes} min", "max steps": "--max-steps"}
+            log(
+                f"stopped at step {step} of {cfg.n_iter} ({reason.get(stopped, 'Ctrl-C')}); continue with: "
+                f"python -m examples.srvp.train --resume {run_dir}"
+            )
     if dist.world > 1:
         same = _params_identical_across_ranks(model, device)
         logger.log(step, {"ddp_world_size": dist.world, "ddp_params_identical": same})
@@ -512,13 +652,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resume is None and args.run_dir is None:
         parser.error("give --run-dir DIR for a new run, or --resume RUN_DIR")
+    if args.resume is not None and args.run_dir is not None and args.run_dir != args.resume:
+        parser.error("--run-dir and --resume name different directories; --resume RUN_DIR continues RUN_DIR")
     try:
         cfg = config_from_args(args)
         run_dir = args.resume if args.resume is not None else args.run_dir
         result = train(cfg, run_dir, resume=args.resume is not None)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of the step in progress
+        print(f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
+              f"{args.resume or args.run_dir}", file=sys.stderr)
+        return 130
+    if not _Dist.from_env().main:
+        return 1 if result.stopped == "nan" else 0
     print(f"run directory: {result.run_dir} (step {result.step}, {result.stopped})")
     if result.best_val_psnr is not None:
         print(f"best validation PSNR: {result.best_val_psnr:.2f} dB -> {result.run_dir / 'checkpoints' / 'best.pt'}")
