@@ -757,6 +757,44 @@ def test_cli_embedded_digits_into_a_folder(tmp_path: Path, capsys: pytest.Captur
     assert load_test_set(path).sequences.shape == (2, 500, 64, 64)
 
 
+@pytest.mark.parametrize("out", ["data/", "data"])
+def test_cli_out_creates_a_missing_folder(
+    out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The documented command line: `--out data/` in a folder where data/ does not exist yet.
+    monkeypatch.chdir(tmp_path)
+    argv = ["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "2", "--out", out]
+    assert data_cli.main(argv) == 0
+    assert (tmp_path / "data").is_dir()
+    path = tmp_path / "data" / "smmnist_test_2digits_64.npz"
+    assert str(path) in capsys.readouterr().out
+    assert load_test_set(path).sequences.shape == (2, 500, 64, 64)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["smmnist_test_2digits_64.npz"]
+    # The same folder again: the file is there, so it refuses without --overwrite.
+    with pytest.raises(SystemExit) as info:
+        data_cli.main(argv)
+    assert info.value.code == 2 and "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_cli_out_ending_in_npz_is_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "new" / "mine.npz"
+    argv = ["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "2", "--deterministic", "--out", str(out)]
+    assert data_cli.main(argv) == 0
+    assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == ["mine.npz"]
+    assert load_test_set(out).sequences.shape == (2, 500, 64, 64)
+    # A trailing separator makes even a name ending in .npz a folder.
+    folder = tmp_path / "odd.npz"
+    assert data_cli.main([*argv[:-1], f"{folder}/"]) == 0
+    assert (folder / "mmnist_test_2digits_64.npz").is_file()
+    # An existing file without the .npz suffix cannot be the folder.
+    (tmp_path / "plain").write_text("not a folder")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        data_cli.main([*argv[:-1], str(tmp_path / "plain")])
+    assert info.value.code == 2 and "exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "plain").read_text() == "not a folder"
+
+
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         data_cli.main(["smmnist-test-set", "--mnist-dir", str(tmp_path), "--out", str(tmp_path / "x.npz")])
