@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from examples.srvp import data as data_cli
 from examples.srvp import evaluate as ev
 from examples.srvp import quickstart, train
 from examples.srvp.checkpoint import load_checkpoint, load_model
@@ -325,12 +326,15 @@ def test_evaluate_errors(tmp_path: Path, test_set: Path, capsys: pytest.CaptureF
 
 
 def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The documented test-set command has already made RUN_DIR/../data/ (a folder): quickstart adds its file.
+    data = tmp_path / "runs" / "data"
+    assert data_cli.main(["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "2", "--out", f"{data}/"]) == 0
     run = tmp_path / "runs" / "q"
     args = ["--run-dir", str(run), "--preset", "tiny", "--max-steps", "2", "--eval-sequences", "3", "--n-samples", "2"]
     assert quickstart.main(args) == 0
     out = capsys.readouterr().out
     assert "copy_last" in out and "gif" in out
-    assert (tmp_path / "runs" / "data" / "smmnist_test_embedded_25.npz").exists()
+    assert sorted(p.name for p in data.iterdir()) == ["smmnist_test_2digits_64.npz", "smmnist_test_embedded_25.npz"]
     assert (run / "eval" / "smmnist_test_embedded_25_n2.json").exists()
     # Running it again resumes the unfinished run instead of starting over.
     assert quickstart.main([*args[:4], "--max-steps", "4", *args[6:]]) == 0

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from examples.srvp import data as data_cli
+from examples.srvp.datasets import generate_clips
 from latentdyn.video.collate import collate_videos
 from latentdyn.video.mnist import load_embedded_digits, mnist_raw_dir
 from latentdyn.video.moving_mnist import (
@@ -129,6 +130,48 @@ def test_stochastic_bounce_redraws_while_the_new_velocity_leaves_again() -> None
     assert out.x == pytest.approx(0.5) and out.y == pytest.approx(0.5)
 
 
+def test_stochastic_corner_bounce_draws_one_velocity_for_both_walls() -> None:
+    # (-2, -2) after the move (-4, -4) from (2, 2): beyond x = 0 and y = 0. The line y = x meets x = 0 at
+    # y = 0 and y = 0 at x = 0, both inside [0, 36], so both walls are hit in the same pass, at the
+    # contact (0, 0), with p = (-2 - 0) / -4 = 1/2 of the move left. One draw (-3, -2); both components
+    # turn inward: (3, 2). Position (0 + 3/2, 0 + 2/2) = (1.5, 1), inside: done after 2 draws, the scripted
+    # (1, 1) is left unused. (A corner taken as two one-wall bounces would draw twice.)
+    stream = ScriptedStream([-3, -2, 1, 1])
+    out = resolve_collisions(Motion(-2.0, -2.0, -4, -4), limit=36, deterministic=False, rng=stream)
+    assert out == Motion(1.5, 1.0, 3, 2)
+    assert stream.calls == [(-4, 5), (-4, 5)] and stream.values == [1, 1]
+
+
+def test_remaining_fraction_is_measured_along_one_axis() -> None:
+    # (35, 1) moving (4, 4) ends at (39, 5), beyond x = 36. Line y = x - 34 (a = 1, b = 5 - 39 = -34,
+    # all exact): contact (36, 2). p = (39 - 36) / 4 = 0.75 exactly. Draw (-2, -2), dx already inward:
+    # (36 - 1.5, 2 - 1.5) = (34.5, 0.5), both exact ties, shown with round() half to even as (34, 0).
+    # (p as a ratio of Euclidean lengths, sqrt(18) / sqrt(32), is not exactly 0.75: y came out 0.5 + 2e-16
+    # and was shown as 1.)
+    stream = ScriptedStream([-2, -2])
+    traj = compute_trajectory(35, 1, 4, 4, seq_len=2, limit=36, deterministic=False, rng=stream)
+    assert traj.positions.tolist() == [[35, 1], [34, 0]]
+    assert traj.velocities.tolist() == [[4, 4], [-2, -2]]
+    out = resolve_collisions(Motion(39.0, 5.0, 4, 4), limit=36, deterministic=False, rng=ScriptedStream([-2, -2]))
+    assert out == Motion(34.5, 0.5, -2, -2)
+
+
+def test_contact_point_uses_the_official_line_form_and_its_rounding() -> None:
+    # (1, 34) moving (3, 4) ends at (4, 38), beyond y = 36 only. In exact arithmetic the line crosses
+    # y = 36 at x = 2.5. The official code computes a = 4 / 3, b = 38 - a * 4, x = (36 - b) / a in float64:
+    # a = 4/3 - 2**-52 / 3; a * 4 is exact; 38 - a * 4 = 98/3 + 4 * 2**-52 / 3 rounds to the double just
+    # below 98/3 (spacing 2**-47 there), so 36 - b is about 2.4e-15 above 10/3, and dividing by a (below 4/3)
+    # gives x = 2.5 + 4 * 2**-51 = 2.5000000000000018 (0x1.4000000000004p+1).
+    # p = (4 - x) / 3 = 0.4999999999999994. Draw (0, -4), dy already inward: x stays there and
+    # y = 36 - 4 * p = 34.0 (34.0000000000000024 rounds to 34). The frame shows round(x) = 3, where the exact
+    # crossing 2.5 (or the slope form 4 + (36 - 38) / a = 2.4999999999999996) would show 2.
+    out = resolve_collisions(Motion(4.0, 38.0, 3, 4), limit=36, deterministic=False, rng=ScriptedStream([0, -4]))
+    assert out == Motion(2.5 + 4 * 2**-51, 34.0, 0, -4)
+    traj = compute_trajectory(1, 34, 3, 4, seq_len=3, limit=36, deterministic=False, rng=ScriptedStream([0, -4]))
+    assert traj.positions.tolist() == [[1, 34], [3, 34], [3, 30]]
+    assert traj.velocities.tolist() == [[3, 4], [0, -4], [0, -4]]
+
+
 def test_a_digit_can_stop() -> None:
     traj = compute_trajectory(36, 3, 1, 1, seq_len=4, limit=36, deterministic=False, rng=ScriptedStream([0, 0]))
     # (37, 4): contact (36, 3), new velocity 0: the digit stays there for good.
@@ -138,6 +181,10 @@ def test_a_digit_can_stop() -> None:
 def test_resolve_collisions_errors() -> None:
     with pytest.raises(RuntimeError, match="cannot have left the square"):
         resolve_collisions(Motion(40.0, 3.0, 0, 1), limit=36, deterministic=True)
+    # Beyond x = 0 and y = 36 on the line y = x + 55, which meets x = 0 at y = 55 and y = 36 at x = -19:
+    # no move from inside the square ends there.
+    with pytest.raises(RuntimeError, match="no border crossing found"):
+        resolve_collisions(Motion(-5.0, 50.0, 1, 1), limit=36, deterministic=True)
 
 
 def test_compute_trajectory_argument_errors() -> None:
@@ -215,6 +262,184 @@ def test_reproduces_the_official_generator_bit_for_bit() -> None:
         np.random.set_state(state)
     # And the official collation.
     np.testing.assert_array_equal(collate_videos([ds_item for ds_item in expected.transpose(1, 0, 2, 3)]), inputs["x"])
+
+
+# ----------------------------------------------- the tests' own reference: a plain restatement of the official code
+# REFERENCE FOR THE TESTS BELOW, independent of latentdyn. It restates, as plainly as possible, what the
+# official generator does (edouardelasalles/srvp, data/mmnist.py `_compute_trajectory` / `_process_collision`
+# and preprocessing/mmnist/make_test_set.py, commit 05661fa): the same comparisons, the same float formulas,
+# the same draws from numpy's legacy stream, in the same order. It is slow and unstructured on purpose; do
+# not "simplify" it towards the module's code.
+REF_EPS = 1e-8
+
+
+def ref_bounce(
+    sx: float, sy: float, dx: int, dy: int, L: int, deterministic: bool, max_speed: int, rng: np.random.RandomState
+) -> tuple[float, float, int, int]:
+    past_low_x = sx < 0 - REF_EPS
+    past_high_x = sx > L + REF_EPS
+    past_low_y = sy < 0 - REF_EPS
+    past_high_y = sy > L + REF_EPS
+    cx: float | None = None  # like the official local variables, they keep their value from one pass to the next
+    cy: float | None = None
+    while past_low_x or past_high_x or past_low_y or past_high_y:
+        if dx == 0:
+            cx = sx
+            if past_low_y:
+                cy = 0
+            else:
+                cy = L
+        elif dy == 0:
+            cy = sy
+            if past_low_x:
+                cx = 0
+            else:
+                cx = L
+        else:
+            a = dy / dx
+            b = sy - a * sx
+            if past_low_x:
+                y_at = a * 0 + b
+                past_low_x = (y_at >= 0 - REF_EPS) and (y_at <= L + REF_EPS)
+                if past_low_x:
+                    cx, cy = 0, y_at
+            if past_high_x:
+                y_at = a * L + b
+                past_high_x = (y_at >= 0 - REF_EPS) and (y_at <= L + REF_EPS)
+                if past_high_x:
+                    cx, cy = L, y_at
+            if past_low_y:
+                x_at = (0 - b) / a
+                past_low_y = (x_at >= 0 - REF_EPS) and (x_at <= L + REF_EPS)
+                if past_low_y:
+                    cx, cy = x_at, 0
+            if past_high_y:
+                x_at = (L - b) / a
+                past_high_y = (x_at >= 0 - REF_EPS) and (x_at <= L + REF_EPS)
+                if past_high_y:
+                    cx, cy = x_at, L
+        assert cx is not None and cy is not None, "the official code would fail here too"
+        if dx != 0:
+            p = (sx - cx) / dx
+        else:
+            p = (sy - cy) / dy
+        if not deterministic:
+            dx = rng.randint(-max_speed, max_speed + 1)
+            dy = rng.randint(-max_speed, max_speed + 1)
+        if past_low_x:
+            dx = abs(dx)
+        if past_high_x:
+            dx = -abs(dx)
+        if past_low_y:
+            dy = abs(dy)
+        if past_high_y:
+            dy = -abs(dy)
+        sx = cx + dx * p
+        sy = cy + dy * p
+        past_low_x = sx < 0 - REF_EPS
+        past_high_x = sx > L + REF_EPS
+        past_low_y = sy < 0 - REF_EPS
+        past_high_y = sy > L + REF_EPS
+    return sx, sy, dx, dy
+
+
+def ref_trajectory(
+    rng: np.random.RandomState, T: int, L: int, deterministic: bool, max_speed: int = 4
+) -> list[list[int]]:
+    sx: float = rng.randint(0, L + 1)
+    sy: float = rng.randint(0, L + 1)
+    dx = rng.randint(-max_speed, max_speed + 1)
+    dy = rng.randint(-max_speed, max_speed + 1)
+    rows = []
+    for _ in range(T):
+        sx, sy, dx, dy = ref_bounce(sx, sy, dx, dy, L, deterministic, max_speed, rng)
+        rows.append([round(sx), round(sy), dx, dy])
+        sx = sx + dx
+        sy = sy + dy
+    return rows
+
+
+def ref_paste(images: list[np.ndarray], trajectories: list[list[list[int]]], T: int) -> np.ndarray:
+    video = np.zeros((T, 64, 64), dtype=np.float32)
+    for image, rows in zip(images, trajectories):
+        for t in range(T):
+            sx, sy = rows[t][0], rows[t][1]
+            video[t, sx : sx + image.shape[0], sy : sy + image.shape[1]] += image
+    video[video > 255] = 255
+    return video.astype(np.uint8)
+
+
+def ref_training_clip(
+    pool: np.ndarray, rng: np.random.RandomState, T: int, deterministic: bool, num_digits: int = 2
+) -> np.ndarray:
+    images, trajectories = [], []
+    for _ in range(num_digits):
+        images.append(pool[rng.randint(len(pool))])
+        trajectories.append(ref_trajectory(rng, T, 64 - pool.shape[1], deterministic))
+    return ref_paste(images, trajectories, T)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("seq_len", [25, 100])
+def test_trajectories_match_the_reference_of_the_official_code(seq_len: int, deterministic: bool) -> None:
+    n, differing, bounced = 2000, [], 0
+    for seed in range(n):
+        ours_rng, ref_rng = np.random.RandomState(seed), np.random.RandomState(seed)
+        ours = draw_trajectory(ours_rng, seq_len=seq_len, limit=36, deterministic=deterministic)
+        ref = np.array(ref_trajectory(ref_rng, seq_len, 36, deterministic), dtype=np.int64)
+        # Same rows, and the same number of draws taken from the stream (its position afterwards).
+        same_stream = ours_rng.get_state()[2] == ref_rng.get_state()[2]
+        same_stream = same_stream and (ours_rng.get_state()[1] == ref_rng.get_state()[1]).all()
+        if not (np.array_equal(ours.positions, ref[:, :2]) and np.array_equal(ours.velocities, ref[:, 2:])):
+            differing.append(seed)
+        elif not same_stream:
+            differing.append(seed)
+        bounced += bool((np.diff(ref[:, 2:], axis=0) != 0).any())
+    assert differing == [], f"{len(differing)} of {n} trajectories differ, seeds {differing[:10]}"
+    # The comparison is only worth something if it covers many bounces.
+    assert bounced > n // 2
+
+
+def test_make_test_set_matches_the_reference_of_the_official_script() -> None:
+    # The official recipe: np.random.seed(42), one permutation of the digits, then sequence i pastes the
+    # permuted digits 2i and 2i + 1 along trajectories drawn one after the other from the same stream.
+    digits = load_embedded_digits("test")
+    for seq_len, deterministic, n_digits in ((25, False, 1000), (100, True, 120)):
+        images, labels = digits.images[:n_digits], digits.labels[:n_digits]
+        data = make_test_set(images, labels, seq_len=seq_len, deterministic=deterministic, seed=42)
+        rng = np.random.RandomState(42)
+        order = rng.permutation(n_digits)
+        for i in range(n_digits // 2):
+            picked = [images[order[2 * i]], images[order[2 * i + 1]]]
+            rows = [ref_trajectory(rng, seq_len, 36, deterministic) for _ in picked]
+            np.testing.assert_array_equal(data.latents[:, i], np.array(rows, dtype=np.int64).transpose(1, 0, 2))
+            np.testing.assert_array_equal(data.sequences[:, i], ref_paste(picked, rows, seq_len))
+            assert data.labels[i].tolist() == [labels[order[2 * i]], labels[order[2 * i + 1]]]
+
+
+def test_training_clips_match_the_reference_of_the_official_code() -> None:
+    # The dataset and the example's batch generator draw clips the same way from their stream.
+    pool = load_embedded_digits("train").images[:300]
+    for deterministic in (False, True):
+        ds = MovingMNIST(pool, seq_len=25, deterministic=deterministic, seed=3)
+        batch = generate_clips(
+            pool, 40, 25, np.random.RandomState(3), num_digits=2, max_speed=4, deterministic=deterministic
+        )
+        rng = np.random.RandomState(3)
+        for k in range(40):
+            expected = ref_training_clip(pool, rng, 25, deterministic)
+            np.testing.assert_array_equal(ds[k], expected)
+            np.testing.assert_array_equal(batch[k], expected)
+
+
+@pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/official not available")
+def test_the_reference_reproduces_the_official_fixture() -> None:
+    # Checks the tests' reference itself against clips the official code produced (with 7 stochastic bounces).
+    inputs = torch.load(FIXTURE, weights_only=True)
+    glyphs, expected = inputs["glyphs"].numpy(), inputs["x_uint8"].numpy()
+    rng = np.random.RandomState(0)
+    clips = [ref_training_clip(glyphs, rng, 15, deterministic=False) for _ in range(2)]
+    np.testing.assert_array_equal(np.stack(clips, axis=1), expected)
 
 
 # ------------------------------------------------------------------------------------------------- dataset
@@ -530,6 +755,44 @@ def test_cli_embedded_digits_into_a_folder(tmp_path: Path, capsys: pytest.Captur
     path = tmp_path / "mmnist_test_2digits_64.npz"
     assert str(path) in capsys.readouterr().out
     assert load_test_set(path).sequences.shape == (2, 500, 64, 64)
+
+
+@pytest.mark.parametrize("out", ["data/", "data"])
+def test_cli_out_creates_a_missing_folder(
+    out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The documented command line: `--out data/` in a folder where data/ does not exist yet.
+    monkeypatch.chdir(tmp_path)
+    argv = ["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "2", "--out", out]
+    assert data_cli.main(argv) == 0
+    assert (tmp_path / "data").is_dir()
+    path = tmp_path / "data" / "smmnist_test_2digits_64.npz"
+    assert str(path) in capsys.readouterr().out
+    assert load_test_set(path).sequences.shape == (2, 500, 64, 64)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["smmnist_test_2digits_64.npz"]
+    # The same folder again: the file is there, so it refuses without --overwrite.
+    with pytest.raises(SystemExit) as info:
+        data_cli.main(argv)
+    assert info.value.code == 2 and "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_cli_out_ending_in_npz_is_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "new" / "mine.npz"
+    argv = ["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "2", "--deterministic", "--out", str(out)]
+    assert data_cli.main(argv) == 0
+    assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == ["mine.npz"]
+    assert load_test_set(out).sequences.shape == (2, 500, 64, 64)
+    # A trailing separator makes even a name ending in .npz a folder.
+    folder = tmp_path / "odd.npz"
+    assert data_cli.main([*argv[:-1], f"{folder}/"]) == 0
+    assert (folder / "mmnist_test_2digits_64.npz").is_file()
+    # An existing file without the .npz suffix cannot be the folder.
+    (tmp_path / "plain").write_text("not a folder")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        data_cli.main([*argv[:-1], str(tmp_path / "plain")])
+    assert info.value.code == 2 and "exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "plain").read_text() == "not a folder"
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,6 +34,7 @@ numbers are not comparable with the paper's).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -100,12 +101,24 @@ def _add_smmnist_test_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="numpy seed (default: 42, the official one)")
     parser.add_argument(
         "--out",
-        type=Path,
-        default=Path("."),
-        help="output .npz file, or an existing folder to receive the official file name "
-        "(smmnist_test_2digits_64.npz / mmnist_test_2digits_64.npz); default: the current folder",
+        default=".",
+        help="output file if it ends in .npz, else a folder (created if needed) that receives the official "
+        "file name (smmnist_test_2digits_64.npz / mmnist_test_2digits_64.npz); a trailing / always means a "
+        "folder; default: the current folder",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def _test_set_path(out: str, default_name: str) -> Path:
+    """The file that ``--out`` names: ``out`` itself if it ends in ``.npz`` (and is not a folder), else
+    ``out/default_name``. A trailing path separator always means a folder, which need not exist yet."""
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    path = Path(out)
+    if path.suffix.lower() == ".npz" and not out.endswith(separators) and not path.is_dir():
+        return path
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--out {out}: {path} exists and is not a folder (an output file must end in .npz)")
+    return path / default_name
 
 
 def _run_smmnist_test_set(args: argparse.Namespace) -> int:
@@ -113,9 +126,7 @@ def _run_smmnist_test_set(args: argparse.Namespace) -> int:
     from latentdyn.video.moving_mnist import make_test_set, official_test_set_name, save_test_set
 
     seq_len = _DEFAULT_SEQ_LEN[args.deterministic] if args.seq_len is None else args.seq_len
-    out: Path = args.out
-    if out.is_dir():
-        out = out / official_test_set_name(deterministic=args.deterministic, num_digits=args.num_digits)
+    out = _test_set_path(args.out, official_test_set_name(deterministic=args.deterministic, num_digits=args.num_digits))
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     digits = digit_source(args.mnist_dir, "test")

@@ -13,20 +13,20 @@ official clips bit for bit: per digit, the digit pick (training clips only), sx,
 digit's trajectory (the bounce draws), then the next digit. The legacy stream is required for that
 reason; a ``numpy.random.Generator`` would draw other numbers.
 
-Bounce geometry (:func:`resolve_collisions`). SPEC section 5.1 lists the official facts; the details it
-leaves open are marked "Choice" in the code: the fraction p past the wall is a Euclidean distance ratio, one
-wall is hit per pass of the bounce loop (a corner takes two passes), and the crossing is computed in slope
-form. Checked against the official generator's output in ``shared/fixtures/official`` (two clips, same digits,
-``np.random.seed(0)``): identical. The deterministic version does not depend on these choices (identical
-clips under every variant tried, 1,000 clips of 100 frames). The stochastic version does, through exact
-rounding ties (positions at k + 1/2) and the number of draws at an exact corner: each alternative changes
-about 0.1 % (slope form), 2 % (both walls at a corner in one pass) or 3.5 % (p as a per-axis ratio) of
-25-frame clips, so a few percent of SM-MNIST clips may differ from the official ones for the same seed.
+Bounce geometry (:func:`resolve_collisions`) follows the official ``_process_collision`` step for step, not
+just in exact arithmetic: every wall the position lies beyond is tried in the same pass, and all those
+that the line of motion meets within the square are hit at once (a corner draws one new velocity, not two);
+the contact point is computed on the line ``y = a x + b`` (``a = dy / dx``) with
+the official float formulas, and the part of the move left after the contact is a ratio along one axis. The
+stochastic version is sensitive to all three: the position is often an exact tie k + 1/2 for ``round``,
+and one more or one fewer draw shifts every later clip of the stream. With these formulas the generator
+gives the official trajectories, draws and clips bit for bit (tests/test_moving_mnist.py compares it with a
+plain restatement of the official code on thousands of trajectories and test sets, and with the official
+generator's own output in ``shared/fixtures/official``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -95,14 +95,16 @@ def _outside(v: float, limit: float) -> bool:
     return v < -COLLISION_TOLERANCE or v > limit + COLLISION_TOLERANCE
 
 
-def _wall(v: float, limit: float) -> float:
-    # The wall that an outside coordinate has crossed.
-    return 0.0 if v < 0 else float(limit)
+def _on_row_wall(slope: float, intercept: float, wall: float, limit: float) -> tuple[float, float] | None:
+    # Where the line y = slope * x + intercept meets the wall x = wall, if y is within [0, L] there.
+    y = slope * wall + intercept
+    return None if _outside(y, limit) else (wall, y)
 
 
-def _inward(component: int, crossed_low: bool) -> int:
-    # |d| after hitting the low wall (0), -|d| after hitting the high wall (L).
-    return abs(component) if crossed_low else -abs(component)
+def _on_column_wall(slope: float, intercept: float, wall: float, limit: float) -> tuple[float, float] | None:
+    # Where the line y = slope * x + intercept meets the wall y = wall, if x is within [0, L] there.
+    x = (wall - intercept) / slope
+    return None if _outside(x, limit) else (x, wall)
 
 
 def resolve_collisions(
@@ -115,12 +117,18 @@ def resolve_collisions(
 ) -> Motion:
     """Bounces of a digit whose last move ended at ``(x, y)``, possibly outside [0, L]^2.
 
-    While the position is outside the square (tolerance :data:`COLLISION_TOLERANCE`): find where the
-    straight motion crossed the border (the x walls are tried first, then the y walls; a crossing is kept
-    only if its other coordinate lies within [0, L]), take the remaining fraction p of the move past that
-    contact point, draw a new velocity (stochastic version only), point the component normal to the hit
-    wall inward, and move by p times the new velocity from the contact point. Several bounces in one frame
-    (a corner, or a velocity drawn back into a wall) repeat the loop.
+    This is the official bounce loop (``_process_collision``): same walls, same draws in the same order,
+    same floating-point formulas. While the position is beyond a wall (tolerance
+    :data:`COLLISION_TOLERANCE`), every wall it is beyond is "hit". If the motion is parallel to an axis,
+    the contact point is the position moved back onto the wall it crossed. Otherwise the motion is the line
+    ``y = a x + b`` with ``a = dy / dx`` and ``b = y - a x``; each hit wall is met at ``(wall, a wall + b)``
+    (x walls) or ``((wall - b) / a, wall)`` (y walls), and stays hit only if that point lies within [0, L]
+    on the other axis; the walls are tried in the order x = 0, x = L, y = 0, y = L, and the last one kept
+    gives the contact point. The part of the move left after the contact is ``p = (x - cx) / dx`` (or
+    ``(y - cy) / dy`` when dx = 0). The stochastic version then draws **one** new velocity (dx, then dy)
+    per pass, whether one wall or two (a corner) were hit; every wall still hit turns its normal component
+    inward, and the digit moves by p times the velocity from the contact point. The loop repeats while the
+    result is outside (a velocity drawn back into a wall, or a move longer than the box).
 
     Args:
         motion: the position after the move and the velocity that made it.
@@ -133,55 +141,57 @@ def resolve_collisions(
         The position inside [0, L]^2 (up to the tolerance) and the velocity after the last bounce.
 
     Raises:
-        RuntimeError: no crossing found (a position outside the square that no move from inside reaches) or
-            more than 10,000 bounces in one frame.
+        RuntimeError: a position that no move from inside the square reaches (outside across an axis along
+            which the digit does not move, or no wall met within the square on the first pass; the official
+            loop would never end or would fail), or more than 10,000 bounces in one frame.
     """
     x, y, dx, dy = motion
+    # The contact point survives from one pass to the next, as in the official loop: a pass whose walls
+    # are all met outside the square (never seen in practice) bounces from the previous contact point.
+    contact: tuple[float, float] | None = None
     for _ in range(_MAX_BOUNCES):
-        x_out, y_out = _outside(x, limit), _outside(y, limit)
-        if not (x_out or y_out):
+        x_low, x_high = x < -COLLISION_TOLERANCE, x > limit + COLLISION_TOLERANCE
+        y_low, y_high = y < -COLLISION_TOLERANCE, y > limit + COLLISION_TOLERANCE
+        if not (x_low or x_high or y_low or y_high):
             return Motion(x, y, dx, dy)
-        # The move is the segment from (x - dx, y - dy) to (x, y); after a bounce it is prolonged backwards
-        # through the contact point, which gives the same line and the same fraction past the wall.
-        # Choice: the crossing is computed on the line y - y_end = (dy / dx) (x - x_end), a slope form
-        # (which fits the SPEC's remark that axis-parallel motion is handled separately).
-        hit_x = hit_y = False
-        cx = cy = math.nan
         if dx == 0 or dy == 0:
-            # Axis-parallel motion can only have crossed a wall normal to its direction.
-            if (dx == 0 and x_out) or (dy == 0 and y_out):
+            # Motion along one axis can only have crossed a wall across that axis.
+            if (dx == 0 and (x_low or x_high)) or (dy == 0 and (y_low or y_high)):
                 raise RuntimeError(f"internal: {motion} cannot have left the square [0, {limit}]^2")
             if dx == 0:
-                cx, cy, hit_y = x, _wall(y, limit), True
+                contact = (x, 0.0 if y_low else float(limit))
             else:
-                cx, cy, hit_x = _wall(x, limit), y, True
+                contact = (0.0 if x_low else float(limit), y)
         else:
             slope = dy / dx
-            if x_out:
-                wall = _wall(x, limit)
-                y_at_wall = y + slope * (wall - x)
-                if not _outside(y_at_wall, limit):
-                    cx, cy, hit_x = wall, y_at_wall, True
-            # Choice: the y wall is tried only when the x crossing was not kept, so one wall is hit per
-            # pass; a move through a corner is resolved by a second pass that hits the other wall from the
-            # same contact point ("repeat ... corner bounces").
-            if y_out and not hit_x:
-                wall = _wall(y, limit)
-                x_at_wall = x + (wall - y) / slope
-                if not _outside(x_at_wall, limit):
-                    cx, cy, hit_y = x_at_wall, wall, True
-            if not (hit_x or hit_y):
-                raise RuntimeError(f"internal: no border crossing found for {motion} in [0, {limit}]^2")
-        # Choice: p = Euclidean distance travelled past the contact / speed (the SPEC's words); in exact
-        # arithmetic this is 1 - t for the crossing at fraction t of the move.
-        p = math.sqrt((x - cx) ** 2 + (y - cy) ** 2) / math.sqrt(dx * dx + dy * dy)
+            intercept = y - slope * x
+            if x_low:
+                met = _on_row_wall(slope, intercept, 0.0, limit)
+                x_low, contact = met is not None, met or contact
+            if x_high:
+                met = _on_row_wall(slope, intercept, float(limit), limit)
+                x_high, contact = met is not None, met or contact
+            if y_low:
+                met = _on_column_wall(slope, intercept, 0.0, limit)
+                y_low, contact = met is not None, met or contact
+            if y_high:
+                met = _on_column_wall(slope, intercept, float(limit), limit)
+                y_high, contact = met is not None, met or contact
+        if contact is None:
+            raise RuntimeError(f"internal: no border crossing found for {motion} in [0, {limit}]^2")
+        cx, cy = contact
+        p = (x - cx) / dx if dx != 0 else (y - cy) / dy
         if not deterministic:
             dx = _randint(rng, -max_speed, max_speed + 1)
             dy = _randint(rng, -max_speed, max_speed + 1)
-        if hit_x:
-            dx = _inward(dx, crossed_low=x < 0)
-        if hit_y:
-            dy = _inward(dy, crossed_low=y < 0)
+        if x_low:
+            dx = abs(dx)
+        if x_high:
+            dx = -abs(dx)
+        if y_low:
+            dy = abs(dy)
+        if y_high:
+            dy = -abs(dy)
         x, y = cx + dx * p, cy + dy * p
     raise RuntimeError(f"more than {_MAX_BOUNCES} bounces in one frame starting from {motion}")
 
