@@ -28,6 +28,11 @@ def machine() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+        info["tf32"] = {  # fp32 variants on a GPU: cuDNN convolutions use TF32 unless switched off
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+        }
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -7,7 +7,7 @@ Variants:
   the conditioning frames, generate, decode), in fp32 under ``no_grad``;
 - ``batched-fp32``: latentdyn's ``SRVP.predict``: all N samples of all B sequences in one batched pass, under
   ``inference_mode``;
-- ``batched-bf16``: the same under bf16 autocast (fp16 on GPU) with channels_last convolutions;
+- ``batched-bf16``: the same under bf16 autocast with channels_last convolutions;
 - ``svglp-*``: an SVG-LP-style image-autoregressive baseline built from the same encoder/decoder parts, which
   must re-encode every generated frame (see ``examples/srvp/svglp.py``), when it is available.
 Each variant runs in its own process so that its peak memory is its own.
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from benchmarks._common import machine, peak_memory, run_child, time_it, write_json
+from examples.srvp.config import resolve_device
 
 VARIANTS = ("official-loop", "batched-fp32", "batched-bf16", "svglp-fp32", "svglp-bf16")
 
@@ -40,7 +41,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     x = torch.rand(args.cond, args.batch, 1, 64, 64, device=device)
-    low = torch.bfloat16 if device.type == "cpu" else torch.float16
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     name = args.variant
     if name.startswith("svglp"):
         from examples.srvp.svglp import SVGLP, SVGLPConfig
@@ -58,7 +60,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(args.samples):
                     model.predict(x, args.future, 1)  # as the official test.py: also the conditioning reconstructions
             return
-        with torch.inference_mode(), torch.autocast(device.type, dtype=low, enabled=name.endswith("bf16")):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=name.endswith("bf16")):
             model.predict(x, args.future, args.samples, decode_cond=False)
 
     seconds = time_it(run, device, warmup=1, iters=args.iters)
@@ -86,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        parser.error(str(e))
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:

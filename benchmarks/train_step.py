@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from benchmarks._common import machine, matmul_flops, peak_memory, run_child, time_it, write_json
+from examples.srvp.config import resolve_device
 
 VARIANTS = {
-    # name: (amp, channels_last, compile)
+    # name: (autocast dtype or "none", channels_last, compile)
     "official-kernels": ("none", False, False),
     "fp32": ("none", False, False),
     "fp32+channels_last": ("none", True, False),
@@ -31,7 +32,10 @@ VARIANTS = {
     "bf16": ("bf16", False, False),
     "fp32+compile": ("none", False, True),
     "bf16+channels_last+compile": ("bf16", True, True),
+    "fp16+channels_last": ("fp16", True, False),  # GPU: fp16 autocast with loss scaling
 }
+DEFAULT_VARIANTS = [v for v in VARIANTS if not v.startswith("fp16")]
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _plain_kernels(model: torch.nn.Module) -> None:
@@ -62,11 +66,11 @@ def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: 
     net: Any = torch.compile(model) if compile_ else model
     opt = torch.optim.Adam(model.parameters(), lr=3e-4)
     x = torch.rand(args.seq_len, args.batch, 1, 64, 64, device=device)
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "bf16" and device.type == "cuda")
+    dtype = DTYPES.get(amp, torch.float32)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")  # bf16 needs no loss scaling
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=amp == "bf16"):
+        with torch.autocast(device.type, dtype=dtype, enabled=amp != "none"):
             terms, _ = net(x)
         opt.zero_grad(set_to_none=True)
         scaler.scale(terms.total).backward()
@@ -77,7 +81,7 @@ def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: 
 
     counter = FlopCounterMode(display=False)
     with counter:
-        with torch.autocast(device.type, dtype=dtype, enabled=amp == "bf16"):
+        with torch.autocast(device.type, dtype=dtype, enabled=amp != "none"):
             terms, _ = model(x)
         terms.total.backward()
     opt.zero_grad(set_to_none=True)
@@ -87,6 +91,8 @@ def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     amp, cl, comp = VARIANTS[args.variant]
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the official training script
     if args.threads:
         torch.set_num_threads(args.threads)
     step, flops = _step_fn(args, amp, cl, comp)
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS)
+        "--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS)
     )
     parser.add_argument("--json", default=None, help="write the figures to this file")
     parser.add_argument("--variant", default="fp32", help=argparse.SUPPRESS)
@@ -124,15 +130,19 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(child(args)))
         return 0
-    device = torch.device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        parser.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
-    low = torch.bfloat16 if device.type == "cpu" else torch.float16
-    peak = {"fp32": matmul_flops(torch.float32, device), "low_precision": matmul_flops(low, device)}
+    # Dense matmul throughput of every precision the variants use, measured in this run.
+    used = {"fp32"} | {VARIANTS[n][0] for n in names if VARIANTS[n][0] != "none"}
+    peak = {k: matmul_flops(DTYPES.get(k, torch.float32), device) for k in sorted(used)}
     common = [
         "--width",
         str(args.width),
@@ -152,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         r = run_child("train_step", [*common, "--variant", name])
-        r["fraction_of_matmul_peak"] = r["achieved_flops"] / (peak["low_precision"] if "bf16" in name else peak["fp32"])
+        amp = VARIANTS[name][0]
+        r["fraction_of_matmul_peak"] = r["achieved_flops"] / peak["fp32" if amp == "none" else amp]
         results.append(r)
     base = next((r for r in results if r["variant"] == "official-kernels"), results[0])
     print(f"machine: {machine()}")
-    print(f"matmul throughput: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, {low} {peak['low_precision'] / 1e9:.0f} GFLOP/s")
+    print("matmul throughput: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items()))
     print(
         f"SRVP train step, nf={args.width}, batch {args.batch}, {args.seq_len} frames, "
         f"{base['flops_per_step'] / 1e9:.0f} GFLOP per step; ratios vs official-kernels (the official fp32 step)"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -54,3 +55,37 @@ def test_official_kernels_variant_runs_the_torch_convolutions() -> None:
     )
     torch.manual_seed(0)
     torch.testing.assert_close(model(x)[0].total, fast, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_device_check_script_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
+    """The prepared GPU check, shrunk to a CPU dry run: every step runs and writes its figures."""
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "BATCH": "2",
+        "WIDTH": "4",
+        "ITERS": "1",
+        "SAMPLES": "2",
+        "MINUTES": "0.1",
+        "WORKERS": "0",
+        "VARIANTS": "fp32",
+        "SAMPLING_VARIANTS": "official-loop,batched-fp32",
+    }
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "device_check.sh"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert (tmp_path / "failed_steps.txt").read_text() == ""
+    assert json.loads((tmp_path / "train_step_cpu_b2.json").read_text())["results"][0]["variant"] == "fp32"
+    assert {r["variant"] for r in json.loads((tmp_path / "sampling_cpu.json").read_text())["results"]} == {
+        "official-loop",
+        "batched-fp32",
+    }
+    assert (tmp_path / "e2e_train_log.jsonl").stat().st_size > 0
+    assert "=== done" in (tmp_path / "log.txt").read_text()
