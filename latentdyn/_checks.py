@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "check_choice",
+    "check_int",
     "check_positive_int",
     "check_shape",
     "check_tensor",
@@ -75,6 +76,13 @@ def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, i
                 f"{name}: expected size {want} for axis {axis!r} of ({pattern}), got shape {list(t.shape)}"
             )
     return found
+
+
+def check_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool), else raise ``TypeError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    return value
 
 
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:

@@ -93,7 +93,7 @@ def kl_per_sequence(q: Distribution, p: Distribution) -> torch.Tensor:
         q, p: distributions with the same batch shape, either (B,) or (T, B), and the same event shape.
 
     Returns:
-        Per-sequence KL, (B,).
+        Per-sequence KL, (B,); zeros for T = 0 steps.
 
     Raises:
         TypeError: ``q`` or ``p`` is not a ``torch.distributions.Distribution``.
@@ -110,6 +110,10 @@ def kl_per_sequence(q: Distribution, p: Distribution) -> torch.Tensor:
         )
     if len(q.batch_shape) not in (1, 2):
         raise ValueError(f"q: expected batch shape (B,) or (T, B), got {list(q.batch_shape)}")
+    if 0 in q.batch_shape:
+        # No steps (a single-frame rollout) or no sequences: a sum over nothing. kl_divergence itself fails on
+        # empty Independent distributions (it reshapes with -1), so the zeros are made here.
+        return q.mean.new_zeros(q.batch_shape[-1])
     kl = kl_divergence(q, p)
     return kl if kl.dim() == 1 else kl.sum(0)
 

@@ -93,6 +93,7 @@ class CellContract:
         cell = self.build(d)
         y, z = self.inputs(d)
         path = cell.path(y, z)
+        assert cell.has_residuals == self.has_residuals  # what a rollout of no transition relies on
         if not self.has_residuals:
             assert path.residuals is None
             return

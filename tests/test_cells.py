@@ -14,7 +14,8 @@ from problems import LinearField, TimeModulatedField, linear_solution, rotation_
 from strategies import dims, n_substeps
 from torch.func import functional_call
 
-from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
+from latentdyn.cells import CellPath, GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
+from latentdyn.distributions import diag_gaussian
 from latentdyn.fields import MLPField
 from latentdyn.integrators import EulerIntegrator, OdeintIntegrator
 
@@ -216,3 +217,50 @@ def test_discrete_cells_refuse_substeps_in_constructor_default() -> None:
     with pytest.raises(ValueError, match="n_substeps: MLPCell is a discrete-time cell"):
         cell.check_substeps(3)
     assert math.isclose(cell.check_substeps(None), 1)
+
+
+def test_path_takes_an_integer_frame() -> None:
+    cell = ResidualCell(MLPField(3, 2, 4, 2), 3, 2, 2)
+    y, z = torch.randn(2, 3), torch.randn(2, 2)
+    for bad in (0.5, True, 1.0):
+        with pytest.raises(TypeError, match=f"frame: expected an int, got {type(bad).__name__}"):
+            cell.path(y, z, frame=bad)  # type: ignore[arg-type]
+
+
+class _Increments(TransitionCell):
+    """y + z·W, reporting its increment; ``has_residuals`` is left to each test."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 2)
+        self.w = torch.nn.Linear(2, 3)
+
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        step = self.w(z)
+        return CellPath((y + step)[None], step[None])
+
+
+def test_residuals_must_agree_with_has_residuals() -> None:
+    """A cell that returns residuals without saying so (or the reverse) is a TypeError in path and rollout:
+    a rollout of no transition relies on the attribute to report empty residuals or None."""
+    from latentdyn.ssm import LatentSSM
+
+    cell = _Increments()
+    y, z = torch.randn(4, 3), torch.randn(4, 2)
+    message = (
+        r"cell: _Increments\._path returned residuals=a tensor, but _Increments\.has_residuals is False; "
+        r"set the class attribute has_residuals = True"
+    )
+    with pytest.raises(TypeError, match=message):
+        cell.path(y, z)
+    with pytest.raises(TypeError, match=message):
+        LatentSSM(cell).rollout(y, 3, posterior=diag_gaussian(torch.zeros(2, 4, 2), torch.ones(2, 4, 2)))
+    cell.has_residuals = True
+    assert cell.path(y, z).residuals is not None
+    r = LatentSSM(cell).rollout(y, 1)
+    assert r.residuals is not None and r.residuals.shape == (0, 4, 3)
+
+    class Quiet(MLPCell):
+        has_residuals = True
+
+    with pytest.raises(TypeError, match=r"Quiet\._path returned residuals=None, but Quiet\.has_residuals is True"):
+        Quiet(3, 2, 4, 2).path(y, z)

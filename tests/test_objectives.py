@@ -50,6 +50,16 @@ def test_kl_rejects_deeper_batches() -> None:
         kl_per_sequence(q, q)
 
 
+def test_kl_of_no_steps_is_zero() -> None:
+    """A (0, B) batch (the prior of a single-frame rollout) sums over nothing: zeros (B,), not an error."""
+    q = diag_gaussian(torch.zeros(0, 3, 2, dtype=torch.float64), torch.ones(0, 3, 2, dtype=torch.float64))
+    p = diag_gaussian(torch.zeros(0, 3, 2, dtype=torch.float64), torch.full((0, 3, 2), 2.0, dtype=torch.float64))
+    kl = kl_per_sequence(q, p)
+    assert kl.shape == (3,) and kl.dtype == torch.float64 and torch.equal(kl, torch.zeros(3, dtype=torch.float64))
+    none = diag_gaussian(torch.zeros(4, 0, 2), torch.ones(4, 0, 2))
+    assert kl_per_sequence(none, none).shape == (0,)
+
+
 def test_kl_refuses_to_broadcast_batch_or_event_shapes() -> None:
     """A posterior over 1 step against a prior over 4 steps is an error, not KL(q_1 ‖ p_t) for every t."""
     q = diag_gaussian(_rand(1, 3, 2, seed=0), _rand(1, 3, 2, seed=1).exp())
@@ -176,6 +186,7 @@ def test_residual_penalty_is_sum_of_unsquared_norms() -> None:
     assert residual_penalty(three_four).tolist() == [15.0]
     with pytest.raises(ValueError, match=r"residuals: expected 3 dimensions \(s b d\)"):
         residual_penalty(torch.zeros(3, 4))
+    assert torch.equal(residual_penalty(torch.zeros(0, 3, 4)), torch.zeros(3))  # no sub-steps
 
 
 def test_elbo_weights_and_batch_mean() -> None:

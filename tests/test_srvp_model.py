@@ -512,3 +512,21 @@ def test_training_step_and_sampling_never_read_values_back_to_the_host(name: str
     with spy, torch.inference_mode():
         model.predict(x[:3], 4, 5, decode_cond=False)
     assert spy.seen == [], spy.seen
+
+
+@pytest.mark.parametrize("name", ["residual", "mlp", "rk4", "no-noise"])
+def test_loss_terms_of_a_single_frame(name: str) -> None:
+    """One frame: no transition, so the rollout's residuals and prior are empty and kl_z and the penalty are
+    zero; the loss is the NLL and KL_y, and it trains."""
+    model = SRVP(tiny(n_inference_frames=1, **VARIANTS[name])).init_weights()
+    x = frames(1, 3, model.config)
+    terms, out = model(x)
+    roll = out.rollout
+    if model.ssm.cell.has_residuals:
+        assert roll.residuals is not None and roll.residuals.shape == (0, 3, model.config.state_size)
+    else:
+        assert roll.residuals is None
+    assert terms.residual.item() == 0.0 and terms.kl_z.item() == 0.0
+    assert torch.isfinite(terms.total) and terms.nll.item() > 0
+    torch.testing.assert_close(terms.total, terms.nll + model.config.beta_y * terms.kl_y)
+    terms.total.backward()

@@ -25,6 +25,7 @@ class ResidualCell(TransitionCell):
     """
 
     supports_substeps = True
+    has_residuals = True
 
     def __init__(self, field: VectorField, state_size: int, cond_size: int, n_substeps: int = 1) -> None:
         super().__init__(state_size, cond_size, n_substeps)
@@ -58,6 +59,7 @@ class ODECell(TransitionCell):
     """
 
     supports_substeps = True
+    has_residuals = True
 
     def __init__(
         self,
