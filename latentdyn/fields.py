@@ -24,7 +24,8 @@ class VectorField(nn.Module, abc.ABC):
         """Evaluate dy/dt.
 
         Args:
-            t: scalar time (0-dim tensor).
+            t: scalar time, a 0-dim tensor; the cells pass absolute times frame + j/n in float64 (exact at any
+                frame, whatever the state's dtype): cast it (``t.to(y)``) before concatenating it to the state.
             y: state, (B, Dy).
             cond: conditioning held constant over the integration, (B, Dz); Dz may be 0.
 

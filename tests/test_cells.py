@@ -16,7 +16,7 @@ from torch.func import functional_call
 
 from latentdyn.cells import CellPath, GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
 from latentdyn.distributions import diag_gaussian
-from latentdyn.fields import MLPField
+from latentdyn.fields import MLPField, VectorField
 from latentdyn.integrators import EulerIntegrator, OdeintIntegrator
 
 HIDDEN = 16
@@ -264,3 +264,82 @@ def test_residuals_must_agree_with_has_residuals() -> None:
 
     with pytest.raises(TypeError, match=r"Quiet\._path returned residuals=None, but Quiet\.has_residuals is True"):
         Quiet(3, 2, 4, 2).path(y, z)
+
+
+class _RecordingField(VectorField):
+    """(1 + sin(t)/2)·inner, recording the time of every evaluation as a Python float."""
+
+    def __init__(self, inner: VectorField) -> None:
+        super().__init__()
+        self.inner = inner
+        self.times: list[float] = []
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        self.times.append(float(t))
+        return (1.0 + 0.5 * torch.sin(t)) * self.inner(t, y, cond)
+
+
+@pytest.mark.parametrize(("dtype", "frame"), [(torch.bfloat16, 100), (torch.float32, 100_000)])
+def test_substep_times_stay_exact_at_large_frames(dtype: torch.dtype, frame: int) -> None:
+    """In bfloat16 the grid of frame 100 with n = 3 rounds to [100, 100.5, 100.5, 101] (a zero-length step),
+    in float32 frame 1e5 loses the thirds: the cells keep times in float64 whatever the state's dtype."""
+    n = 3
+    with seeded(0):
+        field = _RecordingField(LinearField(rotation_decay_matrix(), torch.randn(3, 2, dtype=torch.float64)))
+    field = field.to(dtype)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(4, 3, generator=g).to(dtype)
+    z = torch.randn(4, 2, generator=g).to(dtype)
+    exact = [(frame * n + j) / n for j in range(n)]  # Python floats from integers
+    cells = {
+        "residual": ResidualCell(field, 3, 2, n),
+        "euler-ref": ODECell(field, EulerIntegrator(), 3, 2, n),
+        "euler": ODECell(field, OdeintIntegrator("euler"), 3, 2, n),
+    }
+    states = {}
+    for name, cell in cells.items():
+        field.times.clear()
+        states[name] = cell.path(y, z, frame=frame).states
+        assert states[name].dtype == dtype
+        if name == "euler":
+            # torchdiffeq casts the times it passes to the field to the state's dtype: the cell hands it the
+            # local grid j/n, so the rounding is that of j/n (not of frame + j/n), then adds the frame in float64.
+            local_rounding = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-23
+            assert field.times == pytest.approx(exact, abs=local_rounding, rel=0)
+        else:
+            assert field.times == exact, name
+    # The three Euler cells agree to the state's rounding (a zero-length step would be off by about Δt·f).
+    ref = states["residual"].double()
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    for name in ("euler-ref", "euler"):
+        torch.testing.assert_close(states[name].double(), ref, rtol=tol, atol=tol, msg=name)
+
+
+def test_local_times_are_float64_on_the_state_device() -> None:
+    from latentdyn.cells.base import local_times
+
+    ts = local_times(100, 3, torch.zeros(2, 3, dtype=torch.bfloat16))
+    assert ts.dtype == torch.float64 and ts.device == torch.device("cpu")
+    assert ts.tolist() == [100.0, 100 + 1 / 3, 100 + 2 / 3, 101.0]
+
+
+def test_ode_cell_rollout_reads_no_values_back_to_the_host() -> None:
+    """ODECell builds a valid grid itself every frame and calls the integrator's unchecked method: the
+    public checks of ``ts`` read values (a device sync per frame on a GPU)."""
+    from contracts import HostReads
+
+    from latentdyn.distributions import ConditionalGaussianPrior
+    from latentdyn.nn import MLP
+    from latentdyn.ssm import LatentSSM
+
+    with seeded(0):
+        cell = ODECell(TimeModulatedField(MLPField(3, 2, 8, 2)), EulerIntegrator(), 3, 2, 3)
+        ssm = LatentSSM(cell, ConditionalGaussianPrior(MLP(3, 8, 4, 2)))
+    y0 = torch.randn(4, 3)
+    posterior = diag_gaussian(torch.zeros(2, 4, 2), torch.ones(2, 4, 2), validate_args=False)
+    ssm.rollout(y0, 6, posterior=posterior)  # warm-up
+    spy = HostReads()
+    with spy:
+        roll = ssm.rollout(y0, 6, posterior=posterior)
+        roll.states.sum().backward()
+    assert spy.seen == [], spy.seen

@@ -104,7 +104,13 @@ class TransitionCell(nn.Module, abc.ABC):
 
 
 def local_times(frame: int, n_substeps: int, like: torch.Tensor) -> torch.Tensor:
-    """Times ``frame + j/n`` for j = 0..n, built from integers, as a (n+1,) tensor like ``like``."""
+    """Times ``frame + j/n`` for j = 0..n, built from integers, as a float64 (n+1,) tensor on ``like``'s device.
+
+    The grid stays float64 whatever the state's dtype: in bfloat16 the grid of frame 100 with n = 3 would round
+    to [100, 100.5, 100.5, 101] (a step of length zero), and in float32 frame 1e5 loses the thirds. A 0-dim
+    float64 time does not change the dtype of the state arithmetic it enters (type promotion keeps the
+    dimensioned operand's dtype).
+    """
     # Built on ``like``'s device: a host-made grid would be copied to the GPU (and synchronise) every frame.
     grid = torch.arange(frame * n_substeps, (frame + 1) * n_substeps + 1, dtype=torch.float64, device=like.device)
-    return (grid / n_substeps).to(like.dtype)
+    return grid / n_substeps

@@ -77,5 +77,23 @@ class ODECell(TransitionCell):
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
-        out = self.integrator(self.field, y, local_times(frame, n_substeps, y), z)
+        # The integrator gets the local grid j/n, exact enough in any dtype, and the field the absolute time
+        # frame + t added in float64: torchdiffeq casts the times it passes to the field to the state's dtype,
+        # which in bfloat16 cannot tell 100 + 1/3 from 100.5. The grid is valid by construction, so the
+        # integrator's checks (which read values: a device sync per frame) are skipped.
+        local = local_times(0, n_substeps, y)
+        out = self.integrator._integrate(_FrameField(self.field, frame), y, local, z)
         return CellPath(out[1:], out[1:] - out[:-1])
+
+
+class _FrameField(VectorField):
+    """``field`` seen from the frame's local time: f(frame + t, y, cond), the sum taken in float64."""
+
+    def __init__(self, field: VectorField, frame: int) -> None:
+        super().__init__()
+        self.field = field
+        self.frame = frame
+
+    @override
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.field(t.to(torch.float64) + self.frame, y, cond)
