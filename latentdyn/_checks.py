@@ -95,10 +95,18 @@ def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
 
 
 def check_choice(value: object, name: str, choices: Mapping[str, object] | tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``; otherwise say which are allowed."""
+    """Return ``value`` if it is one of ``choices``; otherwise say which are allowed.
+
+    Raises:
+        TypeError: ``value`` is not a string.
+        ValueError: ``value`` is a string that is not one of ``choices``.
+    """
     allowed = tuple(choices)
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    listed = ", ".join(map(repr, allowed))
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {listed}, got {type(value).__name__} {value!r}")
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {listed}, got {value!r}")
     return value
 
 

@@ -11,6 +11,7 @@ import abc
 import torch
 from torch import nn
 
+from latentdyn._checks import check_positive_int
 from latentdyn.nn import MLP
 
 __all__ = ["MLPField", "VectorField"]
@@ -46,10 +47,8 @@ class MLPField(VectorField):
 
     def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
         super().__init__()
-        if isinstance(cond_size, bool) or not isinstance(cond_size, int) or cond_size < 0:
-            raise ValueError(f"cond_size: expected an int >= 0, got {cond_size!r}")
-        self.state_size = state_size
-        self.cond_size = cond_size
+        self.state_size = check_positive_int(state_size, "state_size")
+        self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
         self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers)
 
     def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

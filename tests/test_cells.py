@@ -207,8 +207,21 @@ def test_constructor_errors() -> None:
         ODECell(field, "rk4", 3, 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cond_size: a GRUCell needs an input"):
         GRUCell(3, 0)
-    with pytest.raises(ValueError, match="cond_size"):
+    with pytest.raises(ValueError, match="cond_size: expected an int >= 0, got -1"):
         MLPField(3, -1, 4, 2)
+    with pytest.raises(TypeError, match=r"cond_size: expected an int >= 0, got float 1\.5"):
+        MLPField(3, 1.5, 4, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="state_size: expected an int >= 1, got float"):
+        MLPField(3.0, 1, 4, 2)  # type: ignore[arg-type]
+    not_a_field = torch.nn.Linear(5, 3)
+    for make in (
+        lambda f: ResidualCell(f, 3, 2),
+        lambda f: ODECell(f, EulerIntegrator(), 3, 2),
+    ):
+        with pytest.raises(TypeError, match=r"field: expected a VectorField \(forward\(t, y, cond\) .* got Linear"):
+            make(not_a_field)
+        with pytest.raises(TypeError, match=r"field: expected a VectorField .* got function"):
+            make(lambda t, y, z: y)
 
 
 def test_discrete_cells_refuse_substeps_in_constructor_default() -> None:

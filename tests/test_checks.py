@@ -61,8 +61,9 @@ def test_check_choice() -> None:
     assert check_choice("x", "mode", {"x": 1}) == "x"
     with pytest.raises(ValueError, match="mode: expected one of 'a', 'b', got 'c'"):
         check_choice("c", "mode", ("a", "b"))
-    with pytest.raises(ValueError, match="mode: expected one of 'a', 'b', got 1"):
-        check_choice(1, "mode", ("a", "b"))
+    for bad in (1, None, b"a", ("a",)):
+        with pytest.raises(TypeError, match=f"mode: expected one of 'a', 'b', got {type(bad).__name__}"):
+            check_choice(bad, "mode", ("a", "b"))
 
 
 @given(n=st.integers(1, 10_000))

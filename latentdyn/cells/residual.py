@@ -12,6 +12,15 @@ from latentdyn.integrators.base import Integrator
 __all__ = ["ODECell", "ResidualCell"]
 
 
+def _check_field(field: object) -> VectorField:
+    if not isinstance(field, VectorField):
+        raise TypeError(
+            f"field: expected a VectorField (forward(t, y, cond) -> dy/dt), got {type(field).__name__}; "
+            "subclass latentdyn.VectorField, or use MLPField"
+        )
+    return field
+
+
 class ResidualCell(TransitionCell):
     """Residual update y ← y + Δt·f(y, z) repeated n times per frame, Δt = 1/n, z held constant (SRVP).
 
@@ -29,7 +38,7 @@ class ResidualCell(TransitionCell):
 
     def __init__(self, field: VectorField, state_size: int, cond_size: int, n_substeps: int = 1) -> None:
         super().__init__(state_size, cond_size, n_substeps)
-        self.field = field
+        self.field = _check_field(field)
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
@@ -72,7 +81,7 @@ class ODECell(TransitionCell):
         super().__init__(state_size, cond_size, n_substeps)
         if not isinstance(integrator, Integrator):
             raise TypeError(f"integrator: expected an Integrator, got {type(integrator).__name__}")
-        self.field = field
+        self.field = _check_field(field)
         self.integrator = integrator
 
     @override
