@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -224,12 +222,34 @@ def test_constructor_errors() -> None:
             make(lambda t, y, z: y)
 
 
+class _DiscreteCell(TransitionCell):
+    """A discrete-time cell whose constructor passes a sub-step count on to the base class."""
+
+    def __init__(self, n_substeps: int) -> None:
+        super().__init__(3, 2, n_substeps)
+
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        return CellPath(y[None], None)
+
+
 def test_discrete_cells_refuse_substeps_in_constructor_default() -> None:
+    """A default of n > 1 sub-steps is refused when the cell is built, not at its first rollout."""
+    with pytest.raises(
+        ValueError, match="n_substeps: _DiscreteCell is a discrete-time cell and takes exactly 1 step per frame, got 3"
+    ):
+        _DiscreteCell(3)
+    with pytest.raises(TypeError, match="n_substeps: expected an int >= 1"):
+        _DiscreteCell(1.0)  # type: ignore[arg-type]
+    assert _DiscreteCell(1).n_substeps == 1
     cell = MLPCell(3, 2, 4, 2)
-    assert cell.n_substeps == 1
+    assert cell.n_substeps == 1 and cell.check_substeps(None) == 1
     with pytest.raises(ValueError, match="n_substeps: MLPCell is a discrete-time cell"):
         cell.check_substeps(3)
-    assert math.isclose(cell.check_substeps(None), 1)
+    # The built-in discrete cells take no sub-step count at all.
+    with pytest.raises(TypeError, match="n_substeps"):
+        MLPCell(3, 2, 4, 2, n_substeps=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="n_substeps"):
+        GRUCell(3, 2, n_substeps=3)  # type: ignore[call-arg]
 
 
 def test_path_takes_an_integer_frame() -> None:
