@@ -9,7 +9,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor, substeps_from_dt
+from latentdyn._checks import (
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+    substeps_from_dt,
+)
 
 
 def test_check_tensor() -> None:
@@ -54,6 +61,13 @@ def test_check_positive_int() -> None:
     for bad in (True, 2.0, "2", None):
         with pytest.raises(TypeError, match="n_substeps: expected an int >= 1, got"):
             check_positive_int(bad, "n_substeps")
+
+
+def test_check_int() -> None:
+    assert check_int(0, "t0") == 0 and check_int(-3, "t0") == -3
+    for bad in (True, 0.5, 2.0, "2", None):
+        with pytest.raises(TypeError, match=f"t0: expected an int, got {type(bad).__name__}"):
+            check_int(bad, "t0")
 
 
 def test_check_choice() -> None:
