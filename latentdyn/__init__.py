@@ -38,7 +38,7 @@ from latentdyn.fields import MLPField, VectorField
 from latentdyn.integrators import INTEGRATOR_NAMES, EulerIntegrator, Integrator, OdeintIntegrator, by_name
 from latentdyn.nn import MLP, TimeDistributed, init_orthogonal_
 from latentdyn.objectives import ElboTerms, elbo, gaussian_nll, kl_per_sequence, residual_penalty
-from latentdyn.ssm import LatentSSM, Rollout, Sampler, default_sampler
+from latentdyn.ssm import LatentSSM, Role, Rollout, Sampler, default_sampler
 
 __version__ = "0.1.0"
 
@@ -66,6 +66,7 @@ __all__ = [
     "ODECell",
     "OdeintIntegrator",
     "ResidualCell",
+    "Role",
     "Rollout",
     "Sampler",
     "StandardNormal",

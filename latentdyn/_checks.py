@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "check_choice",
+    "check_int",
     "check_positive_int",
     "check_shape",
     "check_tensor",
@@ -77,6 +78,13 @@ def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, i
     return found
 
 
+def check_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool), else raise ``TypeError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    return value
+
+
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     """Return ``value`` if it is an ``int`` (not a bool) at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -87,10 +95,18 @@ def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
 
 
 def check_choice(value: object, name: str, choices: Mapping[str, object] | tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``; otherwise say which are allowed."""
+    """Return ``value`` if it is one of ``choices``; otherwise say which are allowed.
+
+    Raises:
+        TypeError: ``value`` is not a string.
+        ValueError: ``value`` is a string that is not one of ``choices``.
+    """
     allowed = tuple(choices)
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    listed = ", ".join(map(repr, allowed))
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {listed}, got {type(value).__name__} {value!r}")
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {listed}, got {value!r}")
     return value
 
 

@@ -105,8 +105,9 @@ class GaussianHead(nn.Module):
 class ConditionalGaussianPrior(GaussianHead):
     """Learned conditional prior p(z | y) = N(mu(y), sigma(y)) (SRVP's p(z_t | y_{t-1})).
 
-    A ``GaussianHead`` whose input is the latent state: ``prior(y)`` with y of shape (B, Dy) returns a
-    distribution with batch shape (B,) and event shape (Dz,).
+    A ``GaussianHead`` whose input is the latent state: ``prior(y)`` with y of shape (..., Dy) (e.g. (B, Dy)
+    or (T, B, Dy)) returns a distribution with batch shape (...) and event shape (Dz,), the prior contract
+    of :class:`~latentdyn.ssm.LatentSSM`.
     """
 
 

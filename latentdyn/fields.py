@@ -11,6 +11,7 @@ import abc
 import torch
 from torch import nn
 
+from latentdyn._checks import check_positive_int
 from latentdyn.nn import MLP
 
 __all__ = ["MLPField", "VectorField"]
@@ -24,7 +25,8 @@ class VectorField(nn.Module, abc.ABC):
         """Evaluate dy/dt.
 
         Args:
-            t: scalar time (0-dim tensor).
+            t: scalar time, a 0-dim tensor; the cells pass absolute times frame + j/n in float64 (exact at any
+                frame, whatever the state's dtype): cast it (``t.to(y)``) before concatenating it to the state.
             y: state, (B, Dy).
             cond: conditioning held constant over the integration, (B, Dz); Dz may be 0.
 
@@ -45,10 +47,8 @@ class MLPField(VectorField):
 
     def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
         super().__init__()
-        if isinstance(cond_size, bool) or not isinstance(cond_size, int) or cond_size < 0:
-            raise ValueError(f"cond_size: expected an int >= 0, got {cond_size!r}")
-        self.state_size = state_size
-        self.cond_size = cond_size
+        self.state_size = check_positive_int(state_size, "state_size")
+        self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
         self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers)
 
     def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

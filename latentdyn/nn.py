@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from einops import rearrange
@@ -61,21 +62,91 @@ class MLP(nn.Module):
 class TimeDistributed(nn.Module):
     """Apply a per-item module to every element of a time-first batch ``(T, B, ...)``.
 
-    The time and batch axes are folded into one before the call and unfolded after, so modules that mix
-    statistics across the batch (BatchNorm in training) see all T·B items at once.
+    The time and batch axes of every tensor argument are folded into one, (T·B, ...), before the call, and
+    those of every tensor in the result are unfolded after, (T, B, ...). Tensors inside lists, tuples and
+    NamedTuples are folded and unfolded too (the containers keep their types), and other arguments (``None``,
+    numbers, strings) pass through unchanged. So a :class:`~latentdyn.encoders.FrameEncoder` maps frames
+    (T, B, C, H, W) to an ``EncoderOutput`` with code (T, B, Dh) and skips (T, B, C_j, H_j, W_j), and a
+    :class:`~latentdyn.encoders.FrameDecoder` takes features (T, B, Din) and those skips.
+
+    Modules that mix statistics across the batch (BatchNorm in training) see all T·B items at once.
+
+    Args:
+        module: the per-item module, called on (T·B, ...) tensors.
     """
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module: expected an nn.Module, got {type(module).__name__}")
         self.module = module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map (T, B, ...) to (T, B, ...out) with the wrapped module applied to (T·B, ...)."""
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """Call the module on ``x`` (T, B, ...) and the other arguments folded to (T·B, ...); unfold the result.
+
+        Args:
+            x: a time-first tensor (T, B, ...); it sets T and B.
+            *args: further arguments; their tensors (also in lists, tuples, NamedTuples) must start with
+                (T, B) like ``x``.
+            **kwargs: keyword arguments, folded in the same way.
+
+        Returns:
+            The module's result with every tensor unfolded to (T, B, ...), in the same containers.
+
+        Raises:
+            TypeError: ``x`` is not a tensor.
+            ValueError: ``x`` has fewer than 2 dimensions; another tensor argument does not start with (T, B);
+                a tensor of the result does not start with T·B.
+        """
         check_tensor(x, "x")
         if x.dim() < 2:
             raise ValueError(f"x: expected a time-first tensor (T, B, ...), got shape {list(x.shape)}")
-        out = self.module(rearrange(x, "t b ... -> (t b) ..."))
-        return rearrange(out, "(t b) ... -> t b ...", t=x.shape[0])
+        t, b = x.shape[:2]
+        folded_args = [_fold(a, t, b, f"args[{i}]") for i, a in enumerate(args)]
+        folded_kwargs = {k: _fold(v, t, b, k) for k, v in kwargs.items()}
+        out = self.module(_fold(x, t, b, "x"), *folded_args, **folded_kwargs)
+        return _unfold(out, t, b, "output")
+
+
+def _is_namedtuple(value: object) -> bool:
+    # The NamedTuple idiom (as torch.utils._pytree tests it): a tuple subclass with _fields. Other tuple
+    # subclasses (torch.Size) are values, not containers.
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+
+
+def _map(value: Any, fn: Callable[[torch.Tensor, str], torch.Tensor], name: str) -> Any:
+    """``fn`` applied to every tensor of ``value`` (in lists, plain tuples and NamedTuples); the rest as is."""
+    if isinstance(value, torch.Tensor):
+        return fn(value, name)
+    if _is_namedtuple(value):
+        return type(value)(*(_map(v, fn, f"{name}.{f}") for f, v in zip(value._fields, value)))
+    if type(value) in (list, tuple):
+        return type(value)(_map(v, fn, f"{name}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def _fold(value: Any, t: int, b: int, name: str) -> Any:
+    def fold(x: torch.Tensor, where: str) -> torch.Tensor:
+        if x.dim() < 2 or tuple(x.shape[:2]) != (t, b):
+            raise ValueError(
+                f"{where}: expected a time-first tensor starting with (T, B) = ({t}, {b}) like x, got shape "
+                f"{list(x.shape)}"
+            )
+        return rearrange(x, "t b ... -> (t b) ...")
+
+    return _map(value, fold, name)
+
+
+def _unfold(value: Any, t: int, b: int, name: str) -> Any:
+    def unfold(x: torch.Tensor, where: str) -> torch.Tensor:
+        if x.dim() < 1 or x.shape[0] != t * b:
+            raise ValueError(
+                f"{where}: expected the wrapped module to return tensors starting with T·B = {t * b} items, got "
+                f"shape {list(x.shape)}"
+            )
+        return rearrange(x, "(t b) ... -> t b ...", t=t)
+
+    return _map(value, unfold, name)
 
 
 def init_orthogonal_(module: nn.Module, gain: float, generator: torch.Generator | None = None) -> None:

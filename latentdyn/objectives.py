@@ -27,15 +27,26 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
     ½((x − μ)/σ)² + log σ + ½ log 2π.
 
     Args:
-        target: observations, (T, B, ...).
-        mean: predicted means, same shape as ``target``.
-        std: observation standard deviation (a float or a broadcastable tensor).
+        target: observations, (T, B, ...), floating point.
+        mean: predicted means, same shape as ``target``, floating point.
+        std: observation standard deviation, positive and finite: a Python number (checked on the host), or
+            a tensor whose shape broadcasts to the shape of ``target`` (its values are checked, which reads
+            them back to the host: pass a Python number in a training step).
 
     Returns:
         Per-sequence NLL, (B,).
+
+    Raises:
+        TypeError: ``target`` or ``mean`` is not a floating-point tensor; ``std`` is neither a number nor a
+            tensor.
+        ValueError: shapes differ, ``target`` is not time-first, ``std`` does not broadcast to ``target``
+            without growing it, or is not positive and finite.
     """
     check_tensor(target, "target")
     check_tensor(mean, "mean")
+    for name, x in (("target", target), ("mean", mean)):
+        if not x.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
     if target.shape != mean.shape:
         raise ValueError(f"mean: expected the shape of target {list(target.shape)}, got {list(mean.shape)}")
     if target.dim() < 2:
@@ -50,9 +61,20 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         n = target[:, 0].numel()
         sq = (target - mean).square().sum(reduce_dims)
         return sq / (2 * std**2) + n * (math.log(std) + _HALF_LOG_2PI)
-    scale = torch.as_tensor(std, dtype=mean.dtype, device=mean.device)
-    if bool((scale <= 0).any()):
-        raise ValueError(f"std: expected a positive standard deviation, got {std!r}")
+    if not isinstance(std, torch.Tensor):
+        raise TypeError(f"std: expected a float or a tensor, got {type(std).__name__} {std!r}")
+    try:
+        grown = torch.broadcast_shapes(std.shape, target.shape) != target.shape
+    except RuntimeError:
+        grown = True
+    if grown:
+        raise ValueError(
+            f"std: expected a shape that broadcasts to the shape of target {list(target.shape)}, got "
+            f"{list(std.shape)}"
+        )
+    scale = std.to(dtype=mean.dtype, device=mean.device)
+    if not bool((torch.isfinite(scale) & (scale > 0)).all()):
+        raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
     if scale.dim() == 0:
         n = target[:, 0].numel()
         sq = (target - mean).square().sum(reduce_dims)
@@ -64,18 +86,36 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
 def kl_per_sequence(q: Distribution, p: Distribution) -> torch.Tensor:
     """KL(q ‖ p) through ``torch.distributions.kl_divergence``, summed over leading (time) batch axes.
 
+    The two distributions must have the same batch and event shapes: no broadcasting, so that a posterior
+    over fewer steps than a prior is an error rather than a silent comparison against the wrong steps.
+
     Args:
-        q, p: distributions with the same batch shape, either (B,) or (T, B).
+        q, p: distributions with the same batch shape, either (B,) or (T, B), and the same event shape.
 
     Returns:
-        Per-sequence KL, (B,).
+        Per-sequence KL, (B,); zeros for T = 0 steps.
+
+    Raises:
+        TypeError: ``q`` or ``p`` is not a ``torch.distributions.Distribution``.
+        ValueError: the batch or event shapes differ, or the batch shape is neither (B,) nor (T, B).
     """
+    for name, d in (("q", q), ("p", p)):
+        if not isinstance(d, Distribution):
+            raise TypeError(f"{name}: expected a torch Distribution, got {type(d).__name__}")
+    if q.batch_shape != p.batch_shape or q.event_shape != p.event_shape:
+        raise ValueError(
+            f"p: expected the batch shape {list(q.batch_shape)} and event shape {list(q.event_shape)} of q, got "
+            f"batch {list(p.batch_shape)} and event {list(p.event_shape)}; to compare a posterior over L steps "
+            "with a rollout's prior, select its first steps with index_steps(r.prior, slice(0, L))"
+        )
+    if len(q.batch_shape) not in (1, 2):
+        raise ValueError(f"q: expected batch shape (B,) or (T, B), got {list(q.batch_shape)}")
+    if 0 in q.batch_shape:
+        # No steps (a single-frame rollout) or no sequences: a sum over nothing. kl_divergence itself fails on
+        # empty Independent distributions (it reshapes with -1), so the zeros are made here.
+        return q.mean.new_zeros(q.batch_shape[-1])
     kl = kl_divergence(q, p)
-    if kl.dim() == 1:
-        return kl
-    if kl.dim() == 2:
-        return kl.sum(0)
-    raise ValueError(f"q: expected batch shape (B,) or (T, B), got {list(q.batch_shape)}")
+    return kl if kl.dim() == 1 else kl.sum(0)
 
 
 def residual_penalty(residuals: torch.Tensor) -> torch.Tensor:
@@ -124,7 +164,16 @@ def elbo(
 
     Returns:
         The terms averaged over the batch and the weighted total.
+
+    Raises:
+        TypeError: a weight is not a real number.
+        ValueError: a weight is negative or not finite; a term is not of shape (B,).
     """
+    for name, weight in (("beta_y", beta_y), ("beta_z", beta_z), ("residual_weight", residual_weight)):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise TypeError(f"{name}: expected a real number >= 0, got {type(weight).__name__} {weight!r}")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"{name}: expected a finite weight >= 0, got {weight!r}")
     b = check_shape(nll, "b", "nll")["b"]
     zero = nll.new_zeros(b)
     terms = []

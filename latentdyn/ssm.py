@@ -17,13 +17,17 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from latentdyn._checks import check_positive_int, check_shape
+from latentdyn._checks import check_int, check_positive_int, check_shape
 from latentdyn.cells.base import TransitionCell
-from latentdyn.distributions import diag_gaussian, index_steps
+from latentdyn.distributions import StandardNormal, diag_gaussian, index_steps
 
-__all__ = ["LatentSSM", "Rollout", "Sampler", "default_sampler"]
+__all__ = ["LatentSSM", "Role", "Rollout", "Sampler", "default_sampler"]
 
 Role = Literal["y0", "z_posterior", "z_prior"]
+"""What a sampler draws for: ``"y0"`` (initial state), ``"z_posterior"`` or ``"z_prior"`` (transition noise)."""
+
+_TIME_TOLERANCE = 1e-9
+"""Query times this close to the rollout's ends or to a sub-step time are taken as that time (float rounding)."""
 
 
 class Sampler(Protocol):
@@ -49,9 +53,11 @@ class Rollout:
         substates: every sub-step state, ((T−1)·n + 1, B, Dy); entry i is at time ``t0 + i/n``.
         n_substeps: n, sub-steps per frame.
         z: the noise of every transition, (T−1, B, Dz); ``z[t-1]`` drives frame t−1 → t.
-        prior: p(z_t | y_{t−1}) for every transition, batch (T−1, B), or ``None`` without a prior.
-        posterior: the posterior steps that were used, batch (L, B), or ``None``.
-        residuals: increments of every sub-step, ((T−1)·n, B, Dy), or ``None`` for non-residual cells.
+        prior: p(z_t | y_{t−1}) for every transition, batch (T−1, B) (empty, (0, B), for a single frame), or
+            ``None`` for a model without a prior or without noise (Dz = 0).
+        posterior: the posterior steps that were used, batch (L, B), or ``None`` when none was used.
+        residuals: increments of every sub-step, ((T−1)·n, B, Dy) (empty, (0, B, Dy), for a single frame), or
+            ``None`` for cells that do not report them (``cell.has_residuals`` is False: MLP, GRU).
         t0: integer time of the first state.
     """
 
@@ -82,24 +88,35 @@ class Rollout:
         """States at arbitrary query times in ``[t0, t0 + T − 1]``, (Q, B, Dy).
 
         Between sub-step states the state is linearly interpolated, which is exact for Euler sub-steps
-        (the Euler solution is piecewise linear) and a first-order approximation for other cells.
+        (the Euler solution is piecewise linear) and a first-order approximation for other cells. Times up to
+        1e-9 outside the rollout (float rounding, e.g. ``sum([0.1] * 30)``) are taken as its ends.
 
         Args:
-            times: Q strictly increasing times.
+            times: Q strictly increasing, finite times (a sequence or a tensor of shape (Q,)).
+
+        Raises:
+            ValueError: no time, a time that is not finite or outside the rollout, times that do not strictly
+                increase, or a tensor of more than one dimension.
         """
-        ts = torch.as_tensor(times, dtype=torch.float64).flatten()
+        ts = torch.as_tensor(times, dtype=torch.float64)
+        if ts.dim() > 1:
+            raise ValueError(f"times: expected a sequence of times (Q,), got shape {list(ts.shape)}")
+        ts = ts.flatten()
         lo, hi = float(self.t0), float(self.t0 + self.n_frames - 1)
         if ts.numel() == 0:
             raise ValueError("times: expected at least one query time, got none")
-        if bool((ts < lo).any()) or bool((ts > hi).any()):
-            raise ValueError(f"times: expected times within the rollout [{lo}, {hi}], got {ts.tolist()}")
+        # Written so that NaN fails it (every comparison with NaN is False).
+        inside = (ts >= lo - _TIME_TOLERANCE) & (ts <= hi + _TIME_TOLERANCE)
+        if not bool(inside.all()):
+            raise ValueError(f"times: expected finite times within the rollout [{lo}, {hi}], got {ts.tolist()}")
         if ts.numel() > 1 and not bool((ts[1:] > ts[:-1]).all()):
             raise ValueError(f"times: expected strictly increasing times, got {ts.tolist()}")
+        ts = ts.clamp(lo, hi)
         pos = (ts - self.t0) * self.n_substeps
         # A sub-step time i/n can come back as i − ε after the float round trip (n = 7, i = 61): snap it
         # onto i so that sub-step times return the stored states exactly.
         nearest = pos.round()
-        pos = torch.where((pos - nearest).abs() < 1e-9, nearest, pos)
+        pos = torch.where((pos - nearest).abs() < _TIME_TOLERANCE, nearest, pos)
         left = pos.floor().long().clamp(max=self.substates.shape[0] - 1)
         right = (left + 1).clamp(max=self.substates.shape[0] - 1)
         w = (pos - left).to(self.substates)[:, None, None]
@@ -111,16 +128,59 @@ class LatentSSM(nn.Module):
 
     Args:
         cell: the transition y_t → y_{t+1}.
-        prior: conditional prior p(z_{t+1} | y_t), a module mapping (B, Dy) to a distribution with batch
-            (B,); ``None`` for models without z (the cell then takes Dz = 0) or that always get a posterior.
+        prior: conditional prior p(z_{t+1} | y_t), a module mapping states (..., Dy) to a diagonal Gaussian
+            ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (Dz,) (e.g.
+            :class:`~latentdyn.distributions.ConditionalGaussianPrior`). The rollout calls it on (B, Dy) once
+            per predicted frame and on (L, B, Dy) for the observed part, and checks the kind and shapes of the
+            first output of each call. ``None`` for models without z (the cell then takes Dz = 0) or that
+            always get a posterior.
+
+    Raises:
+        TypeError: ``cell`` is not a ``TransitionCell``; ``prior`` is not a module (or is a
+            ``StandardNormal``, which takes a batch shape rather than states).
     """
 
     def __init__(self, cell: TransitionCell, prior: nn.Module | None = None) -> None:
         super().__init__()
         if not isinstance(cell, TransitionCell):
             raise TypeError(f"cell: expected a TransitionCell, got {type(cell).__name__}")
+        if prior is not None and not isinstance(prior, nn.Module):
+            raise TypeError(
+                f"prior: expected an nn.Module mapping states (..., Dy) to a distribution, or None, got "
+                f"{type(prior).__name__}"
+            )
+        if isinstance(prior, StandardNormal):
+            raise TypeError(
+                "prior: expected a module mapping states (..., Dy) to a distribution, got StandardNormal, which "
+                "takes a batch shape; for a fixed N(0, I) prior use a module whose forward(y) returns "
+                "StandardNormal(Dz)(*y.shape[:-1])"
+            )
         self.cell = cell
         self.prior = prior
+
+    def _prior(self, y: torch.Tensor, check: bool) -> Independent:
+        """p(z | y) for states y (..., Dy); with ``check``, its kind and shapes (no values) are checked."""
+        prior = self.prior
+        if prior is None:
+            raise RuntimeError("internal: _prior called on a model without a prior")
+        p = prior(y)
+        if not check:
+            return p
+        if not (isinstance(p, Independent) and isinstance(p.base_dist, Normal)):
+            raise TypeError(
+                "prior: expected the prior module to return a diagonal Gaussian Independent(Normal(loc, scale), "
+                f"1), got {type(p).__name__}"
+                + (f"({type(p.base_dist).__name__})" if isinstance(p, Independent) else "")
+            )
+        batch, event = tuple(p.batch_shape), tuple(p.event_shape)
+        want_batch, want_event = tuple(y.shape[:-1]), (self.cell.cond_size,)
+        if batch != want_batch or event != want_event:
+            raise ValueError(
+                f"prior: expected the prior module to map states {list(y.shape)} to batch shape "
+                f"{list(want_batch)} and event shape {list(want_event)}, got batch {list(batch)} and event "
+                f"{list(event)}"
+            )
+        return p
 
     def rollout(
         self,
@@ -153,10 +213,17 @@ class LatentSSM(nn.Module):
 
         Returns:
             A :class:`Rollout`.
+
+        Raises:
+            TypeError: an argument of the wrong kind (``n_frames``, ``n_substeps``, ``n_observed`` or ``t0``
+                not an int, a posterior that is not a diagonal Gaussian, a prior that does not return one).
+            ValueError: wrong shapes of ``y0``, of the posterior or of the prior's output; counts out of range;
+                z needed beyond the posterior from a model without a prior.
         """
         cell = self.cell
         b = check_shape(y0, "b dy", "y0", dy=cell.state_size)["b"]
         check_positive_int(n_frames, "n_frames")
+        check_int(t0, "t0")
         n = cell.check_substeps(n_substeps)
         n_post = self._check_posterior(posterior, n_observed, n_frames, b)
         draw = sampler if sampler is not None else default_sampler(sample)
@@ -181,10 +248,12 @@ class LatentSSM(nn.Module):
                         f"posterior: this model has no prior, so z_{t} must come from the posterior, which "
                         f"covers {n_post} transitions out of the {n_trans} requested"
                     )
-                p = self.prior(y)
+                p = self._prior(y, check=not prior_steps)
                 prior_steps.append(p)
                 z = draw(p, "z_prior")
             path = cell._path(y, z, n, t0 + t - 1)
+            if t == 1:
+                cell.check_path(path)
             substates.append(path.states)
             if path.residuals is not None:
                 residuals.append(path.residuals)
@@ -194,13 +263,17 @@ class LatentSSM(nn.Module):
         all_states = torch.cat(substates)
         z_all = torch.stack(zs) if zs else y0.new_zeros(0, b, cell.cond_size)
         prior = self._collect_prior(all_states[::n], n_post, prior_steps, n_trans)
+        if residuals:
+            all_residuals: torch.Tensor | None = torch.cat(residuals)
+        else:  # no transition: empty for a cell that reports residuals, so that penalties sum to zeros (B,)
+            all_residuals = y0.new_zeros(0, b, cell.state_size) if cell.has_residuals else None
         return Rollout(
             substates=all_states,
             n_substeps=n,
             z=z_all,
             prior=prior,
             posterior=post_used,
-            residuals=torch.cat(residuals) if residuals else None,
+            residuals=all_residuals,
             t0=t0,
         )
 
@@ -243,17 +316,23 @@ class LatentSSM(nn.Module):
     def _collect_prior(
         self, states: torch.Tensor, n_post: int, in_loop: list[Independent], n_trans: int
     ) -> Independent | None:
-        """p(z_t | y_{t−1}) for every transition: batched along the posterior part, as drawn afterwards."""
-        if self.prior is None or self.cell.cond_size == 0 or n_trans == 0:
+        """p(z_t | y_{t−1}) for every transition: batched along the posterior part, as drawn afterwards.
+
+        Empty (batch (0, B)) for a single-frame rollout; None without a prior or without noise.
+        """
+        if self.prior is None or self.cell.cond_size == 0:
             return None
+        if n_trans == 0:
+            empty = states.new_zeros(0, states.shape[1], self.cell.cond_size)
+            return diag_gaussian(empty, torch.ones_like(empty), validate_args=False)
         n_post = min(n_post, n_trans)
         parts_loc: list[torch.Tensor] = []
         parts_scale: list[torch.Tensor] = []
         if n_post > 0:
-            p = self.prior(states[:n_post])
-            parts_loc.append(p.mean)
-            parts_scale.append(p.stddev)
+            base = self._prior(states[:n_post], check=True).base_dist
+            parts_loc.append(base.loc)
+            parts_scale.append(base.scale)
         if in_loop:
-            parts_loc.append(torch.stack([p.mean for p in in_loop]))
-            parts_scale.append(torch.stack([p.stddev for p in in_loop]))
+            parts_loc.append(torch.stack([p.base_dist.loc for p in in_loop]))
+            parts_scale.append(torch.stack([p.base_dist.scale for p in in_loop]))
         return diag_gaussian(torch.cat(parts_loc), torch.cat(parts_scale), validate_args=False)  # valid parts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import torch
@@ -16,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from problems import LinearField, SmoothField, linear_solution, rotation_decay_matrix
 from strategies import Dims, batch_sizes, dims, dtypes, state_sizes
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from latentdyn.cells import TransitionCell
 from latentdyn.fields import VectorField
 from latentdyn.integrators import Integrator
 
-__all__ = ["CellContract", "IntegratorContract", "seeded"]
+__all__ = ["CellContract", "HostReads", "IntegratorContract", "seeded"]
 
 
 @contextmanager
@@ -30,6 +32,24 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+class HostReads(TorchDispatchMode):
+    """Records the ops that read tensor values back to the host, build tensors from host data or move them
+    between devices: on a GPU each is a device synchronisation (``.item()``, ``bool(t)``, argument
+    validation, ``torch.tensor(...)``, ``t.to(device)`` of a tensor made on the host)."""
+
+    OPS = ("aten._local_scalar_dense", "aten.is_nonzero", "aten.lift_fresh", "aten.nonzero", "aten.masked_select")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if str(func).startswith(self.OPS) or (str(func).startswith("aten._to_copy") and "device" in kwargs):
+            self.seen.append(str(func))
+        return func(*args, **kwargs)
 
 
 # Every subclass runs the same hypothesis test function: that is the point of a contract, not a flaw.
@@ -93,6 +113,7 @@ class CellContract:
         cell = self.build(d)
         y, z = self.inputs(d)
         path = cell.path(y, z)
+        assert cell.has_residuals == self.has_residuals  # what a rollout of no transition relies on
         if not self.has_residuals:
             assert path.residuals is None
             return
@@ -229,3 +250,44 @@ class IntegratorContract:
         exact = linear_solution(a, c, y0, cond, ts)
         err = (out - exact).abs().max().item()
         assert err < self.linear_tol, err
+
+    def test_single_time_returns_y0(self) -> None:
+        field = self.field(3, 2, 0, torch.float64)
+        y0, cond = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+        out = self.make_integrator(torch.float64)(field, y0, torch.zeros(1, dtype=torch.float64), cond)
+        assert out.shape == (1, 4, 3) and torch.equal(out[0], y0)
+
+    def test_checks_its_arguments(self) -> None:
+        """One check in the base class, before any work: kinds, shapes, and times that strictly increase."""
+        integrator = self.make_integrator(torch.float64)
+        field = self.field(3, 2, 0, torch.float64)
+        y0, cond = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+        ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+        with pytest.raises(TypeError, match=r"ts: expected a torch\.Tensor, got list"):
+            integrator(field, y0, [0.0, 0.5, 1.0], cond)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"ts: expected a floating-point tensor of times, got dtype torch\.int64"):
+            integrator(field, y0, torch.arange(3), cond)
+        with pytest.raises(ValueError, match=r"ts: expected a 1-D tensor of S >= 1 times, got shape \[1, 3\]"):
+            integrator(field, y0, ts[None], cond)
+        with pytest.raises(ValueError, match=r"ts: expected a 1-D tensor of S >= 1 times, got shape \[\]"):
+            integrator(field, y0, ts[0], cond)
+        with pytest.raises(ValueError, match=r"ts: expected a 1-D tensor of S >= 1 times, got shape \[0\]"):
+            integrator(field, y0, ts[:0], cond)
+        for bad in ([1.0, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 1.0, 0.5]):
+            with pytest.raises(ValueError, match=r"ts: expected strictly increasing times, got \["):
+                integrator(field, y0, torch.tensor(bad, dtype=torch.float64), cond)
+        for bad_time in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="ts: expected finite times"):
+                integrator(field, y0, torch.tensor([0.0, 0.5, bad_time], dtype=torch.float64), cond)
+        with pytest.raises(ValueError, match=r"y0: expected 2 dimensions \(b dy\)"):
+            integrator(field, y0[0], ts, cond)
+        with pytest.raises(TypeError, match=r"y0: expected a floating-point tensor, got dtype torch\.int64"):
+            integrator(field, y0.long(), ts, cond)
+        with pytest.raises(ValueError, match=r"cond: expected size 4 for axis 'b'"):
+            integrator(field, y0, ts, cond[:2])
+        with pytest.raises(ValueError, match=r"cond: expected 2 dimensions \(b dz\)"):
+            integrator(field, y0, ts, cond[0])
+        with pytest.raises(TypeError, match=r"cond: expected a torch\.Tensor"):
+            integrator(field, y0, ts, None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="field: expected a VectorField, got function"):
+            integrator(lambda t, y, c: y, y0, ts, cond)  # type: ignore[arg-type]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,8 +12,9 @@ from problems import LinearField, TimeModulatedField, linear_solution, rotation_
 from strategies import dims, n_substeps
 from torch.func import functional_call
 
-from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
-from latentdyn.fields import MLPField
+from latentdyn.cells import CellPath, GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
+from latentdyn.distributions import diag_gaussian
+from latentdyn.fields import MLPField, VectorField
 from latentdyn.integrators import EulerIntegrator, OdeintIntegrator
 
 HIDDEN = 16
@@ -206,13 +205,174 @@ def test_constructor_errors() -> None:
         ODECell(field, "rk4", 3, 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cond_size: a GRUCell needs an input"):
         GRUCell(3, 0)
-    with pytest.raises(ValueError, match="cond_size"):
+    with pytest.raises(ValueError, match="cond_size: expected an int >= 0, got -1"):
         MLPField(3, -1, 4, 2)
+    with pytest.raises(TypeError, match=r"cond_size: expected an int >= 0, got float 1\.5"):
+        MLPField(3, 1.5, 4, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="state_size: expected an int >= 1, got float"):
+        MLPField(3.0, 1, 4, 2)  # type: ignore[arg-type]
+    not_a_field = torch.nn.Linear(5, 3)
+    for make in (
+        lambda f: ResidualCell(f, 3, 2),
+        lambda f: ODECell(f, EulerIntegrator(), 3, 2),
+    ):
+        with pytest.raises(TypeError, match=r"field: expected a VectorField \(forward\(t, y, cond\) .* got Linear"):
+            make(not_a_field)
+        with pytest.raises(TypeError, match=r"field: expected a VectorField .* got function"):
+            make(lambda t, y, z: y)
+
+
+class _DiscreteCell(TransitionCell):
+    """A discrete-time cell whose constructor passes a sub-step count on to the base class."""
+
+    def __init__(self, n_substeps: int) -> None:
+        super().__init__(3, 2, n_substeps)
+
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        return CellPath(y[None], None)
 
 
 def test_discrete_cells_refuse_substeps_in_constructor_default() -> None:
+    """A default of n > 1 sub-steps is refused when the cell is built, not at its first rollout."""
+    with pytest.raises(
+        ValueError, match="n_substeps: _DiscreteCell is a discrete-time cell and takes exactly 1 step per frame, got 3"
+    ):
+        _DiscreteCell(3)
+    with pytest.raises(TypeError, match="n_substeps: expected an int >= 1"):
+        _DiscreteCell(1.0)  # type: ignore[arg-type]
+    assert _DiscreteCell(1).n_substeps == 1
     cell = MLPCell(3, 2, 4, 2)
-    assert cell.n_substeps == 1
+    assert cell.n_substeps == 1 and cell.check_substeps(None) == 1
     with pytest.raises(ValueError, match="n_substeps: MLPCell is a discrete-time cell"):
         cell.check_substeps(3)
-    assert math.isclose(cell.check_substeps(None), 1)
+    # The built-in discrete cells take no sub-step count at all.
+    with pytest.raises(TypeError, match="n_substeps"):
+        MLPCell(3, 2, 4, 2, n_substeps=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="n_substeps"):
+        GRUCell(3, 2, n_substeps=3)  # type: ignore[call-arg]
+
+
+def test_path_takes_an_integer_frame() -> None:
+    cell = ResidualCell(MLPField(3, 2, 4, 2), 3, 2, 2)
+    y, z = torch.randn(2, 3), torch.randn(2, 2)
+    for bad in (0.5, True, 1.0):
+        with pytest.raises(TypeError, match=f"frame: expected an int, got {type(bad).__name__}"):
+            cell.path(y, z, frame=bad)  # type: ignore[arg-type]
+
+
+class _Increments(TransitionCell):
+    """y + z·W, reporting its increment; ``has_residuals`` is left to each test."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 2)
+        self.w = torch.nn.Linear(2, 3)
+
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        step = self.w(z)
+        return CellPath((y + step)[None], step[None])
+
+
+def test_residuals_must_agree_with_has_residuals() -> None:
+    """A cell that returns residuals without saying so (or the reverse) is a TypeError in path and rollout:
+    a rollout of no transition relies on the attribute to report empty residuals or None."""
+    from latentdyn.ssm import LatentSSM
+
+    cell = _Increments()
+    y, z = torch.randn(4, 3), torch.randn(4, 2)
+    message = (
+        r"cell: _Increments\._path returned residuals=a tensor, but _Increments\.has_residuals is False; "
+        r"set the class attribute has_residuals = True"
+    )
+    with pytest.raises(TypeError, match=message):
+        cell.path(y, z)
+    with pytest.raises(TypeError, match=message):
+        LatentSSM(cell).rollout(y, 3, posterior=diag_gaussian(torch.zeros(2, 4, 2), torch.ones(2, 4, 2)))
+    cell.has_residuals = True
+    assert cell.path(y, z).residuals is not None
+    r = LatentSSM(cell).rollout(y, 1)
+    assert r.residuals is not None and r.residuals.shape == (0, 4, 3)
+
+    class Quiet(MLPCell):
+        has_residuals = True
+
+    with pytest.raises(TypeError, match=r"Quiet\._path returned residuals=None, but Quiet\.has_residuals is True"):
+        Quiet(3, 2, 4, 2).path(y, z)
+
+
+class _RecordingField(VectorField):
+    """(1 + sin(t)/2)·inner, recording the time of every evaluation as a Python float."""
+
+    def __init__(self, inner: VectorField) -> None:
+        super().__init__()
+        self.inner = inner
+        self.times: list[float] = []
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        self.times.append(float(t))
+        return (1.0 + 0.5 * torch.sin(t)) * self.inner(t, y, cond)
+
+
+@pytest.mark.parametrize(("dtype", "frame"), [(torch.bfloat16, 100), (torch.float32, 100_000)])
+def test_substep_times_stay_exact_at_large_frames(dtype: torch.dtype, frame: int) -> None:
+    """In bfloat16 the grid of frame 100 with n = 3 rounds to [100, 100.5, 100.5, 101] (a zero-length step),
+    in float32 frame 1e5 loses the thirds: the cells keep times in float64 whatever the state's dtype."""
+    n = 3
+    with seeded(0):
+        field = _RecordingField(LinearField(rotation_decay_matrix(), torch.randn(3, 2, dtype=torch.float64)))
+    field = field.to(dtype)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(4, 3, generator=g).to(dtype)
+    z = torch.randn(4, 2, generator=g).to(dtype)
+    exact = [(frame * n + j) / n for j in range(n)]  # Python floats from integers
+    cells = {
+        "residual": ResidualCell(field, 3, 2, n),
+        "euler-ref": ODECell(field, EulerIntegrator(), 3, 2, n),
+        "euler": ODECell(field, OdeintIntegrator("euler"), 3, 2, n),
+    }
+    states = {}
+    for name, cell in cells.items():
+        field.times.clear()
+        states[name] = cell.path(y, z, frame=frame).states
+        assert states[name].dtype == dtype
+        if name == "euler":
+            # torchdiffeq casts the times it passes to the field to the state's dtype: the cell hands it the
+            # local grid j/n, so the rounding is that of j/n (not of frame + j/n), then adds the frame in float64.
+            local_rounding = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-23
+            assert field.times == pytest.approx(exact, abs=local_rounding, rel=0)
+        else:
+            assert field.times == exact, name
+    # The three Euler cells agree to the state's rounding (a zero-length step would be off by about Δt·f).
+    ref = states["residual"].double()
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    for name in ("euler-ref", "euler"):
+        torch.testing.assert_close(states[name].double(), ref, rtol=tol, atol=tol, msg=name)
+
+
+def test_local_times_are_float64_on_the_state_device() -> None:
+    from latentdyn.cells.base import local_times
+
+    ts = local_times(100, 3, torch.zeros(2, 3, dtype=torch.bfloat16))
+    assert ts.dtype == torch.float64 and ts.device == torch.device("cpu")
+    assert ts.tolist() == [100.0, 100 + 1 / 3, 100 + 2 / 3, 101.0]
+
+
+def test_ode_cell_rollout_reads_no_values_back_to_the_host() -> None:
+    """ODECell builds a valid grid itself every frame and calls the integrator's unchecked method: the
+    public checks of ``ts`` read values (a device sync per frame on a GPU)."""
+    from contracts import HostReads
+
+    from latentdyn.distributions import ConditionalGaussianPrior
+    from latentdyn.nn import MLP
+    from latentdyn.ssm import LatentSSM
+
+    with seeded(0):
+        cell = ODECell(TimeModulatedField(MLPField(3, 2, 8, 2)), EulerIntegrator(), 3, 2, 3)
+        ssm = LatentSSM(cell, ConditionalGaussianPrior(MLP(3, 8, 4, 2)))
+    y0 = torch.randn(4, 3)
+    posterior = diag_gaussian(torch.zeros(2, 4, 2), torch.ones(2, 4, 2), validate_args=False)
+    ssm.rollout(y0, 6, posterior=posterior)  # warm-up
+    spy = HostReads()
+    with spy:
+        roll = ssm.rollout(y0, 6, posterior=posterior)
+        roll.states.sum().backward()
+    assert spy.seen == [], spy.seen

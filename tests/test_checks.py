@@ -9,7 +9,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor, substeps_from_dt
+from latentdyn._checks import (
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+    substeps_from_dt,
+)
 
 
 def test_check_tensor() -> None:
@@ -56,13 +63,21 @@ def test_check_positive_int() -> None:
             check_positive_int(bad, "n_substeps")
 
 
+def test_check_int() -> None:
+    assert check_int(0, "t0") == 0 and check_int(-3, "t0") == -3
+    for bad in (True, 0.5, 2.0, "2", None):
+        with pytest.raises(TypeError, match=f"t0: expected an int, got {type(bad).__name__}"):
+            check_int(bad, "t0")
+
+
 def test_check_choice() -> None:
     assert check_choice("b", "mode", ("a", "b")) == "b"
     assert check_choice("x", "mode", {"x": 1}) == "x"
     with pytest.raises(ValueError, match="mode: expected one of 'a', 'b', got 'c'"):
         check_choice("c", "mode", ("a", "b"))
-    with pytest.raises(ValueError, match="mode: expected one of 'a', 'b', got 1"):
-        check_choice(1, "mode", ("a", "b"))
+    for bad in (1, None, b"a", ("a",)):
+        with pytest.raises(TypeError, match=f"mode: expected one of 'a', 'b', got {type(bad).__name__}"):
+            check_choice(bad, "mode", ("a", "b"))
 
 
 @given(n=st.integers(1, 10_000))

@@ -64,6 +64,14 @@ def test_deepset_errors() -> None:
         DeepSetEncoder(3, 5, 2, output_activation="relu")
     with pytest.raises(ValueError, match="in_features"):
         DeepSetEncoder(0, 5, 2)
+    with pytest.raises(ValueError, match="hidden_features: expected an int >= 1, got 0"):
+        DeepSetEncoder(3, 0, 2)
+    with pytest.raises(ValueError, match="out_features: expected an int >= 1, got -1"):
+        DeepSetEncoder(3, 5, -1)
+    with pytest.raises(TypeError, match=r"hidden_features: expected an int >= 1, got float 5\.0"):
+        DeepSetEncoder(3, 5.0, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="pooling: expected one of 'sum', 'mean', got NoneType"):
+        DeepSetEncoder(3, 5, 2, pooling=None)  # type: ignore[arg-type]
     enc = DeepSetEncoder(3, 5, 2)
     with pytest.raises(ValueError, match=r"elements: expected a non-empty set \(K >= 1\), got K = 0"):
         enc(torch.zeros(0, 2, 3))
@@ -150,6 +158,14 @@ def test_last_frames_errors() -> None:
         last_frames(3, 4, 2)
     with pytest.raises(ValueError, match="k: expected an int >= 1"):
         last_frames(3, 0, 2)
+    with pytest.raises(ValueError, match="batch_size: expected an int >= 1, got -1"):
+        last_frames(5, 2, -1)
+    with pytest.raises(ValueError, match="batch_size: expected an int >= 1, got 0"):
+        last_frames(5, 2, 0)
+    with pytest.raises(TypeError, match="batch_size: expected an int >= 1, got float"):
+        last_frames(5, 2, 2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_frames: expected an int >= 1, got 0"):
+        last_frames(0, 1, 2)
 
 
 def test_check_frame_indices_names_the_argument() -> None:

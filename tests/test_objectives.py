@@ -50,6 +50,46 @@ def test_kl_rejects_deeper_batches() -> None:
         kl_per_sequence(q, q)
 
 
+def test_kl_of_no_steps_is_zero() -> None:
+    """A (0, B) batch (the prior of a single-frame rollout) sums over nothing: zeros (B,), not an error."""
+    q = diag_gaussian(torch.zeros(0, 3, 2, dtype=torch.float64), torch.ones(0, 3, 2, dtype=torch.float64))
+    p = diag_gaussian(torch.zeros(0, 3, 2, dtype=torch.float64), torch.full((0, 3, 2), 2.0, dtype=torch.float64))
+    kl = kl_per_sequence(q, p)
+    assert kl.shape == (3,) and kl.dtype == torch.float64 and torch.equal(kl, torch.zeros(3, dtype=torch.float64))
+    none = diag_gaussian(torch.zeros(4, 0, 2), torch.ones(4, 0, 2))
+    assert kl_per_sequence(none, none).shape == (0,)
+
+
+def test_kl_refuses_to_broadcast_batch_or_event_shapes() -> None:
+    """A posterior over 1 step against a prior over 4 steps is an error, not KL(q_1 ‖ p_t) for every t."""
+    q = diag_gaussian(_rand(1, 3, 2, seed=0), _rand(1, 3, 2, seed=1).exp())
+    p = diag_gaussian(_rand(4, 3, 2, seed=2), _rand(4, 3, 2, seed=3).exp())
+    message = (
+        r"p: expected the batch shape \[1, 3\] and event shape \[2\] of q, got batch \[4, 3\] and event \[2\]; "
+        r".*index_steps\(r\.prior, slice\(0, L\)\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        kl_per_sequence(q, p)
+    # (B,) against (T, B) would broadcast too.
+    q_b = diag_gaussian(_rand(3, 2, seed=4), _rand(3, 2, seed=5).exp())
+    with pytest.raises(ValueError, match=r"p: expected the batch shape \[3\]"):
+        kl_per_sequence(q_b, p)
+    # Same batch, different event size (Independent over an event of 1 against one of 2).
+    p_event = diag_gaussian(_rand(1, 3, 1, seed=6), _rand(1, 3, 1, seed=7).exp())
+    with pytest.raises(ValueError, match=r"and event shape \[2\] of q, got batch \[1, 3\] and event \[1\]"):
+        kl_per_sequence(q, p_event)
+    with pytest.raises(TypeError, match="p: expected a torch Distribution, got Tensor"):
+        kl_per_sequence(q, torch.zeros(1, 3, 2))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="q: expected a torch Distribution, got Tensor"):
+        kl_per_sequence(torch.zeros(1, 3, 2), p)  # type: ignore[arg-type]
+    # The selection the message suggests works and gives the closed form of the first step.
+    from latentdyn.distributions import index_steps
+
+    kl = kl_per_sequence(q, index_steps(p, slice(0, 1)))
+    expected = _closed_form_kl(q.mean, q.stddev, p.mean[:1], p.stddev[:1]).sum((0, 2))
+    torch.testing.assert_close(kl, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("std", [1.0, 0.2, 0.71])
 def test_gaussian_nll_matches_formula_with_constant(std: float) -> None:
     """Per element ½((x − μ)/σ)² + log σ + ½ log 2π, summed over time and every axis but the batch."""
@@ -96,6 +136,43 @@ def test_gaussian_nll_errors() -> None:
         gaussian_nll(x.tolist(), x, 1.0)  # type: ignore[arg-type]
 
 
+def test_gaussian_nll_std_tensor_must_broadcast_to_the_target() -> None:
+    """A std that would grow the target's shape is an error: (2, 1, 1, 1) against (3, 2, 4) gave (3, 4)."""
+    x = _rand(3, 2, 4, seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"std: expected a shape that broadcasts to the shape of target \[3, 2, 4\], got \[2, 1, 1, 1\]",
+    ):
+        gaussian_nll(x, x, torch.ones(2, 1, 1, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"std: expected a shape that broadcasts .* got \[5\]"):
+        gaussian_nll(x, x, torch.ones(5, dtype=torch.float64))  # does not broadcast at all
+    # Shapes that broadcast to the target's (leading ones included) keep the (B,) result.
+    for shape in ((1, 1, 1, 4), (3, 2, 4), (1, 2, 1), ()):
+        if len(shape) > x.dim():
+            with pytest.raises(ValueError, match="std: expected a shape that broadcasts"):
+                gaussian_nll(x, x, torch.ones(shape, dtype=torch.float64))
+        else:
+            assert gaussian_nll(x, x, torch.ones(shape, dtype=torch.float64)).shape == (2,)
+
+
+def test_gaussian_nll_rejects_non_finite_std_tensors_and_non_float_inputs() -> None:
+    x = torch.zeros(2, 3, 4)
+    for bad in (float("inf"), float("nan"), -1.0, 0.0):
+        with pytest.raises(ValueError, match=r"std: expected a positive standard deviation \(finite\)"):
+            gaussian_nll(x, x, torch.tensor(bad))
+        with pytest.raises(ValueError, match=r"std: expected a positive standard deviation \(finite\)"):
+            gaussian_nll(x, x, torch.tensor([1.0, 1.0, 1.0, bad]))
+    with pytest.raises(TypeError, match="std: expected a float or a tensor, got list"):
+        gaussian_nll(x, x, [1.0])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="std: expected a float or a tensor, got bool"):
+        gaussian_nll(x, x, True)
+    frames = torch.zeros(2, 3, 4, dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r"target: expected a floating-point tensor, got dtype torch\.uint8"):
+        gaussian_nll(frames, x, 1.0)
+    with pytest.raises(TypeError, match=r"mean: expected a floating-point tensor, got dtype torch\.int64"):
+        gaussian_nll(x, x.long(), 1.0)
+
+
 def test_residual_penalty_is_sum_of_unsquared_norms() -> None:
     res = _rand(6, 3, 4, seed=0)
     by_hand = torch.tensor(
@@ -109,6 +186,7 @@ def test_residual_penalty_is_sum_of_unsquared_norms() -> None:
     assert residual_penalty(three_four).tolist() == [15.0]
     with pytest.raises(ValueError, match=r"residuals: expected 3 dimensions \(s b d\)"):
         residual_penalty(torch.zeros(3, 4))
+    assert torch.equal(residual_penalty(torch.zeros(0, 3, 4)), torch.zeros(3))  # no sub-steps
 
 
 def test_elbo_weights_and_batch_mean() -> None:
@@ -149,3 +227,16 @@ def test_elbo_errors() -> None:
         elbo(nll, kl_z=torch.zeros(2, 3))
     with pytest.raises(ValueError, match="residual: expected size 3"):
         elbo(nll, residual=torch.zeros(1))
+
+
+def test_elbo_rejects_negative_or_non_finite_weights() -> None:
+    nll, kl = torch.ones(3), torch.ones(3)
+    for name in ("beta_y", "beta_z", "residual_weight"):
+        for bad in (-0.5, -1, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=f"{name}: expected a finite weight >= 0, got {bad!r}"):
+                elbo(nll, kl, kl, kl, **{name: bad})
+        for bad_kind in (True, "1.0", torch.tensor(1.0)):
+            with pytest.raises(TypeError, match=f"{name}: expected a real number >= 0"):
+                elbo(nll, kl, kl, kl, **{name: bad_kind})
+        # Zero and ints are weights.
+        assert torch.isfinite(elbo(nll, kl, kl, kl, **{name: 0}).total)

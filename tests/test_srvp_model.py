@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from contracts import HostReads
 from einops import rearrange
 from torch.distributions import Distribution, Normal, kl_divergence
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from examples.srvp.config import ModelConfig, config_to_dict
 from examples.srvp.model import SRVP, Encoded
@@ -478,24 +478,6 @@ def test_predict_without_conditioning_reconstructions_draws_the_same_futures() -
 
 
 # --------------------------------------------------------------------------------- host synchronisation
-class _HostReads(TorchDispatchMode):
-    """Records the ops that read tensor values back to the host, build tensors from host data or move them
-    between devices: on a GPU each is a device synchronisation (``.item()``, ``bool(t)``, argument
-    validation, ``torch.tensor(...)``, ``t.to(device)`` of a tensor made on the host)."""
-
-    OPS = ("aten._local_scalar_dense", "aten.is_nonzero", "aten.lift_fresh", "aten.nonzero", "aten.masked_select")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if str(func).startswith(self.OPS) or (str(func).startswith("aten._to_copy") and "device" in kwargs):
-            self.seen.append(str(func))
-        return func(*args, **kwargs)
-
-
 @pytest.mark.parametrize("name", ["residual", "skips-vgg", "substeps-3", "no-content"])
 def test_training_step_and_sampling_never_read_values_back_to_the_host(name: str) -> None:
     """The forward pass, loss, backward pass and batched sampling run without host round trips, so that a GPU
@@ -503,7 +485,7 @@ def test_training_step_and_sampling_never_read_values_back_to_the_host(name: str
     model = SRVP(tiny(**VARIANTS[name])).init_weights()
     x = frames(6, 3, model.config)
     model(x)[0].total.backward()  # warm-up (lazy initialisations)
-    spy = _HostReads()
+    spy = HostReads()
     with spy:
         terms, _ = model(x)
         terms.total.backward()
@@ -512,3 +494,21 @@ def test_training_step_and_sampling_never_read_values_back_to_the_host(name: str
     with spy, torch.inference_mode():
         model.predict(x[:3], 4, 5, decode_cond=False)
     assert spy.seen == [], spy.seen
+
+
+@pytest.mark.parametrize("name", ["residual", "mlp", "rk4", "no-noise"])
+def test_loss_terms_of_a_single_frame(name: str) -> None:
+    """One frame: no transition, so the rollout's residuals and prior are empty and kl_z and the penalty are
+    zero; the loss is the NLL and KL_y, and it trains."""
+    model = SRVP(tiny(n_inference_frames=1, **VARIANTS[name])).init_weights()
+    x = frames(1, 3, model.config)
+    terms, out = model(x)
+    roll = out.rollout
+    if model.ssm.cell.has_residuals:
+        assert roll.residuals is not None and roll.residuals.shape == (0, 3, model.config.state_size)
+    else:
+        assert roll.residuals is None
+    assert terms.residual.item() == 0.0 and terms.kl_z.item() == 0.0
+    assert torch.isfinite(terms.total) and terms.nll.item() > 0
+    torch.testing.assert_close(terms.total, terms.nll + model.config.beta_y * terms.kl_y)
+    terms.total.backward()

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from contracts import seeded
 from hypothesis import given
 from hypothesis import strategies as st
 from problems import TimeModulatedField
-from torch.distributions import Distribution, Independent, MultivariateNormal
+from torch import nn
+from torch.distributions import Distribution, Independent, Laplace, MultivariateNormal, Normal
 
 from latentdyn.cells import MLPCell, ResidualCell
-from latentdyn.distributions import ConditionalGaussianPrior, diag_gaussian
+from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, diag_gaussian, index_steps
 from latentdyn.fields import MLPField
 from latentdyn.nn import MLP
-from latentdyn.objectives import kl_per_sequence
-from latentdyn.ssm import LatentSSM, Rollout
+from latentdyn.objectives import elbo, kl_per_sequence, residual_penalty
+from latentdyn.ssm import LatentSSM, Role, Rollout
 
 DY, DZ, B, T = 3, 2, 4, 30
 
@@ -194,9 +197,9 @@ def test_at_float32_and_single_time() -> None:
 
 def test_at_errors() -> None:
     r = make_ssm(n=2).rollout(make_y0(), 5, sampler=RecordingSampler(), t0=1)
-    with pytest.raises(ValueError, match=r"times: expected times within the rollout \[1\.0, 5\.0\]"):
+    with pytest.raises(ValueError, match=r"times: expected finite times within the rollout \[1\.0, 5\.0\]"):
         r.at([0.5, 2.0])
-    with pytest.raises(ValueError, match="times: expected times within the rollout"):
+    with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
         r.at([5.25])
     with pytest.raises(ValueError, match="times: expected strictly increasing times"):
         r.at([2.0, 1.5])
@@ -204,6 +207,26 @@ def test_at_errors() -> None:
         r.at([2.0, 2.0])
     with pytest.raises(ValueError, match="times: expected at least one query time"):
         r.at([])
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match=r"times: expected finite times within the rollout \[1\.0, 5\.0\]"):
+            r.at([2.0, bad])
+        with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
+            r.at(torch.tensor([bad]))
+    with pytest.raises(ValueError, match=r"times: expected a sequence of times \(Q,\), got shape \[2, 2\]"):
+        r.at([[1.5, 2.0], [2.5, 3.0]])
+    with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
+        r.at([5.0 + 1e-6])  # beyond the rounding tolerance
+
+
+def test_at_takes_times_a_rounding_away_from_the_ends() -> None:
+    """sum([0.1] * 30) is 3.0000000000000013: the last frame of a 4-frame rollout, not an error."""
+    r = make_ssm(n=2).rollout(make_y0(), 4, sampler=RecordingSampler())
+    late = sum([0.1] * 30)
+    assert late > 3.0
+    assert torch.equal(r.at([late]), r.states[-1:])
+    assert torch.equal(r.at([1.5, late]), r.substates[[3, 6]])
+    early = make_ssm(n=2).rollout(make_y0(), 4, sampler=RecordingSampler(), t0=1)
+    assert torch.equal(early.at([1 - 1e-12]), early.states[:1])
 
 
 def test_rollout_without_noise_and_without_prior() -> None:
@@ -221,9 +244,31 @@ def test_rollout_without_noise_and_without_prior() -> None:
 
 
 def test_single_frame_rollout() -> None:
+    """No transition: empty z, residuals and prior (not None, which means "no residuals" / "no prior")."""
     r = make_ssm(n=4).rollout(make_y0(), 1)
-    assert r.substates.shape == (1, B, DY) and r.states.shape == (1, B, DY)
-    assert r.z.shape == (0, B, DZ) and r.prior is None and r.residuals is None and r.n_frames == 1
+    assert r.substates.shape == (1, B, DY) and r.states.shape == (1, B, DY) and r.n_frames == 1
+    assert r.z.shape == (0, B, DZ) and r.posterior is None
+    assert r.residuals is not None and r.residuals.shape == (0, B, DY) and r.residuals.dtype == torch.float64
+    assert r.prior is not None
+    assert tuple(r.prior.batch_shape) == (0, B) and tuple(r.prior.event_shape) == (DZ,)
+    # The per-sequence terms of an empty rollout are zeros of shape (B,).
+    assert torch.equal(residual_penalty(r.residuals), torch.zeros(B, dtype=torch.float64))
+    empty_q = index_steps(make_posterior(3), slice(0, 0))
+    assert torch.equal(kl_per_sequence(empty_q, r.prior), torch.zeros(B, dtype=torch.float64))
+    assert torch.equal(elbo(torch.zeros(B), residual=residual_penalty(r.residuals).float()).total, torch.tensor(0.0))
+
+
+def test_single_frame_rollout_of_cells_without_residuals_or_prior() -> None:
+    """None keeps its meaning: a discrete cell reports no residuals, a model without prior or z no prior."""
+    with seeded(0):
+        discrete = LatentSSM(MLPCell(DY, DZ, 8, 2), ConditionalGaussianPrior(MLP(DY, 8, 2 * DZ, 2))).double()
+        no_noise = LatentSSM(ResidualCell(MLPField(DY, 0, 8, 2), DY, 0, 2)).double()
+    r = discrete.rollout(make_y0(), 1)
+    assert r.residuals is None and r.prior is not None and r.prior.batch_shape == (0, B)
+    r = no_noise.rollout(make_y0(), 1)
+    assert r.prior is None and r.residuals is not None and r.residuals.shape == (0, B, DY)
+    r = LatentSSM(make_ssm().cell).rollout(make_y0(), 1)
+    assert r.prior is None
 
 
 def test_discrete_cell_rollout() -> None:
@@ -252,6 +297,86 @@ def test_rollout_errors() -> None:
         ssm.rollout(y0, 5, n_substeps=0)
     with pytest.raises(TypeError, match="n_substeps"):
         ssm.rollout(y0, 5, n_substeps=0.5)  # type: ignore[arg-type]
+    for bad_t0 in (0.5, True, "3", 2.0):
+        with pytest.raises(TypeError, match=f"t0: expected an int, got {type(bad_t0).__name__}"):
+            ssm.rollout(y0, 5, t0=bad_t0)  # type: ignore[arg-type]
+    assert ssm.rollout(y0, 3, t0=-2, sample=False).t0 == -2  # any integer time
+
+
+class _LaplacePrior(nn.Module):
+    """A prior that returns a diagonal Laplace: not a Gaussian, so it cannot be rebuilt as one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(DY, 2 * DZ).double()
+
+    def forward(self, y: torch.Tensor) -> Independent:
+        loc, raw = self.net(y).chunk(2, dim=-1)
+        return Independent(Laplace(loc, raw.exp()), 1)
+
+
+class _ShapedPrior(nn.Module):
+    """A Gaussian prior whose output shape is set by hand (to break the contract on purpose)."""
+
+    def __init__(self, event: int = DZ, flatten: bool = False, independent: bool = True) -> None:
+        super().__init__()
+        self.net = nn.Linear(DY, event).double()
+        self.flatten, self.independent = flatten, independent
+
+    def forward(self, y: torch.Tensor) -> Distribution:
+        loc = self.net(y.reshape(-1, DY) if self.flatten else y)
+        base = Normal(loc, torch.ones_like(loc))
+        return Independent(base, 1) if self.independent else base
+
+
+@pytest.mark.parametrize("with_posterior", [False, True], ids=["prior-step", "prior-batched"])
+def test_prior_output_is_checked(with_posterior: bool) -> None:
+    """The prior's first output in a rollout must be Independent(Normal) with batch (...) and event (Dz,),
+    both where it is called per frame on (B, Dy) and where it is called once on (L, B, Dy)."""
+    cell = make_ssm().cell
+    y0 = make_y0()
+    # With a posterior over every transition, the prior is only called once, batched over (3, B, Dy).
+    n_frames, kwargs = (4, {"posterior": make_posterior(3)}) if with_posterior else (6, {})
+    with pytest.raises(
+        TypeError, match=r"prior: expected .* Independent\(Normal\(loc, scale\), 1\), got Independent\(Laplace\)"
+    ):
+        LatentSSM(cell, _LaplacePrior()).rollout(y0, n_frames, **kwargs)
+    with pytest.raises(TypeError, match=r"prior: expected .* got Normal"):
+        LatentSSM(cell, _ShapedPrior(independent=False)).rollout(y0, n_frames, **kwargs)
+    shape = [3, B, DY] if with_posterior else [B, DY]
+    message = (
+        f"prior: expected the prior module to map states {shape} to batch shape {shape[:-1]} and event shape "
+        f"[{DZ}], got batch {shape[:-1]} and event [{DZ + 1}]"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        LatentSSM(cell, _ShapedPrior(event=DZ + 1)).rollout(y0, n_frames, **kwargs)
+    if with_posterior:  # a prior that only handles (B, Dy) flattens the time axis away
+        with pytest.raises(ValueError, match=re.escape(f"got batch [{3 * B}] and event [{DZ}]")):
+            LatentSSM(cell, _ShapedPrior(flatten=True)).rollout(y0, n_frames, **kwargs)
+    # A prior that keeps the contract works in both places.
+    r = LatentSSM(cell, _ShapedPrior()).rollout(y0, n_frames, sample=False, **kwargs)
+    assert r.prior is not None and r.prior.batch_shape == (n_frames - 1, B)
+
+
+def test_prior_must_be_a_module_of_states() -> None:
+    cell = make_ssm().cell
+    with pytest.raises(TypeError, match=r"prior: expected an nn\.Module mapping states \(\.\.\., Dy\) .* got str"):
+        LatentSSM(cell, "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"prior: .* got function"):
+        LatentSSM(cell, lambda y: y)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"prior: .* got StandardNormal, which takes a batch shape"):
+        LatentSSM(cell, StandardNormal(DZ))
+
+
+def test_role_is_exported_with_the_roles_the_rollout_uses() -> None:
+    import typing
+
+    import latentdyn
+
+    assert latentdyn.Role is Role and "Role" in latentdyn.__all__
+    sampler = RecordingSampler()
+    make_ssm().rollout(make_y0(), 4, posterior=make_posterior(1), sampler=sampler)
+    assert set(sampler.roles) <= set(typing.get_args(Role))
 
 
 def test_posterior_errors() -> None:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from latentdyn._checks import check_positive_int, check_shape
+from latentdyn._checks import check_int, check_positive_int, check_shape
 
 __all__ = ["CellPath", "TransitionCell"]
 
@@ -36,9 +36,11 @@ class TransitionCell(nn.Module, abc.ABC):
         cond_size: Dz (0 when the cell takes no noise).
         n_substeps: default number of sub-steps per frame.
         supports_substeps: whether ``n_substeps`` other than 1 are meaningful (continuous-time cells).
+        has_residuals: whether :meth:`path` reports the increments of its sub-steps (else ``None``).
     """
 
     supports_substeps: bool = False
+    has_residuals: bool = False
 
     def __init__(self, state_size: int, cond_size: int, n_substeps: int = 1) -> None:
         super().__init__()
@@ -78,7 +80,19 @@ class TransitionCell(nn.Module, abc.ABC):
             The sub-step states (n, B, Dy) and residuals.
         """
         self.check_inputs(y, z)
-        return self._path(y, z, self.check_substeps(n_substeps), frame)
+        check_int(frame, "frame")
+        return self.check_path(self._path(y, z, self.check_substeps(n_substeps), frame))
+
+    def check_path(self, path: CellPath) -> CellPath:
+        """Check that ``path`` reports residuals exactly when the class says so (``has_residuals``)."""
+        if (path.residuals is not None) != self.has_residuals:
+            got = "None" if path.residuals is None else "a tensor"
+            raise TypeError(
+                f"cell: {type(self).__name__}._path returned residuals={got}, but {type(self).__name__}."
+                f"has_residuals is {self.has_residuals}; set the class attribute has_residuals = "
+                f"{path.residuals is not None}"
+            )
+        return path
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """State one frame later, (B, Dy), from y (B, Dy) and z (B, Dz)."""
@@ -90,7 +104,13 @@ class TransitionCell(nn.Module, abc.ABC):
 
 
 def local_times(frame: int, n_substeps: int, like: torch.Tensor) -> torch.Tensor:
-    """Times ``frame + j/n`` for j = 0..n, built from integers, as a (n+1,) tensor like ``like``."""
+    """Times ``frame + j/n`` for j = 0..n, built from integers, as a float64 (n+1,) tensor on ``like``'s device.
+
+    The grid stays float64 whatever the state's dtype: in bfloat16 the grid of frame 100 with n = 3 would round
+    to [100, 100.5, 100.5, 101] (a step of length zero), and in float32 frame 1e5 loses the thirds. A 0-dim
+    float64 time does not change the dtype of the state arithmetic it enters (type promotion keeps the
+    dimensioned operand's dtype).
+    """
     # Built on ``like``'s device: a host-made grid would be copied to the GPU (and synchronise) every frame.
     grid = torch.arange(frame * n_substeps, (frame + 1) * n_substeps + 1, dtype=torch.float64, device=like.device)
-    return (grid / n_substeps).to(like.dtype)
+    return grid / n_substeps

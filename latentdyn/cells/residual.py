@@ -12,6 +12,15 @@ from latentdyn.integrators.base import Integrator
 __all__ = ["ODECell", "ResidualCell"]
 
 
+def _check_field(field: object) -> VectorField:
+    if not isinstance(field, VectorField):
+        raise TypeError(
+            f"field: expected a VectorField (forward(t, y, cond) -> dy/dt), got {type(field).__name__}; "
+            "subclass latentdyn.VectorField, or use MLPField"
+        )
+    return field
+
+
 class ResidualCell(TransitionCell):
     """Residual update y ← y + Δt·f(y, z) repeated n times per frame, Δt = 1/n, z held constant (SRVP).
 
@@ -25,10 +34,11 @@ class ResidualCell(TransitionCell):
     """
 
     supports_substeps = True
+    has_residuals = True
 
     def __init__(self, field: VectorField, state_size: int, cond_size: int, n_substeps: int = 1) -> None:
         super().__init__(state_size, cond_size, n_substeps)
-        self.field = field
+        self.field = _check_field(field)
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
@@ -58,6 +68,7 @@ class ODECell(TransitionCell):
     """
 
     supports_substeps = True
+    has_residuals = True
 
     def __init__(
         self,
@@ -70,10 +81,28 @@ class ODECell(TransitionCell):
         super().__init__(state_size, cond_size, n_substeps)
         if not isinstance(integrator, Integrator):
             raise TypeError(f"integrator: expected an Integrator, got {type(integrator).__name__}")
-        self.field = field
+        self.field = _check_field(field)
         self.integrator = integrator
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
-        out = self.integrator(self.field, y, local_times(frame, n_substeps, y), z)
+        # The integrator gets the local grid j/n, exact enough in any dtype, and the field the absolute time
+        # frame + t added in float64: torchdiffeq casts the times it passes to the field to the state's dtype,
+        # which in bfloat16 cannot tell 100 + 1/3 from 100.5. The grid is valid by construction, so the
+        # integrator's checks (which read values: a device sync per frame) are skipped.
+        local = local_times(0, n_substeps, y)
+        out = self.integrator._integrate(_FrameField(self.field, frame), y, local, z)
         return CellPath(out[1:], out[1:] - out[:-1])
+
+
+class _FrameField(VectorField):
+    """``field`` seen from the frame's local time: f(frame + t, y, cond), the sum taken in float64."""
+
+    def __init__(self, field: VectorField, frame: int) -> None:
+        super().__init__()
+        self.field = field
+        self.frame = frame
+
+    @override
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.field(t.to(torch.float64) + self.frame, y, cond)

@@ -38,6 +38,8 @@ class DeepSetEncoder(nn.Module):
         self.pooling = check_choice(pooling, "pooling", ("sum", "mean"))
         check_choice(output_activation, "output_activation", ("tanh", "none"))
         self.in_features = check_positive_int(in_features, "in_features")
+        check_positive_int(hidden_features, "hidden_features")
+        check_positive_int(out_features, "out_features")
         self.proj = nn.Sequential(nn.Linear(in_features, hidden_features), nn.ReLU())
         act: nn.Module = nn.Tanh() if output_activation == "tanh" else nn.Identity()
         self.out = nn.Sequential(nn.Linear(hidden_features, out_features), act)
@@ -110,6 +112,8 @@ def random_distinct_frames(
 def last_frames(n_frames: int, k: int, batch_size: int, *, device: torch.device | str | None = None) -> torch.Tensor:
     """Indices of the last k of ``n_frames`` frames for every sequence, (k, B)."""
     check_positive_int(k, "k")
+    check_positive_int(n_frames, "n_frames")
+    check_positive_int(batch_size, "batch_size")
     if k > n_frames:
         raise ValueError(f"k: cannot take the last {k} content frames out of {n_frames} available")
     return torch.arange(n_frames - k, n_frames, device=device)[:, None].expand(k, batch_size)

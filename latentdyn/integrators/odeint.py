@@ -72,7 +72,7 @@ class OdeintIntegrator(Integrator):
         self.adjoint = adjoint
 
     @override
-    def __call__(
+    def _integrate(
         self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor
     ) -> torch.Tensor:
         """States at ``ts`` (S,) from ``y0`` (B, Dy) with ``cond`` (B, Dz); returns (S, B, Dy)."""

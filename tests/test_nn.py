@@ -1,0 +1,208 @@
+"""Building blocks of latentdyn/nn.py: MLP, TimeDistributed (also around the conv encoders and decoders),
+init_orthogonal_."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+import torch
+import torch.nn.functional as F
+from contracts import seeded
+from torch import nn
+
+from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, EncoderOutput, VGGDecoder, VGGEncoder
+from latentdyn.nn import MLP, TimeDistributed, init_orthogonal_
+
+# ------------------------------------------------------------------------------------------------------ MLP
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 4])
+def test_mlp_is_linear_then_activation_linear_pairs(n_layers: int) -> None:
+    """n_layers Linear layers, an activation before each but the first, no output activation."""
+    with seeded(0):
+        mlp = MLP(3, 6, 2, n_layers).double()
+    linears = mlp.linears()
+    assert len(linears) == n_layers
+    assert [(l.in_features, l.out_features) for l in linears] == list(
+        zip([3] + [6] * (n_layers - 1), [6] * (n_layers - 1) + [2])
+    )
+    x = torch.randn(5, 4, 3, dtype=torch.float64)  # any leading axes
+    h = F.linear(x, linears[0].weight, linears[0].bias)
+    for layer in linears[1:]:
+        h = F.linear(torch.relu(h), layer.weight, layer.bias)
+    torch.testing.assert_close(mlp(x), h, rtol=1e-12, atol=1e-12)
+    assert isinstance(mlp.layers[-1], nn.Linear)  # linear output
+    assert (mlp.in_features, mlp.out_features) == (3, 2)
+
+
+def test_mlp_takes_an_activation_factory() -> None:
+    with seeded(0):
+        mlp = MLP(2, 4, 1, 3, activation=nn.Tanh).double()
+    assert [type(m) for m in mlp.layers] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
+    l1, l2, l3 = mlp.linears()
+    x = torch.randn(7, 2, dtype=torch.float64)
+    expected = l3(torch.tanh(l2(torch.tanh(l1(x)))))
+    torch.testing.assert_close(mlp(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_mlp_of_one_layer_ignores_the_hidden_width() -> None:
+    mlp = MLP(3, 0, 2, 1)
+    assert len(mlp.linears()) == 1 and mlp(torch.zeros(4, 3)).shape == (4, 2)
+
+
+def test_mlp_errors() -> None:
+    with pytest.raises(ValueError, match="in_features: expected an int >= 1, got 0"):
+        MLP(0, 4, 2, 2)
+    with pytest.raises(ValueError, match="out_features: expected an int >= 1, got -2"):
+        MLP(3, 4, -2, 2)
+    with pytest.raises(ValueError, match="n_layers: expected an int >= 1, got 0"):
+        MLP(3, 4, 2, 0)
+    with pytest.raises(ValueError, match="hidden_features: expected an int >= 1, got 0"):
+        MLP(3, 0, 2, 2)
+    with pytest.raises(TypeError, match=r"in_features: expected an int >= 1, got float 3\.0"):
+        MLP(3.0, 4, 2, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="n_layers: expected an int >= 1, got bool True"):
+        MLP(3, 4, 2, True)
+    with pytest.raises(TypeError, match="hidden_features: expected an int >= 1, got str"):
+        MLP(3, "4", 2, 2)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------ init_orthogonal_
+
+
+def test_init_orthogonal_sets_every_linear_layer_and_nothing_else() -> None:
+    """W Wᵀ = gain²·I (or Wᵀ W for tall W), zero biases, in nested modules; other layers untouched."""
+    with seeded(0):
+        model = nn.Sequential(MLP(3, 8, 5, 3), nn.LayerNorm(5), nn.Sequential(nn.Linear(5, 2, bias=False)))
+    with torch.no_grad():
+        model[1].weight.add_(1.0)  # a non-default value that the init must not reset
+    norm_before = {k: v.clone() for k, v in model[1].state_dict().items()}
+    gain = 1.7
+    init_orthogonal_(model, gain)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 4
+    for layer in linears:
+        w = layer.weight.detach().double()
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        torch.testing.assert_close(gram, gain**2 * torch.eye(gram.shape[0], dtype=torch.float64), rtol=0, atol=1e-5)
+        if layer.bias is not None:
+            assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+    for k, v in model[1].state_dict().items():
+        assert torch.equal(v, norm_before[k]), k
+
+
+def test_init_orthogonal_follows_the_generator() -> None:
+    def weights(seed: int) -> list[torch.Tensor]:
+        mlp = MLP(3, 6, 2, 3)
+        init_orthogonal_(mlp, 1.0, generator=torch.Generator().manual_seed(seed))
+        return [l.weight.detach().clone() for l in mlp.linears()]
+
+    same, again, other = weights(4), weights(4), weights(5)
+    assert all(torch.equal(a, b) for a, b in zip(same, again))
+    assert not torch.equal(same[0], other[0])
+
+
+# ------------------------------------------------------------------------------------------ TimeDistributed
+
+
+def test_time_distributed_applies_the_module_to_every_step() -> None:
+    with seeded(0):
+        linear = nn.Linear(4, 3).double()
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    out = TimeDistributed(linear)(x)
+    assert out.shape == (5, 2, 3)
+    for t in range(5):
+        torch.testing.assert_close(out[t], linear(x[t]), rtol=1e-12, atol=1e-12)
+
+
+def test_time_distributed_batch_norm_sees_all_steps() -> None:
+    """In training, BatchNorm normalises over the T·B items together, not per time step."""
+    x = torch.randn(4, 3, 2, dtype=torch.float64) * torch.tensor([1.0, 5.0], dtype=torch.float64) + 2
+    out = TimeDistributed(nn.BatchNorm1d(2).double().train())(x)
+    flat = x.reshape(12, 2)
+    expected = (flat - flat.mean(0)) / torch.sqrt(flat.var(0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(out.reshape(12, 2), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("enc_cls", "dec_cls"), [(DCGANEncoder, DCGANDecoder), (VGGEncoder, VGGDecoder)])
+def test_time_distributed_wraps_frame_encoders_and_decoders_with_skips(enc_cls: type, dec_cls: type) -> None:
+    """FrameEncoder returns an EncoderOutput (a NamedTuple holding a list); FrameDecoder takes (h, skips)."""
+    t, b = 3, 2
+    with seeded(0):
+        encoder = enc_cls(image_size=32, channels=1, base_width=4, code_size=6).double().eval()
+        decoder = dec_cls(image_size=32, channels=1, base_width=4, in_features=6, skip=True).double().eval()
+    x = torch.rand(t, b, 1, 32, 32, dtype=torch.float64)
+    out = TimeDistributed(encoder)(x)
+    assert isinstance(out, EncoderOutput) and isinstance(out.skips, list)
+    flat = encoder(x.reshape(t * b, 1, 32, 32))
+    assert out.code.shape == (t, b, 6)
+    torch.testing.assert_close(out.code.reshape(t * b, 6), flat.code, rtol=0, atol=0)
+    assert len(out.skips) == len(flat.skips) == len(encoder.skip_shapes)
+    for s, f, shape in zip(out.skips, flat.skips, encoder.skip_shapes):
+        assert s.shape == (t, b, *shape)
+        torch.testing.assert_close(s.reshape(f.shape), f, rtol=0, atol=0)
+
+    frames = TimeDistributed(decoder)(out.code, out.skips)
+    assert frames.shape == x.shape
+    expected = decoder(flat.code, flat.skips)
+    torch.testing.assert_close(frames.reshape(expected.shape), expected, rtol=0, atol=0)
+    # Keyword arguments are folded too; None passes through.
+    torch.testing.assert_close(TimeDistributed(decoder)(out.code, skips=out.skips), frames, rtol=0, atol=0)
+    plain = dec_cls(image_size=32, channels=1, base_width=4, in_features=6, skip=False).double().eval()
+    assert TimeDistributed(plain)(out.code, None).shape == x.shape
+
+
+class _Pair(NamedTuple):
+    first: torch.Tensor
+    rest: tuple[torch.Tensor, int]
+
+
+class _Echo(nn.Module):
+    """Returns its inputs, to see what TimeDistributed hands the module and how it unfolds the result."""
+
+    def forward(self, x: torch.Tensor, pair: _Pair, scale: float, size: torch.Size) -> tuple[torch.Tensor, _Pair]:
+        assert x.shape == (6, 4) and pair.first.shape == (6, 2) and pair.rest[0].shape == (6,)
+        assert scale == 0.5 and isinstance(size, torch.Size)
+        return x * scale, pair
+
+
+def test_time_distributed_folds_containers_and_passes_other_values() -> None:
+    x, first, last = torch.randn(2, 3, 4), torch.randn(2, 3, 2), torch.randn(2, 3)
+    y, pair = TimeDistributed(_Echo())(x, _Pair(first, (last, 7)), 0.5, size=torch.Size([1, 2]))
+    assert torch.equal(y, x * 0.5)
+    assert isinstance(pair, _Pair) and isinstance(pair.rest, tuple)
+    assert torch.equal(pair.first, first) and torch.equal(pair.rest[0], last) and pair.rest[1] == 7
+
+
+def test_time_distributed_errors() -> None:
+    td = TimeDistributed(nn.Linear(4, 3))
+    with pytest.raises(TypeError, match=r"x: expected a torch\.Tensor, got list"):
+        td([[1.0]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"x: expected a time-first tensor \(T, B, \.\.\.\), got shape \[4\]"):
+        td(torch.zeros(4))
+    with pytest.raises(TypeError, match=r"module: expected an nn\.Module, got function"):
+        TimeDistributed(lambda x: x)  # type: ignore[arg-type]
+    decoder = TimeDistributed(DCGANDecoder(image_size=32, channels=1, base_width=4, in_features=6, skip=True))
+    encoder = TimeDistributed(DCGANEncoder(image_size=32, channels=1, base_width=4, code_size=6))
+    out = encoder(torch.rand(3, 2, 1, 32, 32))
+    bad_skips = [*out.skips[:-1], out.skips[-1][:2]]  # one skip over 2 steps instead of 3
+    last = len(out.skips) - 1
+    with pytest.raises(
+        ValueError,
+        match=rf"args\[0\]\[{last}\]: expected a time-first tensor starting with \(T, B\) = \(3, 2\) like x, got "
+        r"shape \[2, 2, ",
+    ):
+        decoder(out.code, bad_skips)
+    with pytest.raises(ValueError, match=r"skips\[0\]: expected a time-first tensor starting with \(T, B\)"):
+        decoder(out.code, skips=[s[:, :1] for s in out.skips])
+
+    class Total(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.sum()
+
+    with pytest.raises(
+        ValueError,
+        match=r"output: expected the wrapped module to return tensors starting with T·B = 6 items, got shape \[\]",
+    ):
+        TimeDistributed(Total())(torch.zeros(3, 2, 4))
