@@ -38,3 +38,16 @@ def test_loss_terms_are_fp32_under_bf16_autocast() -> None:
         terms, out = model(x)
     assert out.frames.dtype == torch.bfloat16  # the networks ran in bf16
     assert all(t.dtype == torch.float32 for t in terms)
+
+
+def test_latent_states_accumulate_in_fp32_under_bf16_autocast() -> None:
+    """The networks run in bf16, but the states sum residuals over every step: they stay float32."""
+    model = SRVP(PRESETS["tiny"]().model).init_weights()
+    x = torch.rand(5, 2, 1, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, out = model(x)
+        model.eval()
+        pred = model.predict(x[:3], 4, 2)
+    assert out.frames.dtype == torch.bfloat16
+    assert out.rollout.states.dtype == torch.float32
+    assert pred.states.dtype == torch.float32 and pred.future_rollout.substates.dtype == torch.float32

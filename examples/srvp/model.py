@@ -269,7 +269,7 @@ class SRVP(FrameModel):
             content_indices = self.content_indices(t, b, x.device)
         w = self.infer_content(enc.codes, content_indices)
         q_y0 = self.q_y(enc.codes)
-        y0 = draw(q_y0, "y0")
+        y0 = _state_precision(draw(q_y0, "y0"))
         posterior = self.q_z(enc.codes) if self.q_z is not None and t > 1 else None
         roll = self.ssm.rollout(y0, n_frames, posterior=posterior, sampler=draw, n_substeps=n_substeps)
         skips, skip_index = self.skip_frames(enc, skip_index)
@@ -354,7 +354,7 @@ class SRVP(FrameModel):
         codes = repeat(enc.codes, "t b d -> t (n b) d", n=n)
         w_n = repeat(w, "b d -> (n b) d", n=n) if w is not None else None
         skips_n = [repeat(s, "b c h w -> (n b) c h w", n=n) for s in skips]
-        y0 = draw(self.q_y(codes), "y0")
+        y0 = _state_precision(draw(self.q_y(codes), "y0"))
         posterior = self.q_z(codes) if self.q_z is not None and tc > 1 else None
         cond = self.ssm.rollout(y0, tc, posterior=posterior, sampler=draw)
         future = self.ssm.rollout(cond.states[-1], n_future + 1, sampler=draw, n_substeps=n_substeps, t0=tc - 1)
@@ -369,6 +369,12 @@ class SRVP(FrameModel):
             cond,
             future,
         )
+
+
+def _state_precision(y0: torch.Tensor) -> torch.Tensor:
+    """y_0 in float32 at least: under bf16/fp16 autocast the networks run in low precision, but the states
+    accumulate residuals over every sub-step and frame, so they stay float32 (y + Δt·f promotes to it)."""
+    return y0.to(torch.promote_types(y0.dtype, torch.float32))
 
 
 def float32_gaussian(d: Independent | None) -> Independent:
