@@ -183,6 +183,27 @@ def test_fvd_is_skipped_below_16_sequences(
     assert result["fvd"]["skipped"].startswith("FVD needs at least 16")
 
 
+def test_demo_reads_the_sample_major_kth_test_set(
+    kth_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("imageio")
+    from examples.srvp import demo
+
+    data, run = kth_run
+    test_file = data / "svg_test_set_10.npz"
+    raw = np.load(test_file)["sequences"]  # (N, T, H, W): clip-major, as kth-test-set writes it
+    clips = demo.load_clips(test_file)
+    assert clips.shape == (10, raw.shape[0], 1, 64, 64)
+    np.testing.assert_array_equal(clips[:, 3, 0].numpy(), raw[3].astype(np.float32) / 255)
+    argv = [str(run), "--test-set", str(test_file), "--out", str(tmp_path / "demo"), "--what", "swap"]
+    assert demo.main(argv) == 0
+    assert "(3 conditioning frames)" in capsys.readouterr().out
+    renamed = tmp_path / "kth_clips.npz"  # the name no longer says it is sample-major
+    renamed.write_bytes(test_file.read_bytes())
+    with pytest.raises(ValueError, match=r"looks like a KTH test set .* keep its name svg_test_set_<T>\.npz"):
+        demo.load_clips(renamed)
+
+
 def test_kth_stream_is_step_seeded(kth_run: tuple[Path, Path]) -> None:
     data, _ = kth_run
     model = dataclasses.replace(PRESETS["kth"]().model, conv_width=4)
