@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,10 @@ def test_evaluate_cli_and_reference_predictors(
     assert code == 0
     out = capsys.readouterr().out
     assert "copy_last" in out and "black" in out
-    result = json.loads((run / "eval" / "test_n3_t7_dt1.json").read_text())
+    step = load_checkpoint(run / "checkpoints" / "best.pt")["step"]
+    stem = f"test_best_step{step}_n3_t7_dt1"  # the checkpoint and its step name the outputs
+    result = json.loads((run / "eval" / f"{stem}.json").read_text())
+    assert result["checkpoint"] == {"name": "best", "file": str(run / "checkpoints" / "best.pt"), "step": step}
     assert result["n_sequences"] == 5
     assert len(result["metrics"]["psnr_curve"]["mean"]) == 5
     # The all-black predictor's PSNR computed independently with numpy.
@@ -153,7 +157,7 @@ def test_evaluate_cli_and_reference_predictors(
     expected = (10 * np.log10(1 / mse)).mean(0).mean()
     assert result["reference_predictors"]["black"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)
     for suffix in ("_curves.png", "_samples.gif", "_per_sequence.npz"):
-        assert (run / "eval" / f"test_n3_t7_dt1{suffix}").stat().st_size > 0
+        assert (run / "eval" / f"{stem}{suffix}").stat().st_size > 0
 
 
 def test_evaluate_errors(tmp_path: Path, test_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,3 +222,112 @@ def test_infer_checks_user_given_frame_indices_once() -> None:
         model.infer(x, content_indices=torch.tensor([[0, 4], [1, 2]]))
     with pytest.raises(ValueError, match="skip_index: expected size 2"):
         model.infer(x, skip_index=torch.tensor([0, 1, 2]))
+
+
+# ------------------------------------------------------------------------------------ evaluation checks
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory of the tiny preset after 2 training steps (best.pt and last.pt)."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
+    return run
+
+
+def _protocol(**changes: int) -> ev.EvalProtocol:
+    values = dict(nt_cond=2, nt_gen=6, n_samples=5, n_substeps=1, batch_size=3, seed=1, max_sequences=0)
+    return ev.EvalProtocol(**{**values, **changes})
+
+
+def _clips(n: int, size: int = 64, t: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (t, n, 1, size, size), generator=torch.Generator().manual_seed(seed)).to(torch.uint8)
+
+
+def test_evaluate_checks_its_arguments(tiny_run: Path) -> None:
+    model = load_model(tiny_run, "last")
+    clips = _clips(3)
+    with pytest.raises(TypeError, match=r"sequences: expected uint8 frames .* got dtype torch.float32"):
+        ev.evaluate(model, clips.float() / 255, _protocol(), progress=False)
+    with pytest.raises(TypeError, match=r"sequences: expected a uint8 tensor \(T, N, C, H, W\), got ndarray"):
+        ev.evaluate(model, clips.numpy(), _protocol(), progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"sequences: expected at least one test clip \(N >= 1\), got shape"):
+        ev.evaluate(model, clips[:, :0], _protocol(), progress=False)
+    with pytest.raises(ValueError, match=r"sequences: expected 5 dimensions"):
+        ev.evaluate(model, clips[:, 0], _protocol(), progress=False)
+    with pytest.raises(ValueError, match=r"sequences: expected size 64 for axis 'h' .* got shape \[6, 3, 1, 32, 32\]"):
+        ev.evaluate(model, _clips(3, size=32), _protocol(), progress=False)
+    with pytest.raises(ValueError, match=r"protocol.nt_cond: .* at least 2 conditioning frames, got 1"):
+        ev.evaluate(model, clips, _protocol(nt_cond=1), progress=False)
+    with pytest.raises(ValueError, match=r"protocol.max_sequences: expected an int >= 0, got -1"):
+        _protocol(max_sequences=-1)
+    with pytest.raises(ValueError, match=r"protocol.n_substeps: expected an int >= 1, got 0"):
+        _protocol(n_substeps=0)
+    with pytest.raises(ValueError, match=r"protocol.nt_gen: expected more than nt_cond=2 frames"):
+        _protocol(nt_gen=2)
+    with pytest.raises(ValueError, match=r"max_sequences: expected an int >= 0, got -1"):
+        ev.load_test_clips("smmnist", "unused.npz", nt_gen=6, max_sequences=-1)
+    # uint8 frames are divided by 255 once: the black predictor's PSNR, computed here with numpy.
+    result = ev.evaluate(model, clips, _protocol(), progress=False)
+    future = clips[2:6].double().numpy() / 255
+    expected = (10 * np.log10(1 / (future**2).mean(axis=(2, 3, 4)))).mean(0).mean()
+    assert result["reference_predictors"]["black"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-sequences", "-1"], "--max-sequences: expected an int >= 0 (0: all), got -1"),
+        (["--nt-cond", "0"], "--nt-cond: expected an int >= 1, got 0"),
+        (["--nt-cond", "-1"], "--nt-cond: expected an int >= 1, got -1"),
+        (["--nt-cond", "1"], "--nt-cond: the model infers y_0 and its content from n_inference_frames=2 frames"),
+        (["--n-substeps", "0"], "--n-substeps: expected an int >= 1, got 0"),
+        (["--n-substeps", "-1"], "--n-substeps: expected an int >= 1, got -1"),
+        (["--nt-gen", "0"], "--nt-gen: expected an int >= 2, got 0"),
+    ],
+)
+def test_evaluate_cli_rejects_bad_counts_before_starting(
+    tiny_run: Path, test_set: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No value is silently replaced by the run's, and no error shows up in the middle of a progress bar."""
+    assert ev.main([str(tiny_run), "--test-set", str(test_set), "--n-samples", "2", *flags]) == 2
+    captured = capsys.readouterr()
+    # One line: the error alone, no progress bar (tqdm writes to stderr) and nothing printed before it.
+    assert captured.err.startswith(f"error: {message}") and len(captured.err.strip().splitlines()) == 1
+    assert captured.out == ""
+
+
+def test_evaluate_outputs_name_the_checkpoint_and_step(
+    tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--nt-gen", "4"]
+    assert ev.main([*argv, "--checkpoint", "best"]) == 0
+    assert ev.main([*argv, "--checkpoint", "last"]) == 0
+    capsys.readouterr()
+    names = {}
+    for which in ("best", "last"):
+        step = load_checkpoint(tiny_run / "checkpoints" / f"{which}.pt")["step"]
+        names[which] = f"test_{which}_step{step}_n1_t4_dt1"
+        result = json.loads((tiny_run / "eval" / f"{names[which]}.json").read_text())
+        assert result["checkpoint"]["name"] == which and result["checkpoint"]["step"] == step
+    assert names["best"] != names["last"]
+    for path in (tiny_run / "eval").iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_per_sequence_scores_are_written_atomically(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_model(tiny_run, "last")
+    result = ev.evaluate(model, _clips(2), _protocol(n_samples=2), progress=False)
+    paths = ev.write_outputs(result, tmp_path, "x")
+    before = paths["per_sequence"].read_bytes()
+
+    def broken(file: object, **arrays: object) -> None:
+        assert hasattr(file, "write")  # written to an open temporary file, not to the final path
+        file.write(b"partial")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ev.write_outputs(result, tmp_path, "x")
+    assert paths["per_sequence"].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -48,9 +48,16 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from examples.srvp.checkpoint import atomic_write_text, checkpoint_path, load_model, read_run_config
+from examples.srvp.checkpoint import (
+    atomic_write_npz,
+    atomic_write_text,
+    checkpoint_path,
+    load_model_and_step,
+    read_run_config,
+)
 from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import SRVP
+from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
 
@@ -58,6 +65,8 @@ __all__ = [
     "DEFAULT_NT_GEN",
     "EvalProtocol",
     "build_parser",
+    "check_protocol",
+    "check_sequences",
     "evaluate",
     "format_results",
     "load_sequences",
@@ -86,6 +95,18 @@ class EvalProtocol:
     batch_size: int
     seed: int
     max_sequences: int  # 0: all
+
+    def __post_init__(self) -> None:
+        for name in ("nt_cond", "nt_gen", "n_samples", "n_substeps", "batch_size"):
+            check_positive_int(getattr(self, name), f"protocol.{name}")
+        check_positive_int(self.max_sequences, "protocol.max_sequences", minimum=0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"protocol.seed: expected an int, got {type(self.seed).__name__} {self.seed!r}")
+        if self.nt_gen <= self.nt_cond:
+            raise ValueError(
+                f"protocol.nt_gen: expected more than nt_cond={self.nt_cond} frames (conditioning + predicted), "
+                f"got {self.nt_gen}"
+            )
 
     @property
     def n_future(self) -> int:
@@ -137,10 +158,11 @@ def load_test_clips(
 
     Raises:
         FileNotFoundError: the test set does not exist (the message says which command makes it).
-        ValueError: an unknown dataset, or ill-formed test data.
+        ValueError: an unknown dataset, ill-formed test data, or ``max_sequences`` < 0.
     """
     from latentdyn.video import datasets as vd
 
+    check_positive_int(max_sequences, "max_sequences", minimum=0)
     if dataset not in DATASETS:
         raise ValueError(f"--dataset: expected one of {DATASETS}, got {dataset!r}")
     root = Path(path).expanduser()
@@ -253,6 +275,48 @@ def _frame_scores(
     return scores
 
 
+def check_sequences(sequences: object) -> tuple[int, int]:
+    """Check test clips: a uint8 tensor (T, N, C, H, W) with N >= 1; returns (T, N)."""
+    if not isinstance(sequences, torch.Tensor):
+        raise TypeError(f"sequences: expected a uint8 tensor (T, N, C, H, W), got {type(sequences).__name__}")
+    if sequences.dtype != torch.uint8:
+        raise TypeError(
+            f"sequences: expected uint8 frames (T, N, C, H, W) with values in [0, 255], got dtype {sequences.dtype}; "
+            "frames already in [0, 1] would be divided by 255 again: pass (x * 255).round().to(torch.uint8)"
+        )
+    t, n = check_shape(sequences, "t n c h w", "sequences")["t"], sequences.shape[1]
+    if n == 0:
+        raise ValueError(f"sequences: expected at least one test clip (N >= 1), got shape {list(sequences.shape)}")
+    return t, n
+
+
+def check_protocol(model: nn.Module, nt_cond: int, n_substeps: int, *, names: dict[str, str] | None = None) -> None:
+    """Check conditioning frames and sub-steps against the model, before any sampling.
+
+    Args:
+        model: the model to evaluate.
+        nt_cond, n_substeps: the protocol's values.
+        names: how messages name them (default ``protocol.nt_cond``, ``protocol.n_substeps``; the CLI passes
+            its flags).
+
+    Raises:
+        ValueError: fewer conditioning frames than the model reads (SRVP: ``n_inference_frames``), or
+            sub-steps for a discrete-time model.
+    """
+    name = {"nt_cond": "protocol.nt_cond", "n_substeps": "protocol.n_substeps", **(names or {})}
+    c = model.config
+    k = c.n_inference_frames if c.family == "srvp" else 1
+    if nt_cond < k:
+        raise ValueError(
+            f"{name['nt_cond']}: the model infers y_0 and its content from n_inference_frames={k} frames, so it "
+            f"needs at least {k} conditioning frames, got {nt_cond}"
+        )
+    if n_substeps != 1 and (c.family != "srvp" or c.transition != "residual"):
+        raise ValueError(
+            f"{name['n_substeps']}: this model is discrete-time (one step per frame), expected 1, got {n_substeps}"
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: SRVP,
@@ -272,7 +336,7 @@ def evaluate(
 
     Args:
         model: the trained model.
-        sequences: uint8 test clips (T, N, C, H, W); frames are scored as floats in [0, 1].
+        sequences: uint8 test clips (T, N, C, H, W), N >= 1; frames are scored as floats in [0, 1].
         protocol: the evaluation options.
         device: where the model (and the metric networks) run.
         amp: ``"bf16"`` runs the model under bfloat16 autocast (metrics stay in float32).
@@ -289,12 +353,23 @@ def evaluate(
         A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``fvd`` when an
         FVD network is given) and, under the keys ``"_gif"`` and ``"_per_sequence"`` (not JSON), the videos
         for the sample GIF and the per-sequence best scores.
+
+    Raises:
+        TypeError: ``sequences`` is not a uint8 tensor.
+        ValueError: ``sequences`` is not (T, N, C, H, W) with N >= 1 and frames the model reads, is shorter
+            than ``protocol.nt_gen``, or the protocol does not suit the model.
     """
-    device = torch.device(device)
+    t_len, n_all = check_sequences(sequences)
     p = protocol
-    if sequences.shape[0] < p.nt_gen:
-        raise ValueError(f"--nt-gen: the test clips have {sequences.shape[0]} frames, fewer than nt_gen={p.nt_gen}")
-    n_seq = sequences.shape[1] if not p.max_sequences else min(p.max_sequences, sequences.shape[1])
+    if not isinstance(p, EvalProtocol):
+        raise TypeError(f"protocol: expected an EvalProtocol, got {type(p).__name__}")
+    c = model.config
+    check_shape(sequences, "t n c h w", "sequences", c=c.channels, h=c.image_size, w=c.image_size)
+    if t_len < p.nt_gen:
+        raise ValueError(f"--nt-gen: the test clips have {t_len} frames, fewer than nt_gen={p.nt_gen}")
+    check_protocol(model, p.nt_cond, p.n_substeps)
+    device = torch.device(device)
+    n_seq = n_all if not p.max_sequences else min(p.max_sequences, n_all)
     torch.manual_seed(p.seed)
     model = model.to(device).eval()
     if lpips is not None:
@@ -428,15 +503,14 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
-    """Write the JSON, the curve plot, the sample GIF and per-sequence scores; returns their paths."""
+    """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths."""
     from latentdyn.video.media import save_gif, video_grid
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "plot": out_dir / f"{name}_curves.png"}
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     atomic_write_text(paths["json"], json.dumps(public, indent=2))
-    np.savez(out_dir / f"{name}_per_sequence.npz", **result["_per_sequence"])
-    paths["per_sequence"] = out_dir / f"{name}_per_sequence.npz"
+    paths["per_sequence"] = atomic_write_npz(out_dir / f"{name}_per_sequence.npz", **result["_per_sequence"])
     _plot(result, paths["plot"])
     videos = result["_gif"]
     if videos:
@@ -552,11 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-substeps", type=int, default=None, help="sub-steps per frame (default: training)")
     parser.add_argument("--subsampling", type=int, default=None, help="Human3.6M subsampling (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences")
+    parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences (0: all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="none", choices=("none", "bf16"))
-    parser.add_argument("--name", default=None, help="output file stem (default from the test set and options)")
+    parser.add_argument(
+        "--name", default=None, help="output file stem (default from the test set, checkpoint, step and options)"
+    )
     lp = parser.add_argument_group("LPIPS (computed whenever the AlexNet weights are found)")
     lp.add_argument("--lpips-alexnet", type=Path, default=None, help="torchvision's alexnet-owt-7be5be79.pth")
     lp.add_argument("--lpips-lin", type=Path, default=None, help="LPIPS v0.1 linear weights (default: shipped)")
@@ -568,15 +644,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Range checks of the integer flags, before anything is loaded."""
+    at_least = {
+        "--n-samples": (args.n_samples, 1),
+        "--batch-size": (args.batch_size, 1),
+        "--nt-cond": (args.nt_cond, 1),
+        "--nt-gen": (args.nt_gen, 2),
+        "--n-substeps": (args.n_substeps, 1),
+        "--subsampling": (args.subsampling, 1),
+        "--max-sequences": (args.max_sequences, 0),
+    }
+    for flag, (value, minimum) in at_least.items():
+        if value is not None and value < minimum:
+            hint = " (0: all)" if flag == "--max-sequences" else ""
+            raise ValueError(f"{flag}: expected an int >= {minimum}{hint}, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.evaluate``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_flags(args)
         args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
-        checkpoint_path(args.run_dir, args.checkpoint)
-        model = load_model(args.run_dir, args.checkpoint)
+        ckpt_file = checkpoint_path(args.run_dir, args.checkpoint)
+        model, step = load_model_and_step(args.run_dir, args.checkpoint)
         train_cfg = config.get("train", {})
         dataset = args.dataset or _train_value(train_cfg, "dataset", "smmnist")
         test_set: Path | None = args.test_set
@@ -587,27 +681,32 @@ def main(argv: list[str] | None = None) -> int:
                 f"--test-set: required for the {dataset!r} dataset "
                 + ("(the .npz of `python -m examples.srvp.data smmnist-test-set`)" if dataset == "smmnist" else "")
             )
-        for name, value in (("--n-samples", args.n_samples), ("--batch-size", args.batch_size)):
-            if value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value}")
-        nt_cond = args.nt_cond or int(train_cfg.get("nt_cond", model.config.n_inference_frames))
-        nt_gen = args.nt_gen or DEFAULT_NT_GEN.get(dataset)
+        run_nt_cond = int(train_cfg.get("nt_cond", model.config.n_inference_frames))
+        nt_cond = args.nt_cond if args.nt_cond is not None else run_nt_cond
+        nt_gen = args.nt_gen if args.nt_gen is not None else DEFAULT_NT_GEN.get(dataset)
         if dataset == "folder" and not nt_gen:
             nt_gen = int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0) or None
         if dataset == "folder" and not nt_gen:
             raise ValueError("--nt-gen: required for a folder of videos when the run has no seq_len_test")
+        n_substeps = args.n_substeps if args.n_substeps is not None else model.config.n_substeps
+        # Checked before any data is read or sampled: nothing fails later, in the middle of the progress bar.
+        check_protocol(model, nt_cond, n_substeps, names={"nt_cond": "--nt-cond", "n_substeps": "--n-substeps"})
         crop = _train_value(train_cfg, "folder_crop", "none")
         sequences = load_test_clips(
             dataset,
             test_set,
             nt_gen=nt_gen or 0,
-            subsampling=args.subsampling or int(_train_value(train_cfg, "subsampling", 8)),
+            subsampling=args.subsampling
+            if args.subsampling is not None
+            else int(_train_value(train_cfg, "subsampling", 8)),
             image_size=model.config.image_size,
             grayscale=model.config.channels == 1,
             crop=None if crop == "none" else crop,
             frame_step=int(_train_value(train_cfg, "folder_frame_step", 1)),
             max_sequences=args.max_sequences,
         )
+        if sequences.shape[1] == 0:
+            raise ValueError(f"--test-set: {test_set} holds no test clips")
         if args.nt_gen is None and _names_a_test_set(dataset, test_set):
             nt_gen = sequences.shape[0]  # a test-set file or folder given by name: all its frames
         nt_gen = nt_gen or sequences.shape[0]
@@ -622,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
             nt_cond=nt_cond,
             nt_gen=nt_gen,
             n_samples=args.n_samples,
-            n_substeps=args.n_substeps or model.config.n_substeps,
+            n_substeps=n_substeps,
             batch_size=args.batch_size,
             seed=args.seed,
             max_sequences=args.max_sequences,
@@ -649,8 +748,10 @@ def main(argv: list[str] | None = None) -> int:
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
+    result["checkpoint"] = {"name": ckpt_file.stem, "file": str(ckpt_file), "step": step}
     stem = test_set.stem if dataset == "smmnist" else dataset
-    name = args.name or f"{stem}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
+    at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
+    name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
     paths = write_outputs(result, Path(args.run_dir) / "eval", name)
     print(format_results(result))
     for kind, path in paths.items():
