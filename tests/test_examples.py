@@ -331,3 +331,29 @@ def test_per_sequence_scores_are_written_atomically(
         ev.write_outputs(result, tmp_path, "x")
     assert paths["per_sequence"].read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_missing_weights_messages_name_the_cli_flags(
+    tiny_run: Path, test_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latentdyn.video.fvd import I3D_ENV_VAR
+    from latentdyn.video.lpips import ALEXNET_ENV_VAR, LPIPS_ENV_VAR, AlexNetFeatures
+
+    for var in (ALEXNET_ENV_VAR, LPIPS_ENV_VAR, I3D_ENV_VAR):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--fvd"]
+    assert ev.main([*argv, "--name", "noweights"]) == 0
+    out = capsys.readouterr().out
+    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "pass --lpips-alexnet /path/to/" in out
+    assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "pass --i3d-weights /path/to/" in out
+    assert "alexnet_path" not in out and "path='" not in out
+    missing = str(tmp_path / "missing.pth")
+    assert ev.main([*argv, "--name", "badpaths", "--lpips-alexnet", missing, "--i3d-weights", missing]) == 0
+    out = capsys.readouterr().out
+    assert f"LPIPS skipped: --lpips-alexnet: AlexNet ImageNet weights file '{missing}' does not exist" in out
+    assert f"FVD skipped: --i3d-weights: I3D Kinetics-400 weights file '{missing}' does not exist" in out
+    alexnet = tmp_path / "alexnet.pth"
+    torch.save(AlexNetFeatures().state_dict(), alexnet)
+    assert ev.main([*argv, "--name", "badlin", "--lpips-alexnet", str(alexnet), "--lpips-lin", missing]) == 0
+    assert f"--lpips-lin: LPIPS v0.1 linear weights file '{missing}' does not exist" in capsys.readouterr().out

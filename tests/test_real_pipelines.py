@@ -168,8 +168,8 @@ def test_kth_evaluation_without_weights_skips_lpips_and_fvd(
     argv = [str(run), "--test-set", str(test_file), "--n-samples", "2", "--max-sequences", "4", "--fvd"]
     assert ev.main([*argv, "--name", "noweights"]) == 0
     out = capsys.readouterr().out
-    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out
-    assert "FVD skipped: I3D Kinetics-400 weights not found" in out
+    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "--lpips-alexnet" in out
+    assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "--i3d-weights" in out
     result = json.loads((run / "eval" / "noweights.json").read_text())
     assert "AlexNet ImageNet weights not found" in result["lpips"]["skipped"]
     assert "I3D Kinetics-400 weights not found" in result["fvd"]["skipped"]

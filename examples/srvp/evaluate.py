@@ -571,6 +571,15 @@ def _train_value(train_cfg: dict[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _cli_message(exc: Exception, flags: dict[str, str]) -> str:
+    """A library error message with its argument names (``alexnet_path='…'``, ``path: …``) as the CLI flags."""
+    text = str(exc)
+    for argument, flag in flags.items():
+        text = re.sub(rf"\b{argument}='([^']*)'", rf"{flag} \1", text)
+        text = re.sub(rf"^{argument}:", f"{flag}:", text)
+    return text
+
+
 def _load_lpips(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any]]:
     """The LPIPS metric and its JSON entry, or ``None`` and the reason it is skipped."""
     if args.no_lpips:
@@ -580,7 +589,7 @@ def _load_lpips(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, A
     try:
         metric = LPIPS.from_files(args.lpips_alexnet, args.lpips_lin)
     except (FileNotFoundError, ValueError) as exc:
-        return None, {"skipped": str(exc)}
+        return None, {"skipped": _cli_message(exc, {"alexnet_path": "--lpips-alexnet", "lin_path": "--lpips-lin"})}
     return metric, {
         "network": "AlexNet (ImageNet) + LPIPS linear weights v0.1, frames not resized",
         "alexnet": str(args.lpips_alexnet) if args.lpips_alexnet else "LATENTDYN_ALEXNET_WEIGHTS or the torch cache",
@@ -597,7 +606,7 @@ def _load_i3d(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any
     try:
         network = InceptionI3D.from_file(args.i3d_weights)
     except (FileNotFoundError, ValueError) as exc:
-        return None, {"skipped": str(exc)}
+        return None, {"skipped": _cli_message(exc, {"path": "--i3d-weights"})}
     return network.to(args.device), {}
 
 
