@@ -224,7 +224,7 @@ def test_infer_checks_user_given_frame_indices_once() -> None:
         model.infer(x, skip_index=torch.tensor([0, 1, 2]))
 
 
-# ------------------------------------------------------------------------------------ evaluation checks
+# ------------------------------------------------------------------------------------ evaluation in chunks
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory of the tiny preset after 2 training steps (best.pt and last.pt)."""
@@ -242,6 +242,82 @@ def _clips(n: int, size: int = 64, t: int = 6, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (t, n, 1, size, size), generator=torch.Generator().manual_seed(seed)).to(torch.uint8)
 
 
+def _public(result: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in result.items() if not k.startswith("_") and k not in ("throughput", "sample_chunk")}
+
+
+def test_evaluate_predicts_in_chunks_with_the_same_results(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict sees at most sample_chunk·B sequences per call, and the chunked evaluation draws and scores the
+    samples of the one-call evaluation (same seed): same best/worst scores, curves and GIF frames."""
+    model = load_model(tiny_run, "last")
+    calls: list[tuple[int, int]] = []
+    predict = model.predict
+
+    def spy(cond: torch.Tensor, n_future: int, n_samples: int, **kwargs: object) -> object:
+        calls.append((n_samples, cond.shape[1]))
+        return predict(cond, n_future, n_samples, **kwargs)
+
+    monkeypatch.setattr(model, "predict", spy)
+    clips = _clips(7)
+    whole = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=5)
+    assert calls == [(5, 3), (5, 3), (5, 1)]  # the unchunked path: one call of N·B per batch
+    calls.clear()
+    chunked = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2)
+    assert calls == [(2, 3), (2, 3), (1, 3)] * 2 + [(2, 1), (2, 1), (1, 1)]
+    assert chunked["sample_chunk"] == 2 and whole["sample_chunk"] == 5
+    assert whole["metrics"]["psnr"]["mean"] != whole["worst_sample"]["psnr"]["mean"]  # samples do differ
+    _assert_nested_close(_public(chunked), _public(whole))
+    for m in ("psnr", "ssim"):
+        np.testing.assert_allclose(chunked["_per_sequence"][m], whole["_per_sequence"][m], rtol=1e-6)
+    for key, frames in whole["_gif"].items():
+        torch.testing.assert_close(chunked["_gif"][key], frames, rtol=0, atol=1e-5)
+    # The automatic chunk: about CHUNK_FRAMES predicted frames per call.
+    calls.clear()
+    auto = ev.evaluate(model, clips, _protocol(n_samples=40, batch_size=7), progress=False)
+    per_call = ev.CHUNK_FRAMES // (7 * 4)
+    assert auto["sample_chunk"] == per_call and max(n for n, _ in calls) == per_call
+    assert sum(n for n, _ in calls) == 40
+
+
+def _assert_nested_close(a: object, b: object, where: str = "result") -> None:
+    """Same structure; numbers equal within rounding (relative 1e-6)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_nested_close(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_nested_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-9), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_running_best_of_n_over_chunks_is_best_of_n(higher_is_better: bool) -> None:
+    """Merging the chunks' best and worst samples gives best_of_n over all N at once, ties included."""
+    from latentdyn.video.metrics import best_of_n
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (7, 5, 4), generator=gen).double()  # many ties between samples
+    frames = torch.rand(7, 4, 5, 1, 2, 2, generator=gen)
+    ref = best_of_n(scores, higher_is_better=higher_is_better)
+    for chunk in (1, 2, 3, 7):
+        sel = ev._RunningBestOfN(higher_is_better, {"frames": lambda c: c.movedim(1, 0)})
+        for lo in range(0, 7, chunk):
+            sel.update(lo, scores[lo : lo + chunk], frames[lo : lo + chunk])
+        for side, index, value, curve in (
+            (sel.best, ref.best_index, ref.best, ref.best_curve),
+            (sel.worst, ref.worst_index, ref.worst, ref.worst_curve),
+        ):
+            assert torch.equal(side["index"], index) and torch.equal(side["value"], value)
+            assert torch.equal(side["curve"], curve)
+            for b in range(5):
+                assert torch.equal(side["frames"][b], frames[int(index[b]), :, b])
+
+
 def test_evaluate_checks_its_arguments(tiny_run: Path) -> None:
     model = load_model(tiny_run, "last")
     clips = _clips(3)
@@ -255,6 +331,8 @@ def test_evaluate_checks_its_arguments(tiny_run: Path) -> None:
         ev.evaluate(model, clips[:, 0], _protocol(), progress=False)
     with pytest.raises(ValueError, match=r"sequences: expected size 64 for axis 'h' .* got shape \[6, 3, 1, 32, 32\]"):
         ev.evaluate(model, _clips(3, size=32), _protocol(), progress=False)
+    with pytest.raises(ValueError, match=r"sample_chunk: expected an int >= 1, got 0"):
+        ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=0)
     with pytest.raises(ValueError, match=r"protocol.nt_cond: .* at least 2 conditioning frames, got 1"):
         ev.evaluate(model, clips, _protocol(nt_cond=1), progress=False)
     with pytest.raises(ValueError, match=r"protocol.max_sequences: expected an int >= 0, got -1"):
@@ -282,6 +360,7 @@ def test_evaluate_checks_its_arguments(tiny_run: Path) -> None:
         (["--n-substeps", "0"], "--n-substeps: expected an int >= 1, got 0"),
         (["--n-substeps", "-1"], "--n-substeps: expected an int >= 1, got -1"),
         (["--nt-gen", "0"], "--nt-gen: expected an int >= 2, got 0"),
+        (["--sample-chunk", "0"], "--sample-chunk: expected an int >= 1, got 0"),
     ],
 )
 def test_evaluate_cli_rejects_bad_counts_before_starting(

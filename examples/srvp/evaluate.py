@@ -7,8 +7,10 @@ For every test sequence, N futures are sampled from the first ``nt_cond`` frames
 conditioning frames is re-sampled for each); for each metric separately the best sample is kept (highest
 PSNR and SSIM, lowest LPIPS); scores are averaged over the predicted frames and reported as
 mean ± 1.96·std/√n over sequences. Two reference predictors are scored the same way: copy-last-frame and
-all-black. Outputs go to ``RUN_DIR/eval/``: a JSON file of metrics and per-time-step curves, a PNG plot of
-the curves and a GIF of ground truth / best / worst / random samples.
+all-black. The N samples are drawn ``--sample-chunk`` at a time (:func:`examples.srvp.model.predict_in_chunks`),
+which bounds memory without changing the samples. Outputs go to ``RUN_DIR/eval/``, named after the test data,
+the checkpoint and its training step: a JSON file of metrics and per-time-step curves, a PNG plot of the
+curves, a GIF of ground truth / best / worst / random samples and the per-sequence scores.
 
 Test data (``--dataset``, default: the run's ``train.dataset``; ``--test-set``, default: the run's
 ``data_dir`` for KTH, Human3.6M and BAIR), with the official README's ``--nt-gen`` as default:
@@ -39,6 +41,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +59,17 @@ from examples.srvp.checkpoint import (
     read_run_config,
 )
 from examples.srvp.config import DATASETS, resolve_device
-from examples.srvp.model import SRVP
+from examples.srvp.model import SRVP, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
+from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
 
 __all__ = [
+    "CHUNK_FRAMES",
     "DEFAULT_NT_GEN",
     "EvalProtocol",
+    "auto_sample_chunk",
     "build_parser",
     "check_protocol",
     "check_sequences",
@@ -82,6 +88,12 @@ PSNR_CAP_DB = 100.0
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
 """The official README's ``--nt_gen`` (conditioning + predicted frames) per dataset (SPEC §4.3)."""
+CHUNK_FRAMES = 512
+"""Predicted frames per ``predict`` call when no sample chunk is given (:func:`auto_sample_chunk`). Peak memory
+grows with it: about 7 MB per predicted frame for the KTH preset's VGG decoder on CPU (measured: 8.4 GB for
+one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluation (16 sequences × 30 frames,
+one sample per call) peaks at about 3.5 GB, where one call for all 100 samples would need about 340 GB.
+Raise ``--sample-chunk`` where memory allows (fewer, larger calls are faster, most of all on GPUs)."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +287,60 @@ def _frame_scores(
     return scores
 
 
+class _RunningBestOfN:
+    """Best and worst of N samples per sequence for one metric, fed one chunk of samples at a time.
+
+    Each chunk's best and worst sample come from :func:`best_of_n`; a later chunk's sample replaces the kept
+    one only when strictly better (worse), so ties keep the lowest sample index and the choice is the one
+    ``best_of_n`` makes over all N samples at once. Kept per sequence and side: the time-averaged score
+    (``value``, (B,)), its curve ((B, T)), the sample index, and ``keep[name](chosen frames (T, B, C, H, W))``,
+    batch first (e.g. a few sequences for the GIF).
+    """
+
+    def __init__(
+        self, higher_is_better: bool, keep: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None
+    ) -> None:
+        self.higher_is_better = higher_is_better
+        self.keep = keep or {}
+        self.best: dict[str, torch.Tensor] = {}
+        self.worst: dict[str, torch.Tensor] = {}
+
+    def update(self, start: int, scores: torch.Tensor, frames: torch.Tensor | None = None) -> None:
+        """Samples ``start …`` of the N: scores (n, B, T) and their frames (n, T, B, C, H, W)."""
+        sel = best_of_n(scores, higher_is_better=self.higher_is_better)
+        for kept, value, index, curve, higher_wins in (
+            (self.best, sel.best, sel.best_index, sel.best_curve, self.higher_is_better),
+            (self.worst, sel.worst, sel.worst_index, sel.worst_curve, not self.higher_is_better),
+        ):
+            assert curve is not None  # scores have a time axis
+            new = {"value": value, "curve": curve, "index": index + start}
+            if self.keep and frames is not None:
+                chosen = select_samples(frames, index, batch_dim=2)
+                new.update({name: take(chosen) for name, take in self.keep.items()})
+            if not kept:
+                kept.update(new)
+                continue
+            wins = value > kept["value"] if higher_wins else value < kept["value"]
+            for key, v in new.items():
+                mask = wins[: v.shape[0]].reshape(-1, *([1] * (v.dim() - 1)))
+                kept[key] = torch.where(mask, v, kept[key])
+
+
+def auto_sample_chunk(batch_size: int, n_future: int, n_samples: int, frames: int = CHUNK_FRAMES) -> int:
+    """Samples per ``predict`` call so that one call decodes about ``frames`` predicted frames (at least 1)."""
+    return max(1, min(n_samples, frames // (batch_size * n_future)))
+
+
+def _under(ctx: Any, chunks: Iterator[SampleChunk]) -> Iterator[SampleChunk]:
+    """The chunks, each computed inside ``ctx`` (autocast), handed out outside it (metrics stay in float32)."""
+    while True:
+        with ctx:
+            part = next(chunks, None)
+        if part is None:
+            return
+        yield part
+
+
 def check_sequences(sequences: object) -> tuple[int, int]:
     """Check test clips: a uint8 tensor (T, N, C, H, W) with N >= 1; returns (T, N)."""
     if not isinstance(sequences, torch.Tensor):
@@ -331,8 +397,14 @@ def evaluate(
     lpips_chunk: int = 2048,
     fvd_network: nn.Module | None = None,
     fvd_protocol: FVDProtocol | None = None,
+    sample_chunk: int | None = None,
 ) -> dict[str, Any]:
     """Best-of-N PSNR/SSIM (and LPIPS, FVD) of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
+
+    The N samples of a batch of sequences are drawn ``sample_chunk`` at a time
+    (:func:`examples.srvp.model.predict_in_chunks`) and scored chunk by chunk; only the per-sequence best and
+    worst scores and the frames the outputs need are kept. The draws are those of one batched call
+    whatever the chunk size, so the chunk size changes memory and speed, not the samples.
 
     Args:
         model: the trained model.
@@ -348,6 +420,8 @@ def evaluate(
         fvd_network: an I3D in eval mode (e.g. ``InceptionI3D.from_file()``); adds FVD between the real
             clips and [ground-truth conditioning frames, first random sample], uint8-quantised.
         fvd_protocol: FVD options (resolution, resize ...); ``n_cond`` is set to ``protocol.nt_cond``.
+        sample_chunk: samples per ``predict`` call (at most ``sample_chunk · batch_size`` sequences at once);
+            None: :func:`auto_sample_chunk`, about ``CHUNK_FRAMES`` predicted frames per call.
 
     Returns:
         A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``fvd`` when an
@@ -357,7 +431,7 @@ def evaluate(
     Raises:
         TypeError: ``sequences`` is not a uint8 tensor.
         ValueError: ``sequences`` is not (T, N, C, H, W) with N >= 1 and frames the model reads, is shorter
-            than ``protocol.nt_gen``, or the protocol does not suit the model.
+            than ``protocol.nt_gen``, the protocol does not suit the model, or ``sample_chunk`` < 1.
     """
     t_len, n_all = check_sequences(sequences)
     p = protocol
@@ -368,8 +442,14 @@ def evaluate(
     if t_len < p.nt_gen:
         raise ValueError(f"--nt-gen: the test clips have {t_len} frames, fewer than nt_gen={p.nt_gen}")
     check_protocol(model, p.nt_cond, p.n_substeps)
+    if sample_chunk is not None:
+        check_positive_int(sample_chunk, "sample_chunk")
     device = torch.device(device)
     n_seq = n_all if not p.max_sequences else min(p.max_sequences, n_all)
+    if sample_chunk is None:
+        chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
+    else:
+        chunk = sample_chunk
     torch.manual_seed(p.seed)
     model = model.to(device).eval()
     if lpips is not None:
@@ -393,24 +473,40 @@ def evaluate(
     for lo in range(0, n_seq, p.batch_size):
         x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
         cond, target = x[: p.nt_cond], x[p.nt_cond :]
-        with ctx:
-            pred = model.predict(cond, p.n_future, p.n_samples, n_substeps=p.n_substeps, decode_cond=False)
-        frames = pred.frames.float()  # (N, Tf, B, C, H, W), clamped to [0, 1]
-        if fvd_network is not None:
-            fake_future.append(frames[0].mul(255).to(torch.uint8).cpu())  # truncation, as the official .byte()
-        per_metric = _frame_scores(frames, target, lpips, lpips_chunk)
-        for m, s in per_metric.items():
-            sel = best_of_n(s, higher_is_better=HIGHER_IS_BETTER[m])
-            assert sel.best_curve is not None and sel.worst_curve is not None
-            scores["model"].add(m, sel.best, sel.best_curve)
-            worst.add(m, sel.worst, sel.worst_curve)
-            if m == "psnr" and sum(v.shape[1] for v in gif["truth"]) < n_gif:
-                k = n_gif - sum(v.shape[1] for v in gif["truth"])
-                gif["truth"].append(x[:, :k].cpu())
-                for name, idx in (("best", sel.best_index), ("worst", sel.worst_index)):
-                    chosen = select_samples(frames, idx, batch_dim=2)[:, :k]
-                    gif[name].append(torch.cat([cond[:, :k], chosen]).cpu())
-                gif["random"].append(torch.cat([cond[:, :k], frames[0][:, :k]]).cpu())
+        k = min(x.shape[1], n_gif - sum(v.shape[1] for v in gif["truth"]))  # sequences of this batch in the GIF
+
+        def keep(metric: str, k: int = k) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+            out: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+            if metric == "psnr" and k > 0:  # the GIF shows the best and worst sample for PSNR
+                out["gif"] = lambda c: rearrange(c[:, :k], "t b c h w -> b t c h w")
+            return out
+
+        selections = {m: _RunningBestOfN(HIGHER_IS_BETTER[m], keep(m)) for m in metrics}
+        parts = predict_in_chunks(
+            model,
+            cond,
+            p.n_future,
+            p.n_samples,
+            chunk,
+            n_substeps=p.n_substeps,
+            decode_cond=False,
+        )
+        for part in _under(ctx, parts):
+            frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
+            for m, s in _frame_scores(frames, target, lpips, lpips_chunk).items():
+                selections[m].update(part.start, s, frames)
+            if part.start == 0:  # sample 0: the FVD videos and the GIF's random sample
+                if fvd_network is not None:
+                    fake_future.append(to_uint8(frames[0]).cpu())  # truncation, as the official .byte()
+                if k > 0:
+                    gif["random"].append(torch.cat([cond[:, :k], frames[0][:, :k]]).cpu())
+        for m, sel in selections.items():
+            scores["model"].add(m, sel.best["value"], sel.best["curve"])
+            worst.add(m, sel.worst["value"], sel.worst["curve"])
+        if k > 0:
+            gif["truth"].append(x[:, :k].cpu())
+            for side, kept in (("best", selections["psnr"].best), ("worst", selections["psnr"].worst)):
+                gif[side].append(torch.cat([cond[:, :k], rearrange(kept["gif"], "b t c h w -> t b c h w")]).cpu())
         for name, guess in (
             ("copy_last", repeat(cond[-1], "b c h w -> 1 t b c h w", t=target.shape[0])),
             ("black", torch.zeros_like(target).unsqueeze(0)),
@@ -426,6 +522,7 @@ def evaluate(
         "model": getattr(model.config, "family", "srvp"),
         "protocol": asdict(protocol),
         "n_sequences": n_seq,
+        "sample_chunk": chunk,
         "metrics": scores["model"].summary(),
         "worst_sample": worst.summary(),
         "reference_predictors": {name: scores[name].summary() for name in ("copy_last", "black")},
@@ -636,6 +733,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subsampling", type=int, default=None, help="Human3.6M subsampling (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences (0: all)")
+    parser.add_argument(
+        "--sample-chunk",
+        type=int,
+        default=None,
+        help=f"samples per prediction call, which bounds memory (default: about {CHUNK_FRAMES} predicted frames "
+        "per call); the samples do not depend on it",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="none", choices=("none", "bf16"))
@@ -662,6 +766,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         "--nt-gen": (args.nt_gen, 2),
         "--n-substeps": (args.n_substeps, 1),
         "--subsampling": (args.subsampling, 1),
+        "--sample-chunk": (args.sample_chunk, 1),
         "--max-sequences": (args.max_sequences, 0),
     }
     for flag, (value, minimum) in at_least.items():
@@ -750,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
             lpips=lpips,
             fvd_network=i3d,
             fvd_protocol=fvd_protocol,
+            sample_chunk=args.sample_chunk,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
