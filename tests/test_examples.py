@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from einops import rearrange
 
 from examples.srvp import evaluate as ev
 from examples.srvp import quickstart, train
 from examples.srvp.checkpoint import load_checkpoint, load_model
 from examples.srvp.config import PRESETS, TrainConfig
-from examples.srvp.model import SRVP
+from examples.srvp.model import SRVP, FrameModel, Prediction
+from latentdyn.distributions import diag_gaussian
+from latentdyn.ssm import default_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -436,3 +441,92 @@ def test_missing_weights_messages_name_the_cli_flags(
     torch.save(AlexNetFeatures().state_dict(), alexnet)
     assert ev.main([*argv, "--name", "badlin", "--lpips-alexnet", str(alexnet), "--lpips-lin", missing]) == 0
     assert f"--lpips-lin: LPIPS v0.1 linear weights file '{missing}' does not exist" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------- official output files
+class BinaryPredictor(FrameModel):
+    """A stand-in model with exact uint8 frames: each predicted pixel is 0 or 1 (the sign of its noise), and
+    the conditioning reconstructions are 0.999 everywhere (255 · 0.999 truncates to 254)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = dataclasses.replace(_tiny().model, image_size=32)
+        self.encoder = torch.nn.Identity()
+
+    def predict(
+        self, cond: torch.Tensor, n_future: int, n_samples: int = 1, *, sampler: Any = None, **kwargs: Any
+    ) -> Prediction:
+        tc, b = self.check_frames(cond, "cond_frames")
+        size = self.config.image_size
+        loc = torch.zeros(n_samples * b, n_future * size * size)
+        draw = sampler if sampler is not None else default_sampler(kwargs.get("sample", True))
+        noise = draw(diag_gaussian(loc, torch.ones_like(loc)), "y0")
+        pattern = "(n b) (t c h w) -> n t b c h w"
+        frames = rearrange((noise > 0).float(), pattern, n=n_samples, t=n_future, c=1, h=size)
+        rec = torch.full((n_samples, tc, b, 1, size, size), 0.999) if kwargs.get("decode_cond", True) else None
+        return Prediction(frames, rec, None, None, None)  # type: ignore[arg-type]
+
+
+def _numpy_psnr(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Time-averaged PSNR of uint8 (N, T, H, W, C) samples against uint8 (N, T, H, W, C) truth: (N,)."""
+    mse = ((samples / 255.0 - truth / 255.0) ** 2).mean(axis=(2, 3))  # (N, T, C)
+    return (10 * np.log10(1 / mse)).mean(-1).mean(-1)
+
+
+@pytest.mark.parametrize("n_samples", [4, 7])
+def test_official_files_layout_and_best_samples(tmp_path: Path, n_samples: int) -> None:
+    clips = _clips(5, size=32, t=7)  # nt_cond 2, nt_gen 6: 4 predicted frames, the clips' last frame unused
+    protocol = _protocol(n_samples=n_samples, nt_gen=6, batch_size=2)
+    result = ev.evaluate(BinaryPredictor(), clips, protocol, progress=False, official_files=True, sample_chunk=3)
+    paths = ev.write_outputs(result, tmp_path, "run")
+    folder = paths["official"]
+    assert folder == tmp_path / "run_official"
+    n_random = min(n_samples, 5)
+    expected = {"results", "cond_rec", *(f"random_{i}" for i in range(1, n_random + 1))}
+    expected |= {f"{m}_{side}" for m in ("psnr", "ssim") for side in ("best", "worst")}
+    assert {p.stem for p in folder.iterdir()} == expected and not any(p.name.startswith(".") for p in folder.iterdir())
+    results = np.load(folder / "results.npz")
+    assert sorted(results.files) == ["psnr", "ssim"]
+    assert results["psnr"].shape == (5,) and results["ssim"].shape == (5,)
+    files = {name: np.load(folder / f"{name}.npz") for name in expected - {"results"}}
+    for name, archive in files.items():
+        assert archive.files == ["samples"]
+        t = 2 if name == "cond_rec" else 4  # conditioning reconstructions vs predicted frames only
+        assert archive["samples"].dtype == np.uint8 and archive["samples"].shape == (5, t, 32, 32, 1), name
+    assert (files["cond_rec"]["samples"] == 254).all()  # 0.999 · 255 truncated, as the official .byte()
+    # The best-PSNR file holds, for every sequence, the sample whose PSNR is the reported best, and it is the
+    # best of the random samples when they are all of them.
+    truth = np.moveaxis(clips[2:6].numpy(), (0, 1, 2), (1, 0, 4))  # (N, Tf, H, W, C)
+    best = _numpy_psnr(files["psnr_best"]["samples"], truth)
+    np.testing.assert_allclose(best, results["psnr"], rtol=1e-5)
+    randoms = np.stack([_numpy_psnr(files[f"random_{i}"]["samples"], truth) for i in range(1, n_random + 1)])
+    worst = _numpy_psnr(files["psnr_worst"]["samples"], truth)
+    assert (randoms <= best).all() and (worst <= randoms).all() and (worst < best).all()
+    if n_samples <= 5:  # the random files hold every sample
+        assert (randoms.max(0) == best).all() and (randoms.min(0) == worst).all()
+        index = randoms.argmax(0)
+        for b in range(5):
+            assert np.array_equal(files["psnr_best"]["samples"][b], files[f"random_{index[b] + 1}"]["samples"][b])
+    np.testing.assert_array_equal(np.load(paths["per_sequence"])["psnr"], results["psnr"])
+    # The chunk size changes nothing: one call for all samples writes the same arrays.
+    whole = ev.evaluate(BinaryPredictor(), clips, protocol, progress=False, official_files=True, sample_chunk=100)
+    for name, arrays in whole["_official"].items():
+        np.testing.assert_array_equal(arrays, result["_official"][name], err_msg=name)
+    for m, values in whole["_per_sequence"].items():
+        np.testing.assert_allclose(values, result["_per_sequence"][m], rtol=1e-6)
+
+
+def test_save_official_files_flag(tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "2", "--max-sequences", "3"]
+    assert ev.main([*argv, "--nt-gen", "5", "--name", "off", "--save-official-files"]) == 0
+    folder = tiny_run / "eval" / "off_official"
+    assert str(folder) in capsys.readouterr().out
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(
+        ["results.npz", "cond_rec.npz", "random_1.npz", "random_2.npz"]
+        + [f"{m}_{s}.npz" for m in ("psnr", "ssim") for s in ("best", "worst")]
+    )
+    assert np.load(folder / "cond_rec.npz")["samples"].shape == (3, 2, 64, 64, 1)
+    assert np.load(folder / "psnr_best.npz")["samples"].shape == (3, 3, 64, 64, 1)
+    assert ev.main([*argv, "--nt-gen", "5", "--name", "plain"]) == 0
+    assert not (tiny_run / "eval" / "plain_official").exists()

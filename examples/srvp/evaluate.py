@@ -10,7 +10,8 @@ mean ± 1.96·std/√n over sequences. Two reference predictors are scored the s
 all-black. The N samples are drawn ``--sample-chunk`` at a time (:func:`examples.srvp.model.predict_in_chunks`),
 which bounds memory without changing the samples. Outputs go to ``RUN_DIR/eval/``, named after the test data,
 the checkpoint and its training step: a JSON file of metrics and per-time-step curves, a PNG plot of the
-curves, a GIF of ground truth / best / worst / random samples and the per-sequence scores.
+curves, a GIF of ground truth / best / worst / random samples and the per-sequence scores; with
+``--save-official-files`` also the sample files of the official ``test.py`` (:func:`write_official_files`).
 
 Test data (``--dataset``, default: the run's ``train.dataset``; ``--test-set``, default: the run's
 ``data_dir`` for KTH, Human3.6M and BAIR), with the official README's ``--nt-gen`` as default:
@@ -78,6 +79,7 @@ __all__ = [
     "load_sequences",
     "load_test_clips",
     "main",
+    "write_official_files",
     "write_outputs",
 ]
 
@@ -94,6 +96,8 @@ grows with it: about 7 MB per predicted frame for the KTH preset's VGG decoder o
 one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluation (16 sequences × 30 frames,
 one sample per call) peaks at about 3.5 GB, where one call for all 100 samples would need about 340 GB.
 Raise ``--sample-chunk`` where memory allows (fewer, larger calls are faster, most of all on GPUs)."""
+N_RANDOM_FILES = 5
+"""The official test script saves the first 5 samples as ``random_1.npz`` … ``random_5.npz``."""
 
 
 @dataclass(frozen=True)
@@ -294,7 +298,7 @@ class _RunningBestOfN:
     one only when strictly better (worse), so ties keep the lowest sample index and the choice is the one
     ``best_of_n`` makes over all N samples at once. Kept per sequence and side: the time-averaged score
     (``value``, (B,)), its curve ((B, T)), the sample index, and ``keep[name](chosen frames (T, B, C, H, W))``,
-    batch first (e.g. a few sequences for the GIF).
+    batch first (e.g. a few sequences for the GIF, uint8 frames for the official files).
     """
 
     def __init__(
@@ -324,6 +328,11 @@ class _RunningBestOfN:
             for key, v in new.items():
                 mask = wins[: v.shape[0]].reshape(-1, *([1] * (v.dim() - 1)))
                 kept[key] = torch.where(mask, v, kept[key])
+
+
+def _official_layout(frames: torch.Tensor) -> torch.Tensor:
+    """Frames (T, B, C, H, W) in [0, 1] as the official sample files store them: uint8 (B, T, H, W, C), truncated."""
+    return rearrange(to_uint8(frames), "t b c h w -> b t h w c")
 
 
 def auto_sample_chunk(batch_size: int, n_future: int, n_samples: int, frames: int = CHUNK_FRAMES) -> int:
@@ -398,6 +407,7 @@ def evaluate(
     fvd_network: nn.Module | None = None,
     fvd_protocol: FVDProtocol | None = None,
     sample_chunk: int | None = None,
+    official_files: bool = False,
 ) -> dict[str, Any]:
     """Best-of-N PSNR/SSIM (and LPIPS, FVD) of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
 
@@ -422,11 +432,14 @@ def evaluate(
         fvd_protocol: FVD options (resolution, resize ...); ``n_cond`` is set to ``protocol.nt_cond``.
         sample_chunk: samples per ``predict`` call (at most ``sample_chunk · batch_size`` sequences at once);
             None: :func:`auto_sample_chunk`, about ``CHUNK_FRAMES`` predicted frames per call.
+        official_files: also keep what the official test script saves (``"_official"``, see
+            :func:`write_official_files`): random samples 1-5, sample 1's conditioning reconstructions, and
+            the best and worst sample of each metric, uint8 (N_seq, T, H, W, C).
 
     Returns:
         A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``fvd`` when an
-        FVD network is given) and, under the keys ``"_gif"`` and ``"_per_sequence"`` (not JSON), the videos
-        for the sample GIF and the per-sequence best scores.
+        FVD network is given) and, under the keys ``"_gif"``, ``"_per_sequence"`` and ``"_official"`` (not
+        JSON), the videos for the sample GIF, the per-sequence best scores and the official sample arrays.
 
     Raises:
         TypeError: ``sequences`` is not a uint8 tensor.
@@ -459,6 +472,7 @@ def evaluate(
     worst = _Scores.empty(metrics)
     gif: dict[str, list[torch.Tensor]] = {"truth": [], "best": [], "worst": [], "random": []}
     fake_future: list[torch.Tensor] = []  # first sample, uint8 (Tf, B, C, H, W), for FVD
+    official: dict[str, list[torch.Tensor]] = {}  # uint8 (B, T, H, W, C) per file
     ctx = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if amp == "bf16"
@@ -479,6 +493,8 @@ def evaluate(
             out: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
             if metric == "psnr" and k > 0:  # the GIF shows the best and worst sample for PSNR
                 out["gif"] = lambda c: rearrange(c[:, :k], "t b c h w -> b t c h w")
+            if official_files:
+                out["official"] = _official_layout
             return out
 
         selections = {m: _RunningBestOfN(HIGHER_IS_BETTER[m], keep(m)) for m in metrics}
@@ -489,20 +505,30 @@ def evaluate(
             p.n_samples,
             chunk,
             n_substeps=p.n_substeps,
-            decode_cond=False,
+            decode_cond="first" if official_files else False,
         )
         for part in _under(ctx, parts):
             frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
             for m, s in _frame_scores(frames, target, lpips, lpips_chunk).items():
                 selections[m].update(part.start, s, frames)
-            if part.start == 0:  # sample 0: the FVD videos and the GIF's random sample
+            if part.start == 0:  # sample 0: the FVD videos, the GIF's random sample, sample 1 of the official files
                 if fvd_network is not None:
                     fake_future.append(to_uint8(frames[0]).cpu())  # truncation, as the official .byte()
                 if k > 0:
                     gif["random"].append(torch.cat([cond[:, :k], frames[0][:, :k]]).cpu())
+                if official_files:
+                    rec = part.prediction.cond_frames
+                    assert rec is not None  # decode_cond="first"
+                    official.setdefault("cond_rec", []).append(_official_layout(rec[0].float()).cpu())
+            if official_files:
+                for i in range(part.start, min(part.start + frames.shape[0], N_RANDOM_FILES)):
+                    official.setdefault(f"random_{i + 1}", []).append(_official_layout(frames[i - part.start]).cpu())
         for m, sel in selections.items():
             scores["model"].add(m, sel.best["value"], sel.best["curve"])
             worst.add(m, sel.worst["value"], sel.worst["curve"])
+            if official_files:
+                official.setdefault(f"{m}_best", []).append(sel.best["official"].cpu())
+                official.setdefault(f"{m}_worst", []).append(sel.worst["official"].cpu())
         if k > 0:
             gif["truth"].append(x[:, :k].cpu())
             for side, kept in (("best", selections["psnr"].best), ("worst", selections["psnr"].worst)):
@@ -534,6 +560,8 @@ def evaluate(
         "_gif": {k: torch.cat(v, dim=1) for k, v in gif.items() if v},
         "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
     }
+    if official_files:
+        result["_official"] = {name: torch.cat(v).numpy() for name, v in official.items()}
     if fvd_network is not None:
         real = sequences[: p.nt_gen, :n_seq]
         fake = torch.cat([real[: p.nt_cond], torch.cat(fake_future, dim=1)])
@@ -600,7 +628,11 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
-    """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths."""
+    """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths.
+
+    When ``result`` holds the official sample arrays (``evaluate(..., official_files=True)``), they are
+    written too, to ``out_dir/<name>_official/`` (see :func:`write_official_files`).
+    """
     from latentdyn.video.media import save_gif, video_grid
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -615,7 +647,32 @@ def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str,
         cols = [videos[k] for k in ("truth", "best", "worst", "random")]
         grid = rearrange(torch.stack(cols), "k t b c h w -> b k t c h w")
         paths["gif"] = save_gif(out_dir / f"{name}_samples.gif", video_grid(grid), fps=4)
+    if "_official" in result:
+        paths["official"] = write_official_files(result, out_dir / f"{name}_official")
     return paths
+
+
+def write_official_files(result: dict[str, Any], folder: Path) -> Path:
+    """The files the official ``test.py`` writes (SPEC §6), each written atomically to ``folder``; returns it.
+
+    - ``results.npz``: keys ``psnr``, ``ssim`` (and ``lpips`` when computed), the per-sequence best values,
+      shape (N_seq,) (PSNR with each frame capped at ``PSNR_CAP_DB``, as the other outputs).
+    - ``random_1.npz`` … ``random_5.npz`` (fewer when N < 5): samples 1 to 5, predicted frames only.
+    - ``cond_rec.npz``: sample 1's reconstruction of the nt_cond conditioning frames.
+    - ``{psnr,ssim,lpips}_{best,worst}.npz``: the best and worst sample of each sequence for each metric,
+      predicted frames only.
+
+    Each sample file holds ``samples``, uint8 (N_seq, T, H, W, C) from ×255 with truncation. Arrays are
+    compressed (``np.savez_compressed``), as the official script does.
+    """
+    official = result.get("_official")
+    if not official:
+        raise ValueError("result: no official sample arrays; run evaluate(..., official_files=True)")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_npz(folder / "results.npz", compressed=True, **result["_per_sequence"])
+    for name, samples in official.items():
+        atomic_write_npz(folder / f"{name}.npz", compressed=True, samples=samples)
+    return folder
 
 
 def _metric_names(result: dict[str, Any]) -> list[str]:
@@ -746,6 +803,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--name", default=None, help="output file stem (default from the test set, checkpoint, step and options)"
     )
+    parser.add_argument(
+        "--save-official-files",
+        action="store_true",
+        help="also write the official test.py files (results.npz, random_*.npz, cond_rec.npz, "
+        "{psnr,ssim,lpips}_{best,worst}.npz) to eval/NAME_official/",
+    )
     lp = parser.add_argument_group("LPIPS (computed whenever the AlexNet weights are found)")
     lp.add_argument("--lpips-alexnet", type=Path, default=None, help="torchvision's alexnet-owt-7be5be79.pth")
     lp.add_argument("--lpips-lin", type=Path, default=None, help="LPIPS v0.1 linear weights (default: shipped)")
@@ -856,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
             fvd_network=i3d,
             fvd_protocol=fvd_protocol,
             sample_chunk=args.sample_chunk,
+            official_files=args.save_official_files,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
