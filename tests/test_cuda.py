@@ -101,7 +101,7 @@ def test_evaluation_on_cuda_scores_the_reference_predictors_as_on_cpu() -> None:
     data = make_test_set(digits.images[:16], digits.labels[:16], seq_len=8, deterministic=False)
     sequences = torch.from_numpy(data.sequences).unsqueeze(2)  # (T, N, 1, 64, 64) uint8
     model = SRVP(PRESETS["tiny"]().model).init_weights()
-    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=8, n_samples=3, n_substeps=1, batch_size=4, seed=1)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=8, n_samples=3, n_substeps=1, batch_size=4, seed=1, max_sequences=0)
     results = {d: ev.evaluate(model, sequences, protocol, device=d, progress=False) for d in ("cpu", "cuda")}
     cpu, gpu = results["cpu"], results["cuda"]
     for ref in ("copy_last", "black"):

@@ -5,18 +5,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from einops import rearrange
 
 from examples.srvp import data as data_cli
 from examples.srvp import evaluate as ev
 from examples.srvp import quickstart, train
 from examples.srvp.checkpoint import load_checkpoint, load_model
 from examples.srvp.config import PRESETS, TrainConfig
-from examples.srvp.model import SRVP
+from examples.srvp.model import SRVP, FrameModel, Prediction
+from latentdyn.distributions import diag_gaussian
+from latentdyn.ssm import default_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -296,7 +301,10 @@ def test_evaluate_cli_and_reference_predictors(
     assert code == 0
     out = capsys.readouterr().out
     assert "copy_last" in out and "black" in out
-    result = json.loads((run / "eval" / "test_n3_t7_dt1.json").read_text())
+    step = load_checkpoint(run / "checkpoints" / "best.pt")["step"]
+    stem = f"test_best_step{step}_n3_t7_dt1"  # the checkpoint and its step name the outputs
+    result = json.loads((run / "eval" / f"{stem}.json").read_text())
+    assert result["checkpoint"] == {"name": "best", "file": str(run / "checkpoints" / "best.pt"), "step": step}
     assert result["n_sequences"] == 5
     assert len(result["metrics"]["psnr_curve"]["mean"]) == 5
     # The all-black predictor's PSNR computed independently with numpy.
@@ -305,7 +313,7 @@ def test_evaluate_cli_and_reference_predictors(
     expected = (10 * np.log10(1 / mse)).mean(0).mean()
     assert result["reference_predictors"]["black"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)
     for suffix in ("_curves.png", "_samples.gif", "_per_sequence.npz"):
-        assert (run / "eval" / f"test_n3_t7_dt1{suffix}").stat().st_size > 0
+        assert (run / "eval" / f"{stem}{suffix}").stat().st_size > 0
 
 
 def test_evaluate_errors(tmp_path: Path, test_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -394,3 +402,306 @@ def test_infer_checks_user_given_frame_indices_once() -> None:
         model.infer(x, content_indices=torch.tensor([[0, 4], [1, 2]]))
     with pytest.raises(ValueError, match="skip_index: expected size 2"):
         model.infer(x, skip_index=torch.tensor([0, 1, 2]))
+
+
+# ------------------------------------------------------------------------------------ evaluation in chunks
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory of the tiny preset after 2 training steps (best.pt and last.pt)."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
+    return run
+
+
+def _protocol(**changes: int) -> ev.EvalProtocol:
+    values = dict(nt_cond=2, nt_gen=6, n_samples=5, n_substeps=1, batch_size=3, seed=1, max_sequences=0)
+    return ev.EvalProtocol(**{**values, **changes})
+
+
+def _clips(n: int, size: int = 64, t: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (t, n, 1, size, size), generator=torch.Generator().manual_seed(seed)).to(torch.uint8)
+
+
+def _public(result: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in result.items() if not k.startswith("_") and k not in ("throughput", "sample_chunk")}
+
+
+def test_evaluate_predicts_in_chunks_with_the_same_results(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict sees at most sample_chunk·B sequences per call, and the chunked evaluation draws and scores the
+    samples of the one-call evaluation (same seed): same best/worst scores, curves and GIF frames."""
+    model = load_model(tiny_run, "last")
+    calls: list[tuple[int, int]] = []
+    predict = model.predict
+
+    def spy(cond: torch.Tensor, n_future: int, n_samples: int, **kwargs: object) -> object:
+        calls.append((n_samples, cond.shape[1]))
+        return predict(cond, n_future, n_samples, **kwargs)
+
+    monkeypatch.setattr(model, "predict", spy)
+    clips = _clips(7)
+    whole = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=5)
+    assert calls == [(5, 3), (5, 3), (5, 1)]  # the unchunked path: one call of N·B per batch
+    calls.clear()
+    chunked = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2)
+    assert calls == [(2, 3), (2, 3), (1, 3)] * 2 + [(2, 1), (2, 1), (1, 1)]
+    assert chunked["sample_chunk"] == 2 and whole["sample_chunk"] == 5
+    assert whole["metrics"]["psnr"]["mean"] != whole["worst_sample"]["psnr"]["mean"]  # samples do differ
+    _assert_nested_close(_public(chunked), _public(whole))
+    for m in ("psnr", "ssim"):
+        np.testing.assert_allclose(chunked["_per_sequence"][m], whole["_per_sequence"][m], rtol=1e-6)
+    for key, frames in whole["_gif"].items():
+        torch.testing.assert_close(chunked["_gif"][key], frames, rtol=0, atol=1e-5)
+    # The automatic chunk: about CHUNK_FRAMES predicted frames per call.
+    calls.clear()
+    auto = ev.evaluate(model, clips, _protocol(n_samples=40, batch_size=7), progress=False)
+    per_call = ev.CHUNK_FRAMES // (7 * 4)
+    assert auto["sample_chunk"] == per_call and max(n for n, _ in calls) == per_call
+    assert sum(n for n, _ in calls) == 40
+
+
+def _assert_nested_close(a: object, b: object, where: str = "result") -> None:
+    """Same structure; numbers equal within rounding (relative 1e-6)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_nested_close(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_nested_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-9), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_running_best_of_n_over_chunks_is_best_of_n(higher_is_better: bool) -> None:
+    """Merging the chunks' best and worst samples gives best_of_n over all N at once, ties included."""
+    from latentdyn.video.metrics import best_of_n
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (7, 5, 4), generator=gen).double()  # many ties between samples
+    frames = torch.rand(7, 4, 5, 1, 2, 2, generator=gen)
+    ref = best_of_n(scores, higher_is_better=higher_is_better)
+    for chunk in (1, 2, 3, 7):
+        sel = ev._RunningBestOfN(higher_is_better, {"frames": lambda c: c.movedim(1, 0)})
+        for lo in range(0, 7, chunk):
+            sel.update(lo, scores[lo : lo + chunk], frames[lo : lo + chunk])
+        for side, index, value, curve in (
+            (sel.best, ref.best_index, ref.best, ref.best_curve),
+            (sel.worst, ref.worst_index, ref.worst, ref.worst_curve),
+        ):
+            assert torch.equal(side["index"], index) and torch.equal(side["value"], value)
+            assert torch.equal(side["curve"], curve)
+            for b in range(5):
+                assert torch.equal(side["frames"][b], frames[int(index[b]), :, b])
+
+
+def test_evaluate_checks_its_arguments(tiny_run: Path) -> None:
+    model = load_model(tiny_run, "last")
+    clips = _clips(3)
+    with pytest.raises(TypeError, match=r"sequences: expected uint8 frames .* got dtype torch.float32"):
+        ev.evaluate(model, clips.float() / 255, _protocol(), progress=False)
+    with pytest.raises(TypeError, match=r"sequences: expected a uint8 tensor \(T, N, C, H, W\), got ndarray"):
+        ev.evaluate(model, clips.numpy(), _protocol(), progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"sequences: expected at least one test clip \(N >= 1\), got shape"):
+        ev.evaluate(model, clips[:, :0], _protocol(), progress=False)
+    with pytest.raises(ValueError, match=r"sequences: expected 5 dimensions"):
+        ev.evaluate(model, clips[:, 0], _protocol(), progress=False)
+    with pytest.raises(ValueError, match=r"sequences: expected size 64 for axis 'h' .* got shape \[6, 3, 1, 32, 32\]"):
+        ev.evaluate(model, _clips(3, size=32), _protocol(), progress=False)
+    with pytest.raises(ValueError, match=r"sample_chunk: expected an int >= 1, got 0"):
+        ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=0)
+    with pytest.raises(ValueError, match=r"protocol.nt_cond: .* at least 2 conditioning frames, got 1"):
+        ev.evaluate(model, clips, _protocol(nt_cond=1), progress=False)
+    with pytest.raises(ValueError, match=r"protocol.max_sequences: expected an int >= 0, got -1"):
+        _protocol(max_sequences=-1)
+    with pytest.raises(ValueError, match=r"protocol.n_substeps: expected an int >= 1, got 0"):
+        _protocol(n_substeps=0)
+    with pytest.raises(ValueError, match=r"protocol.nt_gen: expected more than nt_cond=2 frames"):
+        _protocol(nt_gen=2)
+    with pytest.raises(ValueError, match=r"max_sequences: expected an int >= 0, got -1"):
+        ev.load_test_clips("smmnist", "unused.npz", nt_gen=6, max_sequences=-1)
+    # uint8 frames are divided by 255 once: the black predictor's PSNR, computed here with numpy.
+    result = ev.evaluate(model, clips, _protocol(), progress=False)
+    future = clips[2:6].double().numpy() / 255
+    expected = (10 * np.log10(1 / (future**2).mean(axis=(2, 3, 4)))).mean(0).mean()
+    assert result["reference_predictors"]["black"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-sequences", "-1"], "--max-sequences: expected an int >= 0 (0: all), got -1"),
+        (["--nt-cond", "0"], "--nt-cond: expected an int >= 1, got 0"),
+        (["--nt-cond", "-1"], "--nt-cond: expected an int >= 1, got -1"),
+        (["--nt-cond", "1"], "--nt-cond: the model infers y_0 and its content from n_inference_frames=2 frames"),
+        (["--n-substeps", "0"], "--n-substeps: expected an int >= 1, got 0"),
+        (["--n-substeps", "-1"], "--n-substeps: expected an int >= 1, got -1"),
+        (["--nt-gen", "0"], "--nt-gen: expected an int >= 2, got 0"),
+        (["--sample-chunk", "0"], "--sample-chunk: expected an int >= 1, got 0"),
+    ],
+)
+def test_evaluate_cli_rejects_bad_counts_before_starting(
+    tiny_run: Path, test_set: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No value is silently replaced by the run's, and no error shows up in the middle of a progress bar."""
+    assert ev.main([str(tiny_run), "--test-set", str(test_set), "--n-samples", "2", *flags]) == 2
+    captured = capsys.readouterr()
+    # One line: the error alone, no progress bar (tqdm writes to stderr) and nothing printed before it.
+    assert captured.err.startswith(f"error: {message}") and len(captured.err.strip().splitlines()) == 1
+    assert captured.out == ""
+
+
+def test_evaluate_outputs_name_the_checkpoint_and_step(
+    tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--nt-gen", "4"]
+    assert ev.main([*argv, "--checkpoint", "best"]) == 0
+    assert ev.main([*argv, "--checkpoint", "last"]) == 0
+    capsys.readouterr()
+    names = {}
+    for which in ("best", "last"):
+        step = load_checkpoint(tiny_run / "checkpoints" / f"{which}.pt")["step"]
+        names[which] = f"test_{which}_step{step}_n1_t4_dt1"
+        result = json.loads((tiny_run / "eval" / f"{names[which]}.json").read_text())
+        assert result["checkpoint"]["name"] == which and result["checkpoint"]["step"] == step
+    assert names["best"] != names["last"]
+    for path in (tiny_run / "eval").iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_per_sequence_scores_are_written_atomically(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_model(tiny_run, "last")
+    result = ev.evaluate(model, _clips(2), _protocol(n_samples=2), progress=False)
+    paths = ev.write_outputs(result, tmp_path, "x")
+    before = paths["per_sequence"].read_bytes()
+
+    def broken(file: object, **arrays: object) -> None:
+        assert hasattr(file, "write")  # written to an open temporary file, not to the final path
+        file.write(b"partial")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ev.write_outputs(result, tmp_path, "x")
+    assert paths["per_sequence"].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_missing_weights_messages_name_the_cli_flags(
+    tiny_run: Path, test_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latentdyn.video.fvd import I3D_ENV_VAR
+    from latentdyn.video.lpips import ALEXNET_ENV_VAR, LPIPS_ENV_VAR, AlexNetFeatures
+
+    for var in (ALEXNET_ENV_VAR, LPIPS_ENV_VAR, I3D_ENV_VAR):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--fvd"]
+    assert ev.main([*argv, "--name", "noweights"]) == 0
+    out = capsys.readouterr().out
+    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "pass --lpips-alexnet /path/to/" in out
+    assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "pass --i3d-weights /path/to/" in out
+    assert "alexnet_path" not in out and "path='" not in out
+    missing = str(tmp_path / "missing.pth")
+    assert ev.main([*argv, "--name", "badpaths", "--lpips-alexnet", missing, "--i3d-weights", missing]) == 0
+    out = capsys.readouterr().out
+    assert f"LPIPS skipped: --lpips-alexnet: AlexNet ImageNet weights file '{missing}' does not exist" in out
+    assert f"FVD skipped: --i3d-weights: I3D Kinetics-400 weights file '{missing}' does not exist" in out
+    alexnet = tmp_path / "alexnet.pth"
+    torch.save(AlexNetFeatures().state_dict(), alexnet)
+    assert ev.main([*argv, "--name", "badlin", "--lpips-alexnet", str(alexnet), "--lpips-lin", missing]) == 0
+    assert f"--lpips-lin: LPIPS v0.1 linear weights file '{missing}' does not exist" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------- official output files
+class BinaryPredictor(FrameModel):
+    """A stand-in model with exact uint8 frames: each predicted pixel is 0 or 1 (the sign of its noise), and
+    the conditioning reconstructions are 0.999 everywhere (255 · 0.999 truncates to 254)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = dataclasses.replace(_tiny().model, image_size=32)
+        self.encoder = torch.nn.Identity()
+
+    def predict(
+        self, cond: torch.Tensor, n_future: int, n_samples: int = 1, *, sampler: Any = None, **kwargs: Any
+    ) -> Prediction:
+        tc, b = self.check_frames(cond, "cond_frames")
+        size = self.config.image_size
+        loc = torch.zeros(n_samples * b, n_future * size * size)
+        draw = sampler if sampler is not None else default_sampler(kwargs.get("sample", True))
+        noise = draw(diag_gaussian(loc, torch.ones_like(loc)), "y0")
+        pattern = "(n b) (t c h w) -> n t b c h w"
+        frames = rearrange((noise > 0).float(), pattern, n=n_samples, t=n_future, c=1, h=size)
+        rec = torch.full((n_samples, tc, b, 1, size, size), 0.999) if kwargs.get("decode_cond", True) else None
+        return Prediction(frames, rec, None, None, None)  # type: ignore[arg-type]
+
+
+def _numpy_psnr(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Time-averaged PSNR of uint8 (N, T, H, W, C) samples against uint8 (N, T, H, W, C) truth: (N,)."""
+    mse = ((samples / 255.0 - truth / 255.0) ** 2).mean(axis=(2, 3))  # (N, T, C)
+    return (10 * np.log10(1 / mse)).mean(-1).mean(-1)
+
+
+@pytest.mark.parametrize("n_samples", [4, 7])
+def test_official_files_layout_and_best_samples(tmp_path: Path, n_samples: int) -> None:
+    clips = _clips(5, size=32, t=7)  # nt_cond 2, nt_gen 6: 4 predicted frames, the clips' last frame unused
+    protocol = _protocol(n_samples=n_samples, nt_gen=6, batch_size=2)
+    result = ev.evaluate(BinaryPredictor(), clips, protocol, progress=False, official_files=True, sample_chunk=3)
+    paths = ev.write_outputs(result, tmp_path, "run")
+    folder = paths["official"]
+    assert folder == tmp_path / "run_official"
+    n_random = min(n_samples, 5)
+    expected = {"results", "cond_rec", *(f"random_{i}" for i in range(1, n_random + 1))}
+    expected |= {f"{m}_{side}" for m in ("psnr", "ssim") for side in ("best", "worst")}
+    assert {p.stem for p in folder.iterdir()} == expected and not any(p.name.startswith(".") for p in folder.iterdir())
+    results = np.load(folder / "results.npz")
+    assert sorted(results.files) == ["psnr", "ssim"]
+    assert results["psnr"].shape == (5,) and results["ssim"].shape == (5,)
+    files = {name: np.load(folder / f"{name}.npz") for name in expected - {"results"}}
+    for name, archive in files.items():
+        assert archive.files == ["samples"]
+        t = 2 if name == "cond_rec" else 4  # conditioning reconstructions vs predicted frames only
+        assert archive["samples"].dtype == np.uint8 and archive["samples"].shape == (5, t, 32, 32, 1), name
+    assert (files["cond_rec"]["samples"] == 254).all()  # 0.999 · 255 truncated, as the official .byte()
+    # The best-PSNR file holds, for every sequence, the sample whose PSNR is the reported best, and it is the
+    # best of the random samples when they are all of them.
+    truth = np.moveaxis(clips[2:6].numpy(), (0, 1, 2), (1, 0, 4))  # (N, Tf, H, W, C)
+    best = _numpy_psnr(files["psnr_best"]["samples"], truth)
+    np.testing.assert_allclose(best, results["psnr"], rtol=1e-5)
+    randoms = np.stack([_numpy_psnr(files[f"random_{i}"]["samples"], truth) for i in range(1, n_random + 1)])
+    worst = _numpy_psnr(files["psnr_worst"]["samples"], truth)
+    assert (randoms <= best).all() and (worst <= randoms).all() and (worst < best).all()
+    if n_samples <= 5:  # the random files hold every sample
+        assert (randoms.max(0) == best).all() and (randoms.min(0) == worst).all()
+        index = randoms.argmax(0)
+        for b in range(5):
+            assert np.array_equal(files["psnr_best"]["samples"][b], files[f"random_{index[b] + 1}"]["samples"][b])
+    np.testing.assert_array_equal(np.load(paths["per_sequence"])["psnr"], results["psnr"])
+    # The chunk size changes nothing: one call for all samples writes the same arrays.
+    whole = ev.evaluate(BinaryPredictor(), clips, protocol, progress=False, official_files=True, sample_chunk=100)
+    for name, arrays in whole["_official"].items():
+        np.testing.assert_array_equal(arrays, result["_official"][name], err_msg=name)
+    for m, values in whole["_per_sequence"].items():
+        np.testing.assert_allclose(values, result["_per_sequence"][m], rtol=1e-6)
+
+
+def test_save_official_files_flag(tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "2", "--max-sequences", "3"]
+    assert ev.main([*argv, "--nt-gen", "5", "--name", "off", "--save-official-files"]) == 0
+    folder = tiny_run / "eval" / "off_official"
+    assert str(folder) in capsys.readouterr().out
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(
+        ["results.npz", "cond_rec.npz", "random_1.npz", "random_2.npz"]
+        + [f"{m}_{s}.npz" for m in ("psnr", "ssim") for s in ("best", "worst")]
+    )
+    assert np.load(folder / "cond_rec.npz")["samples"].shape == (3, 2, 64, 64, 1)
+    assert np.load(folder / "psnr_best.npz")["samples"].shape == (3, 3, 64, 64, 1)
+    assert ev.main([*argv, "--nt-gen", "5", "--name", "plain"]) == 0
+    assert not (tiny_run / "eval" / "plain_official").exists()

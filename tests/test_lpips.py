@@ -153,17 +153,18 @@ def _frame_scaling_to(a: np.ndarray) -> np.ndarray:
 def test_single_layer_identity_backbone_closed_form() -> None:
     # Backbone = identity on the scaled input, one linear layer with weights w = (w1, w2, w3).
     # Pixel 1 scales to e1 in x and e2 in y (orthogonal unit vectors): contribution w1 + w2.
-    # Pixel 2 scales to (3, 4, 0) in x and (6, 8, 0) in y: same direction, contribution 0.
+    # Pixel 2 scales to (0.3, 0.4, 0) in x and (0.6, 0.8, 0) in y: same direction, contribution 0.
+    # (Every frame value stays in [0, 1], the input range LPIPS checks.)
     # LPIPS = mean over the 2 pixels = (w1 + w2) / 2.
     w = torch.tensor([0.7, 0.2, 0.5], dtype=torch.float64)
     metric = LPIPS(backbone=_IdentityBackbone(), channels=(3,)).double()
     with torch.no_grad():
         _lin_weight(metric, 0).copy_(w.view(1, 3, 1, 1))
     x = np.stack(
-        [_frame_scaling_to(np.array([1.0, 0, 0])), _frame_scaling_to(np.array([3.0, 4, 0]))], axis=-1
+        [_frame_scaling_to(np.array([1.0, 0, 0])), _frame_scaling_to(np.array([0.3, 0.4, 0]))], axis=-1
     )
     y = np.stack(
-        [_frame_scaling_to(np.array([0, 1.0, 0])), _frame_scaling_to(np.array([6.0, 8, 0]))], axis=-1
+        [_frame_scaling_to(np.array([0, 1.0, 0])), _frame_scaling_to(np.array([0.6, 0.8, 0]))], axis=-1
     )
     xt = torch.from_numpy(x).view(1, 3, 1, 2)
     yt = torch.from_numpy(y).view(1, 3, 1, 2)
@@ -253,6 +254,24 @@ def test_rejects_different_shapes(metric: LPIPS) -> None:
 def test_rejects_two_channels(metric: LPIPS) -> None:
     with pytest.raises(ValueError, match=r"x: expected 1 \(grayscale\) or 3 \(RGB\) channels"):
         metric(torch.zeros(1, 2, 64, 64), torch.zeros(1, 2, 64, 64))
+
+
+def test_rejects_values_outside_the_unit_interval(metric: LPIPS) -> None:
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"x: expected values in \[0, 1\], got .*frames in \[0, 255\] need x / 255"):
+        metric(x * 255, x * 255)
+    with pytest.raises(
+        ValueError, match=r"y: expected values in \[0, 1\], got values in \[-0\.0\d+, .*clamp predictions"
+    ):
+        metric(x, x - 0.1)
+    ends = (x > 0.5).to(x.dtype)
+    assert torch.isfinite(metric(ends, 1 - ends)).all()  # 0 and 1 themselves are valid
+
+
+def test_channels_last_frames_get_a_hint(metric: LPIPS) -> None:
+    x = torch.rand(2, 64, 64, 3)
+    with pytest.raises(ValueError, match=r"x: expected 1 \(grayscale\) or 3 \(RGB\) channels .* looks channels-last"):
+        metric(x, x)
 
 
 def test_rejects_missing_dimensions(metric: LPIPS) -> None:

@@ -216,6 +216,38 @@ def test_frame_metric_errors(metric: FrameMetric) -> None:
         metric(x, x, data_range=True)
 
 
+@pytest.mark.parametrize("metric", [psnr, ssim])
+def test_frame_metrics_check_the_value_range(metric: FrameMetric) -> None:
+    """Frames in [0, 255] with data_range=1 used to give e.g. a PSNR of -27.7 dB: they are an error now."""
+    pred, target = _noisy_pair((3, 2, 16, 16), seed=4, dtype=torch.float32)
+    with pytest.raises(
+        ValueError,
+        match=r"pred: expected values in \[0, data_range\] = \[0, 1\], got values in \[0, 2\d\d(\.\d+)?\]; "
+        r"frames in \[0, 255\] need x / 255 \(or data_range=255\)",
+    ):
+        metric(pred * 255, target * 255)
+    with pytest.raises(ValueError, match=r"target: expected values in \[0, data_range\] = \[0, 1\]"):
+        metric(pred, target * 255)
+    with pytest.raises(ValueError, match=r"pred: .* got values in \[-0\.\d+, .*clamp predictions to \[0, data_range\]"):
+        metric(pred - 0.2, target)
+    with pytest.raises(ValueError, match=r"pred: expected values in \[0, data_range\] = \[0, 0\.5\]"):
+        metric(pred, target, data_range=0.5)
+    # The bounds themselves are valid, and [0, 255] frames are fine with data_range=255.
+    ends = (torch.rand(3, 2, 16, 16) > 0.5).float()
+    assert torch.isfinite(metric(ends, 1 - ends)).all()
+    torch.testing.assert_close(metric(pred * 255, target * 255, data_range=255), metric(pred, target))
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
+def test_frame_metrics_reject_channels_last(metric: FrameMetric) -> None:
+    pred, target = _noisy_pair((4, 16, 16, 3), seed=5)  # (T, H, W, C)
+    with pytest.raises(ValueError, match=r"pred: expected channels at axis -3, .* looks channels-last"):
+        metric(pred, target)
+    first = metric(pred.movedim(-1, -3), target.movedim(-1, -3))  # (T, C, H, W)
+    assert first.shape == (4,)
+    assert metric(pred[..., :1].movedim(-1, -3), target[..., :1].movedim(-1, -3)).shape == (4,)
+
+
 def test_ssim_option_errors() -> None:
     x = torch.rand(1, 16, 16)
     with pytest.raises(ValueError, match=r"window_size: expected at most the frame size min\(H, W\) = 12"):

@@ -74,6 +74,12 @@ def train_run(run: Path, preset: str, data_dir: Path, *extra: str) -> Path:
     return run
 
 
+def output_stem(run: Path, prefix: str, suffix: str) -> str:
+    """Default evaluation stem: data, checkpoint evaluated (best) and its training step, then the options."""
+    step = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["step"]
+    return f"{prefix}_best_step{step}_{suffix}"
+
+
 def black_scores(clips: np.ndarray, nt_cond: int) -> tuple[float, np.ndarray]:
     """PSNR of the all-black predictor on uint8 sample-major clips (N, T, H, W[, C]), computed with numpy,
     and the float frames (T, N, C, H, W) it was computed on."""
@@ -134,7 +140,8 @@ def test_kth_evaluation_with_lpips_and_fvd(
     assert ev.main(argv) == 0  # dataset and test data: the run's (kth, its data_dir)
     out = capsys.readouterr().out
     assert "skipped" not in out and "LPIPS" in out and "FVD " in out
-    result = json.loads((run / "eval" / "kth_n2_t10_dt2.json").read_text())
+    stem = output_stem(run, "kth", "n2_t10_dt2")
+    result = json.loads((run / "eval" / f"{stem}.json").read_text())
     assert result["data"]["dataset"] == "kth" and result["n_sequences"] == 16
     assert result["protocol"]["nt_cond"] == 3 and result["protocol"]["nt_gen"] == 10
     assert len(result["metrics"]["lpips_curve"]["mean"]) == 7
@@ -149,7 +156,7 @@ def test_kth_evaluation_with_lpips_and_fvd(
     assert np.isfinite(fvd["value"]) and fvd["value"] >= 0
     assert fvd["protocol"]["n_cond"] == 3 and fvd["protocol"]["include_conditioning"]
     assert (fvd["protocol"]["n_videos"], fvd["protocol"]["resolution"], fvd["protocol"]["sample"]) == (16, 16, "first")
-    per_sequence = np.load(run / "eval" / "kth_n2_t10_dt2_per_sequence.npz")
+    per_sequence = np.load(run / "eval" / f"{stem}_per_sequence.npz")
     assert per_sequence["lpips"].shape == (16,)
 
 
@@ -161,8 +168,8 @@ def test_kth_evaluation_without_weights_skips_lpips_and_fvd(
     argv = [str(run), "--test-set", str(test_file), "--n-samples", "2", "--max-sequences", "4", "--fvd"]
     assert ev.main([*argv, "--name", "noweights"]) == 0
     out = capsys.readouterr().out
-    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out
-    assert "FVD skipped: I3D Kinetics-400 weights not found" in out
+    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "--lpips-alexnet" in out
+    assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "--i3d-weights" in out
     result = json.loads((run / "eval" / "noweights.json").read_text())
     assert "AlexNet ImageNet weights not found" in result["lpips"]["skipped"]
     assert "I3D Kinetics-400 weights not found" in result["fvd"]["skipped"]
@@ -181,6 +188,27 @@ def test_fvd_is_skipped_below_16_sequences(
     result = json.loads((run / "eval" / "few.json").read_text())
     assert result["lpips"] == {"skipped": "--no-lpips was given"}
     assert result["fvd"]["skipped"].startswith("FVD needs at least 16")
+
+
+def test_demo_reads_the_sample_major_kth_test_set(
+    kth_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("imageio")
+    from examples.srvp import demo
+
+    data, run = kth_run
+    test_file = data / "svg_test_set_10.npz"
+    raw = np.load(test_file)["sequences"]  # (N, T, H, W): clip-major, as kth-test-set writes it
+    clips = demo.load_clips(test_file)
+    assert clips.shape == (10, raw.shape[0], 1, 64, 64)
+    np.testing.assert_array_equal(clips[:, 3, 0].numpy(), raw[3].astype(np.float32) / 255)
+    argv = [str(run), "--test-set", str(test_file), "--out", str(tmp_path / "demo"), "--what", "swap"]
+    assert demo.main(argv) == 0
+    assert "(3 conditioning frames)" in capsys.readouterr().out
+    renamed = tmp_path / "kth_clips.npz"  # the name no longer says it is sample-major
+    renamed.write_bytes(test_file.read_bytes())
+    with pytest.raises(ValueError, match=r"looks like a KTH test set .* keep its name svg_test_set_<T>\.npz"):
+        demo.load_clips(renamed)
 
 
 def test_kth_stream_is_step_seeded(kth_run: tuple[Path, Path]) -> None:
@@ -217,7 +245,7 @@ def test_human36m_end_to_end(tmp_path: Path, weights: dict[str, Path], capsys: p
     # Test data, subsampling and dataset come from the run: test_set_10_2 under its data_dir.
     argv = [str(run), "--n-samples", "2", "--nt-gen", "10", "--lpips-alexnet", str(weights["alexnet"])]
     assert ev.main(argv) == 0
-    result = json.loads((run / "eval" / "human36m_n2_t10_dt2.json").read_text())
+    result = json.loads((run / "eval" / f"{output_stem(run, 'human36m', 'n2_t10_dt2')}.json").read_text())
     assert result["data"] == {"dataset": "human36m", "test_set": str(data)}
     assert result["n_sequences"] == 4 and "lpips" in result["metrics"]
     assert result["fvd"] == {"skipped": "not requested (pass --fvd)"}
@@ -252,7 +280,7 @@ def test_bair_end_to_end(tmp_path: Path, weights: dict[str, Path], capsys: pytes
     run = train_run(tmp_path / "run", "bair", data, "--seq-len", "6", "--seq-len-test", "8")
     argv = [str(run), "--n-samples", "2", "--lpips-alexnet", str(weights["alexnet"])]
     assert ev.main(argv) == 0
-    result = json.loads((run / "eval" / "bair_n2_t30_dt2.json").read_text())
+    result = json.loads((run / "eval" / f"{output_stem(run, 'bair', 'n2_t30_dt2')}.json").read_text())
     # Every test video, from frame 0, 30 frames (the README's nt_gen), 2 conditioning frames (the preset's).
     assert result["n_sequences"] == 2 and (result["protocol"]["nt_cond"], result["protocol"]["nt_gen"]) == (2, 30)
     psnr, frames = black_scores(np.stack(videos["test"]), nt_cond=2)

@@ -477,6 +477,87 @@ def test_predict_without_conditioning_reconstructions_draws_the_same_futures() -
     torch.testing.assert_close(lean.frames, full.frames, rtol=0, atol=0)
 
 
+# ------------------------------------------------------------------------------------ chunked prediction
+def _chunked(model: SRVP, x: torch.Tensor, n: int, chunk: int, **kwargs: Any) -> list[Any]:
+    from examples.srvp.model import predict_in_chunks
+
+    with torch.no_grad():
+        return list(predict_in_chunks(model, x, 3, n, chunk, **kwargs))
+
+
+@pytest.mark.parametrize("name", ["residual", "skips-vgg", "substeps-3"])
+def test_predict_in_chunks_draws_the_noise_of_one_call(name: str) -> None:
+    """Whatever the chunk size, sample i gets the noise one predict call gives it for the same seed, and the
+    global generator ends in the same state; chunk >= N is that one call."""
+    config = tiny(**VARIANTS[name])
+    x = frames(4, 2, config)
+    model = calibrated(SRVP(config).init_weights(), frames(6, 4, config))
+    n = 5
+    with torch.no_grad():
+        torch.manual_seed(3)
+        full = model.predict(x, 3, n)
+    after_full = torch.rand(4)
+    assert full.cond_frames is not None and full.frames.std() > 0.01  # samples differ: the check has teeth
+    for chunk in (1, 2, 3, n, n + 2):
+        for decode_cond in (False, "first"):
+            torch.manual_seed(3)
+            parts = _chunked(model, x, n, chunk, decode_cond=decode_cond)
+            assert torch.equal(torch.rand(4), after_full)
+            starts = [part.start for part in parts]
+            sizes = [part.prediction.frames.shape[0] for part in parts]
+            assert starts == [sum(sizes[:i]) for i in range(len(sizes))] and sum(sizes) == n
+            assert max(sizes) <= chunk and all(part.prediction.frames.shape[2] == 2 for part in parts)
+            got = torch.cat([part.prediction.frames for part in parts])
+            exact = chunk >= n and decode_cond is False
+            torch.testing.assert_close(got, full.frames, rtol=0, atol=0 if exact else 1e-5)
+            recs = [part.prediction.cond_frames for part in parts]
+            if decode_cond == "first":  # sample 0 alone, with its conditioning reconstruction
+                assert sizes[0] == 1 and recs[0] is not None and all(r is None for r in recs[1:])
+                torch.testing.assert_close(recs[0], full.cond_frames[:1], rtol=0, atol=1e-5)
+            else:
+                assert all(r is None for r in recs)
+    # Different chunks do hold different samples.
+    assert not torch.allclose(full.frames[0], full.frames[1])
+
+
+def test_predict_in_chunks_means_and_custom_samplers() -> None:
+    config = tiny()
+    model = calibrated(SRVP(config).init_weights(), frames(6, 4, config))
+    x = frames(3, 2, config)
+    with torch.no_grad():
+        means = model.predict(x, 3, 4, sample=False, decode_cond=True)
+    parts = _chunked(model, x, 4, 3, sample=False, decode_cond=True)
+    torch.testing.assert_close(torch.cat([p.prediction.frames for p in parts]), means.frames, rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        torch.cat([p.prediction.cond_frames for p in parts]), means.cond_frames, rtol=0, atol=1e-5
+    )
+    rows: list[int] = []
+
+    def sampler(dist: Distribution, role: str) -> torch.Tensor:
+        rows.append(dist.mean.shape[-2])
+        return dist.mean
+
+    parts = _chunked(model, x, 5, 2, sampler=sampler)
+    assert [p.prediction.frames.shape[0] for p in parts] == [2, 2, 1]
+    assert set(rows) == {4, 2}  # a custom sampler draws for n·B rows of each chunk
+
+
+def test_predict_in_chunks_errors() -> None:
+    config = tiny()
+    model = SRVP(config).eval()
+    x = frames(3, 2, config)
+    with pytest.raises(ValueError, match=r"chunk: expected an int >= 1, got 0"):
+        _chunked(model, x, 2, 0)
+    with pytest.raises(TypeError, match=r"chunk: expected an int >= 1, got float 1.5"):
+        _chunked(model, x, 2, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"n_samples: expected an int >= 1, got 0"):
+        _chunked(model, x, 0, 1)
+    with pytest.raises(ValueError, match=r"decode_cond: expected True, False or 'first', got 'all'"):
+        _chunked(model, x, 2, 1, decode_cond="all")
+    with pytest.raises(ValueError, match=r"cond_frames: expected 5 dimensions"):
+        _chunked(model, x[0], 2, 1)
+
+
 # --------------------------------------------------------------------------------- host synchronisation
 @pytest.mark.parametrize("name", ["residual", "skips-vgg", "substeps-3", "no-content"])
 def test_training_step_and_sampling_never_read_values_back_to_the_host(name: str) -> None:

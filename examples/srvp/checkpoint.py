@@ -12,15 +12,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from examples.srvp.config import ModelConfig, config_from_dict
 
 __all__ = [
+    "atomic_write_npz",
     "atomic_write_text",
     "checkpoint_path",
     "load_checkpoint",
     "load_model",
+    "load_model_and_step",
     "read_run_config",
     "save_checkpoint",
 ]
@@ -43,6 +46,13 @@ def _atomic(path: Path, write: Any) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
+def atomic_write_npz(path: str | os.PathLike[str], *, compressed: bool = False, **arrays: np.ndarray) -> Path:
+    """``np.savez`` (or ``np.savez_compressed``) to a temporary file in the same folder, then rename over ``path``."""
+    save = np.savez_compressed if compressed else np.savez
+    _atomic(Path(path), lambda f: save(f, **arrays))
+    return Path(path)
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
@@ -91,13 +101,22 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def load_model(
+def load_model_and_step(
     run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
-) -> Any:
-    """The SRVP model of a run directory, in eval mode."""
+) -> tuple[Any, int | None]:
+    """The model of a run directory, in eval mode, and the training step its checkpoint holds (None if none)."""
     from examples.srvp.model import build_model
 
     config = config_from_dict(ModelConfig, read_run_config(run_dir)["model"])
     model = build_model(config)
-    model.load_state_dict(load_checkpoint(checkpoint_path(run_dir, which))["model"])
-    return model.to(device).eval()
+    payload = load_checkpoint(checkpoint_path(run_dir, which))
+    model.load_state_dict(payload["model"])
+    step = payload.get("step")
+    return model.to(device).eval(), int(step) if isinstance(step, int) else None
+
+
+def load_model(
+    run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
+) -> Any:
+    """The SRVP model of a run directory, in eval mode."""
+    return load_model_and_step(run_dir, which, device)[0]

@@ -13,13 +13,16 @@
   the interpolation from A to B, ground truth B.
 
 RUN_DIR is a run directory of ``examples.srvp.train`` (or one written by ``examples.srvp.official convert``).
-The test set is an ``.npz`` file whose ``sequences`` array holds uint8 clips (T, N, H, W) or (T, N, H, W, C),
-e.g. the one ``python -m examples.srvp.data smmnist-test-set`` writes.
+The test set is an ``.npz`` file whose ``sequences`` array holds uint8 clips: time-major (T, N, H, W) or
+(T, N, H, W, C), e.g. the one ``python -m examples.srvp.data smmnist-test-set`` writes, or a KTH test set
+``svg_test_set_<T>.npz`` of ``python -m examples.srvp.data kth-test-set``, which is sample-major (N, T, H, W)
+and is read as ``examples.srvp.evaluate`` reads it.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from torch.distributions import Distribution
 
 from examples.srvp.checkpoint import load_model, read_run_config
 from examples.srvp.config import resolve_device
+from examples.srvp.evaluate import load_test_clips
 from examples.srvp.model import SRVP
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
@@ -41,14 +45,29 @@ __all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "main", 
 DEMOS = ("framerate", "swap", "interpolate")
 
 
+KTH_TEST_SET = re.compile(r"svg_test_set_\d+\.npz")
+"""Name of a KTH test set (``kth-test-set``): its ``sequences`` are sample-major (N, T, H, W)."""
+
+
 def load_clips(path: str | Path) -> torch.Tensor:
-    """Clips of a test-set ``.npz`` (key ``sequences``, uint8) as floats in [0, 1], (T, N, C, H, W)."""
+    """Clips of a test-set ``.npz`` (key ``sequences``, uint8) as floats in [0, 1], (T, N, C, H, W).
+
+    A KTH test set (named ``svg_test_set_<T>.npz``, sample-major) is read with
+    :func:`examples.srvp.evaluate.load_test_clips`; any other file must be time-major (T, N, H, W[, C]).
+    """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"--test-set: no file at {file}")
+    if KTH_TEST_SET.fullmatch(file.name):
+        return load_test_clips("kth", file, nt_gen=0).float() / 255
     with np.load(file, allow_pickle=False) as archive:
         if "sequences" not in archive.files:
             raise ValueError(f"--test-set: {file} has no 'sequences' array (found {archive.files})")
+        if {"persons", "actions"} <= set(archive.files):
+            raise ValueError(
+                f"--test-set: {file} looks like a KTH test set (keys 'persons', 'actions'), whose sequences are "
+                "sample-major (N, T, H, W); keep its name svg_test_set_<T>.npz so that it is read as one"
+            )
         seq = archive["sequences"]
     if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
         raise ValueError(
@@ -162,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="SRVP demos: higher frame rate, content swap, latent interpolation (GIFs).",
     )
     p.add_argument("run_dir", type=Path, help="run directory (config.json, checkpoints/)")
-    p.add_argument("--test-set", type=Path, required=True, help=".npz file with uint8 'sequences' (T, N, H, W)")
+    p.add_argument(
+        "--test-set",
+        type=Path,
+        required=True,
+        help=".npz file with uint8 'sequences' (T, N, H, W), or a KTH svg_test_set_<T>.npz (N, T, H, W)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the GIFs")
     p.add_argument("--what", choices=(*DEMOS, "all"), default="all", help="which demo (default: all)")
     p.add_argument("--clips", type=int, nargs=2, default=(0, 1), metavar=("A", "B"), help="test clips A, B")

@@ -7,8 +7,11 @@ For every test sequence, N futures are sampled from the first ``nt_cond`` frames
 conditioning frames is re-sampled for each); for each metric separately the best sample is kept (highest
 PSNR and SSIM, lowest LPIPS); scores are averaged over the predicted frames and reported as
 mean ± 1.96·std/√n over sequences. Two reference predictors are scored the same way: copy-last-frame and
-all-black. Outputs go to ``RUN_DIR/eval/``: a JSON file of metrics and per-time-step curves, a PNG plot of
-the curves and a GIF of ground truth / best / worst / random samples.
+all-black. The N samples are drawn ``--sample-chunk`` at a time (:func:`examples.srvp.model.predict_in_chunks`),
+which bounds memory without changing the samples. Outputs go to ``RUN_DIR/eval/``, named after the test data,
+the checkpoint and its training step: a JSON file of metrics and per-time-step curves, a PNG plot of the
+curves, a GIF of ground truth / best / worst / random samples and the per-sequence scores; with
+``--save-official-files`` also the sample files of the official ``test.py`` (:func:`write_official_files`).
 
 Test data (``--dataset``, default: the run's ``train.dataset``; ``--test-set``, default: the run's
 ``data_dir`` for KTH, Human3.6M and BAIR), with the official README's ``--nt-gen`` as default:
@@ -39,6 +42,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,21 +52,34 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from examples.srvp.checkpoint import atomic_write_text, checkpoint_path, load_model, read_run_config
+from examples.srvp.checkpoint import (
+    atomic_write_npz,
+    atomic_write_text,
+    checkpoint_path,
+    load_model_and_step,
+    read_run_config,
+)
 from examples.srvp.config import DATASETS, resolve_device
-from examples.srvp.model import SRVP
+from examples.srvp.model import SRVP, SampleChunk, predict_in_chunks
+from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
+from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
 
 __all__ = [
+    "CHUNK_FRAMES",
     "DEFAULT_NT_GEN",
     "EvalProtocol",
+    "auto_sample_chunk",
     "build_parser",
+    "check_protocol",
+    "check_sequences",
     "evaluate",
     "format_results",
     "load_sequences",
     "load_test_clips",
     "main",
+    "write_official_files",
     "write_outputs",
 ]
 
@@ -73,6 +90,14 @@ PSNR_CAP_DB = 100.0
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
 """The official README's ``--nt_gen`` (conditioning + predicted frames) per dataset (SPEC §4.3)."""
+CHUNK_FRAMES = 512
+"""Predicted frames per ``predict`` call when no sample chunk is given (:func:`auto_sample_chunk`). Peak memory
+grows with it: about 7 MB per predicted frame for the KTH preset's VGG decoder on CPU (measured: 8.4 GB for
+one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluation (16 sequences × 30 frames,
+one sample per call) peaks at about 3.5 GB, where one call for all 100 samples would need about 340 GB.
+Raise ``--sample-chunk`` where memory allows (fewer, larger calls are faster, most of all on GPUs)."""
+N_RANDOM_FILES = 5
+"""The official test script saves the first 5 samples as ``random_1.npz`` … ``random_5.npz``."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,18 @@ class EvalProtocol:
     batch_size: int
     seed: int
     max_sequences: int  # 0: all
+
+    def __post_init__(self) -> None:
+        for name in ("nt_cond", "nt_gen", "n_samples", "n_substeps", "batch_size"):
+            check_positive_int(getattr(self, name), f"protocol.{name}")
+        check_positive_int(self.max_sequences, "protocol.max_sequences", minimum=0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"protocol.seed: expected an int, got {type(self.seed).__name__} {self.seed!r}")
+        if self.nt_gen <= self.nt_cond:
+            raise ValueError(
+                f"protocol.nt_gen: expected more than nt_cond={self.nt_cond} frames (conditioning + predicted), "
+                f"got {self.nt_gen}"
+            )
 
     @property
     def n_future(self) -> int:
@@ -137,10 +174,11 @@ def load_test_clips(
 
     Raises:
         FileNotFoundError: the test set does not exist (the message says which command makes it).
-        ValueError: an unknown dataset, or ill-formed test data.
+        ValueError: an unknown dataset, ill-formed test data, or ``max_sequences`` < 0.
     """
     from latentdyn.video import datasets as vd
 
+    check_positive_int(max_sequences, "max_sequences", minimum=0)
     if dataset not in DATASETS:
         raise ValueError(f"--dataset: expected one of {DATASETS}, got {dataset!r}")
     root = Path(path).expanduser()
@@ -253,6 +291,107 @@ def _frame_scores(
     return scores
 
 
+class _RunningBestOfN:
+    """Best and worst of N samples per sequence for one metric, fed one chunk of samples at a time.
+
+    Each chunk's best and worst sample come from :func:`best_of_n`; a later chunk's sample replaces the kept
+    one only when strictly better (worse), so ties keep the lowest sample index and the choice is the one
+    ``best_of_n`` makes over all N samples at once. Kept per sequence and side: the time-averaged score
+    (``value``, (B,)), its curve ((B, T)), the sample index, and ``keep[name](chosen frames (T, B, C, H, W))``,
+    batch first (e.g. a few sequences for the GIF, uint8 frames for the official files).
+    """
+
+    def __init__(
+        self, higher_is_better: bool, keep: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None
+    ) -> None:
+        self.higher_is_better = higher_is_better
+        self.keep = keep or {}
+        self.best: dict[str, torch.Tensor] = {}
+        self.worst: dict[str, torch.Tensor] = {}
+
+    def update(self, start: int, scores: torch.Tensor, frames: torch.Tensor | None = None) -> None:
+        """Samples ``start …`` of the N: scores (n, B, T) and their frames (n, T, B, C, H, W)."""
+        sel = best_of_n(scores, higher_is_better=self.higher_is_better)
+        for kept, value, index, curve, higher_wins in (
+            (self.best, sel.best, sel.best_index, sel.best_curve, self.higher_is_better),
+            (self.worst, sel.worst, sel.worst_index, sel.worst_curve, not self.higher_is_better),
+        ):
+            assert curve is not None  # scores have a time axis
+            new = {"value": value, "curve": curve, "index": index + start}
+            if self.keep and frames is not None:
+                chosen = select_samples(frames, index, batch_dim=2)
+                new.update({name: take(chosen) for name, take in self.keep.items()})
+            if not kept:
+                kept.update(new)
+                continue
+            wins = value > kept["value"] if higher_wins else value < kept["value"]
+            for key, v in new.items():
+                mask = wins[: v.shape[0]].reshape(-1, *([1] * (v.dim() - 1)))
+                kept[key] = torch.where(mask, v, kept[key])
+
+
+def _official_layout(frames: torch.Tensor) -> torch.Tensor:
+    """Frames (T, B, C, H, W) in [0, 1] as the official sample files store them: uint8 (B, T, H, W, C), truncated."""
+    return rearrange(to_uint8(frames), "t b c h w -> b t h w c")
+
+
+def auto_sample_chunk(batch_size: int, n_future: int, n_samples: int, frames: int = CHUNK_FRAMES) -> int:
+    """Samples per ``predict`` call so that one call decodes about ``frames`` predicted frames (at least 1)."""
+    return max(1, min(n_samples, frames // (batch_size * n_future)))
+
+
+def _under(ctx: Any, chunks: Iterator[SampleChunk]) -> Iterator[SampleChunk]:
+    """The chunks, each computed inside ``ctx`` (autocast), handed out outside it (metrics stay in float32)."""
+    while True:
+        with ctx:
+            part = next(chunks, None)
+        if part is None:
+            return
+        yield part
+
+
+def check_sequences(sequences: object) -> tuple[int, int]:
+    """Check test clips: a uint8 tensor (T, N, C, H, W) with N >= 1; returns (T, N)."""
+    if not isinstance(sequences, torch.Tensor):
+        raise TypeError(f"sequences: expected a uint8 tensor (T, N, C, H, W), got {type(sequences).__name__}")
+    if sequences.dtype != torch.uint8:
+        raise TypeError(
+            f"sequences: expected uint8 frames (T, N, C, H, W) with values in [0, 255], got dtype {sequences.dtype}; "
+            "frames already in [0, 1] would be divided by 255 again: pass (x * 255).round().to(torch.uint8)"
+        )
+    t, n = check_shape(sequences, "t n c h w", "sequences")["t"], sequences.shape[1]
+    if n == 0:
+        raise ValueError(f"sequences: expected at least one test clip (N >= 1), got shape {list(sequences.shape)}")
+    return t, n
+
+
+def check_protocol(model: nn.Module, nt_cond: int, n_substeps: int, *, names: dict[str, str] | None = None) -> None:
+    """Check conditioning frames and sub-steps against the model, before any sampling.
+
+    Args:
+        model: the model to evaluate.
+        nt_cond, n_substeps: the protocol's values.
+        names: how messages name them (default ``protocol.nt_cond``, ``protocol.n_substeps``; the CLI passes
+            its flags).
+
+    Raises:
+        ValueError: fewer conditioning frames than the model reads (SRVP: ``n_inference_frames``), or
+            sub-steps for a discrete-time model.
+    """
+    name = {"nt_cond": "protocol.nt_cond", "n_substeps": "protocol.n_substeps", **(names or {})}
+    c = model.config
+    k = c.n_inference_frames if c.family == "srvp" else 1
+    if nt_cond < k:
+        raise ValueError(
+            f"{name['nt_cond']}: the model infers y_0 and its content from n_inference_frames={k} frames, so it "
+            f"needs at least {k} conditioning frames, got {nt_cond}"
+        )
+    if n_substeps != 1 and (c.family != "srvp" or c.transition != "residual"):
+        raise ValueError(
+            f"{name['n_substeps']}: this model is discrete-time (one step per frame), expected 1, got {n_substeps}"
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: SRVP,
@@ -267,12 +406,19 @@ def evaluate(
     lpips_chunk: int = 2048,
     fvd_network: nn.Module | None = None,
     fvd_protocol: FVDProtocol | None = None,
+    sample_chunk: int | None = None,
+    official_files: bool = False,
 ) -> dict[str, Any]:
     """Best-of-N PSNR/SSIM (and LPIPS, FVD) of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
 
+    The N samples of a batch of sequences are drawn ``sample_chunk`` at a time
+    (:func:`examples.srvp.model.predict_in_chunks`) and scored chunk by chunk; only the per-sequence best and
+    worst scores and the frames the outputs need are kept. The draws are those of one batched call
+    whatever the chunk size, so the chunk size changes memory and speed, not the samples.
+
     Args:
         model: the trained model.
-        sequences: uint8 test clips (T, N, C, H, W); frames are scored as floats in [0, 1].
+        sequences: uint8 test clips (T, N, C, H, W), N >= 1; frames are scored as floats in [0, 1].
         protocol: the evaluation options.
         device: where the model (and the metric networks) run.
         amp: ``"bf16"`` runs the model under bfloat16 autocast (metrics stay in float32).
@@ -284,17 +430,39 @@ def evaluate(
         fvd_network: an I3D in eval mode (e.g. ``InceptionI3D.from_file()``); adds FVD between the real
             clips and [ground-truth conditioning frames, first random sample], uint8-quantised.
         fvd_protocol: FVD options (resolution, resize ...); ``n_cond`` is set to ``protocol.nt_cond``.
+        sample_chunk: samples per ``predict`` call (at most ``sample_chunk · batch_size`` sequences at once);
+            None: :func:`auto_sample_chunk`, about ``CHUNK_FRAMES`` predicted frames per call.
+        official_files: also keep what the official test script saves (``"_official"``, see
+            :func:`write_official_files`): random samples 1-5, sample 1's conditioning reconstructions, and
+            the best and worst sample of each metric, uint8 (N_seq, T, H, W, C).
 
     Returns:
         A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``fvd`` when an
-        FVD network is given) and, under the keys ``"_gif"`` and ``"_per_sequence"`` (not JSON), the videos
-        for the sample GIF and the per-sequence best scores.
+        FVD network is given) and, under the keys ``"_gif"``, ``"_per_sequence"`` and ``"_official"`` (not
+        JSON), the videos for the sample GIF, the per-sequence best scores and the official sample arrays.
+
+    Raises:
+        TypeError: ``sequences`` is not a uint8 tensor.
+        ValueError: ``sequences`` is not (T, N, C, H, W) with N >= 1 and frames the model reads, is shorter
+            than ``protocol.nt_gen``, the protocol does not suit the model, or ``sample_chunk`` < 1.
     """
-    device = torch.device(device)
+    t_len, n_all = check_sequences(sequences)
     p = protocol
-    if sequences.shape[0] < p.nt_gen:
-        raise ValueError(f"--nt-gen: the test clips have {sequences.shape[0]} frames, fewer than nt_gen={p.nt_gen}")
-    n_seq = sequences.shape[1] if not p.max_sequences else min(p.max_sequences, sequences.shape[1])
+    if not isinstance(p, EvalProtocol):
+        raise TypeError(f"protocol: expected an EvalProtocol, got {type(p).__name__}")
+    c = model.config
+    check_shape(sequences, "t n c h w", "sequences", c=c.channels, h=c.image_size, w=c.image_size)
+    if t_len < p.nt_gen:
+        raise ValueError(f"--nt-gen: the test clips have {t_len} frames, fewer than nt_gen={p.nt_gen}")
+    check_protocol(model, p.nt_cond, p.n_substeps)
+    if sample_chunk is not None:
+        check_positive_int(sample_chunk, "sample_chunk")
+    device = torch.device(device)
+    n_seq = n_all if not p.max_sequences else min(p.max_sequences, n_all)
+    if sample_chunk is None:
+        chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
+    else:
+        chunk = sample_chunk
     torch.manual_seed(p.seed)
     model = model.to(device).eval()
     if lpips is not None:
@@ -304,6 +472,7 @@ def evaluate(
     worst = _Scores.empty(metrics)
     gif: dict[str, list[torch.Tensor]] = {"truth": [], "best": [], "worst": [], "random": []}
     fake_future: list[torch.Tensor] = []  # first sample, uint8 (Tf, B, C, H, W), for FVD
+    official: dict[str, list[torch.Tensor]] = {}  # uint8 (B, T, H, W, C) per file
     ctx = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if amp == "bf16"
@@ -318,24 +487,52 @@ def evaluate(
     for lo in range(0, n_seq, p.batch_size):
         x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
         cond, target = x[: p.nt_cond], x[p.nt_cond :]
-        with ctx:
-            pred = model.predict(cond, p.n_future, p.n_samples, n_substeps=p.n_substeps, decode_cond=False)
-        frames = pred.frames.float()  # (N, Tf, B, C, H, W), clamped to [0, 1]
-        if fvd_network is not None:
-            fake_future.append(frames[0].mul(255).to(torch.uint8).cpu())  # truncation, as the official .byte()
-        per_metric = _frame_scores(frames, target, lpips, lpips_chunk)
-        for m, s in per_metric.items():
-            sel = best_of_n(s, higher_is_better=HIGHER_IS_BETTER[m])
-            assert sel.best_curve is not None and sel.worst_curve is not None
-            scores["model"].add(m, sel.best, sel.best_curve)
-            worst.add(m, sel.worst, sel.worst_curve)
-            if m == "psnr" and sum(v.shape[1] for v in gif["truth"]) < n_gif:
-                k = n_gif - sum(v.shape[1] for v in gif["truth"])
-                gif["truth"].append(x[:, :k].cpu())
-                for name, idx in (("best", sel.best_index), ("worst", sel.worst_index)):
-                    chosen = select_samples(frames, idx, batch_dim=2)[:, :k]
-                    gif[name].append(torch.cat([cond[:, :k], chosen]).cpu())
-                gif["random"].append(torch.cat([cond[:, :k], frames[0][:, :k]]).cpu())
+        k = min(x.shape[1], n_gif - sum(v.shape[1] for v in gif["truth"]))  # sequences of this batch in the GIF
+
+        def keep(metric: str, k: int = k) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+            out: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+            if metric == "psnr" and k > 0:  # the GIF shows the best and worst sample for PSNR
+                out["gif"] = lambda c: rearrange(c[:, :k], "t b c h w -> b t c h w")
+            if official_files:
+                out["official"] = _official_layout
+            return out
+
+        selections = {m: _RunningBestOfN(HIGHER_IS_BETTER[m], keep(m)) for m in metrics}
+        parts = predict_in_chunks(
+            model,
+            cond,
+            p.n_future,
+            p.n_samples,
+            chunk,
+            n_substeps=p.n_substeps,
+            decode_cond="first" if official_files else False,
+        )
+        for part in _under(ctx, parts):
+            frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
+            for m, s in _frame_scores(frames, target, lpips, lpips_chunk).items():
+                selections[m].update(part.start, s, frames)
+            if part.start == 0:  # sample 0: the FVD videos, the GIF's random sample, sample 1 of the official files
+                if fvd_network is not None:
+                    fake_future.append(to_uint8(frames[0]).cpu())  # truncation, as the official .byte()
+                if k > 0:
+                    gif["random"].append(torch.cat([cond[:, :k], frames[0][:, :k]]).cpu())
+                if official_files:
+                    rec = part.prediction.cond_frames
+                    assert rec is not None  # decode_cond="first"
+                    official.setdefault("cond_rec", []).append(_official_layout(rec[0].float()).cpu())
+            if official_files:
+                for i in range(part.start, min(part.start + frames.shape[0], N_RANDOM_FILES)):
+                    official.setdefault(f"random_{i + 1}", []).append(_official_layout(frames[i - part.start]).cpu())
+        for m, sel in selections.items():
+            scores["model"].add(m, sel.best["value"], sel.best["curve"])
+            worst.add(m, sel.worst["value"], sel.worst["curve"])
+            if official_files:
+                official.setdefault(f"{m}_best", []).append(sel.best["official"].cpu())
+                official.setdefault(f"{m}_worst", []).append(sel.worst["official"].cpu())
+        if k > 0:
+            gif["truth"].append(x[:, :k].cpu())
+            for side, kept in (("best", selections["psnr"].best), ("worst", selections["psnr"].worst)):
+                gif[side].append(torch.cat([cond[:, :k], rearrange(kept["gif"], "b t c h w -> t b c h w")]).cpu())
         for name, guess in (
             ("copy_last", repeat(cond[-1], "b c h w -> 1 t b c h w", t=target.shape[0])),
             ("black", torch.zeros_like(target).unsqueeze(0)),
@@ -351,6 +548,7 @@ def evaluate(
         "model": getattr(model.config, "family", "srvp"),
         "protocol": asdict(protocol),
         "n_sequences": n_seq,
+        "sample_chunk": chunk,
         "metrics": scores["model"].summary(),
         "worst_sample": worst.summary(),
         "reference_predictors": {name: scores[name].summary() for name in ("copy_last", "black")},
@@ -362,6 +560,8 @@ def evaluate(
         "_gif": {k: torch.cat(v, dim=1) for k, v in gif.items() if v},
         "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
     }
+    if official_files:
+        result["_official"] = {name: torch.cat(v).numpy() for name, v in official.items()}
     if fvd_network is not None:
         real = sequences[: p.nt_gen, :n_seq]
         fake = torch.cat([real[: p.nt_cond], torch.cat(fake_future, dim=1)])
@@ -428,15 +628,18 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
-    """Write the JSON, the curve plot, the sample GIF and per-sequence scores; returns their paths."""
+    """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths.
+
+    When ``result`` holds the official sample arrays (``evaluate(..., official_files=True)``), they are
+    written too, to ``out_dir/<name>_official/`` (see :func:`write_official_files`).
+    """
     from latentdyn.video.media import save_gif, video_grid
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "plot": out_dir / f"{name}_curves.png"}
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     atomic_write_text(paths["json"], json.dumps(public, indent=2))
-    np.savez(out_dir / f"{name}_per_sequence.npz", **result["_per_sequence"])
-    paths["per_sequence"] = out_dir / f"{name}_per_sequence.npz"
+    paths["per_sequence"] = atomic_write_npz(out_dir / f"{name}_per_sequence.npz", **result["_per_sequence"])
     _plot(result, paths["plot"])
     videos = result["_gif"]
     if videos:
@@ -444,7 +647,32 @@ def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str,
         cols = [videos[k] for k in ("truth", "best", "worst", "random")]
         grid = rearrange(torch.stack(cols), "k t b c h w -> b k t c h w")
         paths["gif"] = save_gif(out_dir / f"{name}_samples.gif", video_grid(grid), fps=4)
+    if "_official" in result:
+        paths["official"] = write_official_files(result, out_dir / f"{name}_official")
     return paths
+
+
+def write_official_files(result: dict[str, Any], folder: Path) -> Path:
+    """The files the official ``test.py`` writes (SPEC §6), each written atomically to ``folder``; returns it.
+
+    - ``results.npz``: keys ``psnr``, ``ssim`` (and ``lpips`` when computed), the per-sequence best values,
+      shape (N_seq,) (PSNR with each frame capped at ``PSNR_CAP_DB``, as the other outputs).
+    - ``random_1.npz`` … ``random_5.npz`` (fewer when N < 5): samples 1 to 5, predicted frames only.
+    - ``cond_rec.npz``: sample 1's reconstruction of the nt_cond conditioning frames.
+    - ``{psnr,ssim,lpips}_{best,worst}.npz``: the best and worst sample of each sequence for each metric,
+      predicted frames only.
+
+    Each sample file holds ``samples``, uint8 (N_seq, T, H, W, C) from ×255 with truncation. Arrays are
+    compressed (``np.savez_compressed``), as the official script does.
+    """
+    official = result.get("_official")
+    if not official:
+        raise ValueError("result: no official sample arrays; run evaluate(..., official_files=True)")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_npz(folder / "results.npz", compressed=True, **result["_per_sequence"])
+    for name, samples in official.items():
+        atomic_write_npz(folder / f"{name}.npz", compressed=True, samples=samples)
+    return folder
 
 
 def _metric_names(result: dict[str, Any]) -> list[str]:
@@ -497,6 +725,15 @@ def _train_value(train_cfg: dict[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _cli_message(exc: Exception, flags: dict[str, str]) -> str:
+    """A library error message with its argument names (``alexnet_path='…'``, ``path: …``) as the CLI flags."""
+    text = str(exc)
+    for argument, flag in flags.items():
+        text = re.sub(rf"\b{argument}='([^']*)'", rf"{flag} \1", text)
+        text = re.sub(rf"^{argument}:", f"{flag}:", text)
+    return text
+
+
 def _load_lpips(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any]]:
     """The LPIPS metric and its JSON entry, or ``None`` and the reason it is skipped."""
     if args.no_lpips:
@@ -506,7 +743,7 @@ def _load_lpips(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, A
     try:
         metric = LPIPS.from_files(args.lpips_alexnet, args.lpips_lin)
     except (FileNotFoundError, ValueError) as exc:
-        return None, {"skipped": str(exc)}
+        return None, {"skipped": _cli_message(exc, {"alexnet_path": "--lpips-alexnet", "lin_path": "--lpips-lin"})}
     return metric, {
         "network": "AlexNet (ImageNet) + LPIPS linear weights v0.1, frames not resized",
         "alexnet": str(args.lpips_alexnet) if args.lpips_alexnet else "LATENTDYN_ALEXNET_WEIGHTS or the torch cache",
@@ -523,7 +760,7 @@ def _load_i3d(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any
     try:
         network = InceptionI3D.from_file(args.i3d_weights)
     except (FileNotFoundError, ValueError) as exc:
-        return None, {"skipped": str(exc)}
+        return None, {"skipped": _cli_message(exc, {"path": "--i3d-weights"})}
     return network.to(args.device), {}
 
 
@@ -552,11 +789,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-substeps", type=int, default=None, help="sub-steps per frame (default: training)")
     parser.add_argument("--subsampling", type=int, default=None, help="Human3.6M subsampling (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences")
+    parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences (0: all)")
+    parser.add_argument(
+        "--sample-chunk",
+        type=int,
+        default=None,
+        help=f"samples per prediction call, which bounds memory (default: about {CHUNK_FRAMES} predicted frames "
+        "per call); the samples do not depend on it",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="none", choices=("none", "bf16"))
-    parser.add_argument("--name", default=None, help="output file stem (default from the test set and options)")
+    parser.add_argument(
+        "--name", default=None, help="output file stem (default from the test set, checkpoint, step and options)"
+    )
+    parser.add_argument(
+        "--save-official-files",
+        action="store_true",
+        help="also write the official test.py files (results.npz, random_*.npz, cond_rec.npz, "
+        "{psnr,ssim,lpips}_{best,worst}.npz) to eval/NAME_official/",
+    )
     lp = parser.add_argument_group("LPIPS (computed whenever the AlexNet weights are found)")
     lp.add_argument("--lpips-alexnet", type=Path, default=None, help="torchvision's alexnet-owt-7be5be79.pth")
     lp.add_argument("--lpips-lin", type=Path, default=None, help="LPIPS v0.1 linear weights (default: shipped)")
@@ -568,15 +820,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Range checks of the integer flags, before anything is loaded."""
+    at_least = {
+        "--n-samples": (args.n_samples, 1),
+        "--batch-size": (args.batch_size, 1),
+        "--nt-cond": (args.nt_cond, 1),
+        "--nt-gen": (args.nt_gen, 2),
+        "--n-substeps": (args.n_substeps, 1),
+        "--subsampling": (args.subsampling, 1),
+        "--sample-chunk": (args.sample_chunk, 1),
+        "--max-sequences": (args.max_sequences, 0),
+    }
+    for flag, (value, minimum) in at_least.items():
+        if value is not None and value < minimum:
+            hint = " (0: all)" if flag == "--max-sequences" else ""
+            raise ValueError(f"{flag}: expected an int >= {minimum}{hint}, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.evaluate``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_flags(args)
         args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
-        checkpoint_path(args.run_dir, args.checkpoint)
-        model = load_model(args.run_dir, args.checkpoint)
+        ckpt_file = checkpoint_path(args.run_dir, args.checkpoint)
+        model, step = load_model_and_step(args.run_dir, args.checkpoint)
         train_cfg = config.get("train", {})
         dataset = args.dataset or _train_value(train_cfg, "dataset", "smmnist")
         test_set: Path | None = args.test_set
@@ -587,27 +858,32 @@ def main(argv: list[str] | None = None) -> int:
                 f"--test-set: required for the {dataset!r} dataset "
                 + ("(the .npz of `python -m examples.srvp.data smmnist-test-set`)" if dataset == "smmnist" else "")
             )
-        for name, value in (("--n-samples", args.n_samples), ("--batch-size", args.batch_size)):
-            if value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value}")
-        nt_cond = args.nt_cond or int(train_cfg.get("nt_cond", model.config.n_inference_frames))
-        nt_gen = args.nt_gen or DEFAULT_NT_GEN.get(dataset)
+        run_nt_cond = int(train_cfg.get("nt_cond", model.config.n_inference_frames))
+        nt_cond = args.nt_cond if args.nt_cond is not None else run_nt_cond
+        nt_gen = args.nt_gen if args.nt_gen is not None else DEFAULT_NT_GEN.get(dataset)
         if dataset == "folder" and not nt_gen:
             nt_gen = int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0) or None
         if dataset == "folder" and not nt_gen:
             raise ValueError("--nt-gen: required for a folder of videos when the run has no seq_len_test")
+        n_substeps = args.n_substeps if args.n_substeps is not None else model.config.n_substeps
+        # Checked before any data is read or sampled: nothing fails later, in the middle of the progress bar.
+        check_protocol(model, nt_cond, n_substeps, names={"nt_cond": "--nt-cond", "n_substeps": "--n-substeps"})
         crop = _train_value(train_cfg, "folder_crop", "none")
         sequences = load_test_clips(
             dataset,
             test_set,
             nt_gen=nt_gen or 0,
-            subsampling=args.subsampling or int(_train_value(train_cfg, "subsampling", 8)),
+            subsampling=args.subsampling
+            if args.subsampling is not None
+            else int(_train_value(train_cfg, "subsampling", 8)),
             image_size=model.config.image_size,
             grayscale=model.config.channels == 1,
             crop=None if crop == "none" else crop,
             frame_step=int(_train_value(train_cfg, "folder_frame_step", 1)),
             max_sequences=args.max_sequences,
         )
+        if sequences.shape[1] == 0:
+            raise ValueError(f"--test-set: {test_set} holds no test clips")
         if args.nt_gen is None and _names_a_test_set(dataset, test_set):
             nt_gen = sequences.shape[0]  # a test-set file or folder given by name: all its frames
         nt_gen = nt_gen or sequences.shape[0]
@@ -622,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
             nt_cond=nt_cond,
             nt_gen=nt_gen,
             n_samples=args.n_samples,
-            n_substeps=args.n_substeps or model.config.n_substeps,
+            n_substeps=n_substeps,
             batch_size=args.batch_size,
             seed=args.seed,
             max_sequences=args.max_sequences,
@@ -642,6 +918,8 @@ def main(argv: list[str] | None = None) -> int:
             lpips=lpips,
             fvd_network=i3d,
             fvd_protocol=fvd_protocol,
+            sample_chunk=args.sample_chunk,
+            official_files=args.save_official_files,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -649,8 +927,10 @@ def main(argv: list[str] | None = None) -> int:
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
+    result["checkpoint"] = {"name": ckpt_file.stem, "file": str(ckpt_file), "step": step}
     stem = test_set.stem if dataset == "smmnist" else dataset
-    name = args.name or f"{stem}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
+    at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
+    name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
     paths = write_outputs(result, Path(args.run_dir) / "eval", name)
     print(format_results(result))
     for kind, path in paths.items():

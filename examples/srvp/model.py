@@ -10,12 +10,15 @@ Shapes are time-first: frames (T, B, C, H, W), codes (T, B, Dh), states (T, B, D
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal, NamedTuple
 
 import torch
 from einops import rearrange, repeat
 from torch import nn
-from torch.distributions import Independent
+from torch.distributions import Distribution, Independent, Normal
 
 from examples.srvp.config import ModelConfig
 from latentdyn._checks import check_positive_int, check_shape
@@ -42,7 +45,16 @@ from latentdyn.objectives import (
 )
 from latentdyn.ssm import LatentSSM, Rollout, Sampler, default_sampler
 
-__all__ = ["SRVP", "Encoded", "FrameModel", "Prediction", "SRVPOutput", "build_model"]
+__all__ = [
+    "SRVP",
+    "Encoded",
+    "FrameModel",
+    "Prediction",
+    "SRVPOutput",
+    "SampleChunk",
+    "build_model",
+    "predict_in_chunks",
+]
 
 
 @dataclass
@@ -375,6 +387,132 @@ def _state_precision(y0: torch.Tensor) -> torch.Tensor:
     """y_0 in float32 at least: under bf16/fp16 autocast the networks run in low precision, but the states
     accumulate residuals over every sub-step and frame, so they stay float32 (y + Δt·f promotes to it)."""
     return y0.to(torch.promote_types(y0.dtype, torch.float32))
+
+
+class SampleChunk(NamedTuple):
+    """Samples ``start … start + n − 1`` of a prediction made chunk by chunk (see :func:`predict_in_chunks`).
+
+    Attributes:
+        start: index of the chunk's first sample among the N.
+        prediction: the model's prediction for these n samples (``frames`` (n, T_f, B, C, H, W), ...).
+    """
+
+    start: int
+    prediction: Prediction
+
+
+class _ChunkedNoise:
+    """Sampler that gives each chunk of samples its rows of the noise one batched call would draw.
+
+    ``predict`` draws its noise in a fixed order of calls (y_0, the posterior z, one prior z per frame),
+    each for all N·B rows at once (sample-major, rows on the last batch axis). While the first chunk runs,
+    every call draws the noise of all N·B rows exactly as ``rsample`` does (standard normal ε of the full
+    shape from the global generator, then ``loc + ε·scale``) and keeps ε; later chunks replay their rows of
+    the kept ε. So the generator is consumed as by one call, and every sample gets the same ε whatever the
+    chunk size. The kept noise is small: (draws × N·B × Dz) numbers, not frames.
+    """
+
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows = n_rows
+        self.noise: list[tuple[str, torch.Tensor]] = []
+        self.chunks = 0
+        self.rows = slice(0, 0)
+        self.calls = 0
+
+    def start_chunk(self, rows: slice) -> None:
+        self.chunks += 1
+        self.rows = rows
+        self.calls = 0
+
+    def __call__(self, dist: Distribution, role: str) -> torch.Tensor:
+        if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
+            raise TypeError(
+                f"predict_in_chunks: chunked sampling replays Gaussian noise, got a {type(dist).__name__} for "
+                f"{role!r}; pass chunk >= n_samples or a sampler"
+            )
+        loc, scale = dist.base_dist.loc, dist.base_dist.scale
+        if self.chunks == 1:  # the first chunk draws every row's noise, as one predict call would
+            full = (*loc.shape[:-2], self.n_rows, loc.shape[-1])
+            self.noise.append((role, torch.empty(full, dtype=loc.dtype, device=loc.device).normal_()))
+        eps = self.noise[self.calls][1][..., self.rows, :] if self.calls < len(self.noise) else None
+        if eps is None or self.noise[self.calls][0] != role or eps.shape != loc.shape:
+            raise RuntimeError(
+                f"predict_in_chunks: draw {self.calls} ({role!r}, shape {list(loc.shape)}) of chunk {self.chunks} "
+                "does not match the first chunk's draws"
+            )
+        self.calls += 1
+        return loc + eps * scale
+
+
+def predict_in_chunks(
+    model: FrameModel,
+    cond_frames: torch.Tensor,
+    n_future: int,
+    n_samples: int,
+    chunk: int,
+    *,
+    n_substeps: int | None = None,
+    substep_frames: bool = False,
+    sample: bool = True,
+    sampler: Sampler | None = None,
+    decode_cond: bool | Literal["first"] = False,
+) -> Iterator[SampleChunk]:
+    """``model.predict(cond_frames, n_future, n_samples)`` run ``chunk`` samples at a time, to bound memory.
+
+    One ``predict`` call decodes N·B sequences at once, and its memory grows with N·B (the frames, the
+    decoder's activations, the metrics computed on them); this yields the same N samples in chunks of at
+    most ``chunk`` samples, i.e. at most ``chunk·B`` sequences per ``predict`` call, so that a caller can
+    score each chunk and keep only what it needs (best-of-N scores, a few frames). Used by
+    :func:`examples.srvp.evaluate.evaluate`, and meant for a training-time validation as well.
+
+    The random draws do not depend on the chunk size: with ``sample=True`` and no ``sampler``, sample i gets
+    the noise it would get from one ``predict`` call with the same global seed (the first chunk draws the
+    noise of all N·B rows in ``predict``'s order and later chunks replay theirs, see ``_ChunkedNoise``), so
+    results agree with the unchunked call up to floating-point rounding of batch-size-dependent kernels.
+    With ``chunk >= n_samples`` it is exactly one ``predict`` call. A custom ``sampler`` is called once per
+    chunk, for ``n·B`` rows.
+
+    Args:
+        model: an :class:`SRVP` or the SVG-LP baseline (anything with their ``predict``).
+        cond_frames: conditioning frames, (T_c, B, C, H, W).
+        n_future: frames to predict after the conditioning ones.
+        n_samples: N futures per sequence.
+        chunk: at most this many samples per ``predict`` call.
+        n_substeps, substep_frames, sample, sampler: as in ``predict``.
+        decode_cond: decode the reconstructions of the conditioning frames (``prediction.cond_frames``) for
+            every sample (True), none (False), or only sample 0 (``"first"``, in a chunk of its own: what the
+            official test script saves).
+
+    Yields:
+        :class:`SampleChunk` in sample order, covering samples 0 … N − 1 once.
+
+    Raises:
+        TypeError, ValueError: wrong frames, ``n_samples`` or ``chunk`` not an int >= 1, or ``decode_cond``
+            not one of True, False, "first" (``predict`` checks the other arguments). Raised at the first
+            ``next()``, as the function is a generator.
+    """
+    _, b = model.check_frames(cond_frames, "cond_frames")
+    n = check_positive_int(n_samples, "n_samples")
+    size = check_positive_int(chunk, "chunk")
+    if decode_cond not in (True, False, "first"):
+        raise ValueError(f"decode_cond: expected True, False or 'first', got {decode_cond!r}")
+    bounds = [0, 1] if decode_cond == "first" and n > 1 else [0]
+    bounds += [*range(bounds[-1] + size, n, size), n]
+    noise = _ChunkedNoise(n * b) if sampler is None and sample and len(bounds) > 2 else None
+    for lo, hi in pairwise(bounds):
+        if noise is not None:
+            noise.start_chunk(slice(lo * b, hi * b))
+        pred = model.predict(  # type: ignore[attr-defined]
+            cond_frames,
+            n_future,
+            hi - lo,
+            n_substeps=n_substeps,
+            substep_frames=substep_frames,
+            sample=sample,
+            sampler=noise if noise is not None else sampler,
+            decode_cond=decode_cond is True or (decode_cond == "first" and lo == 0),
+        )
+        yield SampleChunk(lo, pred)
 
 
 def float32_gaussian(d: Independent | None) -> Independent:

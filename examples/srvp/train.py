@@ -48,7 +48,8 @@ from examples.srvp.config import (
     resolve_device,
 )
 from examples.srvp.datasets import make_data
-from examples.srvp.model import SRVP, build_model
+from examples.srvp.evaluate import auto_sample_chunk
+from examples.srvp.model import SRVP, build_model, predict_in_chunks
 
 __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
 
@@ -202,10 +203,10 @@ def validate(model: SRVP, cfg: TrainConfig, val: torch.Tensor, device: torch.dev
     """Best-of-N PSNR on the validation clips (higher is better).
 
     As the official validation, the best sample is chosen on the PSNR over all frames (conditioning
-    reconstructions included); its PSNR over the predicted frames is averaged over clips.
+    reconstructions included); its PSNR over the predicted frames is averaged over clips. The N samples are
+    drawn in chunks of about ``CHUNK_FRAMES`` decoded frames (``predict_in_chunks``), so memory does not grow
+    with N; only the per-frame PSNRs (N, B, T) are kept.
     """
-    from einops import rearrange
-
     from latentdyn.video.metrics import psnr
 
     was_training = model.training
@@ -213,13 +214,19 @@ def validate(model: SRVP, cfg: TrainConfig, val: torch.Tensor, device: torch.dev
     scores = []
     for start in range(0, val.shape[1], cfg.val_batch_size):
         x = val[:, start : start + cfg.val_batch_size].to(device)
-        with autocast(cfg, device):
-            pred = model.predict(x[: cfg.nt_cond], x.shape[0] - cfg.nt_cond, cfg.val_samples)
-        assert pred.cond_frames is not None  # decode_cond defaults to True
-        frames = torch.cat([pred.cond_frames, pred.frames], dim=1).float()  # (N, T, B, C, H, W)
-        p = rearrange(psnr(frames, x.float().expand_as(frames)), "n t b -> n b t")
+        t, b = x.shape[:2]
+        chunk = auto_sample_chunk(b, t, cfg.val_samples)
+        parts = []
+        chunks = predict_in_chunks(model, x[: cfg.nt_cond], t - cfg.nt_cond, cfg.val_samples, chunk, decode_cond=True)
+        with autocast(cfg, device):  # the model's passes; the PSNR below is elementwise float32 arithmetic
+            for part in chunks:
+                pred = part.prediction
+                assert pred.cond_frames is not None  # decode_cond=True
+                frames = torch.cat([pred.cond_frames, pred.frames], dim=1).float()  # (n, T, B, C, H, W)
+                parts.append(rearrange(psnr(frames, x.float().expand_as(frames)), "n t b -> n b t"))
+        p = torch.cat(parts)  # (N, B, T)
         best = p.mean(-1).argmax(0)  # (B,)
-        chosen = p[best, torch.arange(p.shape[1])]  # (B, T)
+        chosen = p[best, torch.arange(b, device=p.device)]  # (B, T)
         scores.append(chosen[:, cfg.nt_cond :].mean(-1))
     model.train(was_training)
     return float(torch.cat(scores).mean())

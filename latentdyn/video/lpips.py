@@ -393,7 +393,9 @@ class LPIPS(nn.Module):
 
         Raises:
             TypeError: an input is not a floating-point tensor, or the dtypes differ.
-            ValueError: fewer than 3 dimensions, different shapes, or ``C`` not 1 or 3.
+            ValueError: fewer than 3 dimensions, different shapes, ``C`` not 1 or 3 (e.g. channels-last
+                frames), or values outside ``[0, 1]`` (e.g. frames in [0, 255]); checking the range reads
+                four numbers back once per call (a device synchronisation on GPUs).
         """
         a = check_tensor(x, "x")
         b = check_tensor(y, "y")
@@ -411,7 +413,21 @@ class LPIPS(nn.Module):
                 f"x and y: expected the same shape (..., C, H, W), got {list(a.shape)} and {list(b.shape)}"
             )
         if sizes["c"] not in (1, 3):
-            raise ValueError(f"x: expected 1 (grayscale) or 3 (RGB) channels, got shape {list(a.shape)}")
+            hint = (
+                "; it looks channels-last (..., H, W, C): move the channels first, e.g. "
+                "einops.rearrange(x, '... h w c -> ... c h w')"
+                if sizes["w"] in (1, 3)
+                else ""
+            )
+            raise ValueError(
+                f"x: expected 1 (grayscale) or 3 (RGB) channels at axis -3, got shape {list(a.shape)}{hint}"
+            )
+        if a.numel():
+            lo_x, lo_y, hi_x, hi_y = torch.stack([a.amin(), b.amin(), a.amax(), b.amax()]).tolist()
+            for name, lo, hi in (("x", lo_x, hi_x), ("y", lo_y, hi_y)):
+                if lo < 0 or hi > 1:
+                    hint = "frames in [0, 255] need x / 255" if hi > 2 else "clamp predictions to [0, 1] first"
+                    raise ValueError(f"{name}: expected values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}")
 
         frames, packed_shape = pack([a, b], "* c h w")  # x frames first, then y frames: one backbone pass
         if sizes["c"] == 1:

@@ -49,8 +49,12 @@ def _check_positive_real(value: object, name: str) -> float:
     return float(value)
 
 
-def _check_frame_pair(pred: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check two same-shape, same-dtype floating tensors of shape ``(..., C, H, W)``."""
+def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Check two same-shape, same-dtype floating tensors ``(..., C, H, W)`` with values in ``[0, data_range]``.
+
+    Returns them and the checked ``data_range``. The value range costs one read of four numbers (a device
+    synchronisation on GPUs), once per call.
+    """
     p = check_tensor(pred, "pred")
     t = check_tensor(target, "target")
     for name, x in (("pred", p), ("target", t)):
@@ -61,13 +65,33 @@ def _check_frame_pair(pred: object, target: object) -> tuple[torch.Tensor, torch
             )
     if p.dtype != t.dtype:
         raise TypeError(f"pred and target: expected the same dtype, got {p.dtype} and {t.dtype}")
-    check_shape(p, "... c h w", name="pred")
+    sizes = check_shape(p, "... c h w", name="pred")
     if p.shape != t.shape:
         raise ValueError(
             "pred and target: expected the same shape (..., C, H, W), "
             f"got {list(p.shape)} and {list(t.shape)}"
         )
-    return p, t
+    if sizes["w"] in (1, 3, 4) and min(sizes["c"], sizes["h"]) > 4:
+        raise ValueError(
+            f"pred: expected channels at axis -3, (..., C, H, W), got shape {list(p.shape)}, which looks "
+            "channels-last (..., H, W, C); move the channels first, e.g. "
+            "einops.rearrange(x, '... h w c -> ... c h w')"
+        )
+    peak = _check_positive_real(data_range, "data_range")
+    if p.numel():
+        lo_p, lo_t, hi_p, hi_t = torch.stack([p.amin(), t.amin(), p.amax(), t.amax()]).tolist()
+        for name, lo, hi in (("pred", lo_p, hi_p), ("target", lo_t, hi_t)):
+            if lo < 0 or hi > peak:
+                hint = (
+                    "frames in [0, 255] need x / 255 (or data_range=255)"
+                    if hi > 2 * peak
+                    else "clamp predictions to [0, data_range] first"
+                )
+                raise ValueError(
+                    f"{name}: expected values in [0, data_range] = [0, {peak:g}], got values in "
+                    f"[{lo:.4g}, {hi:.4g}]; {hint}"
+                )
+    return p, t, peak
 
 
 def _working_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -101,10 +125,11 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     Raises:
         TypeError: an input is not a floating-point tensor, the dtypes differ, or ``data_range`` is not a
             real number.
-        ValueError: fewer than 3 dimensions, different shapes, or ``data_range`` not positive and finite.
+        ValueError: fewer than 3 dimensions, different shapes, a channels-last shape (..., H, W, C), values
+            outside ``[0, data_range]`` (e.g. frames in [0, 255] with ``data_range=1``), or ``data_range``
+            not positive and finite.
     """
-    p, t = _check_frame_pair(pred, target)
-    peak = _check_positive_real(data_range, "data_range")
+    p, t, peak = _check_frame_pair(pred, target, data_range)
     dtype = _working_dtype(p.dtype)
     mse = (p.to(dtype) - t.to(dtype)).square().mean(dim=(-2, -1))  # (..., C)
     # 10·log10(peak² / mse); mse = 0 gives log10(0) = -inf, hence +inf dB, without a division warning.
@@ -194,11 +219,11 @@ def ssim(
     Raises:
         TypeError: an input is not a floating-point tensor, the dtypes differ, or an option has the wrong
             kind.
-        ValueError: fewer than 3 dimensions, different shapes, an even window, a window larger than the
-            frame, or a non-positive option.
+        ValueError: fewer than 3 dimensions, different shapes, a channels-last shape (..., H, W, C), values
+            outside ``[0, data_range]``, an even window, a window larger than the frame, or a non-positive
+            option.
     """
-    p, t = _check_frame_pair(pred, target)
-    peak = _check_positive_real(data_range, "data_range")
+    p, t, peak = _check_frame_pair(pred, target, data_range)
     size = check_positive_int(window_size, "window_size")
     if size % 2 == 0:
         raise ValueError(f"window_size: expected an odd int (the window has a centre pixel), got {size}")
