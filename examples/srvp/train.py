@@ -48,7 +48,6 @@ from examples.srvp.config import (
     resolve_device,
 )
 from examples.srvp.datasets import make_data
-from examples.srvp.evaluate import auto_sample_chunk
 from examples.srvp.model import SRVP, build_model, predict_in_chunks
 
 __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
@@ -207,6 +206,7 @@ def validate(model: SRVP, cfg: TrainConfig, val: torch.Tensor, device: torch.dev
     drawn in chunks of about ``CHUNK_FRAMES`` decoded frames (``predict_in_chunks``), so memory does not grow
     with N; only the per-frame PSNRs (N, B, T) are kept.
     """
+    from examples.srvp.evaluate import auto_sample_chunk  # (the evaluation module: only needed here)
     from latentdyn.video.metrics import psnr
 
     was_training = model.training
