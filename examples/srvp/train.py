@@ -430,6 +430,7 @@ def train(
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     dist = _Dist.from_env()
+    owns_group = False  # whether this call started the process group (and so ends it)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -441,6 +442,7 @@ def train(
             torch.cuda.set_device(device)
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            owns_group = True
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the official code: the fastest kernels for these fixed shapes
     if not resume and (run_dir / "config.json").exists():
@@ -650,6 +652,11 @@ def train(
         if dist.main:
             log(f"DDP: {dist.world} processes, parameters identical across ranks: {same}")
     logger.close()
+    if owns_group:
+        # Left to the interpreter's exit, the process group's threads can abort the process ("terminate
+        # called without an active exception", seen once in a few dozen 2-process runs).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return TrainResult(run_dir, step, losses, best, stopped)
 
 
