@@ -69,16 +69,13 @@ class ModelConfig:
     family: str = "srvp"  # "srvp", or "svglp" (the image-autoregressive baseline of examples/srvp/svglp.py)
 
     def __post_init__(self) -> None:
-        positive = (
+        _check_ints(
+            self,
             "image_size channels conv_width code_size state_size n_inference_frames inference_hidden "
-            "inference_layers residual_hidden residual_layers n_substeps"
-        ).split()
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        if isinstance(self.noise_size, bool) or not isinstance(self.noise_size, int) or self.noise_size < 0:
-            raise ValueError(f"noise_size: expected an int >= 0, got {self.noise_size!r}")
+            "inference_layers residual_hidden residual_layers n_substeps",
+            minimum=1,
+        )
+        _check_ints(self, "noise_size", minimum=0)
         if self.use_noise and self.noise_size < 1:
             raise ValueError("noise_size: use_noise=True needs noise_size >= 1, got 0")
         for name in ("family", "architecture", "transition", "integrator"):
@@ -124,6 +121,22 @@ def field_comments(cls: type[Any]) -> dict[str, str]:
     return {m[1]: m[2].strip() for line in inspect.getsource(cls).splitlines() if (m := pattern.match(line))}
 
 
+def _check_ints(config: Any, names: str, *, minimum: int) -> None:
+    """Each field named in ``names`` (space-separated) is an int (not a bool) >= ``minimum``."""
+    for name in names.split():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+
+
+def _parse_device(name: str | torch.device, option: str) -> torch.device:
+    """``torch.device(name)``, with an error naming ``option`` for a string torch does not parse."""
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{option}: expected e.g. 'cpu', 'cuda' or 'cuda:1', got {name!r}") from None
+
+
 def _check_real(value: object, name: str, *, positive: bool, what: str = "") -> None:
     """A finite real number, > 0 (``positive``) or >= 0; ``what`` names it in the message."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -142,10 +155,7 @@ def resolve_device(name: object, option: str = "--device") -> torch.device:
     """
     if not isinstance(name, str | torch.device):
         raise TypeError(f"{option}: expected a device name such as 'cpu' or 'cuda', got {type(name).__name__}")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"{option}: expected a device such as 'cpu', 'cuda' or 'cuda:1', got {name!r}") from None
+    device = _parse_device(name, option)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
@@ -286,32 +296,16 @@ class TrainConfig:
             raise ValueError(f"folder_crop: expected one of {FOLDER_CROPS}, got {self.folder_crop!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a str such as 'cpu' or 'cuda', got {type(self.device).__name__}")
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f"device: expected e.g. 'cpu', 'cuda' or 'cuda:1', got {self.device!r}") from None
+        _parse_device(self.device, "device")  # the format only: whether it exists is checked where it is used
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp: expected one of {AMP_MODES}, got {self.amp!r}")
-        for name in (
-            "num_digits",
-            "seq_len",
-            "batch_size",
-            "nt_cond",
-            "val_interval",
-            "val_sequences",
-            "val_batch_size",
-            "val_samples",
-            "checkpoint_interval",
-            "subsampling",
-            "folder_frame_step",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        for name in ("lr_burnin", "lr_decay", "seed", "n_workers", "threads", "max_steps", "seq_len_test", "max_speed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+        _check_ints(
+            self,
+            "num_digits seq_len batch_size nt_cond val_interval val_sequences val_batch_size val_samples "
+            "checkpoint_interval subsampling folder_frame_step",
+            minimum=1,
+        )
+        _check_ints(self, "lr_burnin lr_decay seed n_workers threads max_steps seq_len_test max_speed", minimum=0)
         _check_real(self.lr, "lr", positive=True)
         _check_real(self.max_minutes, "max_minutes", positive=False)
         if self.n_iter < 1:

@@ -149,6 +149,8 @@ def resolve_collisions(
     # The contact point survives from one pass to the next, as in the official loop: a pass whose walls
     # are all met outside the square (never seen in practice) bounces from the previous contact point.
     contact: tuple[float, float] | None = None
+    # The walls x = 0, x = L, y = 0, y = L, in the order the official loop tries them.
+    walls = ((_on_row_wall, 0.0), (_on_row_wall, float(limit)), (_on_column_wall, 0.0), (_on_column_wall, float(limit)))
     for _ in range(_MAX_BOUNCES):
         x_low, x_high = x < -COLLISION_TOLERANCE, x > limit + COLLISION_TOLERANCE
         y_low, y_high = y < -COLLISION_TOLERANCE, y > limit + COLLISION_TOLERANCE
@@ -165,18 +167,12 @@ def resolve_collisions(
         else:
             slope = dy / dx
             intercept = y - slope * x
-            if x_low:
-                met = _on_row_wall(slope, intercept, 0.0, limit)
-                x_low, contact = met is not None, met or contact
-            if x_high:
-                met = _on_row_wall(slope, intercept, float(limit), limit)
-                x_high, contact = met is not None, met or contact
-            if y_low:
-                met = _on_column_wall(slope, intercept, 0.0, limit)
-                y_low, contact = met is not None, met or contact
-            if y_high:
-                met = _on_column_wall(slope, intercept, float(limit), limit)
-                y_high, contact = met is not None, met or contact
+            hit = [x_low, x_high, y_low, y_high]
+            for i, (meet, wall) in enumerate(walls):
+                if hit[i]:  # a wall stays hit only if the line meets it within the square
+                    met = meet(slope, intercept, wall, limit)
+                    hit[i], contact = met is not None, met or contact
+            x_low, x_high, y_low, y_high = hit
         if contact is None:
             raise RuntimeError(f"internal: no border crossing found for {motion} in [0, {limit}]^2")
         cx, cy = contact
