@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from einops import rearrange
 from examples.srvp import data as data_cli
 from examples.srvp import evaluate as ev
 from examples.srvp import quickstart, train
-from examples.srvp.checkpoint import load_checkpoint, load_model
+from examples.srvp.checkpoint import default_checkpoint, load_checkpoint, load_model, paper_checkpoint
 from examples.srvp.config import PRESETS, TrainConfig
 from examples.srvp.model import SRVP, FrameModel, Prediction
 from latentdyn.distributions import diag_gaussian
@@ -77,10 +78,11 @@ def _quiet(cfg: TrainConfig, run: Path, **kwargs: object) -> train.TrainResult:
     return train.train(cfg, run, progress=False, log=lambda _: None, **kwargs)  # type: ignore[arg-type]
 
 
-def _same_weights(a: Path, b: Path) -> bool:
-    wa = load_checkpoint(a / "checkpoints" / "last.pt")["model"]
-    wb = load_checkpoint(b / "checkpoints" / "last.pt")["model"]
-    return all(torch.equal(wa[k], wb[k]) for k in wa)
+def _same_weights(a: Path, b: Path, which: str = "last") -> bool:
+    ca, cb = (load_checkpoint(run / "checkpoints" / f"{which}.pt") for run in (a, b))
+    wa, wb = ca["model"], cb["model"]
+    same = ca["step"] == cb["step"] and ca["best_val_psnr"] == cb["best_val_psnr"]
+    return same and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 @pytest.mark.parametrize("split", [2, 3, 4])
@@ -95,6 +97,32 @@ def test_resume_is_exact(tmp_path: Path, split: int) -> None:
     assert straight.step == second.step == cfg.n_iter
     assert straight.losses == first.losses + second.losses
     assert _same_weights(tmp_path / "a", tmp_path / "b")
+    # The same model selected: the validation at the stop is logged but selects nothing.
+    assert _same_weights(tmp_path / "a", tmp_path / "b", "best")
+
+
+def test_a_stop_selects_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Models are selected at multiples of val_interval only (SPEC 3; val_interval 3 here): a validation at a
+    stop (step 2) is logged, but a stopped and resumed run keeps the best.pt an uninterrupted run keeps."""
+    cfg = _tiny()
+
+    def scores() -> Iterator[float]:
+        yield from (10.0 - i for i in range(100))  # every validation scores below the previous one
+
+    for run in ("a", "b"):
+        stream = scores()
+        monkeypatch.setattr(train, "validate", lambda *_, stream=stream: next(stream))
+        if run == "b":
+            _quiet(cfg, tmp_path / run, max_steps=2)
+            assert not (tmp_path / run / "checkpoints" / "best.pt").exists()
+            _quiet(cfg, tmp_path / run, resume=True)
+        else:
+            _quiet(cfg, tmp_path / run)
+    log = [json.loads(line) for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "val_psnr" in e] == [2, 3, 6]
+    best = [load_checkpoint(tmp_path / run / "checkpoints" / "best.pt") for run in ("a", "b")]
+    assert best[0]["step"] == best[1]["step"] == 3
+    assert all(torch.equal(best[0]["model"][k], best[1]["model"][k]) for k in best[0]["model"])
 
 
 def test_time_budget_stop_resumes_exactly(tmp_path: Path) -> None:
@@ -141,7 +169,7 @@ def test_a_run_without_a_checkpoint_yet_resumes_from_step_zero(tmp_path: Path) -
     straight = _quiet(cfg, tmp_path / "a")
     _quiet(cfg, tmp_path / "b", max_steps=1)
     (tmp_path / "b" / "checkpoints" / "last.pt").unlink()
-    (tmp_path / "b" / "checkpoints" / "best.pt").unlink()
+    assert not (tmp_path / "b" / "checkpoints" / "best.pt").exists()  # step 1 is not a validation step
     messages: list[str] = []
     again = train.train(cfg, tmp_path / "b", resume=True, progress=False, log=messages.append)
     assert any("no checkpoint yet: starting it from step 0" in m for m in messages)
@@ -301,10 +329,11 @@ def test_evaluate_cli_and_reference_predictors(
     assert code == 0
     out = capsys.readouterr().out
     assert "copy_last" in out and "black" in out
-    step = load_checkpoint(run / "checkpoints" / "best.pt")["step"]
-    stem = f"test_best_step{step}_n3_t7_dt1"  # the checkpoint and its step name the outputs
+    # An SM-MNIST run is scored on its final weights by default, as the official test.py scores model.pt.
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    stem = f"test_last_step{step}_n3_t7_dt1"  # the checkpoint and its step name the outputs
     result = json.loads((run / "eval" / f"{stem}.json").read_text())
-    assert result["checkpoint"] == {"name": "best", "file": str(run / "checkpoints" / "best.pt"), "step": step}
+    assert result["checkpoint"] == {"name": "last", "file": str(run / "checkpoints" / "last.pt"), "step": step}
     assert result["n_sequences"] == 5
     assert len(result["metrics"]["psnr_curve"]["mean"]) == 5
     # The all-black predictor's PSNR computed independently with numpy.
@@ -407,9 +436,9 @@ def test_infer_checks_user_given_frame_indices_once() -> None:
 # ------------------------------------------------------------------------------------ evaluation in chunks
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory of the tiny preset after 2 training steps (best.pt and last.pt)."""
+    """A run directory of the tiny preset after 4 training steps (best.pt of step 3, last.pt of step 4)."""
     run = tmp_path_factory.mktemp("tiny") / "run"
-    train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
+    train.train(_tiny(), run, max_steps=4, progress=False, log=lambda _: None)
     return run
 
 
@@ -552,6 +581,25 @@ def test_evaluate_cli_rejects_bad_counts_before_starting(
     # One line: the error alone, no progress bar (tqdm writes to stderr) and nothing printed before it.
     assert captured.err.startswith(f"error: {message}") and len(captured.err.strip().splitlines()) == 1
     assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [("smmnist", "last"), ("bair", "last"), ("folder", "last"), ("kth", "best"), ("human36m", "best"), (None, "last")],
+)
+def test_default_checkpoint_follows_the_paper_protocol(dataset: str | None, expected: str) -> None:
+    """SPEC 4.3: test.py loads model.pt unless told otherwise; the official README passes model_best.pt for KTH and
+    Human3.6M only."""
+    assert paper_checkpoint({"model": {}, "train": {"dataset": dataset}}) == expected
+    assert paper_checkpoint({"model": {}}) == "last"
+
+
+def test_default_checkpoint_is_the_only_one_a_run_has(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert default_checkpoint(run) == "last"  # an SM-MNIST run with both checkpoints
+    (run / "checkpoints" / "last.pt").unlink()
+    assert default_checkpoint(run) == "best"  # as a run imported by `official convert`
 
 
 def test_evaluate_outputs_name_the_checkpoint_and_step(

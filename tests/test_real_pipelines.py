@@ -75,9 +75,11 @@ def train_run(run: Path, preset: str, data_dir: Path, *extra: str) -> Path:
 
 
 def output_stem(run: Path, prefix: str, suffix: str) -> str:
-    """Default evaluation stem: data, checkpoint evaluated (best) and its training step, then the options."""
-    step = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["step"]
-    return f"{prefix}_best_step{step}_{suffix}"
+    """Default evaluation stem: data, checkpoint evaluated and its training step, then the options. By default
+    the paper evaluates the best-validation weights of KTH and Human3.6M and the final ones of the others."""
+    which = "best" if prefix in ("kth", "human36m") else "last"
+    step = torch.load(run / "checkpoints" / f"{which}.pt", weights_only=True)["step"]
+    return f"{prefix}_{which}_step{step}_{suffix}"
 
 
 def black_scores(clips: np.ndarray, nt_cond: int) -> tuple[float, np.ndarray]:

@@ -74,6 +74,28 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+# The paper's protocol: the official test.py scores the final weights (model.pt) by default, and its README says
+# to pass model_best.pt for KTH and Human3.6M only.
+BEST_CHECKPOINT_DATASETS = ("kth", "human36m")
+
+
+def paper_checkpoint(run_config: dict[str, Any]) -> str:
+    """``"best"`` for a run trained on KTH or Human3.6M, ``"last"`` otherwise, as the paper's evaluation does."""
+    dataset = (run_config.get("train") or {}).get("dataset")
+    return "best" if dataset in BEST_CHECKPOINT_DATASETS else "last"
+
+
+def default_checkpoint(run_dir: str | os.PathLike[str]) -> str:
+    """The checkpoint a run is evaluated with when none is named: :func:`paper_checkpoint`, or the run's only
+    checkpoint when it has just one (a run imported by ``official convert`` has only ``best.pt``)."""
+    preferred = paper_checkpoint(read_run_config(run_dir))
+    other = "last" if preferred == "best" else "best"
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    if not (ckpt_dir / f"{preferred}.pt").exists() and (ckpt_dir / f"{other}.pt").exists():
+        return other
+    return preferred
+
+
 def checkpoint_path(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
     """Path of ``checkpoints/<which>.pt``; ``best`` falls back to ``last`` when there is no best yet."""
     ckpt_dir = Path(run_dir) / "checkpoints"

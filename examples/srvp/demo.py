@@ -32,7 +32,7 @@ import torch
 from einops import rearrange, repeat
 from torch.distributions import Distribution
 
-from examples.srvp.checkpoint import load_model, read_run_config
+from examples.srvp.checkpoint import default_checkpoint, load_model, read_run_config
 from examples.srvp.config import resolve_device
 from examples.srvp.evaluate import load_test_clips
 from examples.srvp.model import SRVP
@@ -195,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=7, help="interpolation steps, ends included (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled noise (default: 0)")
     p.add_argument("--fps", type=float, default=4.0, help="frames per second of the data (default: 4)")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default=None,
+        help="which weights (default as in the paper: best for KTH and Human3.6M runs, last otherwise)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     return p
 
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.device = resolve_device(args.device)
         run = read_run_config(args.run_dir)
-        model = load_model(args.run_dir, args.checkpoint, args.device)
+        model = load_model(args.run_dir, args.checkpoint or default_checkpoint(args.run_dir), args.device)
         clips = load_clips(args.test_set)
         n_cond, n_future = _settings(args, model, run, clips)
     except (FileNotFoundError, ValueError) as e:

@@ -56,6 +56,7 @@ from examples.srvp.checkpoint import (
     atomic_write_npz,
     atomic_write_text,
     checkpoint_path,
+    default_checkpoint,
     load_model_and_step,
     read_run_config,
 )
@@ -776,7 +777,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the test data: an SM-MNIST .npz; a KTH/Human3.6M/BAIR data directory (default: the run's "
         "data_dir); a folder of test videos",
     )
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        choices=("best", "last"),
+        help="which weights (default as in the paper: best for KTH and Human3.6M runs, last otherwise)",
+    )
     parser.add_argument("--n-samples", type=int, default=100, help="samples per sequence (best of N)")
     parser.add_argument("--nt-cond", type=int, default=None, help="conditioning frames (default: the run's)")
     parser.add_argument(
@@ -846,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_flags(args)
         args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
+        args.checkpoint = args.checkpoint or default_checkpoint(args.run_dir)
         ckpt_file = checkpoint_path(args.run_dir, args.checkpoint)
         model, step = load_model_and_step(args.run_dir, args.checkpoint)
         train_cfg = config.get("train", {})

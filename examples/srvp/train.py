@@ -541,7 +541,9 @@ def train(
         """``last.pt`` with every rank's RNG state (called by all ranks together)."""
         checkpoint("last", _rank_rng_states(dist, device))
 
-    def run_validation() -> None:
+    def run_validation(select: bool = True) -> None:
+        """Validate; with ``select``, keep ``best.pt`` (only at multiples of ``val_interval``, as the official
+        code selects models, so that a stopped and resumed run selects the same model as an uninterrupted one)."""
         nonlocal best
         if not dist.main:
             return
@@ -557,10 +559,14 @@ def train(
                 row = torch.cat([clip[cfg.nt_cond :], pred.frames[0].to(clip)], dim=1)  # (T, 2*4, C, H, W)
                 sample = rearrange(row, "t b c h w -> (b t) c h w").float()
         logger.log(step, {"val_psnr": score})
-        if best is None or score > best:
+        if select and (best is None or score > best):
             best = score
             checkpoint("best")
-        message = f"step {step}: validation best-of-{cfg.val_samples} PSNR {score:.2f} dB (best {best:.2f})"
+        message = f"step {step}: validation best-of-{cfg.val_samples} PSNR {score:.2f} dB " + (
+            f"(best {best:.2f})" if best is not None else "(no best yet)"
+        )
+        if not select:
+            message += "; at the stop, not a model-selection point"
         if bar is not None:
             bar.write(message)
         else:
@@ -620,7 +626,7 @@ def train(
                             seq_s=f"{seqs / max(now - t_rate, 1e-9):.1f}",
                         )
                         seqs, t_rate = 0, now
-                if step % cfg.val_interval == 0 or step == cfg.n_iter:
+                if step % cfg.val_interval == 0:
                     run_validation()
                 if step % cfg.checkpoint_interval == 0 or step == cfg.n_iter:
                     save_last()
@@ -636,8 +642,8 @@ def train(
     if stopped != "nan" and step == end < cfg.n_iter:
         stopped = "max steps"
     if stopped in ("time budget", "interrupted", "max steps"):
-        if best is None or step % cfg.val_interval:
-            run_validation()
+        if step % cfg.val_interval:  # a score for the log; model selection stays on the official grid
+            run_validation(select=False)
         if step % cfg.checkpoint_interval:
             save_last()
         if dist.main:

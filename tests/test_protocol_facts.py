@@ -1,0 +1,150 @@
+"""Facts of the paper's training and evaluation protocol (SPEC §3, §4.3, §6) that no end-to-end number catches.
+
+Each expected value here is written from SPEC.md (or computed independently with numpy), never read back from
+the code under test: the validation's choice of sample, what reaches FVD, the default lengths of the test sets,
+Adam's settings, the Human3.6M subject split and the identity of the shipped LPIPS weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from importlib import resources
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from examples.srvp import data as data_cli
+from examples.srvp import evaluate as ev
+from examples.srvp import train
+from examples.srvp.config import PRESETS
+from examples.srvp.model import SampleChunk, build_model
+from latentdyn.video.datasets.human36m import HUMAN36M_TEST_SUBJECTS, HUMAN36M_TRAIN_SUBJECTS
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def _constant_error(truth: torch.Tensor, error: float) -> torch.Tensor:
+    return truth + error  # every pixel off by `error`: PSNR = 10·log10(1/error²) exactly
+
+
+def test_validation_chooses_the_sample_on_all_frames_and_scores_the_predicted_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SPEC 3: the best of N is the sample with the highest PSNR averaged over all frames (conditioning
+    reconstructions included); the score is its PSNR over the predicted frames, averaged over clips."""
+    cfg = dataclasses.replace(PRESETS["tiny"](), nt_cond=2, val_batch_size=1, val_samples=2, amp="none")
+    val = torch.full((4, 2, 1, 8, 8), 0.5)  # (T, B, C, H, W): 2 clips, 2 conditioning + 2 predicted frames
+    # errors[clip][sample] = (error on the conditioning frames, error on the predicted frames)
+    errors = [[(0.01, 0.1), (0.1, 0.05)], [(0.1, 0.1), (0.01, 0.2)]]
+
+    def fake_chunks(model: nn.Module, cond: torch.Tensor, n_future: int, n: int, *_: Any, **kw: Any) -> Iterator:
+        assert kw.get("decode_cond") is True and n == 2 and n_future == 2
+        clip = 0 if not fake_chunks.calls else 1  # type: ignore[attr-defined]
+        fake_chunks.calls += 1  # type: ignore[attr-defined]
+        truth = val[:, clip : clip + 1]
+        cond_frames = torch.stack([_constant_error(truth[:2], errors[clip][s][0]) for s in range(2)])
+        frames = torch.stack([_constant_error(truth[2:], errors[clip][s][1]) for s in range(2)])
+        yield SampleChunk(0, SimpleNamespace(cond_frames=cond_frames, frames=frames))  # type: ignore[arg-type]
+
+    fake_chunks.calls = 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(train, "predict_in_chunks", fake_chunks)
+    score = train.validate(nn.Linear(1, 1), cfg, val, torch.device("cpu"))  # type: ignore[arg-type]
+
+    def db(e: float) -> float:
+        return float(10 * np.log10(1 / e**2))
+
+    # Clip 0: sample 0 wins on all frames (30 dB vs 23 dB) though sample 1 is better on the predicted ones.
+    # Clip 1: sample 1 wins on all frames (27 dB vs 20 dB) though sample 0 is better on the predicted ones.
+    expected = (db(0.1) + db(0.2)) / 2
+    assert fake_chunks.calls == 2  # type: ignore[attr-defined]
+    assert score == pytest.approx(expected, abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------------ FVD
+def test_fvd_compares_ground_truth_with_conditioning_frames_and_the_first_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SPEC 6: FVD's real videos are the ground truth [:nt_gen]; its generated videos are the ground-truth
+    conditioning frames followed by the first random sample (not the best one), quantised with .byte()."""
+    model = build_model(PRESETS["tiny"]().model)
+    n_seq, nt_cond, nt_gen = 16, 2, 10
+    seqs = torch.randint(0, 256, (12, n_seq, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+
+    def sample(cond: torch.Tensor, s: int, n_future: int) -> torch.Tensor:  # (Tf, B, C, H, W) in [0, 1]
+        steps = torch.arange(1, n_future + 1, dtype=cond.dtype).view(-1, 1, 1, 1, 1)
+        return (cond[-1] * (0.3 + 0.2 * s) + 0.013 * steps).clamp(0, 1)
+
+    def fake_chunks(model: nn.Module, cond: torch.Tensor, n_future: int, n: int, *_: Any, **__: Any) -> Iterator:
+        frames = torch.stack([sample(cond, s, n_future) for s in range(n)])
+        yield SampleChunk(0, SimpleNamespace(cond_frames=None, frames=frames))  # type: ignore[arg-type]
+
+    seen: dict[str, Any] = {}
+
+    def fake_fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: Any) -> Any:
+        seen.update(real=real, fake=fake, protocol=protocol)
+        return SimpleNamespace(value=1.0, protocol=protocol)
+
+    monkeypatch.setattr(ev, "predict_in_chunks", fake_chunks)
+    monkeypatch.setattr(ev, "compute_fvd", fake_fvd)
+    protocol = ev.EvalProtocol(
+        nt_cond=nt_cond, nt_gen=nt_gen, n_samples=3, n_substeps=1, batch_size=5, seed=0, max_sequences=0
+    )
+    result = ev.evaluate(model, seqs, protocol, progress=False, n_gif=0, fvd_network=nn.Identity())
+    assert result["fvd"]["value"] == 1.0
+    assert torch.equal(seen["real"], seqs[:nt_gen])
+    assert torch.equal(seen["fake"][:nt_cond], seqs[:nt_cond])
+    first = sample(seqs[:nt_cond].double() / 255, 0, nt_gen - nt_cond)
+    expected = (first.float() * 255).to(torch.uint8)  # truncation toward zero, as the official .byte()
+    assert torch.equal(seen["fake"][nt_cond:], expected)
+    assert seen["protocol"].n_cond == nt_cond
+
+
+# -------------------------------------------------------------------------------------- test-set defaults
+def test_default_test_lengths_are_the_official_readmes() -> None:
+    """SPEC 4.3: the README's --nt_gen is 40 for KTH, 53 for Human3.6M (seq_len_test), 30 for BAIR."""
+    assert ev.DEFAULT_NT_GEN == {"kth": 40, "human36m": 53, "bair": 30}
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("kth-test-set", {"seq_len": 40, "size": 1000, "seed": 42}),
+        ("human36m-test-set", {"seq_len": 53, "subsampling": 8, "size": 1000, "seed": 42}),
+        ("smmnist-test-set", {"num_digits": 2, "max_speed": 4, "seed": 42}),
+    ],
+)
+def test_test_set_commands_default_to_the_official_settings(command: str, expected: dict[str, int]) -> None:
+    """SPEC 4.3 and 5: make_test_set.py's seed 42 and size 1,000, the README's lengths and subsampling."""
+    parser = data_cli.build_parser()
+    required = ["--mnist-dir", "embedded"] if command == "smmnist-test-set" else ["DATA_DIR"]
+    args = vars(parser.parse_args([command, *required]))
+    assert {k: args[k] for k in expected} == expected
+
+
+# ------------------------------------------------------------------------------------------------- training
+def test_adam_is_pytorchs_default_adam() -> None:
+    """SPEC 3: Adam with betas (0.9, 0.999), eps 1e-8, no weight decay, no amsgrad; only the lr is set."""
+    opt = train.make_adam(nn.Linear(2, 2).parameters(), lr=3e-4)
+    assert isinstance(opt, torch.optim.Adam)
+    d = opt.defaults
+    assert (d["lr"], d["betas"], d["eps"], d["weight_decay"], d["amsgrad"]) == (3e-4, (0.9, 0.999), 1e-8, 0, False)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def test_human36m_subject_split() -> None:
+    """SPEC 4: subjects 1, 5, 6, 7 and 8 train, 9 and 11 test."""
+    assert tuple(HUMAN36M_TRAIN_SUBJECTS) == (1, 5, 6, 7, 8)
+    assert tuple(HUMAN36M_TEST_SUBJECTS) == (9, 11)
+
+
+def test_shipped_lpips_weights_are_the_v0_1_alexnet_file() -> None:
+    """The linear weights are the lpips package's v0.1 AlexNet file, byte for byte (its SHA-256 as recorded in
+    latentdyn/data/README.md when the file was copied)."""
+    data = resources.files("latentdyn") / "data" / "lpips_alex_v0.1.pth"
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    assert digest == "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
