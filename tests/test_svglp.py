@@ -354,7 +354,7 @@ def test_bad_inputs() -> None:
 # ------------------------------------------------------------------------------------------ example commands
 def test_train_cli_load_and_evaluate(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    argv = ["--preset", "tiny", "--family", "svglp", "--run-dir", str(run), "--lr-burnin", "1", "--lr-decay", "1"]
+    argv = ["--preset", "tiny", "--family", "svglp", "--run-dir", str(run), "--lr-burnin", "2", "--lr-decay", "1"]
     assert train.main(argv) == 0
     assert json.loads((run / "config.json").read_text())["model"]["family"] == "svglp"
     loaded = load_model(run)
