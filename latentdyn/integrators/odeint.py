@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -44,6 +45,39 @@ class _BoundField(nn.Module):
         return self.field(t, y, self.cond)
 
 
+class _CarriedCondField(nn.Module):
+    """f on the state (y, c) with dc/dt = 0: the conditioning travels as part of the state (adjoint mode).
+
+    As an input of the solve rather than a captured tensor, c gets its gradient from the adjoint ODE, and the
+    vector-Jacobian products of the backward pass stop at it: a captured c that depends on the field's own
+    parameters (z_t from a prior on y_{t-1}) would have those parameters' gradients counted twice.
+    """
+
+    def __init__(self, field: VectorField) -> None:
+        super().__init__()
+        self.field = field
+
+    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        y, c = state
+        return self.field(t, y, c), torch.zeros_like(c)
+
+
+def _state_part_norm(
+    norm: Callable[[torch.Tensor], torch.Tensor],
+) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
+    """A norm of the y part of a (y, c) state: step sizes are chosen exactly as for y alone."""
+
+    def on_y(state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return norm(state[0])
+
+    return on_y
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    """torchdiffeq's default norm of a single-tensor state."""
+    return x.abs().pow(2).mean().sqrt()
+
+
 class OdeintIntegrator(Integrator):
     """Integrate with ``torchdiffeq.odeint`` (or ``odeint_adjoint``) and any of its methods.
 
@@ -52,8 +86,10 @@ class OdeintIntegrator(Integrator):
         rtol: relative tolerance of adaptive methods.
         atol: absolute tolerance of adaptive methods.
         options: extra solver options, passed through (e.g. ``{"step_size": 0.1}``).
-        adjoint: use the adjoint method (O(1) memory in the number of steps). The conditioning tensor is
-            added to ``adjoint_params``, so gradients with respect to it are correct.
+        adjoint: use the adjoint method (O(1) memory in the number of steps). A conditioning tensor that
+            requires a gradient is carried as a constant part of the state, (y, z) with dz/dt = 0, so it gets its
+            gradient from the adjoint ODE and what produced it (even the field's own parameters, through earlier
+            frames) gets exactly the backprop gradient.
     """
 
     def __init__(
@@ -83,10 +119,15 @@ class OdeintIntegrator(Integrator):
             method=self.method, rtol=self.rtol, atol=self.atol, options=self.options
         )
         if self.adjoint:
-            params: tuple[torch.Tensor, ...] = tuple(field.parameters())
-            if cond.requires_grad:
-                params = (*params, cond)
-            return torchdiffeq.odeint_adjoint(func, y0, ts, adjoint_params=params, **kwargs)
+            params = tuple(field.parameters())
+            if not cond.requires_grad:
+                return torchdiffeq.odeint_adjoint(func, y0, ts, adjoint_params=params, **kwargs)
+            # z needs a gradient: it rides in the state (see _CarriedCondField); the norm looks at y only, so the
+            # forward solve takes the steps it takes without the adjoint.
+            kwargs["options"] = {**self.options, "norm": _state_part_norm(self.options.get("norm", _rms))}
+            carried = _CarriedCondField(field)
+            ys, _ = torchdiffeq.odeint_adjoint(carried, (y0, cond), ts, adjoint_params=params, **kwargs)
+            return ys
         return torchdiffeq.odeint(func, y0, ts, **kwargs)
 
     def __repr__(self) -> str:
