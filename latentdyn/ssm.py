@@ -55,7 +55,8 @@ class Rollout:
         z: the noise of every transition, (T−1, B, Dz); ``z[t-1]`` drives frame t−1 → t.
         prior: p(z_t | y_{t−1}) for every transition, batch (T−1, B) (empty, (0, B), for a single frame), or
             ``None`` for a model without a prior or without noise (Dz = 0).
-        posterior: the posterior steps that were used, batch (L, B), or ``None`` when none was used.
+        posterior: the posterior steps that were used, batch (L, B) (L = 0 when a posterior was given but no
+            step of it was used: one frame, or ``n_observed=1``), or ``None`` when no posterior was given.
         residuals: increments of every sub-step, ((T−1)·n, B, Dy) (empty, (0, B, Dy), for a single frame), or
             ``None`` for cells that do not report them (``cell.has_residuals`` is False: MLP, GRU).
         t0: integer time of the first state.
@@ -229,8 +230,10 @@ class LatentSSM(nn.Module):
         draw = sampler if sampler is not None else default_sampler(sample)
         n_trans = n_frames - 1
 
-        post_used = index_steps(posterior, slice(0, n_post)) if posterior is not None and n_post > 0 else None
-        z_post = draw(post_used, "z_posterior") if post_used is not None else None
+        # A given posterior stays a distribution even when no step of it is used (batch (0, B)), so that its KL
+        # terms are zeros (B,) rather than a None to special-case.
+        post_used = index_steps(posterior, slice(0, n_post)) if posterior is not None else None
+        z_post = draw(post_used, "z_posterior") if post_used is not None and n_post > 0 else None
 
         substates = [y0.unsqueeze(0)]
         residuals: list[torch.Tensor] = []

@@ -117,12 +117,10 @@ def test_posterior_while_observed_then_prior(n_observed: int, length: int) -> No
     r = ssm.rollout(make_y0(), T, posterior=post, n_observed=n_observed, sampler=sampler)
     n_post = n_observed - 1
     assert sampler.roles == ["z_posterior"] * (n_post > 0) + ["z_prior"] * (T - 1 - n_post)
-    if n_post == 0:
-        assert r.posterior is None
-    else:
-        assert r.posterior is not None
-        assert torch.equal(r.posterior.mean, post.mean[:n_post])
-        assert torch.equal(r.posterior.stddev, post.stddev[:n_post])
+    assert r.posterior is not None  # batch (0, B) when no step is used
+    assert torch.equal(r.posterior.mean, post.mean[:n_post])
+    assert torch.equal(r.posterior.stddev, post.stddev[:n_post])
+    if n_post > 0:
         assert torch.equal(r.z[:n_post], sampler.calls[0][2])
     assert torch.equal(r.z[n_post:], torch.stack([v for _, _, v in sampler.calls[n_post > 0 :]]))
 
@@ -256,6 +254,22 @@ def test_single_frame_rollout() -> None:
     empty_q = index_steps(make_posterior(3), slice(0, 0))
     assert torch.equal(kl_per_sequence(empty_q, r.prior), torch.zeros(B, dtype=torch.float64))
     assert torch.equal(elbo(torch.zeros(B), residual=residual_penalty(r.residuals).float()).total, torch.tensor(0.0))
+
+
+@pytest.mark.parametrize(("n_frames", "length", "n_observed"), [(1, 0, None), (4, 3, 1)])
+def test_a_given_posterior_with_no_step_used_is_empty_not_none(
+    n_frames: int, length: int, n_observed: int | None
+) -> None:
+    """One frame with a (0, B) posterior (a filtering posterior over one frame), or n_observed=1: the rollout's
+    posterior is batch (0, B), its KL zeros (B,), and the sampler never draws from it."""
+    sampler = RecordingSampler()
+    post = make_posterior(length)
+    r = make_ssm().rollout(make_y0(), n_frames, posterior=post, n_observed=n_observed, sampler=sampler)
+    assert r.posterior is not None and tuple(r.posterior.batch_shape) == (0, B)
+    assert "z_posterior" not in [role for role, *_ in sampler.calls]
+    assert r.prior is not None
+    kl = kl_per_sequence(r.posterior, index_steps(r.prior, slice(0, 0)))
+    assert torch.equal(kl, torch.zeros(B, dtype=torch.float64))
 
 
 def test_single_frame_rollout_of_cells_without_residuals_or_prior() -> None:
