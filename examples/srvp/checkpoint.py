@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from examples.srvp.config import ModelConfig, config_from_dict
+from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
 
 __all__ = [
     "atomic_write_npz",
     "atomic_write_text",
+    "check_fits",
     "checkpoint_path",
     "load_checkpoint",
     "load_model",
@@ -123,6 +124,41 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def check_fits(
+    payload: dict[str, Any], model: torch.nn.Module, config: ModelConfig, path: Path, *, option: str
+) -> None:
+    """The checkpoint ``payload`` read from ``path`` was written by a model of ``config`` and its weights fit
+    ``model``; otherwise a one-line ``ValueError`` starting with ``option`` that names the file and the mismatch.
+
+    The configuration a training checkpoint records is compared first (an edited ``config.json``, or weights
+    copied from another run, may still have the same shapes); then every key and shape of the state dict.
+    """
+    saved = (payload.get("config") or {}).get("model")
+    if isinstance(saved, dict):
+        current = config_to_dict(config)
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if changed:
+            detail = ", ".join(f"{k} checkpoint {saved.get(k)!r} vs config.json {current.get(k)!r}" for k in changed)
+            raise ValueError(f"{option}: {path} was written by another model configuration: {detail}")
+    state, expected = payload["model"], model.state_dict()
+    if not isinstance(state, dict):
+        raise ValueError(f"{option}: {path} holds no state dict under 'model' (got {type(state).__name__})")
+    problems = []
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    for what, keys in (("missing keys", missing), ("unexpected keys", unexpected)):
+        if keys:
+            problems.append(f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+    shapes = [
+        f"{k} checkpoint {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches ({'; '.join(shapes[:3])}{'; ...' if len(shapes) > 3 else ''})")
+    if problems:
+        raise ValueError(f"{option}: {path} does not fit the model of config.json: {'; '.join(problems)}")
+
+
 def load_model_and_step(
     run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
 ) -> tuple[Any, int | None]:
@@ -131,8 +167,14 @@ def load_model_and_step(
 
     config = config_from_dict(ModelConfig, read_run_config(run_dir)["model"])
     model = build_model(config)
-    payload = load_checkpoint(checkpoint_path(run_dir, which))
-    model.load_state_dict(payload["model"])
+    path = checkpoint_path(run_dir, which)
+    payload = load_checkpoint(path)
+    check_fits(payload, model, config, path, option="checkpoint")
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, ValueError) as e:  # (what check_fits does not see, e.g. a non-tensor entry)
+        detail = " ".join(str(e).split())
+        raise ValueError(f"checkpoint: {path} does not fit the model of config.json: {detail}") from None
     step = payload.get("step")
     return model.to(device).eval(), int(step) if isinstance(step, int) else None
 

@@ -35,7 +35,9 @@ DATASETS = ("smmnist", "kth", "human36m", "bair", "folder")
 FOLDER_CROPS = ("none", "center")
 AMP_MODES = ("none", "bf16", "fp16")
 BAIR_FRAMES = 30  # every BAIR video has 30 frames
-_DATASET_CHANNELS = {"kth": (1,), "human36m": (3,), "bair": (3,), "folder": (1, 3)}
+_DATASET_CHANNELS = {"smmnist": (1,), "kth": (1,), "human36m": (3,), "bair": (3,), "folder": (1, 3)}
+_FIXED_SIZE_DATASETS = {"smmnist": "Moving MNIST", "bair": "BAIR"}
+"""Datasets whose frames are always 64x64 (the others are converted or resized to ``image_size``)."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,9 @@ class TrainConfig:
                 f"channels: the {self.dataset!r} dataset has {' or '.join(map(str, channels))}-channel frames, "
                 f"got channels={self.model.channels}"
             )
+        fixed = _FIXED_SIZE_DATASETS.get(self.dataset)
+        if fixed is not None and self.model.image_size != 64:
+            raise ValueError(f"image_size: {fixed} frames are 64x64, got image_size={self.model.image_size}")
         if self.folder_crop not in FOLDER_CROPS:
             raise ValueError(f"folder_crop: expected one of {FOLDER_CROPS}, got {self.folder_crop!r}")
         if not isinstance(self.device, str):
@@ -326,8 +331,6 @@ class TrainConfig:
             for name, value in (("seq_len", self.seq_len), ("seq_len_test", self.test_len)):
                 if value > BAIR_FRAMES:
                     raise ValueError(f"{name}: BAIR videos have {BAIR_FRAMES} frames, got {value}")
-            if self.model.image_size != 64:
-                raise ValueError(f"image_size: BAIR frames are 64x64, got image_size={self.model.image_size}")
 
     @property
     def test_len(self) -> int:

@@ -36,6 +36,7 @@ from examples.srvp.config import TrainConfig
 __all__ = [
     "BatchStream",
     "ClipSampler",
+    "check_stream",
     "generate_clips",
     "make_clip_dataset",
     "make_data",
@@ -225,6 +226,7 @@ def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClip
             length=_VIRTUAL_LENGTH,
         )
         folder.sources = _split_sources(folder.sources, split, root)
+        _check_folder_lengths(folder, "--seq-len" if split == "train" else "--seq-len-test")
         return folder
     except ValueError as exc:
         message = str(exc)
@@ -233,13 +235,47 @@ def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClip
         raise ValueError(f"data_dir: {cfg.dataset} data in {root} is not usable: {message}") from exc
 
 
-def _check_frames(val: torch.Tensor, cfg: TrainConfig) -> None:
+def _check_folder_lengths(folder: Any, flag: str) -> None:
+    """Every video of a folder dataset is long enough for one clip (checked up front, not at the step that
+    happens to draw a short one). Frame folders are counted; video files are probed (header only)."""
+    from latentdyn.video.datasets.io import probe_video
+
+    for source in folder.sources:
+        n_frames = len(source.frames) if source.frames else probe_video(source.path).n_frames
+        if n_frames and n_frames < folder.span:
+            raise ValueError(
+                f"data_dir: {source.path} has {n_frames} frames, fewer than the {folder.span} that clips of "
+                f"{folder.seq_len} frames (every {folder.frame_step}) need; lower {flag} or remove that video"
+            )
+
+
+def _check_frames(clips: torch.Tensor, cfg: TrainConfig) -> None:
     want = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
-    got = tuple(val.shape[2:])
+    got = tuple(clips.shape[2:])
     if got != want:
         raise ValueError(
             f"data_dir: the {cfg.dataset} clips in {cfg.data_dir} have (C, H, W) = {got}, but the model reads "
             f"{want} (channels, image_size); convert the data at that size or change the model options"
+        )
+
+
+def check_stream(stream: BatchStream, cfg: TrainConfig, step: int = 0) -> None:
+    """Draw the batch of ``step`` and check its shape against the configuration: a run is created only once
+    its data has been read (a bad file or frame size fails here, not in the middle of the first step).
+
+    Raises:
+        ValueError: the batch cannot be made, or its shape is not (seq_len, batch_size, C, H, W).
+    """
+    try:
+        batch = stream[step]
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith("data_dir:") else f"data_dir: {message}") from exc
+    _check_frames(batch, cfg)
+    if tuple(batch.shape[:2]) != (cfg.seq_len, cfg.batch_size):
+        raise ValueError(
+            f"data_dir: the {cfg.dataset} batch of step {step} has (T, B) = {tuple(batch.shape[:2])}, "
+            f"expected {(cfg.seq_len, cfg.batch_size)} (seq_len, batch_size)"
         )
 
 
@@ -261,6 +297,7 @@ def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
         train_digits, val_digits = digits[order[:n_train]], digits[order[n_train:]]
         train_batches = _MovingMNISTBatches(cfg, train_digits, cfg.batch_size, cfg.seq_len)
         val = collate_videos(list(_MovingMNISTBatches(cfg, val_digits, cfg.val_sequences, cfg.test_len)(val_seed)))
+        _check_frames(val, cfg)
         return BatchStream(train_batches, cfg.seed), val
     by_video = cfg.dataset == "bair"
     train_set = make_clip_dataset(cfg, "train", cfg.seq_len)

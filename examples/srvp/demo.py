@@ -238,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.device = resolve_device(args.device)
         run = read_run_config(args.run_dir)
+        family = (run.get("model") or {}).get("family", "srvp")
+        if family != "srvp":
+            raise ValueError(
+                f"run_dir: {args.run_dir} is a {family!r} run; the demos need an SRVP run (family 'srvp'): they "
+                "show SRVP's latent ODE sub-steps, content variable and initial state, which that model has not"
+            )
         model = load_model(args.run_dir, args.checkpoint or default_checkpoint(args.run_dir), args.device)
         clips = load_clips(args.test_set)
         n_cond, n_future = _settings(args, model, run, clips)

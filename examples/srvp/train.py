@@ -33,6 +33,7 @@ from einops import rearrange
 
 from examples.srvp.checkpoint import (
     atomic_write_text,
+    check_fits,
     load_checkpoint,
     read_run_config,
     save_checkpoint,
@@ -47,7 +48,7 @@ from examples.srvp.config import (
     field_comments,
     resolve_device,
 )
-from examples.srvp.datasets import make_data
+from examples.srvp.datasets import check_stream, make_data
 from examples.srvp.model import SRVP, build_model, predict_in_chunks
 
 __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
@@ -387,18 +388,6 @@ def _rank_rng_states(dist: _Dist, device: torch.device) -> list[dict[str, Any]]:
     return states
 
 
-def _check_resumable(state: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    """The checkpoint was written by a run of this configuration (config.json may have been edited)."""
-    saved = state.get("config", {}).get("model")
-    if saved is None:
-        return
-    current = config_to_dict(cfg.model)
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if changed:
-        detail = ", ".join(f"{k} checkpoint {saved.get(k)!r} vs config.json {current.get(k)!r}" for k in changed)
-        raise ValueError(f"--resume: {path} was written by another model configuration: {detail}")
-
-
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -448,6 +437,8 @@ def train(
     if not resume and (run_dir / "config.json").exists():
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
+    if not resume:
+        check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).init_weights().to(device)
     if dist.rank > 0:
@@ -463,12 +454,13 @@ def train(
     last_path = ckpt_dir / "last.pt"
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
-        _check_resumable(state, cfg, last_path)
+        check_fits(state, model, cfg.model, last_path, option="--resume")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError) as e:
-            raise ValueError(f"--resume: {last_path} does not fit this configuration: {e}") from None
+            detail = " ".join(str(e).split())
+            raise ValueError(f"--resume: {last_path} does not fit this configuration: {detail}") from None
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, best = int(state["step"]), state.get("best_val_psnr")

@@ -1,0 +1,180 @@
+"""Robustness of the SRVP example CLIs: errors are one line naming the flag, reported before anything is
+written or computed, and runs stay consistent across resumes (examples/srvp/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from examples.srvp import train
+from examples.srvp.config import PRESETS, TrainConfig
+
+
+def _tiny() -> TrainConfig:
+    return PRESETS["tiny"]()
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The stderr of a CLI that failed cleanly: one ``error: ...`` line, no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error: " in lines[0], err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------- new runs: validate first
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--channels", "3", "--channels: the 'smmnist' dataset has 1-channel frames, got channels=3"),
+        ("--image-size", "32", "--image-size: Moving MNIST frames are 64x64, got image_size=32"),
+    ],
+)
+def test_moving_mnist_frame_options_are_checked_before_the_run_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), flag, value]) == 2
+    assert message in _one_line_error(capsys)
+    assert not run.exists()  # nothing half-made: the corrected command can use the same directory
+
+
+def _frame_folder(folder: Path, n_frames: int, level: int) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for t in range(n_frames):
+        frame = np.full((16, 16), level, dtype=np.uint8)
+        frame[:, t % 16] = 255
+        Image.fromarray(frame).save(folder / f"frame{t}.png")
+
+
+def test_a_folder_video_shorter_than_a_clip_is_reported_before_the_run_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    videos = tmp_path / "videos"
+    _frame_folder(videos / "a", 3, 10)  # a training video (the 95 % / 5 % split of 3 keeps a and b)
+    _frame_folder(videos / "b", 8, 60)
+    _frame_folder(videos / "c", 8, 120)
+    run = tmp_path / "run"
+    argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(videos)]
+    assert train.main(argv) == 2
+    line = _one_line_error(capsys)
+    assert f"{videos / 'a'} has 3 frames, fewer than the 6 that clips of 6 frames" in line and "--seq-len" in line
+    assert not run.exists()
+    (videos / "a" / "frame0.png").rename(videos / "a" / "frame9.png")  # still 3 frames
+    for t in range(3, 8):
+        (videos / "b" / f"frame{t}.png").rename(videos / "a" / f"frame{t + 10}.png")
+    # a now has 8 frames, b 3: the same check, whichever split the short video is in
+    assert train.main(argv) == 2
+    assert f"{videos / 'b'} has 3 frames" in _one_line_error(capsys)
+    assert not run.exists()
+
+
+def test_the_first_batch_is_checked_before_the_run_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from examples.srvp.datasets import check_stream, make_data
+
+    cfg = _tiny()
+    stream, _ = make_data(cfg)
+    check_stream(stream, cfg)
+    monkeypatch.setattr(type(stream), "__getitem__", lambda self, step: torch.zeros(5, 4, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"batch of step 0 has \(T, B\) = \(5, 4\), expected \(6, 4\)"):
+        check_stream(stream, cfg)
+
+
+# ------------------------------------------------------------------------------------------ run directories
+def _quiet_train(cfg: TrainConfig, run: Path, **kwargs: object) -> train.TrainResult:
+    return train.train(cfg, run, progress=False, log=lambda _: None, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def test_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small SM-MNIST test set (20 sequences of 8 frames)."""
+    from latentdyn.video.mnist import load_embedded_digits
+    from latentdyn.video.moving_mnist import make_test_set, save_test_set
+
+    digits = load_embedded_digits("test")
+    data = make_test_set(digits.images[:40], digits.labels[:40], seq_len=8, deterministic=False)
+    return save_test_set(tmp_path_factory.mktemp("data") / "test.npz", data)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run after 4 steps (best.pt of step 3, last.pt of step 4). Tests copy it before changing it."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    _quiet_train(_tiny(), run, max_steps=4)
+    return run
+
+
+@pytest.fixture(scope="module")
+def wide_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """last.pt of a tiny run with --conv-width 8 (other shapes than the tiny run's)."""
+    import dataclasses
+
+    cfg = _tiny()
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, conv_width=8))
+    run = tmp_path_factory.mktemp("wide") / "run"
+    _quiet_train(cfg, run, max_steps=2)
+    return run / "checkpoints" / "last.pt"
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def test_demo_refuses_an_svglp_run(tmp_path: Path, test_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from examples.srvp import demo
+
+    cfg = _tiny()
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, family="svglp"))
+    run = tmp_path / "svglp"
+    _quiet_train(cfg, run, max_steps=2)
+    assert demo.main([str(run), "--test-set", str(test_set), "--out", str(tmp_path / "gifs")]) == 2
+    line = _one_line_error(capsys)
+    assert f"run_dir: {run} is a 'svglp' run; the demos need an SRVP run" in line
+    assert not (tmp_path / "gifs").exists()
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["training-checkpoint", "no-recorded-config"])
+@pytest.mark.parametrize("cli", ["evaluate", "demo"])
+def test_a_checkpoint_that_does_not_fit_config_json_is_a_one_line_error(
+    tmp_path: Path,
+    tiny_run: Path,
+    wide_checkpoint: Path,
+    test_set: Path,
+    capsys: pytest.CaptureFixture[str],
+    cli: str,
+    recorded: bool,
+) -> None:
+    import torch
+
+    from examples.srvp import demo
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    payload = torch.load(wide_checkpoint, weights_only=True)
+    if not recorded:  # as an imported or hand-made checkpoint: only the weights say what they are
+        del payload["config"]
+    best = run / "checkpoints" / "best.pt"
+    torch.save(payload, best)
+    if cli == "evaluate":
+        status = ev.main([str(run), "--test-set", str(test_set), "--checkpoint", "best", "--no-lpips"])
+    else:
+        out = str(tmp_path / "g")
+        status = demo.main([str(run), "--test-set", str(test_set), "--out", out, "--checkpoint", "best"])
+    assert status == 2
+    line = _one_line_error(capsys)
+    if recorded:
+        assert f"checkpoint: {best} was written by another model configuration: conv_width checkpoint 8 vs " in line
+    else:
+        assert f"checkpoint: {best} does not fit the model of config.json: " in line
+        assert "shape mismatches (encoder." in line and "checkpoint [8," in line
