@@ -390,3 +390,22 @@ def test_convert_then_load_model_round_trip(tmp_path: Path, capsys: pytest.Captu
     # A second conversion into the same directory refuses to overwrite it.
     assert main(["convert", str(FIXTURE), str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+@needs_fixture
+def test_an_imported_run_cannot_be_resumed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An imported run has weights but no training state: --resume refuses instead of training from scratch
+    and overwriting best.pt, the only copy of the imported weights."""
+    from examples.srvp import train
+
+    out = tmp_path / "imported"
+    assert main(["convert", str(FIXTURE), str(out)]) == 0
+    capsys.readouterr()
+    best = out / "checkpoints" / "best.pt"
+    before = best.read_bytes()
+    assert train.main(["--resume", str(out), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume: {best} holds imported weights (official convert), with no training state")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert best.read_bytes() == before and sorted(p.name for p in best.parent.iterdir()) == ["best.pt"]
+    assert not (out / "train_log.jsonl").exists()

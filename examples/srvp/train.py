@@ -388,6 +388,22 @@ def _rank_rng_states(dist: _Dist, device: torch.device) -> list[dict[str, Any]]:
     return states
 
 
+def _check_has_training_state(ckpt_dir: Path) -> None:
+    """A run to resume without ``last.pt`` is one stopped before its first checkpoint (it restarts from step 0),
+    not one whose ``best.pt`` holds weights from elsewhere (``official convert``): restarting such a run would
+    train from a random initialisation and overwrite the only copy of those weights."""
+    best = ckpt_dir / "best.pt"
+    if (ckpt_dir / "last.pt").exists() or not best.exists():
+        return
+    payload = load_checkpoint(best)
+    if payload.get("source") == "official" or payload.get("step") is None:
+        raise ValueError(
+            f"--resume: {best} holds imported weights (official convert), with no training state (optimizer, "
+            f"step, random states) to continue from; resuming would train from scratch and overwrite them. "
+            f"Evaluate the run as it is; fine-tuning imported weights is not supported"
+        )
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -436,6 +452,8 @@ def train(
         torch.backends.cudnn.benchmark = True  # as the official code: the fastest kernels for these fixed shapes
     if not resume and (run_dir / "config.json").exists():
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
+    if resume:
+        _check_has_training_state(ckpt_dir)
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
         check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read
