@@ -7,7 +7,9 @@ message that names the argument, says what was expected and what came.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
+from typing import TypeGuard
 
 import torch
 
@@ -17,8 +19,15 @@ __all__ = [
     "check_positive_int",
     "check_shape",
     "check_tensor",
+    "is_real",
     "substeps_from_dt",
 ]
+
+
+def is_real(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a real number for an option: a Python or NumPy int or float, not a bool (nor a
+    tensor: a tensor-valued option is a different kind of argument)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, torch.Tensor))
 
 
 def check_tensor(x: object, name: str) -> torch.Tensor:
@@ -120,8 +129,9 @@ def substeps_from_dt(dt: float) -> int:
         TypeError: ``dt`` is not a real number.
         ValueError: ``dt`` is not of the form ``1/n`` for an integer ``n >= 1``.
     """
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)):
+    if not is_real(dt):
         raise TypeError(f"dt: expected a float 1/n, got {type(dt).__name__} {dt!r}")
+    dt = float(dt)
     if not math.isfinite(dt) or dt <= 0 or dt > 1:
         raise ValueError(f"dt: expected 1/n for an integer n >= 1, got {dt!r}")
     n = round(1.0 / dt)

@@ -132,6 +132,11 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(dim), persistent=False)
 
     def forward(self, *batch_shape: int) -> Independent:
-        """N(0, I) with batch shape ``batch_shape`` and event shape (D,)."""
+        """N(0, I) with batch shape ``batch_shape`` (sizes ``prior(T, B)``, or one tuple or ``torch.Size``) and
+        event shape (D,)."""
+        if len(batch_shape) == 1 and isinstance(batch_shape[0], (tuple, list)):  # torch.Size is a tuple
+            batch_shape = tuple(batch_shape[0])
+        for i, size in enumerate(batch_shape):
+            check_positive_int(size, f"batch_shape[{i}]", minimum=0)
         shape = (*batch_shape, self.dim)
         return diag_gaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch.distributions import Distribution, kl_divergence
 
-from latentdyn._checks import check_shape, check_tensor
+from latentdyn._checks import check_shape, check_tensor, is_real
 
 __all__ = ["ElboTerms", "elbo", "gaussian_nll", "kl_per_sequence", "residual_penalty"]
 
@@ -52,7 +52,8 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
     if target.dim() < 2:
         raise ValueError(f"target: expected a time-first tensor (T, B, ...), got shape {list(target.shape)}")
     reduce_dims = (0, *range(2, target.dim()))  # everything but the batch axis
-    if isinstance(std, (int, float)) and not isinstance(std, bool):
+    if is_real(std):
+        std = float(std)
         # One σ for every element: Σ ½((x − μ)/σ)² + n·(log σ + ½ log 2π) without materialising a
         # full-size log σ (what Normal.log_prob does): about a third of the elementwise work. A Python σ
         # is checked and used on the host: no tensor is copied to (or read back from) the device.
@@ -170,7 +171,7 @@ def elbo(
         ValueError: a weight is negative or not finite; a term is not of shape (B,).
     """
     for name, weight in (("beta_y", beta_y), ("beta_z", beta_z), ("residual_weight", residual_weight)):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        if not is_real(weight):
             raise TypeError(f"{name}: expected a real number >= 0, got {type(weight).__name__} {weight!r}")
         if not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"{name}: expected a finite weight >= 0, got {weight!r}")

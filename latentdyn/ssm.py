@@ -217,12 +217,17 @@ class LatentSSM(nn.Module):
 
         Raises:
             TypeError: an argument of the wrong kind (``n_frames``, ``n_substeps``, ``n_observed`` or ``t0``
-                not an int, a posterior that is not a diagonal Gaussian, a prior that does not return one).
+                not an int, ``sample`` not a bool, ``y0`` not floating-point, a posterior that is not a diagonal
+                Gaussian, a prior that does not return one).
             ValueError: wrong shapes of ``y0``, of the posterior or of the prior's output; counts out of range;
                 z needed beyond the posterior from a model without a prior.
         """
         cell = self.cell
         b = check_shape(y0, "b dy", "y0", dy=cell.state_size)["b"]
+        if not y0.is_floating_point():
+            raise TypeError(f"y0: expected a floating-point tensor, got dtype {y0.dtype}")
+        if not isinstance(sample, bool):
+            raise TypeError(f"sample: expected a bool, got {type(sample).__name__} {sample!r}")
         check_positive_int(n_frames, "n_frames")
         check_int(t0, "t0")
         n = cell.check_substeps(n_substeps)

@@ -108,3 +108,90 @@ def test_substeps_from_dt_rejects_out_of_range(dt: float) -> None:
 def test_substeps_from_dt_rejects_non_numbers(dt: object) -> None:
     with pytest.raises(TypeError, match="dt: expected a float 1/n"):
         substeps_from_dt(dt)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------- real numbers and public boundaries
+def test_numpy_scalars_are_real_numbers_but_bools_and_tensors_are_not() -> None:
+    import numpy as np
+
+    from latentdyn._checks import is_real
+
+    for value in (1, 0.5, np.float32(0.5), np.float64(0.5), np.int64(3)):
+        assert is_real(value), value
+    for value in (True, np.bool_(True), torch.tensor(0.5), "0.5", None):
+        assert not is_real(value), value
+    assert substeps_from_dt(np.float32(0.25)) == 4  # what a numpy config or array element gives
+
+
+def test_numpy_float32_std_is_a_scalar_std() -> None:
+    import numpy as np
+
+    from latentdyn import gaussian_nll
+
+    x, mean = torch.rand(3, 2, 4), torch.rand(3, 2, 4)
+    assert torch.equal(gaussian_nll(x, mean, np.float32(0.5)), gaussian_nll(x, mean, 0.5))
+
+
+def test_odeint_integrator_options_are_checked() -> None:
+    from latentdyn.integrators import OdeintIntegrator
+
+    with pytest.raises(TypeError, match=r"adjoint: expected a bool, got str 'false'"):
+        OdeintIntegrator("rk4", adjoint="false")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"rtol: expected a positive finite tolerance, got -1.0"):
+        OdeintIntegrator("dopri5", rtol=-1.0)
+    with pytest.raises(TypeError, match=r"atol: expected a positive float, got str '1e-3'"):
+        OdeintIntegrator("dopri5", atol="1e-3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"options: expected a dict of solver options or None, got list"):
+        OdeintIntegrator("rk4", options=[("step_size", 0.1)])  # type: ignore[arg-type]
+
+
+def test_adaptive_solvers_refuse_what_a_16_bit_state_cannot_meet() -> None:
+    """Below bfloat16's eps, dopri5 shrinks its step until it underflows (minutes of calls, then a wrong
+    result); in float16 its error norm overflows for most tolerances ("underflow in dt 0.0"). A tolerance
+    bfloat16 resolves, or a fixed-step method, works."""
+    from latentdyn import ODECell, VectorField
+    from latentdyn.integrators import OdeintIntegrator
+
+    class Ones(VectorField):
+        def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+            return torch.ones_like(y)
+
+    def path(integrator: OdeintIntegrator, dtype: torch.dtype) -> torch.Tensor:
+        y, z = torch.zeros(1, 2, dtype=dtype), torch.zeros(1, 1, dtype=dtype)
+        return ODECell(Ones(), integrator, 2, 1, n_substeps=3).path(y, z).states[:, 0, 0].float()
+
+    with pytest.raises(ValueError, match=r"rtol: 1e-07 is below the resolution of the torch\.bfloat16 state"):
+        path(OdeintIntegrator("dopri5"), torch.bfloat16)
+    with pytest.raises(ValueError, match=r"y0: the adaptive method 'bosh3' cannot step a float16 state"):
+        path(OdeintIntegrator("bosh3", rtol=1e-2, atol=1e-3), torch.float16)
+    exact = torch.tensor([1 / 3, 2 / 3, 1.0])
+    eps = torch.finfo(torch.bfloat16).eps
+    torch.testing.assert_close(path(OdeintIntegrator("dopri5", rtol=eps), torch.bfloat16), exact, rtol=eps, atol=0)
+    for dtype in (torch.bfloat16, torch.float16):
+        torch.testing.assert_close(path(OdeintIntegrator("rk4"), dtype), exact, rtol=torch.finfo(dtype).eps, atol=0)
+
+
+def test_a_field_of_other_sizes_than_its_cell_is_refused_when_built() -> None:
+    from latentdyn import MLPField, ODECell, ResidualCell, by_name
+
+    with pytest.raises(ValueError, match=r"field: its state_size is 3, the cell's state_size is 4"):
+        ResidualCell(MLPField(3, 2, 8, 2), state_size=4, cond_size=2)
+    with pytest.raises(ValueError, match=r"field: its cond_size is 2, the cell's cond_size is 1"):
+        ODECell(MLPField(4, 2, 8, 2), by_name("rk4"), state_size=4, cond_size=1)
+
+
+def test_rollout_and_standard_normal_arguments_are_checked() -> None:
+    from latentdyn import MLP, ConditionalGaussianPrior, LatentSSM, MLPField, ResidualCell, StandardNormal
+
+    ssm = LatentSSM(ResidualCell(MLPField(2, 1, 4, 2), 2, 1), ConditionalGaussianPrior(MLP(2, 4, 2, 2)))
+    with pytest.raises(TypeError, match=r"y0: expected a floating-point tensor, got dtype torch\.int64"):
+        ssm.rollout(torch.zeros(3, 2, dtype=torch.int64), 2)
+    with pytest.raises(TypeError, match=r"sample: expected a bool, got str 'False'"):
+        ssm.rollout(torch.zeros(3, 2), 2, sample="False")  # type: ignore[arg-type]
+    prior = StandardNormal(2)
+    assert prior(torch.Size([4, 3])).batch_shape == prior(4, 3).batch_shape == (4, 3)
+    assert prior().batch_shape == ()
+    with pytest.raises(ValueError, match=r"batch_shape\[1\]: expected an int >= 0, got -1"):
+        prior(4, -1)
+    with pytest.raises(TypeError, match=r"batch_shape\[0\]: expected an int >= 0, got float 2.0"):
+        prior(2.0)  # type: ignore[arg-type]

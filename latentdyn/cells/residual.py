@@ -12,12 +12,20 @@ from latentdyn.integrators.base import Integrator
 __all__ = ["ODECell", "ResidualCell"]
 
 
-def _check_field(field: object) -> VectorField:
+def _check_field(field: object, state_size: int, cond_size: int) -> VectorField:
     if not isinstance(field, VectorField):
         raise TypeError(
             f"field: expected a VectorField (forward(t, y, cond) -> dy/dt), got {type(field).__name__}; "
             "subclass latentdyn.VectorField, or use MLPField"
         )
+    # A field that declares its sizes (MLPField does) must fit the cell's: caught here rather than as a matmul
+    # shape error at the first call.
+    for name, want in (("state_size", state_size), ("cond_size", cond_size)):
+        have = getattr(field, name, None)
+        if isinstance(have, int) and have != want:
+            raise ValueError(
+                f"field: its {name} is {have}, the cell's {name} is {want}; build both with the same sizes"
+            )
     return field
 
 
@@ -38,7 +46,7 @@ class ResidualCell(TransitionCell):
 
     def __init__(self, field: VectorField, state_size: int, cond_size: int, n_substeps: int = 1) -> None:
         super().__init__(state_size, cond_size, n_substeps)
-        self.field = _check_field(field)
+        self.field = _check_field(field, state_size, cond_size)
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
@@ -81,7 +89,7 @@ class ODECell(TransitionCell):
         super().__init__(state_size, cond_size, n_substeps)
         if not isinstance(integrator, Integrator):
             raise TypeError(f"integrator: expected an Integrator, got {type(integrator).__name__}")
-        self.field = _check_field(field)
+        self.field = _check_field(field, state_size, cond_size)
         self.integrator = integrator
 
     @override

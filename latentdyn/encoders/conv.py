@@ -36,7 +36,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from latentdyn._checks import check_positive_int, check_shape
+from latentdyn._checks import check_positive_int, check_shape, is_real
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
@@ -548,8 +548,9 @@ def init_conv_weights_(
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
-    if isinstance(std, bool) or not isinstance(std, (int, float)):
+    if not is_real(std):
         raise TypeError(f"std: expected a positive float, got {type(std).__name__} {std!r}")
+    std = float(std)
     if not (math.isfinite(std) and std > 0):
         raise ValueError(f"std: expected a positive finite float, got {std!r}")
     if generator is not None and not isinstance(generator, torch.Generator):

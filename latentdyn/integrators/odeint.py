@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -9,11 +10,11 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from latentdyn._checks import check_choice
+from latentdyn._checks import check_choice, is_real
 from latentdyn.fields import VectorField
 from latentdyn.integrators.base import Integrator
 
-__all__ = ["ODEINT_METHODS", "OdeintIntegrator"]
+__all__ = ["ADAPTIVE_METHODS", "ODEINT_METHODS", "OdeintIntegrator"]
 
 ODEINT_METHODS = (
     "euler",
@@ -31,6 +32,9 @@ ODEINT_METHODS = (
     "dopri8",
 )
 """Solver names that ``torchdiffeq.odeint`` accepts."""
+
+ADAPTIVE_METHODS = ("bosh3", "fehlberg2", "adaptive_heun", "dopri5", "dopri8")
+"""The methods among :data:`ODEINT_METHODS` that choose their steps from ``rtol`` and ``atol``."""
 
 
 class _BoundField(nn.Module):
@@ -83,8 +87,10 @@ class OdeintIntegrator(Integrator):
 
     Args:
         method: a torchdiffeq method name, e.g. ``"euler"``, ``"rk4"``, ``"dopri5"``.
-        rtol: relative tolerance of adaptive methods.
-        atol: absolute tolerance of adaptive methods.
+        rtol: relative tolerance of adaptive methods (:data:`ADAPTIVE_METHODS`); with a bfloat16 state it must
+            be at least the dtype's eps, 2⁻⁷ (a ``ValueError`` otherwise: below it the solver cannot converge).
+        atol: absolute tolerance of adaptive methods. Adaptive methods refuse float16 states, whose range
+            torchdiffeq's error norm overflows.
         options: extra solver options, passed through (e.g. ``{"step_size": 0.1}``).
         adjoint: use the adjoint method (O(1) memory in the number of steps). A conditioning tensor that
             requires a gradient is carried as a constant part of the state, (y, z) with dz/dt = 0, so it gets its
@@ -102,8 +108,17 @@ class OdeintIntegrator(Integrator):
         adjoint: bool = False,
     ) -> None:
         self.method = check_choice(method, "method", ODEINT_METHODS)
-        self.rtol = rtol
-        self.atol = atol
+        for name, tol in (("rtol", rtol), ("atol", atol)):
+            if not is_real(tol):
+                raise TypeError(f"{name}: expected a positive float, got {type(tol).__name__} {tol!r}")
+            if not (math.isfinite(tol) and tol > 0):
+                raise ValueError(f"{name}: expected a positive finite tolerance, got {tol!r}")
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options: expected a dict of solver options or None, got {type(options).__name__}")
+        if not isinstance(adjoint, bool):
+            raise TypeError(f"adjoint: expected a bool, got {type(adjoint).__name__} {adjoint!r}")
+        self.rtol = float(rtol)
+        self.atol = float(atol)
         self.options = dict(options or {})
         self.adjoint = adjoint
 
@@ -114,6 +129,22 @@ class OdeintIntegrator(Integrator):
         """States at ``ts`` (S,) from ``y0`` (B, Dy) with ``cond`` (B, Dz); returns (S, B, Dy)."""
         import torchdiffeq
 
+        if self.method in ADAPTIVE_METHODS and y0.dtype == torch.float16:
+            # torchdiffeq's error norm squares errors scaled by the tolerances, which overflows float16 (max
+            # 65504) for most tolerances: the step size collapses to 0 ("underflow in dt").
+            raise ValueError(
+                f"y0: the adaptive method {self.method!r} cannot step a float16 state reliably (its error norm "
+                "overflows float16); use a fixed-step method, or a bfloat16 or float32 state"
+            )
+        if self.method in ADAPTIVE_METHODS and torch.finfo(y0.dtype).bits <= 16:
+            eps = torch.finfo(y0.dtype).eps
+            if self.rtol < eps:
+                # Asked for more than the dtype resolves, an adaptive solver shrinks its step until it underflows:
+                # torchdiffeq then stalls for minutes and returns garbage (bfloat16) or asserts (float16).
+                raise ValueError(
+                    f"rtol: {self.rtol:g} is below the resolution of the {y0.dtype} state (eps {eps:g}); "
+                    f"use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or a float32 state"
+                )
         func = _BoundField(field, cond)
         kwargs: dict[str, Any] = dict(
             method=self.method, rtol=self.rtol, atol=self.atol, options=self.options

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor
+from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor, is_real
 from latentdyn.video.lpips import _check_state, _read_state_dict, _resolve_weights_path
 
 __all__ = [
@@ -307,7 +307,7 @@ class InceptionI3D(nn.Module):
         super().__init__()
         check_positive_int(num_classes, "num_classes")
         check_positive_int(in_channels, "in_channels")
-        if isinstance(bn_eps, bool) or not isinstance(bn_eps, (int, float)) or not bn_eps > 0:
+        if not is_real(bn_eps) or not bn_eps > 0:
             raise ValueError(f"bn_eps: expected a positive float, got {bn_eps!r}")
         self.in_channels = in_channels
         self.num_classes = num_classes

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from latentdyn._checks import check_tensor
+from latentdyn._checks import check_tensor, is_real
 
 __all__ = [
     "image_grid",
@@ -69,7 +69,7 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 
 def _pad_byte(pad_value: object) -> int:
-    if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float)):
+    if not is_real(pad_value):
         raise TypeError(
             f"pad_value: expected a float in [0, 1], got {type(pad_value).__name__} {pad_value!r}"
         )
@@ -286,8 +286,9 @@ def save_gif(path: str | os.PathLike[str], frames: np.ndarray | torch.Tensor, *,
         ValueError: ``frames`` is not a non-empty ``(T, H, W, 3)`` array, or ``fps`` is not positive.
     """
     array = _check_gif_frames(frames)
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+    if not is_real(fps):
         raise TypeError(f"fps: expected a positive real number, got {type(fps).__name__} {fps!r}")
+    fps = float(fps)
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps: expected a positive finite number, got {fps!r}")
     iio = _imageio_v3()

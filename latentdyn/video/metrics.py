@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from einops import pack, unpack
 
-from latentdyn._checks import check_positive_int, check_shape, check_tensor
+from latentdyn._checks import check_positive_int, check_shape, check_tensor, is_real
 
 __all__ = [
     "BestOfN",
@@ -42,8 +42,9 @@ __all__ = [
 
 
 def _check_positive_real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name}: expected a positive real number, got {type(value).__name__} {value!r}")
+    value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
     return float(value)
