@@ -17,11 +17,11 @@ def _tiny() -> TrainConfig:
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    """The stderr of a CLI that failed cleanly: one ``error: ...`` line, no traceback."""
+    """The stderr of a CLI that failed cleanly: one ``error: ...`` line (besides progress bars), no traceback."""
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "error: " in lines[0], err
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and "error: " in lines[0] and lines[0] == err.rstrip("\n").splitlines()[-1], err
     return lines[0]
 
 
@@ -178,3 +178,98 @@ def test_a_checkpoint_that_does_not_fit_config_json_is_a_one_line_error(
     else:
         assert f"checkpoint: {best} does not fit the model of config.json: " in line
         assert "shape mismatches (encoder." in line and "checkpoint [8," in line
+
+
+# -------------------------------------------------------------------------------- outputs that cannot be written
+def test_evaluate_checks_its_output_folder_before_evaluating(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import tempfile
+
+    from examples.srvp import evaluate as ev
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated although the outputs cannot be written")
+
+    monkeypatch.setattr(ev, "evaluate", never)
+    run = _copy(tiny_run, tmp_path)
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"]
+    (run / "eval").write_text("a file where the output folder should be")
+    assert ev.main(argv) == 2
+    assert f"run_dir: cannot write to {run / 'eval'}: {run / 'eval'} is not a directory" in _one_line_error(capsys)
+    (run / "eval").unlink()
+
+    def read_only(*args: object, **kwargs: object) -> None:  # (the tests may run as root, which chmod does not stop)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", read_only)
+        assert ev.main(argv) == 2
+    assert f"run_dir: cannot write to {run / 'eval'}: Permission denied" in _one_line_error(capsys)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "train_log.jsonl"]  # no probe left
+
+
+def test_evaluate_reports_a_failed_write_in_one_line(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from examples.srvp import evaluate as ev
+
+    def disk_full(result: object, out_dir: Path, name: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / f"{name}.json"))
+
+    monkeypatch.setattr(ev, "write_outputs", disk_full)
+    run = _copy(tiny_run, tmp_path)
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1", "--max-sequences", "2"]
+    assert ev.main([*argv, "--name", "x"]) == 2
+    assert f"error: No space left on device: {run / 'eval' / 'x.json'}" in _one_line_error(capsys)
+
+
+def test_demo_checks_its_output_folder_first(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.srvp import demo
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert demo.main([str(tiny_run), "--test-set", str(test_set), "--out", str(blocker / "gifs")]) == 2
+    assert f"--out: cannot write to {blocker / 'gifs'}: {blocker} is not a directory" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("cli", ["train", "quickstart", "data"])
+def test_a_folder_that_cannot_be_made_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: str
+) -> None:
+    from examples.srvp import data, quickstart
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    if cli == "train":
+        assert train.main(["--preset", "tiny", "--run-dir", str(blocker / "run")]) == 2
+    elif cli == "quickstart":
+        assert quickstart.main(["--run-dir", str(blocker / "run"), "--max-steps", "1"]) == 2
+    else:
+        with pytest.raises(SystemExit) as exit_:
+            data.main(["smmnist-test-set", "--mnist-dir", "embedded", "--out", str(blocker / "sub" / "t.npz")])
+        assert exit_.value.code == 2
+    assert "Not a directory" in _one_line_error(capsys)
+
+
+# ----------------------------------------------------------------------------------------- damaged checkpoints
+@pytest.mark.parametrize("cli", ["train", "evaluate"])
+def test_an_empty_checkpoint_says_it_is_empty(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], cli: str
+) -> None:
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(b"")
+    if cli == "train":
+        assert train.main(["--resume", str(run)]) == 2
+    else:
+        assert ev.main([str(run), "--test-set", str(test_set), "--checkpoint", "last", "--no-lpips"]) == 2
+    line = _one_line_error(capsys)
+    assert f"checkpoint: cannot read {last}: the file is empty (0 bytes" in line

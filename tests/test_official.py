@@ -409,3 +409,33 @@ def test_an_imported_run_cannot_be_resumed(tmp_path: Path, capsys: pytest.Captur
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert best.read_bytes() == before and sorted(p.name for p in best.parent.iterdir()) == ["best.pt"]
     assert not (out / "train_log.jsonl").exists()
+
+
+@needs_fixture
+@pytest.mark.parametrize(
+    ("command", "name", "keep"),
+    [
+        ("verify", "model.pt", 0.5),
+        ("verify", "outputs.pt", 0.5),
+        ("verify", "model.pt", 0.0),
+        ("convert", "model.pt", 0.5),
+        ("convert", "model.pt", 0.0),
+    ],
+)
+def test_a_truncated_or_empty_file_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, name: str, keep: float
+) -> None:
+    fixture = tmp_path / "fixture"
+    shutil.copytree(FIXTURE, fixture)
+    data = (fixture / name).read_bytes()
+    (fixture / name).write_bytes(data[: int(len(data) * keep)])
+    argv = ["verify", str(fixture)] if command == "verify" else ["convert", str(fixture), str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    label = "FIXTURE_DIR" if command == "verify" else "OFFICIAL_DIR"
+    if keep:
+        assert f"error: {label}: cannot read {fixture / name} ({int(len(data) * keep)} bytes): truncated or" in err
+    else:
+        assert f"error: {label}: cannot read {fixture / name}: the file is empty (0 bytes" in err
+    assert not (tmp_path / "out").exists()

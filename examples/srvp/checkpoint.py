@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,14 @@ __all__ = [
     "atomic_write_npz",
     "atomic_write_text",
     "check_fits",
+    "check_writable",
     "checkpoint_path",
     "load_checkpoint",
     "load_model",
     "load_model_and_step",
+    "os_error_message",
     "read_run_config",
+    "read_torch_file",
     "save_checkpoint",
 ]
 
@@ -42,6 +46,34 @@ def _atomic(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(folder: str | os.PathLike[str], option: str) -> None:
+    """Files can be created in ``folder`` (or, where it does not exist yet, in the directory that will hold it):
+    checked before a long computation whose results go there. Nothing is left behind.
+
+    Raises:
+        ValueError: one line starting with ``option`` that names the folder and the reason.
+    """
+    target = Path(folder)
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option}: cannot write to {target}: {existing} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{option}: cannot write to {target}: {e.strerror or e}") from None
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an ``OSError`` of the file system (``Permission denied: runs/x/eval/a.json``)."""
+    if e.strerror and e.filename is not None:
+        return f"{e.strerror}: {e.filename}"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -61,15 +93,45 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
     _atomic(Path(path), lambda f: torch.save(payload, f))
 
 
+class UnsafeFileError(ValueError, pickle.UnpicklingError):
+    """A torch file that ``weights_only=True`` refuses: it would unpickle code or arbitrary objects."""
+
+
+def read_torch_file(path: str | os.PathLike[str], option: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors that start with ``option`` and say why.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an empty file, a truncated or corrupted one, or one that is not a torch file;
+            :class:`UnsafeFileError` (also a ``pickle.UnpicklingError``) for one that would unpickle code.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{option}: no file at {p}")
+    size = p.stat().st_size
+    if size == 0:
+        raise ValueError(f"{option}: cannot read {p}: the file is empty (0 bytes; an interrupted write or copy?)")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt, truncated or not a torch file (torch raises many kinds)
+        reason = " ".join(str(e).split()) or type(e).__name__
+        if "weights_only" in reason:  # torch's explanation is long: keep what the file holds
+            detail = reason.partition("WeightsUnpickler error: ")[2].split(". ")[0]
+            raise UnsafeFileError(
+                f"{option}: cannot read {p}: weights_only=True refuses it, so nothing was unpickled"
+                + (f" ({detail})" if detail else "")
+            ) from None
+        if "PytorchStreamReader" in reason:  # keep the first sentence of torch's long explanation
+            reason = f"truncated or corrupted ({reason.split('. ')[0]})"
+        elif isinstance(e, (EOFError, KeyError, pickle.UnpicklingError)):
+            reason = f"not a complete torch file ({type(e).__name__}: {reason})"
+        raise ValueError(f"{option}: cannot read {p} ({size} bytes): {reason}") from None
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint without unpickling code (``weights_only=True``)."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {p}")
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or not a torch file
-        raise ValueError(f"checkpoint: cannot read {p}: {e}") from e
+    data = read_torch_file(p, "checkpoint")
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"checkpoint: {p} is not a latentdyn checkpoint (no 'model' entry)")
     return data

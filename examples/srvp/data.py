@@ -333,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args._run(args)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError, ImportError) as exc:
         parser.exit(2, f"{parser.prog} {args.command}: error: {exc}\n")
+    except OSError as exc:  # e.g. an output folder that cannot be written
+        from examples.srvp.checkpoint import os_error_message
+
+        parser.exit(2, f"{parser.prog} {args.command}: error: {os_error_message(exc)}\n")
     return status
 
 

@@ -32,7 +32,13 @@ import torch
 from einops import rearrange, repeat
 from torch.distributions import Distribution
 
-from examples.srvp.checkpoint import default_checkpoint, load_model, read_run_config
+from examples.srvp.checkpoint import (
+    check_writable,
+    default_checkpoint,
+    load_model,
+    os_error_message,
+    read_run_config,
+)
 from examples.srvp.config import resolve_device
 from examples.srvp.evaluate import load_test_clips
 from examples.srvp.model import SRVP
@@ -236,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        return _run(args)
+    except OSError as e:  # (a GIF that cannot be written)
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         args.device = resolve_device(args.device)
         run = read_run_config(args.run_dir)
         family = (run.get("model") or {}).get("family", "srvp")
@@ -247,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.run_dir, args.checkpoint or default_checkpoint(args.run_dir), args.device)
         clips = load_clips(args.test_set)
         n_cond, n_future = _settings(args, model, run, clips)
+        check_writable(args.out, "--out")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

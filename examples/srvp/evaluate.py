@@ -55,9 +55,11 @@ from torch import nn
 from examples.srvp.checkpoint import (
     atomic_write_npz,
     atomic_write_text,
+    check_writable,
     checkpoint_path,
     default_checkpoint,
     load_model_and_step,
+    os_error_message,
     read_run_config,
 )
 from examples.srvp.config import DATASETS, resolve_device
@@ -852,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_flags(args)
         args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
+        check_writable(Path(args.run_dir) / "eval", "run_dir")  # before the evaluation, not after it
         args.checkpoint = args.checkpoint or default_checkpoint(args.run_dir)
         ckpt_file = checkpoint_path(args.run_dir, args.checkpoint)
         model, step = load_model_and_step(args.run_dir, args.checkpoint)
@@ -931,6 +934,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
@@ -938,7 +944,11 @@ def main(argv: list[str] | None = None) -> int:
     stem = test_set.stem if dataset == "smmnist" else dataset
     at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
     name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
-    paths = write_outputs(result, Path(args.run_dir) / "eval", name)
+    try:
+        paths = write_outputs(result, Path(args.run_dir) / "eval", name)
+    except OSError as e:
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     print(format_results(result))
     for kind, path in paths.items():
         print(f"{kind:13s} {path}")

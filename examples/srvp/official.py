@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
-from examples.srvp.checkpoint import atomic_write_text, save_checkpoint
+from examples.srvp.checkpoint import atomic_write_text, os_error_message, read_torch_file, save_checkpoint
 from examples.srvp.config import (
     config_to_dict,
     model_config_from_official,
@@ -90,10 +90,10 @@ def official_state_dict(model: SRVP) -> dict[str, torch.Tensor]:
     return dict(items)
 
 
-def _read_official_config(official_dir: Path) -> dict[str, Any]:
+def _read_official_config(official_dir: Path, label: str = "OFFICIAL_DIR") -> dict[str, Any]:
     path = official_dir / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"OFFICIAL_DIR: no config.json in {official_dir}")
+        raise FileNotFoundError(f"{label}: no config.json in {official_dir}")
     try:
         options = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -103,7 +103,9 @@ def _read_official_config(official_dir: Path) -> dict[str, Any]:
     return options
 
 
-def load_official(official_dir: str | Path, model_name: str = "model.pt") -> tuple[SRVP, dict[str, Any]]:
+def load_official(
+    official_dir: str | Path, model_name: str = "model.pt", label: str = "OFFICIAL_DIR"
+) -> tuple[SRVP, dict[str, Any]]:
     """Build our SRVP from an official experiment directory and load its weights strictly.
 
     Returns:
@@ -114,12 +116,12 @@ def load_official(official_dir: str | Path, model_name: str = "model.pt") -> tup
         ValueError: missing or unexpected keys (named), shape mismatches, unknown options.
     """
     official_dir = Path(official_dir)
-    options = _read_official_config(official_dir)
+    options = _read_official_config(official_dir, label)
     model = SRVP(model_config_from_official(options))
     path = official_dir / model_name
     if not path.is_file():
-        raise FileNotFoundError(f"OFFICIAL_DIR: no checkpoint {model_name} in {official_dir}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"{label}: no checkpoint {model_name} in {official_dir}")
+    state = read_torch_file(path, label)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-wrapped saves
@@ -262,10 +264,10 @@ def verify(fixture_dir: str | Path, device: str | torch.device = "cpu") -> list[
 
 
 def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
-    model, _ = load_official(fixture_dir)
+    model, _ = load_official(fixture_dir, label="FIXTURE_DIR")
     model = model.to(device)
-    inputs = torch.load(fixture_dir / "inputs.pt", map_location=device, weights_only=True)
-    outputs = torch.load(fixture_dir / "outputs.pt", map_location="cpu", weights_only=True)
+    inputs = read_torch_file(fixture_dir / "inputs.pt", "FIXTURE_DIR", map_location=device)
+    outputs = read_torch_file(fixture_dir / "outputs.pt", "FIXTURE_DIR")
     tensors: dict[str, torch.Tensor] = outputs["tensors"]
     meta: dict[str, Any] = outputs.get("meta", {})
     losses: dict[str, dict[str, float]] = meta.get("losses", {})
@@ -388,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         checks = verify(args.fixture_dir, resolve_device(args.device))
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. an OUT_DIR that cannot be written
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     width = max(len(c.name) for c in checks)
     for c in checks:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from examples.srvp import evaluate as ev
-from examples.srvp.checkpoint import load_checkpoint, load_model, read_run_config
+from examples.srvp.checkpoint import load_checkpoint, load_model, os_error_message, read_run_config
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict
 from examples.srvp.train import train
 
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, parser)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. a run directory that cannot be written
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
 
 

@@ -35,6 +35,7 @@ from examples.srvp.checkpoint import (
     atomic_write_text,
     check_fits,
     load_checkpoint,
+    os_error_message,
     read_run_config,
     save_checkpoint,
 )
@@ -690,6 +691,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train(cfg, run_dir, resume=args.resume is not None)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. a run directory that cannot be written
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of the step in progress
         print(f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
