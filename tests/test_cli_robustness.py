@@ -273,3 +273,34 @@ def test_an_empty_checkpoint_says_it_is_empty(
         assert ev.main([str(run), "--test-set", str(test_set), "--checkpoint", "last", "--no-lpips"]) == 2
     line = _one_line_error(capsys)
     assert f"checkpoint: cannot read {last}: the file is empty (0 bytes" in line
+
+
+# ------------------------------------------------------------------------------------------------ the log
+def test_a_resumed_run_logs_each_step_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after its last checkpoint had logged later steps; resuming from the checkpoint drops them,
+    so the log has the steps of an uninterrupted run (lines cut short by the kill go too)."""
+    import dataclasses
+    import json
+
+    cfg = dataclasses.replace(_tiny(), lr_burnin=20, lr_decay=10, checkpoint_interval=15, val_interval=25)
+    _quiet_train(cfg, tmp_path / "straight")
+
+    def killed(*args: object, **kwargs: object) -> float:  # the validation of step 25: after the log of step 20
+        raise KeyboardInterrupt
+
+    run = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        m.setattr(train, "validate", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _quiet_train(cfg, run)
+    log = run / "train_log.jsonl"
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]  # last.pt: step 15
+    with open(log, "a") as f:
+        f.write('{"step": 2')  # a line the kill cut short
+    _quiet_train(cfg, run, resume=True)
+
+    def steps(path: Path) -> list[tuple[int, bool]]:
+        return [(e["step"], "val_psnr" in e) for e in map(json.loads, path.read_text().splitlines())]
+
+    assert steps(log) == steps(tmp_path / "straight" / "train_log.jsonl")
+    assert steps(log) == [(10, False), (20, False), (25, True), (30, False)]

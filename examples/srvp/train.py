@@ -237,17 +237,37 @@ def validate(model: SRVP, cfg: TrainConfig, val: torch.Tensor, device: torch.dev
 class _Logger:
     """JSONL log, optional TensorBoard."""
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None) -> None:
         self.path = run_dir / "train_log.jsonl"
         self.enabled = enabled
         self.tb: Any = None
         if enabled:
+            if resume_step is not None:
+                self._forget_after(resume_step)
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+                purge = None if resume_step is None else resume_step + 1  # (events of steps >= purge go)
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
             except Exception:  # tensorboard is an optional extra
                 self.tb = None
+
+    def _forget_after(self, step: int) -> None:
+        """Drop the entries of steps after ``step`` (the checkpoint a run resumes from): a run killed after its
+        last checkpoint logged steps that the resumed run logs again. Lines cut short by the kill go too."""
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if line.endswith("\n") and isinstance(entry, dict) and entry.get("step", 0) <= step:
+                kept.append(line)
+        if kept != lines:
+            atomic_write_text(self.path, "".join(kept))
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
@@ -527,7 +547,7 @@ def train(
         )
     if cfg.compile:
         net = torch.compile(net)
-    logger = _Logger(run_dir, enabled=dist.main)
+    logger = _Logger(run_dir, enabled=dist.main, resume_step=step if resume else None)
 
     def checkpoint(name: str, rng_states: list[dict[str, Any]] | None = None) -> None:
         if not dist.main:
