@@ -304,3 +304,35 @@ def test_a_resumed_run_logs_each_step_once(tmp_path: Path, monkeypatch: pytest.M
 
     assert steps(log) == steps(tmp_path / "straight" / "train_log.jsonl")
     assert steps(log) == [(10, False), (20, False), (25, True), (30, False)]
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+def test_atomic_writes_get_the_permissions_a_plain_write_would(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    import torch
+
+    from examples.srvp.checkpoint import atomic_write_npz, atomic_write_text, save_checkpoint
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "config.json", "{}")
+        save_checkpoint(tmp_path / "checkpoints" / "last.pt", {"model": {"w": torch.zeros(1)}})
+        atomic_write_npz(tmp_path / "scores.npz", psnr=np.zeros(2))
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("")
+        assert mode(tmp_path / "plain.txt") == 0o644
+        for name in ("config.json", "checkpoints/last.pt", "scores.npz"):
+            assert mode(tmp_path / name) == 0o644, name
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.json", "{}")
+        assert mode(tmp_path / "private.json") == 0o600
+        (tmp_path / "config.json").chmod(0o640)  # a file rewritten in place keeps its permissions
+        atomic_write_text(tmp_path / "config.json", "{}")
+        assert mode(tmp_path / "config.json") == 0o640
+    finally:
+        os.umask(previous)
