@@ -336,3 +336,13 @@ def test_atomic_writes_get_the_permissions_a_plain_write_would(tmp_path: Path) -
         assert mode(tmp_path / "config.json") == 0o640
     finally:
         os.umask(previous)
+
+
+# ------------------------------------------------------------------------------------------------ resuming
+def test_resume_refuses_a_preset(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for preset in ("smmnist", "tiny"):  # the default of a new run, and the run's own preset: both are errors
+        assert train.main(["--resume", str(tiny_run), "--preset", preset]) == 2
+        line = _one_line_error(capsys)
+        assert f"--preset: a resumed run keeps the configuration of its config.json; drop --preset {preset}" in line
+    args = train.build_parser().parse_args(["--run-dir", "new"])
+    assert train.config_from_args(args) == PRESETS["smmnist"]()  # still the default of a new run

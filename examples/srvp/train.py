@@ -102,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Ctrl-C stops at the end of the current step with a checkpoint; --resume RUN_DIR continues exactly.",
     )
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default="smmnist", help="base configuration (default: smmnist)"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="base configuration of a new run (default: smmnist); a resumed run keeps its config.json",
     )
     parser.add_argument("--run-dir", type=Path, default=None, help="output directory of a new run")
     parser.add_argument(
@@ -137,6 +140,11 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
             group, name = key.split(".", 1)
             overrides[group][name] = value
     if args.resume is not None:
+        if args.preset is not None:
+            raise ValueError(
+                f"--preset: a resumed run keeps the configuration of its config.json; drop --preset {args.preset} "
+                "(only runtime options may be given with --resume)"
+            )
         saved = read_run_config(args.resume)
         base = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
         conflicts = {
@@ -157,7 +165,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         # The step limit belongs to one invocation: a resumed run goes on to the schedule's end unless told.
         runtime = {"max_steps": 0, **{k: v for k, v in overrides["train"].items() if k in _RUNTIME_FIELDS}}
         return dataclasses.replace(base, **runtime)
-    base = PRESETS[args.preset]()
+    base = PRESETS[args.preset or "smmnist"]()
     model = dataclasses.replace(base.model, **overrides["model"])
     return dataclasses.replace(base, model=model, **overrides["train"])
 
