@@ -346,3 +346,43 @@ def test_resume_refuses_a_preset(tiny_run: Path, capsys: pytest.CaptureFixture[s
         assert f"--preset: a resumed run keeps the configuration of its config.json; drop --preset {preset}" in line
     args = train.build_parser().parse_args(["--run-dir", "new"])
     assert train.config_from_args(args) == PRESETS["smmnist"]()  # still the default of a new run
+
+
+# ---------------------------------------------------------------------------------------- flags in messages
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--fvd-resolution", "0"], "error: --fvd-resolution: expected an int >= 1, got 0"),
+        (["--nt-cond", "8"], "error: --nt-cond: expected fewer conditioning frames than the 8 frames evaluated"),
+        (["--nt-cond", "3", "--nt-gen", "3"], "error: --nt-gen: expected more than --nt-cond=3 frames, got 3"),
+        (["--nt-gen", "2"], "error: --nt-gen: expected more than nt_cond (the run's)=2 frames, got 2"),
+    ],
+)
+def test_evaluate_messages_name_the_flag_at_fault(
+    tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    from examples.srvp import evaluate as ev
+
+    assert ev.main([str(tiny_run), "--test-set", str(test_set), "--no-lpips", *flags]) == 2
+    assert _one_line_error(capsys).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "config.json is not valid JSON"),
+        ('{"model": {}}', "config.json has no 'train' section"),
+        ('{"model": {}, "train": {"lr": -1}}', "config.json: lr: expected a finite number > 0, got -1"),
+    ],
+)
+def test_resume_blames_the_run_config_not_a_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(content)
+    assert train.main(["--resume", str(run)]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(f"error: --resume: {run}") and message in line
+    assert train.main(["--resume", str(tmp_path / "nowhere")]) == 2
+    assert _one_line_error(capsys) == f"error: --resume: no config.json in {tmp_path / 'nowhere'}"

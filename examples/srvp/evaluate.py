@@ -839,6 +839,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         "--subsampling": (args.subsampling, 1),
         "--sample-chunk": (args.sample_chunk, 1),
         "--max-sequences": (args.max_sequences, 0),
+        "--fvd-resolution": (args.fvd_resolution, 1),
     }
     for flag, (value, minimum) in at_least.items():
         if value is not None and value < minimum:
@@ -898,7 +899,13 @@ def main(argv: list[str] | None = None) -> int:
             nt_gen = sequences.shape[0]  # a test-set file or folder given by name: all its frames
         nt_gen = nt_gen or sequences.shape[0]
         if nt_gen <= nt_cond:
-            raise ValueError(f"--nt-gen: expected more than nt_cond={nt_cond} frames, got {nt_gen}")
+            if args.nt_gen is None:  # the length came from the dataset or the clips: the given --nt-cond is too long
+                raise ValueError(
+                    f"--nt-cond: expected fewer conditioning frames than the {nt_gen} frames evaluated (nt_gen: "
+                    f"the test clips' length or the dataset's default; --nt-gen changes it), got {nt_cond}"
+                )
+            given = "--nt-cond" if args.nt_cond is not None else "nt_cond (the run's)"
+            raise ValueError(f"--nt-gen: expected more than {given}={nt_cond} frames, got {nt_gen}")
         if sequences.shape[2] != model.config.channels:
             raise ValueError(
                 f"--test-set: the {dataset} clips have {sequences.shape[2]} channels, the model reads "
@@ -913,7 +920,10 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             max_sequences=args.max_sequences,
         )
-        fvd_protocol = FVDProtocol(n_cond=nt_cond, resolution=args.fvd_resolution)
+        try:
+            fvd_protocol = FVDProtocol(n_cond=nt_cond, resolution=args.fvd_resolution)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(_cli_message(exc, {"resolution": "--fvd-resolution"})) from None
         lpips, lpips_info = _load_lpips(args)
         i3d, fvd_info = _load_i3d(args)
         for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):

@@ -145,8 +145,17 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
                 f"--preset: a resumed run keeps the configuration of its config.json; drop --preset {args.preset} "
                 "(only runtime options may be given with --resume)"
             )
-        saved = read_run_config(args.resume)
-        base = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+        try:
+            saved = read_run_config(args.resume)
+            if not isinstance(saved.get("train"), dict):
+                raise ValueError(f"run_dir: {args.resume / 'config.json'} has no 'train' section")
+            base = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+        except (ValueError, TypeError, FileNotFoundError) as e:  # the saved file, not a flag, is at fault
+            text = str(e)
+            detail = text.removeprefix("run_dir: ") if text.startswith("run_dir: ") else (
+                f"{args.resume / 'config.json'}: {text}"
+            )
+            raise type(e)(f"--resume: {detail}") from None
         conflicts = {
             **{
                 f"--{k.replace('_', '-')}": (getattr(base.model, k), v)
