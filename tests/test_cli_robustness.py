@@ -386,3 +386,33 @@ def test_resume_blames_the_run_config_not_a_flag(
     assert line.startswith(f"error: --resume: {run}") and message in line
     assert train.main(["--resume", str(tmp_path / "nowhere")]) == 2
     assert _one_line_error(capsys) == f"error: --resume: no config.json in {tmp_path / 'nowhere'}"
+
+
+# ---------------------------------------------------------------------------------------------- quickstart
+def test_quickstart_help_shows_no_empty_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples.srvp import quickstart
+
+    with pytest.raises(SystemExit):
+        quickstart.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    assert "training time budget of this invocation (default: the preset's)" in text
+    assert "(default: runs/smmnist-cpu)" in text and "(default: 20)" in text
+
+
+def test_quickstart_refuses_a_run_of_another_dataset_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from examples.srvp import quickstart
+    from examples.srvp.config import config_to_dict
+
+    cfg = config_to_dict(PRESETS["kth"]())
+    run = tmp_path / "runs" / "kth"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": cfg.pop("model"), "train": cfg}))
+    assert quickstart.main(["--run-dir", str(run), "--max-steps", "1"]) == 2
+    line = _one_line_error(capsys)
+    assert f"--run-dir: {run} holds a 'kth' run; the quickstart trains and evaluates Moving MNIST runs only" in line
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["config.json", "kth", "runs"]  # no test set made

@@ -39,12 +39,21 @@ SMMNIST_PRESETS = tuple(sorted(name for name, make in PRESETS.items() if make().
 """The presets this command can train: those on Moving MNIST, whose test set it builds itself."""
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (the help text says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.quickstart``."""
     parser = argparse.ArgumentParser(
         prog="python -m examples.srvp.quickstart",
         description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     parser.add_argument("--run-dir", type=Path, default=Path("runs/smmnist-cpu"), help="the run (made or resumed)")
     parser.add_argument("--preset", default="smmnist-cpu", choices=SMMNIST_PRESETS, help="preset of a new run")
@@ -84,12 +93,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _saved_config(run_dir: Path) -> TrainConfig:
+    """The configuration of an existing run, checked to be one this command can train and evaluate."""
+    saved = read_run_config(run_dir)
+    dataset = (saved.get("train") or {}).get("dataset")
+    if dataset != "smmnist":
+        raise ValueError(
+            f"--run-dir: {run_dir} holds a {dataset!r} run; the quickstart trains and evaluates Moving MNIST runs "
+            f"only (continue it with python -m examples.srvp.train --resume {run_dir}, evaluate it with "
+            "python -m examples.srvp.evaluate)"
+        )
+    try:
+        cfg: TrainConfig = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--run-dir: {run_dir / 'config.json'}: {e}") from None
+    return cfg
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    test_set = ensure_test_set(args.run_dir.parent / "data" / "smmnist_test_embedded_25.npz")
     run_dir: Path = args.run_dir
-    if (run_dir / "config.json").exists():
-        saved = read_run_config(run_dir)
-        cfg = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+    saved_cfg = _saved_config(run_dir) if (run_dir / "config.json").exists() else None  # before anything is made
+    test_set = ensure_test_set(args.run_dir.parent / "data" / "smmnist_test_embedded_25.npz")
+    if saved_cfg is not None:
+        cfg = saved_cfg
         if args.preset != parser.get_default("preset"):
             print(f"note: {run_dir} already holds a run; --preset {args.preset} is ignored (its config.json rules)")
         cfg = dataclasses.replace(cfg, max_steps=0)  # a step limit of an earlier invocation does not carry over
