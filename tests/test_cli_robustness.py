@@ -416,3 +416,20 @@ def test_quickstart_refuses_a_run_of_another_dataset_up_front(
     line = _one_line_error(capsys)
     assert f"--run-dir: {run} holds a 'kth' run; the quickstart trains and evaluates Moving MNIST runs only" in line
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["config.json", "kth", "runs"]  # no test set made
+
+
+def test_a_relative_data_dir_is_stored_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    work = tmp_path / "work"
+    for name, level in (("a", 10), ("b", 60), ("c", 120)):
+        _frame_folder(work / "videos" / name, 8, level)
+    monkeypatch.chdir(work)
+    argv = ["--preset", "tiny", "--run-dir", "run", "--dataset", "folder", "--data-dir", "videos", "--max-steps", "1"]
+    assert train.main(argv) == 0
+    assert json.loads((work / "run" / "config.json").read_text())["train"]["data_dir"] == str(work / "videos")
+    monkeypatch.chdir(tmp_path)  # another working directory
+    assert train.main(["--resume", str(work / "run"), "--max-steps", "2"]) == 0
+    assert "run directory: " in capsys.readouterr().out

@@ -492,6 +492,9 @@ def train(
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     if resume:
         _check_has_training_state(ckpt_dir)
+    elif cfg.data_dir and cfg.data_dir != "embedded":
+        # config.json gets an absolute path: the run resumes and evaluates from any working directory.
+        cfg = dataclasses.replace(cfg, data_dir=os.path.abspath(os.path.expanduser(cfg.data_dir)))
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
         check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read
