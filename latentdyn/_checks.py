@@ -60,9 +60,7 @@ def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, i
     if axes and axes[0] == "...":
         axes = axes[1:]
         if len(shape) < len(axes):
-            raise ValueError(
-                f"{name}: expected at least {len(axes)} dimensions ({pattern}), got shape {list(shape)}"
-            )
+            raise ValueError(f"{name}: expected at least {len(axes)} dimensions ({pattern}), got shape {list(shape)}")
         shape = shape[len(shape) - len(axes) :]
     elif len(shape) != len(axes):
         raise ValueError(
@@ -137,7 +135,6 @@ def substeps_from_dt(dt: float) -> int:
     n = round(1.0 / dt)
     if n < 1 or abs(n * dt - 1.0) > 1e-9:
         raise ValueError(
-            f"dt: expected 1/n for an integer n >= 1, got {dt!r} (1/dt = {1.0 / dt!r}); "
-            "pass n_substeps=n to be exact"
+            f"dt: expected 1/n for an integer n >= 1, got {dt!r} (1/dt = {1.0 / dt!r}); pass n_substeps=n to be exact"
         )
     return n

@@ -54,9 +54,7 @@ def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independe
     """
     check_tensor(raw, "raw")
     if raw.dim() == 0 or raw.shape[-1] % 2 != 0:
-        raise ValueError(
-            f"raw: expected a last axis of even size 2·D (mean, raw scale), got shape {list(raw.shape)}"
-        )
+        raise ValueError(f"raw: expected a last axis of even size 2·D (mean, raw scale), got shape {list(raw.shape)}")
     loc, raw_scale = raw.chunk(2, dim=-1)
     # The scale is positive by construction: skip torch.distributions' argument validation (elementwise
     # checks and a host sync on every call); a NaN reaches the loss, where training stops on it cleanly.
@@ -74,9 +72,7 @@ def index_steps(dist: Distribution, index: int | slice) -> Independent:
         The diagonal Gaussian of the selected steps.
     """
     if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
-        raise TypeError(
-            f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}"
-        )
+        raise TypeError(f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}")
     base = dist.base_dist
     return diag_gaussian(base.loc[index], base.scale[index], validate_args=False)  # parts of a valid one
 

@@ -70,8 +70,7 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         grown = True
     if grown:
         raise ValueError(
-            f"std: expected a shape that broadcasts to the shape of target {list(target.shape)}, got "
-            f"{list(std.shape)}"
+            f"std: expected a shape that broadcasts to the shape of target {list(target.shape)}, got {list(std.shape)}"
         )
     scale = std.to(dtype=mean.dtype, device=mean.device)
     if not bool((torch.isfinite(scale) & (scale > 0)).all()):

@@ -285,9 +285,7 @@ class LatentSSM(nn.Module):
             t0=t0,
         )
 
-    def _check_posterior(
-        self, posterior: Independent | None, n_observed: int | None, n_frames: int, b: int
-    ) -> int:
+    def _check_posterior(self, posterior: Independent | None, n_observed: int | None, n_frames: int, b: int) -> int:
         """Number of transitions whose z comes from the posterior."""
         n_trans = n_frames - 1
         if n_observed is not None:

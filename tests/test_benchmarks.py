@@ -50,9 +50,7 @@ def test_official_kernels_variant_runs_the_torch_convolutions() -> None:
     kinds = {type(m) for m in model.modules()}
     assert nn.Conv2d in kinds and nn.ConvTranspose2d in kinds
     assert all(type(m).__module__.startswith("torch.") for m in model.modules() if isinstance(m, nn.Conv2d))
-    assert all(
-        type(m).__module__.startswith("torch.") for m in model.modules() if isinstance(m, nn.ConvTranspose2d)
-    )
+    assert all(type(m).__module__.startswith("torch.") for m in model.modules() if isinstance(m, nn.ConvTranspose2d))
     torch.manual_seed(0)
     torch.testing.assert_close(model(x)[0].total, fast, rtol=1e-5, atol=1e-3)
 

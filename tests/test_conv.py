@@ -166,9 +166,7 @@ class EncoderContract:
             self.make(32)(torch.zeros(3, 2, 32, 32, dtype=torch.uint8))
 
     def test_unsupported_image_size(self) -> None:
-        with pytest.raises(
-            ValueError, match="image_size: expected one of the supported sizes 32, 64, 128, got 48"
-        ):
+        with pytest.raises(ValueError, match="image_size: expected one of the supported sizes 32, 64, 128, got 48"):
             self.make(48)
 
     def test_bad_constructor_arguments(self) -> None:
@@ -188,9 +186,7 @@ class DecoderContract:
     decoder_cls: ClassVar[type[DCGANDecoder | VGGDecoder]]
 
     def make(self, image_size: int, skip: bool, in_features: int = 7) -> DCGANDecoder | VGGDecoder:
-        return self.decoder_cls(
-            image_size=image_size, channels=2, base_width=NF, in_features=in_features, skip=skip
-        )
+        return self.decoder_cls(image_size=image_size, channels=2, base_width=NF, in_features=in_features, skip=skip)
 
     @staticmethod
     def random_skips(dec: FrameDecoder, n: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
@@ -254,9 +250,7 @@ class DecoderContract:
             dec(torch.randn(N, 7), skips)
 
     def test_skips_missing(self) -> None:
-        with pytest.raises(
-            ValueError, match=r"skips: this decoder was built with skip=True and needs 3 skip"
-        ):
+        with pytest.raises(ValueError, match=r"skips: this decoder was built with skip=True and needs 3 skip"):
             self.make(32, True)(torch.randn(N, 7))
 
     def test_skips_wrong_count(self) -> None:
@@ -292,9 +286,7 @@ class DecoderContract:
             self.make(32, False)(torch.zeros(N, 7, dtype=torch.long))
 
     def test_bad_constructor_arguments(self) -> None:
-        with pytest.raises(
-            ValueError, match="image_size: expected one of the supported sizes 32, 64, 128, got 256"
-        ):
+        with pytest.raises(ValueError, match="image_size: expected one of the supported sizes 32, 64, 128, got 256"):
             self.decoder_cls(image_size=256)
         with pytest.raises(TypeError, match="skip: expected a bool, got str 'yes'"):
             self.decoder_cls(skip="yes")  # type: ignore[arg-type]
@@ -351,9 +343,7 @@ def test_vgg_decoder_upsamples_by_nearest_x2() -> None:
     dec(torch.randn(N, 7))
     assert len(records) == 3  # first_upconv and every block but the last
     for inp, out in records:
-        torch.testing.assert_close(
-            out, inp.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), atol=0, rtol=0
-        )
+        torch.testing.assert_close(out, inp.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), atol=0, rtol=0)
 
 
 def test_base_classes_are_abstract() -> None:
@@ -429,13 +419,9 @@ def test_official_state_dict_layout(name: str) -> None:
             assert str(t.dtype).removeprefix("torch.") == e["dtype"], e["key"]
         param_names = {k for k, _ in module.named_parameters()}
         assert param_names == {e["key"][len(prefix) :] for e in official if e["kind"] == "parameter"}
-        assert (
-            sum(p.numel() for p in module.parameters()) == listing["n_parameters_by_top_module"][prefix[:-1]]
-        )
+        assert sum(p.numel() for p in module.parameters()) == listing["n_parameters_by_top_module"][prefix[:-1]]
         # an official-shaped state dict loads strictly
-        module.load_state_dict(
-            {e["key"][len(prefix) :]: torch.zeros(e["shape"]) for e in official}, strict=True
-        )
+        module.load_state_dict({e["key"][len(prefix) :]: torch.zeros(e["shape"]) for e in official}, strict=True)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -160,12 +160,8 @@ def test_single_layer_identity_backbone_closed_form() -> None:
     metric = LPIPS(backbone=_IdentityBackbone(), channels=(3,)).double()
     with torch.no_grad():
         _lin_weight(metric, 0).copy_(w.view(1, 3, 1, 1))
-    x = np.stack(
-        [_frame_scaling_to(np.array([1.0, 0, 0])), _frame_scaling_to(np.array([0.3, 0.4, 0]))], axis=-1
-    )
-    y = np.stack(
-        [_frame_scaling_to(np.array([0, 1.0, 0])), _frame_scaling_to(np.array([0.6, 0.8, 0]))], axis=-1
-    )
+    x = np.stack([_frame_scaling_to(np.array([1.0, 0, 0])), _frame_scaling_to(np.array([0.3, 0.4, 0]))], axis=-1)
+    y = np.stack([_frame_scaling_to(np.array([0, 1.0, 0])), _frame_scaling_to(np.array([0.6, 0.8, 0]))], axis=-1)
     xt = torch.from_numpy(x).view(1, 3, 1, 2)
     yt = torch.from_numpy(y).view(1, 3, 1, 2)
     with torch.no_grad():
@@ -356,17 +352,12 @@ def test_from_files_uses_argument_and_shipped_lin(alexnet_file: Path) -> None:
 
 
 def _lin_file(path: Path, scale: float) -> Path:
-    state = {
-        f"lin{k}.model.1.weight": torch.full((1, c, 1, 1), scale)
-        for k, c in enumerate(AlexNetFeatures.channels)
-    }
+    state = {f"lin{k}.model.1.weight": torch.full((1, c, 1, 1), scale) for k, c in enumerate(AlexNetFeatures.channels)}
     torch.save(state, path)
     return path
 
 
-def test_environment_variables_are_used(
-    alexnet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_environment_variables_are_used(alexnet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lin = _lin_file(tmp_path / "my_lin.pth", 0.25)
     monkeypatch.setenv(ALEXNET_ENV_VAR, str(alexnet_file))
     monkeypatch.setenv(LPIPS_ENV_VAR, str(lin))
@@ -393,9 +384,7 @@ def test_missing_alexnet_says_what_to_put_where() -> None:
     assert "download.pytorch.org" in message
 
 
-def test_missing_lin_weights_say_what_to_put_where(
-    alexnet_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_lin_weights_say_what_to_put_where(alexnet_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("latentdyn.video.lpips.SHIPPED_LIN_PATH", Path("/nonexistent/lpips_alex_v0.1.pth"))
     with pytest.raises(FileNotFoundError, match=r"LPIPS v0\.1 linear weights not found") as info:
         LPIPS.from_files(alexnet_path=alexnet_file)
@@ -404,15 +393,11 @@ def test_missing_lin_weights_say_what_to_put_where(
 
 
 def test_argument_pointing_nowhere_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(
-        FileNotFoundError, match=r"alexnet_path: AlexNet ImageNet weights file .* does not exist"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"alexnet_path: AlexNet ImageNet weights file .* does not exist"):
         LPIPS.from_files(alexnet_path=tmp_path / "nope.pth")
 
 
-def test_environment_variable_pointing_nowhere_is_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_environment_variable_pointing_nowhere_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ALEXNET_ENV_VAR, str(tmp_path / "nope.pth"))
     with pytest.raises(FileNotFoundError, match=rf"{ALEXNET_ENV_VAR} is set to .*nope\.pth"):
         LPIPS.from_files()
@@ -423,9 +408,7 @@ def test_wrong_shape_names_file_and_key(alexnet_file: Path, tmp_path: Path) -> N
     state["features.3.weight"] = torch.zeros(192, 64, 3, 3)
     bad = tmp_path / "bad_alexnet.pth"
     torch.save(state, bad)
-    with pytest.raises(
-        ValueError, match=r"bad_alexnet\.pth.*'features\.3\.weight' has shape \[192, 64, 3, 3\]"
-    ):
+    with pytest.raises(ValueError, match=r"bad_alexnet\.pth.*'features\.3\.weight' has shape \[192, 64, 3, 3\]"):
         AlexNetFeatures().load_torchvision_weights(bad)
 
 
@@ -439,15 +422,11 @@ def test_missing_key_names_file_and_key(alexnet_file: Path, tmp_path: Path) -> N
 
 
 def test_wrong_lin_shape_names_file_and_key(tmp_path: Path) -> None:
-    state = {
-        f"lin{k}.model.1.weight": torch.zeros(1, c, 1, 1) for k, c in enumerate(AlexNetFeatures.channels)
-    }
+    state = {f"lin{k}.model.1.weight": torch.zeros(1, c, 1, 1) for k, c in enumerate(AlexNetFeatures.channels)}
     state["lin1.model.1.weight"] = torch.zeros(1, 64, 1, 1)
     bad = tmp_path / "vgg_like.pth"
     torch.save(state, bad)
-    with pytest.raises(
-        ValueError, match=r"vgg_like\.pth.*'lin1\.model\.1\.weight' has shape \[1, 64, 1, 1\]"
-    ):
+    with pytest.raises(ValueError, match=r"vgg_like\.pth.*'lin1\.model\.1\.weight' has shape \[1, 64, 1, 1\]"):
         LPIPS().load_lin_weights(bad)
 
 

@@ -77,9 +77,7 @@ def test_video_grid_padding_has_pad_value_everywhere_outside_cells() -> None:
     mask = np.ones(grid.shape[1:3], dtype=bool)
     for i in range(r):
         for j in range(k):
-            mask[
-                pad + i * (h + pad) : pad + i * (h + pad) + h, pad + j * (w + pad) : pad + j * (w + pad) + w
-            ] = False
+            mask[pad + i * (h + pad) : pad + i * (h + pad) + h, pad + j * (w + pad) : pad + j * (w + pad) + w] = False
     assert (grid[:, mask] == 127).all()  # 0.5 * 255 truncated
     assert (grid[:, ~mask] == 0).all()
     assert mask.sum() == grid.shape[1] * grid.shape[2] - r * k * h * w
@@ -128,9 +126,7 @@ def test_grid_errors() -> None:
         video_grid([video.expand(3, 2, 4, 4)])
     with pytest.raises(TypeError, match=r"videos\[0\]: expected float frames in \[0, 1\] or uint8"):
         video_grid([video.long()])
-    with pytest.raises(
-        ValueError, match=r"videos\[1\]: expected T, H, W = 3, 4, 4 like videos\[0\], got 2, 4, 4"
-    ):
+    with pytest.raises(ValueError, match=r"videos\[1\]: expected T, H, W = 3, 4, 4 like videos\[0\], got 2, 4, 4"):
         video_grid([video, video[:2]])
     with pytest.raises(ValueError, match="videos: expected at least one video"):
         video_grid([])
@@ -156,9 +152,7 @@ def test_grid_errors() -> None:
 
 
 def test_gif_round_trip_keeps_frames_pixels_and_loops(tmp_path: Path) -> None:
-    frames = video_grid(
-        torch.stack([_distinct_grey_video(6, 9, 11, seed=1), _distinct_grey_video(6, 9, 11, seed=2)])
-    )
+    frames = video_grid(torch.stack([_distinct_grey_video(6, 9, 11, seed=1), _distinct_grey_video(6, 9, 11, seed=2)]))
     path = save_gif(tmp_path / "clip.gif", frames, fps=5)
     assert path == tmp_path / "clip.gif"
     back = iio.imread(path, index=None)
@@ -185,9 +179,7 @@ def test_save_gif_is_atomic_and_replaces(tmp_path: Path) -> None:
     assert iio.imread(target, index=None).shape[0] == 5
 
 
-def test_failed_write_leaves_old_file_and_no_temporary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "clip.gif"
     target.write_bytes(b"old")
 

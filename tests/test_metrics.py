@@ -68,9 +68,7 @@ def test_psnr_averages_channel_psnrs_not_a_pooled_mse() -> None:
     # errors make this differ from the PSNR of the MSE pooled over channels (which skimage computes).
     pred, target = _noisy_pair((3, 32, 32), seed=3)
     pred[1] = (target[1] + 0.3 * torch.randn(32, 32, dtype=torch.float64)).clamp(0, 1)
-    per_channel = [
-        peak_signal_noise_ratio(target[c].numpy(), pred[c].numpy(), data_range=1.0) for c in range(3)
-    ]
+    per_channel = [peak_signal_noise_ratio(target[c].numpy(), pred[c].numpy(), data_range=1.0) for c in range(3)]
     pooled = peak_signal_noise_ratio(target.numpy(), pred.numpy(), data_range=1.0)
     got = psnr(pred, target).item()
     assert got == pytest.approx(float(np.mean(per_channel)), rel=1e-12)

@@ -253,8 +253,6 @@ def load_model_and_step(
     return model.to(device).eval(), int(step) if isinstance(step, int) else None
 
 
-def load_model(
-    run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
-) -> Any:
+def load_model(run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu") -> Any:
     """The SRVP model of a run directory, in eval mode."""
     return load_model_and_step(run_dir, which, device)[0]

@@ -152,8 +152,10 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
             base = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
         except (ValueError, TypeError, FileNotFoundError) as e:  # the saved file, not a flag, is at fault
             text = str(e)
-            detail = text.removeprefix("run_dir: ") if text.startswith("run_dir: ") else (
-                f"{args.resume / 'config.json'}: {text}"
+            detail = (
+                text.removeprefix("run_dir: ")
+                if text.startswith("run_dir: ")
+                else (f"{args.resume / 'config.json'}: {text}")
             )
             raise type(e)(f"--resume: {detail}") from None
         conflicts = {
@@ -736,8 +738,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of the step in progress
-        print(f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
-              f"{args.resume or args.run_dir}", file=sys.stderr)
+        print(
+            f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
+            f"{args.resume or args.run_dir}",
+            file=sys.stderr,
+        )
         return 130
     if not _Dist.from_env().main:
         return 1 if result.stopped == "nan" else 0

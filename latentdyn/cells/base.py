@@ -65,9 +65,7 @@ class TransitionCell(nn.Module, abc.ABC):
         b = check_shape(y, "b dy", "y", dy=self.state_size)["b"]
         check_shape(z, "b dz", "z", b=b, dz=self.cond_size)
 
-    def path(
-        self, y: torch.Tensor, z: torch.Tensor, n_substeps: int | None = None, frame: int = 0
-    ) -> CellPath:
+    def path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int | None = None, frame: int = 0) -> CellPath:
         """All sub-step states of the transition from frame ``frame`` to ``frame + 1``.
 
         Args:

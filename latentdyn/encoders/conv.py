@@ -351,18 +351,14 @@ class DCGANEncoder(_ConvStackEncoder):
         code_size: size of the code Dh (``nhx``).
     """
 
-    def __init__(
-        self, *, image_size: int = 64, channels: int = 1, base_width: int = 64, code_size: int = 128
-    ) -> None:
+    def __init__(self, *, image_size: int = 64, channels: int = 1, base_width: int = 64, code_size: int = 128) -> None:
         super().__init__()
         size, nc, nf, nh = self._set_sizes(
             image_size=image_size, channels=channels, base_width=base_width, code_size=code_size
         )
         n_blocks = _num_blocks(size)
         widths = _widths(nf, n_blocks)
-        blocks: list[nn.Module] = [
-            nn.Sequential(nn.Conv2d(nc, widths[0], 4, 2, 1, bias=False), _leaky_relu())
-        ]
+        blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(nc, widths[0], 4, 2, 1, bias=False), _leaky_relu())]
         for i in range(1, n_blocks):
             conv = nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=False)
             blocks.append(_conv_bn(conv, widths[i], _leaky_relu()))
@@ -441,9 +437,7 @@ class VGGEncoder(_ConvStackEncoder):
         code_size: size of the code Dh (``nhx``).
     """
 
-    def __init__(
-        self, *, image_size: int = 64, channels: int = 1, base_width: int = 64, code_size: int = 128
-    ) -> None:
+    def __init__(self, *, image_size: int = 64, channels: int = 1, base_width: int = 64, code_size: int = 128) -> None:
         super().__init__()
         size, nc, nf, nh = self._set_sizes(
             image_size=image_size, channels=channels, base_width=base_width, code_size=code_size
@@ -524,9 +518,7 @@ class VGGDecoder(_ConvStackDecoder):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def init_conv_weights_(
-    module: nn.Module, std: float = 0.02, generator: torch.Generator | None = None
-) -> nn.Module:
+def init_conv_weights_(module: nn.Module, std: float = 0.02, generator: torch.Generator | None = None) -> nn.Module:
     """Gaussian initialisation N(0, std²) of convolutions and N(1, std²) of BatchNorm scales, in place.
 
     Every ``Conv*``/``ConvTranspose*`` weight is drawn from N(0, std²) and its bias (if any) set to 0; every

@@ -25,9 +25,7 @@ class InitialStatePosterior(nn.Module):
         state_size: Dy.
     """
 
-    def __init__(
-        self, code_size: int, n_frames: int, hidden_size: int, n_layers: int, state_size: int
-    ) -> None:
+    def __init__(self, code_size: int, n_frames: int, hidden_size: int, n_layers: int, state_size: int) -> None:
         super().__init__()
         self.code_size = check_positive_int(code_size, "code_size")
         self.n_frames = check_positive_int(n_frames, "n_frames")

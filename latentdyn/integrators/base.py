@@ -24,9 +24,7 @@ class Integrator(abc.ABC):
     :meth:`_integrate` directly.
     """
 
-    def __call__(
-        self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor
-    ) -> torch.Tensor:
+    def __call__(self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Integrate.
 
         Args:
@@ -62,7 +60,5 @@ class Integrator(abc.ABC):
         return self._integrate(field, y0, ts, cond)
 
     @abc.abstractmethod
-    def _integrate(
-        self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor
-    ) -> torch.Tensor:
+    def _integrate(self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Unchecked :meth:`__call__`: states at ``ts`` (S,) from ``y0`` (B, Dy) and ``cond`` (B, Dz), (S, B, Dy)."""

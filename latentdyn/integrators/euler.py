@@ -15,9 +15,7 @@ class EulerIntegrator(Integrator):
     """Explicit Euler on the given grid: y_{j+1} = y_j + (t_{j+1} - t_j) · f(t_j, y_j, cond)."""
 
     @override
-    def _integrate(
-        self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor
-    ) -> torch.Tensor:
+    def _integrate(self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Euler states at ``ts`` (S,) from ``y0`` (B, Dy) with ``cond`` (B, Dz); returns (S, B, Dy)."""
         states = [y0]
         y = y0

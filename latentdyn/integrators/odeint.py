@@ -123,9 +123,7 @@ class OdeintIntegrator(Integrator):
         self.adjoint = adjoint
 
     @override
-    def _integrate(
-        self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor
-    ) -> torch.Tensor:
+    def _integrate(self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """States at ``ts`` (S,) from ``y0`` (B, Dy) with ``cond`` (B, Dz); returns (S, B, Dy)."""
         import torchdiffeq
 
@@ -146,9 +144,7 @@ class OdeintIntegrator(Integrator):
                     f"use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or a float32 state"
                 )
         func = _BoundField(field, cond)
-        kwargs: dict[str, Any] = dict(
-            method=self.method, rtol=self.rtol, atol=self.atol, options=self.options
-        )
+        kwargs: dict[str, Any] = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=self.options)
         if self.adjoint:
             params = tuple(field.parameters())
             if not cond.requires_grad:
@@ -162,7 +158,4 @@ class OdeintIntegrator(Integrator):
         return torchdiffeq.odeint(func, y0, ts, **kwargs)
 
     def __repr__(self) -> str:
-        return (
-            f"OdeintIntegrator(method={self.method!r}, rtol={self.rtol}, atol={self.atol}, "
-            f"adjoint={self.adjoint})"
-        )
+        return f"OdeintIntegrator(method={self.method!r}, rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint})"

@@ -91,8 +91,7 @@ def _resolve_weights_path(
         path = Path(from_env).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
-                f"{env_var} is set to {from_env!r}, but no {what} file exists there; "
-                "fix the variable or unset it"
+                f"{env_var} is set to {from_env!r}, but no {what} file exists there; fix the variable or unset it"
             )
         return path
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
@@ -141,9 +140,7 @@ def _check_state(
     """
     for key in state:
         if key not in expected:
-            raise ValueError(
-                f"{str(path)!r}: unexpected key {key!r} (expected keys like {next(iter(expected))!r})"
-            )
+            raise ValueError(f"{str(path)!r}: unexpected key {key!r} (expected keys like {next(iter(expected))!r})")
     for key, want in expected.items():
         if key not in state:
             if optional and key.endswith(optional):
@@ -301,9 +298,7 @@ class LPIPS(nn.Module):
             backbone = AlexNetFeatures()
             channels = AlexNetFeatures.channels if channels is None else channels
         if channels is None:
-            raise ValueError(
-                "channels: required with a custom backbone (the channel count of each feature map)"
-            )
+            raise ValueError("channels: required with a custom backbone (the channel count of each feature map)")
         channels = tuple(channels)
         if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
             raise ValueError(f"channels: expected a non-empty sequence of positive ints, got {channels!r}")

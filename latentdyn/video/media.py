@@ -55,9 +55,7 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
     """
     x = check_tensor(frames, "frames")
     if not x.is_floating_point():
-        raise TypeError(
-            f"frames: expected a floating-point tensor with values in [0, 1], got dtype {x.dtype}"
-        )
+        raise TypeError(f"frames: expected a floating-point tensor with values in [0, 1], got dtype {x.dtype}")
     if bool(torch.isnan(x).any()):
         raise ValueError("frames: contains NaN, which has no uint8 value; check the model output")
     return (x.clamp(0.0, 1.0) * 255).to(torch.uint8)
@@ -70,9 +68,7 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 def _pad_byte(pad_value: object) -> int:
     if not is_real(pad_value):
-        raise TypeError(
-            f"pad_value: expected a float in [0, 1], got {type(pad_value).__name__} {pad_value!r}"
-        )
+        raise TypeError(f"pad_value: expected a float in [0, 1], got {type(pad_value).__name__} {pad_value!r}")
     if not (math.isfinite(pad_value) and 0.0 <= pad_value <= 1.0):
         raise ValueError(f"pad_value: expected a float in [0, 1] (0 black, 1 white), got {pad_value!r}")
     return int(pad_value * 255)  # truncation, as in to_uint8
@@ -93,13 +89,10 @@ def _row_as_rgb_bytes(row: object, name: str) -> torch.Tensor:
         x = x.unsqueeze(0)
     if x.dim() != 5:
         raise ValueError(
-            f"{name}: expected one video (T, C, H, W) or a row of videos (K, T, C, H, W), "
-            f"got shape {list(x.shape)}"
+            f"{name}: expected one video (T, C, H, W) or a row of videos (K, T, C, H, W), got shape {list(x.shape)}"
         )
     if x.shape[2] not in (1, 3):
-        raise ValueError(
-            f"{name}: expected C = 1 (grey) or 3 (RGB) channels at axis -3, got shape {list(x.shape)}"
-        )
+        raise ValueError(f"{name}: expected C = 1 (grey) or 3 (RGB) channels at axis -3, got shape {list(x.shape)}")
     if x.is_floating_point():
         x = to_uint8(x)
     elif x.dtype != torch.uint8:
@@ -139,8 +132,7 @@ def video_grid(
     if isinstance(videos, torch.Tensor):
         if videos.dim() not in (5, 6):
             raise ValueError(
-                f"videos: expected a tensor (R, T, C, H, W) or (R, K, T, C, H, W), "
-                f"got shape {list(videos.shape)}"
+                f"videos: expected a tensor (R, T, C, H, W) or (R, K, T, C, H, W), got shape {list(videos.shape)}"
             )
         rows = [_row_as_rgb_bytes(videos[r], f"videos[{r}]") for r in range(videos.shape[0])]
     elif isinstance(videos, Sequence) and not isinstance(videos, (str, bytes)):
@@ -250,9 +242,7 @@ def _check_gif_frames(frames: object) -> np.ndarray:
     elif isinstance(frames, np.ndarray):
         array = frames
     else:
-        raise TypeError(
-            f"frames: expected a uint8 numpy array or tensor (T, H, W, 3), got {type(frames).__name__}"
-        )
+        raise TypeError(f"frames: expected a uint8 numpy array or tensor (T, H, W, 3), got {type(frames).__name__}")
     if array.dtype != np.uint8:
         raise TypeError(
             f"frames: expected uint8 values (T, H, W, 3), got dtype {array.dtype}; "

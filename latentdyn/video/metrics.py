@@ -69,8 +69,7 @@ def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple
     sizes = check_shape(p, "... c h w", name="pred")
     if p.shape != t.shape:
         raise ValueError(
-            "pred and target: expected the same shape (..., C, H, W), "
-            f"got {list(p.shape)} and {list(t.shape)}"
+            f"pred and target: expected the same shape (..., C, H, W), got {list(p.shape)} and {list(t.shape)}"
         )
     if sizes["w"] in (1, 3, 4) and min(sizes["c"], sizes["h"]) > 4:
         raise ValueError(
@@ -143,9 +142,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
 # --------------------------------------------------------------------------------------------------------
 
 
-def _gaussian_1d(
-    window_size: int, sigma: float, dtype: torch.dtype, device: torch.device | None
-) -> torch.Tensor:
+def _gaussian_1d(window_size: int, sigma: float, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
     offsets = torch.arange(window_size, dtype=torch.float64, device=device) - (window_size - 1) / 2
     g = torch.exp(-(offsets**2) / (2.0 * sigma**2))
     return (g / g.sum()).to(dtype)
@@ -252,9 +249,7 @@ def ssim(
     var_x = e_xx - mu_x * mu_x
     var_y = e_yy - mu_y * mu_y
     cov_xy = e_xy - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
-        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    )
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
     per_channel = unpack(ssim_map.mean(dim=(-2, -1)), packed_shape, "*")[0]  # (..., C)
     return per_channel.mean(dim=-1)
 
@@ -382,8 +377,7 @@ def select_samples(samples: torch.Tensor, index: torch.Tensor, batch_dim: int = 
     n = x.shape[0]
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(
-            f"index: expected values in [0, {n}) (N = {n} samples), "
-            f"got range [{int(idx.min())}, {int(idx.max())}]"
+            f"index: expected values in [0, {n}) (N = {n} samples), got range [{int(idx.min())}, {int(idx.max())}]"
         )
     moved = x.movedim(dim, 1)  # (N, B, ...)
     chosen = moved[idx.to(device=x.device, dtype=torch.long), torch.arange(moved.shape[1], device=x.device)]
@@ -426,9 +420,7 @@ def mean_confidence_interval(values: torch.Tensor, dim: int = 0, z: float = 1.96
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim: expected an int, got {type(dim).__name__} {dim!r}")
     if not -v.dim() <= dim < v.dim():
-        raise ValueError(
-            f"dim: expected an axis in [{-v.dim()}, {v.dim() - 1}], got {dim} for shape {list(v.shape)}"
-        )
+        raise ValueError(f"dim: expected an axis in [{-v.dim()}, {v.dim() - 1}], got {dim} for shape {list(v.shape)}")
     quantile = _check_positive_real(z, "z")
     n = v.shape[dim]
     if n == 0:
