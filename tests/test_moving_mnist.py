@@ -586,6 +586,22 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["set_False.npz", "set_True.npz"]
 
 
+def test_saved_test_set_gets_the_permissions_of_a_plain_write(tmp_path: Path) -> None:
+    """The file is written through a temporary (mkstemp makes it 0600) but ends as open() would leave it."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = save_test_set(tmp_path / "a.npz", small_test_set())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        path.chmod(0o640)  # replacing a file keeps its permissions
+        save_test_set(path, small_test_set(), overwrite=True)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)
+
+
 def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
     path = save_test_set(tmp_path / "a.npz", small_test_set())
     with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
+from latentdyn._files import plain_file_mode
 
 __all__ = [
     "atomic_write_npz",
@@ -34,22 +35,11 @@ __all__ = [
 ]
 
 
-def _file_mode(path: Path) -> int:
-    """The permissions ``open(path, "w")`` would leave: the existing file's, else 0o666 less the umask
-    (``mkstemp`` makes its files 0o600 whatever the umask)."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 def _atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, _file_mode(path))
+        os.fchmod(fd, plain_file_mode(path))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

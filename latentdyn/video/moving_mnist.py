@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from latentdyn._checks import check_positive_int
+from latentdyn._files import plain_file_mode
 
 __all__ = [
     "COLLISION_TOLERANCE",
@@ -567,6 +568,7 @@ def save_test_set(
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
     try:
+        os.fchmod(fd, plain_file_mode(final))
         with os.fdopen(fd, "wb") as stream:
             save = np.savez_compressed if compress else np.savez
             save(stream, **arrays)

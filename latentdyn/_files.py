@@ -1,0 +1,22 @@
+"""File-system helpers shared by the writers of latentdyn and its examples."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["plain_file_mode"]
+
+
+def plain_file_mode(path: str | os.PathLike[str]) -> int:
+    """The permissions ``open(path, "w")`` would leave: the existing file's, else 0o666 less the umask.
+
+    Atomic writers create a temporary file with ``tempfile.mkstemp``, which makes it 0o600 whatever the umask,
+    and rename it over ``path``; they give it these permissions first (``os.fchmod``).
+    """
+    try:
+        return Path(path).stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
