@@ -120,8 +120,11 @@ class Rollout:
         pos = torch.where((pos - nearest).abs() < _TIME_TOLERANCE, nearest, pos)
         left = pos.floor().long().clamp(max=self.substates.shape[0] - 1)
         right = (left + 1).clamp(max=self.substates.shape[0] - 1)
-        w = (pos - left).to(self.substates)[:, None, None]
-        return torch.lerp(self.substates[left], self.substates[right], w)
+        states = self.substates
+        # At least float32 arithmetic: a bfloat16 weight would be off by up to 2⁻⁹ before the lerp even starts.
+        work = torch.promote_types(states.dtype, torch.float32)
+        w = (pos - left).to(device=states.device, dtype=work)[:, None, None]
+        return torch.lerp(states[left].to(work), states[right].to(work), w).to(states.dtype)
 
 
 class LatentSSM(nn.Module):
