@@ -49,3 +49,32 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path: Path) -> None:
     resumed = load_checkpoint(split / "checkpoints" / "last.pt")
     assert resumed["step"] == 6
     assert all(torch.equal(resumed["model"][k], last["model"][k]) for k in last["model"])
+
+
+_LATE_RANK = """
+import os, sys, time
+import torch.distributed as d
+start = d.init_process_group
+def late(*args, **kwargs):  # rank 1 reaches train()'s checks a few seconds after rank 0
+    start(*args, **kwargs)
+    if os.environ["RANK"] == "1":
+        time.sleep(float(os.environ["LATE_RANK_SECONDS"]))
+d.init_process_group = late
+from examples.srvp import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_late_rank_does_not_find_rank_0s_new_run(tmp_path: Path) -> None:
+    """Rank 0 writes config.json only once every rank has checked that the directory holds no run."""
+    script = tmp_path / "late_rank.py"
+    script.write_text(_LATE_RANK)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "LATE_RANK_SECONDS": "8"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd += ["--threads", "1", "--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "already holds a run" not in proc.stderr
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1

@@ -513,6 +513,10 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     step, best, rng = 0, None, None
     last_path = ckpt_dir / "last.pt"
+    if dist.world > 1 and not resume:
+        # Every rank has checked that the run directory holds no run before rank 0 writes config.json below;
+        # otherwise a rank that reached the check late would see rank 0's file and refuse its own run.
+        torch.distributed.barrier()
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
         check_fits(state, model, cfg.model, last_path, option="--resume")
