@@ -655,15 +655,21 @@ def test_missing_weights_messages_name_the_cli_flags(
     assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "pass --lpips-alexnet /path/to/" in out
     assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "pass --i3d-weights /path/to/" in out
     assert "alexnet_path" not in out and "path='" not in out
+    # A weights file the user names but that cannot be read is an error, reported before anything is computed.
     missing = str(tmp_path / "missing.pth")
-    assert ev.main([*argv, "--name", "badpaths", "--lpips-alexnet", missing, "--i3d-weights", missing]) == 0
-    out = capsys.readouterr().out
-    assert f"LPIPS skipped: --lpips-alexnet: AlexNet ImageNet weights file '{missing}' does not exist" in out
-    assert f"FVD skipped: --i3d-weights: I3D Kinetics-400 weights file '{missing}' does not exist" in out
+    assert ev.main([*argv, "--name", "badpaths", "--lpips-alexnet", missing]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --lpips-alexnet: AlexNet ImageNet weights file '{missing}' does not exist\n"
+    assert captured.out == ""
+    assert ev.main([*argv, "--name", "badpaths", "--no-lpips", "--i3d-weights", missing]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --i3d-weights: I3D Kinetics-400 weights file '{missing}' does not exist\n"
+    assert captured.out == ""
     alexnet = tmp_path / "alexnet.pth"
     torch.save(AlexNetFeatures().state_dict(), alexnet)
-    assert ev.main([*argv, "--name", "badlin", "--lpips-alexnet", str(alexnet), "--lpips-lin", missing]) == 0
-    assert f"--lpips-lin: LPIPS v0.1 linear weights file '{missing}' does not exist" in capsys.readouterr().out
+    assert ev.main([*argv, "--name", "badlin", "--lpips-alexnet", str(alexnet), "--lpips-lin", missing]) == 2
+    assert f"--lpips-lin: LPIPS v0.1 linear weights file '{missing}' does not exist" in capsys.readouterr().err
+    assert not list((tiny_run / "eval").glob("*badpaths*")) and not list((tiny_run / "eval").glob("*badlin*"))
 
 
 # ---------------------------------------------------------------------------------- official output files

@@ -746,7 +746,10 @@ def _load_lpips(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, A
     try:
         metric = LPIPS.from_files(args.lpips_alexnet, args.lpips_lin)
     except (FileNotFoundError, ValueError) as exc:
-        return None, {"skipped": _cli_message(exc, {"alexnet_path": "--lpips-alexnet", "lin_path": "--lpips-lin"})}
+        message = _cli_message(exc, {"alexnet_path": "--lpips-alexnet", "lin_path": "--lpips-lin"})
+        if args.lpips_alexnet is not None or args.lpips_lin is not None:
+            raise ValueError(message) from None  # a file the user named: an error, before anything is computed
+        return None, {"skipped": message}
     return metric, {
         "network": "AlexNet (ImageNet) + LPIPS linear weights v0.1, frames not resized",
         "alexnet": str(args.lpips_alexnet) if args.lpips_alexnet else "LATENTDYN_ALEXNET_WEIGHTS or the torch cache",
@@ -763,7 +766,10 @@ def _load_i3d(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any
     try:
         network = InceptionI3D.from_file(args.i3d_weights)
     except (FileNotFoundError, ValueError) as exc:
-        return None, {"skipped": _cli_message(exc, {"path": "--i3d-weights"})}
+        message = _cli_message(exc, {"path": "--i3d-weights"})
+        if args.i3d_weights is not None:
+            raise ValueError(message) from None  # a file the user named: an error, before anything is computed
+        return None, {"skipped": message}
     return network.to(args.device), {}
 
 
