@@ -55,6 +55,16 @@ def test_train_cli_writes_a_run_directory(tmp_path: Path) -> None:
     assert (run / "train_log.jsonl").read_text().strip()
 
 
+def test_the_printed_evaluate_command_asks_only_for_what_the_run_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "1", "--lr-decay", "0"]) == 0
+    assert f"evaluate: python -m examples.srvp.evaluate {run} --test-set FILE.npz" in capsys.readouterr().out
+    assert train.evaluate_command(run, "kth") == f"python -m examples.srvp.evaluate {run}"  # found via data_dir
+    assert train.evaluate_command(run, "folder").endswith("--test-set FOLDER_OF_TEST_VIDEOS")
+
+
 def test_train_cli_rejects_unknown_options_and_existing_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

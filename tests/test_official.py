@@ -380,6 +380,9 @@ def test_convert_then_load_model_round_trip(tmp_path: Path, capsys: pytest.Captu
     out = tmp_path / "run"
     assert main(["convert", str(FIXTURE), str(out)]) == 0
     assert "checkpoints/best.pt" in capsys.readouterr().out
+    # config.json as train writes it: the model once, at the top (a second copy under "train" is never read).
+    saved = json.loads((out / "config.json").read_text())
+    assert set(saved) == {"model", "train"} and "model" not in saved["train"]
     model = load_model(out)
     official, _ = load_official(FIXTURE)
     assert model.config == official.config

@@ -156,7 +156,7 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
         raise FileExistsError(f"OUT_DIR: {ckpt} already exists; choose an empty directory")
     config = {
         "model": config_to_dict(model.config),
-        "train": config_to_dict(train_config_from_official(options)),
+        "train": {k: v for k, v in config_to_dict(train_config_from_official(options)).items() if k != "model"},
     }
     save_checkpoint(
         ckpt, {"model": model.state_dict(), "step": None, "source": "official", "official_options": options}

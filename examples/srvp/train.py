@@ -753,8 +753,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run directory: {result.run_dir} (step {result.step}, {result.stopped})")
     if result.best_val_psnr is not None:
         print(f"best validation PSNR: {result.best_val_psnr:.2f} dB -> {result.run_dir / 'checkpoints' / 'best.pt'}")
-    print(f"evaluate: python -m examples.srvp.evaluate {result.run_dir} --test-set FILE")
+    print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset)}")
     return 1 if result.stopped == "nan" else 0
+
+
+def evaluate_command(run_dir: Path, dataset: str) -> str:
+    """The command that evaluates a run: the real datasets' test data is found from the run's data_dir."""
+    command = f"python -m examples.srvp.evaluate {run_dir}"
+    if dataset == "smmnist":
+        return f"{command} --test-set FILE.npz (made by python -m examples.srvp.data smmnist-test-set)"
+    if dataset == "folder":
+        return f"{command} --test-set FOLDER_OF_TEST_VIDEOS"
+    return command
 
 
 if __name__ == "__main__":
