@@ -3,7 +3,7 @@
     python -m examples.srvp.quickstart [--run-dir runs/smmnist-cpu] [--minutes 13]
 
 1. Builds the fixed SM-MNIST test set from the MNIST digits shipped with latentdyn (no network).
-2. Trains the ``smmnist-cpu`` preset (about 12.5 minutes on 2 CPU cores, at most 13.5). Running the command
+2. Trains the ``smmnist-cpu`` preset (about 12.5 to 14.5 minutes on 2 CPU cores, at most 18). Running the command
    again resumes an unfinished run, or skips training when it is complete.
 3. Evaluates it with the official protocol, best of 20 samples, against two reference predictors
    (copy-last-frame, all-black), and writes metrics (JSON), curves (PNG) and sample videos (GIF).
