@@ -17,6 +17,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_positive_int",
+    "check_positive_real",
     "check_shape",
     "check_tensor",
     "is_real",
@@ -98,6 +99,16 @@ def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
         raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return value
+
+
+def check_positive_real(value: object, name: str) -> float:
+    """Return ``value`` as a float if it is a positive finite real number (:func:`is_real`)."""
+    if not is_real(value):
+        raise TypeError(f"{name}: expected a positive real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
     return value
 
 

@@ -137,9 +137,9 @@ def test_odeint_integrator_options_are_checked() -> None:
 
     with pytest.raises(TypeError, match=r"adjoint: expected a bool, got str 'false'"):
         OdeintIntegrator("rk4", adjoint="false")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"rtol: expected a positive finite tolerance, got -1.0"):
+    with pytest.raises(ValueError, match=r"rtol: expected a positive finite number, got -1.0"):
         OdeintIntegrator("dopri5", rtol=-1.0)
-    with pytest.raises(TypeError, match=r"atol: expected a positive float, got str '1e-3'"):
+    with pytest.raises(TypeError, match=r"atol: expected a positive real number, got str '1e-3'"):
         OdeintIntegrator("dopri5", atol="1e-3")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"options: expected a dict of solver options or None, got list"):
         OdeintIntegrator("rk4", options=[("step_size", 0.1)])  # type: ignore[arg-type]

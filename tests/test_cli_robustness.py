@@ -26,22 +26,6 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 # ------------------------------------------------------------------------------- new runs: validate first
-@pytest.mark.parametrize(
-    ("flag", "value", "message"),
-    [
-        ("--channels", "3", "--channels: the 'smmnist' dataset has 1-channel frames, got channels=3"),
-        ("--image-size", "32", "--image-size: Moving MNIST frames are 64x64, got image_size=32"),
-    ],
-)
-def test_moving_mnist_frame_options_are_checked_before_the_run_is_made(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
-) -> None:
-    run = tmp_path / "run"
-    assert train.main(["--preset", "tiny", "--run-dir", str(run), flag, value]) == 2
-    assert message in _one_line_error(capsys)
-    assert not run.exists()  # nothing half-made: the corrected command can use the same directory
-
-
 def _frame_folder(folder: Path, n_frames: int, level: int) -> None:
     from PIL import Image
 

@@ -18,7 +18,13 @@ from einops import rearrange
 from examples.srvp import data as data_cli
 from examples.srvp import evaluate as ev
 from examples.srvp import quickstart, train
-from examples.srvp.checkpoint import default_checkpoint, load_checkpoint, load_model, paper_checkpoint
+from examples.srvp.checkpoint import (
+    default_checkpoint,
+    load_checkpoint,
+    load_model,
+    paper_checkpoint,
+    read_run_config,
+)
 from examples.srvp.config import PRESETS, TrainConfig
 from examples.srvp.model import SRVP, FrameModel, Prediction
 from latentdyn.distributions import diag_gaussian
@@ -219,6 +225,8 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(
         ("--max-minutes", "-1", "--max-minutes: expected a finite number >= 0, got -1.0"),
         ("--max-steps", "-1", "--max-steps: expected an int >= 0, got -1"),
         ("--device", "cudaa", "--device: expected e.g. 'cpu', 'cuda' or 'cuda:1', got 'cudaa'"),
+        ("--channels", "3", "--channels: the 'smmnist' dataset has 1-channel frames, got channels=3"),
+        ("--image-size", "32", "--image-size: Moving MNIST frames are 64x64, got image_size=32"),
     ],
 )
 def test_train_cli_names_the_option_of_a_bad_value(
@@ -226,8 +234,9 @@ def test_train_cli_names_the_option_of_a_bad_value(
 ) -> None:
     run = tmp_path / "run"
     assert train.main(["--preset", "tiny", "--run-dir", str(run), flag, value]) == 2
-    assert message in capsys.readouterr().err
-    assert not run.exists()  # nothing half-made
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert not run.exists()  # nothing half-made: the corrected command can use the same directory
 
 
 def test_train_cli_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -607,9 +616,9 @@ def test_default_checkpoint_follows_the_paper_protocol(dataset: str | None, expe
 def test_default_checkpoint_is_the_only_one_a_run_has(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    assert default_checkpoint(run) == "last"  # an SM-MNIST run with both checkpoints
+    assert default_checkpoint(run, read_run_config(run)) == "last"  # an SM-MNIST run with both checkpoints
     (run / "checkpoints" / "last.pt").unlink()
-    assert default_checkpoint(run) == "best"  # as a run imported by `official convert`
+    assert default_checkpoint(run, read_run_config(run)) == "best"  # as a run imported by `official convert`
 
 
 def test_evaluate_outputs_name_the_checkpoint_and_step(

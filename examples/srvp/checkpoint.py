@@ -150,10 +150,11 @@ def paper_checkpoint(run_config: dict[str, Any]) -> str:
     return "best" if dataset in BEST_CHECKPOINT_DATASETS else "last"
 
 
-def default_checkpoint(run_dir: str | os.PathLike[str]) -> str:
-    """The checkpoint a run is evaluated with when none is named: :func:`paper_checkpoint`, or the run's only
-    checkpoint when it has just one (a run imported by ``official convert`` has only ``best.pt``)."""
-    preferred = paper_checkpoint(read_run_config(run_dir))
+def default_checkpoint(run_dir: str | os.PathLike[str], run_config: dict[str, Any]) -> str:
+    """The checkpoint a run is evaluated with when none is named: :func:`paper_checkpoint` of its parsed
+    ``config.json``, or the run's only checkpoint when it has just one (a run imported by ``official convert``
+    has only ``best.pt``)."""
+    preferred = paper_checkpoint(run_config)
     other = "last" if preferred == "best" else "best"
     ckpt_dir = Path(run_dir) / "checkpoints"
     if not (ckpt_dir / f"{preferred}.pt").exists() and (ckpt_dir / f"{other}.pt").exists():

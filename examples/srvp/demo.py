@@ -258,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"run_dir: {args.run_dir} is a {family!r} run; the demos need an SRVP run (family 'srvp'): they "
                 "show SRVP's latent ODE sub-steps, content variable and initial state, which that model has not"
             )
-        model = load_model(args.run_dir, args.checkpoint or default_checkpoint(args.run_dir), args.device)
+        model = load_model(args.run_dir, args.checkpoint or default_checkpoint(args.run_dir, run), args.device)
         clips = load_clips(args.test_set)
         n_cond, n_future = _settings(args, model, run, clips)
         check_writable(args.out, "--out")

@@ -862,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
         check_writable(Path(args.run_dir) / "eval", "run_dir")  # before the evaluation, not after it
-        args.checkpoint = args.checkpoint or default_checkpoint(args.run_dir)
+        args.checkpoint = args.checkpoint or default_checkpoint(args.run_dir, config)
         ckpt_file = checkpoint_path(args.run_dir, args.checkpoint)
         model, step = load_model_and_step(args.run_dir, args.checkpoint)
         train_cfg = config.get("train", {})

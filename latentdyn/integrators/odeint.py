@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +9,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from latentdyn._checks import check_choice, is_real
+from latentdyn._checks import check_choice, check_positive_real
 from latentdyn.fields import VectorField
 from latentdyn.integrators.base import Integrator
 
@@ -108,17 +107,13 @@ class OdeintIntegrator(Integrator):
         adjoint: bool = False,
     ) -> None:
         self.method = check_choice(method, "method", ODEINT_METHODS)
-        for name, tol in (("rtol", rtol), ("atol", atol)):
-            if not is_real(tol):
-                raise TypeError(f"{name}: expected a positive float, got {type(tol).__name__} {tol!r}")
-            if not (math.isfinite(tol) and tol > 0):
-                raise ValueError(f"{name}: expected a positive finite tolerance, got {tol!r}")
+        rtol, atol = check_positive_real(rtol, "rtol"), check_positive_real(atol, "atol")
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options: expected a dict of solver options or None, got {type(options).__name__}")
         if not isinstance(adjoint, bool):
             raise TypeError(f"adjoint: expected a bool, got {type(adjoint).__name__} {adjoint!r}")
-        self.rtol = float(rtol)
-        self.atol = float(atol)
+        self.rtol = rtol
+        self.atol = atol
         self.options = dict(options or {})
         self.adjoint = adjoint
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from einops import pack, unpack
 
-from latentdyn._checks import check_positive_int, check_shape, check_tensor, is_real
+from latentdyn._checks import check_positive_int, check_positive_real, check_shape, check_tensor
 
 __all__ = [
     "BestOfN",
@@ -39,15 +39,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------------
 # Argument checks shared by the frame metrics
 # --------------------------------------------------------------------------------------------------------
-
-
-def _check_positive_real(value: object, name: str) -> float:
-    if not is_real(value):
-        raise TypeError(f"{name}: expected a positive real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
-    return float(value)
 
 
 def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -77,7 +68,7 @@ def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple
             "channels-last (..., H, W, C); move the channels first, e.g. "
             "einops.rearrange(x, '... h w c -> ... c h w')"
         )
-    peak = _check_positive_real(data_range, "data_range")
+    peak = check_positive_real(data_range, "data_range")
     if p.numel():
         lo_p, lo_t, hi_p, hi_t = torch.stack([p.amin(), t.amin(), p.amax(), t.amax()]).tolist()
         for name, lo, hi in (("pred", lo_p, hi_p), ("target", lo_t, hi_t)):
@@ -176,7 +167,7 @@ def gaussian_window(
     size = check_positive_int(window_size, "window_size")
     if size % 2 == 0:
         raise ValueError(f"window_size: expected an odd int (the window has a centre pixel), got {size}")
-    s = _check_positive_real(sigma, "sigma")
+    s = check_positive_real(sigma, "sigma")
     g = _gaussian_1d(size, s, torch.float64, torch.device(device) if device is not None else None)
     return torch.outer(g, g).to(dtype)
 
@@ -225,9 +216,9 @@ def ssim(
     size = check_positive_int(window_size, "window_size")
     if size % 2 == 0:
         raise ValueError(f"window_size: expected an odd int (the window has a centre pixel), got {size}")
-    s = _check_positive_real(sigma, "sigma")
-    c1 = (_check_positive_real(k1, "k1") * peak) ** 2
-    c2 = (_check_positive_real(k2, "k2") * peak) ** 2
+    s = check_positive_real(sigma, "sigma")
+    c1 = (check_positive_real(k1, "k1") * peak) ** 2
+    c2 = (check_positive_real(k2, "k2") * peak) ** 2
     height, width = p.shape[-2:]
     if size > min(height, width):
         raise ValueError(
@@ -421,7 +412,7 @@ def mean_confidence_interval(values: torch.Tensor, dim: int = 0, z: float = 1.96
         raise TypeError(f"dim: expected an int, got {type(dim).__name__} {dim!r}")
     if not -v.dim() <= dim < v.dim():
         raise ValueError(f"dim: expected an axis in [{-v.dim()}, {v.dim() - 1}], got {dim} for shape {list(v.shape)}")
-    quantile = _check_positive_real(z, "z")
+    quantile = check_positive_real(z, "z")
     n = v.shape[dim]
     if n == 0:
         raise ValueError(f"values: expected at least one value along dim {dim}, got shape {list(v.shape)}")
