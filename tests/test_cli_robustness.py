@@ -417,3 +417,31 @@ def test_a_relative_data_dir_is_stored_absolute(
     monkeypatch.chdir(tmp_path)  # another working directory
     assert train.main(["--resume", str(work / "run"), "--max-steps", "2"]) == 0
     assert "run directory: " in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- evaluate: clip lengths
+def test_evaluate_names_the_length_flags_when_test_clips_are_too_short(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.srvp import evaluate as ev
+
+    videos, short = tmp_path / "videos", tmp_path / "short"
+    for name, level in (("a", 10), ("b", 60), ("c", 120)):
+        _frame_folder(videos / name, 8, level)
+    for name, level in (("a", 10), ("b", 60)):
+        _frame_folder(short / name, 4, level)  # the tiny preset's test clips have 6 frames
+    run = tmp_path / "run"
+    argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(videos)]
+    assert train.main([*argv, "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    assert ev.main([str(run), "--test-set", str(short), "--n-samples", "2", "--no-lpips"]) == 2
+    line = _one_line_error(capsys)
+    assert f"--test-set: {short / 'a'} has 4 frames, fewer than the 6 that clips of 6 frames" in line
+    assert "lower --nt-gen" in line
+    assert not (run / "eval").exists()
+
+    bair = tmp_path / "bair"
+    (bair / "processed_data" / "test").mkdir(parents=True)
+    bair_argv = [str(tiny_run), "--dataset", "bair", "--test-set", str(bair), "--nt-gen", "31", "--no-lpips"]
+    assert ev.main(bair_argv) == 2
+    assert "--nt-gen: BAIR test videos have 30 frames, got 31" in _one_line_error(capsys)

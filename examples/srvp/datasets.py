@@ -226,7 +226,7 @@ def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClip
             length=_VIRTUAL_LENGTH,
         )
         folder.sources = _split_sources(folder.sources, split, root)
-        _check_folder_lengths(folder, "--seq-len" if split == "train" else "--seq-len-test")
+        check_folder_lengths(folder, "--seq-len" if split == "train" else "--seq-len-test")
         return folder
     except ValueError as exc:
         message = str(exc)
@@ -235,16 +235,22 @@ def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClip
         raise ValueError(f"data_dir: {cfg.dataset} data in {root} is not usable: {message}") from exc
 
 
-def _check_folder_lengths(folder: Any, flag: str) -> None:
+def check_folder_lengths(folder: Any, flag: str, source: str = "data_dir") -> None:
     """Every video of a folder dataset is long enough for one clip (checked up front, not at the step that
-    happens to draw a short one). Frame folders are counted; video files are probed (header only)."""
+    happens to draw a short one). Frame folders are counted; video files are probed (header only).
+
+    Args:
+        folder: a ``VideoFolderDataset``.
+        flag: the option that sets the clip length (named in the message).
+        source: the option that names the folder (starts the message).
+    """
     from latentdyn.video.datasets.io import probe_video
 
-    for source in folder.sources:
-        n_frames = len(source.frames) if source.frames else probe_video(source.path).n_frames
+    for video in folder.sources:
+        n_frames = len(video.frames) if video.frames else probe_video(video.path).n_frames
         if n_frames and n_frames < folder.span:
             raise ValueError(
-                f"data_dir: {source.path} has {n_frames} frames, fewer than the {folder.span} that clips of "
+                f"{source}: {video.path} has {n_frames} frames, fewer than the {folder.span} that clips of "
                 f"{folder.seq_len} frames (every {folder.frame_step}) need; lower {flag} or remove that video"
             )
 

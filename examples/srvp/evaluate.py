@@ -179,7 +179,9 @@ def load_test_clips(
         FileNotFoundError: the test set does not exist (the message says which command makes it).
         ValueError: an unknown dataset, ill-formed test data, or ``max_sequences`` < 0.
     """
+    from examples.srvp.datasets import check_folder_lengths
     from latentdyn.video import datasets as vd
+    from latentdyn.video.datasets.bair import BAIR_FRAMES
 
     check_positive_int(max_sequences, "max_sequences", minimum=0)
     if dataset not in DATASETS:
@@ -220,6 +222,8 @@ def load_test_clips(
                 f"--test-set: no BAIR test split {root / 'processed_data' / 'test'}; make it with "
                 f"`python -m examples.srvp.data convert-bair RAW_DIR {root}`"
             )
+        if nt_gen > BAIR_FRAMES:
+            raise ValueError(f"--nt-gen: BAIR test videos have {BAIR_FRAMES} frames, got {nt_gen}")
         data = vd.BAIRDataset(root, seq_len=nt_gen, split="test")
     else:
         data = vd.VideoFolderDataset(
@@ -231,6 +235,7 @@ def load_test_clips(
             frame_step=frame_step,
             random_start=False,
         )
+        check_folder_lengths(data, "--nt-gen", "--test-set")  # before any clip is decoded
     n = len(data) if not max_sequences else min(max_sequences, len(data))
     return _stack([data[i] for i in range(n)])
 
