@@ -127,6 +127,19 @@ class Rollout:
         return torch.lerp(states[left].to(work), states[right].to(work), w).to(states.dtype)
 
 
+def _check_draw(z: object, role: Role, shape: tuple[int, ...]) -> torch.Tensor:
+    """Check that a sampler's draw for ``role`` is a floating-point tensor of ``shape`` (no values read)."""
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+        got = f"a tensor of dtype {z.dtype}" if isinstance(z, torch.Tensor) else type(z).__name__
+        raise TypeError(f"sampler: expected a floating-point tensor for role {role!r}, got {got}")
+    if tuple(z.shape) != shape:
+        raise ValueError(
+            f"sampler: expected a draw of shape {list(shape)} for role {role!r} (the distribution's batch and event "
+            f"shape), got shape {list(z.shape)}"
+        )
+    return z
+
+
 class LatentSSM(nn.Module):
     """Latent state-space model: a transition cell driven by per-frame noise z from a posterior or a prior.
 
@@ -211,7 +224,8 @@ class LatentSSM(nn.Module):
             posterior: q(z_t | x_{0..t}) for t = 1..L, batch (L, B), event (Dz,).
             n_observed: frames observed; z_t for t < n_observed comes from the posterior. Defaults to L + 1.
             sample: draw z (and reparameterise) if True, else use means. Ignored when ``sampler`` is given.
-            sampler: custom draw function (e.g. fixed noise).
+            sampler: custom draw function ``draw(dist, role)`` (e.g. fixed noise); each draw must have the
+                distribution's batch and event shape.
             n_substeps: sub-steps per frame, Δt = 1/n; defaults to the cell's.
             t0: integer time of ``y0`` (time-dependent fields see absolute times).
 
@@ -221,9 +235,10 @@ class LatentSSM(nn.Module):
         Raises:
             TypeError: an argument of the wrong kind (``n_frames``, ``n_substeps``, ``n_observed`` or ``t0``
                 not an int, ``sample`` not a bool, ``y0`` not floating-point, a posterior that is not a diagonal
-                Gaussian, a prior that does not return one).
-            ValueError: wrong shapes of ``y0``, of the posterior or of the prior's output; counts out of range;
-                z needed beyond the posterior from a model without a prior.
+                Gaussian, a prior that does not return one, a ``sampler`` that is not callable or draws something
+                other than a floating-point tensor).
+            ValueError: wrong shapes of ``y0``, of the posterior, of the prior's output or of a sampler's draw;
+                counts out of range; z needed beyond the posterior from a model without a prior.
         """
         cell = self.cell
         b = check_shape(y0, "b dy", "y0", dy=cell.state_size)["b"]
@@ -235,13 +250,19 @@ class LatentSSM(nn.Module):
         check_int(t0, "t0")
         n = cell.check_substeps(n_substeps)
         n_post = self._check_posterior(posterior, n_observed, n_frames, b)
+        if sampler is not None and not callable(sampler):
+            raise TypeError(
+                f"sampler: expected a callable draw(dist, role) -> tensor, or None, got {type(sampler).__name__}"
+            )
         draw = sampler if sampler is not None else default_sampler(sample)
         n_trans = n_frames - 1
 
         # A given posterior stays a distribution even when no step of it is used (batch (0, B)), so that its KL
         # terms are zeros (B,) rather than a None to special-case.
         post_used = index_steps(posterior, slice(0, n_post)) if posterior is not None else None
-        z_post = draw(post_used, "z_posterior") if post_used is not None and n_post > 0 else None
+        z_post = None
+        if post_used is not None and n_post > 0:
+            z_post = _check_draw(draw(post_used, "z_posterior"), "z_posterior", (n_post, b, cell.cond_size))
 
         substates = [y0.unsqueeze(0)]
         residuals: list[torch.Tensor] = []
@@ -261,7 +282,7 @@ class LatentSSM(nn.Module):
                     )
                 p = self._prior(y, check=not prior_steps)
                 prior_steps.append(p)
-                z = draw(p, "z_prior")
+                z = _check_draw(draw(p, "z_prior"), "z_prior", (b, cell.cond_size))
             path = cell._path(y, z, n, t0 + t - 1)
             if t == 1:
                 cell.check_path(path)

@@ -440,3 +440,27 @@ def test_posterior_errors() -> None:
     with pytest.raises(ValueError, match="posterior: this model has no prior, so z_4 must come from"):
         no_prior.rollout(y0, 10, posterior=make_posterior(3))
     assert isinstance(no_prior.rollout(y0, 4, posterior=make_posterior(3), sample=False), Rollout)
+
+
+def test_sampler_and_its_draws_are_checked() -> None:
+    """A sampler is user code: a draw of the wrong shape or kind is named at the rollout, not a cat error."""
+    ssm, y0 = make_ssm(), make_y0()
+    with pytest.raises(TypeError, match=r"sampler: expected a callable draw\(dist, role\) -> tensor, or None, got int"):
+        ssm.rollout(y0, 4, sampler=3)  # type: ignore[arg-type]
+
+    def flat(dist: Distribution, role: str) -> torch.Tensor:  # drops the batch shape
+        return dist.mean.reshape(-1, DZ)[:2]
+
+    prior_message = f"sampler: expected a draw of shape [{B}, {DZ}] for role 'z_prior'"
+    with pytest.raises(ValueError, match=re.escape(prior_message)):
+        ssm.rollout(y0, 4, sampler=flat)
+    message = f"sampler: expected a draw of shape [2, {B}, {DZ}] for role 'z_posterior' (the distribution's batch"
+    with pytest.raises(ValueError, match=re.escape(message + f" and event shape), got shape [2, {DZ}]")):
+        ssm.rollout(y0, 4, posterior=make_posterior(2), sampler=flat)
+    with pytest.raises(TypeError, match=r"sampler: expected a floating-point tensor for role 'z_prior', got list"):
+        ssm.rollout(y0, 4, sampler=lambda dist, role: [0.0])  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match=r"for role 'z_prior', got a tensor of dtype torch\.int64"):
+        ssm.rollout(y0, 4, sampler=lambda dist, role: dist.mean.long())
+    # A draw of the right shape passes, whatever its values.
+    r = ssm.rollout(y0, 4, sampler=lambda dist, role: torch.zeros_like(dist.mean))
+    assert torch.equal(r.z, torch.zeros(3, B, DZ, dtype=torch.float64))
