@@ -144,7 +144,7 @@ def _unfold(value: Any, t: int, b: int, name: str) -> Any:
                 f"{where}: expected the wrapped module to return tensors starting with T·B = {t * b} items, got "
                 f"shape {list(x.shape)}"
             )
-        return rearrange(x, "(t b) ... -> t b ...", t=t)
+        return rearrange(x, "(t b) ... -> t b ...", t=t, b=b)  # both sizes: with t = 0, b cannot be inferred
 
     return _map(value, unfold, name)
 

@@ -153,6 +153,17 @@ def test_time_distributed_wraps_frame_encoders_and_decoders_with_skips(enc_cls: 
     assert TimeDistributed(plain)(out.code, None).shape == x.shape
 
 
+@pytest.mark.parametrize(("t", "b"), [(0, 3), (3, 0), (0, 0)])
+def test_time_distributed_keeps_empty_time_or_batch_axes(t: int, b: int) -> None:
+    """A sequence of no frames (or a batch of no sequences) folds to 0 items and unfolds back to (T, B, ...)."""
+    out = TimeDistributed(nn.Linear(4, 3))(torch.zeros(t, b, 4))
+    assert out.shape == (t, b, 3)
+    codes, skips = TimeDistributed(DCGANEncoder(image_size=32, channels=1, base_width=4, code_size=6))(
+        torch.zeros(t, b, 1, 32, 32)
+    )
+    assert codes.shape == (t, b, 6) and all(s.shape[:2] == (t, b) for s in skips)
+
+
 class _Pair(NamedTuple):
     first: torch.Tensor
     rest: tuple[torch.Tensor, int]
