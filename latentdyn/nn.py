@@ -25,7 +25,13 @@ class MLP(nn.Module):
         hidden_features: width of the hidden layers (unused when ``n_layers == 1``).
         out_features: output size.
         n_layers: number of Linear layers, at least 1.
-        activation: factory for the hidden activation (default ReLU).
+        activation: factory for the hidden activation (default ReLU), called once per hidden layer: a class
+            such as ``nn.Tanh`` (not an instance ``nn.Tanh()``) or a function returning a module.
+
+    Raises:
+        TypeError: a size is not an int; ``activation`` is a module instance, not callable, or builds
+            something other than a module.
+        ValueError: a size below 1.
     """
 
     def __init__(
@@ -42,10 +48,19 @@ class MLP(nn.Module):
         check_positive_int(n_layers, "n_layers")
         if n_layers > 1:
             check_positive_int(hidden_features, "hidden_features")
+        if isinstance(activation, nn.Module) or not callable(activation):
+            hint = f"; pass {type(activation).__name__} without ()" if isinstance(activation, nn.Module) else ""
+            raise TypeError(
+                "activation: expected a factory that builds a module (a class such as nn.Tanh, or a function), got "
+                f"{type(activation).__name__} {activation!r}{hint}"
+            )
         sizes = [in_features] + [hidden_features] * (n_layers - 1) + [out_features]
         layers: list[nn.Module] = [nn.Linear(sizes[0], sizes[1])]
         for i in range(1, n_layers):
-            layers += [activation(), nn.Linear(sizes[i], sizes[i + 1])]
+            act = activation()
+            if not isinstance(act, nn.Module):
+                raise TypeError(f"activation: expected the factory to return an nn.Module, got {type(act).__name__}")
+            layers += [act, nn.Linear(sizes[i], sizes[i + 1])]
         self.layers = nn.Sequential(*layers)
         self.in_features = in_features
         self.out_features = out_features

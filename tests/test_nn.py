@@ -46,6 +46,19 @@ def test_mlp_takes_an_activation_factory() -> None:
     torch.testing.assert_close(mlp(x), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_mlp_refuses_an_activation_instance() -> None:
+    """nn.Tanh() instead of nn.Tanh would be called with no input at build time (a TypeError about forward)."""
+    with pytest.raises(TypeError, match=r"activation: expected a factory .* got Tanh Tanh\(\); pass Tanh without \(\)"):
+        MLP(2, 4, 1, 2, activation=nn.Tanh())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"activation: expected a factory .* got str 'relu'$"):
+        MLP(2, 4, 1, 2, activation="relu")  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"activation: expected the factory to return an nn\.Module, got builtin_function_or_method"
+    ):
+        MLP(2, 4, 1, 2, activation=lambda: torch.tanh)  # type: ignore[arg-type,return-value]
+    assert len(MLP(2, 4, 1, 2, activation=lambda: nn.LeakyReLU(0.2)).layers) == 3
+
+
 def test_mlp_of_one_layer_ignores_the_hidden_width() -> None:
     mlp = MLP(3, 0, 2, 1)
     assert len(mlp.linears()) == 1 and mlp(torch.zeros(4, 3)).shape == (4, 2)
