@@ -6,12 +6,14 @@ KL terms go through ``torch.distributions.kl_divergence`` and sampling through `
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from latentdyn._checks import check_positive_int, check_tensor
+from latentdyn._checks import check_positive_int, check_tensor, is_real
 
 __all__ = [
     "ConditionalGaussianPrior",
@@ -42,17 +44,32 @@ def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool
     return Independent(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
 
 
+def _check_eps(eps: object) -> float:
+    """The std floor: a finite real number >= 0 (a negative one would allow a negative std unnoticed, as the
+    scale is not validated)."""
+    if not is_real(eps):
+        raise TypeError(f"eps: expected a real number >= 0 (the std floor), got {type(eps).__name__} {eps!r}")
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps: expected a finite number >= 0 (the std floor), got {eps!r}")
+    return float(eps)
+
+
 def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independent:
     """Diagonal Gaussian from raw parameters: mean = first half, std = softplus(second half) + eps.
 
     Args:
         raw: (..., 2·D) raw parameters, split along the last axis.
-        eps: additive floor of the standard deviation.
+        eps: additive floor of the standard deviation, a finite number >= 0.
 
     Returns:
         A distribution with batch shape (...) and event shape (D,).
+
+    Raises:
+        TypeError: ``raw`` is not a tensor; ``eps`` is not a real number.
+        ValueError: the last axis of ``raw`` is not of even size; ``eps`` is negative or not finite.
     """
     check_tensor(raw, "raw")
+    eps = _check_eps(eps)
     if raw.dim() == 0 or raw.shape[-1] % 2 != 0:
         raise ValueError(f"raw: expected a last axis of even size 2·D (mean, raw scale), got shape {list(raw.shape)}")
     loc, raw_scale = raw.chunk(2, dim=-1)
@@ -85,13 +102,20 @@ class GaussianHead(nn.Module):
 
     Args:
         net: a module mapping (..., Din) to (..., 2·D).
-        eps: additive floor of the standard deviation.
+        eps: additive floor of the standard deviation, a finite number >= 0.
+
+    Raises:
+        TypeError: ``net`` is not an ``nn.Module`` (its parameters would not be registered); ``eps`` is not a
+            real number.
+        ValueError: ``eps`` is negative or not finite.
     """
 
     def __init__(self, net: nn.Module, eps: float = STD_EPS) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net: expected an nn.Module mapping (..., Din) to (..., 2·D), got {type(net).__name__}")
         self.net = net
-        self.eps = eps
+        self.eps = _check_eps(eps)
 
     def forward(self, h: torch.Tensor) -> Independent:
         """Distribution with batch shape (...) and event shape (D,) for features ``h`` of shape (..., Din)."""

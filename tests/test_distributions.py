@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from contracts import seeded
 from hypothesis import given
 from hypothesis import strategies as st
+from torch import nn
 from torch.distributions import Independent, MultivariateNormal, Normal
 from torch.func import functional_call
 
@@ -64,6 +65,22 @@ def test_from_raw_errors() -> None:
         diag_gaussian_from_raw(torch.tensor(1.0))
     with pytest.raises(TypeError, match=r"raw: expected a torch\.Tensor"):
         diag_gaussian_from_raw([0.0, 1.0])  # type: ignore[arg-type]
+
+
+def test_std_floor_and_net_are_checked() -> None:
+    """The scale is not validated (positive by construction), so a negative floor must be refused up front."""
+    raw = torch.tensor([0.0, -10.0])
+    with pytest.raises(ValueError, match=r"eps: expected a finite number >= 0 \(the std floor\), got -1\.0"):
+        diag_gaussian_from_raw(raw, eps=-1.0)
+    with pytest.raises(ValueError, match="eps: expected a finite number >= 0"):
+        GaussianHead(nn.Linear(2, 2), eps=-1e-3)
+    with pytest.raises(ValueError, match="eps: expected a finite number >= 0"):
+        ConditionalGaussianPrior(nn.Linear(2, 2), eps=float("nan"))
+    with pytest.raises(TypeError, match=r"eps: expected a real number >= 0 \(the std floor\), got str '1e-8'"):
+        GaussianHead(nn.Linear(2, 2), eps="1e-8")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"net: expected an nn\.Module mapping \(\.\.\., Din\) .* got function"):
+        GaussianHead(lambda h: h)  # type: ignore[arg-type]
+    assert diag_gaussian_from_raw(raw, eps=0).stddev[0].item() == pytest.approx(math.log1p(math.exp(-10.0)))
 
 
 def test_validate_args_stay_on() -> None:
