@@ -133,6 +133,9 @@ def test_filtering_posterior_errors() -> None:
         post(torch.zeros(4, 2, 2))
     with pytest.raises(ValueError, match="codes: expected 3 dimensions"):
         post(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match=r"codes: expected at least 1 frame \(T >= 1\), got shape \[0, 2, 3\]"):
+        post(torch.zeros(0, 2, 3))  # the LSTM's own error did not name the argument
+    assert post(torch.zeros(1, 2, 3)).batch_shape == (0, 2)  # one frame: no transition, no z
     with pytest.raises(ValueError, match="noise_size: expected an int >= 1, got 0"):
         FilteringPosterior(code_size=3, hidden_size=5, noise_size=0)
     with pytest.raises(ValueError, match="hidden_size"):

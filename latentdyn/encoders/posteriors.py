@@ -60,8 +60,9 @@ class FilteringPosterior(nn.Module):
         self.head = GaussianHead(nn.Linear(hidden_size, 2 * noise_size))
 
     def features(self, codes: torch.Tensor) -> torch.Tensor:
-        """LSTM outputs (T, B, Dh') for codes (T, B, Dh)."""
-        check_shape(codes, "t b d", "codes", d=self.code_size)
+        """LSTM outputs (T, B, Dh') for codes (T, B, Dh), T >= 1."""
+        if check_shape(codes, "t b d", "codes", d=self.code_size)["t"] == 0:
+            raise ValueError(f"codes: expected at least 1 frame (T >= 1), got shape {list(codes.shape)}")
         return self.lstm(codes)[0]
 
     def forward(self, codes: torch.Tensor) -> Independent:
