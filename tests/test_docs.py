@@ -19,7 +19,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
-LINKED_FILES = [*PAGES, ROOT / "README.md"]
+LINKED_FILES = [
+    *PAGES,
+    ROOT / "README.md",
+    ROOT / "examples" / "srvp" / "README.md",
+    ROOT / "benchmarks" / "README.md",
+    ROOT / "latentdyn" / "data" / "README.md",
+]
 
 _PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```\s*$", re.M | re.S)
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
