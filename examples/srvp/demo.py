@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-set",
         type=Path,
         required=True,
-        help=".npz file with uint8 'sequences' (T, N, H, W), or a KTH svg_test_set_<T>.npz (N, T, H, W)",
+        help=".npz file with uint8 'sequences' (T, N, H, W[, C]), or a KTH svg_test_set_<T>.npz (N, T, H, W)",
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the GIFs")
     p.add_argument("--what", choices=(*DEMOS, "all"), default="all", help="which demo (default: all)")
