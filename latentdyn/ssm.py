@@ -30,6 +30,11 @@ _TIME_TOLERANCE = 1e-9
 """Query times this close to the rollout's ends or to a sub-step time are taken as that time (float rounding)."""
 
 
+def _is_real_dtype(dtype: torch.dtype) -> bool:
+    """Floating-point or integer (not bool, not complex)."""
+    return dtype.is_floating_point or (not dtype.is_complex and dtype != torch.bool)
+
+
 class Sampler(Protocol):
     """Draws a value from a distribution; ``role`` says which latent it is for (noise control, tests)."""
 
@@ -96,10 +101,20 @@ class Rollout:
             times: Q strictly increasing, finite times (a sequence or a tensor of shape (Q,)).
 
         Raises:
+            TypeError: ``times`` is not made of real numbers (a string, ``None``, a bool or complex tensor).
             ValueError: no time, a time that is not finite or outside the rollout, times that do not strictly
                 increase, or a tensor of more than one dimension.
         """
-        ts = torch.as_tensor(times, dtype=torch.float64)
+        if isinstance(times, (str, bytes)) or (isinstance(times, torch.Tensor) and not _is_real_dtype(times.dtype)):
+            got = f"a tensor of dtype {times.dtype}" if isinstance(times, torch.Tensor) else type(times).__name__
+            raise TypeError(f"times: expected real times (a sequence of numbers or a tensor), got {got}")
+        try:
+            ts = torch.as_tensor(times, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(
+                f"times: expected real times (a sequence of numbers or a tensor), got {type(times).__name__} "
+                f"{times!r:.80}"
+            ) from e
         if ts.dim() > 1:
             raise ValueError(f"times: expected a sequence of times (Q,), got shape {list(ts.shape)}")
         ts = ts.flatten()

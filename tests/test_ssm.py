@@ -231,6 +231,20 @@ def test_at_errors() -> None:
         r.at([5.0 + 1e-6])  # beyond the rounding tolerance
 
 
+def test_at_names_times_of_the_wrong_kind() -> None:
+    """Not-a-number inputs were torch.as_tensor's errors ("new(): invalid data type 'str'"), or read as 0/1."""
+    r = make_ssm(n=2).rollout(make_y0(), 5, sampler=RecordingSampler(), t0=1)
+    prefix = r"times: expected real times \(a sequence of numbers or a tensor\), got "
+    for bad, got in (("2.5", "str"), (None, "NoneType"), ([1.5, "2"], "list"), ({2.0}, "set")):
+        with pytest.raises(TypeError, match=prefix + got):
+            r.at(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=prefix + r"a tensor of dtype torch\.bool"):
+        r.at(torch.tensor([True]))  # would have been time 1.0
+    with pytest.raises(TypeError, match=prefix + r"a tensor of dtype torch\.complex64"):
+        r.at(torch.tensor([2.0 + 0j]))
+    assert torch.equal(r.at(torch.tensor([2, 3])), r.states[1:3])  # integer times are real times
+
+
 def test_at_takes_times_a_rounding_away_from_the_ends() -> None:
     """sum([0.1] * 30) is 3.0000000000000013: the last frame of a 4-frame rollout, not an error."""
     r = make_ssm(n=2).rollout(make_y0(), 4, sampler=RecordingSampler())
