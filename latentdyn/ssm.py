@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -323,6 +323,11 @@ class LatentSSM(nn.Module):
             residuals=all_residuals,
             t0=t0,
         )
+
+    def forward(self, y0: torch.Tensor, n_frames: int, **kwargs: Any) -> Rollout:
+        """``ssm(y0, n_frames, ...)`` is :meth:`rollout`: module calls (hooks, ``DistributedDataParallel``,
+        ``torch.func.functional_call``) go through ``forward``."""
+        return self.rollout(y0, n_frames, **kwargs)
 
     def _check_posterior(self, posterior: Independent | None, n_observed: int | None, n_frames: int, b: int) -> int:
         """Number of transitions whose z comes from the posterior."""

@@ -478,3 +478,16 @@ def test_sampler_and_its_draws_are_checked() -> None:
     # A draw of the right shape passes, whatever its values.
     r = ssm.rollout(y0, 4, sampler=lambda dist, role: torch.zeros_like(dist.mean))
     assert torch.equal(r.z, torch.zeros(3, B, DZ, dtype=torch.float64))
+
+
+def test_calling_the_model_is_a_rollout() -> None:
+    """LatentSSM had no forward: ssm(...) and torch.func.functional_call raised NotImplementedError."""
+    ssm, y0 = make_ssm(n=2), make_y0()
+    r = ssm(y0, 5, posterior=make_posterior(2), sample=False, t0=3)
+    expected = ssm.rollout(y0, 5, posterior=make_posterior(2), sample=False, t0=3)
+    assert isinstance(r, Rollout) and r.t0 == 3 and torch.equal(r.substates, expected.substates)
+    # Parameters swapped in for one call: zero weights give a field f = 0, so the state stays y0.
+    zeros = {name: torch.zeros_like(p) for name, p in ssm.named_parameters()}
+    still = torch.func.functional_call(ssm, zeros, (y0, 4), {"sample": False})
+    assert torch.equal(still.states, y0.expand(4, -1, -1))
+    assert not torch.equal(ssm.rollout(y0, 4, sample=False).states, still.states)  # own parameters untouched
