@@ -300,7 +300,7 @@ class LatentSSM(nn.Module):
                 z = _check_draw(draw(p, "z_prior"), "z_prior", (b, cell.cond_size))
             path = cell._path(y, z, n, t0 + t - 1)
             if t == 1:
-                cell.check_path(path)
+                cell.check_path(path, n, b)
             substates.append(path.states)
             if path.residuals is not None:
                 residuals.append(path.residuals)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -297,6 +300,45 @@ def test_residuals_must_agree_with_has_residuals() -> None:
 
     with pytest.raises(TypeError, match=r"Quiet\._path returned residuals=None, but Quiet\.has_residuals is True"):
         Quiet(3, 2, 4, 2).path(y, z)
+
+
+class _Shaped(TransitionCell):
+    """Returns what it is told to, to break the (n, B, Dy) contract of _path on purpose."""
+
+    supports_substeps = True
+    has_residuals = True
+
+    def __init__(self, make: Callable[[torch.Tensor, int], object]) -> None:
+        super().__init__(3, 2)
+        self.make = make
+
+    def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        return self.make(y, n_substeps)  # type: ignore[return-value]
+
+
+def test_path_shapes_are_checked() -> None:
+    """A _path that ignores n (one state for n = 2) gave a rollout whose states were every other frame, and
+    residuals of (B, Dy) were concatenated into a wrong (T·B, Dy); both are now named in path and rollout."""
+    from latentdyn.ssm import LatentSSM
+
+    y = torch.randn(4, 3)
+    z = torch.randn(4, 2)
+    post = diag_gaussian(torch.zeros(4, 4, 2), torch.ones(4, 4, 2))
+    cases = [
+        (lambda y, n: CellPath(y[None] + 1, y[None]), "states of shape [1, 4, 3], expected (n, B, Dy) = [2, 4, 3]"),
+        (lambda y, n: CellPath(y.expand(n, -1, -1), y), "residuals of shape [4, 3], expected (n, B, Dy) = [2, 4, 3]"),
+        (lambda y, n: CellPath(y, y), "states of shape [4, 3], expected (n, B, Dy) = [2, 4, 3]"),
+    ]
+    for make, message in cases:
+        cell = _Shaped(make)
+        with pytest.raises(ValueError, match=re.escape(f"cell: _Shaped._path returned {message}")):
+            cell.path(y, z, n_substeps=2)
+        with pytest.raises(ValueError, match=re.escape(f"cell: _Shaped._path returned {message}")):
+            LatentSSM(cell).rollout(y, 5, posterior=post, n_substeps=2)
+    with pytest.raises(TypeError, match=r"_Shaped\._path must return a CellPath\(states, residuals\), got Tensor"):
+        _Shaped(lambda y, n: y[None]).path(y, z)
+    good = _Shaped(lambda y, n: CellPath(y.expand(n, -1, -1), torch.zeros(n, *y.shape)))
+    assert LatentSSM(good).rollout(y, 5, posterior=post, n_substeps=2).states.shape == (5, 4, 3)
 
 
 class _RecordingField(VectorField):

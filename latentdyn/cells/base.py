@@ -79,17 +79,34 @@ class TransitionCell(nn.Module, abc.ABC):
         """
         self.check_inputs(y, z)
         check_int(frame, "frame")
-        return self.check_path(self._path(y, z, self.check_substeps(n_substeps), frame))
+        n = self.check_substeps(n_substeps)
+        return self.check_path(self._path(y, z, n, frame), n, y.shape[0])
 
-    def check_path(self, path: CellPath) -> CellPath:
-        """Check that ``path`` reports residuals exactly when the class says so (``has_residuals``)."""
+    def check_path(self, path: CellPath, n_substeps: int, batch_size: int) -> CellPath:
+        """Check what ``_path`` returned: a ``CellPath`` whose states are (n, B, Dy), with residuals of the same
+        shape exactly when the class says so (``has_residuals``). Shapes only, no values are read."""
+        name = type(self).__name__
+        if not isinstance(path, CellPath):
+            raise TypeError(f"cell: {name}._path must return a CellPath(states, residuals), got {type(path).__name__}")
         if (path.residuals is not None) != self.has_residuals:
             got = "None" if path.residuals is None else "a tensor"
             raise TypeError(
-                f"cell: {type(self).__name__}._path returned residuals={got}, but {type(self).__name__}."
+                f"cell: {name}._path returned residuals={got}, but {name}."
                 f"has_residuals is {self.has_residuals}; set the class attribute has_residuals = "
                 f"{path.residuals is not None}"
             )
+        want = (n_substeps, batch_size, self.state_size)
+        for part in ("states", "residuals"):
+            value = getattr(path, part)
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"cell: {name}._path returned {part} of type {type(value).__name__}, not a tensor")
+            if tuple(value.shape) != want:
+                raise ValueError(
+                    f"cell: {name}._path returned {part} of shape {list(value.shape)}, expected (n, B, Dy) = "
+                    f"{list(want)}: one entry per sub-step (n_substeps={n_substeps}), even for a single step"
+                )
         return path
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
