@@ -396,6 +396,38 @@ def test_convert_then_load_model_round_trip(tmp_path: Path, capsys: pytest.Captu
 
 
 @needs_fixture
+@pytest.mark.parametrize("files", [("config.json", "checkpoints/last.pt"), ("config.json",)])
+def test_convert_refuses_a_directory_that_holds_another_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: tuple[str, ...]
+) -> None:
+    """A training run stopped before its first validation has config.json and last.pt but no best.pt: importing
+    into it must not replace the config.json that describes its weights (nor add a best.pt beside them)."""
+    run = tmp_path / "run"
+    for name in files:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(f"{name} of another run")
+    assert main(["convert", str(FIXTURE), str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: OUT_DIR: {run / 'config.json'} already exists")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    for name in files:
+        assert (run / name).read_text() == f"{name} of another run"
+    assert not (run / "checkpoints" / "best.pt").exists()
+
+
+@needs_fixture
+def test_convert_checks_out_dir_before_reading_the_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("")
+    assert main(["convert", str(FIXTURE), str(target / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: OUT_DIR: cannot write to {target / 'run'}: {target} is not a directory")
+    assert len(err.strip().splitlines()) == 1
+
+
+@needs_fixture
 def test_an_imported_run_cannot_be_resumed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An imported run has weights but no training state: --resume refuses instead of training from scratch
     and overwriting best.pt, the only copy of the imported weights."""

@@ -24,7 +24,13 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
-from examples.srvp.checkpoint import atomic_write_text, os_error_message, read_torch_file, save_checkpoint
+from examples.srvp.checkpoint import (
+    atomic_write_text,
+    check_writable,
+    os_error_message,
+    read_torch_file,
+    save_checkpoint,
+)
 from examples.srvp.config import (
     config_to_dict,
     model_config_from_official,
@@ -148,12 +154,18 @@ def load_official(
 
 
 def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "model.pt") -> Path:
-    """Write a latentdyn run directory (``config.json``, ``checkpoints/best.pt``) from an official one."""
-    model, options = load_official(official_dir, model_name)
+    """Write a latentdyn run directory (``config.json``, ``checkpoints/best.pt``) from an official one.
+
+    OUT_DIR must not hold a run already (its ``config.json`` or a checkpoint): the import would replace the
+    configuration of that run's weights. It is checked, with writability, before anything is read.
+    """
     out = Path(out_dir)
     ckpt = out / "checkpoints" / "best.pt"
-    if ckpt.exists():
-        raise FileExistsError(f"OUT_DIR: {ckpt} already exists; choose an empty directory")
+    for taken in (out / "config.json", ckpt, out / "checkpoints" / "last.pt"):
+        if taken.exists():
+            raise FileExistsError(f"OUT_DIR: {taken} already exists; choose an empty directory")
+    check_writable(out, "OUT_DIR")
+    model, options = load_official(official_dir, model_name)
     config = {
         "model": config_to_dict(model.config),
         "train": {k: v for k, v in config_to_dict(train_config_from_official(options)).items() if k != "model"},
