@@ -31,8 +31,36 @@ class VectorField(nn.Module, abc.ABC):
             cond: conditioning held constant over the integration, (B, Dz); Dz may be 0.
 
         Returns:
-            dy/dt, (B, Dy).
+            dy/dt, (B, Dy), the shape of ``y`` (the cells and integrators raise a ``ValueError`` naming the field
+            otherwise, rather than broadcast a (B, 1) or (Dy,) output into the update).
         """
+
+
+def evaluate_checked(field: VectorField, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """``field(t, y, cond)``, checked to be a tensor of the state's shape (B, Dy) (shapes only, no values read).
+
+    A field's output is user code: one of shape (B, 1) or (Dy,) would otherwise broadcast into the update
+    y + Δt·f without a word, and one of another size fail as an unnamed broadcast error.
+    """
+    dy = field(t, y, cond)
+    if not isinstance(dy, torch.Tensor) or dy.shape != y.shape:
+        got = f"shape {list(dy.shape)}" if isinstance(dy, torch.Tensor) else type(dy).__name__
+        raise ValueError(
+            f"field: {type(field).__name__}.forward must return dy/dt of the state's shape (B, Dy) = {list(y.shape)}, "
+            f"got {got}"
+        )
+    return dy
+
+
+class _CheckedField(VectorField):
+    """A field whose every evaluation goes through :func:`evaluate_checked` (for integrators called directly)."""
+
+    def __init__(self, field: VectorField) -> None:
+        super().__init__()
+        self.field = field
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return evaluate_checked(self.field, t, y, cond)
 
 
 class MLPField(VectorField):

@@ -16,6 +16,7 @@ from problems import (
 from torchdiffeq._impl.odeint import SOLVERS
 
 from latentdyn.cells import ODECell, ResidualCell
+from latentdyn.fields import VectorField
 from latentdyn.integrators import (
     INTEGRATOR_NAMES,
     EulerIntegrator,
@@ -314,3 +315,37 @@ def test_unknown_integrator_errors() -> None:
         OdeintIntegrator("rk5")
     with pytest.raises(ValueError, match="kwargs: EulerIntegrator takes no options"):
         by_name("euler-ref", rtol=1e-3)
+
+
+class _ShapedField(VectorField):
+    """dy/dt of a given shape: (B, 1) and (Dy,) used to broadcast into the update without a word."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return torch.ones(self.shape, dtype=y.dtype)
+
+
+@pytest.mark.parametrize("shape", [(4, 1), (3,), (4, 5), (1, 4, 3)], ids=["B1", "Dy", "wide", "extra-axis"])
+def test_field_output_must_have_the_state_shape(shape: tuple[int, ...]) -> None:
+    """Through the integrators' public call and through every cell that evaluates a field."""
+    import re
+
+    y, z, ts = torch.randn(4, 3), torch.randn(4, 2), torch.linspace(0, 1, 3)
+    message = re.escape(
+        f"field: _ShapedField.forward must return dy/dt of the state's shape (B, Dy) = [4, 3], got shape {list(shape)}"
+    )
+    field = _ShapedField(shape)
+    for integrator in (EulerIntegrator(), OdeintIntegrator("rk4"), OdeintIntegrator("dopri5")):
+        with pytest.raises(ValueError, match=message):
+            integrator(field, y, ts, z)
+        with pytest.raises(ValueError, match=message):
+            ODECell(field, integrator, 3, 2, n_substeps=2)(y, z)
+    with pytest.raises(ValueError, match=message):
+        ResidualCell(field, 3, 2, n_substeps=2)(y, z)
+    adjoint = OdeintIntegrator("rk4", adjoint=True)
+    with pytest.raises(ValueError, match=message):
+        adjoint(field, y, ts, z.requires_grad_())
+    assert EulerIntegrator()(_ShapedField((4, 3)), y, ts, z).shape == (3, 4, 3)

@@ -6,7 +6,7 @@ import torch
 from typing_extensions import override
 
 from latentdyn.cells.base import CellPath, TransitionCell, local_times
-from latentdyn.fields import VectorField
+from latentdyn.fields import VectorField, evaluate_checked
 from latentdyn.integrators.base import Integrator
 
 __all__ = ["ODECell", "ResidualCell"]
@@ -54,7 +54,7 @@ class ResidualCell(TransitionCell):
         ts = local_times(frame, n_substeps, y)
         states, residuals = [], []
         for j in range(n_substeps):
-            res = dt * self.field(ts[j], y, z)
+            res = dt * evaluate_checked(self.field, ts[j], y, z)
             y = y + res
             states.append(y)
             residuals.append(res)
@@ -113,4 +113,4 @@ class _FrameField(VectorField):
 
     @override
     def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.field(t.to(torch.float64) + self.frame, y, cond)
+        return evaluate_checked(self.field, t.to(torch.float64) + self.frame, y, cond)

@@ -7,7 +7,7 @@ import abc
 import torch
 
 from latentdyn._checks import check_shape, check_tensor
-from latentdyn.fields import VectorField
+from latentdyn.fields import VectorField, _CheckedField
 
 __all__ = ["Integrator"]
 
@@ -40,7 +40,8 @@ class Integrator(abc.ABC):
             TypeError: ``field`` is not a ``VectorField``; ``y0``, ``ts`` or ``cond`` is not a tensor, or ``ts``
                 or ``y0`` is not floating point.
             ValueError: wrong shapes (``ts`` not 1-D or empty, ``y0`` not (B, Dy), ``cond`` not (B, Dz) with
-                the same B), or ``ts`` not finite and strictly increasing.
+                the same B, a field output not of the state's shape), or ``ts`` not finite and strictly
+                increasing.
         """
         if not isinstance(field, VectorField):
             raise TypeError(f"field: expected a VectorField, got {type(field).__name__}")
@@ -57,7 +58,7 @@ class Integrator(abc.ABC):
             raise ValueError(f"ts: expected finite times, got {ts.tolist()}")
         if not bool((ts[1:] > ts[:-1]).all()):
             raise ValueError(f"ts: expected strictly increasing times, got {ts.tolist()}")
-        return self._integrate(field, y0, ts, cond)
+        return self._integrate(_CheckedField(field), y0, ts, cond)
 
     @abc.abstractmethod
     def _integrate(self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
