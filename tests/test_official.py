@@ -328,6 +328,63 @@ def test_load_official_config_of_another_model(tmp_path: Path) -> None:
         load_official(_official_dir(tmp_path, layout, state, {"ny": 21}))
 
 
+# The training options official train.py requires (a config.json always has them); convert reads them.
+_REQUIRED_TRAIN = {"dataset": "smmnist", "seq_len": 15, "nt_cond": 5}
+
+
+def _convert_error(official: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    assert main(["convert", str(official), str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    return err
+
+
+@needs_keys
+def test_a_state_dict_entry_that_is_not_a_tensor_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = _layout(KEY_FILES[0])
+    state: dict[str, Any] = _fabricated_state(layout)
+    state["q_z.bias"] = 3
+    d = _official_dir(tmp_path, layout, state, _REQUIRED_TRAIN)
+    err = _convert_error(d, tmp_path / "out", capsys)
+    assert err.startswith(f"error: OFFICIAL_DIR: {d / 'model.pt'}: expected a state dict of tensors")
+    assert "'q_z.bias' holds a value of type int" in err
+
+
+@needs_keys
+def test_weights_of_another_architecture_are_a_short_line_naming_the_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The KTH (VGG, skips) weights beside an SM-MNIST (DCGAN) config.json: the line counts the keys that differ
+    instead of listing all of them, and names the options that decide the encoder/decoder layout."""
+    layouts = {p.stem: _layout(p) for p in KEY_FILES}
+    dcgan, vgg = layouts["config_A_smmnist_dcgan"], layouts["config_B_kth_vgg_skipco"]
+    d = _official_dir(tmp_path, dcgan, _fabricated_state(vgg), _REQUIRED_TRAIN)
+    err = _convert_error(d, tmp_path / "out", capsys)
+    keys_a = {e["key"] for e in dcgan["state_dict"]}
+    keys_b = {e["key"] for e in vgg["state_dict"]}
+    assert err.startswith(f"error: OFFICIAL_DIR: {d / 'model.pt'}: state dict does not match")
+    assert "config.json has archi='dcgan', skipco=False, nf=64, nc=1" in err
+    assert f"({len(keys_a - keys_b)} in all)" in err and f"({len(keys_b - keys_a)} in all)" in err
+    assert len(err) < 800
+
+
+@needs_fixture
+def test_a_latentdyn_checkpoint_given_as_the_official_one_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["convert", str(FIXTURE), str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    official = tmp_path / "official"
+    official.mkdir()
+    shutil.copyfile(FIXTURE / "config.json", official / "config.json")
+    shutil.copyfile(tmp_path / "run" / "checkpoints" / "best.pt", official / "best.pt")
+    err = _convert_error(official, tmp_path / "out", capsys, "--model-name", "best.pt")
+    assert err.startswith(f"error: OFFICIAL_DIR: {official / 'best.pt'} is a latentdyn checkpoint")
+
+
 _UNPICKLED: list[str] = []
 
 

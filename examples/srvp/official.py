@@ -109,6 +109,20 @@ def _read_official_config(official_dir: Path, label: str = "OFFICIAL_DIR") -> di
     return options
 
 
+def _conv_options(model: SRVP) -> str:
+    c = model.config
+    return f"config.json has archi={c.architecture!r}, skipco={c.skip_connections}, nf={c.conv_width}, nc={c.channels}"
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    """``keys`` for a one-line message: all of them when few, else the first ``n`` and the count."""
+    if not keys:
+        return "none"
+    if len(keys) <= n:
+        return str(keys)
+    return "[" + ", ".join(map(repr, keys[:n])) + f", ...] ({len(keys)} in all)"
+
+
 def load_official(
     official_dir: str | Path, model_name: str = "model.pt", label: str = "OFFICIAL_DIR"
 ) -> tuple[SRVP, dict[str, Any]]:
@@ -128,25 +142,41 @@ def load_official(
     if not path.is_file():
         raise FileNotFoundError(f"{label}: no checkpoint {model_name} in {official_dir}")
     state = read_torch_file(path, label)
+    where = f"{label}: {path}"
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        raise ValueError(
+            f"{where} is a latentdyn checkpoint (a run directory's checkpoints/*.pt), not an official state dict; "
+            "evaluate its run directory directly"
+        )
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP-wrapped saves
+        raise ValueError(f"{where}: expected a state dict (torch.save(model.state_dict())), got {type(state).__name__}")
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(
+            f"{where}: expected a state dict of tensors, but entry {not_tensors[0]!r} holds a value of type "
+            f"{type(state[not_tensors[0]]).__name__}"
+        )
+    state = {str(k).removeprefix("module."): v for k, v in state.items()}  # DDP-wrapped saves
     expected = {to_official_key(k): k for k in model.state_dict()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
+        hint = ""
+        if all(k.startswith(("encoder.", "decoder.")) for k in missing + unexpected):
+            hint = f" (the encoder/decoder differ: {_conv_options(model)})"
         raise ValueError(
-            f"{path}: state dict does not match the configuration in config.json; "
-            f"missing keys: {missing or 'none'}; unexpected keys: {unexpected or 'none'}"
+            f"{where}: state dict does not match the configuration in config.json{hint}; "
+            f"missing keys: {_few(missing)}; unexpected keys: {_few(unexpected)}"
         )
     ours = model.state_dict()
     converted = {}
     for key, value in state.items():
         target = expected[key]
         if tuple(value.shape) != tuple(ours[target].shape):
+            hint = f" ({_conv_options(model)})" if key.startswith(("encoder.", "decoder.")) else ""
             raise ValueError(
-                f"{path}: key {key!r} has shape {list(value.shape)}, the configuration expects "
-                f"{list(ours[target].shape)}"
+                f"{where}: key {key!r} has shape {list(value.shape)}, the configuration expects "
+                f"{list(ours[target].shape)}{hint}"
             )
         converted[target] = value
     model.load_state_dict(converted, strict=True)
