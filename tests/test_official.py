@@ -385,6 +385,60 @@ def test_a_latentdyn_checkpoint_given_as_the_official_one_is_named(
     assert err.startswith(f"error: OFFICIAL_DIR: {official / 'best.pt'} is a latentdyn checkpoint")
 
 
+def _fixture_options(**changes: Any) -> dict[str, Any]:
+    options = json.loads((FIXTURE / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            del options[key]
+        else:
+            options[key] = value
+    return options
+
+
+@needs_fixture
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # An official dataset name this import does not know was converted as SM-MNIST.
+        ({"dataset": "moving_mnist"}, "dataset: expected one of the official datasets ['bair', 'human', 'kth', "),
+        ({"dataset": None}, "missing official options ['dataset']"),
+        # (was "error: 'seq_len'")
+        ({"seq_len": None, "nt_cond": None}, "missing official options ['nt_cond', 'seq_len']"),
+        # Refused model options are named as config.json spells them (it has no 'architecture').
+        ({"archi": "resnet"}, "archi (architecture): expected one of ('dcgan', 'vgg'), got 'resnet'"),
+        ({"ny": "20"}, "ny (state_size): expected an int"),
+    ],
+)
+def test_convert_names_the_official_option_it_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], message: str
+) -> None:
+    official = tmp_path / "official"
+    official.mkdir()
+    (official / "config.json").write_text(json.dumps(_fixture_options(**changes)))
+    shutil.copyfile(FIXTURE / "model.pt", official / "model.pt")
+    err = _convert_error(official, tmp_path / "out", capsys)
+    assert err.startswith(f"error: OFFICIAL_DIR: {official / 'config.json'}: {message}")
+
+
+@needs_fixture
+def test_convert_of_a_latentdyn_run_directory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(FIXTURE), str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    err = _convert_error(tmp_path / "run", tmp_path / "out", capsys)
+    assert err.startswith(f"error: OFFICIAL_DIR: {tmp_path / 'run' / 'config.json'} is the config.json of a latentdyn")
+
+
+@needs_fixture
+def test_validation_size_is_n_iter_test_batches_of_batch_size_test() -> None:
+    """The official validation reads n_iter_test batches of batch_size_test clips (Human3.6M: 25 x 8)."""
+    from examples.srvp.config import train_config_from_official
+
+    cfg = train_config_from_official(_fixture_options(batch_size_test=8, n_iter_test=25))
+    assert (cfg.val_batch_size, cfg.val_sequences) == (8, 25 * 8)
+    cfg = train_config_from_official(_fixture_options(batch_size_test=4, n_iter_test=3))
+    assert (cfg.val_batch_size, cfg.val_sequences) == (4, 3 * 4)
+
+
 _UNPICKLED: list[str] = []
 
 

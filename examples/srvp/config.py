@@ -472,9 +472,26 @@ _OFFICIAL_DATASETS = {"smmnist": "smmnist", "kth": "kth", "human": "human36m", "
 """Official ``--dataset`` value -> ``TrainConfig.dataset``."""
 
 
+_OFFICIAL_REQUIRED_TRAIN_OPTIONS = ("dataset", "seq_len", "nt_cond")
+"""Training options the official ``train.py`` requires (so every official ``config.json`` has them)."""
+
+
 def train_config_from_official(options: dict[str, Any]) -> TrainConfig:
-    """The training options of an official ``config.json`` (model options via ``model_config_from_official``)."""
-    dataset = _OFFICIAL_DATASETS.get(options.get("dataset", "smmnist"), "smmnist")
+    """The training options of an official ``config.json`` (model options via ``model_config_from_official``).
+
+    Raises:
+        ValueError: a missing required option, or a ``dataset`` the official code does not have.
+    """
+    missing = sorted(k for k in _OFFICIAL_REQUIRED_TRAIN_OPTIONS if options.get(k) is None)
+    if missing:
+        raise ValueError(f"config.json: missing official options {missing}")
+    dataset = _OFFICIAL_DATASETS.get(options["dataset"])
+    if dataset is None:
+        raise ValueError(
+            f"config.json: dataset: expected one of the official datasets {sorted(_OFFICIAL_DATASETS)}, "
+            f"got {options['dataset']!r}"
+        )
+    val_batch_size = int(options.get("batch_size_test") or 16)
     return TrainConfig(
         model=model_config_from_official(options),
         dataset=dataset,
@@ -491,7 +508,9 @@ def train_config_from_official(options: dict[str, Any]) -> TrainConfig:
         nt_cond=int(options["nt_cond"]),
         seq_len_test=int(options.get("seq_len_test") or 0) or max(int(options["seq_len"]), int(options["nt_cond"]) + 1),
         val_interval=int(options.get("val_interval", 20_000)),
-        val_batch_size=int(options.get("batch_size_test", 16)),
+        val_batch_size=val_batch_size,
+        # validation reads n_iter_test batches of batch_size_test clips
+        val_sequences=int(options.get("n_iter_test") or 25) * val_batch_size,
         val_samples=int(options.get("n_samples_test", 100)),
         seed=int(options.get("seed") or 1),
     )

@@ -15,11 +15,11 @@ import copy
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.distributions import Distribution
@@ -32,12 +32,15 @@ from examples.srvp.checkpoint import (
     save_checkpoint,
 )
 from examples.srvp.config import (
+    OFFICIAL_MODEL_OPTIONS,
     config_to_dict,
     model_config_from_official,
     resolve_device,
     train_config_from_official,
 )
 from examples.srvp.model import SRVP, SRVPOutput
+
+T = TypeVar("T")
 
 __all__ = ["from_official_key", "load_official", "main", "official_state_dict", "to_official_key", "verify"]
 
@@ -103,10 +106,37 @@ def _read_official_config(official_dir: Path, label: str = "OFFICIAL_DIR") -> di
     try:
         options = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"config.json: {path} is not valid JSON: {e}") from e
+        raise ValueError(f"{label}: {path} is not valid JSON: {e}") from e
     if not isinstance(options, dict):
-        raise ValueError(f"config.json: expected a JSON object of options in {path}")
+        raise ValueError(f"{label}: expected a JSON object of options in {path}")
+    if isinstance(options.get("model"), dict) and "nx" not in options:
+        raise ValueError(
+            f"{label}: {path} is the config.json of a latentdyn run directory, not of the official code; "
+            "evaluate that run directory directly"
+        )
     return options
+
+
+_OFFICIAL_NAMES = {ours: official for official, ours in OFFICIAL_MODEL_OPTIONS.items()} | {
+    "lr_burnin": "lr_scheduling_burnin",
+    "lr_decay": "lr_scheduling_n_iter",
+    "val_batch_size": "batch_size_test",
+    "val_samples": "n_samples_test",
+    "num_digits": "ndigits",
+}
+"""Our option name -> the official one, for messages about an official config.json."""
+
+
+def _from_options(build: Callable[[dict[str, Any]], T], options: dict[str, Any], path: Path, label: str) -> T:
+    """``build(options)``; an option it refuses is a one-line error that names the file and the official option."""
+    try:
+        return build(options)
+    except (TypeError, ValueError) as e:
+        message = " ".join(str(e).split()).removeprefix("config.json: ")
+        name, sep, rest = message.partition(": ")
+        if sep and name in _OFFICIAL_NAMES:
+            message = f"{_OFFICIAL_NAMES[name]} ({name}): {rest}"
+        raise ValueError(f"{label}: {path}: {message}") from None
 
 
 def _conv_options(model: SRVP) -> str:
@@ -137,7 +167,7 @@ def load_official(
     """
     official_dir = Path(official_dir)
     options = _read_official_config(official_dir, label)
-    model = SRVP(model_config_from_official(options))
+    model = SRVP(_from_options(model_config_from_official, options, official_dir / "config.json", label))
     path = official_dir / model_name
     if not path.is_file():
         raise FileNotFoundError(f"{label}: no checkpoint {model_name} in {official_dir}")
@@ -195,10 +225,13 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
         if taken.exists():
             raise FileExistsError(f"OUT_DIR: {taken} already exists; choose an empty directory")
     check_writable(out, "OUT_DIR")
+    official_dir = Path(official_dir)
+    options = _read_official_config(official_dir)  # every option is checked before the weights are read
+    train = _from_options(train_config_from_official, options, official_dir / "config.json", "OFFICIAL_DIR")
     model, options = load_official(official_dir, model_name)
     config = {
         "model": config_to_dict(model.config),
-        "train": {k: v for k, v in config_to_dict(train_config_from_official(options)).items() if k != "model"},
+        "train": {k: v for k, v in config_to_dict(train).items() if k != "model"},
     }
     save_checkpoint(
         ckpt, {"model": model.state_dict(), "step": None, "source": "official", "official_options": options}
