@@ -439,6 +439,36 @@ def test_validation_size_is_n_iter_test_batches_of_batch_size_test() -> None:
     assert (cfg.val_batch_size, cfg.val_sequences) == (4, 3 * 4)
 
 
+@needs_fixture
+@pytest.mark.parametrize(
+    ("changes", "wanted"),
+    [
+        (
+            {"dataset": "kth", "data_dir": "/nowhere/kth"},
+            "--test-set DATA_DIR (the folder of python -m examples.srvp.data",
+        ),
+        ({"dataset": "kth", "data_dir": "EXISTING"}, ""),  # the official data folder is here: nothing to add
+        ({"deterministic": True}, "--test-set FILE.npz --n-samples 1 (mmnist_test_2digits_64.npz"),
+        ({}, "--test-set FILE.npz (smmnist_test_2digits_64.npz"),
+    ],
+)
+def test_convert_prints_the_evaluate_command_of_the_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], wanted: str
+) -> None:
+    """A KTH, Human3.6M or BAIR test set is a data folder (the run's data_dir when it exists), not a FILE; the
+    deterministic Moving MNIST test of the official README uses its own file and one sample."""
+    if changes.get("data_dir") == "EXISTING":
+        changes = {**changes, "data_dir": str(tmp_path)}
+    official = tmp_path / "official"
+    official.mkdir()
+    (official / "config.json").write_text(json.dumps(_fixture_options(**changes)))
+    shutil.copyfile(FIXTURE / "model.pt", official / "model.pt")
+    assert main(["convert", str(official), str(tmp_path / "run")]) == 0
+    hint = capsys.readouterr().out.strip().splitlines()[-1]
+    command = f"evaluate it with: python -m examples.srvp.evaluate {tmp_path / 'run'}"
+    assert hint == command if not wanted else hint.startswith(f"{command} {wanted}")
+
+
 _UNPICKLED: list[str] = []
 
 

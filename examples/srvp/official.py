@@ -240,6 +240,24 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
     return out
 
 
+def evaluate_hint(run_dir: Path) -> str:
+    """The evaluate command of an imported run: the test data it needs, as the official README tests it."""
+    train = json.loads((run_dir / "config.json").read_text())["train"]
+    command = f"python -m examples.srvp.evaluate {run_dir}"
+    if train["dataset"] == "smmnist":
+        if train["deterministic"]:  # the official README: one sample, 100 frames
+            made = "mmnist_test_2digits_64.npz made by python -m examples.srvp.data smmnist-test-set --deterministic"
+            return f"{command} --test-set FILE.npz --n-samples 1 ({made})"
+        made = "smmnist_test_2digits_64.npz made by python -m examples.srvp.data smmnist-test-set"
+        return f"{command} --test-set FILE.npz ({made})"
+    if Path(train["data_dir"]).is_dir():
+        return command
+    return (
+        f"{command} --test-set DATA_DIR (the folder of python -m examples.srvp.data; the official data_dir "
+        f"{train['data_dir'] or '(none)'} is not here)"
+    )
+
+
 # --------------------------------------------------------------------------------------------- verification
 class _Noise:
     """Sampler with the fixture's noise convention: zero noise (means) or saved noise in call order."""
@@ -460,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "convert":
             out = convert(args.official_dir, args.out_dir, args.model_name)
             print(f"wrote {out}/config.json and {out}/checkpoints/best.pt")
-            print(f"evaluate it with: python -m examples.srvp.evaluate {out} --test-set FILE")
+            print(f"evaluate it with: {evaluate_hint(out)}")
             return 0
         checks = verify(args.fixture_dir, resolve_device(args.device))
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
