@@ -5,6 +5,9 @@ Model (time index t counts frames, states live at integer times, sub-steps of si
     z_{t+1} ~ q(z_{t+1} | x_{0..t+1})   while frame t+1 is observed,
     z_{t+1} ~ p(z_{t+1} | y_t)           afterwards (the prior is always evaluated at integer-time states),
     y_{t+1} = cell(y_t, z_{t+1})         in n sub-steps with z held constant.
+
+With exogenous inputs u (actions, controls, covariates; ``LatentSSM(..., input_size=Du)``), u_{t+1} joins the
+prior's and the cell's conditioning: p(z_{t+1} | y_t, u_{t+1}) and y_{t+1} = cell(y_t, [z_{t+1}, u_{t+1}]).
 """
 
 from __future__ import annotations
@@ -156,23 +159,28 @@ def _check_draw(z: object, role: Role, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 class LatentSSM(nn.Module):
-    """Latent state-space model: a transition cell driven by per-frame noise z from a posterior or a prior.
+    """Latent state-space model: a transition cell driven by per-frame noise z from a posterior or a prior,
+    and optionally by exogenous inputs u (actions, controls) given with each rollout.
 
     Args:
-        cell: the transition y_t → y_{t+1}.
+        cell: the transition y_t → y_{t+1}; its condition is z (``cell.cond_size`` = Dz), or [z, u]
+            concatenated when the model takes inputs (``cell.cond_size`` = Dz + Du).
         prior: conditional prior p(z_{t+1} | y_t), a module mapping states (..., Dy) to a diagonal Gaussian
             ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (Dz,) (e.g.
-            :class:`~latentdyn.distributions.ConditionalGaussianPrior`). The rollout calls it on (B, Dy) once
-            per predicted frame and on (L, B, Dy) for the observed part, and checks the kind and shapes of the
-            first output of each call. ``None`` for models without z (the cell then takes Dz = 0) or that
-            always get a posterior.
+            :class:`~latentdyn.distributions.ConditionalGaussianPrior`). With inputs it is p(z_{t+1} | y_t,
+            u_{t+1}) and maps [y, u] (..., Dy + Du). The rollout calls it on (B, ·) once per predicted frame and
+            on (L, B, ·) for the observed part, and checks the kind and shapes of the first output of each call.
+            ``None`` for models without z (Dz = 0) or that always get a posterior.
+        input_size: Du, the size of the exogenous input of each transition (0: none). The noise size is
+            then Dz = ``cell.cond_size`` − Du.
 
     Raises:
         TypeError: ``cell`` is not a ``TransitionCell``; ``prior`` is not a module (or is a
-            ``StandardNormal``, which takes a batch shape rather than states).
+            ``StandardNormal``, which takes a batch shape rather than states); ``input_size`` is not an int.
+        ValueError: ``input_size`` is negative or larger than ``cell.cond_size``.
     """
 
-    def __init__(self, cell: TransitionCell, prior: nn.Module | None = None) -> None:
+    def __init__(self, cell: TransitionCell, prior: nn.Module | None = None, *, input_size: int = 0) -> None:
         super().__init__()
         if not isinstance(cell, TransitionCell):
             raise TypeError(f"cell: expected a TransitionCell, got {type(cell).__name__}")
@@ -187,15 +195,24 @@ class LatentSSM(nn.Module):
                 "takes a batch shape; for a fixed N(0, I) prior use a module whose forward(y) returns "
                 "StandardNormal(Dz)(*y.shape[:-1])"
             )
+        check_positive_int(input_size, "input_size", minimum=0)
+        if input_size > cell.cond_size:
+            raise ValueError(
+                f"input_size: expected at most the cell's cond_size={cell.cond_size} (its condition is [z, u], "
+                f"Dz + Du), got {input_size}"
+            )
         self.cell = cell
         self.prior = prior
+        self.input_size = input_size
+        self.noise_size = cell.cond_size - input_size
 
-    def _prior(self, y: torch.Tensor, check: bool) -> Independent:
-        """p(z | y) for states y (..., Dy); with ``check``, its kind and shapes (no values) are checked."""
+    def _prior(self, y: torch.Tensor, u: torch.Tensor | None, check: bool) -> Independent:
+        """p(z | y[, u]) for states y (..., Dy) and inputs u (..., Du) or None; with ``check``, its kind and shapes
+        (no values) are checked."""
         prior = self.prior
         if prior is None:
             raise RuntimeError("internal: _prior called on a model without a prior")
-        p = prior(y)
+        p = prior(y if u is None else torch.cat([y, u.to(y.dtype)], dim=-1))
         if not check:
             return p
         if not (isinstance(p, Independent) and isinstance(p.base_dist, Normal)):
@@ -205,10 +222,12 @@ class LatentSSM(nn.Module):
                 + (f"({type(p.base_dist).__name__})" if isinstance(p, Independent) else "")
             )
         batch, event = tuple(p.batch_shape), tuple(p.event_shape)
-        want_batch, want_event = tuple(y.shape[:-1]), (self.cell.cond_size,)
+        want_batch, want_event = tuple(y.shape[:-1]), (self.noise_size,)
         if batch != want_batch or event != want_event:
+            what = "states" if u is None else "states and inputs [y, u]"
+            size = list(y.shape) if u is None else [*y.shape[:-1], y.shape[-1] + u.shape[-1]]
             raise ValueError(
-                f"prior: expected the prior module to map states {list(y.shape)} to batch shape "
+                f"prior: expected the prior module to map {what} {size} to batch shape "
                 f"{list(want_batch)} and event shape {list(want_event)}, got batch {list(batch)} and event "
                 f"{list(event)}"
             )
@@ -225,6 +244,7 @@ class LatentSSM(nn.Module):
         sampler: Sampler | None = None,
         n_substeps: int | None = None,
         t0: int = 0,
+        inputs: torch.Tensor | None = None,
     ) -> Rollout:
         """Roll the model out from ``y0`` over ``n_frames`` frame times.
 
@@ -243,6 +263,9 @@ class LatentSSM(nn.Module):
                 distribution's batch and event shape.
             n_substeps: sub-steps per frame, Δt = 1/n; defaults to the cell's.
             t0: integer time of ``y0`` (time-dependent fields see absolute times).
+            inputs: exogenous inputs u_t for t = 1..T−1, (T−1, B, Du): ``inputs[t-1]`` drives frame t−1 → t, as
+                ``z[t-1]``, along the observed and the predicted part alike. Required when the model was built
+                with ``input_size`` > 0 (except for a single frame), refused otherwise.
 
         Returns:
             A :class:`Rollout`.
@@ -252,8 +275,9 @@ class LatentSSM(nn.Module):
                 not an int, ``sample`` not a bool, ``y0`` not floating-point, a posterior that is not a diagonal
                 Gaussian, a prior that does not return one, a ``sampler`` that is not callable or draws something
                 other than a floating-point tensor).
-            ValueError: wrong shapes of ``y0``, of the posterior, of the prior's output or of a sampler's draw;
-                counts out of range; z needed beyond the posterior from a model without a prior.
+            ValueError: wrong shapes of ``y0``, of ``inputs``, of the posterior, of the prior's output or of a
+                sampler's draw; counts out of range; z needed beyond the posterior from a model without a prior;
+                ``inputs`` missing for a model that takes them, or given to one that does not.
         """
         cell = self.cell
         b = check_shape(y0, "b dy", "y0", dy=cell.state_size)["b"]
@@ -271,13 +295,15 @@ class LatentSSM(nn.Module):
             )
         draw = sampler if sampler is not None else default_sampler(sample)
         n_trans = n_frames - 1
+        u_all = self._check_inputs(inputs, n_trans, b)
+        dz = self.noise_size
 
         # A given posterior stays a distribution even when no step of it is used (batch (0, B)), so that its KL
         # terms are zeros (B,) rather than a None to special-case.
         post_used = index_steps(posterior, slice(0, n_post)) if posterior is not None else None
         z_post = None
         if post_used is not None and n_post > 0:
-            z_post = _check_draw(draw(post_used, "z_posterior"), "z_posterior", (n_post, b, cell.cond_size))
+            z_post = _check_draw(draw(post_used, "z_posterior"), "z_posterior", (n_post, b, dz))
 
         substates = [y0.unsqueeze(0)]
         residuals: list[torch.Tensor] = []
@@ -285,9 +311,10 @@ class LatentSSM(nn.Module):
         prior_steps: list[Independent] = []
         y = y0
         for t in range(1, n_trans + 1):
+            u = None if u_all is None else u_all[t - 1]
             if z_post is not None and t <= n_post:
                 z = z_post[t - 1]
-            elif cell.cond_size == 0:
+            elif dz == 0:
                 z = y.new_zeros(b, 0)
             else:
                 if self.prior is None:
@@ -295,10 +322,11 @@ class LatentSSM(nn.Module):
                         f"posterior: this model has no prior, so z_{t} must come from the posterior, which "
                         f"covers {n_post} transitions out of the {n_trans} requested"
                     )
-                p = self._prior(y, check=not prior_steps)
+                p = self._prior(y, u, check=not prior_steps)
                 prior_steps.append(p)
-                z = _check_draw(draw(p, "z_prior"), "z_prior", (b, cell.cond_size))
-            path = cell._path(y, z, n, t0 + t - 1)
+                z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz))
+            cond = z if u is None else torch.cat([z, u.to(z.dtype)], dim=-1)
+            path = cell._path(y, cond, n, t0 + t - 1)
             if t == 1:
                 cell.check_path(path, n, b)
             substates.append(path.states)
@@ -308,8 +336,8 @@ class LatentSSM(nn.Module):
             y = path.states[-1]
 
         all_states = torch.cat(substates)
-        z_all = torch.stack(zs) if zs else y0.new_zeros(0, b, cell.cond_size)
-        prior = self._collect_prior(all_states[::n], n_post, prior_steps, n_trans)
+        z_all = torch.stack(zs) if zs else y0.new_zeros(0, b, dz)
+        prior = self._collect_prior(all_states[::n], u_all, n_post, prior_steps, n_trans)
         if residuals:
             all_residuals: torch.Tensor | None = torch.cat(residuals)
         else:  # no transition: empty for a cell that reports residuals, so that penalties sum to zeros (B,)
@@ -328,6 +356,32 @@ class LatentSSM(nn.Module):
         """``ssm(y0, n_frames, ...)`` is :meth:`rollout`: module calls (hooks, ``DistributedDataParallel``,
         ``torch.func.functional_call``) go through ``forward``."""
         return self.rollout(y0, n_frames, **kwargs)
+
+    def _check_inputs(self, inputs: torch.Tensor | None, n_trans: int, b: int) -> torch.Tensor | None:
+        """The exogenous inputs (T−1, B, Du) of a rollout, or None for a model without inputs."""
+        du = self.input_size
+        if inputs is None:
+            if du > 0 and n_trans > 0:
+                raise ValueError(
+                    f"inputs: this model takes exogenous inputs (input_size={du}), expected a tensor (T-1, B, Du) = "
+                    f"{[n_trans, b, du]}, got None"
+                )
+            return None
+        if du == 0:
+            raise ValueError(
+                "inputs: this model takes no exogenous inputs (input_size=0; build it with "
+                "LatentSSM(cell, prior, input_size=Du) and a cell whose cond_size is Dz + Du), got a tensor"
+            )
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(f"inputs: expected a tensor (T-1, B, Du), got {type(inputs).__name__}")
+        if not inputs.is_floating_point():
+            raise TypeError(f"inputs: expected a floating-point tensor, got dtype {inputs.dtype}")
+        if tuple(inputs.shape) != (n_trans, b, du):
+            raise ValueError(
+                f"inputs: expected shape (T-1, B, Du) = {[n_trans, b, du]} (one input per transition), got "
+                f"{list(inputs.shape)}"
+            )
+        return inputs
 
     def _check_posterior(self, posterior: Independent | None, n_observed: int | None, n_frames: int, b: int) -> int:
         """Number of transitions whose z comes from the posterior."""
@@ -350,9 +404,9 @@ class LatentSSM(nn.Module):
             )
         shape = tuple(posterior.batch_shape)
         event = tuple(posterior.event_shape)
-        if len(shape) != 2 or shape[1] != b or event != (self.cell.cond_size,):
+        if len(shape) != 2 or shape[1] != b or event != (self.noise_size,):
             raise ValueError(
-                f"posterior: expected batch shape (L, {b}) and event shape ({self.cell.cond_size},), got "
+                f"posterior: expected batch shape (L, {b}) and event shape ({self.noise_size},), got "
                 f"batch {list(shape)} and event {list(event)}"
             )
         available = shape[0]
@@ -364,22 +418,23 @@ class LatentSSM(nn.Module):
         return min(wanted - 1, n_trans)
 
     def _collect_prior(
-        self, states: torch.Tensor, n_post: int, in_loop: list[Independent], n_trans: int
+        self, states: torch.Tensor, inputs: torch.Tensor | None, n_post: int, in_loop: list[Independent], n_trans: int
     ) -> Independent | None:
         """p(z_t | y_{t−1}) for every transition: batched along the posterior part, as drawn afterwards.
 
         Empty (batch (0, B)) for a single-frame rollout; None without a prior or without noise.
         """
-        if self.prior is None or self.cell.cond_size == 0:
+        if self.prior is None or self.noise_size == 0:
             return None
         if n_trans == 0:
-            empty = states.new_zeros(0, states.shape[1], self.cell.cond_size)
+            empty = states.new_zeros(0, states.shape[1], self.noise_size)
             return diag_gaussian(empty, torch.ones_like(empty), validate_args=False)
         n_post = min(n_post, n_trans)
         parts_loc: list[torch.Tensor] = []
         parts_scale: list[torch.Tensor] = []
         if n_post > 0:
-            base = self._prior(states[:n_post], check=True).base_dist
+            u = None if inputs is None else inputs[:n_post]
+            base = self._prior(states[:n_post], u, check=True).base_dist
             parts_loc.append(base.loc)
             parts_scale.append(base.scale)
         if in_loop:

@@ -491,3 +491,107 @@ def test_calling_the_model_is_a_rollout() -> None:
     still = torch.func.functional_call(ssm, zeros, (y0, 4), {"sample": False})
     assert torch.equal(still.states, y0.expand(4, -1, -1))
     assert not torch.equal(ssm.rollout(y0, 4, sample=False).states, still.states)  # own parameters untouched
+
+
+# ----------------------------------------------------------------------------------- exogenous inputs (actions)
+DU = 2
+
+
+def make_controlled_ssm(n: int = 2, seed: int = 0) -> LatentSSM:
+    """A model whose cell is conditioned on [z, u] (Dz + Du) and whose prior reads [y, u] (Dy + Du)."""
+    with seeded(seed):
+        field = TimeModulatedField(MLPField(DY, DZ + DU, 16, 2))
+        prior = ConditionalGaussianPrior(MLP(DY + DU, 16, 2 * DZ, 2))
+    return LatentSSM(ResidualCell(field, DY, DZ + DU, n), prior, input_size=DU).double()
+
+
+def make_inputs(length: int, seed: int = 5) -> torch.Tensor:
+    return torch.randn(length, B, DU, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("n_post", [0, 4])
+def test_inputs_condition_the_cell_and_the_prior_of_every_transition(n_post: int) -> None:
+    """u_t joins z_t in the cell's condition and y_{t−1} in the prior's input, observed part and prediction alike.
+
+    Replayed by hand: the cell's public path() with [z_t, u_t], the prior module on [y_{t−1}, u_t]."""
+    ssm, n, t0, frames = make_controlled_ssm(), 2, 3, 9
+    y0, u = make_y0(), make_inputs(frames - 1)
+    posterior = make_posterior(n_post) if n_post else None
+    sampler = RecordingSampler()
+    r = ssm.rollout(y0, frames, posterior=posterior, sampler=sampler, t0=t0, inputs=u)
+    assert r.z.shape == (frames - 1, B, DZ) and r.prior is not None and r.prior.event_shape == (DZ,)
+
+    prior_draws = [(dist, value) for role, dist, value in sampler.calls if role == "z_prior"]
+    assert len(prior_draws) == frames - 1 - n_post
+    y, expected_states, expected_loc = y0, [y0], []
+    for t in range(1, frames):
+        p = ssm.prior(torch.cat([y, u[t - 1]], -1))
+        expected_loc.append(p.mean)
+        if t > n_post:  # drawn from the prior on [y_{t−1}, u_t]: the sampler saw exactly that distribution
+            dist, value = prior_draws[t - 1 - n_post]
+            torch.testing.assert_close(dist.mean, p.mean, rtol=0, atol=0)
+            torch.testing.assert_close(r.z[t - 1], value, rtol=0, atol=0)
+        path = ssm.cell.path(y, torch.cat([r.z[t - 1], u[t - 1]], -1), n_substeps=n, frame=t0 + t - 1)
+        y = path.states[-1]
+        expected_states.append(y)
+    torch.testing.assert_close(r.states, torch.stack(expected_states), rtol=0, atol=0)
+    torch.testing.assert_close(r.prior.mean, torch.stack(expected_loc), rtol=1e-12, atol=1e-12)
+
+
+def test_inputs_change_the_rollout_and_receive_gradients() -> None:
+    ssm, y0 = make_controlled_ssm(), make_y0()
+    u = make_inputs(5).requires_grad_()
+    a = ssm.rollout(y0, 6, sample=False, inputs=u)
+    b = ssm.rollout(y0, 6, sample=False, inputs=u.detach() + 1)
+    assert not torch.allclose(a.states[1:], b.states[1:])
+    a.states[-1].sum().backward()
+    assert u.grad is not None and bool((u.grad != 0).any())
+    single = ssm.rollout(y0, 1)  # no transition, no input needed
+    assert single.states.shape == (1, B, DY) and single.z.shape == (0, B, DZ)
+
+
+def test_a_deterministic_controlled_model_needs_no_noise() -> None:
+    """Dz = 0: the cell's whole condition is u (a controlled ODE); no prior, no posterior."""
+    with seeded(0):
+        cell = ResidualCell(MLPField(DY, DU, 16, 2), DY, DU, 1)
+    ssm = LatentSSM(cell, input_size=DU).double()
+    y0, u = make_y0(), make_inputs(3)
+    r = ssm.rollout(y0, 4, inputs=u)
+    assert r.z.shape == (3, B, 0) and r.prior is None
+    expected = cell(cell(cell(y0, u[0]), u[1]), u[2])
+    torch.testing.assert_close(r.states[-1], expected, rtol=0, atol=0)
+
+
+def test_inputs_errors() -> None:
+    ssm, y0 = make_controlled_ssm(), make_y0()
+    with pytest.raises(
+        ValueError, match=re.escape("inputs: this model takes exogenous inputs (input_size=2), expected")
+    ):
+        ssm.rollout(y0, 4)
+    with pytest.raises(ValueError, match=re.escape(f"inputs: expected shape (T-1, B, Du) = [3, {B}, 2] (one input")):
+        ssm.rollout(y0, 4, inputs=make_inputs(4))
+    with pytest.raises(TypeError, match=r"inputs: expected a floating-point tensor, got dtype torch.int64"):
+        ssm.rollout(y0, 4, inputs=torch.zeros(3, B, DU, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"inputs: expected a tensor \(T-1, B, Du\), got list"):
+        ssm.rollout(y0, 4, inputs=[[0.0]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("inputs: this model takes no exogenous inputs (input_size=0")):
+        make_ssm().rollout(y0, 4, inputs=make_inputs(3))
+    cell = ResidualCell(MLPField(DY, DZ, 8, 2), DY, DZ, 1)
+    with pytest.raises(ValueError, match=re.escape("input_size: expected at most the cell's cond_size=2")):
+        LatentSSM(cell, input_size=3)
+    with pytest.raises(ValueError, match=r"input_size: expected an int >= 0"):
+        LatentSSM(cell, input_size=-1)
+    # A prior that reads y only, in a model with inputs: named with the size it was given.
+    wrong = LatentSSM(
+        ResidualCell(MLPField(DY, DZ + DU, 8, 2), DY, DZ + DU, 1),
+        ConditionalGaussianPrior(MLP(DY + DU, 8, 2 * (DZ + DU), 2)),
+        input_size=DU,
+    ).double()
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"prior: expected the prior module to map states and inputs [y, u] [{B}, 5] to batch shape [{B}] "
+            "and event shape [2]"
+        ),
+    ):
+        wrong.rollout(y0, 4, inputs=make_inputs(3))
