@@ -145,6 +145,27 @@ def test_verify_reports_a_missing_entry_as_skipped(tmp_path: Path, capsys: pytes
     assert statuses["FAIL"] == []
 
 
+@needs_fixture
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("outputs.pt", [1], "is not a fixture's outputs (a dict with 'tensors')"),
+        ("outputs.pt", {"meta": {}}, "is not a fixture's outputs (a dict with 'tensors')"),
+        ("inputs.pt", {"eps_y0": torch.zeros(2)}, "is not a fixture's inputs (a dict with a tensor 'x')"),
+    ],
+)
+def test_verify_of_files_that_are_not_a_fixture_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: Any, message: str
+) -> None:
+    fixture = tmp_path / "fixture"
+    shutil.copytree(FIXTURE, fixture)
+    torch.save(content, fixture / name)
+    assert main(["verify", str(fixture)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: FIXTURE_DIR: {fixture / name} {message}")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_verify_cli_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", str(tmp_path / "nowhere")]) == 2
     assert "no config.json" in capsys.readouterr().err

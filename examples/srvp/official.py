@@ -361,6 +361,14 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
     model = model.to(device)
     inputs = read_torch_file(fixture_dir / "inputs.pt", "FIXTURE_DIR", map_location=device)
     outputs = read_torch_file(fixture_dir / "outputs.pt", "FIXTURE_DIR")
+    if not isinstance(inputs, dict) or not isinstance(inputs.get("x"), torch.Tensor):
+        raise ValueError(
+            f"FIXTURE_DIR: {fixture_dir / 'inputs.pt'} is not a fixture's inputs (a dict with a tensor 'x')"
+        )
+    if not isinstance(outputs, dict) or not isinstance(outputs.get("tensors"), dict):
+        raise ValueError(
+            f"FIXTURE_DIR: {fixture_dir / 'outputs.pt'} is not a fixture's outputs (a dict with 'tensors')"
+        )
     tensors: dict[str, torch.Tensor] = outputs["tensors"]
     meta: dict[str, Any] = outputs.get("meta", {})
     losses: dict[str, dict[str, float]] = meta.get("losses", {})
