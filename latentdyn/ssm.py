@@ -93,7 +93,7 @@ class Rollout:
         i = torch.arange(self.substates.shape[0], dtype=torch.float64)
         return self.t0 + i / self.n_substeps
 
-    def at(self, times: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    def at(self, times: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor) -> torch.Tensor:
         """States at arbitrary query times in ``[t0, t0 + T − 1]``, (Q, B, Dy).
 
         Between sub-step states the state is linearly interpolated, which is exact for Euler sub-steps
@@ -101,12 +101,14 @@ class Rollout:
         1e-9 outside the rollout (float rounding, e.g. ``sum([0.1] * 30)``) are taken as its ends.
 
         Args:
-            times: Q strictly increasing, finite times (a sequence or a tensor of shape (Q,)).
+            times: Q strictly increasing, finite times, shared by every sequence (a sequence or a tensor of shape
+                (Q,)), or Q times per sequence, (Q, B), column b strictly increasing (irregularly sampled
+                data: ``at(times)[q, b]`` is sequence b at ``times[q, b]``).
 
         Raises:
             TypeError: ``times`` is not made of real numbers (a string, ``None``, a bool or complex tensor).
             ValueError: no time, a time that is not finite or outside the rollout, times that do not strictly
-                increase, or a tensor of more than one dimension.
+                increase, or a shape other than (Q,) and (Q, B).
         """
         if isinstance(times, (str, bytes)) or (isinstance(times, torch.Tensor) and not _is_real_dtype(times.dtype)):
             got = f"a tensor of dtype {times.dtype}" if isinstance(times, torch.Tensor) else type(times).__name__
@@ -118,9 +120,14 @@ class Rollout:
                 f"times: expected real times (a sequence of numbers or a tensor), got {type(times).__name__} "
                 f"{times!r:.80}"
             ) from e
-        if ts.dim() > 1:
-            raise ValueError(f"times: expected a sequence of times (Q,), got shape {list(ts.shape)}")
-        ts = ts.flatten()
+        n_seq = self.substates.shape[1]
+        if ts.dim() > 2 or (ts.dim() == 2 and ts.shape[1] != n_seq):
+            raise ValueError(
+                f"times: expected times (Q,) shared by the sequences or (Q, B) = (Q, {n_seq}) per sequence, got "
+                f"shape {list(ts.shape)}"
+            )
+        per_sequence = ts.dim() == 2
+        ts = ts if per_sequence else ts.flatten()
         lo, hi = float(self.t0), float(self.t0 + self.n_frames - 1)
         if ts.numel() == 0:
             raise ValueError("times: expected at least one query time, got none")
@@ -128,8 +135,9 @@ class Rollout:
         inside = (ts >= lo - _TIME_TOLERANCE) & (ts <= hi + _TIME_TOLERANCE)
         if not bool(inside.all()):
             raise ValueError(f"times: expected finite times within the rollout [{lo}, {hi}], got {ts.tolist()}")
-        if ts.numel() > 1 and not bool((ts[1:] > ts[:-1]).all()):
-            raise ValueError(f"times: expected strictly increasing times, got {ts.tolist()}")
+        if ts.shape[0] > 1 and not bool((ts[1:] > ts[:-1]).all()):
+            what = "times along each column (per sequence)" if per_sequence else "times"
+            raise ValueError(f"times: expected strictly increasing {what}, got {ts.tolist()}")
         ts = ts.clamp(lo, hi)
         pos = (ts - self.t0) * self.n_substeps
         # A sub-step time i/n can come back as i − ε after the float round trip (n = 7, i = 61): snap it
@@ -141,8 +149,13 @@ class Rollout:
         states = self.substates
         # At least float32 arithmetic: a bfloat16 weight would be off by up to 2⁻⁹ before the lerp even starts.
         work = torch.promote_types(states.dtype, torch.float32)
-        w = (pos - left).to(device=states.device, dtype=work)[:, None, None]
-        return torch.lerp(states[left].to(work), states[right].to(work), w).to(states.dtype)
+        w = (pos - left).to(device=states.device, dtype=work)
+        if per_sequence:  # (Q, B) indices: sequence b reads its own sub-step states
+            seq = torch.arange(n_seq, device=states.device)
+            left, right = left.to(states.device), right.to(states.device)
+            a, b = states[left, seq], states[right, seq]
+            return torch.lerp(a.to(work), b.to(work), w[:, :, None]).to(states.dtype)
+        return torch.lerp(states[left].to(work), states[right].to(work), w[:, None, None]).to(states.dtype)
 
 
 def _check_draw(z: object, role: Role, shape: tuple[int, ...]) -> torch.Tensor:

@@ -225,10 +225,37 @@ def test_at_errors() -> None:
             r.at([2.0, bad])
         with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
             r.at(torch.tensor([bad]))
-    with pytest.raises(ValueError, match=r"times: expected a sequence of times \(Q,\), got shape \[2, 2\]"):
-        r.at([[1.5, 2.0], [2.5, 3.0]])
+    with pytest.raises(ValueError, match=re.escape("per sequence, got shape [2, 2]")):
+        r.at([[1.5, 2.0], [2.5, 3.0]])  # B = 4 sequences
+    with pytest.raises(ValueError, match=re.escape(f"or (Q, B) = (Q, {B}) per sequence, got shape [1, 1, {B}]")):
+        r.at(torch.full((1, 1, B), 2.0))
+    per_sequence = torch.tensor([[1.5] * B, [2.0] * (B - 1) + [1.0]])
+    with pytest.raises(ValueError, match=re.escape("times: expected strictly increasing times along each column")):
+        r.at(per_sequence)
+    with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
+        r.at(torch.tensor([[1.5] * (B - 1) + [5.5]]))
     with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
         r.at([5.0 + 1e-6])  # beyond the rounding tolerance
+
+
+def test_at_per_sequence_times_read_each_sequence_at_its_own_times() -> None:
+    """(Q, B) times: entry [q, b] is sequence b at times[q, b], as a (Q,) query of that time would give it."""
+    r = make_ssm(n=3).rollout(make_y0(), 6, sampler=RecordingSampler(), t0=2)
+    g = torch.Generator().manual_seed(9)
+    times = torch.sort(2 + 5 * torch.rand(4, B, generator=g, dtype=torch.float64), dim=0).values
+    times[0, 1] = 2.0  # an end and a sub-step time exactly
+    times[1, 2] = 3 + 1 / 3
+    out = r.at(times)
+    assert out.shape == (4, B, DY)
+    for q in range(4):
+        for b in range(B):
+            torch.testing.assert_close(out[q, b], r.at([float(times[q, b])])[0, b], rtol=0, atol=0)
+    assert torch.equal(out[0, 1], r.states[0, 1]) and torch.equal(out[1, 2], r.substates[4, 2])
+    # By hand: linear interpolation between the sub-states around each time (sub-step 1/3).
+    pos = (times[2, 3] - 2) * 3
+    i = int(pos)
+    manual = r.substates[i, 3] + (pos - i) * (r.substates[i + 1, 3] - r.substates[i, 3])
+    torch.testing.assert_close(out[2, 3], manual, rtol=1e-12, atol=1e-12)
 
 
 def test_at_names_times_of_the_wrong_kind() -> None:
