@@ -445,3 +445,27 @@ def test_evaluate_names_the_length_flags_when_test_clips_are_too_short(
     bair_argv = [str(tiny_run), "--dataset", "bair", "--test-set", str(bair), "--nt-gen", "31", "--no-lpips"]
     assert ev.main(bair_argv) == 2
     assert "--nt-gen: BAIR test videos have 30 frames, got 31" in _one_line_error(capsys)
+
+
+def test_demo_reads_the_test_data_of_a_video_run_as_evaluate_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder/KTH/Human3.6M/BAIR run: demo reads its data_dir (or a folder given with --test-set) with the
+    evaluation's clip length; it only took .npz files, so only Moving MNIST and KTH runs had demos."""
+    from examples.srvp import demo
+
+    videos = tmp_path / "videos"
+    for name, level in (("a", 10), ("b", 60), ("c", 120)):
+        _frame_folder(videos / name, 8, level)
+    run = tmp_path / "run"
+    argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(videos)]
+    assert train.main([*argv, "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "gifs"
+    assert demo.main([str(run), "--out", str(out), "--what", "interpolate", "--steps", "3"]) == 0
+    assert (out / "interpolation.gif").stat().st_size > 0
+    assert f"of {videos} (2 conditioning frames)" in capsys.readouterr().out
+    assert demo.main([str(run), "--test-set", str(videos), "--out", str(out), "--what", "swap"]) == 0
+    assert (out / "content_swap.gif").stat().st_size > 0
+    assert demo.main([str(run), "--test-set", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert f"--test-set: nothing at {tmp_path / 'nothing'}" in _one_line_error(capsys)

@@ -15,8 +15,10 @@
 RUN_DIR is a run directory of ``examples.srvp.train`` (or one written by ``examples.srvp.official convert``).
 The test set is an ``.npz`` file whose ``sequences`` array holds uint8 clips: time-major (T, N, H, W) or
 (T, N, H, W, C), e.g. the one ``python -m examples.srvp.data smmnist-test-set`` writes, or a KTH test set
-``svg_test_set_<T>.npz`` of ``python -m examples.srvp.data kth-test-set``, which is sample-major (N, T, H, W)
-and is read as ``examples.srvp.evaluate`` reads it.
+``svg_test_set_<T>.npz`` of ``python -m examples.srvp.data kth-test-set``, which is sample-major (N, T, H, W).
+For a KTH, Human3.6M, BAIR or folder-of-videos run it may also be what ``examples.srvp.evaluate`` reads for
+that dataset (a data directory, a Human3.6M ``test_set_<T>_<s>`` folder, a folder of videos), read with the
+evaluation's clip length; without ``--test-set`` the run's ``data_dir`` is used, as evaluate does.
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ from examples.srvp.checkpoint import (
     read_run_config,
 )
 from examples.srvp.config import resolve_device
-from examples.srvp.evaluate import load_test_clips
+from examples.srvp.evaluate import DEFAULT_NT_GEN, load_test_clips
 from examples.srvp.model import SRVP
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
 from latentdyn.video.media import save_gif, video_grid
 
-__all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "main", "seeded_sampler"]
+__all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "load_run_clips", "main", "seeded_sampler"]
 
 DEMOS = ("framerate", "swap", "interpolate")
 
@@ -82,6 +84,44 @@ def load_clips(path: str | Path) -> torch.Tensor:
     x = torch.from_numpy(seq)
     x = x.unsqueeze(2) if x.dim() == 4 else rearrange(x, "t n h w c -> t n c h w")
     return x.float() / 255
+
+
+def load_run_clips(path: Path | None, run: dict[str, Any], model: SRVP, n_clips: int) -> tuple[torch.Tensor, Path]:
+    """The first ``n_clips`` test clips for a run, floats in [0, 1] (T, N, C, H, W), and the path they came from.
+
+    An ``.npz`` file is read with :func:`load_clips`. Any other path, or the run's ``data_dir`` when ``path`` is
+    None, is read as ``examples.srvp.evaluate`` reads the run's dataset (KTH, Human3.6M, BAIR, folder), with
+    the evaluation's default clip length.
+    """
+    train_cfg = run.get("train", {})
+    dataset = train_cfg.get("dataset") or "smmnist"
+    if path is None:
+        if dataset == "smmnist":
+            raise ValueError(
+                "--test-set: required for a Moving MNIST run (the .npz of `python -m examples.srvp.data "
+                "smmnist-test-set`)"
+            )
+        if not train_cfg.get("data_dir"):
+            raise ValueError(f"--test-set: required for this {dataset!r} run (its config.json names no data_dir)")
+        path = Path(train_cfg["data_dir"])
+    if path.suffix == ".npz" or dataset == "smmnist":
+        return load_clips(path), path
+    if not path.exists():
+        raise FileNotFoundError(f"--test-set: nothing at {path}")
+    nt_gen = DEFAULT_NT_GEN.get(dataset) or int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0)
+    crop = train_cfg.get("folder_crop") or "none"
+    clips = load_test_clips(
+        dataset,
+        path,
+        nt_gen=nt_gen,
+        subsampling=int(train_cfg.get("subsampling") or 8),
+        image_size=model.config.image_size,
+        grayscale=model.config.channels == 1,
+        crop=None if crop == "none" else crop,
+        frame_step=int(train_cfg.get("folder_frame_step") or 1),
+        max_sequences=n_clips,
+    )
+    return clips.float() / 255, path
 
 
 def seeded_sampler(seed: int) -> Sampler:
@@ -190,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test-set",
         type=Path,
-        required=True,
-        help=".npz file with uint8 'sequences' (T, N, H, W[, C]), or a KTH svg_test_set_<T>.npz (N, T, H, W)",
+        default=None,
+        help=".npz file with uint8 'sequences' (T, N, H, W[, C]), a KTH svg_test_set_<T>.npz (N, T, H, W), or the "
+        "test data evaluate reads for the run's dataset (default: the run's data_dir, except for Moving MNIST)",
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the GIFs")
     p.add_argument("--what", choices=(*DEMOS, "all"), default="all", help="which demo (default: all)")
@@ -259,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
                 "show SRVP's latent ODE sub-steps, content variable and initial state, which that model has not"
             )
         model = load_model(args.run_dir, args.checkpoint or default_checkpoint(args.run_dir, run), args.device)
-        clips = load_clips(args.test_set)
+        clips, args.test_set = load_run_clips(args.test_set, run, model, max(0, *args.clips) + 1)
         n_cond, n_future = _settings(args, model, run, clips)
         check_writable(args.out, "--out")
     except (FileNotFoundError, ValueError) as e:
