@@ -469,3 +469,31 @@ def test_demo_reads_the_test_data_of_a_video_run_as_evaluate_does(
     assert (out / "content_swap.gif").stat().st_size > 0
     assert demo.main([str(run), "--test-set", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert f"--test-set: nothing at {tmp_path / 'nothing'}" in _one_line_error(capsys)
+
+
+def test_evaluate_takes_one_sample_for_deterministic_moving_mnist_by_default(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SPEC 4.3: the official README tests deterministic Moving MNIST with --n_samples 1 (test.py's default is
+    100); a model without noise draws the same future every time, so it also takes one."""
+    import dataclasses
+    import json
+
+    from examples.srvp import evaluate as ev
+    from examples.srvp.model import SRVP
+
+    run = _copy(tiny_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["deterministic"] = True
+    (run / "config.json").write_text(json.dumps(config))
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--max-sequences", "2", "--batch-size", "2"]
+    assert ev.main(argv) == 0
+    written = {p.name for p in (run / "eval").glob("*.json")}
+    assert any("_n1_" in name for name in written), written
+    assert json.loads((run / "eval" / next(iter(written))).read_text())["protocol"]["n_samples"] == 1
+
+    tiny = _tiny()
+    assert ev.default_n_samples({"dataset": "smmnist", "deterministic": False}, SRVP(tiny.model)) == 100
+    assert ev.default_n_samples({"dataset": "kth"}, SRVP(tiny.model)) == 100
+    no_noise = dataclasses.replace(tiny.model, use_noise=False, noise_size=0)
+    assert ev.default_n_samples({"dataset": "kth"}, SRVP(no_noise)) == 1

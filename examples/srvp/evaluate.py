@@ -722,6 +722,13 @@ def format_results(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def default_n_samples(train_cfg: dict[str, Any], model: SRVP) -> int:
+    """The official README's ``--n_samples``: 1 for deterministic Moving MNIST, else ``test.py``'s 100; 1 for a
+    model without noise too, whose samples are all the same."""
+    deterministic_data = train_cfg.get("dataset", "smmnist") == "smmnist" and bool(train_cfg.get("deterministic"))
+    return 1 if deterministic_data or not model.config.use_noise else 100
+
+
 def _names_a_test_set(dataset: str, path: Path) -> bool:
     """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
     pattern = {"kth": r"svg_test_set_\d+\.npz", "human36m": r"test_set_\d+_\d+"}.get(dataset)
@@ -796,7 +803,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("best", "last"),
         help="which weights (default as in the paper: best for KTH and Human3.6M runs, last otherwise)",
     )
-    parser.add_argument("--n-samples", type=int, default=100, help="samples per sequence (best of N)")
+    parser.add_argument(
+        "--n-samples",
+        type=int,
+        default=None,
+        help="samples per sequence, best of N (default: 100; 1 for deterministic Moving MNIST runs and models "
+        "without noise, as the official README)",
+    )
     parser.add_argument("--nt-cond", type=int, default=None, help="conditioning frames (default: the run's)")
     parser.add_argument(
         "--nt-gen",
@@ -925,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol = EvalProtocol(
             nt_cond=nt_cond,
             nt_gen=nt_gen,
-            n_samples=args.n_samples,
+            n_samples=args.n_samples if args.n_samples is not None else default_n_samples(train_cfg, model),
             n_substeps=n_substeps,
             batch_size=args.batch_size,
             seed=args.seed,
