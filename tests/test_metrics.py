@@ -137,6 +137,25 @@ def test_ssim_matches_skimage_valid_region(height: int, width: int, seed: int) -
     assert got == pytest.approx(float(mssim), rel=1e-10)
 
 
+def test_ssim_keeps_negative_map_values() -> None:
+    # An inverted frame is anti-correlated with its target: most of the SSIM map is negative, and the mean
+    # SSIM with it (skimage's, over the same valid crop) is below zero. Clipping the map at 0 would hide it.
+    _, target = _noisy_pair((1, 32, 32), seed=12)
+    pred = 1.0 - target
+    _, full_map = structural_similarity(
+        pred[0].numpy(),
+        target[0].numpy(),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        full=True,
+    )
+    expected = float(full_map[5:-5, 5:-5].mean())
+    assert expected < -0.5
+    assert ssim(pred, target).item() == pytest.approx(expected, rel=1e-10)
+
+
 def test_ssim_matches_skimage_with_another_window() -> None:
     # skimage sizes its Gaussian filter by truncate = 3.5 (radius int(3.5 sigma + 0.5)) and crops by
     # win_size; sigma = 0.8 gives radius 3, i.e. a 7-tap filter consistent with win_size = 7.
