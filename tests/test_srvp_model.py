@@ -211,7 +211,14 @@ def test_prediction_with_finer_substeps() -> None:
     torch.testing.assert_close(p4_sub.frames[:, 3::4], p4.frames, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(p2_sub.frames[:, 1::2], p2.frames, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(p4_sub.states, p4.states)
-    # The conditioning part uses the training sub-steps whatever the prediction uses.
+    # The future rollout starts at the time of the last conditioning frame, nt_cond − 1, so its sub-step j is
+    # at time nt_cond − 1 + j/n and Rollout.at is queried in absolute frame times.
+    tc = cond.shape[0]
+    sub_times = torch.tensor([tc - 1 + j / 4 for j in range(t_f * 4 + 1)], dtype=torch.float64)
+    torch.testing.assert_close(p4_sub.future_rollout.times(), sub_times)
+    torch.testing.assert_close(p4.future_rollout.at([tc - 1])[0], p4.cond_rollout.states[-1])
+    last = rearrange(p4.states[:, -1], "n b d -> (n b) d")
+    torch.testing.assert_close(p4.future_rollout.at([tc - 1 + t_f])[0], last)
     assert p4.cond_rollout.n_substeps == p2.cond_rollout.n_substeps == 2
     assert p4.future_rollout.n_substeps == 4
     torch.testing.assert_close(p4.cond_frames, p2.cond_frames)
