@@ -308,10 +308,27 @@ def test_training_updates_use_the_official_learning_rates(tmp_path: Path, monkey
         opt.register_step_pre_hook(lambda o, args, kwargs: used.append(o.param_groups[0]["lr"]))
         return opt
 
+    # What is optimised: the gradient of each update must reach the weighted total (β_z·KL_z, λ·penalty
+    # included) with weight 1, not an unweighted sum of the logged terms.
+    total_grads: list[float] = []
+    loss_terms = SRVP.loss_terms
+
+    def hooked_loss_terms(self: SRVP, x: torch.Tensor, out: Any) -> Any:
+        terms = loss_terms(self, x, out)
+        terms.total.register_hook(lambda g: total_grads.append(float(g)))
+        return terms
+
     monkeypatch.setattr(train, "make_adam", recording_adam)
+    monkeypatch.setattr(SRVP, "loss_terms", hooked_loss_terms)
     cfg = dataclasses.replace(_tiny(), lr=1e-3, lr_burnin=3, lr_decay=4, val_interval=100)
     train.train(cfg, tmp_path / "run", progress=False, log=lambda _: None)
-    assert used == pytest.approx([1e-3 * f for f in _official_lr_factors(3, 4)])
+    expected = [1e-3 * f for f in _official_lr_factors(3, 4)]
+    assert used == pytest.approx(expected)
+    assert cfg.amp == "none" and total_grads == [1.0] * len(expected)  # fp32: no loss scaling
+    # The logged rate of a step is the rate its update used (the last update runs at 0).
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    logged = {row["step"]: row["lr"] for row in rows if "lr" in row}
+    assert logged == {len(expected): pytest.approx(expected[-1])}
 
 
 def test_paper_presets_match_the_official_command_lines() -> None:
