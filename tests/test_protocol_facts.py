@@ -104,6 +104,38 @@ def test_fvd_compares_ground_truth_with_conditioning_frames_and_the_first_sample
     assert seen["protocol"].n_cond == nt_cond
 
 
+def test_evaluation_curves_follow_the_predicted_frames_in_time_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC 6: the per-time-step curves are over the predicted frames nt_cond+1..nt_gen, in that order, and
+    "_first5" averages the first five of them; for the model (best of N) as for the copy-last reference."""
+    model = build_model(PRESETS["tiny"]().model)
+    n_seq, nt_cond, nt_gen = 3, 2, 10
+    levels = [40 + 10 * t for t in range(nt_gen)]  # frame t is uniformly levels[t]/255: a different value each
+    seqs = torch.tensor(levels, dtype=torch.uint8).view(-1, 1, 1, 1, 1).expand(nt_gen, n_seq, 1, 64, 64)
+    future_errors = [0.01 * (j + 1) for j in range(nt_gen - nt_cond)]  # sample 0's error grows with time
+
+    def fake_chunks(model: nn.Module, cond: torch.Tensor, n_future: int, n: int, *_: Any, **__: Any) -> Iterator:
+        truth = seqs[nt_cond:nt_gen, : cond.shape[1]].double() / 255
+        steps = torch.tensor(future_errors, dtype=torch.float64).view(-1, 1, 1, 1, 1)
+        frames = torch.stack([truth + steps * (1 + s) for s in range(n)])  # sample 0 best
+        yield SampleChunk(0, SimpleNamespace(cond_frames=None, frames=frames.float()))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ev, "predict_in_chunks", fake_chunks)
+    protocol = ev.EvalProtocol(
+        nt_cond=nt_cond, nt_gen=nt_gen, n_samples=2, n_substeps=1, batch_size=2, seed=0, max_sequences=0
+    )
+    result = ev.evaluate(model, seqs, protocol, progress=False, n_gif=0)
+
+    def db(e: float) -> float:
+        return float(10 * np.log10(1 / e**2))
+
+    model_curve = [db(e) for e in future_errors]
+    copy_last = [db((levels[t] - levels[nt_cond - 1]) / 255) for t in range(nt_cond, nt_gen)]
+    for scores, curve in ((result["metrics"], model_curve), (result["reference_predictors"]["copy_last"], copy_last)):
+        assert scores["psnr_curve"]["mean"] == pytest.approx(curve, abs=1e-3)
+        assert scores["psnr_first5"]["mean"] == pytest.approx(np.mean(curve[:5]), abs=1e-3)
+        assert scores["psnr"]["mean"] == pytest.approx(np.mean(curve), abs=1e-3)
+
+
 # -------------------------------------------------------------------------------------- test-set defaults
 def test_default_test_lengths_are_the_official_readmes() -> None:
     """SPEC 4.3: the README's --nt_gen is 40 for KTH, 53 for Human3.6M (seq_len_test), 30 for BAIR."""
