@@ -325,6 +325,20 @@ def test_content_frames_training_vs_eval() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- loss
+def test_encoder_is_trained_through_both_posteriors() -> None:
+    """q(y_0 | x_1:k) and q(z_t | x_1:t) read the encoder's codes differentiably (the paper trains h_phi
+    through both posteriors): each distribution's parameters have a non-zero gradient in the encoder."""
+    config = tiny()
+    model = SRVP(config).init_weights()
+    out = model.infer(frames(4, 2, config))
+    assert out.rollout.posterior is not None
+    params = list(model.encoder.parameters())
+    for name, dist in (("q_y0", out.q_y0), ("q_z", out.rollout.posterior)):
+        base = dist.base_dist
+        grads = torch.autograd.grad(base.loc.sum() + base.scale.sum(), params, allow_unused=True, retain_graph=True)
+        assert any(g is not None and bool(g.abs().sum() > 0) for g in grads), name
+
+
 def test_loss_terms_against_manual_float64_recomputation() -> None:
     config = tiny(obs_scale=0.7, beta_y=0.5, beta_z=2.0, residual_weight=3.0, n_substeps=2)
     model = SRVP(config).init_weights().train()
