@@ -86,20 +86,25 @@ def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, i
     return found
 
 
+def is_int(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an integer for an option: a Python or NumPy integer, not a bool (nor a tensor)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor))
+
+
 def check_int(value: object, name: str) -> int:
-    """Return ``value`` if it is an ``int`` (not a bool), else raise ``TypeError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as an ``int`` if it is an integer (:func:`is_int`), else raise ``TypeError`` naming ``name``."""
+    if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
-    return value
+    return int(value)
 
 
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    """Return ``value`` if it is an ``int`` (not a bool) at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as an ``int`` if it is an integer (:func:`is_int`) at least ``minimum``."""
+    if not is_int(value):
         raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def check_positive_real(value: object, name: str) -> float:

@@ -208,7 +208,7 @@ class LatentSSM(nn.Module):
                 "takes a batch shape; for a fixed N(0, I) prior use a module whose forward(y) returns "
                 "StandardNormal(Dz)(*y.shape[:-1])"
             )
-        check_positive_int(input_size, "input_size", minimum=0)
+        input_size = check_positive_int(input_size, "input_size", minimum=0)
         if input_size > cell.cond_size:
             raise ValueError(
                 f"input_size: expected at most the cell's cond_size={cell.cond_size} (its condition is [z, u], "
@@ -298,8 +298,8 @@ class LatentSSM(nn.Module):
             raise TypeError(f"y0: expected a floating-point tensor, got dtype {y0.dtype}")
         if not isinstance(sample, bool):
             raise TypeError(f"sample: expected a bool, got {type(sample).__name__} {sample!r}")
-        check_positive_int(n_frames, "n_frames")
-        check_int(t0, "t0")
+        n_frames = check_positive_int(n_frames, "n_frames")
+        t0 = check_int(t0, "t0")
         n = cell.check_substeps(n_substeps)
         n_post = self._check_posterior(posterior, n_observed, n_frames, b)
         if sampler is not None and not callable(sampler):
@@ -400,7 +400,7 @@ class LatentSSM(nn.Module):
         """Number of transitions whose z comes from the posterior."""
         n_trans = n_frames - 1
         if n_observed is not None:
-            check_positive_int(n_observed, "n_observed")
+            n_observed = check_positive_int(n_observed, "n_observed")
         if posterior is None:
             if n_observed is not None and n_observed > 1:
                 raise ValueError(

@@ -123,6 +123,39 @@ def test_numpy_scalars_are_real_numbers_but_bools_and_tensors_are_not() -> None:
     assert substeps_from_dt(np.float32(0.25)) == 4  # what a numpy config or array element gives
 
 
+def test_numpy_integers_are_ints_and_come_back_as_python_ints() -> None:
+    """np.int64 counts (array elements, np.arange, pandas) were TypeErrors while np.float32 reals were accepted."""
+    import numpy as np
+
+    for value in (np.int64(3), np.int32(3), np.uint8(3)):
+        for out in (check_int(value, "n"), check_positive_int(value, "n")):
+            assert out == 3 and type(out) is int
+    for value in (True, np.bool_(True), np.float64(3.0), torch.tensor(3), 3.0):
+        with pytest.raises(TypeError, match=r"n: expected an int"):
+            check_int(value, "n")
+    with pytest.raises(ValueError, match=r"n: expected an int >= 1, got 0"):
+        check_positive_int(np.int64(0), "n")
+
+
+def test_numpy_integers_at_public_boundaries() -> None:
+    import numpy as np
+
+    from latentdyn import MLP, ConditionalGaussianPrior, DCGANEncoder, LatentSSM, MLPField, ResidualCell
+
+    i = np.int64
+    cell = ResidualCell(MLPField(i(3), i(2), i(8), i(2)), state_size=i(3), cond_size=i(2), n_substeps=i(2))
+    ssm = LatentSSM(cell, ConditionalGaussianPrior(MLP(i(3), i(8), i(4), n_layers=i(2))))
+    roll = ssm.rollout(torch.randn(4, 3), n_frames=i(5), t0=i(1), n_substeps=i(3))
+    assert roll.states.shape == (5, 4, 3) and type(roll.t0) is int and type(roll.n_substeps) is int
+    assert type(cell.n_substeps) is int
+    assert DCGANEncoder(image_size=i(32), channels=1, base_width=4, code_size=8)(
+        torch.rand(2, 1, 32, 32)
+    ).code.shape == (
+        2,
+        8,
+    )
+
+
 def test_numpy_float32_std_is_a_scalar_std() -> None:
     import numpy as np
 

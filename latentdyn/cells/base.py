@@ -52,7 +52,7 @@ class TransitionCell(nn.Module, abc.ABC):
         """Resolve and check a sub-step count (``None`` means the cell's default)."""
         if n_substeps is None:
             return self.n_substeps
-        check_positive_int(n_substeps, "n_substeps")
+        n_substeps = check_positive_int(n_substeps, "n_substeps")
         if n_substeps != 1 and not self.supports_substeps:
             raise ValueError(
                 f"n_substeps: {type(self).__name__} is a discrete-time cell and takes exactly 1 step per "
@@ -78,7 +78,7 @@ class TransitionCell(nn.Module, abc.ABC):
             The sub-step states (n, B, Dy) and residuals.
         """
         self.check_inputs(y, z)
-        check_int(frame, "frame")
+        frame = check_int(frame, "frame")
         n = self.check_substeps(n_substeps)
         return self.check_path(self._path(y, z, n, frame), n, y.shape[0])
 

@@ -36,7 +36,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from latentdyn._checks import check_positive_int, check_shape, is_real
+from latentdyn._checks import check_int, check_positive_int, check_shape, is_real
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
@@ -76,8 +76,7 @@ class EncoderOutput(NamedTuple):
 
 
 def _check_image_size(image_size: object) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise TypeError(f"image_size: expected an int, got {type(image_size).__name__} {image_size!r}")
+    image_size = check_int(image_size, "image_size")
     if image_size not in SUPPORTED_IMAGE_SIZES:
         supported = ", ".join(map(str, SUPPORTED_IMAGE_SIZES))
         raise ValueError(f"image_size: expected one of the supported sizes {supported}, got {image_size}")

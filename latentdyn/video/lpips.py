@@ -33,7 +33,7 @@ import torch
 from einops import pack, unpack
 from torch import nn
 
-from latentdyn._checks import check_shape, check_tensor
+from latentdyn._checks import check_shape, check_tensor, is_int
 
 __all__ = [
     "ALEXNET_ENV_VAR",
@@ -300,8 +300,9 @@ class LPIPS(nn.Module):
         if channels is None:
             raise ValueError("channels: required with a custom backbone (the channel count of each feature map)")
         channels = tuple(channels)
-        if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+        if not channels or any(not is_int(c) or c < 1 for c in channels):
             raise ValueError(f"channels: expected a non-empty sequence of positive ints, got {channels!r}")
+        channels = tuple(int(c) for c in channels)
         self.channels = channels
         self.scaling = ScalingLayer()
         self.backbone = backbone

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from latentdyn._checks import check_tensor, is_real
+from latentdyn._checks import check_positive_int, check_tensor, is_real
 
 __all__ = [
     "image_grid",
@@ -75,11 +75,7 @@ def _pad_byte(pad_value: object) -> int:
 
 
 def _check_padding(padding: object) -> int:
-    if isinstance(padding, bool) or not isinstance(padding, int):
-        raise TypeError(f"padding: expected an int >= 0, got {type(padding).__name__} {padding!r}")
-    if padding < 0:
-        raise ValueError(f"padding: expected an int >= 0, got {padding}")
-    return padding
+    return check_positive_int(padding, "padding", minimum=0)
 
 
 def _row_as_rgb_bytes(row: object, name: str) -> torch.Tensor:

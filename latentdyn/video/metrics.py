@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from einops import pack, unpack
 
-from latentdyn._checks import check_positive_int, check_positive_real, check_shape, check_tensor
+from latentdyn._checks import check_int, check_positive_int, check_positive_real, check_shape, check_tensor
 
 __all__ = [
     "BestOfN",
@@ -408,8 +408,7 @@ def mean_confidence_interval(values: torch.Tensor, dim: int = 0, z: float = 1.96
     v = check_tensor(values, "values")
     if not v.is_floating_point():
         raise TypeError(f"values: expected a floating-point tensor, got dtype {v.dtype}")
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim: expected an int, got {type(dim).__name__} {dim!r}")
+    dim = check_int(dim, "dim")
     if not -v.dim() <= dim < v.dim():
         raise ValueError(f"dim: expected an axis in [{-v.dim()}, {v.dim() - 1}], got {dim} for shape {list(v.shape)}")
     quantile = check_positive_real(z, "z")

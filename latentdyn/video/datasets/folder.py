@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch.utils.data
 
-from latentdyn._checks import check_choice, check_positive_int
+from latentdyn._checks import check_choice, check_positive_int, is_int
 from latentdyn.video.datasets._common import draw_int, is_hidden, numeric_sort_key, read_png
 from latentdyn.video.datasets.io import PathLike, iter_video, probe_video
 
@@ -105,7 +105,7 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         self.frame_step = check_positive_int(frame_step, "frame_step")
         if image_size is None:
             self.image_size: tuple[int, int] | None = None
-        elif isinstance(image_size, int) and not isinstance(image_size, bool):
+        elif is_int(image_size):
             self.image_size = (check_positive_int(image_size, "image_size"),) * 2
         elif isinstance(image_size, tuple) and len(image_size) == 2:
             self.image_size = (

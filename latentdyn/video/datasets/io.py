@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from latentdyn._checks import check_choice, check_positive_int
+from latentdyn._checks import check_choice, check_positive_int, is_int
 from latentdyn.video.datasets._common import atomic_file
 
 if TYPE_CHECKING:
@@ -178,9 +178,9 @@ def _decode_gif(
 def _check_size(size: object) -> tuple[int, int] | None:
     if size is None:
         return None
-    if isinstance(size, int) and not isinstance(size, bool):
-        check_positive_int(size, "size")
-        return (size, size)
+    if is_int(size):
+        side = check_positive_int(size, "size")
+        return (side, side)
     if isinstance(size, tuple) and len(size) == 2:
         return (check_positive_int(size[0], "size[0]"), check_positive_int(size[1], "size[1]"))
     raise TypeError(f"size: expected None, an int or a (height, width) tuple, got {size!r}")
