@@ -252,6 +252,11 @@ def test_by_name() -> None:
     assert (rk4.method, rk4.rtol, rk4.adjoint) == ("rk4", 1e-3, True)
     assert by_name("euler").method == "euler" and by_name("midpoint").method == "midpoint"
     assert "OdeintIntegrator(method='rk4'" in repr(rk4)
+    stepped = OdeintIntegrator("rk4", options={"step_size": 0.25})
+    assert (
+        repr(stepped)
+        == "OdeintIntegrator(method='rk4', rtol=1e-07, atol=1e-09, options={'step_size': 0.25}, adjoint=False)"
+    )
 
 
 # Order of every fixed-grid method, None for the adaptive ones; the test below checks the table covers the list.

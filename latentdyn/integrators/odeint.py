@@ -153,4 +153,8 @@ class OdeintIntegrator(Integrator):
         return torchdiffeq.odeint(func, y0, ts, **kwargs)
 
     def __repr__(self) -> str:
-        return f"OdeintIntegrator(method={self.method!r}, rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint})"
+        options = f", options={self.options!r}" if self.options else ""
+        return (
+            f"OdeintIntegrator(method={self.method!r}, rtol={self.rtol}, atol={self.atol}{options}, "
+            f"adjoint={self.adjoint})"
+        )
