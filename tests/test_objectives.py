@@ -113,6 +113,21 @@ def test_gaussian_nll_with_a_broadcast_std_matches_normal_log_prob() -> None:
     torch.testing.assert_close(gaussian_nll(target, mean, std), expected, rtol=1e-12, atol=1e-10)
 
 
+def test_gaussian_nll_with_a_per_sequence_std_uses_each_sequences_own_log_std() -> None:
+    """A σ that differs between sequences (and pixels): each element pays its own log σ, so sequence b's NLL
+    depends on its σ only (a log σ averaged over the whole batch would move it)."""
+    target = _rand(3, 2, 1, 2, 2, seed=4)
+    mean = _rand(3, 2, 1, 2, 2, seed=5)
+    std = torch.tensor([[0.2, 0.5], [1.5, 3.0]], dtype=torch.float64).view(1, 2, 1, 1, 2)  # (T, B, C, H, W)
+    expected = torch.zeros(2, dtype=torch.float64)
+    for idx in torch.cartesian_prod(*(torch.arange(n) for n in target.shape)).tolist():
+        t, b, c, h, w = idx
+        sigma = float(std[0, b, 0, 0, w])
+        z = float(target[t, b, c, h, w] - mean[t, b, c, h, w]) / sigma
+        expected[b] += 0.5 * z * z + math.log(sigma) + 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(gaussian_nll(target, mean, std), expected, rtol=1e-12, atol=1e-10)
+
+
 def test_gaussian_nll_of_a_perfect_prediction_is_the_constant() -> None:
     x = torch.rand(2, 3, 10)
     nll = gaussian_nll(x, x, 1.0)
