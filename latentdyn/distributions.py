@@ -82,11 +82,14 @@ def index_steps(dist: Distribution, index: int | slice) -> Independent:
     """Select steps along the first batch axis of a diagonal Gaussian with batch shape (T, ...).
 
     Args:
-        dist: an ``Independent(Normal)`` whose batch shape starts with the time axis.
+        dist: an ``Independent(Normal)`` whose batch shape starts with the time axis, batch (T, ...).
         index: an integer step or a slice of steps.
 
     Returns:
-        The diagonal Gaussian of the selected steps.
+        The diagonal Gaussian of the selected steps: batch (...) for an integer, (T', ...) for a slice.
+
+    Raises:
+        TypeError: ``dist`` is not a diagonal Gaussian ``Independent(Normal(loc, scale), 1)``.
     """
     if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
         raise TypeError(f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}")
@@ -101,7 +104,7 @@ class GaussianHead(nn.Module):
     ``softplus(raw) + eps`` (the official SRVP parameterisation; not exp, not a log-variance).
 
     Args:
-        net: a module mapping (..., Din) to (..., 2·D).
+        net: a module mapping features (..., Din) to raw parameters (..., 2·D).
         eps: additive floor of the standard deviation, a finite number >= 0.
 
     Raises:
@@ -118,7 +121,14 @@ class GaussianHead(nn.Module):
         self.eps = _check_eps(eps)
 
     def forward(self, h: torch.Tensor) -> Independent:
-        """Distribution with batch shape (...) and event shape (D,) for features ``h`` of shape (..., Din)."""
+        """Diagonal Gaussian N(mean(h), std(h)) with batch shape (...) and event shape (D,).
+
+        Args:
+            h: features, (..., Din).
+
+        Returns:
+            ``Independent(Normal(loc, scale), 1)``, batch (...), event (D,).
+        """
         return diag_gaussian_from_raw(self.net(h), self.eps)
 
 
@@ -128,6 +138,15 @@ class ConditionalGaussianPrior(GaussianHead):
     A ``GaussianHead`` whose input is the latent state: ``prior(y)`` with y of shape (..., Dy) (e.g. (B, Dy)
     or (T, B, Dy)) returns a distribution with batch shape (...) and event shape (Dz,), the prior contract
     of :class:`~latentdyn.ssm.LatentSSM`.
+
+    Args:
+        net: a module mapping states (..., Dy) (or [y, u], (..., Dy + Du), for a model with inputs) to raw
+            parameters (..., 2·Dz).
+        eps: additive floor of the standard deviation, a finite number >= 0.
+
+    Raises:
+        TypeError: ``net`` is not an ``nn.Module``; ``eps`` is not a real number.
+        ValueError: ``eps`` is negative or not finite.
     """
 
 
@@ -138,7 +157,11 @@ class StandardNormal(nn.Module):
     stays empty of them (non-persistent buffers).
 
     Args:
-        dim: event size D.
+        dim: event size D (e.g. Dz), at least 1.
+
+    Raises:
+        TypeError: ``dim`` is not an int.
+        ValueError: ``dim`` is below 1.
     """
 
     loc: torch.Tensor
@@ -152,8 +175,18 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(dim), persistent=False)
 
     def forward(self, *batch_shape: int) -> Independent:
-        """N(0, I) with batch shape ``batch_shape`` (sizes ``prior(T, B)``, or one tuple or ``torch.Size``) and
-        event shape (D,)."""
+        """Standard normal N(0, I) with batch shape ``batch_shape`` and event shape (D,).
+
+        Args:
+            *batch_shape: the batch sizes, e.g. ``prior(T, B)``, or one tuple or ``torch.Size``.
+
+        Returns:
+            ``Independent(Normal(0, 1), 1)`` with the buffers' dtype and device, batch ``batch_shape``, event (D,).
+
+        Raises:
+            TypeError: a size is not an int.
+            ValueError: a size is negative.
+        """
         if len(batch_shape) == 1 and isinstance(batch_shape[0], (tuple, list)):  # torch.Size is a tuple
             batch_shape = tuple(batch_shape[0])
         for i, size in enumerate(batch_shape):

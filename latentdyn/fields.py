@@ -68,17 +68,34 @@ class MLPField(VectorField):
 
     Args:
         state_size: Dy.
-        cond_size: Dz (0 for an unconditioned field).
+        cond_size: Dz (0 for an unconditioned field), or Dz + Du in a model with exogenous inputs.
         hidden_size: MLP width.
         n_layers: number of Linear layers.
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: ``state_size``, ``n_layers`` or (with ``n_layers > 1``) ``hidden_size`` below 1, or
+            ``cond_size`` negative.
     """
 
     def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
         super().__init__()
         self.state_size = check_positive_int(state_size, "state_size")
         self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
+        # Checked here so that a message names this class's argument, not the MLP's ``hidden_features``.
+        if check_positive_int(n_layers, "n_layers") > 1:
+            check_positive_int(hidden_size, "hidden_size")
         self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers)
 
     def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """dy/dt = MLP([y, cond]) for y (B, Dy) and cond (B, Dz); returns (B, Dy)."""
+        """Vector field dy/dt = MLP([y, cond]), the same at every time.
+
+        Args:
+            t: scalar time, a 0-dim tensor (ignored).
+            y: state, (B, Dy).
+            cond: conditioning, (B, Dz).
+
+        Returns:
+            dy/dt, (B, Dy).
+        """
         return self.net(torch.cat([y, cond], dim=-1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from latentdyn._checks import check_positive_int, check_tensor
+from latentdyn._checks import check_positive_int, check_tensor, is_real
 
 __all__ = ["MLP", "TimeDistributed", "init_orthogonal_"]
 
@@ -70,7 +71,14 @@ class MLP(nn.Module):
         return [m for m in self.layers if isinstance(m, nn.Linear)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the MLP to ``x`` of shape (..., in_features); returns (..., out_features)."""
+        """Apply the MLP to the last axis.
+
+        Args:
+            x: inputs, (..., in_features).
+
+        Returns:
+            Outputs, (..., out_features).
+        """
         return self.layers(x)
 
 
@@ -88,6 +96,9 @@ class TimeDistributed(nn.Module):
 
     Args:
         module: the per-item module, called on (T·B, ...) tensors.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -164,12 +175,33 @@ def _unfold(value: Any, t: int, b: int, name: str) -> Any:
     return _map(value, unfold, name)
 
 
-def init_orthogonal_(module: nn.Module, gain: float, generator: torch.Generator | None = None) -> None:
-    """Initialise every Linear layer of ``module``: orthogonal weights with ``gain``, zero biases.
+def init_orthogonal_(module: nn.Module, gain: float, generator: torch.Generator | None = None) -> nn.Module:
+    """Orthogonal initialisation W Wᵀ = gain²·I of every Linear layer of ``module``, zero biases, in place.
 
     The layers are visited in ``module.apply`` order (children before parents, registration order), so a
     seeded global RNG gives the same weights as any other code that walks the module the same way.
+
+    Args:
+        module: the module whose ``nn.Linear`` layers are initialised (other layers are left alone).
+        gain: scale of the orthogonal matrices (SRVP's residual network: its ``res_gain``).
+        generator: random generator to draw from; the global torch generator when ``None``.
+
+    Returns:
+        ``module`` itself (as :func:`~latentdyn.encoders.init_conv_weights_` does).
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``, ``gain`` not a real number, or ``generator`` neither a
+            ``torch.Generator`` nor ``None``.
+        ValueError: ``gain`` is not finite.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    if not is_real(gain):
+        raise TypeError(f"gain: expected a real number, got {type(gain).__name__} {gain!r}")
+    if not math.isfinite(gain):
+        raise ValueError(f"gain: expected a finite number, got {gain!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
 
     def init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
@@ -178,3 +210,4 @@ def init_orthogonal_(module: nn.Module, gain: float, generator: torch.Generator 
                 nn.init.zeros_(m.bias)
 
     module.apply(init)
+    return module

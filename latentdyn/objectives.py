@@ -122,17 +122,30 @@ def residual_penalty(residuals: torch.Tensor) -> torch.Tensor:
     """Sum over sub-steps of the Euclidean norm (not squared) of each residual Δt·f.
 
     Args:
-        residuals: (S, B, Dy).
+        residuals: the increments of every sub-step, (S, B, Dy); a rollout's ``residuals`` have
+            S = (T−1)·n.
 
     Returns:
         Per-sequence penalty, (B,).
+
+    Raises:
+        TypeError: ``residuals`` is not a tensor.
+        ValueError: ``residuals`` is not 3-dimensional.
     """
     check_shape(residuals, "s b d", "residuals")
     return torch.linalg.vector_norm(residuals, dim=-1).sum(0)
 
 
 class ElboTerms(NamedTuple):
-    """Batch-averaged ELBO terms (each a 0-dim tensor, per sequence)."""
+    """Batch-averaged ELBO terms (each a 0-dim tensor, per sequence).
+
+    Attributes:
+        nll: mean over the batch of the per-sequence negative log-likelihood.
+        kl_y: mean KL of the initial state (unweighted; zero when not given).
+        kl_z: mean KL of the transition noise (unweighted; zero when not given).
+        residual: mean residual penalty (unweighted; zero when not given).
+        total: the weighted objective to minimise, mean of nll + β_y·KL_y + β_z·KL_z + λ·penalty.
+    """
 
     nll: torch.Tensor
     kl_y: torch.Tensor

@@ -116,6 +116,19 @@ def test_init_orthogonal_follows_the_generator() -> None:
     assert not torch.equal(same[0], other[0])
 
 
+def test_init_orthogonal_returns_the_module_and_checks_its_arguments() -> None:
+    mlp = MLP(3, 6, 2, 2)
+    assert init_orthogonal_(mlp, 1.0) is mlp  # like init_conv_weights_, so both chain the same way
+    with pytest.raises(TypeError, match=r"module: expected a torch\.nn\.Module, got list"):
+        init_orthogonal_([mlp], 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="gain: expected a real number, got str '1'"):
+        init_orthogonal_(mlp, "1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gain: expected a finite number, got nan"):
+        init_orthogonal_(mlp, float("nan"))
+    with pytest.raises(TypeError, match=r"generator: expected a torch\.Generator or None, got int"):
+        init_orthogonal_(mlp, 1.0, 0)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------------------ TimeDistributed
 
 

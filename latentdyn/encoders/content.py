@@ -23,6 +23,10 @@ class DeepSetEncoder(nn.Module):
         out_features: Dw.
         pooling: ``"sum"`` (SRVP) or ``"mean"``.
         output_activation: ``"tanh"`` (SRVP) or ``"none"``.
+
+    Raises:
+        TypeError: a size is not an int, or an option is not a string.
+        ValueError: a size below 1, or an unknown option.
     """
 
     def __init__(
@@ -45,7 +49,18 @@ class DeepSetEncoder(nn.Module):
         self.out = nn.Sequential(nn.Linear(hidden_features, out_features), act)
 
     def forward(self, elements: torch.Tensor) -> torch.Tensor:
-        """Encode a set (K, B, Dh) of K elements per sequence into (B, Dw)."""
+        """Content w of each sequence from its set of K element codes.
+
+        Args:
+            elements: the set, (K, B, Dh), K >= 1; the order along K does not matter.
+
+        Returns:
+            w, (B, Dw).
+
+        Raises:
+            TypeError: ``elements`` is not a tensor.
+            ValueError: ``elements`` is not (K, B, Dh) with K >= 1.
+        """
         check_shape(elements, "k b d", "elements", d=self.in_features)
         if elements.shape[0] == 0:
             raise ValueError("elements: expected a non-empty set (K >= 1), got K = 0")
@@ -66,6 +81,11 @@ def select_frames(codes: torch.Tensor, indices: torch.Tensor, *, check: bool = T
 
     Returns:
         (K, B, ...).
+
+    Raises:
+        TypeError: (with ``check``) ``codes`` or ``indices`` is not a tensor, or ``indices`` is not int64/int32.
+        ValueError: (with ``check``) ``codes`` has fewer than 2 dimensions, ``indices`` is not (K, B) with the
+            B of ``codes``, or an index is outside [0, T − 1].
     """
     if check:
         check_tensor(codes, "codes")
@@ -99,7 +119,22 @@ def random_distinct_frames(
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """k distinct frame indices drawn uniformly out of ``n_frames``, independently per sequence, (k, B)."""
+    """Random frame indices (K, B): K = k distinct frames out of ``n_frames``, drawn uniformly per sequence.
+
+    Args:
+        n_frames: T, the number of frames to choose from.
+        k: K, frames drawn per sequence (without replacement), at most ``n_frames``.
+        batch_size: B.
+        device: device of the result.
+        generator: random generator to draw from; the global torch generator when ``None``.
+
+    Returns:
+        int64 indices (K, B) in [0, T − 1], for :func:`select_frames`.
+
+    Raises:
+        TypeError: a count is not an int.
+        ValueError: a count below 1, or ``k > n_frames``.
+    """
     check_positive_int(k, "k")
     check_positive_int(n_frames, "n_frames")
     check_positive_int(batch_size, "batch_size")
@@ -110,7 +145,21 @@ def random_distinct_frames(
 
 
 def last_frames(n_frames: int, k: int, batch_size: int, *, device: torch.device | str | None = None) -> torch.Tensor:
-    """Indices of the last k of ``n_frames`` frames for every sequence, (k, B)."""
+    """Frame indices (K, B) of the last K = k of ``n_frames`` frames, the same for every sequence.
+
+    Args:
+        n_frames: T, the number of frames.
+        k: K, frames taken, at most ``n_frames``.
+        batch_size: B.
+        device: device of the result.
+
+    Returns:
+        int64 indices (K, B): T − K, ..., T − 1 in every column, for :func:`select_frames`.
+
+    Raises:
+        TypeError: a count is not an int.
+        ValueError: a count below 1, or ``k > n_frames``.
+    """
     check_positive_int(k, "k")
     check_positive_int(n_frames, "n_frames")
     check_positive_int(batch_size, "batch_size")

@@ -348,6 +348,10 @@ class DCGANEncoder(_ConvStackEncoder):
         channels: frame channels C (``nc``).
         base_width: width of the first block (``nf``).
         code_size: size of the code Dh (``nhx``).
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: ``image_size`` is not one of 32, 64, 128, or a size below 1.
     """
 
     def __init__(self, *, image_size: int = 64, channels: int = 1, base_width: int = 64, code_size: int = 128) -> None:
@@ -380,6 +384,10 @@ class DCGANDecoder(_ConvStackDecoder):
         base_width: width of the last hidden block (``nf``).
         in_features: size Din of the input vector (``nh_inf + ny`` in SRVP).
         skip: whether each block takes the matching encoder skip tensor (doubling its input channels).
+
+    Raises:
+        TypeError: a size is not an int, or ``skip`` not a bool.
+        ValueError: ``image_size`` is not one of 32, 64, 128, or a size below 1.
     """
 
     def __init__(
@@ -434,6 +442,10 @@ class VGGEncoder(_ConvStackEncoder):
         channels: frame channels C (``nc``).
         base_width: width of the first block (``nf``).
         code_size: size of the code Dh (``nhx``).
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: ``image_size`` is not one of 32, 64, 128, or a size below 1.
     """
 
     def __init__(self, *, image_size: int = 64, channels: int = 1, base_width: int = 64, code_size: int = 128) -> None:
@@ -471,6 +483,10 @@ class VGGDecoder(_ConvStackDecoder):
         base_width: width of the last hidden block (``nf``).
         in_features: size Din of the input vector (``nh_inf + ny`` in SRVP).
         skip: whether each block takes the matching encoder skip tensor (doubling its input channels).
+
+    Raises:
+        TypeError: a size is not an int, or ``skip`` not a bool.
+        ValueError: ``image_size`` is not one of 32, 64, 128, or a size below 1.
     """
 
     def __init__(
@@ -534,7 +550,8 @@ def init_conv_weights_(module: nn.Module, std: float = 0.02, generator: torch.Ge
         ``module`` itself.
 
     Raises:
-        TypeError: ``module`` is not an ``nn.Module`` or ``std`` is not a real number.
+        TypeError: ``module`` is not an ``nn.Module``, ``std`` is not a real number, or ``generator`` is neither
+            a ``torch.Generator`` nor ``None``.
         ValueError: ``std`` is not a positive finite number.
     """
     if not isinstance(module, nn.Module):

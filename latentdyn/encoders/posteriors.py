@@ -19,10 +19,14 @@ class InitialStatePosterior(nn.Module):
 
     Args:
         code_size: Dh, size of a frame code.
-        n_frames: k, number of leading frames read.
-        hidden_size: MLP width.
+        n_frames: k, number of leading frames read (K in shapes), not the length of the sequences.
+        hidden_size: MLP width (unused when ``n_layers == 1``).
         n_layers: number of Linear layers of the MLP.
         state_size: Dy.
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size below 1.
     """
 
     def __init__(self, code_size: int, n_frames: int, hidden_size: int, n_layers: int, state_size: int) -> None:
@@ -30,10 +34,24 @@ class InitialStatePosterior(nn.Module):
         self.code_size = check_positive_int(code_size, "code_size")
         self.n_frames = check_positive_int(n_frames, "n_frames")
         self.state_size = check_positive_int(state_size, "state_size")
+        # Checked here so that a message names this class's argument, not the MLP's ``hidden_features``.
+        if check_positive_int(n_layers, "n_layers") > 1:
+            check_positive_int(hidden_size, "hidden_size")
         self.head = GaussianHead(MLP(n_frames * code_size, hidden_size, 2 * state_size, n_layers))
 
     def forward(self, codes: torch.Tensor) -> Independent:
-        """Posterior of y_0 from codes (T, B, Dh) with T >= k; batch (B,), event (Dy,)."""
+        """Posterior q(y_0 | x_{0..k−1}) from the codes of the first k frames.
+
+        Args:
+            codes: frame codes, (T, B, Dh) with T >= k; only the first k frames are read.
+
+        Returns:
+            A diagonal Gaussian with batch (B,) and event (Dy,).
+
+        Raises:
+            TypeError: ``codes`` is not a tensor.
+            ValueError: ``codes`` is not (T, B, Dh) with T >= k.
+        """
         t = check_shape(codes, "t b d", "codes", d=self.code_size)["t"]
         if t < self.n_frames:
             raise ValueError(f"codes: expected at least n_frames={self.n_frames} frames, got {t}")
@@ -49,7 +67,11 @@ class FilteringPosterior(nn.Module):
     Args:
         code_size: Dh.
         hidden_size: LSTM size.
-        noise_size: Dz.
+        noise_size: Dz (the ``cond_size`` of a cell without exogenous inputs).
+
+    Raises:
+        TypeError: a size is not an int.
+        ValueError: a size below 1.
     """
 
     def __init__(self, code_size: int, hidden_size: int, noise_size: int) -> None:
@@ -60,11 +82,33 @@ class FilteringPosterior(nn.Module):
         self.head = GaussianHead(nn.Linear(hidden_size, 2 * noise_size))
 
     def features(self, codes: torch.Tensor) -> torch.Tensor:
-        """LSTM outputs (T, B, Dh') for codes (T, B, Dh), T >= 1."""
+        """Filtering features: the LSTM outputs after reading frames 0..t, for every t.
+
+        Args:
+            codes: frame codes, (T, B, Dh), T >= 1.
+
+        Returns:
+            LSTM outputs, (T, B, hidden_size).
+
+        Raises:
+            TypeError: ``codes`` is not a tensor.
+            ValueError: ``codes`` is not (T, B, Dh) with T >= 1.
+        """
         if check_shape(codes, "t b d", "codes", d=self.code_size)["t"] == 0:
             raise ValueError(f"codes: expected at least 1 frame (T >= 1), got shape {list(codes.shape)}")
         return self.lstm(codes)[0]
 
     def forward(self, codes: torch.Tensor) -> Independent:
-        """Posteriors of z_1..z_{T−1} from codes (T, B, Dh); batch (T−1, B), event (Dz,)."""
+        """Posteriors q(z_t | x_{0..t}) of z_1..z_{T−1}.
+
+        Args:
+            codes: frame codes, (T, B, Dh), T >= 1.
+
+        Returns:
+            A diagonal Gaussian with batch (T−1, B) and event (Dz,).
+
+        Raises:
+            TypeError: ``codes`` is not a tensor.
+            ValueError: ``codes`` is not (T, B, Dh) with T >= 1.
+        """
         return self.head(self.features(codes)[1:])

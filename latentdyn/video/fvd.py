@@ -376,6 +376,7 @@ class InceptionI3D(nn.Module):
             Logits, shape ``(N, num_classes)``.
 
         Raises:
+            TypeError: ``x`` is not a tensor.
             ValueError: wrong shape or channel count, or fewer than 9 frames.
         """
         sizes = check_shape(x, "n c t h w", name="x", c=self.in_channels)

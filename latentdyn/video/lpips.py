@@ -179,10 +179,10 @@ class ScalingLayer(nn.Module):
         """Shift and scale RGB frames.
 
         Args:
-            x: frames in ``[-1, 1]``, shape ``(B, 3, H, W)``.
+            x: frames in ``[-1, 1]``, shape ``(N, 3, H, W)``.
 
         Returns:
-            The scaled frames, shape ``(B, 3, H, W)``.
+            The scaled frames, shape ``(N, 3, H, W)``.
         """
         shift = torch.tensor(_SHIFT, dtype=x.dtype, device=x.device).view(3, 1, 1)
         scale = torch.tensor(_SCALE, dtype=x.dtype, device=x.device).view(3, 1, 1)
@@ -193,11 +193,11 @@ def normalize_channels(features: torch.Tensor, eps: float = _NORM_EPS) -> torch.
     """Unit normalisation over channels ``f / (‖f‖₂ + eps)`` at every pixel, as LPIPS does.
 
     Args:
-        features: feature maps, shape ``(B, C, H, W)``.
+        features: feature maps, shape ``(N, C, H, W)``.
         eps: added to the norm (not under the square root), so all-zero features stay zero.
 
     Returns:
-        The normalised maps, shape ``(B, C, H, W)``.
+        The normalised maps, shape ``(N, C, H, W)``.
     """
     norm = features.square().sum(dim=1, keepdim=True).sqrt()
     return features / (norm + eps)
@@ -240,10 +240,10 @@ class AlexNetFeatures(nn.Module):
         """The five ReLU feature maps.
 
         Args:
-            x: scaled RGB frames, shape ``(B, 3, H, W)``; at least 11×11 pixels.
+            x: scaled RGB frames, shape ``(N, 3, H, W)``; at least 11×11 pixels.
 
         Returns:
-            ``[relu1, …, relu5]``, shapes ``(B, C_k, H_k, W_k)`` with ``C = (64, 192, 384, 256, 256)``.
+            ``[relu1, …, relu5]``, shapes ``(N, C_k, H_k, W_k)`` with ``C = (64, 192, 384, 256, 256)``.
         """
         outputs: list[torch.Tensor] = []
         h = x
@@ -259,6 +259,9 @@ class AlexNetFeatures(nn.Module):
         """Load torchvision's ImageNet AlexNet state dict (``alexnet-owt-7be5be79.pth``) from ``path``.
 
         Only the ``features.*`` entries are used; ``classifier.*`` entries are ignored.
+
+        Args:
+            path: the state-dict file.
 
         Raises:
             ValueError: the file is not a state dict, or a ``features.*`` key is missing, unexpected or has
@@ -283,8 +286,8 @@ class LPIPS(nn.Module):
     used, with one 1×1 linear layer (no bias) per map: ``lins[k]`` holds the weights ``w_k``.
 
     Args:
-        backbone: module mapping scaled frames ``(B, 3, H, W)`` to a list of ``len(channels)`` feature maps
-            ``(B, C_k, H_k, W_k)``; default :class:`AlexNetFeatures`.
+        backbone: module mapping scaled frames ``(N, 3, H, W)`` to a list of ``len(channels)`` feature maps
+            ``(N, C_k, H_k, W_k)``; default :class:`AlexNetFeatures`.
         channels: the channel count ``C_k`` of each map; required with a custom backbone, default
             ``AlexNetFeatures.channels``.
 
@@ -360,6 +363,9 @@ class LPIPS(nn.Module):
     def load_lin_weights(self, path: str | os.PathLike[str]) -> None:
         """Load LPIPS linear weights saved by PerceptualSimilarity (keys ``lin{k}.model.1.weight``).
 
+        Args:
+            path: the state-dict file (``alex.pth`` of LPIPS v0.1).
+
         Raises:
             ValueError: the file is not a state dict, or a key is missing, unexpected or wrongly shaped.
         """
@@ -391,7 +397,8 @@ class LPIPS(nn.Module):
             TypeError: an input is not a floating-point tensor, or the dtypes differ.
             ValueError: fewer than 3 dimensions, different shapes, ``C`` not 1 or 3 (e.g. channels-last
                 frames), or values outside ``[0, 1]`` (e.g. frames in [0, 255]); checking the range reads
-                four numbers back once per call (a device synchronisation on GPUs).
+                four numbers back once per call (a device synchronisation on GPUs). Also a backbone that
+                returns a number of feature maps other than ``len(channels)``.
         """
         a = check_tensor(x, "x")
         b = check_tensor(y, "y")

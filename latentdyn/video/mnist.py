@@ -152,7 +152,14 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def mnist_raw_dir(root: str | os.PathLike[str]) -> Path:
-    """Directory where torchvision keeps the raw MNIST files under ``root``: ``root/MNIST/raw``."""
+    """Directory where torchvision keeps the raw MNIST files under ``root``: ``root/MNIST/raw``.
+
+    Args:
+        root: the data root (torchvision's ``MNIST(root)``).
+
+    Returns:
+        ``root/MNIST/raw`` (not created).
+    """
     return Path(root) / "MNIST" / "raw"
 
 
@@ -187,6 +194,7 @@ def load_mnist(root: str | os.PathLike[str], split: str = "train") -> MNISTDigit
         The images uint8 (N, 28, 28) and labels uint8 (N,).
 
     Raises:
+        TypeError: ``split`` is not a string.
         ValueError: unknown ``split``; a file is not a valid IDX file; images are not (N, 28, 28) uint8, labels
             not (N,) uint8 in 0..9, or their counts differ.
         FileNotFoundError: a file is missing; the message lists which files to put where.
@@ -247,6 +255,7 @@ def download_mnist(
         The directory ``root/MNIST/raw``.
 
     Raises:
+        TypeError: a split is not a string.
         ValueError: unknown split or no mirror given.
         RuntimeError: a file could not be fetched with the right checksum from any mirror (no network, for
             instance); the message says which files to put where by hand.
@@ -304,6 +313,7 @@ def load_embedded_digits(split: str = "test") -> MNISTDigits:
         The images uint8 (N, 28, 28) and labels uint8 (N,), N = 4000 or 1000.
 
     Raises:
+        TypeError: ``split`` is not a string.
         ValueError: unknown ``split``.
     """
     check_choice(split, "split", tuple(MNIST_FILES))

@@ -225,6 +225,7 @@ def compute_trajectory(
         The rounded positions and the velocities, int64 (T, 2) each.
 
     Raises:
+        TypeError: ``seq_len`` or ``limit`` is not an int.
         ValueError: ``seq_len`` < 1, ``limit`` < 0, or (sx, sy) outside [0, L]^2.
     """
     check_positive_int(seq_len, "seq_len")
@@ -426,7 +427,16 @@ _TEST_KEYS = ("sequences", "latents", "labels", "digits")
 
 
 def official_test_set_name(*, deterministic: bool, num_digits: int = 2, image_size: int = 64) -> str:
-    """The official file name: ``smmnist_test_2digits_64.npz`` (stochastic) or ``mmnist_test_2digits_64.npz``."""
+    """The official file name: ``smmnist_test_2digits_64.npz`` (stochastic) or ``mmnist_test_2digits_64.npz``.
+
+    Args:
+        deterministic: the deterministic variant (``mmnist``) rather than the stochastic one (``smmnist``).
+        num_digits: digits per video.
+        image_size: frame size H = W.
+
+    Returns:
+        ``<prefix>_test_<num_digits>digits_<image_size>.npz``.
+    """
     prefix = "mmnist" if deterministic else "smmnist"
     return f"{prefix}_test_{num_digits}digits_{image_size}.npz"
 

@@ -154,7 +154,9 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
         videos: frame files of each video, in order.
 
     Raises:
-        ValueError: ``seq_len`` above 30, wrong layout, or a video folder without 30 frames.
+        TypeError: ``seq_len`` is not an int or ``split`` not a string.
+        ValueError: ``seq_len`` below 1 or above 30, an unknown ``split``, wrong layout, or a video folder
+            without 30 frames.
     """
 
     def __init__(

@@ -80,6 +80,8 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         sources: the videos found, in sorted order.
 
     Raises:
+        TypeError: an option of the wrong kind (a count not an int, ``image_size`` neither None, an int nor a
+            pair, a choice not a string).
         ValueError: no video under ``root``, bad options; when loading, a video too short for the clip or
             an unreadable file (named in the message).
     """
@@ -163,7 +165,20 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         return draw_int(self.rng, n_frames - self.span + 1) if self.random_start else 0
 
     def load(self, source: VideoSource) -> np.ndarray:
-        """A clip of ``source``, processed, uint8 (T, H, W[, 3])."""
+        """A clip of ``source``, processed: uint8 (T, H, W, 3), or (T, H, W) with ``grayscale``.
+
+        Args:
+            source: one of :attr:`sources`.
+
+        Returns:
+            T = ``seq_len`` frames, one in ``frame_step``, from a random start (or the first frame without
+            ``random_start``).
+
+        Raises:
+            ValueError: the video is too short for the clip, cannot be decoded (the file is named), or has
+                frames of different sizes without ``image_size``.
+            ImportError: PyAV is not installed (video files other than GIFs).
+        """
         if source.frames:
             if len(source.frames) < self.span:
                 raise self._too_short(source, len(source.frames))

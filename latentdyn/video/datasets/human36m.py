@@ -56,7 +56,7 @@ _LAYOUT_HINT = "expected raw_dir/S<k>/Videos/*.mp4 for subjects 1, 5, 6, 7, 8, 9
 
 
 def _crop_resize(frame: np.ndarray, image_size: int, source: Path) -> np.ndarray:
-    """Crop a frame (H, W, 3) to :data:`HUMAN36M_CROP_BOX`, then Lanczos-resize it to (S, S, 3)."""
+    """Crop a frame (H, W, 3) to :data:`HUMAN36M_CROP_BOX`, then Lanczos-resize it to (image_size, image_size, 3)."""
     from PIL import Image
 
     _, _, right, lower = HUMAN36M_CROP_BOX
@@ -84,8 +84,8 @@ def convert_human36m(
     Every frame of ``raw_dir/S<k>/Videos/<video>.mp4`` is cropped to the box (100, 100, 900, 900)
     (left, upper, right, lower) and then resized to ``image_size``×``image_size`` with Pillow's Lanczos
     filter; the frame rate is kept. Subjects 1, 5, 6, 7, 8 go to ``out_dir/train``, 9 and 11 to
-    ``out_dir/test``, as ``S<k>-<video>.npz`` with ``image`` uint8 (T, S, S, 3), ``filename`` (the video
-    name without extension) and ``subject`` (k). Files whose name starts with ``_`` are skipped.
+    ``out_dir/test``, as ``S<k>-<video>.npz`` with ``image`` uint8 (T, H, W, 3) (H = W = ``image_size``),
+    ``filename`` (the video name without extension) and ``subject`` (k). Files whose name starts with ``_`` are skipped.
 
     Subjects whose folder is absent are skipped (a partial download still converts); each output file is
     written under a temporary name and renamed when complete, and existing outputs are skipped unless
@@ -102,6 +102,7 @@ def convert_human36m(
         How many videos were written and skipped.
 
     Raises:
+        TypeError: ``image_size`` is not an int.
         ValueError: no subject folder or no video found, frames smaller than 900×900, or an unreadable,
             corrupt or truncated video (the file is named).
         ImportError: PyAV is not installed.
@@ -170,7 +171,7 @@ def _stored_length(path: Path) -> int:
 
 
 class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
-    """Random Human3.6M training (or validation) clips, uint8 (T, 64, 64, 3), one raw frame in ``subsampling``.
+    """Random Human3.6M training (or validation) clips, uint8 (T, H, W, 3), one raw frame in ``subsampling``.
 
     The whole split is loaded into memory at construction, as in the official code. Every item draws a
     random video among those with at least (T−1)·subsampling+1 frames, then a random start, so the
@@ -187,7 +188,9 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
         length: virtual number of items.
 
     Raises:
-        ValueError: wrong layout, an unreadable file, or no video long enough.
+        TypeError: a count is not an int or ``split`` not a string.
+        ValueError: a count below 1, an unknown ``split``, wrong layout, an unreadable file, or no video long
+            enough.
     """
 
     def __init__(
@@ -222,7 +225,7 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
         return self.length
 
     def __getitem__(self, index: int) -> np.ndarray:
-        """Draw a random clip, uint8 (T, S, S, 3); ``index`` is ignored."""
+        """Draw a random clip, uint8 (T, H, W, 3); ``index`` is ignored."""
         video = self._eligible[draw_int(self.rng, len(self._eligible))]
         start = draw_int(self.rng, len(video) - self.span + 1)
         return video[start : start + self.span : self.subsampling]
@@ -264,7 +267,8 @@ def make_human36m_test_set(
         The test-set folder.
 
     Raises:
-        ValueError: wrong layout, or no test video long enough.
+        TypeError: a count is not an int.
+        ValueError: a count below 1, wrong layout, or no test video long enough.
         FileExistsError: the folder exists and ``overwrite`` is false.
     """
     t_len = check_positive_int(seq_len, "seq_len")
@@ -302,7 +306,7 @@ _TEST_NAME = re.compile(r"^test_(\d+)\.npz$")
 
 
 class Human36MTestDataset(torch.utils.data.Dataset[np.ndarray]):
-    """The fixed Human3.6M test clips, uint8 (T, 64, 64, 3), subsampled from the stored raw frames.
+    """The fixed Human3.6M test clips, uint8 (T, H, W, 3), subsampled from the stored raw frames.
 
     Clips are ordered by their number ``i`` (``test_0``, ``test_1``, ..., ``test_10``, ...). The official
     loader sorted the file names as strings (``test_0``, ``test_1``, ``test_10``, ``test_100``, ...);
@@ -317,7 +321,9 @@ class Human36MTestDataset(torch.utils.data.Dataset[np.ndarray]):
         files: the clip files in order.
 
     Raises:
-        ValueError: the folder is missing or holds unexpected files, or a clip is too short.
+        TypeError: ``seq_len`` or ``subsampling`` is not an int.
+        ValueError: ``seq_len`` or ``subsampling`` below 1, the folder is missing or holds unexpected files,
+            or a clip is too short.
     """
 
     def __init__(self, root: PathLike, *, seq_len: int = 53, subsampling: int = 8) -> None:
@@ -343,7 +349,7 @@ class Human36MTestDataset(torch.utils.data.Dataset[np.ndarray]):
         return len(self.files)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        """Clip ``index``, uint8 (T, S, S, 3): raw frames 0, s, 2s, ... of the stored span."""
+        """Clip ``index``, uint8 (T, H, W, 3): raw frames 0, s, 2s, ... of the stored span."""
         path = self.files[index]
         image = _load_image(path)
         if len(image) < self.span:

@@ -75,6 +75,7 @@ def probe_video(path: PathLike) -> VideoInfo:
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a readable video (the message names it).
+        ImportError: PyAV is not installed (files other than GIFs).
     """
     p = _existing_file(path)
     if _is_gif(p):
@@ -202,9 +203,12 @@ def iter_video(
             ``"bilinear"``, ``"area"``, ``"lanczos"``, ``"point"``.
 
     Raises:
+        TypeError: ``size`` is neither None, an int nor a (height, width) pair of ints, or ``interpolation``
+            is not a string.
         FileNotFoundError: no file at ``path``.
-        ValueError: unreadable, corrupt or truncated file (named in the message). The error can come after
-            some frames were yielded, when the damage is found at the end of the file.
+        ValueError: unreadable, corrupt or truncated file (named in the message), a size below 1 or an unknown
+            ``interpolation``. The error can come after some frames were yielded, when the damage is found at
+            the end of the file.
         ImportError: PyAV is not installed.
     """
     p = _existing_file(path)
@@ -256,8 +260,11 @@ def read_video(
         uint8 array (T, H, W, 3), RGB.
 
     Raises:
+        TypeError: ``size`` is neither None, an int nor a (height, width) pair of ints, or ``interpolation``
+            is not a string.
         FileNotFoundError: no file at ``path``.
-        ValueError: unreadable, corrupt or truncated file (named in the message), or a bad ``frame_rate``.
+        ValueError: unreadable, corrupt or truncated file (named in the message), a bad ``frame_rate``, a
+            size below 1 or an unknown ``interpolation``.
         ImportError: PyAV is not installed.
     """
     p = _existing_file(path)

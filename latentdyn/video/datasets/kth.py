@@ -115,6 +115,7 @@ def convert_kth(
         How many videos were written and skipped.
 
     Raises:
+        TypeError: ``image_size`` or ``frame_rate`` is not an int.
         ValueError: a class directory is missing, an ``.avi`` name does not follow the KTH pattern, no
             video was found, or a video is unreadable, corrupt or truncated (the file is named).
         ImportError: PyAV is not installed.
@@ -185,7 +186,7 @@ def _list_videos(root: Path, image_size: int, persons: range) -> list[KTHVideo]:
 
 
 def _read_gray_frames(files: tuple[Path, ...] | list[Path], image_size: int) -> np.ndarray:
-    """Read frames as uint8 (T, S, S), keeping channel 0 of colour images as the official loader does."""
+    """Read frames as uint8 (T, H, W), keeping channel 0 of colour images as the official loader does."""
     out = np.empty((len(files), image_size, image_size), dtype=np.uint8)
     for t, file in enumerate(files):
         image = read_png(file)
@@ -198,7 +199,7 @@ def _read_gray_frames(files: tuple[Path, ...] | list[Path], image_size: int) -> 
 
 
 class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
-    """Random KTH training (or validation) clips x_{t0:t0+T}, uint8 (T, 64, 64).
+    """Random KTH training (or validation) clips x_{t0:t0+T}, uint8 (T, H, W) with H = W = ``image_size``.
 
     Every item draws a random video among those with at least ``seq_len`` frames, then a random start,
     so the dataset has a virtual ``length`` (500,000 in the official code) and ``index`` is ignored.
@@ -209,14 +210,16 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
         root: the ``out_dir`` given to :func:`convert_kth` (it holds ``processed_<image_size>``).
         seq_len: clip length T.
         split: ``"train"`` or ``"val"``.
-        image_size: frame size S of the converted frames.
+        image_size: frame size H = W of the converted frames (a ``processed_<image_size>`` folder).
         rng: random generator for the draws; ``None`` uses numpy's global generator (as the official
             code does), which PyTorch's ``DataLoader`` reseeds in each worker. A generator passed here is
             copied into every worker, so give each worker its own (``worker_init_fn``) when using several.
         length: virtual number of items.
 
     Raises:
-        ValueError: wrong directory layout, or no video of the split has ``seq_len`` frames.
+        TypeError: a count is not an int or ``split`` not a string.
+        ValueError: a count below 1, an unknown ``split``, wrong directory layout, or no video of the split
+            has ``seq_len`` frames.
     """
 
     def __init__(
@@ -247,7 +250,7 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
         return self.length
 
     def __getitem__(self, index: int) -> np.ndarray:
-        """Draw a random clip, uint8 (T, S, S); ``index`` is ignored."""
+        """Draw a random clip, uint8 (T, H, W); ``index`` is ignored."""
         video = self._eligible[draw_int(self.rng, len(self._eligible))]
         start = draw_int(self.rng, len(video.frames) - self.seq_len + 1)
         return _read_gray_frames(video.frames[start : start + self.seq_len], self.image_size)
@@ -279,15 +282,16 @@ def make_kth_test_set(
         seq_len: clip length T.
         size: number of clips N.
         seed: seed of the ``RandomState``.
-        image_size: frame size S of the converted frames.
+        image_size: frame size H = W of the converted frames.
         overwrite: replace an existing file.
 
     Returns:
-        The path of ``svg_test_set_<seq_len>.npz``, holding ``sequences`` uint8 (N, T, S, S),
+        The path of ``svg_test_set_<seq_len>.npz``, holding ``sequences`` uint8 (N, T, H, W),
         ``persons`` int64 (N,) and ``actions`` str (N,).
 
     Raises:
-        ValueError: wrong layout, or no test video has ``seq_len`` frames.
+        TypeError: a count is not an int.
+        ValueError: a count below 1, wrong layout, or no test video has ``seq_len`` frames.
         FileExistsError: the file exists and ``overwrite`` is false.
     """
     t_len = check_positive_int(seq_len, "seq_len")
@@ -326,20 +330,21 @@ def make_kth_test_set(
 
 
 class KTHTestDataset(torch.utils.data.Dataset[np.ndarray]):
-    """The fixed KTH test clips, uint8 (T, 64, 64), read from ``svg_test_set_<seq_len>.npz``.
+    """The fixed KTH test clips, uint8 (T, H, W) (64×64 by default), read from ``svg_test_set_<seq_len>.npz``.
 
     Args:
         root: directory holding the file (the ``data_dir`` of :func:`make_kth_test_set`).
         seq_len: clip length T, which names the file.
 
     Attributes:
-        sequences: uint8 (N, T, S, S).
+        sequences: uint8 (N, T, H, W), N clips.
         persons: int (N,) person of each clip.
         actions: str (N,) action class of each clip.
 
     Raises:
+        TypeError: ``seq_len`` is not an int.
         FileNotFoundError: the file does not exist.
-        ValueError: the file lacks a key or holds arrays of the wrong shape or dtype.
+        ValueError: ``seq_len`` below 1, or the file lacks a key or holds arrays of the wrong shape or dtype.
     """
 
     def __init__(self, root: PathLike, *, seq_len: int = 40) -> None:
@@ -370,5 +375,5 @@ class KTHTestDataset(torch.utils.data.Dataset[np.ndarray]):
         return len(self.sequences)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        """Clip ``index``, uint8 (T, S, S)."""
+        """Clip ``index``, uint8 (T, H, W)."""
         return self.sequences[index]
