@@ -214,6 +214,10 @@ def test_constructor_errors() -> None:
         MLPField(3, 1.5, 4, 2)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="state_size: expected an int >= 1, got float"):
         MLPField(3.0, 1, 4, 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hidden_size: expected an int >= 1, got 0"):  # its own name, not the MLP's
+        MLPField(3, 1, 0, 2)
+    with pytest.raises(ValueError, match="n_layers: expected an int >= 1, got 0"):
+        MLPField(3, 1, 4, 0)
     not_a_field = torch.nn.Linear(5, 3)
     for make in (
         lambda f: ResidualCell(f, 3, 2),

@@ -74,6 +74,11 @@ def test_initial_state_posterior_errors() -> None:
         InitialStatePosterior(code_size=3, n_frames=0, hidden_size=6, n_layers=2, state_size=2)
     with pytest.raises(ValueError, match="state_size"):
         InitialStatePosterior(code_size=3, n_frames=2, hidden_size=6, n_layers=2, state_size=0)
+    with pytest.raises(ValueError, match="hidden_size: expected an int >= 1, got 0"):  # its own name, not the MLP's
+        InitialStatePosterior(code_size=3, n_frames=2, hidden_size=0, n_layers=2, state_size=2)
+    with pytest.raises(ValueError, match="n_layers: expected an int >= 1, got 0"):
+        InitialStatePosterior(code_size=3, n_frames=2, hidden_size=6, n_layers=0, state_size=2)
+    InitialStatePosterior(code_size=3, n_frames=2, hidden_size=0, n_layers=1, state_size=2)  # no hidden layer
 
 
 def _lstm_by_hand(lstm: nn.LSTM, codes: torch.Tensor) -> torch.Tensor:
