@@ -344,8 +344,8 @@ class MovingMNIST(Dataset[np.ndarray]):
         seed: seed of the dataset's own stream; None follows numpy's global stream.
 
     Raises:
-        TypeError: ``digits`` is not a uint8 array or tensor.
-        ValueError: a bad shape, or a non-positive size, count or speed.
+        TypeError: ``digits`` is not a uint8 array or tensor, or a size, count, speed or seed is not an int.
+        ValueError: a bad shape, a size or count below 1, a negative speed, or a seed outside [0, 2**32).
     """
 
     def __init__(
@@ -474,8 +474,9 @@ def make_test_set(
         (N, num_digits) and digits uint8 (N, num_digits, s, s).
 
     Raises:
-        TypeError: ``digits`` is not uint8, or ``labels`` not integer.
-        ValueError: bad shapes, fewer digits than ``num_digits``, or non-positive sizes.
+        TypeError: ``digits`` is not uint8, ``labels`` not integer, or a size, count, speed or seed not an int.
+        ValueError: bad shapes, fewer digits than ``num_digits``, a size or count below 1, a negative speed, or
+            a seed outside [0, 2**32).
     """
     check_positive_int(seq_len, "seq_len")
     check_positive_int(num_digits, "num_digits")

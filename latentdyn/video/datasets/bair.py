@@ -48,12 +48,22 @@ _LAYOUT_HINT = "expected raw_dir/softmotion30_44k/{train,test}/*.tfrecords"
 
 
 def bair_frame_key(i: int) -> str:
-    """Name of the feature holding frame ``i`` (from 0) of a BAIR record: ``"<i>/image_aux1/encoded"``."""
+    """Name of the feature holding frame ``i`` (from 0) of a BAIR record: ``"<i>/image_aux1/encoded"``.
+
+    Args:
+        i: the frame index, 0..29.
+    """
     return f"{i}/image_aux1/encoded"
 
 
 def decode_bair_record(record: bytes) -> np.ndarray:
     """The 30 frames of one BAIR record as uint8 (30, 64, 64, 3).
+
+    Args:
+        record: one serialised ``tf.train.Example`` of a BAIR TFRecord file.
+
+    Returns:
+        uint8 frames (T, H, W, 3) = (30, 64, 64, 3).
 
     Raises:
         ValueError: the record is not an Example, or a frame feature is missing or has the wrong size.

@@ -72,6 +72,12 @@ class VideoInfo:
 def probe_video(path: PathLike) -> VideoInfo:
     """Read a video file's header: frame count, frame rate and frame size.
 
+    Args:
+        path: a video file PyAV can read, or a ``.gif``.
+
+    Returns:
+        The header facts; nothing is decoded.
+
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a readable video (the message names it).

@@ -157,6 +157,12 @@ def crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
 
     Short inputs use a table lookup per byte; long ones are cut into chunks whose CRCs are computed in
     parallel with numpy and merged with the GF(2) shift operator, which gives the same value.
+
+    Args:
+        data: the bytes (a numpy array is read as its raw bytes).
+
+    Returns:
+        The checksum, an int in [0, 2**32).
     """
     if isinstance(data, np.ndarray):
         buffer = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
@@ -171,7 +177,14 @@ def crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
 
 
 def masked_crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
-    """The masked CRC-32C TFRecord stores: rotate right by 15 bits, then add ``0xa282ead8``."""
+    """The masked CRC-32C TFRecord stores: rotate right by 15 bits, then add ``0xa282ead8``.
+
+    Args:
+        data: the bytes (a numpy array is read as its raw bytes).
+
+    Returns:
+        The masked checksum, an int in [0, 2**32).
+    """
     crc = crc32c(data)
     return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
 
@@ -318,6 +331,9 @@ def _parse_feature(buffer: bytes) -> FeatureValue:
 def parse_example(record: bytes) -> dict[str, FeatureValue]:
     """Decode a serialised ``tf.train.Example`` into ``{name: value}``.
 
+    Args:
+        record: one serialised Example (a record of :func:`iter_tfrecord`).
+
     Returns:
         For each feature, a ``list[bytes]`` (bytes_list), a float32 array (float_list) or an int64 array
         (int64_list); a feature with no kind set decodes to an empty list.
@@ -384,6 +400,12 @@ def encode_example(features: Mapping[str, object]) -> bytes:
 
     Values: ``bytes`` or a sequence of ``bytes`` → bytes_list; a float array or list → float_list
     (float32); an integer or bool array or list → int64_list.
+
+    Args:
+        features: the feature values by name.
+
+    Returns:
+        The serialised Example (a record for :func:`write_tfrecord`).
 
     Raises:
         TypeError: a value of another kind.
