@@ -11,15 +11,18 @@ import numbers
 from collections.abc import Mapping
 from typing import TypeGuard
 
+import numpy as np
 import torch
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_int",
     "check_positive_int",
     "check_positive_real",
     "check_shape",
     "check_tensor",
+    "is_int",
     "is_real",
     "substeps_from_dt",
 ]
@@ -89,6 +92,16 @@ def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, i
 def is_int(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an integer for an option: a Python or NumPy integer, not a bool (nor a tensor)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor))
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` if it is a bool (or a NumPy bool, returned as a bool), else raise ``TypeError`` naming ``name``:
+    a flag given as ``"False"`` or ``0.5`` is a mistake that ``bool(value)`` would silently read."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
 
 
 def check_int(value: object, name: str) -> int:

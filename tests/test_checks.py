@@ -228,3 +228,28 @@ def test_rollout_and_standard_normal_arguments_are_checked() -> None:
         prior(4, -1)
     with pytest.raises(TypeError, match=r"batch_shape\[0\]: expected an int >= 0, got float 2.0"):
         prior(2.0)  # type: ignore[arg-type]
+
+
+def test_flags_must_be_bools() -> None:
+    """bool(value) read the string "False" as True: a flag of another kind is a TypeError naming it."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from latentdyn._checks import check_bool
+    from latentdyn.video.datasets import VideoFolderDataset
+    from latentdyn.video.moving_mnist import MovingMNIST, compute_trajectory, make_test_set
+
+    assert check_bool(True, "flag") is True and check_bool(np.bool_(False), "flag") is False
+    for bad in ("False", 0, 1.0, None, torch.tensor(True)):
+        with pytest.raises(TypeError, match=r"flag: expected a bool, got "):
+            check_bool(bad, "flag")
+    digits = np.zeros((4, 28, 28), dtype=np.uint8)
+    with pytest.raises(TypeError, match=r"deterministic: expected a bool, got str 'False'"):
+        MovingMNIST(digits, seq_len=3, deterministic="False")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"deterministic: expected a bool, got int 0"):
+        compute_trajectory(0, 0, 1, 1, seq_len=3, limit=36, deterministic=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"deterministic: expected a bool, got str 'no'"):
+        make_test_set(digits, np.zeros(4, dtype=np.int64), seq_len=3, deterministic="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"grayscale: expected a bool, got str 'False'"):
+        VideoFolderDataset(Path(__file__).parent, seq_len=2, grayscale="False")  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from latentdyn._checks import check_int, check_positive_int, check_shape, is_real
+from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape, is_real
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
@@ -81,12 +81,6 @@ def _check_image_size(image_size: object) -> int:
         supported = ", ".join(map(str, SUPPORTED_IMAGE_SIZES))
         raise ValueError(f"image_size: expected one of the supported sizes {supported}, got {image_size}")
     return image_size
-
-
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
-    return value
 
 
 def _check_floating(x: torch.Tensor, name: str) -> None:
@@ -282,7 +276,7 @@ class _ConvStackDecoder(FrameDecoder):
         self.channels = check_positive_int(channels, "channels")
         self.base_width = check_positive_int(base_width, "base_width")
         self.in_features = check_positive_int(in_features, "in_features")
-        self.skip = _check_bool(skip, "skip")
+        self.skip = check_bool(skip, "skip")
         return size, self.channels, self.base_width, self.in_features, self.skip
 
     def _check_skips(self, skips: Sequence[torch.Tensor] | None, n: int) -> None:

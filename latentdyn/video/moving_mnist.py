@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from latentdyn._checks import check_positive_int
+from latentdyn._checks import check_bool, check_positive_int
 from latentdyn._files import plain_file_mode
 
 __all__ = [
@@ -225,11 +225,12 @@ def compute_trajectory(
         The rounded positions and the velocities, int64 (T, 2) each.
 
     Raises:
-        TypeError: ``seq_len`` or ``limit`` is not an int.
+        TypeError: ``seq_len`` or ``limit`` is not an int, or ``deterministic`` is not a bool.
         ValueError: ``seq_len`` < 1, ``limit`` < 0, or (sx, sy) outside [0, L]^2.
     """
     check_positive_int(seq_len, "seq_len")
     check_positive_int(limit, "limit", minimum=0)
+    deterministic = check_bool(deterministic, "deterministic")
     if not (0 <= sx <= limit and 0 <= sy <= limit):
         raise ValueError(f"(sx, sy): expected integers in [0, {limit}], got ({sx}, {sy})")
     positions = np.empty((seq_len, 2), dtype=np.int64)
@@ -344,7 +345,8 @@ class MovingMNIST(Dataset[np.ndarray]):
         seed: seed of the dataset's own stream; None follows numpy's global stream.
 
     Raises:
-        TypeError: ``digits`` is not a uint8 array or tensor, or a size, count, speed or seed is not an int.
+        TypeError: ``digits`` is not a uint8 array or tensor, a size, count, speed or seed is not an int, or
+            ``deterministic`` is not a bool.
         ValueError: a bad shape, a size or count below 1, a negative speed, or a seed outside [0, 2**32).
     """
 
@@ -366,7 +368,7 @@ class MovingMNIST(Dataset[np.ndarray]):
         self.image_size = check_positive_int(image_size, "image_size")
         self.length = check_positive_int(length, "length")
         self.digits = _as_digit_pool(digits, self.image_size)
-        self.deterministic = bool(deterministic)
+        self.deterministic = check_bool(deterministic, "deterministic")
         self.limit = self.image_size - self.digits.shape[1]
         if seed is not None:
             _check_seed(seed)
@@ -474,7 +476,8 @@ def make_test_set(
         (N, num_digits) and digits uint8 (N, num_digits, s, s).
 
     Raises:
-        TypeError: ``digits`` is not uint8, ``labels`` not integer, or a size, count, speed or seed not an int.
+        TypeError: ``digits`` is not uint8, ``labels`` not integer, a size, count, speed or seed not an int, or
+            ``deterministic`` not a bool.
         ValueError: bad shapes, fewer digits than ``num_digits``, a size or count below 1, a negative speed, or
             a seed outside [0, 2**32).
     """
@@ -482,6 +485,7 @@ def make_test_set(
     check_positive_int(num_digits, "num_digits")
     check_positive_int(max_speed, "max_speed", minimum=0)
     check_positive_int(image_size, "image_size")
+    deterministic = check_bool(deterministic, "deterministic")
     _check_seed(seed)
     pool = _as_digit_pool(digits, image_size)
     if isinstance(labels, torch.Tensor):

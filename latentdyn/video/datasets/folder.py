@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch.utils.data
 
-from latentdyn._checks import check_choice, check_positive_int, is_int
+from latentdyn._checks import check_bool, check_choice, check_positive_int, is_int
 from latentdyn.video.datasets._common import draw_int, is_hidden, numeric_sort_key, read_png
 from latentdyn.video.datasets.io import PathLike, iter_video, probe_video
 
@@ -81,7 +81,7 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
 
     Raises:
         TypeError: an option of the wrong kind (a count not an int, ``image_size`` neither None, an int nor a
-            pair, a choice not a string).
+            pair, a choice not a string, ``grayscale`` or ``random_start`` not a bool).
         ValueError: no video under ``root``, bad options; when loading, a video too short for the clip or
             an unreadable file (named in the message).
     """
@@ -121,9 +121,9 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
             if self.image_size is None:
                 raise ValueError("crop: 'center' needs an image_size to take the aspect ratio from")
         self.crop = crop
-        self.grayscale = bool(grayscale)
+        self.grayscale = check_bool(grayscale, "grayscale")
         self.resample = check_choice(resample, "resample", _RESAMPLING)
-        self.random_start = bool(random_start)
+        self.random_start = check_bool(random_start, "random_start")
         self.length = None if length is None else check_positive_int(length, "length")
         self.rng = rng
         self.span = (self.seq_len - 1) * self.frame_step + 1
