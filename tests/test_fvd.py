@@ -281,6 +281,8 @@ def test_i3d_rejects_wrong_channels(i3d: InceptionI3D) -> None:
 def test_i3d_rejects_bad_bn_eps() -> None:
     with pytest.raises(ValueError, match=r"bn_eps: expected a positive float"):
         InceptionI3D(bn_eps=0.0)
+    with pytest.raises(TypeError, match=r"bn_eps: expected a positive float, got str 'x'"):
+        InceptionI3D(bn_eps="x")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -283,6 +283,8 @@ def test_custom_backbone_needs_channels() -> None:
 def test_channels_must_be_positive_ints() -> None:
     with pytest.raises(ValueError, match=r"channels: expected a non-empty sequence of positive ints"):
         LPIPS(backbone=_IdentityBackbone(), channels=(0,))
+    with pytest.raises(TypeError, match=r"channels: expected a non-empty sequence of positive ints, got \('a',\)"):
+        LPIPS(backbone=_IdentityBackbone(), channels=("a",))  # type: ignore[arg-type]
 
 
 def test_backbone_map_count_must_match_channels() -> None:

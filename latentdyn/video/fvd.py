@@ -307,7 +307,9 @@ class InceptionI3D(nn.Module):
         super().__init__()
         check_positive_int(num_classes, "num_classes")
         check_positive_int(in_channels, "in_channels")
-        if not is_real(bn_eps) or not bn_eps > 0:
+        if not is_real(bn_eps):
+            raise TypeError(f"bn_eps: expected a positive float, got {type(bn_eps).__name__} {bn_eps!r}")
+        if not bn_eps > 0:
             raise ValueError(f"bn_eps: expected a positive float, got {bn_eps!r}")
         self.in_channels = in_channels
         self.num_classes = num_classes

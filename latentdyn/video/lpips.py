@@ -292,6 +292,7 @@ class LPIPS(nn.Module):
             ``AlexNetFeatures.channels``.
 
     Raises:
+        TypeError: ``channels`` holds something other than ints.
         ValueError: ``channels`` is missing for a custom backbone, or empty / not positive.
     """
 
@@ -303,7 +304,9 @@ class LPIPS(nn.Module):
         if channels is None:
             raise ValueError("channels: required with a custom backbone (the channel count of each feature map)")
         channels = tuple(channels)
-        if not channels or any(not is_int(c) or c < 1 for c in channels):
+        if any(not is_int(c) for c in channels):
+            raise TypeError(f"channels: expected a non-empty sequence of positive ints, got {channels!r}")
+        if not channels or any(c < 1 for c in channels):
             raise ValueError(f"channels: expected a non-empty sequence of positive ints, got {channels!r}")
         channels = tuple(int(c) for c in channels)
         self.channels = channels
