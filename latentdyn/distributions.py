@@ -68,8 +68,12 @@ def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independe
         TypeError: ``raw`` is not a tensor; ``eps`` is not a real number.
         ValueError: the last axis of ``raw`` is not of even size; ``eps`` is negative or not finite.
     """
-    check_tensor(raw, "raw")
-    eps = _check_eps(eps)
+    return _diag_gaussian_from_raw(check_tensor(raw, "raw"), _check_eps(eps))
+
+
+def _diag_gaussian_from_raw(raw: torch.Tensor, eps: float) -> Independent:
+    """:func:`diag_gaussian_from_raw` for a tensor ``raw`` and a checked ``eps`` (a head checks its eps once, when
+    it is built, not at every call); the shape of ``raw``, a network's output, is still checked."""
     if raw.dim() == 0 or raw.shape[-1] % 2 != 0:
         raise ValueError(f"raw: expected a last axis of even size 2·D (mean, raw scale), got shape {list(raw.shape)}")
     loc, raw_scale = raw.chunk(2, dim=-1)
@@ -129,7 +133,7 @@ class GaussianHead(nn.Module):
         Returns:
             ``Independent(Normal(loc, scale), 1)``, batch (...), event (D,).
         """
-        return diag_gaussian_from_raw(self.net(h), self.eps)
+        return _diag_gaussian_from_raw(check_tensor(self.net(h), "raw"), self.eps)
 
 
 class ConditionalGaussianPrior(GaussianHead):

@@ -310,6 +310,11 @@ class LatentSSM(nn.Module):
         n_trans = n_frames - 1
         u_all = self._check_inputs(inputs, n_trans, b)
         dz = self.noise_size
+        if dz > 0 and self.prior is None and n_post < n_trans:
+            raise ValueError(
+                f"posterior: this model has no prior, so z_{n_post + 1} must come from the posterior, which "
+                f"covers {n_post} transitions out of the {n_trans} requested"
+            )
 
         # A given posterior stays a distribution even when no step of it is used (batch (0, B)), so that its KL
         # terms are zeros (B,) rather than a None to special-case.
@@ -329,12 +334,7 @@ class LatentSSM(nn.Module):
                 z = z_post[t - 1]
             elif dz == 0:
                 z = y.new_zeros(b, 0)
-            else:
-                if self.prior is None:
-                    raise ValueError(
-                        f"posterior: this model has no prior, so z_{t} must come from the posterior, which "
-                        f"covers {n_post} transitions out of the {n_trans} requested"
-                    )
+            else:  # a prior exists (checked above)
                 p = self._prior(y, u, check=not prior_steps)
                 prior_steps.append(p)
                 z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz))

@@ -402,6 +402,20 @@ def test_local_times_are_float64_on_the_state_device() -> None:
     assert ts.tolist() == [100.0, 100 + 1 / 3, 100 + 2 / 3, 101.0]
 
 
+def test_substep_time_is_the_local_grid_entry_bit_for_bit() -> None:
+    """ResidualCell builds each sub-step time alone (cheaper than the grid per frame): the same float64 values,
+    so time-dependent fields see exactly the times they saw when the grid was built."""
+    from latentdyn.cells.base import local_times, substep_time
+
+    like = torch.zeros(2, 3, dtype=torch.bfloat16)
+    for n in (1, 2, 3, 5, 6, 7, 10):
+        for frame in (-7, 0, 1, 99, 12345, 10**9 + 7):
+            grid = local_times(frame, n, like)
+            singles = torch.stack([substep_time(frame, j, n, like) for j in range(n + 1)])
+            assert singles.dtype == torch.float64 and singles.shape == (n + 1,)
+            assert torch.equal(singles, grid), (frame, n)
+
+
 def test_ode_cell_rollout_reads_no_values_back_to_the_host() -> None:
     """ODECell builds a valid grid itself every frame and calls the integrator's unchecked method: the
     public checks of ``ts`` read values (a device sync per frame on a GPU)."""

@@ -129,3 +129,13 @@ def local_times(frame: int, n_substeps: int, like: torch.Tensor) -> torch.Tensor
     # Built on ``like``'s device: a host-made grid would be copied to the GPU (and synchronise) every frame.
     grid = torch.arange(frame * n_substeps, (frame + 1) * n_substeps + 1, dtype=torch.float64, device=like.device)
     return grid / n_substeps
+
+
+def substep_time(frame: int, j: int, n_substeps: int, like: torch.Tensor) -> torch.Tensor:
+    """Time ``frame + j/n`` as a 0-dim float64 tensor on ``like``'s device: ``local_times(frame, n, like)[j]``
+    without building the grid (one small tensor per sub-step rather than a grid, a division and an index).
+
+    The value is the same: (frame·n + j) / n in float64, the integer numerator exact (up to 2⁵³) and the division
+    correctly rounded, whether Python or torch divides.
+    """
+    return torch.full((), (frame * n_substeps + j) / n_substeps, dtype=torch.float64, device=like.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from typing_extensions import override
 
-from latentdyn.cells.base import CellPath, TransitionCell, local_times
+from latentdyn.cells.base import CellPath, TransitionCell, local_times, substep_time
 from latentdyn.fields import VectorField, evaluate_checked
 from latentdyn.integrators.base import Integrator
 
@@ -51,10 +51,9 @@ class ResidualCell(TransitionCell):
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
         dt = 1.0 / n_substeps
-        ts = local_times(frame, n_substeps, y)
         states, residuals = [], []
         for j in range(n_substeps):
-            res = dt * evaluate_checked(self.field, ts[j], y, z)
+            res = dt * evaluate_checked(self.field, substep_time(frame, j, n_substeps, y), y, z)
             y = y + res
             states.append(y)
             residuals.append(res)
