@@ -1,6 +1,7 @@
 """Smoke test of the training-step benchmark: it runs, compares against the official kernels, writes its JSON.
 
-(The sampling benchmark's smoke test is in test_svglp.py, next to the baseline it compares against.)
+(The sampling benchmark's smoke test is in test_svglp.py, next to the baseline it compares against.) The rollout
+benchmark runs every configuration shrunk to a few frames: its floor computes what the rollout computes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,29 @@ def test_train_step_benchmark_writes_documented_fields(tmp_path: Path) -> None:
     assert data["results"][0]["speedup_vs_official"] == 1.0
     # Both variants count the same work: the dense paths change kernels, not FLOPs.
     assert data["results"][0]["flops_per_step"] == data["results"][1]["flops_per_step"] > 0
+
+
+def test_rollout_benchmark_writes_documented_fields(tmp_path: Path) -> None:
+    from benchmarks.rollout import CONFIGS
+
+    out = tmp_path / "rollout.json"
+    cmd = [sys.executable, "-m", "benchmarks.rollout", "--frames", "6", "--batch", "3", "--iters", "1"]
+    cmd += ["--warmup", "1", "--threads", "1", "--json", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["config"] for r in data["results"]] == list(CONFIGS)
+    fields = {"frames", "batch", "substeps", "observed", "max_abs_diff_vs_floor"}
+    for mode in ("forward", "forward_backward"):
+        fields |= {f"floor_{mode}_s", f"latentdyn_{mode}_s", f"overhead_{mode}", f"us_per_frame_{mode}"}
+    for r in data["results"]:
+        assert fields <= set(r), fields - set(r)
+        assert r["frames"] == 6 and r["batch"] == 3
+        # The floor is the same model written by hand: same states and prior parameters (means).
+        assert r["max_abs_diff_vs_floor"] < 1e-5, r
+        assert r["overhead_forward"] == r["latentdyn_forward_s"] / r["floor_forward_s"]
+    assert data["results"][1]["observed"] == 6  # a posterior over every transition of the shrunk rollout
 
 
 def test_official_kernels_variant_runs_the_torch_convolutions() -> None:
