@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from latentdyn._checks import check_int, check_positive_int, check_shape
+from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape
 from latentdyn.cells.base import TransitionCell
 from latentdyn.distributions import StandardNormal, diag_gaussian, index_steps
 
@@ -41,11 +41,21 @@ def _is_real_dtype(dtype: torch.dtype) -> bool:
 class Sampler(Protocol):
     """Draws a value from a distribution; ``role`` says which latent it is for (noise control, tests)."""
 
-    def __call__(self, dist: Distribution, role: Role) -> torch.Tensor: ...
+    def __call__(self, dist: Distribution, role: Role) -> torch.Tensor:
+        """A value of ``dist``'s batch and event shape (a sample, its mean, or fixed noise) for ``role``."""
+        ...
 
 
 def default_sampler(sample: bool = True) -> Sampler:
-    """Reparameterised samples (``sample=True``) or means (``sample=False``)."""
+    """The default sampler: reparameterised samples (``sample=True``) or means (``sample=False``).
+
+    Args:
+        sample: draw with ``rsample`` (True) or return the distribution's mean (False).
+
+    Raises:
+        TypeError: ``sample`` is not a bool.
+    """
+    sample = check_bool(sample, "sample")
 
     def draw(dist: Distribution, role: Role) -> torch.Tensor:
         return dist.rsample() if sample else dist.mean
@@ -104,6 +114,9 @@ class Rollout:
             times: Q strictly increasing, finite times, shared by every sequence (a sequence or a tensor of shape
                 (Q,)), or Q times per sequence, (Q, B), column b strictly increasing (irregularly sampled
                 data: ``at(times)[q, b]`` is sequence b at ``times[q, b]``).
+
+        Returns:
+            The states, (Q, B, Dy), in the dtype of ``substates``.
 
         Raises:
             TypeError: ``times`` is not made of real numbers (a string, ``None``, a bool or complex tensor).
@@ -172,8 +185,10 @@ def _check_draw(z: object, role: Role, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 class LatentSSM(nn.Module):
-    """Latent state-space model: a transition cell driven by per-frame noise z from a posterior or a prior,
-    and optionally by exogenous inputs u (actions, controls) given with each rollout.
+    """Latent state-space model y_t = cell(y_{t−1}, [z_t, u_t]) with z_t from a posterior or a prior.
+
+    The cell is driven by per-frame noise z and optionally by exogenous inputs u (actions, controls) given
+    with each rollout.
 
     Args:
         cell: the transition y_t → y_{t+1}; its condition is z (``cell.cond_size`` = Dz), or [z, u]
@@ -366,8 +381,19 @@ class LatentSSM(nn.Module):
         )
 
     def forward(self, y0: torch.Tensor, n_frames: int, **kwargs: Any) -> Rollout:
-        """``ssm(y0, n_frames, ...)`` is :meth:`rollout`: module calls (hooks, ``DistributedDataParallel``,
-        ``torch.func.functional_call``) go through ``forward``."""
+        """``ssm(y0, n_frames, ...)``: the same as :meth:`rollout`.
+
+        Module calls (hooks, ``DistributedDataParallel``, ``torch.func.functional_call``) go through
+        ``forward``.
+
+        Args:
+            y0: state of the first frame, (B, Dy).
+            n_frames: T, number of frame times including the first.
+            **kwargs: the keyword arguments of :meth:`rollout`.
+
+        Returns:
+            A :class:`Rollout`.
+        """
         return self.rollout(y0, n_frames, **kwargs)
 
     def _check_inputs(self, inputs: torch.Tensor | None, n_trans: int, b: int) -> torch.Tensor | None:

@@ -218,6 +218,10 @@ def test_constructor_errors() -> None:
         MLPField(3, 1, 0, 2)
     with pytest.raises(ValueError, match="n_layers: expected an int >= 1, got 0"):
         MLPField(3, 1, 4, 0)
+    with pytest.raises(ValueError, match="hidden_size: expected an int >= 1, got 0"):  # MLPCell too
+        MLPCell(3, 1, 0, 2)
+    with pytest.raises(ValueError, match="n_layers: expected an int >= 1, got 0"):
+        MLPCell(3, 1, 4, 0)
     not_a_field = torch.nn.Linear(5, 3)
     for make in (
         lambda f: ResidualCell(f, 3, 2),

@@ -622,3 +622,13 @@ def test_inputs_errors() -> None:
         ),
     ):
         wrong.rollout(y0, 4, inputs=make_inputs(3))
+
+
+def test_default_sampler_checks_sample() -> None:
+    """default_sampler("no") drew samples: any non-empty string was true."""
+    from latentdyn.ssm import default_sampler
+
+    with pytest.raises(TypeError, match=r"sample: expected a bool, got str 'no'"):
+        default_sampler("no")  # type: ignore[arg-type]
+    dist = diag_gaussian(torch.ones(2, 3), torch.ones(2, 3))
+    assert torch.equal(default_sampler(False)(dist, "z_prior"), torch.ones(2, 3))

@@ -37,6 +37,15 @@ class TransitionCell(nn.Module, abc.ABC):
         n_substeps: default number of sub-steps per frame.
         supports_substeps: whether ``n_substeps`` other than 1 are meaningful (continuous-time cells).
         has_residuals: whether :meth:`path` reports the increments of its sub-steps (else ``None``).
+
+    Args:
+        state_size: Dy, at least 1.
+        cond_size: Dz, the size of the condition (0 for a cell without noise).
+        n_substeps: default sub-steps per frame, at least 1 (exactly 1 for discrete-time cells).
+
+    Raises:
+        TypeError: a size or count that is not an int.
+        ValueError: a size or count out of range, or ``n_substeps`` other than 1 for a discrete-time cell.
     """
 
     supports_substeps: bool = False
@@ -49,7 +58,12 @@ class TransitionCell(nn.Module, abc.ABC):
         self.n_substeps = self.check_substeps(n_substeps)
 
     def check_substeps(self, n_substeps: int | None) -> int:
-        """Resolve and check a sub-step count (``None`` means the cell's default)."""
+        """A checked sub-step count: ``n_substeps``, or the cell's default when it is ``None``.
+
+        Raises:
+            TypeError: ``n_substeps`` is not an int.
+            ValueError: ``n_substeps`` < 1, or other than 1 for a discrete-time cell.
+        """
         if n_substeps is None:
             return self.n_substeps
         n_substeps = check_positive_int(n_substeps, "n_substeps")
@@ -61,7 +75,12 @@ class TransitionCell(nn.Module, abc.ABC):
         return n_substeps
 
     def check_inputs(self, y: torch.Tensor, z: torch.Tensor) -> None:
-        """Check y (B, Dy) and z (B, Dz) against the cell's sizes."""
+        """Check a state y (B, Dy) and a condition z (B, Dz) against the cell's sizes.
+
+        Raises:
+            TypeError: ``y`` or ``z`` is not a tensor.
+            ValueError: their shapes do not match (B, Dy) and (B, Dz) with the same B.
+        """
         b = check_shape(y, "b dy", "y", dy=self.state_size)["b"]
         check_shape(z, "b dz", "z", b=b, dz=self.cond_size)
 
@@ -76,6 +95,10 @@ class TransitionCell(nn.Module, abc.ABC):
 
         Returns:
             The sub-step states (n, B, Dy) and residuals.
+
+        Raises:
+            TypeError: an argument of the wrong kind, or a ``_path`` that does not return a ``CellPath``.
+            ValueError: shapes that do not match the cell's sizes, or a bad sub-step count.
         """
         self.check_inputs(y, z)
         frame = check_int(frame, "frame")
@@ -83,8 +106,15 @@ class TransitionCell(nn.Module, abc.ABC):
         return self.check_path(self._path(y, z, n, frame), n, y.shape[0])
 
     def check_path(self, path: CellPath, n_substeps: int, batch_size: int) -> CellPath:
-        """Check what ``_path`` returned: a ``CellPath`` whose states are (n, B, Dy), with residuals of the same
-        shape exactly when the class says so (``has_residuals``). Shapes only, no values are read."""
+        """Check what ``_path`` returned and return it.
+
+        It must be a ``CellPath`` whose states are (n, B, Dy), with residuals of the same shape exactly when the
+        class says so (``has_residuals``). Shapes only, no values are read.
+
+        Raises:
+            TypeError: not a ``CellPath``, or residuals present or missing against ``has_residuals``.
+            ValueError: states or residuals of another shape than (n, B, Dy).
+        """
         name = type(self).__name__
         if not isinstance(path, CellPath):
             raise TypeError(f"cell: {name}._path must return a CellPath(states, residuals), got {type(path).__name__}")

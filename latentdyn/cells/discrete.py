@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
+from latentdyn._checks import check_positive_int
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.nn import MLP
 
@@ -20,11 +21,17 @@ class MLPCell(TransitionCell):
         cond_size: Dz.
         hidden_size: MLP width.
         n_layers: number of Linear layers.
+
+    Raises:
+        TypeError: a size or count that is not an int.
+        ValueError: ``state_size``, ``hidden_size`` or ``n_layers`` < 1, or ``cond_size`` < 0.
     """
 
     def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
         super().__init__(state_size, cond_size)
-        self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers)
+        hidden_size = check_positive_int(hidden_size, "hidden_size")
+        n_layers = check_positive_int(n_layers, "n_layers")
+        self.net = MLP(self.state_size + self.cond_size, hidden_size, self.state_size, n_layers)
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
@@ -37,6 +44,10 @@ class GRUCell(TransitionCell):
     Args:
         state_size: Dy (GRU hidden size).
         cond_size: Dz (GRU input size), at least 1.
+
+    Raises:
+        TypeError: a size that is not an int.
+        ValueError: ``state_size`` < 1 or ``cond_size`` < 1.
     """
 
     def __init__(self, state_size: int, cond_size: int) -> None:

@@ -39,6 +39,10 @@ class ResidualCell(TransitionCell):
         state_size: Dy.
         cond_size: Dz.
         n_substeps: default sub-steps per frame.
+
+    Raises:
+        TypeError: ``field`` is not a ``VectorField``, or a size or count is not an int.
+        ValueError: a size or count out of range, or a field built for other sizes than (Dy, Dz).
     """
 
     supports_substeps = True
@@ -72,6 +76,11 @@ class ODECell(TransitionCell):
         state_size: Dy.
         cond_size: Dz.
         n_substeps: default number of grid intervals per frame.
+
+    Raises:
+        TypeError: ``field`` is not a ``VectorField``, ``integrator`` not an ``Integrator``, or a size or count
+            is not an int.
+        ValueError: a size or count out of range, or a field built for other sizes than (Dy, Dz).
     """
 
     supports_substeps = True

@@ -22,6 +22,13 @@ def by_name(name: str, **kwargs: Any) -> Integrator:
         name: ``"euler-ref"`` for :class:`EulerIntegrator`, or a torchdiffeq method name (``"euler"``,
             ``"rk4"``, ``"dopri5"``, ...) for :class:`OdeintIntegrator`.
         **kwargs: passed to :class:`OdeintIntegrator` (rtol, atol, options, adjoint).
+
+    Returns:
+        The integrator.
+
+    Raises:
+        TypeError: ``name`` is not a string, or an option of the wrong kind (see :class:`OdeintIntegrator`).
+        ValueError: an unknown name, options given to ``"euler-ref"``, or a bad option value.
     """
     check_choice(name, "name", INTEGRATOR_NAMES)
     if name == "euler-ref":

@@ -95,6 +95,12 @@ class OdeintIntegrator(Integrator):
             requires a gradient is carried as a constant part of the state, (y, z) with dz/dt = 0, so it gets its
             gradient from the adjoint ODE and what produced it (even the field's own parameters, through earlier
             frames) gets exactly the backprop gradient.
+
+    Raises:
+        TypeError: ``method`` not a string, ``rtol``/``atol`` not real numbers, ``options`` not a dict or None,
+            ``adjoint`` not a bool.
+        ValueError: an unknown method, or a tolerance that is not positive and finite. When integrating: a
+            bfloat16 state with ``rtol`` below its eps, or a float16 state, with an adaptive method.
     """
 
     def __init__(
