@@ -398,6 +398,23 @@ def test_evaluate_errors(tmp_path: Path, test_set: Path, capsys: pytest.CaptureF
     assert "bad.npz" in capsys.readouterr().err
 
 
+def test_quickstart_evaluates_a_deterministic_run_on_the_deterministic_test_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SPEC 4.3 and 5.1: deterministic Moving MNIST is tested on its own 100-frame test set with one sample; the
+    quickstart scored such a run on the stochastic 25-frame set, best of 20."""
+    run = tmp_path / "runs" / "det"
+    argv = ["--preset", "tiny", "--run-dir", str(run), "--deterministic", "true", "--max-steps", "1"]
+    assert train.main(argv) == 0
+    assert quickstart.main(["--run-dir", str(run), "--eval-sequences", "2"]) == 0
+    assert "more samples" not in capsys.readouterr().out
+    test_set = tmp_path / "runs" / "data" / "mmnist_test_embedded_100.npz"
+    assert [p.name for p in (tmp_path / "runs" / "data").iterdir()] == [test_set.name]
+    assert ev.load_sequences(test_set).shape[0] == 100
+    result = json.loads((run / "eval" / "mmnist_test_embedded_100_n1.json").read_text())
+    assert result["protocol"]["n_samples"] == 1 and result["protocol"]["nt_gen"] == 100
+
+
 def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The documented test-set command has already made RUN_DIR/../data/ (a folder): quickstart adds its file.
     data = tmp_path / "runs" / "data"

@@ -2,10 +2,12 @@
 
     python -m examples.srvp.quickstart [--run-dir runs/smmnist-cpu] [--minutes 13]
 
-1. Builds the fixed SM-MNIST test set from the MNIST digits shipped with latentdyn (no network).
+1. Builds the fixed SM-MNIST test set from the MNIST digits shipped with latentdyn (no network); for a
+   deterministic Moving MNIST run (``--preset smmnist-deterministic``), the deterministic test set of 100 frames.
 2. Trains the ``smmnist-cpu`` preset (about 12.5 to 14.5 minutes on 2 CPU cores, at most 18). Running the command
    again resumes an unfinished run, or skips training when it is complete.
-3. Evaluates it with the official protocol, best of 20 samples, against two reference predictors
+3. Evaluates it with the official protocol, best of 20 samples (1 for deterministic Moving MNIST, as the official
+   README), against two reference predictors
    (copy-last-frame, all-black), and writes metrics (JSON), curves (PNG) and sample videos (GIF).
 """
 
@@ -22,14 +24,14 @@ from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_
 from examples.srvp.train import train
 
 
-def ensure_test_set(path: Path, seq_len: int = 25) -> Path:
-    """The SM-MNIST test set built from the embedded MNIST test digits (made once, then reused)."""
+def ensure_test_set(path: Path, seq_len: int = 25, *, deterministic: bool = False) -> Path:
+    """The (SM-)MNIST test set built from the embedded MNIST test digits (made once, then reused)."""
     from latentdyn.video.mnist import load_embedded_digits
     from latentdyn.video.moving_mnist import make_test_set, save_test_set
 
     if not path.exists():
         digits = load_embedded_digits("test")
-        data = make_test_set(digits.images, digits.labels, seq_len=seq_len, deterministic=False)
+        data = make_test_set(digits.images, digits.labels, seq_len=seq_len, deterministic=deterministic)
         save_test_set(path, data)
         print(f"made the test set {path}: {data.sequences.shape[1]} sequences of {seq_len} frames")
     return path
@@ -60,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--minutes", type=float, default=None, help="training time budget of this invocation (default: the preset's)"
     )
-    parser.add_argument("--n-samples", type=int, default=20, help="samples per test sequence (best of N)")
+    parser.add_argument(
+        "--n-samples",
+        type=int,
+        default=None,
+        help="samples per test sequence, best of N (default: 20; 1 for deterministic Moving MNIST, as the official "
+        "README)",
+    )
     parser.add_argument("--eval-sequences", type=int, default=256, help="test sequences to evaluate (0: all)")
     parser.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)  # smoke tests
     return parser
@@ -68,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every option checked before the training starts (not after 13 minutes of it)."""
-    if args.n_samples < 1:
+    if args.n_samples is not None and args.n_samples < 1:
         raise ValueError(f"--n-samples: expected an int >= 1, got {args.n_samples}")
     if args.eval_sequences < 0:
         raise ValueError(f"--eval-sequences: expected an int >= 0 (0: all), got {args.eval_sequences}")
@@ -113,7 +121,12 @@ def _saved_config(run_dir: Path) -> TrainConfig:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     run_dir: Path = args.run_dir
     saved_cfg = _saved_config(run_dir) if (run_dir / "config.json").exists() else None  # before anything is made
-    test_set = ensure_test_set(args.run_dir.parent / "data" / "smmnist_test_embedded_25.npz")
+    # The official README's test sets: 25 frames of stochastic Moving MNIST, 100 of the deterministic version.
+    deterministic = (saved_cfg or PRESETS[args.preset]()).deterministic
+    file_name = "mmnist_test_embedded_100.npz" if deterministic else "smmnist_test_embedded_25.npz"
+    test_set = ensure_test_set(
+        args.run_dir.parent / "data" / file_name, 100 if deterministic else 25, deterministic=deterministic
+    )
     if saved_cfg is not None:
         cfg = saved_cfg
         if args.preset != parser.get_default("preset"):
@@ -144,7 +157,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     protocol = ev.EvalProtocol(
         nt_cond=cfg.nt_cond,
         nt_gen=sequences.shape[0],
-        n_samples=args.n_samples,
+        n_samples=args.n_samples if args.n_samples is not None else (1 if deterministic else 20),
         n_substeps=model.config.n_substeps,
         batch_size=16,
         seed=1,
@@ -162,10 +175,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"  {kind:13s} {path}")
     print(f"  {'checkpoint':13s} {run_dir / 'checkpoints' / 'last.pt'}")
     print(f"  {'training log':13s} {run_dir / 'train_log.jsonl'}")
-    print(
-        f"more samples: python -m examples.srvp.evaluate {run_dir} --test-set {test_set} --checkpoint last "
-        "--n-samples 100"
-    )
+    if not deterministic:
+        print(
+            f"more samples: python -m examples.srvp.evaluate {run_dir} --test-set {test_set} --checkpoint last "
+            "--n-samples 100"
+        )
     return 0
 
 
