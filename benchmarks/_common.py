@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -9,7 +10,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,28 @@ def run_child(script: str, args: list[str]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def checked_names(parser: argparse.ArgumentParser, text: str, flag: str, known: Iterable[str]) -> list[str]:
+    """The comma-separated names of ``flag`` (``text``), each one of ``known``, else a usage error."""
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        parser.error(f"{flag}: unknown {unknown}; choose from {list(known)}")
+    return names
+
+
+def checked_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
+    """``--device`` resolved (a usage error if it is not available); ``--threads`` applied when the script has it."""
+    from examples.srvp.config import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        parser.error(str(e))
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    return device
 
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:

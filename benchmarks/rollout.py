@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks._common import machine, sync, write_json
+from benchmarks._common import checked_device, checked_names, machine, sync, write_json
 from latentdyn import (
     MLP,
     ConditionalGaussianPrior,
@@ -223,18 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=7)
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
-    from examples.srvp.config import resolve_device
-
-    try:
-        resolve_device(args.device)
-    except ValueError as e:
-        parser.error(str(e))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names = [c for c in args.configs.split(",") if c]
-    unknown = [c for c in names if c not in CONFIGS]
-    if unknown:
-        parser.error(f"--configs: unknown {unknown}; choose from {list(CONFIGS)}")
+    checked_device(parser, args)
+    names = checked_names(parser, args.configs, "--configs", CONFIGS)
     results = []
     print(f"machine: {machine()}")
     print("seconds per rollout (median); overhead = latentdyn / floor (the hand-written torch loop)")

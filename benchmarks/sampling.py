@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-from benchmarks._common import machine, peak_memory, run_child, time_it, write_json
-from examples.srvp.config import resolve_device
+from benchmarks._common import checked_device, checked_names, machine, peak_memory, run_child, time_it, write_json
 
 VARIANTS = ("official-loop", "batched-fp32", "batched-bf16", "svglp-fp32", "svglp-bf16")
 
@@ -88,14 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    try:
-        resolve_device(args.device)
-    except ValueError as e:
-        parser.error(str(e))
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    checked_device(parser, args)
+    names = checked_names(parser, args.variants, "--variants", VARIANTS)
     common = [
         "--width",
         str(args.width),

@@ -20,8 +20,16 @@ from typing import Any
 
 import torch
 
-from benchmarks._common import machine, matmul_flops, peak_memory, run_child, time_it, write_json
-from examples.srvp.config import resolve_device
+from benchmarks._common import (
+    checked_device,
+    checked_names,
+    machine,
+    matmul_flops,
+    peak_memory,
+    run_child,
+    time_it,
+    write_json,
+)
 
 VARIANTS = {
     # name: (autocast dtype or "none", channels_last, compile)
@@ -130,16 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(child(args)))
         return 0
-    try:
-        device = resolve_device(args.device)
-    except ValueError as e:
-        parser.error(str(e))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    device = checked_device(parser, args)
+    names = checked_names(parser, args.variants, "--variants", VARIANTS)
     # Dense matmul throughput of every precision the variants use, measured in this run.
     used = {"fp32"} | {VARIANTS[n][0] for n in names if VARIANTS[n][0] != "none"}
     peak = {k: matmul_flops(DTYPES.get(k, torch.float32), device) for k in sorted(used)}

@@ -311,8 +311,7 @@ class LatentSSM(nn.Module):
         b = check_shape(y0, "b dy", "y0", dy=cell.state_size)["b"]
         if not y0.is_floating_point():
             raise TypeError(f"y0: expected a floating-point tensor, got dtype {y0.dtype}")
-        if not isinstance(sample, bool):
-            raise TypeError(f"sample: expected a bool, got {type(sample).__name__} {sample!r}")
+        sample = check_bool(sample, "sample")
         n_frames = check_positive_int(n_frames, "n_frames")
         t0 = check_int(t0, "t0")
         n = cell.check_substeps(n_substeps)

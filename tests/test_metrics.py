@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,18 +38,12 @@ def _noisy_pair(
     return pred.to(dtype), target.to(dtype)
 
 
-def _skimage_ssim(pred: np.ndarray, target: np.ndarray, **kwargs: object) -> float:
-    return float(
-        structural_similarity(
-            pred,
-            target,
-            gaussian_weights=True,
-            sigma=kwargs.pop("sigma", 1.5),
-            use_sample_covariance=False,
-            data_range=1.0,
-            **kwargs,
-        )
-    )
+def _skimage_ssim(pred: np.ndarray, target: np.ndarray, **kwargs: object) -> Any:
+    """skimage's mean SSIM with the protocol's settings (Gaussian window, σ = 1.5 unless given, population
+    covariances, data range 1); ``full=True`` returns (mean, full SSIM map) instead."""
+    settings = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": 1.0}
+    result = structural_similarity(pred, target, **{**settings, **kwargs})
+    return result if kwargs.get("full") else float(result)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,15 +116,7 @@ def test_ssim_matches_skimage_valid_region(height: int, width: int, seed: int) -
     # value uses only pixels inside the image: S[5:-5, 5:-5] is exactly the "valid" map (54x54 for 64x64)
     # that latentdyn computes. skimage's mean SSIM is itself the mean of that crop; we check both.
     pred, target = _noisy_pair((1, height, width), seed)
-    mssim, full_map = structural_similarity(
-        pred[0].numpy(),
-        target[0].numpy(),
-        gaussian_weights=True,
-        sigma=1.5,
-        use_sample_covariance=False,
-        data_range=1.0,
-        full=True,
-    )
+    mssim, full_map = _skimage_ssim(pred[0].numpy(), target[0].numpy(), full=True)
     valid = full_map[5:-5, 5:-5]
     assert valid.shape == (height - 10, width - 10)
     got = ssim(pred, target).item()
@@ -142,15 +129,7 @@ def test_ssim_keeps_negative_map_values() -> None:
     # SSIM with it (skimage's, over the same valid crop) is below zero. Clipping the map at 0 would hide it.
     _, target = _noisy_pair((1, 32, 32), seed=12)
     pred = 1.0 - target
-    _, full_map = structural_similarity(
-        pred[0].numpy(),
-        target[0].numpy(),
-        gaussian_weights=True,
-        sigma=1.5,
-        use_sample_covariance=False,
-        data_range=1.0,
-        full=True,
-    )
+    _, full_map = _skimage_ssim(pred[0].numpy(), target[0].numpy(), full=True)
     expected = float(full_map[5:-5, 5:-5].mean())
     assert expected < -0.5
     assert ssim(pred, target).item() == pytest.approx(expected, rel=1e-10)

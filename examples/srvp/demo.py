@@ -42,7 +42,7 @@ from examples.srvp.checkpoint import (
     read_run_config,
 )
 from examples.srvp.config import resolve_device
-from examples.srvp.evaluate import DEFAULT_NT_GEN, load_test_clips
+from examples.srvp.evaluate import default_nt_gen, load_test_clips, run_clip_options
 from examples.srvp.model import SRVP
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
@@ -108,19 +108,8 @@ def load_run_clips(path: Path | None, run: dict[str, Any], model: SRVP, n_clips:
         return load_clips(path), path
     if not path.exists():
         raise FileNotFoundError(f"--test-set: nothing at {path}")
-    nt_gen = DEFAULT_NT_GEN.get(dataset) or int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0)
-    crop = train_cfg.get("folder_crop") or "none"
-    clips = load_test_clips(
-        dataset,
-        path,
-        nt_gen=nt_gen,
-        subsampling=int(train_cfg.get("subsampling") or 8),
-        image_size=model.config.image_size,
-        grayscale=model.config.channels == 1,
-        crop=None if crop == "none" else crop,
-        frame_step=int(train_cfg.get("folder_frame_step") or 1),
-        max_sequences=n_clips,
-    )
+    nt_gen = default_nt_gen(dataset, train_cfg) or 0
+    clips = load_test_clips(dataset, path, nt_gen=nt_gen, max_sequences=n_clips, **run_clip_options(train_cfg, model))
     return clips.float() / 255, path
 
 

@@ -729,6 +729,27 @@ def default_n_samples(train_cfg: dict[str, Any], model: SRVP) -> int:
     return 1 if deterministic_data or not model.config.use_noise else 100
 
 
+def default_nt_gen(dataset: str, train_cfg: dict[str, Any]) -> int | None:
+    """Frames per test clip when ``--nt-gen`` is not given: the official README's length of the dataset, the
+    run's ``seq_len_test`` (else ``seq_len``) for a folder of videos, None otherwise (the clips' own length)."""
+    if dataset == "folder":
+        return int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0) or None
+    return DEFAULT_NT_GEN.get(dataset)
+
+
+def run_clip_options(train_cfg: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """How a run reads its test clips (:func:`load_test_clips`' keyword arguments): its Human3.6M subsampling,
+    the model's frame size and channels, its folder crop and frame step."""
+    crop = _train_value(train_cfg, "folder_crop", "none")
+    return {
+        "subsampling": int(_train_value(train_cfg, "subsampling", 8)),
+        "image_size": model.config.image_size,
+        "grayscale": model.config.channels == 1,
+        "crop": None if crop == "none" else crop,
+        "frame_step": int(_train_value(train_cfg, "folder_frame_step", 1)),
+    }
+
+
 def _names_a_test_set(dataset: str, path: Path) -> bool:
     """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
     pattern = {"kth": r"svg_test_set_\d+\.npz", "human36m": r"test_set_\d+_\d+"}.get(dataset)
@@ -895,28 +916,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         run_nt_cond = int(train_cfg.get("nt_cond", model.config.n_inference_frames))
         nt_cond = args.nt_cond if args.nt_cond is not None else run_nt_cond
-        nt_gen = args.nt_gen if args.nt_gen is not None else DEFAULT_NT_GEN.get(dataset)
-        if dataset == "folder" and not nt_gen:
-            nt_gen = int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0) or None
+        nt_gen = args.nt_gen if args.nt_gen is not None else default_nt_gen(dataset, train_cfg)
         if dataset == "folder" and not nt_gen:
             raise ValueError("--nt-gen: required for a folder of videos when the run has no seq_len_test")
         n_substeps = args.n_substeps if args.n_substeps is not None else model.config.n_substeps
         # Checked before any data is read or sampled: nothing fails later, in the middle of the progress bar.
         check_protocol(model, nt_cond, n_substeps, names={"nt_cond": "--nt-cond", "n_substeps": "--n-substeps"})
-        crop = _train_value(train_cfg, "folder_crop", "none")
-        sequences = load_test_clips(
-            dataset,
-            test_set,
-            nt_gen=nt_gen or 0,
-            subsampling=args.subsampling
-            if args.subsampling is not None
-            else int(_train_value(train_cfg, "subsampling", 8)),
-            image_size=model.config.image_size,
-            grayscale=model.config.channels == 1,
-            crop=None if crop == "none" else crop,
-            frame_step=int(_train_value(train_cfg, "folder_frame_step", 1)),
-            max_sequences=args.max_sequences,
-        )
+        options = run_clip_options(train_cfg, model)
+        if args.subsampling is not None:
+            options["subsampling"] = args.subsampling
+        sequences = load_test_clips(dataset, test_set, nt_gen=nt_gen or 0, max_sequences=args.max_sequences, **options)
         if sequences.shape[1] == 0:
             raise ValueError(f"--test-set: {test_set} holds no test clips")
         if args.nt_gen is None and _names_a_test_set(dataset, test_set):

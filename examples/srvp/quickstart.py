@@ -122,13 +122,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     run_dir: Path = args.run_dir
     saved_cfg = _saved_config(run_dir) if (run_dir / "config.json").exists() else None  # before anything is made
     # The official README's test sets: 25 frames of stochastic Moving MNIST, 100 of the deterministic version.
-    deterministic = (saved_cfg or PRESETS[args.preset]()).deterministic
+    cfg = saved_cfg if saved_cfg is not None else PRESETS[args.preset]()
+    deterministic = cfg.deterministic
     file_name = "mmnist_test_embedded_100.npz" if deterministic else "smmnist_test_embedded_25.npz"
     test_set = ensure_test_set(
         args.run_dir.parent / "data" / file_name, 100 if deterministic else 25, deterministic=deterministic
     )
     if saved_cfg is not None:
-        cfg = saved_cfg
         if args.preset != parser.get_default("preset"):
             print(f"note: {run_dir} already holds a run; --preset {args.preset} is ignored (its config.json rules)")
         cfg = dataclasses.replace(cfg, max_steps=0)  # a step limit of an earlier invocation does not carry over
@@ -143,7 +143,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         else:
             print(f"{run_dir} is already trained ({step} steps); evaluating it")
     else:
-        cfg = PRESETS[args.preset]()
         if args.minutes is not None:
             cfg = dataclasses.replace(cfg, max_minutes=args.minutes)
         print(f"training the {args.preset!r} preset into {run_dir} (budget {cfg.max_minutes or 'none'} min)")

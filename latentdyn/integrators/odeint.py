@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from latentdyn._checks import check_choice, check_positive_real
+from latentdyn._checks import check_bool, check_choice, check_positive_real
 from latentdyn.fields import VectorField
 from latentdyn.integrators.base import Integrator
 
@@ -116,8 +116,7 @@ class OdeintIntegrator(Integrator):
         rtol, atol = check_positive_real(rtol, "rtol"), check_positive_real(atol, "atol")
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options: expected a dict of solver options or None, got {type(options).__name__}")
-        if not isinstance(adjoint, bool):
-            raise TypeError(f"adjoint: expected a bool, got {type(adjoint).__name__} {adjoint!r}")
+        adjoint = check_bool(adjoint, "adjoint")
         self.rtol = rtol
         self.atol = atol
         self.options = dict(options or {})
