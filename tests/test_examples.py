@@ -153,7 +153,31 @@ def test_time_budget_stop_resumes_exactly(tmp_path: Path) -> None:
     assert _same_weights(tmp_path / "a", tmp_path / "b")
 
 
-def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("signame", "stopped"), [("SIGINT", "interrupted"), ("SIGTERM", "terminated")])
+def test_ctrl_c_or_sigterm_stops_after_the_step_with_a_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signame: str, stopped: str
+) -> None:
+    """Ctrl-C, or the SIGTERM a scheduler sends before it kills a job, ends the run after the step in progress
+    with a checkpoint, from which the run resumes exactly."""
+    import signal
+
+    sig = getattr(signal, signame)
+
+    def unhandled(signum: int, frame: object) -> None:
+        raise AssertionError(f"{signal.Signals(signum).name} reached the handler in place before the run")
+
+    # In place of Python's handlers (Ctrl-C would stop pytest, SIGTERM end its process): train must install its own.
+    originals = {s: signal.signal(s, unhandled) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _signal_stop_and_resume(tmp_path, monkeypatch, sig, stopped, unhandled)
+    finally:
+        for s, handler in originals.items():
+            signal.signal(s, handler)
+
+
+def _signal_stop_and_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, stopped: str, before: object
+) -> None:
     import os
     import signal
 
@@ -164,19 +188,73 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path: Path, monkeypat
 
     def interrupted(self: SRVP, x: torch.Tensor, out: object) -> object:
         calls.append(1)
-        if len(calls) == 2:  # Ctrl-C in the middle of step 2
-            os.kill(os.getpid(), signal.SIGINT)
+        if len(calls) == 2:  # the signal in the middle of step 2
+            os.kill(os.getpid(), sig)
         return original(self, x, out)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SRVP, "loss_terms", interrupted)
-    first = _quiet(cfg, tmp_path / "b")
+    messages: list[str] = []
+    first = train.train(cfg, tmp_path / "b", progress=False, log=messages.append)
     monkeypatch.undo()
-    assert first.stopped == "interrupted" and first.step == 2
+    assert first.stopped == stopped and first.step == 2
+    assert train.exit_status(first.stopped) == 128 + sig  # the shell's status for the signal
+    assert any(("Ctrl-C" if sig == signal.SIGINT else "SIGTERM") in m and "--resume" in m for m in messages)
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is before  # both restored
     second = _quiet(cfg, tmp_path / "b", resume=True)
     assert straight.losses == first.losses + second.losses
     assert _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_stop_writes_its_checkpoint_before_the_log_only_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a SIGTERM the scheduler's grace period runs: a validation that outlasts it (a slow one, or one
+    killed) must not cost the checkpoint. No periodic checkpoint at step 2 here (interval 100)."""
+
+    def killed(*args: object) -> float:
+        raise RuntimeError("killed during the validation")
+
+    monkeypatch.setattr(train, "validate", killed)
+    with pytest.raises(RuntimeError, match="killed during the validation"):
+        _quiet(dataclasses.replace(_tiny(), checkpoint_interval=100), tmp_path / "run", max_steps=2)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_sigterm_to_the_whole_job_with_dataloader_workers_saves_and_resumes(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM reaches every process of the job (here a process group), the DataLoader workers
+    included: the run still ends after its step with a checkpoint and exit status 143, and resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "examples.srvp.train", "--preset", "tiny", "--run-dir", str(run)]
+    cmd += ["--lr-decay", "100000", "--val-interval", "100000", "--checkpoint-interval", "100000"]
+    cmd += ["--n-workers", "2", "--threads", "1"]
+    proc = subprocess.Popen(
+        cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a job's
+    )  # fmt: skip
+    log = run / "train_log.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and log.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+            time.sleep(0.1)  # 20 steps taken, the workers serving
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert "exited unexpectedly" not in err and "Traceback" not in err, err
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert step >= 20 and f"stopped at step {step} of 100004 (SIGTERM)" in err + out
+    assert train.main(["--resume", str(run), "--max-steps", str(step + 1), "--threads", "1"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == step + 1
 
 
 def test_a_run_without_a_checkpoint_yet_resumes_from_step_zero(tmp_path: Path) -> None:
@@ -429,6 +507,36 @@ def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     # Running it again resumes the unfinished run instead of starting over.
     assert quickstart.main([*args[:4], "--max-steps", "4", *args[6:]]) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+@pytest.mark.parametrize(("stopped", "status", "hint"), [
+    ("interrupted", 130, "run this command again to resume"),
+    ("terminated", 143, "run this command again to resume"),
+    ("nan", 1, "the loss diverged; see"),
+])  # fmt: skip
+def test_quickstart_does_not_evaluate_a_run_stopped_by_a_signal_or_a_diverged_loss(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stopped: str,
+    status: int,
+    hint: str,
+) -> None:
+    """Ctrl-C or SIGTERM during training asks the command to end, not to evaluate a half-trained model (the
+    quickstart used to go on to a minute of evaluation); a time budget's stop is the normal end and evaluates."""
+
+    def one_step_then(cfg: TrainConfig, run_dir: Path, **kwargs: object) -> train.TrainResult:
+        _quiet(cfg, run_dir, max_steps=1)
+        return train.TrainResult(run_dir, 1, [0.0], None, stopped)
+
+    monkeypatch.setattr(quickstart, "train", one_step_then)
+    run = tmp_path / "runs" / "q"
+    assert (
+        quickstart.main(["--run-dir", str(run), "--preset", "tiny", "--eval-sequences", "2", "--n-samples", "1"])
+        == status
+    )
+    assert f"training stopped at step 1 ({stopped}): {hint}" in capsys.readouterr().err
+    assert not (run / "eval").exists()
 
 
 def test_quickstart_checks_its_options_first_and_honours_minutes_on_resume(

@@ -21,7 +21,7 @@ from pathlib import Path
 from examples.srvp import evaluate as ev
 from examples.srvp.checkpoint import load_checkpoint, load_model, os_error_message, read_run_config
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict
-from examples.srvp.train import train
+from examples.srvp.train import TrainResult, exit_status, train
 
 
 def ensure_test_set(path: Path, seq_len: int = 25, *, deterministic: bool = False) -> Path:
@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. a run directory that cannot be written
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+        print("\ninterrupted; run this command again to resume", file=sys.stderr)
+        return 130
 
 
 def _saved_config(run_dir: Path) -> TrainConfig:
@@ -128,6 +131,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     test_set = ensure_test_set(
         args.run_dir.parent / "data" / file_name, 100 if deterministic else 25, deterministic=deterministic
     )
+    trained: TrainResult | None = None
     if saved_cfg is not None:
         if args.preset != parser.get_default("preset"):
             print(f"note: {run_dir} already holds a run; --preset {args.preset} is ignored (its config.json rules)")
@@ -139,14 +143,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         target = cfg.n_iter if args.max_steps is None else min(cfg.n_iter, args.max_steps)
         if step < target:
             print(f"resuming {run_dir} at step {step} of {target} (budget {cfg.max_minutes or 'none'} min)")
-            train(cfg, run_dir, resume=True, max_steps=args.max_steps)
+            trained = train(cfg, run_dir, resume=True, max_steps=args.max_steps)
         else:
             print(f"{run_dir} is already trained ({step} steps); evaluating it")
     else:
         if args.minutes is not None:
             cfg = dataclasses.replace(cfg, max_minutes=args.minutes)
         print(f"training the {args.preset!r} preset into {run_dir} (budget {cfg.max_minutes or 'none'} min)")
-        train(cfg, run_dir, max_steps=args.max_steps)
+        trained = train(cfg, run_dir, max_steps=args.max_steps)
+    if trained is not None and exit_status(trained.stopped):  # Ctrl-C, SIGTERM or a diverged loss: no evaluation
+        why = "run this command again to resume"
+        if trained.stopped == "nan":
+            why = f"the loss diverged; see {run_dir / 'train_log.jsonl'}"
+        print(f"training stopped at step {trained.step} ({trained.stopped}): {why}", file=sys.stderr)
+        return exit_status(trained.stopped)
 
     # The final (lr-decayed) weights, not checkpoints/best.pt: over such a short run the validation PSNR,
     # averaged over all predicted frames, favours the blurry early models (see examples/srvp/README.md).

@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m examples.srvp.train",
         description="Train SRVP (or the SVG-LP baseline). A preset gives every option; flags override it.",
-        epilog="Ctrl-C stops at the end of the current step with a checkpoint; --resume RUN_DIR continues exactly.",
+        epilog=(
+            "Ctrl-C or SIGTERM (a scheduler's stop) ends the run at the end of the current step with a checkpoint "
+            "(exit status 130 or 143); --resume RUN_DIR continues exactly."
+        ),
     )
     parser.add_argument(
         "--preset",
@@ -210,6 +213,19 @@ def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Ad
         return torch.optim.Adam(params, lr=lr)
 
 
+def make_grad_scaler(device: torch.device, enabled: bool) -> Any:
+    """The loss scaler of fp16 training on ``device`` (a pass-through when not ``enabled``).
+
+    ``torch.amp.GradScaler`` (torch >= 2.3) serves every device; torch 2.2 has only ``torch.cuda.amp.GradScaler``,
+    whose disabled form is the same pass-through, and no scaler for fp16 on the CPU.
+    """
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    if enabled and device.type != "cuda":
+        raise ValueError(f"amp: fp16 on {device.type} needs torch >= 2.3 (this is {torch.__version__}); use bf16")
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
 def autocast(cfg: TrainConfig, device: torch.device) -> Any:
     """The autocast context of the configuration (a no-op for fp32)."""
     if cfg.amp == "none":
@@ -314,7 +330,7 @@ class TrainResult:
     step: int
     losses: list[float]
     best_val_psnr: float | None
-    stopped: str  # "done", "max steps", "time budget", "interrupted" (Ctrl-C) or "nan"
+    stopped: str  # "done", "max steps", "time budget", "interrupted" (Ctrl-C), "terminated" (SIGTERM) or "nan"
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -337,33 +353,62 @@ def _fork_rng(device: torch.device) -> Any:
 
 
 class _StopRequest:
-    """Ctrl-C (SIGINT) asks the loop to stop at the end of the current step; a second Ctrl-C interrupts."""
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop at the end of the current step, with a checkpoint.
+
+    SIGTERM is what job schedulers and service managers (SLURM before a time limit or a preemption, Kubernetes,
+    ``docker stop``, systemd, ``torchrun`` passing on its own) send to ask a process to end before they kill it.
+    The first of either signal sets ``by`` to ``"Ctrl-C"`` or ``"SIGTERM"`` and gives both signals back to the
+    handlers they had, so that another one acts at once as usual (KeyboardInterrupt for Ctrl-C, the end of the
+    process for SIGTERM), without a checkpoint of the step in progress.
+    """
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.by: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.by is not None
 
     def __enter__(self) -> _StopRequest:
         import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         import signal
 
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C interrupts at once
+        self.by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self._restore()
 
-    def __exit__(self, *exc: object) -> None:
+    def _restore(self) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:  # None: a handler installed from C, which Python cannot put back
+                signal.signal(sig, previous)
+        self._previous = {}
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM to the main process.
+
+    A terminal's Ctrl-C and a scheduler's SIGTERM reach every process of the job, the workers included. A
+    worker that ended on one would make the main process fail (``DataLoader worker ... exited unexpectedly``)
+    before it could finish the step and write its checkpoint; ignoring them, the workers keep serving until the
+    main process shuts them down, and end with it if it dies (PyTorch's workers watch their parent).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @dataclass
@@ -460,7 +505,7 @@ def train(
     (PyTorch's SyncBatchNorm is GPU-only, so on CPUs each rank normalises with its own batch statistics), each
     rank draws its own noise, and only rank 0 validates and writes files.
 
-    A stop before the end (time budget, ``max_steps``, Ctrl-C) writes ``checkpoints/last.pt``; resuming from it
+    A stop before the end (time budget, ``max_steps``, Ctrl-C, SIGTERM) writes ``checkpoints/last.pt``; resuming from it
     gives the run an uninterrupted one would have: batches come from per-step seeds, validation draws from
     a forked random stream, and every rank's RNG state is saved.
 
@@ -510,7 +555,7 @@ def train(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = make_adam(model.parameters(), cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.lr_burnin, cfg.lr_decay))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    scaler = make_grad_scaler(device, enabled=cfg.amp == "fp16")
     step, best, rng = 0, None, None
     last_path = ckpt_dir / "last.pt"
     if dist.world > 1 and not resume:
@@ -564,6 +609,7 @@ def train(
         num_workers=cfg.n_workers,
         persistent_workers=False,
         prefetch_factor=4 if cfg.n_workers else None,
+        worker_init_fn=_ignore_stop_signals if cfg.n_workers else None,
         pin_memory=device.type == "cuda",
     )
     net: Any = model
@@ -691,20 +737,24 @@ def train(
                     break
                 out_of_time = bool(cfg.max_minutes) and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
                 if not _all_true(not (out_of_time or stop.requested), dist, device):
-                    stopped = "time budget" if out_of_time else "interrupted"
+                    stopped = "time budget" if out_of_time else "terminated" if stop.by == "SIGTERM" else "interrupted"
                     break
     finally:
         if bar is not None:
             bar.close()
     if stopped != "nan" and step == end < cfg.n_iter:
         stopped = "max steps"
-    if stopped in ("time budget", "interrupted", "max steps"):
+    if stopped in ("time budget", "interrupted", "terminated", "max steps"):
+        if step % cfg.checkpoint_interval:  # first: after a SIGTERM the scheduler's grace period is running
+            save_last()
         if step % cfg.val_interval:  # a score for the log; model selection stays on the official grid
             run_validation(select=False)
-        if step % cfg.checkpoint_interval:
-            save_last()
         if dist.main:
-            reason = {"time budget": f"time budget of {cfg.max_minutes} min", "max steps": "--max-steps"}
+            reason = {
+                "time budget": f"time budget of {cfg.max_minutes} min",
+                "max steps": "--max-steps",
+                "terminated": "SIGTERM",
+            }
             log(
                 f"stopped at step {step} of {cfg.n_iter} ({reason.get(stopped, 'Ctrl-C')}); continue with: "
                 f"python -m examples.srvp.train --resume {run_dir}"
@@ -741,20 +791,31 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. a run directory that cannot be written
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of the step in progress
+    except KeyboardInterrupt:  # a second Ctrl-C (or the first during set-up): no checkpoint of the step in progress
         print(
             f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
             f"{args.resume or args.run_dir}",
             file=sys.stderr,
         )
         return 130
-    if not _Dist.from_env().main:
-        return 1 if result.stopped == "nan" else 0
-    print(f"run directory: {result.run_dir} (step {result.step}, {result.stopped})")
-    if result.best_val_psnr is not None:
-        print(f"best validation PSNR: {result.best_val_psnr:.2f} dB -> {result.run_dir / 'checkpoints' / 'best.pt'}")
-    print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset)}")
-    return 1 if result.stopped == "nan" else 0
+    if _Dist.from_env().main:
+        print(f"run directory: {result.run_dir} (step {result.step}, {result.stopped})")
+        if result.best_val_psnr is not None:
+            print(
+                f"best validation PSNR: {result.best_val_psnr:.2f} dB -> {result.run_dir / 'checkpoints' / 'best.pt'}"
+            )
+        print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset)}")
+    return exit_status(result.stopped)
+
+
+#: The exit status of a run by how it stopped: a stop asked for by a signal is not a success (so that
+#: ``train && evaluate`` does not go on), and reads as the shell's 128 + signal number; a diverged loss is 1.
+EXIT_STATUS = {"nan": 1, "interrupted": 130, "terminated": 143}
+
+
+def exit_status(stopped: str) -> int:
+    """The process exit status of a run that stopped so (``TrainResult.stopped``): 0 unless in ``EXIT_STATUS``."""
+    return EXIT_STATUS.get(stopped, 0)
 
 
 def evaluate_command(run_dir: Path, dataset: str) -> str:
