@@ -62,6 +62,7 @@ def _plain_kernels(model: torch.nn.Module) -> None:
 def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: bool) -> tuple[Any, float]:
     from examples.srvp.config import ModelConfig
     from examples.srvp.model import SRVP
+    from examples.srvp.train import make_grad_scaler
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -75,7 +76,7 @@ def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: 
     opt = torch.optim.Adam(model.parameters(), lr=3e-4)
     x = torch.rand(args.seq_len, args.batch, 1, 64, 64, device=device)
     dtype = DTYPES.get(amp, torch.float32)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")  # bf16 needs no loss scaling
+    scaler = make_grad_scaler(device, enabled=amp == "fp16")  # bf16 needs no loss scaling
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=amp != "none"):

@@ -178,6 +178,8 @@ def test_evaluate_checks_its_output_folder_before_evaluating(
 
     monkeypatch.setattr(ev, "evaluate", never)
     run = _copy(tiny_run, tmp_path)
+    contents = sorted(p.name for p in run.iterdir())  # (tensorboard/ too where tensorboard is installed)
+    assert "eval" not in contents
     argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"]
     (run / "eval").write_text("a file where the output folder should be")
     assert ev.main(argv) == 2
@@ -191,7 +193,7 @@ def test_evaluate_checks_its_output_folder_before_evaluating(
         m.setattr(tempfile, "mkstemp", read_only)
         assert ev.main(argv) == 2
     assert f"run_dir: cannot write to {run / 'eval'}: Permission denied" in _one_line_error(capsys)
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "train_log.jsonl"]  # no probe left
+    assert sorted(p.name for p in run.iterdir()) == contents  # no probe left
 
 
 def test_evaluate_reports_a_failed_write_in_one_line(

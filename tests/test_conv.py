@@ -567,7 +567,8 @@ def test_init_errors() -> None:
 
 
 def _grads(out: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return torch.autograd.grad(out, tensors, torch.randn_like(out, generator=torch.Generator().manual_seed(5)))
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=out.dtype)
+    return torch.autograd.grad(out, tensors, weights)
 
 
 @pytest.mark.parametrize(
