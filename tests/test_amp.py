@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from examples.srvp.config import PRESETS
@@ -51,3 +52,20 @@ def test_latent_states_accumulate_in_fp32_under_bf16_autocast() -> None:
     assert out.frames.dtype == torch.bfloat16
     assert out.rollout.states.dtype == torch.float32
     assert pred.states.dtype == torch.float32 and pred.future_rollout.substates.dtype == torch.float32
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.cuda.amp.GradScaler:FutureWarning")  # the path taken on torch 2.2
+def test_grad_scaler_on_torch_without_torch_amp_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.2 (the floor) has only torch.cuda.amp.GradScaler: its disabled form is the pass-through that
+    fp32 and bf16 training use; fp16 on the CPU has no scaler there and is refused up front, naming amp."""
+    from examples.srvp.train import make_grad_scaler
+
+    cpu = torch.device("cpu")
+    if hasattr(torch.amp, "GradScaler"):
+        assert isinstance(make_grad_scaler(cpu, enabled=False), torch.amp.GradScaler)
+        monkeypatch.delattr(torch.amp, "GradScaler")
+    loss = torch.tensor(3.0)
+    scaler = make_grad_scaler(cpu, enabled=False)
+    assert scaler.scale(loss) is loss and scaler.state_dict() == {}
+    with pytest.raises(ValueError, match=r"^amp: fp16 on cpu needs torch >= 2.3"):
+        make_grad_scaler(cpu, enabled=True)
