@@ -99,7 +99,7 @@ def floor_rollout(
     ssm: LatentSSM, cfg: Config, y0: torch.Tensor, q_loc: torch.Tensor, q_scale: torch.Tensor, sample: bool
 ) -> Outputs:
     """The same rollout written as a plain torch loop around the model's networks."""
-    prior_net = ssm.prior.net  # type: ignore[union-attr]
+    prior_net: nn.Module = ssm.prior.net  # type: ignore[union-attr,assignment]
 
     def prior_params(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw_scale = prior_net(y).chunk(2, dim=-1)
@@ -124,7 +124,7 @@ def floor_rollout(
             y = ssm.cell.gru(z, y)  # type: ignore[operator]
             states.append(y)
             continue
-        net = ssm.cell.field.net  # type: ignore[union-attr]
+        net: nn.Module = ssm.cell.field.net  # type: ignore[union-attr,assignment]
         for _ in range(n):
             res = (1.0 / n) * net(torch.cat([y, z], dim=-1))
             y = y + res

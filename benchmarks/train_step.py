@@ -54,9 +54,9 @@ def _plain_kernels(model: torch.nn.Module) -> None:
 
     for m in model.modules():
         if isinstance(m, _FullMapConv2d):
-            m.__class__ = nn.Conv2d
+            m.__class__ = nn.Conv2d  # type: ignore[assignment]  # (the same parameters, the plain kernel)
         elif isinstance(m, _PointToMapConvTranspose2d):
-            m.__class__ = nn.ConvTranspose2d
+            m.__class__ = nn.ConvTranspose2d  # type: ignore[assignment]
 
 
 def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: bool) -> tuple[Any, float]:

@@ -86,7 +86,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_npz(path: str | os.PathLike[str], *, compressed: bool = False, **arrays: np.ndarray) -> Path:
     """``np.savez`` (or ``np.savez_compressed``) to a temporary file in the same folder, then rename over ``path``."""
     save = np.savez_compressed if compressed else np.savez
-    _atomic(Path(path), lambda f: save(f, **arrays))
+    _atomic(Path(path), lambda f: save(f, **arrays))  # type: ignore[arg-type]  # (numpy's stub: allow_pickle)
     return Path(path)
 
 

@@ -63,7 +63,7 @@ from examples.srvp.checkpoint import (
     read_run_config,
 )
 from examples.srvp.config import DATASETS, resolve_device
-from examples.srvp.model import SRVP, SampleChunk, predict_in_chunks
+from examples.srvp.model import SRVP, FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.media import to_uint8
@@ -373,7 +373,7 @@ def check_sequences(sequences: object) -> tuple[int, int]:
     return t, n
 
 
-def check_protocol(model: nn.Module, nt_cond: int, n_substeps: int, *, names: dict[str, str] | None = None) -> None:
+def check_protocol(model: FrameModel, nt_cond: int, n_substeps: int, *, names: dict[str, str] | None = None) -> None:
     """Check conditioning frames and sub-steps against the model, before any sampling.
 
     Args:
@@ -737,7 +737,7 @@ def default_nt_gen(dataset: str, train_cfg: dict[str, Any]) -> int | None:
     return DEFAULT_NT_GEN.get(dataset)
 
 
-def run_clip_options(train_cfg: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+def run_clip_options(train_cfg: dict[str, Any], model: FrameModel) -> dict[str, Any]:
     """How a run reads its test clips (:func:`load_test_clips`' keyword arguments): its Human3.6M subsampling,
     the model's frame size and channels, its folder crop and frame step."""
     crop = _train_value(train_cfg, "folder_crop", "none")

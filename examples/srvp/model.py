@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from einops import rearrange, repeat
@@ -116,10 +116,19 @@ class Prediction:
 
 
 class FrameModel(nn.Module):
-    """Frame-level helpers shared by SRVP and the SVG-LP baseline (both have ``config``, ``encoder``)."""
+    """Frame-level helpers shared by SRVP and the SVG-LP baseline (both have ``config``, ``encoder``), and the
+    methods that the training, evaluation and demo code call on either."""
 
     config: ModelConfig
     encoder: nn.Module
+
+    def init_weights(self) -> FrameModel:
+        """Initialise the weights as the official code does; returns the model."""
+        raise NotImplementedError
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """Predict futures from conditioning frames (see :meth:`SRVP.predict`)."""
+        raise NotImplementedError
 
     def check_frames(self, x: torch.Tensor, name: str = "x") -> tuple[int, int]:
         """Check frames (T, B, C, H, W) against the configuration; returns (T, B)."""
@@ -502,7 +511,7 @@ def predict_in_chunks(
     for lo, hi in pairwise(bounds):
         if noise is not None:
             noise.start_chunk(slice(lo * b, hi * b))
-        pred = model.predict(  # type: ignore[attr-defined]
+        pred = model.predict(
             cond_frames,
             n_future,
             hi - lo,
@@ -523,7 +532,7 @@ def float32_gaussian(d: Independent | None) -> Independent:
     return diag_gaussian(base.loc.float(), base.scale.float(), validate_args=False)  # a valid one, recast
 
 
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig) -> FrameModel:
     """The model a configuration describes: :class:`SRVP`, or the SVG-LP baseline for ``family="svglp"``."""
     if config.family == "svglp":
         from examples.srvp.svglp import SVGLP

@@ -386,8 +386,9 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
         enc = model.encode(x)
         computed["eval/hx"] = enc.codes
         if model.content is not None:
-            computed["eval/w_last_nt_inf_frames"] = model.infer_content(enc.codes)
-            computed["eval/w_first_nt_inf_frames"] = model.infer_content(enc.codes[:k])
+            w_last, w_first = model.infer_content(enc.codes), model.infer_content(enc.codes[:k])
+            assert w_last is not None and w_first is not None  # (a model with content infers one)
+            computed["eval/w_last_nt_inf_frames"], computed["eval/w_first_nt_inf_frames"] = w_last, w_first
         q_y0 = model.q_y(enc.codes)
         computed["eval/q_y0_mean"], computed["eval/q_y0_scale"] = q_y0.mean, q_y0.stddev
         if model.q_z is not None:
@@ -425,7 +426,9 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
             if fut.prior is not None:
                 computed |= {f"{p}/p_z_pred_mean": fut.prior.mean, f"{p}/p_z_pred_scale": fut.prior.stddev}
             if model.content is not None:
-                computed[f"{p}/w"] = model.infer_content(model.encode(x[:nt_cond]).codes)
+                w = model.infer_content(model.encode(x[:nt_cond]).codes)
+                assert w is not None  # (a model with content infers one)
+                computed[f"{p}/w"] = w
 
     # Train mode: batch statistics in BatchNorm, recorded content frames, saved noise, gradients.
     train_model = copy.deepcopy(model).train()

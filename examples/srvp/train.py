@@ -50,7 +50,7 @@ from examples.srvp.config import (
     resolve_device,
 )
 from examples.srvp.datasets import check_stream, make_data
-from examples.srvp.model import SRVP, build_model, predict_in_chunks
+from examples.srvp.model import FrameModel, build_model, predict_in_chunks
 
 __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
 
@@ -72,7 +72,8 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type[Any], group_
         if dataclasses.is_dataclass(f.type) or f.name == "model":
             continue
         kind = f.type if isinstance(f.type, str) else f.type.__name__
-        conv: Callable[[str], Any] = {"int": int, "float": float, "str": str, "bool": _parse_bool}[kind]
+        converters: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "bool": _parse_bool}
+        conv = converters[kind]
         choices = FIELD_CHOICES.get(f.name)
         group.add_argument(
             _flag(f.name),
@@ -235,7 +236,7 @@ def autocast(cfg: TrainConfig, device: torch.device) -> Any:
 
 
 @torch.no_grad()
-def validate(model: SRVP, cfg: TrainConfig, val: torch.Tensor, device: torch.device) -> float:
+def validate(model: FrameModel, cfg: TrainConfig, val: torch.Tensor, device: torch.device) -> float:
     """Best-of-N PSNR on the validation clips (higher is better).
 
     As the official validation, the best sample is chosen on the PSNR over all frames (conditioning
@@ -429,11 +430,11 @@ class _Dist:
         return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-class _RankSlice(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class _RankSlice(torch.utils.data.Dataset):
     """This rank's share of every global batch: the batch of step s is made from the step's seed (the same on
     every rank), then split along the batch axis, so N processes see exactly the batches one process would."""
 
-    def __init__(self, stream: torch.utils.data.Dataset, dist: _Dist) -> None:  # type: ignore[type-arg]
+    def __init__(self, stream: torch.utils.data.Dataset, dist: _Dist) -> None:
         self.stream, self.dist = stream, dist
 
     def __len__(self) -> int:
@@ -550,7 +551,7 @@ def train(
     if dist.rank > 0:
         torch.manual_seed(cfg.seed + dist.rank)  # same initial weights, but each rank draws its own noise
     if dist.world > 1 and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = make_adam(model.parameters(), cfg.lr)
