@@ -65,3 +65,47 @@ def test_the_lowest_versions_run_uses_the_lowest_python_and_every_extra() -> Non
               for e in re.findall(r"\[([a-z,]+)\]", r)[0].split(",")}  # fmt: skip
     assert named | pulled == extras
     assert "bash .ci/lowest" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_everything_the_main_job_needs(tmp_path: Path) -> None:
+    """A non-editable install (``pip install latentdyn`` from the wheel) has the shipped data, the type marker,
+    the licence and the example, and runs the quickstart from another folder (tiny preset, one step)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools", minversion="68")  # the build backend, used without a network
+    if not (ROOT / ".git").exists():
+        pytest.skip("builds from the files git tracks")
+    # From a copy of the tracked files: the checkout's own build/ and *.egg-info would fill in what is missing.
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    src = tmp_path / "src"
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-build-isolation", "--no-deps", "-w", str(tmp_path), str(src)], check=True)
+    (wheel,) = tmp_path.glob("latentdyn-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in ("latentdyn/py.typed", "latentdyn/data/mnist_digits.npz", "latentdyn/data/lpips_alex_v0.1.pth",
+                    "latentdyn/data/README.md", "examples/srvp/quickstart.py"):  # fmt: skip
+        assert shipped in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    code = (
+        "import sys, latentdyn, examples.srvp.quickstart as q\n"
+        f"assert latentdyn.__file__.startswith({str(site)!r}), latentdyn.__file__\n"
+        "sys.exit(q.main(['--preset', 'tiny', '--run-dir', 'runs/q', '--max-steps', '1', '--eval-sequences', '2',"
+        " '--n-samples', '1']))\n"
+    )
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (work / "runs" / "q" / "eval" / "smmnist_test_embedded_25_n1_samples.gif").stat().st_size > 0
