@@ -3,6 +3,7 @@ written or computed, and runs stay consistent across resumes (examples/srvp/).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -500,3 +501,55 @@ def test_evaluate_takes_one_sample_for_deterministic_moving_mnist_by_default(
     assert ev.default_n_samples({"dataset": "kth"}, SRVP(tiny.model)) == 100
     no_noise = dataclasses.replace(tiny.model, use_noise=False, noise_size=0)
     assert ev.default_n_samples({"dataset": "kth"}, SRVP(no_noise)) == 1
+
+
+# ------------------------------------------------------------------------------------------------ Ctrl-C
+def _no_escape(main: Callable[[list[str]], int], argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except KeyboardInterrupt:  # (left to pytest, it would end the whole test session)
+        pytest.fail("Ctrl-C escaped the command as a KeyboardInterrupt")
+
+
+@pytest.mark.parametrize("cli", ["evaluate", "demo", "data"])
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(
+    cli: str,
+    tmp_path: Path,
+    tiny_run: Path,
+    test_set: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C in the middle of the work (evaluating, rendering, converting): no traceback, a line that says
+    what was kept, and the shell's status for SIGINT."""
+    from examples.srvp import data, demo
+    from examples.srvp import evaluate as ev
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    if cli == "evaluate":
+        monkeypatch.setattr(ev, "evaluate", ctrl_c)
+        status = _no_escape(ev.main, [str(tiny_run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"])
+        said = "interrupted: no results were written"
+        assert not (tiny_run / "eval").exists() or not any((tiny_run / "eval").iterdir())
+    elif cli == "demo":
+        monkeypatch.setattr(demo, "interpolation", ctrl_c)
+        out = tmp_path / "gifs"
+        status = _no_escape(demo.main, [str(tiny_run), "--test-set", str(test_set), "--out", str(out)])
+        said = f"interrupted: the GIFs already in {out} are complete"
+        assert sorted(p.name for p in out.iterdir()) == ["content_swap.gif", "frame_rate.gif"]  # the demos before
+    else:
+        from latentdyn.video import moving_mnist
+
+        monkeypatch.setattr(moving_mnist, "make_test_set", ctrl_c)
+        monkeypatch.setattr(data, "make_test_set", ctrl_c, raising=False)
+        with pytest.raises(SystemExit) as exit_:
+            _no_escape(
+                data.main, ["smmnist-test-set", "--mnist-dir", "embedded", "--seq-len", "2", "--out", str(tmp_path)]
+            )
+        status = int(exit_.value.code)  # type: ignore[arg-type]
+        said = "interrupted; the outputs written so far are complete"
+    assert status == 130
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err

@@ -337,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from examples.srvp.checkpoint import os_error_message
 
         parser.exit(2, f"{parser.prog} {args.command}: error: {os_error_message(exc)}\n")
+    except KeyboardInterrupt:  # every output is written whole (temporary file, then rename)
+        parser.exit(
+            130,
+            f"\n{parser.prog} {args.command}: interrupted; the outputs written so far are complete, and running "
+            "the same command again skips the videos already converted\n",
+        )
     return status
 
 

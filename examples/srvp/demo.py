@@ -276,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # (a GIF that cannot be written)
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # each GIF is written whole, after its demo
+        print(f"\ninterrupted: the GIFs already in {args.out} are complete", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -980,6 +980,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # results are written only at the end
+        print("\ninterrupted: no results were written", file=sys.stderr)
+        return 130
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
