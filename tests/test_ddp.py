@@ -78,3 +78,37 @@ def test_a_late_rank_does_not_find_rank_0s_new_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "already holds a run" not in proc.stderr
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_whole_torchrun_job_saves_and_resumes(tmp_path: Path, signame: str) -> None:
+    """A scheduler's SIGTERM, or a terminal's Ctrl-C, reaches torchrun and the ranks, and torchrun passes it on
+    to the ranks a second time: they finish the step together, rank 0 writes last.pt, and the run resumes."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "examples.srvp.train", "--threads", "1", "--preset", "tiny", "--run-dir", str(run)]
+    cmd += ["--lr-decay", "100000", "--val-interval", "100000", "--checkpoint-interval", "100000"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    log = run / "train_log.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and log.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+            time.sleep(0.1)  # 20 steps taken
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        os.killpg(proc.pid, getattr(signal, signame))
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    reason = "SIGTERM" if signame == "SIGTERM" else "Ctrl-C"
+    assert step >= 20 and f"stopped at step {step} of 100004 ({reason})" in out, out[-3000:]
+    _torchrun(run, "--resume", str(run), "--max-steps", str(step + 1))
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == step + 1

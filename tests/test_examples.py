@@ -153,15 +153,22 @@ def test_time_budget_stop_resumes_exactly(tmp_path: Path) -> None:
     assert _same_weights(tmp_path / "a", tmp_path / "b")
 
 
-@pytest.mark.parametrize(("signame", "stopped"), [("SIGINT", "interrupted"), ("SIGTERM", "terminated")])
+@pytest.mark.parametrize(
+    ("signame", "stopped", "torchrun"),
+    [("SIGINT", "interrupted", False), ("SIGINT", "interrupted", True), ("SIGTERM", "terminated", False)],
+)
 def test_ctrl_c_or_sigterm_stops_after_the_step_with_a_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signame: str, stopped: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signame: str, stopped: str, torchrun: bool
 ) -> None:
     """Ctrl-C, or the SIGTERM a scheduler sends before it kills a job, ends the run after the step in progress
-    with a checkpoint, from which the run resumes exactly."""
+    with a checkpoint, from which the run resumes exactly. The same signal again: SIGTERM changes nothing (a
+    signal to a whole job arrives twice under torchrun, and the scheduler's SIGKILL ends an overlong run); a
+    second Ctrl-C interrupts at once, except under torchrun, whose agent passes the terminal's Ctrl-C on again."""
     import signal
 
     sig = getattr(signal, signame)
+    if torchrun:
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
 
     def unhandled(signum: int, frame: object) -> None:
         raise AssertionError(f"{signal.Signals(signum).name} reached the handler in place before the run")
@@ -169,14 +176,16 @@ def test_ctrl_c_or_sigterm_stops_after_the_step_with_a_checkpoint(
     # In place of Python's handlers (Ctrl-C would stop pytest, SIGTERM end its process): train must install its own.
     originals = {s: signal.signal(s, unhandled) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _signal_stop_and_resume(tmp_path, monkeypatch, sig, stopped, unhandled)
+        _signal_stop_and_resume(
+            tmp_path, monkeypatch, sig, stopped, unhandled, repeats=sig == signal.SIGTERM or torchrun
+        )
     finally:
         for s, handler in originals.items():
             signal.signal(s, handler)
 
 
 def _signal_stop_and_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, stopped: str, before: object
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, stopped: str, before: object, repeats: bool
 ) -> None:
     import os
     import signal
@@ -185,17 +194,23 @@ def _signal_stop_and_resume(
     straight = _quiet(cfg, tmp_path / "a")
     original = SRVP.loss_terms
     calls = []
+    handler_after_the_first: list[object] = []
 
     def interrupted(self: SRVP, x: torch.Tensor, out: object) -> object:
         calls.append(1)
         if len(calls) == 2:  # the signal in the middle of step 2
             os.kill(os.getpid(), sig)
+            handler_after_the_first.append(signal.getsignal(sig))
+            if repeats:
+                os.kill(os.getpid(), sig)  # ignored: the stop is already asked for
         return original(self, x, out)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SRVP, "loss_terms", interrupted)
     messages: list[str] = []
     first = train.train(cfg, tmp_path / "b", progress=False, log=messages.append)
     monkeypatch.undo()
+    # A repeated signal still finds train's handler; otherwise (Ctrl-C) the one from before the run.
+    assert (handler_after_the_first[0] is before) is not repeats
     assert first.stopped == stopped and first.step == 2
     assert train.exit_status(first.stopped) == 128 + sig  # the shell's status for the signal
     assert any(("Ctrl-C" if sig == signal.SIGINT else "SIGTERM") in m and "--resume" in m for m in messages)

@@ -358,13 +358,18 @@ class _StopRequest:
 
     SIGTERM is what job schedulers and service managers (SLURM before a time limit or a preemption, Kubernetes,
     ``docker stop``, systemd, ``torchrun`` passing on its own) send to ask a process to end before they kill it.
-    The first of either signal sets ``by`` to ``"Ctrl-C"`` or ``"SIGTERM"`` and gives both signals back to the
-    handlers they had, so that another one acts at once as usual (KeyboardInterrupt for Ctrl-C, the end of the
-    process for SIGTERM), without a checkpoint of the step in progress.
+    The first of either signal sets ``by`` to ``"Ctrl-C"`` or ``"SIGTERM"``. Then:
+
+    - more SIGTERMs change nothing: a signal sent to a whole job reaches a process more than once (directly and
+      through ``torchrun``), and what ends a run that outlasts the grace period is the scheduler's SIGKILL;
+    - a second Ctrl-C acts at once as usual (KeyboardInterrupt, without a checkpoint of the step in progress),
+      except under ``torchrun`` (``launched_by_torchrun``), whose agent passes the terminal's Ctrl-C on to the
+      ranks a second time, and kills them itself after its shutdown timeout.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, launched_by_torchrun: bool = False) -> None:
         self.by: str | None = None
+        self._repeat_interrupts = not launched_by_torchrun
         self._previous: dict[int, Any] = {}
 
     @property
@@ -383,16 +388,18 @@ class _StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         import signal
 
-        self.by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        self._restore()
+        if self.by is None:
+            self.by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self._repeat_interrupts:  # from now on Ctrl-C interrupts at once
+            self._restore(signal.SIGINT)
 
-    def _restore(self) -> None:
+    def _restore(self, *signals: int) -> None:
         import signal
 
-        for sig, previous in self._previous.items():
+        for sig in signals or list(self._previous):
+            previous = self._previous.pop(sig, None)
             if previous is not None:  # None: a handler installed from C, which Python cannot put back
                 signal.signal(sig, previous)
-        self._previous = {}
 
     def __exit__(self, *exc: object) -> None:
         self._restore()
@@ -692,7 +699,7 @@ def train(
     if rng is not None:
         _set_rng_state(rng, device)
     try:
-        with _StopRequest() as stop:
+        with _StopRequest(launched_by_torchrun="TORCHELASTIC_RUN_ID" in os.environ) as stop:
             for x in batches:
                 x = x.to(device, non_blocking=True)
                 lr = scheduler.get_last_lr()[0]  # the rate of this step's update
