@@ -935,3 +935,29 @@ def test_save_official_files_flag(tiny_run: Path, test_set: Path, capsys: pytest
     assert np.load(folder / "psnr_best.npz")["samples"].shape == (3, 3, 64, 64, 1)
     assert ev.main([*argv, "--nt-gen", "5", "--name", "plain"]) == 0
     assert not (tiny_run / "eval" / "plain_official").exists()
+
+
+def test_auto_resume_makes_one_command_for_a_requeued_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same command starts the run, continues it after a stop (a requeued job runs its command again), and
+    does nothing more once it is done; a command whose configuration differs is refused, naming the options."""
+    run = tmp_path / "run"
+    argv = ["--preset", "tiny", "--run-dir", str(run), "--auto-resume", "--lr-burnin", "3"]
+    assert train.main([*argv, "--max-steps", "2"]) == 0  # a new run, stopped at step 2
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
+    assert train.main([*argv, "--max-steps", "4"]) == 0  # the same command continues it (max steps is runtime)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+    assert train.main(argv) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5  # lr_burnin 3 + lr_decay 2: done
+    straight = tmp_path / "straight"
+    assert train.main(["--preset", "tiny", "--run-dir", str(straight), "--lr-burnin", "3"]) == 0
+    assert _same_weights(run, straight)
+    assert train.main(argv) == 0  # done: nothing more
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5
+    capsys.readouterr()
+    assert train.main([*argv[:-1], "4", "--noise-size", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"--auto-resume: {run} holds a run of another configuration" in err
+    assert "--noise-size saved 3 vs given 2" in err and "--lr-burnin saved 3 vs given 4" in err
+    with pytest.raises(SystemExit):
+        train.main(["--resume", str(run), "--auto-resume"])
+    assert "--auto-resume goes with --run-dir DIR" in capsys.readouterr().err

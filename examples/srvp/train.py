@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--run-dir", type=Path, default=None, help="output directory of a new run")
     parser.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="with --run-dir: continue the run the directory already holds, if any, instead of refusing it (its "
+        "configuration must be the one the other options give): one command for a job that may be requeued",
+    )
+    parser.add_argument(
         "--resume",
         type=Path,
         default=None,
@@ -143,6 +149,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         if "." in key and value is not None:
             group, name = key.split(".", 1)
             overrides[group][name] = value
+    if getattr(args, "auto_resume", False) and args.resume is not None:  # (main: the run directory holds a run)
+        return _auto_resumed_config(args, overrides)
     if args.resume is not None:
         if args.preset is not None:
             raise ValueError(
@@ -183,6 +191,30 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = PRESETS[args.preset or "smmnist"]()
     model = dataclasses.replace(base.model, **overrides["model"])
     return dataclasses.replace(base, model=model, **overrides["train"])
+
+
+def _auto_resumed_config(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> TrainConfig:
+    """``--auto-resume`` on a directory that holds a run: the configuration the options give (preset and flags,
+    as for a new run) must be the saved one, but for the runtime options, which the options set."""
+    given = _config_from_args(argparse.Namespace(**{**vars(args), "resume": None, "auto_resume": False}))
+    saved = _config_from_args(argparse.Namespace(**{**vars(args), "preset": None, "auto_resume": False,
+                                                    **{k: None for k in vars(args) if "." in k}}))  # fmt: skip
+    differ = [
+        (f"--{f.name.replace('_', '-')}", getattr(saved.model, f.name), getattr(given.model, f.name))
+        for f in dataclasses.fields(saved.model)
+        if getattr(saved.model, f.name) != getattr(given.model, f.name)
+    ] + [
+        (f"--{f.name.replace('_', '-')}", getattr(saved, f.name), getattr(given, f.name))
+        for f in dataclasses.fields(saved)
+        if f.name != "model" and f.name not in _RUNTIME_FIELDS and getattr(saved, f.name) != getattr(given, f.name)
+    ]
+    if differ:
+        detail = ", ".join(f"{k} saved {a!r} vs given {b!r}" for k, a, b in differ)
+        raise ValueError(
+            f"--auto-resume: {args.resume} holds a run of another configuration ({detail}); give the options it "
+            "was started with, or another --run-dir"
+        )
+    return dataclasses.replace(saved, **{k: getattr(given, k) for k in _RUNTIME_FIELDS})
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -789,6 +821,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --run-dir DIR for a new run, or --resume RUN_DIR")
     if args.resume is not None and args.run_dir is not None and args.run_dir != args.resume:
         parser.error("--run-dir and --resume name different directories; --resume RUN_DIR continues RUN_DIR")
+    if args.auto_resume:
+        if args.run_dir is None or args.resume is not None:
+            parser.error("--auto-resume goes with --run-dir DIR (it starts the run there or continues it)")
+        if (args.run_dir / "config.json").exists():  # (each rank looks before rank 0 may write it)
+            args.resume = args.run_dir
     try:
         cfg = config_from_args(args)
         run_dir = args.resume if args.resume is not None else args.run_dir
