@@ -112,3 +112,43 @@ def test_a_signal_to_the_whole_torchrun_job_saves_and_resumes(tmp_path: Path, si
     assert step >= 20 and f"stopped at step {step} of 100004 ({reason})" in out, out[-3000:]
     _torchrun(run, "--resume", str(run), "--max-steps", str(step + 1))
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == step + 1
+
+
+_SLOW_RANK_0 = """
+import os, sys, time
+from examples.srvp import train
+init = train._Logger.__init__
+def slow(self, *args, **kwargs):  # rank 0 starts its clock later (it alone makes the log, as with TensorBoard)
+    init(self, *args, **kwargs)
+    if os.environ["RANK"] == "0":
+        time.sleep(1.0)
+train._Logger.__init__ = slow
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_ranks_that_stop_on_their_own_clocks_agree_on_why(tmp_path: Path) -> None:
+    """Rank 1 reaches the time budget first: every rank reports the time budget (a rank that guessed Ctrl-C
+    exited 130, and torchrun failed the job)."""
+    script = tmp_path / "slow_rank_0.py"
+    script.write_text(_SLOW_RANK_0)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd += [
+        "--threads",
+        "1",
+        "--preset",
+        "tiny",
+        "--run-dir",
+        str(run),
+        "--lr-decay",
+        "100000",
+        "--max-minutes",
+        "0.05",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert f"stopped at step {step} of 100004 (time budget of 0.05 min)" in proc.stdout + proc.stderr

@@ -961,3 +961,60 @@ def test_auto_resume_makes_one_command_for_a_requeued_job(tmp_path: Path, capsys
     with pytest.raises(SystemExit):
         train.main(["--resume", str(run), "--auto-resume"])
     assert "--auto-resume goes with --run-dir DIR" in capsys.readouterr().err
+
+
+def test_auto_resume_recognises_its_run_whatever_form_the_data_dir_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config.json keeps data_dir absolute; the same command, with a relative path or a trailing slash, is the
+    same run."""
+    from PIL import Image
+
+    for name, level in (("a", 10), ("b", 60), ("c", 120)):
+        (tmp_path / "videos" / name).mkdir(parents=True)
+        for t in range(8):
+            frame = np.full((16, 16), level, dtype=np.uint8)
+            frame[:, t] = 255
+            Image.fromarray(frame).save(tmp_path / "videos" / name / f"frame{t}.png")
+    monkeypatch.chdir(tmp_path)
+    argv = ["--preset", "tiny", "--run-dir", "run", "--auto-resume", "--dataset", "folder", "--threads", "1"]
+    assert train.main([*argv, "--data-dir", "videos", "--max-steps", "1"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["data_dir"] == str(tmp_path / "videos")
+    assert train.main([*argv, "--data-dir", "videos/", "--max-steps", "2"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_a_repeated_sigterm_during_the_stops_checkpoint_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun passes a job's SIGTERM on to the ranks a second time, possibly once the loop has ended: the
+    stop's handlers stay until its checkpoint is written (no periodic checkpoint at step 2 here)."""
+    import os
+    import signal
+
+    def unhandled(signum: int, frame: object) -> None:
+        raise AssertionError("the repeated SIGTERM reached the handler in place before the run")
+
+    cfg = dataclasses.replace(_tiny(), checkpoint_interval=100)
+    original_loss, original_rng = SRVP.loss_terms, train._rank_rng_states
+    calls: list[int] = []
+
+    def signalled(self: SRVP, x: torch.Tensor, out: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_loss(self, x, out)  # type: ignore[arg-type]
+
+    def signalled_again(*args: object) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)  # in the middle of save_last
+        return original_rng(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SRVP, "loss_terms", signalled)
+    monkeypatch.setattr(train, "_rank_rng_states", signalled_again)
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        result = _quiet(cfg, tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.stopped == "terminated" and result.step == 2
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2

@@ -338,10 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         parser.exit(2, f"{parser.prog} {args.command}: error: {os_error_message(exc)}\n")
     except KeyboardInterrupt:  # every output is written whole (temporary file, then rename)
+        again = {
+            "convert-kth": "skips the videos already converted",
+            "convert-human36m": "skips the videos already converted",
+            "convert-bair": "skips the TFRecord files already converted",
+        }.get(args.command, "makes it again")
         parser.exit(
             130,
-            f"\n{parser.prog} {args.command}: interrupted; the outputs written so far are complete, and running "
-            "the same command again skips the videos already converted\n",
+            f"\n{parser.prog} {args.command}: interrupted; the outputs written so far are complete, and running the "
+            f"same command again {again}\n",
         )
     return status
 

@@ -995,6 +995,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted while writing the results: those already in {Path(args.run_dir) / 'eval'} named "
+            f"{name}* are complete (each file is written whole), the others missing",
+            file=sys.stderr,
+        )
+        return 130
     print(format_results(result))
     for kind, path in paths.items():
         print(f"{kind:13s} {path}")

@@ -196,7 +196,9 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _auto_resumed_config(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> TrainConfig:
     """``--auto-resume`` on a directory that holds a run: the configuration the options give (preset and flags,
     as for a new run) must be the saved one, but for the runtime options, which the options set."""
-    given = _config_from_args(argparse.Namespace(**{**vars(args), "resume": None, "auto_resume": False}))
+    given = with_absolute_data_dir(
+        _config_from_args(argparse.Namespace(**{**vars(args), "resume": None, "auto_resume": False}))
+    )
     saved = _config_from_args(argparse.Namespace(**{**vars(args), "preset": None, "auto_resume": False,
                                                     **{k: None for k in vars(args) if "." in k}}))  # fmt: skip
     differ = [
@@ -215,6 +217,14 @@ def _auto_resumed_config(args: argparse.Namespace, overrides: dict[str, dict[str
             "was started with, or another --run-dir"
         )
     return dataclasses.replace(saved, **{k: getattr(given, k) for k in _RUNTIME_FIELDS})
+
+
+def with_absolute_data_dir(cfg: TrainConfig) -> TrainConfig:
+    """The configuration with its ``data_dir`` made absolute (``~`` expanded), as a new run's config.json keeps
+    it, so that the run resumes and evaluates from any working directory ("" and "embedded" stay)."""
+    if not cfg.data_dir or cfg.data_dir == "embedded":
+        return cfg
+    return dataclasses.replace(cfg, data_dir=os.path.abspath(os.path.expanduser(cfg.data_dir)))
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -429,9 +439,12 @@ class _StopRequest:
         import signal
 
         for sig in signals or list(self._previous):
-            previous = self._previous.pop(sig, None)
-            if previous is not None:  # None: a handler installed from C, which Python cannot put back
-                signal.signal(sig, previous)
+            if sig not in self._previous:
+                continue
+            previous = self._previous.pop(sig)
+            if previous is None:  # a handler installed from C, which Python cannot put back: the default one
+                previous = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, previous)
 
     def __exit__(self, *exc: object) -> None:
         self._restore()
@@ -443,7 +456,10 @@ def _ignore_stop_signals(worker_id: int) -> None:
     A terminal's Ctrl-C and a scheduler's SIGTERM reach every process of the job, the workers included. A
     worker that ended on one would make the main process fail (``DataLoader worker ... exited unexpectedly``)
     before it could finish the step and write its checkpoint; ignoring them, the workers keep serving until the
-    main process shuts them down, and end with it if it dies (PyTorch's workers watch their parent).
+    main process shuts them down (right after the loop, before the stop's checkpoint), and end with it if it dies
+    (PyTorch's workers watch their parent). The cost: the DataLoader's last resort for a worker that does not
+    end when told, a SIGTERM after 5 s, no longer works; such a worker delays the exit until it ends or a
+    SIGKILL comes.
     """
     import signal
 
@@ -491,6 +507,15 @@ def _all_true(flag: bool, dist: _Dist, device: torch.device) -> bool:
     t = torch.tensor([1 if flag else 0], device=device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
     return bool(t.item())
+
+
+def _max_over_ranks(value: int, dist: _Dist, device: torch.device) -> int:
+    """The largest of every rank's ``value``."""
+    if dist.world == 1:
+        return value
+    t = torch.tensor([value], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return int(t.item())
 
 
 def _params_identical_across_ranks(model: torch.nn.Module, device: torch.device) -> bool:
@@ -579,9 +604,8 @@ def train(
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     if resume:
         _check_has_training_state(ckpt_dir)
-    elif cfg.data_dir and cfg.data_dir != "embedded":
-        # config.json gets an absolute path: the run resumes and evaluates from any working directory.
-        cfg = dataclasses.replace(cfg, data_dir=os.path.abspath(os.path.expanduser(cfg.data_dir)))
+    else:
+        cfg = with_absolute_data_dir(cfg)
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
         check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read
@@ -776,29 +800,38 @@ def train(
                 if step == end:
                     break
                 out_of_time = bool(cfg.max_minutes) and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
-                if not _all_true(not (out_of_time or stop.requested), dist, device):
-                    stopped = "time budget" if out_of_time else "terminated" if stop.by == "SIGTERM" else "interrupted"
+                # Every rank stops for the same reason (each sees its own clock and signals): the strongest one.
+                why = 3 if stop.by == "SIGTERM" else 2 if stop.requested else 1 if out_of_time else 0
+                why = _max_over_ranks(why, dist, device)
+                if why:
+                    stopped = {1: "time budget", 2: "interrupted", 3: "terminated"}[why]
                     break
+            del batches  # the DataLoader workers are shut down before the stop's checkpoint
+            if bar is not None:
+                bar.close()
+                bar = None
+            if stopped != "nan" and step == end < cfg.n_iter:
+                stopped = "max steps"
+            # Still under the stop's signal handlers: a repeated signal does not cost the checkpoint.
+            if stopped in ("time budget", "interrupted", "terminated", "max steps"):
+                if step % cfg.checkpoint_interval:  # first: after a SIGTERM the scheduler's grace period is running
+                    save_last()
+                if step % cfg.val_interval:  # a score for the log; model selection stays on the official grid
+                    run_validation(select=False)
+                if dist.main:
+                    reason = {
+                        "time budget": f"time budget of {cfg.max_minutes} min",
+                        "max steps": "--max-steps",
+                        "terminated": "SIGTERM",
+                        "interrupted": "Ctrl-C",
+                    }
+                    log(
+                        f"stopped at step {step} of {cfg.n_iter} ({reason[stopped]}); continue with: "
+                        f"python -m examples.srvp.train --resume {run_dir}"
+                    )
     finally:
         if bar is not None:
             bar.close()
-    if stopped != "nan" and step == end < cfg.n_iter:
-        stopped = "max steps"
-    if stopped in ("time budget", "interrupted", "terminated", "max steps"):
-        if step % cfg.checkpoint_interval:  # first: after a SIGTERM the scheduler's grace period is running
-            save_last()
-        if step % cfg.val_interval:  # a score for the log; model selection stays on the official grid
-            run_validation(select=False)
-        if dist.main:
-            reason = {
-                "time budget": f"time budget of {cfg.max_minutes} min",
-                "max steps": "--max-steps",
-                "terminated": "SIGTERM",
-            }
-            log(
-                f"stopped at step {step} of {cfg.n_iter} ({reason.get(stopped, 'Ctrl-C')}); continue with: "
-                f"python -m examples.srvp.train --resume {run_dir}"
-            )
     if dist.world > 1:
         same = _params_identical_across_ranks(model, device)
         logger.log(step, {"ddp_world_size": dist.world, "ddp_params_identical": same})
