@@ -242,7 +242,7 @@ def _config_from_constructor(args: dict[str, Any]) -> ModelConfig:
 
 
 @needs_keys
-@pytest.mark.parametrize("path", KEY_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", KEY_FILES, ids=[p.stem for p in KEY_FILES])
 def test_official_state_dict_layout(path: Path) -> None:
     layout = _layout(path)
     model = SRVP(_config_from_constructor(layout["constructor_args"]))
@@ -263,7 +263,7 @@ def test_official_state_dict_layout(path: Path) -> None:
 
 
 @needs_keys
-@pytest.mark.parametrize("path", KEY_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", KEY_FILES, ids=[p.stem for p in KEY_FILES])
 def test_key_names_round_trip(path: Path) -> None:
     for e in _layout(path)["state_dict"]:
         assert to_official_key(from_official_key(e["key"])) == e["key"]
@@ -297,7 +297,7 @@ def _official_dir(tmp_path: Path, layout: dict[str, Any], state: Any, extra: dic
 
 
 @needs_keys
-@pytest.mark.parametrize("path", KEY_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", KEY_FILES, ids=[p.stem for p in KEY_FILES])
 def test_load_official_fabricated_weights(tmp_path: Path, path: Path) -> None:
     layout = _layout(path)
     state = _fabricated_state(layout)
