@@ -838,10 +838,16 @@ def train(
         if dist.main:
             log(f"DDP: {dist.world} processes, parameters identical across ranks: {same}")
     logger.close()
+    del net  # DDP's reducer holds the process group: it goes first, while the group registry still holds it
     if owns_group:
         # Left to the interpreter's exit, the process group's threads can abort the process ("terminate
         # called without an active exception", seen once in a few dozen 2-process runs).
         torch.distributed.barrier()
+        # torch 2.2's gloo group joins its worker thread in its destructor without releasing the GIL, and a
+        # worker still freeing the tensors of a finished collective waits for the GIL: a deadlock, seen once
+        # in CI when the last reference to the group was DDP's reducer, freed as train() returned. A pause that
+        # lets the worker take the GIL and finish comes before the group is destroyed.
+        time.sleep(0.1)
         torch.distributed.destroy_process_group()
     return TrainResult(run_dir, step, losses, best, stopped)
 
