@@ -153,10 +153,29 @@ def test_time_budget_stop_resumes_exactly(tmp_path: Path) -> None:
     assert _same_weights(tmp_path / "a", tmp_path / "b")
 
 
+def _unhandled(signum: int, frame: object) -> None:
+    import signal
+
+    raise AssertionError(f"{signal.Signals(signum).name} reached the handler in place before the run")
+
+
+@pytest.fixture
+def signals_fail_outside_train() -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``_unhandled`` unless train handles them, in place of Python's handlers (a Ctrl-C
+    that escaped would stop pytest, a SIGTERM end its process)."""
+    import signal
+
+    originals = {s: signal.signal(s, _unhandled) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in originals.items():
+        signal.signal(s, handler)
+
+
 @pytest.mark.parametrize(
     ("signame", "stopped", "torchrun"),
     [("SIGINT", "interrupted", False), ("SIGINT", "interrupted", True), ("SIGTERM", "terminated", False)],
 )
+@pytest.mark.usefixtures("signals_fail_outside_train")
 def test_ctrl_c_or_sigterm_stops_after_the_step_with_a_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signame: str, stopped: str, torchrun: bool
 ) -> None:
@@ -164,32 +183,13 @@ def test_ctrl_c_or_sigterm_stops_after_the_step_with_a_checkpoint(
     with a checkpoint, from which the run resumes exactly. The same signal again: SIGTERM changes nothing (a
     signal to a whole job arrives twice under torchrun, and the scheduler's SIGKILL ends an overlong run); a
     second Ctrl-C interrupts at once, except under torchrun, whose agent passes the terminal's Ctrl-C on again."""
+    import os
     import signal
 
     sig = getattr(signal, signame)
     if torchrun:
         monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
-
-    def unhandled(signum: int, frame: object) -> None:
-        raise AssertionError(f"{signal.Signals(signum).name} reached the handler in place before the run")
-
-    # In place of Python's handlers (Ctrl-C would stop pytest, SIGTERM end its process): train must install its own.
-    originals = {s: signal.signal(s, unhandled) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        _signal_stop_and_resume(
-            tmp_path, monkeypatch, sig, stopped, unhandled, repeats=sig == signal.SIGTERM or torchrun
-        )
-    finally:
-        for s, handler in originals.items():
-            signal.signal(s, handler)
-
-
-def _signal_stop_and_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, stopped: str, before: object, repeats: bool
-) -> None:
-    import os
-    import signal
-
+    repeats = sig == signal.SIGTERM or torchrun
     cfg = _tiny()
     straight = _quiet(cfg, tmp_path / "a")
     original = SRVP.loss_terms
@@ -210,12 +210,12 @@ def _signal_stop_and_resume(
     first = train.train(cfg, tmp_path / "b", progress=False, log=messages.append)
     monkeypatch.undo()
     # A repeated signal still finds train's handler; otherwise (Ctrl-C) the one from before the run.
-    assert (handler_after_the_first[0] is before) is not repeats
+    assert (handler_after_the_first[0] is _unhandled) is not repeats
     assert first.stopped == stopped and first.step == 2
     assert train.exit_status(first.stopped) == 128 + sig  # the shell's status for the signal
     assert any(("Ctrl-C" if sig == signal.SIGINT else "SIGTERM") in m and "--resume" in m for m in messages)
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is before  # both restored
+    assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is _unhandled  # both restored
     second = _quiet(cfg, tmp_path / "b", resume=True)
     assert straight.losses == first.losses + second.losses
     assert _same_weights(tmp_path / "a", tmp_path / "b")
@@ -984,6 +984,7 @@ def test_auto_resume_recognises_its_run_whatever_form_the_data_dir_takes(
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
 
 
+@pytest.mark.usefixtures("signals_fail_outside_train")
 def test_a_repeated_sigterm_during_the_stops_checkpoint_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -991,9 +992,6 @@ def test_a_repeated_sigterm_during_the_stops_checkpoint_changes_nothing(
     stop's handlers stay until its checkpoint is written (no periodic checkpoint at step 2 here)."""
     import os
     import signal
-
-    def unhandled(signum: int, frame: object) -> None:
-        raise AssertionError("the repeated SIGTERM reached the handler in place before the run")
 
     cfg = dataclasses.replace(_tiny(), checkpoint_interval=100)
     original_loss, original_rng = SRVP.loss_terms, train._rank_rng_states
@@ -1011,10 +1009,6 @@ def test_a_repeated_sigterm_during_the_stops_checkpoint_changes_nothing(
 
     monkeypatch.setattr(SRVP, "loss_terms", signalled)
     monkeypatch.setattr(train, "_rank_rng_states", signalled_again)
-    previous = signal.signal(signal.SIGTERM, unhandled)
-    try:
-        result = _quiet(cfg, tmp_path / "run")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    result = _quiet(cfg, tmp_path / "run")
     assert result.stopped == "terminated" and result.step == 2
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2

@@ -157,63 +157,57 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
                 f"--preset: a resumed run keeps the configuration of its config.json; drop --preset {args.preset} "
                 "(only runtime options may be given with --resume)"
             )
-        try:
-            saved = read_run_config(args.resume)
-            if not isinstance(saved.get("train"), dict):
-                raise ValueError(f"run_dir: {args.resume / 'config.json'} has no 'train' section")
-            base = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
-        except (ValueError, TypeError, FileNotFoundError) as e:  # the saved file, not a flag, is at fault
-            text = str(e)
-            detail = (
-                text.removeprefix("run_dir: ")
-                if text.startswith("run_dir: ")
-                else (f"{args.resume / 'config.json'}: {text}")
-            )
-            raise type(e)(f"--resume: {detail}") from None
-        conflicts = {
-            **{
-                f"--{k.replace('_', '-')}": (getattr(base.model, k), v)
-                for k, v in overrides["model"].items()
-                if getattr(base.model, k) != v
-            },
-            **{
-                f"--{k.replace('_', '-')}": (getattr(base, k), v)
-                for k, v in overrides["train"].items()
-                if getattr(base, k) != v and k not in _RUNTIME_FIELDS
-            },
-        }
+        base = _saved_config(args.resume)
+        conflicts = _conflicts(base, overrides["model"], overrides["train"])
         if conflicts:
-            detail = ", ".join(f"{k} saved {a!r} vs given {b!r}" for k, (a, b) in conflicts.items())
-            raise ValueError(f"--resume: options conflict with the run's config.json: {detail}")
+            raise ValueError(f"--resume: options conflict with the run's config.json: {conflicts}")
         # The step limit belongs to one invocation: a resumed run goes on to the schedule's end unless told.
         runtime = {"max_steps": 0, **{k: v for k, v in overrides["train"].items() if k in _RUNTIME_FIELDS}}
         return dataclasses.replace(base, **runtime)
-    base = PRESETS[args.preset or "smmnist"]()
+    return _new_config(args.preset, overrides)
+
+
+def _new_config(preset: str | None, overrides: dict[str, dict[str, Any]]) -> TrainConfig:
+    """A new run's configuration: the preset (default smmnist) with the flags' overrides."""
+    base = PRESETS[preset or "smmnist"]()
     model = dataclasses.replace(base.model, **overrides["model"])
     return dataclasses.replace(base, model=model, **overrides["train"])
+
+
+def _saved_config(run_dir: Path) -> TrainConfig:
+    """The configuration in a run's config.json; errors start with ``--resume`` and blame the file."""
+    try:
+        saved = read_run_config(run_dir)
+        if not isinstance(saved.get("train"), dict):
+            raise ValueError(f"run_dir: {run_dir / 'config.json'} has no 'train' section")
+        return config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+    except (ValueError, TypeError, FileNotFoundError) as e:  # the saved file, not a flag, is at fault
+        text = str(e)
+        detail = (
+            text.removeprefix("run_dir: ") if text.startswith("run_dir: ") else f"{run_dir / 'config.json'}: {text}"
+        )
+        raise type(e)(f"--resume: {detail}") from None
+
+
+def _conflicts(base: TrainConfig, model: dict[str, Any], train: dict[str, Any]) -> str:
+    """The given values that differ from a run's saved ones, runtime options excepted ("" if none), as
+    ``--flag saved a vs given b, ...``."""
+    pairs = [(k, getattr(base.model, k), v) for k, v in model.items()]
+    pairs += [(k, getattr(base, k), v) for k, v in train.items() if k not in _RUNTIME_FIELDS]
+    return ", ".join(f"{_flag(k)} saved {a!r} vs given {b!r}" for k, a, b in pairs if a != b)
 
 
 def _auto_resumed_config(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> TrainConfig:
     """``--auto-resume`` on a directory that holds a run: the configuration the options give (preset and flags,
     as for a new run) must be the saved one, but for the runtime options, which the options set."""
-    given = with_absolute_data_dir(
-        _config_from_args(argparse.Namespace(**{**vars(args), "resume": None, "auto_resume": False}))
-    )
-    saved = _config_from_args(argparse.Namespace(**{**vars(args), "preset": None, "auto_resume": False,
-                                                    **{k: None for k in vars(args) if "." in k}}))  # fmt: skip
-    differ = [
-        (f"--{f.name.replace('_', '-')}", getattr(saved.model, f.name), getattr(given.model, f.name))
-        for f in dataclasses.fields(saved.model)
-        if getattr(saved.model, f.name) != getattr(given.model, f.name)
-    ] + [
-        (f"--{f.name.replace('_', '-')}", getattr(saved, f.name), getattr(given, f.name))
-        for f in dataclasses.fields(saved)
-        if f.name != "model" and f.name not in _RUNTIME_FIELDS and getattr(saved, f.name) != getattr(given, f.name)
-    ]
-    if differ:
-        detail = ", ".join(f"{k} saved {a!r} vs given {b!r}" for k, a, b in differ)
+    given = with_absolute_data_dir(_new_config(args.preset, overrides))
+    saved = _saved_config(args.resume)
+    model = {f.name: getattr(given.model, f.name) for f in dataclasses.fields(given.model)}
+    train = {f.name: getattr(given, f.name) for f in dataclasses.fields(given) if f.name != "model"}
+    conflicts = _conflicts(saved, model, train)
+    if conflicts:
         raise ValueError(
-            f"--auto-resume: {args.resume} holds a run of another configuration ({detail}); give the options it "
+            f"--auto-resume: {args.resume} holds a run of another configuration ({conflicts}); give the options it "
             "was started with, or another --run-dir"
         )
     return dataclasses.replace(saved, **{k: getattr(given, k) for k in _RUNTIME_FIELDS})
@@ -502,11 +496,7 @@ class _RankSlice(torch.utils.data.Dataset):
 
 def _all_true(flag: bool, dist: _Dist, device: torch.device) -> bool:
     """Whether ``flag`` holds on every rank (so that all ranks stop together)."""
-    if dist.world == 1:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-    return bool(t.item())
+    return not _max_over_ranks(int(not flag), dist, device)
 
 
 def _max_over_ranks(value: int, dist: _Dist, device: torch.device) -> int:
