@@ -3,8 +3,11 @@ written or computed, and runs stay consistent across resumes (examples/srvp/).""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -552,3 +555,152 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(
     assert status == 130
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ an evaluation that stops and continues
+def _stop_at_call(monkeypatch: pytest.MonkeyPatch, model_class: type, n: int, stop: Callable[[], None]) -> list[int]:
+    """``model_class.predict`` calls ``stop`` in its ``n``-th call (1-based); returns the list of calls made."""
+    calls: list[int] = []
+    predict = model_class.predict
+
+    def spy(self: object, *args: object, **kwargs: object) -> object:
+        calls.append(len(calls) + 1)
+        if len(calls) == n:
+            stop()
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "predict", spy)
+    return calls
+
+
+def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_one(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped in its third batch (Ctrl-C), an evaluation with a state file keeps its first two batches; run
+    again, it draws the remaining samples from where it stopped: the scores, per-sequence values, GIF frames,
+    official files and FVD videos are those of an uninterrupted evaluation, bit for bit."""
+    import torch
+
+    from examples.srvp import evaluate as ev
+    from examples.srvp.checkpoint import load_model
+    from examples.srvp.model import SRVP
+
+    model = load_model(tiny_run, "last")
+    clips = torch.randint(0, 256, (6, 7, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=4, n_substeps=1, batch_size=3, seed=1, max_sequences=0)
+    fvd_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    monkeypatch.setattr(ev, "_fvd", lambda real, fake, *_: fvd_inputs.append((real, fake)) or {"value": 0.0})
+    options: dict[str, Any] = dict(progress=False, official_files=True, fvd_network=torch.nn.Identity(), sample_chunk=3)
+    whole = ev.evaluate(model, clips, protocol, **options)
+
+    state = tmp_path / "eval.partial.pt"
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    calls = _stop_at_call(monkeypatch, SRVP, 5, ctrl_c)  # 2 calls per batch (4 samples, 3 per call): batch 3
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        ev.evaluate(model, clips, protocol, state_file=state, save_every=3600, **options)
+    assert stopped.value.saved_progress == ev.SavedProgress(6, 7, state)  # type: ignore[attr-defined]
+    calls.clear()
+    continued = ev.evaluate(model, clips, protocol, state_file=state, **options)
+    assert calls == [1, 2]  # only the last batch was sampled
+    assert continued["throughput"]["resumed_at"] == [6] and whole["throughput"]["resumed_at"] == []
+    public = ("metrics", "worst_sample", "reference_predictors", "n_sequences", "protocol")
+    assert {k: continued[k] for k in public} == {k: whole[k] for k in public}
+    for m in whole["_per_sequence"]:
+        np.testing.assert_array_equal(continued["_per_sequence"][m], whole["_per_sequence"][m])
+    assert whole["_gif"]["truth"].shape[1] == 4 and whole["_official"]["random_4"].shape[0] == 7
+    for key in ("_gif", "_official"):
+        assert whole[key].keys() == continued[key].keys()
+        for name, value in whole[key].items():
+            assert np.array_equal(np.asarray(continued[key][name]), np.asarray(value)), (key, name)
+    (real, fake), (real2, fake2) = fvd_inputs[0], fvd_inputs[-1]
+    assert torch.equal(real, real2) and torch.equal(fake, fake2) and fake.shape[1] == 7
+
+    # The complete file gives the results again without sampling anything.
+    calls.clear()
+    again = ev.evaluate(model, clips, protocol, state_file=state, **options)
+    assert calls == [] and again["metrics"] == whole["metrics"]
+
+
+def test_saved_progress_is_refused_by_another_evaluation(tmp_path: Path, tiny_run: Path) -> None:
+    import torch
+
+    from examples.srvp import evaluate as ev
+    from examples.srvp.checkpoint import load_model
+
+    model = load_model(tiny_run, "last")
+    clips = torch.randint(0, 256, (6, 4, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=2, seed=1, max_sequences=0)
+    state = tmp_path / "eval.partial.pt"
+    ev.evaluate(model, clips, protocol, progress=False, state_file=state)
+    other_seed = dataclasses.replace(protocol, seed=2)
+    with pytest.raises(ev.StateMismatchError, match="seed: 1 saved, 2 now") as mismatch:
+        ev.evaluate(model, clips, other_seed, progress=False, state_file=state)
+    assert mismatch.value.differences == [("seed", 1, 2)]
+    other_clips = clips.clone()
+    other_clips[-1, -1, 0, 0, 0] ^= 1  # one bit of one pixel
+    with pytest.raises(ev.StateMismatchError, match="other test clips") as mismatch:
+        ev.evaluate(model, other_clips, protocol, progress=False, state_file=state)
+    assert mismatch.value.differences == [("test clips", None, None)]
+    trained_more = load_model(tiny_run, "best")
+    with pytest.raises(ev.StateMismatchError, match="other model weights"):
+        ev.evaluate(trained_more, clips, protocol, progress=False, state_file=state)
+    with pytest.raises(ValueError, match="save_every: expected a number of seconds >= 0, got -1"):
+        ev.evaluate(model, clips, protocol, progress=False, state_file=state, save_every=-1)
+    state.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"state_file: cannot read .* the file is empty"):
+        ev.evaluate(model, clips, protocol, progress=False, state_file=state)
+
+
+def test_sigterm_stops_the_evaluate_cli_which_the_same_command_continues(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduler's SIGTERM in the middle of the evaluation: one line that says how far it got, status 143, the
+    progress in eval/NAME.partial.pt; the same command then finishes with the results of an uninterrupted
+    evaluation and removes the file. Another command of the same name is refused until --restart."""
+    import os
+    import shutil
+    import signal
+
+    from examples.srvp import evaluate as ev
+    from examples.srvp.model import SRVP
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "2", "--max-sequences", "5"]
+    argv += ["--batch-size", "2", "--sample-chunk", "2", "--save-every", "0"]
+    assert ev.main([*argv, "--name", "whole"]) == 0
+    whole = json.loads((run / "eval" / "whole.json").read_text())
+    capsys.readouterr()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    _stop_at_call(monkeypatch, SRVP, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))  # in the second batch
+    status = _no_escape(ev.main, [*argv, "--name", "parts"])
+    assert status == 143 and signal.getsignal(signal.SIGTERM) == previous
+    err = capsys.readouterr().err
+    state = run / "eval" / "parts.partial.pt"
+    assert f"terminated after 2 of 5 test sequences: their results are saved in {state}" in err
+    assert "Traceback" not in err and state.is_file() and not (run / "eval" / "parts.json").exists()
+
+    assert ev.main([*argv, "--name", "parts", "--seed", "3"]) == 2
+    line = _one_line_error(capsys)
+    assert f"{state} holds an unfinished evaluation with other settings (--seed: 1 saved, 3 now)" in line
+    assert "--restart to discard it" in line
+
+    monkeypatch.undo()  # predict as it was
+    assert ev.main([*argv, "--name", "parts"]) == 0
+    assert f"continuing the unfinished evaluation saved in {state}" in capsys.readouterr().out
+    parts = json.loads((run / "eval" / "parts.json").read_text())
+    assert parts["throughput"]["resumed_at"] == [2] and not state.exists()
+    for key in ("metrics", "worst_sample", "reference_predictors"):
+        assert parts[key] == whole[key]
+
+    state.write_bytes(b"not a torch file")  # e.g. another program's file under that name
+    assert ev.main([*argv, "--name", "parts"]) == 2
+    line = _one_line_error(capsys)
+    assert f"error: cannot read {state}" in line and line.endswith("(--restart discards it)")
+    assert ev.main([*argv, "--name", "parts", "--restart"]) == 0
+    assert json.loads((run / "eval" / "parts.json").read_text())["throughput"]["resumed_at"] == []
+    assert not state.exists()

@@ -31,7 +31,9 @@ __all__ = [
     "os_error_message",
     "read_run_config",
     "read_torch_file",
+    "rng_state",
     "save_checkpoint",
+    "set_rng_state",
 ]
 
 
@@ -88,6 +90,21 @@ def atomic_write_npz(path: str | os.PathLike[str], *, compressed: bool = False, 
     save = np.savez_compressed if compressed else np.savez
     _atomic(Path(path), lambda f: save(f, **arrays))  # type: ignore[arg-type]  # (numpy's stub: allow_pickle)
     return Path(path)
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global random states that draws on ``device`` use: ``torch`` (CPU) and, on CUDA, ``cuda`` (that device's)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Restore what :func:`rng_state` returned (the CUDA state only on a CUDA device, where it was saved)."""
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:

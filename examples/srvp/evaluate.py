@@ -12,6 +12,9 @@ which bounds memory without changing the samples. Outputs go to ``RUN_DIR/eval/`
 the checkpoint and its training step: a JSON file of metrics and per-time-step curves, a PNG plot of the
 curves, a GIF of ground truth / best / worst / random samples and the per-sequence scores; with
 ``--save-official-files`` also the sample files of the official ``test.py`` (:func:`write_official_files`).
+The progress is kept in ``RUN_DIR/eval/NAME.partial.pt`` (every ``--save-every`` minutes, and when Ctrl-C,
+SIGTERM or an error stops the evaluation): the same command continues a stopped evaluation to the results of an
+uninterrupted one; ``--restart`` starts over.
 
 Test data (``--dataset``, default: the run's ``train.dataset``; ``--test-set``, default: the run's
 ``data_dir`` for KTH, Human3.6M and BAIR), with the official README's ``--nt-gen`` as default:
@@ -37,12 +40,15 @@ recorded in the JSON; the rest of the evaluation goes on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
 import json
 import re
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +67,10 @@ from examples.srvp.checkpoint import (
     load_model_and_step,
     os_error_message,
     read_run_config,
+    read_torch_file,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import SRVP, FrameModel, SampleChunk, predict_in_chunks
@@ -73,6 +83,8 @@ __all__ = [
     "CHUNK_FRAMES",
     "DEFAULT_NT_GEN",
     "EvalProtocol",
+    "SavedProgress",
+    "StateMismatchError",
     "auto_sample_chunk",
     "build_parser",
     "check_protocol",
@@ -400,6 +412,211 @@ def check_protocol(model: FrameModel, nt_cond: int, n_substeps: int, *, names: d
         )
 
 
+STATE_FORMAT = 1
+"""Version of the files :func:`evaluate` saves its progress to (``state_file``)."""
+
+
+@dataclass(frozen=True)
+class _Accumulated:
+    """What an evaluation holds after its first ``done`` sequences: one record per batch, the random state to
+    draw the next batch's samples from, and the seconds spent computing (over all sessions)."""
+
+    done: int
+    seconds: float
+    rng: dict[str, torch.Tensor]
+    batches: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class SavedProgress:
+    """Where an evaluation that did not finish left its progress: ``done`` of ``total`` sequences, in ``path``.
+
+    An exception that ends :func:`evaluate` with a ``state_file`` (Ctrl-C included) carries one as its
+    ``saved_progress`` attribute once something was saved."""
+
+    done: int
+    total: int
+    path: Path
+
+
+class StateMismatchError(ValueError):
+    """A ``state_file`` holds the progress of an evaluation made with other settings, model or test clips.
+
+    ``differences`` lists ``(what, saved, now)`` for each setting that differs (``saved`` and ``now`` are
+    ``None`` for a content digest, e.g. ``("test clips", None, None)``)."""
+
+    def __init__(self, path: Path, differences: list[tuple[str, Any, Any]]) -> None:
+        self.path = path
+        self.differences = differences
+        said = ", ".join(_difference(*d) for d in differences)
+        super().__init__(
+            f"state_file: {path} holds the progress of another evaluation ({said}); delete it to start over"
+        )
+
+
+def _difference(what: str, saved: Any, now: Any) -> str:
+    if saved is None and now is None:
+        return f"other {what}"
+    return f"{what}: {saved!r} saved, {now!r} now"
+
+
+def _digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """A digest of named tensors' names, dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _fingerprint(
+    model: nn.Module,
+    clips: torch.Tensor,
+    protocol: EvalProtocol,
+    lpips: nn.Module | None,
+    **options: Any,
+) -> dict[str, Any]:
+    """What must not change for an evaluation to continue from saved progress: the protocol, the options that
+    shape the results (``device`` type, ``amp``, ``n_gif``, ``fvd``, ``official_files``) and digests of the
+    weights and test clips. The sample chunk is not part of it: the samples do not depend on it."""
+    return {
+        "format": STATE_FORMAT,
+        **asdict(protocol),
+        **options,
+        "model weights": _digest(model.state_dict().items()),
+        "test clips": _digest([("clips", clips)]),
+        "LPIPS": _digest(lpips.state_dict().items()) if lpips is not None else None,
+    }
+
+
+def _save_progress(path: Path, fingerprint: dict[str, Any], acc: _Accumulated, resumed_at: list[int]) -> None:
+    save_checkpoint(
+        path,
+        {
+            "fingerprint": fingerprint,
+            "done": acc.done,
+            "seconds": acc.seconds,
+            "rng": acc.rng,
+            "batches": list(acc.batches),
+            "resumed_at": resumed_at,
+        },
+    )
+
+
+def _load_progress(path: Path, fingerprint: dict[str, Any]) -> tuple[_Accumulated, list[int]]:
+    """The progress saved in ``path``, checked against this evaluation's fingerprint, and where it resumed before.
+
+    Raises:
+        StateMismatchError: the file belongs to another evaluation.
+        ValueError: the file is not a complete torch file of this format.
+    """
+    state = read_torch_file(path, "state_file")
+    saved = state.get("fingerprint") if isinstance(state, dict) else None
+    if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+        raise ValueError(f"state_file: {path} is not the progress of an evaluation (format {STATE_FORMAT})")
+    digests = ("model weights", "test clips", "LPIPS")
+    differences = []
+    for key, now in fingerprint.items():
+        then = saved.get(key)
+        if then == now:
+            continue
+        if key in digests:  # a digest says only "other" (or, for LPIPS, whether it was computed)
+            then, now = (None, None) if then and now else ("on" if then else "off", "on" if now else "off")
+        differences.append((key, then, now))
+    if differences:
+        raise StateMismatchError(path, differences)
+    acc = _Accumulated(
+        done=int(state["done"]), seconds=float(state["seconds"]), rng=state["rng"], batches=tuple(state["batches"])
+    )
+    return acc, list(state["resumed_at"])
+
+
+def _evaluate_batch(
+    model: FrameModel,
+    x: torch.Tensor,
+    p: EvalProtocol,
+    metrics: tuple[str, ...],
+    ctx: Any,
+    chunk: int,
+    *,
+    n_gif: int,
+    lpips: nn.Module | None,
+    lpips_chunk: int,
+    fvd: bool,
+    official_files: bool,
+) -> dict[str, Any]:
+    """Scores and kept frames of one batch of test clips x (T, B, C, H, W) in [0, 1], on the CPU:
+
+    ``scores[predictor][metric] = (time averages (B,), curves (B, Tf))`` for the predictors ``model`` (best
+    sample), ``worst``, ``copy_last`` and ``black``; ``gif`` (when ``n_gif`` > 0: the first ``n_gif`` clips'
+    truth and best, worst and random samples, (T, n_gif, C, H, W)); ``fake`` (with ``fvd``: sample 0's
+    predicted frames, uint8 (Tf, B, C, H, W)); ``official`` (with ``official_files``: uint8 (B, T, H, W, C)
+    per official file)."""
+    cond, target = x[: p.nt_cond], x[p.nt_cond :]
+
+    def keep(metric: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        out: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+        if metric == "psnr" and n_gif > 0:  # the GIF shows the best and worst sample for PSNR
+            out["gif"] = lambda c: rearrange(c[:, :n_gif], "t b c h w -> b t c h w")
+        if official_files:
+            out["official"] = _official_layout
+        return out
+
+    selections = {m: _RunningBestOfN(HIGHER_IS_BETTER[m], keep(m)) for m in metrics}
+    out: dict[str, Any] = {}
+    official: dict[str, torch.Tensor] = {}
+    random: torch.Tensor | None = None  # sample 0 of the GIF's clips, after their conditioning frames
+    parts = predict_in_chunks(
+        model,
+        cond,
+        p.n_future,
+        p.n_samples,
+        chunk,
+        n_substeps=p.n_substeps,
+        decode_cond="first" if official_files else False,
+    )
+    for part in _under(ctx, parts):
+        frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
+        for m, s in _frame_scores(frames, target, lpips, lpips_chunk).items():
+            selections[m].update(part.start, s, frames)
+        if part.start == 0:  # sample 0: the FVD videos, the GIF's random sample, sample 1 of the official files
+            if fvd:
+                out["fake"] = to_uint8(frames[0]).cpu()  # truncation, as the official .byte()
+            if n_gif > 0:
+                random = torch.cat([cond[:, :n_gif], frames[0][:, :n_gif]]).cpu()
+            if official_files:
+                rec = part.prediction.cond_frames
+                assert rec is not None  # decode_cond="first"
+                official["cond_rec"] = _official_layout(rec[0].float()).cpu()
+        if official_files:
+            for i in range(part.start, min(part.start + frames.shape[0], N_RANDOM_FILES)):
+                official[f"random_{i + 1}"] = _official_layout(frames[i - part.start]).cpu()
+    scores: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {"model": {}, "worst": {}}
+    for m, sel in selections.items():
+        scores["model"][m] = (sel.best["value"].cpu(), sel.best["curve"].cpu())
+        scores["worst"][m] = (sel.worst["value"].cpu(), sel.worst["curve"].cpu())
+        if official_files:
+            official[f"{m}_best"] = sel.best["official"].cpu()
+            official[f"{m}_worst"] = sel.worst["official"].cpu()
+    for name, guess in (
+        ("copy_last", repeat(cond[-1], "b c h w -> 1 t b c h w", t=target.shape[0])),
+        ("black", torch.zeros_like(target).unsqueeze(0)),
+    ):
+        scores[name] = {
+            m: (s[0].mean(-1).cpu(), s[0].cpu()) for m, s in _frame_scores(guess, target, lpips, lpips_chunk).items()
+        }
+    out["scores"] = scores
+    if n_gif > 0:
+        assert random is not None  # set by the first chunk
+        out["gif"] = {"truth": x[:, :n_gif].cpu(), "random": random}
+        for side, kept in (("best", selections["psnr"].best), ("worst", selections["psnr"].worst)):
+            out["gif"][side] = torch.cat([cond[:, :n_gif], rearrange(kept["gif"], "b t c h w -> t b c h w")]).cpu()
+    if official_files:
+        out["official"] = official
+    return out
+
+
 @torch.no_grad()
 def evaluate(
     model: SRVP,
@@ -416,6 +633,8 @@ def evaluate(
     fvd_protocol: FVDProtocol | None = None,
     sample_chunk: int | None = None,
     official_files: bool = False,
+    state_file: str | Path | None = None,
+    save_every: float = 600.0,
 ) -> dict[str, Any]:
     """Best-of-N PSNR/SSIM (and LPIPS, FVD) of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
 
@@ -443,6 +662,15 @@ def evaluate(
         official_files: also keep what the official test script saves (``"_official"``, see
             :func:`write_official_files`): random samples 1-5, sample 1's conditioning reconstructions, and
             the best and worst sample of each metric, uint8 (N_seq, T, H, W, C).
+        state_file: where to keep the progress (a torch file, written atomically) so that an evaluation
+            that stops (Ctrl-C, a stop signal raised as an exception, a crash, a killed job) continues where
+            it was: when the file exists, its batches are taken as done and the evaluation goes on from the
+            next one with the random state saved with them, so the results (samples, scores, files) are
+            those of an uninterrupted evaluation. It is written every ``save_every`` seconds at the end of a
+            batch, when an exception ends the evaluation (the progress up to the last complete batch; the
+            exception then carries a :class:`SavedProgress` as ``saved_progress``) and at the end (a
+            complete file returns the results without sampling). Delete it once the results are stored.
+        save_every: seconds between two saves of ``state_file`` during the evaluation.
 
     Returns:
         A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``fvd`` when an
@@ -452,7 +680,9 @@ def evaluate(
     Raises:
         TypeError: ``sequences`` is not a uint8 tensor.
         ValueError: ``sequences`` is not (T, N, C, H, W) with N >= 1 and frames the model reads, is shorter
-            than ``protocol.nt_gen``, the protocol does not suit the model, or ``sample_chunk`` < 1.
+            than ``protocol.nt_gen``, the protocol does not suit the model, ``sample_chunk`` < 1, or
+            ``state_file`` is not an evaluation's progress; :class:`StateMismatchError` when it is that of an
+            evaluation with other settings, weights or test clips.
     """
     t_len, n_all = check_sequences(sequences)
     p = protocol
@@ -465,114 +695,130 @@ def evaluate(
     check_protocol(model, p.nt_cond, p.n_substeps)
     if sample_chunk is not None:
         check_positive_int(sample_chunk, "sample_chunk")
+    if isinstance(save_every, bool) or not isinstance(save_every, (int, float)) or not save_every >= 0:
+        raise ValueError(f"save_every: expected a number of seconds >= 0, got {save_every!r}")
     device = torch.device(device)
     n_seq = n_all if not p.max_sequences else min(p.max_sequences, n_all)
     if sample_chunk is None:
         chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
     else:
         chunk = sample_chunk
-    torch.manual_seed(p.seed)
     model = model.to(device).eval()
     if lpips is not None:
         lpips = lpips.to(device).eval()
     metrics = METRICS + (("lpips",) if lpips is not None else ())
-    scores = {name: _Scores.empty(metrics) for name in ("model", "copy_last", "black")}
-    worst = _Scores.empty(metrics)
-    gif: dict[str, list[torch.Tensor]] = {"truth": [], "best": [], "worst": [], "random": []}
-    fake_future: list[torch.Tensor] = []  # first sample, uint8 (Tf, B, C, H, W), for FVD
-    official: dict[str, list[torch.Tensor]] = {}  # uint8 (B, T, H, W, C) per file
+    torch.manual_seed(p.seed)
+    acc = _Accumulated(done=0, seconds=0.0, rng=rng_state(device) if state_file is not None else {}, batches=())
+    resumed_at: list[int] = []  # sequences done when a run continued saved progress
+    fingerprint: dict[str, Any] = {}
+    if state_file is not None:
+        state_file = Path(state_file)
+        fingerprint = _fingerprint(
+            model,
+            sequences[: p.nt_gen, :n_seq],
+            p,
+            lpips,
+            device=device.type,
+            amp=amp,
+            n_gif=n_gif,
+            fvd=fvd_network is not None,
+            official_files=official_files,
+        )
+        if state_file.exists():
+            acc, resumed_at = _load_progress(state_file, fingerprint)
+            set_rng_state(acc.rng, device)
+            if acc.done < n_seq:
+                resumed_at.append(acc.done)
+    saved = acc.done
     ctx = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if amp == "bf16"
         else torch.autocast(device.type, enabled=False)
     )
     bar: Any = None
-    if progress:
+    if progress and acc.done < n_seq:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_seq, unit="seq", desc="evaluate", dynamic_ncols=True)
-    start = time.monotonic()
-    for lo in range(0, n_seq, p.batch_size):
-        x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
-        cond, target = x[: p.nt_cond], x[p.nt_cond :]
-        k = min(x.shape[1], n_gif - sum(v.shape[1] for v in gif["truth"]))  # sequences of this batch in the GIF
+        bar = tqdm(total=n_seq, initial=acc.done, unit="seq", desc="evaluate", dynamic_ncols=True)
+    start, last_save = time.monotonic(), time.monotonic()
 
-        def keep(metric: str, k: int = k) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-            out: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
-            if metric == "psnr" and k > 0:  # the GIF shows the best and worst sample for PSNR
-                out["gif"] = lambda c: rearrange(c[:, :k], "t b c h w -> b t c h w")
-            if official_files:
-                out["official"] = _official_layout
-            return out
+    def save() -> None:
+        assert state_file is not None
+        _save_progress(state_file, fingerprint, acc, resumed_at)
 
-        selections = {m: _RunningBestOfN(HIGHER_IS_BETTER[m], keep(m)) for m in metrics}
-        parts = predict_in_chunks(
-            model,
-            cond,
-            p.n_future,
-            p.n_samples,
-            chunk,
-            n_substeps=p.n_substeps,
-            decode_cond="first" if official_files else False,
-        )
-        for part in _under(ctx, parts):
-            frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
-            for m, s in _frame_scores(frames, target, lpips, lpips_chunk).items():
-                selections[m].update(part.start, s, frames)
-            if part.start == 0:  # sample 0: the FVD videos, the GIF's random sample, sample 1 of the official files
-                if fvd_network is not None:
-                    fake_future.append(to_uint8(frames[0]).cpu())  # truncation, as the official .byte()
-                if k > 0:
-                    gif["random"].append(torch.cat([cond[:, :k], frames[0][:, :k]]).cpu())
-                if official_files:
-                    rec = part.prediction.cond_frames
-                    assert rec is not None  # decode_cond="first"
-                    official.setdefault("cond_rec", []).append(_official_layout(rec[0].float()).cpu())
-            if official_files:
-                for i in range(part.start, min(part.start + frames.shape[0], N_RANDOM_FILES)):
-                    official.setdefault(f"random_{i + 1}", []).append(_official_layout(frames[i - part.start]).cpu())
-        for m, sel in selections.items():
-            scores["model"].add(m, sel.best["value"], sel.best["curve"])
-            worst.add(m, sel.worst["value"], sel.worst["curve"])
-            if official_files:
-                official.setdefault(f"{m}_best", []).append(sel.best["official"].cpu())
-                official.setdefault(f"{m}_worst", []).append(sel.worst["official"].cpu())
-        if k > 0:
-            gif["truth"].append(x[:, :k].cpu())
-            for side, kept in (("best", selections["psnr"].best), ("worst", selections["psnr"].worst)):
-                gif[side].append(torch.cat([cond[:, :k], rearrange(kept["gif"], "b t c h w -> t b c h w")]).cpu())
-        for name, guess in (
-            ("copy_last", repeat(cond[-1], "b c h w -> 1 t b c h w", t=target.shape[0])),
-            ("black", torch.zeros_like(target).unsqueeze(0)),
-        ):
-            for m, s in _frame_scores(guess, target, lpips, lpips_chunk).items():
-                scores[name].add(m, s[0].mean(-1), s[0])
+    try:
+        for lo in range(acc.done, n_seq, p.batch_size):
+            x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
+            n_gif_before = sum(b["gif"]["truth"].shape[1] for b in acc.batches if "gif" in b)
+            batch = _evaluate_batch(
+                model,
+                x,
+                p,
+                metrics,
+                ctx,
+                chunk,
+                n_gif=min(x.shape[1], n_gif - n_gif_before),
+                lpips=lpips,
+                lpips_chunk=lpips_chunk,
+                fvd=fvd_network is not None,
+                official_files=official_files,
+            )
+            # One assignment commits the batch: an interrupt before it leaves the progress at the last batch.
+            acc = _Accumulated(
+                done=lo + x.shape[1],
+                seconds=acc.seconds + time.monotonic() - start,
+                rng=rng_state(device) if state_file is not None else {},
+                batches=(*acc.batches, batch),
+            )
+            start = time.monotonic()
+            if bar is not None:
+                bar.update(x.shape[1])
+            if state_file is not None and (acc.done == n_seq or time.monotonic() - last_save >= save_every):
+                save()
+                saved, last_save = acc.done, time.monotonic()
+    except BaseException as exc:  # Ctrl-C, a stop signal turned into an exception, out of memory ...
+        if state_file is not None and acc.done > saved:
+            try:
+                save()
+                saved = acc.done
+            except Exception:  # the original error matters more than a failed save
+                pass
+        if state_file is not None and saved > 0:
+            exc.saved_progress = SavedProgress(saved, n_seq, state_file)  # type: ignore[attr-defined]
+        raise
+    finally:
         if bar is not None:
-            bar.update(x.shape[1])
-    elapsed = time.monotonic() - start
-    if bar is not None:
-        bar.close()
+            bar.close()
+    elapsed = acc.seconds
+    scores = {name: _Scores.empty(metrics) for name in ("model", "worst", "copy_last", "black")}
+    for b in acc.batches:
+        for name, kind in b["scores"].items():
+            for m, (avg, curve) in kind.items():
+                scores[name].add(m, avg, curve)
+    gif_parts = [b["gif"] for b in acc.batches if "gif" in b]
     result: dict[str, Any] = {
         "model": getattr(model.config, "family", "srvp"),
         "protocol": asdict(protocol),
         "n_sequences": n_seq,
         "sample_chunk": chunk,
         "metrics": scores["model"].summary(),
-        "worst_sample": worst.summary(),
+        "worst_sample": scores["worst"].summary(),
         "reference_predictors": {name: scores[name].summary() for name in ("copy_last", "black")},
         "throughput": {
             "seconds": elapsed,
             "sequences_per_s": n_seq / elapsed,
             "predicted_frames_per_s": n_seq * p.n_samples * p.n_future / elapsed,
+            "resumed_at": resumed_at,
         },
-        "_gif": {k: torch.cat(v, dim=1) for k, v in gif.items() if v},
+        "_gif": {k: torch.cat([g[k] for g in gif_parts], dim=1) for k in gif_parts[0]} if gif_parts else {},
         "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
     }
     if official_files:
-        result["_official"] = {name: torch.cat(v).numpy() for name, v in official.items()}
+        names = list(acc.batches[0]["official"])
+        result["_official"] = {k: torch.cat([b["official"][k] for b in acc.batches]).numpy() for k in names}
     if fvd_network is not None:
         real = sequences[: p.nt_gen, :n_seq]
-        fake = torch.cat([real[: p.nt_cond], torch.cat(fake_future, dim=1)])
+        fake = torch.cat([real[: p.nt_cond], torch.cat([b["fake"] for b in acc.batches], dim=1)])
         result["fvd"] = _fvd(
             real, fake, fvd_network, dataclasses.replace(fvd_protocol or FVDProtocol(), n_cond=p.nt_cond)
         )
@@ -806,6 +1052,44 @@ def _load_i3d(args: argparse.Namespace) -> tuple[nn.Module | None, dict[str, Any
     return network.to(args.device), {}
 
 
+class Terminated(BaseException):
+    """Raised in the evaluate CLI by SIGTERM (a scheduler's or ``kill``'s stop), as Ctrl-C raises KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def _stop_signal_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` (once: more SIGTERMs are ignored while the progress is saved)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+FLAG_OF = {
+    "nt_cond": "--nt-cond",
+    "nt_gen": "--nt-gen",
+    "n_samples": "--n-samples",
+    "n_substeps": "--n-substeps",
+    "batch_size": "--batch-size",
+    "seed": "--seed",
+    "max_sequences": "--max-sequences",
+    "device": "--device",
+    "amp": "--amp",
+    "fvd": "--fvd",
+    "official_files": "--save-official-files",
+    "model weights": "checkpoint weights",
+    "test clips": "test clips",
+    "LPIPS": "LPIPS weights",
+}
+"""How the evaluate CLI names the settings of a saved progress (:class:`StateMismatchError`)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.evaluate``."""
     parser = argparse.ArgumentParser(prog="python -m examples.srvp.evaluate", description=__doc__.split("\n")[0])
@@ -857,6 +1141,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", default=None, help="output file stem (default from the test set, checkpoint, step and options)"
     )
     parser.add_argument(
+        "--save-every",
+        type=float,
+        default=10.0,
+        help="minutes between two saves of the progress to eval/NAME.partial.pt (default: 10; 0: after every "
+        "batch); an interrupted evaluation (Ctrl-C, SIGTERM, a killed job) continues from there when the same "
+        "command runs again",
+    )
+    parser.add_argument(
+        "--restart", action="store_true", help="discard the saved progress of an unfinished evaluation of this name"
+    )
+    parser.add_argument(
         "--save-official-files",
         action="store_true",
         help="also write the official test.py files (results.npz, random_*.npz, cond_rec.npz, "
@@ -885,6 +1180,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         "--sample-chunk": (args.sample_chunk, 1),
         "--max-sequences": (args.max_sequences, 0),
         "--fvd-resolution": (args.fvd_resolution, 1),
+        "--save-every": (args.save_every, 0),
     }
     for flag, (value, minimum) in at_least.items():
         if value is not None and value < minimum:
@@ -962,46 +1258,74 @@ def main(argv: list[str] | None = None) -> int:
         for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):
             if "skipped" in info and not (metric == "FVD" and not args.fvd):
                 print(f"{metric} skipped: {info['skipped']}")
-        result = evaluate(
-            model,
-            sequences,
-            protocol,
-            device=args.device,
-            amp=args.amp,
-            lpips=lpips,
-            fvd_network=i3d,
-            fvd_protocol=fvd_protocol,
-            sample_chunk=args.sample_chunk,
-            official_files=args.save_official_files,
+        stem = test_set.stem if dataset == "smmnist" else dataset
+        at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
+        name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
+        state = Path(args.run_dir) / "eval" / f"{name}.partial.pt"
+        if args.restart:
+            state.unlink(missing_ok=True)
+        elif state.exists():
+            print(f"continuing the unfinished evaluation saved in {state} (--restart starts over)")
+        with _stop_signal_raises():
+            result = evaluate(
+                model,
+                sequences,
+                protocol,
+                device=args.device,
+                amp=args.amp,
+                lpips=lpips,
+                fvd_network=i3d,
+                fvd_protocol=fvd_protocol,
+                sample_chunk=args.sample_chunk,
+                official_files=args.save_official_files,
+                state_file=state,
+                save_every=60 * args.save_every,
+            )
+    except StateMismatchError as e:
+        said = "; ".join(_difference(FLAG_OF.get(what, what), saved, now) for what, saved, now in e.differences)
+        print(
+            f"error: {e.path} holds an unfinished evaluation with other settings ({said}): run the command that "
+            "started it to continue it, pass --restart to discard it, or --name to evaluate under another name",
+            file=sys.stderr,
         )
+        return 2
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        hint = " (--restart discards it)" if str(e).startswith("state_file:") else ""
+        print(f"error: {str(e).replace('state_file: ', '', 1)}{hint}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # results are written only at the end
-        print("\ninterrupted: no results were written", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as e:
+        saved: SavedProgress | None = getattr(e, "saved_progress", None)
+        how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated"
+        if saved is None:
+            print(f"\n{how}: no results were written", file=sys.stderr)
+        else:
+            print(
+                f"\n{how} after {saved.done} of {saved.total} test sequences: their results are saved in "
+                f"{saved.path}, and the same command continues from there",
+                file=sys.stderr,
+            )
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
     result["checkpoint"] = {"name": ckpt_file.stem, "file": str(ckpt_file), "step": step}
-    stem = test_set.stem if dataset == "smmnist" else dataset
-    at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
-    name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
     try:
         paths = write_outputs(result, Path(args.run_dir) / "eval", name)
     except OSError as e:
-        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        print(f"error: {os_error_message(e)} (the same command writes the results again from {state})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
             f"\ninterrupted while writing the results: those already in {Path(args.run_dir) / 'eval'} named "
-            f"{name}* are complete (each file is written whole), the others missing",
+            f"{name}* are complete (each file is written whole), the others missing; the same command writes "
+            f"them again from {state}",
             file=sys.stderr,
         )
         return 130
+    state.unlink(missing_ok=True)
     print(format_results(result))
     for kind, path in paths.items():
         print(f"{kind:13s} {path}")

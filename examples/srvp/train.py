@@ -37,7 +37,9 @@ from examples.srvp.checkpoint import (
     load_checkpoint,
     os_error_message,
     read_run_config,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
 )
 from examples.srvp.config import (
     FIELD_CHOICES,
@@ -370,19 +372,6 @@ class TrainResult:
     stopped: str  # "done", "max steps", "time budget", "interrupted" (Ctrl-C), "terminated" (SIGTERM) or "nan"
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def _fork_rng(device: torch.device) -> Any:
     """A context whose random draws leave the training stream untouched (validation, logged samples)."""
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
@@ -520,7 +509,7 @@ def _params_identical_across_ranks(model: torch.nn.Module, device: torch.device)
 
 def _rank_rng_states(dist: _Dist, device: torch.device) -> list[dict[str, Any]]:
     """The RNG state of every rank (each rank draws its own noise), gathered for rank 0's checkpoint."""
-    mine = _rng_state(device)
+    mine = rng_state(device)
     if dist.world == 1:
         return [mine]
     states: list[Any] = [None] * dist.world
@@ -678,7 +667,7 @@ def train(
     def checkpoint(name: str, rng_states: list[dict[str, Any]] | None = None) -> None:
         if not dist.main:
             return
-        rng_states = rng_states or [_rng_state(device)]
+        rng_states = rng_states or [rng_state(device)]
         save_checkpoint(
             ckpt_dir / f"{name}.pt",
             {
@@ -743,7 +732,7 @@ def train(
     model.train()
     batches: Iterator[torch.Tensor] = iter(loader)  # (creating the iterator draws from torch's RNG)
     if rng is not None:
-        _set_rng_state(rng, device)
+        set_rng_state(rng, device)
     try:
         with _StopRequest(launched_by_torchrun="TORCHELASTIC_RUN_ID" in os.environ) as stop:
             for x in batches:
