@@ -378,6 +378,29 @@ def test_resume_blames_the_run_config_not_a_flag(
     assert _one_line_error(capsys) == f"error: --resume: no config.json in {tmp_path / 'nowhere'}"
 
 
+def test_an_edited_config_json_is_blamed_by_evaluate(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flag written as a string (``"use_noise": "false"``) would be read as true: it is an error that names the
+    file, not a traceback."""
+    import shutil
+
+    from examples.srvp import evaluate as ev
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["use_noise"] = "false"
+    (run / "config.json").write_text(json.dumps(config))
+    assert ev.main([str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"]) == 2
+    line = _one_line_error(capsys)
+    assert line == f"error: run_dir: {run / 'config.json'}: use_noise: expected a bool, got str 'false'"
+    config["model"]["use_noise"], config["train"]["compile"] = True, 1
+    (run / "config.json").write_text(json.dumps(config))
+    assert train.main(["--resume", str(run)]) == 2
+    assert "compile: expected a bool, got int 1" in _one_line_error(capsys)
+
+
 # ---------------------------------------------------------------------------------------------- quickstart
 def test_quickstart_help_shows_no_empty_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     from examples.srvp import quickstart

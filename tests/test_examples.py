@@ -728,8 +728,22 @@ def test_evaluate_checks_its_arguments(tiny_run: Path) -> None:
         _protocol(nt_gen=2)
     with pytest.raises(ValueError, match=r"max_sequences: expected an int >= 0, got -1"):
         ev.load_test_clips("smmnist", "unused.npz", nt_gen=6, max_sequences=-1)
-    # uint8 frames are divided by 255 once: the black predictor's PSNR, computed here with numpy.
+    with pytest.raises(ValueError, match=r"protocol.nt_gen: the test clips have 6 frames, fewer than nt_gen=7"):
+        ev.evaluate(model, clips, _protocol(nt_gen=7), progress=False)
+    with pytest.raises(ValueError, match=r"amp: expected one of 'none', 'bf16', got 'fp16'"):
+        ev.evaluate(model, clips, _protocol(), progress=False, amp="fp16")  # ran in float32 before
+    with pytest.raises(TypeError, match=r"n_gif: expected an int >= 0, got float 1.5"):
+        ev.evaluate(model, clips, _protocol(), progress=False, n_gif=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"lpips_chunk: expected an int >= 1, got 0"):
+        ev.evaluate(model, clips, _protocol(), progress=False, lpips_chunk=0)
+    with pytest.raises(ValueError, match=r"state_file: expected a file name, got the directory"):
+        ev.evaluate(model, clips, _protocol(), progress=False, state_file=tiny_run)
+    # uint8 frames are divided by 255 once: the black predictor's PSNR, computed here with numpy. The
+    # evaluation seeds its own draws and leaves the caller's random stream where it was.
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3, generator=torch.Generator().manual_seed(123))
     result = ev.evaluate(model, clips, _protocol(), progress=False)
+    assert torch.equal(torch.rand(3), expected_draw)
     future = clips[2:6].double().numpy() / 255
     expected = (10 * np.log10(1 / (future**2).mean(axis=(2, 3, 4)))).mean(0).mean()
     assert result["reference_predictors"]["black"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)

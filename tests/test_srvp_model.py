@@ -400,6 +400,22 @@ def test_bad_frames() -> None:
         model.predict(torch.rand(2, 2, 1, SIZE, SIZE), 0)
     with pytest.raises(ValueError, match="n_samples"):
         model.predict(torch.rand(2, 2, 1, SIZE, SIZE), 1, 0)
+    with pytest.raises(TypeError, match="decode_cond: expected a bool, got int 1"):
+        model.predict(torch.rand(2, 2, 1, SIZE, SIZE), 1, decode_cond=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"cond_frames: expected at least one frame of one sequence .* \[2, 0, 1"):
+        model.predict(torch.rand(2, 0, 1, SIZE, SIZE), 1)
+
+
+def test_infer_names_x_in_its_errors() -> None:
+    """Too few frames or no sequence: the message names the argument given, not an internal one."""
+    model = SRVP(tiny())
+    for mode in (model.train(), model.eval()):
+        with pytest.raises(ValueError, match="x: expected at least n_inference_frames=2 frames, got 1"):
+            mode.infer(torch.rand(1, 2, 1, SIZE, SIZE))
+    with pytest.raises(ValueError, match=r"x: expected at least one frame of one sequence \(T, B >= 1\), got \[4, 0"):
+        model.infer(torch.rand(4, 0, 1, SIZE, SIZE))
+    with pytest.raises(TypeError, match=r"skip_index: expected a torch\.Tensor, got list"):
+        model.infer(torch.rand(4, 2, 1, SIZE, SIZE), skip_index=[0, 1])  # type: ignore[arg-type]
 
 
 def test_loss_terms_need_frame_times() -> None:
@@ -425,6 +441,11 @@ def test_bad_configs() -> None:
         tiny(transition="gru", use_noise=False, noise_size=0)
     with pytest.raises(ValueError, match="conv_width: expected an int >= 1, got 0"):
         tiny(conv_width=0)
+    with pytest.raises(TypeError, match=r"state_size: expected an int, got int64 "):
+        tiny(state_size=np.int64(3))  # config.json could not keep it
+    for flag in ("use_noise", "use_content", "skip_connections", "adjoint"):  # "false" would read as true
+        with pytest.raises(TypeError, match=f"{flag}: expected a bool, got str 'false'"):
+            tiny(**{flag: "false"})
     with pytest.raises(ValueError, match="obs_scale: expected a positive standard deviation"):
         tiny(obs_scale=0.0)
     with pytest.raises(TypeError, match="config: expected a ModelConfig, got dict"):
@@ -575,6 +596,8 @@ def test_predict_in_chunks_errors() -> None:
         _chunked(model, x, 0, 1)
     with pytest.raises(ValueError, match=r"decode_cond: expected True, False or 'first', got 'all'"):
         _chunked(model, x, 2, 1, decode_cond="all")
+    with pytest.raises(TypeError, match=r"decode_cond: expected a bool, got int 1"):  # 1 == True, yet read as False
+        _chunked(model, x, 2, 1, decode_cond=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"cond_frames: expected 5 dimensions"):
         _chunked(model, x[0], 2, 1)
 

@@ -339,8 +339,12 @@ def test_bad_inputs() -> None:
         model(torch.rand(3, 2, 1, 16, 32))
     with pytest.raises(ValueError, match="cond_frames: expected 5 dimensions"):
         model.predict(torch.rand(2, 1, 32, 32), 2)
-    with pytest.raises(ValueError, match="cond_frames: expected at least one conditioning frame"):
+    with pytest.raises(ValueError, match=r"cond_frames: expected at least one frame of one sequence .* \[0, 1, 1"):
         model.predict(frames(0, 1, model.config), 2)
+    with pytest.raises(ValueError, match=r"cond_frames: expected at least one frame of one sequence .* \[2, 0, 1"):
+        model.predict(frames(2, 0, model.config), 2)
+    with pytest.raises(TypeError, match="decode_cond: expected a bool, got str 'no'"):
+        model.predict(frames(2, 1, model.config), 2, decode_cond="no")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n_future: expected an int >= 1"):
         model.predict(frames(2, 1, model.config), 0)
     with pytest.raises(ValueError, match="n_samples: expected an int >= 1"):

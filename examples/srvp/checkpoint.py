@@ -25,6 +25,7 @@ __all__ = [
     "check_fits",
     "check_writable",
     "checkpoint_path",
+    "fork_rng",
     "load_checkpoint",
     "load_model",
     "load_model_and_step",
@@ -105,6 +106,13 @@ def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def fork_rng(device: torch.device) -> Any:
+    """A context whose random draws (CPU, and ``device``'s when it is a CUDA device) leave the global streams as
+    they were: e.g. a validation or an evaluation inside a run that must resume exactly."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
@@ -247,7 +255,11 @@ def load_model_and_step(
     """The model of a run directory, in eval mode, and the training step its checkpoint holds (None if none)."""
     from examples.srvp.model import build_model
 
-    config = config_from_dict(ModelConfig, read_run_config(run_dir)["model"])
+    saved = read_run_config(run_dir)
+    try:
+        config = config_from_dict(ModelConfig, saved["model"])
+    except (TypeError, ValueError) as e:  # the file, edited or of another version, is at fault
+        raise ValueError(f"run_dir: {Path(run_dir) / 'config.json'}: {e}") from None
     model = build_model(config)
     path = checkpoint_path(run_dir, which)
     payload = load_checkpoint(path)

@@ -78,6 +78,7 @@ class ModelConfig:
             minimum=1,
         )
         _check_ints(self, "noise_size", minimum=0)
+        _check_bools(self, "skip_connections adjoint use_content use_noise")
         if self.use_noise and self.noise_size < 1:
             raise ValueError("noise_size: use_noise=True needs noise_size >= 1, got 0")
         for name in ("family", "architecture", "transition", "integrator"):
@@ -124,11 +125,22 @@ def field_comments(cls: type[Any]) -> dict[str, str]:
 
 
 def _check_ints(config: Any, names: str, *, minimum: int) -> None:
-    """Each field named in ``names`` (space-separated) is an int (not a bool) >= ``minimum``."""
+    """Each field named in ``names`` (space-separated) is a Python int (not a bool: config.json keeps it as
+    JSON) >= ``minimum``: ``TypeError`` for another kind, ``ValueError`` for a smaller value."""
     for name in names.split():
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+        if value < minimum:
             raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+
+
+def _check_bools(config: Any, names: str) -> None:
+    """Each field named in ``names`` (space-separated) is a bool: ``"false"`` or ``1`` would be read as true."""
+    for name in names.split():
+        value = getattr(config, name)
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
 
 
 def _parse_device(name: str | torch.device, option: str) -> torch.device:
@@ -311,6 +323,7 @@ class TrainConfig:
             minimum=1,
         )
         _check_ints(self, "lr_burnin lr_decay seed n_workers threads max_steps seq_len_test max_speed", minimum=0)
+        _check_bools(self, "deterministic compile channels_last")
         _check_real(self.lr, "lr", positive=True)
         _check_real(self.max_minutes, "max_minutes", positive=False)
         if self.n_iter < 1:

@@ -64,6 +64,7 @@ from examples.srvp.checkpoint import (
     check_writable,
     checkpoint_path,
     default_checkpoint,
+    fork_rng,
     load_model_and_step,
     os_error_message,
     read_run_config,
@@ -74,7 +75,7 @@ from examples.srvp.checkpoint import (
 )
 from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import SRVP, FrameModel, SampleChunk, predict_in_chunks
-from latentdyn._checks import check_positive_int, check_shape
+from latentdyn._checks import check_choice, check_positive_int, check_shape
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
@@ -641,14 +642,16 @@ def evaluate(
     The N samples of a batch of sequences are drawn ``sample_chunk`` at a time
     (:func:`examples.srvp.model.predict_in_chunks`) and scored chunk by chunk; only the per-sequence best and
     worst scores and the frames the outputs need are kept. The draws are those of one batched call
-    whatever the chunk size, so the chunk size changes memory and speed, not the samples.
+    whatever the chunk size, so the chunk size changes memory and speed, not the samples. The draws are seeded
+    with ``protocol.seed`` inside a fork of the global random streams, which the caller finds as it left them;
+    ``model`` (and ``lpips``) are moved to ``device`` and left in eval mode.
 
     Args:
         model: the trained model.
         sequences: uint8 test clips (T, N, C, H, W), N >= 1; frames are scored as floats in [0, 1].
         protocol: the evaluation options.
         device: where the model (and the metric networks) run.
-        amp: ``"bf16"`` runs the model under bfloat16 autocast (metrics stay in float32).
+        amp: ``"none"``, or ``"bf16"`` to run the model under bfloat16 autocast (metrics stay in float32).
         n_gif: test sequences kept for the sample GIF.
         progress: show a progress bar.
         lpips: an LPIPS module (e.g. ``LPIPS.from_files()``) mapping frame pairs (P, C, H, W) in [0, 1] to
@@ -691,10 +694,15 @@ def evaluate(
     c = model.config
     check_shape(sequences, "t n c h w", "sequences", c=c.channels, h=c.image_size, w=c.image_size)
     if t_len < p.nt_gen:
-        raise ValueError(f"--nt-gen: the test clips have {t_len} frames, fewer than nt_gen={p.nt_gen}")
+        raise ValueError(f"protocol.nt_gen: the test clips have {t_len} frames, fewer than nt_gen={p.nt_gen}")
     check_protocol(model, p.nt_cond, p.n_substeps)
     if sample_chunk is not None:
         check_positive_int(sample_chunk, "sample_chunk")
+    check_choice(amp, "amp", ("none", "bf16"))
+    check_positive_int(n_gif, "n_gif", minimum=0)
+    check_positive_int(lpips_chunk, "lpips_chunk")
+    if state_file is not None and Path(state_file).is_dir():
+        raise ValueError(f"state_file: expected a file name, got the directory {state_file}")
     if isinstance(save_every, bool) or not isinstance(save_every, (int, float)) or not save_every >= 0:
         raise ValueError(f"save_every: expected a number of seconds >= 0, got {save_every!r}")
     device = torch.device(device)
@@ -703,6 +711,47 @@ def evaluate(
         chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
     else:
         chunk = sample_chunk
+    with fork_rng(device):  # the evaluation seeds its own draws; the caller's random streams go on untouched
+        return _evaluate(
+            model,
+            sequences,
+            p,
+            n_seq=n_seq,
+            chunk=chunk,
+            device=device,
+            amp=amp,
+            n_gif=n_gif,
+            progress=progress,
+            lpips=lpips,
+            lpips_chunk=lpips_chunk,
+            fvd_network=fvd_network,
+            fvd_protocol=fvd_protocol,
+            official_files=official_files,
+            state_file=None if state_file is None else Path(state_file),
+            save_every=float(save_every),
+        )
+
+
+def _evaluate(
+    model: FrameModel,
+    sequences: torch.Tensor,
+    p: EvalProtocol,
+    *,
+    n_seq: int,
+    chunk: int,
+    device: torch.device,
+    amp: str,
+    n_gif: int,
+    progress: bool,
+    lpips: nn.Module | None,
+    lpips_chunk: int,
+    fvd_network: nn.Module | None,
+    fvd_protocol: FVDProtocol | None,
+    official_files: bool,
+    state_file: Path | None,
+    save_every: float,
+) -> dict[str, Any]:
+    """:func:`evaluate` once its arguments are checked."""
     model = model.to(device).eval()
     if lpips is not None:
         lpips = lpips.to(device).eval()
@@ -712,7 +761,6 @@ def evaluate(
     resumed_at: list[int] = []  # sequences done when a run continued saved progress
     fingerprint: dict[str, Any] = {}
     if state_file is not None:
-        state_file = Path(state_file)
         fingerprint = _fingerprint(
             model,
             sequences[: p.nt_gen, :n_seq],
@@ -798,7 +846,7 @@ def evaluate(
     gif_parts = [b["gif"] for b in acc.batches if "gif" in b]
     result: dict[str, Any] = {
         "model": getattr(model.config, "family", "srvp"),
-        "protocol": asdict(protocol),
+        "protocol": asdict(p),
         "n_sequences": n_seq,
         "sample_chunk": chunk,
         "metrics": scores["model"].summary(),
@@ -1235,6 +1283,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             given = "--nt-cond" if args.nt_cond is not None else "nt_cond (the run's)"
             raise ValueError(f"--nt-gen: expected more than {given}={nt_cond} frames, got {nt_gen}")
+        if sequences.shape[0] < nt_gen:
+            raise ValueError(f"--nt-gen: the test clips have {sequences.shape[0]} frames, fewer than {nt_gen}")
         if sequences.shape[2] != model.config.channels:
             raise ValueError(
                 f"--test-set: the {dataset} clips have {sequences.shape[2]} channels, the model reads "

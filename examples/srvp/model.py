@@ -21,7 +21,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from examples.srvp.config import ModelConfig
-from latentdyn._checks import check_positive_int, check_shape
+from latentdyn._checks import check_bool, check_positive_int, check_shape, check_tensor
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
 from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, diag_gaussian
 from latentdyn.encoders.content import (
@@ -131,9 +131,11 @@ class FrameModel(nn.Module):
         raise NotImplementedError
 
     def check_frames(self, x: torch.Tensor, name: str = "x") -> tuple[int, int]:
-        """Check frames (T, B, C, H, W) against the configuration; returns (T, B)."""
+        """Check frames (T, B, C, H, W) against the configuration, with T >= 1 and B >= 1; returns (T, B)."""
         c = self.config
         s = check_shape(x, "t b c h w", name, c=c.channels, h=c.image_size, w=c.image_size)
+        if s["t"] == 0 or s["b"] == 0:
+            raise ValueError(f"{name}: expected at least one frame of one sequence (T, B >= 1), got {list(x.shape)}")
         return s["t"], s["b"]
 
     def encode(self, x: torch.Tensor) -> Encoded:
@@ -277,6 +279,10 @@ class SRVP(FrameModel):
             skip_index: frame whose skips feed the decoder, (B,) (default: random / last).
         """
         t, b = self.check_frames(x)
+        if t < self.config.n_inference_frames:  # q(y_0) and, in training, the content encoder read k frames
+            raise ValueError(
+                f"x: expected at least n_inference_frames={self.config.n_inference_frames} frames, got {t}"
+            )
         n_frames = t if n_frames is None else check_positive_int(n_frames, "n_frames")
         if n_frames < t:
             raise ValueError(f"n_frames: expected at least the {t} given frames, got {n_frames}")
@@ -284,7 +290,7 @@ class SRVP(FrameModel):
         if content_indices is not None:  # user-given indices are checked here, once
             check_frame_indices(content_indices, t, b, "content_indices")
         if skip_index is not None:
-            check_frame_indices(skip_index[None], t, b, "skip_index")
+            check_frame_indices(check_tensor(skip_index, "skip_index")[None], t, b, "skip_index")
         enc = self.encode(x)
         if content_indices is None and self.content is not None:
             content_indices = self.content_indices(t, b, x.device)
@@ -363,6 +369,7 @@ class SRVP(FrameModel):
         tc, b = self.check_frames(cond_frames, "cond_frames")
         check_positive_int(n_future, "n_future")
         n = check_positive_int(n_samples, "n_samples")
+        decode_cond = check_bool(decode_cond, "decode_cond")
         if tc < self.config.n_inference_frames:
             raise ValueError(
                 f"cond_frames: expected at least n_inference_frames={self.config.n_inference_frames} frames, got {tc}"
@@ -503,8 +510,11 @@ def predict_in_chunks(
     _, b = model.check_frames(cond_frames, "cond_frames")
     n = check_positive_int(n_samples, "n_samples")
     size = check_positive_int(chunk, "chunk")
-    if decode_cond not in (True, False, "first"):
-        raise ValueError(f"decode_cond: expected True, False or 'first', got {decode_cond!r}")
+    if isinstance(decode_cond, str):
+        if decode_cond != "first":
+            raise ValueError(f"decode_cond: expected True, False or 'first', got {decode_cond!r}")
+    else:  # 1 or "yes" would compare equal to True, or be read as False below
+        decode_cond = check_bool(decode_cond, "decode_cond")
     bounds = [0, 1] if decode_cond == "first" and n > 1 else [0]
     bounds += [*range(bounds[-1] + size, n, size), n]
     noise = _ChunkedNoise(n * b) if sampler is None and sample and len(bounds) > 2 else None

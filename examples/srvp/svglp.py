@@ -80,7 +80,7 @@ from torch.distributions import Independent
 
 from examples.srvp.config import ModelConfig
 from examples.srvp.model import FrameModel, float32_gaussian
-from latentdyn._checks import check_positive_int, check_shape
+from latentdyn._checks import check_bool, check_positive_int, check_shape
 from latentdyn.distributions import diag_gaussian
 from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder, init_conv_weights_
 from latentdyn.objectives import ElboTerms, elbo, kl_per_sequence
@@ -418,11 +418,10 @@ class SVGLP(FrameModel):
             raise ValueError(f"n_substeps: SVG-LP is discrete-time (one step per frame), got n_substeps={n_substeps}")
         if substep_frames:
             raise ValueError("substep_frames: SVG-LP is discrete-time and has no frames between frames")
-        tc, b = self.check_frames(cond_frames, "cond_frames")
-        if tc < 1:
-            raise ValueError("cond_frames: expected at least one conditioning frame, got 0")
+        tc, b = self.check_frames(cond_frames, "cond_frames")  # T_c, B >= 1
         n_future = check_positive_int(n_future, "n_future")
         n = check_positive_int(n_samples, "n_samples")
+        decode_cond = check_bool(decode_cond, "decode_cond")
         draw = sampler if sampler is not None else default_sampler(sample)
         enc = self.encode(cond_frames)
 

@@ -34,6 +34,7 @@ from einops import rearrange
 from examples.srvp.checkpoint import (
     atomic_write_text,
     check_fits,
+    fork_rng,
     load_checkpoint,
     os_error_message,
     read_run_config,
@@ -372,12 +373,6 @@ class TrainResult:
     stopped: str  # "done", "max steps", "time budget", "interrupted" (Ctrl-C), "terminated" (SIGTERM) or "nan"
 
 
-def _fork_rng(device: torch.device) -> Any:
-    """A context whose random draws leave the training stream untouched (validation, logged samples)."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=cuda)
-
-
 class _StopRequest:
     """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop at the end of the current step, with a checkpoint.
 
@@ -693,7 +688,7 @@ def train(
         nonlocal best
         if not dist.main:
             return
-        with _fork_rng(device):  # validation draws must not shift the training stream (exact resumes)
+        with fork_rng(device):  # validation draws must not shift the training stream (exact resumes)
             score = validate(model, cfg, val, device)
             sample = None
             if logger.tb is not None:
