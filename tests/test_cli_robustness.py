@@ -714,7 +714,9 @@ def test_sigterm_stops_the_evaluate_cli_which_the_same_command_continues(
 
     monkeypatch.undo()  # predict as it was
     assert ev.main([*argv, "--name", "parts"]) == 0
-    assert f"continuing the unfinished evaluation saved in {state}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"continuing the unfinished evaluation saved in {state}" in out
+    assert "predicted frames/s (computing time; continued after 2)" in out
     parts = json.loads((run / "eval" / "parts.json").read_text())
     assert parts["throughput"]["resumed_at"] == [2] and not state.exists()
     for key in ("metrics", "worst_sample", "reference_predictors"):

@@ -1012,6 +1012,7 @@ def format_results(result: dict[str, Any]) -> str:
     lines.append(
         f"{result['n_sequences']} sequences in {t['seconds']:.1f} s: {t['sequences_per_s']:.2f} sequences/s, "
         f"{t['predicted_frames_per_s']:.0f} predicted frames/s"
+        + (f" (computing time; continued after {', '.join(map(str, t['resumed_at']))})" if t.get("resumed_at") else "")
     )
     return "\n".join(lines)
 
