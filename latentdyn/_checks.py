@@ -17,6 +17,7 @@ import torch
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_float_tensor",
     "check_int",
     "check_positive_int",
     "check_positive_real",
@@ -39,6 +40,19 @@ def check_tensor(x: object, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     return x
+
+
+def check_float_tensor(x: object, name: str) -> torch.Tensor:
+    """Return ``x`` if it is a floating-point tensor.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or its dtype is not floating point (an integer, bool or complex
+            tensor), both named ``name``.
+    """
+    t = check_tensor(x, name)
+    if not t.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {t.dtype}")
+    return t
 
 
 def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, int]:
@@ -94,14 +108,16 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor))
 
 
-def check_bool(value: object, name: str) -> bool:
+def check_bool(value: object, name: str, meaning: str = "") -> bool:
     """``value`` if it is a bool (or a NumPy bool, returned as a bool), else raise ``TypeError`` naming ``name``:
-    a flag given as ``"False"`` or ``0.5`` is a mistake that ``bool(value)`` would silently read."""
+    a flag given as ``"False"`` or ``0.5`` is a mistake that ``bool(value)`` would silently read. ``meaning``,
+    if given, is said in parentheses after "expected a bool" (e.g. what True means)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, np.bool_):
         return bool(value)
-    raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+    what = f" ({meaning})" if meaning else ""
+    raise TypeError(f"{name}: expected a bool{what}, got {type(value).__name__} {value!r}")
 
 
 def check_int(value: object, name: str) -> int:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from latentdyn._checks import check_positive_int, check_tensor, is_real
+from latentdyn._checks import check_bool, check_float_tensor, check_positive_int, is_int, is_real
 
 __all__ = [
     "ConditionalGaussianPrior",
@@ -32,15 +32,38 @@ def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool
     """Diagonal Gaussian N(loc, diag(scale²)) over the last axis.
 
     Args:
-        loc: mean, (..., D).
-        scale: standard deviation, (..., D), positive.
+        loc: mean, (..., D), floating point.
+        scale: standard deviation, (..., D), floating point, positive.
         validate_args: ``torch.distributions`` argument validation (None: its global default, on). Validation
             reads the values back to the host, a device synchronisation on GPUs: library code passes False
             for scales that are positive by construction.
 
     Returns:
         ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (D,).
+
+    Raises:
+        TypeError: ``loc`` or ``scale`` is not a floating-point tensor, or ``validate_args`` is neither a bool
+            nor None.
+        ValueError: ``loc`` or ``scale`` has no event axis (0-dim), the shapes do not broadcast, or (with
+            validation) a scale that is not positive.
     """
+    for name, x in (("loc", loc), ("scale", scale)):
+        check_float_tensor(x, name)
+        if x.dim() == 0:
+            raise ValueError(f"{name}: expected a tensor (..., D) with an event axis, got a 0-dim tensor")
+    try:
+        torch.broadcast_shapes(loc.shape, scale.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"scale: expected a shape that broadcasts with the shape of loc {list(loc.shape)}, got {list(scale.shape)}"
+        ) from None
+    if validate_args is not None:
+        validate_args = check_bool(validate_args, "validate_args")
+    return _diag_gaussian(loc, scale, validate_args=validate_args)
+
+
+def _diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool | None = None) -> Independent:
+    """Unchecked :func:`diag_gaussian`, for library code that built ``loc`` and ``scale`` itself."""
     return Independent(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
 
 
@@ -65,10 +88,10 @@ def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independe
         A distribution with batch shape (...) and event shape (D,).
 
     Raises:
-        TypeError: ``raw`` is not a tensor; ``eps`` is not a real number.
+        TypeError: ``raw`` is not a floating-point tensor; ``eps`` is not a real number.
         ValueError: the last axis of ``raw`` is not of even size; ``eps`` is negative or not finite.
     """
-    return _diag_gaussian_from_raw(check_tensor(raw, "raw"), _check_eps(eps))
+    return _diag_gaussian_from_raw(check_float_tensor(raw, "raw"), _check_eps(eps))
 
 
 def _diag_gaussian_from_raw(raw: torch.Tensor, eps: float) -> Independent:
@@ -79,7 +102,7 @@ def _diag_gaussian_from_raw(raw: torch.Tensor, eps: float) -> Independent:
     loc, raw_scale = raw.chunk(2, dim=-1)
     # The scale is positive by construction: skip torch.distributions' argument validation (elementwise
     # checks and a host sync on every call); a NaN reaches the loss, where training stops on it cleanly.
-    return diag_gaussian(loc, F.softplus(raw_scale) + eps, validate_args=False)
+    return _diag_gaussian(loc, F.softplus(raw_scale) + eps, validate_args=False)
 
 
 def index_steps(dist: Distribution, index: int | slice) -> Independent:
@@ -93,12 +116,22 @@ def index_steps(dist: Distribution, index: int | slice) -> Independent:
         The diagonal Gaussian of the selected steps: batch (...) for an integer, (T', ...) for a slice.
 
     Raises:
-        TypeError: ``dist`` is not a diagonal Gaussian ``Independent(Normal(loc, scale), 1)``.
+        TypeError: ``dist`` is not a diagonal Gaussian ``Independent(Normal(loc, scale), 1)``; ``index`` is
+            neither an int nor a slice (a bool, which NumPy-style indexing reads as a new axis, included).
+        ValueError: ``dist`` has no batch axis (batch shape ()), so no time axis to select from.
     """
     if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
         raise TypeError(f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}")
+    if not (is_int(index) or isinstance(index, slice)):
+        raise TypeError(f"index: expected an int or a slice of steps, got {type(index).__name__} {index!r}")
+    if len(dist.batch_shape) == 0:
+        raise ValueError(
+            f"dist: expected a batch shape (T, ...) starting with the time axis, got batch shape () "
+            f"(event shape {list(dist.event_shape)})"
+        )
     base = dist.base_dist
-    return diag_gaussian(base.loc[index], base.scale[index], validate_args=False)  # parts of a valid one
+    steps = int(index) if is_int(index) else index
+    return _diag_gaussian(base.loc[steps], base.scale[steps], validate_args=False)  # parts of a valid one
 
 
 class GaussianHead(nn.Module):
@@ -133,7 +166,7 @@ class GaussianHead(nn.Module):
         Returns:
             ``Independent(Normal(loc, scale), 1)``, batch (...), event (D,).
         """
-        return _diag_gaussian_from_raw(check_tensor(self.net(h), "raw"), self.eps)
+        return _diag_gaussian_from_raw(check_float_tensor(self.net(h), "raw"), self.eps)
 
 
 class ConditionalGaussianPrior(GaussianHead):
@@ -196,4 +229,4 @@ class StandardNormal(nn.Module):
         for i, size in enumerate(batch_shape):
             check_positive_int(size, f"batch_shape[{i}]", minimum=0)
         shape = (*batch_shape, self.dim)
-        return diag_gaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)
+        return _diag_gaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)

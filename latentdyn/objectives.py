@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch.distributions import Distribution, kl_divergence
 
-from latentdyn._checks import check_shape, check_tensor, is_real
+from latentdyn._checks import check_float_tensor, check_shape, is_real
 
 __all__ = ["ElboTerms", "elbo", "gaussian_nll", "kl_per_sequence", "residual_penalty"]
 
@@ -26,32 +26,36 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
     The full Gaussian log-density is used, constant included: per element
     ½((x − μ)/σ)² + log σ + ½ log 2π.
 
+    Half-precision inputs (float16, bfloat16) are computed and reduced in float32: a per-sequence NLL sums
+    T·C·H·W terms, which overflows float16 (largest value 65504) for a few 64×64 frames, and bfloat16 keeps
+    only about 3 significant digits of such a sum.
+
     Args:
         target: observations, (T, B, ...), floating point.
         mean: predicted means, same shape as ``target``, floating point.
         std: observation standard deviation, positive and finite: a Python number (checked on the host), or
-            a tensor whose shape broadcasts to the shape of ``target`` (its values are checked, which reads
-            them back to the host: pass a Python number in a training step).
+            a real (not bool, not complex) tensor whose shape broadcasts to the shape of ``target`` (its
+            values are checked, which reads them back to the host: pass a Python number in a training step).
 
     Returns:
-        Per-sequence NLL, (B,).
+        Per-sequence NLL, (B,) (empty for B = 0), in the dtype ``target`` and ``mean`` promote to, float32 for
+        float16 and bfloat16.
 
     Raises:
         TypeError: ``target`` or ``mean`` is not a floating-point tensor; ``std`` is neither a number nor a
-            tensor.
+            real tensor (a bool or complex tensor).
         ValueError: shapes differ, ``target`` is not time-first, ``std`` does not broadcast to ``target``
             without growing it, or is not positive and finite.
     """
-    check_tensor(target, "target")
-    check_tensor(mean, "mean")
-    for name, x in (("target", target), ("mean", mean)):
-        if not x.is_floating_point():
-            raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    check_float_tensor(target, "target")
+    check_float_tensor(mean, "mean")
     if target.shape != mean.shape:
         raise ValueError(f"mean: expected the shape of target {list(target.shape)}, got {list(mean.shape)}")
     if target.dim() < 2:
         raise ValueError(f"target: expected a time-first tensor (T, B, ...), got shape {list(target.shape)}")
     reduce_dims = (0, *range(2, target.dim()))  # everything but the batch axis
+    n = math.prod(target.shape[d] for d in reduce_dims)  # elements per sequence (target[:, 0] fails for B = 0)
+    dtype = _working_dtype(torch.promote_types(target.dtype, mean.dtype))
     if is_real(std):
         std = float(std)
         # One σ for every element: Σ ½((x − μ)/σ)² + n·(log σ + ½ log 2π) without materialising a
@@ -59,11 +63,12 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         # is checked and used on the host: no tensor is copied to (or read back from) the device.
         if not std > 0 or not math.isfinite(std):
             raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
-        n = target[:, 0].numel()
-        sq = (target - mean).square().sum(reduce_dims)
+        sq = (target.to(dtype) - mean.to(dtype)).square().sum(reduce_dims)
         return sq / (2 * std**2) + n * (math.log(std) + _HALF_LOG_2PI)
     if not isinstance(std, torch.Tensor):
         raise TypeError(f"std: expected a float or a tensor, got {type(std).__name__} {std!r}")
+    if std.dtype == torch.bool or std.is_complex():
+        raise TypeError(f"std: expected a real tensor (floating point or integer), got dtype {std.dtype}")
     try:
         grown = torch.broadcast_shapes(std.shape, target.shape) != target.shape
     except RuntimeError:
@@ -72,15 +77,20 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         raise ValueError(
             f"std: expected a shape that broadcasts to the shape of target {list(target.shape)}, got {list(std.shape)}"
         )
-    scale = std.to(dtype=mean.dtype, device=mean.device)
+    scale = std.to(dtype=dtype, device=mean.device)
     if not bool((torch.isfinite(scale) & (scale > 0)).all()):
         raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
+    diff = target.to(dtype) - mean.to(dtype)
     if scale.dim() == 0:
-        n = target[:, 0].numel()
-        sq = (target - mean).square().sum(reduce_dims)
+        sq = diff.square().sum(reduce_dims)
         return sq / (2 * scale.square()) + n * (scale.log() + _HALF_LOG_2PI)
-    per_element = ((target - mean) / scale).square() / 2 + scale.log() + _HALF_LOG_2PI
+    per_element = (diff / scale).square() / 2 + scale.log() + _HALF_LOG_2PI
     return per_element.sum(reduce_dims)
+
+
+def _working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for the half precisions (sums of many terms overflow or lose their digits there), else ``dtype``."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def kl_per_sequence(q: Distribution, p: Distribution) -> torch.Tensor:
@@ -122,16 +132,17 @@ def residual_penalty(residuals: torch.Tensor) -> torch.Tensor:
     """Sum over sub-steps of the Euclidean norm (not squared) of each residual Δt·f.
 
     Args:
-        residuals: the increments of every sub-step, (S, B, Dy); a rollout's ``residuals`` have
-            S = (T−1)·n.
+        residuals: the increments of every sub-step, (S, B, Dy), floating point; a rollout's ``residuals``
+            have S = (T−1)·n.
 
     Returns:
         Per-sequence penalty, (B,).
 
     Raises:
-        TypeError: ``residuals`` is not a tensor.
+        TypeError: ``residuals`` is not a floating-point tensor.
         ValueError: ``residuals`` is not 3-dimensional.
     """
+    check_float_tensor(residuals, "residuals")
     check_shape(residuals, "s b d", "residuals")
     return torch.linalg.vector_norm(residuals, dim=-1).sum(0)
 
@@ -167,10 +178,11 @@ def elbo(
     """Negative ELBO with β weights: mean over the batch of nll + β_y·KL_y + β_z·KL_z + λ·penalty.
 
     Args:
-        nll: per-sequence negative log-likelihood, (B,).
-        kl_y: per-sequence KL of the initial state, (B,), or None.
-        kl_z: per-sequence KL of the transition noise, (B,), or None.
-        residual: per-sequence residual penalty, (B,), or None.
+        nll: per-sequence negative log-likelihood, (B,) with B >= 1 (a mean over no sequence is undefined),
+            floating point.
+        kl_y: per-sequence KL of the initial state, (B,), floating point, or None.
+        kl_z: per-sequence KL of the transition noise, (B,), floating point, or None.
+        residual: per-sequence residual penalty, (B,), floating point, or None.
         beta_y: weight of ``kl_y``.
         beta_z: weight of ``kl_z``.
         residual_weight: λ; the penalty is added only when λ > 0 (as the official code does).
@@ -179,22 +191,24 @@ def elbo(
         The terms averaged over the batch and the weighted total.
 
     Raises:
-        TypeError: a weight is not a real number.
-        ValueError: a weight is negative or not finite; a term is not of shape (B,).
+        TypeError: a weight is not a real number; a term is not a floating-point tensor.
+        ValueError: a weight is negative or not finite; a term is not of shape (B,); B = 0.
     """
     for name, weight in (("beta_y", beta_y), ("beta_z", beta_z), ("residual_weight", residual_weight)):
         if not is_real(weight):
             raise TypeError(f"{name}: expected a real number >= 0, got {type(weight).__name__} {weight!r}")
         if not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"{name}: expected a finite weight >= 0, got {weight!r}")
-    b = check_shape(nll, "b", "nll")["b"]
+    b = check_shape(check_float_tensor(nll, "nll"), "b", "nll")["b"]
+    if b == 0:
+        raise ValueError("nll: expected at least one sequence (B >= 1) to average over, got shape [0]")
     zero = nll.new_zeros(b)
     terms = []
     for name, value in (("kl_y", kl_y), ("kl_z", kl_z), ("residual", residual)):
         if value is None:
             terms.append(zero)
         else:
-            check_shape(value, "b", name, b=b)
+            check_shape(check_float_tensor(value, name), "b", name, b=b)
             terms.append(value)
     ky, kz, res = terms
     total = nll + beta_y * ky + beta_z * kz

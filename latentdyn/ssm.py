@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape
 from latentdyn.cells.base import TransitionCell
-from latentdyn.distributions import StandardNormal, diag_gaussian, index_steps
+from latentdyn.distributions import StandardNormal, _diag_gaussian, index_steps
 
 __all__ = ["LatentSSM", "Role", "Rollout", "Sampler", "default_sampler"]
 
@@ -36,6 +37,28 @@ _TIME_TOLERANCE = 1e-9
 def _is_real_dtype(dtype: torch.dtype) -> bool:
     """Floating-point or integer (not bool, not complex)."""
     return dtype.is_floating_point or (not dtype.is_complex and dtype != torch.bool)
+
+
+def _holds_bool(times: object) -> bool:
+    """Whether query times given as (nested) sequences or an array hold a bool, which ``torch.as_tensor`` would
+    silently read as 0 or 1."""
+    if isinstance(times, (bool, np.bool_)):
+        return True
+    if isinstance(times, (np.ndarray, torch.Tensor)):
+        return times.dtype in (np.bool_, torch.bool)
+    if isinstance(times, Sequence) and not isinstance(times, (str, bytes)):
+        return any(_holds_bool(t) for t in times)
+    return False
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``: it casts the networks' inputs, so mixed dtypes are fine then."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type: one query per device type
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return device_type == "cuda" and bool(torch.is_autocast_enabled())
 
 
 class Sampler(Protocol):
@@ -119,13 +142,16 @@ class Rollout:
             The states, (Q, B, Dy), in the dtype of ``substates``.
 
         Raises:
-            TypeError: ``times`` is not made of real numbers (a string, ``None``, a bool or complex tensor).
+            TypeError: ``times`` is not made of real numbers (a string, ``None``, a bool, or a bool or complex
+                tensor).
             ValueError: no time, a time that is not finite or outside the rollout, times that do not strictly
                 increase, or a shape other than (Q,) and (Q, B).
         """
         if isinstance(times, (str, bytes)) or (isinstance(times, torch.Tensor) and not _is_real_dtype(times.dtype)):
             got = f"a tensor of dtype {times.dtype}" if isinstance(times, torch.Tensor) else type(times).__name__
             raise TypeError(f"times: expected real times (a sequence of numbers or a tensor), got {got}")
+        if _holds_bool(times):
+            raise TypeError(f"times: expected real times (a sequence of numbers or a tensor), got bools {times!r:.80}")
         try:
             ts = torch.as_tensor(times, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as e:
@@ -171,8 +197,9 @@ class Rollout:
         return torch.lerp(states[left].to(work), states[right].to(work), w[:, None, None]).to(states.dtype)
 
 
-def _check_draw(z: object, role: Role, shape: tuple[int, ...]) -> torch.Tensor:
-    """Check that a sampler's draw for ``role`` is a floating-point tensor of ``shape`` (no values read)."""
+def _check_draw(z: object, role: Role, shape: tuple[int, ...], state_dtype: torch.dtype | None) -> torch.Tensor:
+    """Check that a sampler's draw for ``role`` is a floating-point tensor of ``shape`` (no values read) and,
+    unless ``state_dtype`` is None (not checked), that it does not promote states of that dtype."""
     if not isinstance(z, torch.Tensor) or not z.is_floating_point():
         got = f"a tensor of dtype {z.dtype}" if isinstance(z, torch.Tensor) else type(z).__name__
         raise TypeError(f"sampler: expected a floating-point tensor for role {role!r}, got {got}")
@@ -180,6 +207,11 @@ def _check_draw(z: object, role: Role, shape: tuple[int, ...]) -> torch.Tensor:
         raise ValueError(
             f"sampler: expected a draw of shape {list(shape)} for role {role!r} (the distribution's batch and event "
             f"shape), got shape {list(z.shape)}"
+        )
+    if state_dtype is not None and torch.promote_types(z.dtype, state_dtype) != state_dtype:
+        raise TypeError(
+            f"sampler: expected a draw in the dtype of y0, {state_dtype} (or a lower precision), for role {role!r}, "
+            f"got {z.dtype}; the cell would see a condition of another dtype than its parameters"
         )
     return z
 
@@ -302,7 +334,10 @@ class LatentSSM(nn.Module):
             TypeError: an argument of the wrong kind (``n_frames``, ``n_substeps``, ``n_observed`` or ``t0``
                 not an int, ``sample`` not a bool, ``y0`` not floating-point, a posterior that is not a diagonal
                 Gaussian, a prior that does not return one, a ``sampler`` that is not callable or draws something
-                other than a floating-point tensor).
+                other than a floating-point tensor). Also dtypes the networks would refuse: ``y0`` not in the
+                dtype of the model's parameters, or a posterior or a draw of a higher precision than ``y0`` (a
+                float64 one for float32 states); under ``torch.autocast``, which casts the other dtypes, only
+                float64 ones for a model whose parameters are not float64.
             ValueError: wrong shapes of ``y0``, of ``inputs``, of the posterior, of the prior's output or of a
                 sampler's draw; counts out of range; z needed beyond the posterior from a model without a prior;
                 ``inputs`` missing for a model that takes them, or given to one that does not.
@@ -316,6 +351,9 @@ class LatentSSM(nn.Module):
         t0 = check_int(t0, "t0")
         n = cell.check_substeps(n_substeps)
         n_post = self._check_posterior(posterior, n_observed, n_frames, b)
+        # A y0, posterior or draw of a dtype the networks refuse would fail inside them ("mat1 and mat2 must
+        # have the same dtype"): named here instead. The highest dtype a draw may have, or None.
+        state_dtype = self._check_dtypes(y0, posterior)
         if sampler is not None and not callable(sampler):
             raise TypeError(
                 f"sampler: expected a callable draw(dist, role) -> tensor, or None, got {type(sampler).__name__}"
@@ -335,7 +373,7 @@ class LatentSSM(nn.Module):
         post_used = index_steps(posterior, slice(0, n_post)) if posterior is not None else None
         z_post = None
         if post_used is not None and n_post > 0:
-            z_post = _check_draw(draw(post_used, "z_posterior"), "z_posterior", (n_post, b, dz))
+            z_post = _check_draw(draw(post_used, "z_posterior"), "z_posterior", (n_post, b, dz), state_dtype)
 
         substates = [y0.unsqueeze(0)]
         residuals: list[torch.Tensor] = []
@@ -351,7 +389,7 @@ class LatentSSM(nn.Module):
             else:  # a prior exists (checked above)
                 p = self._prior(y, u, check=not prior_steps)
                 prior_steps.append(p)
-                z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz))
+                z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
             cond = z if u is None else torch.cat([z, u.to(z.dtype)], dim=-1)
             path = cell._path(y, cond, n, t0 + t - 1)
             if t == 1:
@@ -394,6 +432,43 @@ class LatentSSM(nn.Module):
             A :class:`Rollout`.
         """
         return self.rollout(y0, n_frames, **kwargs)
+
+    def _check_dtypes(self, y0: torch.Tensor, posterior: Independent | None) -> torch.dtype | None:
+        """Check the dtypes the networks would refuse; return the highest dtype a draw may have (None: any).
+
+        Without autocast the networks need inputs of their parameters' dtype: ``y0`` must have it, and a
+        posterior or a draw must not promote the states (z is concatenated with them). Under autocast the
+        inputs are cast to the autocast dtype, except float64 ones, which then meet lower-precision weights.
+        Models without floating-point parameters, or with parameters of several dtypes, are not checked.
+        """
+        dtypes = {p.dtype for p in self.parameters() if p.is_floating_point()}
+        if len(dtypes) != 1:
+            return None
+        (want,) = dtypes
+        if _autocast_enabled(y0.device.type):
+            if want == torch.float64:
+                return None
+            ceiling = torch.float32
+            if torch.promote_types(y0.dtype, ceiling) != ceiling:
+                raise TypeError(
+                    f"y0: expected float32 or a lower precision under torch.autocast (which does not cast float64 "
+                    f"inputs) for a model with {want} parameters, got {y0.dtype}"
+                )
+        else:
+            if y0.dtype != want:
+                raise TypeError(
+                    f"y0: expected the dtype of the model's parameters, {want}, got {y0.dtype}; cast y0 with "
+                    f"y0.to({want}) or the model with model.to({y0.dtype}), or run under torch.autocast"
+                )
+            ceiling = want
+        if posterior is not None:
+            got = posterior.mean.dtype
+            if torch.promote_types(got, ceiling) != ceiling:
+                raise TypeError(
+                    f"posterior: expected the dtype of y0, {ceiling} (or a lower precision), got {got}; the cell "
+                    "would see a condition of another dtype than its parameters"
+                )
+        return ceiling
 
     def _check_inputs(self, inputs: torch.Tensor | None, n_trans: int, b: int) -> torch.Tensor | None:
         """The exogenous inputs (T−1, B, Du) of a rollout, or None for a model without inputs."""
@@ -466,7 +541,7 @@ class LatentSSM(nn.Module):
             return None
         if n_trans == 0:
             empty = states.new_zeros(0, states.shape[1], self.noise_size)
-            return diag_gaussian(empty, torch.ones_like(empty), validate_args=False)
+            return _diag_gaussian(empty, torch.ones_like(empty), validate_args=False)
         n_post = min(n_post, n_trans)
         parts_loc: list[torch.Tensor] = []
         parts_scale: list[torch.Tensor] = []
@@ -478,4 +553,4 @@ class LatentSSM(nn.Module):
         if in_loop:
             parts_loc.append(torch.stack([p.base_dist.loc for p in in_loop]))
             parts_scale.append(torch.stack([p.base_dist.scale for p in in_loop]))
-        return diag_gaussian(torch.cat(parts_loc), torch.cat(parts_scale), validate_args=False)  # valid parts
+        return _diag_gaussian(torch.cat(parts_loc), torch.cat(parts_scale), validate_args=False)  # valid parts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -10,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from latentdyn._checks import (
+    check_bool,
     check_choice,
+    check_float_tensor,
     check_int,
     check_positive_int,
     check_shape,
@@ -253,3 +256,21 @@ def test_flags_must_be_bools() -> None:
         make_test_set(digits, np.zeros(4, dtype=np.int64), seq_len=3, deterministic="no")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"grayscale: expected a bool, got str 'False'"):
         VideoFolderDataset(Path(__file__).parent, seq_len=2, grayscale="False")  # type: ignore[arg-type]
+
+
+def test_check_float_tensor() -> None:
+    x = torch.zeros(2, dtype=torch.bfloat16)
+    assert check_float_tensor(x, "x") is x
+    for dtype in (torch.int64, torch.uint8, torch.bool, torch.complex64):
+        with pytest.raises(TypeError, match=re.escape(f"raw: expected a floating-point tensor, got dtype {dtype}")):
+            check_float_tensor(torch.zeros(2, dtype=dtype), "raw")
+    with pytest.raises(TypeError, match=r"raw: expected a torch\.Tensor, got float"):
+        check_float_tensor(1.0, "raw")
+
+
+def test_check_bool_says_what_the_flag_means() -> None:
+    import numpy as np
+
+    assert check_bool(np.True_, "higher_is_better", "True for PSNR") is True
+    with pytest.raises(TypeError, match=r"higher_is_better: expected a bool \(True for PSNR\), got int 1"):
+        check_bool(1, "higher_is_better", "True for PSNR")

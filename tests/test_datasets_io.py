@@ -137,8 +137,11 @@ def test_write_video_argument_errors(tmp_path: Path) -> None:
         write_video(tmp_path / "a.mp4", frames[..., :2], 25)
     with pytest.raises(ValueError, match=r"even height and width"):
         write_video(tmp_path / "a.mp4", np.zeros((2, 15, 16, 3), np.uint8), 25)
-    with pytest.raises(ValueError, match=r"fps: expected a positive number"):
+    with pytest.raises(ValueError, match=r"fps: expected a positive finite number, got 0\.0"):
         write_video(tmp_path / "a.mp4", frames, 0)
+    for bad in (True, "25", None):
+        with pytest.raises(TypeError, match=r"fps: expected a positive real number, got "):
+            write_video(tmp_path / "a.mp4", frames, bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"cannot pick a codec for extension '.xyz'"):
         write_video(tmp_path / "a.xyz", frames, 25)
     with pytest.raises(ValueError, match=r"a.mp4: cannot encode video with codec 'no-such-codec'"):
@@ -148,8 +151,11 @@ def test_write_video_argument_errors(tmp_path: Path) -> None:
 
 def test_read_video_argument_errors(tmp_path: Path) -> None:
     path = write_video(tmp_path / "a.avi", ramp_video(), 25)
-    with pytest.raises(ValueError, match=r"frame_rate: expected a positive number"):
+    with pytest.raises(ValueError, match=r"frame_rate: expected a positive finite number, got 0\.0"):
         read_video(path, frame_rate=0)
+    for bad in (True, "25"):
+        with pytest.raises(TypeError, match=r"frame_rate: expected a positive real number, got "):
+            read_video(path, frame_rate=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"interpolation: expected one of"):
         read_video(path, interpolation="cubic-ish")
     with pytest.raises(TypeError, match=r"size: expected None, an int or a"):
@@ -164,3 +170,11 @@ def test_missing_pyav_says_how_to_install(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(ImportError, match=r'pip install "latentdyn\[video\]"'):
         read_video(path)
+
+
+def test_numpy_frame_rates_are_numbers(tmp_path: Path) -> None:
+    """np.float32 and np.int64 rates were refused with a ValueError ("got np.float32(25.0)"): they are numbers."""
+    frames = ramp_video()
+    path = write_video(tmp_path / "a.avi", frames, np.int64(25))
+    assert np.array_equal(read_video(path, frame_rate=np.float32(50)), read_video(path, frame_rate=50))
+    assert write_video(tmp_path / "b.avi", frames, np.float32(25.0)).is_file()

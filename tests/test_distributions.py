@@ -154,3 +154,47 @@ def test_index_steps() -> None:
     full = MultivariateNormal(torch.zeros(5, 2, 3), torch.eye(3))
     with pytest.raises(TypeError, match=r"dist: expected Independent\(Normal\)"):
         index_steps(full, 0)
+
+
+def test_index_steps_refuses_bool_and_non_integer_indices() -> None:
+    """A bool is an int to Python but a new axis to tensor indexing: index_steps(d, True) gave batch (1, T, B)."""
+    import numpy as np
+
+    dist = diag_gaussian(torch.randn(5, 2, 3), torch.rand(5, 2, 3) + 0.1)
+    for bad in (True, np.bool_(False), 1.0, None, [0, 1], torch.tensor(0)):
+        with pytest.raises(TypeError, match=r"index: expected an int or a slice of steps, got "):
+            index_steps(dist, bad)  # type: ignore[arg-type]
+    picked = index_steps(dist, np.int64(3))
+    assert tuple(picked.batch_shape) == (2,) and torch.equal(picked.mean, dist.mean[3])
+
+
+def test_index_steps_needs_a_time_axis() -> None:
+    """Without a batch axis, a slice selected along the event axis and an int failed inside torch."""
+    no_time = diag_gaussian(torch.zeros(4), torch.ones(4))
+    for index in (0, slice(0, 2)):
+        with pytest.raises(ValueError, match=r"dist: expected a batch shape \(T, \.\.\.\) .*got batch shape \(\)"):
+            index_steps(no_time, index)
+
+
+def test_diag_gaussian_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match=r"loc: expected a tensor \(\.\.\., D\) with an event axis, got a 0-dim"):
+        diag_gaussian(torch.tensor(0.0), torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"scale: expected a tensor \(\.\.\., D\) with an event axis"):
+        diag_gaussian(torch.zeros(3), torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"loc: expected a torch\.Tensor, got list"):
+        diag_gaussian([0.0, 0.0], torch.ones(2))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"scale: expected a floating-point tensor, got dtype torch\.int64"):
+        diag_gaussian(torch.zeros(2), torch.ones(2, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"loc: expected a floating-point tensor, got dtype torch\.bool"):
+        diag_gaussian(torch.zeros(2, dtype=torch.bool), torch.ones(2))
+    with pytest.raises(ValueError, match=r"scale: expected a shape that broadcasts with the shape of loc \[2, 3\]"):
+        diag_gaussian(torch.zeros(2, 3), torch.ones(2, 4))
+    with pytest.raises(TypeError, match=r"validate_args: expected a bool, got str 'no'"):
+        diag_gaussian(torch.zeros(2), torch.ones(2), validate_args="no")  # type: ignore[arg-type]
+    broadcast = diag_gaussian(torch.zeros(4, 3), torch.ones(3))  # a shared scale broadcasts, as Normal allows
+    assert tuple(broadcast.batch_shape) == (4,) and torch.equal(broadcast.stddev, torch.ones(4, 3))
+
+
+def test_from_raw_refuses_integer_tensors() -> None:
+    with pytest.raises(TypeError, match=r"raw: expected a floating-point tensor, got dtype torch\.int64"):
+        diag_gaussian_from_raw(torch.zeros(2, 4, dtype=torch.long))

@@ -139,6 +139,26 @@ def test_frechet_rejects_non_finite() -> None:
         frechet_distance(torch.zeros(2), bad, torch.zeros(2), torch.eye(2))
 
 
+def test_frechet_rejects_covariances_that_are_not_psd() -> None:
+    """-I was accepted and its clamped square root gave a distance of 0.0 to +I."""
+    mu, eye = torch.zeros(2), torch.eye(2)
+    with pytest.raises(
+        ValueError, match=r"sigma1: expected a positive semi-definite covariance, got an eigenvalue of -1"
+    ):
+        frechet_distance(mu, -eye, mu, eye)
+    indefinite = torch.tensor([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and -1
+    with pytest.raises(ValueError, match=r"sigma2: expected a positive semi-definite covariance"):
+        frechet_distance(mu, eye, mu, indefinite)
+    # Round-off below zero in a singular covariance (fewer samples than dimensions, fit in float32) is fine.
+    g = torch.Generator().manual_seed(3)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(16, 200, generator=g, dtype=torch.float64).to(dtype) * 100 + 50
+        centred = x - x.mean(0)
+        cov = centred.T @ centred / 15
+        assert torch.linalg.eigvalsh(cov.double()).min() < 0  # round-off, as real fits have
+        assert frechet_distance(x.mean(0), cov, x.mean(0), cov) == pytest.approx(0.0, abs=1e-6 * float(cov.trace()))
+
+
 # ------------------------------------------------------------------------------------------------------
 # Preprocessing
 # ------------------------------------------------------------------------------------------------------

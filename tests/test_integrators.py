@@ -16,7 +16,7 @@ from problems import (
 from torchdiffeq._impl.odeint import SOLVERS
 
 from latentdyn.cells import ODECell, ResidualCell
-from latentdyn.fields import VectorField
+from latentdyn.fields import MLPField, VectorField
 from latentdyn.integrators import (
     INTEGRATOR_NAMES,
     EulerIntegrator,
@@ -354,3 +354,24 @@ def test_field_output_must_have_the_state_shape(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match=message):
         adjoint(field, y, ts, z.requires_grad_())
     assert EulerIntegrator()(_ShapedField((4, 3)), y, ts, z).shape == (3, 4, 3)
+
+
+@pytest.mark.parametrize("name", INTEGRATOR_NAMES)
+@pytest.mark.parametrize("adjoint", [False, True], ids=["backprop", "adjoint"])
+def test_every_integrator_takes_an_empty_batch(name: str, adjoint: bool) -> None:
+    """B = 0 gives empty states (S, 0, Dy): adaptive solvers measured the empty state's error as NaN and
+    asserted "underflow in dt"; fixed-step ones already worked."""
+    integrator = by_name(name)
+    if adjoint:
+        if not isinstance(integrator, OdeintIntegrator):
+            return
+        integrator = OdeintIntegrator(integrator.method, adjoint=True)
+    field = MLPField(3, 2, 8, 2)
+    y0 = torch.zeros(0, 3, requires_grad=True)
+    cond = torch.zeros(0, 2, requires_grad=True)
+    out = integrator(field, y0, torch.linspace(0.0, 1.0, 4), cond)
+    assert out.shape == (4, 0, 3) and out.dtype == torch.float32
+    cell = ODECell(field, integrator, 3, 2, n_substeps=3)
+    path = cell.path(y0, cond)
+    assert path.states.shape == (3, 0, 3)  # the n sub-step states after y0
+    assert cell(y0, cond).shape == (0, 3)

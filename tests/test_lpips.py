@@ -451,3 +451,51 @@ def test_unreadable_file_is_rejected(tmp_path: Path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"garbage\.pth.*cannot be read as a PyTorch state dict"):
         AlexNetFeatures().load_torchvision_weights(bad)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Smallest frames and input dtypes
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_min_size_is_the_smallest_input_alexnet_takes() -> None:
+    """The documented minimum is the real one: the trunk's own layers up to relu5 (the last max-pool is not
+    used) run at 31 px and fail at 30 px."""
+    trunk = AlexNetFeatures().features[:12]
+    assert AlexNetFeatures.min_size == 31
+    with torch.no_grad():
+        for h, w in ((31, 31), (31, 64), (64, 31)):
+            assert trunk(torch.zeros(1, 3, h, w)).shape[0] == 1
+        for h, w in ((30, 30), (30, 64), (64, 30)):
+            with pytest.raises(RuntimeError, match="too small"):
+                trunk(torch.zeros(1, 3, h, w))
+
+
+def test_frames_below_the_minimum_are_refused_up_front(metric: LPIPS) -> None:
+    """Frames of 11 to 30 px failed deep in torch ("Output size is too small")."""
+    for h, w in ((30, 30), (11, 11), (64, 30)):
+        x = _frames(2, 1, h, w)
+        with pytest.raises(
+            ValueError, match=rf"x: expected frames of at least 31×31 pixels .*got shape \[2, 1, {h}, {w}\]"
+        ):
+            metric(x, x)
+        with pytest.raises(ValueError, match=r"x: expected frames of at least 31×31 pixels"):
+            metric.backbone(_frames(2, 3, h, w))
+    with torch.no_grad():
+        assert metric(_frames(2, 1, 31, 31), _frames(2, 1, 31, 31, seed=3)).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "out_dtype"),
+    [(torch.float16, torch.float32), (torch.bfloat16, torch.float32), (torch.float64, torch.float64)],
+)
+def test_frames_of_any_float_dtype_are_scored_by_the_float32_network(
+    metric: LPIPS, dtype: torch.dtype, out_dtype: torch.dtype
+) -> None:
+    """float16 and float64 frames failed in the first convolution ("Input type ... and bias type (float)")."""
+    x, y = _frames(3, 1, 64, 64).to(dtype), _frames(3, 1, 64, 64, seed=5).to(dtype)
+    with torch.no_grad():
+        got = metric(x, y)
+        reference = metric(x.float(), y.float())  # the same frames, as float32
+    assert got.dtype == out_dtype and got.shape == (3,)
+    torch.testing.assert_close(got.float(), reference, rtol=1e-6, atol=1e-7)

@@ -325,7 +325,9 @@ def test_best_of_n_without_time_axis_and_ties_and_inf() -> None:
 def test_best_of_n_errors() -> None:
     with pytest.raises(TypeError, match=r"scores: expected a torch\.Tensor"):
         best_of_n(np.zeros((2, 3)), higher_is_better=True)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="higher_is_better: expected a bool"):
+    with pytest.raises(
+        TypeError, match=r"higher_is_better: expected a bool \(True for PSNR/SSIM, False for LPIPS\), got int 1"
+    ):
         best_of_n(torch.zeros(2, 3), higher_is_better=1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="scores: expected a floating-point tensor"):
         best_of_n(torch.zeros(2, 3, dtype=torch.long), higher_is_better=True)
@@ -395,3 +397,11 @@ def test_mean_confidence_interval_errors() -> None:
         mean_confidence_interval(torch.zeros(0, 2))
     with pytest.raises(ValueError, match="z: expected a positive finite number"):
         mean_confidence_interval(torch.zeros(3), z=-1.96)
+
+
+def test_best_of_n_takes_numpy_bools_like_every_flag() -> None:
+    """np.True_ was refused ("expected a bool ..., got bool np.True_") while check_bool accepts it elsewhere."""
+    scores = torch.tensor([[1.0, 4.0], [3.0, 2.0]])
+    for flag, best in ((np.True_, [1, 0]), (np.False_, [0, 1])):
+        out = best_of_n(scores, higher_is_better=flag)  # type: ignore[arg-type]
+        assert out.best_index.tolist() == best

@@ -831,3 +831,75 @@ def test_cli_registry_rejects_duplicate_names() -> None:
     command = data_cli.COMMANDS["smmnist-test-set"]
     with pytest.raises(ValueError, match="command 'smmnist-test-set' is already registered"):
         data_cli.register(command)
+
+
+# ------------------------------------------------------------------------------------------- argument checks
+def test_test_set_items_are_read_by_integer_index_only() -> None:
+    """NumPy read ``ds[True]`` as a mask (a (T, 1, N, H, W) array) and ``ds[1.0]`` failed inside NumPy."""
+    digits = np.arange(4 * 28 * 28, dtype=np.int64).reshape(4, 28, 28).astype(np.uint8)
+    ds = MovingMNISTTestSet(make_test_set(digits, np.arange(4), seq_len=3, deterministic=True))
+    for bad in (True, np.bool_(False), 1.0, "1", None):
+        with pytest.raises(TypeError, match=r"index: expected an int, got "):
+            ds[bad]  # type: ignore[index]
+    assert np.array_equal(ds[np.int64(1)], ds[1]) and ds[-1].shape == (3, 64, 64)
+
+
+def test_deterministic_digits_need_room_to_move() -> None:
+    """With digits as large as the frame (L = 0), the official deterministic bounce loop never ends (a reflected
+    move lands a full step beyond the other wall, forever); it was accepted and failed on the first item."""
+    digits = np.full((4, 28, 28), 200, np.uint8)
+    room = r"deterministic Moving MNIST needs room to move"
+    with pytest.raises(ValueError, match=rf"image_size: {room}, got image_size=28"):
+        MovingMNIST(digits, seq_len=3, deterministic=True, image_size=28, seed=0)
+    with pytest.raises(ValueError, match=rf"image_size: {room}"):
+        make_test_set(digits, np.arange(4), seq_len=3, deterministic=True, image_size=28)
+    with pytest.raises(ValueError, match=rf"limit: {room}, got limit=0 with velocity \(1, 0\)"):
+        compute_trajectory(0, 0, 1, 0, seq_len=3, limit=0, deterministic=True)
+    with pytest.raises(ValueError, match=rf"limit: {room}, got limit=0 with max_speed=4"):
+        draw_trajectory(np.random.RandomState(0), seq_len=3, limit=0, deterministic=True)
+    with pytest.raises(ValueError, match=rf"limit: {room}"):
+        resolve_collisions(Motion(0.0, 1.0, 0, 1), limit=0, deterministic=True)
+    # A digit that cannot move has a trajectory, and the stochastic version draws until it stays put.
+    still = MovingMNIST(digits, seq_len=3, deterministic=True, image_size=28, max_speed=0, seed=0)[0]
+    assert np.array_equal(still, np.full((3, 28, 28), 255, np.uint8))  # two digits of 200, clipped
+    assert compute_trajectory(0, 0, 0, 0, seq_len=2, limit=0, deterministic=True).positions.tolist() == [[0, 0]] * 2
+    stochastic = MovingMNIST(digits, seq_len=3, deterministic=False, image_size=28, seed=0)[0]
+    assert np.array_equal(stochastic, still)
+
+
+def test_trajectory_functions_check_their_arguments() -> None:
+    rs = np.random.RandomState(0)
+    legacy = r"rng: expected a numpy\.random\.RandomState .*got Generator"
+    with pytest.raises(TypeError, match=legacy):
+        draw_trajectory(np.random.default_rng(0), seq_len=3, limit=36, deterministic=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=legacy):
+        compute_trajectory(0, 0, 1, 1, seq_len=3, limit=36, deterministic=False, rng=np.random.default_rng(0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=legacy):
+        resolve_collisions(Motion(-1.0, 0.0, -1, 0), limit=36, deterministic=False, rng=np.random.default_rng(0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"max_speed: expected an int >= 0, got -1"):
+        draw_trajectory(rs, seq_len=3, limit=36, deterministic=False, max_speed=-1)
+    with pytest.raises(ValueError, match=r"limit: expected an int >= 0, got -1"):
+        draw_trajectory(rs, seq_len=3, limit=-1, deterministic=False)
+    with pytest.raises(TypeError, match=r"seq_len: expected an int >= 1, got float 3\.0"):
+        draw_trajectory(rs, seq_len=3.0, limit=36, deterministic=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"sx: expected an int, got str '0'"):
+        compute_trajectory("0", 0, 1, 1, seq_len=3, limit=5, deterministic=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"dx: expected an int, got float 1\.5"):
+        compute_trajectory(0, 0, 1.5, 1, seq_len=3, limit=5, deterministic=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"max_speed: expected an int >= 0, got -2"):
+        compute_trajectory(0, 0, 1, 1, seq_len=3, limit=5, deterministic=False, max_speed=-2)
+    with pytest.raises(TypeError, match=r"limit: expected a real number >= 0, got str '36'"):
+        resolve_collisions(Motion(-1.0, 0.0, -1, 0), limit="36", deterministic=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"limit: expected a real number >= 0, got -1"):
+        resolve_collisions(Motion(-1.0, 0.0, -1, 0), limit=-1, deterministic=True)
+    with pytest.raises(TypeError, match=r"motion: expected real x, y and integer dx, dy"):
+        resolve_collisions(Motion(-1.0, 0.0, -1.0, 0), limit=36, deterministic=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"motion: expected a Motion\(x, y, dx, dy\), got list"):
+        resolve_collisions([-1.0, 0.0, -1, 0], limit=36, deterministic=True)  # type: ignore[arg-type]
+    # NumPy integers (array elements) are ints, and a RandomState gives the same draws as before the checks.
+    i = np.int64
+    traj = compute_trajectory(i(3), i(4), i(2), i(-1), seq_len=i(5), limit=i(36), deterministic=True)
+    assert (
+        traj.positions.tolist()
+        == compute_trajectory(3, 4, 2, -1, seq_len=5, limit=36, deterministic=True).positions.tolist()
+    )

@@ -255,3 +255,55 @@ def test_elbo_rejects_negative_or_non_finite_weights() -> None:
                 elbo(nll, kl, kl, kl, **{name: bad_kind})
         # Zero and ints are weights.
         assert torch.isfinite(elbo(nll, kl, kl, kl, **{name: 0}).total)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gaussian_nll_of_half_precision_frames_is_reduced_in_float32(dtype: torch.dtype) -> None:
+    """20 frames of 64×64 sum 81920 terms: in float16 the sum overflowed to inf (bfloat16 kept ~3 digits)."""
+    target = _rand(20, 2, 1, 64, 64, seed=4).sigmoid().to(dtype)
+    mean = torch.zeros_like(target)
+    # The formula written out in float64 on the same (rounded) values.
+    x = target.double()
+    per_element = 0.5 * (x / 0.5) ** 2 + math.log(0.5) + 0.5 * math.log(2 * math.pi)
+    expected = per_element.sum(dim=(0, 2, 3, 4))
+    assert expected.min() > torch.finfo(torch.float16).max  # beyond what a float16 sum can hold
+    for std in (0.5, torch.tensor(0.5), torch.full((1, 64, 64), 0.5)):
+        nll = gaussian_nll(target, mean, std)
+        assert nll.dtype == torch.float32 and nll.shape == (2,)
+        torch.testing.assert_close(nll.double(), expected, rtol=1e-5, atol=0)
+
+
+def test_gaussian_nll_of_no_sequence_is_empty() -> None:
+    """B = 0 (as rollouts and kl_per_sequence allow) gives (0,), not an IndexError."""
+    x = torch.zeros(3, 0, 4)
+    for std in (1.0, torch.tensor(2.0), torch.ones(4), torch.ones(3, 1, 4)):
+        nll = gaussian_nll(x, x, std)
+        assert nll.shape == (0,) and nll.dtype == torch.float32
+
+
+def test_gaussian_nll_refuses_bool_and_complex_std_tensors() -> None:
+    """std=True is refused; a bool tensor was read as σ = 1."""
+    x = torch.zeros(2, 1, 3)
+    with pytest.raises(
+        TypeError, match=r"std: expected a real tensor \(floating point or integer\), got dtype torch\.bool"
+    ):
+        gaussian_nll(x, x, torch.tensor(True))
+    with pytest.raises(TypeError, match=r"std: expected a real tensor .*got dtype torch\.complex64"):
+        gaussian_nll(x, x, torch.ones(3, dtype=torch.complex64))
+
+
+def test_residual_penalty_and_elbo_refuse_non_float_tensors() -> None:
+    with pytest.raises(TypeError, match=r"residuals: expected a floating-point tensor, got dtype torch\.int64"):
+        residual_penalty(torch.ones(2, 3, 4, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"residuals: expected a torch\.Tensor, got list"):
+        residual_penalty([[[1.0]]])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"nll: expected a floating-point tensor, got dtype torch\.int64"):
+        elbo(torch.tensor([1, 2]))
+    with pytest.raises(TypeError, match=r"kl_z: expected a floating-point tensor, got dtype torch\.bool"):
+        elbo(torch.ones(2), kl_z=torch.ones(2, dtype=torch.bool))
+
+
+def test_elbo_of_no_sequence_is_refused() -> None:
+    """The mean over an empty batch is NaN, which would silently poison a training step."""
+    with pytest.raises(ValueError, match=r"nll: expected at least one sequence \(B >= 1\) to average over"):
+        elbo(torch.zeros(0))

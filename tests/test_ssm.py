@@ -634,3 +634,57 @@ def test_default_sampler_checks_sample() -> None:
         default_sampler("no")  # type: ignore[arg-type]
     dist = diag_gaussian(torch.ones(2, 3), torch.ones(2, 3))
     assert torch.equal(default_sampler(False)(dist, "z_prior"), torch.ones(2, 3))
+
+
+def test_at_refuses_bools_in_sequences() -> None:
+    """A bool tensor was refused but [True] was read as t = 1."""
+    import numpy as np
+
+    r = make_ssm(n=2).rollout(make_y0(), 5, sampler=RecordingSampler())
+    for bad in ([True], [0.5, True], [[True] * B], (np.bool_(True),), np.array([True, False])):
+        with pytest.raises(TypeError, match=r"times: expected real times .*got bools"):
+            r.at(bad)  # type: ignore[arg-type]
+    assert torch.equal(r.at([1]), r.states[1:2]) and torch.equal(r.at(np.array([1.0])), r.states[1:2])
+
+
+def test_rollout_refuses_dtypes_the_networks_would_refuse() -> None:
+    """A float64 y0, posterior or draw for a float32 model failed inside a matmul ("mat1 and mat2 must have the
+    same dtype"); the rollout names the argument and both dtypes."""
+    ssm = make_ssm(dtype=torch.float32)
+    y0 = make_y0(dtype=torch.float32)
+    with pytest.raises(
+        TypeError, match=r"y0: expected the dtype of the model's parameters, torch\.float32, got torch\.float64"
+    ):
+        ssm.rollout(y0.double(), 3)
+    with pytest.raises(TypeError, match=r"posterior: expected the dtype of y0, torch\.float32 .*got torch\.float64"):
+        ssm.rollout(y0, 3, posterior=make_posterior(2, dtype=torch.float64))
+    for n_observed in (1, 2):  # a draw for the prior, then one for the posterior
+        with pytest.raises(
+            TypeError, match=r"sampler: expected a draw in the dtype of y0, torch\.float32 .*got torch\.float64"
+        ):
+            ssm.rollout(
+                y0,
+                3,
+                posterior=make_posterior(2, dtype=torch.float32),
+                n_observed=n_observed,
+                sampler=lambda dist, role: dist.mean.double(),
+            )
+    # A lower-precision posterior only rounds z: the states stay float32, as before.
+    low = ssm.rollout(y0, 3, posterior=make_posterior(2, dtype=torch.bfloat16))
+    assert low.states.dtype == torch.float32
+
+
+def test_rollout_leaves_dtypes_to_autocast_except_float64() -> None:
+    """Under autocast the networks cast float32 inputs themselves (not float64 ones): a float32 y0 runs a
+    bfloat16 model there, while outside autocast it is refused."""
+    ssm = make_ssm(dtype=torch.bfloat16)
+    y0 = make_y0(dtype=torch.float32)
+    with pytest.raises(TypeError, match=r"y0: expected the dtype of the model's parameters, torch\.bfloat16"):
+        ssm.rollout(y0, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        r = ssm.rollout(y0, 3, posterior=make_posterior(2, dtype=torch.float32))
+        assert r.states.shape == (3, B, DY)
+        with pytest.raises(TypeError, match=r"y0: expected float32 or a lower precision under torch\.autocast"):
+            ssm.rollout(y0.double(), 3)
+        with pytest.raises(TypeError, match=r"posterior: expected the dtype of y0, torch\.float32 .*torch\.float64"):
+            ssm.rollout(y0, 3, posterior=make_posterior(2, dtype=torch.float64))

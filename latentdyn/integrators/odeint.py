@@ -84,6 +84,9 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 class OdeintIntegrator(Integrator):
     """Integrate with ``torchdiffeq.odeint`` (or ``odeint_adjoint``) and any of its methods.
 
+    An empty batch (B = 0) gives empty states (S, 0, Dy) with every method, without calling the solver (whose
+    step-size control and Adams corrector cannot measure an empty state).
+
     Args:
         method: a torchdiffeq method name, e.g. ``"euler"``, ``"rk4"``, ``"dopri5"``.
         rtol: relative tolerance of adaptive methods (:data:`ADAPTIVE_METHODS`); with a bfloat16 state it must
@@ -143,6 +146,11 @@ class OdeintIntegrator(Integrator):
                     f"rtol: {self.rtol:g} is below the resolution of the {y0.dtype} state (eps {eps:g}); "
                     f"use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or a float32 state"
                 )
+        if y0.numel() == 0:
+            # No sequence (B = 0): the error norm of an empty state is a mean over nothing, NaN, so adaptive
+            # methods shrink the step until torchdiffeq asserts ("underflow in dt"), and the Adams methods take
+            # a max over it. Nothing moves: every time holds the empty y0.
+            return y0.unsqueeze(0).expand(ts.shape[0], *y0.shape).clone()
         func = _BoundField(field, cond)
         kwargs: dict[str, Any] = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=self.options)
         if self.adjoint:

@@ -120,6 +120,22 @@ def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     return (eigvecs * eigvals.clamp_min(0.0).sqrt()) @ eigvecs.T
 
 
+def _check_psd(sym: torch.Tensor, dtype: torch.dtype, name: str) -> None:
+    """Refuse a symmetric float64 matrix with an eigenvalue below zero beyond the round-off of a covariance
+    computed in ``dtype`` (``D · eps · 10`` relative to the largest eigenvalue magnitude)."""
+    if sym.numel() == 0:
+        return
+    eigvals = torch.linalg.eigvalsh(sym)
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
+    tolerance = 10.0 * sym.shape[0] * eps * float(eigvals.abs().max())
+    lowest = float(eigvals.min())
+    if lowest < -tolerance:
+        raise ValueError(
+            f"{name}: expected a positive semi-definite covariance, got an eigenvalue of {lowest:.4g} (largest "
+            f"magnitude {float(eigvals.abs().max()):.4g})"
+        )
+
+
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
     """Fréchet (2-Wasserstein²) distance ``‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^{1/2} Σ₂ Σ₁^{1/2})^{1/2}``.
 
@@ -142,7 +158,8 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
 
     Raises:
         TypeError: an argument is not a tensor.
-        ValueError: shapes that are not ``(D,)``/``(D, D)`` with one ``D``, or non-finite values.
+        ValueError: shapes that are not ``(D,)``/``(D, D)`` with one ``D``, non-finite values, or a covariance
+            that is not positive semi-definite (an eigenvalue below zero by more than round-off).
     """
     d = check_shape(mu1, "d", name="mu1")["d"]
     check_shape(mu2, "d", name="mu2", d=d)
@@ -154,6 +171,8 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
             raise ValueError(f"{name}: contains NaN or infinite values")
     s1 = 0.5 * (s1 + s1.T)
     s2 = 0.5 * (s2 + s2.T)
+    for name, sym, given in (("sigma1", s1, sigma1), ("sigma2", s2, sigma2)):
+        _check_psd(sym, given.dtype, name)
     root1 = _psd_sqrt(s1)
     inner = root1 @ s2 @ root1
     inner = 0.5 * (inner + inner.T)

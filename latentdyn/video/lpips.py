@@ -203,6 +203,15 @@ def normalize_channels(features: torch.Tensor, eps: float = _NORM_EPS) -> torch.
     return features / (norm + eps)
 
 
+def _check_min_size(x: torch.Tensor, min_size: int, name: str) -> None:
+    """Check that the frames ``x`` (..., H, W) are at least ``min_size`` pixels high and wide."""
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(
+            f"{name}: expected frames of at least {min_size}×{min_size} pixels (the smallest the AlexNet backbone "
+            f"takes; frames are not resized), got shape {list(x.shape)}"
+        )
+
+
 class AlexNetFeatures(nn.Module):
     """AlexNet convolutional trunk returning the five ReLU outputs ``relu1 … relu5`` used by LPIPS.
 
@@ -212,10 +221,14 @@ class AlexNetFeatures(nn.Module):
 
     The taps follow LPIPS: ``relu1`` after the first convolution, ``relu2`` after max-pooling and the second
     convolution, ``relu3``-``relu5`` after the third to fifth convolutions (the last max-pool is not used).
-    For a 64×64 input the maps are 15×15, 7×7, 3×3, 3×3 and 3×3.
+    For a 64×64 input the maps are 15×15, 7×7, 3×3, 3×3 and 3×3; the smallest input is 31×31
+    (:attr:`min_size`), for which the last three maps are 1×1.
     """
 
     channels: tuple[int, ...] = (64, 192, 384, 256, 256)
+    min_size: int = 31
+    """The smallest height and width: below it the second max-pooling has nothing left to pool (the first
+    convolution maps H to ⌊(H − 7)/4⌋ + 1, each pooling h to ⌊(h − 3)/2⌋ + 1, which must stay >= 1)."""
     _taps: tuple[int, ...] = (1, 4, 7, 9, 11)
 
     def __init__(self) -> None:
@@ -240,11 +253,18 @@ class AlexNetFeatures(nn.Module):
         """The five ReLU feature maps.
 
         Args:
-            x: scaled RGB frames, shape ``(N, 3, H, W)``; at least 11×11 pixels.
+            x: scaled RGB frames, shape ``(N, 3, H, W)``, in the dtype of the parameters; H and W at least
+                :attr:`min_size` (31).
 
         Returns:
             ``[relu1, …, relu5]``, shapes ``(N, C_k, H_k, W_k)`` with ``C = (64, 192, 384, 256, 256)``.
+
+        Raises:
+            TypeError: ``x`` is not a tensor.
+            ValueError: ``x`` is not (N, 3, H, W), or H or W is below :attr:`min_size`.
         """
+        check_shape(x, "n c h w", "x", c=3)
+        _check_min_size(x, self.min_size, "x")
         outputs: list[torch.Tensor] = []
         h = x
         for index, layer in enumerate(self.features):
@@ -388,20 +408,26 @@ class LPIPS(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """LPIPS distance between corresponding frames of ``x`` and ``y``.
 
+        The frames are cast to the dtype of the network's parameters (e.g. float16 or float64 frames for the
+        float32 metric), so any floating-point frames can be scored.
+
         Args:
             x: frames in ``[0, 1]``, shape ``(..., C, H, W)`` with ``C`` = 1 (repeated to RGB) or 3;
-                floating point. Frames are not resized.
+                floating point. Frames are not resized: with the AlexNet backbone H and W must be at least
+                31 (:attr:`AlexNetFeatures.min_size`).
             y: frames, same shape and dtype as ``x``.
 
         Returns:
-            Distances, shape ``(...)``, one per frame pair.
+            Distances, shape ``(...)``, one per frame pair: float32 for half-precision frames (float16,
+            bfloat16), else the dtype of the frames (the network computes in its own dtype either way).
 
         Raises:
             TypeError: an input is not a floating-point tensor, or the dtypes differ.
             ValueError: fewer than 3 dimensions, different shapes, ``C`` not 1 or 3 (e.g. channels-last
-                frames), or values outside ``[0, 1]`` (e.g. frames in [0, 255]); checking the range reads
-                four numbers back once per call (a device synchronisation on GPUs). Also a backbone that
-                returns a number of feature maps other than ``len(channels)``.
+                frames), frames smaller than 31×31 with the AlexNet backbone, or values outside ``[0, 1]``
+                (e.g. frames in [0, 255]); checking the range reads four numbers back once per call (a
+                device synchronisation on GPUs). Also a backbone that returns a number of feature maps other
+                than ``len(channels)``.
         """
         a = check_tensor(x, "x")
         b = check_tensor(y, "y")
@@ -428,6 +454,8 @@ class LPIPS(nn.Module):
             raise ValueError(
                 f"x: expected 1 (grayscale) or 3 (RGB) channels at axis -3, got shape {list(a.shape)}{hint}"
             )
+        if isinstance(self.backbone, AlexNetFeatures):
+            _check_min_size(a, AlexNetFeatures.min_size, "x")
         if a.numel():
             lo_x, lo_y, hi_x, hi_y = torch.stack([a.amin(), b.amin(), a.amax(), b.amax()]).tolist()
             for name, lo, hi in (("x", lo_x, hi_x), ("y", lo_y, hi_y)):
@@ -435,7 +463,13 @@ class LPIPS(nn.Module):
                     hint = "frames in [0, 255] need x / 255" if hi > 2 else "clamp predictions to [0, 1] first"
                     raise ValueError(f"{name}: expected values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}")
 
+        out_dtype = torch.float32 if a.dtype in (torch.float16, torch.bfloat16) else a.dtype
+        # The network's own dtype (a convolution refuses inputs of another): the backbone's parameters', else
+        # (a backbone without parameters) the linear layers'.
+        lins = self._lin_layers()
+        net_dtype = next(iter(self.backbone.parameters()), lins[0].weight if lins else a).dtype
         frames, packed_shape = pack([a, b], "* c h w")  # x frames first, then y frames: one backbone pass
+        frames = frames.to(net_dtype)
         if sizes["c"] == 1:
             frames = frames.expand(-1, 3, -1, -1)
         feats = self.backbone(self.scaling(frames * 2.0 - 1.0))
@@ -444,10 +478,14 @@ class LPIPS(nn.Module):
                 f"backbone: returned {len(feats)} feature maps, but LPIPS has {len(self.lins)} linear layers"
             )
         n = frames.shape[0] // 2
-        total = frames.new_zeros(n)
+        total: torch.Tensor | None = None
         for feat, lin in zip(feats, self.lins):
-            unit = normalize_channels(feat)
+            weight = getattr(lin, "weight", None)
+            unit = normalize_channels(feat if weight is None else feat.to(weight.dtype))
             diff = (unit[:n] - unit[n:]).square()
-            total = total + lin(diff).mean(dim=(-2, -1)).squeeze(1)
+            term = lin(diff).mean(dim=(-2, -1)).squeeze(1).to(out_dtype)
+            total = term if total is None else total + term
+        if total is None:  # pragma: no cover - channels is non-empty, so there is at least one map
+            raise ValueError("backbone: returned no feature map")
         [distance] = unpack(total, packed_shape[:1], "*")
         return distance

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from einops import pack, unpack
 
-from latentdyn._checks import check_int, check_positive_int, check_positive_real, check_shape, check_tensor
+from latentdyn._checks import check_bool, check_int, check_positive_int, check_positive_real, check_shape, check_tensor
 
 __all__ = [
     "BestOfN",
@@ -300,11 +300,7 @@ def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
         ValueError: ``scores`` is not 2- or 3-dimensional, has no samples, or contains NaN.
     """
     s = check_tensor(scores, "scores")
-    if not isinstance(higher_is_better, bool):
-        raise TypeError(
-            f"higher_is_better: expected a bool (True for PSNR/SSIM, False for LPIPS), "
-            f"got {type(higher_is_better).__name__} {higher_is_better!r}"
-        )
+    higher_is_better = check_bool(higher_is_better, "higher_is_better", "True for PSNR/SSIM, False for LPIPS")
     if not s.is_floating_point():
         raise TypeError(f"scores: expected a floating-point tensor, got dtype {s.dtype}")
     if s.dim() not in (2, 3):

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from latentdyn._checks import check_bool, check_positive_int
+from latentdyn._checks import check_bool, check_int, check_positive_int, is_int, is_real
 from latentdyn._files import plain_file_mode
 
 __all__ = [
@@ -92,6 +92,33 @@ def _randint(rng: np.random.RandomState | None, low: int, high: int) -> int:
     return int(source.randint(low, high))
 
 
+def _check_rng(rng: object) -> np.random.RandomState | None:
+    """``rng`` if it is a legacy ``RandomState`` (or None, numpy's global stream)."""
+    if rng is not None and not isinstance(rng, np.random.RandomState):
+        raise TypeError(
+            f"rng: expected a numpy.random.RandomState (the legacy stream of the official generator, whose draws "
+            f"a seed reproduces) or None (numpy's global stream), got {type(rng).__name__}; use "
+            "np.random.RandomState(seed) rather than np.random.default_rng(seed)"
+        )
+    return rng
+
+
+def _check_room_to_move(deterministic: bool, limit: float, moves: bool, name: str, what: str) -> None:
+    """Refuse a deterministic digit that moves in a frame it fills (L = 0).
+
+    With no room (L = 0) the official deterministic bounce loop never ends: the reflected move lands a full
+    step beyond the opposite wall, and so on forever. The stochastic version draws velocities until it
+    draws (0, 0), so its digit stays put; the deterministic one keeps its speed, so only a motionless digit
+    (velocity (0, 0), or ``max_speed=0``) has a trajectory.
+    """
+    if deterministic and limit == 0 and moves:
+        raise ValueError(
+            f"{name}: deterministic Moving MNIST needs room to move, got {what}, so the digit fills the frame "
+            "(L = image_size - digit size = 0) and its bounces, which keep the speed, would never end; use a "
+            "larger image, max_speed=0 or deterministic=False (the digit then stays put)"
+        )
+
+
 def _outside(v: float, limit: float) -> bool:
     return v < -COLLISION_TOLERANCE or v > limit + COLLISION_TOLERANCE
 
@@ -142,10 +169,40 @@ def resolve_collisions(
         The position inside [0, L]^2 (up to the tolerance) and the velocity after the last bounce.
 
     Raises:
+        TypeError: ``motion`` is not four numbers (real x, y; integer dx, dy), ``limit`` not a real number,
+            ``deterministic`` not a bool, ``max_speed`` not an int, ``rng`` not a ``RandomState`` or None.
+        ValueError: ``limit`` or ``max_speed`` negative, or a deterministic motion with L = 0 (no room to
+            move: the bounces would never end).
         RuntimeError: a position that no move from inside the square reaches (outside across an axis along
             which the digit does not move, or no wall met within the square on the first pass; the official
             loop would never end or would fail), or more than 10,000 bounces in one frame.
     """
+    if not (isinstance(motion, tuple) and len(motion) == 4):
+        raise TypeError(f"motion: expected a Motion(x, y, dx, dy), got {type(motion).__name__} {motion!r}")
+    x, y, dx, dy = motion
+    if not (is_real(x) and is_real(y) and is_int(dx) and is_int(dy)):
+        raise TypeError(f"motion: expected real x, y and integer dx, dy, got {motion!r}")
+    if not is_real(limit):
+        raise TypeError(f"limit: expected a real number >= 0, got {type(limit).__name__} {limit!r}")
+    if not limit >= 0:
+        raise ValueError(f"limit: expected a real number >= 0, got {limit!r}")
+    deterministic = check_bool(deterministic, "deterministic")
+    max_speed = check_positive_int(max_speed, "max_speed", minimum=0)
+    moving_out = (dx, dy) != (0, 0) and (_outside(x, limit) or _outside(y, limit))
+    _check_room_to_move(deterministic, limit, moving_out, "limit", f"limit={limit} with velocity {(dx, dy)}")
+    return _resolve_collisions(
+        Motion(float(x), float(y), int(dx), int(dy)),
+        limit=float(limit),
+        deterministic=deterministic,
+        max_speed=max_speed,
+        rng=_check_rng(rng),
+    )
+
+
+def _resolve_collisions(
+    motion: Motion, *, limit: float, deterministic: bool, max_speed: int, rng: np.random.RandomState | None
+) -> Motion:
+    """Unchecked :func:`resolve_collisions`."""
     x, y, dx, dy = motion
     # The contact point survives from one pass to the next, as in the official loop: a pass whose walls
     # are all met outside the square (never seen in practice) bounces from the previous contact point.
@@ -210,6 +267,10 @@ def compute_trajectory(
     For t = 0..T-1: resolve the bounces of the current float position, record it rounded with Python's
     ``round`` (half to even) together with the velocity, then move by the velocity. Frame 0 shows (sx, sy).
 
+    A deterministic digit that moves needs room: with L = 0 (a digit as large as the frame) its bounces keep
+    the speed and would never end (the official loop hangs), so that case is an error. A stochastic digit
+    there draws new velocities until it draws (0, 0) and stays put.
+
     Args:
         sx: initial row of the top-left corner, in 0..L.
         sy: initial column of the top-left corner, in 0..L.
@@ -219,25 +280,50 @@ def compute_trajectory(
         limit: L, the largest corner coordinate (image_size - digit size).
         deterministic: reflect the velocity at bounces (True) or draw a new one (False).
         max_speed: new velocity components are uniform in {-max_speed..max_speed} (stochastic version).
-        rng: the legacy numpy stream for the bounce draws; None uses numpy's global stream.
+        rng: the legacy numpy stream (a ``numpy.random.RandomState``) for the bounce draws; None uses numpy's
+            global stream.
 
     Returns:
         The rounded positions and the velocities, int64 (T, 2) each.
 
     Raises:
-        TypeError: ``seq_len`` or ``limit`` is not an int, or ``deterministic`` is not a bool.
-        ValueError: ``seq_len`` < 1, ``limit`` < 0, or (sx, sy) outside [0, L]^2.
+        TypeError: ``sx``, ``sy``, ``dx``, ``dy``, ``seq_len``, ``limit`` or ``max_speed`` is not an int,
+            ``deterministic`` is not a bool, or ``rng`` is neither a ``RandomState`` nor None.
+        ValueError: ``seq_len`` < 1, ``limit`` < 0, ``max_speed`` < 0, (sx, sy) outside [0, L]^2, or a
+            deterministic digit with a velocity other than (0, 0) and ``limit`` = 0.
     """
-    check_positive_int(seq_len, "seq_len")
-    check_positive_int(limit, "limit", minimum=0)
+    sx, sy, dx, dy = (check_int(v, name) for v, name in ((sx, "sx"), (sy, "sy"), (dx, "dx"), (dy, "dy")))
+    seq_len = check_positive_int(seq_len, "seq_len")
+    limit = check_positive_int(limit, "limit", minimum=0)
     deterministic = check_bool(deterministic, "deterministic")
+    max_speed = check_positive_int(max_speed, "max_speed", minimum=0)
+    rng = _check_rng(rng)
     if not (0 <= sx <= limit and 0 <= sy <= limit):
         raise ValueError(f"(sx, sy): expected integers in [0, {limit}], got ({sx}, {sy})")
+    _check_room_to_move(deterministic, limit, (dx, dy) != (0, 0), "limit", f"limit=0 with velocity {(dx, dy)}")
+    return _compute_trajectory(
+        sx, sy, dx, dy, seq_len=seq_len, limit=limit, deterministic=deterministic, max_speed=max_speed, rng=rng
+    )
+
+
+def _compute_trajectory(
+    sx: int,
+    sy: int,
+    dx: int,
+    dy: int,
+    *,
+    seq_len: int,
+    limit: int,
+    deterministic: bool,
+    max_speed: int,
+    rng: np.random.RandomState | None,
+) -> Trajectory:
+    """Unchecked :func:`compute_trajectory`."""
     positions = np.empty((seq_len, 2), dtype=np.int64)
     velocities = np.empty((seq_len, 2), dtype=np.int64)
     x, y = float(sx), float(sy)
     for t in range(seq_len):
-        x, y, dx, dy = resolve_collisions(
+        x, y, dx, dy = _resolve_collisions(
             Motion(x, y, dx, dy), limit=limit, deterministic=deterministic, max_speed=max_speed, rng=rng
         )
         positions[t] = round(x), round(y)
@@ -259,7 +345,9 @@ def draw_trajectory(
     The draws come in that order from ``rng``, followed by the bounce draws of :func:`compute_trajectory`.
 
     Args:
-        rng: the legacy numpy stream; None uses numpy's global stream.
+        rng: the legacy numpy stream, a ``numpy.random.RandomState`` (the official generator's, whose draws a
+            seed reproduces; a ``numpy.random.Generator`` would draw other numbers); None uses numpy's global
+            stream.
         seq_len: T, the number of frames.
         limit: L, the largest corner coordinate.
         deterministic: reflect the velocity at bounces (True) or draw a new one (False).
@@ -267,12 +355,31 @@ def draw_trajectory(
 
     Returns:
         The rounded positions and the velocities, int64 (T, 2) each.
+
+    Raises:
+        TypeError: ``rng`` is neither a ``RandomState`` nor None, ``seq_len``, ``limit`` or ``max_speed`` is
+            not an int, or ``deterministic`` is not a bool.
+        ValueError: ``seq_len`` < 1, ``limit`` < 0 or ``max_speed`` < 0, or a deterministic digit that can
+            move (``max_speed`` > 0) with ``limit`` = 0 (see :func:`compute_trajectory`).
     """
+    rng = _check_rng(rng)
+    seq_len = check_positive_int(seq_len, "seq_len")
+    limit = check_positive_int(limit, "limit", minimum=0)
+    deterministic = check_bool(deterministic, "deterministic")
+    max_speed = check_positive_int(max_speed, "max_speed", minimum=0)
+    _check_room_to_move(deterministic, limit, max_speed > 0, "limit", f"limit=0 with max_speed={max_speed}")
+    return _draw_trajectory(rng, seq_len=seq_len, limit=limit, deterministic=deterministic, max_speed=max_speed)
+
+
+def _draw_trajectory(
+    rng: np.random.RandomState | None, *, seq_len: int, limit: int, deterministic: bool, max_speed: int
+) -> Trajectory:
+    """Unchecked :func:`draw_trajectory`."""
     sx = _randint(rng, 0, limit + 1)
     sy = _randint(rng, 0, limit + 1)
     dx = _randint(rng, -max_speed, max_speed + 1)
     dy = _randint(rng, -max_speed, max_speed + 1)
-    return compute_trajectory(
+    return _compute_trajectory(
         sx, sy, dx, dy, seq_len=seq_len, limit=limit, deterministic=deterministic, max_speed=max_speed, rng=rng
     )
 
@@ -303,6 +410,12 @@ def _check_seed(seed: object) -> int:
     if value >= 2**32:
         raise ValueError(f"seed: expected an int in [0, 2**32) (a numpy RandomState seed), got {value}")
     return value
+
+
+def _no_room(pool: np.ndarray) -> str:
+    """What an image size equal to the digit size is, for :func:`_check_room_to_move`."""
+    size = pool.shape[1]
+    return f"image_size={size}, the size of the digits ({size}×{size})"
 
 
 def _as_digit_pool(digits: object, image_size: int, name: str = "digits") -> np.ndarray:
@@ -347,7 +460,9 @@ class MovingMNIST(Dataset[np.ndarray]):
     Raises:
         TypeError: ``digits`` is not a uint8 array or tensor, a size, count, speed or seed is not an int, or
             ``deterministic`` is not a bool.
-        ValueError: a bad shape, a size or count below 1, a negative speed, or a seed outside [0, 2**32).
+        ValueError: a bad shape, a size or count below 1, a negative speed, a seed outside [0, 2**32), or a
+            deterministic set whose digits fill the frame (``image_size`` = s) and can move (``max_speed`` > 0):
+            the official deterministic bounces never end there (see :func:`compute_trajectory`).
     """
 
     def __init__(
@@ -370,6 +485,7 @@ class MovingMNIST(Dataset[np.ndarray]):
         self.digits = _as_digit_pool(digits, self.image_size)
         self.deterministic = check_bool(deterministic, "deterministic")
         self.limit = self.image_size - self.digits.shape[1]
+        _check_room_to_move(self.deterministic, self.limit, self.max_speed > 0, "image_size", _no_room(self.digits))
         if seed is not None:
             _check_seed(seed)
         self.seed = seed
@@ -397,7 +513,7 @@ class MovingMNIST(Dataset[np.ndarray]):
         positions: list[np.ndarray] = []
         for _ in range(self.num_digits):
             chosen.append(self.digits[_randint(rng, 0, len(self.digits))])
-            trajectory = draw_trajectory(
+            trajectory = _draw_trajectory(
                 rng,
                 seq_len=self.seq_len,
                 limit=self.limit,
@@ -478,8 +594,9 @@ def make_test_set(
     Raises:
         TypeError: ``digits`` is not uint8, ``labels`` not integer, a size, count, speed or seed not an int, or
             ``deterministic`` not a bool.
-        ValueError: bad shapes, fewer digits than ``num_digits``, a size or count below 1, a negative speed, or
-            a seed outside [0, 2**32).
+        ValueError: bad shapes, fewer digits than ``num_digits``, a size or count below 1, a negative speed, a
+            seed outside [0, 2**32), or a deterministic set whose digits fill the frame (``image_size`` = s)
+            and can move (``max_speed`` > 0): the official deterministic bounces never end there.
     """
     check_positive_int(seq_len, "seq_len")
     check_positive_int(num_digits, "num_digits")
@@ -498,6 +615,7 @@ def make_test_set(
     if n_sequences == 0:
         raise ValueError(f"digits: need at least num_digits={num_digits} digits, got {len(pool)}")
     limit = image_size - pool.shape[1]
+    _check_room_to_move(deterministic, limit, max_speed > 0, "image_size", _no_room(pool))
     rng = np.random.RandomState(seed)
     order = rng.permutation(len(pool))
     sequences = np.empty((seq_len, n_sequences, image_size, image_size), dtype=np.uint8)
@@ -506,7 +624,7 @@ def make_test_set(
     for i in range(n_sequences):
         positions = []
         for j in range(num_digits):
-            trajectory = draw_trajectory(
+            trajectory = _draw_trajectory(
                 rng, seq_len=seq_len, limit=limit, deterministic=deterministic, max_speed=max_speed
             )
             latents[:, i, j, :2] = trajectory.positions
@@ -656,7 +774,13 @@ class MovingMNISTTestSet(Dataset[np.ndarray]):
         return int(self.data.sequences.shape[1])
 
     def __getitem__(self, index: int) -> np.ndarray:
-        """Clip ``index``, uint8 (T, H, W)."""
+        """Clip ``index``, uint8 (T, H, W).
+
+        Raises:
+            TypeError: ``index`` is not an int (a bool, which NumPy reads as a mask, included).
+            IndexError: ``index`` is outside ``[-len, len)``.
+        """
+        index = check_int(index, "index")
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         return np.ascontiguousarray(self.data.sequences[: self.seq_len, index])

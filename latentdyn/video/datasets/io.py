@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from latentdyn._checks import check_choice, check_positive_int, is_int
+from latentdyn._checks import check_choice, check_positive_int, check_positive_real, is_int
 from latentdyn.video.datasets._common import atomic_file
 
 if TYPE_CHECKING:
@@ -209,8 +209,8 @@ def iter_video(
             ``"bilinear"``, ``"area"``, ``"lanczos"``, ``"point"``.
 
     Raises:
-        TypeError: ``size`` is neither None, an int nor a (height, width) pair of ints, or ``interpolation``
-            is not a string.
+        TypeError: ``size`` is neither None, an int nor a (height, width) pair of ints, ``interpolation``
+            is not a string, or ``frame_rate`` is neither None nor a real number.
         FileNotFoundError: no file at ``path``.
         ValueError: unreadable, corrupt or truncated file (named in the message), a size below 1 or an unknown
             ``interpolation``. The error can come after some frames were yielded, when the damage is found at
@@ -266,8 +266,8 @@ def read_video(
         uint8 array (T, H, W, 3), RGB.
 
     Raises:
-        TypeError: ``size`` is neither None, an int nor a (height, width) pair of ints, or ``interpolation``
-            is not a string.
+        TypeError: ``size`` is neither None, an int nor a (height, width) pair of ints, ``interpolation``
+            is not a string, or ``frame_rate`` is neither None nor a real number.
         FileNotFoundError: no file at ``path``.
         ValueError: unreadable, corrupt or truncated file (named in the message), a bad ``frame_rate``, a
             size below 1 or an unknown ``interpolation``.
@@ -276,8 +276,8 @@ def read_video(
     p = _existing_file(path)
     wanted = _check_size(size)
     check_choice(interpolation, "interpolation", INTERPOLATIONS)
-    if frame_rate is not None and not (isinstance(frame_rate, (int, float)) and frame_rate > 0):
-        raise ValueError(f"frame_rate: expected a positive number or None, got {frame_rate!r}")
+    if frame_rate is not None:
+        frame_rate = check_positive_real(frame_rate, "frame_rate")
     times: list[float | None] = []
     frames: list[np.ndarray] = []
     for time, frame in _decode(p, wanted, interpolation):
@@ -320,8 +320,9 @@ def write_video(
         The path written.
 
     Raises:
-        TypeError: ``frames`` is not a uint8 numpy array.
-        ValueError: wrong shape, odd size with ``yuv420p``, bad ``fps`` or an unknown extension.
+        TypeError: ``frames`` is not a uint8 numpy array, or ``fps`` is not a real number.
+        ValueError: wrong shape, odd size with ``yuv420p``, ``fps`` not positive and finite, or an unknown
+            extension.
         ImportError: PyAV is not installed (non-GIF files).
     """
     out = Path(path)
@@ -332,8 +333,7 @@ def write_video(
         frames = np.repeat(frames[..., None], 3, axis=-1)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise ValueError(f"frames: expected shape (T, H, W, 3) or (T, H, W) with T >= 1, got {frames.shape}")
-    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0):
-        raise ValueError(f"fps: expected a positive number, got {fps!r}")
+    fps = check_positive_real(fps, "fps")
     suffix = out.suffix.lower()
     if suffix == ".gif":
         with atomic_file(out) as tmp:
