@@ -7,6 +7,7 @@ adjoint method, can see it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -71,21 +72,34 @@ class MLPField(VectorField):
         cond_size: Dz (0 for an unconditioned field), or Dz + Du in a model with exogenous inputs.
         hidden_size: MLP width.
         n_layers: number of Linear layers.
+        activation: factory of the hidden activation, as :class:`~latentdyn.nn.MLP` takes it (a module class
+            such as ``nn.Tanh``); default ReLU, SRVP's. With an adaptive solver prefer a smooth one (``nn.Tanh``,
+            ``nn.SiLU``, ``nn.Softplus``): the kinks of ReLU break the smoothness the solver's error control and
+            gradient checks assume.
 
     Raises:
-        TypeError: a size is not an int.
+        TypeError: a size is not an int; ``activation`` is not a factory of modules (see
+            :class:`~latentdyn.nn.MLP`).
         ValueError: ``state_size``, ``n_layers`` or (with ``n_layers > 1``) ``hidden_size`` below 1, or
             ``cond_size`` negative.
     """
 
-    def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
+    def __init__(
+        self,
+        state_size: int,
+        cond_size: int,
+        hidden_size: int,
+        n_layers: int,
+        *,
+        activation: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
         super().__init__()
         self.state_size = check_positive_int(state_size, "state_size")
         self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
         # Checked here so that a message names this class's argument, not the MLP's ``hidden_features``.
         if check_positive_int(n_layers, "n_layers") > 1:
             check_positive_int(hidden_size, "hidden_size")
-        self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers)
+        self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers, activation=activation)
 
     def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Vector field dy/dt = MLP([y, cond]), the same at every time.

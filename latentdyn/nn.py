@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,12 +27,14 @@ class MLP(nn.Module):
         hidden_features: width of the hidden layers (unused when ``n_layers == 1``).
         out_features: output size.
         n_layers: number of Linear layers, at least 1.
-        activation: factory for the hidden activation (default ReLU), called once per hidden layer: a class
-            such as ``nn.Tanh`` (not an instance ``nn.Tanh()``) or a function returning a module.
+        activation: factory for the hidden activation (default ReLU), called with no arguments once per hidden
+            layer: a module class such as ``nn.Tanh`` (not an instance ``nn.Tanh()``, nor the tensor function
+            ``torch.tanh``), or a function of no arguments returning a module (``lambda: nn.LeakyReLU(0.1)``).
 
     Raises:
-        TypeError: a size is not an int; ``activation`` is a module instance, not callable, or builds
-            something other than a module.
+        TypeError: a size is not an int; ``activation`` is a module instance, not callable, a function that
+            needs arguments (a tensor function such as ``torch.tanh`` or ``F.relu``), or builds something other
+            than a module.
         ValueError: a size below 1.
     """
 
@@ -55,10 +58,20 @@ class MLP(nn.Module):
                 "activation: expected a factory that builds a module (a class such as nn.Tanh, or a function), got "
                 f"{type(activation).__name__} {activation!r}{hint}"
             )
+        takes_arguments = _needs_arguments(activation)
+        if takes_arguments:
+            raise _activation_needs_arguments(activation)
         sizes = [in_features] + [hidden_features] * (n_layers - 1) + [out_features]
         layers: list[nn.Module] = [nn.Linear(sizes[0], sizes[1])]
         for i in range(1, n_layers):
-            act = activation()
+            if takes_arguments is None:  # no signature to read (a builtin such as torch.tanh): tell by calling
+                try:
+                    act = activation()
+                except TypeError as e:
+                    raise _activation_needs_arguments(activation) from e
+                takes_arguments = False
+            else:
+                act = activation()
             if not isinstance(act, nn.Module):
                 raise TypeError(f"activation: expected the factory to return an nn.Module, got {type(act).__name__}")
             layers += [act, nn.Linear(sizes[i], sizes[i + 1])]
@@ -80,6 +93,31 @@ class MLP(nn.Module):
             Outputs, (..., out_features).
         """
         return self.layers(x)
+
+
+def _needs_arguments(factory: Callable[..., object]) -> bool | None:
+    """Whether ``factory`` cannot be called with no arguments, from its signature; None when it has none to read
+    (builtins such as ``torch.tanh``). Classes are taken as factories (their constructor says the rest)."""
+    if isinstance(factory, type):
+        return False
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind()
+    except TypeError:
+        return True
+    return False
+
+
+def _activation_needs_arguments(activation: Callable[..., object]) -> TypeError:
+    name = getattr(activation, "__name__", None) or type(activation).__name__
+    return TypeError(
+        "activation: expected a factory called with no arguments that returns a module (a class such as nn.Tanh), "
+        f"got {type(activation).__name__} {name}, which needs arguments (a function applied to tensors); pass the "
+        "module class (nn.Tanh for torch.tanh, nn.ReLU for F.relu) or a function such as lambda: nn.Tanh()"
+    )
 
 
 class TimeDistributed(nn.Module):

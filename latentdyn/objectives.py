@@ -20,7 +20,13 @@ __all__ = ["ElboTerms", "elbo", "gaussian_nll", "kl_per_sequence", "residual_pen
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Tensor) -> torch.Tensor:
+def gaussian_nll(
+    target: torch.Tensor,
+    mean: torch.Tensor,
+    std: float | torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """−log N(target | mean, std²) summed over time and every dimension of each sequence.
 
     The full Gaussian log-density is used, constant included: per element
@@ -36,6 +42,12 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         std: observation standard deviation, positive and finite: a Python number (checked on the host), or
             a real (not bool, not complex) tensor whose shape broadcasts to the shape of ``target`` (its
             values are checked, which reads them back to the host: pass a Python number in a training step).
+        mask: which elements are observed, for padded sequences: a bool tensor, or a 0/1 floating-point or
+            integer tensor (read as ``mask != 0``; its values are not read back to check they are 0 or 1),
+            whose shape broadcasts to the shape of ``target`` (for a (T, B) mask of (T, B, D) observations,
+            ``mask[..., None]``). A masked-out element contributes nothing, neither its squared error nor its
+            log σ and constant terms, and no gradient, even where the padding of ``target`` is NaN. ``None``
+            (the default): every element is observed.
 
     Returns:
         Per-sequence NLL, (B,) (empty for B = 0), in the dtype ``target`` and ``mean`` promote to, float32 for
@@ -43,9 +55,9 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
 
     Raises:
         TypeError: ``target`` or ``mean`` is not a floating-point tensor; ``std`` is neither a number nor a
-            real tensor (a bool or complex tensor).
-        ValueError: shapes differ, ``target`` is not time-first, ``std`` does not broadcast to ``target``
-            without growing it, or is not positive and finite.
+            real tensor (a bool or complex tensor); ``mask`` is neither None nor a bool or real tensor.
+        ValueError: shapes differ, ``target`` is not time-first, ``std`` or ``mask`` does not broadcast to
+            ``target`` without growing it, or ``std`` is not positive and finite.
     """
     check_float_tensor(target, "target")
     check_float_tensor(mean, "mean")
@@ -53,9 +65,16 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         raise ValueError(f"mean: expected the shape of target {list(target.shape)}, got {list(mean.shape)}")
     if target.dim() < 2:
         raise ValueError(f"target: expected a time-first tensor (T, B, ...), got shape {list(target.shape)}")
+    observed = None if mask is None else _check_mask(mask, target)
     reduce_dims = (0, *range(2, target.dim()))  # everything but the batch axis
     n = math.prod(target.shape[d] for d in reduce_dims)  # elements per sequence (target[:, 0] fails for B = 0)
     dtype = _working_dtype(torch.promote_types(target.dtype, mean.dtype))
+    diff = target.to(dtype) - mean.to(dtype)
+    count: float | torch.Tensor = n
+    if observed is not None:
+        # Zeroed before any arithmetic: a NaN in the padding then reaches neither the sum nor the gradient.
+        diff = torch.where(observed, diff, diff.new_zeros(()))
+        count = observed.expand(target.shape).sum(reduce_dims).to(dtype)
     if is_real(std):
         std = float(std)
         # One σ for every element: Σ ½((x − μ)/σ)² + n·(log σ + ½ log 2π) without materialising a
@@ -63,29 +82,53 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: float | torch.Te
         # is checked and used on the host: no tensor is copied to (or read back from) the device.
         if not std > 0 or not math.isfinite(std):
             raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
-        sq = (target.to(dtype) - mean.to(dtype)).square().sum(reduce_dims)
-        return sq / (2 * std**2) + n * (math.log(std) + _HALF_LOG_2PI)
+        sq = diff.square().sum(reduce_dims)
+        return sq / (2 * std**2) + count * (math.log(std) + _HALF_LOG_2PI)
     if not isinstance(std, torch.Tensor):
         raise TypeError(f"std: expected a float or a tensor, got {type(std).__name__} {std!r}")
     if std.dtype == torch.bool or std.is_complex():
         raise TypeError(f"std: expected a real tensor (floating point or integer), got dtype {std.dtype}")
-    try:
-        grown = torch.broadcast_shapes(std.shape, target.shape) != target.shape
-    except RuntimeError:
-        grown = True
-    if grown:
+    if not _broadcasts_to(std.shape, target.shape):
         raise ValueError(
             f"std: expected a shape that broadcasts to the shape of target {list(target.shape)}, got {list(std.shape)}"
         )
     scale = std.to(dtype=dtype, device=mean.device)
     if not bool((torch.isfinite(scale) & (scale > 0)).all()):
         raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
-    diff = target.to(dtype) - mean.to(dtype)
     if scale.dim() == 0:
         sq = diff.square().sum(reduce_dims)
-        return sq / (2 * scale.square()) + n * (scale.log() + _HALF_LOG_2PI)
+        return sq / (2 * scale.square()) + count * (scale.log() + _HALF_LOG_2PI)
     per_element = (diff / scale).square() / 2 + scale.log() + _HALF_LOG_2PI
+    if observed is not None:
+        per_element = torch.where(observed, per_element, per_element.new_zeros(()))
     return per_element.sum(reduce_dims)
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` without growing it."""
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def _check_mask(mask: object, target: torch.Tensor) -> torch.Tensor:
+    """The observation mask of :func:`gaussian_nll` as a bool tensor on the device of ``target`` (no values read)."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask: expected a bool or 0/1 tensor or None, got {type(mask).__name__}")
+    if mask.is_complex():
+        raise TypeError(f"mask: expected a bool or 0/1 real tensor, got dtype {mask.dtype}")
+    if not _broadcasts_to(mask.shape, target.shape):
+        hint = ""
+        if mask.dim() < target.dim() and tuple(mask.shape) == tuple(target.shape[: mask.dim()]):
+            nones = ", ".join(["None"] * (target.dim() - mask.dim()))
+            hint = f"; add trailing axes of size 1: mask[..., {nones}]"
+        raise ValueError(
+            f"mask: expected a shape that broadcasts to the shape of target {list(target.shape)}, got "
+            f"{list(mask.shape)}{hint}"
+        )
+    mask = mask.to(target.device)
+    return mask if mask.dtype == torch.bool else mask != 0
 
 
 def _working_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -100,18 +143,29 @@ def kl_per_sequence(q: Distribution, p: Distribution) -> torch.Tensor:
     over fewer steps than a prior is an error rather than a silent comparison against the wrong steps.
 
     Args:
-        q, p: distributions with the same batch shape, either (B,) or (T, B), and the same event shape.
+        q, p: distributions with the same batch shape, either (B,) or (T, B), and the same event shape, which
+            must not be empty: a plain ``Normal(loc, scale)`` over (T, B, D) has batch (T, B, D) and no event,
+            and one over (B, D) would be read as T = B steps of D sequences.
 
     Returns:
         Per-sequence KL, (B,); zeros for T = 0 steps.
 
     Raises:
         TypeError: ``q`` or ``p`` is not a ``torch.distributions.Distribution``.
-        ValueError: the batch or event shapes differ, or the batch shape is neither (B,) nor (T, B).
+        ValueError: the batch or event shapes differ, an event shape is empty (a plain ``Normal``: wrap it with
+            ``Independent(..., 1)`` or use :func:`~latentdyn.distributions.diag_gaussian`), or the batch shape is
+            neither (B,) nor (T, B).
     """
     for name, d in (("q", q), ("p", p)):
         if not isinstance(d, Distribution):
             raise TypeError(f"{name}: expected a torch Distribution, got {type(d).__name__}")
+    for name, d in (("q", q), ("p", p)):
+        if len(d.event_shape) == 0:
+            raise ValueError(
+                f"{name}: expected a distribution over vectors, event shape (D,), got batch {list(d.batch_shape)} "
+                f"and event [] ({type(d).__name__}): its last batch axis would be read as the sequences; wrap it as "
+                "Independent(Normal(loc, scale), 1) or build it with diag_gaussian(loc, scale)"
+            )
     if q.batch_shape != p.batch_shape or q.event_shape != p.event_shape:
         raise ValueError(
             f"p: expected the batch shape {list(q.batch_shape)} and event shape {list(q.event_shape)} of q, got "
@@ -139,9 +193,15 @@ def residual_penalty(residuals: torch.Tensor) -> torch.Tensor:
         Per-sequence penalty, (B,).
 
     Raises:
-        TypeError: ``residuals`` is not a floating-point tensor.
+        TypeError: ``residuals`` is not a floating-point tensor (``None``, what the rollout of a discrete-time
+            cell reports, included).
         ValueError: ``residuals`` is not 3-dimensional.
     """
+    if residuals is None:
+        raise TypeError(
+            "residuals: expected a tensor (S, B, Dy), got None: the rollout's cell is discrete-time (MLPCell, "
+            "GRUCell: has_residuals is False) and reports no residuals; pass residual=None to elbo"
+        )
     check_float_tensor(residuals, "residuals")
     check_shape(residuals, "s b d", "residuals")
     return torch.linalg.vector_norm(residuals, dim=-1).sum(0)

@@ -130,13 +130,20 @@ class Rollout:
         """States at arbitrary query times in ``[t0, t0 + T − 1]``, (Q, B, Dy).
 
         Between sub-step states the state is linearly interpolated, which is exact for Euler sub-steps
-        (the Euler solution is piecewise linear) and a first-order approximation for other cells. Times up to
-        1e-9 outside the rollout (float rounding, e.g. ``sum([0.1] * 30)``) are taken as its ends.
+        (the Euler solution is piecewise linear) and a second-order approximation of a smooth trajectory for
+        other cells: the chord between two sub-step states misses the curve by up to about h²/8·max|y''|, with
+        h = 1/n the sub-step. With an accurate cell (an adaptive solver at tight tolerances is accurate at the
+        sub-step times only) this interpolation error dominates at times between sub-steps: raise
+        ``n_substeps`` (of the cell, or of :meth:`LatentSSM.rollout`) to make ``at`` accurate; the error falls
+        as 1/n², about 4 times per doubling of n. Times up to 1e-9 outside the rollout (float rounding, e.g.
+        ``sum([0.1] * 30)``) are taken as its ends.
 
         Args:
-            times: Q strictly increasing, finite times, shared by every sequence (a sequence or a tensor of shape
-                (Q,)), or Q times per sequence, (Q, B), column b strictly increasing (irregularly sampled
-                data: ``at(times)[q, b]`` is sequence b at ``times[q, b]``).
+            times: Q non-decreasing, finite times, shared by every sequence (a sequence or a tensor of shape
+                (Q,)), or Q times per sequence, (Q, B), column b non-decreasing (irregularly sampled data:
+                ``at(times)[q, b]`` is sequence b at ``times[q, b]``). Repeated times are allowed (e.g. a
+                shorter series padded by repeating its last time) and give the same state; decreasing times are
+                refused (they are the sign of a transposed (B, Q) array).
 
         Returns:
             The states, (Q, B, Dy), in the dtype of ``substates``.
@@ -144,8 +151,9 @@ class Rollout:
         Raises:
             TypeError: ``times`` is not made of real numbers (a string, ``None``, a bool, or a bool or complex
                 tensor).
-            ValueError: no time, a time that is not finite or outside the rollout, times that do not strictly
-                increase, or a shape other than (Q,) and (Q, B).
+            ValueError: no time, a time that is not finite or outside the rollout, times that decrease, or a
+                shape other than (Q,) and (Q, B). The message gives the number of bad entries and the position
+                and value of the first (not the whole array).
         """
         if isinstance(times, (str, bytes)) or (isinstance(times, torch.Tensor) and not _is_real_dtype(times.dtype)):
             got = f"a tensor of dtype {times.dtype}" if isinstance(times, torch.Tensor) else type(times).__name__
@@ -159,6 +167,7 @@ class Rollout:
                 f"times: expected real times (a sequence of numbers or a tensor), got {type(times).__name__} "
                 f"{times!r:.80}"
             ) from e
+        single = _is_single_precision(times)
         n_seq = self.substates.shape[1]
         if ts.dim() > 2 or (ts.dim() == 2 and ts.shape[1] != n_seq):
             raise ValueError(
@@ -173,10 +182,24 @@ class Rollout:
         # Written so that NaN fails it (every comparison with NaN is False).
         inside = (ts >= lo - _TIME_TOLERANCE) & (ts <= hi + _TIME_TOLERANCE)
         if not bool(inside.all()):
-            raise ValueError(f"times: expected finite times within the rollout [{lo}, {hi}], got {ts.tolist()}")
-        if ts.shape[0] > 1 and not bool((ts[1:] > ts[:-1]).all()):
-            what = "times along each column (per sequence)" if per_sequence else "times"
-            raise ValueError(f"times: expected strictly increasing {what}, got {ts.tolist()}")
+            outside = ~inside
+            first = _first_index(outside)
+            raise ValueError(
+                f"times: expected finite times within the rollout [{lo}, {hi}], got {int(outside.sum())} of "
+                f"{ts.numel()} times outside it or not finite, the first at {_where(first)}: "
+                f"{_format_time(float(ts[first]), single)}"
+            )
+        if ts.shape[0] > 1:
+            decreasing = ts[1:] < ts[:-1]
+            if bool(decreasing.any()):
+                before = _first_index(decreasing)
+                after = (before[0] + 1, *before[1:])
+                what = "times along each column (per sequence)" if per_sequence else "times"
+                raise ValueError(
+                    f"times: expected non-decreasing {what}, got {int(decreasing.sum())} decrease(s), the first at "
+                    f"{_where(after)}: {_format_time(float(ts[after]), single)} after "
+                    f"{_format_time(float(ts[before]), single)}"
+                )
         ts = ts.clamp(lo, hi)
         pos = (ts - self.t0) * self.n_substeps
         # A sub-step time i/n can come back as i − ε after the float round trip (n = 7, i = 61): snap it
@@ -195,6 +218,31 @@ class Rollout:
             a, b = states[left, seq], states[right, seq]
             return torch.lerp(a.to(work), b.to(work), w[:, :, None]).to(states.dtype)
         return torch.lerp(states[left].to(work), states[right].to(work), w[:, None, None]).to(states.dtype)
+
+
+def _is_single_precision(times: object) -> bool:
+    """Whether query times came in a precision below float64 (a float32, float16 or bfloat16 tensor or array),
+    whose values are then shown as that precision writes them (0.2, not 0.20000000298023224)."""
+    if isinstance(times, torch.Tensor):
+        return times.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    if isinstance(times, np.ndarray):
+        return times.dtype in (np.float32, np.float16)
+    return False
+
+
+def _format_time(value: float, single: bool) -> str:
+    """A query time for a message: the shortest text of its float32 value for single-precision times."""
+    return str(np.float32(value)) if single else repr(value)
+
+
+def _first_index(mask: torch.Tensor) -> tuple[int, ...]:
+    """Index of the first True entry of ``mask`` in row-major order (mask has one)."""
+    return tuple(int(i) for i in mask.nonzero()[0])
+
+
+def _where(index: tuple[int, ...]) -> str:
+    """``index`` as a message says it: "[q, b] = [3, 7]" for per-sequence times, "index 3" for shared ones."""
+    return f"[q, b] = {list(index)}" if len(index) == 2 else f"index {index[0]}"
 
 
 def _check_draw(z: object, role: Role, shape: tuple[int, ...], state_dtype: torch.dtype | None) -> torch.Tensor:
@@ -229,15 +277,25 @@ class LatentSSM(nn.Module):
             ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (Dz,) (e.g.
             :class:`~latentdyn.distributions.ConditionalGaussianPrior`). With inputs it is p(z_{t+1} | y_t,
             u_{t+1}) and maps [y, u] (..., Dy + Du). The rollout calls it on (B, ·) once per predicted frame and
-            on (L, B, ·) for the observed part, and checks the kind and shapes of the first output of each call.
-            ``None`` for models without z (Dz = 0) or that always get a posterior.
+            on (L, B, ·) for the observed part, and checks the kind and shapes of the first output of each call
+            (a shape error inside the first call of each is re-raised naming the input size the prior receives).
+            ``None`` for models without z (Dz = 0, where a prior is refused) or that always get a posterior.
         input_size: Du, the size of the exogenous input of each transition (0: none). The noise size is
             then Dz = ``cell.cond_size`` − Du.
+
+    Attributes:
+        cell: the transition cell.
+        prior: the prior module, or ``None``.
+        input_size: Du, the size of the exogenous input of each transition (0: the model takes none).
+        noise_size: Dz = ``cell.cond_size`` − ``input_size``, the size of z: the event size the prior and a
+            posterior must have, and the last axis of ``Rollout.z``. 0 for a deterministic model, which takes no
+            prior.
 
     Raises:
         TypeError: ``cell`` is not a ``TransitionCell``; ``prior`` is not a module (or is a
             ``StandardNormal``, which takes a batch shape rather than states); ``input_size`` is not an int.
-        ValueError: ``input_size`` is negative or larger than ``cell.cond_size``.
+        ValueError: ``input_size`` is negative or larger than ``cell.cond_size``; a ``prior`` given while
+            ``cell.cond_size`` − ``input_size`` leaves no noise (Dz = 0), so that it would never be called.
     """
 
     def __init__(self, cell: TransitionCell, prior: nn.Module | None = None, *, input_size: int = 0) -> None:
@@ -261,6 +319,12 @@ class LatentSSM(nn.Module):
                 f"input_size: expected at most the cell's cond_size={cell.cond_size} (its condition is [z, u], "
                 f"Dz + Du), got {input_size}"
             )
+        if prior is not None and cell.cond_size == input_size:
+            raise ValueError(
+                f"prior: given, but the cell's cond_size={cell.cond_size} minus input_size={input_size} leaves no "
+                "noise (Dz = 0), so the prior would never be called nor trained; pass prior=None for a deterministic "
+                "model, or build the cell with cond_size = Dz + Du"
+            )
         self.cell = cell
         self.prior = prior
         self.input_size = input_size
@@ -272,9 +336,29 @@ class LatentSSM(nn.Module):
         prior = self.prior
         if prior is None:
             raise RuntimeError("internal: _prior called on a model without a prior")
-        p = prior(y if u is None else torch.cat([y, u.to(y.dtype)], dim=-1))
+        x = y if u is None else torch.cat([y, u.to(y.dtype)], dim=-1)
         if not check:
-            return p
+            return prior(x)
+        try:
+            p = prior(x)
+        except RuntimeError as e:
+            # A network built for another input size fails inside torch ("mat1 and mat2 shapes cannot be
+            # multiplied"): say what the prior is given. Only on checked calls (the first of each kind), and only
+            # for shape errors, which the message names; others pass through untouched.
+            text = str(e)
+            if ("shape" not in text and "size" not in text) or "out of memory" in text:
+                raise
+            if u is None:
+                what = f"states y of size Dy = {y.shape[-1]}"
+            else:
+                what = (
+                    f"[y, u], states and inputs concatenated, of size Dy + Du = {y.shape[-1]} + {u.shape[-1]} = "
+                    f"{x.shape[-1]}"
+                )
+            raise ValueError(
+                f"prior: the prior module failed on its input of shape {list(x.shape)}; it receives {what} (build "
+                f"its network for that input size): {text}"
+            ) from e
         if not (isinstance(p, Independent) and isinstance(p.base_dist, Normal)):
             raise TypeError(
                 "prior: expected the prior module to return a diagonal Gaussian Independent(Normal(loc, scale), "
@@ -286,10 +370,21 @@ class LatentSSM(nn.Module):
         if batch != want_batch or event != want_event:
             what = "states" if u is None else "states and inputs [y, u]"
             size = list(y.shape) if u is None else [*y.shape[:-1], y.shape[-1] + u.shape[-1]]
+            why = ""
+            if event != want_event:
+                cond = self.cell.cond_size
+                if self.input_size:
+                    dz = f"Dz = cell.cond_size ({cond}) − input_size ({self.input_size}) = {self.noise_size}"
+                else:
+                    dz = f"Dz = cell.cond_size ({cond})"
+                why = (
+                    f"; the noise size is {dz}, so the prior must output event ({self.noise_size},), or the cell's "
+                    "cond_size is wrong" + (" (it must be Dz + Du)" if self.input_size else "")
+                )
             raise ValueError(
                 f"prior: expected the prior module to map {what} {size} to batch shape "
                 f"{list(want_batch)} and event shape {list(want_event)}, got batch {list(batch)} and event "
-                f"{list(event)}"
+                f"{list(event)}{why}"
             )
         return p
 

@@ -194,6 +194,25 @@ def test_residual_cell_gradcheck() -> None:
     assert torch.autograd.gradcheck(fn, (y, z, *params))
 
 
+def test_mlp_field_takes_an_activation() -> None:
+    """MLPField had a fixed ReLU, so a latent ODE with an adaptive solver could not have a smooth field (a
+    gradcheck through dopri5 fails with ReLU). The default stays ReLU (SRVP's)."""
+    with seeded(0):
+        relu = MLPField(3, 2, 8, 3)
+        tanh = MLPField(3, 2, 8, 3, activation=torch.nn.Tanh).double()
+    assert [type(m) for m in relu.net.layers][1::2] == [torch.nn.ReLU, torch.nn.ReLU]
+    assert [type(m) for m in tanh.net.layers][1::2] == [torch.nn.Tanh, torch.nn.Tanh]
+    y, z = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    l1, l2, l3 = tanh.net.linears()
+    expected = l3(torch.tanh(l2(torch.tanh(l1(torch.cat([y, z], dim=-1))))))
+    torch.testing.assert_close(tanh(torch.tensor(0.0), y, z), expected, rtol=1e-12, atol=1e-12)
+    cell = ODECell(tanh, OdeintIntegrator("dopri5", rtol=1e-10, atol=1e-12), 3, 2, 2)
+    y_check = y[:2].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda y: cell(y, z[:2]), (y_check,), atol=1e-6, rtol=1e-5)
+    with pytest.raises(TypeError, match=r"activation: expected a factory called with no arguments"):
+        MLPField(3, 2, 8, 2, activation=torch.tanh)  # type: ignore[arg-type]
+
+
 def test_constructor_errors() -> None:
     field = MLPField(3, 2, 4, 2)
     with pytest.raises(ValueError, match="n_substeps: expected an int >= 1, got 0"):

@@ -375,3 +375,154 @@ def test_every_integrator_takes_an_empty_batch(name: str, adjoint: bool) -> None
     path = cell.path(y0, cond)
     assert path.states.shape == (3, 0, 3)  # the n sub-step states after y0
     assert cell(y0, cond).shape == (0, 3)
+
+
+# A valid value of every solver option torchdiffeq 0.2.5 knows, to check that the names latentdyn accepts are
+# ones the solvers take (no "Unexpected arguments" warning, no TypeError).
+_OPTION_VALUES: dict[str, object] = {
+    "step_size": 0.05,
+    "grid_constructor": None,
+    "interp": "linear",
+    "perturb": False,
+    "implicit": True,
+    "max_iters": 4,
+    "max_order": 4,
+    "norm": lambda x: x.abs().max(),
+    "dfactor": 0.2,
+    "dtype": torch.float64,
+    "first_step": None,
+    "ifactor": 10.0,
+    "jump_t": None,
+    "max_num_steps": 10_000,
+    "max_step": 1.0,
+    "min_step": 0.0,
+    "safety": 0.9,
+    "step_t": None,
+}
+
+
+@pytest.mark.parametrize("method", ODEINT_METHODS)
+def test_option_names_are_those_the_solver_takes(method: str) -> None:
+    """Every name the check accepts runs through torchdiffeq without its "Unexpected arguments" warning; a name
+    outside is refused at construction (torchdiffeq itself only warned and ignored it)."""
+    import warnings
+
+    from latentdyn.integrators.odeint import solver_option_names
+
+    names = solver_option_names(method)
+    assert names is not None and {"norm"} < names
+    assert names <= set(_OPTION_VALUES), sorted(names - set(_OPTION_VALUES))
+    a = rotation_decay_matrix()
+    y0 = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ts = torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64)
+    for name in sorted(names):
+        integrator = OdeintIntegrator(method, options={name: _OPTION_VALUES[name]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = integrator(LinearField(a), y0, ts, y0.new_zeros(2, 0))
+        assert out.shape == (3, 2, 3), (method, name)
+    with pytest.raises(
+        ValueError, match=rf"options: unknown option\(s\) 'stepsize' for method '{method}', which takes"
+    ):
+        OdeintIntegrator(method, options={"stepsize": 0.1})
+    with pytest.warns(UserWarning, match="Unexpected arguments"):  # what torchdiffeq does with it
+        import torchdiffeq
+
+        torchdiffeq.odeint(lambda t, y: -y, y0, ts, method=method, options={"stepsize": 0.1})
+
+
+def test_unknown_options_are_refused_whatever_the_route() -> None:
+    with pytest.raises(ValueError, match=r"options: unknown option\(s\) 'step_size' for method 'dopri5'"):
+        by_name("dopri5", options={"step_size": 0.1})  # a fixed-grid option given to an adaptive method
+    with pytest.raises(ValueError, match=r"options: unknown option\(s\) 'max_num_steps' for method 'rk4'"):
+        OdeintIntegrator("rk4", options={"max_num_steps": 10})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) 'implicit' for method 'explicit_adams'"):
+        OdeintIntegrator("explicit_adams", options={"implicit": True})  # its solver sets it itself
+    with pytest.raises(TypeError, match=r"options: expected option names as strings, got 1"):
+        OdeintIntegrator("rk4", options={1: 0.1})  # type: ignore[dict-item]
+
+
+def test_too_few_max_num_steps_is_named() -> None:
+    """torchdiffeq's bare AssertionError ("max_num_steps exceeded (2>=2)") now names the option."""
+    field = LinearField(rotation_decay_matrix())
+    y0 = torch.ones(2, 3, dtype=torch.float64)
+    ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    for adjoint in (False, True):
+        integrator = OdeintIntegrator("dopri5", options={"max_num_steps": 2}, adjoint=adjoint)
+        with pytest.raises(
+            RuntimeError, match=r"options: the 'dopri5' solve took more steps than max_num_steps=2"
+        ) as e:
+            integrator(field, y0, ts, y0.new_zeros(2, 0))
+        assert isinstance(e.value.__cause__, AssertionError)
+    enough = OdeintIntegrator("dopri5", options={"max_num_steps": 1000})
+    assert enough(field, y0, ts, y0.new_zeros(2, 0)).shape == (2, 2, 3)
+
+
+def test_adjoint_options_are_torchdiffeqs_arguments_and_are_checked() -> None:
+    import inspect
+
+    import torchdiffeq
+
+    taken = inspect.signature(torchdiffeq.odeint_adjoint).parameters
+    for name in ("adjoint_rtol", "adjoint_atol", "adjoint_method", "adjoint_options"):
+        assert name in taken and name in inspect.signature(OdeintIntegrator).parameters
+        with pytest.raises(ValueError, match=rf"{name}: only used with adjoint=True, got .* with adjoint=False"):
+            OdeintIntegrator("dopri5", **{name: {"adjoint_method": "rk4", "adjoint_options": {}}.get(name, 1e-3)})
+    with pytest.raises(ValueError, match=r"adjoint_rtol: expected a positive finite number, got -1.0"):
+        OdeintIntegrator(adjoint=True, adjoint_rtol=-1.0)
+    with pytest.raises(ValueError, match=r"adjoint_method: expected one of .*, got 'rk5'"):
+        OdeintIntegrator(adjoint=True, adjoint_method="rk5")
+    with pytest.raises(ValueError, match=r"adjoint_options: unknown option\(s\) 'step_size' for method 'dopri5'"):
+        OdeintIntegrator(adjoint=True, adjoint_options={"step_size": 0.1})
+    with pytest.raises(TypeError, match=r"adjoint_options: expected a dict of solver options or None, got str"):
+        OdeintIntegrator(adjoint=True, adjoint_options="seminorm")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"adjoint_options: required when adjoint_method='rk4' differs from method"):
+        OdeintIntegrator(adjoint=True, adjoint_method="rk4", options={"max_num_steps": 100})
+    checked = OdeintIntegrator(adjoint=True, adjoint_method="rk4", adjoint_options={"step_size": 0.1})
+    assert checked.adjoint_options == {"step_size": 0.1}
+    assert repr(checked) == (
+        "OdeintIntegrator(method='dopri5', rtol=1e-07, atol=1e-09, adjoint=True, adjoint_method='rk4', "
+        "adjoint_options={'step_size': 0.1})"
+    )
+
+
+@pytest.mark.parametrize("cond_requires_grad", [False, True])
+def test_adjoint_options_reach_the_backward_solve(cond_requires_grad: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adjoint's own settings are passed to odeint_adjoint (they could not be set), and the backward solve
+    they configure still gives the backprop gradients."""
+    import torchdiffeq
+
+    seen: list[dict[str, object]] = []
+    original = torchdiffeq.odeint_adjoint
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torchdiffeq, "odeint_adjoint", spy)
+    g = torch.Generator().manual_seed(3)
+    field = SmoothField(2, 2, 4, generator=g).double()
+    y0 = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    cond = torch.randn(3, 2, generator=g, dtype=torch.float64).requires_grad_(cond_requires_grad)
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+
+    def grads(integrator: OdeintIntegrator) -> list[torch.Tensor]:
+        wrt = [*field.parameters(), *([cond] if cond_requires_grad else [])]
+        return list(torch.autograd.grad(integrator(field, y0, ts, cond).square().sum(), wrt))
+
+    backprop = grads(OdeintIntegrator("dopri5", rtol=1e-10, atol=1e-12))
+    settings = [
+        dict(adjoint_options={"norm": "seminorm"}),
+        dict(adjoint_method="rk4", adjoint_options={"step_size": 0.01}),
+        dict(adjoint_method="dopri8", adjoint_rtol=1e-11, adjoint_atol=1e-13),
+    ]
+    for kwargs in settings:
+        seen.clear()
+        got = grads(OdeintIntegrator("dopri5", rtol=1e-10, atol=1e-12, adjoint=True, **kwargs))  # type: ignore[arg-type]
+        assert len(seen) == 1
+        for key, value in kwargs.items():
+            assert seen[0][key] == value, key
+        if "adjoint_method" in kwargs and "adjoint_options" not in kwargs:
+            assert seen[0]["adjoint_options"] == {}  # torchdiffeq refuses a different method without them
+        for a, b in zip(got, backprop):  # rk4 at h = 0.01 differs from backprop by its discretisation error
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -3,6 +3,7 @@ init_orthogonal_."""
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import pytest
@@ -57,6 +58,21 @@ def test_mlp_refuses_an_activation_instance() -> None:
     ):
         MLP(2, 4, 1, 2, activation=lambda: torch.tanh)  # type: ignore[arg-type,return-value]
     assert len(MLP(2, 4, 1, 2, activation=lambda: nn.LeakyReLU(0.2)).layers) == 3
+
+
+@pytest.mark.parametrize(
+    ("activation", "name"),
+    [(torch.tanh, "builtin_function_or_method tanh"), (F.relu, "function relu"), (lambda x: x, "function <lambda>")],
+)
+def test_mlp_refuses_a_tensor_function_as_activation(activation: object, name: str) -> None:
+    """activation=torch.tanh failed inside the factory call: "tanh() missing 1 required positional arguments"."""
+    message = (
+        f"activation: expected a factory called with no arguments that returns a module (a class such as nn.Tanh), "
+        f"got {name}, which needs arguments"
+    )
+    with pytest.raises(TypeError, match=re.escape(message)) as e:
+        MLP(2, 8, 2, 2, activation=activation)  # type: ignore[arg-type]
+    assert "pass the module class (nn.Tanh for torch.tanh, nn.ReLU for F.relu)" in str(e.value)
 
 
 def test_mlp_of_one_layer_ignores_the_hidden_width() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -307,3 +308,87 @@ def test_elbo_of_no_sequence_is_refused() -> None:
     """The mean over an empty batch is NaN, which would silently poison a training step."""
     with pytest.raises(ValueError, match=r"nll: expected at least one sequence \(B >= 1\) to average over"):
         elbo(torch.zeros(0))
+
+
+def _hand_nll(x: torch.Tensor, m: torch.Tensor, std: torch.Tensor, observed: torch.Tensor) -> list[float]:
+    """Per-sequence NLL written out element by element: observed elements only, each ½((x−μ)/σ)² + log σ + ½ log 2π."""
+    t_len, b_len, d_len = x.shape
+    totals = []
+    for b in range(b_len):
+        total = 0.0
+        for t in range(t_len):
+            for d in range(d_len):
+                if observed[t, b, d]:
+                    s = float(std[t, b, d])
+                    z = (float(x[t, b, d]) - float(m[t, b, d])) / s
+                    total += 0.5 * z * z + math.log(s) + 0.5 * math.log(2 * math.pi)
+        totals.append(total)
+    return totals
+
+
+@pytest.mark.parametrize("std_kind", ["float", "0-dim", "per-dim", "full"])
+def test_gaussian_nll_mask_leaves_masked_elements_out(std_kind: str) -> None:
+    """Padded observations had no mask: every element counted, log σ and constant included. Masked-out elements
+    now contribute nothing, and a NaN in the padding reaches neither the value nor the gradient."""
+    t_len, b_len, d_len = 5, 3, 2
+    x, m = _rand(t_len, b_len, d_len, seed=0), _rand(t_len, b_len, d_len, seed=1)
+    lengths = torch.tensor([5, 2, 4])  # sequence b is observed at its first lengths[b] steps
+    steps = (torch.arange(t_len)[:, None] < lengths).expand(t_len, b_len)  # (T, B)
+    std = {
+        "float": 0.3,
+        "0-dim": torch.tensor(0.3, dtype=torch.float64),
+        "per-dim": torch.tensor([0.2, 0.7], dtype=torch.float64),
+        "full": 0.1 + torch.rand(t_len, b_len, d_len, generator=torch.Generator().manual_seed(2), dtype=torch.float64),
+    }[std_kind]
+    std_full = torch.as_tensor(std, dtype=torch.float64).expand(t_len, b_len, d_len)
+    expected = _hand_nll(x, m, std_full, steps[..., None].expand(t_len, b_len, d_len))
+    padded = x.clone()
+    padded[~steps] = float("nan")
+    mean = m.clone().requires_grad_()
+    for mask in (steps[..., None], steps[..., None].double(), steps[..., None].long()):
+        out = gaussian_nll(padded, mean, std, mask=mask)
+        assert out.shape == (b_len,)
+        torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad(out.sum(), mean)
+    assert grad.isfinite().all() and torch.all(grad[~steps] == 0)
+    # A mask of ones is no mask.
+    everything = torch.ones(t_len, b_len, 1, dtype=torch.bool)
+    torch.testing.assert_close(gaussian_nll(x, m, std, mask=everything), gaussian_nll(x, m, std), rtol=0, atol=0)
+
+
+def test_gaussian_nll_mask_errors() -> None:
+    x = torch.zeros(4, 3, 2)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "mask: expected a shape that broadcasts to the shape of target [4, 3, 2], got [4, 3]; add trailing axes "
+            "of size 1: mask[..., None]"
+        ),
+    ):
+        gaussian_nll(x, x, 1.0, mask=torch.ones(4, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=re.escape("mask: expected a shape that broadcasts to the shape of target")):
+        gaussian_nll(x, x, 1.0, mask=torch.ones(5, 3, 2, dtype=torch.bool))
+    with pytest.raises(TypeError, match=r"mask: expected a bool or 0/1 tensor or None, got list"):
+        gaussian_nll(x, x, 1.0, mask=[[True]])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"mask: expected a bool or 0/1 real tensor, got dtype torch.complex64"):
+        gaussian_nll(x, x, 1.0, mask=torch.ones(2, dtype=torch.complex64))
+
+
+def test_residual_penalty_of_a_discrete_cell_says_why_there_are_no_residuals() -> None:
+    """residual_penalty(r.residuals) of a GRU or MLP rollout said only "expected a torch.Tensor, got NoneType"."""
+    with pytest.raises(TypeError, match=r"residuals: expected a tensor \(S, B, Dy\), got None: .* discrete-time") as e:
+        residual_penalty(None)  # type: ignore[arg-type]
+    assert "pass residual=None to elbo" in str(e.value)
+
+
+def test_kl_refuses_distributions_without_an_event_axis() -> None:
+    """A plain Normal over (4, 3) was read as (T, B) = (4, 3) and summed over the wrong axis."""
+    from torch.distributions import Independent, Normal
+
+    plain = Normal(torch.zeros(4, 3), 1.0)
+    with pytest.raises(ValueError, match=re.escape("q: expected a distribution over vectors, event shape (D,), got")):
+        kl_per_sequence(plain, Normal(torch.zeros(4, 3), 1.0))
+    with pytest.raises(ValueError, match=r"p: .* event \[\] \(Normal\).* Independent\(Normal\(loc, scale\), 1\)"):
+        kl_per_sequence(diag_gaussian(torch.zeros(4, 3), torch.ones(4, 3)), plain)
+    wrapped = Independent(plain, 1)
+    assert kl_per_sequence(wrapped, Independent(Normal(torch.ones(4, 3), 1.0), 1)).shape == (4,)

@@ -13,7 +13,7 @@ from problems import TimeModulatedField
 from torch import nn
 from torch.distributions import Distribution, Independent, Laplace, MultivariateNormal, Normal
 
-from latentdyn.cells import MLPCell, ResidualCell
+from latentdyn.cells import GRUCell, MLPCell, ResidualCell
 from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, diag_gaussian, index_steps
 from latentdyn.fields import MLPField
 from latentdyn.nn import MLP
@@ -214,10 +214,8 @@ def test_at_errors() -> None:
         r.at([0.5, 2.0])
     with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
         r.at([5.25])
-    with pytest.raises(ValueError, match="times: expected strictly increasing times"):
+    with pytest.raises(ValueError, match="times: expected non-decreasing times"):
         r.at([2.0, 1.5])
-    with pytest.raises(ValueError, match="times: expected strictly increasing times"):
-        r.at([2.0, 2.0])
     with pytest.raises(ValueError, match="times: expected at least one query time"):
         r.at([])
     for bad in (float("nan"), float("inf"), float("-inf")):
@@ -230,12 +228,57 @@ def test_at_errors() -> None:
     with pytest.raises(ValueError, match=re.escape(f"or (Q, B) = (Q, {B}) per sequence, got shape [1, 1, {B}]")):
         r.at(torch.full((1, 1, B), 2.0))
     per_sequence = torch.tensor([[1.5] * B, [2.0] * (B - 1) + [1.0]])
-    with pytest.raises(ValueError, match=re.escape("times: expected strictly increasing times along each column")):
+    with pytest.raises(ValueError, match=re.escape("times: expected non-decreasing times along each column")):
         r.at(per_sequence)
     with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
         r.at(torch.tensor([[1.5] * (B - 1) + [5.5]]))
     with pytest.raises(ValueError, match="times: expected finite times within the rollout"):
         r.at([5.0 + 1e-6])  # beyond the rounding tolerance
+
+
+def test_at_takes_repeated_times() -> None:
+    """A shorter irregular series padded by repeating its last time was refused (strictly increasing times were
+    required): a repeated time reads the same state as its first occurrence."""
+    r = make_ssm(n=3).rollout(make_y0(), 6, sampler=RecordingSampler(), t0=1)
+    shared = r.at([1.5, 2.25, 2.25, 2.25])
+    assert torch.equal(shared[2], shared[1]) and torch.equal(shared[3], shared[1])
+    own = torch.tensor([[1.5, 1.0, 2.0, 1.25], [2.25, 3.5, 2.0, 4.0], [2.25, 5.0, 2.0, 4.0]], dtype=torch.float64)
+    padded = r.at(own)
+    for b in range(B):
+        for q in range(3):
+            torch.testing.assert_close(padded[q, b], r.at([float(own[q, b])])[0, b], rtol=0, atol=0)
+
+
+def test_at_errors_are_short_and_name_the_first_bad_entry() -> None:
+    """The messages printed every time (148,091 characters for 15 × 512 times), float32 ones as float64 noise
+    (0.20000000298023224): now the count, the first bad entry's position and its value as given."""
+    r = make_ssm().rollout(make_y0(), 11, sampler=RecordingSampler())
+    many = torch.linspace(0, 10, 15, dtype=torch.float32)[:, None].repeat(1, B)
+    many[-1, 2], many[9, 3] = 10.5, float("nan")  # two entries outside, the first in row-major order at [9, 3]
+    with pytest.raises(ValueError) as outside:
+        r.at(many)
+    message = str(outside.value)
+    assert message.startswith("times: expected finite times within the rollout [0.0, 10.0]")
+    assert f"got 2 of {15 * B} times outside it or not finite, the first at [q, b] = [9, 3]: nan" in message
+    assert len(message) < 200
+    wide = torch.rand(15, 512, generator=torch.Generator().manual_seed(0)).sort(0).values * 10
+    wide[-1, 7] = 10.5
+    wide_model = LatentSSM(ResidualCell(MLPField(DY, 0, 8, 2), DY, 0))
+    with pytest.raises(ValueError, match=re.escape("the first at [q, b] = [14, 7]: 10.5")) as long_one:
+        wide_model.rollout(torch.zeros(512, DY), 11).at(wide)
+    assert len(str(long_one.value)) < 200
+    late = make_ssm().rollout(make_y0(), 5, sampler=RecordingSampler(), t0=1)
+    with pytest.raises(ValueError, match=re.escape("1 of 2 times outside it or not finite, the first at index 0: 0.2")):
+        late.at(torch.tensor([0.2, 1.5], dtype=torch.float32))
+    with pytest.raises(ValueError, match=re.escape("got 1 decrease(s), the first at index 2: 0.2 after 0.3")):
+        r.at(torch.tensor([0.1, 0.3, 0.2], dtype=torch.float32))
+    with pytest.raises(
+        ValueError, match=re.escape("got 1 decrease(s), the first at index 1: 0.2 after 0.30000000000001")
+    ):
+        r.at([0.30000000000001, 0.2])  # float64 times keep their digits
+    decreasing = torch.tensor([[1.0] * B, [2.0, 0.5, 2.0, 2.0], [3.0, 2.5, 1.0, 3.0]])
+    with pytest.raises(ValueError, match=re.escape("got 2 decrease(s), the first at [q, b] = [1, 1]: 0.5 after 1.0")):
+        r.at(decreasing)
 
 
 def test_at_per_sequence_times_read_each_sequence_at_its_own_times() -> None:
@@ -624,6 +667,65 @@ def test_inputs_errors() -> None:
         ),
     ):
         wrong.rollout(y0, 4, inputs=make_inputs(3))
+
+
+def test_a_prior_without_noise_is_refused() -> None:
+    """A prior given while cond_size − input_size = 0 was kept and never called: z of shape (T−1, B, 0), prior
+    None, the prior's parameters never trained."""
+    with pytest.raises(
+        ValueError,
+        match=re.escape("prior: given, but the cell's cond_size=2 minus input_size=2 leaves no noise (Dz = 0)"),
+    ):
+        LatentSSM(GRUCell(4, 2), ConditionalGaussianPrior(MLP(4 + 2, 16, 4, 2)), input_size=2)
+    with pytest.raises(ValueError, match=re.escape("prior: given, but the cell's cond_size=0 minus input_size=0")):
+        LatentSSM(ResidualCell(MLPField(DY, 0, 8, 2), DY, 0), ConditionalGaussianPrior(MLP(DY, 8, 2, 2)))
+    deterministic = LatentSSM(GRUCell(4, 2), input_size=2)
+    assert (deterministic.noise_size, deterministic.input_size) == (0, 2)
+
+
+def test_a_prior_of_the_wrong_event_size_is_told_how_dz_is_made() -> None:
+    """With inputs, the error blamed the prior only; it now says Dz = cond_size − input_size, so that a cell
+    built without room for u is found too."""
+    model = LatentSSM(GRUCell(4, 2), ConditionalGaussianPrior(MLP(4 + 1, 8, 4, 2)), input_size=1)
+    message = (
+        "event [2]; the noise size is Dz = cell.cond_size (2) − input_size (1) = 1, so the prior must output event "
+        "(1,), or the cell's cond_size is wrong (it must be Dz + Du)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.rollout(torch.randn(3, 4), 5, inputs=torch.randn(4, 3, 1))
+    plain = LatentSSM(make_ssm().cell, ConditionalGaussianPrior(MLP(DY, 8, 2 * (DZ + 1), 2))).double()
+    with pytest.raises(ValueError, match=re.escape("the noise size is Dz = cell.cond_size (2), so the prior must")):
+        plain.rollout(make_y0(), 3)
+
+
+@pytest.mark.parametrize("with_posterior", [False, True])
+def test_a_prior_network_of_the_wrong_input_size_is_named(with_posterior: bool) -> None:
+    """A prior network built for Dy instead of Dy + Du failed with torch's bare "mat1 and mat2 shapes cannot be
+    multiplied"; now named, with the size it receives, at its first call per-frame or batched."""
+    model = LatentSSM(
+        ResidualCell(MLPField(DY, DZ + DU, 8, 2), DY, DZ + DU),
+        ConditionalGaussianPrior(MLP(DY, 8, 2 * DZ, 2)),
+        input_size=DU,
+    ).double()
+    kwargs = {"posterior": make_posterior(3)} if with_posterior else {}
+    shape = [3, B, DY + DU] if with_posterior else [B, DY + DU]
+    message = (
+        f"prior: the prior module failed on its input of shape {shape}; it receives [y, u], states and inputs "
+        f"concatenated, of size Dy + Du = {DY} + {DU} = {DY + DU} (build its network for that input size): mat1"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        model.rollout(make_y0(), 4, inputs=make_inputs(3), **kwargs)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    no_inputs = LatentSSM(make_ssm().cell, ConditionalGaussianPrior(MLP(DY + 1, 8, 2 * DZ, 2))).double()
+    with pytest.raises(ValueError, match=re.escape(f"it receives states y of size Dy = {DY} (build its network")):
+        no_inputs.rollout(make_y0(), 4, **kwargs)
+
+    class Failing(nn.Module):
+        def forward(self, y: torch.Tensor) -> Independent:
+            raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match=r"^out of memory$"):  # not a shape error: untouched
+        LatentSSM(make_ssm().cell, Failing()).double().rollout(make_y0(), 4, **kwargs)
 
 
 def test_default_sampler_checks_sample() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from latentdyn._checks import check_bool, check_choice, check_positive_real
 from latentdyn.fields import VectorField
 from latentdyn.integrators.base import Integrator
 
-__all__ = ["ADAPTIVE_METHODS", "ODEINT_METHODS", "OdeintIntegrator"]
+__all__ = ["ADAPTIVE_METHODS", "ODEINT_METHODS", "OdeintIntegrator", "solver_option_names"]
 
 ODEINT_METHODS = (
     "euler",
@@ -81,6 +82,78 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.abs().pow(2).mean().sqrt()
 
 
+def solver_option_names(method: str) -> frozenset[str] | None:
+    """The ``options`` names the torchdiffeq solver of ``method`` takes, read from its constructors' signatures.
+
+    The names are the keyword parameters of the solver class's ``__init__`` and of the base classes it passes
+    its ``**kwargs`` on to, without those ``odeint`` fills itself (``func``, ``y0``, ``rtol``, ``atol``), plus
+    ``"norm"``, which ``odeint`` hands to every solver. torchdiffeq itself only warns about other names
+    ("Unexpected arguments") and ignores them.
+
+    Args:
+        method: a name of :data:`ODEINT_METHODS`.
+
+    Returns:
+        The names, or ``None`` when the installed torchdiffeq does not let them be read (its solver table or a
+        constructor's signature is not where torchdiffeq 0.2.5 has it): options are then not checked.
+    """
+    try:
+        from torchdiffeq._impl.odeint import SOLVERS
+
+        solver = SOLVERS[method]
+    except (ImportError, AttributeError, KeyError, TypeError):
+        return None
+    names = {"norm"}
+    for cls in getattr(solver, "__mro__", ()):
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names.update(p.name for p in params if p.kind in keyword)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break  # the chain of constructors ends here: nothing else is passed on
+    if method == "explicit_adams":
+        names.discard("implicit")  # its solver class sets it itself (implicit=False) on the way to its base
+    return frozenset(names - {"self", "func", "y0", "rtol", "atol"})
+
+
+def _check_options(options: object, name: str, method: str) -> dict[str, Any]:
+    """``options`` as a new dict, its names checked against what ``method``'s solver takes."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{name}: expected a dict of solver options or None, got {type(options).__name__}")
+    options = dict(options)
+    bad = [k for k in options if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"{name}: expected option names as strings, got {bad[0]!r}")
+    known = solver_option_names(method)
+    if known is not None:
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"{name}: unknown option(s) {', '.join(map(repr, unknown))} for method {method!r}, which takes "
+                f"{', '.join(map(repr, sorted(known)))}"
+            )
+    return options
+
+
+def _max_steps_error(error: AssertionError, method: str, options: Mapping[str, Any]) -> RuntimeError | None:
+    """torchdiffeq's bare assertion on ``max_num_steps`` as an error that names the option; None for another."""
+    text = str(error)
+    if not text.startswith("max_num_steps exceeded"):
+        return None
+    limit = options.get("max_num_steps", "its default 2**31 - 1")
+    return RuntimeError(
+        f"options: the {method!r} solve took more steps than max_num_steps={limit} allows between two output "
+        f"times (torchdiffeq: {text}); raise options['max_num_steps'], loosen rtol/atol, or add sub-steps"
+    )
+
+
 class OdeintIntegrator(Integrator):
     """Integrate with ``torchdiffeq.odeint`` (or ``odeint_adjoint``) and any of its methods.
 
@@ -93,17 +166,33 @@ class OdeintIntegrator(Integrator):
             be at least the dtype's eps, 2⁻⁷ (a ``ValueError`` otherwise: below it the solver cannot converge).
         atol: absolute tolerance of adaptive methods. Adaptive methods refuse float16 states, whose range
             torchdiffeq's error norm overflows.
-        options: extra solver options, passed through (e.g. ``{"step_size": 0.1}``).
+        options: extra solver options, passed to torchdiffeq (e.g. ``{"step_size": 0.1}`` for a fixed-grid
+            method, ``{"max_num_steps": 1000}`` for an adaptive one). Their names are checked against what the
+            method's solver takes (:func:`solver_option_names`); their values are torchdiffeq's to check.
         adjoint: use the adjoint method (O(1) memory in the number of steps). A conditioning tensor that
             requires a gradient is carried as a constant part of the state, (y, z) with dz/dt = 0, so it gets its
             gradient from the adjoint ODE and what produced it (even the field's own parameters, through earlier
             frames) gets exactly the backprop gradient.
+        adjoint_rtol: ``rtol`` of the backward (adjoint) solve; None: ``rtol``. Only with ``adjoint=True``.
+        adjoint_atol: ``atol`` of the backward solve; None: ``atol``. Only with ``adjoint=True``.
+        adjoint_method: method of the backward solve; None: ``method``. Only with ``adjoint=True``.
+        adjoint_options: solver options of the backward solve, names checked against ``adjoint_method``'s
+            solver, e.g. ``{"norm": "seminorm"}`` (torchdiffeq's cheaper error norm for the adjoint, which leaves
+            the parameters' adjoint out of the step-size control). None: ``options`` without ``"norm"`` (as
+            torchdiffeq does); required when ``adjoint_method`` differs from ``method`` and ``options`` are
+            given. Only with ``adjoint=True``. These four are ``torchdiffeq.odeint_adjoint``'s arguments of the
+            same names.
 
     Raises:
-        TypeError: ``method`` not a string, ``rtol``/``atol`` not real numbers, ``options`` not a dict or None,
-            ``adjoint`` not a bool.
-        ValueError: an unknown method, or a tolerance that is not positive and finite. When integrating: a
+        TypeError: ``method`` or ``adjoint_method`` not a string, a tolerance not a real number, ``options`` or
+            ``adjoint_options`` not a dict or None, ``adjoint`` not a bool.
+        ValueError: an unknown method, a tolerance that is not positive and finite, an option name the method's
+            solver does not take, ``adjoint_*`` arguments without ``adjoint=True``, or ``adjoint_options``
+            missing for an ``adjoint_method`` other than ``method`` with ``options``. When integrating: a
             bfloat16 state with ``rtol`` below its eps, or a float16 state, with an adaptive method.
+        RuntimeError: when integrating, an adaptive solve that needs more steps than
+            ``options["max_num_steps"]`` between two output times (torchdiffeq's assertion, named). The backward
+            solve of the adjoint reports it as torchdiffeq does.
     """
 
     def __init__(
@@ -114,16 +203,43 @@ class OdeintIntegrator(Integrator):
         atol: float = 1e-9,
         options: dict[str, Any] | None = None,
         adjoint: bool = False,
+        adjoint_rtol: float | None = None,
+        adjoint_atol: float | None = None,
+        adjoint_method: str | None = None,
+        adjoint_options: dict[str, Any] | None = None,
     ) -> None:
         self.method = check_choice(method, "method", ODEINT_METHODS)
         rtol, atol = check_positive_real(rtol, "rtol"), check_positive_real(atol, "atol")
-        if options is not None and not isinstance(options, dict):
-            raise TypeError(f"options: expected a dict of solver options or None, got {type(options).__name__}")
+        self.options = _check_options(options, "options", self.method)
         adjoint = check_bool(adjoint, "adjoint")
         self.rtol = rtol
         self.atol = atol
-        self.options = dict(options or {})
         self.adjoint = adjoint
+        given = {
+            "adjoint_rtol": adjoint_rtol,
+            "adjoint_atol": adjoint_atol,
+            "adjoint_method": adjoint_method,
+            "adjoint_options": adjoint_options,
+        }
+        if not adjoint:
+            for name, value in given.items():
+                if value is not None:
+                    raise ValueError(f"{name}: only used with adjoint=True, got {value!r} with adjoint=False")
+        self.adjoint_rtol = None if adjoint_rtol is None else check_positive_real(adjoint_rtol, "adjoint_rtol")
+        self.adjoint_atol = None if adjoint_atol is None else check_positive_real(adjoint_atol, "adjoint_atol")
+        self.adjoint_method = (
+            None if adjoint_method is None else check_choice(adjoint_method, "adjoint_method", ODEINT_METHODS)
+        )
+        backward_method = self.adjoint_method or self.method
+        if adjoint_options is None and backward_method != self.method and self.options:
+            raise ValueError(
+                f"adjoint_options: required when adjoint_method={backward_method!r} differs from "
+                f"method={self.method!r} and options are given (they need not apply to the other method); pass "
+                "adjoint_options={} for its defaults"
+            )
+        self.adjoint_options = (
+            None if adjoint_options is None else _check_options(adjoint_options, "adjoint_options", backward_method)
+        )
 
     @override
     def _integrate(self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -151,10 +267,23 @@ class OdeintIntegrator(Integrator):
             # methods shrink the step until torchdiffeq asserts ("underflow in dt"), and the Adams methods take
             # a max over it. Nothing moves: every time holds the empty y0.
             return y0.unsqueeze(0).expand(ts.shape[0], *y0.shape).clone()
+        try:
+            return self._solve(torchdiffeq, field, y0, ts, cond)
+        except AssertionError as e:
+            named = _max_steps_error(e, self.method, self.options)
+            if named is None:
+                raise
+            raise named from e
+
+    def _solve(
+        self, torchdiffeq: Any, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
+        """The torchdiffeq call of :meth:`_integrate`."""
         func = _BoundField(field, cond)
         kwargs: dict[str, Any] = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=self.options)
         if self.adjoint:
             params = tuple(field.parameters())
+            kwargs.update(self._adjoint_kwargs())
             if not cond.requires_grad:
                 return torchdiffeq.odeint_adjoint(func, y0, ts, adjoint_params=params, **kwargs)
             # z needs a gradient: it rides in the state (see _CarriedCondField); the norm looks at y only, so the
@@ -165,9 +294,27 @@ class OdeintIntegrator(Integrator):
             return ys
         return torchdiffeq.odeint(func, y0, ts, **kwargs)
 
+    def _adjoint_kwargs(self) -> dict[str, Any]:
+        """The ``adjoint_*`` arguments of ``torchdiffeq.odeint_adjoint`` that were set (None: torchdiffeq's)."""
+        kwargs: dict[str, Any] = {}
+        if self.adjoint_rtol is not None:
+            kwargs["adjoint_rtol"] = self.adjoint_rtol
+        if self.adjoint_atol is not None:
+            kwargs["adjoint_atol"] = self.adjoint_atol
+        if self.adjoint_method is not None:
+            kwargs["adjoint_method"] = self.adjoint_method
+            if self.adjoint_options is None:  # options are empty (checked): the other method's defaults
+                kwargs["adjoint_options"] = {}
+        if self.adjoint_options is not None:
+            kwargs["adjoint_options"] = dict(self.adjoint_options)
+        return kwargs
+
     def __repr__(self) -> str:
         options = f", options={self.options!r}" if self.options else ""
+        extra = "".join(f", {k}={v!r}" for k, v in self._adjoint_kwargs().items() if k != "adjoint_options")
+        if self.adjoint_options is not None:
+            extra += f", adjoint_options={self.adjoint_options!r}"
         return (
             f"OdeintIntegrator(method={self.method!r}, rtol={self.rtol}, atol={self.atol}{options}, "
-            f"adjoint={self.adjoint})"
+            f"adjoint={self.adjoint}{extra})"
         )
