@@ -670,7 +670,7 @@ def test_saved_progress_is_refused_by_another_evaluation(tmp_path: Path, tiny_ru
     trained_more = load_model(tiny_run, "best")
     with pytest.raises(ev.StateMismatchError, match="other model weights"):
         ev.evaluate(trained_more, clips, protocol, progress=False, state_file=state)
-    with pytest.raises(ValueError, match="save_every: expected a number of seconds >= 0, got -1"):
+    with pytest.raises(ValueError, match="save_every: expected a finite number of seconds >= 0, got -1"):
         ev.evaluate(model, clips, protocol, progress=False, state_file=state, save_every=-1)
     state.write_bytes(b"")
     with pytest.raises(ValueError, match=r"state_file: cannot read .* the file is empty"):
@@ -729,3 +729,103 @@ def test_sigterm_stops_the_evaluate_cli_which_the_same_command_continues(
     assert ev.main([*argv, "--name", "parts", "--restart"]) == 0
     assert json.loads((run / "eval" / "parts.json").read_text())["throughput"]["resumed_at"] == []
     assert not state.exists()
+
+
+def test_saved_progress_survives_numpy_settings_a_second_ctrl_c_and_a_full_disk(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review findings: a protocol of NumPy ints made a state file that weights_only=True could not read back; a
+    second Ctrl-C during the save after the first one lost the report of what the file holds; a save that fails
+    (a full disk) ended an evaluation whose results were computed."""
+    import torch
+
+    from examples.srvp import evaluate as ev
+    from examples.srvp.checkpoint import load_model
+
+    model = load_model(tiny_run, "last")
+    clips = torch.randint(0, 256, (6, 5, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    sizes = dict(nt_cond=np.int64(2), nt_gen=np.int32(6), n_samples=np.int64(2), n_substeps=1, batch_size=2)
+    protocol = ev.EvalProtocol(**sizes, seed=np.int64(1), max_sequences=0)  # type: ignore[arg-type]
+    assert all(type(v) is int for v in dataclasses.asdict(protocol).values())
+    state = tmp_path / "eval.partial.pt"
+    options: dict[str, Any] = dict(progress=False, n_gif=np.int64(2), save_every=np.float32(0))
+    whole = ev.evaluate(model, clips, protocol, state_file=state, **options)
+    again = ev.evaluate(model, clips, protocol, state_file=state, **options)  # read back: the complete file
+    assert again["metrics"] == whole["metrics"]
+    state.unlink()
+
+    save = ev._save_progress
+    saves: list[int] = []
+
+    def ctrl_c_in_saves_2_and_3(*args: Any) -> None:
+        saves.append(args[2].done)
+        if len(saves) in (2, 3):
+            raise KeyboardInterrupt
+        save(*args)
+
+    monkeypatch.setattr(ev, "_save_progress", ctrl_c_in_saves_2_and_3)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        ev.evaluate(model, clips, protocol, state_file=state, **options)
+    assert saves == [2, 4, 4]  # batch 1 saved; batch 2's save and the stop's save interrupted
+    assert stopped.value.saved_progress == ev.SavedProgress(2, 5, state)  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    continued = ev.evaluate(model, clips, protocol, state_file=state, **options)
+    assert continued["throughput"]["resumed_at"] == [2] and continued["metrics"] == whole["metrics"]
+
+    def disk_full(path: Any, payload: Any) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(ev, "save_checkpoint", disk_full)
+    with pytest.warns(UserWarning, match="state_file: the progress could not be saved .No space left on device"):
+        unsaved = ev.evaluate(model, clips, protocol, state_file=tmp_path / "other.pt", **options)
+    assert unsaved["metrics"] == whole["metrics"] and not (tmp_path / "other.pt").exists()
+    with pytest.raises(ValueError, match="save_every: expected a finite number of seconds >= 0, got nan"):
+        ev.evaluate(model, clips, protocol, state_file=state, progress=False, save_every=float("nan"))
+    with pytest.raises(TypeError, match="save_every: expected a number of seconds, got str '60'"):
+        ev.evaluate(model, clips, protocol, state_file=state, progress=False, save_every="60")  # type: ignore[arg-type]
+    with pytest.raises(ev.StateMismatchError, match="sample_chunk: 2 saved, 1 now"):
+        ev.evaluate(model, clips, protocol, state_file=state, progress=False, sample_chunk=1)
+
+
+def test_the_evaluate_cli_reports_an_error_with_what_it_kept_and_runs_outside_the_main_thread(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import threading
+
+    import torch
+
+    from examples.srvp import evaluate as ev
+    from examples.srvp.model import SRVP
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "2", "--max-sequences", "5"]
+    argv += ["--batch-size", "2", "--save-every", "0", "--name", "oom"]
+
+    def out_of_memory() -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    _stop_at_call(monkeypatch, SRVP, 2, out_of_memory)  # in the second batch
+    assert ev.main(argv) == 1
+    err = capsys.readouterr().err
+    state = run / "eval" / "oom.partial.pt"
+    assert "Traceback" in err and "CUDA out of memory" in err
+    last = err.rstrip("\n").splitlines()[-1]
+    assert last == (
+        f"error: OutOfMemoryError after 2 of 5 test sequences: their results are saved in {state}, and the same "
+        "command continues from there"
+    )
+    monkeypatch.undo()
+    for minutes in ("nan", "inf", "-1"):
+        assert ev.main([*argv, "--save-every", minutes]) == 2
+        assert (
+            _one_line_error(capsys) == f"error: --save-every: expected a number of minutes >= 0, got {float(minutes)}"
+        )
+
+    status: list[int] = []
+    worker = threading.Thread(target=lambda: status.append(ev.main(argv)))  # e.g. a notebook's or a server's
+    worker.start()
+    worker.join()
+    assert status == [0], capsys.readouterr().err
+    assert json.loads((run / "eval" / "oom.json").read_text())["throughput"]["resumed_at"] == [2]

@@ -157,6 +157,12 @@ def test_frechet_rejects_covariances_that_are_not_psd() -> None:
         cov = centred.T @ centred / 15
         assert torch.linalg.eigvalsh(cov.double()).min() < 0  # round-off, as real fits have
         assert frechet_distance(x.mean(0), cov, x.mean(0), cov) == pytest.approx(0.0, abs=1e-6 * float(cov.trace()))
+    # ... also when a float32 fit is passed on in float64 (statistics computed on a GPU, then saved).
+    x = torch.randn(400, 50, generator=g, dtype=torch.float64) @ torch.randn(50, 256, generator=g, dtype=torch.float64)
+    cov32 = torch.cov(x.float().T * 10).double()  # rank 50 of 256
+    assert torch.linalg.eigvalsh(cov32).min() < -1e-8 * float(torch.linalg.eigvalsh(cov32).max())  # float32 round-off
+    value = frechet_distance(x.mean(0), cov32, x.mean(0), cov32)
+    assert value == pytest.approx(0.0, abs=1e-4 * float(cov32.trace()))
 
 
 # ------------------------------------------------------------------------------------------------------

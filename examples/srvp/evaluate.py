@@ -44,10 +44,14 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import signal
 import sys
+import threading
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,7 +79,7 @@ from examples.srvp.checkpoint import (
 )
 from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import SRVP, FrameModel, SampleChunk, predict_in_chunks
-from latentdyn._checks import check_choice, check_positive_int, check_shape
+from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
@@ -129,11 +133,13 @@ class EvalProtocol:
     max_sequences: int  # 0: all
 
     def __post_init__(self) -> None:
+        # Kept as Python ints (a NumPy int would fail json.dumps and a weights_only load of saved progress).
         for name in ("nt_cond", "nt_gen", "n_samples", "n_substeps", "batch_size"):
-            check_positive_int(getattr(self, name), f"protocol.{name}")
-        check_positive_int(self.max_sequences, "protocol.max_sequences", minimum=0)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"protocol.seed: expected an int, got {type(self.seed).__name__} {self.seed!r}")
+            object.__setattr__(self, name, check_positive_int(getattr(self, name), f"protocol.{name}"))
+        object.__setattr__(
+            self, "max_sequences", check_positive_int(self.max_sequences, "protocol.max_sequences", minimum=0)
+        )
+        object.__setattr__(self, "seed", check_int(self.seed, "protocol.seed"))
         if self.nt_gen <= self.nt_cond:
             raise ValueError(
                 f"protocol.nt_gen: expected more than nt_cond={self.nt_cond} frames (conditioning + predicted), "
@@ -479,12 +485,16 @@ def _fingerprint(
     **options: Any,
 ) -> dict[str, Any]:
     """What must not change for an evaluation to continue from saved progress: the protocol, the options that
-    shape the results (``device`` type, ``amp``, ``n_gif``, ``fvd``, ``official_files``) and digests of the
-    weights and test clips. The sample chunk is not part of it: the samples do not depend on it."""
+    shape the results (``sample_chunk``, ``device`` type, ``amp``, ``n_gif``, ``fvd``, ``official_files``), the
+    model's configuration and digests of its weights, the test clips and the LPIPS weights. The sample chunk is
+    part of it although the draws do not depend on it: a GPU may pick other kernels for other batch sizes, and
+    rounding could change which sample is best."""
+    config = getattr(model, "config", None)
     return {
         "format": STATE_FORMAT,
         **asdict(protocol),
         **options,
+        "model configuration": asdict(config) if dataclasses.is_dataclass(config) else None,  # type: ignore[arg-type]
         "model weights": _digest(model.state_dict().items()),
         "test clips": _digest([("clips", clips)]),
         "LPIPS": _digest(lpips.state_dict().items()) if lpips is not None else None,
@@ -516,7 +526,7 @@ def _load_progress(path: Path, fingerprint: dict[str, Any]) -> tuple[_Accumulate
     saved = state.get("fingerprint") if isinstance(state, dict) else None
     if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
         raise ValueError(f"state_file: {path} is not the progress of an evaluation (format {STATE_FORMAT})")
-    digests = ("model weights", "test clips", "LPIPS")
+    digests = ("model configuration", "model weights", "test clips", "LPIPS")
     differences = []
     for key, now in fingerprint.items():
         then = saved.get(key)
@@ -699,12 +709,14 @@ def evaluate(
     if sample_chunk is not None:
         check_positive_int(sample_chunk, "sample_chunk")
     check_choice(amp, "amp", ("none", "bf16"))
-    check_positive_int(n_gif, "n_gif", minimum=0)
+    n_gif = check_positive_int(n_gif, "n_gif", minimum=0)
     check_positive_int(lpips_chunk, "lpips_chunk")
     if state_file is not None and Path(state_file).is_dir():
         raise ValueError(f"state_file: expected a file name, got the directory {state_file}")
-    if isinstance(save_every, bool) or not isinstance(save_every, (int, float)) or not save_every >= 0:
-        raise ValueError(f"save_every: expected a number of seconds >= 0, got {save_every!r}")
+    if not is_real(save_every):
+        raise TypeError(f"save_every: expected a number of seconds, got {type(save_every).__name__} {save_every!r}")
+    if not (math.isfinite(save_every) and save_every >= 0):
+        raise ValueError(f"save_every: expected a finite number of seconds >= 0, got {save_every!r}")
     device = torch.device(device)
     n_seq = n_all if not p.max_sequences else min(p.max_sequences, n_all)
     if sample_chunk is None:
@@ -766,6 +778,7 @@ def _evaluate(
             sequences[: p.nt_gen, :n_seq],
             p,
             lpips,
+            sample_chunk=chunk,
             device=device.type,
             amp=amp,
             n_gif=n_gif,
@@ -791,8 +804,15 @@ def _evaluate(
     start, last_save = time.monotonic(), time.monotonic()
 
     def save() -> None:
+        """Save the progress; a failure (a full disk) is a warning, and the evaluation goes on unprotected."""
+        nonlocal saved, last_save
         assert state_file is not None
-        _save_progress(state_file, fingerprint, acc, resumed_at)
+        try:
+            _save_progress(state_file, fingerprint, acc, resumed_at)
+        except OSError as e:
+            warnings.warn(f"state_file: the progress could not be saved ({os_error_message(e)})", stacklevel=3)
+            return
+        saved, last_save = acc.done, time.monotonic()
 
     try:
         for lo in range(acc.done, n_seq, p.batch_size):
@@ -823,20 +843,56 @@ def _evaluate(
                 bar.update(x.shape[1])
             if state_file is not None and (acc.done == n_seq or time.monotonic() - last_save >= save_every):
                 save()
-                saved, last_save = acc.done, time.monotonic()
+        if bar is not None:
+            bar.close()
+        # Inside the try: a stop during FVD still reports the (complete) saved progress.
+        return _results(
+            acc,
+            p,
+            model=model,
+            sequences=sequences,
+            n_seq=n_seq,
+            chunk=chunk,
+            metrics=metrics,
+            resumed_at=resumed_at,
+            official_files=official_files,
+            fvd_network=fvd_network,
+            fvd_protocol=fvd_protocol,
+        )
     except BaseException as exc:  # Ctrl-C, a stop signal turned into an exception, out of memory ...
-        if state_file is not None and acc.done > saved:
+        if state_file is not None:
             try:
-                save()
-                saved = acc.done
+                if acc.done > saved:
+                    save()
             except Exception:  # the original error matters more than a failed save
                 pass
-        if state_file is not None and saved > 0:
-            exc.saved_progress = SavedProgress(saved, n_seq, state_file)  # type: ignore[attr-defined]
+            except BaseException as again:  # a second Ctrl-C during the save: the file holds the last one
+                if saved > 0:
+                    again.saved_progress = SavedProgress(saved, n_seq, state_file)  # type: ignore[attr-defined]
+                raise
+            if saved > 0:
+                exc.saved_progress = SavedProgress(saved, n_seq, state_file)  # type: ignore[attr-defined]
         raise
     finally:
         if bar is not None:
             bar.close()
+
+
+def _results(
+    acc: _Accumulated,
+    p: EvalProtocol,
+    *,
+    model: FrameModel,
+    sequences: torch.Tensor,
+    n_seq: int,
+    chunk: int,
+    metrics: tuple[str, ...],
+    resumed_at: list[int],
+    official_files: bool,
+    fvd_network: nn.Module | None,
+    fvd_protocol: FVDProtocol | None,
+) -> dict[str, Any]:
+    """The results of an evaluation from the records of all its batches (see :func:`evaluate`)."""
     elapsed = acc.seconds
     scores = {name: _Scores.empty(metrics) for name in ("model", "worst", "copy_last", "black")}
     for b in acc.batches:
@@ -1107,17 +1163,32 @@ class Terminated(BaseException):
 
 @contextlib.contextmanager
 def _stop_signal_raises() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` (once: more SIGTERMs are ignored while the progress is saved)."""
+    """SIGTERM raises :class:`Terminated` (once: more SIGTERMs are ignored while the progress is saved). Only
+    in the main thread, the one Python delivers signals to (``main`` may run in another, without it)."""
 
     def stop(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated
 
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _kept(exc: BaseException, sep: str) -> str:
+    """What an evaluation stopped by ``exc`` kept, after ``sep``: "" when it saved nothing."""
+    saved: SavedProgress | None = getattr(exc, "saved_progress", None)
+    if saved is None:
+        return ""
+    return (
+        f"{sep}after {saved.done} of {saved.total} test sequences: their results are saved in {saved.path}, "
+        "and the same command continues from there"
+    )
 
 
 FLAG_OF = {
@@ -1132,6 +1203,7 @@ FLAG_OF = {
     "amp": "--amp",
     "fvd": "--fvd",
     "official_files": "--save-official-files",
+    "sample_chunk": "--sample-chunk",
     "model weights": "checkpoint weights",
     "test clips": "test clips",
     "LPIPS": "LPIPS weights",
@@ -1232,9 +1304,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         "--save-every": (args.save_every, 0),
     }
     for flag, (value, minimum) in at_least.items():
-        if value is not None and value < minimum:
+        if value is not None and not (math.isfinite(value) and value >= minimum):  # --save-every: NaN, inf
             hint = " (0: all)" if flag == "--max-sequences" else ""
-            raise ValueError(f"{flag}: expected an int >= {minimum}{hint}, got {value}")
+            kind = "a number of minutes" if flag == "--save-every" else "an int"
+            raise ValueError(f"{flag}: expected {kind} >= {minimum}{hint}, got {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1342,23 +1415,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (FileNotFoundError, ValueError) as e:
         hint = " (--restart discards it)" if str(e).startswith("state_file:") else ""
-        print(f"error: {str(e).replace('state_file: ', '', 1)}{hint}", file=sys.stderr)
+        print(f"error: {str(e).replace('state_file: ', '', 1)}{hint}{_kept(e, '; ')}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        print(f"error: {os_error_message(e)}{_kept(e, '; ')}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as e:
-        saved: SavedProgress | None = getattr(e, "saved_progress", None)
         how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated"
-        if saved is None:
-            print(f"\n{how}: no results were written", file=sys.stderr)
-        else:
-            print(
-                f"\n{how} after {saved.done} of {saved.total} test sequences: their results are saved in "
-                f"{saved.path}, and the same command continues from there",
-                file=sys.stderr,
-            )
+        print(f"\n{how}{_kept(e, ' ') or ': no results were written'}", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else 143
+    except Exception as e:  # e.g. out of memory: the traceback, then what was kept
+        if getattr(e, "saved_progress", None) is None:
+            raise
+        traceback.print_exc()
+        print(f"error: {type(e).__name__}{_kept(e, ' ')}", file=sys.stderr)
+        return 1
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}

@@ -122,11 +122,12 @@ def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
 
 def _check_psd(sym: torch.Tensor, dtype: torch.dtype, name: str) -> None:
     """Refuse a symmetric float64 matrix with an eigenvalue below zero beyond the round-off of a covariance
-    computed in ``dtype`` (``D · eps · 10`` relative to the largest eigenvalue magnitude)."""
+    computed in ``dtype``, or in float32 whatever ``dtype`` says (statistics computed on a GPU in float32 are
+    often passed on in float64): ``D · eps · 10`` relative to the largest eigenvalue magnitude."""
     if sym.numel() == 0:
         return
     eigvals = torch.linalg.eigvalsh(sym)
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
+    eps = max(torch.finfo(dtype).eps if dtype.is_floating_point else 0.0, torch.finfo(torch.float32).eps)
     tolerance = 10.0 * sym.shape[0] * eps * float(eigvals.abs().max())
     lowest = float(eigvals.min())
     if lowest < -tolerance:
