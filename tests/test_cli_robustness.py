@@ -581,6 +581,13 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(
 
 
 # ------------------------------------------------------------------ an evaluation that stops and continues
+def _uint8_clips(n: int) -> Any:
+    """n random test clips of 6 frames of 64x64, uint8 (T, N, 1, H, W), the same for every call."""
+    import torch
+
+    return torch.randint(0, 256, (6, n, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+
+
 def _stop_at_call(monkeypatch: pytest.MonkeyPatch, model_class: type, n: int, stop: Callable[[], None]) -> list[int]:
     """``model_class.predict`` calls ``stop`` in its ``n``-th call (1-based); returns the list of calls made."""
     calls: list[int] = []
@@ -609,7 +616,7 @@ def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_
     from examples.srvp.model import SRVP
 
     model = load_model(tiny_run, "last")
-    clips = torch.randint(0, 256, (6, 7, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    clips = _uint8_clips(7)
     protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=4, n_substeps=1, batch_size=3, seed=1, max_sequences=0)
     fvd_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
     monkeypatch.setattr(ev, "_fvd", lambda real, fake, *_: fvd_inputs.append((real, fake)) or {"value": 0.0})
@@ -648,13 +655,12 @@ def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_
 
 
 def test_saved_progress_is_refused_by_another_evaluation(tmp_path: Path, tiny_run: Path) -> None:
-    import torch
 
     from examples.srvp import evaluate as ev
     from examples.srvp.checkpoint import load_model
 
     model = load_model(tiny_run, "last")
-    clips = torch.randint(0, 256, (6, 4, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    clips = _uint8_clips(4)
     protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=2, seed=1, max_sequences=0)
     state = tmp_path / "eval.partial.pt"
     ev.evaluate(model, clips, protocol, progress=False, state_file=state)
@@ -737,13 +743,12 @@ def test_saved_progress_survives_numpy_settings_a_second_ctrl_c_and_a_full_disk(
     """Review findings: a protocol of NumPy ints made a state file that weights_only=True could not read back; a
     second Ctrl-C during the save after the first one lost the report of what the file holds; a save that fails
     (a full disk) ended an evaluation whose results were computed."""
-    import torch
 
     from examples.srvp import evaluate as ev
     from examples.srvp.checkpoint import load_model
 
     model = load_model(tiny_run, "last")
-    clips = torch.randint(0, 256, (6, 5, 1, 64, 64), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    clips = _uint8_clips(5)
     sizes = dict(nt_cond=np.int64(2), nt_gen=np.int32(6), n_samples=np.int64(2), n_substeps=1, batch_size=2)
     protocol = ev.EvalProtocol(**sizes, seed=np.int64(1), max_sequences=0)  # type: ignore[arg-type]
     assert all(type(v) is int for v in dataclasses.asdict(protocol).values())

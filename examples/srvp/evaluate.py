@@ -843,8 +843,6 @@ def _evaluate(
                 bar.update(x.shape[1])
             if state_file is not None and (acc.done == n_seq or time.monotonic() - last_save >= save_every):
                 save()
-        if bar is not None:
-            bar.close()
         # Inside the try: a stop during FVD still reports the (complete) saved progress.
         return _results(
             acc,
