@@ -458,6 +458,26 @@ def test_too_few_max_num_steps_is_named() -> None:
     assert enough(field, y0, ts, y0.new_zeros(2, 0)).shape == (2, 2, 3)
 
 
+class _NanAfterHalfField(VectorField):
+    """dy/dt = y until t = 0.5, then NaN: the error norm is NaN, so an adaptive solver shrinks its step to 0."""
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return torch.where(t > 0.5, torch.full_like(y, float("nan")), y)
+
+
+def test_step_size_underflow_is_explained() -> None:
+    """torchdiffeq's bare AssertionError ("underflow in dt 0.0") says what usually causes it."""
+    y0 = torch.ones(2, 3, dtype=torch.float64)
+    ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    for adjoint in (False, True):
+        integrator = OdeintIntegrator("dopri5", adjoint=adjoint)
+        with pytest.raises(
+            RuntimeError, match=r"the 'dopri5' solve shrank its step .*underflow in dt.*NaN or inf"
+        ) as e:
+            integrator(_NanAfterHalfField(), y0, ts, y0.new_zeros(2, 0))
+        assert isinstance(e.value.__cause__, AssertionError)
+
+
 def test_adjoint_options_are_torchdiffeqs_arguments_and_are_checked() -> None:
     import inspect
 

@@ -142,16 +142,22 @@ def _check_options(options: object, name: str, method: str) -> dict[str, Any]:
     return options
 
 
-def _max_steps_error(error: AssertionError, method: str, options: Mapping[str, Any]) -> RuntimeError | None:
-    """torchdiffeq's bare assertion on ``max_num_steps`` as an error that names the option; None for another."""
+def _named_solver_error(error: AssertionError, method: str, options: Mapping[str, Any]) -> RuntimeError | None:
+    """torchdiffeq's bare assertions of an adaptive solve as errors that say what went wrong; None for another."""
     text = str(error)
-    if not text.startswith("max_num_steps exceeded"):
-        return None
-    limit = options.get("max_num_steps", "its default 2**31 - 1")
-    return RuntimeError(
-        f"options: the {method!r} solve took more steps than max_num_steps={limit} allows between two output "
-        f"times (torchdiffeq: {text}); raise options['max_num_steps'], loosen rtol/atol, or add sub-steps"
-    )
+    if text.startswith("max_num_steps exceeded"):
+        limit = options.get("max_num_steps", "its default 2**31 - 1")
+        return RuntimeError(
+            f"options: the {method!r} solve took more steps than max_num_steps={limit} allows between two output "
+            f"times (torchdiffeq: {text}); raise options['max_num_steps'], loosen rtol/atol, or add sub-steps"
+        )
+    if text.startswith("underflow in dt"):
+        return RuntimeError(
+            f"the {method!r} solve shrank its step until the time no longer advanced (torchdiffeq: {text}): the "
+            "field returned NaN or inf, the solution blows up in finite time, or the dynamics are too stiff for "
+            "rtol/atol; check the field's outputs, loosen rtol/atol, or use a fixed-step method"
+        )
+    return None
 
 
 class OdeintIntegrator(Integrator):
@@ -191,8 +197,9 @@ class OdeintIntegrator(Integrator):
             missing for an ``adjoint_method`` other than ``method`` with ``options``. When integrating: a
             bfloat16 state with ``rtol`` below its eps, or a float16 state, with an adaptive method.
         RuntimeError: when integrating, an adaptive solve that needs more steps than
-            ``options["max_num_steps"]`` between two output times (torchdiffeq's assertion, named). The backward
-            solve of the adjoint reports it as torchdiffeq does.
+            ``options["max_num_steps"]`` between two output times, or whose step size underflows (a field that
+            returns NaN or inf, a solution that blows up): torchdiffeq's assertions, explained. The backward
+            solve of the adjoint reports them as torchdiffeq does.
     """
 
     def __init__(
@@ -270,7 +277,7 @@ class OdeintIntegrator(Integrator):
         try:
             return self._solve(torchdiffeq, field, y0, ts, cond)
         except AssertionError as e:
-            named = _max_steps_error(e, self.method, self.options)
+            named = _named_solver_error(e, self.method, self.options)
             if named is None:
                 raise
             raise named from e
