@@ -20,10 +20,13 @@ from examples.srvp import evaluate as ev
 from examples.srvp import quickstart, train
 from examples.srvp.checkpoint import (
     default_checkpoint,
+    fork_rng,
     load_checkpoint,
     load_model,
     paper_checkpoint,
     read_run_config,
+    rng_state,
+    set_rng_state,
 )
 from examples.srvp.config import PRESETS, TrainConfig
 from examples.srvp.model import SRVP, FrameModel, Prediction
@@ -139,6 +142,41 @@ def test_a_stop_selects_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     best = [load_checkpoint(tmp_path / run / "checkpoints" / "best.pt") for run in ("a", "b")]
     assert best[0]["step"] == best[1]["step"] == 3
     assert all(torch.equal(best[0]["model"][k], best[1]["model"][k]) for k in best[0]["model"])
+
+
+class _FakeGenerator:
+    """A stand-in for an accelerator module with one global random state (torch.mps, torch.xpu)."""
+
+    def __init__(self) -> None:
+        self.state = torch.tensor([1, 2, 3], dtype=torch.uint8)
+
+    def get_rng_state(self) -> torch.Tensor:
+        return self.state.clone()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        self.state = state.clone()
+
+
+def test_rng_state_of_an_accelerator_other_than_cuda_is_saved_restored_and_forked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On MPS (or XPU) the draws on the device use the device's generator: a resumed run or a continued evaluation
+    that restored only the CPU state would draw other noise there."""
+    fake = _FakeGenerator()
+    monkeypatch.setattr(torch, "mps", fake, raising=False)
+    mps = torch.device("mps")
+    saved = rng_state(mps)
+    assert torch.equal(saved["mps"], torch.tensor([1, 2, 3], dtype=torch.uint8))
+    fake.state = torch.tensor([9], dtype=torch.uint8)
+    set_rng_state(saved, mps)
+    assert torch.equal(fake.state, torch.tensor([1, 2, 3], dtype=torch.uint8))
+    cpu_before = torch.get_rng_state()
+    with fork_rng(mps):
+        fake.state = torch.tensor([7], dtype=torch.uint8)
+        torch.rand(3)
+    assert torch.equal(fake.state, torch.tensor([1, 2, 3], dtype=torch.uint8))
+    assert torch.equal(torch.get_rng_state(), cpu_before)
+    assert set(rng_state(torch.device("cpu"))) == {"torch"}
 
 
 def test_time_budget_stop_resumes_exactly(tmp_path: Path) -> None:

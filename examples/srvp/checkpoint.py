@@ -6,10 +6,12 @@ each a dict with the model state and, for training checkpoints, optimizer, sched
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,26 +95,46 @@ def atomic_write_npz(path: str | os.PathLike[str], *, compressed: bool = False, 
     return Path(path)
 
 
+def _accelerator_module(device: torch.device) -> Any:
+    """``torch.mps`` or ``torch.xpu``: an accelerator other than CUDA whose module keeps one global random state;
+    None for the CPU, CUDA (indexed, handled apart) and devices without one."""
+    if device.type in ("cpu", "cuda"):
+        return None
+    module = getattr(torch, device.type, None)
+    has_state = callable(getattr(module, "get_rng_state", None)) and callable(getattr(module, "set_rng_state", None))
+    return module if has_state else None
+
+
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """The global random states that draws on ``device`` use: ``torch`` (CPU) and, on CUDA, ``cuda`` (that device's)."""
+    """The global random states that draws on ``device`` use: ``torch`` (CPU) and that of the device's own
+    generator: ``cuda`` (that device's), or ``mps``/``xpu`` on those."""
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
+    elif (module := _accelerator_module(device)) is not None:
+        state[device.type] = module.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    """Restore what :func:`rng_state` returned (the CUDA state only on a CUDA device, where it was saved)."""
+    """Restore what :func:`rng_state` returned (a device's state only on a device of that type, where it was
+    saved)."""
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+    elif device.type in state and (module := _accelerator_module(device)) is not None:
+        module.set_rng_state(state[device.type])
 
 
-def fork_rng(device: torch.device) -> Any:
-    """A context whose random draws (CPU, and ``device``'s when it is a CUDA device) leave the global streams as
-    they were: e.g. a validation or an evaluation inside a run that must resume exactly."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=cuda)
+@contextlib.contextmanager
+def fork_rng(device: torch.device) -> Iterator[None]:
+    """A context whose random draws (CPU, and ``device``'s) leave the global streams as they were: e.g. a
+    validation or an evaluation inside a run that must resume exactly."""
+    saved = rng_state(device)
+    try:
+        yield
+    finally:
+        set_rng_state(saved, device)
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
