@@ -190,26 +190,41 @@ class ConditionalGaussianPrior(GaussianHead):
 class StandardNormal(nn.Module):
     """Fixed standard-normal prior N(0, I) over vectors of size ``dim``.
 
-    Its mean and scale are buffers, so the prior follows ``.to(device)``, ``.double()`` and ``state_dict``
-    stays empty of them (non-persistent buffers).
+    It follows ``.to(device)`` and ``.double()`` through an empty non-persistent buffer that only carries the
+    dtype and device, and builds its zeros and ones when called: ``state_dict`` stays empty, and a prior built
+    on the meta device and materialised with ``to_empty`` (deferred initialisation) is exact, with nothing to
+    reset or load.
 
     Args:
         dim: event size D (e.g. Dz), at least 1.
+
+    Attributes:
+        loc: the mean, zeros (D,) in the prior's dtype and device (a new tensor at each access).
+        scale: the standard deviation, ones (D,), likewise.
 
     Raises:
         TypeError: ``dim`` is not an int.
         ValueError: ``dim`` is below 1.
     """
 
-    loc: torch.Tensor
-    scale: torch.Tensor
+    _anchor: torch.Tensor
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         check_positive_int(dim, "dim")
         self.dim = dim
-        self.register_buffer("loc", torch.zeros(dim), persistent=False)
-        self.register_buffer("scale", torch.ones(dim), persistent=False)
+        # Empty: uninitialised memory (to_empty) cannot make it wrong; it only tells the dtype and device.
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+
+    @property
+    def loc(self) -> torch.Tensor:
+        """Zeros (D,) in the prior's dtype and device."""
+        return self._anchor.new_zeros(self.dim)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """Ones (D,) in the prior's dtype and device."""
+        return self._anchor.new_ones(self.dim)
 
     def forward(self, *batch_shape: int) -> Independent:
         """Standard normal N(0, I) with batch shape ``batch_shape`` and event shape (D,).
@@ -218,7 +233,7 @@ class StandardNormal(nn.Module):
             *batch_shape: the batch sizes, e.g. ``prior(T, B)``, or one tuple or ``torch.Size``.
 
         Returns:
-            ``Independent(Normal(0, 1), 1)`` with the buffers' dtype and device, batch ``batch_shape``, event (D,).
+            ``Independent(Normal(0, 1), 1)`` in the prior's dtype and device, batch ``batch_shape``, event (D,).
 
         Raises:
             TypeError: a size is not an int.

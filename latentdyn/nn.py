@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from einops import rearrange
 from torch import nn
+from torch.nn.utils import parametrize
 
 from latentdyn._checks import check_positive_int, check_tensor, is_real
 
@@ -227,9 +228,16 @@ def init_orthogonal_(module: nn.Module, gain: float, generator: torch.Generator 
     Returns:
         ``module`` itself (as :func:`~latentdyn.encoders.init_conv_weights_` does).
 
+    A layer whose weight carries a parametrization (``torch.nn.utils.parametrizations.weight_norm``,
+    ``spectral_norm``) is initialised through it: the orthogonal matrix is assigned to ``layer.weight``, which
+    sets the parametrization's originals by its ``right_inverse`` (weight norm then gives the orthogonal matrix
+    up to rounding; spectral norm divides it by its estimate of its largest singular value, as any weight).
+
     Raises:
         TypeError: ``module`` is not an ``nn.Module``, ``gain`` not a real number, or ``generator`` neither a
-            ``torch.Generator`` nor ``None``.
+            ``torch.Generator`` nor ``None``; a Linear weight that cannot be set (a parametrization without
+            ``right_inverse``, or a weight computed by a hook such as the deprecated
+            ``torch.nn.utils.weight_norm``, where an in-place initialisation would change nothing).
         ValueError: ``gain`` is not finite.
     """
     if not isinstance(module, nn.Module):
@@ -243,9 +251,43 @@ def init_orthogonal_(module: nn.Module, gain: float, generator: torch.Generator 
 
     def init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
-            nn.init.orthogonal_(m.weight, gain=gain, generator=generator)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            _init_tensor_(m, "weight", lambda w: nn.init.orthogonal_(w, gain=gain, generator=generator))
+            _init_tensor_(m, "bias", nn.init.zeros_)
 
     module.apply(init)
     return module
+
+
+def _init_tensor_(module: nn.Module, name: str, init: Callable[[torch.Tensor], object]) -> None:
+    """Initialise the tensor ``name`` (a weight or bias) of ``module`` in place with ``init``.
+
+    A parametrized tensor (``torch.nn.utils.parametrizations.weight_norm``, ``spectral_norm``, ...) is
+    recomputed from its originals at every access, so an in-place write would change nothing: ``init`` fills a
+    new tensor, which is assigned through the parametrization's ``right_inverse`` (weight norm then gives that
+    tensor up to rounding; spectral norm divides it by its estimate of its largest singular value). The draws
+    are those of an unparametrized layer. A tensor that is neither a parameter nor parametrized but computed by
+    a hook (the deprecated ``torch.nn.utils.weight_norm``) is a ``TypeError``. A missing one (no bias) is left.
+    """
+    if parametrize.is_parametrized(module, name):
+        with torch.no_grad():
+            value = torch.empty_like(getattr(module, name))
+            init(value)
+            try:
+                setattr(module, name, value)
+            except (RuntimeError, NotImplementedError) as e:
+                raise TypeError(
+                    f"module: cannot initialise the parametrized {name} of a "
+                    f"{parametrize.type_before_parametrizations(module).__name__} ({e}); "
+                    "initialise it before registering the parametrization"
+                ) from e
+        return
+    tensor = module._parameters.get(name)
+    if tensor is None:
+        if getattr(module, name, None) is None:
+            return
+        raise TypeError(
+            f"module: the {name} of a {type(module).__name__} is not a parameter but computed from others (by a "
+            "hook such as the deprecated torch.nn.utils.weight_norm or spectral_norm), so initialising it would "
+            "change nothing; initialise before applying it, or use torch.nn.utils.parametrizations"
+        )
+    init(tensor)

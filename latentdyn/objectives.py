@@ -42,6 +42,9 @@ def gaussian_nll(
         std: observation standard deviation, positive and finite: a Python number (checked on the host), or
             a real (not bool, not complex) tensor whose shape broadcasts to the shape of ``target`` (its
             values are checked, which reads them back to the host: pass a Python number in a training step).
+            The values of a tensor ``std`` are not checked inside ``torch.compile`` (torch >= 2.3) or a
+            ``torch.func`` transform (``vmap``, ``grad``), which cannot read them back: a learned std can be
+            vmapped over (an ensemble) and compiled with ``fullgraph=True``.
         mask: which elements are observed, for padded sequences: a bool tensor, or a 0/1 floating-point or
             integer tensor (read as ``mask != 0``; its values are not read back to check they are 0 or 1),
             whose shape broadcasts to the shape of ``target`` (for a (T, B) mask of (T, B, D) observations,
@@ -57,7 +60,8 @@ def gaussian_nll(
         TypeError: ``target`` or ``mean`` is not a floating-point tensor; ``std`` is neither a number nor a
             real tensor (a bool or complex tensor); ``mask`` is neither None nor a bool or real tensor.
         ValueError: shapes differ, ``target`` is not time-first, ``std`` or ``mask`` does not broadcast to
-            ``target`` without growing it, or ``std`` is not positive and finite.
+            ``target`` without growing it, or ``std`` is not positive and finite (a tensor ``std``: outside
+            torch.compile and torch.func transforms).
     """
     check_float_tensor(target, "target")
     check_float_tensor(mean, "mean")
@@ -67,7 +71,9 @@ def gaussian_nll(
         raise ValueError(f"target: expected a time-first tensor (T, B, ...), got shape {list(target.shape)}")
     observed = None if mask is None else _check_mask(mask, target)
     reduce_dims = (0, *range(2, target.dim()))  # everything but the batch axis
-    n = math.prod(target.shape[d] for d in reduce_dims)  # elements per sequence (target[:, 0] fails for B = 0)
+    # Elements per sequence (target[:, 0] fails for B = 0); a list, not a generator, which torch.compile cannot
+    # trace without a graph break.
+    n = math.prod([target.shape[d] for d in reduce_dims])
     dtype = _working_dtype(torch.promote_types(target.dtype, mean.dtype))
     diff = target.to(dtype) - mean.to(dtype)
     count: float | torch.Tensor = n
@@ -93,7 +99,9 @@ def gaussian_nll(
             f"std: expected a shape that broadcasts to the shape of target {list(target.shape)}, got {list(std.shape)}"
         )
     scale = std.to(dtype=dtype, device=mean.device)
-    if not bool((torch.isfinite(scale) & (scale > 0)).all()):
+    # Reading the values back is data-dependent control flow, which torch.func transforms (vmap) and
+    # torch.compile(fullgraph=True) cannot trace: there the check is left out.
+    if not _is_traced(std) and not bool((torch.isfinite(scale) & (scale > 0)).all()):
         raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
     if scale.dim() == 0:
         sq = diff.square().sum(reduce_dims)
@@ -102,6 +110,17 @@ def gaussian_nll(
     if observed is not None:
         per_element = torch.where(observed, per_element, per_element.new_zeros(()))
     return per_element.sum(reduce_dims)
+
+
+_is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+
+
+def _is_traced(x: torch.Tensor) -> bool:
+    """Whether ``x`` is being traced by torch.compile (torch >= 2.3) or is a torch.func transform's tensor
+    (vmap, grad, jacrev, ...): its values cannot be read back into Python control flow there."""
+    if _is_compiling is not None and _is_compiling():
+        return True
+    return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 
 def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:

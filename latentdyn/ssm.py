@@ -72,8 +72,13 @@ class Sampler(Protocol):
 def default_sampler(sample: bool = True) -> Sampler:
     """The default sampler: reparameterised samples (``sample=True``) or means (``sample=False``).
 
+    A diagonal Gaussian ``Independent(Normal(loc, scale), 1)`` is drawn as ``loc + ε·scale`` with
+    ``ε = torch.randn(loc.shape)``: the numbers of its ``rsample()`` (the same draws from the same generator
+    state), written so that it also runs under ``torch.func.vmap(..., randomness="different")``, where
+    ``rsample``'s in-place ``normal_`` cannot. Other distributions are drawn with ``rsample()``.
+
     Args:
-        sample: draw with ``rsample`` (True) or return the distribution's mean (False).
+        sample: draw a reparameterised sample (True) or return the distribution's mean (False).
 
     Raises:
         TypeError: ``sample`` is not a bool.
@@ -81,7 +86,12 @@ def default_sampler(sample: bool = True) -> Sampler:
     sample = check_bool(sample, "sample")
 
     def draw(dist: Distribution, role: Role) -> torch.Tensor:
-        return dist.rsample() if sample else dist.mean
+        if not sample:
+            return dist.mean
+        if type(dist) is Independent and type(dist.base_dist) is Normal:
+            loc, scale = dist.base_dist.loc, dist.base_dist.scale  # broadcast to one shape by Normal
+            return loc + torch.randn(loc.shape, dtype=loc.dtype, device=loc.device) * scale  # as Normal.rsample
+        return dist.rsample()
 
     return draw
 
@@ -406,7 +416,10 @@ class LatentSSM(nn.Module):
         For every transition t−1 → t (t = 1..T−1): z_t comes from the posterior while frame t is observed
         (t < n_observed), else from the prior evaluated on y_{t−1} (sampled, or its mean with
         ``sample=False``); then the cell takes its n sub-steps with z_t held constant. The prior is always
-        evaluated on integer-time states, also along the posterior part (for the KL).
+        evaluated on integer-time states, also along the posterior part (for the KL). The cell and the prior
+        are called as modules, the cell as ``cell(y, cond, n, frame, return_path=True, check=False)`` (see
+        :meth:`TransitionCell.forward <latentdyn.cells.TransitionCell.forward>`), so forward hooks on them and
+        compiled ones (``cell.compile()``, ``torch.compile(cell)``) apply within a rollout.
 
         Args:
             y0: state of the first frame, (B, Dy).
@@ -486,7 +499,8 @@ class LatentSSM(nn.Module):
                 prior_steps.append(p)
                 z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
             cond = z if u is None else torch.cat([z, u.to(z.dtype)], dim=-1)
-            path = cell._path(y, cond, n, t0 + t - 1)
+            # Through the module call, so that hooks on the cell and a compiled cell apply; checked once.
+            path = cell(y, cond, n, t0 + t - 1, return_path=True, check=False)
             if t == 1:
                 cell.check_path(path, n, b)
             substates.append(path.states)

@@ -321,6 +321,23 @@ def test_conversion_stops_at_a_checksum_mismatch(tmp_path: Path) -> None:
     assert not list((tmp_path / "out" / "processed_data").rglob(".*"))  # no temporary folder left
 
 
+def test_file_without_any_record_is_an_error(tmp_path: Path) -> None:
+    """A zero-byte file (a failed download) used to become an empty folder, reported as converted and then
+    skipped by every later run, so its 256 videos went missing without a word."""
+    good, _ = bair_record(np.random.default_rng(4))
+    raw = raw_layout(tmp_path, [good])
+    empty = raw / "softmotion30_44k" / "train" / "traj_2_to_2.tfrecords"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"traj_2_to_2\.tfrecords: no record \(0 bytes\): an interrupted download"):
+        convert_bair(raw, tmp_path / "out")
+    train = tmp_path / "out" / "processed_data" / "train"
+    assert [d.name for d in train.iterdir()] == ["traj_0_to_1"]  # nothing (not even a hidden folder) for it
+    write_tfrecord(empty, [good])  # downloaded again: the next run converts it
+    report = convert_bair(raw, tmp_path / "out")
+    assert (report.written, report.skipped) == (2, 1)
+    assert [d.name for d in (train / "traj_2_to_2").iterdir()] == ["001"]
+
+
 def test_wrong_raw_layout(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"softmotion30_44k, found none; expected raw_dir/softmotion30_44k"):
         convert_bair(tmp_path, tmp_path / "out")

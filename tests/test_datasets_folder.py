@@ -153,3 +153,74 @@ def test_argument_errors(root: Path, tmp_path: Path) -> None:
         VideoFolderDataset(root, seq_len=2, image_size=[8, 8])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"frame_step: expected an int >= 1"):
         VideoFolderDataset(root, seq_len=2, frame_step=0)
+
+
+def coloured_frame(t: int) -> np.ndarray:
+    """A red 16x16 frame with a green bar at columns 4t..4t+3."""
+    frame = np.zeros((16, 16, 3), np.uint8)
+    frame[..., 0] = 200
+    frame[:, 4 * t : 4 * t + 4] = (20, 200, 60)
+    return frame
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_palette_frames_are_read_as_colours(tmp_path: Path, transparent: bool) -> None:
+    """Palette PNGs (GIF exports, pngquant) hold indices; the clip must hold the colours they stand for."""
+    folder = tmp_path / "palette"
+    folder.mkdir()
+    expected = np.stack([coloured_frame(t) for t in range(4)])
+    for t, frame in enumerate(expected):
+        image = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+        # With transparency, entry 3 (unused: every pixel stays opaque) is marked transparent.
+        image.save(folder / f"{t}.png", **({"transparency": 3} if transparent else {}))
+        with Image.open(folder / f"{t}.png") as saved:
+            assert saved.mode == "P" and ("transparency" in saved.info) == transparent
+    dataset = VideoFolderDataset(tmp_path, seq_len=4, random_start=False)
+    np.testing.assert_array_equal(dataset[0], expected)
+    gray = VideoFolderDataset(tmp_path, seq_len=4, random_start=False, grayscale=True)[0]
+    np.testing.assert_array_equal(gray, np.stack([np.asarray(Image.fromarray(f).convert("L")) for f in expected]))
+
+
+def test_16_bit_frames_are_scaled_to_8_bits(tmp_path: Path) -> None:
+    """16-bit grey PNGs are scaled (65535 -> 255), not clipped to white."""
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    levels = [0, 20, 200, 255]
+    for t, level in enumerate(levels):
+        frame = np.full((8, 8), level * 257, np.uint16)
+        frame[0, 0] = 65535  # white pixel
+        frame[0, 1] = level * 257 + (100 if level < 255 else -100)  # rounds to the same 8-bit level
+        Image.fromarray(frame).save(folder / f"{t}.png")
+        with Image.open(folder / f"{t}.png") as saved:
+            assert saved.mode == "I;16"
+    clip = VideoFolderDataset(tmp_path, seq_len=4, random_start=False, grayscale=True)[0]
+    expected = np.broadcast_to(np.array(levels, np.uint8)[:, None, None], (4, 8, 8)).copy()
+    expected[:, 0, 0] = 255
+    np.testing.assert_array_equal(clip, expected)
+    rgb = VideoFolderDataset(tmp_path, seq_len=4, random_start=False)[0]
+    np.testing.assert_array_equal(rgb, np.repeat(expected[..., None], 3, axis=-1))
+
+
+def test_grey_alpha_and_one_bit_frames(tmp_path: Path) -> None:
+    folder = tmp_path / "la"
+    folder.mkdir()
+    grey_alpha = np.zeros((8, 8, 2), np.uint8)
+    grey_alpha[..., 0] = 90
+    grey_alpha[..., 1] = 10  # nearly transparent: the alpha is dropped, the grey level kept
+    Image.fromarray(grey_alpha, mode="LA").save(folder / "1.png")
+    Image.new("1", (8, 8), 1).save(folder / "2.png")
+    clip = VideoFolderDataset(tmp_path, seq_len=2, random_start=False, grayscale=True)[0]
+    np.testing.assert_array_equal(clip[0], np.full((8, 8), 90, np.uint8))
+    np.testing.assert_array_equal(clip[1], np.full((8, 8), 255, np.uint8))
+
+
+def test_unsupported_image_mode_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "float"
+    folder.mkdir()
+    for t in range(2):
+        Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(folder / f"{t}.tif")
+    # .tif is not a frame extension; give the file a frame name (Pillow reads by content).
+    for t in range(2):
+        (folder / f"{t}.tif").rename(folder / f"{t}.png")
+    with pytest.raises(ValueError, match=r"0\.png: image mode 'F' is not supported"):
+        VideoFolderDataset(tmp_path, seq_len=2, random_start=False)[0]

@@ -143,6 +143,26 @@ def test_clip_span_longer_than_every_video(human: tuple[Path, Path]) -> None:
         Human36MDataset(data, seq_len=3, subsampling=6)
 
 
+def test_videos_of_another_frame_size_are_named_at_construction(tmp_path: Path) -> None:
+    """A file converted at another size used to pass construction and fail at some training step with a
+    batch-shape error naming no file."""
+    from latentdyn.video.datasets._common import split_items
+
+    train = tmp_path / "train"
+    train.mkdir()
+    names = [f"S1_Video{i}.npz" for i in range(6)]
+    odd = split_items(names, "train")[1]  # a file of the training part
+    for name in names:
+        size = 32 if name == odd else 64
+        np.savez(train / name, image=np.zeros((N_FRAMES, size, size, 3), np.uint8))
+    with pytest.raises(
+        ValueError, match=rf"train/{odd}: frames are 32x32 \(H x W\), but 4 other videos of the split have 64x64"
+    ):
+        Human36MDataset(tmp_path, seq_len=3, subsampling=1)
+    (train / odd).unlink()
+    assert Human36MDataset(tmp_path, seq_len=3, subsampling=1).frame_size == (64, 64)
+
+
 def test_test_set_follows_the_official_draw_order(human: tuple[Path, Path]) -> None:
     _, data = human
     folder = make_human36m_test_set(data, seq_len=3, subsampling=2, size=12, seed=42)

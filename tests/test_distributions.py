@@ -141,6 +141,33 @@ def test_standard_normal_follows_double_and_to() -> None:
         StandardNormal(0)
 
 
+def test_standard_normal_built_on_the_meta_device() -> None:
+    """Deferred initialisation: built on the meta device, materialised with to_empty and loaded, the prior is
+    N(0, I) exactly (its mean and scale were non-persistent buffers of uninitialised memory: a NaN KL)."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = GaussianHead(nn.Linear(2, 6))
+            self.prior = StandardNormal(3)
+
+    with seeded(0):
+        reference = Model().double()
+    with torch.device("meta"):
+        model = Model()
+    model = model.to_empty(device="cpu").double()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    assert sorted(model.state_dict()) == ["head.net.bias", "head.net.weight"]  # the prior adds no key
+    prior = model.prior(4, 2)
+    assert prior.mean.dtype == torch.float64
+    assert torch.equal(prior.mean, torch.zeros(4, 2, 3, dtype=torch.float64))
+    assert torch.equal(prior.stddev, torch.ones(4, 2, 3, dtype=torch.float64))
+    q = model.head(torch.randn(4, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    kl = torch.distributions.kl_divergence(q, prior)
+    assert torch.isfinite(kl).all()
+    assert torch.equal(kl, torch.distributions.kl_divergence(q, reference.prior(4, 2)))
+
+
 def test_index_steps() -> None:
     loc = torch.randn(5, 2, 3)
     scale = torch.rand(5, 2, 3) + 0.1

@@ -375,6 +375,33 @@ def test_unexpected_key_names_file_and_key(i3d_file: Path, tmp_path: Path) -> No
         InceptionI3D.from_file(bad)
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", r"the file is empty \(0 bytes"),
+        (None, r"not a PyTorch file, or a truncated or corrupted one \(IndexError"),  # random bytes, seed 2
+        (b"PK\x03\x04" + bytes(60), r"truncated or corrupted"),
+    ],
+    ids=["empty", "random", "bad_zip"],
+)
+def test_damaged_weights_file_gives_a_one_line_value_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes | None, reason: str
+) -> None:
+    """Before, random bytes escaped as IndexError/KeyError tracebacks and an empty file gave the reason '()'.
+
+    A ValueError is also what the evaluate CLI catches to skip FVD for a file found through the environment.
+    """
+    import random
+
+    bad = tmp_path / "i3d.pt"
+    bad.write_bytes(random.Random(2).randbytes(2000) if data is None else data)
+    monkeypatch.setenv(I3D_ENV_VAR, str(bad))
+    for path in (bad, None):
+        with pytest.raises(ValueError, match=rf"i3d\.pt': cannot be read as a PyTorch state dict: {reason}") as info:
+            InceptionI3D.from_file(path)
+        assert "\n" not in str(info.value)
+
+
 # ------------------------------------------------------------------------------------------------------
 # FVD protocol
 # ------------------------------------------------------------------------------------------------------

@@ -228,6 +228,77 @@ def test_adjoint_gradients_equal_backprop_when_z_depends_on_the_field(
         torch.testing.assert_close(grads[True][name], expected, rtol=1e-6, atol=1e-8, msg=name)
 
 
+def _functional_call_gradients(adjoint: bool, model: str) -> dict[str, torch.Tensor]:
+    """Gradients with respect to tensors passed through ``torch.func.functional_call`` (an ensemble member,
+    fast weights), which differ from the module's own: a cell with a z that needs no gradient, or a LatentSSM
+    rollout whose z come from a prior on the states (z then rides in the adjoint's state)."""
+    from torch.func import functional_call
+
+    from latentdyn.distributions import ConditionalGaussianPrior
+    from latentdyn.ssm import LatentSSM
+
+    g = torch.Generator().manual_seed(13)
+    field = SmoothField(3, 2, 6, generator=g).double()
+    y0 = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    integrator = OdeintIntegrator("dopri5", rtol=1e-10, atol=1e-12, adjoint=adjoint)
+    cell = ODECell(field, integrator, 3, 2, n_substeps=2)
+    module: torch.nn.Module = cell
+    if model == "ssm":
+        prior_net = torch.nn.Linear(3, 4).double()
+        with torch.no_grad():
+            prior_net.weight.copy_(torch.randn(4, 3, generator=g, dtype=torch.float64))
+            prior_net.bias.zero_()
+        module = LatentSSM(cell, ConditionalGaussianPrior(prior_net))
+    other = {
+        k: (p.detach() + 0.5 * torch.randn(p.shape, generator=g, dtype=torch.float64)).requires_grad_()
+        for k, p in module.named_parameters()
+    }
+    if model == "ssm":
+        states = functional_call(module, other, (y0, 3), {"sample": False}).states
+    else:
+        z = torch.randn(2, 2, generator=g, dtype=torch.float64)
+        states = functional_call(module, other, (y0, z))
+    loss = (states * torch.randn(states.shape, generator=g, dtype=torch.float64)).sum()
+    return dict(zip([*other, "y0"], torch.autograd.grad(loss, [*other.values(), y0])))
+
+
+@pytest.mark.parametrize("model", ["cell", "ssm"])
+def test_adjoint_gradients_under_functional_call(model: str) -> None:
+    """Under torch.func.functional_call the adjoint's backward evaluates the field at the tensors the forward
+    used, not at the module's own (which functional_call has put back by then): the passed-in tensors get the
+    backprop gradients (they got zeros, and y0 and the prior wrong ones)."""
+    backprop = _functional_call_gradients(adjoint=False, model=model)
+    adjoint = _functional_call_gradients(adjoint=True, model=model)
+    assert backprop.keys() == adjoint.keys()
+    for name, expected in backprop.items():
+        assert expected.abs().sum() > 0, name
+        torch.testing.assert_close(adjoint[name], expected, rtol=1e-6, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("cond_requires_grad", [False, True])
+def test_adjoint_refuses_double_backward(cond_requires_grad: bool) -> None:
+    """A gradient penalty through an adjoint solve (create_graph=True) is an error, not a silently missing term:
+    torchdiffeq's adjoint computes its gradients without a graph."""
+    g = torch.Generator().manual_seed(4)
+    field = SmoothField(2, 2, 4, generator=g).double()
+    y0 = torch.randn(2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    cond = torch.randn(2, 2, generator=g, dtype=torch.float64).requires_grad_(cond_requires_grad)
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    for adjoint in (False, True):
+        out = OdeintIntegrator("rk4", adjoint=adjoint)(field, y0, ts, cond).square().sum()
+        if adjoint:
+            with pytest.raises(
+                RuntimeError, match=r"adjoint=True\) does not support double backward .* use adjoint=False"
+            ):
+                torch.autograd.grad(out, y0, create_graph=True)
+            (gy,) = torch.autograd.grad(out, y0)  # first order: unchanged
+            assert gy.abs().sum() > 0 and gy.grad_fn is None
+        else:
+            (gy,) = torch.autograd.grad(out, y0, create_graph=True)
+            gy.square().sum().backward()  # the penalty's own gradient reaches the parameters
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in field.parameters())
+
+
 def test_adjoint_without_gradient_on_cond() -> None:
     """A z that needs no gradient is left out of the adjoint parameters; parameters still get theirs."""
     g = torch.Generator().manual_seed(2)

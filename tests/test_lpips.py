@@ -453,6 +453,71 @@ def test_unreadable_file_is_rejected(tmp_path: Path) -> None:
         AlexNetFeatures().load_torchvision_weights(bad)
 
 
+class _NotATensor:
+    pass
+
+
+def _damaged_weight_files(directory: Path) -> dict[str, tuple[Path, str]]:
+    """Files an interrupted download, a bad disk or a wrong file can leave, with the reason each should give."""
+    import random
+
+    good = directory / "good.pth"
+    torch.save(AlexNetFeatures().state_dict(), good)
+    files = {
+        "empty": (b"", r"the file is empty \(0 bytes"),
+        # random.Random(2).randbytes(2000) made torch.load raise IndexError ('pop from empty list')
+        "random_indexerror": (random.Random(2).randbytes(2000), r"not a PyTorch file.*IndexError"),
+        "random_operand": (random.Random(0).randbytes(200), r"not a PyTorch file.*Unsupported operand"),
+        "truncated": (good.read_bytes()[: good.stat().st_size // 2], r"truncated or corrupted"),
+    }
+    out = {}
+    for name, (data, reason) in files.items():
+        path = directory / f"{name}.pth"
+        path.write_bytes(data)
+        out[name] = (path, reason)
+    unsafe = directory / "unsafe.pth"
+    torch.save({"a": _NotATensor()}, unsafe)
+    out["unsafe"] = (unsafe, r"objects other than tensors \(.*_NotATensor\), which weights_only=True refuses")
+    return out
+
+
+def test_damaged_weight_files_give_one_line_reasons(tmp_path: Path) -> None:
+    """Any failure of torch.load is a ValueError naming the file with a short reason, never an IndexError or
+    KeyError traceback, nor torch's paragraph-long explanation."""
+    for name, (path, reason) in _damaged_weight_files(tmp_path).items():
+        for load in (AlexNetFeatures().load_torchvision_weights, LPIPS().load_lin_weights):
+            with pytest.raises(ValueError, match=reason) as info:
+                load(path)
+            message = str(info.value)
+            assert message.startswith(f"{str(path)!r}: cannot be read as a PyTorch state dict: "), (name, message)
+            assert "\n" not in message and len(message) < 300 + len(str(path)), (name, message)
+
+
+def test_random_bytes_never_escape_as_other_errors(tmp_path: Path) -> None:
+    """About 8 % of random files made torch.load raise IndexError, KeyError or UnicodeDecodeError."""
+    import random
+
+    path = tmp_path / "random.pth"
+    for seed in range(60):
+        rng = random.Random(seed)
+        path.write_bytes(rng.randbytes(rng.choice([10, 200, 2000])))
+        with pytest.raises(ValueError, match=r"random\.pth': cannot be read as a PyTorch state dict: not a"):
+            AlexNetFeatures().load_torchvision_weights(path)
+
+
+def test_damaged_file_behind_the_environment_variable_is_a_value_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValueError is what callers (the evaluate CLI) catch to skip the metric when no path was given."""
+    import random
+
+    bad = tmp_path / "alexnet.pth"
+    bad.write_bytes(random.Random(2).randbytes(2000))
+    monkeypatch.setenv(ALEXNET_ENV_VAR, str(bad))
+    with pytest.raises(ValueError, match=r"alexnet\.pth': cannot be read as a PyTorch state dict: not a PyTorch"):
+        LPIPS.from_files()
+
+
 # ------------------------------------------------------------------------------------------------------
 # Smallest frames and input dtypes
 # ------------------------------------------------------------------------------------------------------

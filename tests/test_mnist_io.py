@@ -190,6 +190,23 @@ def test_download_tries_mirrors_in_turn_and_verifies(tmp_path: Path, monkeypatch
     download_mnist(tmp_path / "root", splits=("test",), mirrors=(closed_port_url(),), timeout=5)
 
 
+def test_download_without_os_fchmod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has os.fchmod only from Python 3.13: the permissions are then set through the path."""
+    import os
+    import stat
+
+    url, images = fake_mirror(tmp_path, monkeypatch)
+    monkeypatch.delattr(os, "fchmod")
+    previous = os.umask(0o022)
+    try:
+        raw = download_mnist(tmp_path / "root", splits=("test",), mirrors=(url,), timeout=5)
+    finally:
+        os.umask(previous)
+    assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in raw.iterdir())
+    np.testing.assert_array_equal(load_mnist(tmp_path / "root", "test").images, images)
+
+
 def test_download_rejects_checksum_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url, _ = fake_mirror(tmp_path, monkeypatch)
     monkeypatch.setitem(MNIST_MD5, "t10k-images-idx3-ubyte.gz", "0" * 32)

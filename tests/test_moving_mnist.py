@@ -602,6 +602,22 @@ def test_saved_test_set_gets_the_permissions_of_a_plain_write(tmp_path: Path) ->
         os.umask(previous)
 
 
+def test_saved_test_set_without_os_fchmod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has os.fchmod only from Python 3.13: the permissions are then set through the path."""
+    import os
+    import stat
+
+    monkeypatch.delattr(os, "fchmod")
+    previous = os.umask(0o022)
+    try:
+        path = save_test_set(tmp_path / "a.npz", small_test_set())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+    np.testing.assert_array_equal(load_test_set(path).sequences, small_test_set().sequences)
+
+
 def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
     path = save_test_set(tmp_path / "a.npz", small_test_set())
     with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
@@ -675,6 +691,49 @@ def test_load_rejects_missing_and_foreign_files(tmp_path: Path) -> None:
     np.save(tmp_path / "single.npy", np.zeros(3))
     with pytest.raises(ValueError, match=r"expected an \.npz archive"):
         load_test_set(tmp_path / "single.npy")
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_load_reports_damaged_files_in_one_line(tmp_path: Path, compress: bool) -> None:
+    """Empty, truncated and bit-flipped files (an interrupted download or copy) give a ValueError naming the file.
+
+    Before, they escaped as zipfile.BadZipFile ('Bad CRC-32', 'File is not a zip file') or EOFError tracebacks.
+    """
+    good = save_test_set(tmp_path / "good.npz", small_test_set(), compress=compress).read_bytes()
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"damaged\.npz: empty file \(0 bytes\)"):
+        load_test_set(damaged)
+    variants = [good[:n] for n in range(1, len(good), max(1, len(good) // 60))]
+    for i in range(0, len(good), max(1, len(good) // 150)):
+        flipped = bytearray(good)
+        flipped[i] ^= 0x5A
+        variants.append(bytes(flipped))
+    failures = 0
+    for data in variants:
+        damaged.write_bytes(data)
+        try:
+            load_test_set(damaged)
+        except ValueError as exc:
+            failures += 1
+            assert str(damaged) in str(exc) and "\n" not in str(exc), str(exc)
+    assert failures > len(variants) // 2  # most damage is detected (flips in zip padding or names may not be)
+    # A flipped byte in the stored data of an uncompressed member is caught by its CRC.
+    flipped = bytearray(good)
+    flipped[len(good) // 3] ^= 0x01
+    damaged.write_bytes(bytes(flipped))
+    if not compress:
+        with pytest.raises(ValueError, match=r"damaged\.npz: cannot read key 'sequences' \(Bad CRC-32"):
+            load_test_set(damaged)
+
+
+def test_load_names_the_file_for_an_object_array(tmp_path: Path) -> None:
+    data = small_test_set()
+    arrays = {k: getattr(data, k) for k in ("sequences", "latents", "labels", "digits")}
+    arrays["labels"] = np.array([None, 1], dtype=object)
+    np.savez(tmp_path / "obj.npz", **arrays)
+    with pytest.raises(ValueError, match=r"obj\.npz: cannot read key 'labels' \(Object arrays cannot be loaded"):
+        load_test_set(tmp_path / "obj.npz")
 
 
 def test_test_set_dataset(tmp_path: Path) -> None:

@@ -145,6 +145,53 @@ def test_init_orthogonal_returns_the_module_and_checks_its_arguments() -> None:
         init_orthogonal_(mlp, 1.0, 0)  # type: ignore[arg-type]
 
 
+def test_initialisers_reach_parametrized_weights() -> None:
+    """init_orthogonal_ and init_conv_weights_ wrote in place into a weight_norm layer's weight, which is
+    recomputed from its originals at every access: nothing changed, silently. They now set it through the
+    parametrization (the draws of a plain layer), and refuse a weight computed by a hook."""
+    import warnings
+
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from latentdyn.encoders.conv import init_conv_weights_
+
+    mlp, plain = MLP(4, 8, 4, 2), MLP(4, 8, 4, 2)
+    for layer in mlp.linears():
+        weight_norm(layer)
+    init_orthogonal_(mlp, 2.0, generator=torch.Generator().manual_seed(0))
+    init_orthogonal_(plain, 2.0, generator=torch.Generator().manual_seed(0))
+    for layer, reference in zip(mlp.linears(), plain.linears()):
+        torch.testing.assert_close(layer.weight, reference.weight, rtol=1e-5, atol=1e-6)
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+    w = mlp.linears()[1].weight.detach().double()
+    torch.testing.assert_close(w @ w.T, 4 * torch.eye(4, dtype=torch.float64), rtol=0, atol=1e-4)
+
+    convs = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3))
+    reference_convs = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3))
+    weight_norm(convs[0])
+    init_conv_weights_(convs, generator=torch.Generator().manual_seed(1))
+    init_conv_weights_(reference_convs, generator=torch.Generator().manual_seed(1))
+    for got, expected in zip(convs.modules(), reference_convs.modules()):
+        if isinstance(got, (nn.Conv2d, nn.BatchNorm2d)):
+            torch.testing.assert_close(got.weight, expected.weight, rtol=1e-5, atol=1e-7)
+            assert got.bias is not None and torch.equal(got.bias, torch.zeros_like(got.bias))
+
+    class Positive(nn.Module):  # a parametrization without right_inverse: the weight cannot be set
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.exp()
+
+    positive = nn.Linear(3, 3)
+    parametrize.register_parametrization(positive, "weight", Positive())
+    with pytest.raises(TypeError, match=r"cannot initialise the parametrized weight of a Linear .* before registering"):
+        init_orthogonal_(positive, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated in favour of the parametrization
+        hooked = torch.nn.utils.weight_norm(nn.Conv2d(2, 3, 3))
+    with pytest.raises(TypeError, match=r"the weight of a Conv2d is not a parameter but computed from others"):
+        init_conv_weights_(hooked)
+
+
 # ------------------------------------------------------------------------------------------ TimeDistributed
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -187,6 +188,38 @@ def test_gaussian_nll_rejects_non_finite_std_tensors_and_non_float_inputs() -> N
         gaussian_nll(frames, x, 1.0)
     with pytest.raises(TypeError, match=r"mean: expected a floating-point tensor, got dtype torch\.int64"):
         gaussian_nll(x, x.long(), 1.0)
+
+
+def test_gaussian_nll_under_vmap_and_fullgraph_compile() -> None:
+    """A tensor std (a learned observation noise) vmapped over, e.g. one per ensemble member, and the NLL compiled
+    with fullgraph=True: the check of std's values (data-dependent control flow) made vmap raise, and a generator
+    in math.prod broke the graph whatever std was. Eager calls still check the values."""
+    x, mean = _rand(5, 3, 4, seed=0), _rand(5, 3, 4, seed=1)
+    mask = _rand(5, 3, 1, seed=2) > 0
+    stds = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
+    per_member = torch.func.vmap(lambda s: gaussian_nll(x, mean, s))(stds)
+    assert torch.equal(per_member, torch.stack([gaussian_nll(x, mean, s) for s in stds]))
+    full = torch.func.vmap(lambda s: gaussian_nll(x, mean, s.expand(4)))(stds)  # the per-element branch
+    torch.testing.assert_close(full, per_member, rtol=1e-12, atol=0)
+
+    def float_std(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return gaussian_nll(a, b, 0.5)
+
+    def masked(a: torch.Tensor, b: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return gaussian_nll(a, b, 0.5, mask=k)
+
+    cases: list[tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]] = [(float_std, (x, mean))]
+    if hasattr(torch.compiler, "is_compiling"):  # torch >= 2.3: the value check can tell it is being traced
+        cases += [(masked, (x, mean, mask)), (gaussian_nll, (x, mean, stds[0]))]  # (2.2's dynamo: mask.is_complex)
+    try:
+        for fn, args in cases:
+            torch._dynamo.reset()
+            compiled = torch.compile(fn, fullgraph=True, backend="eager")
+            assert torch.equal(compiled(*args), fn(*args))
+    finally:
+        torch._dynamo.reset()
+    with pytest.raises(ValueError, match=r"std: expected a positive standard deviation \(finite\)"):
+        gaussian_nll(x, mean, -stds[0])
 
 
 def test_residual_penalty_is_sum_of_unsquared_norms() -> None:

@@ -565,6 +565,38 @@ def test_calling_the_model_is_a_rollout() -> None:
     assert not torch.equal(ssm.rollout(y0, 4, sample=False).states, still.states)  # own parameters untouched
 
 
+def test_the_rollout_calls_the_cell_as_a_module() -> None:
+    """The rollout called the cell's _path directly: forward hooks on the cell never fired, and a compiled cell
+    (cell.compile(), torch.compile(cell) assigned to ssm.cell) silently ran in eager mode."""
+    from torch._dynamo.testing import CompileCounter
+
+    from latentdyn.cells import CellPath
+
+    ssm, y0, post = make_ssm(n=3), make_y0(), make_posterior(4)
+    expected = ssm.rollout(y0, 8, posterior=post, sample=False, t0=2)
+    seen: list[tuple[int, object]] = []
+    handle = ssm.cell.register_forward_hook(lambda module, args, output: seen.append((args[3], output)))
+    got = ssm.rollout(y0, 8, posterior=post, sample=False, t0=2)
+    handle.remove()
+    assert [frame for frame, _ in seen] == list(range(2, 9))  # one call per transition, at its frame
+    assert all(isinstance(output, CellPath) for _, output in seen)
+    assert torch.equal(got.substates, expected.substates) and got.residuals is not None
+    assert expected.residuals is not None and torch.equal(got.residuals, expected.residuals)
+    try:
+        for how in ("method", "wrapper"):
+            torch._dynamo.reset()
+            counter, compiled = CompileCounter(), make_ssm(n=3)
+            if how == "method":
+                compiled.cell.compile(backend=counter)
+            else:
+                compiled.cell = torch.compile(compiled.cell, backend=counter)  # type: ignore[assignment]
+            got = compiled.rollout(y0, 8, posterior=post, sample=False, t0=2)
+            assert counter.frame_count >= 1, how  # the cell's forward was compiled
+            assert torch.equal(got.substates, expected.substates), how
+    finally:
+        torch._dynamo.reset()
+
+
 # ----------------------------------------------------------------------------------- exogenous inputs (actions)
 DU = 2
 
@@ -736,6 +768,44 @@ def test_default_sampler_checks_sample() -> None:
         default_sampler("no")  # type: ignore[arg-type]
     dist = diag_gaussian(torch.ones(2, 3), torch.ones(2, 3))
     assert torch.equal(default_sampler(False)(dist, "z_prior"), torch.ones(2, 3))
+
+
+def test_default_sampler_draws_rsample_numbers_and_runs_under_vmap() -> None:
+    """The default sampler drew with rsample, whose in-place normal_ cannot run under
+    vmap(randomness="different"); it now draws loc + randn·scale: the same numbers, also under vmap."""
+    from latentdyn.ssm import default_sampler
+
+    draw = default_sampler(True)
+    raw = torch.randn(6, 5, 2 * DZ, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loc, scale = raw.chunk(2, dim=-1)  # strided views, as a head's outputs
+    for dist in (
+        diag_gaussian(loc, scale.abs() + 0.1),
+        diag_gaussian(loc.transpose(0, 1), scale.transpose(0, 1).abs() + 0.1),  # not contiguous
+        StandardNormal(DZ)(4, 3),  # expanded
+        diag_gaussian(torch.zeros(3, DZ, dtype=torch.bfloat16), torch.ones(3, DZ, dtype=torch.bfloat16)),
+    ):
+        with seeded(0):
+            expected, after = dist.rsample(), torch.rand(2)
+        with seeded(0):
+            got, got_after = draw(dist, "z_prior"), torch.rand(2)
+        assert torch.equal(got, expected) and torch.equal(got_after, after)  # same draws, same generator state
+    other = Independent(Laplace(torch.zeros(3, DZ), torch.ones(3, DZ)), 1)
+    with seeded(1):
+        expected = other.rsample()
+    with seeded(1):
+        assert torch.equal(draw(other, "z_prior"), expected)
+
+    ssm, y0 = make_ssm(n=2), make_y0()
+
+    def one(y: torch.Tensor, sample: bool) -> torch.Tensor:
+        return ssm(y[None], 6, sample=sample).states[:, 0]
+
+    with seeded(2):
+        sampled = torch.func.vmap(lambda y: one(y, True), randomness="different")(y0)
+    assert sampled.shape == (B, 6, DY) and torch.isfinite(sampled).all()
+    means = torch.func.vmap(lambda y: one(y, False))(y0)
+    torch.testing.assert_close(means, ssm(y0, 6, sample=False).states.transpose(0, 1), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(sampled, means)
 
 
 def test_at_refuses_bools_in_sequences() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import torch
 from torch import nn
@@ -139,13 +139,72 @@ class TransitionCell(nn.Module, abc.ABC):
                 )
         return path
 
-    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """State one frame later, (B, Dy), from y (B, Dy) and z (B, Dz)."""
-        return self.path(y, z).states[-1]
+    @overload
+    def forward(
+        self,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        n_substeps: int | None = None,
+        frame: int = 0,
+        *,
+        return_path: Literal[False] = False,
+        check: bool = True,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def forward(
+        self,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        n_substeps: int | None = None,
+        frame: int = 0,
+        *,
+        return_path: Literal[True],
+        check: bool = True,
+    ) -> CellPath: ...
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        n_substeps: int | None = None,
+        frame: int = 0,
+        *,
+        return_path: bool = False,
+        check: bool = True,
+    ) -> torch.Tensor | CellPath:
+        """``cell(y, z)``: the state one frame later, (B, Dy), from y (B, Dy) and z (B, Dz).
+
+        :meth:`LatentSSM.rollout <latentdyn.ssm.LatentSSM.rollout>` calls the cell this way too, once per
+        transition, as ``cell(y, cond, n, frame, return_path=True, check=False)``: forward hooks on the cell,
+        ``cell.compile()`` and ``torch.compile(cell)`` apply within a rollout, and a hook then sees the
+        :class:`CellPath` as the output.
+
+        Args:
+            y: state at integer time ``frame``, (B, Dy).
+            z: the transition's noise, (B, Dz).
+            n_substeps: sub-steps per frame; defaults to the cell's.
+            frame: integer time of ``y``.
+            return_path: return the whole :class:`CellPath` (what :meth:`path` returns) instead of its last
+                state.
+            check: check the arguments and what :meth:`_path` returns, as :meth:`path` does. ``False`` (the
+                rollout, which checks once) trusts them: ``n_substeps`` and ``frame`` must then be valid ints.
+
+        Returns:
+            The next state (B, Dy), or the :class:`CellPath` with ``return_path``.
+
+        Raises:
+            TypeError, ValueError: (with ``check``) as :meth:`path`.
+        """
+        if check:
+            path = self.path(y, z, n_substeps, frame)
+        else:
+            path = self._path(y, z, self.n_substeps if n_substeps is None else n_substeps, frame)
+        return path if return_path else path.states[-1]
 
     @abc.abstractmethod
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
-        """Unchecked :meth:`path`; the rollout loop calls this after checking once."""
+        """Unchecked :meth:`path`; the rollout loop calls it (through ``forward``) after checking once."""
 
 
 def local_times(frame: int, n_substeps: int, like: torch.Tensor) -> torch.Tensor:

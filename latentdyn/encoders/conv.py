@@ -37,6 +37,7 @@ from einops import rearrange
 from torch import nn
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape, is_real
+from latentdyn.nn import _init_tensor_
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
@@ -547,6 +548,11 @@ def init_conv_weights_(module: nn.Module, std: float = 0.02, generator: torch.Ge
         TypeError: ``module`` is not an ``nn.Module``, ``std`` is not a real number, or ``generator`` is neither
             a ``torch.Generator`` nor ``None``.
         ValueError: ``std`` is not a positive finite number.
+
+    A parametrized weight (``torch.nn.utils.parametrizations.weight_norm``, ``spectral_norm``) is initialised
+    through its parametrization, as in :func:`~latentdyn.init_orthogonal_`; one computed by a hook (the
+    deprecated ``torch.nn.utils.weight_norm``) is a ``TypeError``, since an in-place initialisation would change
+    nothing.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
@@ -560,12 +566,11 @@ def init_conv_weights_(module: nn.Module, std: float = 0.02, generator: torch.Ge
 
     def init_one(m: nn.Module) -> None:
         if isinstance(m, nn.modules.conv._ConvNd):
-            nn.init.normal_(m.weight, 0.0, std, generator=generator)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            _init_tensor_(m, "weight", lambda w: nn.init.normal_(w, 0.0, std, generator=generator))
+            _init_tensor_(m, "bias", nn.init.zeros_)
         elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
-            nn.init.normal_(m.weight, 1.0, std, generator=generator)
-            nn.init.zeros_(m.bias)
+            _init_tensor_(m, "weight", lambda w: nn.init.normal_(w, 1.0, std, generator=generator))
+            _init_tensor_(m, "bias", nn.init.zeros_)
 
     module.apply(init_one)
     return module

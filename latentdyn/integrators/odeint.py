@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from typing_extensions import override
 
 from latentdyn._checks import check_bool, check_choice, check_positive_real
@@ -37,15 +38,57 @@ ADAPTIVE_METHODS = ("bosh3", "fehlberg2", "adaptive_heun", "dopri5", "dopri8")
 """The methods among :data:`ODEINT_METHODS` that choose their steps from ``rtol`` and ``atol``."""
 
 
+class _Captured:
+    """The tensors a module's forward saw: its parameters and buffers, to evaluate it at them again later.
+
+    torchdiffeq's adjoint backward calls the field again and takes vector-Jacobian products with respect to the
+    parameters the forward passed as ``adjoint_params``. Under ``torch.func.functional_call`` the module holds
+    other tensors by then (functional_call has put its own back): the backward would differentiate the wrong
+    function, and the passed-in tensors would get zero gradients, silently. Captured at the forward, the tensors
+    are swapped back in for the backward's calls when the module holds other tensors by then (only then is
+    the cost of ``functional_call`` paid; otherwise a few identity checks per call).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.parameters = dict(module.named_parameters())
+        self.tensors = {**self.parameters, **dict(module.named_buffers())}
+        # Every (dict, name, tensor) slot of every submodule, tied ones included: a few identity checks tell
+        # whether the module still holds exactly these tensors.
+        self._slots = [
+            (slots, name, tensor)
+            for m in module.modules()
+            for slots in (m._parameters, m._buffers)
+            for name, tensor in slots.items()
+            if tensor is not None
+        ]
+
+    def held(self) -> bool:
+        """Whether the module holds the captured tensors now."""
+        return all(slots.get(name) is tensor for slots, name, tensor in self._slots)
+
+    def call(self, module: nn.Module, *args: Any) -> Any:
+        """``module(*args)`` evaluated at the captured tensors."""
+        if self.held():
+            return module(*args)
+        return functional_call(module, self.tensors, args)
+
+
 class _BoundField(nn.Module):
-    """f(t, y) with the conditioning bound, as torchdiffeq expects."""
+    """f(t, y) with the conditioning bound, as torchdiffeq expects.
+
+    ``captured`` is set once the forward solve of the adjoint is done: the backward's calls then see the
+    tensors the forward saw (see :class:`_Captured`).
+    """
 
     def __init__(self, field: VectorField, cond: torch.Tensor) -> None:
         super().__init__()
         self.field = field
         self.cond = cond
+        self.captured: _Captured | None = None
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.captured is not None:
+            return self.captured.call(self.field, t, y, self.cond)
         return self.field(t, y, self.cond)
 
 
@@ -55,15 +98,44 @@ class _CarriedCondField(nn.Module):
     As an input of the solve rather than a captured tensor, c gets its gradient from the adjoint ODE, and the
     vector-Jacobian products of the backward pass stop at it: a captured c that depends on the field's own
     parameters (z_t from a prior on y_{t-1}) would have those parameters' gradients counted twice.
+    ``captured`` as for :class:`_BoundField`.
     """
 
     def __init__(self, field: VectorField) -> None:
         super().__init__()
         self.field = field
+        self.captured: _Captured | None = None
 
     def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         y, c = state
-        return self.field(t, y, c), torch.zeros_like(c)
+        dy = self.field(t, y, c) if self.captured is None else self.captured.call(self.field, t, y, c)
+        return dy, torch.zeros_like(c)
+
+
+_NO_DOUBLE_BACKWARD = (
+    "OdeintIntegrator(adjoint=True) does not support double backward (create_graph=True, e.g. a gradient "
+    "penalty, torch.autograd.functional.hessian, or a meta-gradient through the solve): torchdiffeq's adjoint "
+    "computes its gradients outside autograd, so their own gradients would be silently missing; use "
+    "adjoint=False for higher-order gradients"
+)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity on the output of an adjoint solve whose backward refuses to build a graph (``create_graph``).
+
+    torchdiffeq's adjoint backward runs under ``no_grad``: with ``create_graph=True`` the gradients it returns
+    would have no graph, and a gradient penalty through them would silently contribute nothing.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, ys: torch.Tensor) -> torch.Tensor:
+        return ys.view_as(ys)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # the engine enables grad mode in backward exactly for create_graph=True
+            raise RuntimeError(_NO_DOUBLE_BACKWARD)
+        return grad
 
 
 def _state_part_norm(
@@ -288,18 +360,23 @@ class OdeintIntegrator(Integrator):
         """The torchdiffeq call of :meth:`_integrate`."""
         func = _BoundField(field, cond)
         kwargs: dict[str, Any] = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=self.options)
-        if self.adjoint:
-            params = tuple(field.parameters())
-            kwargs.update(self._adjoint_kwargs())
-            if not cond.requires_grad:
-                return torchdiffeq.odeint_adjoint(func, y0, ts, adjoint_params=params, **kwargs)
+        if not self.adjoint:
+            return torchdiffeq.odeint(func, y0, ts, **kwargs)
+        # The tensors this forward sees, for the backward's calls of the field (see _Captured).
+        captured = _Captured(field)
+        params = tuple(captured.parameters.values())
+        kwargs.update(self._adjoint_kwargs())
+        if not cond.requires_grad:
+            ys = torchdiffeq.odeint_adjoint(func, y0, ts, adjoint_params=params, **kwargs)
+            func.captured = captured
+        else:
             # z needs a gradient: it rides in the state (see _CarriedCondField); the norm looks at y only, so the
             # forward solve takes the steps it takes without the adjoint.
             kwargs["options"] = {**self.options, "norm": _state_part_norm(self.options.get("norm", _rms))}
             carried = _CarriedCondField(field)
             ys, _ = torchdiffeq.odeint_adjoint(carried, (y0, cond), ts, adjoint_params=params, **kwargs)
-            return ys
-        return torchdiffeq.odeint(func, y0, ts, **kwargs)
+            carried.captured = captured
+        return _FirstOrderOnly.apply(ys) if ys.requires_grad else ys
 
     def _adjoint_kwargs(self) -> dict[str, Any]:
         """The ``adjoint_*`` arguments of ``torchdiffeq.odeint_adjoint`` that were set (None: torchdiffeq's)."""

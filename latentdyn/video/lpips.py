@@ -25,7 +25,7 @@ Weights are not downloaded. :meth:`LPIPS.from_files` finds
 from __future__ import annotations
 
 import os
-import pickle
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -107,12 +107,49 @@ def _resolve_weights_path(
     )
 
 
+_GLOBAL = re.compile(r"GLOBAL (\S+?)[.,]?(?:\s|$)")
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one short line (torch's own messages are paragraphs)."""
+    text = " ".join(str(err).split())
+    if "Weights only load failed" in text:
+        found = _GLOBAL.search(text)
+        if found is not None:  # a pickle naming a class or function: refused before anything ran
+            return (
+                f"it holds Python objects other than tensors ({found.group(1)}), which weights_only=True "
+                "refuses (nothing was unpickled)"
+            )
+        detail = text.partition("WeightsUnpickler error: ")[2].split(" Check the documentation")[0].rstrip(". ")
+        return "not a PyTorch file, or a truncated or corrupted one" + (f" ({detail})" if detail else "")
+    if "PytorchStreamReader" in text:  # keep the first sentence of torch's long explanation
+        return f"truncated or corrupted ({text.split('. ')[0]})"
+    # Random or damaged bytes make the unpickler fail in many ways: EOFError, IndexError, KeyError,
+    # UnicodeDecodeError, UnpicklingError...
+    detail = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    if len(detail) > 160:
+        detail = detail[:157] + "..."
+    return f"not a PyTorch file, or a truncated or corrupted one ({detail})"
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a ``{name: tensor}`` file with ``torch.load(weights_only=True)`` onto the CPU."""
+    """Read a ``{name: tensor}`` file with ``torch.load(weights_only=True)`` onto the CPU.
+
+    Raises:
+        ValueError: the file cannot be read (empty, not a torch file, truncated or corrupted, or a pickle of
+            other objects) or is not a state dict; one line naming the file and the reason.
+    """
+    where = f"{str(path)!r}: cannot be read as a PyTorch state dict"
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ValueError(f"{where} ({err.strerror or err})") from err
+    if size == 0:
+        raise ValueError(f"{where}: the file is empty (0 bytes; an interrupted download or copy?)")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{str(path)!r}: cannot be read as a PyTorch state dict ({err})") from err
+    except Exception as err:  # torch raises many kinds for a damaged file, not only UnpicklingError
+        raise ValueError(f"{where}: {_load_failure(err)}") from err
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):

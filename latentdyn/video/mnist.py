@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from latentdyn._checks import check_choice
-from latentdyn._files import plain_file_mode
+from latentdyn._files import give_plain_mode
 
 __all__ = [
     "EMBEDDED",
@@ -278,7 +278,7 @@ def download_mnist(
             fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=f".{name}.", suffix=".partial")
             tmp = Path(tmp_name)
             try:
-                os.fchmod(fd, plain_file_mode(target))
+                give_plain_mode(fd, tmp, target)
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                     for block in iter(lambda: response.read(1 << 20), b""):
                         out.write(block)

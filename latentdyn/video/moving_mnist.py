@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, is_int, is_real
-from latentdyn._files import plain_file_mode
+from latentdyn._files import give_plain_mode
 
 __all__ = [
     "COLLISION_TOLERANCE",
@@ -701,7 +701,7 @@ def save_test_set(
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
     try:
-        os.fchmod(fd, plain_file_mode(final))
+        give_plain_mode(fd, tmp_name, final)
         with os.fdopen(fd, "wb") as stream:
             save = np.savez_compressed if compress else np.savez
             save(stream, **arrays)
@@ -710,6 +710,12 @@ def save_test_set(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return final
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
@@ -724,23 +730,30 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not an npz file, a key missing, or a wrong dtype or shape; the message names the file and
-            the key.
+        ValueError: not an npz file (empty, truncated or damaged included), a key missing or unreadable, or a
+            wrong dtype or shape; the message names the file and the key.
     """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such test-set file (make one with `python -m examples.srvp.data`)")
+    if file.stat().st_size == 0:
+        raise ValueError(f"{file}: empty file (0 bytes), not an .npz archive: an interrupted download or copy?")
     try:
         archive = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{file}: not a readable .npz file ({exc})") from exc
+    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
+        raise ValueError(f"{file}: not a readable .npz file ({_one_line(exc)})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{file}: expected an .npz archive with keys {', '.join(_TEST_KEYS)}, got a single array")
     with archive:
         missing = [key for key in _TEST_KEYS if key not in archive.files]
         if missing:
             raise ValueError(f"{file}: missing key(s) {', '.join(missing)} (found {', '.join(archive.files)})")
-        arrays = {key: archive[key] for key in _TEST_KEYS}
+        arrays: dict[str, np.ndarray] = {}
+        for key in _TEST_KEYS:
+            try:
+                arrays[key] = archive[key]
+            except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
+                raise ValueError(f"{file}: cannot read key {key!r} ({_one_line(exc)})") from exc
 
     return _validated(arrays, str(file))
 

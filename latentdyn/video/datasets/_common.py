@@ -14,9 +14,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = [
     "VAL_FRACTION_SEED",
@@ -157,13 +160,58 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: cannot read .npz file ({exc})") from exc
 
 
+# Modes Pillow converts to 8-bit RGB, and those whose array is already what read_png returns.
+_TO_RGB = ("CMYK", "YCbCr", "LAB", "HSV")
+_AS_IS = ("L", "RGB", "RGBA")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_uint8(image: PIL.Image.Image, path: Path) -> np.ndarray:
+    mode = image.mode
+    if mode in _AS_IS:
+        return np.asarray(image)
+    if mode == "1":
+        return np.asarray(image.convert("L"))
+    if mode == "P":
+        # Palette indices are not colours: look them up (keeping a transparent entry as alpha).
+        return np.asarray(image.convert("RGBA" if "transparency" in image.info else "RGB"))
+    if mode in ("PA", "LA"):
+        return np.asarray(image.convert("RGBA"))
+    if mode in _TO_RGB:
+        return np.asarray(image.convert("RGB"))
+    if mode in _SIXTEEN_BIT:
+        # 16-bit grey (Pillow reads 16-bit PNG grey as "I;16", older versions as "I"): scale to 8 bits
+        # with rounding, 65535 -> 255, rather than clipping everything above 255 to white.
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(
+                f"{path}: image mode {mode!r} with values outside 0-65535 ({values.min()}..{values.max()}); "
+                "save the frames as 8-bit or 16-bit images"
+            )
+        return ((values + 128) // 257).astype(np.uint8)
+    raise ValueError(
+        f"{path}: image mode {mode!r} is not supported; save the frames as 8-bit grey, RGB, RGBA or palette "
+        "images, or as 16-bit grey"
+    )
+
+
 def read_png(path: Path) -> np.ndarray:
-    """Decode an image file into a uint8 array (H, W) or (H, W, C); ``ValueError`` naming the file if unreadable."""
+    """Decode an image file into a uint8 array (H, W), (H, W, 3) or (H, W, 4).
+
+    Grey images (1-, 8- and 16-bit) give (H, W), 16-bit values scaled to 8 bits (``round(v / 257)``);
+    colour images give (H, W, 3), palette images looked up, CMYK and similar converted to RGB; images with
+    an alpha channel (RGBA, grey + alpha, palette with transparency) give (H, W, 4) RGBA.
+
+    Raises:
+        ValueError: the file cannot be decoded, or has an image mode not listed above (the file and mode
+            are named).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image)
+            image.load()
+            return _to_uint8(image, path)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: cannot read image ({exc})") from exc
 

@@ -108,8 +108,9 @@ def convert_bair(
         Counts of TFRecord files written and skipped (not of videos).
 
     Raises:
-        ValueError: wrong layout, a corrupt or truncated TFRecord, a checksum mismatch, or a record with a
-            missing or malformed frame; the message names the file and the record.
+        ValueError: wrong layout, a corrupt, truncated or empty TFRecord (one without any record, such as a
+            zero-byte file), a checksum mismatch, or a record with a missing or malformed frame; the message
+            names the file and the record.
     """
     raw = require_dir(Path(raw_dir) / "softmotion30_44k", "raw_dir", _LAYOUT_HINT)
     todo: list[tuple[Path, Path]] = []
@@ -126,6 +127,7 @@ def convert_bair(
             skipped += 1
             continue
         with atomic_directory(target, overwrite=True) as tmp:
+            n_records = 0
             for k, record in enumerate(iter_tfrecord(source, verify=verify_checksums), start=1):
                 try:
                     video = decode_bair_record(record)
@@ -135,6 +137,12 @@ def convert_bair(
                 folder.mkdir()
                 for i, frame in enumerate(video):
                     write_png(folder / f"{i:03d}.png", frame)
+                n_records = k
+            if n_records == 0:  # an empty folder would be skipped as converted by every later run
+                raise ValueError(
+                    f"{source}: no record ({source.stat().st_size} bytes): an interrupted download? "
+                    "Download the file again"
+                )
         written += 1
         if progress is not None:
             progress(target)

@@ -51,7 +51,9 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
 
     ``root`` is searched recursively. Every video file (``.mp4``, ``.avi``, ``.gif``, ``.mov``, ``.mkv``,
     ``.webm``) is one video, and every folder that directly holds PNG/JPEG images is one video whose frames
-    are those images in numeric order (``frame-2.png`` before ``frame-10.png``).
+    are those images in numeric order (``frame-2.png`` before ``frame-10.png``). Frame images may be grey
+    (1-, 8- or 16-bit, the last scaled to 8 bits), RGB, palette (looked up) or with alpha (dropped); other
+    image modes are refused, naming the file.
 
     An item is a clip of ``seq_len`` frames taken every ``frame_step`` frames, from a random start
     (``random_start=True``) or from the first frame. With ``length=None`` item ``i`` comes from video
@@ -82,8 +84,8 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
     Raises:
         TypeError: an option of the wrong kind (a count not an int, ``image_size`` neither None, an int nor a
             pair, a choice not a string, ``grayscale`` or ``random_start`` not a bool).
-        ValueError: no video under ``root``, bad options; when loading, a video too short for the clip or
-            an unreadable file (named in the message).
+        ValueError: no video under ``root``, bad options; when loading, a video too short for the clip,
+            an unreadable file or a frame image of an unsupported mode (named in the message).
     """
 
     def __init__(

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,25 @@ def _stored_length(path: Path) -> int:
     return int(shape[0])
 
 
+def _common_frame_size(files: Sequence[Path], videos: Sequence[np.ndarray]) -> tuple[int, int]:
+    """The (H, W) every video shares; ``ValueError`` naming a file whose frames differ from the most common size.
+
+    Caught here, the mistake (files converted with another ``image_size``) is reported before training
+    rather than as a batch of mixed shapes at some later step, without a file name.
+    """
+    sizes = Counter((int(v.shape[1]), int(v.shape[2])) for v in videos)
+    common = sizes.most_common(1)[0][0]
+    for file, video in zip(files, videos):
+        size = (int(video.shape[1]), int(video.shape[2]))
+        if size != common:
+            others = f"{sizes[common]} other videos of the split have" if sizes[common] > 1 else "another video has"
+            raise ValueError(
+                f"{file}: frames are {size[0]}x{size[1]} (H x W), but {others} {common[0]}x{common[1]}; every "
+                "video must have one frame size (convert them all with the same image_size)"
+            )
+    return common
+
+
 class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
     """Random Human3.6M training (or validation) clips, uint8 (T, H, W, 3), one raw frame in ``subsampling``.
 
@@ -187,10 +207,15 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
             :class:`~latentdyn.video.datasets.KTHDataset` about workers).
         length: virtual number of items.
 
+    Attributes:
+        files: the converted files of the split, sorted.
+        videos: their frames, uint8 (T, H, W, 3), in the order of ``files``.
+        frame_size: the frame size (H, W) every video shares.
+
     Raises:
         TypeError: a count is not an int or ``split`` not a string.
-        ValueError: a count below 1, an unknown ``split``, wrong layout, an unreadable file, or no video long
-            enough.
+        ValueError: a count below 1, an unknown ``split``, wrong layout, an unreadable file, videos of
+            different frame sizes (the odd file is named), or no video long enough.
     """
 
     def __init__(
@@ -220,6 +245,7 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
                 f"seq_len={self.seq_len} with subsampling={self.subsampling} needs "
                 f"({len(self.videos)} videos, the longest has {longest})"
             )
+        self.frame_size = _common_frame_size(self.files, self.videos)
 
     def __len__(self) -> int:
         return self.length
