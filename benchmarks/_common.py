@@ -35,7 +35,7 @@ def machine() -> dict[str, Any]:
             "cudnn": torch.backends.cudnn.allow_tf32,
         }
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("model name"):
                     info["cpu"] = line.split(":", 1)[1].strip()
@@ -115,6 +115,7 @@ def checked_device(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:
     if path:
+        path = os.path.expanduser(path)  # (``--json=~/x.json``: the shell leaves the ``~``)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2))
+        Path(path).write_text(json.dumps(data, indent=2), encoding="utf-8")
         print(f"wrote {path}")

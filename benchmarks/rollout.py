@@ -212,7 +212,7 @@ def interleaved(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--frames", type=int, default=0, help="override T of every configuration (0: keep)")
     parser.add_argument("--batch", type=int, default=0, help="override B of every configuration (0: keep)")

@@ -68,7 +68,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sampling", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sampling", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
     parser.add_argument("--batch", type=int, default=1, help="B test sequences")
     parser.add_argument("--samples", type=int, default=100, help="N futures per sequence")

@@ -54,6 +54,25 @@ def test_latent_states_accumulate_in_fp32_under_bf16_autocast() -> None:
     assert pred.states.dtype == torch.float32 and pred.future_rollout.substates.dtype == torch.float32
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_low_precision_model_outside_autocast_says_how_to_run_in_low_precision(dtype: torch.dtype) -> None:
+    """model.to(torch.bfloat16) cannot keep the float32 states: the error says to use autocast instead (it used to
+    ask the user to cast a y0 they never passed), and under autocast such a model runs."""
+    model = SRVP(PRESETS["tiny"]().model).init_weights().to(dtype)
+    x = torch.rand(5, 2, 1, 64, 64)
+    advice = r"^model: SRVP keeps its latent states in float32 .* torch.autocast .*--amp bf16\) rather than model.to"
+    with pytest.raises(TypeError, match=advice):
+        model(x.to(dtype))
+    model.eval()
+    with pytest.raises(TypeError, match=advice):
+        model.predict(x[:3].to(dtype), 2)
+    if dtype == torch.bfloat16:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert model.predict(x[:3], 2).states.dtype == torch.float32
+    model.double()  # float64 is a higher precision: fine
+    assert model.predict(x[:3].double(), 2).states.dtype == torch.float64
+
+
 @pytest.mark.filterwarnings("ignore:.*torch.cuda.amp.GradScaler:FutureWarning")  # the path taken on torch 2.2
 def test_grad_scaler_on_torch_without_torch_amp_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch 2.2 (the floor) has only torch.cuda.amp.GradScaler: its disabled form is the pass-through that

@@ -111,3 +111,24 @@ def test_device_check_script_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
     }
     assert (tmp_path / "e2e_train_log.jsonl").stat().st_size > 0
     assert "=== done" in (tmp_path / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("name", ["rollout", "sampling", "train_step"])
+def test_benchmark_help_under_python_OO(name: str) -> None:
+    """``python -OO`` removes the docstring the parser takes its description from."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-OO", "-m", f"benchmarks.{name}", "--help"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"usage: python -m benchmarks.{name}" in proc.stdout
+
+
+def test_json_output_expands_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--json=~/b.json`` (the shell leaves a ``~`` after ``=``) is written in the home folder."""
+    from benchmarks._common import write_json
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    write_json("~/out/b.json", {"µ": 1})
+    assert json.loads((tmp_path / "home" / "out" / "b.json").read_text(encoding="utf-8")) == {"µ": 1}
+    assert not (tmp_path / "~").exists()

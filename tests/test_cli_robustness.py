@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from examples.srvp import train
+from examples.srvp.checkpoint import UnsafeFileError, read_torch_file
 from examples.srvp.config import PRESETS, TrainConfig
 
 
@@ -244,7 +247,7 @@ def test_a_folder_that_cannot_be_made_is_a_one_line_error(
         with pytest.raises(SystemExit) as exit_:
             data.main(["smmnist-test-set", "--mnist-dir", "embedded", "--out", str(blocker / "sub" / "t.npz")])
         assert exit_.value.code == 2
-    assert "Not a directory" in _one_line_error(capsys)
+    assert "not a directory" in _one_line_error(capsys).lower()  # (train: checked before the data is read)
 
 
 # ----------------------------------------------------------------------------------------- damaged checkpoints
@@ -263,6 +266,283 @@ def test_an_empty_checkpoint_says_it_is_empty(
         assert ev.main([str(run), "--test-set", str(test_set), "--checkpoint", "last", "--no-lpips"]) == 2
     line = _one_line_error(capsys)
     assert f"checkpoint: cannot read {last}: the file is empty (0 bytes" in line
+
+
+def _flip_a_bit_in_a_tensor(path: Path) -> str:
+    """Flip one bit in the middle of the largest tensor record of a torch zip file (what bit rot does); returns
+    the record's name."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_an_error_naming_the_record(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch does not check the CRCs of its zip files: a flipped bit in a weight loaded silently, and a resumed
+    run wrote it into a new, valid last.pt. read_torch_file checks them first."""
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    member = _flip_a_bit_in_a_tensor(last)
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 2
+    line = _one_line_error(capsys)
+    assert f"checkpoint: cannot read {last} ({len(before)} bytes): corrupted: the data of {member} does not" in line
+    assert ev.main([str(run), "--test-set", str(test_set), "--checkpoint", "last", "--no-lpips"]) == 2
+    assert f"the data of {member} does not match its CRC-32" in _one_line_error(capsys)
+    legacy = tmp_path / "legacy.pt"  # torch's older format has no CRCs: read as before
+    torch.save({"a": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_torch_file(legacy, "x")["a"], torch.ones(3))
+
+
+def test_random_bytes_are_not_called_unsafe_and_a_pickle_of_code_is(tmp_path: Path) -> None:
+    import os
+    import random
+
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(random.Random(0).randbytes(5000))
+    with pytest.raises(
+        ValueError, match=r"noise.pt \(5000 bytes\): not a torch file, or a (truncated or )?corrupted"
+    ) as e:
+        read_torch_file(noise, "x")
+    assert not isinstance(e.value, UnsafeFileError) and "weights_only" not in str(e.value)
+
+    class Code:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (os.system, ("true",))
+
+    code = tmp_path / "code.pt"
+    torch.save({"model": Code()}, code)
+    with pytest.raises(UnsafeFileError, match=r"it would load the Python object \S*system, which weights_only=True"):
+        read_torch_file(code, "x")
+
+
+def test_weights_that_are_not_finite_are_named_at_load(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint of NaN weights was reported as 'scores: contains NaN', naming neither the file nor the cause."""
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    key = next(k for k, v in payload["model"].items() if v.is_floating_point())
+    payload["model"][key] = payload["model"][key] * float("nan")
+    torch.save(payload, last)
+    assert ev.main([str(run), "--test-set", str(test_set), "--checkpoint", "last", "--no-lpips"]) == 2
+    line = _one_line_error(capsys)
+    assert f"checkpoint: {last} holds weights that are not finite (NaN or inf in 1 tensors: {key}): a diverged" in line
+
+
+def test_a_full_disk_during_a_save_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from examples.srvp.checkpoint import os_error_message, save_checkpoint
+
+    def full(obj: object, f: Any, *args: object, **kwargs: object) -> None:
+        f.write(b"PK\x03\x04")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write to a full disk: no file name
+
+    monkeypatch.setattr(torch, "save", full)
+    target = tmp_path / "checkpoints" / "last.pt"
+    with pytest.raises(OSError) as e:
+        save_checkpoint(target, {"model": {}})
+    assert e.value.errno == errno.ENOSPC and os_error_message(e.value) == f"No space left on device: {target}"
+    assert list(target.parent.iterdir()) == []  # nor a temporary file
+
+
+# ------------------------------------------------------------------------------- resuming damaged or foreign runs
+def test_resume_without_last_pt_keeps_the_best_pt_of_a_trained_run(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose last.pt went missing (deleted, lost in a copy) restarted from step 0 and overwrote best.pt,
+    its best model, and cut its log; now it is refused, saying how to continue from best.pt's step."""
+    from examples.srvp.checkpoint import load_checkpoint
+
+    run = _copy(tiny_run, tmp_path)
+    last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
+    last.unlink()
+    best_bytes, log_text = best.read_bytes(), (run / "train_log.jsonl").read_text()
+    for argv in (["--resume", str(run)], ["--preset", "tiny", "--run-dir", str(run), "--auto-resume"]):
+        assert train.main([*argv, "--max-steps", "5"]) == 2
+        line = _one_line_error(capsys)
+        assert f"--resume: {last} is missing, but {best} holds the training state of step 3" in line
+        assert f"cp {best} {last}" in line
+        assert best.read_bytes() == best_bytes and (run / "train_log.jsonl").read_text() == log_text
+        assert not last.exists()
+    shutil.copyfile(best, last)  # as the message says
+    assert train.main(["--resume", str(run), "--max-steps", "4"]) == 0
+    assert load_checkpoint(last)["step"] == 4
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"optimizer": None}, "holds no training state to continue from (it lacks optimizer)"),
+        ({"rng": None, "rng_ranks": None}, "holds no training state to continue from (it lacks rng)"),
+        (
+            {"optimizer": None, "scheduler": None, "scaler": None, "step": None, "rng": None, "rng_ranks": None},
+            "(it lacks optimizer, scheduler, scaler, step, rng): only a checkpoint written by this training",
+        ),
+        ({"scheduler": {}}, "its 'scheduler' entry cannot be restored (KeyError: "),
+        ({"rng": {"torch": "x"}, "rng_ranks": None}, "its 'rng' entry cannot be restored (TypeError: "),
+        ({"rng_ranks": [{"torch": torch.zeros(3, dtype=torch.uint8)}]}, "its 'rng' entry cannot be restored ("),
+        ({"step": -5}, "holds step -5, expected an integer >= 0"),
+    ],
+)
+def test_resume_checks_the_training_state_of_last_pt(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str], edit: dict[str, Any], message: str
+) -> None:
+    """Weights without the training entries (an imported best.pt copied to last.pt, another tool's file), or
+    entries of another kind, were a KeyError or RuntimeError traceback."""
+    run = _copy(tiny_run, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    for key, value in edit.items():
+        if value is None:
+            payload.pop(key)
+        else:
+            payload[key] = value
+    torch.save(payload, last)
+    log_text = (run / "train_log.jsonl").read_text()
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(f"error: --resume: {last}") and message in line
+    assert (run / "train_log.jsonl").read_text() == log_text
+
+
+def test_resume_refuses_edited_training_options_of_config_json(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checkpoints recorded only the model's configuration: an edited (or swapped) train section, which changes
+    the data stream or the schedule, went unnoticed. Runtime options, and data_dir (data that moved), may change;
+    a checkpoint that recorded no training options (an older version) is not compared."""
+    run = _copy(tiny_run, tmp_path)
+    config_file, last = run / "config.json", run / "checkpoints" / "last.pt"
+    config = json.loads(config_file.read_text())
+    config["train"].update(seed=7, lr_burnin=100, max_minutes=5.0, data_dir="embedded")
+    config_file.write_text(json.dumps(config))
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 2
+    line = _one_line_error(capsys)
+    assert f"--resume: {last} was written with other training options than {config_file} gives: " in line
+    assert "lr_burnin checkpoint 4 vs config.json 100, seed checkpoint 1 vs config.json 7 (an edited" in line
+    config["train"].update(seed=1, lr_burnin=4)  # runtime options alone: resumes
+    config_file.write_text(json.dumps(config))
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 0
+    payload = torch.load(last, weights_only=True)
+    assert payload["config"]["train"]["seed"] == 1 and payload["step"] == 5
+    config["train"]["seed"] = 7
+    config_file.write_text(json.dumps(config))
+    del payload["config"]["train"]  # a checkpoint of an older version
+    torch.save(payload, last)
+    assert train.main(["--resume", str(run), "--max-steps", "6"]) == 0
+
+
+def test_a_data_error_in_the_middle_of_a_run_keeps_the_steps_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged data file is read only when a batch draws it: the steps since the last checkpoint were lost.
+    Now last.pt is written (the model is at a step boundary) and the run continues exactly once it is fixed.
+    An error of the model step itself saves nothing (its state is not known to be good)."""
+    from examples.srvp.checkpoint import load_checkpoint
+    from examples.srvp.datasets import BatchStream
+    from examples.srvp.model import SRVP
+
+    argv = ["--preset", "tiny", "--checkpoint-interval", "100", "--val-interval", "100", "--threads", "1"]
+    original = BatchStream.__getitem__
+
+    def damaged(self: BatchStream, step: int) -> torch.Tensor:
+        if step == 3:
+            raise ValueError("/data/x/image-003.png: cannot read image (image file is truncated)")
+        return original(self, step)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(BatchStream, "__getitem__", damaged)
+        assert train.main([*argv, "--run-dir", str(run)]) == 2
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    assert out.err.splitlines()[-1] == "error: /data/x/image-003.png: cannot read image (image file is truncated)"
+    last = run / "checkpoints" / "last.pt"
+    assert "stopped at step 3 of 6: the batch of step 3 could not be made" in out.out
+    assert f"continue with: python -m examples.srvp.train --resume {run}" in out.out
+    assert load_checkpoint(last)["step"] == 3
+    assert train.main(["--resume", str(run)]) == 0
+    straight = tmp_path / "straight"
+    assert train.main([*argv, "--run-dir", str(straight)]) == 0
+    a, b = load_checkpoint(last), load_checkpoint(straight / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 6 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+    calls: list[int] = []
+    loss = SRVP.loss_terms
+
+    def failing(self: SRVP, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("the model step failed")
+        return loss(self, *args)
+
+    monkeypatch.setattr(SRVP, "loss_terms", failing)
+    with pytest.raises(RuntimeError, match="the model step failed"):
+        _quiet_train(dataclasses.replace(_tiny(), checkpoint_interval=100, val_interval=100), tmp_path / "model_error")
+    assert not (tmp_path / "model_error" / "checkpoints" / "last.pt").exists()
+
+
+def test_a_second_training_of_a_run_directory_is_refused(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two trainings of one run (a job launched twice, a requeued job whose first instance still runs) both ran
+    and interleaved their log and checkpoints; the second one now stops at the lock the first holds."""
+    import contextlib
+    import os
+
+    fcntl = pytest.importorskip("fcntl")
+    run = _copy(tiny_run, tmp_path)
+    new = tmp_path / "new"
+    new.mkdir()
+    with contextlib.ExitStack() as first_training:
+        for folder in (run, new):
+            f = first_training.enter_context(open(folder / ".lock", "w"))
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.write("4242\n")
+            f.flush()
+        last_bytes = (run / "checkpoints" / "last.pt").read_bytes()
+        assert train.main(["--resume", str(run), "--max-steps", "5"]) == 2
+        line = _one_line_error(capsys)
+        assert f"--resume: another training (process 4242) is running in {run} (it holds {run / '.lock'})" in line
+        assert (run / "checkpoints" / "last.pt").read_bytes() == last_bytes
+        assert train.main(["--preset", "tiny", "--run-dir", str(new), "--max-steps", "1"]) == 2
+        assert f"--run-dir: another training (process 4242) is running in {new}" in _one_line_error(capsys)
+        assert sorted(p.name for p in new.iterdir()) == [".lock"]  # no config.json
+    # The first training has ended (its lock went with it): the same commands run, and release the lock.
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 0
+    assert train.main(["--preset", "tiny", "--run-dir", str(new), "--max-steps", "1"]) == 0
+    assert (run / ".lock").read_text() == f"{os.getpid()}\n"
+    with open(run / ".lock") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_run_dir_that_is_a_file_is_reported_before_the_data_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+
+    def no_data(cfg: TrainConfig) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(train, "make_data", no_data)
+    assert train.main(["--preset", "tiny", "--run-dir", str(a_file)]) == 2
+    assert f"error: --run-dir: cannot write to {a_file}: {a_file} is not a directory" in _one_line_error(capsys)
 
 
 # ------------------------------------------------------------------------------------------------ the log
@@ -475,6 +755,49 @@ def test_evaluate_names_the_length_flags_when_test_clips_are_too_short(
     bair_argv = [str(tiny_run), "--dataset", "bair", "--test-set", str(bair), "--nt-gen", "31", "--no-lpips"]
     assert ev.main(bair_argv) == 2
     assert "--nt-gen: BAIR test videos have 30 frames, got 31" in _one_line_error(capsys)
+
+
+def test_evaluate_names_the_frame_size_of_a_test_set_of_another_size(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Clips of 32x32 frames for a 64x64 model were blamed on an internal name ('sequences: expected size 64')."""
+    from examples.srvp import evaluate as ev
+
+    with np.load(test_set) as data:
+        arrays = dict(data)
+    arrays["sequences"] = arrays["sequences"][:, :, ::2, ::2]
+    small = tmp_path / "small.npz"
+    np.savez(small, **arrays)
+    assert ev.main([str(tiny_run), "--test-set", str(small), "--no-lpips"]) == 2
+    assert "error: --test-set: frames are [1, 32, 32] (C, H, W), the model expects [1, 64, 64]" in (
+        _one_line_error(capsys)
+    )
+
+
+def test_evaluate_blames_config_json_for_its_values_not_flags_never_given(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    config_file = run / "config.json"
+    config = json.loads(config_file.read_text())
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips"]
+    for value, message in (
+        (1.5, f"error: run_dir: {config_file}: train.nt_cond: expected an int, got 1.5"),  # (was truncated to 1)
+        (1, f"error: train.nt_cond of {config_file} (--nt-cond overrides it): the model infers y_0"),
+        (8, f"error: train.nt_cond of {config_file} (--nt-cond overrides it): expected fewer conditioning frames"),
+    ):
+        config["train"]["nt_cond"] = value
+        config_file.write_text(json.dumps(config))
+        assert ev.main(argv) == 2
+        assert _one_line_error(capsys).startswith(message)
+    assert ev.main([*argv, "--nt-cond", "1"]) == 2
+    assert _one_line_error(capsys).startswith("error: --nt-cond: the model infers y_0")
+    config["train"].update(nt_cond=2, dataset="mnist")
+    config_file.write_text(json.dumps(config))
+    assert ev.main(argv) == 2
+    assert _one_line_error(capsys).startswith(f"error: run_dir: {config_file}: train.dataset: expected one of (")
 
 
 def test_demo_reads_the_test_data_of_a_video_run_as_evaluate_does(
@@ -834,3 +1157,201 @@ def test_the_evaluate_cli_reports_an_error_with_what_it_kept_and_runs_outside_th
     worker.join()
     assert status == [0], capsys.readouterr().err
     assert json.loads((run / "eval" / "oom.json").read_text())["throughput"]["resumed_at"] == [2]
+
+
+# ------------------------------------------------------------------------------------------------ portability
+ROOT = Path(__file__).resolve().parents[1]
+ASCII_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+"""An environment whose stdout encoding is ASCII (a minimal container, a cron job)."""
+
+
+def _python(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, timeout=300, **kwargs)
+
+
+def test_atomic_writes_work_without_os_fchmod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has os.fchmod only from Python 3.13: the permissions are then set through the path."""
+    import os
+    import stat
+
+    import torch
+
+    from examples.srvp.checkpoint import atomic_write_text, save_checkpoint
+
+    monkeypatch.delattr(os, "fchmod")
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "config.json", "{}")
+        save_checkpoint(tmp_path / "checkpoints" / "last.pt", {"model": {"w": torch.zeros(1)}})
+    finally:
+        os.umask(previous)
+    for name in ("config.json", "checkpoints/last.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("cli", ["train", "evaluate", "official", "quickstart", "data", "demo"])
+def test_the_clis_run_under_python_OO(cli: str) -> None:
+    """``python -OO`` (PYTHONOPTIMIZE=2) removes the docstrings that parsers took their description from."""
+    proc = _python(["-OO", "-m", f"examples.srvp.{cli}", "--help"], text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage: python -m examples.srvp." in proc.stdout
+
+
+def test_an_undecodable_config_json_is_a_one_line_error_naming_it(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    config = run / "config.json"
+    config.write_bytes(b"\xff\xfe{}")
+    for argv in (["--resume", str(run)], ["--run-dir", str(run), "--auto-resume", "--preset", "tiny"]):
+        assert train.main(argv) == 2
+        line = _one_line_error(capsys)
+        assert line.startswith(f"error: --resume: {config} is not UTF-8 text (invalid start byte at byte 0)"), line
+    assert ev.main([str(run), "--test-set", str(test_set)]) == 2
+    assert _one_line_error(capsys).startswith(f"error: run_dir: {config} is not UTF-8 text")
+
+
+def test_config_json_is_utf8_whatever_the_locale(tmp_path: Path, tiny_run: Path) -> None:
+    """A config.json holding a non-ASCII data_dir (written as UTF-8, as the CLIs write it) reads back under an
+    ASCII locale, and with a byte-order mark (some Windows editors add one)."""
+    run = _copy(tiny_run, tmp_path)
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    config["train"]["data_dir"] = str(tmp_path / "données vidéo")
+    (run / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    code = "import sys; from examples.srvp.checkpoint import read_run_config as r; print(ascii(r(sys.argv[1])))"
+    proc = _python(["-c", code, str(run)], env=ASCII_LOCALE, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ascii(str(tmp_path / "données vidéo")) in proc.stdout
+    (run / "config.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(config).encode())
+    from examples.srvp.checkpoint import read_run_config
+
+    assert read_run_config(run)["train"]["data_dir"] == str(tmp_path / "données vidéo")
+
+
+def test_evaluate_prints_its_results_on_an_ascii_console(tmp_path: Path, tiny_run: Path, test_set: Path) -> None:
+    """The results hold "±": on a console that cannot show it, it is escaped (the command succeeds); and its
+    progress, written to a pipe, holds no carriage-return redraws."""
+    run = _copy(tiny_run, tmp_path)
+    argv = ["-m", "examples.srvp.evaluate", str(run), "--test-set", str(test_set), "--no-lpips"]
+    argv += ["--n-samples", "2", "--max-sequences", "2", "--batch-size", "2"]
+    proc = _python(argv, env=ASCII_LOCALE)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert b"\\xb1" in proc.stdout and b"\r" not in proc.stderr
+    assert (run / "eval").is_dir()
+
+
+def test_printed_commands_quote_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A command printed for the user to paste (continue, evaluate) keeps a path with spaces one argument."""
+    import shlex
+
+    from examples.srvp import evaluate as ev
+
+    run = tmp_path / "my runs" / "a b"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]) == 0
+    out = capsys.readouterr().out
+    resume = next(line for line in out.splitlines() if "continue with: " in line).split("continue with: ")[1]
+    assert shlex.split(resume) == ["python", "-m", "examples.srvp.train", "--resume", str(run)]
+    evaluate = next(line for line in out.splitlines() if line.startswith("evaluate: "))
+    assert shlex.split(evaluate.removeprefix("evaluate: "))[:4] == ["python", "-m", "examples.srvp.evaluate", str(run)]
+    assert train.evaluate_command(run, "kth") == f"python -m examples.srvp.evaluate '{run}'"
+    with pytest.raises(FileNotFoundError, match=r"kth-test-set '.*/my runs/a b' --seq-len 40`"):
+        ev.load_test_clips("kth", run, nt_gen=40)
+
+
+def test_path_options_expand_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--run-dir=~/runs/a`` (the shell leaves a ``~`` after ``=``) is the home folder's, not ``./~/runs/a``."""
+    from examples.srvp import data, demo, official, quickstart
+    from examples.srvp import evaluate as ev
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    assert train.main(["--preset", "tiny", "--run-dir=~/runs/a", "--max-steps", "1"]) == 0
+    assert (home / "runs" / "a" / "config.json").is_file() and not (cwd / "~").exists()
+    assert train.main(["--resume=~/runs/a", "--max-steps", "2"]) == 0
+    assert f"run directory: {home / 'runs' / 'a'} (step 2" in capsys.readouterr().out
+    args = ev.build_parser().parse_args(["~/r", "--test-set", "~/t.npz", "--i3d-weights", "~/i3d.pt"])
+    assert (args.run_dir, args.test_set, args.i3d_weights) == (home / "r", home / "t.npz", home / "i3d.pt")
+    args = demo.build_parser().parse_args(["~/r", "--test-set", "~/t.npz", "--out", "~/gifs"])
+    assert (args.run_dir, args.test_set, args.out) == (home / "r", home / "t.npz", home / "gifs")
+    assert quickstart.build_parser().parse_args(["--run-dir", "~/q"]).run_dir == home / "q"
+    args = data.build_parser().parse_args(["smmnist-test-set", "--mnist-dir", "~/mnist", "--out", "~/data/"])
+    assert (args.mnist_dir, args.out) == (f"{home}/mnist", f"{home}/data/")
+    assert data.build_parser().parse_args(["convert-kth", "~/raw", "~/kth"]).out_dir == home / "kth"
+    assert official.main(["verify", "~/fixture"]) == 2
+    assert str(home / "fixture") in _one_line_error(capsys)
+
+
+def test_training_progress_in_a_log_is_plain_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Written to a file or a pipe (a batch job's log), the progress is a line now and then, not a redraw per
+    step; at the end a line says where the run stopped."""
+    assert train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--max-steps", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines()[-1].startswith("3/"), err
+
+
+def test_progress_lines_and_the_terminal_bar(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import sys
+
+    from tqdm import tqdm
+
+    from examples.srvp._cli import LineProgress, progress_bar
+
+    bar = progress_bar(total=10, unit="seq", desc="evaluate")
+    assert isinstance(bar, LineProgress)
+    bar.update(4)
+    bar.close()
+    assert capsys.readouterr().err.startswith("evaluate: 4/10 seq (40%, ")
+    bar = LineProgress(total=None, initial=2, unit="video", interval=0.0)
+    bar.set_postfix(loss="1.5")
+    bar.update(1)
+    bar.update(2)
+    bar.write("a message")
+    bar.close()  # (everything reported already)
+    out, err = capsys.readouterr()
+    assert out == "a message\n"
+    assert [line.split(" (")[0] for line in err.splitlines()] == ["3 video", "5 video"]
+    assert err.splitlines()[0].endswith(" loss=1.5")
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = progress_bar(total=3, initial=1, unit="it", smoothing=0.05)
+    assert isinstance(bar, tqdm)  # an interactive terminal keeps tqdm's bar
+    bar.update(1)
+    bar.close()
+    assert "\r" in sys.stderr.getvalue()
+
+
+def test_train_works_without_the_source_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed as .pyc files only (a frozen application), the flags' help texts cannot be read from the
+    source: the flags still work, without help."""
+    import inspect
+
+    from examples.srvp.config import ModelConfig, field_comments
+
+    def no_source(obj: object) -> str:
+        raise OSError("could not get source code")
+
+    assert "state_size" in field_comments(ModelConfig)
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    assert field_comments(ModelConfig) == {}
+    args = train.build_parser().parse_args(["--preset", "tiny", "--run-dir", "r", "--state-size", "3"])
+    assert train.config_from_args(args).model.state_size == 3

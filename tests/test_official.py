@@ -578,6 +578,33 @@ def test_convert_refuses_a_directory_that_holds_another_run(
 
 
 @needs_fixture
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_convert_that_fails_half_way_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], existing: bool
+) -> None:
+    """A failure after best.pt (a full disk, Ctrl-C) left best.pt without config.json: the retry was refused
+    ('best.pt already exists') and evaluate found no config.json. The conversion is all or nothing."""
+    import errno
+
+    from examples.srvp import official
+
+    out = tmp_path / "imported"
+    if existing:  # an empty folder the user made: it stays, empty
+        out.mkdir()
+
+    def full(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(official, "atomic_write_text", full)
+        assert main(["convert", str(FIXTURE), str(out)]) == 2
+    assert capsys.readouterr().err == f"error: No space left on device: {out / 'config.json'}\n"
+    assert (sorted(out.iterdir()) == []) if existing else not out.exists()
+    assert main(["convert", str(FIXTURE), str(out)]) == 0  # the same command again
+    assert sorted(p.name for p in out.rglob("*")) == ["best.pt", "checkpoints", "config.json"]
+
+
+@needs_fixture
 def test_convert_checks_out_dir_before_reading_the_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -116,12 +116,17 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def field_comments(cls: type[Any]) -> dict[str, str]:
-    """The one-line comment of each field of a config dataclass (its documentation, e.g. for ``--help``)."""
+    """The one-line comment of each field of a config dataclass (its documentation, e.g. for ``--help``); none
+    where the source is not installed (only ``.pyc`` files, a frozen application)."""
     import inspect
     import re
 
     pattern = re.compile(r"^\s+(\w+): [^=]+=.*?  # (.+)$")
-    return {m[1]: m[2].strip() for line in inspect.getsource(cls).splitlines() if (m := pattern.match(line))}
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source file: the flags work, their help lacks the comments
+        return {}
+    return {m[1]: m[2].strip() for line in source.splitlines() if (m := pattern.match(line))}
 
 
 def _check_ints(config: Any, names: str, *, minimum: int) -> None:
@@ -281,7 +286,7 @@ class TrainConfig:
     val_samples: int = 100  # n_samples_test: samples per validation clip (best of N)
     checkpoint_interval: int = 1000  # steps between checkpoints/last.pt writes (also at the end)
     seed: int = 1  # seed of the model init, the data stream and the noise
-    n_workers: int = 0  # DataLoader workers generating batches
+    n_workers: int = 0  # DataLoader workers; spawned ones (macOS, Windows) each copy the in-memory Human3.6M data
     device: str = "cpu"  # cpu, cuda, cuda:1 ...
     amp: str = "none"  # none, bf16 or fp16 autocast (loss terms in fp32)
     compile: bool = False  # torch.compile the model

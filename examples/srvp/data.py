@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from examples.srvp._cli import progress_bar, robust_output, shell_quote, user_path
+
 if TYPE_CHECKING:
     from latentdyn.video.datasets import ConversionReport
 
@@ -84,6 +86,7 @@ def _add_smmnist_test_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mnist-dir",
         required=True,
+        type=os.path.expanduser,
         help="folder holding MNIST/raw/t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz] "
         "(torchvision's layout), or 'embedded' for the 1,000 test digits shipped with latentdyn",
     )
@@ -102,6 +105,7 @@ def _add_smmnist_test_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default=".",
+        type=os.path.expanduser,
         help="output file if it ends in .npz, else a folder (created if needed) that receives the official "
         "file name (smmnist_test_2digits_64.npz / mmnist_test_2digits_64.npz); a trailing / always means a "
         "folder; default: the current folder",
@@ -167,9 +171,7 @@ def _progress(desc: str) -> tuple[Callable[[Path], None], Callable[[], None]]:
 
     def update(_path: Path) -> None:
         if not bars:
-            from tqdm import tqdm
-
-            bars.append(tqdm(desc=desc, unit="video", file=sys.stderr, dynamic_ncols=True))
+            bars.append(progress_bar(desc=desc, unit="video"))
         bars[0].update(1)
 
     def close() -> None:
@@ -186,8 +188,10 @@ def _print_conversion(what: str, report: ConversionReport, unit: str = "videos")
 
 
 def _add_convert(parser: argparse.ArgumentParser, *, image_size: bool = True) -> None:
-    parser.add_argument("raw_dir", type=Path, metavar="RAW_DIR", help="the raw download (layout in the module help)")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where the converted dataset is written")
+    parser.add_argument(
+        "raw_dir", type=user_path, metavar="RAW_DIR", help="the raw download (layout in the module help)"
+    )
+    parser.add_argument("out_dir", type=user_path, metavar="OUT_DIR", help="where the converted dataset is written")
     if image_size:
         parser.add_argument("--image-size", type=int, default=64, help="output frame size (default: 64)")
     parser.add_argument("--overwrite", action="store_true", help="convert again videos already converted")
@@ -202,12 +206,12 @@ def _run_convert_kth(args: argparse.Namespace) -> int:
     finally:
         close()
     _print_conversion(f"KTH frames {args.image_size}x{args.image_size} (grayscale PNG, 25 fps)", report)
-    print(f"  next: python -m examples.srvp.data kth-test-set {args.out_dir}")
+    print(f"  next: python -m examples.srvp.data kth-test-set {shell_quote(args.out_dir)}")
     return 0
 
 
 def _add_kth_test_set(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the OUT_DIR of convert-kth")
+    parser.add_argument("data_dir", type=user_path, metavar="DATA_DIR", help="the OUT_DIR of convert-kth")
     parser.add_argument("--seq-len", type=int, default=40, help="frames per clip (default: 40, the README's)")
     parser.add_argument("--size", type=int, default=1000, help="number of clips (default: 1000)")
     parser.add_argument("--seed", type=int, default=42, help="seed (default: 42, the official one)")
@@ -237,12 +241,12 @@ def _run_convert_human36m(args: argparse.Namespace) -> int:
     finally:
         close()
     _print_conversion(f"Human3.6M frames {args.image_size}x{args.image_size} RGB (train/ and test/ .npz)", report)
-    print(f"  next: python -m examples.srvp.data human36m-test-set {args.out_dir}")
+    print(f"  next: python -m examples.srvp.data human36m-test-set {shell_quote(args.out_dir)}")
     return 0
 
 
 def _add_human36m_test_set(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the OUT_DIR of convert-human36m")
+    parser.add_argument("data_dir", type=user_path, metavar="DATA_DIR", help="the OUT_DIR of convert-human36m")
     parser.add_argument("--seq-len", type=int, default=53, help="frames per clip (default: 53, the README's)")
     parser.add_argument("--subsampling", type=int, default=8, help="keep one raw frame in this many (default: 8)")
     parser.add_argument("--size", type=int, default=1000, help="number of clips (default: 1000)")
@@ -282,7 +286,7 @@ def _run_convert_bair(args: argparse.Namespace) -> int:
     finally:
         close()
     _print_conversion("BAIR frames 64x64 RGB PNG, 30 per video", report, unit="TFRecord files")
-    print(f"  the test split (processed_data/test) is the test set: train with --data-dir {args.out_dir}")
+    print(f"  the test split (processed_data/test) is the test set: train with --data-dir {shell_quote(args.out_dir)}")
     return 0
 
 
@@ -327,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Errors in the inputs (missing files, invalid values) end with a one-line message and status 2.
     """
+    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

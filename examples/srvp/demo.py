@@ -34,6 +34,7 @@ import torch
 from einops import rearrange, repeat
 from torch.distributions import Distribution
 
+from examples.srvp._cli import robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     check_writable,
     default_checkpoint,
@@ -215,15 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m examples.srvp.demo",
         description="SRVP demos: higher frame rate, content swap, latent interpolation (GIFs).",
     )
-    p.add_argument("run_dir", type=Path, help="run directory (config.json, checkpoints/)")
+    p.add_argument("run_dir", type=user_path, help="run directory (config.json, checkpoints/)")
     p.add_argument(
         "--test-set",
-        type=Path,
+        type=user_path,
         default=None,
         help=".npz file with uint8 'sequences' (T, N, H, W[, C]), a KTH svg_test_set_<T>.npz (N, T, H, W), or the "
         "test data evaluate reads for the run's dataset (default: the run's data_dir, except for Moving MNIST)",
     )
-    p.add_argument("--out", type=Path, required=True, help="folder for the GIFs")
+    p.add_argument("--out", type=user_path, required=True, help="folder for the GIFs")
     p.add_argument("--what", choices=(*DEMOS, "all"), default="all", help="which demo (default: all)")
     p.add_argument("--clips", type=int, nargs=2, default=(0, 1), metavar=("A", "B"), help="test clips A, B")
     p.add_argument("--n-cond", type=int, default=None, help="conditioning frames (default: the run's nt_cond)")
@@ -270,6 +271,7 @@ def _settings(args: argparse.Namespace, model: SRVP, run: dict[str, Any], clips:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
+    robust_output()
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -326,7 +328,7 @@ def _run(args: argparse.Namespace) -> int:
     for path, what in written:
         print(f"  {path}: {what}")
     if written:
-        print(f"open the GIFs in a browser or an image viewer, e.g. xdg-open {written[0][0]}")
+        print(f"open the GIFs in a browser or an image viewer, e.g. xdg-open {shell_quote(written[0][0])}")
     return 0
 
 

@@ -62,6 +62,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
+from examples.srvp._cli import progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     atomic_write_npz,
     atomic_write_text,
@@ -218,7 +219,7 @@ def load_test_clips(
         if not file.is_file():
             raise FileNotFoundError(
                 f"--test-set: no KTH test set {file}; make it with "
-                f"`python -m examples.srvp.data kth-test-set {root} --seq-len {t_len}`"
+                f"`python -m examples.srvp.data kth-test-set {shell_quote(root)} --seq-len {t_len}`"
             )
         sequences_np = vd.KTHTestDataset(root, seq_len=t_len).sequences
         return _stack(sequences_np[:max_sequences] if max_sequences else sequences_np)
@@ -232,14 +233,15 @@ def load_test_clips(
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"--test-set: no Human3.6M test set {folder}; make it with "
-                f"`python -m examples.srvp.data human36m-test-set {root} --seq-len {t_len} --subsampling {sub}`"
+                f"`python -m examples.srvp.data human36m-test-set {shell_quote(root)} --seq-len {t_len} "
+                f"--subsampling {sub}`"
             )
         data = vd.Human36MTestDataset(root, seq_len=t_len, subsampling=sub)
     elif dataset == "bair":
         if not (root / "processed_data" / "test").is_dir():
             raise FileNotFoundError(
                 f"--test-set: no BAIR test split {root / 'processed_data' / 'test'}; make it with "
-                f"`python -m examples.srvp.data convert-bair RAW_DIR {root}`"
+                f"`python -m examples.srvp.data convert-bair RAW_DIR {shell_quote(root)}`"
             )
         if nt_gen > BAIR_FRAMES:
             raise ValueError(f"--nt-gen: BAIR test videos have {BAIR_FRAMES} frames, got {nt_gen}")
@@ -798,9 +800,7 @@ def _evaluate(
     )
     bar: Any = None
     if progress and acc.done < n_seq:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_seq, initial=acc.done, unit="seq", desc="evaluate", dynamic_ncols=True)
+        bar = progress_bar(total=n_seq, initial=acc.done, unit="seq", desc="evaluate")
     start, last_save = time.monotonic(), time.monotonic()
 
     def save() -> None:
@@ -1211,12 +1211,14 @@ FLAG_OF = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.evaluate``."""
-    parser = argparse.ArgumentParser(prog="python -m examples.srvp.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", type=Path)
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.srvp.evaluate", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("run_dir", type=user_path)
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="test data kind (default: the run's)")
     parser.add_argument(
         "--test-set",
-        type=Path,
+        type=user_path,
         default=None,
         help="the test data: an SM-MNIST .npz; a KTH/Human3.6M/BAIR data directory (default: the run's "
         "data_dir); a folder of test videos",
@@ -1277,12 +1279,12 @@ def build_parser() -> argparse.ArgumentParser:
         "{psnr,ssim,lpips}_{best,worst}.npz) to eval/NAME_official/",
     )
     lp = parser.add_argument_group("LPIPS (computed whenever the AlexNet weights are found)")
-    lp.add_argument("--lpips-alexnet", type=Path, default=None, help="torchvision's alexnet-owt-7be5be79.pth")
-    lp.add_argument("--lpips-lin", type=Path, default=None, help="LPIPS v0.1 linear weights (default: shipped)")
+    lp.add_argument("--lpips-alexnet", type=user_path, default=None, help="torchvision's alexnet-owt-7be5be79.pth")
+    lp.add_argument("--lpips-lin", type=user_path, default=None, help="LPIPS v0.1 linear weights (default: shipped)")
     lp.add_argument("--no-lpips", action="store_true", help="do not compute LPIPS")
     fv = parser.add_argument_group("FVD")
     fv.add_argument("--fvd", action="store_true", help="also compute FVD (needs at least 16 sequences)")
-    fv.add_argument("--i3d-weights", type=Path, default=None, help="I3D Kinetics-400 weights (piergiaj layout)")
+    fv.add_argument("--i3d-weights", type=user_path, default=None, help="I3D Kinetics-400 weights (piergiaj layout)")
     fv.add_argument("--fvd-resolution", type=int, default=224, help="I3D input size (default: 224, the protocol)")
     return parser
 
@@ -1310,6 +1312,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.evaluate``."""
+    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -1322,6 +1325,12 @@ def main(argv: list[str] | None = None) -> int:
         model, step = load_model_and_step(args.run_dir, args.checkpoint)
         train_cfg = config.get("train", {})
         dataset = args.dataset or _train_value(train_cfg, "dataset", "smmnist")
+        run_file = Path(args.run_dir) / "config.json"  # values taken from it are blamed on it, not on a flag
+        if args.dataset is None and dataset not in DATASETS:
+            raise ValueError(
+                f"run_dir: {run_file}: train.dataset: expected one of {DATASETS}, got {dataset!r} (--dataset "
+                "overrides it)"
+            )
         test_set: Path | None = args.test_set
         if test_set is None and dataset in DEFAULT_NT_GEN and train_cfg.get("dataset") == dataset:
             test_set = Path(train_cfg["data_dir"]) if train_cfg.get("data_dir") else None
@@ -1330,14 +1339,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"--test-set: required for the {dataset!r} dataset "
                 + ("(the .npz of `python -m examples.srvp.data smmnist-test-set`)" if dataset == "smmnist" else "")
             )
-        run_nt_cond = int(train_cfg.get("nt_cond", model.config.n_inference_frames))
+        run_nt_cond = train_cfg.get("nt_cond", model.config.n_inference_frames)
+        if args.nt_cond is None and (not isinstance(run_nt_cond, int) or isinstance(run_nt_cond, bool)):
+            raise ValueError(f"run_dir: {run_file}: train.nt_cond: expected an int, got {run_nt_cond!r}")
         nt_cond = args.nt_cond if args.nt_cond is not None else run_nt_cond
         nt_gen = args.nt_gen if args.nt_gen is not None else default_nt_gen(dataset, train_cfg)
         if dataset == "folder" and not nt_gen:
             raise ValueError("--nt-gen: required for a folder of videos when the run has no seq_len_test")
         n_substeps = args.n_substeps if args.n_substeps is not None else model.config.n_substeps
         # Checked before any data is read or sampled: nothing fails later, in the middle of the progress bar.
-        check_protocol(model, nt_cond, n_substeps, names={"nt_cond": "--nt-cond", "n_substeps": "--n-substeps"})
+        nt_cond_name = (
+            "--nt-cond" if args.nt_cond is not None else f"train.nt_cond of {run_file} (--nt-cond overrides it)"
+        )
+        check_protocol(model, nt_cond, n_substeps, names={"nt_cond": nt_cond_name, "n_substeps": "--n-substeps"})
         options = run_clip_options(train_cfg, model)
         if args.subsampling is not None:
             options["subsampling"] = args.subsampling
@@ -1348,9 +1362,9 @@ def main(argv: list[str] | None = None) -> int:
             nt_gen = sequences.shape[0]  # a test-set file or folder given by name: all its frames
         nt_gen = nt_gen or sequences.shape[0]
         if nt_gen <= nt_cond:
-            if args.nt_gen is None:  # the length came from the dataset or the clips: the given --nt-cond is too long
+            if args.nt_gen is None:  # the length came from the dataset or the clips: the nt_cond is too long
                 raise ValueError(
-                    f"--nt-cond: expected fewer conditioning frames than the {nt_gen} frames evaluated (nt_gen: "
+                    f"{nt_cond_name}: expected fewer conditioning frames than the {nt_gen} frames evaluated (nt_gen: "
                     f"the test clips' length or the dataset's default; --nt-gen changes it), got {nt_cond}"
                 )
             given = "--nt-cond" if args.nt_cond is not None else "nt_cond (the run's)"
@@ -1361,6 +1375,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"--test-set: the {dataset} clips have {sequences.shape[2]} channels, the model reads "
                 f"{model.config.channels}; pass the --dataset the model was trained on"
+            )
+        size = model.config.image_size
+        if tuple(sequences.shape[3:]) != (size, size):
+            raise ValueError(
+                f"--test-set: frames are {list(sequences.shape[2:])} (C, H, W), the model expects "
+                f"{[model.config.channels, size, size]}"
             )
         protocol = EvalProtocol(
             nt_cond=nt_cond,

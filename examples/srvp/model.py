@@ -214,6 +214,20 @@ class SRVP(FrameModel):
         return self
 
     # ---------------------------------------------------------------------------------------------- parts
+    def _check_parameter_dtype(self, device_type: str) -> None:
+        """The latent states stay float32 (see ``_state_precision``), so outside autocast the state model's
+        parameters cannot be of a lower precision: say how to run in bf16 instead."""
+        if _autocast_enabled(device_type):
+            return
+        for p in self.ssm.parameters():
+            if p.is_floating_point() and torch.promote_types(p.dtype, torch.float32) != p.dtype:
+                raise TypeError(
+                    f"model: SRVP keeps its latent states in float32 (they sum every sub-step's update), so its "
+                    f"parameters cannot be {p.dtype}; keep the model in float32 and run in low precision under "
+                    f"torch.autocast (with torch.autocast({device_type!r}, dtype=torch.bfloat16): ...; the CLIs' "
+                    "--amp bf16) rather than model.to(torch.bfloat16) or model.half()"
+                )
+
     def infer_content(self, codes: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor | None:
         """Content w from the codes of k frames per sequence (codes (T, B, Dh), indices (k, B)); (B, Dw)."""
         if self.content is None:
@@ -291,6 +305,7 @@ class SRVP(FrameModel):
             check_frame_indices(content_indices, t, b, "content_indices")
         if skip_index is not None:
             check_frame_indices(check_tensor(skip_index, "skip_index")[None], t, b, "skip_index")
+        self._check_parameter_dtype(x.device.type)
         enc = self.encode(x)
         if content_indices is None and self.content is not None:
             content_indices = self.content_indices(t, b, x.device)
@@ -375,6 +390,7 @@ class SRVP(FrameModel):
                 f"cond_frames: expected at least n_inference_frames={self.config.n_inference_frames} frames, got {tc}"
             )
         draw = sampler if sampler is not None else default_sampler(sample)
+        self._check_parameter_dtype(cond_frames.device.type)
         enc = self.encode(cond_frames)
         w = self.infer_content(enc.codes, last_frames(tc, self.config.n_inference_frames, b, device=enc.codes.device))
         skips, _ = self.skip_frames(enc, torch.full((b,), tc - 1, device=enc.codes.device))
@@ -397,6 +413,16 @@ class SRVP(FrameModel):
             cond,
             future,
         )
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether torch.autocast is on for ``device_type``."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return device_type == "cuda" and bool(torch.is_autocast_enabled())
 
 
 def _state_precision(y0: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,10 +24,12 @@ from typing import Any, TypeVar
 import torch
 from torch.distributions import Distribution
 
+from examples.srvp._cli import robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     atomic_write_text,
     check_writable,
     os_error_message,
+    read_json,
     read_torch_file,
     save_checkpoint,
 )
@@ -103,10 +105,7 @@ def _read_official_config(official_dir: Path, label: str = "OFFICIAL_DIR") -> di
     path = official_dir / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{label}: no config.json in {official_dir}")
-    try:
-        options = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{label}: {path} is not valid JSON: {e}") from e
+    options = read_json(path, label)
     if not isinstance(options, dict):
         raise ValueError(f"{label}: expected a JSON object of options in {path}")
     if isinstance(options.get("model"), dict) and "nx" not in options:
@@ -233,17 +232,27 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
         "model": config_to_dict(model.config),
         "train": {k: v for k, v in config_to_dict(train).items() if k != "model"},
     }
-    save_checkpoint(
-        ckpt, {"model": model.state_dict(), "step": None, "source": "official", "official_options": options}
-    )
-    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+    # All or nothing: a failure (a full disk, Ctrl-C) after best.pt leaves no half-made run behind, whose
+    # best.pt would make the retry refuse the directory and whose lack of config.json would fail evaluate.
+    made = [d for d in (ckpt.parent, *ckpt.parent.parents) if not d.exists()]  # deepest first
+    try:
+        save_checkpoint(
+            ckpt, {"model": model.state_dict(), "step": None, "source": "official", "official_options": options}
+        )
+        atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+    except BaseException:
+        ckpt.unlink(missing_ok=True)
+        for folder in made:  # the folders this call made, if nothing else was put there meanwhile
+            with suppress(OSError):
+                folder.rmdir()
+        raise
     return out
 
 
 def evaluate_hint(run_dir: Path) -> str:
     """The evaluate command of an imported run: the test data it needs, as the official README tests it."""
-    train = json.loads((run_dir / "config.json").read_text())["train"]
-    command = f"python -m examples.srvp.evaluate {run_dir}"
+    train = read_json(run_dir / "config.json", "run_dir")["train"]
+    command = f"python -m examples.srvp.evaluate {shell_quote(run_dir)}"
     if train["dataset"] == "smmnist":
         if train["deterministic"]:  # the official README: one sample, 100 frames
             made = "mmnist_test_2digits_64.npz made by python -m examples.srvp.data smmnist-test-set --deterministic"
@@ -475,14 +484,17 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.official``."""
-    parser = argparse.ArgumentParser(prog="python -m examples.srvp.official", description=__doc__.split("\n")[0])
+    robust_output()
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.srvp.official", description=(__doc__ or "").split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_conv = sub.add_parser("convert", help="official experiment directory -> latentdyn run directory")
-    p_conv.add_argument("official_dir", type=Path)
-    p_conv.add_argument("out_dir", type=Path)
+    p_conv.add_argument("official_dir", type=user_path)
+    p_conv.add_argument("out_dir", type=user_path)
     p_conv.add_argument("--model-name", default="model.pt", help="checkpoint file in OFFICIAL_DIR")
     p_ver = sub.add_parser("verify", help="recompute an official fixture directory and compare")
-    p_ver.add_argument("fixture_dir", type=Path)
+    p_ver.add_argument("fixture_dir", type=user_path)
     p_ver.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1 ...")
     args = parser.parse_args(argv)
     try:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from examples.srvp import evaluate as ev
+from examples.srvp._cli import robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import load_checkpoint, load_model, os_error_message, read_run_config
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict
 from examples.srvp.train import TrainResult, exit_status, train
@@ -54,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.quickstart``."""
     parser = argparse.ArgumentParser(
         prog="python -m examples.srvp.quickstart",
-        description=__doc__.split("\n")[0],
+        description=(__doc__ or "").split("\n")[0],
         formatter_class=_DefaultsHelp,
     )
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/smmnist-cpu"), help="the run (made or resumed)")
+    parser.add_argument("--run-dir", type=user_path, default=Path("runs/smmnist-cpu"), help="the run (made or resumed)")
     parser.add_argument("--preset", default="smmnist-cpu", choices=SMMNIST_PRESETS, help="preset of a new run")
     parser.add_argument(
         "--minutes", type=float, default=None, help="training time budget of this invocation (default: the preset's)"
@@ -88,6 +89,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.quickstart``."""
+    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -111,7 +113,7 @@ def _saved_config(run_dir: Path) -> TrainConfig:
     if dataset != "smmnist":
         raise ValueError(
             f"--run-dir: {run_dir} holds a {dataset!r} run; the quickstart trains and evaluates Moving MNIST runs "
-            f"only (continue it with python -m examples.srvp.train --resume {run_dir}, evaluate it with "
+            f"only (continue it with python -m examples.srvp.train --resume {shell_quote(run_dir)}, evaluate it with "
             "python -m examples.srvp.evaluate)"
         )
     try:
@@ -186,8 +188,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"  {'training log':13s} {run_dir / 'train_log.jsonl'}")
     if not deterministic:
         print(
-            f"more samples: python -m examples.srvp.evaluate {run_dir} --test-set {test_set} --checkpoint last "
-            "--n-samples 100"
+            f"more samples: python -m examples.srvp.evaluate {shell_quote(run_dir)} --test-set {shell_quote(test_set)} "
+            "--checkpoint last --n-samples 100"
         )
     return 0
 

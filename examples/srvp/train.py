@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -31,9 +32,11 @@ from typing import Any
 import torch
 from einops import rearrange
 
+from examples.srvp._cli import progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     atomic_write_text,
     check_fits,
+    check_writable,
     fork_rng,
     load_checkpoint,
     os_error_message,
@@ -114,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="base configuration of a new run (default: smmnist); a resumed run keeps its config.json",
     )
-    parser.add_argument("--run-dir", type=Path, default=None, help="output directory of a new run")
+    parser.add_argument("--run-dir", type=user_path, default=None, help="output directory of a new run")
     parser.add_argument(
         "--auto-resume",
         action="store_true",
@@ -123,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resume",
-        type=Path,
+        type=user_path,
         default=None,
         metavar="RUN_DIR",
         help="continue this run exactly (only runtime options may change: "
@@ -142,8 +145,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     except (ValueError, TypeError) as e:  # "name: ..." from the config checks -> "--name: ..."
         name, sep, rest = str(e).partition(":")
         if sep and name.isidentifier():
-            raise type(e)(f"{_flag(name)}:{rest}") from None
+            raise _kind_of(e)(f"{_flag(name)}:{rest}") from None
         raise
+
+
+def _kind_of(e: Exception) -> type[Exception]:
+    """The class of a re-raised error that says the same with another message: ``FileNotFoundError``,
+    ``TypeError`` or ``ValueError`` (not ``type(e)``, whose constructor may want other arguments, as
+    ``UnicodeDecodeError``'s five)."""
+    for kind in (FileNotFoundError, TypeError):
+        if isinstance(e, kind):
+            return kind
+    return ValueError
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -189,7 +202,7 @@ def _saved_config(run_dir: Path) -> TrainConfig:
         detail = (
             text.removeprefix("run_dir: ") if text.startswith("run_dir: ") else f"{run_dir / 'config.json'}: {text}"
         )
-        raise type(e)(f"--resume: {detail}") from None
+        raise _kind_of(e)(f"--resume: {detail}") from None
 
 
 def _conflicts(base: TrainConfig, model: dict[str, Any], train: dict[str, Any]) -> str:
@@ -332,7 +345,7 @@ class _Logger:
         last checkpoint logged steps that the resumed run logs again. Lines cut short by the kill go too."""
         if not self.path.exists():
             return
-        lines = self.path.read_text().splitlines(keepends=True)
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
         kept = []
         for line in lines:
             try:
@@ -347,7 +360,7 @@ class _Logger:
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
+        with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         if self.tb is not None:
             for k, v in values.items():
@@ -514,10 +527,11 @@ def _rank_rng_states(dist: _Dist, device: torch.device) -> list[dict[str, Any]]:
 
 def _check_has_training_state(ckpt_dir: Path) -> None:
     """A run to resume without ``last.pt`` is one stopped before its first checkpoint (it restarts from step 0),
-    not one whose ``best.pt`` holds weights from elsewhere (``official convert``): restarting such a run would
-    train from a random initialisation and overwrite the only copy of those weights."""
-    best = ckpt_dir / "best.pt"
-    if (ckpt_dir / "last.pt").exists() or not best.exists():
+    not one whose ``best.pt`` holds weights from elsewhere (``official convert``) or a training state (a
+    ``last.pt`` deleted, or lost in a copy): restarting such a run would train from a random initialisation and
+    overwrite ``best.pt``, the only copy of those weights, and cut the log back to step 0."""
+    best, last = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
+    if last.exists() or not best.exists():
         return
     payload = load_checkpoint(best)
     if payload.get("source") == "official" or payload.get("step") is None:
@@ -526,6 +540,119 @@ def _check_has_training_state(ckpt_dir: Path) -> None:
             f"step, random states) to continue from; resuming would train from scratch and overwrite them. "
             f"Evaluate the run as it is; fine-tuning imported weights is not supported"
         )
+    step = payload["step"]
+    raise ValueError(
+        f"--resume: {last} is missing, but {best} holds the training state of step {step}; starting over from step "
+        f"0 would overwrite it. To continue from step {step}: cp {shell_quote(best)} {shell_quote(last)}; to start "
+        f"the run over, move {ckpt_dir.parent} away first"
+    )
+
+
+_TRAINING_ENTRIES = ("model", "optimizer", "scheduler", "scaler", "step")
+"""What a checkpoint to resume from holds besides the RNG states (``rng`` or ``rng_ranks``)."""
+
+
+def _check_training_entries(state: dict[str, Any], path: Path) -> None:
+    """``state`` (read from ``path``) holds a training state to resume from: every entry a training checkpoint
+    has, and a step that is an integer >= 0; otherwise a one-line ``ValueError`` naming the file and the entries."""
+    missing = [k for k in _TRAINING_ENTRIES if k not in state]
+    if not state.get("rng_ranks") and "rng" not in state:
+        missing.append("rng")
+    if missing:
+        raise ValueError(
+            f"--resume: {path} holds no training state to continue from (it lacks {', '.join(missing)}): only a "
+            "checkpoint written by this training command can be resumed (weights alone, e.g. an imported best.pt, "
+            "cannot)"
+        )
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"--resume: {path} holds step {step!r}, expected an integer >= 0")
+
+
+def _unrestorable(path: Path, entry: str, e: Exception) -> ValueError:
+    detail = " ".join(str(e).split()) or "no detail"
+    return ValueError(f"--resume: {path}: its {entry!r} entry cannot be restored ({type(e).__name__}: {detail})")
+
+
+def _try_rng_state(state: Any, device: torch.device) -> None:
+    """Check that ``set_rng_state`` takes ``state`` (applied later, once the batch iterator exists), leaving the
+    random streams as they are."""
+    if state is not None:
+        with fork_rng(device):
+            set_rng_state(state, device)
+
+
+_RESUME_MAY_CHANGE = _RUNTIME_FIELDS | {"data_dir"}
+"""Training options a resumed run may have changed since its checkpoint: the runtime ones, and config.json's
+``data_dir`` (edited when the data moved)."""
+
+
+def _training_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The ``train`` section of config.json (every ``TrainConfig`` field but the model), as checkpoints keep it."""
+    return {k: v for k, v in config_to_dict(cfg).items() if k != "model"}
+
+
+def _check_same_training_options(state: dict[str, Any], cfg: TrainConfig, path: Path, run_dir: Path) -> None:
+    """The training options ``state`` (read from ``path``) was written with are those of the run's config.json,
+    but for :data:`_RESUME_MAY_CHANGE`; a checkpoint that recorded none (an older version) is not compared."""
+    config = state.get("config")
+    saved = config.get("train") if isinstance(config, dict) else None
+    if not isinstance(saved, dict):
+        return
+    current = _training_options(cfg)
+    changed = sorted(k for k in saved.keys() & current.keys() if k not in _RESUME_MAY_CHANGE and saved[k] != current[k])
+    if changed:
+        detail = ", ".join(f"{k} checkpoint {saved[k]!r} vs config.json {current[k]!r}" for k in changed)
+        raise ValueError(
+            f"--resume: {path} was written with other training options than {run_dir / 'config.json'} gives: "
+            f"{detail} (an edited or replaced config.json; only runtime options may change on resume)"
+        )
+
+
+LOCK_FILE = ".lock"
+"""The file of a run directory that a training holds a lock on while it runs (with the process id in it)."""
+
+
+class _RunDirLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock`` while a training runs in ``RUN_DIR``: a second training of the
+    same run (a job started twice, a requeued job whose first instance still runs) is refused instead of
+    writing the same checkpoints and log. The system releases the lock when the process ends, however it ends,
+    so a killed run leaves no stale lock. Where ``fcntl`` is missing (Windows) or the file system has no locks,
+    nothing is locked. Under ``torchrun`` only rank 0, the process that writes the run's files, takes it."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def acquire(self, run_dir: Path, option: str) -> None:
+        try:
+            import fcntl
+        except ImportError:  # (Windows)
+            return
+        path = run_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() if e.errno in _LOCKED else ""
+            os.close(fd)
+            if e.errno not in _LOCKED:  # a file system without locks (ENOLCK ...): as without fcntl
+                return
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise ValueError(
+                f"{option}: another training ({who}) is running in {run_dir} (it holds {path}); wait for it to "
+                "end or stop it, or use another run directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # (closing the only descriptor of the lock releases it)
+            self._fd = None
+
+
+_LOCKED = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES}  # what flock(LOCK_NB) fails with when the lock is held
 
 
 def train(
@@ -555,8 +682,29 @@ def train(
         max_steps: stop after this global step (also ``cfg.max_steps``; the smaller one wins).
         progress: show a tqdm progress bar.
         log: where messages go.
+
+    Raises:
+        ValueError: among others, another training holds the run directory (its ``.lock``), or a resumed run's
+            checkpoint lacks, or cannot restore, its training state or was written with other options.
     """
-    run_dir = Path(run_dir)
+    lock = _RunDirLock()
+    try:
+        return _train(cfg, Path(run_dir), resume=resume, max_steps=max_steps, progress=progress, log=log, lock=lock)
+    finally:
+        lock.release()
+
+
+def _train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    max_steps: int | None,
+    progress: bool,
+    log: Callable[[str], None],
+    lock: _RunDirLock,
+) -> TrainResult:
+    """:func:`train`, which holds ``lock`` once it is taken here and releases it when this returns or raises."""
     ckpt_dir = run_dir / "checkpoints"
     dist = _Dist.from_env()
     owns_group = False  # whether this call started the process group (and so ends it)
@@ -577,8 +725,11 @@ def train(
     if not resume and (run_dir / "config.json").exists():
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     if resume:
+        if dist.main and run_dir.is_dir():
+            lock.acquire(run_dir, "--resume")  # before anything of the run is read: another training may write it
         _check_has_training_state(ckpt_dir)
     else:
+        check_writable(run_dir, "--run-dir")  # (e.g. a file of that name) before the data is read
         cfg = with_absolute_data_dir(cfg)
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
@@ -602,23 +753,36 @@ def train(
         torch.distributed.barrier()
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
+        _check_training_entries(state, last_path)
         check_fits(state, model, cfg.model, last_path, option="--resume")
+        _check_same_training_options(state, cfg, last_path, run_dir)
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError) as e:
             detail = " ".join(str(e).split())
             raise ValueError(f"--resume: {last_path} does not fit this configuration: {detail}") from None
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, best = int(state["step"]), state.get("best_val_psnr")
+        except Exception as e:  # (an optimizer entry of another kind: KeyError, TypeError ...)
+            raise _unrestorable(last_path, "optimizer", e) from None
+        step, best = state["step"], state.get("best_val_psnr")
         ranks = state.get("rng_ranks") or [state["rng"]]
+        if not isinstance(ranks, list):
+            raise _unrestorable(last_path, "rng_ranks", TypeError(f"expected a list, got {type(ranks).__name__}"))
+        rng = ranks[dist.rank] if dist.rank < len(ranks) else None
+        for entry, restore in (
+            ("scheduler", lambda: scheduler.load_state_dict(state["scheduler"])),
+            ("scaler", lambda: scaler.load_state_dict(state["scaler"])),
+            ("rng", lambda: _try_rng_state(rng, device)),
+        ):
+            try:
+                restore()
+            except Exception as e:  # a state of another kind or version: say which entry, not a traceback
+                raise _unrestorable(last_path, entry, e) from None
         if len(ranks) != dist.world and dist.main:
             log(
                 f"note: {last_path} was written by {len(ranks)} process(es), this run has {dist.world}: the "
                 "batches are the same, the noise of the other ranks is not"
             )
-        rng = ranks[dist.rank] if dist.rank < len(ranks) else None
         if dist.main:
             log(f"resuming {run_dir} at step {step}")
     elif resume:
@@ -626,6 +790,11 @@ def train(
             log(f"{run_dir} has no checkpoint yet: starting it from step 0")
     elif dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire(run_dir, "--run-dir")
+        if (run_dir / "config.json").exists():  # made by another command while this one read its data
+            raise FileExistsError(
+                f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory"
+            )
         atomic_write_text(
             run_dir / "config.json",
             json.dumps(
@@ -658,6 +827,7 @@ def train(
     if cfg.compile:
         net = torch.compile(net)
     logger = _Logger(run_dir, enabled=dist.main, resume_step=step if resume else None)
+    saved_step = step  # the step of last.pt (0 without one)
 
     def checkpoint(name: str, rng_states: list[dict[str, Any]] | None = None) -> None:
         if not dist.main:
@@ -674,13 +844,32 @@ def train(
                 "rng": rng_states[0],
                 "rng_ranks": rng_states,
                 "best_val_psnr": best,
-                "config": {"model": config_to_dict(cfg.model)},
+                "config": {"model": config_to_dict(cfg.model), "train": _training_options(cfg)},
             },
         )
 
     def save_last() -> None:
         """``last.pt`` with every rank's RNG state (called by all ranks together)."""
+        nonlocal saved_step
         checkpoint("last", _rank_rng_states(dist, device))
+        saved_step = step
+
+    def _save_after_data_error() -> None:
+        """The batch of the next step could not be made: the model is at a step boundary, so ``last.pt`` of
+        the steps done is consistent. (Not a diverged model: a non-finite loss stops before its update.)"""
+        nonlocal saved_step
+        if step > saved_step:
+            if dist.world == 1:
+                save_last()
+            else:  # rank 0's RNG state only: a collective could wait forever for ranks whose batch was fine
+                checkpoint("last")
+                saved_step = step
+        if dist.main:
+            kept = f"{last_path} holds step {saved_step}" if last_path.exists() else "no checkpoint yet"
+            log(
+                f"stopped at step {step} of {cfg.n_iter}: the batch of step {step} could not be made ({kept}); "
+                f"once the data is fixed, continue with: python -m examples.srvp.train --resume {shell_quote(run_dir)}"
+            )
 
     def run_validation(select: bool = True) -> None:
         """Validate; with ``select``, keep ``best.pt`` (only at multiples of ``val_interval``, as the official
@@ -717,9 +906,7 @@ def train(
 
     bar: Any = None
     if progress and dist.main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=end, initial=step, dynamic_ncols=True, unit="it", smoothing=0.05)
+        bar = progress_bar(total=end, initial=step, unit="it", smoothing=0.05)
     start_time = time.monotonic()
     losses: list[float] = []
     stopped = "done"
@@ -730,7 +917,17 @@ def train(
         set_rng_state(rng, device)
     try:
         with _StopRequest(launched_by_torchrun="TORCHELASTIC_RUN_ID" in os.environ) as stop:
-            for x in batches:
+            while True:
+                try:
+                    x = next(batches)
+                except StopIteration:
+                    break
+                except Exception:  # e.g. a damaged data file, read only when drawn: keep the steps done so far
+                    if bar is not None:
+                        bar.close()
+                        bar = None
+                    _save_after_data_error()
+                    raise
                 x = x.to(device, non_blocking=True)
                 lr = scheduler.get_last_lr()[0]  # the rate of this step's update
                 with autocast(cfg, device):
@@ -801,7 +998,7 @@ def train(
                     }
                     log(
                         f"stopped at step {step} of {cfg.n_iter} ({reason[stopped]}); continue with: "
-                        f"python -m examples.srvp.train --resume {run_dir}"
+                        f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
                     )
     finally:
         if bar is not None:
@@ -828,6 +1025,7 @@ def train(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.train``."""
+    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is None and args.run_dir is None:
@@ -852,7 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C (or the first during set-up): no checkpoint of the step in progress
         print(
             f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
-            f"{args.resume or args.run_dir}",
+            f"{shell_quote(args.resume or args.run_dir)}",
             file=sys.stderr,
         )
         return 130
@@ -878,7 +1076,7 @@ def exit_status(stopped: str) -> int:
 
 def evaluate_command(run_dir: Path, dataset: str) -> str:
     """The command that evaluates a run: the real datasets' test data is found from the run's data_dir."""
-    command = f"python -m examples.srvp.evaluate {run_dir}"
+    command = f"python -m examples.srvp.evaluate {shell_quote(run_dir)}"
     if dataset == "smmnist":
         return f"{command} --test-set FILE.npz (made by python -m examples.srvp.data smmnist-test-set)"
     if dataset == "folder":

@@ -1,0 +1,120 @@
+"""What the example's command-line tools share: output that never fails on a character the console cannot
+encode, printed commands that can be pasted back into a shell, path options with ``~`` expanded, and progress
+bars that write plain lines, not terminal redraws, into log files."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["LOG_INTERVAL", "LineProgress", "progress_bar", "robust_output", "shell_quote", "user_path"]
+
+
+def robust_output() -> None:
+    """Make ``sys.stdout`` and ``sys.stderr`` write a character their encoding lacks as an escape (``\\xb1``)
+    instead of raising ``UnicodeEncodeError``, e.g. the ``±`` of a result under an ASCII locale (``LC_ALL=C``).
+    Streams that cannot be reconfigured (replaced by a caller) are left as they are."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError, TypeError):  # a closed or exotic stream
+                pass
+
+
+def shell_quote(path: str | os.PathLike[str]) -> str:
+    """``path`` as one argument of a printed command line (quoted where it holds spaces or shell characters)."""
+    text = os.fspath(path)
+    if os.name == "nt":
+        return subprocess.list2cmdline([text])
+    return shlex.quote(text)
+
+
+def user_path(text: str) -> Path:
+    """The ``type`` of a path option: a ``Path`` with ``~`` expanded (the shell does not expand it in
+    ``--run-dir=~/runs/a``)."""
+    return Path(text).expanduser()
+
+
+LOG_INTERVAL = 60.0
+"""Seconds between two progress lines written to a stream that is not a terminal (a log file)."""
+
+
+def progress_bar(
+    *, total: int | None = None, initial: int = 0, desc: str | None = None, unit: str = "it", **options: Any
+) -> Any:
+    """A tqdm progress bar on stderr when it is a terminal; otherwise (a log file, a pipe) a :class:`LineProgress`,
+    which writes a plain line every :data:`LOG_INTERVAL` seconds instead of a redraw (``\\r``) per update.
+
+    Both offer ``update``, ``set_postfix``, ``write`` and ``close``; ``options`` go to tqdm."""
+    stream = sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    try:
+        terminal = bool(isatty()) if callable(isatty) else False
+    except (ValueError, OSError):  # a closed stream
+        terminal = False
+    if terminal:
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, dynamic_ncols=True, **options)
+    return LineProgress(total=total, initial=initial, desc=desc, unit=unit, file=stream)
+
+
+class LineProgress:
+    """Progress for a log: a line ``desc: n/total unit (pct, rate, elapsed) postfix`` at most every ``interval``
+    seconds, and one at ``close`` for what the last line did not report."""
+
+    def __init__(
+        self,
+        *,
+        total: int | None = None,
+        initial: int = 0,
+        desc: str | None = None,
+        unit: str = "it",
+        file: TextIO | None = None,
+        interval: float = LOG_INTERVAL,
+    ) -> None:
+        self.n = initial
+        self.total = total
+        self.desc = desc
+        self.unit = unit
+        self.file = file if file is not None else sys.stderr
+        self.interval = interval
+        self._start = self._last = time.monotonic()
+        self._start_n = self._reported = initial
+        self._postfix = ""
+        self._closed = False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._line(now)
+
+    def set_postfix(self, **values: Any) -> None:
+        self._postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def write(self, message: str) -> None:
+        """Print a message (to stdout, as ``tqdm.write``)."""
+        print(message, flush=True)
+
+    def close(self) -> None:
+        if not self._closed and self.n != self._reported:
+            self._line(time.monotonic())
+        self._closed = True
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self._start
+        done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        parts = [f"{100 * self.n / self.total:.0f}%"] if self.total else []
+        parts.append(f"{(self.n - self._start_n) / max(elapsed, 1e-9):.3g} {self.unit}/s")
+        parts.append(f"{elapsed:.0f} s")
+        line = f"{self.desc + ': ' if self.desc else ''}{done} {self.unit} ({', '.join(parts)})"
+        print(line + (f" {self._postfix}" if self._postfix else ""), file=self.file, flush=True)
+        self._last, self._reported = now, self.n
