@@ -265,8 +265,10 @@ def _init_tensor_(module: nn.Module, name: str, init: Callable[[torch.Tensor], o
     recomputed from its originals at every access, so an in-place write would change nothing: ``init`` fills a
     new tensor, which is assigned through the parametrization's ``right_inverse`` (weight norm then gives that
     tensor up to rounding; spectral norm divides it by its estimate of its largest singular value). The draws
-    are those of an unparametrized layer. A tensor that is neither a parameter nor parametrized but computed by
-    a hook (the deprecated ``torch.nn.utils.weight_norm``) is a ``TypeError``. A missing one (no bias) is left.
+    are those of an unparametrized layer. A parameter, a buffer (a frozen layer) or an attribute that views a
+    parameter's memory (the deprecated ``spectral_norm`` before its first forward) is written in place; any
+    other tensor, computed by a hook (the deprecated ``torch.nn.utils.weight_norm``), is a ``TypeError``. A
+    missing one (no bias) is left.
     """
     if parametrize.is_parametrized(module, name):
         with torch.no_grad():
@@ -281,13 +283,25 @@ def _init_tensor_(module: nn.Module, name: str, init: Callable[[torch.Tensor], o
                     "initialise it before registering the parametrization"
                 ) from e
         return
-    tensor = module._parameters.get(name)
+    tensor: torch.Tensor | None = module._parameters.get(name)
     if tensor is None:
-        if getattr(module, name, None) is None:
+        tensor = module._buffers.get(name)  # a frozen layer's weight, say: initialised in place as before
+    if tensor is None:
+        attr = getattr(module, name, None)
+        if attr is None:
             return
+        if isinstance(attr, torch.Tensor) and _shares_storage_with_a_parameter(attr, module):
+            tensor = attr  # e.g. the deprecated spectral_norm before its first forward: weight is weight_orig's
+    if tensor is None:
         raise TypeError(
             f"module: the {name} of a {type(module).__name__} is not a parameter but computed from others (by a "
             "hook such as the deprecated torch.nn.utils.weight_norm or spectral_norm), so initialising it would "
             "change nothing; initialise before applying it, or use torch.nn.utils.parametrizations"
         )
     init(tensor)
+
+
+def _shares_storage_with_a_parameter(tensor: torch.Tensor, module: nn.Module) -> bool:
+    """Whether ``tensor`` is a view of the memory of one of ``module``'s own parameters."""
+    ptr = tensor.untyped_storage().data_ptr()
+    return any(p.untyped_storage().data_ptr() == ptr for p in module.parameters(recurse=False))

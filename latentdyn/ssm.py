@@ -12,7 +12,7 @@ prior's and the cell's conditioning: p(z_{t+1} | y_t, u_{t+1}) and y_{t+1} = cel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -22,7 +22,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape
-from latentdyn.cells.base import TransitionCell
+from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.distributions import StandardNormal, _diag_gaussian, index_steps
 
 __all__ = ["LatentSSM", "Role", "Rollout", "Sampler", "default_sampler"]
@@ -458,6 +458,7 @@ class LatentSSM(nn.Module):
         n_frames = check_positive_int(n_frames, "n_frames")
         t0 = check_int(t0, "t0")
         n = cell.check_substeps(n_substeps)
+        step = _transition(cell)
         n_post = self._check_posterior(posterior, n_observed, n_frames, b)
         # A y0, posterior or draw of a dtype the networks refuse would fail inside them ("mat1 and mat2 must
         # have the same dtype"): named here instead. The highest dtype a draw may have, or None.
@@ -499,8 +500,7 @@ class LatentSSM(nn.Module):
                 prior_steps.append(p)
                 z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
             cond = z if u is None else torch.cat([z, u.to(z.dtype)], dim=-1)
-            # Through the module call, so that hooks on the cell and a compiled cell apply; checked once.
-            path = cell(y, cond, n, t0 + t - 1, return_path=True, check=False)
+            path = step(y, cond, n, t0 + t - 1)
             if t == 1:
                 cell.check_path(path, n, b)
             substates.append(path.states)
@@ -663,3 +663,18 @@ class LatentSSM(nn.Module):
             parts_loc.append(torch.stack([p.base_dist.loc for p in in_loop]))
             parts_scale.append(torch.stack([p.base_dist.scale for p in in_loop]))
         return _diag_gaussian(torch.cat(parts_loc), torch.cat(parts_scale), validate_args=False)  # valid parts
+
+
+def _transition(cell: TransitionCell) -> Callable[[torch.Tensor, torch.Tensor, int, int], CellPath]:
+    """How the rollout takes one transition, unchecked (it checks once): through the module call, so that hooks
+    on the cell and a compiled cell apply; a cell class that overrides ``forward`` with a signature of its own
+    (``forward(y, z)``, as custom cells could before the rollout called the cell as a module) is stepped through
+    its ``_path`` directly, as the rollout did then."""
+    base = getattr(cell, "_orig_mod", cell)  # the module inside a torch.compile wrapper
+    if type(base).forward is TransitionCell.forward:
+
+        def through_module(y: torch.Tensor, cond: torch.Tensor, n: int, frame: int) -> CellPath:
+            return cell(y, cond, n, frame, return_path=True, check=False)
+
+        return through_module
+    return base._path

@@ -1355,3 +1355,28 @@ def test_train_works_without_the_source_files(monkeypatch: pytest.MonkeyPatch) -
     assert field_comments(ModelConfig) == {}
     args = train.build_parser().parse_args(["--preset", "tiny", "--run-dir", "r", "--state-size", "3"])
     assert train.config_from_args(args).model.state_size == 3
+
+
+def test_out_of_memory_while_reading_a_file_is_not_called_a_damaged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The readers turn any error of a damaged file into a ValueError, and evaluate skips LPIPS on a ValueError
+    from weights it found itself: running out of memory must stay a MemoryError, not drop a metric silently."""
+    from latentdyn.video import lpips, moving_mnist
+
+    weights = tmp_path / "w.pt"
+    torch.save({"w": torch.zeros(2)}, weights)
+    test_set = tmp_path / "t.npz"
+    np.savez(test_set, a=np.zeros(2))
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(MemoryError):
+        lpips._read_state_dict(weights)
+    with pytest.raises(MemoryError):
+        read_torch_file(weights, "--checkpoint")
+    monkeypatch.setattr(np, "load", out_of_memory)
+    with pytest.raises(MemoryError):
+        moving_mnist.load_test_set(test_set)

@@ -13,6 +13,7 @@ from problems import (
     linear_solution,
     rotation_decay_matrix,
 )
+from torch import nn
 from torchdiffeq._impl.odeint import SOLVERS
 
 from latentdyn.cells import ODECell, ResidualCell
@@ -297,6 +298,63 @@ def test_adjoint_refuses_double_backward(cond_requires_grad: bool) -> None:
             (gy,) = torch.autograd.grad(out, y0, create_graph=True)
             gy.square().sum().backward()  # the penalty's own gradient reaches the parameters
             assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in field.parameters())
+
+
+class _ScaledField(VectorField):
+    """dy/dt = s · tanh(W y + cond), with the scale s a buffer (a functional_call may pass one needing a gradient)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 2).double()
+        self.register_buffer("s", torch.tensor(0.7, dtype=torch.float64))
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.s * torch.tanh(self.linear(y) + cond)
+
+
+def test_adjoint_gives_buffers_passed_with_a_gradient_theirs() -> None:
+    """A buffer given to functional_call as a tensor that requires a gradient got none with the adjoint (only
+    parameters were adjoint parameters), while backprop gave it one."""
+    from torch.func import functional_call
+
+    field = _ScaledField()
+    y0 = torch.tensor([[0.3, -0.2], [0.1, 0.5]], dtype=torch.float64)
+    cond = torch.tensor([[0.2, 0.1], [-0.3, 0.4]], dtype=torch.float64)
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    grads = []
+    for adjoint in (False, True):
+        s = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+        integrator = OdeintIntegrator("dopri5", rtol=1e-10, atol=1e-12, adjoint=adjoint)
+        states = functional_call(_BoundSolve(integrator, field), {"field.s": s}, (y0, ts, cond))
+        (g,) = torch.autograd.grad(states.square().sum(), s, allow_unused=True)
+        grads.append(g)
+    assert grads[0] is not None and grads[0].abs() > 0
+    assert grads[1] is not None
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-8)
+
+
+class _BoundSolve(nn.Module):
+    """A module around one solve, so that functional_call can swap the field's tensors."""
+
+    def __init__(self, integrator: OdeintIntegrator, field: VectorField) -> None:
+        super().__init__()
+        self.integrator, self.field = integrator, field
+
+    def forward(self, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.integrator(self.field, y0, ts, cond)
+
+
+def test_adjoint_states_can_be_modified_in_place() -> None:
+    """The states of an adjoint solve that need a gradient are not a view (as torchdiffeq's own are not): an
+    evaluation loop may clamp them in place."""
+    g = torch.Generator().manual_seed(4)
+    field = SmoothField(2, 2, 4, generator=g).double()
+    y0 = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    states = OdeintIntegrator("rk4", adjoint=True)(field, y0, ts, torch.zeros(2, 2, dtype=torch.float64))
+    assert states.requires_grad
+    states.clamp_(-0.1, 0.1)
+    assert states.abs().max() <= 0.1
 
 
 def test_adjoint_without_gradient_on_cond() -> None:

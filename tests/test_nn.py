@@ -192,6 +192,29 @@ def test_initialisers_reach_parametrized_weights() -> None:
         init_conv_weights_(hooked)
 
 
+def test_initialisers_still_reach_buffer_weights_and_a_fresh_deprecated_spectral_norm() -> None:
+    """Tensors that an in-place write does initialise are initialised in place, as before the parametrization
+    support: a weight registered as a buffer (a frozen layer), and the deprecated hook-based spectral_norm
+    before its first forward, whose weight is a view of weight_orig."""
+    import warnings
+
+    frozen, plain = nn.Linear(6, 4), nn.Linear(6, 4)
+    weight = frozen.weight.detach().clone()
+    del frozen.weight
+    frozen.register_buffer("weight", weight)
+    init_orthogonal_(frozen, 1.5, generator=torch.Generator().manual_seed(3))
+    init_orthogonal_(plain, 1.5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(frozen.weight, plain.weight.detach())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated in favour of the parametrization
+        spectral = torch.nn.utils.spectral_norm(nn.Linear(6, 4))
+    init_orthogonal_(spectral, 1.0, generator=torch.Generator().manual_seed(3))
+    reference = nn.Linear(6, 4)
+    init_orthogonal_(reference, 1.0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(spectral.weight_orig.detach(), reference.weight.detach())
+
+
 # ------------------------------------------------------------------------------------------ TimeDistributed
 
 

@@ -597,6 +597,28 @@ def test_the_rollout_calls_the_cell_as_a_module() -> None:
         torch._dynamo.reset()
 
 
+def test_a_cell_class_that_overrides_forward_still_rolls_out() -> None:
+    """A custom cell written when the rollout called _path directly may override forward(y, z) (say, to clamp
+    what cell(y, z) returns): its rollout failed with "unexpected keyword argument 'return_path'"; it is
+    stepped through its _path, as before, also when wrapped by torch.compile."""
+
+    class Clamped(ResidualCell):
+        def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            return super().forward(y, z).clamp(-5, 5)
+
+    ssm, y0, post = make_ssm(n=2), make_y0(), make_posterior(4)
+    expected = ssm.rollout(y0, 6, posterior=post, sample=False)
+    custom = LatentSSM(Clamped(ssm.cell.field, DY, DZ, 2), ssm.prior).double()
+    got = custom.rollout(y0, 6, posterior=post, sample=False)
+    assert torch.equal(got.substates, expected.substates)
+    try:
+        torch._dynamo.reset()
+        custom.cell = torch.compile(custom.cell, backend="eager")  # type: ignore[assignment]
+        assert torch.equal(custom.rollout(y0, 6, posterior=post, sample=False).substates, expected.substates)
+    finally:
+        torch._dynamo.reset()
+
+
 # ----------------------------------------------------------------------------------- exogenous inputs (actions)
 DU = 2
 

@@ -177,6 +177,8 @@ def read_torch_file(path: str | os.PathLike[str], option: str, map_location: Any
     _check_zip_crc(p, option, size)
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
+    except MemoryError:  # out of memory is not a damaged file
+        raise
     except Exception as e:  # corrupt, truncated or not a torch file (torch raises many kinds)
         reason = " ".join(str(e).split()) or type(e).__name__
         if "weights_only" in reason:  # torch's explanation is long: keep what the file holds
@@ -197,7 +199,7 @@ def read_torch_file(path: str | os.PathLike[str], option: str, map_location: Any
         raise ValueError(f"{option}: cannot read {p} ({size} bytes): {reason}") from None
 
 
-_GLOBAL = re.compile(r"GLOBAL (\S+?)[.,]?(?:\s|$)")
+_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) (\S+?)[.,]?(?:\s|$)")  # torch >= 2.3, torch 2.2
 
 
 def _check_zip_crc(p: Path, option: str, size: int) -> None:

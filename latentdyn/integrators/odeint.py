@@ -129,7 +129,7 @@ class _FirstOrderOnly(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, ys: torch.Tensor) -> torch.Tensor:
-        return ys.view_as(ys)
+        return ys.clone()  # not a view: the caller may modify the states in place, as torchdiffeq's own output
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -364,7 +364,8 @@ class OdeintIntegrator(Integrator):
             return torchdiffeq.odeint(func, y0, ts, **kwargs)
         # The tensors this forward sees, for the backward's calls of the field (see _Captured).
         captured = _Captured(field)
-        params = tuple(captured.parameters.values())
+        # Parameters, and buffers that require a gradient (a functional_call may pass tensors that do).
+        params = tuple(t for t in captured.tensors.values() if t.requires_grad)
         kwargs.update(self._adjoint_kwargs())
         if not cond.requires_grad:
             ys = torchdiffeq.odeint_adjoint(func, y0, ts, adjoint_params=params, **kwargs)

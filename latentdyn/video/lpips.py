@@ -107,7 +107,7 @@ def _resolve_weights_path(
     )
 
 
-_GLOBAL = re.compile(r"GLOBAL (\S+?)[.,]?(?:\s|$)")
+_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) (\S+?)[.,]?(?:\s|$)")  # torch >= 2.3, torch 2.2
 
 
 def _load_failure(err: Exception) -> str:
@@ -148,6 +148,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{where}: the file is empty (0 bytes; an interrupted download or copy?)")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:  # out of memory is not a damaged file (evaluate would skip LPIPS for a damaged one)
+        raise
     except Exception as err:  # torch raises many kinds for a damaged file, not only UnpicklingError
         raise ValueError(f"{where}: {_load_failure(err)}") from err
     if not isinstance(loaded, Mapping) or not all(

@@ -740,6 +740,8 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
         raise ValueError(f"{file}: empty file (0 bytes), not an .npz archive: an interrupted download or copy?")
     try:
         archive = np.load(file, allow_pickle=False)
+    except MemoryError:  # out of memory is not a damaged file
+        raise
     except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
         raise ValueError(f"{file}: not a readable .npz file ({_one_line(exc)})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -752,6 +754,8 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
         for key in _TEST_KEYS:
             try:
                 arrays[key] = archive[key]
+            except MemoryError:  # out of memory is not a damaged file
+                raise
             except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
                 raise ValueError(f"{file}: cannot read key {key!r} ({_one_line(exc)})") from exc
 
