@@ -1380,3 +1380,53 @@ def test_out_of_memory_while_reading_a_file_is_not_called_a_damaged_file(
     monkeypatch.setattr(np, "load", out_of_memory)
     with pytest.raises(MemoryError):
         moving_mnist.load_test_set(test_set)
+
+
+def test_a_data_error_with_dataloader_workers_ends_them_and_releases_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With DataLoader workers, a data error left them alive (the traceback held their iterator) and they ignore
+    SIGTERM, so the interpreter's exit, which terminates and joins them, hung for good; and the forked workers
+    shared the run directory's lock, so a resume in the same process was refused as "another training"."""
+    import multiprocessing
+
+    from examples.srvp.datasets import BatchStream
+
+    original = BatchStream.__getitem__
+
+    def damaged(self: BatchStream, step: int) -> torch.Tensor:
+        if step == 3:
+            raise ValueError("/data/x/image-003.png: cannot read image (image file is truncated)")
+        return original(self, step)
+
+    run = tmp_path / "run"
+    argv = ["--preset", "tiny", "--checkpoint-interval", "100", "--val-interval", "100", "--threads", "1"]
+    with monkeypatch.context() as m:
+        m.setattr(BatchStream, "__getitem__", damaged)
+        assert train.main([*argv, "--n-workers", "2", "--run-dir", str(run)]) == 2
+    assert multiprocessing.active_children() == []  # the workers ended with the run
+    assert train.main(["--resume", str(run)]) == 0  # the lock was released
+
+
+def test_crc_check_skips_members_written_without_a_crc(tmp_path: Path) -> None:
+    """torch.serialization.set_crc32_options(False) writes members whose CRC-32 is 0: torch.load reads them, and
+    the CRC check must not call such a file corrupted."""
+    set_crc32 = getattr(torch.serialization, "set_crc32_options", None)
+    if set_crc32 is None:
+        pytest.skip("torch.serialization.set_crc32_options needs a newer torch")
+    path = tmp_path / "x.pt"
+    set_crc32(False)
+    try:
+        torch.save({"w": torch.arange(100.0)}, path)
+    finally:
+        set_crc32(True)
+    assert torch.equal(read_torch_file(path, "--x")["w"], torch.arange(100.0))
+
+
+def test_a_home_folder_of_no_user_is_an_option_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """'~nosuchuser/run' made Path.expanduser raise a RuntimeError, a traceback; argparse now names the option."""
+    with pytest.raises(SystemExit) as e:
+        train.main(["--preset", "tiny", "--run-dir", "~no-such-user-of-latentdyn/run"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --run-dir: cannot expand ~ in '~no-such-user-of-latentdyn/run'" in err and "Traceback" not in err

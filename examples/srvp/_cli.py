@@ -4,6 +4,7 @@ bars that write plain lines, not terminal redraws, into log files."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -39,7 +40,10 @@ def shell_quote(path: str | os.PathLike[str]) -> str:
 def user_path(text: str) -> Path:
     """The ``type`` of a path option: a ``Path`` with ``~`` expanded (the shell does not expand it in
     ``--run-dir=~/runs/a``)."""
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as e:  # "~name" of no user: argparse reports the option, not a traceback
+        raise argparse.ArgumentTypeError(f"cannot expand ~ in {text!r} ({e})") from None
 
 
 LOG_INTERVAL = 60.0

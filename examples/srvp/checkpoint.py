@@ -202,6 +202,21 @@ def read_torch_file(path: str | os.PathLike[str], option: str, map_location: Any
 _GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) (\S+?)[.,]?(?:\s|$)")  # torch >= 2.3, torch 2.2
 
 
+def _first_bad_member(archive: zipfile.ZipFile) -> str | None:
+    """``archive.testzip()``, except for members stored without a CRC-32 (0: a file written after
+    ``torch.serialization.set_crc32_options(False)``), which have nothing to check."""
+    for info in archive.infolist():
+        if info.CRC == 0:
+            continue
+        try:
+            with archive.open(info) as member:
+                while member.read(1 << 20):
+                    pass
+        except zipfile.BadZipFile:  # (what a CRC mismatch raises once the member is read)
+            return info.filename
+    return None
+
+
 def _check_zip_crc(p: Path, option: str, size: int) -> None:
     """For a file in zip format (what ``torch.save`` writes), a one-line ``ValueError`` naming the first member
     whose data does not match its CRC-32. Files in torch's legacy format, and zip files too damaged to be
@@ -210,7 +225,7 @@ def _check_zip_crc(p: Path, option: str, size: int) -> None:
         return
     try:
         with zipfile.ZipFile(p) as archive:
-            bad = archive.testzip()
+            bad = _first_bad_member(archive)
     except Exception as e:  # (a damaged local header, an impossible size ...: BadZipFile, EOFError, ValueError)
         reason = " ".join(str(e).split()) or type(e).__name__
         raise ValueError(f"{option}: cannot read {p} ({size} bytes): truncated or corrupted ({reason})") from None

@@ -441,6 +441,17 @@ class _StopRequest:
         self._restore()
 
 
+def _shut_down_workers(batches: Iterator[torch.Tensor]) -> None:
+    """End the DataLoader workers of ``batches`` now (nothing for a loader without workers; again: nothing).
+
+    Left to garbage collection, the workers of an iterator that an exception's traceback still references
+    outlive it, and they ignore SIGTERM: the interpreter's exit, which terminates and then joins them, hangs.
+    """
+    shut_down = getattr(batches, "_shutdown_workers", None)  # torch's _MultiProcessingDataLoaderIter
+    if callable(shut_down):
+        shut_down()
+
+
 def _ignore_stop_signals(worker_id: int) -> None:
     """DataLoader workers leave Ctrl-C and SIGTERM to the main process.
 
@@ -648,7 +659,12 @@ class _RunDirLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # (closing the only descriptor of the lock releases it)
+            import fcntl
+
+            # Unlocked explicitly: forked DataLoader workers share the descriptor, and closing this copy alone
+            # would leave the lock held as long as they live.
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
             self._fd = None
 
 
@@ -923,6 +939,7 @@ def _train(
                 except StopIteration:
                     break
                 except Exception:  # e.g. a damaged data file, read only when drawn: keep the steps done so far
+                    _shut_down_workers(batches)
                     if bar is not None:
                         bar.close()
                         bar = None
@@ -977,7 +994,7 @@ def _train(
                 if why:
                     stopped = {1: "time budget", 2: "interrupted", 3: "terminated"}[why]
                     break
-            del batches  # the DataLoader workers are shut down before the stop's checkpoint
+            _shut_down_workers(batches)  # before the stop's checkpoint
             if bar is not None:
                 bar.close()
                 bar = None
@@ -1001,6 +1018,9 @@ def _train(
                         f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
                     )
     finally:
+        # Also after an error: the workers ignore SIGTERM (see _ignore_stop_signals), so workers left alive
+        # would hang the interpreter's exit, which terminates and then joins them.
+        _shut_down_workers(batches)
         if bar is not None:
             bar.close()
     if dist.world > 1:
