@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-__all__ = ["give_plain_mode", "plain_file_mode"]
+__all__ = ["give_plain_mode", "plain_file_mode", "unsafe_global"]
 
 
 def plain_file_mode(path: str | os.PathLike[str]) -> int:
@@ -33,3 +34,13 @@ def give_plain_mode(fd: int, tmp_path: str | os.PathLike[str], target: str | os.
         fchmod(fd, mode)
     else:
         os.chmod(tmp_path, mode)
+
+
+_UNSAFE_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) (\S+?)[.,]?(?:\s|$)")  # torch >= 2.3, torch 2.2
+
+
+def unsafe_global(message: str) -> str | None:
+    """The class or function that ``torch.load(weights_only=True)`` refused to load, named in its error
+    ``message`` (whitespace folded); None when the refusal names none (random or damaged bytes)."""
+    found = _UNSAFE_GLOBAL.search(message)
+    return None if found is None else found.group(1)

@@ -447,6 +447,17 @@ def test_resume_refuses_edited_training_options_of_config_json(
     assert train.main(["--resume", str(run), "--max-steps", "6"]) == 0
 
 
+def _damaged_at_step_3(original: Callable[[Any, int], torch.Tensor]) -> Callable[[Any, int], torch.Tensor]:
+    """A ``BatchStream.__getitem__`` whose batch of step 3 fails as a damaged data file read only when drawn."""
+
+    def damaged(self: Any, step: int) -> torch.Tensor:
+        if step == 3:
+            raise ValueError("/data/x/image-003.png: cannot read image (image file is truncated)")
+        return original(self, step)
+
+    return damaged
+
+
 def test_a_data_error_in_the_middle_of_a_run_keeps_the_steps_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -458,12 +469,7 @@ def test_a_data_error_in_the_middle_of_a_run_keeps_the_steps_done(
     from examples.srvp.model import SRVP
 
     argv = ["--preset", "tiny", "--checkpoint-interval", "100", "--val-interval", "100", "--threads", "1"]
-    original = BatchStream.__getitem__
-
-    def damaged(self: BatchStream, step: int) -> torch.Tensor:
-        if step == 3:
-            raise ValueError("/data/x/image-003.png: cannot read image (image file is truncated)")
-        return original(self, step)
+    damaged = _damaged_at_step_3(BatchStream.__getitem__)
 
     run = tmp_path / "run"
     with monkeypatch.context() as m:
@@ -1392,12 +1398,7 @@ def test_a_data_error_with_dataloader_workers_ends_them_and_releases_the_run(
 
     from examples.srvp.datasets import BatchStream
 
-    original = BatchStream.__getitem__
-
-    def damaged(self: BatchStream, step: int) -> torch.Tensor:
-        if step == 3:
-            raise ValueError("/data/x/image-003.png: cannot read image (image file is truncated)")
-        return original(self, step)
+    damaged = _damaged_at_step_3(BatchStream.__getitem__)
 
     run = tmp_path / "run"
     argv = ["--preset", "tiny", "--checkpoint-interval", "100", "--val-interval", "100", "--threads", "1"]

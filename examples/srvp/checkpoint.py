@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import pickle
-import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
-from latentdyn._files import give_plain_mode
+from latentdyn._files import give_plain_mode, unsafe_global
 
 __all__ = [
     "atomic_write_npz",
@@ -182,10 +181,10 @@ def read_torch_file(path: str | os.PathLike[str], option: str, map_location: Any
     except Exception as e:  # corrupt, truncated or not a torch file (torch raises many kinds)
         reason = " ".join(str(e).split()) or type(e).__name__
         if "weights_only" in reason:  # torch's explanation is long: keep what the file holds
-            found = _GLOBAL.search(reason)
+            found = unsafe_global(reason)
             if found is not None:  # a pickle that names a class or function: refused before anything ran
                 raise UnsafeFileError(
-                    f"{option}: cannot read {p}: it would load the Python object {found.group(1)}, which "
+                    f"{option}: cannot read {p}: it would load the Python object {found}, which "
                     "weights_only=True refuses, so nothing was unpickled"
                 ) from None
             # Any other refusal is of a pickle opcode that torch never writes: random or damaged bytes.
@@ -197,9 +196,6 @@ def read_torch_file(path: str | os.PathLike[str], option: str, map_location: Any
             # IndexError, KeyError, UnicodeDecodeError ...)
             reason = f"not a torch file, or a truncated or corrupted one ({type(e).__name__}: {reason})"
         raise ValueError(f"{option}: cannot read {p} ({size} bytes): {reason}") from None
-
-
-_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) (\S+?)[.,]?(?:\s|$)")  # torch >= 2.3, torch 2.2
 
 
 def _first_bad_member(archive: zipfile.ZipFile) -> str | None:

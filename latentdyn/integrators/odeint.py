@@ -50,8 +50,7 @@ class _Captured:
     """
 
     def __init__(self, module: nn.Module) -> None:
-        self.parameters = dict(module.named_parameters())
-        self.tensors = {**self.parameters, **dict(module.named_buffers())}
+        self.tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
         # Every (dict, name, tensor) slot of every submodule, tied ones included: a few identity checks tell
         # whether the module still holds exactly these tensors.
         self._slots = [

@@ -25,7 +25,6 @@ Weights are not downloaded. :meth:`LPIPS.from_files` finds
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from einops import pack, unpack
 from torch import nn
 
 from latentdyn._checks import check_shape, check_tensor, is_int
+from latentdyn._files import unsafe_global
 
 __all__ = [
     "ALEXNET_ENV_VAR",
@@ -107,17 +107,14 @@ def _resolve_weights_path(
     )
 
 
-_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) (\S+?)[.,]?(?:\s|$)")  # torch >= 2.3, torch 2.2
-
-
 def _load_failure(err: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` failed, in one short line (torch's own messages are paragraphs)."""
     text = " ".join(str(err).split())
     if "Weights only load failed" in text:
-        found = _GLOBAL.search(text)
+        found = unsafe_global(text)
         if found is not None:  # a pickle naming a class or function: refused before anything ran
             return (
-                f"it holds Python objects other than tensors ({found.group(1)}), which weights_only=True "
+                f"it holds Python objects other than tensors ({found}), which weights_only=True "
                 "refuses (nothing was unpickled)"
             )
         detail = text.partition("WeightsUnpickler error: ")[2].split(" Check the documentation")[0].rstrip(". ")
