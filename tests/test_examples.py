@@ -385,8 +385,8 @@ def test_train_cli_help_documents_every_option(capsys: pytest.CaptureFixture[str
 def test_resume_with_conflicting_options_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
-    assert train.main(["--resume", str(run), "--lr", "0.1"]) == 2
-    assert "--lr saved 0.0003 vs given 0.1" in capsys.readouterr().err
+    assert train.main(["--resume", str(run), "--lr-decay", "5"]) == 2  # (--lr may change: see below)
+    assert "--lr-decay saved 2 vs given 5" in capsys.readouterr().err
     # Runtime-only options may change.
     args = train.build_parser().parse_args(["--resume", str(run), "--threads", "1"])
     assert train.config_from_args(args).threads == 1
@@ -410,6 +410,176 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     assert any("loss is nan" in m for m in messages)
     kept = load_checkpoint(run / "checkpoints" / "last.pt")
     assert kept["step"] == 2 and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+
+
+class _NonFiniteGradient(torch.autograd.Function):
+    """The identity, whose backward multiplies the gradient by inf: a loss that stays finite while its backward
+    overflows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("inf")
+
+
+def _poison_gradients(monkeypatch: pytest.MonkeyPatch, after_calls: int) -> None:
+    """From the training forward pass number ``after_calls`` (0-based) on, the loss keeps its value and its
+    gradients are not finite."""
+    original = SRVP.loss_terms
+    calls = [0]
+
+    def poisoned(self: SRVP, x: torch.Tensor, out: Any) -> Any:
+        terms = original(self, x, out)
+        if self.training:
+            calls[0] += 1
+            if calls[0] > after_calls:
+                return terms._replace(total=_NonFiniteGradient.apply(terms.total))
+        return terms
+
+    monkeypatch.setattr(SRVP, "loss_terms", poisoned)
+
+
+def _finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def test_a_finite_loss_with_non_finite_gradients_stops_before_its_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a review: only the loss was checked, so the update from non-finite gradients went through, and
+    when a stop came right after it (here --max-steps) last.pt was written with NaN weights, exit status 0."""
+    run = tmp_path / "run"
+    train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
+    last = run / "checkpoints" / "last.pt"
+    good = load_checkpoint(last)
+    _poison_gradients(monkeypatch, after_calls=0)
+    assert train.main(["--resume", str(run), "--max-steps", "3"]) == 1  # step 2's update would end at the stop
+    out = capsys.readouterr().out
+    assert "step 2: gradients are not finite" in out and f"{last} holds step 2" in out
+    assert "resuming unchanged diverges again" in out and "evaluate:" not in out  # (no evaluation of it offered)
+    kept = load_checkpoint(last)
+    assert kept["step"] == 2 and all(torch.equal(kept["model"][k], v) for k, v in good["model"].items())
+
+
+def test_no_checkpoint_is_written_with_weights_that_are_not_finite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The step's gradient check turned off, so that an update makes the weights NaN right before a save.
+    monkeypatch.setattr(train, "_grad_norm", lambda model: torch.zeros(()))
+    _poison_gradients(monkeypatch, after_calls=1)  # step 1's update; checkpoint_interval 2 saves after it
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "step 2: the model's" in err and f"{run / 'checkpoints' / 'last.pt'} was not written" in err
+    assert not (run / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_refuses_a_checkpoint_whose_weights_are_not_finite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A last.pt of a version without the checks (or damaged): refused with a message, rather than resumed into a
+    NaN loss at once."""
+    from examples.srvp.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    train.train(_tiny(), run, max_steps=2, progress=False, log=lambda _: None)
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+    save_checkpoint(last, state)
+    assert train.main(["--resume", str(run)]) == 2
+    assert f"--resume: {last} holds weights that are not finite" in capsys.readouterr().err
+
+
+def test_a_validation_score_that_is_not_finite_never_becomes_the_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: a NaN score at the first selection point was kept as the best, and no later score is
+    greater than NaN, so best.pt stayed that model for the rest of the run."""
+    scores = iter([float("nan"), 10.0])
+    monkeypatch.setattr(train, "validate", lambda *args: next(scores))
+    messages: list[str] = []
+    run = tmp_path / "run"
+    result = train.train(_tiny(), run, progress=False, log=messages.append)  # validations at steps 3 and 6
+    assert result.step == 6 and result.best_val_psnr == 10.0
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 6
+    assert any("step 3: validation" in m and "not finite" in m for m in messages)
+
+
+def test_validation_counts_an_exactly_predicted_frame_as_the_evaluation_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from examples.srvp.datasets import make_data
+    from examples.srvp.evaluate import PSNR_CAP_DB
+    from examples.srvp.model import build_model
+    from latentdyn.video import metrics
+
+    cfg = _tiny()
+    _, val = make_data(cfg)
+    monkeypatch.setattr(metrics, "psnr", lambda a, b: torch.full(a.shape[:3], float("inf")))  # every frame exact
+    assert train.validate(build_model(cfg.model), cfg, val, torch.device("cpu")) == PSNR_CAP_DB
+
+
+@pytest.mark.skipif(not hasattr(torch.amp, "GradScaler"), reason="fp16 on the CPU needs torch >= 2.3")
+def test_fp16_training_whose_every_update_is_skipped_stops_as_diverged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: with fp16 loss scaling, gradients that are never finite made the scaler skip every update
+    silently; the run ended "done" with exit status 0 and weights that had never changed."""
+    _poison_gradients(monkeypatch, after_calls=0)
+    cfg = dataclasses.replace(_tiny(), amp="fp16", lr_burnin=train.MAX_SKIPPED_UPDATES + 10)
+    messages: list[str] = []
+    run = tmp_path / "run"
+    result = train.train(cfg, run, progress=False, log=messages.append)
+    assert result.stopped == "nan" and result.step == train.MAX_SKIPPED_UPDATES - 1
+    assert any(f"skipped the last {train.MAX_SKIPPED_UPDATES} updates" in m for m in messages)
+    logged = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    rows = [row for row in logged if "skipped_updates" in row]  # (every 10 steps, with the loss terms)
+    assert rows and all(row["skipped_updates"] == row["step"] for row in rows) and rows[-1]["amp_scale"] < 1
+
+
+def test_a_resume_with_another_thread_count_says_it_is_not_bit_for_bit(tmp_path: Path) -> None:
+    """Found by a review: --threads may change on resume, but on a CPU it changes the order of float sums, so the
+    run is no longer bit-identical to an uninterrupted one; the docs claimed it continued exactly."""
+    threads = torch.get_num_threads()
+    run, messages = tmp_path / "run", []  # type: Path, list[str]
+    try:
+        train.train(dataclasses.replace(_tiny(), threads=1), run, max_steps=2, progress=False, log=lambda _: None)
+        assert load_checkpoint(run / "checkpoints" / "last.pt")["runtime"]["threads"] == 1
+        cfg = dataclasses.replace(_tiny(), threads=2)
+        train.train(cfg, run, resume=True, max_steps=3, progress=False, log=messages.append)
+        assert any("threads 1 (this run: 2)" in m and "not bit for bit" in m for m in messages)
+        messages.clear()
+        train.train(cfg, run, resume=True, max_steps=4, progress=False, log=messages.append)  # same count: silent
+        assert not any("bit for bit" in m for m in messages)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _logged_lr(run: Path, step: int) -> float:
+    rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    return next(row["lr"] for row in rows if row["step"] == step and "lr" in row)
+
+
+def test_a_resume_may_change_the_peak_learning_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a review: a diverged run could not be continued, since a resume replays it exactly and refused
+    every change. ``--resume RUN --lr LR`` goes on from the checkpoint with LR as the schedule's peak rate."""
+    run, fresh = tmp_path / "run", tmp_path / "fresh"
+    train.train(_tiny(), run, max_steps=4, progress=False, log=lambda _: None)  # the decay starts (burn-in 4)
+    assert train.main(["--resume", str(run), "--lr", "0.0001", "--max-steps", "5"]) == 0
+    assert "the peak learning rate changes from 0.0003 to 0.0001 at step 4" in capsys.readouterr().out
+    saved = read_run_config(run)
+    assert saved["train"]["lr"] == 1e-4 and saved["lr_changes"] == [{"step": 4, "from": 3e-4, "to": 1e-4}]
+    # Step 4's update used the new peak rate at the schedule's point of step 4 (half-way down the decay), as a
+    # run started with it does.
+    train.train(dataclasses.replace(_tiny(), lr=1e-4), fresh, max_steps=5, progress=False, log=lambda _: None)
+    assert _logged_lr(run, 5) == _logged_lr(fresh, 5) == pytest.approx(1e-4 * _official_lr_factors(4, 2)[4])
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["optimizer"]["param_groups"][0]["initial_lr"] == 1e-4
+    # Later resumes keep it without being told again (and do not record a change).
+    assert train.main(["--resume", str(run)]) == 0
+    assert "peak learning rate" not in capsys.readouterr().out and len(read_run_config(run)["lr_changes"]) == 1
 
 
 def _official_lr_factors(burnin: int, decay: int) -> list[float]:

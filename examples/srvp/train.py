@@ -35,6 +35,7 @@ from einops import rearrange
 from examples.srvp._cli import progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     atomic_write_text,
+    check_finite,
     check_fits,
     check_writable,
     fork_rng,
@@ -63,7 +64,14 @@ __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "va
 
 # ------------------------------------------------------------------------------------------------ the CLI
 _RUNTIME_FIELDS = {"n_workers", "device", "max_minutes", "max_steps", "threads", "compile"}
-"""Options that may change when resuming (they do not change the computation's results on one device)."""
+"""Options that may change when resuming: they do not change what is computed, though the device, the number of
+CPU threads and compilation change the order of float sums (a resume with the same ones continues bit for bit;
+with others, the run differs in the last bits, and those differences grow; a resume says so)."""
+
+
+_RESUME_ADJUSTABLE = {"lr"}
+"""Options that a resume may change on purpose (to get past a divergence): the run goes on from its checkpoint with
+the new value, which config.json then records with the step it took effect at (``lr_changes``)."""
 
 
 def _flag(name: str) -> str:
@@ -131,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue this run exactly (only runtime options may change: "
         + ", ".join(_flag(n) for n in sorted(_RUNTIME_FIELDS))
-        + ")",
+        + "); --lr changes the peak learning rate from the checkpoint's step on (the schedule's factor still "
+        "applies), e.g. to get past a divergence",
     )
     _add_dataclass_flags(parser, ModelConfig, "model")
     _add_dataclass_flags(parser, TrainConfig, "train")
@@ -174,11 +183,13 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
                 "(only runtime options may be given with --resume)"
             )
         base = _saved_config(args.resume)
-        conflicts = _conflicts(base, overrides["model"], overrides["train"])
+        fixed = {k: v for k, v in overrides["train"].items() if k not in _RESUME_ADJUSTABLE}
+        conflicts = _conflicts(base, overrides["model"], fixed)
         if conflicts:
             raise ValueError(f"--resume: options conflict with the run's config.json: {conflicts}")
         # The step limit belongs to one invocation: a resumed run goes on to the schedule's end unless told.
-        runtime = {"max_steps": 0, **{k: v for k, v in overrides["train"].items() if k in _RUNTIME_FIELDS}}
+        may_change = _RUNTIME_FIELDS | _RESUME_ADJUSTABLE
+        runtime = {"max_steps": 0, **{k: v for k, v in overrides["train"].items() if k in may_change}}
         return dataclasses.replace(base, **runtime)
     return _new_config(args.preset, overrides)
 
@@ -294,9 +305,10 @@ def validate(model: FrameModel, cfg: TrainConfig, val: torch.Tensor, device: tor
     As the official validation, the best sample is chosen on the PSNR over all frames (conditioning
     reconstructions included); its PSNR over the predicted frames is averaged over clips. The N samples are
     drawn in chunks of about ``CHUNK_FRAMES`` decoded frames (``predict_in_chunks``), so memory does not grow
-    with N; only the per-frame PSNRs (N, B, T) are kept.
+    with N; only the per-frame PSNRs (N, B, T) are kept. A frame predicted exactly (infinite PSNR) counts
+    ``PSNR_CAP_DB``, as in the evaluation.
     """
-    from examples.srvp.evaluate import auto_sample_chunk  # (the evaluation module: only needed here)
+    from examples.srvp.evaluate import PSNR_CAP_DB, auto_sample_chunk  # (the evaluation module: only needed here)
     from latentdyn.video.metrics import psnr
 
     was_training = model.training
@@ -313,7 +325,8 @@ def validate(model: FrameModel, cfg: TrainConfig, val: torch.Tensor, device: tor
                 pred = part.prediction
                 assert pred.cond_frames is not None  # decode_cond=True
                 frames = torch.cat([pred.cond_frames, pred.frames], dim=1).float()  # (n, T, B, C, H, W)
-                parts.append(rearrange(psnr(frames, x.float().expand_as(frames)), "n t b -> n b t"))
+                score = psnr(frames, x.float().expand_as(frames)).clamp(max=PSNR_CAP_DB)  # as evaluate does
+                parts.append(rearrange(score, "n t b -> n b t"))
         p = torch.cat(parts)  # (N, B, T)
         best = p.mean(-1).argmax(0)  # (B,)
         chosen = p[best, torch.arange(b, device=p.device)]  # (B, T)
@@ -516,6 +529,35 @@ def _max_over_ranks(value: int, dist: _Dist, device: torch.device) -> int:
     return int(t.item())
 
 
+MAX_SKIPPED_UPDATES = 50
+"""With fp16 loss scaling, a run stops as diverged after this many updates skipped in a row: each halves the scale,
+so the gradients stayed non-finite while it fell by 2**50 (a start from the default 65536 skips 10 to 15)."""
+
+
+def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The 2-norm of all the gradients of ``model`` as a float32 scalar on their device: NaN or inf when one of them
+    is (or when they are too large to represent: an update from them would not be finite either)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=next(model.parameters()).device)
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
+
+
+def _diverged_message(step: int, fault: str, last_path: Path, saved_step: int) -> str:
+    """What a run that stopped as diverged at ``step`` tells: why, what its ``last.pt`` holds, and that an
+    unchanged resume would diverge again (it replays the same batches and noise)."""
+    kept = (
+        f"{last_path} holds step {saved_step}, written before it diverged"
+        if last_path.exists()
+        else "no checkpoint was written yet"
+    )
+    return (
+        f"step {step}: {fault}; stopping without this update ({kept}). A resume replays the same steps exactly, so "
+        "resuming unchanged diverges again here: resume with a smaller peak learning rate (--resume RUN_DIR --lr "
+        "LR) or start a new run with other options"
+    )
+
+
 def _params_identical_across_ranks(model: torch.nn.Module, device: torch.device) -> bool:
     """All-gather a fingerprint of the parameters and compare them (a DDP sanity check)."""
     flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
@@ -593,14 +635,49 @@ def _try_rng_state(state: Any, device: torch.device) -> None:
             set_rng_state(state, device)
 
 
-_RESUME_MAY_CHANGE = _RUNTIME_FIELDS | {"data_dir"}
-"""Training options a resumed run may have changed since its checkpoint: the runtime ones, and config.json's
-``data_dir`` (edited when the data moved)."""
+_RESUME_MAY_CHANGE = _RUNTIME_FIELDS | _RESUME_ADJUSTABLE | {"data_dir"}
+"""Training options a resumed run may have changed since its checkpoint: the runtime ones, those a resume adjusts
+(``--lr``), and config.json's ``data_dir`` (edited when the data moved)."""
 
 
 def _training_options(cfg: TrainConfig) -> dict[str, Any]:
     """The ``train`` section of config.json (every ``TrainConfig`` field but the model), as checkpoints keep it."""
     return {k: v for k, v in config_to_dict(cfg).items() if k != "model"}
+
+
+def _change_lr(optimizer: torch.optim.Optimizer, scheduler: Any, lr: float) -> None:
+    """Make ``lr`` the peak learning rate of a restored optimizer and LambdaLR schedule, which go on at the same
+    point of the schedule (nothing changes if it already is)."""
+    if scheduler.base_lrs == [lr] * len(optimizer.param_groups):
+        return
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # (what get_last_lr() reads)
+
+
+def _record_lr_change(run_dir: Path, step: int, was: Any, lr: float) -> None:
+    """config.json of a resumed run whose peak learning rate changed: ``train.lr`` is the new one (what later
+    checkpoints and resumes compare with), ``lr_changes`` lists every change with its step."""
+    saved = read_run_config(run_dir)
+    saved["train"]["lr"] = lr
+    saved["lr_changes"] = [*saved.get("lr_changes", []), {"step": step, "from": was, "to": lr}]
+    atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
+
+
+def _runtime(device: torch.device, cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint records of how its steps were computed, beyond the options: a resume that computes
+    otherwise is not bit-identical to an uninterrupted run (see :data:`_RUNTIME_FIELDS`)."""
+    return {"device": device.type, "threads": torch.get_num_threads(), "compile": cfg.compile}
+
+
+def _runtime_changes(saved: Any, now: dict[str, Any]) -> str:
+    """``"threads 1 (this run: 2), ..."`` for what differs between a checkpoint's ``runtime`` and this run's ("" if
+    nothing does, or if the checkpoint recorded none)."""
+    if not isinstance(saved, dict):
+        return ""
+    return ", ".join(f"{k} {saved[k]!r} (this run: {v!r})" for k, v in now.items() if k in saved and saved[k] != v)
 
 
 def _check_same_training_options(state: dict[str, Any], cfg: TrainConfig, path: Path, run_dir: Path) -> None:
@@ -771,6 +848,7 @@ def _train(
         state = load_checkpoint(last_path)
         _check_training_entries(state, last_path)
         check_fits(state, model, cfg.model, last_path, option="--resume")
+        check_finite(state["model"], last_path, option="--resume")  # (written by a version without the checks)
         _check_same_training_options(state, cfg, last_path, run_dir)
         try:
             model.load_state_dict(state["model"])
@@ -794,6 +872,13 @@ def _train(
                 restore()
             except Exception as e:  # a state of another kind or version: say which entry, not a traceback
                 raise _unrestorable(last_path, entry, e) from None
+        _change_lr(optimizer, scheduler, cfg.lr)
+        changed = _runtime_changes(state.get("runtime"), _runtime(device, cfg))
+        if changed and dist.main:
+            log(
+                f"note: {last_path} was written with {changed}: the run continues, but not bit for bit as an "
+                "uninterrupted one (float sums in another order)"
+            )
         if len(ranks) != dist.world and dist.main:
             log(
                 f"note: {last_path} was written by {len(ranks)} process(es), this run has {dist.world}: the "
@@ -821,6 +906,11 @@ def _train(
                 indent=2,
             ),
         )
+    if resume and dist.main:
+        lr_was = read_run_config(run_dir)["train"].get("lr")
+        if lr_was != cfg.lr:  # --resume RUN_DIR --lr LR
+            _record_lr_change(run_dir, step, lr_was, cfg.lr)
+            log(f"the peak learning rate changes from {lr_was!r} to {cfg.lr!r} at step {step} (config.json records it)")
     end = cfg.n_iter
     for limit in (max_steps, cfg.max_steps):
         if limit:
@@ -848,11 +938,20 @@ def _train(
     def checkpoint(name: str, rng_states: list[dict[str, Any]] | None = None) -> None:
         if not dist.main:
             return
+        weights = model.state_dict()
+        floats = [v for v in weights.values() if v.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(v).all() for v in floats]).all()):  # (one device sync)
+            # Unreachable through the step's own checks; kept so that no checkpoint ever holds such weights.
+            bad = next(k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all())
+            kept = f"{last_path} holds step {saved_step}" if last_path.exists() else "no checkpoint was written"
+            raise FloatingPointError(
+                f"step {step}: the model's {bad!r} is not finite; {ckpt_dir / (name + '.pt')} was not written ({kept})"
+            )
         rng_states = rng_states or [rng_state(device)]
         save_checkpoint(
             ckpt_dir / f"{name}.pt",
             {
-                "model": model.state_dict(),
+                "model": weights,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
@@ -861,6 +960,7 @@ def _train(
                 "rng_ranks": rng_states,
                 "best_val_psnr": best,
                 "config": {"model": config_to_dict(cfg.model), "train": _training_options(cfg)},
+                "runtime": _runtime(device, cfg),
             },
         )
 
@@ -905,7 +1005,7 @@ def _train(
                 row = torch.cat([clip[cfg.nt_cond :], pred.frames[0].to(clip)], dim=1)  # (T, 2*4, C, H, W)
                 sample = rearrange(row, "t b c h w -> (b t) c h w").float()
         logger.log(step, {"val_psnr": score})
-        if select and (best is None or score > best):
+        if select and math.isfinite(score) and (best is None or score > best):  # (NaN would stay best for good)
             best = score
             checkpoint("best")
         message = f"step {step}: validation best-of-{cfg.val_samples} PSNR {score:.2f} dB " + (
@@ -913,6 +1013,8 @@ def _train(
         )
         if not select:
             message += "; at the stop, not a model-selection point"
+        elif not math.isfinite(score):
+            message += "; not finite, so not a candidate for best.pt"
         if bar is not None:
             bar.write(message)
         else:
@@ -926,6 +1028,8 @@ def _train(
     start_time = time.monotonic()
     losses: list[float] = []
     stopped = "done"
+    # fp16 loss scaling: the scale after the last update, the updates it skipped (in all, and in a row)
+    last_scale, skipped, skipped_in_a_row = (scaler.get_scale() if scaler.is_enabled() else 1.0), 0, 0
     seqs, t_rate = 0, time.monotonic()
     model.train()
     batches: Iterator[torch.Tensor] = iter(loader)  # (creating the iterator draws from torch's RNG)
@@ -949,26 +1053,49 @@ def _train(
                 lr = scheduler.get_last_lr()[0]  # the rate of this step's update
                 with autocast(cfg, device):
                     terms, _ = net(x)  # SRVP.forward: posterior pass and loss terms (computed in fp32)
-                # One read-back of all terms per step (each float(t) would be a device synchronisation).
-                values = dict(zip(terms._fields, torch.stack([t.detach().float() for t in terms]).tolist()))
-                if not _all_true(math.isfinite(values["total"]), dist, device):
-                    stopped = "nan"
-                    if dist.main:
-                        log(
-                            f"step {step}: loss is {values['total']}; stopping. The last good checkpoint is "
-                            f"{last_path} (step of the last periodic save)."
-                        )
-                    break
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(terms.total).backward()
+                # One read-back per step of all terms and, without a loss scaler (which skips such updates
+                # itself), of the gradients' norm: a finite loss can still have non-finite gradients, and their
+                # update would put NaN weights into the next checkpoint.
+                read = [t.detach().float() for t in terms] + ([] if scaler.is_enabled() else [_grad_norm(model)])
+                row = torch.stack(read).tolist()
+                values = dict(zip(terms._fields, row))
+                fault = (
+                    f"loss is {values['total']}"
+                    if not math.isfinite(values["total"])
+                    else f"gradients are not finite (norm {row[-1]})"
+                    if not scaler.is_enabled() and not math.isfinite(row[-1])
+                    else ""
+                )
+                if not _all_true(not fault, dist, device):
+                    stopped = "nan"
+                    if dist.main:
+                        log(_diverged_message(step, fault or "another process diverged", last_path, saved_step))
+                    break
                 scaler.step(optimizer)
                 scaler.update()
+                if scaler.is_enabled():
+                    scale = scaler.get_scale()
+                    skipped_in_a_row = skipped_in_a_row + 1 if scale < last_scale else 0
+                    skipped += scale < last_scale
+                    last_scale = scale
+                    if skipped_in_a_row >= MAX_SKIPPED_UPDATES:  # the same on every rank (all-reduced gradients)
+                        stopped = "nan"
+                        if dist.main:
+                            fault = (
+                                f"fp16 loss scaling skipped the last {skipped_in_a_row} updates (gradients not "
+                                f"finite at every scale down to {scale:g})"
+                            )
+                            log(_diverged_message(step, fault, last_path, saved_step))
+                        break
                 scheduler.step()
                 step += 1
                 seqs += x.shape[1] * dist.world
                 losses.append(values["total"])
                 if step % 10 == 0 or step == end:
-                    logger.log(step, {**values, "lr": lr, "seconds": time.monotonic() - start_time})
+                    amp = {"amp_scale": last_scale, "skipped_updates": skipped} if scaler.is_enabled() else {}
+                    logger.log(step, {**values, "lr": lr, **amp, "seconds": time.monotonic() - start_time})
                 if bar is not None:
                     now = time.monotonic()
                     bar.update(1)
@@ -1067,6 +1194,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. a run directory that cannot be written
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # weights that are not finite, which no checkpoint may hold
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STATUS["nan"]
     except KeyboardInterrupt:  # a second Ctrl-C (or the first during set-up): no checkpoint of the step in progress
         print(
             f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
@@ -1080,7 +1210,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"best validation PSNR: {result.best_val_psnr:.2f} dB -> {result.run_dir / 'checkpoints' / 'best.pt'}"
             )
-        print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset)}")
+        if result.stopped != "nan":
+            print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset)}")
     return exit_status(result.stopped)
 
 
