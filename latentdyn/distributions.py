@@ -80,12 +80,20 @@ def _check_eps(eps: object) -> float:
 def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independent:
     """Diagonal Gaussian from raw parameters: mean = first half, std = softplus(second half) + eps.
 
+    A float16 ``raw`` (e.g. a network's output under float16 ``torch.autocast``) gets its scale computed and
+    kept in float32, so that the floor survives: 1e-8 is below float16's smallest number, and softplus(−20) + eps
+    was a std of exactly 0 there (an infinite KL). The mean keeps the dtype of ``raw``. bfloat16, with float32's
+    range, keeps the floor and its own dtype.
+
     Args:
         raw: (..., 2·D) raw parameters, split along the last axis.
         eps: additive floor of the standard deviation, a finite number >= 0.
 
     Returns:
-        A distribution with batch shape (...) and event shape (D,).
+        A distribution with batch shape (...) and event shape (D,): mean in the dtype of ``raw``, scale too,
+        except float32 for a float16 ``raw`` (its draws, log-densities and KL terms are then float32: a model
+        run in float16 outside autocast, whose states are float16, cannot take such draws in
+        :meth:`LatentSSM.rollout <latentdyn.ssm.LatentSSM.rollout>`; run it under ``torch.autocast``).
 
     Raises:
         TypeError: ``raw`` is not a floating-point tensor; ``eps`` is not a real number.
@@ -100,16 +108,23 @@ def _diag_gaussian_from_raw(raw: torch.Tensor, eps: float) -> Independent:
     if raw.dim() == 0 or raw.shape[-1] % 2 != 0:
         raise ValueError(f"raw: expected a last axis of even size 2·D (mean, raw scale), got shape {list(raw.shape)}")
     loc, raw_scale = raw.chunk(2, dim=-1)
+    if raw_scale.dtype == torch.float16:
+        # In float16 the floor is lost: eps = 1e-8 is below its smallest number (6e-8), so softplus(−20) + eps
+        # rounds to a std of exactly 0 (an infinite KL). The scale is computed and kept in float32, as CUDA
+        # autocast computes softplus already (an autocast-to-float32 op there, not under CPU autocast).
+        # (bfloat16 has float32's range: the floor holds, and a bfloat16 model keeps bfloat16 draws.)
+        raw_scale = raw_scale.float()
     # The scale is positive by construction: skip torch.distributions' argument validation (elementwise
     # checks and a host sync on every call); a NaN reaches the loss, where training stops on it cleanly.
     return _diag_gaussian(loc, F.softplus(raw_scale) + eps, validate_args=False)
 
 
-def index_steps(dist: Distribution, index: int | slice) -> Independent:
+def index_steps(dist: Distribution | None, index: int | slice) -> Independent:
     """Select steps along the first batch axis of a diagonal Gaussian with batch shape (T, ...).
 
     Args:
-        dist: an ``Independent(Normal)`` whose batch shape starts with the time axis, batch (T, ...).
+        dist: an ``Independent(Normal)`` whose batch shape starts with the time axis, batch (T, ...). (Typed as
+            optional so that a ``Rollout``'s ``prior`` passes a type checker; ``None`` is refused.)
         index: an integer step or a slice of steps.
 
     Returns:
@@ -120,6 +135,11 @@ def index_steps(dist: Distribution, index: int | slice) -> Independent:
             neither an int nor a slice (a bool, which NumPy-style indexing reads as a new axis, included).
         ValueError: ``dist`` has no batch axis (batch shape ()), so no time axis to select from.
     """
+    if dist is None:
+        raise TypeError(
+            "dist: expected Independent(Normal) (a diagonal Gaussian), got None (a Rollout's prior is None when its "
+            "model has no prior)"
+        )
     if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
         raise TypeError(f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}")
     if not (is_int(index) or isinstance(index, slice)):
@@ -138,7 +158,8 @@ class GaussianHead(nn.Module):
     """Diagonal Gaussian head q(·|h) = N(mean(h), std(h)) on top of a network that outputs 2·D raw values.
 
     The first half of the network output is the mean and the second half the raw scale, mapped to
-    ``softplus(raw) + eps`` (the official SRVP parameterisation; not exp, not a log-variance).
+    ``softplus(raw) + eps`` (the official SRVP parameterisation; not exp, not a log-variance). A float16
+    output (under ``torch.autocast``) gets a float32 scale, as in :func:`diag_gaussian_from_raw`.
 
     Args:
         net: a module mapping features (..., Din) to raw parameters (..., 2·D).
@@ -164,7 +185,8 @@ class GaussianHead(nn.Module):
             h: features, (..., Din).
 
         Returns:
-            ``Independent(Normal(loc, scale), 1)``, batch (...), event (D,).
+            ``Independent(Normal(loc, scale), 1)``, batch (...), event (D,); ``scale`` is float32 for a float16
+            network output, ``loc`` in the output's dtype.
         """
         return _diag_gaussian_from_raw(check_float_tensor(self.net(h), "raw"), self.eps)
 

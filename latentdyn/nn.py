@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from einops import rearrange
@@ -214,7 +214,10 @@ def _unfold(value: Any, t: int, b: int, name: str) -> Any:
     return _map(value, unfold, name)
 
 
-def init_orthogonal_(module: nn.Module, gain: float, generator: torch.Generator | None = None) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def init_orthogonal_(module: _M, gain: float, generator: torch.Generator | None = None) -> _M:
     """Orthogonal initialisation W Wᵀ = gain²·I of every Linear layer of ``module``, zero biases, in place.
 
     The layers are visited in ``module.apply`` order (children before parents, registration order), so a

@@ -7,10 +7,10 @@ averages them over the batch, so its value is per sequence (the official SRVP re
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from latentdyn._checks import check_float_tensor, check_shape, is_real
 
@@ -155,29 +155,43 @@ def _working_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def kl_per_sequence(q: Distribution, p: Distribution) -> torch.Tensor:
+def kl_per_sequence(q: Distribution | None, p: Distribution | None) -> torch.Tensor:
     """KL(q ‖ p) through ``torch.distributions.kl_divergence``, summed over leading (time) batch axes.
 
     The two distributions must have the same batch and event shapes: no broadcasting, so that a posterior
     over fewer steps than a prior is an error rather than a silent comparison against the wrong steps.
 
+    Half-precision diagonal Gaussians (``Independent(Normal)`` with a float16 or bfloat16 mean or scale, what
+    heads give under ``torch.autocast``) are computed and reduced in float32, as in :func:`gaussian_nll`: a
+    per-sequence KL sums T·D terms, which overflows float16 and keeps about 3 significant digits in bfloat16.
+    For other distributions a half-precision per-step KL is summed over time in float32.
+
     Args:
         q, p: distributions with the same batch shape, either (B,) or (T, B), and the same event shape, which
             must not be empty: a plain ``Normal(loc, scale)`` over (T, B, D) has batch (T, B, D) and no event,
-            and one over (B, D) would be read as T = B steps of D sequences.
+            and one over (B, D) would be read as T = B steps of D sequences. (Typed as optional so that a
+            ``Rollout``'s ``prior`` and ``posterior`` pass a type checker; ``None`` is refused.)
 
     Returns:
-        Per-sequence KL, (B,); zeros for T = 0 steps.
+        Per-sequence KL, (B,); zeros for T = 0 steps. In the dtype the parameters promote to, float32 for
+        float16 and bfloat16.
 
     Raises:
-        TypeError: ``q`` or ``p`` is not a ``torch.distributions.Distribution``.
+        TypeError: ``q`` or ``p`` is not a ``torch.distributions.Distribution`` (``None`` included: the prior
+            of a rollout of a model without a prior, the posterior of a rollout given none).
         ValueError: the batch or event shapes differ, an event shape is empty (a plain ``Normal``: wrap it with
             ``Independent(..., 1)`` or use :func:`~latentdyn.distributions.diag_gaussian`), or the batch shape is
             neither (B,) nor (T, B).
     """
     for name, d in (("q", q), ("p", p)):
+        if d is None:
+            raise TypeError(
+                f"{name}: expected a torch Distribution, got None (a Rollout's prior is None when its model has no "
+                "prior, its posterior when the rollout was given none)"
+            )
         if not isinstance(d, Distribution):
             raise TypeError(f"{name}: expected a torch Distribution, got {type(d).__name__}")
+    assert q is not None and p is not None  # (for the type checkers)
     for name, d in (("q", q), ("p", p)):
         if len(d.event_shape) == 0:
             raise ValueError(
@@ -196,20 +210,41 @@ def kl_per_sequence(q: Distribution, p: Distribution) -> torch.Tensor:
     if 0 in q.batch_shape:
         # No steps (a single-frame rollout) or no sequences: a sum over nothing. kl_divergence itself fails on
         # empty Independent distributions (it reshapes with -1), so the zeros are made here.
-        return q.mean.new_zeros(q.batch_shape[-1])
-    kl = kl_divergence(q, p)
+        return q.mean.new_zeros(q.batch_shape[-1], dtype=_working_dtype(q.mean.dtype))
+    kl = kl_divergence(_float32_if_half(q), _float32_if_half(p))
+    # Another kind of distribution with half-precision parameters: at least the sum over time in float32.
+    kl = kl.to(_working_dtype(kl.dtype))
     return kl if kl.dim() == 1 else kl.sum(0)
 
 
-def residual_penalty(residuals: torch.Tensor) -> torch.Tensor:
+def _float32_if_half(d: Distribution) -> Distribution:
+    """A diagonal Gaussian (exactly ``Independent(Normal)``: a subclass may have its own KL) with a float16 or
+    bfloat16 loc or scale, rebuilt with both in float32 (a constructed one, not validated again); else ``d``."""
+    if not (type(d) is Independent and type(d.base_dist) is Normal):
+        return d
+    base = cast(Normal, d.base_dist)
+    half = (torch.float16, torch.bfloat16)
+    if base.loc.dtype not in half and base.scale.dtype not in half:
+        return d
+    dtype = _working_dtype(torch.promote_types(base.loc.dtype, base.scale.dtype))
+    normal = Normal(base.loc.to(dtype), base.scale.to(dtype), validate_args=False)
+    return Independent(normal, d.reinterpreted_batch_ndims, validate_args=False)
+
+
+def residual_penalty(residuals: torch.Tensor | None) -> torch.Tensor:
     """Sum over sub-steps of the Euclidean norm (not squared) of each residual Δt·f.
+
+    Half-precision residuals (float16, bfloat16) are computed and reduced in float32, as in
+    :func:`gaussian_nll`: the penalty sums the norms of every sub-step, which overflows float16 and keeps
+    about 3 significant digits in bfloat16.
 
     Args:
         residuals: the increments of every sub-step, (S, B, Dy), floating point; a rollout's ``residuals``
-            have S = (T−1)·n.
+            have S = (T−1)·n. (Typed as optional so that ``Rollout.residuals`` passes a type checker; ``None``
+            is refused.)
 
     Returns:
-        Per-sequence penalty, (B,).
+        Per-sequence penalty, (B,), in the dtype of ``residuals``, float32 for float16 and bfloat16.
 
     Raises:
         TypeError: ``residuals`` is not a floating-point tensor (``None``, what the rollout of a discrete-time
@@ -223,7 +258,7 @@ def residual_penalty(residuals: torch.Tensor) -> torch.Tensor:
         )
     check_float_tensor(residuals, "residuals")
     check_shape(residuals, "s b d", "residuals")
-    return torch.linalg.vector_norm(residuals, dim=-1).sum(0)
+    return torch.linalg.vector_norm(residuals.to(_working_dtype(residuals.dtype)), dim=-1).sum(0)
 
 
 class ElboTerms(NamedTuple):

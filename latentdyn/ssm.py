@@ -64,8 +64,10 @@ def _autocast_enabled(device_type: str) -> bool:
 class Sampler(Protocol):
     """Draws a value from a distribution; ``role`` says which latent it is for (noise control, tests)."""
 
-    def __call__(self, dist: Distribution, role: Role) -> torch.Tensor:
-        """A value of ``dist``'s batch and event shape (a sample, its mean, or fixed noise) for ``role``."""
+    def __call__(self, dist: Distribution, role: Role, /) -> torch.Tensor:
+        """A value of ``dist``'s batch and event shape (a sample, its mean, or fixed noise) for ``role``.
+
+        The library passes both positionally, so a sampler may name its parameters as it likes."""
         ...
 
 
@@ -136,7 +138,7 @@ class Rollout:
         i = torch.arange(self.substates.shape[0], dtype=torch.float64)
         return self.t0 + i / self.n_substeps
 
-    def at(self, times: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor) -> torch.Tensor:
+    def at(self, times: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor | np.ndarray) -> torch.Tensor:
         """States at arbitrary query times in ``[t0, t0 + T − 1]``, (Q, B, Dy).
 
         Between sub-step states the state is linearly interpolated, which is exact for Euler sub-steps
@@ -149,9 +151,9 @@ class Rollout:
         ``sum([0.1] * 30)``) are taken as its ends.
 
         Args:
-            times: Q non-decreasing, finite times, shared by every sequence (a sequence or a tensor of shape
-                (Q,)), or Q times per sequence, (Q, B), column b non-decreasing (irregularly sampled data:
-                ``at(times)[q, b]`` is sequence b at ``times[q, b]``). Repeated times are allowed (e.g. a
+            times: Q non-decreasing, finite times, shared by every sequence (a sequence, a tensor or a NumPy
+                array of shape (Q,)), or Q times per sequence, (Q, B), column b non-decreasing (irregularly
+                sampled data: ``at(times)[q, b]`` is sequence b at ``times[q, b]``). Repeated times are allowed (e.g. a
                 shorter series padded by repeating its last time) and give the same state; decreasing times are
                 refused (they are the sign of a transposed (B, Q) array).
 
@@ -421,8 +423,14 @@ class LatentSSM(nn.Module):
         :meth:`TransitionCell.forward <latentdyn.cells.TransitionCell.forward>`), so forward hooks on them and
         compiled ones (``cell.compile()``, ``torch.compile(cell)``) apply within a rollout.
 
+        The states keep the dtype of ``y0``. Under ``torch.autocast`` keep ``y0`` in float32 (``y0.float()``,
+        e.g. for a head's mean computed in bfloat16): the networks still run in the autocast dtype, but each
+        state is the previous one plus a sub-step's Δt·f, and a bfloat16 state (about 3 significant digits)
+        rounds those small increments away step after step. In one example with 4 sub-steps per frame, a
+        bfloat16 ``y0`` put y_T − y_0 off by about 30 % (median over the batch), a float32 one by 0.3 %.
+
         Args:
-            y0: state of the first frame, (B, Dy).
+            y0: state of the first frame, (B, Dy); float32 under ``torch.autocast`` (see above).
             n_frames: T, number of frame times including the first, at least 1.
             posterior: q(z_t | x_{0..t}) for t = 1..L, batch (L, B), event (Dz,).
             n_observed: frames observed; z_t for t < n_observed comes from the posterior. Defaults to L + 1.

@@ -11,7 +11,7 @@ from contracts import seeded
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 from torch.func import functional_call
 
 from latentdyn.distributions import (
@@ -56,6 +56,79 @@ def test_from_raw_float32_keeps_dtype() -> None:
     dist = diag_gaussian_from_raw(torch.zeros(3, 4))
     assert dist.mean.dtype == torch.float32 and dist.stddev.dtype == torch.float32
     torch.testing.assert_close(dist.stddev, torch.full((3, 2), math.log(2.0) + 1e-8))
+
+
+# Raw scales from below the floor (softplus(−20) ≈ 2e−9 < 1e−8, itself below float16's smallest number 6e−8) to
+# ordinary values.
+_RAW_SCALES = [-20.0, -17.0, -12.0, -10.0, -3.0, 0.0, 0.5, 3.0]
+
+
+def _std_and_kl_reference(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """softplus(x) + 1e−8 and KL(N(m, s²) ‖ N(0, 1)) summed over the last axis, written out in float64 on the
+    (rounded) half-precision raw values."""
+    loc, raw_scale = raw.double().chunk(2, dim=-1)
+    std = torch.log1p(torch.exp(raw_scale)) + 1e-8
+    kl = 0.5 * (loc**2 + std**2 - 1 - 2 * std.log()).sum(-1)
+    return std, kl
+
+
+def _check_half_gaussian(dist: Independent, raw: torch.Tensor) -> None:
+    """The mean is raw's first half, unchanged; the std is float32, positive, finite and the float64 formula."""
+    d = raw.shape[-1] // 2
+    assert dist.mean.dtype == raw.dtype and torch.equal(dist.mean, raw[..., :d])
+    std = dist.stddev
+    assert std.dtype == torch.float32
+    assert bool((std > 0).all()) and bool(torch.isfinite(std).all())
+    std_ref, kl_ref = _std_and_kl_reference(raw)
+    # float32 softplus is accurate to a few ulps (1.2e−7 each) and the floor adds one rounding: 1e−6 is ~8 ulps,
+    # while a bfloat16 std was off by up to 2⁻⁹ ≈ 2e−3, and a float16 one was 0 at the floor.
+    torch.testing.assert_close(std.double(), std_ref, rtol=1e-6, atol=0)
+    standard = diag_gaussian(torch.zeros_like(std), torch.ones_like(std))
+    kl = kl_divergence(dist, standard)
+    assert bool(torch.isfinite(kl).all())
+    # A handful of float32 terms, the largest −log(1.2e−8) ≈ 18: a relative 1e−5 leaves room for their roundings.
+    torch.testing.assert_close(kl.double(), kl_ref, rtol=1e-5, atol=0)
+
+
+def test_from_raw_float16_keeps_the_std_floor_in_float32() -> None:
+    """A float16 raw computed softplus(raw) + 1e−8 in float16: the floor vanished, softplus(−20) + 1e−8 was a std
+    of exactly 0 and the KL infinite. The scale is now float32, the mean keeps the dtype of raw."""
+    d = len(_RAW_SCALES)
+    loc = torch.randn(3, d, generator=torch.Generator().manual_seed(0))
+    raw = torch.cat([loc, torch.tensor(_RAW_SCALES).expand(3, d)], dim=-1).half()
+    _check_half_gaussian(diag_gaussian_from_raw(raw), raw)
+
+
+def test_from_raw_bfloat16_keeps_its_dtype_and_the_floor() -> None:
+    """bfloat16 has float32's range, so the floor holds in it, and a model run in bfloat16 keeps bfloat16 draws."""
+    raw = torch.cat([torch.zeros(len(_RAW_SCALES)), torch.tensor(_RAW_SCALES)]).bfloat16()
+    std = diag_gaussian_from_raw(raw).stddev
+    std_ref, _ = _std_and_kl_reference(raw)
+    assert std.dtype == torch.bfloat16 and bool((std > 0).all())
+    torch.testing.assert_close(std.double(), std_ref, rtol=2**-8, atol=0)  # one bfloat16 rounding
+
+
+@pytest.mark.parametrize("dtype", [torch.float16])
+def test_gaussian_head_under_cpu_autocast_keeps_the_std_floor(dtype: torch.dtype) -> None:
+    """Under CPU autocast the head's network outputs half precision, and softplus (an autocast-to-float32 op on
+    CUDA, not on the CPU) ran in it: with float16 a std of 0 and an infinite KL, whose gradient was NaN."""
+    d = len(_RAW_SCALES)
+    net = nn.Linear(4, 2 * d)
+    with torch.no_grad():  # raw = the bias, whatever h: the reference is the bias rounded to the autocast dtype
+        net.weight.zero_()
+        net.bias.copy_(torch.cat([torch.linspace(-2, 2, d), torch.tensor(_RAW_SCALES)]))
+    head = GaussianHead(net)
+    h = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=dtype):
+        raw = net(h)
+        if raw.dtype != dtype:
+            pytest.skip(f"CPU autocast to {dtype} is not supported by this torch")
+        dist = head(h)
+    assert torch.equal(raw, net.bias.detach().to(dtype).expand(3, 2 * d))
+    _check_half_gaussian(dist, raw)
+    standard = diag_gaussian(torch.zeros(3, d), torch.ones(3, d))
+    kl_divergence(dist, standard).sum().backward()
+    assert net.bias.grad is not None and bool(torch.isfinite(net.bias.grad).all())
 
 
 def test_from_raw_errors() -> None:

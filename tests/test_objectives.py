@@ -11,7 +11,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from latentdyn.distributions import diag_gaussian
+from latentdyn import LatentSSM, MLPField, ResidualCell
+from latentdyn.distributions import diag_gaussian, index_steps
 from latentdyn.objectives import ElboTerms, elbo, gaussian_nll, kl_per_sequence, residual_penalty
 
 
@@ -307,6 +308,48 @@ def test_gaussian_nll_of_half_precision_frames_is_reduced_in_float32(dtype: torc
         torch.testing.assert_close(nll.double(), expected, rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["half", "half loc, float32 scale"])
+def test_kl_of_half_precision_gaussians_is_computed_in_float32(dtype: torch.dtype, kind: str) -> None:
+    """100 steps of 64 dimensions sum 6400 terms of ~18 nats: in float16 the sum overflowed to inf, and bfloat16
+    kept ~3 digits (0.3 % off). The second kind is what a GaussianHead gives under autocast (a float32 scale)."""
+    t, b, d = 100, 3, 64
+    m1, m2 = (_rand(t, b, d, seed=5) + 6).to(dtype), _rand(t, b, d, seed=6).to(dtype)
+    s1, s2 = (0.5 * _rand(t, b, d, seed=7)).exp().to(dtype), (0.5 * _rand(t, b, d, seed=8)).exp().to(dtype)
+    if kind != "half":
+        s1, s2 = s1.float(), s2.float()
+    # The closed form in float64 on the same (rounded) parameters.
+    expected = _closed_form_kl(m1.double(), s1.double(), m2.double(), s2.double()).sum(dim=(0, 2))
+    assert expected.min() > torch.finfo(torch.float16).max  # beyond what a float16 sum can hold
+    leaves = [x.clone().requires_grad_() for x in (m1, s1, m2, s2)]
+    kl = kl_per_sequence(diag_gaussian(leaves[0], leaves[1]), diag_gaussian(leaves[2], leaves[3]))
+    assert kl.dtype == torch.float32 and kl.shape == (b,)
+    # float32 terms (a few roundings each, ~1e−7 relative) summed pairwise: 1e−5 is far above their error and
+    # far below bfloat16's 3e−3.
+    torch.testing.assert_close(kl.double(), expected, rtol=1e-5, atol=0)
+    kl.sum().backward()
+    assert all(x.grad is not None and x.grad.dtype == x.dtype and bool(x.grad.isfinite().all()) for x in leaves)
+    # One step, batch (B,), and no step: float32 as well.
+    one = kl_per_sequence(diag_gaussian(m1[0], s1[0]), diag_gaussian(m2[0], s2[0]))
+    assert one.dtype == torch.float32
+    expected_one = _closed_form_kl(*(x[0].double() for x in (m1, s1, m2, s2))).sum(-1)
+    torch.testing.assert_close(one.double(), expected_one, rtol=1e-5, atol=0)
+    none = kl_per_sequence(diag_gaussian(m1[:0], s1[:0]), diag_gaussian(m2[:0], s2[:0]))
+    assert none.dtype == torch.float32 and torch.equal(none, torch.zeros(b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_residual_penalty_of_half_precision_residuals_is_reduced_in_float32(dtype: torch.dtype) -> None:
+    """400 sub-steps of norms ~200 sum beyond float16's largest number (inf), and bfloat16 kept ~3 digits."""
+    res = (30 * _rand(400, 2, 50, seed=9)).to(dtype)
+    expected = torch.linalg.vector_norm(res.double(), dim=-1).sum(0)  # float64 on the same (rounded) values
+    assert expected.min() > torch.finfo(torch.float16).max
+    penalty = residual_penalty(res)
+    assert penalty.dtype == torch.float32 and penalty.shape == (2,)
+    # float32 norms of 50 terms and a sum of 400 of them: errors ~1e−7 relative, far below 1e−5.
+    torch.testing.assert_close(penalty.double(), expected, rtol=1e-5, atol=0)
+
+
 def test_gaussian_nll_of_no_sequence_is_empty() -> None:
     """B = 0 (as rollouts and kl_per_sequence allow) gives (0,), not an IndexError."""
     x = torch.zeros(3, 0, 4)
@@ -410,7 +453,7 @@ def test_gaussian_nll_mask_errors() -> None:
 def test_residual_penalty_of_a_discrete_cell_says_why_there_are_no_residuals() -> None:
     """residual_penalty(r.residuals) of a GRU or MLP rollout said only "expected a torch.Tensor, got NoneType"."""
     with pytest.raises(TypeError, match=r"residuals: expected a tensor \(S, B, Dy\), got None: .* discrete-time") as e:
-        residual_penalty(None)  # type: ignore[arg-type]
+        residual_penalty(None)
     assert "pass residual=None to elbo" in str(e.value)
 
 
@@ -425,3 +468,15 @@ def test_kl_refuses_distributions_without_an_event_axis() -> None:
         kl_per_sequence(diag_gaussian(torch.zeros(4, 3), torch.ones(4, 3)), plain)
     wrapped = Independent(plain, 1)
     assert kl_per_sequence(wrapped, Independent(Normal(torch.ones(4, 3), 1.0), 1)).shape == (4,)
+
+
+def test_a_rollout_without_prior_or_posterior_says_so_in_the_kl() -> None:
+    """``Rollout.prior`` and ``.posterior`` are optional, and the KL helpers take them as they come (so that
+    documented code type-checks): a None says where it comes from, not just its type."""
+    ssm = LatentSSM(ResidualCell(MLPField(3, 2, 8, 2), 3, 2))  # no prior
+    z = diag_gaussian(torch.zeros(4, 2, 2), torch.ones(4, 2, 2))
+    roll = ssm.rollout(torch.zeros(2, 3), 5, posterior=z)
+    with pytest.raises(TypeError, match=r"^p: expected a torch Distribution, got None \(a Rollout's prior is None"):
+        kl_per_sequence(roll.posterior, roll.prior)
+    with pytest.raises(TypeError, match=r"^dist: expected Independent\(Normal\) .*got None \(a Rollout's prior"):
+        index_steps(roll.prior, slice(0, 4))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 from einops import rearrange
@@ -528,7 +528,10 @@ class VGGDecoder(_ConvStackDecoder):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def init_conv_weights_(module: nn.Module, std: float = 0.02, generator: torch.Generator | None = None) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def init_conv_weights_(module: _M, std: float = 0.02, generator: torch.Generator | None = None) -> _M:
     """Gaussian initialisation N(0, std²) of convolutions and N(1, std²) of BatchNorm scales, in place.
 
     Every ``Conv*``/``ConvTranspose*`` weight is drawn from N(0, std²) and its bias (if any) set to 0; every
