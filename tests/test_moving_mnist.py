@@ -264,83 +264,69 @@ def test_reproduces_the_official_generator_bit_for_bit() -> None:
     np.testing.assert_array_equal(collate_videos([ds_item for ds_item in expected.transpose(1, 0, 2, 3)]), inputs["x"])
 
 
-# ----------------------------------------------- the tests' own reference: a plain restatement of the official code
-# REFERENCE FOR THE TESTS BELOW, independent of latentdyn. It restates, as plainly as possible, what the
-# official generator does (edouardelasalles/srvp, data/mmnist.py `_compute_trajectory` / `_process_collision`
-# and preprocessing/mmnist/make_test_set.py, commit 05661fa): the same comparisons, the same float formulas,
-# the same draws from numpy's legacy stream, in the same order. It is slow and unstructured on purpose; do
-# not "simplify" it towards the module's code.
+# --------------------------------------------------- the tests' own reference, re-derived from the official facts
+# REFERENCE FOR THE TESTS BELOW, independent of latentdyn. It re-derives, in its own code, the facts of the
+# official generator (edouardelasalles/srvp, data/mmnist.py `_compute_trajectory` / `_process_collision` and
+# preprocessing/mmnist/make_test_set.py, commit 05661fa), the source of these facts: the same comparisons with
+# the same tolerance, the same float formulas, the same draws from numpy's legacy stream in the same order, so
+# that its output is bit-identical. No code of it is copied. It is slow on purpose; do not "simplify" it
+# towards the module's code.
 REF_EPS = 1e-8
+
+
+def ref_walls(L: int) -> tuple[tuple[int, int, int], ...]:
+    # One row per wall: (axis it stops, 0 for x and 1 for y; its coordinate on that axis; the sign that the
+    # velocity component along that axis gets after bouncing off it). The rows are in the order in which the
+    # walls are tried (x = 0, x = L, y = 0, y = L): when several are crossed, the crossing point is the last
+    # one's. Row 2 * axis is the low wall of an axis.
+    return ((0, 0, 1), (0, L, -1), (1, 0, 1), (1, L, -1))
+
+
+def ref_beyond(pos: list[float], walls: tuple[tuple[int, int, int], ...]) -> list[bool]:
+    # Whether the position is more than REF_EPS past each wall.
+    return [pos[axis] < bound - REF_EPS if sign > 0 else pos[axis] > bound + REF_EPS for axis, bound, sign in walls]
 
 
 def ref_bounce(
     sx: float, sy: float, dx: int, dy: int, L: int, deterministic: bool, max_speed: int, rng: np.random.RandomState
 ) -> tuple[float, float, int, int]:
-    past_low_x = sx < 0 - REF_EPS
-    past_high_x = sx > L + REF_EPS
-    past_low_y = sy < 0 - REF_EPS
-    past_high_y = sy > L + REF_EPS
-    cx: float | None = None  # like the official local variables, they keep their value from one pass to the next
-    cy: float | None = None
-    while past_low_x or past_high_x or past_low_y or past_high_y:
-        if dx == 0:
-            cx = sx
-            if past_low_y:
-                cy = 0
-            else:
-                cy = L
-        elif dy == 0:
-            cy = sy
-            if past_low_x:
-                cx = 0
-            else:
-                cx = L
+    walls = ref_walls(L)
+    pos: list[float] = [sx, sy]
+    vel = [dx, dy]
+    beyond = ref_beyond(pos, walls)
+    # The crossing point is kept from one pass to the next: a pass that finds none reuses the previous one.
+    crossing: list[float] | None = None
+    while any(beyond):
+        if vel[0] == 0 or vel[1] == 0:
+            # Motion along one axis (y when dx = 0, whatever dy): the crossing point is the position put back
+            # on that axis's low wall if it is beyond it, else on its high wall.
+            axis = 1 if vel[0] == 0 else 0
+            crossing = list(pos)
+            crossing[axis] = 0 if beyond[2 * axis] else L
         else:
-            a = dy / dx
-            b = sy - a * sx
-            if past_low_x:
-                y_at = a * 0 + b
-                past_low_x = (y_at >= 0 - REF_EPS) and (y_at <= L + REF_EPS)
-                if past_low_x:
-                    cx, cy = 0, y_at
-            if past_high_x:
-                y_at = a * L + b
-                past_high_x = (y_at >= 0 - REF_EPS) and (y_at <= L + REF_EPS)
-                if past_high_x:
-                    cx, cy = L, y_at
-            if past_low_y:
-                x_at = (0 - b) / a
-                past_low_y = (x_at >= 0 - REF_EPS) and (x_at <= L + REF_EPS)
-                if past_low_y:
-                    cx, cy = x_at, 0
-            if past_high_y:
-                x_at = (L - b) / a
-                past_high_y = (x_at >= 0 - REF_EPS) and (x_at <= L + REF_EPS)
-                if past_high_y:
-                    cx, cy = x_at, L
-        assert cx is not None and cy is not None, "the official code would fail here too"
-        if dx != 0:
-            p = (sx - cx) / dx
-        else:
-            p = (sy - cy) / dy
+            # The line of motion y = a x + b; a wall stays crossed only if the line meets it within
+            # [0, L] (up to REF_EPS) on the other axis.
+            a = vel[1] / vel[0]
+            b = pos[1] - a * pos[0]
+            for k, (axis, bound, _) in enumerate(walls):
+                if not beyond[k]:
+                    continue
+                other = a * bound + b if axis == 0 else (bound - b) / a
+                beyond[k] = -REF_EPS <= other <= L + REF_EPS
+                if beyond[k]:
+                    crossing = [bound, other] if axis == 0 else [other, bound]
+        assert crossing is not None, "the official code would fail here too"
+        # The fraction of the move left after the crossing, measured along x unless dx = 0.
+        along = 0 if vel[0] != 0 else 1
+        p = (pos[along] - crossing[along]) / vel[along]
         if not deterministic:
-            dx = rng.randint(-max_speed, max_speed + 1)
-            dy = rng.randint(-max_speed, max_speed + 1)
-        if past_low_x:
-            dx = abs(dx)
-        if past_high_x:
-            dx = -abs(dx)
-        if past_low_y:
-            dy = abs(dy)
-        if past_high_y:
-            dy = -abs(dy)
-        sx = cx + dx * p
-        sy = cy + dy * p
-        past_low_x = sx < 0 - REF_EPS
-        past_high_x = sx > L + REF_EPS
-        past_low_y = sy < 0 - REF_EPS
-        past_high_y = sy > L + REF_EPS
-    return sx, sy, dx, dy
+            vel = [rng.randint(-max_speed, max_speed + 1) for _ in range(2)]  # dx first, then dy
+        for k, (axis, _, sign) in enumerate(walls):
+            if beyond[k]:
+                vel[axis] = abs(vel[axis]) if sign > 0 else -abs(vel[axis])
+        pos = [crossing[axis] + vel[axis] * p for axis in range(2)]
+        beyond = ref_beyond(pos, walls)
+    return pos[0], pos[1], vel[0], vel[1]
 
 
 def ref_trajectory(
