@@ -7,9 +7,11 @@ import importlib
 import importlib.util
 import linecache
 import re
+import subprocess
 import sys
 import time
 import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +91,64 @@ def test_python_blocks_run(
         exec(code, module.__dict__)
     elapsed = time.monotonic() - start
     assert elapsed < 20, f"{page.name}: the code blocks took {elapsed:.1f} s; keep documentation examples fast"
+
+
+def test_python_blocks_type_check(tmp_path: Path) -> None:
+    # A reader pastes the examples into a type-checked project: they pass mypy under the project's own
+    # configuration (pyproject.toml) against the local latentdyn. One module per page, its blocks joined in
+    # order (as test_python_blocks_run executes them); mypy runs from the repository root and keeps its cache
+    # in tmp_path.
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed, so the documentation's code is not type-checked")
+    files = []
+    for page in [ROOT / "README.md", *PAGES]:
+        blocks = python_blocks(page)
+        if blocks:
+            path = tmp_path / f"doc_{page.stem.lower()}.py"
+            path.write_text("\n".join(blocks), encoding="utf-8")
+            files.append(str(path))
+    # And what the pages do not show but users write: a sampler naming its parameters as it likes, the
+    # initialisers' return type, Rollout.at on a NumPy array, a rollout's optional prior passed to the KL helpers.
+    cases = tmp_path / "user_cases.py"
+    cases.write_text(_USER_CASES, encoding="utf-8")
+    files.append(str(cases))
+    command = [sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent"]
+    command += ["--cache-dir", str(tmp_path / ".mypy_cache")]  # (errors of the pages only, not of latentdyn)
+    result = subprocess.run([*command, *files], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    report = (result.stdout + result.stderr).replace(str(tmp_path) + "/", "")
+    assert result.returncode == 0, f"the documentation's python blocks fail mypy:\n{report}"
+
+
+_USER_CASES = """
+import numpy as np
+import torch
+from torch.distributions import Distribution
+
+from latentdyn import (MLP, ConditionalGaussianPrior, DCGANEncoder, LatentSSM, MLPField, ResidualCell, Role,
+                       index_steps, init_conv_weights_, init_orthogonal_, kl_per_sequence, residual_penalty)
+
+
+def use_means(d: Distribution, r: Role) -> torch.Tensor:
+    return d.mean
+
+
+ssm = LatentSSM(ResidualCell(MLPField(3, 2, 16, 2), 3, 2), ConditionalGaussianPrior(MLP(3, 16, 4, 2)))
+roll = ssm.rollout(torch.zeros(4, 3), 3, sampler=use_means)
+at: torch.Tensor = roll.at(np.array([0.5, 1.5]))
+kl: torch.Tensor = kl_per_sequence(roll.prior, index_steps(roll.prior, slice(0, 2)))
+penalty: torch.Tensor = residual_penalty(roll.residuals)
+mlp: MLP = init_orthogonal_(MLP(2, 8, 2, n_layers=2), gain=1.0)
+encoder: DCGANEncoder = init_conv_weights_(DCGANEncoder(image_size=32, base_width=8, code_size=16))
+"""
+
+
+def test_by_name_types_every_torchdiffeq_method() -> None:
+    # The pages type-check by_name("rk4").method: by_name's overloads list the torchdiffeq names as a Literal,
+    # which a type checker cannot derive from ODEINT_METHODS, so they are compared here.
+    from latentdyn.integrators import OdeintName
+    from latentdyn.integrators.odeint import ODEINT_METHODS
+
+    assert typing.get_args(OdeintName) == ODEINT_METHODS
 
 
 def test_the_pages_that_teach_by_example_have_code() -> None:

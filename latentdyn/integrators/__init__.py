@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from latentdyn._checks import check_choice
 from latentdyn.integrators.base import Integrator
 from latentdyn.integrators.euler import EulerIntegrator
 from latentdyn.integrators.odeint import ODEINT_METHODS, OdeintIntegrator
 
-__all__ = ["INTEGRATOR_NAMES", "EulerIntegrator", "Integrator", "OdeintIntegrator", "by_name"]
+__all__ = ["INTEGRATOR_NAMES", "EulerIntegrator", "Integrator", "OdeintIntegrator", "OdeintName", "by_name"]
 
 INTEGRATOR_NAMES = ("euler-ref", *ODEINT_METHODS)
 """Names ``by_name`` accepts: ``"euler-ref"`` is latentdyn's own Euler, the rest are torchdiffeq's methods."""
 
 
+OdeintName = Literal[
+    "euler",
+    "midpoint",
+    "heun2",
+    "rk4",
+    "explicit_adams",
+    "implicit_adams",
+    "fixed_adams",
+    "heun3",
+    "bosh3",
+    "fehlberg2",
+    "adaptive_heun",
+    "dopri5",
+    "dopri8",
+]
+"""The names of :data:`ODEINT_METHODS` as a type: ``by_name`` of a literal one is typed ``OdeintIntegrator``.
+
+Kept equal to ``ODEINT_METHODS`` by a test (a type checker cannot derive it from the tuple).
+"""
+
+
+@overload
+def by_name(name: Literal["euler-ref"], **kwargs: Any) -> EulerIntegrator: ...
+@overload
+def by_name(name: OdeintName, **kwargs: Any) -> OdeintIntegrator: ...
+@overload
+def by_name(name: str, **kwargs: Any) -> Integrator: ...
 def by_name(name: str, **kwargs: Any) -> Integrator:
     """Integrator from a command-line name.
 
@@ -24,7 +51,8 @@ def by_name(name: str, **kwargs: Any) -> Integrator:
         **kwargs: passed to :class:`OdeintIntegrator` (rtol, atol, options, adjoint).
 
     Returns:
-        The integrator.
+        The integrator. A type checker sees the concrete class when ``name`` is a literal string
+        (``by_name("rk4").method`` checks), and :class:`Integrator` for any other string.
 
     Raises:
         TypeError: ``name`` is not a string, or an option of the wrong kind (see :class:`OdeintIntegrator`).
