@@ -28,7 +28,7 @@ STD_EPS = 1e-8
 """Additive floor of the standard deviation: ``std = softplus(raw) + STD_EPS`` (official SRVP)."""
 
 
-def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool | None = None) -> Independent:
+def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool | None = None) -> Independent[Normal]:
     """Diagonal Gaussian N(loc, diag(scale²)) over the last axis.
 
     Args:
@@ -62,7 +62,7 @@ def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool
     return _diag_gaussian(loc, scale, validate_args=validate_args)
 
 
-def _diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool | None = None) -> Independent:
+def _diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool | None = None) -> Independent[Normal]:
     """Unchecked :func:`diag_gaussian`, for library code that built ``loc`` and ``scale`` itself."""
     return Independent(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
 
@@ -77,7 +77,7 @@ def _check_eps(eps: object) -> float:
     return float(eps)
 
 
-def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independent:
+def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independent[Normal]:
     """Diagonal Gaussian from raw parameters: mean = first half, std = softplus(second half) + eps.
 
     A float16 ``raw`` (e.g. a network's output under float16 ``torch.autocast``) gets its scale computed and
@@ -102,7 +102,7 @@ def diag_gaussian_from_raw(raw: torch.Tensor, eps: float = STD_EPS) -> Independe
     return _diag_gaussian_from_raw(check_float_tensor(raw, "raw"), _check_eps(eps))
 
 
-def _diag_gaussian_from_raw(raw: torch.Tensor, eps: float) -> Independent:
+def _diag_gaussian_from_raw(raw: torch.Tensor, eps: float) -> Independent[Normal]:
     """:func:`diag_gaussian_from_raw` for a tensor ``raw`` and a checked ``eps`` (a head checks its eps once, when
     it is built, not at every call); the shape of ``raw``, a network's output, is still checked."""
     if raw.dim() == 0 or raw.shape[-1] % 2 != 0:
@@ -119,7 +119,7 @@ def _diag_gaussian_from_raw(raw: torch.Tensor, eps: float) -> Independent:
     return _diag_gaussian(loc, F.softplus(raw_scale) + eps, validate_args=False)
 
 
-def index_steps(dist: Distribution | None, index: int | slice) -> Independent:
+def index_steps(dist: Distribution | None, index: int | slice) -> Independent[Normal]:
     """Select steps along the first batch axis of a diagonal Gaussian with batch shape (T, ...).
 
     Args:
@@ -178,7 +178,7 @@ class GaussianHead(nn.Module):
         self.net = net
         self.eps = _check_eps(eps)
 
-    def forward(self, h: torch.Tensor) -> Independent:
+    def forward(self, h: torch.Tensor) -> Independent[Normal]:
         """Diagonal Gaussian N(mean(h), std(h)) with batch shape (...) and event shape (D,).
 
         Args:
@@ -248,7 +248,7 @@ class StandardNormal(nn.Module):
         """Ones (D,) in the prior's dtype and device."""
         return self._anchor.new_ones(self.dim)
 
-    def forward(self, *batch_shape: int) -> Independent:
+    def forward(self, *batch_shape: int) -> Independent[Normal]:
         """Standard normal N(0, I) with batch shape ``batch_shape`` and event shape (D,).
 
         Args:

@@ -118,8 +118,8 @@ class Rollout:
     substates: torch.Tensor
     n_substeps: int
     z: torch.Tensor
-    prior: Independent | None
-    posterior: Independent | None
+    prior: Independent[Normal] | None
+    posterior: Independent[Normal] | None
     residuals: torch.Tensor | None
     t0: int = 0
 
@@ -342,7 +342,7 @@ class LatentSSM(nn.Module):
         self.input_size = input_size
         self.noise_size = cell.cond_size - input_size
 
-    def _prior(self, y: torch.Tensor, u: torch.Tensor | None, check: bool) -> Independent:
+    def _prior(self, y: torch.Tensor, u: torch.Tensor | None, check: bool) -> Independent[Normal]:
         """p(z | y[, u]) for states y (..., Dy) and inputs u (..., Du) or None; with ``check``, its kind and shapes
         (no values) are checked."""
         prior = self.prior
@@ -405,7 +405,7 @@ class LatentSSM(nn.Module):
         y0: torch.Tensor,
         n_frames: int,
         *,
-        posterior: Independent | None = None,
+        posterior: Independent[Normal] | None = None,
         n_observed: int | None = None,
         sample: bool = True,
         sampler: Sampler | None = None,
@@ -495,7 +495,7 @@ class LatentSSM(nn.Module):
         substates = [y0.unsqueeze(0)]
         residuals: list[torch.Tensor] = []
         zs: list[torch.Tensor] = []
-        prior_steps: list[Independent] = []
+        prior_steps: list[Independent[Normal]] = []
         y = y0
         for t in range(1, n_trans + 1):
             u = None if u_all is None else u_all[t - 1]
@@ -550,7 +550,7 @@ class LatentSSM(nn.Module):
         """
         return self.rollout(y0, n_frames, **kwargs)
 
-    def _check_dtypes(self, y0: torch.Tensor, posterior: Independent | None) -> torch.dtype | None:
+    def _check_dtypes(self, y0: torch.Tensor, posterior: Independent[Normal] | None) -> torch.dtype | None:
         """Check the dtypes the networks would refuse; return the highest dtype a draw may have (None: any).
 
         Without autocast the networks need inputs of their parameters' dtype: ``y0`` must have it, and a
@@ -613,7 +613,9 @@ class LatentSSM(nn.Module):
             )
         return inputs
 
-    def _check_posterior(self, posterior: Independent | None, n_observed: int | None, n_frames: int, b: int) -> int:
+    def _check_posterior(
+        self, posterior: Independent[Normal] | None, n_observed: int | None, n_frames: int, b: int
+    ) -> int:
         """Number of transitions whose z comes from the posterior."""
         n_trans = n_frames - 1
         if n_observed is not None:
@@ -648,8 +650,13 @@ class LatentSSM(nn.Module):
         return min(wanted - 1, n_trans)
 
     def _collect_prior(
-        self, states: torch.Tensor, inputs: torch.Tensor | None, n_post: int, in_loop: list[Independent], n_trans: int
-    ) -> Independent | None:
+        self,
+        states: torch.Tensor,
+        inputs: torch.Tensor | None,
+        n_post: int,
+        in_loop: list[Independent[Normal]],
+        n_trans: int,
+    ) -> Independent[Normal] | None:
         """p(z_t | y_{t−1}) for every transition: batched along the posterior part, as drawn afterwards.
 
         Empty (batch (0, B)) for a single-frame rollout; None without a prior or without noise.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import nn
-from torch.distributions import Independent
+from torch.distributions import Independent, Normal
 
 from latentdyn._checks import check_positive_int, check_shape
 from latentdyn.distributions import GaussianHead
@@ -39,7 +39,7 @@ class InitialStatePosterior(nn.Module):
             check_positive_int(hidden_size, "hidden_size")
         self.head = GaussianHead(MLP(n_frames * code_size, hidden_size, 2 * state_size, n_layers))
 
-    def forward(self, codes: torch.Tensor) -> Independent:
+    def forward(self, codes: torch.Tensor) -> Independent[Normal]:
         """Posterior q(y_0 | x_{0..k−1}) from the codes of the first k frames.
 
         Args:
@@ -98,7 +98,7 @@ class FilteringPosterior(nn.Module):
             raise ValueError(f"codes: expected at least 1 frame (T >= 1), got shape {list(codes.shape)}")
         return self.lstm(codes)[0]
 
-    def forward(self, codes: torch.Tensor) -> Independent:
+    def forward(self, codes: torch.Tensor) -> Independent[Normal]:
         """Posteriors q(z_t | x_{0..t}) of z_1..z_{T−1}.
 
         Args:
