@@ -932,12 +932,14 @@ def _stop_at_call(monkeypatch: pytest.MonkeyPatch, model_class: type, n: int, st
     return calls
 
 
+@pytest.mark.parametrize("noise", ["sequence", "batch"])
 def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_one(
-    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch, noise: str
 ) -> None:
     """Stopped in its third batch (Ctrl-C), an evaluation with a state file keeps its first two batches; run
     again, it draws the remaining samples from where it stopped: the scores, per-sequence values, GIF frames,
-    official files and FVD videos are those of an uninterrupted evaluation, bit for bit."""
+    official files and FVD videos are those of an uninterrupted evaluation, bit for bit. With both noise modes:
+    "batch" continues the global random stream saved with the progress, "sequence" seeds each sequence anew."""
     import torch
 
     from examples.srvp import evaluate as ev
@@ -950,6 +952,7 @@ def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_
     fvd_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
     monkeypatch.setattr(ev, "_fvd", lambda real, fake, *_: fvd_inputs.append((real, fake)) or {"value": 0.0})
     options: dict[str, Any] = dict(progress=False, official_files=True, fvd_network=torch.nn.Identity(), sample_chunk=3)
+    options["noise"] = noise
     whole = ev.evaluate(model, clips, protocol, **options)
 
     state = tmp_path / "eval.partial.pt"
@@ -957,7 +960,9 @@ def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_
     def ctrl_c() -> None:
         raise KeyboardInterrupt
 
-    calls = _stop_at_call(monkeypatch, SRVP, 5, ctrl_c)  # 2 calls per batch (4 samples, 3 per call): batch 3
+    # 2 calls (4 samples, sample 0 alone for the official files, then 3) per batch ("batch") or per sequence of
+    # the batch of 3 ("sequence"): the first call of batch 3.
+    calls = _stop_at_call(monkeypatch, SRVP, 5 if noise == "batch" else 13, ctrl_c)
     with pytest.raises(KeyboardInterrupt) as stopped:
         ev.evaluate(model, clips, protocol, state_file=state, save_every=3600, **options)
     assert stopped.value.saved_progress == ev.SavedProgress(6, 7, state)  # type: ignore[attr-defined]
@@ -1034,7 +1039,9 @@ def test_sigterm_stops_the_evaluate_cli_which_the_same_command_continues(
     capsys.readouterr()
 
     previous = signal.getsignal(signal.SIGTERM)
-    _stop_at_call(monkeypatch, SRVP, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))  # in the second batch
+    # One predict call per sequence (2 samples, chunk 2; --noise sequence), 2 sequences per batch: call 3 is in
+    # the second batch.
+    _stop_at_call(monkeypatch, SRVP, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
     status = _no_escape(ev.main, [*argv, "--name", "parts"])
     assert status == 143 and signal.getsignal(signal.SIGTERM) == previous
     err = capsys.readouterr().err
@@ -1140,7 +1147,7 @@ def test_the_evaluate_cli_reports_an_error_with_what_it_kept_and_runs_outside_th
     def out_of_memory() -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    _stop_at_call(monkeypatch, SRVP, 2, out_of_memory)  # in the second batch
+    _stop_at_call(monkeypatch, SRVP, 3, out_of_memory)  # one call per sequence, 2 per batch: in the second batch
     assert ev.main(argv) == 1
     err = capsys.readouterr().err
     state = run / "eval" / "oom.partial.pt"

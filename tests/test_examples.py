@@ -852,10 +852,10 @@ def test_evaluate_predicts_in_chunks_with_the_same_results(tiny_run: Path, monke
 
     monkeypatch.setattr(model, "predict", spy)
     clips = _clips(7)
-    whole = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=5)
+    whole = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=5, noise="batch")
     assert calls == [(5, 3), (5, 3), (5, 1)]  # the unchunked path: one call of N·B per batch
     calls.clear()
-    chunked = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2)
+    chunked = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2, noise="batch")
     assert calls == [(2, 3), (2, 3), (1, 3)] * 2 + [(2, 1), (2, 1), (1, 1)]
     assert chunked["sample_chunk"] == 2 and whole["sample_chunk"] == 5
     assert whole["metrics"]["psnr"]["mean"] != whole["worst_sample"]["psnr"]["mean"]  # samples do differ
@@ -866,10 +866,14 @@ def test_evaluate_predicts_in_chunks_with_the_same_results(tiny_run: Path, monke
         torch.testing.assert_close(chunked["_gif"][key], frames, rtol=0, atol=1e-5)
     # The automatic chunk: about CHUNK_FRAMES predicted frames per call.
     calls.clear()
-    auto = ev.evaluate(model, clips, _protocol(n_samples=40, batch_size=7), progress=False)
+    auto = ev.evaluate(model, clips, _protocol(n_samples=40, batch_size=7), progress=False, noise="batch")
     per_call = ev.CHUNK_FRAMES // (7 * 4)
     assert auto["sample_chunk"] == per_call and max(n for n, _ in calls) == per_call
     assert sum(n for n, _ in calls) == 40
+    # The default noise="sequence" predicts each sequence in calls of its own, of at most the sample chunk.
+    calls.clear()
+    ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2)
+    assert calls == [(2, 1), (2, 1), (1, 1)] * 7
 
 
 def _assert_nested_close(a: object, b: object, where: str = "result") -> None:

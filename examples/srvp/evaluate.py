@@ -8,13 +8,18 @@ conditioning frames is re-sampled for each); for each metric separately the best
 PSNR and SSIM, lowest LPIPS); scores are averaged over the predicted frames and reported as
 mean ± 1.96·std/√n over sequences. Two reference predictors are scored the same way: copy-last-frame and
 all-black. The N samples are drawn ``--sample-chunk`` at a time (:func:`examples.srvp.model.predict_in_chunks`),
-which bounds memory without changing the samples. Outputs go to ``RUN_DIR/eval/``, named after the test data,
+which bounds memory without changing the samples. The noise of test sequence i is drawn from its own generator,
+seeded from ``--seed`` and i (``--noise sequence``), so its samples do not depend on ``--batch-size``, the
+sample chunk or the device; ``--noise batch`` draws each batch's noise from one global stream seeded once, as
+the official ``test.py`` (the samples then depend on the batch size and on the order of the clips). Outputs go
+to ``RUN_DIR/eval/``, named after the test data,
 the checkpoint and its training step: a JSON file of metrics and per-time-step curves, a PNG plot of the
 curves, a GIF of ground truth / best / worst / random samples and the per-sequence scores; with
 ``--save-official-files`` also the sample files of the official ``test.py`` (:func:`write_official_files`).
 The progress is kept in ``RUN_DIR/eval/NAME.partial.pt`` (every ``--save-every`` minutes, and when Ctrl-C,
 SIGTERM or an error stops the evaluation): the same command continues a stopped evaluation to the results of an
-uninterrupted one; ``--restart`` starts over.
+uninterrupted one; ``--restart`` starts over. An existing ``NAME.json`` of an evaluation with other settings
+is not replaced without ``--overwrite`` (or another ``--name``).
 
 Test data (``--dataset``, default: the run's ``train.dataset``; ``--test-set``, default: the run's
 ``data_dir`` for KTH, Human3.6M and BAIR), with the official README's ``--nt-gen`` as default:
@@ -88,6 +93,7 @@ from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, s
 __all__ = [
     "CHUNK_FRAMES",
     "DEFAULT_NT_GEN",
+    "NOISE_MODES",
     "EvalProtocol",
     "SavedProgress",
     "StateMismatchError",
@@ -100,6 +106,8 @@ __all__ = [
     "load_sequences",
     "load_test_clips",
     "main",
+    "sequence_generators",
+    "sequence_seed",
     "write_official_files",
     "write_outputs",
 ]
@@ -114,11 +122,32 @@ DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
 CHUNK_FRAMES = 512
 """Predicted frames per ``predict`` call when no sample chunk is given (:func:`auto_sample_chunk`). Peak memory
 grows with it: about 7 MB per predicted frame for the KTH preset's VGG decoder on CPU (measured: 8.4 GB for
-one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluation (16 sequences × 30 frames,
-one sample per call) peaks at about 3.5 GB, where one call for all 100 samples would need about 340 GB.
+one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluation (17 samples of one sequence ×
+30 frames per call; with ``noise="batch"`` one sample of 16 sequences) peaks at about 3.5 GB, where one call for
+all 100 samples of 16 sequences would need about 340 GB.
 Raise ``--sample-chunk`` where memory allows (fewer, larger calls are faster, most of all on GPUs)."""
 N_RANDOM_FILES = 5
 """The official test script saves the first 5 samples as ``random_1.npz`` … ``random_5.npz``."""
+NOISE_MODES = ("sequence", "batch")
+"""How :func:`evaluate` draws the samples' noise: ``"sequence"``, from one generator per test sequence seeded
+from (seed, the sequence's index) (:func:`sequence_generators`); ``"batch"``, from the global generator seeded
+once, each batch's N·B rows in one block, as the official ``test.py``."""
+_NOISE_STREAM = 2
+"""Separates the evaluation's per-sequence seeds from the training's (``datasets.step_seed`` streams 0 and 1)."""
+
+
+def sequence_seed(seed: int, index: int) -> int:
+    """Seed (64 bits) of test sequence ``index``'s noise generator under ``noise="sequence"``, from the
+    evaluation seed (``seed``; negative values as ``torch.manual_seed`` reads them, modulo 2**64)."""
+    entropy = [check_int(seed, "seed") % 2**64, check_positive_int(index, "index", minimum=0)]
+    return int(np.random.SeedSequence(entropy, spawn_key=(_NOISE_STREAM,)).generate_state(1, np.uint64)[0])
+
+
+def sequence_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator]:
+    """CPU generators, one per test sequence of ``indices``, seeded with :func:`sequence_seed`: what
+    :func:`evaluate` passes to :func:`examples.srvp.model.predict_in_chunks` for each batch with
+    ``noise="sequence"``, so that a sequence's samples depend only on the seed and its index."""
+    return [torch.Generator().manual_seed(sequence_seed(seed, i)) for i in indices]
 
 
 @dataclass(frozen=True)
@@ -487,8 +516,9 @@ def _fingerprint(
     **options: Any,
 ) -> dict[str, Any]:
     """What must not change for an evaluation to continue from saved progress: the protocol, the options that
-    shape the results (``sample_chunk``, ``device`` type, ``amp``, ``n_gif``, ``fvd``, ``official_files``), the
-    model's configuration and digests of its weights, the test clips and the LPIPS weights. The sample chunk is
+    shape the results (``sample_chunk``, ``device`` type, ``amp``, ``n_gif``, ``fvd``, ``official_files``,
+    ``noise``, the digest of non-default ``indices``), the model's configuration and digests of its weights,
+    the test clips and the LPIPS weights. The sample chunk is
     part of it although the draws do not depend on it: a GPU may pick other kernels for other batch sizes, and
     rounding could change which sample is best."""
     config = getattr(model, "config", None)
@@ -517,6 +547,10 @@ def _save_progress(path: Path, fingerprint: dict[str, Any], acc: _Accumulated, r
     )
 
 
+_BEFORE_NOISE_MODES = {"noise": "batch"}
+"""Fingerprint entries of progress saved before the noise modes existed (all drawn as ``noise="batch"``)."""
+
+
 def _load_progress(path: Path, fingerprint: dict[str, Any]) -> tuple[_Accumulated, list[int]]:
     """The progress saved in ``path``, checked against this evaluation's fingerprint, and where it resumed before.
 
@@ -528,14 +562,15 @@ def _load_progress(path: Path, fingerprint: dict[str, Any]) -> tuple[_Accumulate
     saved = state.get("fingerprint") if isinstance(state, dict) else None
     if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
         raise ValueError(f"state_file: {path} is not the progress of an evaluation (format {STATE_FORMAT})")
-    digests = ("model configuration", "model weights", "test clips", "LPIPS")
+    digests = ("model configuration", "model weights", "test clips", "LPIPS", "sequence indices")
     differences = []
     for key, now in fingerprint.items():
-        then = saved.get(key)
+        then = saved.get(key, _BEFORE_NOISE_MODES.get(key))
         if then == now:
             continue
         if key in digests:  # a digest says only "other" (or, for LPIPS, whether it was computed)
-            then, now = (None, None) if then and now else ("on" if then else "off", "on" if now else "off")
+            on, off = ("given", "0 … N−1") if key == "sequence indices" else ("on", "off")
+            then, now = (None, None) if then and now else (on if then else off, on if now else off)
         differences.append((key, then, now))
     if differences:
         raise StateMismatchError(path, differences)
@@ -558,8 +593,10 @@ def _evaluate_batch(
     lpips_chunk: int,
     fvd: bool,
     official_files: bool,
+    generators: list[torch.Generator] | None,
 ) -> dict[str, Any]:
-    """Scores and kept frames of one batch of test clips x (T, B, C, H, W) in [0, 1], on the CPU:
+    """Scores and kept frames of one batch of test clips x (T, B, C, H, W) in [0, 1], on the CPU, the noise
+    drawn from ``generators`` (one per clip) or, when None, from the global generator:
 
     ``scores[predictor][metric] = (time averages (B,), curves (B, Tf))`` for the predictors ``model`` (best
     sample), ``worst``, ``copy_last`` and ``black``; ``gif`` (when ``n_gif`` > 0: the first ``n_gif`` clips'
@@ -588,6 +625,7 @@ def _evaluate_batch(
         chunk,
         n_substeps=p.n_substeps,
         decode_cond="first" if official_files else False,
+        generators=generators,
     )
     for part in _under(ctx, parts):
         frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
@@ -648,6 +686,8 @@ def evaluate(
     official_files: bool = False,
     state_file: str | Path | None = None,
     save_every: float = 600.0,
+    noise: str = "sequence",
+    indices: Iterable[int] | torch.Tensor | np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Best-of-N PSNR/SSIM (and LPIPS, FVD) of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
 
@@ -657,6 +697,14 @@ def evaluate(
     whatever the chunk size, so the chunk size changes memory and speed, not the samples. The draws are seeded
     with ``protocol.seed`` inside a fork of the global random streams, which the caller finds as it left them;
     ``model`` (and ``lpips``) are moved to ``device`` and left in eval mode.
+
+    With ``noise="sequence"`` (the default) the noise of test sequence i (y_0, the posterior z and every
+    prior z of its N samples) comes from its own CPU generator seeded from (``protocol.seed``, i)
+    (:func:`sequence_generators`), so a sequence's samples are the same whatever ``protocol.batch_size``, the
+    sample chunk, the device or the other clips evaluated with it (up to the floating-point rounding of the
+    networks). ``noise="batch"`` draws the noise as the official ``test.py``: from the global generator
+    seeded once with ``protocol.seed``, each batch's N·B rows in one block, so a sequence's samples depend
+    on the batch size, on its place in the test set and on the device's generator.
 
     Args:
         model: the trained model.
@@ -672,8 +720,9 @@ def evaluate(
         fvd_network: an I3D in eval mode (e.g. ``InceptionI3D.from_file()``); adds FVD between the real
             clips and [ground-truth conditioning frames, first random sample], uint8-quantised.
         fvd_protocol: FVD options (resolution, resize ...); ``n_cond`` is set to ``protocol.nt_cond``.
-        sample_chunk: samples per ``predict`` call (at most ``sample_chunk · batch_size`` sequences at once);
-            None: :func:`auto_sample_chunk`, about ``CHUNK_FRAMES`` predicted frames per call.
+        sample_chunk: samples per ``predict`` call, of one sequence (with ``noise="batch"``, of the batch's
+            sequences: at most ``sample_chunk · batch_size`` at once); None: :func:`auto_sample_chunk`, about
+            ``CHUNK_FRAMES`` predicted frames per call.
         official_files: also keep what the official test script saves (``"_official"``, see
             :func:`write_official_files`): random samples 1-5, sample 1's conditioning reconstructions, and
             the best and worst sample of each metric, uint8 (N_seq, T, H, W, C).
@@ -686,18 +735,24 @@ def evaluate(
             exception then carries a :class:`SavedProgress` as ``saved_progress``) and at the end (a
             complete file returns the results without sampling). Delete it once the results are stored.
         save_every: seconds between two saves of ``state_file`` during the evaluation.
+        noise: ``"sequence"`` or ``"batch"`` (see above; :data:`NOISE_MODES`).
+        indices: with ``noise="sequence"``, the index in its test set of each clip of ``sequences`` (N ints
+            >= 0; default 0 … N − 1), which seeds its noise: a part of a test set, or its clips in another
+            order, evaluated with their indices get the samples they get in the whole set.
 
     Returns:
-        A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``fvd`` when an
+        A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``provenance``: the
+        noise mode, amp, device, versions and the digests of the weights and test clips, ``fvd`` when an
         FVD network is given) and, under the keys ``"_gif"``, ``"_per_sequence"`` and ``"_official"`` (not
         JSON), the videos for the sample GIF, the per-sequence best scores and the official sample arrays.
 
     Raises:
         TypeError: ``sequences`` is not a uint8 tensor.
         ValueError: ``sequences`` is not (T, N, C, H, W) with N >= 1 and frames the model reads, is shorter
-            than ``protocol.nt_gen``, the protocol does not suit the model, ``sample_chunk`` < 1, or
-            ``state_file`` is not an evaluation's progress; :class:`StateMismatchError` when it is that of an
-            evaluation with other settings, weights or test clips.
+            than ``protocol.nt_gen``, the protocol does not suit the model, ``sample_chunk`` < 1, ``noise``
+            is not one of :data:`NOISE_MODES`, ``indices`` are not N ints >= 0 (or are given with
+            ``noise="batch"``), or ``state_file`` is not an evaluation's progress; :class:`StateMismatchError`
+            when it is that of an evaluation with other settings, weights or test clips.
     """
     t_len, n_all = check_sequences(sequences)
     p = protocol
@@ -711,6 +766,8 @@ def evaluate(
     if sample_chunk is not None:
         check_positive_int(sample_chunk, "sample_chunk")
     check_choice(amp, "amp", ("none", "bf16"))
+    check_choice(noise, "noise", NOISE_MODES)
+    seq_indices = _check_indices(indices, n_all, noise)
     n_gif = check_positive_int(n_gif, "n_gif", minimum=0)
     check_positive_int(lpips_chunk, "lpips_chunk")
     if state_file is not None and Path(state_file).is_dir():
@@ -721,8 +778,8 @@ def evaluate(
         raise ValueError(f"save_every: expected a finite number of seconds >= 0, got {save_every!r}")
     device = torch.device(device)
     n_seq = n_all if not p.max_sequences else min(p.max_sequences, n_all)
-    if sample_chunk is None:
-        chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
+    if sample_chunk is None:  # with noise="sequence", every predict call is for one sequence
+        chunk = auto_sample_chunk(min(p.batch_size, n_seq) if noise == "batch" else 1, p.n_future, p.n_samples)
     else:
         chunk = sample_chunk
     with fork_rng(device):  # the evaluation seeds its own draws; the caller's random streams go on untouched
@@ -743,7 +800,27 @@ def evaluate(
             official_files=official_files,
             state_file=None if state_file is None else Path(state_file),
             save_every=float(save_every),
+            noise=noise,
+            indices=seq_indices,
         )
+
+
+def _check_indices(indices: object, n: int, noise: str) -> list[int] | None:
+    """``indices`` as a list of N Python ints >= 0, or None for the default 0 … N − 1."""
+    if indices is None:
+        return None
+    if noise != "sequence":
+        raise ValueError(f"indices: they seed the noise of noise='sequence', got noise={noise!r}")
+    if isinstance(indices, (torch.Tensor, np.ndarray)):
+        if indices.ndim != 1:
+            raise ValueError(f"indices: expected one index per clip, (N,), got shape {list(indices.shape)}")
+        indices = indices.tolist()
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+        raise TypeError(f"indices: expected N ints >= 0, one per clip, got {type(indices).__name__}")
+    values = [check_positive_int(v, f"indices[{j}]", minimum=0) for j, v in enumerate(indices)]
+    if len(values) != n:
+        raise ValueError(f"indices: expected one per clip ({n}), got {len(values)}")
+    return None if values == list(range(n)) else values
 
 
 def _evaluate(
@@ -764,6 +841,8 @@ def _evaluate(
     official_files: bool,
     state_file: Path | None,
     save_every: float,
+    noise: str,
+    indices: list[int] | None,
 ) -> dict[str, Any]:
     """:func:`evaluate` once its arguments are checked."""
     model = model.to(device).eval()
@@ -773,20 +852,22 @@ def _evaluate(
     torch.manual_seed(p.seed)
     acc = _Accumulated(done=0, seconds=0.0, rng=rng_state(device) if state_file is not None else {}, batches=())
     resumed_at: list[int] = []  # sequences done when a run continued saved progress
-    fingerprint: dict[str, Any] = {}
+    index_of = indices if indices is not None else range(n_seq)
+    fingerprint = _fingerprint(
+        model,
+        sequences[: p.nt_gen, :n_seq],
+        p,
+        lpips,
+        sample_chunk=chunk,
+        device=device.type,
+        amp=amp,
+        n_gif=n_gif,
+        fvd=fvd_network is not None,
+        official_files=official_files,
+        noise=noise,
+        **{"sequence indices": None if indices is None else _digest([("indices", torch.tensor(indices[:n_seq]))])},
+    )
     if state_file is not None:
-        fingerprint = _fingerprint(
-            model,
-            sequences[: p.nt_gen, :n_seq],
-            p,
-            lpips,
-            sample_chunk=chunk,
-            device=device.type,
-            amp=amp,
-            n_gif=n_gif,
-            fvd=fvd_network is not None,
-            official_files=official_files,
-        )
         if state_file.exists():
             acc, resumed_at = _load_progress(state_file, fingerprint)
             set_rng_state(acc.rng, device)
@@ -817,20 +898,39 @@ def _evaluate(
     try:
         for lo in range(acc.done, n_seq, p.batch_size):
             x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
-            n_gif_before = sum(b["gif"]["truth"].shape[1] for b in acc.batches if "gif" in b)
-            batch = _evaluate_batch(
-                model,
-                x,
-                p,
-                metrics,
-                ctx,
-                chunk,
-                n_gif=min(x.shape[1], n_gif - n_gif_before),
-                lpips=lpips,
-                lpips_chunk=lpips_chunk,
-                fvd=fvd_network is not None,
-                official_files=official_files,
-            )
+            n_gif_left = n_gif - sum(b["gif"]["truth"].shape[1] for b in acc.batches if "gif" in b)
+            options: dict[str, Any] = dict(lpips=lpips, lpips_chunk=lpips_chunk, fvd=fvd_network is not None)
+            if noise == "batch":  # the official way: the N·B rows of the batch in each call
+                batch = _evaluate_batch(
+                    model,
+                    x,
+                    p,
+                    metrics,
+                    ctx,
+                    chunk,
+                    n_gif=min(x.shape[1], n_gif_left),
+                    official_files=official_files,
+                    generators=None,
+                    **options,
+                )
+            else:  # each sequence alone, its noise from its own generator: nothing depends on the batch
+                batch = _concat_records(
+                    [
+                        _evaluate_batch(
+                            model,
+                            x[:, j : j + 1],
+                            p,
+                            metrics,
+                            ctx,
+                            chunk,
+                            n_gif=int(j < n_gif_left),
+                            official_files=official_files,
+                            generators=sequence_generators(p.seed, [index_of[lo + j]]),
+                            **options,
+                        )
+                        for j in range(x.shape[1])
+                    ]
+                )
             # One assignment commits the batch: an interrupt before it leaves the progress at the last batch.
             acc = _Accumulated(
                 done=lo + x.shape[1],
@@ -856,6 +956,7 @@ def _evaluate(
             official_files=official_files,
             fvd_network=fvd_network,
             fvd_protocol=fvd_protocol,
+            provenance=_provenance(fingerprint, device),
         )
     except BaseException as exc:  # Ctrl-C, a stop signal turned into an exception, out of memory ...
         if state_file is not None:
@@ -876,6 +977,25 @@ def _evaluate(
             bar.close()
 
 
+def _concat_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record of a batch (as :func:`_evaluate_batch` makes it) from the records of its sequences, in order."""
+    first = records[0]
+    out: dict[str, Any] = {
+        "scores": {
+            name: {m: tuple(torch.cat([r["scores"][name][m][i] for r in records]) for i in (0, 1)) for m in kind}
+            for name, kind in first["scores"].items()
+        }
+    }
+    gifs = [r["gif"] for r in records if "gif" in r]
+    if gifs:
+        out["gif"] = {k: torch.cat([g[k] for g in gifs], dim=1) for k in gifs[0]}
+    if "fake" in first:  # (Tf, B, C, H, W)
+        out["fake"] = torch.cat([r["fake"] for r in records], dim=1)
+    if "official" in first:  # (B, T, H, W, C) each
+        out["official"] = {k: torch.cat([r["official"][k] for r in records]) for k in first["official"]}
+    return out
+
+
 def _results(
     acc: _Accumulated,
     p: EvalProtocol,
@@ -889,6 +1009,7 @@ def _results(
     official_files: bool,
     fvd_network: nn.Module | None,
     fvd_protocol: FVDProtocol | None,
+    provenance: dict[str, Any],
 ) -> dict[str, Any]:
     """The results of an evaluation from the records of all its batches (see :func:`evaluate`)."""
     elapsed = acc.seconds
@@ -912,6 +1033,7 @@ def _results(
             "predicted_frames_per_s": n_seq * p.n_samples * p.n_future / elapsed,
             "resumed_at": resumed_at,
         },
+        "provenance": provenance,
         "_gif": {k: torch.cat([g[k] for g in gif_parts], dim=1) for k in gif_parts[0]} if gif_parts else {},
         "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
     }
@@ -925,6 +1047,36 @@ def _results(
             real, fake, fvd_network, dataclasses.replace(fvd_protocol or FVDProtocol(), n_cond=p.nt_cond)
         )
     return result
+
+
+def _provenance(fingerprint: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """What decides the numbers besides the protocol: the results' ``provenance`` entry (see :func:`evaluate`)."""
+    import platform
+
+    import latentdyn
+
+    out: dict[str, Any] = {
+        "noise": fingerprint["noise"],
+        "amp": fingerprint["amp"],
+        "device": device.type,
+    }
+    if device.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(device)
+    out["torch_threads"] = torch.get_num_threads()
+    out["versions"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "latentdyn": latentdyn.__version__,
+    }
+    out["digests"] = {
+        "method": "BLAKE2b-128 of each tensor's name, dtype, shape and bytes",
+        "model_weights": fingerprint["model weights"],
+        "test_clips": fingerprint["test clips"],  # the uint8 clips evaluated, frames 0 .. nt_gen - 1
+        "lpips_weights": fingerprint["LPIPS"],
+        "sequence_indices": fingerprint["sequence indices"],  # None: 0 .. N - 1
+    }
+    return out
 
 
 def _fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: FVDProtocol) -> dict[str, Any]:
@@ -1202,6 +1354,9 @@ FLAG_OF = {
     "fvd": "--fvd",
     "official_files": "--save-official-files",
     "sample_chunk": "--sample-chunk",
+    "noise": "--noise",
+    "dataset": "--dataset",
+    "test_set": "--test-set",
     "model weights": "checkpoint weights",
     "test clips": "test clips",
     "LPIPS": "LPIPS weights",
@@ -1209,11 +1364,54 @@ FLAG_OF = {
 """How the evaluate CLI names the settings of a saved progress (:class:`StateMismatchError`)."""
 
 
+_PROG = "python -m examples.srvp.evaluate"
+
+
+def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool) -> None:
+    """Refuse to replace ``path``, the results of an earlier evaluation, when they were made with other
+    ``settings`` (protocol, noise, amp, device kind, dataset, test set); the same settings replace them.
+
+    Raises:
+        ValueError: the message names the differences and says how to go on (``--overwrite``, ``--name``).
+    """
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        saved = None
+    if not isinstance(saved, dict) or not isinstance(saved.get("protocol"), dict):
+        said = "something other than the results of an evaluation"
+    else:
+        provenance: dict[str, Any] = saved.get("provenance") or {}
+        data: dict[str, Any] = saved.get("data") or {}
+        then = {
+            **saved["protocol"],
+            "noise": provenance.get("noise", "batch"),  # results written before --noise drew as "batch"
+            "amp": provenance.get("amp"),
+            "device": provenance.get("device"),
+            "dataset": data.get("dataset"),
+            "test_set": data.get("test_set"),
+        }
+        differences = [
+            (key, then.get(key), now)
+            for key, now in settings.items()
+            if then.get(key) != now and (key in saved["protocol"] or then.get(key) is not None)
+        ]
+        if not differences:
+            return
+        said = (
+            "results of an evaluation with other settings ("
+            + "; ".join(f"{FLAG_OF.get(key, key)}: {old!r} there, {now!r} now" for key, old, now in differences)
+            + ")"
+        )
+    hint = "another --name" if given_name else "--name to write these under another name"
+    raise ValueError(f"{path} holds {said}: pass --overwrite to replace it, or {hint}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.evaluate``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.srvp.evaluate", description=(__doc__ or "").split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog=_PROG, description=(__doc__ or "").split("\n")[0])
     parser.add_argument("run_dir", type=user_path)
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="test data kind (default: the run's)")
     parser.add_argument(
@@ -1246,7 +1444,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--n-substeps", type=int, default=None, help="sub-steps per frame (default: training)")
     parser.add_argument("--subsampling", type=int, default=None, help="Human3.6M subsampling (default: the run's)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="test sequences scored and saved together (default: 16); with --noise batch they are also predicted "
+        "together, which sets memory and speed and changes the samples",
+    )
     parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences (0: all)")
     parser.add_argument(
         "--sample-chunk",
@@ -1256,10 +1460,26 @@ def build_parser() -> argparse.ArgumentParser:
         "per call); the samples do not depend on it",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--noise",
+        default="sequence",
+        choices=NOISE_MODES,
+        help="how the samples' noise is drawn: 'sequence' (default) from a CPU generator per test sequence "
+        "seeded from --seed and the sequence's index, each sequence predicted on its own, so that its samples "
+        "depend neither on --batch-size nor on the other clips evaluated, on any device; 'batch': each batch's "
+        "noise from one global stream seeded once, the way of the official test.py (the samples then depend "
+        "on --batch-size and on the order of the clips)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="none", choices=("none", "bf16"))
     parser.add_argument(
         "--name", default=None, help="output file stem (default from the test set, checkpoint, step and options)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing eval/NAME.json written with other settings (without it, such an evaluation "
+        "is refused before it starts, naming the differences)",
     )
     parser.add_argument(
         "--save-every",
@@ -1391,6 +1611,19 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             max_sequences=args.max_sequences,
         )
+        stem = test_set.stem if dataset == "smmnist" else dataset
+        at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
+        name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
+        settings = {
+            **asdict(protocol),
+            "noise": args.noise,
+            "amp": args.amp,
+            "device": torch.device(args.device).type,
+            "dataset": dataset,
+            "test_set": str(test_set),
+        }
+        if not args.overwrite:  # before the metrics' weights are read and anything is computed
+            _check_overwrite(Path(args.run_dir) / "eval" / f"{name}.json", settings, given_name=args.name is not None)
         try:
             fvd_protocol = FVDProtocol(n_cond=nt_cond, resolution=args.fvd_resolution)
         except (TypeError, ValueError) as exc:
@@ -1400,9 +1633,6 @@ def main(argv: list[str] | None = None) -> int:
         for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):
             if "skipped" in info and not (metric == "FVD" and not args.fvd):
                 print(f"{metric} skipped: {info['skipped']}")
-        stem = test_set.stem if dataset == "smmnist" else dataset
-        at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
-        name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
         state = Path(args.run_dir) / "eval" / f"{name}.partial.pt"
         if args.restart:
             state.unlink(missing_ok=True)
@@ -1422,6 +1652,7 @@ def main(argv: list[str] | None = None) -> int:
                 official_files=args.save_official_files,
                 state_file=state,
                 save_every=60 * args.save_every,
+                noise=args.noise,
             )
     except StateMismatchError as e:
         said = "; ".join(_difference(FLAG_OF.get(what, what), saved, now) for what, saved, now in e.differences)
@@ -1452,6 +1683,7 @@ def main(argv: list[str] | None = None) -> int:
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
     result["checkpoint"] = {"name": ckpt_file.stem, "file": str(ckpt_file), "step": step}
+    result["provenance"]["command"] = [*_PROG.split(), *(sys.argv[1:] if argv is None else argv)]
     try:
         paths = write_outputs(result, Path(args.run_dir) / "eval", name)
     except OSError as e:

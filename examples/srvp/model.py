@@ -10,7 +10,7 @@ Shapes are time-first: frames (T, B, C, H, W), codes (T, B, Dh), states (T, B, D
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Literal, NamedTuple
@@ -447,15 +447,25 @@ class _ChunkedNoise:
     """Sampler that gives each chunk of samples its rows of the noise one batched call would draw.
 
     ``predict`` draws its noise in a fixed order of calls (y_0, the posterior z, one prior z per frame),
-    each for all N·B rows at once (sample-major, rows on the last batch axis). While the first chunk runs,
-    every call draws the noise of all N·B rows exactly as ``rsample`` does (standard normal ε of the full
-    shape from the global generator, then ``loc + ε·scale``) and keeps ε; later chunks replay their rows of
-    the kept ε. So the generator is consumed as by one call, and every sample gets the same ε whatever the
-    chunk size. The kept noise is small: (draws × N·B × Dz) numbers, not frames.
+    each for all N·B rows at once (sample-major: row s·B + b is sample s of sequence b, rows on the last
+    batch axis). While the first chunk runs, every call draws the standard normal ε of all N·B rows and keeps
+    it; later chunks replay their rows of the kept ε (``loc + ε·scale``). So every sample gets the same ε
+    whatever the chunk size. The kept noise is small: (draws × N·B × Dz) numbers, not frames.
+
+    Where ε comes from:
+
+    - without ``generators``, from the global generator of the device, as one ``rsample`` of the full shape
+      draws it (the official test script's way): a sequence's noise then depends on the batch it is in and
+      on its place there;
+    - with ``generators`` (one per sequence, B), sequence b's ε of each call, (…, N, D), comes from
+      ``generators[b]`` alone, drawn in float32 (float64 for a float64 model) on the generator's device and
+      then moved to the model's device and dtype: a sequence's noise depends only on its generator's seed,
+      not on the batch, the chunk size or the device the model runs on.
     """
 
-    def __init__(self, n_rows: int) -> None:
+    def __init__(self, n_rows: int, generators: Sequence[torch.Generator] | None = None) -> None:
         self.n_rows = n_rows
+        self.generators = generators
         self.noise: list[tuple[str, torch.Tensor]] = []
         self.chunks = 0
         self.rows = slice(0, 0)
@@ -466,16 +476,27 @@ class _ChunkedNoise:
         self.rows = rows
         self.calls = 0
 
+    def _draw(self, lead: tuple[int, ...], size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Standard normal ε of shape (*lead, N·B, size) for the first chunk."""
+        if self.generators is None:
+            return torch.empty((*lead, self.n_rows, size), dtype=dtype, device=device).normal_()
+        n = self.n_rows // len(self.generators)
+        precision = torch.promote_types(dtype, torch.float32)  # bf16 under autocast: drawn in float32
+        per_sequence = [
+            torch.randn((*lead, n, size), generator=g, dtype=precision, device=g.device) for g in self.generators
+        ]
+        eps = rearrange(torch.stack([e.to(device) for e in per_sequence], dim=-2), "... n b d -> ... (n b) d")
+        return eps.to(dtype)
+
     def __call__(self, dist: Distribution, role: str) -> torch.Tensor:
         if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
             raise TypeError(
                 f"predict_in_chunks: chunked sampling replays Gaussian noise, got a {type(dist).__name__} for "
-                f"{role!r}; pass chunk >= n_samples or a sampler"
+                f"{role!r}; pass chunk >= n_samples (and no generators) or a sampler"
             )
         loc, scale = dist.base_dist.loc, dist.base_dist.scale
         if self.chunks == 1:  # the first chunk draws every row's noise, as one predict call would
-            full = (*loc.shape[:-2], self.n_rows, loc.shape[-1])
-            self.noise.append((role, torch.empty(full, dtype=loc.dtype, device=loc.device).normal_()))
+            self.noise.append((role, self._draw(tuple(loc.shape[:-2]), loc.shape[-1], loc.dtype, loc.device)))
         eps = self.noise[self.calls][1][..., self.rows, :] if self.calls < len(self.noise) else None
         if eps is None or self.noise[self.calls][0] != role or eps.shape != loc.shape:
             raise RuntimeError(
@@ -498,6 +519,7 @@ def predict_in_chunks(
     sample: bool = True,
     sampler: Sampler | None = None,
     decode_cond: bool | Literal["first"] = False,
+    generators: Sequence[torch.Generator] | None = None,
 ) -> Iterator[SampleChunk]:
     """``model.predict(cond_frames, n_future, n_samples)`` run ``chunk`` samples at a time, to bound memory.
 
@@ -514,6 +536,12 @@ def predict_in_chunks(
     With ``chunk >= n_samples`` it is exactly one ``predict`` call. A custom ``sampler`` is called once per
     chunk, for ``n·B`` rows.
 
+    With ``generators`` (one ``torch.Generator`` per sequence), sequence b's noise for all N samples is drawn
+    from ``generators[b]`` alone, in float32 on the generator's device (CPU generators: the same numbers
+    whichever device the model runs on), and moved to the model's device: a sequence's samples then do not
+    depend on the other sequences of the batch, on its place among them, nor on the chunk size. The global
+    generator is not used for the noise.
+
     Args:
         model: an :class:`SRVP` or the SVG-LP baseline (anything with their ``predict``).
         cond_frames: conditioning frames, (T_c, B, C, H, W).
@@ -524,14 +552,17 @@ def predict_in_chunks(
         decode_cond: decode the reconstructions of the conditioning frames (``prediction.cond_frames``) for
             every sample (True), none (False), or only sample 0 (``"first"``, in a chunk of its own: what the
             official test script saves).
+        generators: one generator per sequence (B) to draw each sequence's noise from (see above); None:
+            the global generator, as one ``predict`` call. Only with ``sample=True`` and no ``sampler``.
 
     Yields:
         :class:`SampleChunk` in sample order, covering samples 0 … N − 1 once.
 
     Raises:
-        TypeError, ValueError: wrong frames, ``n_samples`` or ``chunk`` not an int >= 1, or ``decode_cond``
-            not one of True, False, "first" (``predict`` checks the other arguments). Raised at the first
-            ``next()``, as the function is a generator.
+        TypeError, ValueError: wrong frames, ``n_samples`` or ``chunk`` not an int >= 1, ``decode_cond``
+            not one of True, False, "first", or ``generators`` not B generators, or given with a ``sampler``
+            or ``sample=False`` (``predict`` checks the other arguments). Raised at the first ``next()``, as
+            the function is a generator.
     """
     _, b = model.check_frames(cond_frames, "cond_frames")
     n = check_positive_int(n_samples, "n_samples")
@@ -541,9 +572,13 @@ def predict_in_chunks(
             raise ValueError(f"decode_cond: expected True, False or 'first', got {decode_cond!r}")
     else:  # 1 or "yes" would compare equal to True, or be read as False below
         decode_cond = check_bool(decode_cond, "decode_cond")
+    sample = check_bool(sample, "sample")
+    if generators is not None:
+        _check_generators(generators, b, sampler=sampler, sample=sample)
     bounds = [0, 1] if decode_cond == "first" and n > 1 else [0]
     bounds += [*range(bounds[-1] + size, n, size), n]
-    noise = _ChunkedNoise(n * b) if sampler is None and sample and len(bounds) > 2 else None
+    chunked = sampler is None and sample and (len(bounds) > 2 or generators is not None)
+    noise = _ChunkedNoise(n * b, generators) if chunked else None
     for lo, hi in pairwise(bounds):
         if noise is not None:
             noise.start_chunk(slice(lo * b, hi * b))
@@ -558,6 +593,18 @@ def predict_in_chunks(
             decode_cond=decode_cond is True or (decode_cond == "first" and lo == 0),
         )
         yield SampleChunk(lo, pred)
+
+
+def _check_generators(generators: object, batch_size: int, *, sampler: Sampler | None, sample: bool) -> None:
+    """``generators``: a list or tuple of one torch.Generator per sequence, used only to draw samples."""
+    if not isinstance(generators, (list, tuple)) or not all(isinstance(g, torch.Generator) for g in generators):
+        raise TypeError(
+            f"generators: expected a list of torch.Generator, one per sequence, got {type(generators).__name__}"
+        )
+    if len(generators) != batch_size:
+        raise ValueError(f"generators: expected one per sequence ({batch_size}), got {len(generators)}")
+    if sampler is not None or not sample:
+        raise ValueError("generators: they draw the samples' noise; pass them without a sampler and with sample=True")
 
 
 def float32_gaussian(d: Independent | None) -> Independent:

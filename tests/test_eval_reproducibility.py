@@ -1,0 +1,348 @@
+"""Reproducibility of the SRVP evaluation (examples/srvp/evaluate.py): a test sequence's samples depend only on the
+seed and its index, an evaluation does not silently replace another's results, and the results say what made them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+
+from examples.srvp import evaluate as ev
+from examples.srvp import train
+from examples.srvp.checkpoint import load_model
+from examples.srvp.config import PRESETS
+from examples.srvp.model import SRVP, FrameModel
+from latentdyn.distributions import diag_gaussian
+from latentdyn.ssm import default_sampler
+
+N_CLIPS = 8
+
+
+@pytest.fixture(autouse=True)
+def _isolated_global_rng() -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
+@pytest.fixture(scope="module")
+def clips() -> torch.Tensor:
+    """8 uint8 test clips (T=6, N, C=1, 64, 64) of moving bright squares on black."""
+    gen = torch.Generator().manual_seed(0)
+    out = torch.zeros(6, N_CLIPS, 1, 64, 64, dtype=torch.uint8)
+    for n in range(N_CLIPS):
+        y, x = torch.randint(0, 40, (2,), generator=gen).tolist()
+        dy, dx = torch.randint(-3, 4, (2,), generator=gen).tolist()
+        for t in range(6):
+            out[t, n, 0, y + dy * t + 8 : y + dy * t + 20, x + dx * t + 8 : x + dx * t + 20] = 200 + 5 * n
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(clips: torch.Tensor) -> SRVP:
+    """The tiny preset, untrained, with its BatchNorm statistics set by one pass over the clips (with the initial
+    statistics every frame decodes to about 0.5 and the samples barely differ)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = SRVP(PRESETS["tiny"]().model).init_weights()
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None
+        net.train()
+        with torch.no_grad():
+            net(clips.float() / 255)
+    return net.eval()
+
+
+def _protocol(**changes: Any) -> ev.EvalProtocol:
+    values: dict[str, Any] = dict(nt_cond=2, nt_gen=6, n_samples=4, n_substeps=1, batch_size=3, seed=1)
+    return ev.EvalProtocol(**{**values, "max_sequences": 0, **changes})
+
+
+def _evaluate(model: SRVP, clips: torch.Tensor, **options: Any) -> dict[str, Any]:
+    protocol = options.pop("protocol", _protocol())
+    return ev.evaluate(model, clips, protocol, progress=False, **options)
+
+
+def _per_sequence(result: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {m: np.asarray(v) for m, v in result["_per_sequence"].items()}
+
+
+def _assert_same_per_sequence(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for m in a:
+        assert np.array_equal(a[m], b[m]), (m, np.abs(a[m] - b[m]).max())
+
+
+# --------------------------------------------------------------------------- samples per sequence, not per batch
+def test_per_sequence_results_do_not_depend_on_the_batch_size(model: SRVP, clips: torch.Tensor) -> None:
+    """Batch sizes 1, 3 and 8 give every sequence the same samples, hence bit-identical best-of-N scores, curves,
+    reference scores, GIF frames and official sample files."""
+    results = {
+        b: _evaluate(model, clips, protocol=_protocol(batch_size=b), official_files=True, n_gif=4) for b in (1, 3, 8)
+    }
+    first = results[1]
+    assert first["metrics"]["psnr"]["mean"] != first["worst_sample"]["psnr"]["mean"]  # the samples do differ
+    for b in (3, 8):
+        _assert_same_per_sequence(_per_sequence(results[b]), _per_sequence(first))
+        for key in ("metrics", "worst_sample", "reference_predictors"):
+            assert results[b][key] == first[key], (b, key)
+        for key in ("_gif", "_official"):
+            assert results[b][key].keys() == first[key].keys()
+            for name, value in first[key].items():
+                assert np.array_equal(np.asarray(results[b][key][name]), np.asarray(value)), (b, key, name)
+
+
+def test_a_sequence_s_results_do_not_depend_on_the_other_clips(model: SRVP, clips: torch.Tensor) -> None:
+    """The first 5 clips (max_sequences), or clips 4-7 alone given their indices, get the samples they get in the
+    evaluation of all 8, although the batches (of 3) are cut differently."""
+    whole = _per_sequence(_evaluate(model, clips))
+    head = _per_sequence(_evaluate(model, clips, protocol=_protocol(max_sequences=5)))
+    _assert_same_per_sequence(head, {m: v[:5] for m, v in whole.items()})
+    tail = _per_sequence(_evaluate(model, clips[:, 4:], indices=range(4, N_CLIPS)))
+    _assert_same_per_sequence(tail, {m: v[4:] for m, v in whole.items()})
+
+
+def test_a_permuted_test_set_gives_each_sequence_the_same_results(model: SRVP, clips: torch.Tensor) -> None:
+    """The clips in another order, each with its index in the test set, score as in the original order (compared
+    sequence by sequence); without their indices they draw the noise of their new places."""
+    perm = torch.randperm(N_CLIPS, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(perm, torch.arange(N_CLIPS))
+    whole = _per_sequence(_evaluate(model, clips))
+    permuted = _per_sequence(_evaluate(model, clips[:, perm], indices=perm))
+    _assert_same_per_sequence(permuted, {m: v[perm.numpy()] for m, v in whole.items()})
+    renumbered = _per_sequence(_evaluate(model, clips[:, perm]))
+    assert not np.array_equal(renumbered["psnr"], permuted["psnr"])
+
+
+def test_the_seed_and_the_index_give_each_sequence_its_own_generator() -> None:
+    seeds = {ev.sequence_seed(s, i) for s in (0, 1, 2, -1) for i in range(50)}
+    assert len(seeds) == 200 and all(0 <= s < 2**64 for s in seeds)
+    assert ev.sequence_seed(-1, 3) == ev.sequence_seed(2**64 - 1, 3)  # as torch.manual_seed reads -1
+    gens = ev.sequence_generators(1, [5, 5, 6])
+    draws = [torch.randn(3, generator=g) for g in gens]
+    assert all(g.device.type == "cpu" for g in gens)  # the same noise whichever device the model runs on
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+class _NoiseEcho(FrameModel):
+    """A stand-in model whose prediction is its noise: a y_0 draw (N·B, 5) and a posterior draw (2, N·B, 3), given
+    back as {"y0": (n, B, 5), "z": (n, 2, B, 3)} (no network, so no rounding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = PRESETS["tiny"]().model
+        self.encoder = torch.nn.Identity()
+
+    def predict(self, cond: torch.Tensor, n_future: int, n_samples: int = 1, **kwargs: Any) -> Any:
+        b = cond.shape[1]
+        draw = kwargs["sampler"] or default_sampler(kwargs.get("sample", True))
+        loc = torch.zeros(n_samples * b, 5)
+        y0 = draw(diag_gaussian(loc, torch.ones_like(loc)), "y0")
+        loc = torch.full((2, n_samples * b, 3), 1.0)
+        z = draw(diag_gaussian(loc, torch.full_like(loc, 2.0)), "z_posterior")
+        return {
+            "y0": rearrange(y0, "(n b) d -> n b d", n=n_samples),
+            "z": rearrange(z, "t (n b) d -> n t b d", n=n_samples),
+        }
+
+
+def test_predict_in_chunks_draws_each_sequence_s_noise_from_its_own_generator() -> None:
+    """Sequence b's noise comes from generators[b] alone: the same in a batch of 3 as alone, whatever the chunk
+    size; the global generator is not used."""
+    from examples.srvp.model import predict_in_chunks
+
+    stub = _NoiseEcho()
+    x = torch.zeros(2, 3, 1, 64, 64)
+
+    def draws(frames: torch.Tensor, indices: list[int], chunk: int) -> dict[str, torch.Tensor]:
+        gens = ev.sequence_generators(7, indices)
+        parts = list(predict_in_chunks(stub, frames, 1, 5, chunk, generators=gens))
+        return {k: torch.cat([p.prediction[k] for p in parts]) for k in ("y0", "z")}
+
+    torch.manual_seed(5)
+    together = draws(x, [0, 1, 2], 5)
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    for chunk in (1, 2, 5):
+        assert all(torch.equal(v, together[k]) for k, v in draws(x, [0, 1, 2], chunk).items())
+    for b in range(3):
+        alone = draws(x[:, b : b + 1], [b], 2)
+        assert torch.equal(alone["y0"][:, 0], together["y0"][:, b])
+        assert torch.equal(alone["z"][:, :, 0], together["z"][:, :, b])
+    assert not torch.equal(together["y0"][:, 0], together["y0"][:, 1])  # each sequence its own noise
+    gens = ev.sequence_generators(7, [0, 1, 2])
+    with pytest.raises(ValueError, match=r"generators: expected one per sequence \(3\), got 2"):
+        list(predict_in_chunks(stub, x, 1, 5, 2, generators=gens[:2]))
+    with pytest.raises(TypeError, match=r"generators: expected a list of torch.Generator, one per sequence, got int"):
+        list(predict_in_chunks(stub, x, 1, 5, 2, generators=3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"generators: they draw the samples' noise; pass them without a sampler"):
+        list(predict_in_chunks(stub, x, 1, 5, 2, generators=gens, sample=False))
+
+
+def test_noise_batch_draws_as_the_official_test_script(model: SRVP, clips: torch.Tensor) -> None:
+    """``noise="batch"``: the global generator seeded once, each batch's N·B rows drawn in one predict call (the
+    official test.py), so the samples depend on the batch size."""
+    result = _evaluate(model, clips, protocol=_protocol(batch_size=3), noise="batch", sample_chunk=4)
+    torch.manual_seed(1)
+    expected = []
+    with torch.no_grad():
+        for lo in range(0, N_CLIPS, 3):
+            x = clips[:6, lo : lo + 3].float() / 255
+            frames = model.predict(x[:2], 4, 4, decode_cond=False).frames
+            expected.append(ev._frame_scores(frames, x[2:])["psnr"].mean(-1).max(0).values)
+    assert np.array_equal(result["_per_sequence"]["psnr"], torch.cat(expected).numpy())
+    other = _evaluate(model, clips, protocol=_protocol(batch_size=8), noise="batch", sample_chunk=4)
+    assert not np.array_equal(other["_per_sequence"]["psnr"], result["_per_sequence"]["psnr"])
+    assert result["provenance"]["noise"] == "batch"
+
+
+def test_evaluate_checks_the_noise_options(model: SRVP, clips: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=r"noise: expected one of 'sequence', 'batch', got 'global'"):
+        _evaluate(model, clips, noise="global")
+    with pytest.raises(ValueError, match=r"indices: expected one per clip \(8\), got 3"):
+        _evaluate(model, clips, indices=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"indices\[1\]: expected an int >= 0, got -1"):
+        _evaluate(model, clips, indices=[0, -1, *range(2, N_CLIPS)])
+    with pytest.raises(ValueError, match=r"indices: they seed the noise of noise='sequence', got noise='batch'"):
+        _evaluate(model, clips, indices=range(N_CLIPS), noise="batch")
+    with pytest.raises(TypeError, match=r"indices: expected N ints >= 0, one per clip, got str"):
+        _evaluate(model, clips, indices="01234567")
+
+
+def test_saved_progress_records_the_noise_mode(tmp_path: Path, model: SRVP, clips: torch.Tensor) -> None:
+    """The progress file's fingerprint holds the noise mode: another mode is refused; progress saved before the
+    modes existed (no "noise" in it) was drawn as "batch" and continues only as "batch"."""
+    from examples.srvp.checkpoint import read_torch_file, save_checkpoint
+
+    state = tmp_path / "eval.partial.pt"
+    _evaluate(model, clips, noise="batch", state_file=state)
+    with pytest.raises(ev.StateMismatchError, match="noise: 'batch' saved, 'sequence' now") as mismatch:
+        _evaluate(model, clips, state_file=state)
+    assert mismatch.value.differences == [("noise", "batch", "sequence")]
+    saved = read_torch_file(state, "state_file")
+    del saved["fingerprint"]["noise"], saved["fingerprint"]["sequence indices"]
+    save_checkpoint(state, saved)
+    with pytest.raises(ev.StateMismatchError, match="noise: 'batch' saved, 'sequence' now"):
+        _evaluate(model, clips, state_file=state)
+    again = _evaluate(model, clips, noise="batch", state_file=state)  # complete: the results without sampling
+    assert again["metrics"] == _evaluate(model, clips, noise="batch")["metrics"]
+    permuted = tmp_path / "permuted.partial.pt"
+    _evaluate(model, clips, indices=range(N_CLIPS - 1, -1, -1), state_file=permuted)
+    with pytest.raises(ev.StateMismatchError, match="other sequence indices"):
+        _evaluate(model, clips, indices=[1, 0, *range(2, N_CLIPS)], state_file=permuted)
+    with pytest.raises(ev.StateMismatchError, match="sequence indices: 'given' saved, '0 … N−1' now"):
+        _evaluate(model, clips, state_file=permuted)
+
+
+# ------------------------------------------------------------------------------------------------- provenance
+def test_results_record_what_decides_the_numbers(model: SRVP, clips: torch.Tensor) -> None:
+    import latentdyn
+
+    result = _evaluate(model, clips)
+    prov = result["provenance"]
+    assert (prov["noise"], prov["amp"], prov["device"]) == ("sequence", "none", "cpu")
+    assert prov["torch_threads"] == torch.get_num_threads()
+    versions = prov["versions"]
+    assert versions["torch"] == torch.__version__ and versions["numpy"] == np.__version__
+    assert versions["latentdyn"] == latentdyn.__version__ and versions["python"] == "{}.{}.{}".format(*sys.version_info)
+    digests = prov["digests"]
+    assert digests["model_weights"] == ev._digest(model.state_dict().items())
+    assert digests["test_clips"] == ev._digest([("clips", clips[:6])])
+    assert digests["lpips_weights"] is None and digests["sequence_indices"] is None
+    json.dumps(prov)  # JSON-ready
+    head = _evaluate(model, clips, protocol=_protocol(max_sequences=2), indices=range(7, -1, -1))
+    assert head["provenance"]["digests"]["test_clips"] == ev._digest([("clips", clips[:6, :2])])
+    assert head["provenance"]["digests"]["sequence_indices"] is not None
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def run_and_test_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny run after 2 training steps and a small SM-MNIST test set (12 sequences of 6 frames)."""
+    from latentdyn.video.mnist import load_embedded_digits
+    from latentdyn.video.moving_mnist import make_test_set, save_test_set
+
+    root = tmp_path_factory.mktemp("evalrepro")
+    train.train(PRESETS["tiny"](), root / "run", max_steps=2, progress=False, log=lambda _: None)
+    digits = load_embedded_digits("test")
+    data = make_test_set(digits.images[:24], digits.labels[:24], seq_len=6, deterministic=False)
+    return root / "run", save_test_set(root / "test.npz", data)
+
+
+def _cli_run(run_and_test_set: tuple[Path, Path], tmp_path: Path) -> tuple[Path, list[str]]:
+    run = Path(shutil.copytree(run_and_test_set[0], tmp_path / "run"))
+    argv = [str(run), "--test-set", str(run_and_test_set[1]), "--no-lpips", "--n-samples", "2", "--max-sequences", "3"]
+    return run, argv
+
+
+def test_an_evaluation_with_other_settings_does_not_replace_earlier_results(
+    tmp_path: Path, run_and_test_set: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same default name, other --seed: refused before anything is computed, naming the difference; --overwrite
+    replaces the results, and the same command again replaces them silently (same settings)."""
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    assert ev.main(argv) == 0
+    (out,) = (run / "eval").glob("*.json")
+    first = out.read_text()
+    capsys.readouterr()
+    assert ev.main([*argv, "--seed", "2", "--amp", "bf16"]) == 2
+    out_text, err = capsys.readouterr()
+    # Refused before anything else: before the "LPIPS skipped" line, the progress bar and the sampling.
+    assert out_text == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert f"error: {out} holds results of an evaluation with other settings (--seed: 1 there, 2 now; " in err
+    assert "--amp: 'none' there, 'bf16' now)" in err
+    assert "pass --overwrite to replace it, or --name to write these under another name" in err
+    assert out.read_text() == first and not list((run / "eval").glob("*.partial.pt"))
+    assert ev.main([*argv, "--seed", "2", "--name", "seed2"]) == 0
+    assert json.loads((run / "eval" / "seed2.json").read_text())["protocol"]["seed"] == 2
+    assert ev.main([*argv, "--seed", "2", "--overwrite"]) == 0
+    assert json.loads(out.read_text())["protocol"]["seed"] == 2
+    assert ev.main([*argv, "--seed", "2"]) == 0  # the same settings: replaced without a question
+    assert ev.main([*argv, "--seed", "2", "--batch-size", "1", "--noise", "batch"]) == 2
+    assert "(--batch-size: 16 there, 1 now; --noise: 'sequence' there, 'batch' now)" in capsys.readouterr().err
+
+
+def test_results_written_before_the_noise_modes_count_as_batch_noise(
+    tmp_path: Path, run_and_test_set: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    assert ev.main([*argv, "--noise", "batch"]) == 0
+    (out,) = (run / "eval").glob("*.json")
+    old = json.loads(out.read_text())
+    del old["provenance"]  # as the evaluation wrote it before
+    out.write_text(json.dumps(old))
+    assert ev.main([*argv, "--noise", "batch"]) == 0
+    assert ev.main(argv) == 2
+    assert "(--noise: 'batch' there, 'sequence' now)" in capsys.readouterr().err
+    out.write_text("not json")
+    assert ev.main(argv) == 2
+    assert f"{out} holds something other than the results of an evaluation: pass --overwrite" in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_cli_results_record_the_command_and_the_provenance(
+    tmp_path: Path, run_and_test_set: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    assert ev.main([*argv, "--name", "prov"]) == 0
+    result = json.loads((run / "eval" / "prov.json").read_text())
+    prov = result["provenance"]
+    assert prov["command"] == ["python", "-m", "examples.srvp.evaluate", *argv, "--name", "prov"]
+    assert (prov["noise"], prov["amp"], prov["device"]) == ("sequence", "none", "cpu")
+    assert set(prov["versions"]) == {"python", "torch", "numpy", "latentdyn"}
+    model = load_model(run, "last")
+    assert prov["digests"]["model_weights"] == ev._digest(model.state_dict().items())
+    clips = ev.load_sequences(run_and_test_set[1])[:, :3]
+    assert prov["digests"]["test_clips"] == ev._digest([("clips", clips)])
+    assert dataclasses.is_dataclass(model.config)
