@@ -960,9 +960,7 @@ def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_
     def ctrl_c() -> None:
         raise KeyboardInterrupt
 
-    # 2 calls (4 samples, sample 0 alone for the official files, then 3) per batch ("batch") or per sequence of
-    # the batch of 3 ("sequence"): the first call of batch 3.
-    calls = _stop_at_call(monkeypatch, SRVP, 5 if noise == "batch" else 13, ctrl_c)
+    calls = _stop_at_call(monkeypatch, SRVP, 5, ctrl_c)  # 2 calls per batch (4 samples, 3 per call): batch 3
     with pytest.raises(KeyboardInterrupt) as stopped:
         ev.evaluate(model, clips, protocol, state_file=state, save_every=3600, **options)
     assert stopped.value.saved_progress == ev.SavedProgress(6, 7, state)  # type: ignore[attr-defined]
@@ -1039,9 +1037,7 @@ def test_sigterm_stops_the_evaluate_cli_which_the_same_command_continues(
     capsys.readouterr()
 
     previous = signal.getsignal(signal.SIGTERM)
-    # One predict call per sequence (2 samples, chunk 2; --noise sequence), 2 sequences per batch: call 3 is in
-    # the second batch.
-    _stop_at_call(monkeypatch, SRVP, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    _stop_at_call(monkeypatch, SRVP, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))  # in the second batch
     status = _no_escape(ev.main, [*argv, "--name", "parts"])
     assert status == 143 and signal.getsignal(signal.SIGTERM) == previous
     err = capsys.readouterr().err
@@ -1147,7 +1143,7 @@ def test_the_evaluate_cli_reports_an_error_with_what_it_kept_and_runs_outside_th
     def out_of_memory() -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    _stop_at_call(monkeypatch, SRVP, 3, out_of_memory)  # one call per sequence, 2 per batch: in the second batch
+    _stop_at_call(monkeypatch, SRVP, 2, out_of_memory)  # in the second batch
     assert ev.main(argv) == 1
     err = capsys.readouterr().err
     state = run / "eval" / "oom.partial.pt"

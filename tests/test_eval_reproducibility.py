@@ -78,16 +78,44 @@ def _per_sequence(result: dict[str, Any]) -> dict[str, np.ndarray]:
     return {m: np.asarray(v) for m, v in result["_per_sequence"].items()}
 
 
-def _assert_same_per_sequence(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+def _assert_same_per_sequence(a: dict[str, np.ndarray], b: dict[str, np.ndarray], exact: bool = False) -> None:
+    """The same scores per sequence: bit for bit, or up to the rounding of predict calls of other numbers of rows
+    (about 1e-7 relative; different samples differ by 1e-3 and more)."""
     assert a.keys() == b.keys()
     for m in a:
-        assert np.array_equal(a[m], b[m]), (m, np.abs(a[m] - b[m]).max())
+        if exact:
+            assert np.array_equal(a[m], b[m]), (m, np.abs(a[m] - b[m]).max())
+        else:
+            np.testing.assert_allclose(a[m], b[m], rtol=1e-5, atol=1e-6, err_msg=m)
+
+
+def _assert_close(a: Any, b: Any) -> None:
+    """Nested results (dicts, lists, numbers) equal up to rounding."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_close(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_close(x, y)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    else:
+        assert a == b
+
+
+def _assert_same_frames(a: np.ndarray, b: np.ndarray) -> None:
+    """uint8 frames of the same samples: a value on a rounding boundary may move by one level, nothing more."""
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    assert a.shape == b.shape and diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
 
 
 # --------------------------------------------------------------------------- samples per sequence, not per batch
 def test_per_sequence_results_do_not_depend_on_the_batch_size(model: SRVP, clips: torch.Tensor) -> None:
-    """Batch sizes 1, 3 and 8 give every sequence the same samples, hence bit-identical best-of-N scores, curves,
-    reference scores, GIF frames and official sample files."""
+    """Batch sizes 1, 3 and 8 give every sequence the same samples, hence the same best-of-N scores, curves,
+    reference scores, GIF frames and official sample files, up to the rounding of predict calls of another
+    number of rows."""
     results = {
         b: _evaluate(model, clips, protocol=_protocol(batch_size=b), official_files=True, n_gif=4) for b in (1, 3, 8)
     }
@@ -96,21 +124,26 @@ def test_per_sequence_results_do_not_depend_on_the_batch_size(model: SRVP, clips
     for b in (3, 8):
         _assert_same_per_sequence(_per_sequence(results[b]), _per_sequence(first))
         for key in ("metrics", "worst_sample", "reference_predictors"):
-            assert results[b][key] == first[key], (b, key)
+            _assert_close(results[b][key], first[key])
         for key in ("_gif", "_official"):
             assert results[b][key].keys() == first[key].keys()
             for name, value in first[key].items():
-                assert np.array_equal(np.asarray(results[b][key][name]), np.asarray(value)), (b, key, name)
+                _assert_same_frames(np.asarray(results[b][key][name]), np.asarray(value))
 
 
 def test_a_sequence_s_results_do_not_depend_on_the_other_clips(model: SRVP, clips: torch.Tensor) -> None:
     """The first 5 clips (max_sequences), or clips 4-7 alone given their indices, get the samples they get in the
-    evaluation of all 8, although the batches (of 3) are cut differently."""
+    evaluation of all 8, although the batches (of 3) are cut differently; with batches of one sequence, their
+    scores are bit for bit the same."""
     whole = _per_sequence(_evaluate(model, clips))
     head = _per_sequence(_evaluate(model, clips, protocol=_protocol(max_sequences=5)))
     _assert_same_per_sequence(head, {m: v[:5] for m, v in whole.items()})
     tail = _per_sequence(_evaluate(model, clips[:, 4:], indices=range(4, N_CLIPS)))
     _assert_same_per_sequence(tail, {m: v[4:] for m, v in whole.items()})
+    one = _protocol(batch_size=1)
+    whole_1 = _per_sequence(_evaluate(model, clips, protocol=one))
+    tail_1 = _per_sequence(_evaluate(model, clips[:, 4:], protocol=one, indices=range(4, N_CLIPS)))
+    _assert_same_per_sequence(tail_1, {m: v[4:] for m, v in whole_1.items()}, exact=True)
 
 
 def test_a_permuted_test_set_gives_each_sequence_the_same_results(model: SRVP, clips: torch.Tensor) -> None:

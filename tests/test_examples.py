@@ -532,12 +532,15 @@ def test_fp16_training_whose_every_update_is_skipped_stops_as_diverged(
     cfg = dataclasses.replace(_tiny(), amp="fp16", lr_burnin=train.MAX_SKIPPED_UPDATES + 10)
     messages: list[str] = []
     run = tmp_path / "run"
-    result = train.train(cfg, run, progress=False, log=messages.append)
-    assert result.stopped == "nan" and result.step == train.MAX_SKIPPED_UPDATES - 1
+    # Stopped and resumed half-way through the skips: the count travels in last.pt, the stop comes where an
+    # uninterrupted run's does (the skip of an update is read back with the next step's loss, one step late).
+    assert train.train(cfg, run, max_steps=30, progress=False, log=lambda _: None).stopped == "max steps"
+    result = train.train(cfg, run, resume=True, progress=False, log=messages.append)
+    assert result.stopped == "nan" and result.step == train.MAX_SKIPPED_UPDATES
     assert any(f"skipped the last {train.MAX_SKIPPED_UPDATES} updates" in m for m in messages)
     logged = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     rows = [row for row in logged if "skipped_updates" in row]  # (every 10 steps, with the loss terms)
-    assert rows and all(row["skipped_updates"] == row["step"] for row in rows) and rows[-1]["amp_scale"] < 1
+    assert rows and all(row["skipped_updates"] == row["step"] - 1 for row in rows) and rows[-1]["amp_scale"] < 1
 
 
 def test_a_resume_with_another_thread_count_says_it_is_not_bit_for_bit(tmp_path: Path) -> None:
@@ -576,10 +579,14 @@ def test_a_resume_may_change_the_peak_learning_rate(tmp_path: Path, capsys: pyte
     # run started with it does.
     train.train(dataclasses.replace(_tiny(), lr=1e-4), fresh, max_steps=5, progress=False, log=lambda _: None)
     assert _logged_lr(run, 5) == _logged_lr(fresh, 5) == pytest.approx(1e-4 * _official_lr_factors(4, 2)[4])
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["optimizer"]["param_groups"][0]["initial_lr"] == 1e-4
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["optimizer"]["param_groups"][0]["initial_lr"] == 1e-4 and state["scheduler"]["base_lrs"] == [1e-4]
     # Later resumes keep it without being told again (and do not record a change).
     assert train.main(["--resume", str(run)]) == 0
     assert "peak learning rate" not in capsys.readouterr().out and len(read_run_config(run)["lr_changes"]) == 1
+    # A requeued job's command still gives the run's first options: --auto-resume keeps the changed rate.
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--auto-resume"]) == 0
+    assert read_run_config(run)["train"]["lr"] == 1e-4 and len(read_run_config(run)["lr_changes"]) == 1
 
 
 def _official_lr_factors(burnin: int, decay: int) -> list[float]:
@@ -852,10 +859,10 @@ def test_evaluate_predicts_in_chunks_with_the_same_results(tiny_run: Path, monke
 
     monkeypatch.setattr(model, "predict", spy)
     clips = _clips(7)
-    whole = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=5, noise="batch")
+    whole = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=5)
     assert calls == [(5, 3), (5, 3), (5, 1)]  # the unchunked path: one call of N·B per batch
     calls.clear()
-    chunked = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2, noise="batch")
+    chunked = ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2)
     assert calls == [(2, 3), (2, 3), (1, 3)] * 2 + [(2, 1), (2, 1), (1, 1)]
     assert chunked["sample_chunk"] == 2 and whole["sample_chunk"] == 5
     assert whole["metrics"]["psnr"]["mean"] != whole["worst_sample"]["psnr"]["mean"]  # samples do differ
@@ -866,14 +873,10 @@ def test_evaluate_predicts_in_chunks_with_the_same_results(tiny_run: Path, monke
         torch.testing.assert_close(chunked["_gif"][key], frames, rtol=0, atol=1e-5)
     # The automatic chunk: about CHUNK_FRAMES predicted frames per call.
     calls.clear()
-    auto = ev.evaluate(model, clips, _protocol(n_samples=40, batch_size=7), progress=False, noise="batch")
+    auto = ev.evaluate(model, clips, _protocol(n_samples=40, batch_size=7), progress=False)
     per_call = ev.CHUNK_FRAMES // (7 * 4)
     assert auto["sample_chunk"] == per_call and max(n for n, _ in calls) == per_call
     assert sum(n for n, _ in calls) == 40
-    # The default noise="sequence" predicts each sequence in calls of its own, of at most the sample chunk.
-    calls.clear()
-    ev.evaluate(model, clips, _protocol(), progress=False, sample_chunk=2)
-    assert calls == [(2, 1), (2, 1), (1, 1)] * 7
 
 
 def _assert_nested_close(a: object, b: object, where: str = "result") -> None:

@@ -701,10 +701,12 @@ def evaluate(
     With ``noise="sequence"`` (the default) the noise of test sequence i (y_0, the posterior z and every
     prior z of its N samples) comes from its own CPU generator seeded from (``protocol.seed``, i)
     (:func:`sequence_generators`), so a sequence's samples are the same whatever ``protocol.batch_size``, the
-    sample chunk, the device or the other clips evaluated with it (up to the floating-point rounding of the
-    networks). ``noise="batch"`` draws the noise as the official ``test.py``: from the global generator
-    seeded once with ``protocol.seed``, each batch's N·B rows in one block, so a sequence's samples depend
-    on the batch size, on its place in the test set and on the device's generator.
+    sample chunk, the device or the other clips evaluated with it, up to the floating-point rounding of the
+    networks, which may depend on how many rows a call has (about 1e-6 dB on a CPU; a batch size of 1 makes a
+    sequence's scores bit for bit independent of the other clips). ``noise="batch"`` draws the noise as the
+    official ``test.py``: from the global generator seeded once with ``protocol.seed``, each batch's N·B rows
+    in one block, so a sequence's samples depend on the batch size, on its place in the test set and on the
+    device's generator.
 
     Args:
         model: the trained model.
@@ -720,8 +722,8 @@ def evaluate(
         fvd_network: an I3D in eval mode (e.g. ``InceptionI3D.from_file()``); adds FVD between the real
             clips and [ground-truth conditioning frames, first random sample], uint8-quantised.
         fvd_protocol: FVD options (resolution, resize ...); ``n_cond`` is set to ``protocol.nt_cond``.
-        sample_chunk: samples per ``predict`` call, of one sequence (with ``noise="batch"``, of the batch's
-            sequences: at most ``sample_chunk · batch_size`` at once); None: :func:`auto_sample_chunk`, about
+        sample_chunk: samples per ``predict`` call, of the batch's sequences: at most
+            ``sample_chunk · batch_size`` sequences at once; None: :func:`auto_sample_chunk`, about
             ``CHUNK_FRAMES`` predicted frames per call.
         official_files: also keep what the official test script saves (``"_official"``, see
             :func:`write_official_files`): random samples 1-5, sample 1's conditioning reconstructions, and
@@ -778,8 +780,8 @@ def evaluate(
         raise ValueError(f"save_every: expected a finite number of seconds >= 0, got {save_every!r}")
     device = torch.device(device)
     n_seq = n_all if not p.max_sequences else min(p.max_sequences, n_all)
-    if sample_chunk is None:  # with noise="sequence", every predict call is for one sequence
-        chunk = auto_sample_chunk(min(p.batch_size, n_seq) if noise == "batch" else 1, p.n_future, p.n_samples)
+    if sample_chunk is None:
+        chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
     else:
         chunk = sample_chunk
     with fork_rng(device):  # the evaluation seeds its own draws; the caller's random streams go on untouched
@@ -900,37 +902,21 @@ def _evaluate(
             x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
             n_gif_left = n_gif - sum(b["gif"]["truth"].shape[1] for b in acc.batches if "gif" in b)
             options: dict[str, Any] = dict(lpips=lpips, lpips_chunk=lpips_chunk, fvd=fvd_network is not None)
-            if noise == "batch":  # the official way: the N·B rows of the batch in each call
-                batch = _evaluate_batch(
-                    model,
-                    x,
-                    p,
-                    metrics,
-                    ctx,
-                    chunk,
-                    n_gif=min(x.shape[1], n_gif_left),
-                    official_files=official_files,
-                    generators=None,
-                    **options,
-                )
-            else:  # each sequence alone, its noise from its own generator: nothing depends on the batch
-                batch = _concat_records(
-                    [
-                        _evaluate_batch(
-                            model,
-                            x[:, j : j + 1],
-                            p,
-                            metrics,
-                            ctx,
-                            chunk,
-                            n_gif=int(j < n_gif_left),
-                            official_files=official_files,
-                            generators=sequence_generators(p.seed, [index_of[lo + j]]),
-                            **options,
-                        )
-                        for j in range(x.shape[1])
-                    ]
-                )
+            # The batch's N·B rows in each predict call; the noise of each sequence from its own generator
+            # (noise="sequence"), or the batch's from the global stream (noise="batch", the official way).
+            generators = None if noise == "batch" else sequence_generators(p.seed, index_of[lo : lo + x.shape[1]])
+            batch = _evaluate_batch(
+                model,
+                x,
+                p,
+                metrics,
+                ctx,
+                chunk,
+                n_gif=min(x.shape[1], n_gif_left),
+                official_files=official_files,
+                generators=generators,
+                **options,
+            )
             # One assignment commits the batch: an interrupt before it leaves the progress at the last batch.
             acc = _Accumulated(
                 done=lo + x.shape[1],
@@ -975,25 +961,6 @@ def _evaluate(
     finally:
         if bar is not None:
             bar.close()
-
-
-def _concat_records(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The record of a batch (as :func:`_evaluate_batch` makes it) from the records of its sequences, in order."""
-    first = records[0]
-    out: dict[str, Any] = {
-        "scores": {
-            name: {m: tuple(torch.cat([r["scores"][name][m][i] for r in records]) for i in (0, 1)) for m in kind}
-            for name, kind in first["scores"].items()
-        }
-    }
-    gifs = [r["gif"] for r in records if "gif" in r]
-    if gifs:
-        out["gif"] = {k: torch.cat([g[k] for g in gifs], dim=1) for k in gifs[0]}
-    if "fake" in first:  # (Tf, B, C, H, W)
-        out["fake"] = torch.cat([r["fake"] for r in records], dim=1)
-    if "official" in first:  # (B, T, H, W, C) each
-        out["official"] = {k: torch.cat([r["official"][k] for r in records]) for k in first["official"]}
-    return out
 
 
 def _results(
@@ -1448,8 +1415,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         default=16,
-        help="test sequences scored and saved together (default: 16); with --noise batch they are also predicted "
-        "together, which sets memory and speed and changes the samples",
+        help="test sequences predicted, scored and saved together (default: 16), which sets memory and speed; with "
+        "--noise batch it also changes the samples",
     )
     parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences (0: all)")
     parser.add_argument(
@@ -1465,8 +1432,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="sequence",
         choices=NOISE_MODES,
         help="how the samples' noise is drawn: 'sequence' (default) from a CPU generator per test sequence "
-        "seeded from --seed and the sequence's index, each sequence predicted on its own, so that its samples "
-        "depend neither on --batch-size nor on the other clips evaluated, on any device; 'batch': each batch's "
+        "seeded from --seed and the sequence's index, so that its samples depend neither on --batch-size nor on "
+        "the other clips evaluated, on any device (its scores only in their last bits); 'batch': each batch's "
         "noise from one global stream seeded once, the way of the official test.py (the samples then depend "
         "on --batch-size and on the order of the clips)",
     )

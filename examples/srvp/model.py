@@ -596,8 +596,8 @@ def predict_in_chunks(
 
 
 def _check_generators(generators: object, batch_size: int, *, sampler: Sampler | None, sample: bool) -> None:
-    """``generators``: a list or tuple of one torch.Generator per sequence, used only to draw samples."""
-    if not isinstance(generators, (list, tuple)) or not all(isinstance(g, torch.Generator) for g in generators):
+    """``generators``: a sequence of one torch.Generator per sequence, used only to draw samples."""
+    if not isinstance(generators, Sequence) or not all(isinstance(g, torch.Generator) for g in generators):
         raise TypeError(
             f"generators: expected a list of torch.Generator, one per sequence, got {type(generators).__name__}"
         )

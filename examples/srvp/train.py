@@ -180,7 +180,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         if args.preset is not None:
             raise ValueError(
                 f"--preset: a resumed run keeps the configuration of its config.json; drop --preset {args.preset} "
-                "(only runtime options may be given with --resume)"
+                "(only runtime options and --lr may be given with --resume)"
             )
         base = _saved_config(args.resume)
         fixed = {k: v for k, v in overrides["train"].items() if k not in _RESUME_ADJUSTABLE}
@@ -226,11 +226,16 @@ def _conflicts(base: TrainConfig, model: dict[str, Any], train: dict[str, Any]) 
 
 def _auto_resumed_config(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> TrainConfig:
     """``--auto-resume`` on a directory that holds a run: the configuration the options give (preset and flags,
-    as for a new run) must be the saved one, but for the runtime options, which the options set."""
+    as for a new run) must be the saved one, but for the runtime options, which the options set. A learning rate
+    that a resume changed (config.json's ``lr_changes``) stays: the job's command may keep giving the one it
+    was started with."""
     given = with_absolute_data_dir(_new_config(args.preset, overrides))
     saved = _saved_config(args.resume)
     model = {f.name: getattr(given.model, f.name) for f in dataclasses.fields(given.model)}
     train = {f.name: getattr(given, f.name) for f in dataclasses.fields(given) if f.name != "model"}
+    changes = read_run_config(args.resume).get("lr_changes")
+    if isinstance(changes, list) and changes and isinstance(changes[0], dict) and train["lr"] == changes[0].get("from"):
+        train["lr"] = saved.lr  # (the command's lr is the run's first one)
     conflicts = _conflicts(saved, model, train)
     if conflicts:
         raise ValueError(
@@ -662,7 +667,10 @@ def _record_lr_change(run_dir: Path, step: int, was: Any, lr: float) -> None:
     checkpoints and resumes compare with), ``lr_changes`` lists every change with its step."""
     saved = read_run_config(run_dir)
     saved["train"]["lr"] = lr
-    saved["lr_changes"] = [*saved.get("lr_changes", []), {"step": step, "from": was, "to": lr}]
+    change = {"step": step, "from": was, "to": lr}
+    done = saved.get("lr_changes", [])
+    if not (done and done[-1] == change):  # (a resume of a change that had no checkpoint yet applies it again)
+        saved["lr_changes"] = [*done, change]
     atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
 
 
@@ -693,7 +701,7 @@ def _check_same_training_options(state: dict[str, Any], cfg: TrainConfig, path: 
         detail = ", ".join(f"{k} checkpoint {saved[k]!r} vs config.json {current[k]!r}" for k in changed)
         raise ValueError(
             f"--resume: {path} was written with other training options than {run_dir / 'config.json'} gives: "
-            f"{detail} (an edited or replaced config.json; only runtime options may change on resume)"
+            f"{detail} (an edited or replaced config.json; only runtime options and --lr may change on resume)"
         )
 
 
@@ -844,8 +852,12 @@ def _train(
         # Every rank has checked that the run directory holds no run before rank 0 writes config.json below;
         # otherwise a rank that reached the check late would see rank 0's file and refuse its own run.
         torch.distributed.barrier()
+    lr_was: Any = None  # the peak learning rate of the steps done (a resume's --lr may change it)
+    saved_amp_skips: dict[str, Any] = {}
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
+        config = state.get("config")
+        lr_was = config.get("train", {}).get("lr") if isinstance(config, dict) else None  # (before _change_lr)
         _check_training_entries(state, last_path)
         check_fits(state, model, cfg.model, last_path, option="--resume")
         check_finite(state["model"], last_path, option="--resume")  # (written by a version without the checks)
@@ -872,6 +884,9 @@ def _train(
                 restore()
             except Exception as e:  # a state of another kind or version: say which entry, not a traceback
                 raise _unrestorable(last_path, entry, e) from None
+        lr_was = scheduler.base_lrs[0] if lr_was is None else lr_was  # (older checkpoints: the restored schedule's)
+        if isinstance(state.get("amp_skips"), dict):
+            saved_amp_skips = {k: v for k, v in state["amp_skips"].items() if k in ("scale", "skipped", "in_a_row")}
         _change_lr(optimizer, scheduler, cfg.lr)
         changed = _runtime_changes(state.get("runtime"), _runtime(device, cfg))
         if changed and dist.main:
@@ -907,8 +922,9 @@ def _train(
             ),
         )
     if resume and dist.main:
-        lr_was = read_run_config(run_dir)["train"].get("lr")
-        if lr_was != cfg.lr:  # --resume RUN_DIR --lr LR
+        if lr_was is None:  # no checkpoint yet
+            lr_was = read_run_config(run_dir)["train"].get("lr")
+        if lr_was != cfg.lr:  # --resume RUN_DIR --lr LR (or an lr edited in config.json: recorded the same way)
             _record_lr_change(run_dir, step, lr_was, cfg.lr)
             log(f"the peak learning rate changes from {lr_was!r} to {cfg.lr!r} at step {step} (config.json records it)")
     end = cfg.n_iter
@@ -961,6 +977,7 @@ def _train(
                 "best_val_psnr": best,
                 "config": {"model": config_to_dict(cfg.model), "train": _training_options(cfg)},
                 "runtime": _runtime(device, cfg),
+                "amp_skips": dict(amp_skips),
             },
         )
 
@@ -1028,8 +1045,16 @@ def _train(
     start_time = time.monotonic()
     losses: list[float] = []
     stopped = "done"
-    # fp16 loss scaling: the scale after the last update, the updates it skipped (in all, and in a row)
-    last_scale, skipped, skipped_in_a_row = (scaler.get_scale() if scaler.is_enabled() else 1.0), 0, 0
+    # fp16 loss scaling, followed without a device sync of its own: the scale after an update is read back with
+    # the next step's loss terms, so a skipped update (the scale falls) is seen one step later. amp_skips holds
+    # the scale of the latest update seen and the skipped updates seen (in all, and in a row), and travels in
+    # last.pt, so that a resumed run stops where an uninterrupted one does.
+    amp_skips: dict[str, Any] = {"scale": None, "skipped": 0, "in_a_row": 0}
+    pending: Any = None  # the scale after the latest update: a tensor not read back yet, or a number
+    if scaler.is_enabled():
+        amp_skips.update(saved_amp_skips)
+        pending = scaler.get_scale()  # (after the restored update, if any)
+        amp_skips["scale"] = pending if amp_skips["scale"] is None else amp_skips["scale"]
     seqs, t_rate = 0, time.monotonic()
     model.train()
     batches: Iterator[torch.Tensor] = iter(loader)  # (creating the iterator draws from torch's RNG)
@@ -1059,13 +1084,26 @@ def _train(
                 # itself), of the gradients' norm: a finite loss can still have non-finite gradients, and their
                 # update would put NaN weights into the next checkpoint.
                 read = [t.detach().float() for t in terms] + ([] if scaler.is_enabled() else [_grad_norm(model)])
+                if isinstance(pending, torch.Tensor):
+                    read.append(pending.float().reshape(()))
                 row = torch.stack(read).tolist()
                 values = dict(zip(terms._fields, row))
+                if scaler.is_enabled():
+                    scale = row[-1] if isinstance(pending, torch.Tensor) else float(pending)
+                    fell = scale < amp_skips["scale"]
+                    amp_skips.update(
+                        scale=scale,
+                        skipped=amp_skips["skipped"] + fell,
+                        in_a_row=amp_skips["in_a_row"] + 1 if fell else 0,
+                    )
                 fault = (
                     f"loss is {values['total']}"
                     if not math.isfinite(values["total"])
                     else f"gradients are not finite (norm {row[-1]})"
                     if not scaler.is_enabled() and not math.isfinite(row[-1])
+                    else f"fp16 loss scaling skipped the last {amp_skips['in_a_row']} updates (gradients not finite at "
+                    f"every scale down to {amp_skips['scale']:g})"
+                    if amp_skips["in_a_row"] >= MAX_SKIPPED_UPDATES
                     else ""
                 )
                 if not _all_true(not fault, dist, device):
@@ -1076,25 +1114,17 @@ def _train(
                 scaler.step(optimizer)
                 scaler.update()
                 if scaler.is_enabled():
-                    scale = scaler.get_scale()
-                    skipped_in_a_row = skipped_in_a_row + 1 if scale < last_scale else 0
-                    skipped += scale < last_scale
-                    last_scale = scale
-                    if skipped_in_a_row >= MAX_SKIPPED_UPDATES:  # the same on every rank (all-reduced gradients)
-                        stopped = "nan"
-                        if dist.main:
-                            fault = (
-                                f"fp16 loss scaling skipped the last {skipped_in_a_row} updates (gradients not "
-                                f"finite at every scale down to {scale:g})"
-                            )
-                            log(_diverged_message(step, fault, last_path, saved_step))
-                        break
+                    pending = scaler._get_scale_async().detach().clone()  # (read back with the next step's terms)
                 scheduler.step()
                 step += 1
                 seqs += x.shape[1] * dist.world
                 losses.append(values["total"])
                 if step % 10 == 0 or step == end:
-                    amp = {"amp_scale": last_scale, "skipped_updates": skipped} if scaler.is_enabled() else {}
+                    amp = (
+                        {"amp_scale": amp_skips["scale"], "skipped_updates": amp_skips["skipped"]}
+                        if scaler.is_enabled()
+                        else {}
+                    )
                     logger.log(step, {**values, "lr": lr, **amp, "seconds": time.monotonic() - start_time})
                 if bar is not None:
                     now = time.monotonic()
