@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,15 +139,6 @@ penalty: torch.Tensor = residual_penalty(roll.residuals)
 mlp: MLP = init_orthogonal_(MLP(2, 8, 2, n_layers=2), gain=1.0)
 encoder: DCGANEncoder = init_conv_weights_(DCGANEncoder(image_size=32, base_width=8, code_size=16))
 """
-
-
-def test_by_name_types_every_torchdiffeq_method() -> None:
-    # The pages type-check by_name("rk4").method: by_name's overloads list the torchdiffeq names as a Literal,
-    # which a type checker cannot derive from ODEINT_METHODS, so they are compared here.
-    from latentdyn.integrators import OdeintName
-    from latentdyn.integrators.odeint import ODEINT_METHODS
-
-    assert typing.get_args(OdeintName) == ODEINT_METHODS
 
 
 def test_the_pages_that_teach_by_example_have_code() -> None:

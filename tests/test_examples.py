@@ -442,10 +442,6 @@ def _poison_gradients(monkeypatch: pytest.MonkeyPatch, after_calls: int) -> None
     monkeypatch.setattr(SRVP, "loss_terms", poisoned)
 
 
-def _finite(state: dict[str, torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
-
-
 def test_a_finite_loss_with_non_finite_gradients_stops_before_its_update(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

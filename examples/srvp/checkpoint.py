@@ -335,15 +335,20 @@ def check_fits(
         raise ValueError(f"{option}: {path} does not fit the model of config.json: {'; '.join(problems)}")
 
 
-def check_finite(state: dict[str, Any], path: Path, *, option: str) -> None:
-    """Every floating-point tensor of the state dict ``state`` (read from ``path``) is finite; otherwise a
-    one-line ``ValueError`` starting with ``option`` that names the file and the first tensors at fault (weights
-    of a diverged training, or damaged ones, would only show later as NaN scores)."""
-    bad = [
+def non_finite_entries(state: dict[str, Any]) -> list[str]:
+    """The names of the floating-point tensors of the state dict ``state`` that hold a NaN or an infinity."""
+    return [
         k
         for k, v in state.items()
         if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
     ]
+
+
+def check_finite(state: dict[str, Any], path: Path, *, option: str) -> None:
+    """Every floating-point tensor of the state dict ``state`` (read from ``path``) is finite; otherwise a
+    one-line ``ValueError`` starting with ``option`` that names the file and the first tensors at fault (weights
+    of a diverged training, or damaged ones, would only show later as NaN scores)."""
+    bad = non_finite_entries(state)
     if bad:
         names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
         raise ValueError(

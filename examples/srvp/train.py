@@ -40,6 +40,7 @@ from examples.srvp.checkpoint import (
     check_writable,
     fork_rng,
     load_checkpoint,
+    non_finite_entries,
     os_error_message,
     read_run_config,
     rng_state,
@@ -548,14 +549,15 @@ def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
 
 
+def _what_last_holds(last_path: Path, saved_step: int) -> str:
+    """``"RUN/checkpoints/last.pt holds step N"``, or that there is none yet: what a stop keeps of the run."""
+    return f"{last_path} holds step {saved_step}" if last_path.exists() else "no checkpoint was written yet"
+
+
 def _diverged_message(step: int, fault: str, last_path: Path, saved_step: int) -> str:
     """What a run that stopped as diverged at ``step`` tells: why, what its ``last.pt`` holds, and that an
     unchanged resume would diverge again (it replays the same batches and noise)."""
-    kept = (
-        f"{last_path} holds step {saved_step}, written before it diverged"
-        if last_path.exists()
-        else "no checkpoint was written yet"
-    )
+    kept = _what_last_holds(last_path, saved_step)
     return (
         f"step {step}: {fault}; stopping without this update ({kept}). A resume replays the same steps exactly, so "
         "resuming unchanged diverges again here: resume with a smaller peak learning rate (--resume RUN_DIR --lr "
@@ -955,13 +957,11 @@ def _train(
         if not dist.main:
             return
         weights = model.state_dict()
-        floats = [v for v in weights.values() if v.is_floating_point()]
-        if not bool(torch.stack([torch.isfinite(v).all() for v in floats]).all()):  # (one device sync)
-            # Unreachable through the step's own checks; kept so that no checkpoint ever holds such weights.
-            bad = next(k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all())
-            kept = f"{last_path} holds step {saved_step}" if last_path.exists() else "no checkpoint was written"
+        bad = non_finite_entries(weights)  # unreachable through the step's own checks: no checkpoint holds such
+        if bad:
             raise FloatingPointError(
-                f"step {step}: the model's {bad!r} is not finite; {ckpt_dir / (name + '.pt')} was not written ({kept})"
+                f"step {step}: the model's {bad[0]!r} is not finite; {ckpt_dir / (name + '.pt')} was not written "
+                f"({_what_last_holds(last_path, saved_step)})"
             )
         rng_states = rng_states or [rng_state(device)]
         save_checkpoint(
@@ -998,7 +998,7 @@ def _train(
                 checkpoint("last")
                 saved_step = step
         if dist.main:
-            kept = f"{last_path} holds step {saved_step}" if last_path.exists() else "no checkpoint yet"
+            kept = _what_last_holds(last_path, saved_step)
             log(
                 f"stopped at step {step} of {cfg.n_iter}: the batch of step {step} could not be made ({kept}); "
                 f"once the data is fixed, continue with: python -m examples.srvp.train --resume {shell_quote(run_dir)}"

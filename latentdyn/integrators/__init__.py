@@ -7,33 +7,12 @@ from typing import Any, Literal, overload
 from latentdyn._checks import check_choice
 from latentdyn.integrators.base import Integrator
 from latentdyn.integrators.euler import EulerIntegrator
-from latentdyn.integrators.odeint import ODEINT_METHODS, OdeintIntegrator
+from latentdyn.integrators.odeint import ODEINT_METHODS, OdeintIntegrator, OdeintName
 
 __all__ = ["INTEGRATOR_NAMES", "EulerIntegrator", "Integrator", "OdeintIntegrator", "OdeintName", "by_name"]
 
 INTEGRATOR_NAMES = ("euler-ref", *ODEINT_METHODS)
 """Names ``by_name`` accepts: ``"euler-ref"`` is latentdyn's own Euler, the rest are torchdiffeq's methods."""
-
-
-OdeintName = Literal[
-    "euler",
-    "midpoint",
-    "heun2",
-    "rk4",
-    "explicit_adams",
-    "implicit_adams",
-    "fixed_adams",
-    "heun3",
-    "bosh3",
-    "fehlberg2",
-    "adaptive_heun",
-    "dopri5",
-    "dopri8",
-]
-"""The names of :data:`ODEINT_METHODS` as a type: ``by_name`` of a literal one is typed ``OdeintIntegrator``.
-
-Kept equal to ``ODEINT_METHODS`` by a test (a type checker cannot derive it from the tuple).
-"""
 
 
 @overload

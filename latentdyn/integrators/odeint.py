@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -15,9 +15,9 @@ from latentdyn._checks import check_bool, check_choice, check_positive_real
 from latentdyn.fields import VectorField
 from latentdyn.integrators.base import Integrator
 
-__all__ = ["ADAPTIVE_METHODS", "ODEINT_METHODS", "OdeintIntegrator", "solver_option_names"]
+__all__ = ["ADAPTIVE_METHODS", "ODEINT_METHODS", "OdeintIntegrator", "OdeintName", "solver_option_names"]
 
-ODEINT_METHODS = (
+OdeintName = Literal[
     "euler",
     "midpoint",
     "heun2",
@@ -31,7 +31,11 @@ ODEINT_METHODS = (
     "adaptive_heun",
     "dopri5",
     "dopri8",
-)
+]
+"""The solver names that ``torchdiffeq.odeint`` accepts, as a type: ``by_name`` of a literal one is typed
+``OdeintIntegrator``."""
+
+ODEINT_METHODS: tuple[OdeintName, ...] = get_args(OdeintName)
 """Solver names that ``torchdiffeq.odeint`` accepts."""
 
 ADAPTIVE_METHODS = ("bosh3", "fehlberg2", "adaptive_heun", "dopri5", "dopri8")
