@@ -345,6 +345,45 @@ def test_an_evaluation_with_other_settings_does_not_replace_earlier_results(
     assert "(--batch-size: 16 there, 1 now; --noise: 'sequence' there, 'batch' now)" in capsys.readouterr().err
 
 
+def test_results_with_a_metric_this_evaluation_does_not_compute_are_not_replaced(
+    tmp_path: Path,
+    run_and_test_set: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Earlier results with LPIPS and FVD are not replaced by results without them: neither when they are not
+    asked for (refused before anything is read) nor when their weights are missing (refused once that is known)."""
+    from latentdyn.video.fvd import I3D_ENV_VAR
+    from latentdyn.video.lpips import ALEXNET_ENV_VAR, LPIPS_ENV_VAR
+
+    for var in (ALEXNET_ENV_VAR, LPIPS_ENV_VAR, I3D_ENV_VAR):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no AlexNet or I3D weights anywhere
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    assert ev.main(argv) == 0
+    (out,) = (run / "eval").glob("*.json")
+    saved = json.loads(out.read_text())
+    assert "skipped" in saved["lpips"] and "skipped" in saved["fvd"]
+    saved["lpips"] = {"network": "AlexNet (ImageNet) + LPIPS linear weights v0.1"}  # as if both were computed
+    saved["fvd"] = {"value": 123.0}
+    out.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert ev.main(argv) == 2
+    out_text, err = capsys.readouterr()
+    assert out_text == "" and "(LPIPS: computed there, not now; FVD: computed there, not now)" in err
+    without_flag = [a for a in argv if a != "--no-lpips"]
+    assert ev.main([*without_flag, "--fvd"]) == 2  # asked for, but the weights are missing
+    out_text, err = capsys.readouterr()
+    assert "(LPIPS: computed there, not now; FVD: computed there, not now)" in err
+    assert "skipped" not in out_text and json.loads(out.read_text()) == saved
+    del saved["fvd"]  # a file without an FVD entry (or with a skipped one) asks for nothing
+    out.write_text(json.dumps(saved))
+    assert ev.main(without_flag) == 2
+    assert "(LPIPS: computed there, not now)" in capsys.readouterr().err
+    assert ev.main([*argv, "--overwrite"]) == 0
+    assert "skipped" in json.loads(out.read_text())["lpips"]
+
+
 def test_results_written_before_the_noise_modes_count_as_batch_noise(
     tmp_path: Path, run_and_test_set: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1334,9 +1334,10 @@ FLAG_OF = {
 _PROG = "python -m examples.srvp.evaluate"
 
 
-def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool) -> None:
+def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool, computes: dict[str, bool]) -> None:
     """Refuse to replace ``path``, the results of an earlier evaluation, when they were made with other
-    ``settings`` (protocol, noise, amp, device kind, dataset, test set); the same settings replace them.
+    ``settings`` (protocol, noise, amp, device kind, dataset, test set) or hold a metric that this evaluation
+    ``computes`` not (``{"lpips": bool, "fvd": bool}``); otherwise they are replaced.
 
     Raises:
         ValueError: the message names the differences and says how to go on (``--overwrite``, ``--name``).
@@ -1361,19 +1362,25 @@ def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool) 
             "test_set": data.get("test_set"),
         }
         differences = [
-            (key, then.get(key), now)
+            f"{FLAG_OF.get(key, key)}: {then.get(key)!r} there, {now!r} now"
             for key, now in settings.items()
             if then.get(key) != now and (key in saved["protocol"] or then.get(key) is not None)
         ]
+        differences += [
+            f"{metric.upper()}: computed there, not now"
+            for metric, computed in computes.items()
+            if not computed and _computed(saved.get(metric), metric)
+        ]
         if not differences:
             return
-        said = (
-            "results of an evaluation with other settings ("
-            + "; ".join(f"{FLAG_OF.get(key, key)}: {old!r} there, {now!r} now" for key, old, now in differences)
-            + ")"
-        )
+        said = f"results of an evaluation with other settings ({'; '.join(differences)})"
     hint = "another --name" if given_name else "--name to write these under another name"
     raise ValueError(f"{path} holds {said}: pass --overwrite to replace it, or {hint}")
+
+
+def _computed(entry: Any, metric: str) -> bool:
+    """Whether a results file's ``"lpips"`` or ``"fvd"`` entry says that the metric was computed."""
+    return isinstance(entry, dict) and "skipped" not in entry and (metric == "lpips" or "value" in entry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1589,14 +1596,19 @@ def main(argv: list[str] | None = None) -> int:
             "dataset": dataset,
             "test_set": str(test_set),
         }
+        results_file = Path(args.run_dir) / "eval" / f"{name}.json"
         if not args.overwrite:  # before the metrics' weights are read and anything is computed
-            _check_overwrite(Path(args.run_dir) / "eval" / f"{name}.json", settings, given_name=args.name is not None)
+            wanted = {"lpips": not args.no_lpips, "fvd": args.fvd}
+            _check_overwrite(results_file, settings, given_name=args.name is not None, computes=wanted)
         try:
             fvd_protocol = FVDProtocol(n_cond=nt_cond, resolution=args.fvd_resolution)
         except (TypeError, ValueError) as exc:
             raise ValueError(_cli_message(exc, {"resolution": "--fvd-resolution"})) from None
         lpips, lpips_info = _load_lpips(args)
         i3d, fvd_info = _load_i3d(args)
+        if not args.overwrite:  # a metric asked for whose weights are missing is not computed either
+            got = {"lpips": lpips is not None, "fvd": i3d is not None}
+            _check_overwrite(results_file, settings, given_name=args.name is not None, computes=got)
         for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):
             if "skipped" in info and not (metric == "FVD" and not args.fvd):
                 print(f"{metric} skipped: {info['skipped']}")
