@@ -1434,3 +1434,25 @@ def test_a_home_folder_of_no_user_is_an_option_error(capsys: pytest.CaptureFixtu
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "argument --run-dir: cannot expand ~ in '~no-such-user-of-latentdyn/run'" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------- --version
+@pytest.mark.parametrize("tool", ["train", "evaluate", "quickstart", "demo", "official", "data"])
+def test_every_cli_prints_its_versions(tool: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--version`` prints latentdyn's, torch's and Python's versions on one line and exits 0, before anything
+    else (no run directory needed, nothing written)."""
+    import importlib
+    import platform
+
+    import latentdyn
+
+    main = importlib.import_module(f"examples.srvp.{tool}").main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code in (0, None)
+    out = capsys.readouterr().out
+    expected = (
+        f"python -m examples.srvp.{tool}: latentdyn {latentdyn.__version__}, torch {torch.__version__}, "
+        f"Python {platform.python_version()}\n"
+    )
+    assert out == expected

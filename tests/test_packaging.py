@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import latentdyn
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -89,6 +91,7 @@ def test_the_wheel_holds_everything_the_main_job_needs(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-build-isolation", "--no-deps", "-w", str(tmp_path), str(src)], check=True)
     (wheel,) = tmp_path.glob("latentdyn-*.whl")
+    assert wheel.name.startswith(f"latentdyn-{latentdyn.__version__}-")  # the version has one source
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("latentdyn/py.typed", "latentdyn/data/mnist_digits.npz", "latentdyn/data/lpips_alex_v0.1.pth",
                     "latentdyn/data/README.md", "examples/srvp/quickstart.py"):  # fmt: skip

@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["LOG_INTERVAL", "LineProgress", "progress_bar", "robust_output", "shell_quote", "user_path"]
+__all__ = [
+    "LOG_INTERVAL",
+    "LineProgress",
+    "add_version",
+    "progress_bar",
+    "robust_output",
+    "shell_quote",
+    "user_path",
+]
 
 
 def robust_output() -> None:
@@ -27,6 +35,28 @@ def robust_output() -> None:
                 reconfigure(errors="backslashreplace")
             except (ValueError, OSError, TypeError):  # a closed or exotic stream
                 pass
+
+
+def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give ``parser`` a ``--version`` flag that prints the versions of latentdyn, torch and Python on one line
+    (argparse's own ``version`` action would wrap it at the terminal's width), and exits."""
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the versions and exit")
+    return parser
+
+
+class _Version(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        import platform
+
+        import torch
+
+        import latentdyn
+
+        print(
+            f"{parser.prog}: latentdyn {latentdyn.__version__}, torch {torch.__version__}, Python "
+            f"{platform.python_version()}"
+        )
+        parser.exit()
 
 
 def shell_quote(path: str | os.PathLike[str]) -> str:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from examples.srvp._cli import progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
 
 if TYPE_CHECKING:
     from latentdyn.video.datasets import ConversionReport
@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m examples.srvp.data", description="Prepare datasets for the SRVP example."
     )
+    add_version(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS.values():
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)

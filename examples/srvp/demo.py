@@ -34,7 +34,7 @@ import torch
 from einops import rearrange, repeat
 from torch.distributions import Distribution
 
-from examples.srvp._cli import robust_output, shell_quote, user_path
+from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     check_writable,
     default_checkpoint,
@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m examples.srvp.demo",
         description="SRVP demos: higher frame rate, content swap, latent interpolation (GIFs).",
     )
+    add_version(p)
     p.add_argument("run_dir", type=user_path, help="run directory (config.json, checkpoints/)")
     p.add_argument(
         "--test-set",

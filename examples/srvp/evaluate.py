@@ -67,7 +67,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from examples.srvp._cli import progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     atomic_write_npz,
     atomic_write_text,
@@ -1386,6 +1386,7 @@ def _computed(entry: Any, metric: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.evaluate``."""
     parser = argparse.ArgumentParser(prog=_PROG, description=(__doc__ or "").split("\n")[0])
+    add_version(parser)
     parser.add_argument("run_dir", type=user_path)
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="test data kind (default: the run's)")
     parser.add_argument(

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 from torch.distributions import Distribution
 
-from examples.srvp._cli import robust_output, shell_quote, user_path
+from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     atomic_write_text,
     check_writable,
@@ -488,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m examples.srvp.official", description=(__doc__ or "").split("\n")[0]
     )
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     p_conv = sub.add_parser("convert", help="official experiment directory -> latentdyn run directory")
     p_conv.add_argument("official_dir", type=user_path)

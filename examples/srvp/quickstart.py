@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from examples.srvp import evaluate as ev
-from examples.srvp._cli import robust_output, shell_quote, user_path
+from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import load_checkpoint, load_model, os_error_message, read_run_config
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict
 from examples.srvp.train import TrainResult, exit_status, train
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(__doc__ or "").split("\n")[0],
         formatter_class=_DefaultsHelp,
     )
+    add_version(parser)
     parser.add_argument("--run-dir", type=user_path, default=Path("runs/smmnist-cpu"), help="the run (made or resumed)")
     parser.add_argument("--preset", default="smmnist-cpu", choices=SMMNIST_PRESETS, help="preset of a new run")
     parser.add_argument(

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from einops import rearrange
 
-from examples.srvp._cli import progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     atomic_write_text,
     check_finite,
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(exit status 130 or 143); --resume RUN_DIR continues exactly."
         ),
     )
+    add_version(parser)
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
