@@ -537,6 +537,31 @@ def test_a_second_training_of_a_run_directory_is_refused(
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def test_training_writes_no_file_through_a_symbolic_link_in_the_run_directory(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run directory made by someone else (copied, shared) could hold ``.lock`` or ``train_log.jsonl`` as a
+    symbolic link to any file the user can write: the lock's truncation and the log's appends damaged it. Both
+    are refused before anything is written, and the linked file is left as it was."""
+    pytest.importorskip("fcntl")
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious\n")
+    for name in (".lock", "train_log.jsonl"):
+        run = _copy(tiny_run, tmp_path / name)
+        (run / name).unlink(missing_ok=True)
+        (run / name).symlink_to(victim)
+        last_bytes = (run / "checkpoints" / "last.pt").read_bytes()
+        assert train.main(["--resume", str(run), "--max-steps", "5"]) == 2
+        assert f"--resume: {run / name} is a symbolic link; remove it" in _one_line_error(capsys)
+        assert victim.read_text() == "precious\n" and (run / "checkpoints" / "last.pt").read_bytes() == last_bytes
+        new = tmp_path / f"new{name}"
+        new.mkdir()
+        (new / name).symlink_to(victim)
+        assert train.main(["--preset", "tiny", "--run-dir", str(new), "--max-steps", "1"]) == 2
+        assert f"--run-dir: {new / name} is a symbolic link; remove it" in _one_line_error(capsys)
+        assert victim.read_text() == "precious\n" and not (new / "checkpoints").exists()
+
+
 def test_a_run_dir_that_is_a_file_is_reported_before_the_data_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

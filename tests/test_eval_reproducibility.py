@@ -384,6 +384,28 @@ def test_results_with_a_metric_this_evaluation_does_not_compute_are_not_replaced
     assert "skipped" in json.loads(out.read_text())["lpips"]
 
 
+def test_the_results_are_never_written_through_a_symbolic_link(
+    tmp_path: Path, run_and_test_set: tuple[Path, Path]
+) -> None:
+    """The curves plot went through a fixed temporary name: a run directory shared by someone else with a
+    symbolic link there made the evaluation overwrite the linked file (any file the user can write)."""
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    assert ev.main(argv) == 0
+    (out,) = (run / "eval").glob("*.json")
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious")
+    for path in (run / "eval").iterdir():
+        path.unlink()
+        path.symlink_to(victim)  # the results' own names
+        for temporary in (f".{path.name}.tmp.png", f".{path.name}.tmp"):
+            (path.parent / temporary).symlink_to(victim)  # and the temporary names used before
+    assert ev.main([*argv, "--overwrite"]) == 0  # (NAME.json, a link to a text file, is not results)
+    assert victim.read_bytes() == b"precious"
+    assert (run / "eval" / f"{out.stem}_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = [p for p in (run / "eval").iterdir() if not p.name.startswith(".")]
+    assert written and not any(p.is_symlink() for p in written)
+
+
 def test_results_written_before_the_noise_modes_count_as_batch_noise(
     tmp_path: Path, run_and_test_set: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,9 +12,9 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
 from latentdyn._files import give_plain_mode, unsafe_global
 
 __all__ = [
+    "atomic_write",
     "atomic_write_npz",
     "atomic_write_text",
     "check_finite",
@@ -43,7 +44,11 @@ __all__ = [
 ]
 
 
-def _atomic(path: Path, write: Any) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` with a binary file opened on a new temporary file next to ``path`` (an unpredictable name,
+    created exclusively: a planted file or symbolic link is never written through), then rename it over ``path``;
+    the temporary file is removed if anything fails."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -93,13 +98,13 @@ def os_error_message(e: OSError) -> str:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` (UTF-8) through a temporary file and a rename."""
-    _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def atomic_write_npz(path: str | os.PathLike[str], *, compressed: bool = False, **arrays: np.ndarray) -> Path:
     """``np.savez`` (or ``np.savez_compressed``) to a temporary file in the same folder, then rename over ``path``."""
     save = np.savez_compressed if compressed else np.savez
-    _atomic(Path(path), lambda f: save(f, **arrays))  # type: ignore[arg-type]  # (numpy's stub: allow_pickle)
+    atomic_write(path, lambda f: save(f, **arrays))  # type: ignore[arg-type]  # (numpy's stub: allow_pickle)
     return Path(path)
 
 
@@ -147,7 +152,7 @@ def fork_rng(device: torch.device) -> Iterator[None]:
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    _atomic(Path(path), lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 class UnsafeFileError(ValueError, pickle.UnpicklingError):

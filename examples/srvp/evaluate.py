@@ -69,6 +69,7 @@ from torch import nn
 
 from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
+    atomic_write,
     atomic_write_npz,
     atomic_write_text,
     check_writable,
@@ -1095,11 +1096,10 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{result['n_sequences']} test sequences, 95% confidence bands")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:

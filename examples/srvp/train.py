@@ -21,6 +21,7 @@ import errno
 import json
 import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -350,6 +351,9 @@ class _Logger:
         self.enabled = enabled
         self.tb: Any = None
         if enabled:
+            os.close(
+                _open_own_file(self.path, os.O_WRONLY | os.O_APPEND, "--run-dir" if resume_step is None else "--resume")
+            )
             if resume_step is not None:
                 self._forget_after(resume_step)
             try:
@@ -380,7 +384,7 @@ class _Logger:
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
+        with os.fdopen(_open_own_file(self.path, os.O_WRONLY | os.O_APPEND, "--run-dir"), "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         if self.tb is not None:
             for k, v in values.items():
@@ -728,7 +732,7 @@ class _RunDirLock:
         except ImportError:  # (Windows)
             return
         path = run_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_own_file(path, os.O_RDWR, option)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -754,6 +758,28 @@ class _RunDirLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _open_own_file(path: Path, flags: int, option: str) -> int:
+    """``os.open(path, flags | O_CREAT)`` for a file of the run directory itself, never through a symbolic link
+    (a copied or shared run directory could hold one to any file the user can write, which the lock's truncation
+    or the log's appends would then damage) and only if it is a regular file.
+
+    Raises:
+        ValueError: ``path`` is a symbolic link or not a regular file (one line starting with ``option``).
+    """
+    try:
+        fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise ValueError(
+                f"{option}: {path} is a symbolic link; remove it (no file is written through one)"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{option}: {path} is not a regular file; remove it")
+    return fd
 
 
 _LOCKED = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES}  # what flock(LOCK_NB) fails with when the lock is held
