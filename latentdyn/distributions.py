@@ -7,6 +7,7 @@ KL terms go through ``torch.distributions.kl_divergence`` and sampling through `
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -190,6 +191,10 @@ class GaussianHead(nn.Module):
         """
         return _diag_gaussian_from_raw(check_float_tensor(self.net(h), "raw"), self.eps)
 
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, h: torch.Tensor) -> Independent[Normal]: ...
+
 
 class ConditionalGaussianPrior(GaussianHead):
     """Learned conditional prior p(z | y) = N(mu(y), sigma(y)) (SRVP's p(z_t | y_{t-1})).
@@ -267,3 +272,7 @@ class StandardNormal(nn.Module):
             check_positive_int(size, f"batch_shape[{i}]", minimum=0)
         shape = (*batch_shape, self.dim)
         return _diag_gaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, *batch_shape: int) -> Independent[Normal]: ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -35,6 +36,10 @@ class VectorField(nn.Module, abc.ABC):
             dy/dt, (B, Dy), the shape of ``y`` (the cells and integrators raise a ``ValueError`` naming the field
             otherwise, rather than broadcast a (B, 1) or (Dy,) output into the update).
         """
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
 
 
 def evaluate_checked(field: VectorField, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from einops import rearrange
@@ -95,6 +95,10 @@ class MLP(nn.Module):
         """
         return self.layers(x)
 
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
 
 def _needs_arguments(factory: Callable[..., object]) -> bool | None:
     """Whether ``factory`` cannot be called with no arguments, from its signature; None when it has none to read
@@ -171,6 +175,10 @@ class TimeDistributed(nn.Module):
         folded_kwargs = {k: _fold(v, t, b, k) for k, v in kwargs.items()}
         out = self.module(_fold(x, t, b, "x"), *folded_args, **folded_kwargs)
         return _unfold(out, t, b, "output")
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any: ...
 
 
 def _is_namedtuple(value: object) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -549,6 +549,10 @@ class LatentSSM(nn.Module):
             A :class:`Rollout`.
         """
         return self.rollout(y0, n_frames, **kwargs)
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, y0: torch.Tensor, n_frames: int, **kwargs: Any) -> Rollout: ...
 
     def _check_dtypes(self, y0: torch.Tensor, posterior: Independent[Normal] | None) -> torch.dtype | None:
         """Check the dtypes the networks would refuse; return the highest dtype a draw may have (None: any).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Literal, NamedTuple, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
 import torch
 from torch import nn
@@ -201,6 +201,43 @@ class TransitionCell(nn.Module, abc.ABC):
         else:
             path = self._path(y, z, self.n_substeps if n_substeps is None else n_substeps, frame)
         return path if return_path else path.states[-1]
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        @overload
+        def __call__(
+            self,
+            y: torch.Tensor,
+            z: torch.Tensor,
+            n_substeps: int | None = None,
+            frame: int = 0,
+            *,
+            return_path: Literal[False] = False,
+            check: bool = True,
+        ) -> torch.Tensor: ...
+
+        @overload
+        def __call__(
+            self,
+            y: torch.Tensor,
+            z: torch.Tensor,
+            n_substeps: int | None = None,
+            frame: int = 0,
+            *,
+            return_path: Literal[True],
+            check: bool = True,
+        ) -> CellPath: ...
+
+        def __call__(
+            self,
+            y: torch.Tensor,
+            z: torch.Tensor,
+            n_substeps: int | None = None,
+            frame: int = 0,
+            *,
+            return_path: bool = False,
+            check: bool = True,
+        ) -> torch.Tensor | CellPath: ...
 
     @abc.abstractmethod
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:

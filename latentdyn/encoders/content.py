@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -67,6 +69,10 @@ class DeepSetEncoder(nn.Module):
         h = self.proj(elements)
         pooled = h.sum(0) if self.pooling == "sum" else h.mean(0)
         return self.out(pooled)
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, elements: torch.Tensor) -> torch.Tensor: ...
 
 
 def select_frames(codes: torch.Tensor, indices: torch.Tensor, *, check: bool = True) -> torch.Tensor:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import torch
 from einops import rearrange
@@ -182,6 +182,10 @@ class FrameEncoder(nn.Module, abc.ABC):
             The code ``(N, Dh)`` and the skip tensors, deepest first.
         """
 
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor) -> EncoderOutput: ...
+
 
 class FrameDecoder(nn.Module, abc.ABC):
     """Frame decoder g(h, skips): a feature vector (and optional skip tensors) to frames in (0, 1).
@@ -213,6 +217,10 @@ class FrameDecoder(nn.Module, abc.ABC):
         Returns:
             Frames in (0, 1), shape ``(N, C, H, W)``.
         """
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, h: torch.Tensor, skips: Sequence[torch.Tensor] | None = None) -> torch.Tensor: ...
 
 
 class _ConvStackEncoder(FrameEncoder):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -56,6 +58,10 @@ class InitialStatePosterior(nn.Module):
         if t < self.n_frames:
             raise ValueError(f"codes: expected at least n_frames={self.n_frames} frames, got {t}")
         return self.head(rearrange(codes[: self.n_frames], "k b d -> b (k d)"))
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, codes: torch.Tensor) -> Independent[Normal]: ...
 
 
 class FilteringPosterior(nn.Module):
@@ -112,3 +118,7 @@ class FilteringPosterior(nn.Module):
             ValueError: ``codes`` is not (T, B, Dh) with T >= 1.
         """
         return self.head(self.features(codes)[1:])
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, codes: torch.Tensor) -> Independent[Normal]: ...

@@ -36,7 +36,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -407,6 +407,10 @@ class InceptionI3D(nn.Module):
         for name in self._order:
             x = self.get_submodule(name)(x)
         return self.head(x)
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from the last block's features: spatial mean, 2-frame windows, time mean, 1×1×1 conv.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from einops import pack, unpack
@@ -224,6 +225,10 @@ class ScalingLayer(nn.Module):
         scale = torch.tensor(_SCALE, dtype=x.dtype, device=x.device).view(3, 1, 1)
         return (x - shift) / scale
 
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
 
 def normalize_channels(features: torch.Tensor, eps: float = _NORM_EPS) -> torch.Tensor:
     """Unit normalisation over channels ``f / (‖f‖₂ + eps)`` at every pixel, as LPIPS does.
@@ -310,6 +315,10 @@ class AlexNetFeatures(nn.Module):
             if index in self._taps:
                 outputs.append(h)
         return outputs
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
     def load_torchvision_weights(self, path: str | os.PathLike[str]) -> None:
         """Load torchvision's ImageNet AlexNet state dict (``alexnet-owt-7be5be79.pth``) from ``path``.
@@ -525,3 +534,7 @@ class LPIPS(nn.Module):
             raise ValueError("backbone: returned no feature map")
         [distance] = unpack(total, packed_shape[:1], "*")
         return distance
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
