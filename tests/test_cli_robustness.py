@@ -171,6 +171,41 @@ def test_a_checkpoint_that_does_not_fit_config_json_is_a_one_line_error(
         assert "shape mismatches (encoder." in line and "checkpoint [8," in line
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["training-checkpoint", "no-recorded-config"])
+def test_a_config_json_claiming_a_huge_model_is_refused_before_it_is_built(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], recorded: bool
+) -> None:
+    """A few bytes of an edited or damaged config.json (conv_width 10**6) made evaluate and --resume build that
+    model before comparing it with the checkpoint: gigabytes for a while, or a traceback from the allocator.
+    The checkpoint is now checked against the configuration's shapes first (a model on the meta device)."""
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    saved = json.loads((run / "config.json").read_text())
+    saved["model"]["conv_width"] = 10**6
+    (run / "config.json").write_text(json.dumps(saved))
+    if not recorded:  # as a hand-made checkpoint: only the weights' shapes say what they are
+        for name in ("best", "last"):
+            path = run / "checkpoints" / f"{name}.pt"
+            payload = torch.load(path, weights_only=True)
+            del payload["config"]
+            torch.save(payload, path)
+    assert ev.main([str(run), "--test-set", str(test_set), "--checkpoint", "best", "--no-lpips"]) == 2
+    line = _one_line_error(capsys)
+    best = run / "checkpoints" / "best.pt"
+    if recorded:
+        assert f"checkpoint: {best} was written by another model configuration: conv_width checkpoint 4 vs " in line
+    else:
+        assert f"checkpoint: {best} does not fit the model of config.json: " in line and "shape mismatches" in line
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 2
+    line = _one_line_error(capsys)
+    last = run / "checkpoints" / "last.pt"
+    if recorded:
+        assert f"--resume: {last} was written by another model configuration: conv_width checkpoint 4 vs " in line
+    else:
+        assert f"--resume: {last}" in line and "shape mismatches" in line
+
+
 # -------------------------------------------------------------------------------- outputs that cannot be written
 def test_evaluate_checks_its_output_folder_before_evaluating(
     tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

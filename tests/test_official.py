@@ -349,6 +349,16 @@ def test_load_official_config_of_another_model(tmp_path: Path) -> None:
         load_official(_official_dir(tmp_path, layout, state, {"ny": 21}))
 
 
+@needs_keys
+def test_a_config_claiming_a_huge_model_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    """The options are checked against the weights' shapes on the meta device: a config.json claiming nf=10**6
+    is a one-line error, not an attempt to allocate 128 TB."""
+    layout = _layout(KEY_FILES[0])
+    state = _fabricated_state(layout)
+    with pytest.raises(ValueError, match=r"has shape \[\d+, 1, 4, 4\], the configuration expects \[1000000, 1, 4, 4\]"):
+        load_official(_official_dir(tmp_path, layout, state, {"nf": 10**6}))
+
+
 # The training options official train.py requires (a config.json always has them); convert reads them.
 _REQUIRED_TRAIN = {"dataset": "smmnist", "seq_len": 15, "nt_cond": 5}
 

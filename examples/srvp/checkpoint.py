@@ -373,11 +373,12 @@ def load_model_and_step(
         config = config_from_dict(ModelConfig, saved["model"])
     except (TypeError, ValueError) as e:  # the file, edited or of another version, is at fault
         raise ValueError(f"run_dir: {Path(run_dir) / 'config.json'}: {e}") from None
-    model = build_model(config)
     path = checkpoint_path(run_dir, which)
     payload = load_checkpoint(path)
-    check_fits(payload, model, config, path, option="checkpoint")
+    with torch.device("meta"):  # shapes only, at no cost whatever config.json says: checked before memory is spent
+        check_fits(payload, build_model(config), config, path, option="checkpoint")
     check_finite(payload["model"], path, option="checkpoint")
+    model = build_model(config)
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, ValueError) as e:  # (what check_fits does not see, e.g. a non-tensor entry)

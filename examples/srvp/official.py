@@ -166,7 +166,9 @@ def load_official(
     """
     official_dir = Path(official_dir)
     options = _read_official_config(official_dir, label)
-    model = SRVP(_from_options(model_config_from_official, options, official_dir / "config.json", label))
+    config = _from_options(model_config_from_official, options, official_dir / "config.json", label)
+    with torch.device("meta"):  # shapes only, at no cost whatever config.json says: checked before memory is spent
+        model = SRVP(config)
     path = official_dir / model_name
     if not path.is_file():
         raise FileNotFoundError(f"{label}: no checkpoint {model_name} in {official_dir}")
@@ -208,6 +210,7 @@ def load_official(
                 f"{list(ours[target].shape)}{hint}"
             )
         converted[target] = value
+    model = SRVP(config)
     model.load_state_dict(converted, strict=True)
     return model.eval(), options
 

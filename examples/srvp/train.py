@@ -864,6 +864,12 @@ def _train(
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
         check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read
+    last_path = ckpt_dir / "last.pt"
+    state = load_checkpoint(last_path) if resume and last_path.exists() else None
+    if state is not None:  # against the shapes of config.json's model, at no cost whatever it says
+        _check_training_entries(state, last_path)
+        with torch.device("meta"):
+            check_fits(state, build_model(cfg.model), cfg.model, last_path, option="--resume")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).init_weights().to(device)
     if dist.rank > 0:
@@ -876,19 +882,15 @@ def _train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.lr_burnin, cfg.lr_decay))
     scaler = make_grad_scaler(device, enabled=cfg.amp == "fp16")
     step, best, rng = 0, None, None
-    last_path = ckpt_dir / "last.pt"
     if dist.world > 1 and not resume:
         # Every rank has checked that the run directory holds no run before rank 0 writes config.json below;
         # otherwise a rank that reached the check late would see rank 0's file and refuse its own run.
         torch.distributed.barrier()
     lr_was: Any = None  # the peak learning rate of the steps done (a resume's --lr may change it)
     saved_amp_skips: dict[str, Any] = {}
-    if resume and last_path.exists():
-        state = load_checkpoint(last_path)
+    if state is not None:
         config = state.get("config")
         lr_was = config.get("train", {}).get("lr") if isinstance(config, dict) else None  # (before _change_lr)
-        _check_training_entries(state, last_path)
-        check_fits(state, model, cfg.model, last_path, option="--resume")
         check_finite(state["model"], last_path, option="--resume")  # (written by a version without the checks)
         _check_same_training_options(state, cfg, last_path, run_dir)
         try:
