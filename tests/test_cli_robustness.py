@@ -632,6 +632,7 @@ def test_a_resumed_run_logs_each_step_once(tmp_path: Path, monkeypatch: pytest.M
     log = run / "train_log.jsonl"
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]  # last.pt: step 15
     with open(log, "a") as f:
+        f.write("[" * 100_000 + "\n")  # a damaged line, nested too deeply for the parser
         f.write('{"step": 2')  # a line the kill cut short
     _quiet_train(cfg, run, resume=True)
 
@@ -707,6 +708,7 @@ def test_evaluate_messages_name_the_flag_at_fault(
     ("content", "message"),
     [
         ("{not json", "config.json is not valid JSON"),
+        ("[" * 100_000, "config.json is not a configuration (JSON nested too deeply to read)"),
         ('{"model": {}}', "config.json has no 'train' section"),
         ('{"model": {}, "train": {"lr": -1}}', "config.json: lr: expected a finite number > 0, got -1"),
     ],

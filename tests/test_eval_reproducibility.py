@@ -418,11 +418,12 @@ def test_results_written_before_the_noise_modes_count_as_batch_noise(
     assert ev.main([*argv, "--noise", "batch"]) == 0
     assert ev.main(argv) == 2
     assert "(--noise: 'batch' there, 'sequence' now)" in capsys.readouterr().err
-    out.write_text("not json")
-    assert ev.main(argv) == 2
-    assert f"{out} holds something other than the results of an evaluation: pass --overwrite" in (
-        capsys.readouterr().err
-    )
+    for text in ("not json", "[" * 100_000):  # (the second: nested too deeply for the parser)
+        out.write_text(text)
+        assert ev.main(argv) == 2
+        assert f"{out} holds something other than the results of an evaluation: pass --overwrite" in (
+            capsys.readouterr().err
+        )
 
 
 def test_the_cli_results_record_the_command_and_the_provenance(

@@ -303,6 +303,8 @@ def read_json(path: Path, label: str) -> Any:
         raise ValueError(f"{label}: {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{label}: {path} is not valid JSON: {e}") from e
+    except RecursionError:  # arrays or objects nested thousands deep: no configuration looks like that
+        raise ValueError(f"{label}: {path} is not a configuration (JSON nested too deeply to read)") from None
 
 
 def check_fits(

@@ -1346,7 +1346,7 @@ def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool, 
         return
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         saved = None
     if not isinstance(saved, dict) or not isinstance(saved.get("protocol"), dict):
         said = "something other than the results of an evaluation"

@@ -374,7 +374,7 @@ class _Logger:
         for line in lines:
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # (a line nested thousands deep)
                 continue
             if line.endswith("\n") and isinstance(entry, dict) and entry.get("step", 0) <= step:
                 kept.append(line)
