@@ -378,7 +378,37 @@ def test_weights_that_are_not_finite_are_named_at_load(
     assert f"checkpoint: {last} holds weights that are not finite (NaN or inf in 1 tensors: {key}): a diverged" in line
 
 
-def test_a_full_disk_during_a_save_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _disk_full_after(n_bytes: int) -> Callable[..., None]:
+    """A ``torch.save`` whose writes fail as on a disk with ``n_bytes`` free: the real one, writing through a file
+    that refuses more with ENOSPC. (torch's zip writer then raises RuntimeError, the OSError as its context.)"""
+    import errno
+    import io
+
+    real_save = torch.save
+
+    class _Full(io.RawIOBase):
+        def __init__(self, f: Any) -> None:
+            self.f, self.written = f, 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            if self.written + len(data) > n_bytes:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(data)
+            return self.f.write(data)
+
+    def save(obj: object, f: Any, *args: Any, **kwargs: Any) -> None:
+        real_save(obj, _Full(f), *args, **kwargs)
+
+    return save
+
+
+@pytest.mark.parametrize("fails", ["at-once", "in-torch-zip-writer"])
+def test_a_full_disk_during_a_save_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str) -> None:
+    """A full disk is an OSError naming the checkpoint, whatever torch.save made of it (review finding: on a disk
+    filling up during the write, torch raises RuntimeError from its zip writer, which no OSError handler saw)."""
     import errno
 
     from examples.srvp.checkpoint import os_error_message, save_checkpoint
@@ -387,12 +417,15 @@ def test_a_full_disk_during_a_save_names_the_file(tmp_path: Path, monkeypatch: p
         f.write(b"PK\x03\x04")
         raise OSError(errno.ENOSPC, "No space left on device")  # as a write to a full disk: no file name
 
-    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(torch, "save", full if fails == "at-once" else _disk_full_after(2000))
     target = tmp_path / "checkpoints" / "last.pt"
+    target.parent.mkdir()
+    target.write_bytes(b"the previous checkpoint")
     with pytest.raises(OSError) as e:
-        save_checkpoint(target, {"model": {}})
+        save_checkpoint(target, {"model": {"w": torch.zeros(1000)}})
     assert e.value.errno == errno.ENOSPC and os_error_message(e.value) == f"No space left on device: {target}"
-    assert list(target.parent.iterdir()) == []  # nor a temporary file
+    assert list(target.parent.iterdir()) == [target]  # no temporary file
+    assert target.read_bytes() == b"the previous checkpoint"
 
 
 # ------------------------------------------------------------------------------- resuming damaged or foreign runs
@@ -1178,6 +1211,11 @@ def test_saved_progress_survives_numpy_settings_a_second_ctrl_c_and_a_full_disk(
     with pytest.warns(UserWarning, match="state_file: the progress could not be saved .No space left on device"):
         unsaved = ev.evaluate(model, clips, protocol, state_file=tmp_path / "other.pt", **options)
     assert unsaved["metrics"] == whole["metrics"] and not (tmp_path / "other.pt").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "save", _disk_full_after(2000))  # as a real disk filling up during torch.save
+    with pytest.warns(UserWarning, match="state_file: the progress could not be saved .No space left on device: "):
+        unsaved = ev.evaluate(model, clips, protocol, state_file=tmp_path / "other.pt", **options)
+    assert unsaved["metrics"] == whole["metrics"] and list(tmp_path.glob("*other.pt*")) == []
     with pytest.raises(ValueError, match="save_every: expected a finite number of seconds >= 0, got nan"):
         ev.evaluate(model, clips, protocol, state_file=state, progress=False, save_every=float("nan"))
     with pytest.raises(TypeError, match="save_every: expected a number of seconds, got str '60'"):

@@ -47,25 +47,42 @@ __all__ = [
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` with a binary file opened on a new temporary file next to ``path`` (an unpredictable name,
     created exclusively: a planted file or symbolic link is never written through), then rename it over ``path``;
-    the temporary file is removed if anything fails."""
+    the temporary file is removed if anything fails.
+
+    Raises:
+        OSError: the file system refused (e.g. a full disk), naming ``path``, also when ``write`` reported it as
+            another exception: ``torch.save`` raises ``RuntimeError`` from its zip writer when a write fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         give_plain_mode(fd, tmp, path)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        if e.filename is None and e.errno is not None:  # e.g. a full disk during the write: say which file
-            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        found = _os_error_behind(e) if isinstance(e, Exception) else None
+        if found is not None:  # say which file, and that it is the file system's refusal
+            raise OSError(found.errno, found.strerror or os.strerror(found.errno or 0), str(path)) from e
         raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _os_error_behind(error: BaseException) -> OSError | None:
+    """The ``OSError`` with an errno that ``error`` is or was raised while handling (its cause or context)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def check_writable(folder: str | os.PathLike[str], option: str) -> None:
