@@ -1556,3 +1556,59 @@ def test_every_cli_prints_its_versions(tool: str, capsys: pytest.CaptureFixture[
         f"Python {platform.python_version()}\n"
     )
     assert out == expected
+
+
+# ----------------------------------------------------------------------- file-system review (lock, logger, steps)
+def test_a_lock_whose_pid_cannot_be_written_is_still_held_and_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk the pid write after the flock failed, and the locked descriptor leaked: a retry in the same
+    process (a notebook) was refused as "another training". The lock is held and released all the same."""
+    import errno
+
+    pytest.importorskip("fcntl")
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    lock = train._RunDirLock()
+    with monkeypatch.context() as m:
+        m.setattr(train.os, "ftruncate", full)
+        lock.acquire(tmp_path, "--run-dir")
+    with pytest.raises(ValueError, match=r"another training .* is running"):
+        train._RunDirLock().acquire(tmp_path, "--run-dir")  # held
+    lock.release()
+    again = train._RunDirLock()
+    again.acquire(tmp_path, "--run-dir")  # released
+    again.release()
+
+
+def test_a_failed_training_call_closes_its_logger(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logger (its TensorBoard writer thread) was closed only when train() returned: one leaked per failed
+    call in a notebook or a sweep."""
+    closed: list[bool] = []
+    monkeypatch.setattr(train._Logger, "close", lambda self: closed.append(True))
+
+    def failing(*args: object, **kwargs: object) -> float:
+        raise RuntimeError("validation failed")
+
+    monkeypatch.setattr(train, "validate", failing)
+    with pytest.raises(RuntimeError, match="validation failed"):
+        _quiet_train(dataclasses.replace(_tiny(), val_interval=1), tmp_path / "run", max_steps=2)
+    assert closed == [True]
+
+
+def test_a_resume_already_past_max_steps_is_not_done(tmp_path: Path, tiny_run: Path) -> None:
+    """--resume with --max-steps below the run's step trained nothing and reported "done" (exit 0), which a
+    requeue loop reads as a finished run. It is a "max steps" stop, and nothing is rewritten."""
+    run = _copy(tiny_run, tmp_path)
+    files = {p: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    log = (run / "train_log.jsonl").read_text()
+    messages: list[str] = []
+    result = train.train(_tiny(), run, resume=True, max_steps=2, progress=False, log=messages.append)
+    assert (result.step, result.stopped) == (4, "max steps")
+    assert any("stopped at step 4 of" in m and "(--max-steps)" in m for m in messages), messages
+    assert {p: p.read_bytes() for p in (run / "checkpoints").iterdir()} == files
+    assert (run / "train_log.jsonl").read_text() == log

@@ -745,9 +745,12 @@ class _RunDirLock:
                 f"{option}: another training ({who}) is running in {run_dir} (it holds {path}); wait for it to "
                 "end or stop it, or use another run directory"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        self._fd = fd
+        self._fd = fd  # held from here on (release() unlocks it), also if the pid cannot be written
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:  # e.g. a full disk: the pid only names the holder to a second training
+            pass
 
     def release(self) -> None:
         if self._fd is not None:
@@ -980,7 +983,7 @@ def _train(
     if cfg.compile:
         net = torch.compile(net)
     logger = _Logger(run_dir, enabled=dist.main, resume_step=step if resume else None)
-    saved_step = step  # the step of last.pt (0 without one)
+    saved_step = first_step = step  # the step of last.pt (0 without one); the step this call starts at
 
     def checkpoint(name: str, rng_states: list[dict[str, Any]] | None = None) -> None:
         if not dist.main:
@@ -1184,14 +1187,15 @@ def _train(
             if bar is not None:
                 bar.close()
                 bar = None
-            if stopped != "nan" and step == end < cfg.n_iter:
+            if stopped != "nan" and end <= step < cfg.n_iter:  # (also a resume already past --max-steps)
                 stopped = "max steps"
             # Still under the stop's signal handlers: a repeated signal does not cost the checkpoint.
-            if stopped in ("time budget", "interrupted", "terminated", "max steps"):
+            if stopped in ("time budget", "interrupted", "terminated", "max steps") and step > first_step:
                 if step % cfg.checkpoint_interval:  # first: after a SIGTERM the scheduler's grace period is running
                     save_last()
                 if step % cfg.val_interval:  # a score for the log; model selection stays on the official grid
                     run_validation(select=False)
+            if stopped in ("time budget", "interrupted", "terminated", "max steps"):
                 if dist.main:
                     reason = {
                         "time budget": f"time budget of {cfg.max_minutes} min",
@@ -1203,6 +1207,9 @@ def _train(
                         f"stopped at step {step} of {cfg.n_iter} ({reason[stopped]}); continue with: "
                         f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
                     )
+    except BaseException:
+        logger.close()  # (its TensorBoard writer's thread would outlive a failed call in a notebook or a sweep)
+        raise
     finally:
         # Also after an error: the workers ignore SIGTERM (see _ignore_stop_signals), so workers left alive
         # would hang the interpreter's exit, which terminates and then joins them.
