@@ -982,7 +982,8 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(
         monkeypatch.setattr(ev, "evaluate", ctrl_c)
         status = _no_escape(ev.main, [str(tiny_run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"])
         said = "interrupted: no results were written"
-        assert not (tiny_run / "eval").exists() or not any((tiny_run / "eval").iterdir())
+        written = (tiny_run / "eval").iterdir() if (tiny_run / "eval").exists() else ()
+        assert all(p.name.startswith(".") and p.name.endswith(".lock") for p in written)  # only the results' lock
     elif cli == "demo":
         monkeypatch.setattr(demo, "interpolation", ctrl_c)
         out = tmp_path / "gifs"
@@ -1565,6 +1566,7 @@ def test_a_lock_whose_pid_cannot_be_written_is_still_held_and_released(
     """On a full disk the pid write after the flock failed, and the locked descriptor leaked: a retry in the same
     process (a notebook) was refused as "another training". The lock is held and released all the same."""
     import errno
+    import os
 
     pytest.importorskip("fcntl")
 
@@ -1573,13 +1575,13 @@ def test_a_lock_whose_pid_cannot_be_written_is_still_held_and_released(
 
     lock = train._RunDirLock()
     with monkeypatch.context() as m:
-        m.setattr(train.os, "ftruncate", full)
-        lock.acquire(tmp_path, "--run-dir")
+        m.setattr(os, "ftruncate", full)
+        train._lock_run_dir(lock, tmp_path, "--run-dir")
     with pytest.raises(ValueError, match=r"another training .* is running"):
-        train._RunDirLock().acquire(tmp_path, "--run-dir")  # held
+        train._lock_run_dir(train._RunDirLock(), tmp_path, "--run-dir")  # held
     lock.release()
     again = train._RunDirLock()
-    again.acquire(tmp_path, "--run-dir")  # released
+    train._lock_run_dir(again, tmp_path, "--run-dir")  # released
     again.release()
 
 
@@ -1612,3 +1614,19 @@ def test_a_resume_already_past_max_steps_is_not_done(tmp_path: Path, tiny_run: P
     assert any("stopped at step 4 of" in m and "(--max-steps)" in m for m in messages), messages
     assert {p: p.read_bytes() for p in (run / "checkpoints").iterdir()} == files
     assert (run / "train_log.jsonl").read_text() == log
+
+
+def test_a_training_removes_what_a_killed_one_left_half_written(tmp_path: Path, tiny_run: Path) -> None:
+    """A kill during a checkpoint's write (out of memory, a scheduler's SIGKILL) left a hidden temporary file as
+    large as a checkpoint that nothing removed; the next training of the run, once it holds the lock, does."""
+    run = _copy(tiny_run, tmp_path)
+    stale = [
+        run / "checkpoints" / ".last.pt.abcd_f12.tmp",
+        run / "checkpoints" / ".best.pt.0123abcd.tmp",
+        run / ".train_log.jsonl.zz9_zz9z.tmp",
+    ]
+    kept = [run / "checkpoints" / "notes.last.pt.tmp", run / "checkpoints" / ".last.pt.user-copy.tmp"]
+    for path in [*stale, *kept]:
+        path.write_bytes(b"half-written")
+    _quiet_train(_tiny(), run, resume=True, max_steps=5)
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -394,7 +395,7 @@ def test_the_results_are_never_written_through_a_symbolic_link(
     (out,) = (run / "eval").glob("*.json")
     victim = tmp_path / "precious.txt"
     victim.write_text("precious")
-    for path in (run / "eval").iterdir():
+    for path in [p for p in (run / "eval").iterdir() if not p.name.startswith(".")]:  # (not the results' lock)
         path.unlink()
         path.symlink_to(victim)  # the results' own names
         for temporary in (f".{path.name}.tmp.png", f".{path.name}.tmp"):
@@ -441,3 +442,34 @@ def test_the_cli_results_record_the_command_and_the_provenance(
     clips = ev.load_sequences(run_and_test_set[1])[:, :3]
     assert prov["digests"]["test_clips"] == ev._digest([("clips", clips)])
     assert dataclasses.is_dataclass(model.config)
+
+
+def test_two_evaluations_of_one_name_at_once_do_not_replace_each_other(
+    tmp_path: Path, run_and_test_set: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two evaluations with the same default name (other --seed) running at once both reported success and the
+    one that ended last replaced the other's results (the settings were compared only at the start): the second
+    is refused while the first holds the name; a killed one's half-written files are removed by the next."""
+    from examples.srvp.checkpoint import FileLock
+
+    pytest.importorskip("fcntl")
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    assert ev.main(argv) == 0
+    (out,) = (run / "eval").glob("*.json")
+    name = out.stem
+    first = FileLock()  # as an evaluation of that name still running (in another process)
+    first.acquire(run / "eval" / f".{name}.lock", "run_dir", busy="held")
+    try:
+        capsys.readouterr()
+        assert ev.main([*argv, "--seed", "7", "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert f"error: run_dir: another evaluation (process {os.getpid()}) is writing the results named {name}" in err
+        assert "pass --name to write these under another name" in err
+    finally:
+        first.release()
+    stale = [run / "eval" / f".{name}.partial.pt.k7x2_q9a.tmp", run / "eval" / f".{name}.json.abcdefgh.tmp"]
+    kept = run / "eval" / f".{name}_other.json.abcdefgh.tmp"  # another name's: not this evaluation's to remove
+    for path in [*stale, kept]:
+        path.write_bytes(b"half-written by a killed evaluation")
+    assert ev.main(argv) == 0
+    assert not any(path.exists() for path in stale) and kept.exists()

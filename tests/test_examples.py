@@ -1070,7 +1070,8 @@ def test_missing_weights_messages_name_the_cli_flags(
     torch.save(AlexNetFeatures().state_dict(), alexnet)
     assert ev.main([*argv, "--name", "badlin", "--lpips-alexnet", str(alexnet), "--lpips-lin", missing]) == 2
     assert f"--lpips-lin: LPIPS v0.1 linear weights file '{missing}' does not exist" in capsys.readouterr().err
-    assert not list((tiny_run / "eval").glob("*badpaths*")) and not list((tiny_run / "eval").glob("*badlin*"))
+    # No results written (only the lock each evaluation holds on its name, which stays, as training's .lock).
+    assert not list((tiny_run / "eval").glob("[!.]*badpaths*")) and not list((tiny_run / "eval").glob("[!.]*badlin*"))
 
 
 # ---------------------------------------------------------------------------------- official output files

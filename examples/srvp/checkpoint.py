@@ -7,9 +7,12 @@ each a dict with the model state and, for training checkpoints, optimizer, sched
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
+import re
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -23,6 +26,7 @@ from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
 from latentdyn._files import give_plain_mode, unsafe_global
 
 __all__ = [
+    "FileLock",
     "atomic_write",
     "atomic_write_npz",
     "atomic_write_text",
@@ -34,10 +38,12 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_model_and_step",
+    "open_own_file",
     "os_error_message",
     "read_json",
     "read_run_config",
     "read_torch_file",
+    "remove_stale_temporaries",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
@@ -83,6 +89,103 @@ def _os_error_behind(error: BaseException) -> OSError | None:
             return current
         current = current.__cause__ or current.__context__
     return None
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file, with the holder's process id in it, held from :meth:`acquire` to
+    :meth:`release`: the system releases it when the process ends, however it ends, so a killed process leaves no
+    stale lock (the file stays; it is never removed, which would race with another process taking it). Where
+    ``fcntl`` is missing (Windows) or the file system has no locks, nothing is locked."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def acquire(self, path: Path, option: str, *, busy: str) -> None:
+        """Take the lock on ``path`` (created if missing; never through a symbolic link).
+
+        Args:
+            path: the lock file.
+            option: the option the refusal starts with.
+            busy: what the refusal says, with ``{who}`` for the holder (``process 4242``).
+
+        Raises:
+            ValueError: another process holds the lock, or ``path`` is a symbolic link or not a regular file.
+        """
+        try:
+            import fcntl
+        except ImportError:  # (Windows)
+            return
+        fd = open_own_file(path, os.O_RDWR, option)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() if e.errno in _LOCKED else ""
+            os.close(fd)
+            if e.errno not in _LOCKED:  # a file system without locks (ENOLCK ...): as without fcntl
+                return
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise ValueError(f"{option}: {busy.format(who=who)}") from None
+        self._fd = fd  # held from here on (release() unlocks it), also if the pid cannot be written
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:  # e.g. a full disk: the pid only names the holder to a second process
+            pass
+
+    def release(self) -> None:
+        """Unlock and close (nothing if not held)."""
+        if self._fd is not None:
+            import fcntl
+
+            # Unlocked explicitly: forked DataLoader workers share the descriptor, and closing this copy alone
+            # would leave the lock held as long as they live.
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+_LOCKED = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES}  # what flock(LOCK_NB) fails with when the lock is held
+
+
+def open_own_file(path: Path, flags: int, option: str) -> int:
+    """``os.open(path, flags | O_CREAT)`` for a file of a run directory itself, never through a symbolic link
+    (a copied or shared run directory could hold one to any file the user can write, which a lock's truncation
+    or a log's appends would then damage) and only if it is a regular file.
+
+    Raises:
+        ValueError: ``path`` is a symbolic link or not a regular file (one line starting with ``option``).
+    """
+    try:
+        fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise ValueError(
+                f"{option}: {path} is a symbolic link; remove it (no file is written through one)"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{option}: {path} is not a regular file; remove it")
+    return fd
+
+
+_TEMPORARY = re.compile(r"\.[a-z0-9_]{8}\.tmp")
+"""The part of a temporary file's name that :func:`atomic_write` adds after ``.NAME`` (``tempfile.mkstemp``'s)."""
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` calls of ``path`` made left behind (a process killed
+    mid-write leaves one, as large as a checkpoint). Only while holding the lock that excludes every other writer
+    of ``path``. Returns what was removed."""
+    removed = []
+    prefix = f".{path.name}"
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            if entry.name.startswith(prefix) and _TEMPORARY.fullmatch(entry.name[len(prefix) :]):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
 
 
 def check_writable(folder: str | os.PathLike[str], option: str) -> None:

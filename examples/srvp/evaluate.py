@@ -69,6 +69,7 @@ from torch import nn
 
 from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
+    FileLock,
     atomic_write,
     atomic_write_npz,
     atomic_write_text,
@@ -80,6 +81,7 @@ from examples.srvp.checkpoint import (
     os_error_message,
     read_run_config,
     read_torch_file,
+    remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -1378,6 +1380,22 @@ def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool, 
     raise ValueError(f"{path} holds {said}: pass --overwrite to replace it, or {hint}")
 
 
+def _lock_results(lock: FileLock, eval_dir: Path, name: str, option: str) -> None:
+    """Take ``lock`` on ``eval_dir/.NAME.lock`` for as long as this evaluation writes results named ``name`` (two
+    evaluations of one name at once, e.g. with other seeds, would replace each other's results), then remove what a
+    killed evaluation of that name left half-written."""
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    path = eval_dir / f".{name}.lock"
+    lock.acquire(
+        path,
+        option,
+        busy=f"another evaluation ({{who}}) is writing the results named {name} in {eval_dir} (it holds {path}); "
+        "wait for it to end, or pass --name to write these under another name",
+    )
+    for suffix in (".json", ".partial.pt", "_per_sequence.npz", "_curves.png"):
+        remove_stale_temporaries(eval_dir / f"{name}{suffix}")
+
+
 def _computed(entry: Any, metric: str) -> bool:
     """Whether a results file's ``"lpips"`` or ``"fvd"`` entry says that the metric was computed."""
     return isinstance(entry, dict) and "skipped" not in entry and (metric == "lpips" or "value" in entry)
@@ -1510,6 +1528,15 @@ def main(argv: list[str] | None = None) -> int:
     robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
+    lock = FileLock()
+    try:
+        return _main(args, argv, lock)
+    finally:
+        lock.release()
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> int:
+    """:func:`main` once the flags are parsed; ``lock`` is taken on the results' name and released by the caller."""
     try:
         _check_flags(args)
         args.device = resolve_device(args.device)
@@ -1597,7 +1624,9 @@ def main(argv: list[str] | None = None) -> int:
             "dataset": dataset,
             "test_set": str(test_set),
         }
-        results_file = Path(args.run_dir) / "eval" / f"{name}.json"
+        eval_dir = Path(args.run_dir) / "eval"
+        results_file = eval_dir / f"{name}.json"
+        _lock_results(lock, eval_dir, name, "--name" if args.name else "run_dir")
         if not args.overwrite:  # before the metrics' weights are read and anything is computed
             wanted = {"lpips": not args.no_lpips, "fvd": args.fvd}
             _check_overwrite(results_file, settings, given_name=args.name is not None, computes=wanted)

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import json
 import math
 import os
-import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +33,7 @@ from einops import rearrange
 
 from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
+    FileLock,
     atomic_write_text,
     check_finite,
     check_fits,
@@ -42,8 +41,10 @@ from examples.srvp.checkpoint import (
     fork_rng,
     load_checkpoint,
     non_finite_entries,
+    open_own_file,
     os_error_message,
     read_run_config,
+    remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -352,7 +353,7 @@ class _Logger:
         self.tb: Any = None
         if enabled:
             os.close(
-                _open_own_file(self.path, os.O_WRONLY | os.O_APPEND, "--run-dir" if resume_step is None else "--resume")
+                open_own_file(self.path, os.O_WRONLY | os.O_APPEND, "--run-dir" if resume_step is None else "--resume")
             )
             if resume_step is not None:
                 self._forget_after(resume_step)
@@ -384,7 +385,7 @@ class _Logger:
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with os.fdopen(_open_own_file(self.path, os.O_WRONLY | os.O_APPEND, "--run-dir"), "a", encoding="utf-8") as f:
+        with os.fdopen(open_own_file(self.path, os.O_WRONLY | os.O_APPEND, "--run-dir"), "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         if self.tb is not None:
             for k, v in values.items():
@@ -716,76 +717,25 @@ LOCK_FILE = ".lock"
 """The file of a run directory that a training holds a lock on while it runs (with the process id in it)."""
 
 
-class _RunDirLock:
-    """An exclusive ``flock`` on ``RUN_DIR/.lock`` while a training runs in ``RUN_DIR``: a second training of the
-    same run (a job started twice, a requeued job whose first instance still runs) is refused instead of
-    writing the same checkpoints and log. The system releases the lock when the process ends, however it ends,
-    so a killed run leaves no stale lock. Where ``fcntl`` is missing (Windows) or the file system has no locks,
-    nothing is locked. Under ``torchrun`` only rank 0, the process that writes the run's files, takes it."""
-
-    def __init__(self) -> None:
-        self._fd: int | None = None
-
-    def acquire(self, run_dir: Path, option: str) -> None:
-        try:
-            import fcntl
-        except ImportError:  # (Windows)
-            return
-        path = run_dir / LOCK_FILE
-        fd = _open_own_file(path, os.O_RDWR, option)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() if e.errno in _LOCKED else ""
-            os.close(fd)
-            if e.errno not in _LOCKED:  # a file system without locks (ENOLCK ...): as without fcntl
-                return
-            who = f"process {holder}" if holder.isdigit() else "another process"
-            raise ValueError(
-                f"{option}: another training ({who}) is running in {run_dir} (it holds {path}); wait for it to "
-                "end or stop it, or use another run directory"
-            ) from None
-        self._fd = fd  # held from here on (release() unlocks it), also if the pid cannot be written
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        except OSError:  # e.g. a full disk: the pid only names the holder to a second training
-            pass
-
-    def release(self) -> None:
-        if self._fd is not None:
-            import fcntl
-
-            # Unlocked explicitly: forked DataLoader workers share the descriptor, and closing this copy alone
-            # would leave the lock held as long as they live.
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+_RunDirLock = FileLock
+"""An exclusive lock on ``RUN_DIR/.lock`` while a training runs in ``RUN_DIR``: a second training of the same run
+(a job started twice, a requeued job whose first instance still runs) is refused instead of writing the same
+checkpoints and log. Under ``torchrun`` only rank 0, the process that writes the run's files, takes it."""
 
 
-def _open_own_file(path: Path, flags: int, option: str) -> int:
-    """``os.open(path, flags | O_CREAT)`` for a file of the run directory itself, never through a symbolic link
-    (a copied or shared run directory could hold one to any file the user can write, which the lock's truncation
-    or the log's appends would then damage) and only if it is a regular file.
-
-    Raises:
-        ValueError: ``path`` is a symbolic link or not a regular file (one line starting with ``option``).
-    """
-    try:
-        fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as e:
-        if e.errno == errno.ELOOP or path.is_symlink():
-            raise ValueError(
-                f"{option}: {path} is a symbolic link; remove it (no file is written through one)"
-            ) from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ValueError(f"{option}: {path} is not a regular file; remove it")
-    return fd
-
-
-_LOCKED = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES}  # what flock(LOCK_NB) fails with when the lock is held
+def _lock_run_dir(lock: FileLock, run_dir: Path, option: str) -> None:
+    """Take ``lock`` on ``run_dir``'s :data:`LOCK_FILE`, then remove what a killed training left half-written."""
+    path = run_dir / LOCK_FILE
+    lock.acquire(
+        path,
+        option,
+        busy=f"another training ({{who}}) is running in {run_dir} (it holds {path}); wait for it to end or stop it, "
+        "or use another run directory",
+    )
+    for name in ("config.json", "train_log.jsonl"):
+        remove_stale_temporaries(run_dir / name)
+    for name in ("last.pt", "best.pt"):
+        remove_stale_temporaries(run_dir / "checkpoints" / name)
 
 
 def train(
@@ -859,7 +809,9 @@ def _train(
         raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
     if resume:
         if dist.main and run_dir.is_dir():
-            lock.acquire(run_dir, "--resume")  # before anything of the run is read: another training may write it
+            _lock_run_dir(
+                lock, run_dir, "--resume"
+            )  # before anything of the run is read: another training may write it
         _check_has_training_state(ckpt_dir)
     else:
         check_writable(run_dir, "--run-dir")  # (e.g. a file of that name) before the data is read
@@ -940,7 +892,7 @@ def _train(
             log(f"{run_dir} has no checkpoint yet: starting it from step 0")
     elif dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock.acquire(run_dir, "--run-dir")
+        _lock_run_dir(lock, run_dir, "--run-dir")
         if (run_dir / "config.json").exists():  # made by another command while this one read its data
             raise FileExistsError(
                 f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory"
