@@ -1630,3 +1630,24 @@ def test_a_training_removes_what_a_killed_one_left_half_written(tmp_path: Path, 
         path.write_bytes(b"half-written")
     _quiet_train(_tiny(), run, resume=True, max_steps=5)
     assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+
+
+def test_messages_that_cannot_be_written_do_not_end_the_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Standard output on a full disk (a cluster's slurm-*.out under a quota) or a pipe closed by ``head`` killed
+    the training at its first validation message; the messages stop, with one warning, and the training goes on."""
+    import errno
+
+    calls: list[str] = []
+
+    def broken(message: str) -> None:
+        calls.append(message)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cfg = dataclasses.replace(_tiny(), val_interval=2, checkpoint_interval=2)
+    result = train.train(cfg, tmp_path / "run", progress=False, log=broken)
+    assert (result.step, result.stopped) == (cfg.n_iter, "done") and len(calls) == 1
+    err = capsys.readouterr().err
+    assert err.count("warning: progress messages can no longer be written (No space left on device)") == 1
+    assert train.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == cfg.n_iter

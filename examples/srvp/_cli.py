@@ -5,6 +5,7 @@ bars that write plain lines, not terminal redraws, into log files."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 __all__ = [
     "LOG_INTERVAL",
     "LineProgress",
+    "Unfailing",
     "add_version",
     "progress_bar",
     "robust_output",
@@ -57,6 +59,52 @@ class _Version(argparse.Action):
             f"{platform.python_version()}"
         )
         parser.exit()
+
+
+class Unfailing:
+    """Messages that never stop the work they report on: the first write that fails (standard output on a full
+    disk or a quota, a pipe closed by ``head``) makes every later one a no-op, after one warning on stderr (if
+    that can be written). A multi-day training is not killed by its log file.
+
+    ``Unfailing(print)`` is called like ``print``; :meth:`wrap` does the same for an object's methods (a
+    progress bar)."""
+
+    def __init__(self, write: Any) -> None:
+        self._write = write
+        self.failed = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._guarded(self._write, *args, **kwargs)
+
+    def wrap(self, obj: Any) -> Any:
+        """``obj`` with every method call guarded the same way (``None`` stays ``None``)."""
+        return None if obj is None else _GuardedObject(obj, self)
+
+    def _guarded(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.failed:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except OSError as e:
+            self.failed = True
+            reason = f"{e.strerror}" if e.strerror else type(e).__name__
+            with contextlib.suppress(OSError, ValueError):
+                print(
+                    f"warning: progress messages can no longer be written ({reason}); the work goes on without them",
+                    file=sys.stderr,
+                )
+            return None
+
+
+class _GuardedObject:
+    def __init__(self, obj: Any, guard: Unfailing) -> None:
+        self._obj, self._guard = obj, guard
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._obj, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: self._guard._guarded(attr, *args, **kwargs)
 
 
 def shell_quote(path: str | os.PathLike[str]) -> str:

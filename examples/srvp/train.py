@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from einops import rearrange
 
-from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._cli import Unfailing, add_version, progress_bar, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     FileLock,
     atomic_write_text,
@@ -788,6 +788,8 @@ def _train(
     lock: _RunDirLock,
 ) -> TrainResult:
     """:func:`train`, which holds ``lock`` once it is taken here and releases it when this returns or raises."""
+    messages = Unfailing(log)  # a full or closed standard output must not end the training
+    log = messages
     ckpt_dir = run_dir / "checkpoints"
     dist = _Dist.from_env()
     owns_group = False  # whether this call started the process group (and so ends it)
@@ -1025,7 +1027,7 @@ def _train(
 
     bar: Any = None
     if progress and dist.main:
-        bar = progress_bar(total=end, initial=step, unit="it", smoothing=0.05)
+        bar = messages.wrap(progress_bar(total=end, initial=step, unit="it", smoothing=0.05))
     start_time = time.monotonic()
     losses: list[float] = []
     stopped = "done"
