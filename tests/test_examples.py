@@ -733,6 +733,10 @@ def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     # Running it again resumes the unfinished run instead of starting over.
     assert quickstart.main([*args[:4], "--max-steps", "4", *args[6:]]) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+    # The results replaced say which weights they are of (review finding: they did not).
+    result = json.loads((run / "eval" / "smmnist_test_embedded_25_n2.json").read_text())
+    assert result["checkpoint"] == {"name": "last", "file": str(run / "checkpoints" / "last.pt"), "step": 4}
+    assert result["data"] == {"dataset": "smmnist", "test_set": str(data / "smmnist_test_embedded_25.npz")}
 
 
 @pytest.mark.parametrize(("stopped", "status", "hint"), [

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from examples.srvp import evaluate as ev
 from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
-from examples.srvp.checkpoint import load_checkpoint, load_model, os_error_message, read_run_config
+from examples.srvp.checkpoint import load_checkpoint, load_model_and_step, os_error_message, read_run_config
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict
 from examples.srvp.train import TrainResult, exit_status, train
 
@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     # The final (lr-decayed) weights, not checkpoints/best.pt: over such a short run the validation PSNR,
     # averaged over all predicted frames, favours the blurry early models (see examples/srvp/README.md).
-    model = load_model(run_dir, "last")
+    model, last_step = load_model_and_step(run_dir, "last")
     assert isinstance(model.config, ModelConfig)
     sequences = ev.load_sequences(test_set)
     protocol = ev.EvalProtocol(
@@ -177,6 +177,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     amp = "bf16" if cfg.amp == "bf16" else "none"
     result = ev.evaluate(model, sequences, protocol, amp=amp)
+    # What evaluate's command line records too: a later run of this command replaces these results, and the
+    # JSON says which weights (the step of last.pt) they are of.
+    result["data"] = {"dataset": "smmnist", "test_set": str(test_set)}
+    result["checkpoint"] = {"name": "last", "file": str(run_dir / "checkpoints" / "last.pt"), "step": last_step}
     name = f"{test_set.stem}_n{protocol.n_samples}"
     paths = ev.write_outputs(result, run_dir / "eval", name)
     print()
