@@ -227,3 +227,20 @@ def test_save_gif_errors(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="fps: expected a positive real number"):
         save_gif(tmp_path / "a.gif", frames, fps="10")  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_names_the_file_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails (a full disk: no file name) named no file, so a user could not tell which output or
+    disk was at fault; the error names the GIF or PNG asked for, and no temporary file is left."""
+    import errno
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    for path, save in ((tmp_path / "clip.gif", lambda p: save_gif(p, video_grid(torch.rand(1, 2, 1, 4, 4)))),
+                       (tmp_path / "grid.png", lambda p: save_image_grid(p, torch.rand(1, 1, 4, 4)))):  # fmt: skip
+        with pytest.raises(OSError) as info:
+            save(path)
+        assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(path))
+    assert os.listdir(tmp_path) == []

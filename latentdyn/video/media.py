@@ -224,9 +224,12 @@ def _write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, str(temporary)):
+            # (a full disk names no file, a refused create the temporary one): the file the caller asked for
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(target)) from e
         raise
     return target
 
