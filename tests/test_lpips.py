@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import latentdyn.video.lpips as lpips_module
 from latentdyn.video.lpips import (
     ALEXNET_ENV_VAR,
     ALEXNET_FILENAME,
@@ -310,7 +311,7 @@ def alexnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = {k: torch.randn(shape) * 0.05 for k, shape in TORCHVISION_FEATURES.items()}
     state["classifier.1.weight"] = torch.randn(4, 9)
     state["classifier.6.bias"] = torch.randn(4)
-    path = tmp_path_factory.mktemp("weights") / ALEXNET_FILENAME
+    path = tmp_path_factory.mktemp("weights") / "alexnet-seeded.pth"  # (not torchvision's name: other bytes)
     torch.save(state, path)
     return path
 
@@ -367,7 +368,8 @@ def test_environment_variables_are_used(alexnet_file: Path, tmp_path: Path, monk
     assert torch.all(_lin_weight(metric, 2) == 0.25)
 
 
-def test_torch_cache_directory_is_used(alexnet_file: Path) -> None:
+def test_torch_cache_directory_is_used(alexnet_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lpips_module, "_KNOWN_SHA256", {})  # the seeded files stand in for the published ones
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     cache.mkdir(parents=True)
     (cache / ALEXNET_FILENAME).write_bytes(alexnet_file.read_bytes())
@@ -564,3 +566,33 @@ def test_frames_of_any_float_dtype_are_scored_by_the_float32_network(
         reference = metric(x.float(), y.float())  # the same frames, as float32
     assert got.dtype == out_dtype and got.shape == (3,)
     torch.testing.assert_close(got.float(), reference, rtol=1e-6, atol=1e-7)
+
+
+def test_a_file_named_as_a_published_one_must_hold_its_bytes(alexnet_file: Path, tmp_path: Path) -> None:
+    """A flipped bit or a partial copy of a weight file loads without an error from torch and changes every score
+    silently; files named as the published ones (torchvision's AlexNet, whose name carries the start of its
+    SHA-256, and the LPIPS v0.1 weights latentdyn ships) are checked against their digest."""
+    import hashlib
+
+    if SHIPPED_LIN_PATH.is_file():
+        shipped = SHIPPED_LIN_PATH.read_bytes()
+        assert hashlib.sha256(shipped).hexdigest() == lpips_module._KNOWN_SHA256[LPIPS_LIN_FILENAME]
+        LPIPS().load_lin_weights(SHIPPED_LIN_PATH)
+        flipped = bytearray(shipped)
+        flipped[-200] ^= 0x01  # inside the last tensor's data: torch reads it without complaint
+        torch.load(_write(tmp_path / "other.pth", flipped), map_location="cpu", weights_only=True)
+        with pytest.raises(ValueError, match=r"lpips_alex_v0\.1\.pth': not the published lpips_alex_v0\.1\.pth .*"
+                                             r"a damaged or partial download or copy"):  # fmt: skip
+            LPIPS().load_lin_weights(_write(tmp_path / LPIPS_LIN_FILENAME, flipped))
+    renamed = tmp_path / ALEXNET_FILENAME
+    renamed.write_bytes(alexnet_file.read_bytes())
+    with pytest.raises(ValueError, match=r"not the published alexnet-owt-7be5be79\.pth \(its SHA-256 begins "):
+        AlexNetFeatures().load_torchvision_weights(renamed)
+    with pytest.raises(ValueError, match=r"not the published alexnet-owt-7be5be79\.pth"):
+        LPIPS.from_files(renamed)
+    AlexNetFeatures().load_torchvision_weights(alexnet_file)  # the same bytes under another name: not checked
+
+
+def _write(path: Path, data: bytes | bytearray) -> Path:
+    path.write_bytes(bytes(data))
+    return path

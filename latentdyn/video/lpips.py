@@ -24,6 +24,7 @@ Weights are not downloaded. :meth:`LPIPS.from_files` finds
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -130,12 +131,42 @@ def _load_failure(err: Exception) -> str:
     return f"not a PyTorch file, or a truncated or corrupted one ({detail})"
 
 
+_KNOWN_SHA256 = {
+    # torch hub's convention: the name of torchvision's file carries the start of its SHA-256
+    ALEXNET_FILENAME: "7be5be79",
+    # the lpips 0.1.4 wheel's weights/v0.1/alex.pth, shipped byte for byte (latentdyn/data/README.md)
+    LPIPS_LIN_FILENAME: "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+}
+"""The SHA-256 (or its start) of the published weight files, by name: a file of such a name must have it."""
+
+
+def _check_known_digest(path: Path) -> None:
+    """A file named as a published weight file (:data:`_KNOWN_SHA256`) holds exactly that file: a flipped bit
+    or a partial copy loads without an error from torch, and would change every score silently."""
+    expected = _KNOWN_SHA256.get(path.name)
+    if expected is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    got = digest.hexdigest()
+    if not got.startswith(expected):
+        raise ValueError(
+            f"{str(path)!r}: not the published {path.name} (its SHA-256 begins {got[:8]}, the published file's "
+            f"{expected[:8]}): a damaged or partial download or copy; get the file again (or, for other weights "
+            "on purpose, give them another name)"
+        )
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a ``{name: tensor}`` file with ``torch.load(weights_only=True)`` onto the CPU.
+    """Read a ``{name: tensor}`` file with ``torch.load(weights_only=True)`` onto the CPU; a file named as a
+    published weight file must hold its bytes (checked by SHA-256).
 
     Raises:
         ValueError: the file cannot be read (empty, not a torch file, truncated or corrupted, or a pickle of
-            other objects) or is not a state dict; one line naming the file and the reason.
+            other objects), is not a state dict, or is named as a published file but differs from it; one line
+            naming the file and the reason.
     """
     where = f"{str(path)!r}: cannot be read as a PyTorch state dict"
     try:
@@ -144,6 +175,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{where} ({err.strerror or err})") from err
     if size == 0:
         raise ValueError(f"{where}: the file is empty (0 bytes; an interrupted download or copy?)")
+    try:
+        _check_known_digest(path)
+    except OSError as err:
+        raise ValueError(f"{where} ({err.strerror or err})") from err
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:  # out of memory is not a damaged file (evaluate would skip LPIPS for a damaged one)
