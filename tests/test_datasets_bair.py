@@ -112,6 +112,23 @@ def test_tfrecord_errors_name_file_and_record(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no TFRecord file at .*missing.tfrecords"):
         list(iter_tfrecord(tmp_path / "missing.tfrecords"))
 
+    with pytest.raises(ValueError, match=r"record 1: truncated data \(13 of 13 bytes and 2 of 4 checksum bytes\)"):
+        list(iter_tfrecord(damaged(tmp_path, cut=first + 12 + 13 + 2)))
+
+
+@pytest.mark.parametrize("claimed", [1 << 40, (1 << 64) - 1])
+def test_tfrecord_huge_claimed_length_is_truncated_not_allocated(tmp_path: Path, claimed: int) -> None:
+    """A header (with a valid checksum) claiming far more than the file holds is refused before reading:
+    the old code asked for that many bytes and died with a bare MemoryError (or OverflowError)."""
+    path = write_tfrecord(tmp_path / "h.tfrecords", [b"first record"])
+    length = struct.pack("<Q", claimed)
+    with path.open("ab") as handle:
+        handle.write(length + struct.pack("<I", masked_crc32c(length)) + b"\0" * 16)
+    records = iter_tfrecord(path)
+    assert next(records) == b"first record"
+    with pytest.raises(ValueError, match=rf"h.tfrecords: record 1: truncated data \(16 of {claimed} bytes and 0 of 4"):
+        next(records)
+
 
 # --------------------------------------------------------------------------------------------------------
 # tf.train.Example
@@ -250,6 +267,33 @@ def test_dataset_splits_and_clips(bair: tuple[Path, Path, dict[str, list[np.ndar
     np.testing.assert_array_equal(BAIRDataset(data, seq_len=5, split="test")[0], videos["test/traj_0_to_1"][0][:5])
 
 
+def test_frame_of_wrong_size_is_refused_from_its_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BAIR frames are 64x64: a larger one (a decompression bomb below Pillow's limit) is refused before decoding.
+
+    Before, the whole image was decoded (2 GB for a 13000x13000 PNG of 493 KB) and only then measured."""
+    from PIL import ImageFile
+
+    video = tmp_path / "processed_data" / "test" / "traj_0_to_0" / "000"
+    video.mkdir(parents=True)
+    for i in range(30):
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(video / f"{i:03d}.png")
+    Image.fromarray(np.zeros((640, 480, 3), np.uint8)).save(video / "000.png")
+    decoded: list[tuple[int, int]] = []
+    load = ImageFile.ImageFile.load
+
+    def recording_load(image: ImageFile.ImageFile) -> object:
+        decoded.append(image.size)
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
+    with pytest.raises(ValueError, match=r"000/000.png: expected a 64x64 \(H x W\) frame, got 640x480$"):
+        BAIRDataset(tmp_path, seq_len=2, split="test")[0]
+    assert decoded == []
+    (video / "000.png").write_bytes((video / "001.png").read_bytes())
+    assert BAIRDataset(tmp_path, seq_len=2, split="test")[0].shape == (2, 64, 64, 3)
+    assert decoded and set(decoded) == {(64, 64)}
+
+
 def test_dataset_errors(bair: tuple[Path, Path, dict[str, list[np.ndarray]]], tmp_path: Path) -> None:
     _, data, _ = bair
     with pytest.raises(ValueError, match=r"seq_len: BAIR videos have 30 frames, got seq_len=31"):
@@ -265,7 +309,10 @@ def test_dataset_errors(bair: tuple[Path, Path, dict[str, list[np.ndarray]]], tm
     with pytest.raises(ValueError, match=r"001: expected 30 frames 000.png-029.png, found 29"):
         BAIRDataset(tmp_path, seq_len=5, split="test")
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(short / "029.png")
-    with pytest.raises(ValueError, match=r"029.png: expected a 64x64 RGB frame, got shape \(32, 32, 3\)"):
+    with pytest.raises(ValueError, match=r"029.png: expected a 64x64 \(H x W\) frame, got 32x32$"):
+        BAIRDataset(tmp_path, seq_len=30, split="test")[0]
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(short / "029.png")
+    with pytest.raises(ValueError, match=r"029.png: expected a 64x64 RGB frame, got shape \(64, 64\)"):
         BAIRDataset(tmp_path, seq_len=30, split="test")[0]
     (tmp_path / "processed_data" / "train").mkdir()
     with pytest.raises(ValueError, match=r"root: no BAIR video folder under"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ pytest.importorskip("av")
 
 from PIL import Image
 
-from latentdyn.video.datasets import VideoFolderDataset, write_video
+from latentdyn.video.datasets import VideoFolderDataset, folder, iter_video, probe_video, write_video
+from latentdyn.video.datasets.io import _count_frames as count_frames
 
 LOSSLESS = {"options": {"crf": "0"}, "pix_fmt": "yuv444p"}
 
@@ -115,6 +117,70 @@ def test_too_short_video_is_named(root: Path) -> None:
         VideoFolderDataset(root, seq_len=7, frame_step=2)[0]
 
 
+UNANNOUNCED = [
+    pytest.param(".mkv", "libx264", {"crf": "0"}, id="mkv"),
+    pytest.param(".webm", "libvpx-vp9", {"lossless": "1"}, id="webm"),
+]
+
+
+def write_unannounced(path: Path, n: int, codec: str, options: dict[str, str]) -> Path:
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"PyAV has no {codec} encoder")
+    write_video(path, ramp(n, step=6), 25, codec=codec, options=options, pix_fmt="yuv444p")
+    assert probe_video(path).n_frames == 0  # what makes these containers special: no count in the header
+    return path
+
+
+@pytest.mark.parametrize(("suffix", "codec", "options"), UNANNOUNCED)
+def test_unannounced_frame_count_decodes_only_the_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, codec: str, options: dict[str, str]
+) -> None:
+    """Matroska/WebM say nothing of their length: the frames are counted from the packets (once per file),
+    and only the frames up to the clip's end are decoded, as for a container that announces its count."""
+    (tmp_path / "mkv").mkdir()
+    video = write_unannounced(tmp_path / "mkv" / f"v{suffix}", 40, codec, options)
+    (tmp_path / "mp4").mkdir()
+    write_video(tmp_path / "mp4" / "v.mp4", ramp(40, step=6), 25, **LOSSLESS)  # type: ignore[arg-type]
+    decoded: list[int] = []
+    counted: list[Path] = []
+
+    def counting_iter_video(path: Path) -> Iterator[np.ndarray]:
+        for frame in iter_video(path):
+            decoded.append(1)
+            yield frame
+
+    def counting_count_frames(path: Path) -> int:
+        counted.append(path)
+        return count_frames(path)
+
+    monkeypatch.setattr(folder, "iter_video", counting_iter_video)
+    monkeypatch.setattr(folder, "_count_frames", counting_count_frames)
+    dataset = VideoFolderDataset(tmp_path / "mkv", seq_len=3, frame_step=2, random_start=False)
+    np.testing.assert_array_equal(frame_index(dataset[0], 6), [0, 2, 4])
+    assert len(decoded) <= 6  # up to the clip's end (and the next frame); the old code decoded all 40
+    # Random starts are drawn from the counted length exactly as from an announced one.
+    mkv = VideoFolderDataset(tmp_path / "mkv", seq_len=4, rng=np.random.default_rng(3))
+    mp4 = VideoFolderDataset(tmp_path / "mp4", seq_len=4, rng=np.random.default_rng(3))
+    starts = set()
+    for _ in range(12):
+        decoded.clear()
+        clip = mkv[0]
+        assert len(decoded) <= frame_index(clip, 6)[-1] + 2
+        np.testing.assert_array_equal(frame_index(clip, 6), frame_index(mp4[0], 6))
+        starts.add(int(frame_index(clip, 6)[0]))
+    assert len(starts) > 3 and max(starts) <= 36
+    assert counted == [video, video]  # once for each dataset, not once per clip
+    with pytest.raises(ValueError, match=rf"v\{suffix}: 40 frames, fewer than the 41 that seq_len=41"):
+        VideoFolderDataset(tmp_path / "mkv", seq_len=41)[0]
+    # A file replaced by another version is counted again.
+    write_unannounced(video, 3, codec, options)
+    with pytest.raises(ValueError, match=rf"v\{suffix}: 3 frames, fewer than the 4 that seq_len=4"):
+        mkv[0]
+    assert counted[-1] == video and len(counted) == 4
+
+
 def test_corrupt_video_is_named(tmp_path: Path) -> None:
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
     with pytest.raises(ValueError, match=r"broken.mp4"):
@@ -125,6 +191,18 @@ def test_corrupt_video_is_named(tmp_path: Path) -> None:
     (frames / "001.png").write_bytes(b"not a png")
     (frames / "002.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"001.png: cannot read image"):
+        VideoFolderDataset(tmp_path, seq_len=2)[0]
+
+
+def test_decompression_bomb_frame_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow refuses images of more than 2 * MAX_IMAGE_PIXELS pixels (a 1.1 MB PNG of 20000x20000, say);
+    before, its DecompressionBombError escaped as a traceback without the file name."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(2):
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / f"{t}.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 40x40 = 1600 pixels > 2 * 500
+    with pytest.raises(ValueError, match=r"frames/0.png: cannot read image \(Image size \(1600 pixels\) exceeds limit"):
         VideoFolderDataset(tmp_path, seq_len=2)[0]
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import re
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,7 @@ from latentdyn.video.datasets import (
     make_kth_test_set,
     write_video,
 )
-from latentdyn.video.datasets._common import numeric_sort_key
+from latentdyn.video.datasets._common import check_npy_sizes, load_npz, numeric_sort_key
 
 # Raw videos written by the fixture: (person, trial) pairs for every class, 160x120 like KTH.
 RAW_VIDEOS = [(1, 1), (2, 1), (3, 2), (21, 1), (22, 3)]
@@ -287,6 +291,102 @@ def test_test_set_loader_errors(tmp_path: Path) -> None:
         KTHTestDataset(tmp_path)
 
 
+def npy_bytes(array: np.ndarray | None = None, claim: tuple[int, ...] | None = None, data: int = 64) -> bytes:
+    """A real .npy, or a header claiming a uint8 array of shape ``claim`` followed by ``data`` zero bytes."""
+    buffer = io.BytesIO()
+    if claim is None:
+        np.lib.format.write_array(buffer, array, allow_pickle=True)
+    else:
+        np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": claim})
+        buffer.write(b"\0" * data)
+    return buffer.getvalue()
+
+
+def zip_of(path: Path, compress_type: int = zipfile.ZIP_STORED, **members: bytes) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compress_type) as archive:
+        for key, data in members.items():
+            archive.writestr(f"{key}.npy", data)
+    return path
+
+
+def forge_directory(path: Path, *, file_size: int | None = None, compress_size: int | None = None) -> None:
+    """Overwrite the sizes the zip's central directory gives its first member (what zipfile believes)."""
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")
+    if compress_size is not None:
+        data[entry + 20 : entry + 24] = struct.pack("<I", compress_size)
+    if file_size is not None:
+        data[entry + 24 : entry + 28] = struct.pack("<I", file_size)
+    path.write_bytes(bytes(data))
+
+
+PETABYTES = (1 << 20, 1 << 20, 64, 64)  # 4 PiB: beyond any address space, so numpy's allocation always fails
+
+
+def test_test_set_header_claiming_more_than_the_file_is_named(tmp_path: Path) -> None:
+    """Before, load_npz let numpy allocate the claimed 4 PiB first: a bare MemoryError without the file name."""
+    path = zip_of(
+        tmp_path / "svg_test_set_40.npz",
+        sequences=npy_bytes(claim=PETABYTES),
+        persons=npy_bytes(np.array([21])),
+        actions=npy_bytes(np.array(["boxing"])),
+    )
+    pattern = (
+        rf"^{re.escape(str(path))}: key 'sequences': truncated or corrupted: its \.npy header claims "
+        r"\[1048576, 1048576, 64, 64\] uint8 \(4503599627370496 bytes\), its archive member holds at most 64 bytes"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        KTHTestDataset(tmp_path)
+
+
+def test_check_npy_sizes_accepts_real_files(tmp_path: Path) -> None:
+    arrays = {
+        "frames": np.arange(2 * 3 * 4 * 5, dtype=np.uint8).reshape(2, 3, 4, 5),
+        "empty": np.zeros((0, 7), np.float64),
+        "words": np.array(["boxing", "running"]),
+        "fortran": np.asfortranarray(np.ones((3, 4), np.int32)),
+        "records": np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8", (2,))]),
+        "zeros": np.zeros(200_000, np.uint8),  # deflates far below its size
+    }
+    np.savez(tmp_path / "plain.npz", **arrays)
+    np.savez_compressed(tmp_path / "small.npz", **arrays)
+    np.save(tmp_path / "one.npy", arrays["frames"])
+    np.savez(tmp_path / "obj.npz", obj=np.array([None, 1], dtype=object))  # np.load refuses it later
+    (tmp_path / "junk.npz").write_bytes(b"not an archive")  # np.load reports it later
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for name in ("plain.npz", "small.npz", "one.npy", "obj.npz", "junk.npz", "empty.npz"):
+        check_npy_sizes(tmp_path / name)
+    assert load_npz(tmp_path / "small.npz").keys() == arrays.keys()
+
+
+def test_check_npy_sizes_refuses_claims_beyond_the_file(tmp_path: Path) -> None:
+    one = tmp_path / "one.npy"
+    one.write_bytes(npy_bytes(claim=(1000,), data=999))  # a .npy cut one byte short
+    with pytest.raises(
+        ValueError,
+        match=r"one\.npy: truncated or corrupted: its \.npy header claims \[1000\] uint8 "
+        r"\(1000 bytes\), the file holds 999 bytes of data$",
+    ):
+        check_npy_sizes(one)
+    path = zip_of(tmp_path / "d.npz", zipfile.ZIP_DEFLATED, ok=npy_bytes(np.zeros(5)), bad=npy_bytes(claim=PETABYTES))
+    with pytest.raises(ValueError, match=r"d\.npz: key 'bad': truncated or corrupted"):
+        check_npy_sizes(path)
+    check_npy_sizes(path, keys=["ok"])  # only the arrays that will be read are checked
+    # The sizes of the zip directory are bounded by the bytes present: a stored member cannot hold more than
+    # its compressed bytes, nor those more than the file; a deflated one no more than 1032 times its bytes.
+    path = zip_of(tmp_path / "s.npz", claimed=npy_bytes(claim=(1 << 30,)))
+    forge_directory(path, file_size=(1 << 31))
+    with pytest.raises(ValueError, match=r"s\.npz: key 'claimed': .* holds at most 64 bytes of data"):
+        check_npy_sizes(path)
+    forge_directory(path, file_size=(1 << 31), compress_size=(1 << 31))
+    with pytest.raises(ValueError, match=r"s\.npz: key 'claimed': .* holds at most \d{3} bytes of data"):
+        check_npy_sizes(path)
+    path = zip_of(tmp_path / "z.npz", zipfile.ZIP_DEFLATED, claimed=npy_bytes(claim=(1 << 31,), data=1000))
+    forge_directory(path, file_size=(1 << 31) + 128)
+    with pytest.raises(ValueError, match=r"z\.npz: key 'claimed': .* holds at most \d{4,6} bytes of data"):
+        check_npy_sizes(path)
+
+
 def empty_raw(tmp_path: Path) -> Path:
     raw = tmp_path / "raw"
     for action in KTH_CLASSES:
@@ -346,7 +446,7 @@ def test_frame_of_wrong_size_is_named(tmp_path: Path) -> None:
     odd = tmp_path / "processed_64/boxing/person01_boxing_d1/image-003.png"
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(odd)
     dataset = KTHDataset(tmp_path, seq_len=5, split="val")  # 1 video: int(0.95) = 0 train, 1 val
-    with pytest.raises(ValueError, match=r"image-003.png: expected a 64x64 frame, got shape \(32, 32\)"):
+    with pytest.raises(ValueError, match=r"image-003.png: expected a 64x64 \(H x W\) frame, got 32x32$"):
         dataset[0]
 
 

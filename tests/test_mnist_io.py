@@ -6,6 +6,8 @@ import gzip
 import hashlib
 import socket
 import struct
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,9 @@ GOOD = idx_bytes(np.arange(24, dtype=np.uint8).reshape(2, 3, 4), 0x08)
         (GOOD + b"\x00", "trailing bytes"),
         (b"\x1f\x8b" + b"not really gzip", "corrupt or truncated gzip"),
         (gzip.compress(GOOD)[:-12], "corrupt or truncated gzip"),
+        (gzip.compress(GOOD)[:-8], "corrupt or truncated gzip"),  # data complete, checksum trailer missing
+        (gzip.compress(GOOD)[:-8] + b"\0" * 8, "corrupt or truncated gzip.*CRC check failed"),
+        (gzip.compress(GOOD + b"\0"), r"IDX data has trailing bytes: .* need 24 bytes, got more"),
     ],
 )
 def test_read_idx_rejects_corrupt_files(tmp_path: Path, content: bytes, match: str) -> None:
@@ -90,6 +95,49 @@ def test_read_idx_rejects_corrupt_files(tmp_path: Path, content: bytes, match: s
     with pytest.raises(ValueError, match=match) as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+def gzip_of(header: bytes, zero_bytes: int) -> bytes:
+    """Gzip of an IDX header followed by ``zero_bytes`` zeros, compressed a megabyte at a time."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    parts = [compressor.compress(header)]
+    block = bytes(1 << 20)
+    for start in range(0, zero_bytes, len(block)):
+        parts.append(compressor.compress(block[: min(len(block), zero_bytes - start)]))
+    return b"".join([*parts, compressor.flush()])
+
+
+def test_read_idx_decompresses_only_what_the_header_declares(tmp_path: Path) -> None:
+    """A gzip bomb: a header declaring 12 bytes followed by 32 MB of zeros (in 32 KB of gzip).
+
+    Before, the whole stream was decompressed in memory (32 MB here, gigabytes for a real bomb) before the
+    header was looked at; now only the declared bytes are, then one more shows the file is too long."""
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(gzip_of(idx_bytes(np.zeros((3, 2, 2), np.uint8), 0x08)[:16], 32 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bomb-idx3-ubyte.gz: IDX data has trailing bytes: .* need 12 bytes"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+
+
+@pytest.mark.parametrize("which", ["images", "labels"])
+def test_load_mnist_refuses_absurd_counts_from_the_header(tmp_path: Path, which: str) -> None:
+    """A header declaring 4,000,000 digits (3 GB, the report's 3 MB gzip bomb) is refused before any data is read.
+
+    Here the data stops after 1 MB: before, this was reported as truncated only after decompressing it all."""
+    images, labels = random_digits(3)
+    write_split(tmp_path, "test", images, labels, gz=True)
+    name = "t10k-images-idx3-ubyte.gz" if which == "images" else "t10k-labels-idx1-ubyte.gz"
+    shape = (4_000_000, 28, 28) if which == "images" else (4_000_000,)
+    header = bytes([0, 0, 0x08, len(shape)]) + b"".join(struct.pack(">I", d) for d in shape)
+    (mnist_raw_dir(tmp_path) / name).write_bytes(gzip_of(header, 1 << 20))
+    pattern = rf"{name}: the IDX header declares 4000000 items, more than the 100000 accepted \(MNIST's splits"
+    with pytest.raises(ValueError, match=pattern):
+        load_mnist(tmp_path, "test")
 
 
 def test_read_idx_missing_file(tmp_path: Path) -> None:

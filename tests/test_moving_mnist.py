@@ -4,7 +4,10 @@ generator, the fixed test set (file round trip), DataLoader worker streams, coll
 from __future__ import annotations
 
 import gzip
+import io
+import re
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -720,6 +723,81 @@ def test_load_names_the_file_for_an_object_array(tmp_path: Path) -> None:
     np.savez(tmp_path / "obj.npz", **arrays)
     with pytest.raises(ValueError, match=r"obj\.npz: cannot read key 'labels' \(Object arrays cannot be loaded"):
         load_test_set(tmp_path / "obj.npz")
+
+
+def lying_npz(path: Path, compress_type: int, **arrays: np.ndarray | tuple[int, ...]) -> Path:
+    """An .npz whose members are real arrays, or (for a shape) an .npy header claiming it over 64 zero bytes."""
+    with zipfile.ZipFile(path, "w", compression=compress_type) as archive:
+        for key, value in arrays.items():
+            buffer = io.BytesIO()
+            if isinstance(value, tuple):
+                header = {"descr": "|u1", "fortran_order": False, "shape": value}
+                np.lib.format.write_array_header_1_0(buffer, header)
+                buffer.write(b"\0" * 64)
+            else:
+                np.lib.format.write_array(buffer, value, allow_pickle=True)
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+    return path
+
+
+# A claim beyond any address space: without the check numpy's allocation fails whatever the overcommit policy.
+HUGE = (1 << 20, 1 << 20, 64, 64)
+
+
+@pytest.mark.parametrize("compress_type", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_load_refuses_headers_claiming_more_than_the_file(tmp_path: Path, compress_type: int) -> None:
+    """A 1 KB file whose .npy header claims petabytes is damaged: one-line ValueError naming file and key.
+
+    Before, numpy tried to allocate the claimed array first, and the bare MemoryError was re-raised."""
+    data = small_test_set()
+    arrays = {k: getattr(data, k) for k in ("sequences", "latents", "labels", "digits")}
+    path = lying_npz(tmp_path / "huge.npz", compress_type, **{**arrays, "sequences": HUGE})
+    claimed = (1 << 40) * 64 * 64
+    with pytest.raises(ValueError) as info:
+        load_test_set(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: key 'sequences': truncated or corrupted: its .npy header claims ")
+    assert f"[1048576, 1048576, 64, 64] uint8 ({claimed} bytes), its archive member holds at most" in message
+    assert "\n" not in message
+    # An array that load_test_set does not read is not checked.
+    path = lying_npz(tmp_path / "extra.npz", compress_type, **arrays, unused=HUGE)
+    np.testing.assert_array_equal(load_test_set(path).sequences, data.sequences)
+
+
+# The demo's reader of test sets (examples/srvp/demo.py) reads the same files.
+
+
+def test_demo_load_clips_refuses_lying_headers_naming_the_file(tmp_path: Path) -> None:
+    from examples.srvp.demo import load_clips
+
+    path = lying_npz(tmp_path / "huge.npz", zipfile.ZIP_STORED, sequences=HUGE)
+    pattern = rf"^--test-set: {re.escape(str(path))}: key 'sequences': truncated or corrupted: its .npy header"
+    with pytest.raises(ValueError, match=pattern):
+        load_clips(path)
+    clips = np.zeros((3, 2, 8, 8), np.uint8)
+    assert load_clips(lying_npz(tmp_path / "ok.npz", zipfile.ZIP_DEFLATED, sequences=clips)).shape == (3, 2, 1, 8, 8)
+
+
+def test_demo_load_clips_names_the_file_of_what_it_refuses(tmp_path: Path) -> None:
+    """Before, an object array was refused as 'error: Object arrays cannot be loaded when allow_pickle=False'."""
+    from examples.srvp.demo import load_clips
+
+    obj = lying_npz(tmp_path / "obj.npz", zipfile.ZIP_STORED, sequences=np.array([None, 1], dtype=object))
+    pattern = rf"^--test-set: {re.escape(str(obj))}: cannot read key 'sequences' \(Object arrays cannot be loaded"
+    with pytest.raises(ValueError, match=pattern):
+        load_clips(obj)
+    single = tmp_path / "single.npz"
+    with single.open("wb") as handle:
+        np.save(handle, np.zeros((3, 2, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match=rf"^--test-set: {re.escape(str(single))}: expected an \.npz archive"):
+        load_clips(single)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match=rf"^--test-set: {re.escape(str(junk))}: not a readable \.npz file \("):
+        load_clips(junk)
+    wrong = lying_npz(tmp_path / "wrong.npz", zipfile.ZIP_STORED, sequences=np.zeros((3, 2, 8), np.float32))
+    with pytest.raises(ValueError, match=rf"^--test-set: {re.escape(str(wrong))}: expected uint8 sequences"):
+        load_clips(wrong)
 
 
 def test_test_set_dataset(tmp_path: Path) -> None:

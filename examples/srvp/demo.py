@@ -47,6 +47,7 @@ from examples.srvp.evaluate import default_nt_gen, load_test_clips, run_clip_opt
 from examples.srvp.model import SRVP
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
+from latentdyn.video.datasets._common import check_npy_sizes
 from latentdyn.video.media import save_gif, video_grid
 
 __all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "load_run_clips", "main", "seeded_sampler"]
@@ -56,6 +57,12 @@ DEMOS = ("framerate", "swap", "interpolate")
 
 KTH_TEST_SET = re.compile(r"svg_test_set_\d+\.npz")
 """Name of a KTH test set (``kth-test-set``): its ``sequences`` are sample-major (N, T, H, W)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_clips(path: str | Path) -> torch.Tensor:
@@ -69,7 +76,19 @@ def load_clips(path: str | Path) -> torch.Tensor:
         raise FileNotFoundError(f"--test-set: no file at {file}")
     if KTH_TEST_SET.fullmatch(file.name):
         return load_test_clips("kth", file, nt_gen=0).float() / 255
-    with np.load(file, allow_pickle=False) as archive:
+    try:
+        check_npy_sizes(file, ["sequences"])
+    except ValueError as exc:  # a header claiming more than the file holds, which numpy would allocate first
+        raise ValueError(f"--test-set: {exc}") from exc
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
+        raise
+    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
+        raise ValueError(f"--test-set: {file}: not a readable .npz file ({_one_line(exc)})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"--test-set: {file}: expected an .npz archive with a 'sequences' array, got a single array")
+    with archive:
         if "sequences" not in archive.files:
             raise ValueError(f"--test-set: {file} has no 'sequences' array (found {archive.files})")
         if {"persons", "actions"} <= set(archive.files):
@@ -77,10 +96,16 @@ def load_clips(path: str | Path) -> torch.Tensor:
                 f"--test-set: {file} looks like a KTH test set (keys 'persons', 'actions'), whose sequences are "
                 "sample-major (N, T, H, W); keep its name svg_test_set_<T>.npz so that it is read as one"
             )
-        seq = archive["sequences"]
+        try:
+            seq = archive["sequences"]
+        except MemoryError:
+            raise
+        except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
+            raise ValueError(f"--test-set: {file}: cannot read key 'sequences' ({_one_line(exc)})") from exc
     if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
         raise ValueError(
-            f"--test-set: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} {list(seq.shape)}"
+            f"--test-set: {file}: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} "
+            f"{list(seq.shape)}"
         )
     x = torch.from_numpy(seq)
     x = x.unsqueeze(2) if x.dim() == 4 else rearrange(x, "t n h w c -> t n c h w")

@@ -21,6 +21,8 @@ import gzip
 import hashlib
 import http.client
 import importlib.resources
+import io
+import math
 import os
 import tempfile
 import urllib.error
@@ -83,6 +85,9 @@ _IDX_DTYPES: dict[int, str] = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 _DIGIT_SIZE = 28
+_READ_CHUNK = 1 << 20
+# MNIST's splits hold 60,000 and 10,000 digits; a file declaring far more is damaged or not MNIST (a gzip bomb).
+_MAX_DIGITS = 100_000
 _EMBEDDED_FILE = "mnist_digits.npz"
 
 
@@ -116,39 +121,71 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         ValueError: the file is not a valid IDX file (bad magic number or type code, truncated, extra bytes,
             corrupt gzip stream); the message names the file.
     """
-    file = Path(path)
-    raw = file.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
+    return _read_idx(Path(path))
+
+
+def _read_idx(file: Path, max_items: int | None = None) -> np.ndarray:
+    """:func:`read_idx`, refusing a header that declares more than ``max_items`` items before reading the data.
+
+    A gzipped file is decompressed as a stream: the header first, then exactly the bytes it declares, so a
+    file holding more (a gzip bomb) is refused without decompressing the excess.
+    """
+    with file.open("rb") as handle:
+        if handle.read(2) != _GZIP_MAGIC:
+            handle.seek(0)
+            return _parse_idx(file, handle, os.fstat(handle.fileno()).st_size, max_items)
+        handle.seek(0)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
+            with gzip.GzipFile(fileobj=handle, mode="rb") as stream:
+                return _parse_idx(file, stream, None, max_items)
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise ValueError(f"{file}: corrupt or truncated gzip stream ({exc})") from exc
-    if len(raw) < 4:
-        raise ValueError(f"{file}: not an IDX file: {len(raw)} bytes, shorter than the 4-byte magic number")
-    if raw[0] != 0 or raw[1] != 0:
-        raise ValueError(
-            f"{file}: not an IDX file: the magic number must start with two zero bytes, got {raw[:4].hex()}"
-        )
-    code, ndim = raw[2], raw[3]
+
+
+def _parse_idx(file: Path, stream: io.BufferedIOBase, size: int | None, max_items: int | None) -> np.ndarray:
+    """The IDX array read from ``stream``, whose total ``size`` is known for a plain file, None for gzip."""
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise ValueError(f"{file}: not an IDX file: {len(magic)} bytes, shorter than the 4-byte magic number")
+    if magic[0] != 0 or magic[1] != 0:
+        raise ValueError(f"{file}: not an IDX file: the magic number must start with two zero bytes, got {magic.hex()}")
+    code, ndim = magic[2], magic[3]
     if code not in _IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
         raise ValueError(f"{file}: unknown IDX type code 0x{code:02X} (expected one of {known})")
     if ndim == 0:
         raise ValueError(f"{file}: IDX header declares 0 dimensions")
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{file}: truncated IDX header: {ndim} dimensions need {header} bytes, got {len(raw)}")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise ValueError(
+            f"{file}: truncated IDX header: {ndim} dimensions need {header} bytes, got {4 + len(raw_dims)}"
+        )
+    dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
+    if max_items is not None and dims[0] > max_items:
+        raise ValueError(
+            f"{file}: the IDX header declares {dims[0]} items, more than the {max_items} accepted (MNIST's "
+            "splits hold 60000 and 10000): a damaged or foreign file?"
+        )
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    got = len(raw) - header
+    expected = math.prod(dims) * dtype.itemsize
+    # A plain file's size says whether the data fit; a gzip stream is decompressed only as far as the header
+    # declares, then checked for more.
+    got: int | str = expected if size is None else size - header
+    data = bytearray()
+    while got == expected and len(data) < expected:
+        chunk = stream.read(min(_READ_CHUNK, expected - len(data)))
+        if not chunk:
+            got = len(data)
+        data += chunk
+    if got == expected and size is None and stream.read(1):
+        got = "more"
     if got != expected:
-        what = "truncated" if got < expected else "has trailing bytes"
+        what = "truncated" if isinstance(got, int) and got < expected else "has trailing bytes"
         raise ValueError(
             f"{file}: IDX data {what}: dimensions {list(dims)} of {dtype.name} need {expected} bytes, got {got}"
         )
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
-    return data.astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def mnist_raw_dir(root: str | os.PathLike[str]) -> Path:
@@ -195,8 +232,8 @@ def load_mnist(root: str | os.PathLike[str], split: str = "train") -> MNISTDigit
 
     Raises:
         TypeError: ``split`` is not a string.
-        ValueError: unknown ``split``; a file is not a valid IDX file; images are not (N, 28, 28) uint8, labels
-            not (N,) uint8 in 0..9, or their counts differ.
+        ValueError: unknown ``split``; a file is not a valid IDX file or declares more than 100,000 digits;
+            images are not (N, 28, 28) uint8, labels not (N,) uint8 in 0..9, or their counts differ.
         FileNotFoundError: a file is missing; the message lists which files to put where.
     """
     check_choice(split, "split", tuple(MNIST_FILES))
@@ -207,8 +244,8 @@ def load_mnist(root: str | os.PathLike[str], split: str = "train") -> MNISTDigit
         missing = [n for n, f in zip(names, found) if f is None]
         raise FileNotFoundError(_missing_message(raw_dir, missing))
     image_file, label_file = (f for f in found if f is not None)
-    images = read_idx(image_file)
-    labels = read_idx(label_file)
+    images = _read_idx(image_file, _MAX_DIGITS)
+    labels = _read_idx(label_file, _MAX_DIGITS)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (_DIGIT_SIZE, _DIGIT_SIZE):
         raise ValueError(
             f"{image_file}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {list(images.shape)}"

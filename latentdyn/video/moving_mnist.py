@@ -738,6 +738,9 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
         raise FileNotFoundError(f"{file}: no such test-set file (make one with `python -m examples.srvp.data`)")
     if file.stat().st_size == 0:
         raise ValueError(f"{file}: empty file (0 bytes), not an .npz archive: an interrupted download or copy?")
+    from latentdyn.video.datasets._common import check_npy_sizes
+
+    check_npy_sizes(file, _TEST_KEYS)  # a header claiming more than the file holds is damage, not a lack of memory
     try:
         archive = np.load(file, allow_pickle=False)
     except MemoryError:  # out of memory is not a damaged file

@@ -5,16 +5,17 @@ Nothing here is public API; the dataset modules re-export what users need.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import uuid
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ __all__ = [
     "ConversionReport",
     "atomic_directory",
     "atomic_file",
+    "check_npy_sizes",
     "draw_int",
     "is_hidden",
     "load_npz",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_NPY_MAGIC = b"\x93NUMPY"
 
 # The official code splits every training set 95 % / 5 % with ``numpy.random.RandomState(42)``.
 VAL_FRACTION_SEED = 42
@@ -149,8 +153,85 @@ def draw_int(rng: np.random.Generator | None, high: int) -> int:
     return int(rng.integers(high))
 
 
+# Deflate cannot expand data by more than about 1032:1; a deflated member said to inflate to more is damaged.
+_DEFLATE_MAX_RATIO = 1032
+
+
+def _npy_claim(stream: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """(shape, dtype, header length) of the ``.npy`` data ``stream`` starts with, or None if it does not."""
+    magic = stream.read(len(_NPY_MAGIC) + 2)  # the magic string, then the format version's two bytes
+    if len(magic) < len(_NPY_MAGIC) + 2 or not magic.startswith(_NPY_MAGIC):
+        return None
+    if magic[-2] == 1:
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:  # 2.0, and 3.0 whose header differs only in being UTF-8
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    return tuple(int(n) for n in shape), np.dtype(dtype), stream.tell()
+
+
+def _oversized(
+    path: Path, key: str | None, claim: tuple[tuple[int, ...], np.dtype, int] | None, stored: int
+) -> str | None:
+    """The refusal for a header that claims more than the ``stored`` bytes (header included), else None."""
+    if claim is None or claim[1].hasobject:  # object arrays are pickles, which np.load refuses anyway
+        return None
+    shape, dtype, header = claim
+    claimed, holds = math.prod(shape) * dtype.itemsize, max(stored - header, 0)
+    if claimed <= holds:
+        return None
+    where = f"key {key!r}: truncated or corrupted" if key is not None else "truncated or corrupted"
+    container = "its archive member holds at most" if key is not None else "the file holds"
+    return (
+        f"{path}: {where}: its .npy header claims {list(shape)} {dtype} ({claimed} bytes), {container} {holds} "
+        "bytes of data"
+    )
+
+
+def check_npy_sizes(path: Path, keys: Iterable[str] | None = None) -> None:
+    """Refuse an ``.npy`` or ``.npz`` file whose ``.npy`` header claims more data than the file holds.
+
+    numpy allocates the array a header declares before reading a byte of it, so a few damaged bytes that
+    claim terabytes end in a bare ``MemoryError`` without this check. Members are compared with their size in
+    the zip directory, itself bounded by the compressed bytes present. ``keys`` limits the check to the arrays
+    that will be read. Anything else wrong with the file is left for ``np.load`` to report.
+
+    Raises:
+        ValueError: a header claims more than its file or archive member holds (the file and key are named).
+    """
+    wanted = None if keys is None else set(keys)
+    problem = None
+    try:
+        with path.open("rb") as handle:
+            file_bytes = os.fstat(handle.fileno()).st_size
+            claim = _npy_claim(handle)
+            if claim is not None:
+                problem = _oversized(path, None, claim, file_bytes)
+            elif zipfile.is_zipfile(handle):
+                with zipfile.ZipFile(handle) as archive:
+                    for info in archive.infolist():
+                        key = info.filename.removesuffix(".npy")
+                        if wanted is not None and key not in wanted:
+                            continue
+                        present = min(info.compress_size, file_bytes)
+                        if info.compress_type == zipfile.ZIP_STORED:
+                            stored = min(info.file_size, present)
+                        elif info.compress_type == zipfile.ZIP_DEFLATED:
+                            stored = min(info.file_size, present * _DEFLATE_MAX_RATIO + _DEFLATE_MAX_RATIO)
+                        else:
+                            stored = info.file_size
+                        with archive.open(info) as member:
+                            problem = _oversized(path, key, _npy_claim(member), stored)
+                        if problem:
+                            break
+    except Exception:  # damage of any other kind: np.load finds it and reports it
+        return
+    if problem:
+        raise ValueError(problem)
+
+
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file (no pickles); ``ValueError`` naming the file if it is not one."""
+    check_npy_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
@@ -195,24 +276,30 @@ def _to_uint8(image: PIL.Image.Image, path: Path) -> np.ndarray:
     )
 
 
-def read_png(path: Path) -> np.ndarray:
+def read_png(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode an image file into a uint8 array (H, W), (H, W, 3) or (H, W, 4).
 
     Grey images (1-, 8- and 16-bit) give (H, W), 16-bit values scaled to 8 bits (``round(v / 257)``);
     colour images give (H, W, 3), palette images looked up, CMYK and similar converted to RGB; images with
     an alpha channel (RGBA, grey + alpha, palette with transparency) give (H, W, 4) RGBA.
 
+    ``size`` (H, W), when given, is checked against the file's header before anything is decoded.
+
     Raises:
-        ValueError: the file cannot be decoded, or has an image mode not listed above (the file and mode
-            are named).
+        ValueError: the file cannot be decoded (Pillow's decompression-bomb limit included), has an image mode
+            not listed above, or is not of ``size`` (the file, and the mode or size, are named).
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            if size is not None and (image.height, image.width) != size:
+                raise ValueError(
+                    f"{path}: expected a {size[0]}x{size[1]} (H x W) frame, got {image.height}x{image.width}"
+                )
             image.load()
             return _to_uint8(image, path)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{path}: cannot read image ({exc})") from exc
 
 

@@ -215,7 +215,7 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
         start = 0 if self.split == "test" else draw_int(self.rng, BAIR_FRAMES - self.seq_len + 1)
         clip = np.empty((self.seq_len, BAIR_IMAGE_SIZE, BAIR_IMAGE_SIZE, 3), dtype=np.uint8)
         for t in range(self.seq_len):
-            image = read_png(frames[start + t])
+            image = read_png(frames[start + t], size=(BAIR_IMAGE_SIZE, BAIR_IMAGE_SIZE))
             if image.shape != clip.shape[1:]:
                 raise ValueError(f"{frames[start + t]}: expected a 64x64 RGB frame, got shape {image.shape}")
             clip[t] = image

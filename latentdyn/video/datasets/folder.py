@@ -11,7 +11,7 @@ import torch.utils.data
 
 from latentdyn._checks import check_bool, check_choice, check_positive_int, is_int
 from latentdyn.video.datasets._common import draw_int, is_hidden, numeric_sort_key, read_png
-from latentdyn.video.datasets.io import PathLike, iter_video, probe_video
+from latentdyn.video.datasets.io import PathLike, _count_frames, iter_video, probe_video
 
 __all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoFolderDataset", "VideoSource"]
 
@@ -57,7 +57,9 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
 
     An item is a clip of ``seq_len`` frames taken every ``frame_step`` frames, from a random start
     (``random_start=True``) or from the first frame. With ``length=None`` item ``i`` comes from video
-    ``i``; with a ``length``, the dataset is virtual and every item draws a random video.
+    ``i``; with a ``length``, the dataset is virtual and every item draws a random video. Only the frames up
+    to the clip's end are decoded. A container that does not announce its frame count (``.mkv``, ``.webm``)
+    has its packets counted once, without decoding (the count is kept while the file is unchanged).
 
     Frames are processed in this order: ``crop="center"`` keeps the largest centred region with the aspect
     ratio of ``image_size``; then the frame is resized to ``image_size`` (ignoring the aspect ratio when
@@ -130,6 +132,7 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         self.rng = rng
         self.span = (self.seq_len - 1) * self.frame_step + 1
         self.sources = _discover(self.root)
+        self._frame_counts: dict[Path, tuple[int, int, int]] = {}  # path -> (st_size, st_mtime_ns, frames)
         if not self.sources:
             raise ValueError(
                 f"root: found no video under {self.root} (video files {', '.join(VIDEO_EXTENSIONS)}, or "
@@ -163,6 +166,16 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
             f"frame_step={self.frame_step} needs"
         )
 
+    def _counted_frames(self, path: Path) -> int:
+        """Frames of a video whose header does not say, counted from its packets once per file version."""
+        stat = path.stat()
+        cached = self._frame_counts.get(path)
+        if cached is not None and cached[:2] == (stat.st_size, stat.st_mtime_ns):
+            return cached[2]
+        n_frames = _count_frames(path)
+        self._frame_counts[path] = (stat.st_size, stat.st_mtime_ns, n_frames)
+        return n_frames
+
     def _start(self, n_frames: int) -> int:
         return draw_int(self.rng, n_frames - self.span + 1) if self.random_start else 0
 
@@ -188,27 +201,28 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
             raw = [read_png(f) for f in source.frames[start : start + self.span : self.frame_step]]
         else:
             announced = probe_video(source.path).n_frames
-            if announced:
-                if announced < self.span:
-                    raise self._too_short(source, announced)
-                start = self._start(announced)
-                raw = []
-                for t, frame in enumerate(iter_video(source.path)):
-                    if t >= start + self.span:
-                        break
-                    if t >= start and (t - start) % self.frame_step == 0:
-                        raw.append(frame)
-                if len(raw) < self.seq_len:
-                    raise ValueError(
-                        f"{source.path}: the header announces {announced} frames but fewer could be decoded "
-                        f"(clip from frame {start} needs {self.span})"
-                    )
-            else:  # the container does not say: decode everything
-                frames = list(iter_video(source.path))
-                if len(frames) < self.span:
-                    raise self._too_short(source, len(frames))
-                start = self._start(len(frames))
-                raw = frames[start : start + self.span : self.frame_step]
+            # A container that does not say (Matroska, WebM): count its packets, decoding nothing.
+            n_frames = announced or self._counted_frames(source.path)
+            if n_frames == 0:  # no frame packet at all: decoding names the problem
+                n_frames = sum(1 for _ in iter_video(source.path))
+            if n_frames < self.span:
+                raise self._too_short(source, n_frames)
+            start = self._start(n_frames)
+            raw = []
+            for t, frame in enumerate(iter_video(source.path)):
+                if t >= start + self.span:
+                    break
+                if t >= start and (t - start) % self.frame_step == 0:
+                    raw.append(frame)
+            if len(raw) < self.seq_len:
+                said = (
+                    f"the header announces {n_frames} frames"
+                    if announced
+                    else f"the file holds {n_frames} frame packets"
+                )
+                raise ValueError(
+                    f"{source.path}: {said} but fewer could be decoded (clip from frame {start} needs {self.span})"
+                )
         processed = [self._process(frame) for frame in raw]
         shapes = {p.shape for p in processed}
         if len(shapes) > 1:

@@ -115,6 +115,28 @@ def probe_video(path: PathLike) -> VideoInfo:
         raise ValueError(f"{p}: not a readable video file ({exc})") from exc
 
 
+def _count_frames(path: Path) -> int:
+    """Number of frames in a video file, counted from its packets without decoding any.
+
+    For containers whose header gives no frame count (Matroska, WebM): one demux pass, a fraction of the
+    cost of decoding. It counts the packets :func:`_decode` expects a frame from (non-empty, not marked
+    for discarding), so a file that decodes without error yields at least this many frames.
+
+    Raises:
+        ValueError: the file is not a readable video (the message names it).
+        ImportError: PyAV is not installed.
+    """
+    av = _import_av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path}: the file holds no video stream")
+            stream = container.streams.video[0]
+            return sum(1 for packet in container.demux(stream) if packet.size and not packet.is_discard)
+    except av.FFmpegError as exc:
+        raise ValueError(f"{path}: cannot read video ({exc})") from exc
+
+
 def _decode(path: Path, size: tuple[int, int] | None, interpolation: str) -> Iterator[tuple[float | None, np.ndarray]]:
     """Yield (presentation time in seconds or None, uint8 frame (H, W, 3)) for each decoded frame."""
     if _is_gif(path):

@@ -189,7 +189,7 @@ def _read_gray_frames(files: tuple[Path, ...] | list[Path], image_size: int) -> 
     """Read frames as uint8 (T, H, W), keeping channel 0 of colour images as the official loader does."""
     out = np.empty((len(files), image_size, image_size), dtype=np.uint8)
     for t, file in enumerate(files):
-        image = read_png(file)
+        image = read_png(file, size=(image_size, image_size))
         if image.ndim == 3:
             image = image[..., 0]
         if image.shape != (image_size, image_size):

@@ -21,6 +21,7 @@ few protobuf wire-format rules those messages need.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -216,6 +217,15 @@ def iter_tfrecord(path: PathLike, *, verify: bool = True) -> Iterator[bytes]:
             (length_crc,) = struct.unpack("<I", header[8:])
             if masked_crc32c(header[:8]) != length_crc:
                 raise ValueError(f"{p}: record {index}: length checksum mismatch (corrupt file?)")
+            # Check the claimed length against what the file holds before reading: a damaged or forged
+            # header could otherwise make the read allocate terabytes.
+            left = os.fstat(handle.fileno()).st_size - handle.tell()
+            if length + 4 > left:
+                data_left, footer_left = min(length, left), max(0, min(4, left - length))
+                raise ValueError(
+                    f"{p}: record {index}: truncated data ({data_left} of {length} bytes and "
+                    f"{footer_left} of 4 checksum bytes)"
+                )
             data = handle.read(length)
             footer = handle.read(4)
             if len(data) < length or len(footer) < 4:
