@@ -1573,14 +1573,16 @@ def test_a_lock_whose_pid_cannot_be_written_is_still_held_and_released(
     def full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    lock = train._RunDirLock()
+    from examples.srvp.checkpoint import FileLock
+
+    lock = FileLock()
     with monkeypatch.context() as m:
         m.setattr(os, "ftruncate", full)
         train._lock_run_dir(lock, tmp_path, "--run-dir")
     with pytest.raises(ValueError, match=r"another training .* is running"):
-        train._lock_run_dir(train._RunDirLock(), tmp_path, "--run-dir")  # held
+        train._lock_run_dir(FileLock(), tmp_path, "--run-dir")  # held
     lock.release()
-    again = train._RunDirLock()
+    again = FileLock()
     train._lock_run_dir(again, tmp_path, "--run-dir")  # released
     again.release()
 

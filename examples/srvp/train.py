@@ -717,14 +717,11 @@ LOCK_FILE = ".lock"
 """The file of a run directory that a training holds a lock on while it runs (with the process id in it)."""
 
 
-_RunDirLock = FileLock
-"""An exclusive lock on ``RUN_DIR/.lock`` while a training runs in ``RUN_DIR``: a second training of the same run
-(a job started twice, a requeued job whose first instance still runs) is refused instead of writing the same
-checkpoints and log. Under ``torchrun`` only rank 0, the process that writes the run's files, takes it."""
-
-
 def _lock_run_dir(lock: FileLock, run_dir: Path, option: str) -> None:
-    """Take ``lock`` on ``run_dir``'s :data:`LOCK_FILE`, then remove what a killed training left half-written."""
+    """Take ``lock`` on ``run_dir``'s :data:`LOCK_FILE` while a training runs there, then remove what a killed
+    training left half-written. A second training of the same run (a job started twice, a requeued job whose first
+    instance still runs) is refused instead of writing the same checkpoints and log. Under ``torchrun`` only rank
+    0, the process that writes the run's files, takes it."""
     path = run_dir / LOCK_FILE
     lock.acquire(
         path,
@@ -770,7 +767,7 @@ def train(
         ValueError: among others, another training holds the run directory (its ``.lock``), or a resumed run's
             checkpoint lacks, or cannot restore, its training state or was written with other options.
     """
-    lock = _RunDirLock()
+    lock = FileLock()
     try:
         return _train(cfg, Path(run_dir), resume=resume, max_steps=max_steps, progress=progress, log=log, lock=lock)
     finally:
@@ -785,7 +782,7 @@ def _train(
     max_steps: int | None,
     progress: bool,
     log: Callable[[str], None],
-    lock: _RunDirLock,
+    lock: FileLock,
 ) -> TrainResult:
     """:func:`train`, which holds ``lock`` once it is taken here and releases it when this returns or raises."""
     messages = Unfailing(log)  # a full or closed standard output must not end the training
