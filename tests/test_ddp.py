@@ -16,8 +16,15 @@ from examples.srvp.checkpoint import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _own_tmp(folder: Path) -> dict[str, str]:
+    """TMPDIR for a torchrun job: its torchelastic_* folders go with the test's tmp_path, not into /tmp for good."""
+    tmp = folder / "tmpdir"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return {"TMPDIR": str(tmp)}
+
+
 def _torchrun(run: Path, *flags: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **_own_tmp(run.parent), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += ["-m", "examples.srvp.train", "--threads", "1", *flags]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -71,7 +78,13 @@ def test_a_late_rank_does_not_find_rank_0s_new_run(tmp_path: Path) -> None:
     script = tmp_path / "late_rank.py"
     script.write_text(_LATE_RANK)
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "LATE_RANK_SECONDS": "8"}
+    env = {
+        **os.environ,
+        **_own_tmp(tmp_path),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+        "LATE_RANK_SECONDS": "8",
+    }
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
     cmd += ["--threads", "1", "--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -89,7 +102,7 @@ def test_a_signal_to_the_whole_torchrun_job_saves_and_resumes(tmp_path: Path, si
     import time
 
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += ["-m", "examples.srvp.train", "--threads", "1", "--preset", "tiny", "--run-dir", str(run)]
     cmd += ["--lr-decay", "100000", "--val-interval", "100000", "--checkpoint-interval", "100000"]
@@ -134,7 +147,7 @@ def test_ranks_that_stop_on_their_own_clocks_agree_on_why(tmp_path: Path) -> Non
     script = tmp_path / "slow_rank_0.py"
     script.write_text(_SLOW_RANK_0)
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
     cmd += [
         "--threads",

@@ -82,14 +82,14 @@ def test_python_blocks_run(
     name = f"docs_{page.stem}"
     module = types.ModuleType(name)
     monkeypatch.setitem(sys.modules, name, module)
-    start = time.monotonic()
+    start = time.process_time()  # (CPU time: the machine may be busy with other work)
     for i, block in enumerate(python_blocks(page)):
         filename = f"{page.relative_to(ROOT)} (python block {i + 1})"
         linecache.cache[filename] = (len(block), None, block.splitlines(keepends=True), filename)  # tracebacks
         code = compile(block, filename, "exec")
         exec(code, module.__dict__)
-    elapsed = time.monotonic() - start
-    assert elapsed < 20, f"{page.name}: the code blocks took {elapsed:.1f} s; keep documentation examples fast"
+    elapsed = time.process_time() - start
+    assert elapsed < 20, f"{page.name}: the code blocks took {elapsed:.1f} s of CPU; keep documentation examples fast"
 
 
 def test_python_blocks_type_check(tmp_path: Path) -> None:

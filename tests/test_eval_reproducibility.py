@@ -169,6 +169,17 @@ def test_the_seed_and_the_index_give_each_sequence_its_own_generator() -> None:
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
 
 
+def test_the_evaluation_seeds_are_a_stream_of_their_own() -> None:
+    """The test sequences' seeds differ from the training batches' and validation clips' seeds of the same
+    (seed, index) (datasets.step_seed streams 0 and 1): no evaluation noise repeats a training draw."""
+    from examples.srvp.datasets import step_seed
+
+    for seed in (0, 1, 42):
+        for index in range(20):
+            low_word = ev.sequence_seed(seed, index) % 2**32  # (step_seed's seeds are 32-bit words)
+            assert low_word not in {step_seed(seed, index, stream) for stream in (0, 1)}
+
+
 class _NoiseEcho(FrameModel):
     """A stand-in model whose prediction is its noise: a y_0 draw (N·B, 5) and a posterior draw (2, N·B, 3), given
     back as {"y0": (n, B, 5), "z": (n, 2, B, 3)} (no network, so no rounding)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
@@ -22,6 +22,7 @@ from examples.srvp.datasets import generate_clips
 from latentdyn.video.collate import collate_videos
 from latentdyn.video.mnist import load_embedded_digits, mnist_raw_dir
 from latentdyn.video.moving_mnist import (
+    COLLISION_TOLERANCE,
     Motion,
     MovingMNIST,
     MovingMNISTTestData,
@@ -220,12 +221,15 @@ def test_deterministic_version_keeps_speeds(seed: int) -> None:
 
 
 @given(seed=st.integers(0, 2**32 - 1))
+@example(seed=70509)  # positions of -1.8e-15 after a bounce (found with HYPOTHESIS_PROFILE=explore)
+@example(seed=27824)
 def test_stochastic_version_changes_velocity_only_at_bounces(seed: int) -> None:
     stream = CountingStream(seed)
     motion = Motion(float(stream.randint(0, 37)), float(stream.randint(0, 37)), 4, -3)
     for _ in range(40):
         before = stream.count
-        inside = 0 <= motion.x <= 36 and 0 <= motion.y <= 36
+        tol = COLLISION_TOLERANCE  # (a position 1e-15 out after a bounce counts as inside, as documented)
+        inside = -tol <= motion.x <= 36 + tol and -tol <= motion.y <= 36 + tol
         resolved = resolve_collisions(motion, limit=36, deterministic=False, rng=stream)
         if inside:
             assert resolved == motion and stream.count == before

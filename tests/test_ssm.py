@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 from contracts import seeded
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from problems import TimeModulatedField
 from torch import nn
@@ -110,6 +110,7 @@ def test_one_state_per_frame_and_z_held_per_frame(n: int, t0: int) -> None:
 
 
 @given(n_observed=st.integers(1, T), length=st.integers(T - 1, T + 3))
+@example(n_observed=T, length=T - 1)  # every transition observed (found with HYPOTHESIS_PROFILE=explore)
 def test_posterior_while_observed_then_prior(n_observed: int, length: int) -> None:
     ssm = make_ssm(n=2)
     post = make_posterior(length)
@@ -122,7 +123,10 @@ def test_posterior_while_observed_then_prior(n_observed: int, length: int) -> No
     assert torch.equal(r.posterior.stddev, post.stddev[:n_post])
     if n_post > 0:
         assert torch.equal(r.z[:n_post], sampler.calls[0][2])
-    assert torch.equal(r.z[n_post:], torch.stack([v for _, _, v in sampler.calls[n_post > 0 :]]))
+    prior_draws = [v for _, _, v in sampler.calls[n_post > 0 :]]
+    assert len(prior_draws) == T - 1 - n_post  # (none when every transition is observed)
+    if prior_draws:
+        assert torch.equal(r.z[n_post:], torch.stack(prior_draws))
 
 
 def test_default_observed_frames_cover_the_posterior() -> None:
