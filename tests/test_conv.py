@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import torch
+from shared_fixtures import FIXTURES, REQUIRED, needs
 from torch import nn
 
 from latentdyn.encoders.conv import (
@@ -28,19 +28,6 @@ from latentdyn.encoders.conv import (
     VGGEncoder,
     init_conv_weights_,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _fixtures_dir() -> Path | None:
-    for candidate in (ROOT / "shared" / "fixtures", ROOT.parent / "shared" / "fixtures"):
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-FIXTURES = _fixtures_dir()
-needs_fixtures = pytest.mark.skipif(FIXTURES is None, reason="shared/fixtures not found")
 
 NF = 4  # small width for fast contract tests
 N = 3  # frames per batch (BatchNorm in train mode needs N > 1 at the 1x1 code)
@@ -402,10 +389,9 @@ def test_parameter_counts(name: str) -> None:
     assert counts == _OFFICIAL_CONFIGS[name]["counts"]
 
 
-@needs_fixtures
+@needs(FIXTURES / "official-keys", "official key layouts")
 @pytest.mark.parametrize("name", list(_OFFICIAL_CONFIGS))
 def test_official_state_dict_layout(name: str) -> None:
-    assert FIXTURES is not None
     listing = json.loads((FIXTURES / "official-keys" / f"{name}.json").read_text())
     enc, dec = _build_official(name)
     for prefix, module in (("encoder.", enc), ("decoder.", dec)):
@@ -431,9 +417,9 @@ def test_official_state_dict_layout(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def official() -> dict[str, Any]:
-    if FIXTURES is None or not (FIXTURES / "official" / "model.pt").is_file():
-        pytest.skip("official fixture not found")
     base = FIXTURES / "official"
+    if not (base / "model.pt").is_file() and not REQUIRED:
+        pytest.skip(f"official fixture not found ({base})")
     return {
         "state": torch.load(base / "model.pt", weights_only=True),
         "inputs": torch.load(base / "inputs.pt", weights_only=True),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared_fixtures import FIXTURES
 
 from examples.srvp import evaluate as ev
 from examples.srvp.checkpoint import load_checkpoint
@@ -20,11 +21,7 @@ from examples.srvp.model import SRVP
 from examples.srvp.official import _full_fp32, _Noise, verify
 from examples.srvp.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = next(
-    (d / "fixtures" / "official" for d in (ROOT / "shared", ROOT.parent / "shared") if (d / "fixtures").is_dir()),
-    ROOT.parent / "shared" / "fixtures" / "official",
-)
+FIXTURE = FIXTURES / "official"
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 

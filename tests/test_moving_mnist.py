@@ -15,6 +15,7 @@ import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
+from shared_fixtures import FIXTURES, needs
 from torch.utils.data import DataLoader
 
 from examples.srvp import data as data_cli
@@ -37,7 +38,8 @@ from latentdyn.video.moving_mnist import (
     save_test_set,
 )
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official" / "inputs.pt"
+FIXTURE = FIXTURES / "official" / "inputs.pt"
+needs_fixture = needs(FIXTURE, "official SRVP fixture")
 
 
 class ScriptedStream(np.random.RandomState):
@@ -252,7 +254,7 @@ def test_compose_frames_adds_and_clips() -> None:
 
 
 # ------------------------------------------------------------------------------------------ official output
-@pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/official not available")
+@needs_fixture
 def test_reproduces_the_official_generator_bit_for_bit() -> None:
     inputs = torch.load(FIXTURE, weights_only=True)
     glyphs, expected = inputs["glyphs"].numpy(), inputs["x_uint8"].numpy()  # (10, 28, 28), (15, 2, 64, 64)
@@ -425,7 +427,7 @@ def test_training_clips_match_the_reference_of_the_official_code() -> None:
             np.testing.assert_array_equal(batch[k], expected)
 
 
-@pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/official not available")
+@needs_fixture
 def test_the_reference_reproduces_the_official_fixture() -> None:
     # Checks the tests' reference itself against clips the official code produced (with 7 stochastic bounces).
     inputs = torch.load(FIXTURE, weights_only=True)

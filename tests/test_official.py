@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from shared_fixtures import FIXTURES, needs
 
 from examples.srvp.config import OFFICIAL_MODEL_OPTIONS, ModelConfig, model_config_from_official
 from examples.srvp.model import SRVP
@@ -30,15 +31,11 @@ from examples.srvp.official import (
     verify,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURE = SHARED / "fixtures" / "official"
-KEYS = SHARED / "fixtures" / "official-keys"
-needs_fixture = pytest.mark.skipif(
-    not (FIXTURE / "outputs.pt").is_file(),
-    reason=f"official SRVP fixture not found at {FIXTURE} (shared/ is expected beside the repository root)",
-)
+FIXTURE = FIXTURES / "official"
+KEYS = FIXTURES / "official-keys"
+needs_fixture = needs(FIXTURE / "outputs.pt", "official SRVP fixture")
 KEY_FILES = sorted(KEYS.glob("config_*.json")) if KEYS.is_dir() else []
-needs_keys = pytest.mark.skipif(not KEY_FILES, reason=f"official key layouts not found in {KEYS}")
+needs_keys = needs(KEYS / "config_A_smmnist_dcgan.json", "official key layouts")
 
 # Top-level modules of the official model, in registration (= state-dict) order.
 OFFICIAL_TOP_MODULES = ("encoder", "decoder", "w_proj", "w_inf", "q_y", "inf_z", "q_z", "p_z", "dynamics")
