@@ -677,6 +677,43 @@ def test_a_resumed_run_logs_each_step_once(tmp_path: Path, monkeypatch: pytest.M
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes
+def test_atomic_writes_sync_the_data_before_the_rename_and_the_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename is durable only once its folder is synced: without that, a power cut can leave a checkpoint's
+    old name pointing at nothing or at the old file although training went on past it."""
+    import os
+    import stat
+
+    from examples.srvp import checkpoint
+
+    target = tmp_path / "run" / "config.json"
+    synced: list[tuple[str, bool]] = []  # (what the fd was, whether target held the new text at that moment)
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        kind = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        synced.append((kind, target.exists() and target.read_text() == "new"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    target.parent.mkdir()
+    target.write_text("old")
+    checkpoint.atomic_write_text(target, "new")
+    assert synced == [("file", False), ("folder", True)]
+    assert target.read_text() == "new"
+
+    def refusing_fsync(fd: int) -> None:  # e.g. a file system that cannot sync folders: the write still stands
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(22, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", refusing_fsync)
+    checkpoint.atomic_write_text(target, "newer")
+    assert target.read_text() == "newer"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["config.json"]
+
+
 def test_atomic_writes_get_the_permissions_a_plain_write_would(tmp_path: Path) -> None:
     import os
     import stat

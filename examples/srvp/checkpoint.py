@@ -53,7 +53,8 @@ __all__ = [
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` with a binary file opened on a new temporary file next to ``path`` (an unpredictable name,
     created exclusively: a planted file or symbolic link is never written through), then rename it over ``path``;
-    the temporary file is removed if anything fails.
+    the temporary file is removed if anything fails. The file's data is synced before the rename and the folder
+    after it, so that after a power cut ``path`` holds either its old or its new content, and still holds it.
 
     Raises:
         OSError: the file system refused (e.g. a full disk), naming ``path``, also when ``write`` reported it as
@@ -70,6 +71,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        tmp = None  # (renamed: nothing to remove whatever happens next)
+        _sync_folder(path.parent)
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -77,6 +80,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         if found is not None:  # say which file, and that it is the file system's refusal
             raise OSError(found.errno, found.strerror or os.strerror(found.errno or 0), str(path)) from e
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (a rename in it) to the disk. Best effort: where a folder cannot be opened or
+    synced (Windows, some network file systems) the rename is as durable as the system makes it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _os_error_behind(error: BaseException) -> OSError | None:
