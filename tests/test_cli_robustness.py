@@ -171,6 +171,33 @@ def test_a_checkpoint_that_does_not_fit_config_json_is_a_one_line_error(
         assert "shape mismatches (encoder." in line and "checkpoint [8," in line
 
 
+def test_evaluate_out_writes_nothing_in_the_run_directory(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Released or shared weights often sit in a folder the user cannot write: with --out the results, the saved
+    progress and the lock go elsewhere and the run directory is only read."""
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+
+    def snapshot() -> dict[str, tuple[int, int]]:
+        return {str(p.relative_to(run)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run.rglob("*")}
+
+    before = snapshot()
+    out = tmp_path / "results" / "tiny"
+    flags = ["--test-set", str(test_set), "--max-sequences", "2", "--n-samples", "2", "--no-lpips", "--name", "x"]
+    assert ev.main([str(run), *flags, "--out", str(out)]) == 0
+    assert snapshot() == before
+    assert json.loads((out / "x.json").read_text())["metrics"]["psnr"]["mean"] > 0
+    assert {p.name for p in out.iterdir()} >= {"x.json", "x_per_sequence.npz", "x_curves.png", "x_samples.gif"}
+    assert str(out / "x.json") in capsys.readouterr().out
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert ev.main([str(run), *flags, "--out", str(blocker / "eval")]) == 2
+    assert f"--out: cannot write to {blocker / 'eval'}: {blocker} is not a directory" in _one_line_error(capsys)
+    assert snapshot() == before
+
+
 @pytest.mark.parametrize("recorded", [True, False], ids=["training-checkpoint", "no-recorded-config"])
 def test_a_config_json_claiming_a_huge_model_is_refused_before_it_is_built(
     tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], recorded: bool

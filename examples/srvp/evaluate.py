@@ -1469,6 +1469,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", default=None, help="output file stem (default from the test set, checkpoint, step and options)"
     )
     parser.add_argument(
+        "--out",
+        type=user_path,
+        default=None,
+        help="folder of the results, the saved progress and the lock (default: RUN_DIR/eval); with it nothing is "
+        "written in the run directory, which may then be read-only (e.g. shared or released weights)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing eval/NAME.json written with other settings (without it, such an evaluation "
@@ -1541,7 +1548,9 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         _check_flags(args)
         args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
-        check_writable(Path(args.run_dir) / "eval", "run_dir")  # before the evaluation, not after it
+        eval_dir: Path = args.out if args.out is not None else Path(args.run_dir) / "eval"
+        out_option = "--out" if args.out is not None else "run_dir"
+        check_writable(eval_dir, out_option)  # before the evaluation, not after it
         args.checkpoint = args.checkpoint or default_checkpoint(args.run_dir, config)
         ckpt_file = checkpoint_path(args.run_dir, args.checkpoint)
         model, step = load_model_and_step(args.run_dir, args.checkpoint)
@@ -1624,9 +1633,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             "dataset": dataset,
             "test_set": str(test_set),
         }
-        eval_dir = Path(args.run_dir) / "eval"
         results_file = eval_dir / f"{name}.json"
-        _lock_results(lock, eval_dir, name, "--name" if args.name else "run_dir")
+        _lock_results(lock, eval_dir, name, "--name" if args.name else out_option)
         if not args.overwrite:  # before the metrics' weights are read and anything is computed
             wanted = {"lpips": not args.no_lpips, "fvd": args.fvd}
             _check_overwrite(results_file, settings, given_name=args.name is not None, computes=wanted)
@@ -1642,7 +1650,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):
             if "skipped" in info and not (metric == "FVD" and not args.fvd):
                 print(f"{metric} skipped: {info['skipped']}")
-        state = Path(args.run_dir) / "eval" / f"{name}.partial.pt"
+        state = eval_dir / f"{name}.partial.pt"
         if args.restart:
             state.unlink(missing_ok=True)
         elif state.exists():
@@ -1694,13 +1702,13 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
     result["checkpoint"] = {"name": ckpt_file.stem, "file": str(ckpt_file), "step": step}
     result["provenance"]["command"] = [*_PROG.split(), *(sys.argv[1:] if argv is None else argv)]
     try:
-        paths = write_outputs(result, Path(args.run_dir) / "eval", name)
+        paths = write_outputs(result, eval_dir, name)
     except OSError as e:
         print(f"error: {os_error_message(e)} (the same command writes the results again from {state})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted while writing the results: those already in {Path(args.run_dir) / 'eval'} named "
+            f"\ninterrupted while writing the results: those already in {eval_dir} named "
             f"{name}* are complete (each file is written whole), the others missing; the same command writes "
             f"them again from {state}",
             file=sys.stderr,
