@@ -171,6 +171,57 @@ def test_a_checkpoint_that_does_not_fit_config_json_is_a_one_line_error(
         assert "shape mismatches (encoder." in line and "checkpoint [8," in line
 
 
+def test_run_files_record_their_layout_and_a_later_layout_is_refused_by_name(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """config.json and the checkpoints say which layout they follow and which latentdyn wrote them, so that a
+    later version can read or convert them; files of a later layout are refused naming it, not read as garbage,
+    and files from before the stamp (no "format") are layout 1."""
+    import latentdyn
+    from examples.srvp import evaluate as ev
+    from examples.srvp.checkpoint import RUN_FORMAT
+
+    assert RUN_FORMAT == 1
+    stamp = {"format": 1, "latentdyn": latentdyn.__version__}
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert {k: config[k] for k in stamp} == stamp
+    for name in ("best", "last"):
+        payload = torch.load(tiny_run / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert {k: payload[k] for k in stamp} == stamp
+    flags = ["--test-set", str(test_set), "--max-sequences", "1", "--n-samples", "1", "--no-lpips"]
+
+    run = _copy(tiny_run, tmp_path / "later-config")
+    (run / "config.json").write_text(json.dumps({**config, "format": 2, "latentdyn": "9.0"}))
+    assert ev.main([str(run), *flags]) == 2
+    assert _one_line_error(capsys) == (
+        f"error: run_dir: {run / 'config.json'} was written by latentdyn 9.0 in layout 2; this latentdyn "
+        f"{latentdyn.__version__} reads layouts up to 1: upgrade latentdyn to use it"
+    )
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 2
+    assert "in layout 2; this latentdyn" in _one_line_error(capsys)
+
+    run = _copy(tiny_run, tmp_path / "later-checkpoint")
+    last = run / "checkpoints" / "last.pt"
+    torch.save({**torch.load(last, weights_only=True), "format": 2}, last)
+    assert ev.main([str(run), *flags, "--checkpoint", "last"]) == 2
+    assert f"error: checkpoint: {last} was written by latentdyn {latentdyn.__version__} in layout 2" in (
+        _one_line_error(capsys)
+    )
+    torch.save({**torch.load(last, weights_only=True), "format": "2"}, last)
+    assert ev.main([str(run), *flags, "--checkpoint", "last"]) == 2
+    assert f"error: checkpoint: {last}: format: expected an int >= 1, got '2'" in _one_line_error(capsys)
+
+    run = _copy(tiny_run, tmp_path / "before-the-stamp")
+    (run / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in stamp}))
+    for name in ("best", "last"):
+        path = run / "checkpoints" / f"{name}.pt"
+        torch.save({k: v for k, v in torch.load(path, weights_only=True).items() if k not in stamp}, path)
+    assert ev.main([str(run), *flags]) == 0
+    assert train.main(["--resume", str(run), "--max-steps", "5"]) == 0
+    resumed = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert resumed["step"] == 5 and {k: resumed[k] for k in stamp} == stamp  # what it writes is stamped
+
+
 def test_evaluate_out_writes_nothing_in_the_run_directory(
     tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -551,7 +551,8 @@ def test_convert_then_load_model_round_trip(tmp_path: Path, capsys: pytest.Captu
     assert "checkpoints/best.pt" in capsys.readouterr().out
     # config.json as train writes it: the model once, at the top (a second copy under "train" is never read).
     saved = json.loads((out / "config.json").read_text())
-    assert set(saved) == {"model", "train"} and "model" not in saved["train"]
+    assert set(saved) == {"format", "latentdyn", "model", "train"} and "model" not in saved["train"]
+    assert saved["format"] == 1 and torch.load(out / "checkpoints" / "best.pt", weights_only=True)["format"] == 1
     model = load_model(out)
     official, _ = load_official(FIXTURE)
     assert model.config == official.config

@@ -1,7 +1,9 @@
 """Run directories and checkpoints: atomic writes, ``weights_only=True`` loads.
 
 A run directory holds ``config.json`` (``{"model": ..., "train": ...}``) and ``checkpoints/{last,best}.pt``,
-each a dict with the model state and, for training checkpoints, optimizer, scheduler, step and RNG states.
+each a dict with the model state and, for training checkpoints, optimizer, scheduler, step and RNG states. Both
+record the layout they follow (``"format"``, :data:`RUN_FORMAT`) and the latentdyn version that wrote them, so
+that a later version can read or convert them, and this one refuses the files of a later layout by name.
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+import latentdyn
 from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
 from latentdyn._files import give_plain_mode, unsafe_global
 
 __all__ = [
+    "RUN_FORMAT",
     "FileLock",
     "atomic_write",
     "atomic_write_npz",
     "atomic_write_text",
     "check_finite",
     "check_fits",
+    "check_run_format",
     "check_writable",
     "checkpoint_path",
     "fork_rng",
@@ -45,6 +50,7 @@ __all__ = [
     "read_torch_file",
     "remove_stale_temporaries",
     "rng_state",
+    "run_format",
     "save_checkpoint",
     "set_rng_state",
 ]
@@ -375,12 +381,36 @@ def _check_zip_crc(p: Path, option: str, size: int) -> None:
         )
 
 
+RUN_FORMAT = 1
+"""The layout of the run directories' ``config.json`` and checkpoints that this version writes and the last one it
+reads. Files without a ``"format"`` entry (written before it existed) have layout 1."""
+
+
+def run_format() -> dict[str, Any]:
+    """The entries that stamp a ``config.json`` or a checkpoint with its layout and the latentdyn that wrote it."""
+    return {"format": RUN_FORMAT, "latentdyn": latentdyn.__version__}
+
+
+def check_run_format(data: dict[str, Any], path: Path, option: str) -> None:
+    """``data``, read from ``path``, follows a layout this version reads; otherwise a one-line ``ValueError``
+    starting with ``option`` that names the file, the layout and the version that wrote it."""
+    found = data.get("format", 1)
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise ValueError(f"{option}: {path}: format: expected an int >= 1, got {found!r}")
+    if found > RUN_FORMAT:
+        raise ValueError(
+            f"{option}: {path} was written by latentdyn {data.get('latentdyn', '(unknown)')} in layout {found}; "
+            f"this latentdyn {latentdyn.__version__} reads layouts up to {RUN_FORMAT}: upgrade latentdyn to use it"
+        )
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint without unpickling code (``weights_only=True``)."""
+    """Load a checkpoint without unpickling code (``weights_only=True``), of a layout this version reads."""
     p = Path(path)
     data = read_torch_file(p, "checkpoint")
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"checkpoint: {p} is not a latentdyn checkpoint (no 'model' entry)")
+    check_run_format(data, p, "checkpoint")
     return data
 
 
@@ -429,6 +459,7 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     data = read_json(p, "run_dir")
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"run_dir: {p} has no 'model' section")
+    check_run_format(data, p, "run_dir")
     return data
 
 

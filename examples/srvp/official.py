@@ -31,6 +31,7 @@ from examples.srvp.checkpoint import (
     os_error_message,
     read_json,
     read_torch_file,
+    run_format,
     save_checkpoint,
 )
 from examples.srvp.config import (
@@ -232,6 +233,7 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
     train = _from_options(train_config_from_official, options, official_dir / "config.json", "OFFICIAL_DIR")
     model, options = load_official(official_dir, model_name)
     config = {
+        **run_format(),
         "model": config_to_dict(model.config),
         "train": {k: v for k, v in config_to_dict(train).items() if k != "model"},
     }
@@ -240,7 +242,14 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
     made = [d for d in (ckpt.parent, *ckpt.parent.parents) if not d.exists()]  # deepest first
     try:
         save_checkpoint(
-            ckpt, {"model": model.state_dict(), "step": None, "source": "official", "official_options": options}
+            ckpt,
+            {
+                **run_format(),
+                "model": model.state_dict(),
+                "step": None,
+                "source": "official",
+                "official_options": options,
+            },
         )
         atomic_write_text(out / "config.json", json.dumps(config, indent=2))
     except BaseException:

@@ -46,6 +46,7 @@ from examples.srvp.checkpoint import (
     read_run_config,
     remove_stale_temporaries,
     rng_state,
+    run_format,
     save_checkpoint,
     set_rng_state,
 )
@@ -673,7 +674,7 @@ def _change_lr(optimizer: torch.optim.Optimizer, scheduler: Any, lr: float) -> N
 def _record_lr_change(run_dir: Path, step: int, was: Any, lr: float) -> None:
     """config.json of a resumed run whose peak learning rate changed: ``train.lr`` is the new one (what later
     checkpoints and resumes compare with), ``lr_changes`` lists every change with its step."""
-    saved = read_run_config(run_dir)
+    saved = {**read_run_config(run_dir), **run_format()}  # (written in this version's layout)
     saved["train"]["lr"] = lr
     change = {"step": step, "from": was, "to": lr}
     done = saved.get("lr_changes", [])
@@ -900,6 +901,7 @@ def _train(
             run_dir / "config.json",
             json.dumps(
                 {
+                    **run_format(),
                     "model": config_to_dict(cfg.model),
                     "train": {k: v for k, v in config_to_dict(cfg).items() if k != "model"},
                 },
@@ -950,6 +952,7 @@ def _train(
         save_checkpoint(
             ckpt_dir / f"{name}.pt",
             {
+                **run_format(),
                 "model": weights,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
