@@ -286,7 +286,7 @@ class TrainConfig:
     val_samples: int = 100  # n_samples_test: samples per validation clip (best of N)
     checkpoint_interval: int = 1000  # steps between checkpoints/last.pt writes (also at the end)
     seed: int = 1  # seed of the model init, the data stream and the noise
-    n_workers: int = 0  # DataLoader workers; spawned ones (macOS, Windows) each copy the in-memory Human3.6M data
+    n_workers: int = -1  # DataLoader workers (-1: none on a CPU, up to 8 on a GPU); spawned ones copy Human3.6M
     device: str = "cpu"  # cpu, cuda, cuda:1 ...
     amp: str = "none"  # none, bf16 or fp16 autocast (loss terms in fp32)
     compile: bool = False  # torch.compile the model
@@ -327,7 +327,8 @@ class TrainConfig:
             "checkpoint_interval subsampling folder_frame_step",
             minimum=1,
         )
-        _check_ints(self, "lr_burnin lr_decay seed n_workers threads max_steps seq_len_test max_speed", minimum=0)
+        _check_ints(self, "lr_burnin lr_decay seed threads max_steps seq_len_test max_speed", minimum=0)
+        _check_ints(self, "n_workers", minimum=-1)
         _check_bools(self, "deterministic compile channels_last")
         _check_real(self.lr, "lr", positive=True)
         _check_real(self.max_minutes, "max_minutes", positive=False)
