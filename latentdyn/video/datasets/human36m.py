@@ -383,4 +383,4 @@ class Human36MTestDataset(torch.utils.data.Dataset[np.ndarray]):
                 f"{path}: holds {len(image)} frames, fewer than the {self.span} that seq_len={self.seq_len} "
                 f"with subsampling={self.subsampling} needs"
             )
-        return image[0 : self.span : self.subsampling]
+        return image[0 : self.span : self.subsampling].copy()  # (a view would keep the whole stored span alive)
