@@ -8,6 +8,7 @@ import io
 import re
 import struct
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from latentdyn.video.moving_mnist import (
     MovingMNIST,
     MovingMNISTTestData,
     MovingMNISTTestSet,
+    compose_clips,
     compose_frames,
     compute_trajectory,
     draw_trajectory,
@@ -425,6 +427,93 @@ def test_training_clips_match_the_reference_of_the_official_code() -> None:
             expected = ref_training_clip(pool, rng, 25, deterministic)
             np.testing.assert_array_equal(ds[k], expected)
             np.testing.assert_array_equal(batch[k], expected)
+
+
+def slow_compose(
+    digits: Sequence[np.ndarray], corners: Sequence[Sequence[Sequence[int]] | np.ndarray], T: int, size: int = 64
+) -> np.ndarray:
+    """The documented rule, frame by frame and digit by digit: the sum of the digit pixels, clipped at 255."""
+    video = np.zeros((T, size, size), dtype=np.int64)
+    for t in range(T):
+        for digit, rows in zip(digits, corners):
+            r, c = int(rows[t][0]), int(rows[t][1])
+            s = digit.shape[0]
+            video[t, r : r + s, c : c + s] += digit.astype(np.int64)
+    return np.minimum(video, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("seq_len", [15, 25])
+def test_generate_clips_batch_matches_a_per_frame_reference(seq_len: int, deterministic: bool) -> None:
+    # The batch path (one compose for all clips) against clips drawn one by one in the official order and
+    # pasted frame by frame; the stream must end where the reference's ends.
+    pool = load_embedded_digits("train").images[:200].copy()
+    pool[:20] = 255  # full squares: overlaps saturate
+    shown = []
+    for seed in range(4):
+        rng, ref = np.random.RandomState(seed), np.random.RandomState(seed)
+        batch = generate_clips(pool, 24, seq_len, rng, num_digits=2, max_speed=4, deterministic=deterministic)
+        assert batch.shape == (24, seq_len, 64, 64) and batch.dtype == np.uint8 and batch.flags.c_contiguous
+        for k in range(24):
+            digits, corners = [], []
+            for _ in range(2):
+                digits.append(pool[ref.randint(len(pool))])
+                corners.append([row[:2] for row in ref_trajectory(ref, seq_len, 36, deterministic)])
+            np.testing.assert_array_equal(batch[k], slow_compose(digits, corners, seq_len))
+            shown.extend(corners)
+        assert rng.randint(2**31) == ref.randint(2**31)
+    rows_cols = np.concatenate(shown)
+    assert rows_cols.min(axis=0).tolist() == [0, 0] and rows_cols.max(axis=0).tolist() == [36, 36]  # all 4 borders
+
+
+def test_compose_clips_borders_overlaps_and_other_dtypes() -> None:
+    rng = np.random.RandomState(0)
+    corners = [(0, 0), (0, 36), (36, 0), (36, 36), (20, 5), (0, 17)]
+    digits = load_embedded_digits("test").images[:6].reshape(2, 3, 28, 28).copy()
+    digits[1, 2] = 200  # a bright square over the others: the sum exceeds 255
+    positions = rng.randint(0, 37, (2, 3, 12, 2))
+    positions[:, :, : len(corners)] = corners  # every digit in every corner, then some overlaps
+    positions[1, 2, 6:] = positions[1, 0, 6:]  # the square exactly on digit 0
+    clips = compose_clips(digits, positions, 64)
+    assert clips.shape == (2, 12, 64, 64) and clips.dtype == np.uint8 and clips.max() == 255
+    for i in range(2):
+        np.testing.assert_array_equal(clips[i], slow_compose(list(digits[i]), list(positions[i]), 12))
+        np.testing.assert_array_equal(clips[i], compose_frames(list(digits[i]), list(positions[i]), 64))
+    # Other sizes (a digit as large as the frame included), and a float pool, as compose_frames composes them.
+    for size, image in ((5, 9), (8, 8), (1, 3)):
+        for dtype in (np.uint8, np.float32):
+            digits = (rng.rand(3, 4, size, size) * 120).astype(dtype)
+            positions = rng.randint(0, image - size + 1, (3, 4, 7, 2))
+            clips = compose_clips(digits, positions, image)
+            for i in range(3):
+                np.testing.assert_array_equal(clips[i], compose_frames(list(digits[i]), list(positions[i]), image))
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((np.zeros((1, 1, 28, 28), np.uint8).tolist(), np.zeros((1, 1, 3, 2), np.int64), 64), TypeError, "digits"),
+        ((np.zeros((1, 28, 28), np.uint8), np.zeros((1, 1, 3, 2), np.int64), 64), ValueError, "digits"),
+        ((np.zeros((1, 1, 28, 28), np.uint8), np.zeros((1, 1, 3, 2), np.float64), 64), TypeError, "positions"),
+        ((np.zeros((1, 1, 28, 28), np.uint8), np.zeros((1, 2, 3, 2), np.int64), 64), ValueError, "to match"),
+        ((np.zeros((1, 1, 28, 28), np.uint8), np.full((1, 1, 3, 2), 37), 64), ValueError, r"in \[0, 36\]"),
+        ((np.zeros((1, 1, 28, 28), np.uint8), np.full((1, 1, 3, 2), -1), 64), ValueError, r"in \[0, 36\]"),
+        ((np.zeros((1, 1, 28, 28), np.uint8), np.zeros((1, 1, 3, 2), np.int64), 20), ValueError, "do not fit"),
+        ((np.zeros((1, 1, 28, 28), np.uint8), np.zeros((1, 1, 3, 2), np.int64), 64.0), TypeError, "image_size"),
+    ],
+)
+def test_compose_clips_errors(args: tuple[object, object, object], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        compose_clips(*args)  # type: ignore[arg-type]
+
+
+def test_generate_clips_needs_a_clip_and_a_digit() -> None:
+    pool = load_embedded_digits("train").images[:10]
+    for n, num_digits in ((0, 2), (3, 0)):
+        with pytest.raises(ValueError, match="at least 1 clip of at least 1 digit"):
+            generate_clips(
+                pool, n, 5, np.random.RandomState(0), num_digits=num_digits, max_speed=4, deterministic=False
+            )
 
 
 @needs_fixture

@@ -100,20 +100,28 @@ def generate_clips(
     max_speed: int,
     deterministic: bool,
 ) -> np.ndarray:
-    """n Moving MNIST clips, uint8 (n, T, 64, 64), drawn from ``rng`` in the official per-clip order."""
-    from latentdyn.video.moving_mnist import compose_frames, draw_trajectory
+    """n Moving MNIST clips, uint8 (n, T, 64, 64), drawn from ``rng`` in the official per-clip order.
 
-    clips = []
+    Per clip and digit: the digit pick, then its trajectory (``draw_trajectory``); the n clips are then
+    composed at once (``compose_clips``, the rule of ``compose_frames``).
+
+    Raises:
+        ValueError: ``n`` or ``num_digits`` is below 1 (no clip, or a clip without digits).
+    """
+    from latentdyn.video.moving_mnist import compose_clips, draw_trajectory
+
+    if n < 1 or num_digits < 1:
+        raise ValueError(f"n, num_digits: expected at least 1 clip of at least 1 digit, got {n}, {num_digits}")
+    picks, positions = [], []
     for _ in range(n):
-        chosen, positions = [], []
         for _ in range(num_digits):
-            chosen.append(pool[rng.randint(0, len(pool))])
+            picks.append(rng.randint(0, len(pool)))
             traj = draw_trajectory(
                 rng, seq_len=seq_len, limit=64 - pool.shape[1], deterministic=deterministic, max_speed=max_speed
             )
             positions.append(traj.positions)
-        clips.append(compose_frames(chosen, positions, 64))
-    return np.stack(clips)
+    shape = (n, num_digits)
+    return compose_clips(pool[np.array(picks).reshape(shape)], np.stack(positions).reshape(*shape, seq_len, 2), 64)
 
 
 class _MovingMNISTBatches:

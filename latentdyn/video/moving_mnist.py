@@ -6,7 +6,8 @@ with an integer velocity (dx, dy), uniform in {-max_speed..max_speed}; **sx inde
 ``frame[sx:sx+s, sy:sy+s]``). Frame t records the float position rounded with Python's ``round``
 (half to even); frame 0 is the initial position. When a move leaves the square, the digit bounces off the
 wall it crossed; in the **stochastic** version it leaves with a completely new random velocity (SM-MNIST),
-in the **deterministic** one with the same speed, reflected. Digits add up in float32, clipped at 255.
+in the **deterministic** one with the same speed, reflected. Digits add up in float32, clipped at 255
+(:func:`compose_frames`; :func:`compose_clips` composes a batch of clips at once, with the same result).
 
 Randomness uses numpy's legacy ``RandomState`` stream, in the official order, so that a seed gives the
 official clips bit for bit: per digit, the digit pick (training clips only), sx, sy, dx, dy, then that
@@ -36,6 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import Dataset, get_worker_info
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, is_int, is_real
@@ -48,6 +50,7 @@ __all__ = [
     "MovingMNISTTestData",
     "MovingMNISTTestSet",
     "Trajectory",
+    "compose_clips",
     "compose_frames",
     "compute_trajectory",
     "draw_trajectory",
@@ -318,18 +321,25 @@ def _compute_trajectory(
     max_speed: int,
     rng: np.random.RandomState | None,
 ) -> Trajectory:
-    """Unchecked :func:`compute_trajectory`."""
-    positions = np.empty((seq_len, 2), dtype=np.int64)
-    velocities = np.empty((seq_len, 2), dtype=np.int64)
+    """Unchecked :func:`compute_trajectory`.
+
+    A position inside the square (up to the tolerance) needs no bounce, and :func:`_resolve_collisions` would
+    return it unchanged; so it is called, with the same arguments, only for a position beyond a wall: the same
+    draws and the same floats, without its set-up in every frame.
+    """
+    low, high = -COLLISION_TOLERANCE, limit + COLLISION_TOLERANCE  # the bounds _resolve_collisions tests
+    corners: list[tuple[int, int]] = []
+    speeds: list[tuple[int, int]] = []
     x, y = float(sx), float(sy)
-    for t in range(seq_len):
-        x, y, dx, dy = _resolve_collisions(
-            Motion(x, y, dx, dy), limit=limit, deterministic=deterministic, max_speed=max_speed, rng=rng
-        )
-        positions[t] = round(x), round(y)
-        velocities[t] = dx, dy
+    for _ in range(seq_len):
+        if x < low or x > high or y < low or y > high:
+            x, y, dx, dy = _resolve_collisions(
+                Motion(x, y, dx, dy), limit=limit, deterministic=deterministic, max_speed=max_speed, rng=rng
+            )
+        corners.append((round(x), round(y)))
+        speeds.append((dx, dy))
         x, y = x + dx, y + dy
-    return Trajectory(positions=positions, velocities=velocities)
+    return Trajectory(positions=np.array(corners, dtype=np.int64), velocities=np.array(speeds, dtype=np.int64))
 
 
 def draw_trajectory(
@@ -387,6 +397,8 @@ def _draw_trajectory(
 def compose_frames(digits: Sequence[np.ndarray], positions: Sequence[np.ndarray], image_size: int) -> np.ndarray:
     """Video of digits pasted at their positions: the sum in float32, clipped at 255, cast to uint8.
 
+    :func:`compose_clips` composes a batch of clips (digits of one size) at once, with the same frames.
+
     Args:
         digits: one uint8 (s, s) image per digit.
         positions: one int (T, 2) array of top-left corners (row, column) per digit.
@@ -403,6 +415,69 @@ def compose_frames(digits: Sequence[np.ndarray], positions: Sequence[np.ndarray]
         for t, (row, col) in enumerate(corners):
             frames[t, row : row + size, col : col + size] += patch
     return np.minimum(frames, 255.0).astype(np.uint8)
+
+
+def compose_clips(digits: np.ndarray, positions: np.ndarray, image_size: int) -> np.ndarray:
+    """A batch of videos of digits pasted at their positions, each as :func:`compose_frames` makes it.
+
+    Same rule: a pixel is the sum of the digit pixels over it, clipped at 255 and cast to uint8. uint8 digits
+    add up in uint8 with saturation (each term cut to the room left below 255), which for non-negative terms
+    is the clipped sum exactly, as the (exact) float32 sums of :func:`compose_frames` give it; other dtypes add
+    up in float32, digit after digit, as there. All clips are composed at once: each digit is pasted into a zero pad
+    of side H + L (L = H - s), whose H x W window at offset (L - row, L - column) shows it with its corner at
+    (row, column); one gather per digit slot takes the windows of all (B, T) frames.
+
+    Args:
+        digits: (B, K, s, s), the images of the K digits of each of the B clips (uint8, as MNIST).
+        positions: integer (B, K, T, 2), the top-left corner (row, column) of each digit in each frame, in
+            [0, L] with L = image_size - s.
+        image_size: H = W of the frames.
+
+    Returns:
+        uint8 (B, T, H, W).
+
+    Raises:
+        TypeError: ``digits`` is not a numpy array, ``positions`` not an integer numpy array, or
+            ``image_size`` not an int.
+        ValueError: ``digits`` not (B, K, s, s) or larger than the frames, ``positions`` not (B, K, T, 2), or
+            a corner outside [0, L].
+    """
+    image_size = check_positive_int(image_size, "image_size")
+    if not isinstance(digits, np.ndarray):
+        raise TypeError(f"digits: expected a numpy array (B, K, s, s), got {type(digits).__name__}")
+    if digits.ndim != 4 or digits.shape[2] != digits.shape[3]:
+        raise ValueError(f"digits: expected shape (B, K, s, s), got {list(digits.shape)}")
+    n, k, size = digits.shape[:3]
+    if size > image_size:
+        raise ValueError(f"digits: digits of size {size} do not fit in image_size {image_size}")
+    if not isinstance(positions, np.ndarray) or not np.issubdtype(positions.dtype, np.integer):
+        got = getattr(positions, "dtype", type(positions).__name__)
+        raise TypeError(f"positions: expected an integer numpy array (B, K, T, 2), got {got}")
+    if positions.ndim != 4 or positions.shape[:2] != (n, k) or positions.shape[3] != 2:
+        raise ValueError(f"positions: expected shape ({n}, {k}, T, 2) to match digits, got {list(positions.shape)}")
+    limit = image_size - size
+    if positions.size and not (positions.min() >= 0 and positions.max() <= limit):
+        raise ValueError(f"positions: expected corners in [0, {limit}] (image_size - digit size)")
+    seq_len = positions.shape[2]
+    if k == 0:
+        return np.zeros((n, seq_len, image_size, image_size), dtype=np.uint8)
+    offsets = limit - positions.astype(np.intp)  # (B, K, T, 2), the window showing each digit at its corner
+    pad = np.zeros((n, k, image_size + limit, image_size + limit), dtype=digits.dtype)
+    pad[:, :, limit : limit + size, limit : limit + size] = digits
+    windows = sliding_window_view(pad, (image_size, image_size), axis=(2, 3))  # (B, K, L + 1, L + 1, H, W)
+    clips = np.arange(n)[:, None]
+    layers = (windows[clips, j, offsets[:, j, :, 0], offsets[:, j, :, 1]] for j in range(k))  # (B, T, H, W) each
+    if digits.dtype != np.uint8:
+        total = next(layers).astype(np.float32)
+        for frames in layers:
+            total += frames.astype(np.float32)
+        return np.minimum(total, 255.0).astype(np.uint8)
+    total = next(layers)  # a copy: the gather does not return a view
+    room = np.empty_like(total)
+    for frames in layers:
+        np.subtract(255, total, out=room)
+        total += np.minimum(frames, room, out=frames)
+    return np.ascontiguousarray(total)  # a no-op: the gather returns (B, T, H, W) in C order
 
 
 def _check_seed(seed: object) -> int:
