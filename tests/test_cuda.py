@@ -39,6 +39,15 @@ def test_resolve_device_accepts_the_visible_gpus() -> None:
         resolve_device(f"cuda:{torch.cuda.device_count()}")
 
 
+def test_frames_converted_on_the_gpu_are_those_of_the_cpu() -> None:
+    """uint8 batches travel to the GPU and are converted there: every value as the CPU divides it."""
+    from latentdyn.video.collate import to_unit_interval
+
+    every = torch.arange(256, dtype=torch.uint8).reshape(4, 64)
+    on_gpu = to_unit_interval(every.cuda())
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), to_unit_interval(every))
+
+
 @pytest.mark.skipif(not (FIXTURE / "outputs.pt").is_file(), reason=f"official fixture not found at {FIXTURE}")
 def test_official_fixture_is_reproduced_by_the_cuda_kernels() -> None:
     checks = verify(FIXTURE, "cuda")

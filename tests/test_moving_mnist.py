@@ -933,6 +933,28 @@ def test_collate_videos() -> None:
     assert collate_videos([np.full((1, 2, 2), 255, np.uint8)]).max() == 1.0
 
 
+def test_stack_videos_then_to_unit_interval_is_collate_videos() -> None:
+    """The two halves of collate_videos: uint8 (T, B, C, H, W) first (what DataLoader workers hand over), then
+    v / 255 computed as the CPU divides, for each of the 256 values."""
+    from latentdyn.video.collate import _UNIT_VALUES, stack_videos, to_unit_interval
+
+    rng = np.random.default_rng(1)
+    videos = [rng.integers(0, 256, (3, 5, 6, 2), dtype=np.uint8) for _ in range(4)]
+    stacked = stack_videos(videos)
+    assert stacked.shape == (3, 4, 2, 5, 6) and stacked.dtype == torch.uint8 and stacked.is_contiguous()
+    assert torch.equal(stacked[1, 2, 1], torch.from_numpy(videos[2][1, :, :, 1]))
+    assert torch.equal(to_unit_interval(stacked), collate_videos(videos))
+    every = torch.arange(256, dtype=torch.uint8)
+    exact = torch.tensor([np.float32(v) / np.float32(255) for v in range(256)], dtype=torch.float32)
+    assert torch.equal(to_unit_interval(every), exact) and torch.equal(_UNIT_VALUES, exact)
+    # Why the table on other devices: a product with the reciprocal, as CUDA computes x / 255, rounds otherwise.
+    assert not torch.equal(every.float() * (1 / 255.0), exact)
+    with pytest.raises(TypeError, match=r"x: expected a uint8 tensor, got a tensor of dtype torch\.float32"):
+        to_unit_interval(exact)
+    with pytest.raises(TypeError, match="x: expected a uint8 tensor, got ndarray"):
+        to_unit_interval(videos[0])  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("videos", "error", "match"),
     [

@@ -21,7 +21,7 @@ from examples.srvp import evaluate as ev
 from examples.srvp import train
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig
 from examples.srvp.datasets import BatchStream, generate_clips, make_data, step_seed
-from latentdyn.video.collate import collate_videos
+from latentdyn.video.collate import collate_videos, stack_videos, to_unit_interval
 from latentdyn.video.datasets import KTH_CLASSES, encode_example, write_tfrecord, write_video
 from latentdyn.video.fvd import I3D_ENV_VAR, InceptionI3D
 from latentdyn.video.lpips import ALEXNET_ENV_VAR, LPIPS, LPIPS_ENV_VAR, AlexNetFeatures
@@ -309,8 +309,8 @@ def test_bair_batches_draw_videos_with_replacement(tmp_path: Path) -> None:
 
     assert val.shape == (12, 3, 3, 64, 64) and levels(val) == val_levels  # the one video, drawn 3 times
     batch = stream[0]
-    assert batch.shape == (12, 8, 3, 64, 64)
-    assert levels(batch) <= train_levels  # 8 clips from 2 videos: drawn with replacement
+    assert batch.shape == (12, 8, 3, 64, 64) and batch.dtype == torch.uint8
+    assert levels(to_unit_interval(batch)) <= train_levels  # 8 clips from 2 videos: drawn with replacement
     assert torch.equal(stream[0], batch)
 
 
@@ -426,7 +426,9 @@ def test_smmnist_batches_are_unchanged() -> None:
     for step in (0, 7):
         rs = np.random.RandomState(step_seed(cfg.seed, step))
         clips = generate_clips(digits[order[:n_train]], cfg.batch_size, cfg.seq_len, rs, **motion)  # type: ignore[arg-type]
-        assert torch.equal(stream[step], collate_videos(list(clips)))
+        batch = stream[step]  # uint8 through the DataLoader (a quarter of the bytes), converted where it is used
+        assert batch.dtype == torch.uint8 and torch.equal(batch, stack_videos(list(clips)))
+        assert torch.equal(to_unit_interval(batch), collate_videos(list(clips)))
     rs = np.random.RandomState(step_seed(cfg.seed, 0, stream=1))
     clips = generate_clips(digits[order[n_train:]], cfg.val_sequences, cfg.test_len, rs, **motion)  # type: ignore[arg-type]
     assert torch.equal(val, collate_videos(list(clips)))

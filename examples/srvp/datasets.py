@@ -77,10 +77,12 @@ class BatchStream(torch.utils.data.Dataset[torch.Tensor]):
         return sys.maxsize
 
     def __getitem__(self, step: int) -> torch.Tensor:
-        """The batch x of ``step``, float (T, B, C, H, W) in [0, 1]."""
-        from latentdyn.video.collate import collate_videos
+        """The batch of ``step``, uint8 (T, B, C, H, W): a quarter of the bytes of the float batch through the
+        DataLoader's shared memory, pinned memory and the copy to the device; the training step converts it
+        with :func:`latentdyn.video.collate.to_unit_interval` where it runs."""
+        from latentdyn.video.collate import stack_videos
 
-        return collate_videos(list(self.make_batch(step_seed(self.seed, step))))
+        return stack_videos(list(self.make_batch(step_seed(self.seed, step))))
 
 
 # ------------------------------------------------------------------------------------------- Moving MNIST

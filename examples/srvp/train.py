@@ -62,6 +62,7 @@ from examples.srvp.config import (
 )
 from examples.srvp.datasets import check_stream, make_data
 from examples.srvp.model import FrameModel, build_model, predict_in_chunks
+from latentdyn.video.collate import to_unit_interval
 
 __all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
 
@@ -1078,7 +1079,7 @@ def _train(
                         bar = None
                     _save_after_data_error()
                     raise
-                x = x.to(device, non_blocking=True)
+                x = to_unit_interval(x.to(device, non_blocking=True))  # (uint8 from the stream: 4x fewer bytes)
                 lr = scheduler.get_last_lr()[0]  # the rate of this step's update
                 with autocast(cfg, device):
                     terms, _ = net(x)  # SRVP.forward: posterior pass and loss terms (computed in fp32)
