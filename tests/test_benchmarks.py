@@ -7,6 +7,7 @@ benchmark runs every configuration shrunk to a few frames: its floor computes wh
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -113,7 +114,27 @@ def test_device_check_script_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
     assert "=== done" in (tmp_path / "log.txt").read_text()
 
 
-@pytest.mark.parametrize("name", ["rollout", "sampling", "train_step"])
+def test_data_benchmark_writes_documented_fields(tmp_path: Path) -> None:
+    from benchmarks.data import VARIANTS
+
+    out = tmp_path / "data.json"
+    cmd = [sys.executable, "-m", "benchmarks.data", "--batch", "3", "--seq-len", "5", "--iters", "1", "--warmup", "0"]
+    cmd += ["--target", "10", "--json", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["variant"] for r in data["results"]] == list(VARIANTS) and data["peak_rss_mib"] > 0
+    fields = {"seconds_per_batch", "clips_per_s", "mib_per_batch", "speedup_vs_per_clip", "workers_for_target"}
+    for r in data["results"]:
+        assert fields <= set(r), fields - set(r)
+        assert r["clips_per_s"] == 3 / r["seconds_per_batch"]
+        assert r["workers_for_target"] == math.ceil(10 * 3 / r["clips_per_s"])
+    mib = {r["variant"]: r["mib_per_batch"] for r in data["results"]}
+    assert mib["batch-float"] == 4 * mib["batch-uint8"] == 3 * 5 * 64 * 64 * 4 / 2**20
+
+
+@pytest.mark.parametrize("name", ["data", "rollout", "sampling", "train_step"])
 def test_benchmark_help_under_python_OO(name: str) -> None:
     """``python -OO`` removes the docstring the parser takes its description from."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
