@@ -484,3 +484,158 @@ def test_two_evaluations_of_one_name_at_once_do_not_replace_each_other(
         path.write_bytes(b"half-written by a killed evaluation")
     assert ev.main(argv) == 0
     assert not any(path.exists() for path in stale) and kept.exists()
+
+
+# ---------------------------------------------------------------------------------------- official sample files
+def _official_bytes(folder: Path) -> dict[str, bytes]:
+    """The bytes of every file in ``folder`` (with ``_fixed_zip_time`` the .npz files carry no date of their own)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def _fixed_zip_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The .npz files are zip files whose members carry the time they were written: fixed, so that two runs can
+    write byte-identical files."""
+    import time
+    import types
+    import zipfile
+
+    clock = types.SimpleNamespace(time=lambda: 1_700_000_000.0, localtime=time.localtime)
+    monkeypatch.setattr(zipfile, "time", clock)
+
+
+def _stop_in_batch(monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    """Ctrl-C in the ``batch``-th batch (1-based) that ``evaluate`` computes from now on."""
+    evaluate_batch, calls = ev._evaluate_batch, []
+
+    def stop(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == batch:
+            raise KeyboardInterrupt
+        return evaluate_batch(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "_evaluate_batch", stop)
+
+
+@pytest.mark.usefixtures("_fixed_zip_time")
+def test_an_interrupted_evaluation_writes_the_official_files_of_an_uninterrupted_one(
+    tmp_path: Path, model: SRVP, clips: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped twice, an evaluation with official files continues from the arrays kept in its work folder next to
+    the progress, and writes files byte-identical to those of an uninterrupted one; progress saved by an earlier
+    version, with the arrays in its batches, continues too. The work folder holds nothing else."""
+    options: dict[str, Any] = dict(official_files=True, sample_chunk=3, save_every=3600)
+    whole = _evaluate(model, clips, **options)  # no state file: the arrays go through a temporary folder
+    expected = _official_bytes(ev.write_official_files(whole, tmp_path / "whole"))
+    state = tmp_path / "eval.partial.pt"
+    work = ev.official_work_dir(state)
+    assert work == tmp_path / "eval_official.partial"
+    for stop, done in ((2, 3), (2, 6)):  # batches of 3 sequences: stopped in batches 2 and 3
+        _stop_in_batch(monkeypatch, stop)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            _evaluate(model, clips, state_file=state, **options)
+        monkeypatch.undo()
+        assert stopped.value.saved_progress == ev.SavedProgress(done, N_CLIPS, state)  # type: ignore[attr-defined]
+        assert sorted(p.name for p in work.iterdir()) == sorted(f"{name}.npy" for name in whole["_official"])
+    continued = _evaluate(model, clips, state_file=state, **options)
+    assert continued["throughput"]["resumed_at"] == [3, 6]
+    assert _official_bytes(ev.write_official_files(continued, tmp_path / "continued")) == expected
+    again = _evaluate(model, clips, state_file=state, **options)  # complete: from the files, without sampling
+    assert _official_bytes(ev.write_official_files(again, tmp_path / "again")) == expected
+
+    # Progress saved with the arrays in its batches (before they were kept apart) continues from them.
+    from examples.srvp.checkpoint import read_torch_file, save_checkpoint
+
+    ev.discard_progress(state)
+    assert not state.exists() and not work.exists()
+    _stop_in_batch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        _evaluate(model, clips, state_file=state, **options)
+    monkeypatch.undo()
+    saved = read_torch_file(state, "state_file")
+    arrays = {name: np.load(work / f"{name}.npy") for name in saved.pop("official")}
+    for i, batch in enumerate(saved["batches"]):
+        batch["official"] = {name: torch.from_numpy(a[3 * i : 3 * i + 3].copy()) for name, a in arrays.items()}
+    save_checkpoint(state, saved)
+    shutil.rmtree(work)
+    old = _evaluate(model, clips, state_file=state, **options)
+    assert old["throughput"]["resumed_at"] == [6]
+    assert _official_bytes(ev.write_official_files(old, tmp_path / "old")) == expected
+
+    # A work folder that lost an array is not taken for one that holds the progress.
+    (work / "psnr_best.npy").unlink()
+    with pytest.raises(ValueError, match=r"state_file: .*eval.partial.pt: its official sample arrays are missing"):
+        _evaluate(model, clips, state_file=state, **options)
+    ev.discard_progress(state)
+    assert not state.exists() and not work.exists()
+
+
+def test_the_saved_progress_does_not_grow_with_the_official_arrays(
+    tmp_path: Path, model: SRVP, clips: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: every batch's official sample arrays were kept in memory and pickled into the progress file
+    at every save (about 1.2 MiB per SM-MNIST sequence, 6 GiB for a whole test set, rewritten at each save). The
+    file now grows by the batches' scores only; the arrays go to the work folder, batch by batch."""
+    from examples.srvp.checkpoint import read_torch_file
+
+    state = tmp_path / "eval.partial.pt"
+    sizes: list[int] = []
+    save = ev._save_progress
+
+    def measured(*args: Any) -> None:
+        save(*args)
+        sizes.append(state.stat().st_size)
+
+    monkeypatch.setattr(ev, "_save_progress", measured)
+    options: dict[str, Any] = dict(official_files=True, save_every=0, n_gif=0, protocol=_protocol(batch_size=2))
+    result = _evaluate(model, clips, state_file=state, **options)
+    per_sequence = sum(a[0].nbytes for a in result["_official"].values())  # 34 frames of 64×64: 136 KiB
+    assert len(sizes) == N_CLIPS // 2  # a save after each batch of 2 sequences
+    assert sizes[-1] - sizes[0] < per_sequence / 4  # 6 more sequences: a few KiB of scores (0.8 MiB before)
+    saved = read_torch_file(state, "state_file")
+    assert saved["done"] == N_CLIPS and not any("official" in batch for batch in saved["batches"])
+    layout = {name: {"shape": list(a.shape), "dtype": "|u1"} for name, a in result["_official"].items()}
+    assert saved["official"] == layout
+    work = ev.official_work_dir(state)
+    for name, array in result["_official"].items():  # read-only maps of the work folder's files
+        assert isinstance(array, np.memmap) and not array.flags.writeable
+        assert Path(array.filename) == work / f"{name}.npy"
+
+
+@pytest.mark.usefixtures("_fixed_zip_time")
+def test_the_cli_continues_the_official_files_of_a_stopped_evaluation(
+    tmp_path: Path,
+    run_and_test_set: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--save-official-files: a stopped evaluation keeps the arrays of its complete batches in
+    eval/NAME_official.partial/; the same command writes the files of an uninterrupted evaluation, byte for byte,
+    and removes the folder with the progress; other settings are refused without touching them; --restart
+    discards them."""
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    argv += ["--batch-size", "1", "--save-every", "0", "--save-official-files"]
+    assert ev.main([*argv, "--name", "whole"]) == 0
+    expected = _official_bytes(run / "eval" / "whole_official")
+    state, work = run / "eval" / "parts.partial.pt", run / "eval" / "parts_official.partial"
+    _stop_in_batch(monkeypatch, 3)
+    assert ev.main([*argv, "--name", "parts"]) == 130
+    monkeypatch.undo()
+    assert "interrupted after 2 of 3 test sequences" in capsys.readouterr().err
+    assert state.is_file() and {p.suffix for p in work.iterdir()} == {".npy"}
+    assert not (run / "eval" / "parts_official").exists()
+    assert ev.main([*argv, "--name", "parts", "--seed", "3"]) == 2  # another evaluation: refused
+    assert "(--seed: 1 saved, 3 now)" in capsys.readouterr().err
+    assert ev.main([*argv, "--name", "parts"]) == 0
+    assert json.loads((run / "eval" / "parts.json").read_text())["throughput"]["resumed_at"] == [2]
+    assert _official_bytes(run / "eval" / "parts_official") == expected
+    assert not state.exists() and not work.exists()
+
+    _stop_in_batch(monkeypatch, 2)
+    assert ev.main([*argv, "--name", "again"]) == 130
+    monkeypatch.undo()
+    assert (run / "eval" / "again_official.partial").is_dir()
+    assert ev.main([*argv, "--name", "again", "--restart"]) == 0
+    assert json.loads((run / "eval" / "again.json").read_text())["throughput"]["resumed_at"] == []
+    assert _official_bytes(run / "eval" / "again_official") == expected
+    assert not (run / "eval" / "again_official.partial").exists() and not (run / "eval" / "again.partial.pt").exists()

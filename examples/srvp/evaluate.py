@@ -17,7 +17,8 @@ the checkpoint and its training step: a JSON file of metrics and per-time-step c
 curves, a GIF of ground truth / best / worst / random samples and the per-sequence scores; with
 ``--save-official-files`` also the sample files of the official ``test.py`` (:func:`write_official_files`).
 The progress is kept in ``RUN_DIR/eval/NAME.partial.pt`` (every ``--save-every`` minutes, and when Ctrl-C,
-SIGTERM or an error stops the evaluation): the same command continues a stopped evaluation to the results of an
+SIGTERM or an error stops the evaluation; the official sample arrays, written batch by batch, in
+``NAME_official.partial/``): the same command continues a stopped evaluation to the results of an
 uninterrupted one; ``--restart`` starts over. An existing ``NAME.json`` of an evaluation with other settings
 is not replaced without ``--overwrite`` (or another ``--name``).
 
@@ -46,17 +47,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,6 +96,7 @@ from examples.srvp.checkpoint import (
 from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import SRVP, FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
+from latentdyn.video.collate import to_unit_interval
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
@@ -104,11 +112,13 @@ __all__ = [
     "build_parser",
     "check_protocol",
     "check_sequences",
+    "discard_progress",
     "evaluate",
     "format_results",
     "load_sequences",
     "load_test_clips",
     "main",
+    "official_work_dir",
     "sequence_generators",
     "sequence_seed",
     "write_official_files",
@@ -536,26 +546,38 @@ def _fingerprint(
     }
 
 
-def _save_progress(path: Path, fingerprint: dict[str, Any], acc: _Accumulated, resumed_at: list[int]) -> None:
-    save_checkpoint(
-        path,
-        {
-            "fingerprint": fingerprint,
-            "done": acc.done,
-            "seconds": acc.seconds,
-            "rng": acc.rng,
-            "batches": list(acc.batches),
-            "resumed_at": resumed_at,
-        },
-    )
+def _save_progress(
+    path: Path,
+    fingerprint: dict[str, Any],
+    acc: _Accumulated,
+    resumed_at: list[int],
+    official: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Save the progress; ``official``: the layout of the official sample arrays (:class:`_OfficialArrays`), which
+    are kept in :func:`official_work_dir`, not in the file."""
+    payload = {
+        "fingerprint": fingerprint,
+        "done": acc.done,
+        "seconds": acc.seconds,
+        "rng": acc.rng,
+        "batches": list(acc.batches),
+        "resumed_at": resumed_at,
+    }
+    if official is not None:
+        payload["official"] = official
+    save_checkpoint(path, payload)
 
 
 _BEFORE_NOISE_MODES = {"noise": "batch"}
 """Fingerprint entries of progress saved before the noise modes existed (all drawn as ``noise="batch"``)."""
 
 
-def _load_progress(path: Path, fingerprint: dict[str, Any]) -> tuple[_Accumulated, list[int]]:
-    """The progress saved in ``path``, checked against this evaluation's fingerprint, and where it resumed before.
+def _load_progress(
+    path: Path, fingerprint: dict[str, Any]
+) -> tuple[_Accumulated, list[int], dict[str, dict[str, Any]] | None]:
+    """The progress saved in ``path``, checked against this evaluation's fingerprint, where it resumed before, and
+    the layout of its official sample arrays (None when it has none, or holds them in its batches, as files saved
+    before the arrays were kept apart did).
 
     Raises:
         StateMismatchError: the file belongs to another evaluation.
@@ -580,7 +602,184 @@ def _load_progress(path: Path, fingerprint: dict[str, Any]) -> tuple[_Accumulate
     acc = _Accumulated(
         done=int(state["done"]), seconds=float(state["seconds"]), rng=state["rng"], batches=tuple(state["batches"])
     )
-    return acc, list(state["resumed_at"])
+    official = state.get("official")
+    if official is not None and not (
+        isinstance(official, dict)
+        and all(
+            isinstance(spec, dict) and isinstance(spec.get("shape"), list) and isinstance(spec.get("dtype"), str)
+            for spec in official.values()
+        )
+    ):
+        raise ValueError(f"state_file: {path} is not the progress of an evaluation (format {STATE_FORMAT})")
+    return acc, list(state["resumed_at"]), official
+
+
+_OFFICIAL_ARRAY = re.compile(r"(cond_rec|random_\d+|(psnr|ssim|lpips)_(best|worst))\.npy")
+"""The files of a work folder of official sample arrays (:func:`official_work_dir`): nothing else there is removed."""
+
+
+def official_work_dir(state_file: str | Path) -> Path:
+    """Where an evaluation with ``state_file`` and ``official_files=True`` keeps the official sample arrays until its
+    results are written: ``NAME_official.partial/`` next to ``NAME.partial.pt`` (``STATE.official/`` next to a
+    state file of another name), one ``.npy`` per official file, filled batch by batch. The progress saved in
+    ``state_file`` counts on them; :func:`discard_progress` removes both."""
+    path = Path(state_file)
+    suffix = ".partial.pt"
+    if path.name.endswith(suffix) and len(path.name) > len(suffix):
+        return path.with_name(f"{path.name[: -len(suffix)]}_official.partial")
+    return path.with_name(f"{path.name}.official")
+
+
+def discard_progress(state_file: str | Path) -> None:
+    """Remove the progress that :func:`evaluate` saved in ``state_file`` and its official sample arrays
+    (:func:`official_work_dir`): once the results are written, or to start over. What is missing is no error."""
+    path = Path(state_file)
+    path.unlink(missing_ok=True)  # first: saved progress never counts on arrays already removed
+    _remove_work_files(official_work_dir(path))
+
+
+def _remove_work_files(folder: Path) -> None:
+    """Remove the official sample arrays in ``folder`` (only the files an evaluation writes there; a file that
+    cannot be removed is left), then the folder if that left it empty."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # no folder, or not a folder
+        return
+    for entry in entries:
+        if _OFFICIAL_ARRAY.fullmatch(entry.name):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+    with contextlib.suppress(OSError):  # missing, or holds something else
+        folder.rmdir()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (another C library)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Give the heap memory freed by a batch back to the system, where the C library allows (glibc).
+
+    A batch with official files allocates and frees large arrays between the small ones kept for the results;
+    glibc then reuses the holes poorly and the heap grew by up to 1.5 MiB per SM-MNIST sequence, memory that is free
+    but never returned (measured: flat with ``malloc_trim`` after each batch, or with a fixed
+    ``MALLOC_MMAP_THRESHOLD_``). It costs well under a millisecond per batch."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+class _OfficialArrays:
+    """The official sample arrays of an evaluation (see :func:`write_official_files`) while it runs, on disk: one
+    ``NAME.npy`` per official file, (n_seq, T, H, W, C) uint8, preallocated at the first batch and filled batch by
+    batch, so that memory does not grow with the test set. Rows are written with plain writes, not through a
+    memory map, where a full disk would be a SIGBUS instead of an OSError. ``folder`` None: a temporary folder,
+    removed at the end. ``layout`` ({name: {"shape": [...], "dtype": str}}) is saved with the progress."""
+
+    def __init__(self, folder: Path | None, n_seq: int) -> None:
+        self.folder = folder
+        self.temporary = folder is None
+        self.n_seq = n_seq
+        self.layout: dict[str, dict[str, Any]] = {}
+        self._offsets: dict[str, int] = {}  # where the data of each file starts, after the .npy header
+        self._unsynced: set[str] = set()
+
+    def _path(self, name: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{name}.npy"
+
+    def _row_bytes(self, name: str) -> int:
+        spec = self.layout[name]
+        return math.prod(spec["shape"][1:]) * np.dtype(spec["dtype"]).itemsize
+
+    def _create(self, first: dict[str, np.ndarray]) -> None:
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="srvp-official-"))
+        else:
+            _remove_work_files(self.folder)  # what an evaluation of this name left, that no saved progress counts on
+            self.folder.mkdir(parents=True, exist_ok=True)
+        for name, rows in first.items():
+            shape = (self.n_seq, *rows.shape[1:])
+            array = np.lib.format.open_memmap(self._path(name), mode="w+", dtype=rows.dtype, shape=shape)
+            self._offsets[name] = array.offset
+            del array  # a sparse file: no page was written
+            self.layout[name] = {"shape": list(shape), "dtype": rows.dtype.str}
+
+    def write(self, start: int, arrays: dict[str, torch.Tensor] | dict[str, np.ndarray]) -> None:
+        """Rows ``start …`` of every file, from one batch's arrays (B, T, H, W, C)."""
+        batch = {name: np.ascontiguousarray(np.asarray(a)) for name, a in arrays.items()}
+        if not self.layout:
+            self._create(batch)
+        if list(batch) != list(self.layout):
+            raise RuntimeError(f"official arrays: expected {list(self.layout)}, got {list(batch)}")
+        for name, rows in batch.items():
+            if rows.nbytes != len(rows) * self._row_bytes(name) or start + len(rows) > self.n_seq:
+                raise RuntimeError(f"official arrays: {name}: rows {start}+{list(rows.shape)} do not fit the file")
+            with open(self._path(name), "r+b") as f:
+                f.seek(self._offsets[name] + start * self._row_bytes(name))
+                f.write(rows.reshape(-1).view(np.uint8).data)
+            self._unsynced.add(name)
+
+    def sync(self) -> None:
+        """Flush the rows written since the last call to the disk: before the progress that counts on them is saved."""
+        for name in sorted(self._unsynced):
+            with open(self._path(name), "r+b") as f:
+                os.fsync(f.fileno())
+        self._unsynced.clear()
+
+    def resume(self, acc: _Accumulated, layout: dict[str, dict[str, Any]] | None, state_file: Path) -> _Accumulated:
+        """Continue the arrays of the progress ``acc`` loaded from ``state_file``: check the files that ``layout``
+        describes or, for progress saved with the arrays in its batches, write them to the files and return the
+        batches without them."""
+        if layout is not None:
+            for name, spec in layout.items():
+                path = self._path(name)
+                damaged = f"state_file: {state_file}: its official sample arrays are missing or damaged"
+                try:
+                    array = np.load(path, mmap_mode="r", allow_pickle=False)
+                except OSError as e:
+                    raise ValueError(f"{damaged} ({os_error_message(e)})") from None
+                except ValueError as e:  # not a .npy file, or shorter than its header says
+                    raise ValueError(f"{damaged} ({path}: {' '.join(str(e).split())})") from None
+                found = (list(array.shape), array.dtype.str)
+                self._offsets[name] = array.offset
+                del array
+                if found != (spec["shape"], spec["dtype"]):
+                    raise ValueError(
+                        f"{damaged} ({path} holds {found[0]} {found[1]}, expected {spec['shape']} {spec['dtype']})"
+                    )
+            self.layout = {name: dict(spec) for name, spec in layout.items()}
+            return acc
+        if acc.batches and all("official" in b for b in acc.batches):
+            start = 0
+            for b in acc.batches:
+                self.write(start, b["official"])
+                start += len(next(iter(b["official"].values())))
+            self.sync()
+            batches = tuple({k: v for k, v in b.items() if k != "official"} for b in acc.batches)
+            return dataclasses.replace(acc, batches=batches)
+        raise ValueError(f"state_file: {state_file} holds no official sample arrays")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The complete arrays: read-only memory maps of the files (a temporary folder is removed: on POSIX the maps
+        outlive the files; elsewhere the folder goes when the maps are freed)."""
+        out = {name: np.load(self._path(name), mmap_mode="r", allow_pickle=False) for name in self.layout}
+        if self.temporary and self.folder is not None:
+            self.remove()
+            if self.folder.exists():
+                for array in out.values():
+                    weakref.finalize(array, shutil.rmtree, self.folder, True)
+        return out
+
+    def remove(self) -> None:
+        """Remove a temporary folder (a work folder stays with the progress that counts on it)."""
+        if self.temporary and self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _evaluate_batch(
@@ -730,7 +929,10 @@ def evaluate(
             ``CHUNK_FRAMES`` predicted frames per call.
         official_files: also keep what the official test script saves (``"_official"``, see
             :func:`write_official_files`): random samples 1-5, sample 1's conditioning reconstructions, and
-            the best and worst sample of each metric, uint8 (N_seq, T, H, W, C).
+            the best and worst sample of each metric, uint8 (N_seq, T, H, W, C). They are not held in memory
+            but written batch by batch to ``.npy`` files, in :func:`official_work_dir` with a ``state_file``
+            (kept with the progress), else in a temporary folder (``TMPDIR``) removed at the end; the results
+            hold them as read-only memory maps of these files.
         state_file: where to keep the progress (a torch file, written atomically) so that an evaluation
             that stops (Ctrl-C, a stop signal raised as an exception, a crash, a killed job) continues where
             it was: when the file exists, its batches are taken as done and the evaluation goes on from the
@@ -738,7 +940,9 @@ def evaluate(
             those of an uninterrupted evaluation. It is written every ``save_every`` seconds at the end of a
             batch, when an exception ends the evaluation (the progress up to the last complete batch; the
             exception then carries a :class:`SavedProgress` as ``saved_progress``) and at the end (a
-            complete file returns the results without sampling). Delete it once the results are stored.
+            complete file returns the results without sampling). With ``official_files`` the sample arrays
+            are kept apart, in :func:`official_work_dir`, and the file records how many sequences they hold.
+            Delete both (:func:`discard_progress`) once the results are stored.
         save_every: seconds between two saves of ``state_file`` during the evaluation.
         noise: ``"sequence"`` or ``"batch"`` (see above; :data:`NOISE_MODES`).
         indices: with ``noise="sequence"``, the index in its test set of each clip of ``sequences`` (N ints
@@ -757,7 +961,9 @@ def evaluate(
             than ``protocol.nt_gen``, the protocol does not suit the model, ``sample_chunk`` < 1, ``noise``
             is not one of :data:`NOISE_MODES`, ``indices`` are not N ints >= 0 (or are given with
             ``noise="batch"``), or ``state_file`` is not an evaluation's progress; :class:`StateMismatchError`
-            when it is that of an evaluation with other settings, weights or test clips.
+            when it is that of an evaluation with other settings, weights or test clips, or its official sample
+            arrays are missing or damaged.
+        OSError: the official sample arrays could not be written (e.g. a full disk).
     """
     t_len, n_all = check_sequences(sequences)
     p = protocol
@@ -872,9 +1078,14 @@ def _evaluate(
         noise=noise,
         **{"sequence indices": None if indices is None else _digest([("indices", torch.tensor(indices[:n_seq]))])},
     )
+    official = None  # the official sample arrays, in files (in a temporary folder without a state file)
+    if official_files:
+        official = _OfficialArrays(None if state_file is None else official_work_dir(state_file), n_seq)
     if state_file is not None:
         if state_file.exists():
-            acc, resumed_at = _load_progress(state_file, fingerprint)
+            acc, resumed_at, layout = _load_progress(state_file, fingerprint)
+            if official is not None:
+                acc = official.resume(acc, layout, state_file)
             set_rng_state(acc.rng, device)
             if acc.done < n_seq:
                 resumed_at.append(acc.done)
@@ -894,7 +1105,9 @@ def _evaluate(
         nonlocal saved, last_save
         assert state_file is not None
         try:
-            _save_progress(state_file, fingerprint, acc, resumed_at)
+            if official is not None:
+                official.sync()  # the rows the progress counts on are on the disk before it is saved
+            _save_progress(state_file, fingerprint, acc, resumed_at, official.layout if official is not None else None)
         except OSError as e:
             warnings.warn(f"state_file: the progress could not be saved ({os_error_message(e)})", stacklevel=3)
             return
@@ -902,7 +1115,8 @@ def _evaluate(
 
     try:
         for lo in range(acc.done, n_seq, p.batch_size):
-            x = sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device).float().div_(255)
+            # (the CPU's x / 255 on every device: a GPU's division would round half the values otherwise)
+            x = to_unit_interval(sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device))
             n_gif_left = n_gif - sum(b["gif"]["truth"].shape[1] for b in acc.batches if "gif" in b)
             options: dict[str, Any] = dict(lpips=lpips, lpips_chunk=lpips_chunk, fvd=fvd_network is not None)
             # The batch's N·B rows in each predict call; the noise of each sequence from its own generator
@@ -920,6 +1134,9 @@ def _evaluate(
                 generators=generators,
                 **options,
             )
+            if official is not None:  # rows lo … of the files: the progress counts on them once the batch is committed
+                official.write(lo, batch.pop("official"))
+                _release_freed_memory()
             # One assignment commits the batch: an interrupt before it leaves the progress at the last batch.
             acc = _Accumulated(
                 done=lo + x.shape[1],
@@ -942,12 +1159,14 @@ def _evaluate(
             chunk=chunk,
             metrics=metrics,
             resumed_at=resumed_at,
-            official_files=official_files,
+            official=official,
             fvd_network=fvd_network,
             fvd_protocol=fvd_protocol,
             provenance=_provenance(fingerprint, device),
         )
     except BaseException as exc:  # Ctrl-C, a stop signal turned into an exception, out of memory ...
+        if official is not None:
+            official.remove()  # a temporary folder; a work folder stays with the saved progress
         if state_file is not None:
             try:
                 if acc.done > saved:
@@ -976,7 +1195,7 @@ def _results(
     chunk: int,
     metrics: tuple[str, ...],
     resumed_at: list[int],
-    official_files: bool,
+    official: _OfficialArrays | None,
     fvd_network: nn.Module | None,
     fvd_protocol: FVDProtocol | None,
     provenance: dict[str, Any],
@@ -1007,9 +1226,8 @@ def _results(
         "_gif": {k: torch.cat([g[k] for g in gif_parts], dim=1) for k in gif_parts[0]} if gif_parts else {},
         "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
     }
-    if official_files:
-        names = list(acc.batches[0]["official"])
-        result["_official"] = {k: torch.cat([b["official"][k] for b in acc.batches]).numpy() for k in names}
+    if official is not None:
+        result["_official"] = official.arrays()
     if fvd_network is not None:
         real = sequences[: p.nt_gen, :n_seq]
         fake = torch.cat([real[: p.nt_cond], torch.cat([b["fake"] for b in acc.batches], dim=1)])
@@ -1496,7 +1714,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-official-files",
         action="store_true",
         help="also write the official test.py files (results.npz, random_*.npz, cond_rec.npz, "
-        "{psnr,ssim,lpips}_{best,worst}.npz) to eval/NAME_official/",
+        "{psnr,ssim,lpips}_{best,worst}.npz) to eval/NAME_official/; until the end, each batch's samples are "
+        "written to eval/NAME_official.partial/ (about as large as the files uncompressed), not held in memory",
     )
     lp = parser.add_argument_group("LPIPS (computed whenever the AlexNet weights are found)")
     lp.add_argument("--lpips-alexnet", type=user_path, default=None, help="torchvision's alexnet-owt-7be5be79.pth")
@@ -1652,7 +1871,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
                 print(f"{metric} skipped: {info['skipped']}")
         state = eval_dir / f"{name}.partial.pt"
         if args.restart:
-            state.unlink(missing_ok=True)
+            discard_progress(state)
         elif state.exists():
             print(f"continuing the unfinished evaluation saved in {state} (--restart starts over)")
         with _stop_signal_raises():
@@ -1714,7 +1933,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             file=sys.stderr,
         )
         return 130
-    state.unlink(missing_ok=True)
+    discard_progress(state)
     print(format_results(result))
     for kind, path in paths.items():
         print(f"{kind:13s} {path}")
