@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from latentdyn.video import metrics as metrics_module
 from latentdyn.video.metrics import (
     BestOfN,
     MeanCI,
@@ -24,6 +26,7 @@ from latentdyn.video.metrics import (
     select_samples,
     ssim,
 )
+from latentdyn.video.mnist import digit_source
 
 FrameMetric = Callable[..., torch.Tensor]
 
@@ -186,6 +189,86 @@ def test_batched_equals_per_item(metric: FrameMetric) -> None:
 
 def test_ssim_empty_batch_gives_empty_result() -> None:
     assert ssim(torch.rand(0, 1, 16, 16), torch.rand(0, 1, 16, 16)).shape == (0,)
+
+
+def test_ssim_band_matrix_is_the_valid_1d_filter() -> None:
+    # Row i holds the window at columns i .. i + k - 1: a 3-tap window on 5 samples gives 3 outputs.
+    band = metrics_module._band_matrix(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), 5)
+    expected = [[1.0, 2.0, 3.0, 0.0, 0.0], [0.0, 1.0, 2.0, 3.0, 0.0], [0.0, 0.0, 1.0, 2.0, 3.0]]
+    assert band.tolist() == expected
+
+
+def _conv_reference_filter(moments: torch.Tensor, window_size: int, sigma: float) -> torch.Tensor:
+    """The valid filter as one grouped 2-D convolution with the full window (independent of latentdyn's)."""
+    window = gaussian_window(window_size, sigma, dtype=moments.dtype)
+    return F.conv2d(moments, window.expand(5, 1, window_size, window_size), groups=5)
+
+
+_CPU_PATH_CASES = [
+    ((4, 1, 64, 64), 11, 1.5),
+    ((2, 3, 3, 64, 64), 11, 1.5),  # leading batch axes, RGB
+    ((3, 1, 48, 80), 11, 1.5),  # non-square
+    ((2, 2, 3, 48, 80), 7, 0.8),
+    ((5, 1, 11, 11), 11, 1.5),  # a single output pixel
+    ((2, 3, 20, 13), 7, 1.0),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("shape", "window_size", "sigma"), _CPU_PATH_CASES)
+def test_ssim_cpu_matmul_path_matches_grouped_convolution(
+    shape: tuple[int, ...], window_size: int, sigma: float, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On CPU, ssim filters the window moments with banded matrices instead of grouped convolutions
+    # (cuDNN keeps the convolutions). Both must compute the same function, to rounding.
+    atol = 1e-6 if dtype == torch.float32 else 1e-12
+    pred, target = _noisy_pair(shape, seed=sum(shape) + window_size, dtype=dtype)
+    x, y = pred.reshape(-1, *shape[-2:]), target.reshape(-1, *shape[-2:])
+    moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)
+    g = metrics_module._gaussian_1d(window_size, sigma, dtype, None)
+    filtered = metrics_module._filter_valid_matmul(moments, g)
+    assert filtered.shape == (moments.shape[0], 5, shape[-2] - window_size + 1, shape[-1] - window_size + 1)
+    assert filtered.dtype == dtype
+    torch.testing.assert_close(filtered, _conv_reference_filter(moments, window_size, sigma), rtol=0, atol=atol)
+    torch.testing.assert_close(filtered, metrics_module._filter_valid_conv(moments, g), rtol=0, atol=atol)
+
+    # The whole SSIM: the CPU default (the matmul path: the convolutions are not called) against ssim
+    # with the grouped-convolution path swapped in.
+    conv_filter = metrics_module._filter_valid_conv
+    with monkeypatch.context() as patch:
+        patch.setattr(metrics_module, "_filter_valid_conv", None)
+        got = ssim(pred, target, window_size=window_size, sigma=sigma)
+    with monkeypatch.context() as patch:
+        patch.setattr(metrics_module, "_filter_valid_matmul", conv_filter)
+        expected = ssim(pred, target, window_size=window_size, sigma=sigma)
+    assert got.shape == shape[:-3] and got.dtype == dtype
+    torch.testing.assert_close(got, expected, rtol=0, atol=atol)
+
+
+def _smmnist_like_frames(n: int, seed: int) -> torch.Tensor:
+    """``(n, 1, 64, 64)`` float32 frames in [0, 1]: two MNIST digits (the embedded subset) on black."""
+    rng = np.random.default_rng(seed)
+    digits = np.asarray(digit_source("embedded", "train").images)
+    frames = np.zeros((n, 64, 64), dtype=np.uint8)
+    for frame in frames:
+        for index in rng.integers(0, len(digits), size=2):
+            top, left = rng.integers(0, 64 - 28 + 1, size=2)
+            patch = frame[top : top + 28, left : left + 28]
+            np.maximum(patch, digits[index], out=patch)
+    return torch.from_numpy(frames).float().div(255).unsqueeze(1)
+
+
+def test_ssim_cpu_matmul_path_is_bit_identical_on_smmnist_like_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Observed, not guaranteed by torch: on these float32 SM-MNIST-like frames the banded matmuls sum the
+    # same products in the same order as the convolutions, so every per-frame SSIM is the same float.
+    target = _smmnist_like_frames(24, seed=0)
+    noise = 0.1 * torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
+    for pred in ((target + noise).clamp(0, 1), target.roll(3, dims=-1), torch.zeros_like(target)):
+        got = ssim(pred, target)
+        with monkeypatch.context() as patch:
+            patch.setattr(metrics_module, "_filter_valid_matmul", metrics_module._filter_valid_conv)
+            expected = ssim(pred, target)
+        assert torch.equal(got, expected), float((got - expected).abs().max())
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -172,6 +172,35 @@ def gaussian_window(
     return torch.outer(g, g).to(dtype)
 
 
+def _filter_valid_conv(moments: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Valid separable filtering of ``(M, 5, H, W)`` by the 1-D window ``g`` as grouped convolutions.
+
+    The 2-D window is an outer product, so the valid 2-D convolution is a vertical then a horizontal pass.
+    """
+    size = g.shape[0]
+    moments = F.conv2d(moments, g[None, None, :, None].expand(5, 1, size, 1), groups=5)
+    return F.conv2d(moments, g[None, None, None, :].expand(5, 1, 1, size), groups=5)
+
+
+def _band_matrix(g: torch.Tensor, n_in: int) -> torch.Tensor:
+    """The valid 1-D filter by ``g`` as a matrix: ``(n_in - k + 1, n_in)`` with ``band[i, i + j] = g[j]``."""
+    size = g.shape[0]
+    band = g.new_zeros(n_in - size + 1, n_in)
+    for j in range(size):
+        band.diagonal(j).fill_(g[j])
+    return band
+
+
+def _filter_valid_matmul(moments: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The same filter as :func:`_filter_valid_conv`, as two batched matmuls with banded matrices.
+
+    ``Gv (H - k + 1, H) @ moments (M, 5, H, W) @ Gh (W, W - k + 1)``: on CPUs this is several times faster
+    than the depthwise 11×1 / 1×11 convolutions (which took most of the evaluation time).
+    """
+    height, width = moments.shape[-2:]
+    return _band_matrix(g, height) @ moments @ _band_matrix(g, width).mT
+
+
 def ssim(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -191,6 +220,12 @@ def ssim(
     evaluated only where the window fits inside the frame (a "valid" convolution: 54×54 for 64×64 frames
     with the 11-pixel window). Each channel is filtered separately; the map is averaged over space, then
     over channels. Averaging over time is left to the caller.
+
+    The Gaussian window is separable, so the filter is a vertical then a horizontal 1-D pass. On CPU
+    tensors the two passes are batched matmuls with banded Gaussian matrices (``(H - k + 1) × H`` and
+    ``W × (W - k + 1)``): CPU depthwise convolutions are slow, and this makes the filter ≈ 8× and the
+    whole SSIM ≈ 3× faster (64×64 frames, 1 thread). On other devices they stay grouped convolutions
+    (cuDNN handles them well). Both compute the same valid filter, up to the order of float sums.
 
     Args:
         pred: predicted frames, shape ``(..., C, H, W)``, floating point, values in ``[0, data_range]``.
@@ -233,9 +268,8 @@ def ssim(
     y = t.to(dtype).reshape(x.shape)
     moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # (M, 5, H, W)
     g = _gaussian_1d(size, s, dtype, p.device)
-    # The 2-D window is an outer product, so the valid 2-D convolution is a vertical then a horizontal pass.
-    moments = F.conv2d(moments, g[None, None, :, None].expand(5, 1, size, 1), groups=5)
-    moments = F.conv2d(moments, g[None, None, None, :].expand(5, 1, 1, size), groups=5)
+    filter_valid = _filter_valid_matmul if p.device.type == "cpu" else _filter_valid_conv
+    moments = filter_valid(moments, g)
     mu_x, mu_y, e_xx, e_yy, e_xy = moments.unbind(dim=1)  # each (M, H - size + 1, W - size + 1)
     var_x = e_xx - mu_x * mu_x
     var_y = e_yy - mu_y * mu_y
