@@ -1768,3 +1768,73 @@ def test_messages_that_cannot_be_written_do_not_end_the_training(
     err = capsys.readouterr().err
     assert err.count("warning: progress messages can no longer be written (No space left on device)") == 1
     assert train.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == cfg.n_iter
+
+
+# ------------------------------------------------------------- pinned by a hand-run mutation test (session 11)
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="POSIX FIFOs")
+def test_a_lock_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """A FIFO named .lock (in a copied or shared run directory) is refused, never locked and written to."""
+    import os
+
+    from examples.srvp.checkpoint import FileLock
+
+    fifo = tmp_path / ".lock"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"^--resume: .*\.lock is not a regular file; remove it$"):
+        FileLock().acquire(fifo, "--resume", busy="{who}")
+
+
+def test_a_lock_file_holds_only_its_holders_pid(tmp_path: Path) -> None:
+    """A .lock left by a holder with a longer pid is truncated: otherwise trailing digits stay and a refusal could
+    not name the holder."""
+    import os
+
+    from examples.srvp.checkpoint import FileLock
+
+    path = tmp_path / ".lock"
+    path.write_text("1234567890\n")
+    lock = FileLock()
+    lock.acquire(path, "--resume", busy="{who}")
+    try:
+        assert path.read_text() == f"{os.getpid()}\n"
+    finally:
+        lock.release()
+
+
+def test_a_torch_file_without_a_model_entry_is_not_a_checkpoint(tmp_path: Path) -> None:
+    """E.g. an evaluation's .partial.pt copied as last.pt: a one-line error, not a KeyError later."""
+    from examples.srvp.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"fingerprint": {}, "done": 3})
+    with pytest.raises(ValueError, match=r"is not a latentdyn checkpoint \(no 'model' entry\)"):
+        load_checkpoint(path)
+
+
+def test_infinite_weights_are_not_finite(tmp_path: Path) -> None:
+    """+inf and -inf are refused like NaN (every other test plants NaN)."""
+    from examples.srvp.checkpoint import check_finite
+
+    for bad in (float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match=r"holds weights that are not finite .* in 1 tensors: w\)"):
+            state = {"w": torch.tensor([1.0, bad]), "n": torch.tensor([3])}
+            check_finite(state, tmp_path / "x.pt", option="checkpoint")
+
+
+def test_a_run_made_by_another_command_while_the_data_was_read_is_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `train --run-dir D` started together both pass the first check; the one that takes the lock second
+    finds the other's config.json and refuses instead of replacing that run."""
+    run = tmp_path / "run"
+    real = train.make_data
+
+    def make_data_and_race(cfg: Any) -> Any:  # another command creates the run meanwhile
+        out = real(cfg)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text('{"other": 1}')
+        return out
+
+    monkeypatch.setattr(train, "make_data", make_data_and_race)
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]) == 2
+    assert (run / "config.json").read_text() == '{"other": 1}' and not (run / "checkpoints").exists()

@@ -302,3 +302,19 @@ def test_unsupported_image_mode_is_named(tmp_path: Path) -> None:
         (folder / f"{t}.tif").rename(folder / f"{t}.png")
     with pytest.raises(ValueError, match=r"0\.png: image mode 'F' is not supported"):
         VideoFolderDataset(tmp_path, seq_len=2, random_start=False)[0]
+
+
+def test_a_folder_video_one_frame_short_of_a_clip_is_reported_up_front(tmp_path: Path) -> None:
+    """The boundary of the start-up check: span - 1 frames are refused (they would fail at whichever training step
+    draws the video), span frames are accepted."""
+    from examples.srvp.datasets import check_folder_lengths
+
+    for name, n in (("a", 6), ("b", 5)):
+        (tmp_path / name).mkdir()
+        for t in range(n):
+            Image.fromarray(np.full((16, 16), 10 * t, np.uint8)).save(tmp_path / name / f"frame{t}.png")
+    videos = VideoFolderDataset(tmp_path, seq_len=6, image_size=16, grayscale=True, length=10)
+    with pytest.raises(ValueError, match=r"b has 5 frames, fewer than the 6 that clips of 6 frames"):
+        check_folder_lengths(videos, "--seq-len")
+    videos.sources = [s for s in videos.sources if s.path.name == "a"]
+    check_folder_lengths(videos, "--seq-len")  # exactly one clip long: accepted

@@ -178,3 +178,36 @@ def test_numpy_frame_rates_are_numbers(tmp_path: Path) -> None:
     path = write_video(tmp_path / "a.avi", frames, np.int64(25))
     assert np.array_equal(read_video(path, frame_rate=np.float32(50)), read_video(path, frame_rate=50))
     assert write_video(tmp_path / "b.avi", frames, np.float32(25.0)).is_file()
+
+
+def test_a_packet_that_decodes_to_nothing_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Non-empty packets that the decoder drops without an error must not shorten a video silently (its clips would
+    be cut from fewer frames than it holds)."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from latentdyn.video.datasets import io
+
+    frame = SimpleNamespace(time=0.0, to_ndarray=lambda format: np.zeros((4, 4, 3), np.uint8))
+
+    def packet(frames: list[Any]) -> SimpleNamespace:
+        return SimpleNamespace(pts=0, size=10, is_discard=False, decode=lambda: frames)
+
+    class Container:
+        streams = SimpleNamespace(video=[SimpleNamespace(frames=0)])
+
+        def __enter__(self) -> Container:
+            return self
+
+        def __exit__(self, *exc: object) -> bool:
+            return False
+
+        def demux(self, stream: object) -> list[SimpleNamespace]:
+            return [packet([frame]), packet([]), packet([frame])]
+
+    fake_av = SimpleNamespace(open=lambda path: Container(), FFmpegError=type("FFmpegError", (Exception,), {}))
+    monkeypatch.setattr(io, "_import_av", lambda: fake_av)
+    path = tmp_path / "v.mkv"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"v\.mkv: corrupt video: 1 of 3 frames could not be decoded"):
+        list(io._decode(path, None, "bicubic"))

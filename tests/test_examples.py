@@ -1265,3 +1265,39 @@ def test_a_repeated_sigterm_during_the_stops_checkpoint_changes_nothing(
     result = _quiet(cfg, tmp_path / "run")
     assert result.stopped == "terminated" and result.step == 2
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+
+
+# ------------------------------------------------------------- pinned by a hand-run mutation test (session 11)
+def test_a_repeated_lr_change_is_recorded_once(tmp_path: Path) -> None:
+    """A resume whose --lr change had no checkpoint yet applies it again; config.json lists it once."""
+    (tmp_path / "config.json").write_text(json.dumps({"model": {}, "train": {"lr": 0.002}}))
+    train._record_lr_change(tmp_path, 100, 0.002, 0.001)
+    train._record_lr_change(tmp_path, 100, 0.002, 0.001)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["train"]["lr"] == 0.001
+    assert saved["lr_changes"] == [{"step": 100, "from": 0.002, "to": 0.001}]
+    train._record_lr_change(tmp_path, 200, 0.001, 0.0005)
+    assert len(json.loads((tmp_path / "config.json").read_text())["lr_changes"]) == 2
+
+
+def test_a_tied_validation_score_keeps_the_earlier_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a strictly better score replaces best.pt: ties (a capped PSNR, a run that stopped learning) keep the
+    earlier model."""
+    from examples.srvp.checkpoint import load_checkpoint
+
+    scores = iter([10.0, 10.0])
+    monkeypatch.setattr(train, "validate", lambda *args: next(scores))
+    run = tmp_path / "run"
+    result = train.train(PRESETS["tiny"](), run, progress=False, log=lambda _: None)  # validations at steps 3, 6
+    assert result.step == 6 and result.best_val_psnr == 10.0
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 3
+
+
+@pytest.mark.parametrize("tail", ['{"step": 4', '{"step": 15}'], ids=["cut-line", "line-without-newline"])
+def test_a_resume_keeps_the_log_entries_up_to_its_checkpoint_step(tmp_path: Path, tail: str) -> None:
+    """Entries up to and including the resumed step stay (checkpoints fall on logged steps); later ones go, and so
+    does a last line without its newline, even a parseable one, which the next append would join."""
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (10, 20, 30)) + tail)
+    train._Logger(tmp_path, enabled=True, resume_step=20).close()
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]
