@@ -1784,6 +1784,36 @@ def test_a_lock_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
         FileLock().acquire(fifo, "--resume", busy="{who}")
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="POSIX FIFOs")
+def test_a_training_log_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    """Opening a FIFO for writing waits for a reader: a FIFO named train_log.jsonl hung the training for good
+    before the regular-file check could refuse it."""
+    import os
+    import threading
+
+    from examples.srvp.checkpoint import open_own_file
+
+    fifo = tmp_path / "train_log.jsonl"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | int] = []
+
+    def open_log() -> None:
+        try:
+            outcome.append(open_own_file(fifo, os.O_WRONLY | os.O_APPEND, "--run-dir"))
+        except BaseException as e:
+            outcome.append(e)
+
+    opener = threading.Thread(target=open_log, daemon=True)
+    opener.start()
+    opener.join(timeout=10)
+    if opener.is_alive():  # the old behaviour: release the blocked open with a reader, then fail
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        opener.join(timeout=10)
+        pytest.fail("open_own_file waited for a reader of the FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome
+    assert str(outcome[0]) == f"--run-dir: {fifo} is not a regular file; remove it"
+
+
 def test_a_lock_file_holds_only_its_holders_pid(tmp_path: Path) -> None:
     """A .lock left by a holder with a longer pid is truncated: otherwise trailing digits stay and a refusal could
     not name the holder."""

@@ -179,17 +179,22 @@ def open_own_file(path: Path, flags: int, option: str) -> int:
     Raises:
         ValueError: ``path`` is a symbolic link or not a regular file (one line starting with ``option``).
     """
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # (a FIFO opened for writing would wait for a reader for good)
     try:
-        fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | nonblocking, 0o644)
     except OSError as e:
         if e.errno == errno.ELOOP or path.is_symlink():
             raise ValueError(
                 f"{option}: {path} is a symbolic link; remove it (no file is written through one)"
             ) from None
+        if e.errno == errno.ENXIO:  # a FIFO without a reader, or a socket
+            raise ValueError(f"{option}: {path} is not a regular file; remove it") from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise ValueError(f"{option}: {path} is not a regular file; remove it")
+    if nonblocking:
+        os.set_blocking(fd, True)
     return fd
 
 
