@@ -44,3 +44,10 @@ def unsafe_global(message: str) -> str | None:
     ``message`` (whitespace folded); None when the refusal names none (random or damaged bytes)."""
     found = _UNSAFE_GLOBAL.search(message)
     return None if found is None else found.group(1)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none (for one-line errors that quote
+    what a library raised)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

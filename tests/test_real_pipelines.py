@@ -428,7 +428,6 @@ def test_smmnist_batches_are_unchanged() -> None:
         clips = generate_clips(digits[order[:n_train]], cfg.batch_size, cfg.seq_len, rs, **motion)  # type: ignore[arg-type]
         batch = stream[step]  # uint8 through the DataLoader (a quarter of the bytes), converted where it is used
         assert batch.dtype == torch.uint8 and torch.equal(batch, stack_videos(list(clips)))
-        assert torch.equal(to_unit_interval(batch), collate_videos(list(clips)))
     rs = np.random.RandomState(step_seed(cfg.seed, 0, stream=1))
     clips = generate_clips(digits[order[n_train:]], cfg.val_sequences, cfg.test_len, rs, **motion)  # type: ignore[arg-type]
     assert torch.equal(val, collate_videos(list(clips)))

@@ -45,6 +45,7 @@ from examples.srvp.checkpoint import (
 from examples.srvp.config import resolve_device
 from examples.srvp.evaluate import default_nt_gen, load_test_clips, run_clip_options
 from examples.srvp.model import SRVP
+from latentdyn._files import first_line
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
 from latentdyn.video.datasets._common import check_npy_sizes
@@ -57,12 +58,6 @@ DEMOS = ("framerate", "swap", "interpolate")
 
 KTH_TEST_SET = re.compile(r"svg_test_set_\d+\.npz")
 """Name of a KTH test set (``kth-test-set``): its ``sequences`` are sample-major (N, T, H, W)."""
-
-
-def _one_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_clips(path: str | Path) -> torch.Tensor:
@@ -85,7 +80,7 @@ def load_clips(path: str | Path) -> torch.Tensor:
     except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
         raise
     except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
-        raise ValueError(f"--test-set: {file}: not a readable .npz file ({_one_line(exc)})") from exc
+        raise ValueError(f"--test-set: {file}: not a readable .npz file ({first_line(exc)})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"--test-set: {file}: expected an .npz archive with a 'sequences' array, got a single array")
     with archive:
@@ -101,7 +96,7 @@ def load_clips(path: str | Path) -> torch.Tensor:
         except MemoryError:
             raise
         except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
-            raise ValueError(f"--test-set: {file}: cannot read key 'sequences' ({_one_line(exc)})") from exc
+            raise ValueError(f"--test-set: {file}: cannot read key 'sequences' ({first_line(exc)})") from exc
     if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
         raise ValueError(
             f"--test-set: {file}: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} "

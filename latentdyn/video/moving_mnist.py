@@ -41,7 +41,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import Dataset, get_worker_info
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, is_int, is_real
-from latentdyn._files import give_plain_mode
+from latentdyn._files import first_line, give_plain_mode
 
 __all__ = [
     "COLLISION_TOLERANCE",
@@ -787,12 +787,6 @@ def save_test_set(
     return final
 
 
-def _one_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
     """Read and validate a test set written by :func:`save_test_set` or by the official script.
 
@@ -821,7 +815,7 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
     except MemoryError:  # out of memory is not a damaged file
         raise
     except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
-        raise ValueError(f"{file}: not a readable .npz file ({_one_line(exc)})") from exc
+        raise ValueError(f"{file}: not a readable .npz file ({first_line(exc)})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{file}: expected an .npz archive with keys {', '.join(_TEST_KEYS)}, got a single array")
     with archive:
@@ -835,7 +829,7 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
             except MemoryError:  # out of memory is not a damaged file
                 raise
             except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
-                raise ValueError(f"{file}: cannot read key {key!r} ({_one_line(exc)})") from exc
+                raise ValueError(f"{file}: cannot read key {key!r} ({first_line(exc)})") from exc
 
     return _validated(arrays, str(file))
 

@@ -41,6 +41,17 @@ def _import_av() -> ModuleType:
     return av
 
 
+def _video_stream(container: Any, path: Path) -> Any:
+    """The first video stream of the open PyAV ``container`` read from ``path``.
+
+    Raises:
+        ValueError: the file holds no video stream (the message names it).
+    """
+    if not container.streams.video:
+        raise ValueError(f"{path}: the file holds no video stream")
+    return container.streams.video[0]
+
+
 def _existing_file(path: PathLike, name: str = "path") -> Path:
     p = Path(path)
     if not p.is_file():
@@ -101,9 +112,7 @@ def probe_video(path: PathLike) -> VideoInfo:
     av = _import_av()
     try:
         with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{p}: the file holds no video stream")
-            stream = container.streams.video[0]
+            stream = _video_stream(container, p)
             rate = stream.average_rate
             return VideoInfo(
                 n_frames=int(stream.frames or 0),
@@ -129,9 +138,7 @@ def _count_frames(path: Path) -> int:
     av = _import_av()
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{path}: the file holds no video stream")
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             return sum(1 for packet in container.demux(stream) if packet.size and not packet.is_discard)
     except av.FFmpegError as exc:
         raise ValueError(f"{path}: cannot read video ({exc})") from exc
@@ -146,9 +153,7 @@ def _decode(path: Path, size: tuple[int, int] | None, interpolation: str) -> Ite
     n_packets = n_nonempty = n_decoded = 0
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{path}: the file holds no video stream")
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             announced = int(stream.frames or 0)
             for packet in container.demux(stream):
                 if packet.pts is not None or packet.size:
