@@ -165,3 +165,45 @@ def test_ranks_that_stop_on_their_own_clocks_agree_on_why(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     assert f"stopped at step {step} of 100004 (time budget of 0.05 min)" in proc.stdout + proc.stderr
+
+
+_DAMAGED_ON_RANK_1 = """
+import os, sys
+from examples.srvp import train
+from examples.srvp.datasets import BatchStream
+make = BatchStream.__getitem__
+def damaged(self, step):  # rank 1 alone cannot make the batch of step 3 (e.g. its data worker was killed)
+    if step == 3 and os.environ["RANK"] == "1":
+        raise OSError("/data/x/image-003.png: Input/output error")
+    return make(self, step)
+BatchStream.__getitem__ = damaged
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_that_fails_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_path: Path) -> None:
+    """Rank 1's batch of step 3 cannot be made: every rank stops after step 3, last.pt keeps the three steps
+    with both ranks' RNG streams, and the run resumed once the data is back ends where an uninterrupted one
+    does. (Rank 0 went on into step 4's collectives and waited there for a rank that had left: nothing saved.)"""
+    script = tmp_path / "damaged_on_rank_1.py"
+    script.write_text(_DAMAGED_ON_RANK_1)
+    run = tmp_path / "run"
+    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd += ["--threads", "1", "--preset", "tiny", "--run-dir", str(run), "--checkpoint-interval", "100"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "stopped at step 3 of 6: the batch of step 3 could not be made by process 1" in out, out[-3000:]
+    assert "error: /data/x/image-003.png: Input/output error" in out  # rank 1's own error
+    assert "error: the batch of step 3 could not be made by process 1 of the job" in out  # rank 0's
+    assert "examples/srvp/train.py" not in out  # no rank's traceback (torchrun prints its own)
+    saved = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert saved["step"] == 3 and len(saved["rng_ranks"]) == 2
+
+    _torchrun(run, "--resume", str(run))
+    straight = tmp_path / "straight"
+    _torchrun(straight, "--preset", "tiny", "--run-dir", str(straight), "--checkpoint-interval", "100")
+    a, b = load_checkpoint(run / "checkpoints" / "last.pt"), load_checkpoint(straight / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 6 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

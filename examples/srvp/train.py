@@ -560,6 +560,24 @@ def _max_over_ranks(value: int, dist: _Dist, device: torch.device) -> int:
     return int(t.item())
 
 
+_DATA_ERROR = 4
+"""The ranks' stop vote of a batch that could not be made: ``_DATA_ERROR + rank`` outranks every other reason."""
+
+
+class DataError(RuntimeError):
+    """The batch of a step could not be made by another process of a data-parallel job (this one stopped with it)."""
+
+
+def _next_batch(batches: Iterator[torch.Tensor]) -> tuple[torch.Tensor | None, Exception | None]:
+    """The next batch (None at the end), or the error that making it raised."""
+    try:
+        return next(batches), None
+    except StopIteration:
+        return None, None
+    except Exception as e:
+        return None, e
+
+
 MAX_SKIPPED_UPDATES = 50
 """With fp16 loss scaling, a run stops as diverged after this many updates skipped in a row: each halves the scale,
 so the gradients stayed non-finite while it fell by 2**50 (a start from the default 65536 skips 10 to 15)."""
@@ -992,20 +1010,17 @@ def _train(
         checkpoint("last", _rank_rng_states(dist, device))
         saved_step = step
 
-    def _save_after_data_error() -> None:
-        """The batch of the next step could not be made: the model is at a step boundary, so ``last.pt`` of
-        the steps done is consistent. (Not a diverged model: a non-finite loss stops before its update.)"""
-        nonlocal saved_step
+    def _save_after_data_error(failed_rank: int) -> None:
+        """The batch of the next step could not be made on ``failed_rank`` (every rank knows, at the same step):
+        the model is at a step boundary, so ``last.pt`` of the steps done is consistent, with every rank's RNG
+        state. (Not a diverged model: a non-finite loss stops before its update.)"""
         if step > saved_step:
-            if dist.world == 1:
-                save_last()
-            else:  # rank 0's RNG state only: a collective could wait forever for ranks whose batch was fine
-                checkpoint("last")
-                saved_step = step
+            save_last()
         if dist.main:
             kept = _what_last_holds(last_path, saved_step)
+            where = f" by process {failed_rank}" if failed_rank != dist.rank else ""
             log(
-                f"stopped at step {step} of {cfg.n_iter}: the batch of step {step} could not be made ({kept}); "
+                f"stopped at step {step} of {cfg.n_iter}: the batch of step {step} could not be made{where} ({kept}); "
                 f"once the data is fixed, continue with: python -m examples.srvp.train --resume {shell_quote(run_dir)}"
             )
 
@@ -1067,18 +1082,14 @@ def _train(
         set_rng_state(rng, device)
     try:
         with _StopRequest(launched_by_torchrun="TORCHELASTIC_RUN_ID" in os.environ) as stop:
-            while True:
-                try:
-                    x = next(batches)
-                except StopIteration:
-                    break
-                except Exception:  # e.g. a damaged data file, read only when drawn: keep the steps done so far
-                    _shut_down_workers(batches)
-                    if bar is not None:
-                        bar.close()
-                        bar = None
-                    _save_after_data_error()
-                    raise
+            # A batch that cannot be made (e.g. a damaged data file, read only when drawn, or a data worker killed)
+            # stops every rank at the same step: the next step's batch is drawn before the ranks agree whether to
+            # go on, so a rank whose batch failed is never waited for inside a step's collectives.
+            x, data_error = _next_batch(batches)
+            why = _max_over_ranks(_DATA_ERROR + dist.rank if data_error is not None else 0, dist, device)
+            if why:
+                stopped = "data error"
+            while x is not None and not why:  # (why: the vote on the first batch; later stops break)
                 x = to_unit_interval(x.to(device, non_blocking=True))  # (uint8 from the stream: 4x fewer bytes)
                 lr = scheduler.get_last_lr()[0]  # the rate of this step's update
                 with autocast(cfg, device):
@@ -1149,17 +1160,28 @@ def _train(
                     save_last()
                 if step == end:
                     break
+                x, data_error = _next_batch(batches)  # (the batch of the next step, see above)
                 out_of_time = bool(cfg.max_minutes) and (time.monotonic() - start_time) / 60 >= cfg.max_minutes
                 # Every rank stops for the same reason (each sees its own clock and signals): the strongest one.
                 why = 3 if stop.by == "SIGTERM" else 2 if stop.requested else 1 if out_of_time else 0
-                why = _max_over_ranks(why, dist, device)
+                why = _max_over_ranks(_DATA_ERROR + dist.rank if data_error is not None else why, dist, device)
                 if why:
-                    stopped = {1: "time budget", 2: "interrupted", 3: "terminated"}[why]
+                    stopped = (
+                        "data error" if why >= _DATA_ERROR else ("time budget", "interrupted", "terminated")[why - 1]
+                    )
                     break
             _shut_down_workers(batches)  # before the stop's checkpoint
             if bar is not None:
                 bar.close()
                 bar = None
+            if stopped == "data error":
+                _save_after_data_error(why - _DATA_ERROR)
+                if data_error is not None:
+                    raise data_error
+                raise DataError(
+                    f"the batch of step {step} could not be made by process {why - _DATA_ERROR} of the job (its "
+                    "error is in that process's output)"
+                )
             if stopped != "nan" and end <= step < cfg.n_iter:  # (also a resume already past --max-steps)
                 stopped = "max steps"
             # Still under the stop's signal handlers: a repeated signal does not cost the checkpoint.
@@ -1227,7 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         run_dir = args.resume if args.resume is not None else args.run_dir
         result = train(cfg, run_dir, resume=args.resume is not None)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. a run directory that cannot be written
