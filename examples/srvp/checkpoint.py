@@ -19,16 +19,20 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 import torch
 
 import latentdyn
-from examples.srvp.config import ModelConfig, config_from_dict, config_to_dict
+from examples.srvp.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from latentdyn._files import give_plain_mode, unsafe_global
 
+if TYPE_CHECKING:
+    from examples.srvp.model import FrameModel
+
 __all__ = [
+    "CHECKPOINTS",
     "RUN_FORMAT",
     "FileLock",
     "atomic_write",
@@ -39,6 +43,7 @@ __all__ = [
     "check_run_format",
     "check_writable",
     "checkpoint_path",
+    "default_checkpoint",
     "fork_rng",
     "load_checkpoint",
     "load_model",
@@ -48,6 +53,7 @@ __all__ = [
     "read_json",
     "read_run_config",
     "read_torch_file",
+    "read_train_config",
     "remove_stale_temporaries",
     "rng_state",
     "run_format",
@@ -424,34 +430,48 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 BEST_CHECKPOINT_DATASETS = ("kth", "human36m")
 
 
-def paper_checkpoint(run_config: dict[str, Any]) -> str:
+def paper_checkpoint(run_config: dict[str, Any]) -> Literal["best", "last"]:
     """``"best"`` for a run trained on KTH or Human3.6M, ``"last"`` otherwise, as the paper's evaluation does."""
     dataset = (run_config.get("train") or {}).get("dataset")
     return "best" if dataset in BEST_CHECKPOINT_DATASETS else "last"
 
 
-def default_checkpoint(run_dir: str | os.PathLike[str], run_config: dict[str, Any]) -> str:
+def default_checkpoint(run_dir: str | os.PathLike[str], run_config: dict[str, Any]) -> Literal["best", "last"]:
     """The checkpoint a run is evaluated with when none is named: :func:`paper_checkpoint` of its parsed
     ``config.json``, or the run's only checkpoint when it has just one (a run imported by ``official convert``
     has only ``best.pt``)."""
     preferred = paper_checkpoint(run_config)
-    other = "last" if preferred == "best" else "best"
+    other: Literal["best", "last"] = "last" if preferred == "best" else "best"
     ckpt_dir = Path(run_dir) / "checkpoints"
     if not (ckpt_dir / f"{preferred}.pt").exists() and (ckpt_dir / f"{other}.pt").exists():
         return other
     return preferred
 
 
-def checkpoint_path(run_dir: str | os.PathLike[str], which: str = "best") -> Path:
-    """Path of ``checkpoints/<which>.pt``; ``best`` falls back to ``last`` when there is no best yet."""
+CHECKPOINTS = ("best", "last")
+"""The checkpoints of a run: ``checkpoints/best.pt`` (best validation score) and ``checkpoints/last.pt``."""
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], which: Literal["best", "last"] = "best") -> Path:
+    """Path of ``checkpoints/<which>.pt``; ``best`` falls back to ``last`` when there is no best yet.
+
+    Raises:
+        ValueError: ``which`` is neither ``"best"`` nor ``"last"``.
+        FileNotFoundError: the run has no such checkpoint.
+    """
+    if which not in CHECKPOINTS:
+        raise ValueError(f"which: expected 'best' or 'last', got {which!r}")
     ckpt_dir = Path(run_dir) / "checkpoints"
-    p = ckpt_dir / f"{which}.pt"
-    if which == "best" and not p.exists():
-        p = ckpt_dir / "last.pt"
-    if not p.exists():
+    best, last = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
+    if which == "last" and not last.exists() and best.exists():
         raise FileNotFoundError(
-            f"run_dir: no checkpoint {which}.pt (or last.pt) in {ckpt_dir}; train first or pass a run directory"
+            f"run_dir: no checkpoint last.pt in {ckpt_dir}, only best.pt (a run imported by official convert has "
+            "only that one): ask for 'best'"
         )
+    p = best if which == "best" and best.exists() else last
+    if not p.exists():
+        wanted = "best.pt or last.pt" if which == "best" else "last.pt"
+        raise FileNotFoundError(f"run_dir: no checkpoint {wanted} in {ckpt_dir}; train first or pass a run directory")
     return p
 
 
@@ -538,10 +558,43 @@ def check_finite(state: dict[str, Any], path: Path, *, option: str) -> None:
         )
 
 
+def read_train_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
+    """The whole training configuration of a run directory: its ``config.json``'s ``train`` section with its
+    ``model`` section (the file keeps the two side by side, as the official one keeps its options).
+
+    Raises:
+        FileNotFoundError: no ``config.json``.
+        ValueError, TypeError: the file is not a run's configuration of this version (the message names it).
+    """
+    saved = read_run_config(run_dir)
+    p = Path(run_dir) / "config.json"
+    if not isinstance(saved.get("train"), dict):
+        raise ValueError(f"run_dir: {p} has no 'train' section")
+    try:
+        return config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+    except (TypeError, ValueError) as e:  # the file, edited or of another version, is at fault
+        raise (TypeError if isinstance(e, TypeError) else ValueError)(f"run_dir: {p}: {e}") from None
+
+
 def load_model_and_step(
-    run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
-) -> tuple[Any, int | None]:
-    """The model of a run directory, in eval mode, and the training step its checkpoint holds (None if none)."""
+    run_dir: str | os.PathLike[str],
+    which: Literal["best", "last"] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[FrameModel, int | None]:
+    """The model of a run directory (an ``SRVP``, or an ``SVGLP`` for a run of that baseline), in eval mode, and
+    the training step its checkpoint holds (None if none).
+
+    Args:
+        run_dir: a run directory of ``examples.srvp.train`` or of ``examples.srvp.official convert``.
+        which: ``"best"`` (the best validation score; the last weights while there is none yet) or ``"last"``;
+            by default the one ``examples.srvp.evaluate`` scores (:func:`default_checkpoint`: as the paper, the
+            best for KTH and Human3.6M, the last otherwise, or the only one the run has).
+        device: where the model goes.
+
+    Raises:
+        FileNotFoundError, ValueError, TypeError: no such run or checkpoint, or files that do not fit (the
+            message names the file).
+    """
     from examples.srvp.model import build_model
 
     saved = read_run_config(run_dir)
@@ -549,7 +602,7 @@ def load_model_and_step(
         config = config_from_dict(ModelConfig, saved["model"])
     except (TypeError, ValueError) as e:  # the file, edited or of another version, is at fault
         raise ValueError(f"run_dir: {Path(run_dir) / 'config.json'}: {e}") from None
-    path = checkpoint_path(run_dir, which)
+    path = checkpoint_path(run_dir, default_checkpoint(run_dir, saved) if which is None else which)
     payload = load_checkpoint(path)
     with torch.device("meta"):  # shapes only, at no cost whatever config.json says: checked before memory is spent
         check_fits(payload, build_model(config), config, path, option="checkpoint")
@@ -564,6 +617,10 @@ def load_model_and_step(
     return model.to(device).eval(), int(step) if isinstance(step, int) else None
 
 
-def load_model(run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu") -> Any:
-    """The SRVP model of a run directory, in eval mode."""
+def load_model(
+    run_dir: str | os.PathLike[str],
+    which: Literal["best", "last"] | None = None,
+    device: str | torch.device = "cpu",
+) -> FrameModel:
+    """The model of a run directory, in eval mode: :func:`load_model_and_step` without the step."""
     return load_model_and_step(run_dir, which, device)[0]

@@ -2,7 +2,7 @@
 
 ``ModelConfig`` holds what defines the network and its loss; ``examples/srvp/README.md`` maps every field
 to the official command-line option and the paper's symbol. ``TrainConfig`` holds the training, data and
-validation options; ``PRESETS`` mirror the official README command lines (SPEC §4.2).
+validation options; ``PRESETS`` mirror the official README command lines (examples/srvp/README.md lists them).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -190,24 +190,35 @@ def resolve_device(name: object, option: str = "--device") -> torch.device:
     return device
 
 
+_Config = TypeVar("_Config")
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (possibly nested) config dataclass."""
     return dataclasses.asdict(config)
 
 
-def config_from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
-    """Build the dataclass ``cls`` from ``data``; unknown keys are errors, nested dataclasses are rebuilt."""
+def config_from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
+    """Build the dataclass ``cls`` from ``data``; unknown keys are errors, nested dataclasses are rebuilt.
+
+    A missing option takes its default (files of older versions lack newer options), except a nested
+    configuration: a ``TrainConfig`` without its ``model`` would silently be the default model. (A run's
+    ``config.json`` keeps the model beside the training options: ``examples.srvp.checkpoint.read_train_config``
+    reads both.)"""
     if not isinstance(data, dict):
         raise TypeError(f"data: expected a dict for {cls.__name__}, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown options {unknown}; known: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        ftype = fields[name].type
-        target = _dataclass_type(cls, name, ftype)
-        kwargs[name] = config_from_dict(target, value) if target is not None else value
+    for name, f in fields.items():
+        target = _dataclass_type(cls, name, f.type)
+        if name not in data:
+            if target is not None:
+                raise ValueError(f"{cls.__name__}: the {name!r} section is missing (a {target.__name__})")
+            continue
+        kwargs[name] = config_from_dict(target, data[name]) if target is not None else data[name]
     return cls(**kwargs)
 
 
@@ -365,10 +376,10 @@ def _paper(model: dict[str, Any], **train: Any) -> TrainConfig:
 _REAL_VIDEO_MODEL: dict[str, Any] = dict(
     state_size=50, noise_size=50, n_substeps=2, architecture="vgg", skip_connections=True
 )
-"""Model options the official KTH, Human3.6M and BAIR command lines share (SPEC §4.2)."""
+"""Model options the official KTH, Human3.6M and BAIR command lines share."""
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
-    # The official README command lines (SPEC §4.2).
+    # The official README command lines.
     "smmnist": lambda: _paper(
         dict(state_size=20, noise_size=20, n_inference_frames=5, beta_z=2.0),
         seq_len=15,

@@ -296,7 +296,12 @@ def check_stream(stream: BatchStream, cfg: TrainConfig, step: int = 0) -> None:
 
 
 def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
-    """Training stream and the fixed validation clips, float (T, N, C, H, W) in [0, 1].
+    """The training stream and the fixed validation clips.
+
+    ``stream[s]`` is the batch of step s, uint8 (T, B, C, H, W) (:class:`BatchStream`; convert it with
+    :func:`latentdyn.video.collate.to_unit_interval`); the stream has no end (its length is ``sys.maxsize``), so
+    a ``DataLoader`` over it takes ``batch_size=None`` and a sampler of the steps, e.g. ``range(0, n_steps)``.
+    The validation clips are float (T, N, C, H, W) in [0, 1].
 
     Raises:
         ValueError: a missing or ill-formed ``data_dir`` (named in the message), or frames whose size or

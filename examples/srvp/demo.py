@@ -27,7 +27,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,7 +37,6 @@ from torch.distributions import Distribution
 from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
     check_writable,
-    default_checkpoint,
     load_model,
     os_error_message,
     read_run_config,
@@ -314,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"run_dir: {args.run_dir} is a {family!r} run; the demos need an SRVP run (family 'srvp'): they "
                 "show SRVP's latent ODE sub-steps, content variable and initial state, which that model has not"
             )
-        model = load_model(args.run_dir, args.checkpoint or default_checkpoint(args.run_dir, run), args.device)
+        model = cast(SRVP, load_model(args.run_dir, args.checkpoint, args.device))  # (family 'srvp', above)
         clips, args.test_set = load_run_clips(args.test_set, run, model, max(0, *args.clips) + 1)
         n_cond, n_future = _settings(args, model, run, clips)
         check_writable(args.out, "--out")

@@ -94,7 +94,7 @@ from examples.srvp.checkpoint import (
     set_rng_state,
 )
 from examples.srvp.config import DATASETS, resolve_device
-from examples.srvp.model import SRVP, FrameModel, SampleChunk, predict_in_chunks
+from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
 from latentdyn.video.collate import to_unit_interval
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
@@ -131,7 +131,7 @@ PSNR_CAP_DB = 100.0
 """Per-frame PSNR cap (dB) used in averages: an exact prediction would otherwise make them infinite."""
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
-"""The official README's ``--nt_gen`` (conditioning + predicted frames) per dataset (SPEC §4.3)."""
+"""The official README's ``--nt_gen`` (conditioning + predicted frames) per dataset."""
 CHUNK_FRAMES = 512
 """Predicted frames per ``predict`` call when no sample chunk is given (:func:`auto_sample_chunk`). Peak memory
 grows with it: about 7 MB per predicted frame for the KTH preset's VGG decoder on CPU (measured: 8.4 GB for
@@ -872,7 +872,7 @@ def _evaluate_batch(
 
 @torch.no_grad()
 def evaluate(
-    model: SRVP,
+    model: FrameModel,
     sequences: torch.Tensor,
     protocol: EvalProtocol,
     *,
@@ -898,7 +898,8 @@ def evaluate(
     worst scores and the frames the outputs need are kept. The draws are those of one batched call
     whatever the chunk size, so the chunk size changes memory and speed, not the samples. The draws are seeded
     with ``protocol.seed`` inside a fork of the global random streams, which the caller finds as it left them;
-    ``model`` (and ``lpips``) are moved to ``device`` and left in eval mode.
+    ``model`` is moved to ``device`` and run in eval mode, then given back the training mode of each of its
+    modules (``lpips`` is moved to ``device`` and left in eval mode).
 
     With ``noise="sequence"`` (the default) the noise of test sequence i (y_0, the posterior z and every
     prior z of its N samples) comes from its own CPU generator seeded from (``protocol.seed``, i)
@@ -993,7 +994,9 @@ def evaluate(
         chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
     else:
         chunk = sample_chunk
-    with fork_rng(device):  # the evaluation seeds its own draws; the caller's random streams go on untouched
+    # The evaluation seeds its own draws: the caller's random streams go on untouched; and it runs the model in
+    # eval mode: the caller's modes come back (a training loop that evaluates goes on training).
+    with fork_rng(device), _modes_kept(model):
         return _evaluate(
             model,
             sequences,
@@ -1014,6 +1017,17 @@ def evaluate(
             noise=noise,
             indices=seq_indices,
         )
+
+
+@contextlib.contextmanager
+def _modes_kept(model: nn.Module) -> Iterator[None]:
+    """Give each module of ``model`` its training mode back on the way out."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _check_indices(indices: object, n: int, noise: str) -> list[int] | None:
@@ -1322,7 +1336,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
         plt.close(fig)
 
 
-def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
+def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
     """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths.
 
     When ``result`` holds the official sample arrays (``evaluate(..., official_files=True)``), they are
@@ -1330,6 +1344,7 @@ def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str,
     """
     from latentdyn.video.media import save_gif, video_grid
 
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "plot": out_dir / f"{name}_curves.png"}
     public = {k: v for k, v in result.items() if not k.startswith("_")}
@@ -1347,8 +1362,8 @@ def write_outputs(result: dict[str, Any], out_dir: Path, name: str) -> dict[str,
     return paths
 
 
-def write_official_files(result: dict[str, Any], folder: Path) -> Path:
-    """The files the official ``test.py`` writes (SPEC §6), each written atomically to ``folder``; returns it.
+def write_official_files(result: dict[str, Any], folder: str | os.PathLike[str]) -> Path:
+    """The files the official ``test.py`` writes, each written atomically to ``folder``; returns it.
 
     - ``results.npz``: keys ``psnr``, ``ssim`` (and ``lpips`` when computed), the per-sequence best values,
       shape (N_seq,) (PSNR with each frame capped at ``PSNR_CAP_DB``, as the other outputs).
@@ -1363,6 +1378,7 @@ def write_official_files(result: dict[str, Any], folder: Path) -> Path:
     official = result.get("_official")
     if not official:
         raise ValueError("result: no official sample arrays; run evaluate(..., official_files=True)")
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_npz(folder / "results.npz", compressed=True, **result["_per_sequence"])
     for name, samples in official.items():
@@ -1410,7 +1426,7 @@ def format_results(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def default_n_samples(train_cfg: dict[str, Any], model: SRVP) -> int:
+def default_n_samples(train_cfg: dict[str, Any], model: FrameModel) -> int:
     """The official README's ``--n_samples``: 1 for deterministic Moving MNIST, else ``test.py``'s 100; 1 for a
     model without noise too, whose samples are all the same."""
     deterministic_data = train_cfg.get("dataset", "smmnist") == "smmnist" and bool(train_cfg.get("deterministic"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 from einops import rearrange, repeat
@@ -44,6 +44,9 @@ from latentdyn.objectives import (
     residual_penalty,
 )
 from latentdyn.ssm import LatentSSM, Rollout, Sampler, default_sampler
+
+if TYPE_CHECKING:
+    from examples.srvp.svglp import SVGLPPrediction
 
 __all__ = [
     "SRVP",
@@ -126,14 +129,31 @@ class FrameModel(nn.Module):
         """Initialise the weights as the official code does; returns the model."""
         raise NotImplementedError
 
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
+    def predict(
+        self,
+        cond_frames: torch.Tensor,
+        n_future: int,
+        n_samples: int = 1,
+        *,
+        n_substeps: int | None = None,
+        substep_frames: bool = False,
+        sample: bool = True,
+        sampler: Sampler | None = None,
+        decode_cond: bool = True,
+    ) -> Prediction | SVGLPPrediction:
         """Predict futures from conditioning frames (see :meth:`SRVP.predict`)."""
         raise NotImplementedError
 
     def check_frames(self, x: torch.Tensor, name: str = "x") -> tuple[int, int]:
-        """Check frames (T, B, C, H, W) against the configuration, with T >= 1 and B >= 1; returns (T, B)."""
+        """Check floating-point frames (T, B, C, H, W) against the configuration, with T >= 1 and B >= 1; returns
+        (T, B). Their values are not read (that would synchronise the device): frames are expected in [0, 1]."""
         c = self.config
         s = check_shape(x, "t b c h w", name, c=c.channels, h=c.image_size, w=c.image_size)
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{name}: expected floating-point frames in [0, 1], got dtype {x.dtype}"
+                + (" (divide uint8 frames by 255)" if x.dtype == torch.uint8 else "")
+            )
         if s["t"] == 0 or s["b"] == 0:
             raise ValueError(f"{name}: expected at least one frame of one sequence (T, B >= 1), got {list(x.shape)}")
         return s["t"], s["b"]
@@ -346,6 +366,10 @@ class SRVP(FrameModel):
         out = self.infer(x, **kwargs)  # type: ignore[arg-type]
         return self.loss_terms(x, out), out
 
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, x: torch.Tensor, **kwargs: object) -> tuple[ElboTerms, SRVPOutput]: ...
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, sample: bool = False) -> torch.Tensor:
         """Reconstruction of x (T, B, C, H, W) from its own posterior, clamped to [0, 1]."""
@@ -440,7 +464,7 @@ class SampleChunk(NamedTuple):
     """
 
     start: int
-    prediction: Prediction
+    prediction: Prediction | SVGLPPrediction
 
 
 class _ChunkedNoise:

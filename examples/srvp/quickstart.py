@@ -20,8 +20,14 @@ from pathlib import Path
 
 from examples.srvp import evaluate as ev
 from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
-from examples.srvp.checkpoint import load_checkpoint, load_model_and_step, os_error_message, read_run_config
-from examples.srvp.config import PRESETS, ModelConfig, TrainConfig, config_from_dict
+from examples.srvp.checkpoint import (
+    load_checkpoint,
+    load_model_and_step,
+    os_error_message,
+    read_run_config,
+    read_train_config,
+)
+from examples.srvp.config import PRESETS, ModelConfig, TrainConfig
 from examples.srvp.train import TrainResult, exit_status, train
 
 
@@ -118,10 +124,9 @@ def _saved_config(run_dir: Path) -> TrainConfig:
             "python -m examples.srvp.evaluate)"
         )
     try:
-        cfg: TrainConfig = config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+        return read_train_config(run_dir)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"--run-dir: {run_dir / 'config.json'}: {e}") from None
-    return cfg
+        raise ValueError(f"--run-dir: {str(e).removeprefix('run_dir: ')}") from None
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

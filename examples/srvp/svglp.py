@@ -71,7 +71,7 @@ Choices, and where this differs from SVG's code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from einops import rearrange, reduce, repeat
@@ -173,6 +173,10 @@ class GaussianLSTM(_EmbeddedLSTM):
         mu, logvar = self.head(out).chunk(2, dim=-1)
         return diag_gaussian(mu, torch.exp(0.5 * logvar), validate_args=False), new_state
 
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, inputs: torch.Tensor, state: LSTMState | None = None) -> tuple[Independent, LSTMState]: ...
+
 
 class FramePredictor(_EmbeddedLSTM):
     """Frame-code predictor ĥ_t = tanh(W · LSTM(embed([h_{t−1}, z_t]))).
@@ -192,6 +196,10 @@ class FramePredictor(_EmbeddedLSTM):
         """Predicted codes (T, B, Dh) for inputs (T, B, Din), and the final state."""
         out, new_state = self.features(inputs, state)
         return self.out(out), new_state
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(self, inputs: torch.Tensor, state: LSTMState | None = None) -> tuple[torch.Tensor, LSTMState]: ...
 
 
 # ------------------------------------------------------------------------------------------------------ results
@@ -381,6 +389,12 @@ class SVGLP(FrameModel):
         """Training call: teacher-forced pass over x (T, B, C, H, W) and the loss terms (see :meth:`infer`)."""
         out = self.infer(x, n_cond=n_cond, sample=sample, sampler=sampler)
         return self.loss_terms(x, out), out
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(
+            self, x: torch.Tensor, *, n_cond: int | None = None, sample: bool = True, sampler: Sampler | None = None
+        ) -> tuple[ElboTerms, SVGLPOutput]: ...
 
     def predict(
         self,

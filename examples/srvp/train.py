@@ -44,6 +44,7 @@ from examples.srvp.checkpoint import (
     open_own_file,
     os_error_message,
     read_run_config,
+    read_train_config,
     remove_stale_temporaries,
     rng_state,
     run_format,
@@ -55,7 +56,6 @@ from examples.srvp.config import (
     PRESETS,
     ModelConfig,
     TrainConfig,
-    config_from_dict,
     config_to_dict,
     field_comments,
     resolve_device,
@@ -210,10 +210,7 @@ def _new_config(preset: str | None, overrides: dict[str, dict[str, Any]]) -> Tra
 def _saved_config(run_dir: Path) -> TrainConfig:
     """The configuration in a run's config.json; errors start with ``--resume`` and blame the file."""
     try:
-        saved = read_run_config(run_dir)
-        if not isinstance(saved.get("train"), dict):
-            raise ValueError(f"run_dir: {run_dir / 'config.json'} has no 'train' section")
-        return config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
+        return read_train_config(run_dir)
     except (ValueError, TypeError, FileNotFoundError) as e:  # the saved file, not a flag, is at fault
         text = str(e)
         detail = (

@@ -7,7 +7,7 @@ of its embeddings, and the score is the Fréchet distance between the two Gaussi
     FVD = ‖μ_r − μ_g‖² + tr Σ_r + tr Σ_g − 2 tr (Σ_r^{1/2} Σ_g Σ_r^{1/2})^{1/2}.
 
 SRVP computes it with the Google research code (TensorFlow 1.x and the TF-Hub module ``i3d-kinetics-400/1``);
-SPEC §6 lists the protocol, which this module follows in PyTorch:
+SRVP's protocol, which this module follows in PyTorch:
 
 * videos are **uint8-quantised** frames (floats in ``[0, 1]`` are quantised here by truncating ``× 255``, as
   the official ``.byte()`` does), taken as values in ``[0, 255]``, repeated to RGB when grayscale, resized
@@ -556,7 +556,7 @@ def i3d_embeddings(
 class FVDProtocol:
     """How an FVD number was obtained; stored next to the value so that numbers are compared like for like.
 
-    The defaults are SRVP's protocol (SPEC §6): full videos with the ground-truth conditioning frames in both
+    The defaults are SRVP's protocol: full videos with the ground-truth conditioning frames in both
     sets, the first random sample as the generated video, 224×224 frames with TF 1.x bilinear resizing,
     chunks of 16 videos.
     """

@@ -1,6 +1,6 @@
 """Learned perceptual image patch similarity (LPIPS), AlexNet backbone, linear layers v0.1.
 
-This is the metric SRVP reports (SPEC §6): ``net-lin`` with an ImageNet AlexNet and the v0.1 linear
+This is the metric SRVP reports: ``net-lin`` with an ImageNet AlexNet and the v0.1 linear
 calibration of Zhang et al. (2018). For two frames ``x`` and ``y`` in ``[-1, 1]`` the distance is
 
     d(x, y) = Σ_k  mean_{h,w}  Σ_c  w_kc · ( f̂_k(x)_chw − f̂_k(y)_chw )²,

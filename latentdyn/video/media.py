@@ -1,7 +1,7 @@
 """Video frames as pictures: uint8 quantisation, grids of videos, GIF and PNG files.
 
-The quantisation follows the SRVP convention (SPEC §6): frames in ``[0, 1]`` are clamped, multiplied by 255
-and **truncated** (``.byte()``), not rounded; uint8 sample files and the frames fed to FVD use it.
+The quantisation follows the SRVP convention (the official ``test.py``): frames in ``[0, 1]`` are clamped,
+multiplied by 255 and **truncated** (``.byte()``), not rounded; uint8 sample files and the frames fed to FVD use it.
 
 Files are written with imageio, an optional dependency (``pip install imageio`` or
 ``pip install 'latentdyn[examples]'``) that is imported only when a file is written. Every file is written

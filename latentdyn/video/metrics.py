@@ -1,6 +1,6 @@
 """Frame-quality metrics for video prediction: PSNR, SSIM, best-of-N selection and confidence intervals.
 
-Conventions follow the SRVP test protocol (SPEC §6):
+Conventions follow the SRVP test protocol (the official ``test.py``; docs/srvp.md, Evaluation):
 
 * PSNR and SSIM are computed **per frame and per channel**, then averaged over channels. Averaging over
   time (and the best-of-N choice) is left to :func:`best_of_n`, so that per-time-step curves stay available.
@@ -99,7 +99,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     """Per-frame peak signal-to-noise ratio ``10 · log10(data_range² / MSE)``, averaged over channels.
 
     The MSE is the mean over ``H × W`` of one frame and one channel; the PSNR of each channel is computed
-    from it and the channel PSNRs are averaged (SPEC §6: a per-frame PSNR, not the PSNR of a pooled MSE).
+    from it and the channel PSNRs are averaged (as SRVP's protocol: a per-frame PSNR, not the PSNR of a pooled MSE).
     Averaging over time is left to the caller (see :func:`best_of_n`).
 
     A channel whose prediction equals the target (MSE = 0) has PSNR ``+inf``, and so has the frame: the
@@ -310,7 +310,7 @@ def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
 
     Scores of shape ``(N, B, T)`` are first averaged over time; the sample with the highest (or lowest)
     average is the best one for that sequence, and its whole curve over time is returned as well. Call it
-    once per metric: the best-PSNR sample may differ from the best-SSIM one (SPEC §6). Ties go to the
+    once per metric: the best-PSNR sample may differ from the best-SSIM one (as in SRVP's protocol). Ties go to the
     lowest sample index.
 
     Per-frame metrics come out of :func:`psnr`/:func:`ssim` as ``(N, T, B)`` for time-first samples
@@ -421,7 +421,7 @@ def mean_confidence_interval(values: torch.Tensor, dim: int = 0, z: float = 1.96
     """Mean and normal-approximation confidence half-width ``z · std / √n`` along one axis.
 
     The std is the population std (ddof = 0, numpy's default), as in the SRVP printed results; with the
-    default ``z = 1.96`` this is the 95% interval of SPEC §6. One value gives a half-width of 0.
+    default ``z = 1.96`` this is the 95% interval SRVP reports. One value gives a half-width of 0.
 
     Args:
         values: floating-point tensor, e.g. per-sequence best scores ``(B,)`` or curves ``(B, T)``.

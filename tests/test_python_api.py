@@ -1,0 +1,185 @@
+"""The SRVP example used from Python (a notebook or a script) rather than through its command lines: loading a
+trained run, its configuration and checkpoints, evaluating inside a training loop, and what a type checker sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from examples.srvp import evaluate as ev
+from examples.srvp import train
+from examples.srvp.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    load_model,
+    load_model_and_step,
+    read_run_config,
+    read_train_config,
+)
+from examples.srvp.config import PRESETS, TrainConfig, config_from_dict
+from examples.srvp.model import SRVP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny(**model_changes: object) -> TrainConfig:
+    cfg = PRESETS["tiny"]()
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_changes))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run whose model differs from ModelConfig's defaults, after 4 steps (best.pt of step 3, last.pt of
+    step 4: the tiny preset validates every 3 steps)."""
+    run = tmp_path_factory.mktemp("api") / "run"
+    train.train(_tiny(conv_width=8), run, max_steps=4, progress=False, log=lambda _: None)
+    return run
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def test_read_train_config_gives_the_runs_model(run: Path) -> None:
+    cfg = read_train_config(run)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg == dataclasses.replace(_tiny(conv_width=8), max_steps=cfg.max_steps)  # (max_steps: the call's)
+    assert cfg.model.conv_width == 8
+
+
+def test_a_train_section_without_its_model_is_refused(run: Path) -> None:
+    """config.json keeps the model beside the training options: building a TrainConfig from the ``train``
+    section alone gave the default model (conv_width 64 for a run of 8), without a word."""
+    saved = read_run_config(run)
+    with pytest.raises(ValueError, match=r"^TrainConfig: the 'model' section is missing \(a ModelConfig\)$"):
+        config_from_dict(TrainConfig, saved["train"])
+    config = run / "config.json"
+    broken = json.loads(config.read_text())
+    del broken["train"]
+    other = run.parent / "no_train"
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "config.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match=r"^run_dir: .*config\.json has no 'train' section$"):
+        read_train_config(other)
+
+
+def test_load_model_defaults_to_the_checkpoint_evaluate_scores(run: Path, tmp_path: Path) -> None:
+    """As ``evaluate``: the last weights of a Moving MNIST run (the paper scores the final model), the best of a
+    KTH or Human3.6M run. It loaded best.pt of every run, whatever the dataset."""
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == 3
+    assert load_model_and_step(run)[1] == 4  # smmnist: last.pt
+    assert load_model_and_step(run, "best")[1] == 3
+    kth = _copy(run, tmp_path)
+    saved = json.loads((kth / "config.json").read_text())
+    saved["train"]["dataset"] = "kth"
+    (kth / "config.json").write_text(json.dumps(saved))
+    assert load_model_and_step(kth)[1] == 3  # kth: best.pt
+    assert isinstance(load_model(kth), SRVP)
+
+
+def test_checkpoint_path_names_what_is_missing(run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^which: expected 'best' or 'last', got 'final'$"):
+        checkpoint_path(run, "final")  # type: ignore[arg-type]
+    imported = _copy(run, tmp_path)
+    (imported / "checkpoints" / "last.pt").unlink()  # as a run of official convert: best.pt only
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint last\.pt in .*, only best\.pt .*: ask for 'best'$"):
+        checkpoint_path(imported, "last")
+    assert load_model_and_step(imported)[1] == 3  # the default takes the one it has
+    (imported / "checkpoints" / "best.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"^run_dir: no checkpoint last\.pt in .*; train first"):
+        checkpoint_path(imported, "last")
+    with pytest.raises(FileNotFoundError, match=r"^run_dir: no checkpoint best\.pt or last\.pt in "):
+        checkpoint_path(imported, "best")
+
+
+def test_evaluate_inside_a_training_loop_gives_the_modes_back(run: Path) -> None:
+    """A loop that evaluates now and then goes on training: evaluate() left the model in eval mode, so the
+    training went on with BatchNorm's running statistics and without its batch statistics."""
+    model = load_model(run).train()
+    model.content.eval()  # a module the caller froze stays frozen  # type: ignore[union-attr]
+    modes = {name: m.training for name, m in model.named_modules()}
+    clips = torch.randint(0, 256, (6, 3, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=3, seed=0, max_sequences=0)
+    seen: list[bool] = []
+    predict = model.predict
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(model.training)
+        return predict(*args, **kwargs)  # type: ignore[arg-type]
+
+    model.predict = spy  # type: ignore[method-assign]
+    ev.evaluate(model, clips, protocol, progress=False, n_gif=0)
+    assert seen and not any(seen)  # it ran in eval mode
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert not model.content.training and model.encoder.training  # type: ignore[union-attr]
+
+
+def test_write_outputs_takes_a_string_path(run: Path, tmp_path: Path) -> None:
+    model = load_model(run)
+    clips = torch.randint(0, 256, (6, 2, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=2, seed=0, max_sequences=0)
+    result = ev.evaluate(model, clips, protocol, progress=False, n_gif=1, official_files=True)
+    paths = ev.write_outputs(result, str(tmp_path / "out"), "x")
+    assert paths["json"] == tmp_path / "out" / "x.json" and paths["json"].is_file()
+    official = ev.write_official_files(result, str(tmp_path / "official"))
+    assert np.load(official / "results.npz")["psnr"].shape == (2,)
+
+
+def test_predict_names_cond_frames_of_the_wrong_dtype(run: Path) -> None:
+    model = load_model(run)
+    frames = torch.randint(0, 256, (3, 2, 1, 64, 64), dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r"^cond_frames: expected floating-point frames in \[0, 1\], got dtype "):
+        model.predict(frames, 2)
+    with pytest.raises(TypeError, match=r"divide uint8 frames by 255"):
+        model.predict(frames, 2)
+    with pytest.raises(TypeError, match=r"^x: expected floating-point frames .* got dtype torch\.int64$"):
+        model(frames.long())
+
+
+_USER_SCRIPT = """
+import torch
+from typing_extensions import assert_type
+
+from examples.srvp.checkpoint import load_model, load_model_and_step, read_train_config
+from examples.srvp.config import ModelConfig, TrainConfig, config_from_dict
+from examples.srvp.model import SRVP, FrameModel, Prediction, SRVPOutput
+from examples.srvp.svglp import SVGLP, SVGLPOutput, SVGLPPrediction
+from latentdyn import ElboTerms
+
+model = load_model("runs/x")
+assert_type(model, FrameModel)
+assert_type(load_model_and_step("runs/x", "last"), tuple[FrameModel, int | None])
+load_model("runs/x", "final")  # type: ignore[arg-type]
+assert_type(read_train_config("runs/x"), TrainConfig)
+assert_type(config_from_dict(ModelConfig, {}), ModelConfig)
+x = torch.zeros(4, 2, 1, 64, 64)
+assert_type(model.predict(x, 3, 2), Prediction | SVGLPPrediction)
+if isinstance(model, SRVP):
+    assert_type(model(x), tuple[ElboTerms, SRVPOutput])
+    assert_type(model.predict(x, 3).frames, torch.Tensor)
+elif isinstance(model, SVGLP):
+    assert_type(model(x), tuple[ElboTerms, SVGLPOutput])
+"""
+
+
+def test_a_type_checker_sees_the_types_of_a_loaded_run(tmp_path: Path) -> None:
+    """load_model, load_model_and_step and config_from_dict returned Any, and SRVP(...)(x) was Any: a typo in
+    a user's script passed mypy."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed")
+    user = tmp_path / "user_script.py"
+    user.write_text(_USER_SCRIPT, encoding="utf-8")
+    command = [sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent"]
+    command += ["--cache-dir", str(tmp_path / ".mypy_cache"), str(user)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    report = (result.stdout + result.stderr).replace(str(tmp_path) + "/", "")
+    assert result.returncode == 0, f"mypy does not see the types of a loaded run:\n{report}"
