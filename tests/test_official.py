@@ -594,7 +594,7 @@ def test_a_convert_that_fails_half_way_leaves_nothing_behind(
     ('best.pt already exists') and evaluate found no config.json. The conversion is all or nothing."""
     import errno
 
-    from examples.srvp import official
+    from examples.srvp import checkpoint
 
     out = tmp_path / "imported"
     if existing:  # an empty folder the user made: it stays, empty
@@ -604,7 +604,7 @@ def test_a_convert_that_fails_half_way_leaves_nothing_behind(
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     with monkeypatch.context() as m:
-        m.setattr(official, "atomic_write_text", full)
+        m.setattr(checkpoint, "atomic_write_text", full)  # (convert writes the run with save_run)
         assert main(["convert", str(FIXTURE), str(out)]) == 2
     assert capsys.readouterr().err == f"error: No space left on device: {out / 'config.json'}\n"
     assert (sorted(out.iterdir()) == []) if existing else not out.exists()

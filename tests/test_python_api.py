@@ -183,3 +183,43 @@ def test_a_type_checker_sees_the_types_of_a_loaded_run(tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     report = (result.stdout + result.stderr).replace(str(tmp_path) + "/", "")
     assert result.returncode == 0, f"mypy does not see the types of a loaded run:\n{report}"
+
+
+def test_a_model_fine_tuned_in_ones_own_loop_is_saved_as_a_run(run: Path, tmp_path: Path) -> None:
+    """save_run writes what load_model, evaluate and demo read; there was no public way (the checkpoint layout
+    and config.json's sections had to be copied from the source)."""
+    from examples.srvp.checkpoint import save_run
+
+    cfg = read_train_config(run)
+    model = load_model(run).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    terms, _ = model(torch.rand(cfg.seq_len, 2, 1, 64, 64))
+    terms.total.backward()
+    optimizer.step()
+    out = save_run(tmp_path / "tuned", model, cfg, step=5)
+    assert out == tmp_path / "tuned"
+    again, step = load_model_and_step(out)
+    assert step == 5 and again.config == model.config and not again.training
+    tuned = model.state_dict()
+    assert all(torch.equal(v, tuned[k]) for k, v in again.state_dict().items())
+    assert read_train_config(out) == cfg
+    # evaluate's command line reads it as any run.
+    from latentdyn.video.mnist import load_embedded_digits
+    from latentdyn.video.moving_mnist import make_test_set, save_test_set
+
+    digits = load_embedded_digits("test")
+    data = make_test_set(digits.images[:4], digits.labels[:4], seq_len=cfg.seq_len, deterministic=False)
+    test_set = save_test_set(tmp_path / "test.npz", data)
+    args = [str(out), "--test-set", str(test_set), "--n-samples", "2"]
+    assert ev.main(args) == 0
+    assert (out / "eval").is_dir()
+
+    with pytest.raises(FileExistsError, match=r"^run_dir: .*config\.json already exists; choose an empty directory$"):
+        save_run(out, model, cfg)
+    with pytest.raises(TypeError, match=r"^model: expected an SRVP or SVGLP model, got Linear$"):
+        save_run(tmp_path / "other", torch.nn.Linear(2, 2), cfg)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^train_config: expected a TrainConfig, got dict$"):
+        save_run(tmp_path / "other", model, {"dataset": "smmnist"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^step: expected None or an int >= 0, got -1$"):
+        save_run(tmp_path / "other", model, cfg, step=-1)
+    assert not (tmp_path / "other").exists()  # nothing written by a refused call

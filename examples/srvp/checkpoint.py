@@ -9,6 +9,7 @@ that a later version can read or convert them, and this one refuses the files of
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -58,6 +59,7 @@ __all__ = [
     "rng_state",
     "run_format",
     "save_checkpoint",
+    "save_run",
     "set_rng_state",
 ]
 
@@ -574,6 +576,69 @@ def read_train_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
         return config_from_dict(TrainConfig, {**saved["train"], "model": saved["model"]})
     except (TypeError, ValueError) as e:  # the file, edited or of another version, is at fault
         raise (TypeError if isinstance(e, TypeError) else ValueError)(f"run_dir: {p}: {e}") from None
+
+
+def save_run(
+    run_dir: str | os.PathLike[str],
+    model: FrameModel,
+    train_config: TrainConfig,
+    *,
+    step: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a run directory holding ``model``'s weights: ``config.json`` and ``checkpoints/best.pt``, what
+    :func:`load_model`, ``examples.srvp.evaluate`` and ``examples.srvp.demo`` read (e.g. a model fine-tuned in a
+    loop of one's own). All or nothing: an error (a full disk, Ctrl-C) leaves no half-made run behind.
+
+    The run holds no training state (optimizer, random streams): ``examples.srvp.train --resume`` refuses it.
+
+    Args:
+        run_dir: a directory that holds no run yet (no ``config.json`` nor checkpoint).
+        model: an ``SRVP`` or ``SVGLP``; ``config.json`` gets its ``config``.
+        train_config: the training options (dataset, clip lengths, ...) that ``evaluate`` reads; its
+            ``model`` is replaced by the model's own configuration.
+        step: the training step the weights are of, if known.
+        extra: more entries for the checkpoint (e.g. where the weights come from).
+
+    Returns:
+        ``run_dir`` as a Path.
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a run already.
+        TypeError: ``model`` or ``train_config`` of another type.
+        ValueError: ``train_config`` does not fit the model's configuration.
+    """
+    from examples.srvp.model import FrameModel
+
+    if not isinstance(model, FrameModel):
+        raise TypeError(f"model: expected an SRVP or SVGLP model, got {type(model).__name__}")
+    if not isinstance(train_config, TrainConfig):
+        raise TypeError(f"train_config: expected a TrainConfig, got {type(train_config).__name__}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise ValueError(f"step: expected None or an int >= 0, got {step!r}")
+    out = Path(run_dir)
+    ckpt = out / "checkpoints" / "best.pt"
+    for taken in (out / "config.json", ckpt, out / "checkpoints" / "last.pt"):
+        if taken.exists():
+            raise FileExistsError(f"run_dir: {taken} already exists; choose an empty directory")
+    train = dataclasses.replace(train_config, model=model.config)  # (checks the two together)
+    config = {
+        **run_format(),
+        "model": config_to_dict(model.config),
+        "train": {k: v for k, v in config_to_dict(train).items() if k != "model"},
+    }
+    check_writable(out, "run_dir")
+    made = [d for d in (ckpt.parent, *ckpt.parent.parents) if not d.exists()]  # deepest first
+    try:
+        save_checkpoint(ckpt, {**(extra or {}), **run_format(), "model": model.state_dict(), "step": step})
+        atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+    except BaseException:
+        ckpt.unlink(missing_ok=True)
+        for folder in made:  # the folders this call made, if nothing else was put there meanwhile
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return out
 
 
 def load_model_and_step(

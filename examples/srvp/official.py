@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,17 +25,14 @@ from torch.distributions import Distribution
 
 from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
 from examples.srvp.checkpoint import (
-    atomic_write_text,
     check_writable,
     os_error_message,
     read_json,
     read_torch_file,
-    run_format,
-    save_checkpoint,
+    save_run,
 )
 from examples.srvp.config import (
     OFFICIAL_MODEL_OPTIONS,
-    config_to_dict,
     model_config_from_official,
     resolve_device,
     train_config_from_official,
@@ -232,32 +228,7 @@ def convert(official_dir: str | Path, out_dir: str | Path, model_name: str = "mo
     options = _read_official_config(official_dir)  # every option is checked before the weights are read
     train = _from_options(train_config_from_official, options, official_dir / "config.json", "OFFICIAL_DIR")
     model, options = load_official(official_dir, model_name)
-    config = {
-        **run_format(),
-        "model": config_to_dict(model.config),
-        "train": {k: v for k, v in config_to_dict(train).items() if k != "model"},
-    }
-    # All or nothing: a failure (a full disk, Ctrl-C) after best.pt leaves no half-made run behind, whose
-    # best.pt would make the retry refuse the directory and whose lack of config.json would fail evaluate.
-    made = [d for d in (ckpt.parent, *ckpt.parent.parents) if not d.exists()]  # deepest first
-    try:
-        save_checkpoint(
-            ckpt,
-            {
-                **run_format(),
-                "model": model.state_dict(),
-                "step": None,
-                "source": "official",
-                "official_options": options,
-            },
-        )
-        atomic_write_text(out / "config.json", json.dumps(config, indent=2))
-    except BaseException:
-        ckpt.unlink(missing_ok=True)
-        for folder in made:  # the folders this call made, if nothing else was put there meanwhile
-            with suppress(OSError):
-                folder.rmdir()
-        raise
+    save_run(out, model, train, extra={"source": "official", "official_options": options})
     return out
 
 
