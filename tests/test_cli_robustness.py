@@ -1868,3 +1868,134 @@ def test_a_run_made_by_another_command_while_the_data_was_read_is_not_overwritte
     monkeypatch.setattr(train, "make_data", make_data_and_race)
     assert train.main(["--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]) == 2
     assert (run / "config.json").read_text() == '{"other": 1}' and not (run / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------------- paths no other test took (coverage)
+def test_a_truncated_checkpoint_of_the_legacy_format_is_called_truncated_or_corrupted(tmp_path: Path) -> None:
+    """torch's legacy (non-zip) format has no CRCs: a copy cut short fails the unpickler (EOFError here), which is
+    reported as a damaged file naming its size, not as a traceback."""
+    path = tmp_path / "last.pt"
+    torch.save({"model": {"w": torch.arange(50.0)}}, path, _use_new_zipfile_serialization=False)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError) as e:
+        read_torch_file(path, "checkpoint")
+    assert str(e.value).startswith(
+        f"checkpoint: cannot read {path} (40 bytes): not a torch file, or a truncated or corrupted one (EOFError"
+    )
+    assert not isinstance(e.value, UnsafeFileError)
+
+
+def test_a_checkpoint_whose_zip_member_cannot_be_opened_is_a_one_line_error(tmp_path: Path) -> None:
+    """A damaged zip directory that names a compression method zipfile does not know: NotImplementedError from
+    the CRC check, reported as a corrupted file."""
+    import struct
+
+    path = tmp_path / "last.pt"
+    torch.save({"model": {"w": torch.ones(3)}}, path)
+    data = bytearray(path.read_bytes())
+    entry = data.find(b"PK\x01\x02")  # the first central-directory entry; its compression method is at byte 10
+    data[entry + 10 : entry + 12] = struct.pack("<H", 99)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as e:
+        read_torch_file(path, "--resume")
+    assert str(e.value) == (
+        f"--resume: cannot read {path} ({len(data)} bytes): truncated or corrupted (That compression method is not "
+        "supported)"
+    )
+
+
+def test_read_torch_file_names_the_option_of_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"^state_file: no file at .*nothing\.pt$"):
+        read_torch_file(tmp_path / "nothing.pt", "state_file")
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"^checkpoint: no file at .*folder\.pt$"):
+        read_torch_file(tmp_path / "folder.pt", "checkpoint")
+
+
+def test_a_file_system_without_locks_trains_unlocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flock failing with ENOLCK (an NFS mount without a lock daemon) is as Windows without fcntl: no lock, no
+    error; a held lock (EWOULDBLOCK) is still a refusal."""
+    import errno
+
+    fcntl = pytest.importorskip("fcntl")
+    from examples.srvp.checkpoint import FileLock
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    lock = FileLock()
+    with monkeypatch.context() as m:
+        m.setattr(fcntl, "flock", no_locks)
+        lock.acquire(tmp_path / ".lock", "--run-dir", busy="held by {who}")
+    lock.release()  # (nothing held: nothing to unlock)
+    assert lock._fd is None
+
+    def held(fd: int, operation: int) -> None:
+        raise OSError(errno.EWOULDBLOCK, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(fcntl, "flock", held)
+    with pytest.raises(ValueError, match=r"^--run-dir: held by (process \d+|another process)$"):
+        FileLock().acquire(tmp_path / ".lock", "--run-dir", busy="held by {who}")
+
+
+def test_os_error_message_is_one_line_without_a_file_name() -> None:
+    from examples.srvp.checkpoint import os_error_message
+
+    assert (
+        os_error_message(OSError(28, "No space left on device", "/r/last.pt")) == "No space left on device: /r/last.pt"
+    )
+    assert os_error_message(OSError("the disk\n  went away")) == "the disk went away"
+    assert os_error_message(BlockingIOError()) == "BlockingIOError"
+
+
+@pytest.mark.parametrize("damage", ["missing", "unexpected", "not-a-dict", "not-a-tensor"])
+def test_a_checkpoint_whose_state_dict_does_not_fit_is_a_one_line_error(
+    tmp_path: Path, tiny_run: Path, damage: str
+) -> None:
+    """Keys missing or extra, a 'model' entry that is no state dict, a weight that is a number: each is a
+    ValueError naming the file (never a KeyError or a load_state_dict traceback)."""
+    from examples.srvp.checkpoint import load_model_and_step
+
+    run = _copy(tiny_run, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    del payload["config"]  # as a hand-made checkpoint: only its state dict says what it holds
+    state = payload["model"]
+    names = sorted(state)
+    if damage == "missing":
+        for name in names[:4]:
+            del state[name]
+        expected = rf"does not fit the model of config\.json: 4 missing keys \({', '.join(names[:3])}, \.\.\.\)$"
+    elif damage == "unexpected":
+        state["extra.weight"] = torch.zeros(2)
+        expected = r"does not fit the model of config\.json: 1 unexpected keys \(extra\.weight\)$"
+    elif damage == "not-a-dict":
+        payload["model"] = [1, 2]
+        expected = r"holds no state dict under 'model' \(got list\)$"
+    else:
+        weight = next(k for k in names if k.endswith(".weight"))
+        state[weight] = 3
+        expected = rf"does not fit the model of config\.json: .*{weight}"
+    torch.save(payload, last)
+    with pytest.raises(ValueError, match=rf"^checkpoint: {last} {expected}") as e:
+        load_model_and_step(run, "last")
+    assert "\n" not in str(e.value)
+
+
+def test_a_config_json_without_a_model_section_or_with_another_kind_of_one_is_refused(
+    tmp_path: Path, tiny_run: Path
+) -> None:
+    from examples.srvp.checkpoint import load_model_and_step, read_run_config
+
+    run = _copy(tiny_run, tmp_path)
+    config_file = run / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({"train": config["train"]}))
+    with pytest.raises(ValueError, match=rf"^run_dir: {config_file} has no 'model' section$"):
+        read_run_config(run)
+    config_file.write_text(json.dumps([config]))
+    with pytest.raises(ValueError, match=rf"^run_dir: {config_file} has no 'model' section$"):
+        read_run_config(run)
+    config_file.write_text(json.dumps({**config, "model": [config["model"]]}))
+    with pytest.raises(ValueError, match=rf"^run_dir: {config_file}: data: expected a dict for ModelConfig, got list$"):
+        load_model_and_step(run, "last")

@@ -1301,3 +1301,171 @@ def test_a_resume_keeps_the_log_entries_up_to_its_checkpoint_step(tmp_path: Path
     log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (10, 20, 30)) + tail)
     train._Logger(tmp_path, enabled=True, resume_step=20).close()
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]
+
+
+# ------------------------------------------------------------------------- paths no other test took (coverage)
+def test_the_best_checkpoint_of_a_run_without_one_is_its_last(tiny_run: Path, tmp_path: Path) -> None:
+    """``load_model(run, "best")`` before any validation made best.pt loads last.pt (the fixture's step 4)."""
+    from examples.srvp.checkpoint import checkpoint_path, load_model_and_step
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "checkpoints" / "best.pt").unlink()
+    assert checkpoint_path(run, "best") == run / "checkpoints" / "last.pt"
+    assert load_model_and_step(run, "best")[1] == 4
+    (run / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"^run_dir: no checkpoint best\.pt \(?or last\.pt\)? in "):
+        checkpoint_path(run, "best")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_train_cli_refuses_an_accelerator_this_machine_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str
+) -> None:
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an MPS device")
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--device", device]) == 2
+    err = capsys.readouterr().err
+    if device.startswith("cuda"):
+        build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        expected = f"error: --device: {device!r} is not available ({build}, torch {torch.__version__}); use 'cpu'"
+    else:
+        expected = f"error: --device: {device!r} is not available on this machine; use 'cpu' or 'cuda'"
+    assert err.strip() == expected
+    assert not run.exists()
+
+
+def test_resolve_device_refuses_what_is_not_a_device_name() -> None:
+    from examples.srvp.config import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(TypeError, match=r"^--device: expected a device name such as 'cpu' or 'cuda', got int$"):
+        resolve_device(0)  # type: ignore[arg-type]
+
+
+def test_train_cli_reads_bool_options_as_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = train.build_parser()
+    for word, value in (("yes", True), ("ON", True), ("1", True), ("false", False), ("Off", False), ("0", False)):
+        parsed = {k.rpartition(".")[2]: v for k, v in vars(parser.parse_args(["--deterministic", word])).items()}
+        assert parsed["deterministic"] is value, word
+    with pytest.raises(SystemExit) as e:
+        train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "r"), "--deterministic", "maybe"])
+    assert e.value.code == 2
+    assert "argument --deterministic: expected true/false, got 'maybe'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_cli_needs_a_run_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        train.main(["--preset", "tiny"])
+    assert e.value.code == 2
+    assert "error: give --run-dir DIR for a new run, or --resume RUN_DIR" in capsys.readouterr().err
+
+
+def test_train_cli_ends_a_file_system_error_or_a_ctrl_c_in_set_up_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    full = tmp_path / "run" / "checkpoints" / "last.pt"
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(full))
+
+    monkeypatch.setattr(train, "train", disk_full)
+    run = tmp_path / "my run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run)]) == 2
+    assert capsys.readouterr().err == f"error: No space left on device: {full}\n"
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train", ctrl_c)
+    try:
+        status = train.main(["--preset", "tiny", "--run-dir", str(run)])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped train.main")
+    assert status == 130
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == f"interrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume '{run}'"
+    )
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torchrun (WORLD_SIZE=2) each process takes half of every batch: an odd batch size is refused before
+    any process group is made or anything written."""
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    cfg = dataclasses.replace(_tiny(), batch_size=3)
+    with pytest.raises(ValueError, match=r"^--batch-size: 3 does not split over 2 processes$"):
+        _quiet(cfg, tmp_path / "run")
+    assert not torch.distributed.is_initialized()
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_quickstart_evaluates_a_run_already_trained_without_training_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "runs" / "q"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "2", "--lr-decay", "1"]) == 0
+    capsys.readouterr()
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(quickstart, "train", no_training)
+    assert quickstart.main(["--run-dir", str(run), "--eval-sequences", "2", "--n-samples", "1"]) == 0
+    assert f"{run} is already trained (3 steps); evaluating it" in capsys.readouterr().out  # 2 + 1 steps
+    result = json.loads((run / "eval" / "smmnist_test_embedded_25_n1.json").read_text())
+    assert result["checkpoint"]["step"] == 3
+
+
+def test_quickstart_gives_a_new_run_its_minutes_and_ends_a_ctrl_c_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[TrainConfig] = []
+
+    def ctrl_c_while_training(cfg: TrainConfig, *args: object, **kwargs: object) -> None:
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quickstart, "train", ctrl_c_while_training)
+    monkeypatch.setattr(quickstart, "ensure_test_set", lambda path, *a, **k: path)  # (not needed before training)
+    run = tmp_path / "runs" / "q"
+    try:
+        status = quickstart.main(["--run-dir", str(run), "--preset", "tiny", "--minutes", "0.25"])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped quickstart.main")
+    assert status == 130
+    assert len(seen) == 1 and seen[0].max_minutes == 0.25 and seen[0].model == _tiny().model
+    out, err = capsys.readouterr()
+    assert f"training the 'tiny' preset into {run} (budget 0.25 min)" in out
+    assert err == "\ninterrupted; run this command again to resume\n"
+
+
+def test_quickstart_refuses_a_run_whose_config_json_has_an_unknown_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "runs" / "q"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["warp_factor"] = 9
+    (run / "config.json").write_text(json.dumps(config))
+    assert quickstart.main(["--run-dir", str(run), "--eval-sequences", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --run-dir: {run / 'config.json'}: TrainConfig: unknown options ['warp_factor']; ")
+    assert len(err.splitlines()) == 1 and not (run / "eval").exists()
+
+
+def test_quickstart_refuses_a_max_steps_below_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "runs" / "q"
+    assert quickstart.main(["--run-dir", str(run), "--preset", "tiny", "--max-steps", "0"]) == 2
+    assert capsys.readouterr().err == "error: --max-steps: expected an int >= 1, got 0\n"
+    assert not run.exists()

@@ -402,6 +402,12 @@ def test_real_presets_need_a_data_dir(name: str, tmp_path: Path, capsys: pytest.
         ({"dataset": "bair", "channels": 3, "seq_len": 31}, r"seq_len: BAIR videos have 30 frames, got 31"),
         ({"dataset": "bair", "channels": 3, "seq_len_test": 40}, r"seq_len_test: BAIR videos have 30 frames, got 40"),
         ({"dataset": "bair", "channels": 3, "image_size": 32}, r"image_size: BAIR frames are 64x64, got image_size=32"),
+        ({"amp": "fp8"}, r"amp: expected one of \('none', 'bf16', 'fp16'\), got 'fp8'"),
+        ({"lr_burnin": 0, "lr_decay": 0}, r"lr_burnin, lr_decay: expected >= 0 with a positive sum, got 0, 0"),
+        ({"n_inference_frames": 3, "seq_len": 2}, r"seq_len: expected at least n_inference_frames=3, got 2"),
+        ({"n_inference_frames": 3, "nt_cond": 2}, r"nt_cond: expected at least n_inference_frames=3, got 2"),
+        ({"nt_cond": 5, "seq_len_test": 5}, r"seq_len_test: expected more than nt_cond=5 frames, got 5"),
+        ({"nt_cond": 5, "seq_len": 5}, r"seq_len_test: expected more than nt_cond=5 frames, got 5"),  # (0: seq_len)
     ],
 )
 def test_train_config_errors(changes: dict[str, object], message: str) -> None:
@@ -410,6 +416,21 @@ def test_train_config_errors(changes: dict[str, object], message: str) -> None:
     train_changes = {k: v for k, v in changes.items() if k not in model_fields}
     with pytest.raises(ValueError, match=message):
         TrainConfig(model=model, **train_changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data_dir": None}, r"^data_dir: expected a str \(a directory\), got NoneType$"),
+        ({"device": 0}, r"^device: expected a str such as 'cpu' or 'cuda', got int$"),
+        ({"lr": "3e-4"}, r"^lr: expected a number, got str$"),
+        ({"max_minutes": True}, r"^max_minutes: expected a number, got bool$"),
+    ],
+)
+def test_train_config_type_errors(changes: dict[str, object], message: str) -> None:
+    """A value of the wrong type (from an edited config.json) names its field; "3e-4" is not read as a number."""
+    with pytest.raises(TypeError, match=message):
+        TrainConfig(**changes)  # type: ignore[arg-type]
 
 
 def test_smmnist_batches_are_unchanged() -> None:

@@ -446,6 +446,8 @@ def test_bad_configs() -> None:
     for flag in ("use_noise", "use_content", "skip_connections", "adjoint"):  # "false" would read as true
         with pytest.raises(TypeError, match=f"{flag}: expected a bool, got str 'false'"):
             tiny(**{flag: "false"})
+    with pytest.raises(ValueError, match=r"^noise_size: use_noise=True needs noise_size >= 1, got 0$"):
+        tiny(use_noise=True, noise_size=0)
     with pytest.raises(ValueError, match="obs_scale: expected a positive standard deviation"):
         tiny(obs_scale=0.0)
     with pytest.raises(TypeError, match="config: expected a ModelConfig, got dict"):
@@ -500,6 +502,86 @@ def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     np.savez(test_set, sequences=rng.integers(0, 256, (6, 3, 64, 64), dtype=np.uint8))
     assert demo.main(argv) == 2
     assert "the model expects [1, 32, 32]" in capsys.readouterr().err
+
+
+def test_demo_errors_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from examples.srvp import demo
+
+    run = _run_dir(tmp_path, tiny())
+    out = tmp_path / "demo"
+    test_set = tmp_path / "test.npz"
+    np.savez(test_set, sequences=np.zeros((6, 3, SIZE, SIZE), dtype=np.uint8))
+    other = tmp_path / "other.npz"
+    np.savez(other, frames=np.zeros((6, 3, SIZE, SIZE), dtype=np.uint8))
+    config = json.loads((run / "config.json").read_text())
+    for argv, message in (
+        (["--test-set", str(tmp_path / "missing.npz")], f"--test-set: no file at {tmp_path / 'missing.npz'}"),
+        (["--test-set", str(other)], f"--test-set: {other} has no 'sequences' array (found ['frames'])"),
+        ([], "--test-set: required for a Moving MNIST run (the .npz of `python -m examples.srvp.data"),
+        (["--test-set", str(test_set), "--steps", "1"], "--steps: expected at least 2 interpolation steps, got 1"),
+        (["--test-set", str(test_set), "--fps", "0"], "--fps: expected a positive number, got 0.0"),
+        (["--test-set", str(test_set), "--fps", "nan"], "--fps: expected a positive number, got nan"),
+    ):
+        assert demo.main([str(run), "--out", str(out), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and len(err.splitlines()) == 1, (argv, err)
+    (run / "config.json").write_text(json.dumps({**config, "train": {"dataset": "kth"}}))
+    assert demo.main([str(run), "--out", str(out)]) == 2
+    assert (
+        capsys.readouterr().err
+        == "error: --test-set: required for this 'kth' run (its config.json names no data_dir)\n"
+    )
+    assert not out.exists()
+
+
+def test_demo_says_what_a_model_without_sub_steps_or_content_cannot_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("imageio")
+    from examples.srvp import demo
+
+    run = _run_dir(tmp_path, tiny(transition="mlp", use_content=False, skip_connections=False))
+    test_set = tmp_path / "test.npz"
+    np.savez(test_set, sequences=np.random.default_rng(0).integers(0, 256, (5, 2, SIZE, SIZE), dtype=np.uint8))
+    out = tmp_path / "demo"
+    assert demo.main([str(run), "--test-set", str(test_set), "--out", str(out), "--n-cond", "3", "--what", "all"]) == 0
+    printed = capsys.readouterr().out
+    assert "framerate: skipped, the 'mlp' transition is discrete-time (no sub-steps)" in printed
+    assert "swap: this model has no content variable and no skips, so both columns will be identical" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["content_swap.gif", "interpolation.gif"]
+
+
+def test_demo_reports_a_gif_that_cannot_be_written_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from examples.srvp import demo
+
+    run = _run_dir(tmp_path, tiny())
+    test_set = tmp_path / "test.npz"
+    np.savez(test_set, sequences=np.zeros((5, 2, SIZE, SIZE), dtype=np.uint8))
+    gif = tmp_path / "demo" / "interpolation.gif"
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(gif))
+
+    monkeypatch.setattr(demo, "save_gif", disk_full)
+    argv = [str(run), "--test-set", str(test_set), "--out", str(gif.parent), "--n-cond", "3", "--what", "interpolate"]
+    assert demo.main(argv) == 2
+    assert capsys.readouterr().err == f"error: No space left on device: {gif}\n"
+
+
+def test_reconstruct_decodes_the_posterior_means_without_drawing_noise() -> None:
+    torch.manual_seed(0)
+    model = SRVP(tiny()).init_weights().eval()
+    x = frames(4, 2, model.config)
+    with torch.no_grad():
+        expected = model.infer(x, sample=False).frames.clamp(0, 1)  # the posterior means: no noise drawn
+    got = model.reconstruct(x)
+    torch.testing.assert_close(model.reconstruct(x), got, rtol=0, atol=0)
+    assert got.shape == x.shape and float(got.min()) >= 0 and float(got.max()) <= 1
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 def test_predict_without_conditioning_reconstructions_draws_the_same_futures() -> None:
