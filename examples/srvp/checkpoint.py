@@ -356,7 +356,10 @@ def read_torch_file(path: str | os.PathLike[str], option: str, map_location: Any
             reason = f"truncated or corrupted ({reason.split('. ')[0]})"
         elif not isinstance(e, OSError):  # random or damaged bytes fail the unpickler in many ways (EOFError,
             # IndexError, KeyError, UnicodeDecodeError ...)
-            reason = f"not a torch file, or a truncated or corrupted one ({type(e).__name__}: {reason})"
+            kind = type(e).__name__
+            reason = (
+                f"not a torch file, or a truncated or corrupted one ({kind if reason == kind else f'{kind}: {reason}'})"
+            )
         raise ValueError(f"{option}: cannot read {p} ({size} bytes): {reason}") from None
 
 
@@ -664,7 +667,7 @@ def load_model_and_step(
 
     saved = read_run_config(run_dir)
     try:
-        config = config_from_dict(ModelConfig, saved["model"])
+        config = config_from_dict(ModelConfig, saved["model"], name="model")
     except (TypeError, ValueError) as e:  # the file, edited or of another version, is at fault
         raise ValueError(f"run_dir: {Path(run_dir) / 'config.json'}: {e}") from None
     path = checkpoint_path(run_dir, default_checkpoint(run_dir, saved) if which is None else which)

@@ -198,27 +198,27 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
+def config_from_dict(cls: type[_Config], data: dict[str, Any], *, name: str = "data") -> _Config:
     """Build the dataclass ``cls`` from ``data``; unknown keys are errors, nested dataclasses are rebuilt.
 
     A missing option takes its default (files of older versions lack newer options), except a nested
     configuration: a ``TrainConfig`` without its ``model`` would silently be the default model. (A run's
     ``config.json`` keeps the model beside the training options: ``examples.srvp.checkpoint.read_train_config``
-    reads both.)"""
+    reads both.) ``name`` is what errors call ``data``; a nested section is called by its field's name."""
     if not isinstance(data, dict):
-        raise TypeError(f"data: expected a dict for {cls.__name__}, got {type(data).__name__}")
+        raise TypeError(f"{name}: expected a dict for {cls.__name__}, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown options {unknown}; known: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        target = _dataclass_type(cls, name, f.type)
-        if name not in data:
+    for key, f in fields.items():
+        target = _dataclass_type(cls, key, f.type)
+        if key not in data:
             if target is not None:
-                raise ValueError(f"{cls.__name__}: the {name!r} section is missing (a {target.__name__})")
+                raise ValueError(f"{cls.__name__}: the {key!r} section is missing (a {target.__name__})")
             continue
-        kwargs[name] = config_from_dict(target, data[name]) if target is not None else data[name]
+        kwargs[key] = config_from_dict(target, data[key], name=key) if target is not None else data[key]
     return cls(**kwargs)
 
 
