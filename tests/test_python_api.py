@@ -223,3 +223,11 @@ def test_a_model_fine_tuned_in_ones_own_loop_is_saved_as_a_run(run: Path, tmp_pa
     with pytest.raises(ValueError, match=r"^step: expected None or an int >= 0, got -1$"):
         save_run(tmp_path / "other", model, cfg, step=-1)
     assert not (tmp_path / "other").exists()  # nothing written by a refused call
+
+
+def test_eval_protocol_defaults_are_the_command_lines() -> None:
+    """Only what depends on the run must be given from Python; the rest defaults as ``evaluate``'s flags do."""
+    protocol = ev.EvalProtocol(nt_cond=5, nt_gen=25, n_samples=100, n_substeps=1)
+    args = ev.build_parser().parse_args(["RUN"])
+    assert (protocol.batch_size, protocol.seed, protocol.max_sequences) == (16, 1, 0)
+    assert (args.batch_size, args.seed, args.max_sequences) == (16, 1, 0)

@@ -165,15 +165,15 @@ def sequence_generators(seed: int, indices: Iterable[int]) -> list[torch.Generat
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """Options of an evaluation, recorded next to its results."""
+    """Options of an evaluation, recorded next to its results (the last three default as on the command line)."""
 
     nt_cond: int
     nt_gen: int  # conditioning + predicted frames
     n_samples: int
     n_substeps: int
-    batch_size: int
-    seed: int
-    max_sequences: int  # 0: all
+    batch_size: int = 16
+    seed: int = 1
+    max_sequences: int = 0  # 0: all
 
     def __post_init__(self) -> None:
         # Kept as Python ints (a NumPy int would fail json.dumps and a weights_only load of saved progress).
@@ -1674,11 +1674,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=16,
-        help="test sequences predicted, scored and saved together (default: 16), which sets memory and speed; with "
-        "--noise batch it also changes the samples",
+        default=EvalProtocol.batch_size,
+        help=f"test sequences predicted, scored and saved together (default: {EvalProtocol.batch_size}), which "
+        "sets memory and speed; with --noise batch it also changes the samples",
     )
-    parser.add_argument("--max-sequences", type=int, default=0, help="evaluate only the first N sequences (0: all)")
+    parser.add_argument(
+        "--max-sequences",
+        type=int,
+        default=EvalProtocol.max_sequences,
+        help="evaluate only the first N sequences (0: all)",
+    )
     parser.add_argument(
         "--sample-chunk",
         type=int,
@@ -1686,7 +1691,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"samples per prediction call, which bounds memory (default: about {CHUNK_FRAMES} predicted frames "
         "per call); the samples do not depend on it",
     )
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=EvalProtocol.seed)
     parser.add_argument(
         "--noise",
         default="sequence",
