@@ -29,9 +29,18 @@ import latentdyn
 ROOT = Path(__file__).resolve().parents[1]
 
 
+OWN = ("latentdyn.", "examples.srvp.")
+"""The packages whose public modules declare their call: latentdyn, and the SRVP example's models."""
+
+
 def _public_modules() -> list[types.ModuleType]:
-    """latentdyn and each of its modules and packages without a leading underscore in its dotted name."""
-    modules = [latentdyn]
+    """latentdyn and each of its modules and packages without a leading underscore in its dotted name, and the
+    SRVP example's model modules (users call a loaded SRVP or SVG-LP too)."""
+    modules = [
+        latentdyn,
+        importlib.import_module("examples.srvp.model"),
+        importlib.import_module("examples.srvp.svglp"),
+    ]
     for info in pkgutil.walk_packages(latentdyn.__path__, prefix="latentdyn."):
         if not any(part.startswith("_") for part in info.name.split(".")):
             modules.append(importlib.import_module(info.name))
@@ -47,7 +56,7 @@ def _public_module_classes() -> list[type[nn.Module]]:
             if (
                 inspect.isclass(obj)
                 and issubclass(obj, nn.Module)
-                and obj.__module__.startswith("latentdyn.")
+                and obj.__module__.startswith(OWN)
                 and obj.forward is not nn.Module.forward  # (nn.Module's raises NotImplementedError)
             ):
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
@@ -97,7 +106,7 @@ def _signature(nodes: list[ast.FunctionDef]) -> list[str]:
 
 def _latentdyn_bases(cls: type) -> list[type]:
     """``cls`` and its base classes that latentdyn defines, nearest first."""
-    return [k for k in cls.__mro__ if k.__module__.startswith("latentdyn.")]
+    return [k for k in cls.__mro__ if k.__module__.startswith(OWN)]
 
 
 def test_discovery_finds_the_public_modules() -> None:
@@ -107,7 +116,7 @@ def test_discovery_finds_the_public_modules() -> None:
         "MLPField", "TransitionCell", "ResidualCell", "ODECell", "MLPCell", "GRUCell", "FrameEncoder",
         "FrameDecoder", "DCGANEncoder", "DCGANDecoder", "VGGEncoder", "VGGDecoder", "DeepSetEncoder",
         "InitialStatePosterior", "FilteringPosterior", "LatentSSM", "LPIPS", "AlexNetFeatures", "ScalingLayer",
-        "InceptionI3D",
+        "InceptionI3D", "SRVP", "SVGLP", "GaussianLSTM", "FramePredictor",
     }  # fmt: skip
     assert expected <= names, f"not found: {sorted(expected - names)}"
 
