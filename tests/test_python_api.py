@@ -231,3 +231,93 @@ def test_eval_protocol_defaults_are_the_command_lines() -> None:
     args = ev.build_parser().parse_args(["RUN"])
     assert (protocol.batch_size, protocol.seed, protocol.max_sequences) == (16, 1, 0)
     assert (args.batch_size, args.seed, args.max_sequences) == (16, 1, 0)
+
+
+# ------------------------------------------------------------------ what a call leaves of the caller's process
+def test_train_neither_takes_nor_leaves_the_callers_process_state(tmp_path: Path) -> None:
+    """A notebook or a sweep calls train() again and again. It left the thread count it set (--threads), a
+    random stream reseeded to the run's (a sweep drawing its next learning rate with torch drew the same one after
+    every run); and the caller's state reached it: under no_grad it failed at step 1 after creating the run, under
+    a float64 default dtype it failed on the dtypes, under the caller's bf16 autocast it trained in bf16."""
+    quiet = {"max_steps": 2, "progress": False, "log": lambda _: None}
+    cfg = dataclasses.replace(_tiny(), threads=1)
+    plain = tmp_path / "plain"
+    train.train(cfg, plain, **quiet)  # type: ignore[arg-type]
+
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    torch.manual_seed(11)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(11)
+    hostile = tmp_path / "hostile"
+    try:
+        torch.set_num_threads(threads + 1)
+        torch.set_default_dtype(torch.float64)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            result = train.train(cfg, hostile, **quiet)  # type: ignore[arg-type]
+        # the caller's state, given back
+        assert torch.get_default_dtype() == torch.float64 and torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_num_threads(threads)
+    assert torch.equal(torch.rand(3), expected_draw)  # the caller's stream goes on as if train() had not run
+    assert result.stopped == "max steps" and result.step == 2
+    a = load_checkpoint(plain / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(hostile / "checkpoints" / "last.pt")["model"]
+    assert all(b[k].dtype == a[k].dtype and torch.equal(a[k], b[k]) for k in a)  # the same training, in float32
+
+
+def test_evaluate_and_load_model_under_the_callers_autocast_and_default_dtype(run: Path) -> None:
+    """The caller's fp16 autocast changed the SSIM without a word (the metrics ran under it) and bf16 failed after
+    all the sampling; load_model drew from the caller's random stream and built a float64 model under a float64
+    default dtype, which evaluate then refused."""
+    clips = torch.randint(0, 256, (6, 3, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=3)
+    expected = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=0)
+    dtype = torch.get_default_dtype()
+    torch.manual_seed(5)
+    draw = torch.rand(3)
+    torch.manual_seed(5)
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = load_model(run)
+    finally:
+        torch.set_default_dtype(dtype)
+    assert torch.equal(torch.rand(3), draw)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    for amp in (torch.float16, torch.bfloat16):
+        with torch.autocast("cpu", dtype=amp):
+            got = ev.evaluate(model, clips, protocol, progress=False, n_gif=0)
+        assert got["metrics"] == expected["metrics"]
+        assert got["reference_predictors"] == expected["reference_predictors"]
+
+
+def test_the_curve_plot_leaves_the_callers_matplotlib_backend_and_figures(run: Path, tmp_path: Path) -> None:
+    """write_outputs switched the process to the Agg backend for good: a notebook's inline plots stopped showing."""
+    import matplotlib
+
+    pyplot = pytest.importorskip("matplotlib.pyplot")
+    before = matplotlib.get_backend()
+    clips = torch.randint(0, 256, (6, 2, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=2)
+    result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=1)
+    matplotlib.use("svg")
+    try:
+        figures = pyplot.get_fignums()
+        paths = ev.write_outputs(result, tmp_path, "x")
+        assert matplotlib.get_backend() == "svg" and pyplot.get_fignums() == figures
+    finally:
+        matplotlib.use(before)
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_bf16_training_inside_the_callers_autocast_updates_the_weights_it_casts(tmp_path: Path) -> None:
+    """autocast keeps its bf16 copies of the weights until the outermost autocast context exits: a training
+    inside a caller's context went on with the copies of the first step's weights (and learned next to nothing)."""
+    quiet = {"max_steps": 3, "progress": False, "log": lambda _: None}
+    cfg = dataclasses.replace(_tiny(), amp="bf16", threads=1)
+    train.train(cfg, tmp_path / "plain", **quiet)  # type: ignore[arg-type]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        train.train(cfg, tmp_path / "inside", **quiet)  # type: ignore[arg-type]
+    a = load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "inside" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

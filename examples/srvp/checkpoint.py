@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import latentdyn
+from examples.srvp._host import caller_state_kept
 from examples.srvp.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from latentdyn._files import give_plain_mode, unsafe_global
 
@@ -672,10 +673,13 @@ def load_model_and_step(
         raise ValueError(f"run_dir: {Path(run_dir) / 'config.json'}: {e}") from None
     path = checkpoint_path(run_dir, default_checkpoint(run_dir, saved) if which is None else which)
     payload = load_checkpoint(path)
-    with torch.device("meta"):  # shapes only, at no cost whatever config.json says: checked before memory is spent
-        check_fits(payload, build_model(config), config, path, option="checkpoint")
-    check_finite(payload["model"], path, option="checkpoint")
-    model = build_model(config)
+    # float32 whatever the caller's default dtype, and without a draw from the caller's random stream (the
+    # initialisation is overwritten anyway)
+    with caller_state_kept():
+        with torch.device("meta"):  # shapes only, at no cost whatever config.json says: before memory is spent
+            check_fits(payload, build_model(config), config, path, option="checkpoint")
+        check_finite(payload["model"], path, option="checkpoint")
+        model = build_model(config)
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, ValueError) as e:  # (what check_fits does not see, e.g. a non-tensor entry)

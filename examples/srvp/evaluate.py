@@ -75,6 +75,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._host import without_caller_autocast
 from examples.srvp.checkpoint import (
     FileLock,
     atomic_write,
@@ -994,9 +995,10 @@ def evaluate(
         chunk = auto_sample_chunk(min(p.batch_size, n_seq), p.n_future, p.n_samples)
     else:
         chunk = sample_chunk
-    # The evaluation seeds its own draws: the caller's random streams go on untouched; and it runs the model in
-    # eval mode: the caller's modes come back (a training loop that evaluates goes on training).
-    with fork_rng(device), _modes_kept(model):
+    # The evaluation seeds its own draws: the caller's random streams go on untouched; it runs the model in eval
+    # mode: the caller's modes come back (a training loop that evaluates goes on training); and an autocast of
+    # the caller's does not reach it (the model runs under --amp's, the metrics in float32).
+    with fork_rng(device), _modes_kept(model), without_caller_autocast():
         return _evaluate(
             model,
             sequences,
@@ -1302,16 +1304,18 @@ def _fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: F
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A figure of its own on an Agg canvas, without pyplot: the caller's backend (a notebook's) and pyplot's
+    # list of open figures stay as they were.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     p = result["protocol"]
     name = result.get("model", "srvp").upper()
     steps = np.arange(p["nt_cond"] + 1, p["nt_gen"] + 1)
     names = _metric_names(result)
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    fig = Figure(figsize=(5 * len(names), 3.8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, m in zip(axes[0], names):
         series = [
             (f"{name} best of {p['n_samples']}", result["metrics"]),
@@ -1330,10 +1334,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{result['n_sequences']} test sequences, 95% confidence bands")
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:

@@ -32,6 +32,7 @@ import torch
 from einops import rearrange
 
 from examples.srvp._cli import Unfailing, add_version, progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._host import CallerState, caller_state_kept
 from examples.srvp.checkpoint import (
     FileLock,
     atomic_write_text,
@@ -802,23 +803,27 @@ def train(
             checkpoint lacks, or cannot restore, its training state or was written with other options.
     """
     lock = FileLock()
-    try:
-        return _train(cfg, Path(run_dir), resume=resume, max_steps=max_steps, progress=progress, log=log, lock=lock)
-    finally:
-        lock.release()
+    # The training sets the threads, seeds, default dtype and grad mode it needs; the caller (a notebook, a
+    # sweep) gets its own back, and its autocast or no_grad does not reach the training.
+    with caller_state_kept() as caller:
+        try:
+            return _train(cfg, Path(run_dir), resume, max_steps, progress, log, lock, caller)
+        finally:
+            lock.release()
 
 
 def _train(
     cfg: TrainConfig,
     run_dir: Path,
-    *,
     resume: bool,
     max_steps: int | None,
     progress: bool,
     log: Callable[[str], None],
     lock: FileLock,
+    caller: CallerState,
 ) -> TrainResult:
-    """:func:`train`, which holds ``lock`` once it is taken here and releases it when this returns or raises."""
+    """:func:`train`, which holds ``lock`` once it is taken here and releases it when this returns or raises;
+    ``caller`` is given the device whose random stream the training draws from."""
     messages = Unfailing(log)  # a full or closed standard output must not end the training
     log = messages
     ckpt_dir = run_dir / "checkpoints"
@@ -836,6 +841,7 @@ def _train(
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
             owns_group = True
+    caller.uses(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the official code: the fastest kernels for these fixed shapes
     if not resume and (run_dir / "config.json").exists():
@@ -1126,6 +1132,11 @@ def _train(
                     break
                 scaler.step(optimizer)
                 scaler.update()
+                if cfg.amp != "none":
+                    # autocast keeps the low-precision copies of the weights it made until the outermost autocast
+                    # context exits; the training runs inside one (see caller_state_kept), so they are dropped
+                    # here, after the update that made them stale.
+                    torch.clear_autocast_cache()
                 if scaler.is_enabled():
                     pending = scaler._get_scale_async().detach().clone()  # (read back with the next step's terms)
                 scheduler.step()
