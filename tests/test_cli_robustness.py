@@ -2002,3 +2002,228 @@ def test_a_config_json_without_a_model_section_or_with_another_kind_of_one_is_re
         ValueError, match=rf"^run_dir: {config_file}: model: expected a dict for ModelConfig, got list$"
     ):
         load_model_and_step(run, "last")
+
+
+# ------------------------------------------------------------------- evaluate: where the test data comes from
+def _kth_test_file(folder: Path, n_clips: int, n_frames: int) -> Path:
+    """A KTH test file as ``data.py kth-test-set`` names it: n_clips grey 64x64 clips of n_frames frames."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sequences = np.random.default_rng(0).integers(0, 256, (n_clips, n_frames, 64, 64), dtype=np.uint8)
+    path = folder / f"svg_test_set_{n_frames}.npz"
+    np.savez(path, sequences=sequences, persons=np.arange(n_clips), actions=np.array(["walking"] * n_clips))
+    return path
+
+
+def test_evaluate_takes_the_test_data_of_a_kth_run_from_its_data_dir_and_asks_for_the_smmnist_file(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --test-set: an SM-MNIST run has no test file to fall back on (the message names the command that
+    makes one); a KTH run reads the test file in its data_dir, at the dataset's default length (40, the official
+    README's); a Human3.6M test set is looked for at --subsampling when it is given."""
+    from examples.srvp import evaluate as ev
+
+    assert ev.main([str(tiny_run), "--no-lpips", "--out", str(tmp_path / "out")]) == 2
+    assert _one_line_error(capsys) == (
+        "error: --test-set: required for the 'smmnist' dataset (the .npz of `python -m examples.srvp.data "
+        "smmnist-test-set`)"
+    )
+    run = _copy(tiny_run, tmp_path)
+    shutil.rmtree(run / "eval", ignore_errors=True)  # what other tests evaluated of the tiny run
+    config = json.loads((run / "config.json").read_text())
+    kth_data = tmp_path / "kth data"
+    kth_data.mkdir()
+    config["train"].update(dataset="kth", data_dir=str(kth_data))
+    (run / "config.json").write_text(json.dumps(config))
+    assert ev.main([str(run), "--no-lpips"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(f"error: --test-set: no KTH test set {kth_data / 'svg_test_set_40.npz'}; make it with ")
+    assert f"`python -m examples.srvp.data kth-test-set '{kth_data}' --seq-len 40`" in line
+
+    h36m = tmp_path / "h36m"
+    h36m.mkdir()
+    argv = [str(run), "--dataset", "human36m", "--test-set", str(h36m), "--nt-gen", "6", "--no-lpips"]
+    assert ev.main([*argv, "--subsampling", "4"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(f"error: --test-set: no Human3.6M test set {h36m / 'test_set_6_4'}; make it with ")
+    assert line.endswith(f"human36m-test-set {h36m} --seq-len 6 --subsampling 4`")
+    assert not (run / "eval").exists()
+
+
+def test_a_kth_test_file_given_by_name_sets_the_clip_length(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--test-set DIR/svg_test_set_6.npz`` evaluates clips of 6 frames without --nt-gen (the dataset's default,
+    40, is for the folder form); --max-sequences reads the first clips only; a file of no clip is an error."""
+    from examples.srvp import evaluate as ev
+
+    file = _kth_test_file(tmp_path / "kth", n_clips=3, n_frames=6)
+    out = tmp_path / "out"
+    argv = [str(tiny_run), "--dataset", "kth", "--test-set", str(file), "--no-lpips", "--n-samples", "1"]
+    assert ev.main([*argv, "--out", str(out), "--name", "named", "--max-sequences", "2"]) == 0
+    result = json.loads((out / "named.json").read_text())
+    assert result["protocol"]["nt_gen"] == 6 and result["n_sequences"] == 2
+    assert result["data"] == {"dataset": "kth", "test_set": str(file)}
+    capsys.readouterr()
+    with np.load(file) as data:
+        first_two = torch.from_numpy(data["sequences"][:2]).transpose(0, 1).unsqueeze(2)  # (T, N, 1, H, W)
+    assert torch.equal(ev.load_test_clips("kth", file, nt_gen=40, max_sequences=2), first_two)
+    with pytest.raises(ValueError, match=r"^--dataset: expected one of \('smmnist', .*got 'mnist'$"):
+        ev.load_test_clips("mnist", file, nt_gen=6)
+
+    empty = _kth_test_file(tmp_path / "empty", n_clips=0, n_frames=6)
+    argv = [str(tiny_run), "--dataset", "kth", "--test-set", str(empty), "--no-lpips", "--out", str(out)]
+    assert ev.main(argv) == 2
+    assert _one_line_error(capsys) == f"error: --test-set: {empty} holds no test clips"
+
+
+def test_a_human36m_test_folder_given_by_name_is_read_whole_and_its_colour_channels_named(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--test-set DIR/test_set_6_2`` names the clip length (6) and subsampling (2) of a Human3.6M test set; its
+    RGB clips do not suit the grey tiny model, which the message says (not a shape of internal names)."""
+    from examples.srvp import evaluate as ev
+
+    folder = tmp_path / "h36m" / "test_set_6_2"
+    folder.mkdir(parents=True)
+    for i in range(2):  # (6 - 1) * 2 + 1 = 11 raw frames make a clip of 6 frames, one in 2
+        np.savez(folder / f"test_{i}.npz", image=np.zeros((11, 64, 64, 3), np.uint8))
+    argv = [str(tiny_run), "--dataset", "human36m", "--test-set", str(folder), "--no-lpips", "--out", str(tmp_path)]
+    assert ev.main(argv) == 2
+    assert _one_line_error(capsys) == (
+        "error: --test-set: the human36m clips have 3 channels, the model reads 1; pass the --dataset the model "
+        "was trained on"
+    )
+
+
+def test_evaluate_names_nt_gen_beyond_the_clips_and_sub_steps_of_a_discrete_time_model(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.srvp import evaluate as ev
+    from examples.srvp.checkpoint import save_run
+    from examples.srvp.model import SRVP
+
+    with np.load(test_set) as data:
+        n_frames = data["sequences"].shape[0]  # time-major
+    argv = ["--test-set", str(test_set), "--no-lpips", "--out", str(tmp_path / "out")]
+    assert ev.main([str(tiny_run), *argv, "--nt-gen", str(n_frames + 2)]) == 2
+    assert _one_line_error(capsys) == (
+        f"error: --nt-gen: the test clips have {n_frames} frames, fewer than {n_frames + 2}"
+    )
+    cfg = _tiny()
+    mlp = save_run(tmp_path / "mlp", SRVP(dataclasses.replace(cfg.model, transition="mlp")), cfg)
+    assert ev.main([str(mlp), *argv, "--n-substeps", "2"]) == 2
+    assert _one_line_error(capsys) == (
+        "error: --n-substeps: this model is discrete-time (one step per frame), expected 1, got 2"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lpips-alexnet", "{missing}"], "error: --lpips-alexnet: AlexNet ImageNet weights file '{missing}'"),
+        (["--no-lpips", "--fvd", "--i3d-weights", "{missing}"], "error: --i3d-weights: I3D Kinetics-400 weights "),
+    ],
+)
+def test_metric_weights_named_on_the_command_line_must_exist(
+    tmp_path: Path,
+    tiny_run: Path,
+    test_set: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    message: str,
+) -> None:
+    """A weights file the user named that is missing is an error before anything is computed (weights found by
+    no name only skip their metric)."""
+    from examples.srvp import evaluate as ev
+
+    missing = str(tmp_path / "nowhere.pth")
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated despite a missing weights file"))
+    out = tmp_path / "out"
+    argv = [str(tiny_run), "--test-set", str(test_set), "--out", str(out)]
+    assert ev.main([*argv, *(f.format(missing=missing) for f in flags)]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(message.format(missing=missing)) and missing in line
+    assert [p.name for p in out.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_ctrl_c_while_the_results_are_written_keeps_the_progress_for_the_same_command(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the evaluation, while its files are written: status 130, a line that says which files are
+    complete, and the progress file stays, from which the same command writes the results without sampling."""
+    from examples.srvp import evaluate as ev
+    from examples.srvp.model import SRVP
+
+    out = tmp_path / "out"
+    argv = [str(tiny_run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "2", "--max-sequences", "3"]
+    argv += ["--out", str(out), "--name", "cut"]
+
+    def ctrl_c(*args: object) -> None:  # the plot is written after the JSON and the per-sequence scores
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "_plot", ctrl_c)
+    assert _no_escape(ev.main, argv) == 130
+    err = capsys.readouterr().err
+    state = out / "cut.partial.pt"
+    assert err.rstrip("\n").splitlines()[-1] == (
+        f"interrupted while writing the results: those already in {out} named cut* are complete (each file is "
+        f"written whole), the others missing; the same command writes them again from {state}"
+    )
+    assert state.is_file() and (out / "cut.json").is_file() and not (out / "cut_curves.png").exists()
+    written = json.loads((out / "cut.json").read_text())
+    monkeypatch.undo()
+    calls = _stop_at_call(monkeypatch, SRVP, 0, lambda: None)
+    assert ev.main(argv) == 0
+    assert calls == []  # nothing sampled again: the saved progress holds every sequence
+    assert (out / "cut_curves.png").is_file() and not state.exists()
+    assert json.loads((out / "cut.json").read_text())["metrics"] == written["metrics"]
+
+
+def test_an_error_before_any_progress_is_raised_and_the_results_name_is_released(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error with nothing saved yet is the error itself (its traceback), not a line about saved
+    progress; the lock on the name is released, so that the next command (here with --restart, which has no
+    progress to discard) runs."""
+    from examples.srvp import evaluate as ev
+    from examples.srvp.model import SRVP
+
+    def broken() -> None:
+        raise RuntimeError("a bug in a model of one's own")
+
+    out = tmp_path / "out"
+    argv = [str(tiny_run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1", "--max-sequences", "2"]
+    argv += ["--out", str(out), "--name", "bug"]
+    _stop_at_call(monkeypatch, SRVP, 1, broken)
+    with pytest.raises(RuntimeError, match="a bug in a model of one's own"):
+        ev.main(argv)
+    assert not (out / "bug.partial.pt").exists()
+    monkeypatch.undo()
+    assert ev.main([*argv, "--restart"]) == 0
+    assert json.loads((out / "bug.json").read_text())["throughput"]["resumed_at"] == []
+
+
+def test_a_data_error_of_the_first_batch_is_blamed_on_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from examples.srvp.datasets import check_stream, make_data
+
+    cfg = _tiny()
+    stream, _ = make_data(cfg)
+
+    def damaged(self: object, step: int) -> None:
+        raise ValueError("frame3.png: cannot decode image")
+
+    monkeypatch.setattr(type(stream), "__getitem__", damaged)
+    with pytest.raises(ValueError, match=r"^data_dir: frame3.png: cannot decode image$"):
+        check_stream(stream, cfg)
+
+    def named(self: object, step: int) -> None:
+        raise ValueError("data_dir: no videos left")
+
+    monkeypatch.setattr(type(stream), "__getitem__", named)
+    with pytest.raises(ValueError, match=r"^data_dir: no videos left$"):  # not "data_dir: data_dir: ..."
+        check_stream(stream, cfg)
+    monkeypatch.setattr(type(stream), "__getitem__", lambda self, step: torch.zeros(6, 4, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"have \(C, H, W\) = \(1, 32, 32\), but the model reads \(1, 64, 64\)"):
+        check_stream(stream, cfg)

@@ -318,3 +318,25 @@ def test_a_folder_video_one_frame_short_of_a_clip_is_reported_up_front(tmp_path:
         check_folder_lengths(videos, "--seq-len")
     videos.sources = [s for s in videos.sources if s.path.name == "a"]
     check_folder_lengths(videos, "--seq-len")  # exactly one clip long: accepted
+
+
+def test_cmyk_frames_are_read_as_rgb_and_16_bit_values_beyond_16_bits_are_named(tmp_path: Path) -> None:
+    """A CMYK image (print workflows, some JPEGs) is converted to RGB: no ink is white, full cyan has no red, full
+    black is black. A 32-bit integer image whose values do not fit 16 bits is refused, not wrapped or clipped."""
+    from latentdyn.video.datasets._common import read_png
+
+    cmyk = np.zeros((2, 3, 4), np.uint8)
+    cmyk[0, 1, 0] = 255  # cyan
+    cmyk[1, 2, 3] = 255  # black
+    Image.fromarray(cmyk, mode="CMYK").save(tmp_path / "cmyk.tif")
+    expected = np.full((2, 3, 3), 255, np.uint8)
+    expected[0, 1] = (0, 255, 255)
+    expected[1, 2] = (0, 0, 0)
+    np.testing.assert_array_equal(read_png(tmp_path / "cmyk.tif"), expected)
+
+    wide = np.array([[0, 70_000], [-1, 5]], np.int32)
+    Image.fromarray(wide, mode="I").save(tmp_path / "wide.tif")
+    with Image.open(tmp_path / "wide.tif") as saved:
+        assert saved.mode == "I"
+    with pytest.raises(ValueError, match=r"wide\.tif: image mode 'I' with values outside 0-65535 \(-1\.\.70000\)"):
+        read_png(tmp_path / "wide.tif")

@@ -467,3 +467,24 @@ def test_clips_batch_with_collate_videos(kth: tuple[Path, Path]) -> None:
     batch = collate.collate_videos([dataset[0], dataset[1], dataset[2]])
     assert tuple(batch.shape) == (6, 3, 1, 64, 64)
     assert float(batch.max()) <= 1.0
+
+
+def test_check_npy_sizes_reads_version_2_headers_and_bzip2_members(tmp_path: Path) -> None:
+    """A .npy of format 2.0 (numpy writes it for headers over 64 KiB) and an .npz whose members are bzip2- or
+    LZMA-compressed (other zip tools): a claim beyond the data is refused for them too."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_2_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": (1000,)})
+    header = buffer.getvalue()
+    assert header[6:8] == b"\x02\x00"  # the format version: 2.0
+    v2 = tmp_path / "v2.npy"
+    v2.write_bytes(header + b"\0" * 999)
+    with pytest.raises(ValueError, match=r"v2\.npy: .* claims \[1000\] uint8 \(1000 bytes\), the file holds 999 bytes"):
+        check_npy_sizes(v2)
+    v2.write_bytes(header + b"\0" * 1000)
+    check_npy_sizes(v2)  # exactly the claimed bytes
+    for compression in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        path = zip_of(tmp_path / f"{compression}.npz", compression, bad=npy_bytes(claim=(1000,), data=999))
+        with pytest.raises(ValueError, match=r"key 'bad': truncated or corrupted: .* holds at most 999 bytes of data$"):
+            check_npy_sizes(path)
+        good = zip_of(tmp_path / f"good{compression}.npz", compression, ok=npy_bytes(np.arange(1000, dtype=np.uint8)))
+        check_npy_sizes(good)

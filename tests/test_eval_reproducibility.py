@@ -639,3 +639,44 @@ def test_the_cli_continues_the_official_files_of_a_stopped_evaluation(
     assert json.loads((run / "eval" / "again.json").read_text())["throughput"]["resumed_at"] == []
     assert _official_bytes(run / "eval" / "again_official") == expected
     assert not (run / "eval" / "again_official.partial").exists() and not (run / "eval" / "again.partial.pt").exists()
+
+
+def test_indices_given_as_an_array_read_as_a_list_and_must_be_one_dimensional(model: SRVP, clips: torch.Tensor) -> None:
+    reversed_list = _per_sequence(_evaluate(model, clips, indices=list(range(N_CLIPS - 1, -1, -1))))
+    reversed_tensor = _per_sequence(_evaluate(model, clips, indices=torch.arange(N_CLIPS).flip(0)))
+    for m in reversed_list:
+        np.testing.assert_array_equal(reversed_tensor[m], reversed_list[m])
+    with pytest.raises(ValueError, match=r"^indices: expected one index per clip, \(N,\), got shape \[2, 4\]$"):
+        _evaluate(model, clips, indices=np.arange(N_CLIPS).reshape(2, 4))
+    with pytest.raises(TypeError, match=r"^protocol: expected an EvalProtocol, got dict$"):
+        ev.evaluate(model, clips, dataclasses.asdict(_protocol()), progress=False)  # type: ignore[arg-type]
+
+
+class _NoFVDNetwork(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pytest.fail("the I3D network ran on a set FVD cannot be computed on")
+
+
+def test_fvd_is_skipped_with_a_reason_when_the_videos_are_too_few_or_too_short(
+    tmp_path: Path, model: SRVP, clips: torch.Tensor
+) -> None:
+    """FVD needs MIN_VIDEOS test sequences and MIN_FRAMES frames per video: below, the results say why it was
+    skipped, and the evaluation goes on (and without GIF samples, no GIF is written)."""
+    from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS
+
+    assert clips.shape[1] < MIN_VIDEOS and clips.shape[0] < MIN_FRAMES
+    result = _evaluate(model, clips, fvd_network=_NoFVDNetwork(), n_gif=0, protocol=_protocol(n_samples=1))
+    assert result["fvd"] == {"skipped": f"FVD needs at least {MIN_VIDEOS} test sequences, got {N_CLIPS}"}
+    many = clips[:, torch.arange(MIN_VIDEOS) % N_CLIPS]
+    result_many = _evaluate(model, many, fvd_network=_NoFVDNetwork(), protocol=_protocol(n_samples=1))
+    t = clips.shape[0]
+    assert result_many["fvd"] == {"skipped": f"I3D needs at least {MIN_FRAMES} frames per video, got nt_gen={t}"}
+
+    assert result["_gif"] == {}
+    paths = ev.write_outputs(result, tmp_path, "nogif")
+    assert "gif" not in paths and not (tmp_path / "nogif_samples.gif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nogif.json", "nogif_curves.png", "nogif_per_sequence.npz"]
+    assert json.loads(paths["json"].read_text())["fvd"]["skipped"].startswith("FVD needs at least")
+    with pytest.raises(ValueError, match=r"^result: no official sample arrays; run evaluate\(\.\.\., official_"):
+        ev.write_official_files(result, tmp_path / "official")
+    assert not (tmp_path / "official").exists()

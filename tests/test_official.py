@@ -671,3 +671,62 @@ def test_a_truncated_or_empty_file_is_a_one_line_error(
     else:
         assert f"error: {label}: cannot read {fixture / name}: the file is empty (0 bytes" in err
     assert not (tmp_path / "out").exists()
+
+
+@needs_fixture
+def test_verify_fails_entries_of_another_shape_another_loss_or_no_parameter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reference of another shape, a loss term that differs (a term the fixture lacks is not checked) and the
+    gradient of a parameter the model does not have are failures, each named on its own line."""
+    dst = tmp_path / "fixture"
+    dst.mkdir()
+    for name in ("config.json", "model.pt", "inputs.pt"):
+        shutil.copyfile(FIXTURE / name, dst / name)
+    outputs = torch.load(FIXTURE / "outputs.pt", map_location="cpu", weights_only=True)
+    tensors, losses = outputs["tensors"], outputs["meta"]["losses"]
+    shape = list(tensors["eval/hx"].shape)
+    tensors["eval/hx"] = tensors["eval/hx"][:-1]  # one frame fewer
+    tensors["train/grad/not_a_parameter.weight"] = torch.zeros(3)
+    losses["eval/posterior_zero_noise_dt1"]["total"] *= 1.01  # 1 %: far beyond the tolerance of 1e-5
+    del losses["eval/posterior_saved_noise_dt1"]["kl_z"]
+    torch.save(outputs, dst / "outputs.pt")
+
+    assert main(["verify", str(dst)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    failed = {line[8:].split("  ")[0].strip(): line for line in lines if line.startswith("FAIL")}
+    assert sorted(failed) == [
+        "eval/hx",
+        "loss eval/posterior_zero_noise_dt1/total",
+        "train/grad/not_a_parameter.weight",
+    ]
+    assert failed["eval/hx"].endswith(f"shape {shape} != reference {[shape[0] - 1, *shape[1:]]}")
+    assert failed["train/grad/not_a_parameter.weight"].endswith("no such parameter or no gradient")
+    checked = {line[8:].split("  ")[0].strip() for line in lines}
+    assert "loss eval/posterior_saved_noise_dt1/kl_z" not in checked
+    prefix = "loss eval/posterior_saved_noise_dt1/"
+    assert {name.removeprefix(prefix) for name in checked if name.startswith(prefix)} == {
+        "nll",
+        "kl_y0",
+        "l2_res",
+        "total",
+    }
+    assert lines[-1].startswith("verify: ") and ", 3 failed, 0 skipped" in lines[-1]
+
+
+@needs_keys
+@pytest.mark.parametrize("which", ["config.json", "model.pt"])
+def test_an_official_config_or_checkpoint_of_another_kind_of_value_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str
+) -> None:
+    layout = _layout(KEY_FILES[0])
+    d = _official_dir(tmp_path, layout, _fabricated_state(layout), _REQUIRED_TRAIN)
+    if which == "config.json":
+        (d / "config.json").write_text(json.dumps([1, 2]))
+        message = f"error: OFFICIAL_DIR: expected a JSON object of options in {d / 'config.json'}"
+    else:
+        torch.save([torch.zeros(2)], d / "model.pt")
+        message = (
+            f"error: OFFICIAL_DIR: {d / 'model.pt'}: expected a state dict (torch.save(model.state_dict())), got list"
+        )
+    assert _convert_error(d, tmp_path / "out", capsys).rstrip("\n") == message

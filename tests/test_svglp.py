@@ -382,3 +382,24 @@ def test_sampling_benchmark_compares_srvp_and_svglp() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "svglp-fp32" in proc.stdout and "skipped" not in proc.stdout
     assert "SRVP vs SVG-LP (fp32):" in proc.stdout
+
+
+def test_predict_from_a_single_conditioning_frame() -> None:
+    """T_c = 1: no conditioning step runs the LSTMs; the reconstruction is frame 0 decoded from its own code, and
+    the first prediction starts the prior and predictor LSTMs from their initial state on that code."""
+    config = tiny()
+    model = calibrated(SVGLP(config), frames(5, 4, config))
+    x = frames(1, 2, config)
+    with torch.no_grad():
+        pred = model.predict(x, 3, 2, sample=False)
+        enc = model.encode(x)
+        p, _ = model.prior(enc.codes)
+        first, _ = model.predictor(torch.cat([enc.codes, p.mean], dim=-1))
+        frame_1 = model.decode(first, enc.skips).clamp(0, 1)
+        rec_0 = model.decode(enc.codes, enc.skips).clamp(0, 1)
+    size = config.image_size
+    assert pred.frames.shape == (2, 3, 2, 1, size, size)
+    assert pred.cond_frames is not None and pred.cond_frames.shape == (2, 1, 2, 1, size, size)
+    for n in range(2):
+        torch.testing.assert_close(pred.cond_frames[n, 0], rec_0[0])
+        torch.testing.assert_close(pred.frames[n, 0], frame_1[0])
