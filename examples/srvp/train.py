@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,8 +303,19 @@ def autocast(cfg: TrainConfig, device: torch.device) -> Any:
     """The autocast context of the configuration (a no-op for fp32)."""
     if cfg.amp == "none":
         return nullcontext()
-    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return _autocast_of_its_own(device.type, torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+
+
+@contextmanager
+def _autocast_of_its_own(device_type: str, dtype: torch.dtype) -> Iterator[None]:
+    """``torch.autocast`` whose copies of the weights in ``dtype`` go with it. torch keeps them until the
+    outermost autocast context exits, and the training runs inside one (``caller_state_kept``): kept, the
+    next step would compute with the copies of weights its update has changed."""
+    try:
+        with torch.autocast(device_type, dtype=dtype):
+            yield
+    finally:
+        torch.clear_autocast_cache()
 
 
 @torch.no_grad()
@@ -1132,11 +1143,6 @@ def _train(
                     break
                 scaler.step(optimizer)
                 scaler.update()
-                if cfg.amp != "none":
-                    # autocast keeps the low-precision copies of the weights it made until the outermost autocast
-                    # context exits; the training runs inside one (see caller_state_kept), so they are dropped
-                    # here, after the update that made them stale.
-                    torch.clear_autocast_cache()
                 if scaler.is_enabled():
                     pending = scaler._get_scale_async().detach().clone()  # (read back with the next step's terms)
                 scheduler.step()
