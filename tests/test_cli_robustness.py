@@ -2227,3 +2227,39 @@ def test_a_data_error_of_the_first_batch_is_blamed_on_data_dir(monkeypatch: pyte
     monkeypatch.setattr(type(stream), "__getitem__", lambda self, step: torch.zeros(6, 4, 1, 32, 32))
     with pytest.raises(ValueError, match=r"have \(C, H, W\) = \(1, 32, 32\), but the model reads \(1, 64, 64\)"):
         check_stream(stream, cfg)
+
+
+def test_evaluate_refuses_a_name_that_is_not_a_file_name(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--name a/b failed with the OS's 'No such file or directory' for eval/.a/b.lock, naming no option; '' was
+    replaced by the default name; and x/../../y wrote RUN/y.json, outside eval/, once eval/x and eval/.x existed."""
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    for name in ("a/b", "x/../../y", "", ".hidden", "..", "a\\b"):
+        assert ev.main([str(run), "--test-set", str(test_set), "--no-lpips", "--name", name]) == 2
+        assert _one_line_error(capsys) == (
+            "error: --name: expected a file name without a folder, not starting with '.' (the stem of eval/NAME.json), "
+            f"got {name!r}"
+        )
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in tiny_run.iterdir())
+
+
+def test_evaluate_says_what_test_data_a_run_of_another_dataset_needs(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dataset kth on an SM-MNIST run without --test-set ended with a space and no hint; a folder given as the
+    SM-MNIST test set was 'no such test-set file' without the option's name."""
+    from examples.srvp import evaluate as ev
+
+    assert ev.main([str(tiny_run), "--dataset", "kth", "--no-lpips", "--out", str(tmp_path / "out")]) == 2
+    assert _one_line_error(capsys) == (
+        "error: --test-set: required for the 'kth' dataset (its test data: this run was trained on 'smmnist', so its "
+        "data_dir is not that)"
+    )
+    assert ev.main([str(tiny_run), "--test-set", str(tmp_path), "--no-lpips", "--out", str(tmp_path / "out")]) == 2
+    assert _one_line_error(capsys) == (
+        f"error: --test-set: {tmp_path} is a folder; an SM-MNIST test set is an .npz file (made by python -m "
+        "examples.srvp.data smmnist-test-set)"
+    )

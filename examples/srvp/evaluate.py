@@ -251,6 +251,11 @@ def load_test_clips(
         raise ValueError(f"--dataset: expected one of {DATASETS}, got {dataset!r}")
     root = Path(path).expanduser()
     if dataset == "smmnist":
+        if root.is_dir():
+            raise ValueError(
+                f"--test-set: {root} is a folder; an SM-MNIST test set is an .npz file (made by python -m "
+                "examples.srvp.data smmnist-test-set)"
+            )
         sequences = load_sequences(root)
         return sequences[:, :max_sequences] if max_sequences else sequences
     if dataset == "kth":
@@ -1751,7 +1756,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    """Range checks of the integer flags, before anything is loaded."""
+    """Range checks of the integer flags, and ``--name``, before anything is loaded."""
+    name = args.name
+    if name is not None and (not name or "/" in name or "\\" in name or name.startswith(".")):
+        raise ValueError(
+            f"--name: expected a file name without a folder, not starting with '.' (the stem of "
+            f"eval/NAME.json), got {name!r}"
+        )
     at_least = {
         "--n-samples": (args.n_samples, 1),
         "--batch-size": (args.batch_size, 1),
@@ -1809,7 +1820,12 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         if test_set is None:
             raise ValueError(
                 f"--test-set: required for the {dataset!r} dataset "
-                + ("(the .npz of `python -m examples.srvp.data smmnist-test-set`)" if dataset == "smmnist" else "")
+                + (
+                    "(the .npz of `python -m examples.srvp.data smmnist-test-set`)"
+                    if dataset == "smmnist"
+                    else f"(its test data: this run was trained on {train_cfg.get('dataset')!r}, so its data_dir is "
+                    "not that)"
+                )
             )
         run_nt_cond = train_cfg.get("nt_cond", model.config.n_inference_frames)
         if args.nt_cond is None and (not isinstance(run_nt_cond, int) or isinstance(run_nt_cond, bool)):
