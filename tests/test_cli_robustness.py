@@ -2263,3 +2263,22 @@ def test_evaluate_says_what_test_data_a_run_of_another_dataset_needs(
         f"error: --test-set: {tmp_path} is a folder; an SM-MNIST test set is an .npz file (made by python -m "
         "examples.srvp.data smmnist-test-set)"
     )
+
+
+def test_evaluate_asks_a_folder_run_for_its_test_videos(
+    tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run trained on a folder of videos (or on KTH without a data_dir) was told that it had been trained on
+    another dataset."""
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    for dataset, expected in (
+        ("folder", "(a folder of test videos)"),
+        ("kth", f"(its test data: {run / 'config.json'} names no data_dir)"),
+    ):
+        config["train"].update(dataset=dataset, data_dir="")
+        (run / "config.json").write_text(json.dumps(config))
+        assert ev.main([str(run), "--no-lpips", "--nt-gen", "6"]) == 2
+        assert _one_line_error(capsys) == f"error: --test-set: required for the {dataset!r} dataset {expected}"

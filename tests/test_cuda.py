@@ -115,3 +115,16 @@ def test_evaluation_on_cuda_scores_the_reference_predictors_as_on_cpu() -> None:
             a, b = cpu["reference_predictors"][ref][metric]["mean"], gpu["reference_predictors"][ref][metric]["mean"]
             assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (ref, metric, a, b)
     assert all(np.isfinite(gpu["metrics"][m]["mean"]) for m in ("psnr", "ssim"))
+
+
+def test_a_training_on_the_gpu_gives_the_callers_random_streams_back(tmp_path: Path) -> None:
+    """train() seeds the CPU and every CUDA generator with the run's seed: the caller's streams go on as if it had
+    not run, and cuDNN's autotuning is as the caller left it."""
+    benchmark = torch.backends.cudnn.benchmark
+    torch.manual_seed(7)
+    expected = torch.rand(3), torch.rand(3, device="cuda").cpu()
+    torch.manual_seed(7)
+    cfg = dataclasses.replace(PRESETS["tiny"](), device="cuda")
+    train(cfg, tmp_path / "run", max_steps=2, progress=False, log=lambda _: None)
+    assert torch.equal(torch.rand(3), expected[0]) and torch.equal(torch.rand(3, device="cuda").cpu(), expected[1])
+    assert torch.backends.cudnn.benchmark == benchmark

@@ -637,7 +637,10 @@ def test_an_imported_run_cannot_be_resumed(tmp_path: Path, capsys: pytest.Captur
     before = best.read_bytes()
     assert train.main(["--resume", str(out), "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --resume: {best} holds imported weights (official convert), with no training state")
+    assert err.startswith(
+        f"error: --resume: {best} holds weights without a training state (optimizer, random states) to continue "
+        "from, as official convert"
+    )
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert best.read_bytes() == before and sorted(p.name for p in best.parent.iterdir()) == ["best.pt"]
     assert not (out / "train_log.jsonl").exists()

@@ -321,3 +321,19 @@ def test_a_bf16_training_inside_the_callers_autocast_updates_the_weights_it_cast
     a = load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "inside" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_a_run_of_save_run_says_it_has_no_training_state(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said that best.pt held 'the training state of step 6' and to copy it to last.pt, which the resume then
+    refused as holding no training state."""
+    from examples.srvp.checkpoint import save_run
+
+    out = save_run(tmp_path / "saved", load_model(run), read_train_config(run), step=6)
+    assert train.main(["--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: --resume: {out / 'checkpoints' / 'best.pt'} holds weights without a training state (optimizer, "
+        "random states) to continue from, as official convert and save_run write them;"
+    )

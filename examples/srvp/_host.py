@@ -36,20 +36,23 @@ class CallerState:
         self.default_dtype = torch.get_default_dtype()
         self.cudnn_benchmark = torch.backends.cudnn.benchmark
         self.cpu_rng = torch.get_rng_state()
-        self.device_rng: tuple[torch.device, torch.Tensor] | None = None
+        # torch.manual_seed seeds every CUDA generator too: those in use are kept (those not yet initialised are
+        # seeded when CUDA starts, as after any torch.manual_seed)
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
     def uses(self, device: torch.device) -> None:
-        """Keep ``device``'s random stream too (CUDA: the device's own generator)."""
-        if device.type == "cuda" and self.device_rng is None:
-            self.device_rng = (device, torch.cuda.get_rng_state(device))
+        """Keep ``device``'s random stream too (CUDA: every device's, once CUDA is initialised for it)."""
+        if device.type == "cuda" and self.cuda_rng is None:
+            self.cuda_rng = torch.cuda.get_rng_state_all()
 
     def restore(self) -> None:
         torch.set_num_threads(self.threads)
         torch.set_default_dtype(self.default_dtype)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         torch.set_rng_state(self.cpu_rng)
-        if self.device_rng is not None:
-            torch.cuda.set_rng_state(self.device_rng[1], self.device_rng[0])
+        if self.cuda_rng is not None:
+            with contextlib.suppress(RuntimeError):  # (a failed CUDA context: the call's own error matters)
+                torch.cuda.set_rng_state_all(self.cuda_rng)
 
 
 @contextlib.contextmanager

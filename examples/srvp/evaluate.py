@@ -1825,6 +1825,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
                     if dataset == "smmnist"
                     else f"(its test data: this run was trained on {train_cfg.get('dataset')!r}, so its data_dir is "
                     "not that)"
+                    if train_cfg.get("dataset") != dataset
+                    else f"(its test data: {run_file} names no data_dir)"
+                    if dataset != "folder"
+                    else "(a folder of test videos)"
                 )
             )
         run_nt_cond = train_cfg.get("nt_cond", model.config.n_inference_frames)

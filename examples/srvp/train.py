@@ -65,7 +65,7 @@ from examples.srvp.datasets import check_stream, make_data
 from examples.srvp.model import FrameModel, build_model, predict_in_chunks
 from latentdyn.video.collate import to_unit_interval
 
-__all__ = ["build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
+__all__ = ["DataError", "build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
@@ -646,11 +646,11 @@ def _check_has_training_state(ckpt_dir: Path) -> None:
     if last.exists() or not best.exists():
         return
     payload = load_checkpoint(best)
-    if payload.get("source") == "official" or payload.get("step") is None:
+    if payload.get("source") == "official" or payload.get("step") is None or "optimizer" not in payload:
         raise ValueError(
-            f"--resume: {best} holds imported weights (official convert), with no training state (optimizer, "
-            f"step, random states) to continue from; resuming would train from scratch and overwrite them. "
-            f"Evaluate the run as it is; fine-tuning imported weights is not supported"
+            f"--resume: {best} holds weights without a training state (optimizer, random states) to continue from, "
+            f"as official convert and save_run write them; resuming would train from scratch and overwrite them. "
+            f"Evaluate the run as it is; fine-tuning such weights is not supported"
         )
     step = payload["step"]
     raise ValueError(
@@ -812,6 +812,8 @@ def train(
     Raises:
         ValueError: among others, another training holds the run directory (its ``.lock``), or a resumed run's
             checkpoint lacks, or cannot restore, its training state or was written with other options.
+        Exception: the error of a batch that could not be made (after ``last.pt`` of the steps done is written),
+            or :class:`DataError` in the other processes of a data-parallel job.
     """
     lock = FileLock()
     # The training sets the threads, seeds, default dtype and grad mode it needs; the caller (a notebook, a
@@ -1096,9 +1098,9 @@ def _train(
         set_rng_state(rng, device)
     try:
         with _StopRequest(launched_by_torchrun="TORCHELASTIC_RUN_ID" in os.environ) as stop:
-            # A batch that cannot be made (e.g. a damaged data file, read only when drawn, or a data worker killed)
-            # stops every rank at the same step: the next step's batch is drawn before the ranks agree whether to
-            # go on, so a rank whose batch failed is never waited for inside a step's collectives.
+            # A batch that cannot be made (e.g. a damaged data file, read only when drawn) stops every rank at
+            # the same step: the next step's batch is drawn before the ranks agree whether to go on, so a rank
+            # whose batch failed is never waited for inside a step's collectives.
             x, data_error = _next_batch(batches)
             why = _max_over_ranks(_DATA_ERROR + dist.rank if data_error is not None else 0, dist, device)
             if why:
