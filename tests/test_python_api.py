@@ -311,16 +311,22 @@ def test_the_curve_plot_leaves_the_callers_matplotlib_backend_and_figures(run: P
 
 
 def test_a_bf16_training_inside_the_callers_autocast_updates_the_weights_it_casts(tmp_path: Path) -> None:
-    """autocast keeps its bf16 copies of the weights until the outermost autocast context exits: a training
-    inside a caller's context went on with the copies of the first step's weights (and learned next to nothing)."""
-    quiet = {"max_steps": 3, "progress": False, "log": lambda _: None}
+    """autocast keeps its bf16 copies of the weights until the outermost autocast context exits: a training inside
+    an outer context (the caller's, or the one that keeps the caller's autocast out) would go on with the copies of
+    the first step's weights. The reference is the same run stopped after every step and resumed: each call starts
+    without copies."""
+    quiet = {"progress": False, "log": lambda _: None}
     cfg = dataclasses.replace(_tiny(), amp="bf16", threads=1)
-    train.train(cfg, tmp_path / "plain", **quiet)  # type: ignore[arg-type]
+    stepwise = tmp_path / "stepwise"
+    train.train(cfg, stepwise, max_steps=1, **quiet)  # type: ignore[arg-type]
+    for steps in (2, 3):
+        train.train(read_train_config(stepwise), stepwise, resume=True, max_steps=steps, **quiet)  # type: ignore[arg-type]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        train.train(cfg, tmp_path / "inside", **quiet)  # type: ignore[arg-type]
-    a = load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "inside" / "checkpoints" / "last.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+        train.train(cfg, tmp_path / "inside", max_steps=3, **quiet)  # type: ignore[arg-type]
+    a = load_checkpoint(stepwise / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "inside" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 3
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
 def test_resuming_a_run_of_save_run_says_it_has_no_training_state(

@@ -1460,6 +1460,17 @@ def run_clip_options(train_cfg: dict[str, Any], model: FrameModel) -> dict[str, 
     }
 
 
+def _test_data_hint(dataset: str, train_cfg: dict[str, Any], run_file: Path) -> str:
+    """What ``--test-set`` should name when a run's data_dir cannot stand in for it."""
+    if dataset == "smmnist":
+        return "the .npz of `python -m examples.srvp.data smmnist-test-set`"
+    if dataset == "folder":
+        return "a folder of test videos"
+    if train_cfg.get("dataset") != dataset:
+        return f"its test data: this run was trained on {train_cfg.get('dataset')!r}, so its data_dir is not that"
+    return f"its test data: {run_file} names no data_dir"
+
+
 def _names_a_test_set(dataset: str, path: Path) -> bool:
     """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
     pattern = {"kth": r"svg_test_set_\d+\.npz", "human36m": r"test_set_\d+_\d+"}.get(dataset)
@@ -1819,17 +1830,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             test_set = Path(train_cfg["data_dir"]) if train_cfg.get("data_dir") else None
         if test_set is None:
             raise ValueError(
-                f"--test-set: required for the {dataset!r} dataset "
-                + (
-                    "(the .npz of `python -m examples.srvp.data smmnist-test-set`)"
-                    if dataset == "smmnist"
-                    else f"(its test data: this run was trained on {train_cfg.get('dataset')!r}, so its data_dir is "
-                    "not that)"
-                    if train_cfg.get("dataset") != dataset
-                    else f"(its test data: {run_file} names no data_dir)"
-                    if dataset != "folder"
-                    else "(a folder of test videos)"
-                )
+                f"--test-set: required for the {dataset!r} dataset ({_test_data_hint(dataset, train_cfg, run_file)})"
             )
         run_nt_cond = train_cfg.get("nt_cond", model.config.n_inference_frames)
         if args.nt_cond is None and (not isinstance(run_nt_cond, int) or isinstance(run_nt_cond, bool)):

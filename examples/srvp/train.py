@@ -646,7 +646,7 @@ def _check_has_training_state(ckpt_dir: Path) -> None:
     if last.exists() or not best.exists():
         return
     payload = load_checkpoint(best)
-    if payload.get("source") == "official" or payload.get("step") is None or "optimizer" not in payload:
+    if "optimizer" not in payload or payload.get("step") is None:  # (official convert, save_run)
         raise ValueError(
             f"--resume: {best} holds weights without a training state (optimizer, random states) to continue from, "
             f"as official convert and save_run write them; resuming would train from scratch and overwrite them. "
