@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -28,10 +28,8 @@ import torch
 import latentdyn
 from examples.srvp._host import caller_state_kept
 from examples.srvp.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from examples.srvp.model import FrameModel, build_model
 from latentdyn._files import give_plain_mode, unsafe_global
-
-if TYPE_CHECKING:
-    from examples.srvp.model import FrameModel
 
 __all__ = [
     "CHECKPOINTS",
@@ -612,8 +610,6 @@ def save_run(
         TypeError: ``model`` or ``train_config`` of another type.
         ValueError: ``train_config`` does not fit the model's configuration.
     """
-    from examples.srvp.model import FrameModel
-
     if not isinstance(model, FrameModel):
         raise TypeError(f"model: expected an SRVP or SVGLP model, got {type(model).__name__}")
     if not isinstance(train_config, TrainConfig):
@@ -664,8 +660,6 @@ def load_model_and_step(
         FileNotFoundError, ValueError, TypeError: no such run or checkpoint, or files that do not fit (the
             message names the file).
     """
-    from examples.srvp.model import build_model
-
     saved = read_run_config(run_dir)
     try:
         config = config_from_dict(ModelConfig, saved["model"], name="model")

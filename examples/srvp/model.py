@@ -45,9 +45,6 @@ from latentdyn.objectives import (
 )
 from latentdyn.ssm import LatentSSM, Rollout, Sampler, default_sampler
 
-if TYPE_CHECKING:
-    from examples.srvp.svglp import SVGLPPrediction
-
 __all__ = [
     "SRVP",
     "Encoded",
@@ -116,6 +113,28 @@ class Prediction:
     states: torch.Tensor
     cond_rollout: Rollout
     future_rollout: Rollout
+
+
+@dataclass
+class SVGLPPrediction:
+    """Result of :meth:`SVGLP.predict`: N sampled futures of B sequences (the fields SRVP's ``Prediction`` shares).
+
+    Also exported by :mod:`examples.srvp.svglp`; defined here so that :meth:`FrameModel.predict`'s return type
+    resolves at run time (``typing.get_type_hints``) without an import cycle.
+
+    Attributes:
+        frames: predicted frames clamped to [0, 1], (N, T_f, B, C, H, W).
+        cond_frames: reconstructions of the conditioning frames clamped to [0, 1], (N, T_c, B, C, H, W): frame 0
+            autoencoded, frames 1..T_c−1 the one-step predictions made with the posterior; None when
+            ``decode_cond=False`` was asked.
+        codes: predicted codes of the future frames (decoder inputs), (N, T_f, B, Dh).
+        z: prior noise of every future frame, (N, T_f, B, Dz).
+    """
+
+    frames: torch.Tensor
+    cond_frames: torch.Tensor | None
+    codes: torch.Tensor
+    z: torch.Tensor
 
 
 class FrameModel(nn.Module):

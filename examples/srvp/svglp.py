@@ -79,7 +79,7 @@ from torch import nn
 from torch.distributions import Independent
 
 from examples.srvp.config import ModelConfig
-from examples.srvp.model import FrameModel, float32_gaussian
+from examples.srvp.model import FrameModel, SVGLPPrediction, float32_gaussian
 from latentdyn._checks import check_bool, check_positive_int, check_shape
 from latentdyn.distributions import diag_gaussian
 from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder, init_conv_weights_
@@ -224,25 +224,6 @@ class SVGLPOutput:
     posterior: Independent | None
     prior: Independent | None
     skip_index: torch.Tensor
-
-
-@dataclass
-class SVGLPPrediction:
-    """Result of :meth:`SVGLP.predict`: N sampled futures of B sequences (the fields SRVP's ``Prediction`` shares).
-
-    Attributes:
-        frames: predicted frames clamped to [0, 1], (N, T_f, B, C, H, W).
-        cond_frames: reconstructions of the conditioning frames clamped to [0, 1], (N, T_c, B, C, H, W): frame 0
-            autoencoded, frames 1..T_c−1 the one-step predictions made with the posterior; None when
-            ``decode_cond=False`` was asked.
-        codes: predicted codes of the future frames (decoder inputs), (N, T_f, B, Dh).
-        z: prior noise of every future frame, (N, T_f, B, Dz).
-    """
-
-    frames: torch.Tensor
-    cond_frames: torch.Tensor | None
-    codes: torch.Tensor
-    z: torch.Tensor
 
 
 # -------------------------------------------------------------------------------------------------------- model
