@@ -2282,3 +2282,47 @@ def test_evaluate_asks_a_folder_run_for_its_test_videos(
         (run / "config.json").write_text(json.dumps(config))
         assert ev.main([str(run), "--no-lpips", "--nt-gen", "6"]) == 2
         assert _one_line_error(capsys) == f"error: --test-set: required for the {dataset!r} dataset {expected}"
+
+
+def _ascii_stream() -> Any:
+    import io
+
+    return io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict", write_through=True)
+
+
+@pytest.mark.parametrize("cli", ["train", "evaluate", "official", "quickstart", "data", "demo"])
+def test_main_called_from_python_gives_the_streams_their_error_handlers_back(
+    cli: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook or a script that calls ``main(argv)`` keeps its own ``sys.stdout``/``sys.stderr`` error handler
+    (the escape of unencodable characters is the command's own, while it runs)."""
+    import importlib
+    import sys
+
+    out, err = _ascii_stream(), _ascii_stream()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    main = importlib.import_module(f"examples.srvp.{cli}").main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert (out.errors, err.errors) == ("strict", "strict")
+    assert b"latentdyn" in out.buffer.getvalue()
+
+
+def test_robust_output_escapes_while_it_runs_and_only_then() -> None:
+    import sys
+
+    from examples.srvp._cli import robust_output
+
+    stream = _ascii_stream()
+    previous = sys.stdout
+    sys.stdout = stream
+    try:
+        with robust_output():
+            print("14.38 ± 0.12")
+        with pytest.raises(UnicodeEncodeError):
+            print("±")
+    finally:
+        sys.stdout = previous
+    assert stream.buffer.getvalue() == b"14.38 \\xb1 0.12\n"

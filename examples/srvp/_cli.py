@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,17 +27,29 @@ __all__ = [
 ]
 
 
-def robust_output() -> None:
-    """Make ``sys.stdout`` and ``sys.stderr`` write a character their encoding lacks as an escape (``\\xb1``)
-    instead of raising ``UnicodeEncodeError``, e.g. the ``±`` of a result under an ASCII locale (``LC_ALL=C``).
-    Streams that cannot be reconfigured (replaced by a caller) are left as they are."""
+@contextlib.contextmanager
+def robust_output() -> Iterator[None]:
+    """While the block (or the decorated function) runs, ``sys.stdout`` and ``sys.stderr`` write a character
+    their encoding lacks as an escape (``\\xb1``) instead of raising ``UnicodeEncodeError``, e.g. the ``±`` of a
+    result under an ASCII locale (``LC_ALL=C``); afterwards each stream has its own error handler back (a
+    ``main(argv)`` called from Python leaves the caller's streams as they were). Streams that cannot be
+    reconfigured (replaced by a caller) are left as they are."""
+    changed: list[tuple[Any, str]] = []
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
-        if callable(reconfigure):
+        errors = getattr(stream, "errors", None)
+        if callable(reconfigure) and isinstance(errors, str):
             try:
                 reconfigure(errors="backslashreplace")
             except (ValueError, OSError, TypeError):  # a closed or exotic stream
-                pass
+                continue
+            changed.append((stream, errors))
+    try:
+        yield
+    finally:
+        for stream, errors in reversed(changed):
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                stream.reconfigure(errors=errors)
 
 
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -327,12 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@robust_output()
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command; returns the exit status.
 
     Errors in the inputs (missing files, invalid values) end with a one-line message and status 2.
     """
-    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -289,9 +289,9 @@ def _settings(args: argparse.Namespace, model: SRVP, run: dict[str, Any], clips:
     return n_cond, n_future
 
 
+@robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
-    robust_output()
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

@@ -1793,9 +1793,9 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag}: expected {kind} >= {minimum}{hint}, got {value}")
 
 
+@robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.evaluate``."""
-    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     lock = FileLock()

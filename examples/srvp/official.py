@@ -465,9 +465,9 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+@robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.official``."""
-    robust_output()
     parser = argparse.ArgumentParser(
         prog="python -m examples.srvp.official", description=(__doc__ or "").split("\n")[0]
     )

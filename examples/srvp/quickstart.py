@@ -94,9 +94,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-steps: expected an int >= 1, got {args.max_steps}")
 
 
+@robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.quickstart``."""
-    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1247,9 +1247,9 @@ def _train(
     return TrainResult(run_dir, step, losses, best, stopped)
 
 
+@robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.train``."""
-    robust_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is None and args.run_dir is None:
