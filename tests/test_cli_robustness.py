@@ -1033,9 +1033,11 @@ def test_demo_reads_the_test_data_of_a_video_run_as_evaluate_does(
     out = tmp_path / "gifs"
     assert demo.main([str(run), "--out", str(out), "--what", "interpolate", "--steps", "3"]) == 0
     assert (out / "interpolation.gif").stat().st_size > 0
-    assert f"of {videos} (2 conditioning frames)" in capsys.readouterr().out
+    said = capsys.readouterr().out  # (a folder run's data_dir holds its training videos: the summary says so)
+    assert f"of {videos} (the run's training videos: --test-set names held-out ones) (2 conditioning" in said
     assert demo.main([str(run), "--test-set", str(videos), "--out", str(out), "--what", "swap"]) == 0
     assert (out / "content_swap.gif").stat().st_size > 0
+    assert f"of {videos} (2 conditioning frames)" in capsys.readouterr().out
     assert demo.main([str(run), "--test-set", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert f"--test-set: nothing at {tmp_path / 'nothing'}" in _one_line_error(capsys)
 

@@ -2,7 +2,7 @@
 
 ``ModelConfig`` holds what defines the network and its loss; ``examples/srvp/README.md`` maps every field
 to the official command-line option and the paper's symbol. ``TrainConfig`` holds the training, data and
-validation options; ``PRESETS`` mirror the official README command lines (examples/srvp/README.md lists them).
+validation options; ``PRESETS`` mirror the official README command lines (listed in docs/srvp.md § Presets).
 """
 
 from __future__ import annotations
@@ -440,7 +440,7 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
         val_batch_size=16,
         val_sequences=25 * 16,
     ),
-    # The out-of-the-box CPU run: 9,000 steps in about 12.5 to 14.5 minutes on 2 cores (the budget, 18, leaves
+    # The out-of-the-box CPU run: 9,000 steps in about 12.6 to 16.1 minutes on 2 cores (the budget, 18, leaves
     # room for a slow day), the lr decaying over the last third so that a run stopped by the budget still ends
     # nearly annealed
     # (examples/srvp/README.md has the runs behind the choice and the numbers it reaches).

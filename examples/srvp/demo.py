@@ -18,7 +18,9 @@ The test set is an ``.npz`` file whose ``sequences`` array holds uint8 clips: ti
 ``svg_test_set_<T>.npz`` of ``python -m examples.srvp.data kth-test-set``, which is sample-major (N, T, H, W).
 For a KTH, Human3.6M, BAIR or folder-of-videos run it may also be what ``examples.srvp.evaluate`` reads for
 that dataset (a data directory, a Human3.6M ``test_set_<T>_<s>`` folder, a folder of videos), read with the
-evaluation's clip length; without ``--test-set`` the run's ``data_dir`` is used, as evaluate does.
+evaluation's clip length. Without ``--test-set`` the run's ``data_dir`` is used: the test split of a KTH,
+Human3.6M or BAIR data directory, as evaluate reads it; for a folder-of-videos run, whose ``data_dir`` holds its
+training videos (evaluate asks for ``--test-set`` there), those videos, and the printed summary says so.
 """
 
 from __future__ import annotations
@@ -314,6 +316,7 @@ def _run(args: argparse.Namespace) -> int:
                 "show SRVP's latent ODE sub-steps, content variable and initial state, which that model has not"
             )
         model = cast(SRVP, load_model(args.run_dir, args.checkpoint, args.device))  # (family 'srvp', above)
+        training_videos = args.test_set is None and run.get("train", {}).get("dataset") == "folder"
         clips, args.test_set = load_run_clips(args.test_set, run, model, max(0, *args.clips) + 1)
         n_cond, n_future = _settings(args, model, run, clips)
         check_writable(args.out, "--out")
@@ -344,7 +347,12 @@ def _run(args: argparse.Namespace) -> int:
         what = f"truth A, y_0 interpolated from A to B in {args.steps} steps (mean prior, content of A), truth B"
         written.append((save_gif(args.out / "interpolation.gif", grid, fps=args.fps), what))
     a, b = args.clips
-    print(f"demo of {args.run_dir} on clips A={a}, B={b} of {args.test_set} ({n_cond} conditioning frames):")
+    source = (
+        f"{args.test_set} (the run's training videos: --test-set names held-out ones)"
+        if training_videos
+        else args.test_set
+    )
+    print(f"demo of {args.run_dir} on clips A={a}, B={b} of {source} ({n_cond} conditioning frames):")
     for path, what in written:
         print(f"  {path}: {what}")
     if written:

@@ -136,9 +136,9 @@ DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
 CHUNK_FRAMES = 512
 """Predicted frames per ``predict`` call when no sample chunk is given (:func:`auto_sample_chunk`). Peak memory
 grows with it: about 7 MB per predicted frame for the KTH preset's VGG decoder on CPU (measured: 8.4 GB for
-one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluation (17 samples of one sequence ×
-30 frames per call; with ``noise="batch"`` one sample of 16 sequences) peaks at about 3.5 GB, where one call for
-all 100 samples of 16 sequences would need about 340 GB.
+one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluation (one sample of the 16
+sequences of a batch × 30 frames per call, with either noise mode) peaks at about 3.5 GB, where one call for all
+100 samples of 16 sequences would need about 340 GB.
 Raise ``--sample-chunk`` where memory allows (fewer, larger calls are faster, most of all on GPUs)."""
 N_RANDOM_FILES = 5
 """The official test script saves the first 5 samples as ``random_1.npz`` … ``random_5.npz``."""

@@ -1,10 +1,10 @@
 """The out-of-the-box run: train SRVP on Stochastic Moving MNIST on a CPU, evaluate it, show where things are.
 
-    python -m examples.srvp.quickstart [--run-dir runs/smmnist-cpu] [--minutes 13]
+    python -m examples.srvp.quickstart [--run-dir runs/smmnist-cpu] [--minutes 18]
 
 1. Builds the fixed SM-MNIST test set from the MNIST digits shipped with latentdyn (no network); for a
    deterministic Moving MNIST run (``--preset smmnist-deterministic``), the deterministic test set of 100 frames.
-2. Trains the ``smmnist-cpu`` preset (about 12.5 to 14.5 minutes on 2 CPU cores, at most 18). Running the command
+2. Trains the ``smmnist-cpu`` preset (about 12.6 to 16.1 minutes on 2 CPU cores, at most 18). Running the command
    again resumes an unfinished run, or skips training when it is complete.
 3. Evaluates it with the official protocol, best of 20 samples (1 for deterministic Moving MNIST, as the official
    README), against two reference predictors
