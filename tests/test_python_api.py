@@ -343,3 +343,50 @@ def test_resuming_a_run_of_save_run_says_it_has_no_training_state(
         f"error: --resume: {out / 'checkpoints' / 'best.pt'} holds weights without a training state (optimizer, "
         "random states) to continue from, as official convert and save_run write them;"
     )
+
+
+@pytest.mark.parametrize("family", ["srvp", "svglp"])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_the_model_a_configuration_builds_is_what_it_rebuilds(preset: str, family: str) -> None:
+    from examples.srvp.checkpoint import rebuild_difference
+    from examples.srvp.model import build_model
+
+    config = PRESETS[preset]().model
+    if family == "svglp":
+        config = dataclasses.replace(config, family="svglp", n_substeps=1)
+    model = build_model(config).init_weights().eval()
+    assert rebuild_difference(model) is None
+
+
+def test_save_run_refuses_a_model_that_load_model_would_not_give_back(run: Path, tmp_path: Path) -> None:
+    """A part swapped or a setting changed after building: load_model rebuilt the stock model of config.json and
+    loaded the weights into it, silently when the parameter names matched (an ODE cell with other tolerances, a
+    subclass), so evaluate and demo scored a model that was never trained."""
+    from examples.srvp.checkpoint import save_run
+    from examples.srvp.model import build_model
+    from latentdyn.cells import GRUCell
+    from latentdyn.integrators.odeint import OdeintIntegrator
+
+    cfg = read_train_config(run)
+
+    class MySRVP(SRVP):
+        pass
+
+    ode = build_model(dataclasses.replace(cfg.model, integrator="dopri5"))
+    ode.ssm.cell.integrator = OdeintIntegrator("dopri5", rtol=1e-3, atol=1e-4)  # type: ignore[attr-defined]
+    assert isinstance(ode, SRVP)
+    gru = load_model(run)
+    assert isinstance(gru, SRVP)
+    cell = gru.ssm.cell
+    gru.ssm.cell = GRUCell(cell.state_size, cell.cond_size)
+    expected = {
+        "a subclass": (MySRVP(cfg.model), "the configuration builds a SRVP, not a MySRVP"),
+        "other tolerances": (ode, "ssm.cell's integrator.atol is 0.0001 where the configuration builds 1e-09"),
+        "another cell": (gru, "ssm.cell is a GRUCell where the configuration builds a ResidualCell"),
+    }
+    for what, (model, says) in expected.items():
+        with pytest.raises(ValueError, match="load_model would not give this model back") as error:
+            save_run(tmp_path / "out", model, dataclasses.replace(cfg, model=model.config))
+        assert says in str(error.value), what
+        assert not (tmp_path / "out").exists(), what
+    save_run(tmp_path / "out", build_model(dataclasses.replace(cfg.model, integrator="dopri5")), cfg)  # the stock one

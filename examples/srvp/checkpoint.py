@@ -54,6 +54,7 @@ __all__ = [
     "read_run_config",
     "read_torch_file",
     "read_train_config",
+    "rebuild_difference",
     "remove_stale_temporaries",
     "rng_state",
     "run_format",
@@ -580,6 +581,72 @@ def read_train_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
         raise (TypeError if isinstance(e, TypeError) else ValueError)(f"run_dir: {p}: {e}") from None
 
 
+def rebuild_difference(model: FrameModel) -> str | None:
+    """How ``model`` differs from the model its ``config`` builds (what :func:`load_model` gives back), or None.
+
+    Compared, module by module: the class of the model and of each submodule, the names and shapes of the
+    parameters and buffers, and the plain settings (numbers, strings, flags) of each module and of the
+    non-module objects it holds, such as an ODE cell's integrator (its method and tolerances). A part swapped or
+    a setting changed after the model was built is found; what a module computes in a method overridden by a
+    subclass is not (the classes must then differ, which is found).
+    """
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # (no memory, no draw from the caller's stream)
+        rebuilt = build_model(model.config)
+    if type(model) is not type(rebuilt):
+        return f"the configuration builds a {type(rebuilt).__name__}, not a {type(model).__name__}"
+    ours, theirs = dict(model.named_modules()), dict(rebuilt.named_modules())
+    for name in [*ours, *(n for n in theirs if n not in ours)]:  # (parents first: the outermost difference)
+        where = name or "the model"
+        if name not in theirs:
+            return f"{where} ({type(ours[name]).__name__}) is not in the model the configuration builds"
+        if name not in ours:
+            return f"{where} ({type(theirs[name]).__name__}), which the configuration builds, is missing"
+        a, b = ours[name], theirs[name]
+        if type(a) is not type(b):
+            return f"{where} is a {type(a).__name__} where the configuration builds a {type(b).__name__}"
+        for kind, got, want in (
+            ("parameter", dict(a.named_parameters(recurse=False)), dict(b.named_parameters(recurse=False))),
+            ("buffer", dict(a.named_buffers(recurse=False)), dict(b.named_buffers(recurse=False))),
+        ):
+            for key in got.keys() | want.keys():
+                shape_got = None if key not in got else tuple(got[key].shape)
+                shape_want = None if key not in want else tuple(want[key].shape)
+                if shape_got != shape_want:
+                    return f"{where}'s {kind} {key!r} has shape {shape_got} where the configuration builds {shape_want}"
+        for key, (got_value, want_value) in _settings_pairs(a, b):
+            if got_value != want_value:
+                return f"{where}'s {key} is {got_value!r} where the configuration builds {want_value!r}"
+    return None
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, _PLAIN) or (isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value))
+
+
+def _settings_pairs(a: torch.nn.Module, b: torch.nn.Module) -> Iterator[tuple[str, tuple[object, object]]]:
+    """The plain settings of two modules side by side (``training`` aside), and of the non-module objects they
+    hold (an integrator), named ``attribute.setting``; a class that differs is a setting ``attribute``."""
+    mine, other = vars(a), vars(b)
+    for key in sorted(mine.keys() | other.keys()):
+        if key.startswith("_") or key == "training":
+            continue
+        x, y = mine.get(key), other.get(key)
+        if _plain(x) or _plain(y):
+            yield key, (x, y)
+        elif hasattr(x, "__dict__") and hasattr(y, "__dict__") and not isinstance(x, (torch.nn.Module, torch.Tensor)):
+            if type(x) is not type(y):
+                yield key, (type(x).__name__, type(y).__name__)
+                continue
+            inner_x, inner_y = vars(x), vars(y)
+            for inner in sorted(inner_x.keys() | inner_y.keys()):
+                u, v = inner_x.get(inner), inner_y.get(inner)
+                if not inner.startswith("_") and (_plain(u) or _plain(v)):
+                    yield f"{key}.{inner}", (u, v)
+
+
 def save_run(
     run_dir: str | os.PathLike[str],
     model: FrameModel,
@@ -614,6 +681,13 @@ def save_run(
         raise TypeError(f"model: expected an SRVP or SVGLP model, got {type(model).__name__}")
     if not isinstance(train_config, TrainConfig):
         raise TypeError(f"train_config: expected a TrainConfig, got {type(train_config).__name__}")
+    difference = rebuild_difference(model)
+    if difference is not None:
+        raise ValueError(
+            f"model: load_model would not give this model back: it rebuilds a model from model.config, and "
+            f"{difference}. Give the configuration the change (e.g. dataclasses.replace(model.config, ...) and "
+            "build_model), or save a model of one's own design with torch.save(model.state_dict(), ...)"
+        )
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
         raise ValueError(f"step: expected None or an int >= 0, got {step!r}")
     out = Path(run_dir)
