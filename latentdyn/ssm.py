@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
+from latentdyn._autocast import autocast_enabled
 from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.distributions import StandardNormal, _diag_gaussian, index_steps
@@ -49,16 +50,6 @@ def _holds_bool(times: object) -> bool:
     if isinstance(times, Sequence) and not isinstance(times, (str, bytes)):
         return any(_holds_bool(t) for t in times)
     return False
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for ``device_type``: it casts the networks' inputs, so mixed dtypes are fine then."""
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4 takes no device type: one query per device type
-        if device_type == "cpu":
-            return bool(torch.is_autocast_cpu_enabled())
-        return device_type == "cuda" and bool(torch.is_autocast_enabled())
 
 
 class Sampler(Protocol):
@@ -566,7 +557,7 @@ class LatentSSM(nn.Module):
         if len(dtypes) != 1:
             return None
         (want,) = dtypes
-        if _autocast_enabled(y0.device.type):
+        if autocast_enabled(y0.device.type):
             if want == torch.float64:
                 return None
             ceiling = torch.float32

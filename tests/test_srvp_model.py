@@ -443,6 +443,17 @@ def test_bad_configs() -> None:
         tiny(conv_width=0)
     with pytest.raises(TypeError, match=r"state_size: expected an int, got int64 "):
         tiny(state_size=np.int64(3))  # config.json could not keep it
+    # Settings that would do nothing were recorded in config.json as if they had (--adjoint true trained with
+    # Euler): refused, as the discrete cells' sub-steps are.
+    with pytest.raises(ValueError, match=r"^adjoint: the adjoint method is for the torchdiffeq integrators"):
+        tiny(adjoint=True)
+    with pytest.raises(ValueError, match=r"^integrator_rtol: tolerances are for the adaptive torchdiffeq methods"):
+        tiny(integrator="rk4", integrator_rtol=1e-3)
+    with pytest.raises(ValueError, match=r"^integrator_atol: expected a finite number > 0, got 0.0"):
+        tiny(integrator="dopri5", integrator_atol=0.0)
+    ode = SRVP(tiny(integrator="dopri5", integrator_rtol=1e-3, integrator_atol=1e-5, adjoint=True))
+    integrator = ode.ssm.cell.integrator  # type: ignore[attr-defined]
+    assert (integrator.method, integrator.rtol, integrator.atol, integrator.adjoint) == ("dopri5", 1e-3, 1e-5, True)
     for flag in ("use_noise", "use_content", "skip_connections", "adjoint"):  # "false" would read as true
         with pytest.raises(TypeError, match=f"{flag}: expected a bool, got str 'false'"):
             tiny(**{flag: "false"})

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import torch
 
 from latentdyn.integrators import INTEGRATOR_NAMES
+from latentdyn.integrators.odeint import ADAPTIVE_METHODS
 
 __all__ = [
     "PRESETS",
@@ -66,6 +67,8 @@ class ModelConfig:
     transition: str = "residual"  # "residual" (SRVP), "mlp" or "gru" (the paper's ablations)
     integrator: str = "euler-ref"  # "euler-ref" (latentdyn's Euler, SRVP) or a torchdiffeq method
     adjoint: bool = False  # adjoint method for torchdiffeq integrators
+    integrator_rtol: float = 1e-7  # relative tolerance of the adaptive torchdiffeq methods (dopri5, ...)
+    integrator_atol: float = 1e-9  # absolute tolerance of the adaptive torchdiffeq methods
     use_content: bool = True  # content variable w (False: the paper's App. E ablation)
     use_noise: bool = True  # stochastic z (False: deterministic latent ODE)
     family: str = "srvp"  # "srvp", or "svglp" (the image-autoregressive baseline of examples/srvp/svglp.py)
@@ -90,6 +93,19 @@ class ModelConfig:
                 f"transition: {self.transition!r} is a discrete-time cell; it needs n_substeps=1 and "
                 f"integrator='euler-ref', got n_substeps={self.n_substeps}, integrator={self.integrator!r}"
             )
+        if self.adjoint and self.integrator == "euler-ref":
+            raise ValueError(
+                "adjoint: the adjoint method is for the torchdiffeq integrators (integrator='rk4', 'dopri5', ...); "
+                "with 'euler-ref' it would be ignored"
+            )
+        for name in ("integrator_rtol", "integrator_atol"):
+            _check_real(getattr(self, name), name, positive=True)
+            default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
+            if getattr(self, name) != default and self.integrator not in ADAPTIVE_METHODS:
+                raise ValueError(
+                    f"{name}: tolerances are for the adaptive torchdiffeq methods {ADAPTIVE_METHODS}; with "
+                    f"integrator={self.integrator!r} it would be ignored"
+                )
         if self.transition == "gru" and not self.use_noise:
             raise ValueError("transition: 'gru' takes z as its input, so it needs use_noise=True")
         _check_real(self.obs_scale, "obs_scale", positive=True, what="standard deviation")
@@ -332,6 +348,16 @@ class TrainConfig:
         _parse_device(self.device, "device")  # the format only: whether it exists is checked where it is used
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp: expected one of {AMP_MODES}, got {self.amp!r}")
+        if self.amp != "none" and self.model.integrator in ADAPTIVE_METHODS:
+            eps = torch.finfo(torch.bfloat16 if self.amp == "bf16" else torch.float16).eps
+            if self.model.integrator_rtol < eps:
+                # The field's layers compute in that dtype: the solver cannot bring its error estimate below
+                # eps·|f| but by shrinking its steps (about 190 s per SM-MNIST training step with dopri5, bf16).
+                raise ValueError(
+                    f"integrator_rtol: {self.model.integrator_rtol:g} is below the resolution of {self.amp} "
+                    f"autocast (eps {eps:g}), which {self.model.integrator!r} cannot reach; use integrator_rtol >= "
+                    f"{eps:g} (e.g. 1e-2), amp='none', or a fixed-step integrator"
+                )
         _check_ints(
             self,
             "num_digits seq_len batch_size nt_cond val_interval val_sequences val_batch_size val_samples "

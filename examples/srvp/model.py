@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 from einops import rearrange, repeat
@@ -21,6 +21,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from examples.srvp.config import ModelConfig
+from latentdyn._autocast import autocast_enabled
 from latentdyn._checks import check_bool, check_positive_int, check_shape, check_tensor
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
 from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, diag_gaussian
@@ -35,6 +36,7 @@ from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGE
 from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior
 from latentdyn.fields import MLPField
 from latentdyn.integrators import by_name
+from latentdyn.integrators.odeint import ADAPTIVE_METHODS
 from latentdyn.nn import MLP, init_orthogonal_
 from latentdyn.objectives import (
     ElboTerms,
@@ -233,7 +235,10 @@ class SRVP(FrameModel):
         field = MLPField(c.state_size, c.z_size, c.residual_hidden, c.residual_layers)
         if c.integrator == "euler-ref":
             return ResidualCell(field, c.state_size, c.z_size, c.n_substeps)
-        integrator = by_name(c.integrator, adjoint=c.adjoint) if c.adjoint else by_name(c.integrator)
+        options: dict[str, Any] = {"adjoint": True} if c.adjoint else {}
+        if c.integrator in ADAPTIVE_METHODS:
+            options.update(rtol=c.integrator_rtol, atol=c.integrator_atol)
+        integrator = by_name(c.integrator, **options)
         return ODECell(field, integrator, c.state_size, c.z_size, c.n_substeps)
 
     def init_weights(self) -> SRVP:
@@ -256,7 +261,7 @@ class SRVP(FrameModel):
     def _check_parameter_dtype(self, device_type: str) -> None:
         """The latent states stay float32 (see ``_state_precision``), so outside autocast the state model's
         parameters cannot be of a lower precision: say how to run in bf16 instead."""
-        if _autocast_enabled(device_type):
+        if autocast_enabled(device_type):
             return
         for p in self.ssm.parameters():
             if p.is_floating_point() and torch.promote_types(p.dtype, torch.float32) != p.dtype:
@@ -456,16 +461,6 @@ class SRVP(FrameModel):
             cond,
             future,
         )
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    """Whether torch.autocast is on for ``device_type``."""
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4 takes no device type
-        if device_type == "cpu":
-            return bool(torch.is_autocast_cpu_enabled())
-        return device_type == "cuda" and bool(torch.is_autocast_enabled())
 
 
 def _state_precision(y0: torch.Tensor) -> torch.Tensor:

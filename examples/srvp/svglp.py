@@ -36,9 +36,10 @@ skips (always on in SVG)          ``skip_connections``        encoder→decoder 
 ================================  ==========================  =====================================================
 
 ``n_substeps`` must be 1 (SVG-LP is discrete-time). ``state_size``, ``residual_gain``, ``transition``,
-``integrator``, ``adjoint``, ``use_content``, ``beta_y`` and ``residual_weight`` have no SVG-LP counterpart and
-are ignored (so that any preset can be trained with ``--family svglp``, with ``--n-substeps 1`` for the kth,
-human36m and bair presets, which take 2 sub-steps). SVG trained with Adam at lr 2e-3
+``integrator``, ``adjoint``, ``integrator_rtol``, ``integrator_atol``, ``use_content``, ``beta_y`` and
+``residual_weight`` have no SVG-LP counterpart and are ignored (so that any preset can be trained with
+``--family svglp``, with ``--n-substeps 1`` for the kth, human36m and bair presets, which take 2 sub-steps).
+SVG trained with Adam at lr 2e-3
 (β₁ = 0.9), batches of 100 and ``n_past + n_future = 5 + 10`` frames: ``python -m examples.srvp.train --preset
 smmnist --family svglp --code-size 128 --noise-size 10 --residual-hidden 256 --residual-layers 2
 --inference-hidden 256 --inference-layers 1 --skip-connections true --beta-z 1e-4 --lr 2e-3 --batch-size 100``.

@@ -11,6 +11,7 @@ from torch import nn
 from torch.func import functional_call
 from typing_extensions import override
 
+from latentdyn._autocast import autocast_dtype
 from latentdyn._checks import check_bool, check_choice, check_positive_real
 from latentdyn.fields import VectorField
 from latentdyn.integrators.base import Integrator
@@ -243,8 +244,10 @@ class OdeintIntegrator(Integrator):
 
     Args:
         method: a torchdiffeq method name, e.g. ``"euler"``, ``"rk4"``, ``"dopri5"``.
-        rtol: relative tolerance of adaptive methods (:data:`ADAPTIVE_METHODS`); with a bfloat16 state it must
-            be at least the dtype's eps, 2⁻⁷ (a ``ValueError`` otherwise: below it the solver cannot converge).
+        rtol: relative tolerance of adaptive methods (:data:`ADAPTIVE_METHODS`); with a bfloat16 state, or a
+            solve under a bfloat16 or float16 autocast (which computes the field in that dtype), it must be at
+            least that dtype's eps, 2⁻⁷ or 2⁻¹⁰ (a ``ValueError`` otherwise: below it the solver cannot converge,
+            or does so only with steps thousands of times smaller).
         atol: absolute tolerance of adaptive methods. Adaptive methods refuse float16 states, whose range
             torchdiffeq's error norm overflows.
         options: extra solver options, passed to torchdiffeq (e.g. ``{"step_size": 0.1}`` for a fixed-grid
@@ -270,7 +273,8 @@ class OdeintIntegrator(Integrator):
         ValueError: an unknown method, a tolerance that is not positive and finite, an option name the method's
             solver does not take, ``adjoint_*`` arguments without ``adjoint=True``, or ``adjoint_options``
             missing for an ``adjoint_method`` other than ``method`` with ``options``. When integrating: a
-            bfloat16 state with ``rtol`` below its eps, or a float16 state, with an adaptive method.
+            bfloat16 state, or a 16-bit autocast, with ``rtol`` below its eps, or a float16 state, with an
+            adaptive method.
         RuntimeError: when integrating, an adaptive solve that needs more steps than
             ``options["max_num_steps"]`` between two output times, or whose step size underflows (a field that
             returns NaN or inf, a solution that blows up): torchdiffeq's assertions, explained. The backward
@@ -343,6 +347,17 @@ class OdeintIntegrator(Integrator):
                 raise ValueError(
                     f"rtol: {self.rtol:g} is below the resolution of the {y0.dtype} state (eps {eps:g}); "
                     f"use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or a float32 state"
+                )
+        cast = autocast_dtype(y0.device.type)
+        if self.method in ADAPTIVE_METHODS and cast is not None and torch.finfo(cast).bits <= 16:
+            eps = torch.finfo(cast).eps
+            if self.rtol < eps:
+                # The state stays float32, but the field's layers compute in the 16-bit dtype: its rounding
+                # is an error the solver cannot reduce below eps·|f| except by shrinking the step, so it takes
+                # thousands of steps per interval (60x the field evaluations of a float32 solve, measured).
+                raise ValueError(
+                    f"rtol: {self.rtol:g} is below the resolution of the field under autocast to {cast} (eps "
+                    f"{eps:g}); use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or no autocast"
                 )
         if y0.numel() == 0:
             # No sequence (B = 0): the error norm of an empty state is a mean over nothing, NaN, so adaptive
