@@ -965,6 +965,11 @@ def test_evaluate_names_the_length_flags_when_test_clips_are_too_short(
     assert f"--test-set: {short / 'a'} has 4 frames, fewer than the 6 that clips of 6 frames" in line
     assert "lower --nt-gen" in line
     assert not (run / "eval").exists()
+    clips = tmp_path / "clips.npz"  # (not a folder of videos: the message named the dataset's argument, root)
+    np.savez(clips, sequences=np.zeros((6, 2, 64, 64), np.uint8))
+    assert ev.main([str(run), "--test-set", str(clips), "--n-samples", "2", "--no-lpips"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(f"error: --test-set: expected a directory of videos, found none at {clips}")
 
     bair = tmp_path / "bair"
     (bair / "processed_data" / "test").mkdir(parents=True)

@@ -343,6 +343,8 @@ def test_resuming_a_run_of_save_run_says_it_has_no_training_state(
         f"error: --resume: {out / 'checkpoints' / 'best.pt'} holds weights without a training state (optimizer, "
         "random states) to continue from, as official convert and save_run write them;"
     )
+    assert train.main(["--run-dir", str(out), "--auto-resume", "--preset", "tiny", "--conv-width", "8"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --auto-resume: {out / 'checkpoints' / 'best.pt'} holds weights")
 
 
 @pytest.mark.parametrize("family", ["srvp", "svglp"])

@@ -445,6 +445,8 @@ def test_bad_configs() -> None:
         tiny(state_size=np.int64(3))  # config.json could not keep it
     # Settings that would do nothing were recorded in config.json as if they had (--adjoint true trained with
     # Euler): refused, as the discrete cells' sub-steps are.
+    with pytest.raises(ValueError, match=r"^image_size: expected one of the supported sizes 32, 64, 128, got 48$"):
+        tiny(image_size=48)  # (refused by the encoder, once a model was built from it)
     with pytest.raises(ValueError, match=r"^adjoint: the adjoint method is for the torchdiffeq integrators"):
         tiny(adjoint=True)
     with pytest.raises(ValueError, match=r"^integrator_rtol: tolerances are for the adaptive torchdiffeq methods"):

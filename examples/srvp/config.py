@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from latentdyn.encoders.conv import SUPPORTED_IMAGE_SIZES
 from latentdyn.integrators import INTEGRATOR_NAMES
 from latentdyn.integrators.odeint import ADAPTIVE_METHODS
 
@@ -81,6 +82,9 @@ class ModelConfig:
             minimum=1,
         )
         _check_ints(self, "noise_size", minimum=0)
+        if self.image_size not in SUPPORTED_IMAGE_SIZES:  # (checked by the encoder too, once built: too late)
+            supported = ", ".join(map(str, SUPPORTED_IMAGE_SIZES))
+            raise ValueError(f"image_size: expected one of the supported sizes {supported}, got {self.image_size}")
         _check_bools(self, "skip_connections adjoint use_content use_noise")
         if self.use_noise and self.noise_size < 1:
             raise ValueError("noise_size: use_noise=True needs noise_size >= 1, got 0")

@@ -295,15 +295,20 @@ def load_test_clips(
             raise ValueError(f"--nt-gen: BAIR test videos have {BAIR_FRAMES} frames, got {nt_gen}")
         data = vd.BAIRDataset(root, seq_len=nt_gen, split="test")
     else:
-        data = vd.VideoFolderDataset(
-            root,
-            seq_len=nt_gen,
-            image_size=image_size,
-            crop=crop,
-            grayscale=grayscale,
-            frame_step=frame_step,
-            random_start=False,
-        )
+        try:
+            data = vd.VideoFolderDataset(
+                root,
+                seq_len=nt_gen,
+                image_size=image_size,
+                crop=crop,
+                grayscale=grayscale,
+                frame_step=frame_step,
+                random_start=False,
+            )
+        except (ValueError, FileNotFoundError) as e:  # (the dataset names its argument, root: the test set here)
+            if not str(e).startswith("root:"):
+                raise
+            raise type(e)("--test-set:" + str(e).removeprefix("root:")) from None
         check_folder_lengths(data, "--nt-gen", "--test-set")  # before any clip is decoded
     n = len(data) if not max_sequences else min(max_sequences, len(data))
     return _stack([data[i] for i in range(n)])

@@ -1266,7 +1266,10 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = args.resume if args.resume is not None else args.run_dir
         result = train(cfg, run_dir, resume=args.resume is not None)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = str(e)
+        if args.auto_resume and message.startswith("--resume:"):  # (the user gave --auto-resume, not --resume)
+            message = "--auto-resume:" + message.removeprefix("--resume:")
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. a run directory that cannot be written
         print(f"error: {os_error_message(e)}", file=sys.stderr)
