@@ -392,3 +392,44 @@ def test_save_run_refuses_a_model_that_load_model_would_not_give_back(run: Path,
         assert says in str(error.value), what
         assert not (tmp_path / "out").exists(), what
     save_run(tmp_path / "out", build_model(dataclasses.replace(cfg.model, integrator="dopri5")), cfg)  # the stock one
+
+
+def test_a_new_run_starts_from_the_weights_of_another(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fine-tuning weights of save_run or official convert with the example's training: --resume refuses them (no
+    training state), and there was no way to start a new run from them."""
+    from examples.srvp.checkpoint import save_run
+
+    source = save_run(tmp_path / "saved", load_model(run), read_train_config(run), step=6)
+    cfg = dataclasses.replace(read_train_config(run), lr=1e-12)  # (the weights barely move in one step)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, beta_z=2.0))  # (a loss weight may change)
+    logs: list[str] = []
+    train.train(cfg, tmp_path / "tuned", init_from=source, max_steps=1, progress=False, log=logs.append)
+    assert any(line.endswith("saved/checkpoints/best.pt (trained with --beta-z 1.0)") for line in logs), logs
+    tuned, start = dict(load_model(tmp_path / "tuned", "last").named_parameters()), load_model(source)
+    for name, weight in start.named_parameters():
+        torch.testing.assert_close(tuned[name], weight, rtol=0, atol=1e-6, msg=name)
+    fresh = tmp_path / "fresh"  # (without --init-from, the same run is far from those weights)
+    train.train(cfg, fresh, max_steps=1, progress=False, log=lambda _: None)
+    first = next(iter(start.state_dict()))
+    assert not torch.allclose(load_model(fresh, "last").state_dict()[first], start.state_dict()[first], atol=1e-3)
+    record = json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"]
+    assert record == {"checkpoint": str((source / "checkpoints" / "best.pt").resolve()), "step": 6}
+
+    with pytest.raises(ValueError, match=r"^--init-from: a resumed run continues from its own last\.pt"):
+        train.train(cfg, tmp_path / "tuned", resume=True, init_from=source, progress=False, log=lambda _: None)
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, conv_width=4))
+    with pytest.raises(ValueError, match=r"^--init-from: .*best.pt does not fit the model of this run: \d+ shape"):
+        train.train(other, tmp_path / "other", init_from=source, progress=False, log=lambda _: None)
+    with pytest.raises(FileNotFoundError, match=r"^--init-from: nothing at "):
+        train.train(cfg, tmp_path / "other", init_from=tmp_path / "nothing", progress=False, log=lambda _: None)
+    assert not (tmp_path / "other").exists()
+
+    flags = ["--preset", "tiny", "--conv-width", "8", "--beta-z", "2", "--lr", "1e-12", "--max-steps", "2"]
+    argv = ["--run-dir", str(tmp_path / "tuned"), "--auto-resume", "--init-from", str(source), *flags]
+    assert train.main(argv) == 0  # (a requeued job: the run continues from its own checkpoint)
+    assert "holds a run: it continues from its own checkpoint, not --init-from" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        train.main(["--resume", str(tmp_path / "tuned"), "--init-from", str(source)])
+    assert "--init-from starts a new run (--run-dir DIR)" in capsys.readouterr().err

@@ -507,10 +507,17 @@ def read_json(path: Path, label: str) -> Any:
 
 
 def check_fits(
-    payload: dict[str, Any], model: torch.nn.Module, config: ModelConfig, path: Path, *, option: str
+    payload: dict[str, Any],
+    model: torch.nn.Module,
+    config: ModelConfig,
+    path: Path,
+    *,
+    option: str,
+    model_of: str = "config.json",
 ) -> None:
     """The checkpoint ``payload`` read from ``path`` was written by a model of ``config`` and its weights fit
-    ``model``; otherwise a one-line ``ValueError`` starting with ``option`` that names the file and the mismatch.
+    ``model``; otherwise a one-line ``ValueError`` starting with ``option`` that names the file and the mismatch
+    (``model_of`` says where the model's configuration comes from).
 
     The configuration a training checkpoint records is compared first (an edited ``config.json``, or weights
     copied from another run, may still have the same shapes); then every key and shape of the state dict.
@@ -538,7 +545,7 @@ def check_fits(
     if shapes:
         problems.append(f"{len(shapes)} shape mismatches ({'; '.join(shapes[:3])}{'; ...' if len(shapes) > 3 else ''})")
     if problems:
-        raise ValueError(f"{option}: {path} does not fit the model of config.json: {'; '.join(problems)}")
+        raise ValueError(f"{option}: {path} does not fit the model of {model_of}: {'; '.join(problems)}")
 
 
 def non_finite_entries(state: dict[str, Any]) -> list[str]:
@@ -659,7 +666,8 @@ def save_run(
     :func:`load_model`, ``examples.srvp.evaluate`` and ``examples.srvp.demo`` read (e.g. a model fine-tuned in a
     loop of one's own). All or nothing: an error (a full disk, Ctrl-C) leaves no half-made run behind.
 
-    The run holds no training state (optimizer, random streams): ``examples.srvp.train --resume`` refuses it.
+    The run holds no training state (optimizer, random streams): ``examples.srvp.train --resume`` refuses it,
+    and ``examples.srvp.train --run-dir NEW_DIR --init-from RUN_DIR`` fine-tunes its weights in a new run.
 
     Args:
         run_dir: a directory that holds no run yet (no ``config.json`` nor checkpoint).

@@ -39,6 +39,8 @@ from examples.srvp.checkpoint import (
     check_finite,
     check_fits,
     check_writable,
+    checkpoint_path,
+    default_checkpoint,
     fork_rng,
     load_checkpoint,
     non_finite_entries,
@@ -148,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(_flag(n) for n in sorted(_RUNTIME_FIELDS))
         + "); --lr changes the peak learning rate from the checkpoint's step on (the schedule's factor still "
         "applies), e.g. to get past a divergence",
+    )
+    parser.add_argument(
+        "--init-from",
+        type=user_path,
+        default=None,
+        metavar="PATH",
+        help="start the new run from these weights (a run directory: the checkpoint evaluate scores; or a .pt "
+        "checkpoint), e.g. to fine-tune a run of save_run or official convert; the optimizer, schedule and step "
+        "start afresh. The model options must give weights of the same shapes",
     )
     _add_dataclass_flags(parser, ModelConfig, "model")
     _add_dataclass_flags(parser, TrainConfig, "train")
@@ -637,6 +648,46 @@ def _rank_rng_states(dist: _Dist, device: torch.device) -> list[dict[str, Any]]:
     return states
 
 
+@dataclass
+class _Initial:
+    """Weights a new run starts from (``--init-from``)."""
+
+    state: dict[str, Any]
+    path: Path
+    record: dict[str, Any]  # what config.json keeps of the source
+    note: str  # model settings the source was trained with that differ from the run's ("" if none)
+
+
+def _initial_weights(source: Path, model_config: ModelConfig) -> _Initial:
+    """The weights ``--init-from`` names, checked to fit a model of ``model_config``: a run directory (the
+    checkpoint evaluate scores) or a checkpoint file."""
+    if not source.exists():
+        raise FileNotFoundError(f"--init-from: nothing at {source}")
+    source_config: Any = None
+    if source.is_dir():
+        run = read_run_config(source)
+        path = checkpoint_path(source, default_checkpoint(source, run))
+        source_config = run.get("model")
+    else:
+        path = source
+    payload = load_checkpoint(path)
+    if source_config is None:
+        source_config = (payload.get("config") or {}).get("model") if isinstance(payload.get("config"), dict) else None
+    with torch.device("meta"):  # names and shapes only: settings such as loss weights may change in fine-tuning
+        model, weights = build_model(model_config), {"model": payload.get("model")}
+        check_fits(weights, model, model_config, path, option="--init-from", model_of="this run")
+    check_finite(payload["model"], path, option="--init-from")
+    note = ""
+    if isinstance(source_config, dict):
+        current = config_to_dict(model_config)
+        changed = [k for k in current if k in source_config and source_config[k] != current[k]]
+        if changed:
+            note = " (trained with " + ", ".join(f"{_flag(k)} {source_config[k]!r}" for k in changed) + ")"
+    step = payload.get("step")
+    record = {"checkpoint": str(path.resolve()), "step": step if isinstance(step, int) else None}
+    return _Initial(payload["model"], path, record, note)
+
+
 def _check_has_training_state(ckpt_dir: Path) -> None:
     """A run to resume without ``last.pt`` is one stopped before its first checkpoint (it restarts from step 0),
     not one whose ``best.pt`` holds weights from elsewhere (``official convert``) or a training state (a
@@ -650,7 +701,8 @@ def _check_has_training_state(ckpt_dir: Path) -> None:
         raise ValueError(
             f"--resume: {best} holds weights without a training state (optimizer, random states) to continue from, "
             f"as official convert and save_run write them; resuming would train from scratch and overwrite them. "
-            f"Evaluate the run as it is; fine-tuning such weights is not supported"
+            f"Evaluate the run as it is, or fine-tune its weights in a new run: --run-dir NEW_DIR --init-from "
+            f"{shell_quote(ckpt_dir.parent)}"
         )
     step = payload["step"]
     raise ValueError(
@@ -786,6 +838,7 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    init_from: str | os.PathLike[str] | None = None,
     max_steps: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -805,6 +858,10 @@ def train(
         cfg: the configuration (on resume, the run's own).
         run_dir: output directory; must not already hold a run unless ``resume``.
         resume: continue from ``run_dir/checkpoints/last.pt`` (from step 0 if the run has none yet).
+        init_from: a new run only: start from the weights of this run directory (the checkpoint
+            ``examples.srvp.evaluate`` scores) or checkpoint file instead of the initialisation, with a fresh
+            optimizer, schedule and step (fine-tuning; ``config.json`` records the source). The weights must fit
+            the model of ``cfg`` (same names and shapes); other model settings may differ (a note lists them).
         max_steps: stop after this global step (also ``cfg.max_steps``; the smaller one wins).
         progress: show a tqdm progress bar.
         log: where messages go.
@@ -820,7 +877,8 @@ def train(
     # sweep) gets its own back, and its autocast or no_grad does not reach the training.
     with caller_state_kept() as caller:
         try:
-            return _train(cfg, Path(run_dir), resume, max_steps, progress, log, lock, caller)
+            source = None if init_from is None else Path(init_from)
+            return _train(cfg, Path(run_dir), resume, source, max_steps, progress, log, lock, caller)
         finally:
             lock.release()
 
@@ -829,6 +887,7 @@ def _train(
     cfg: TrainConfig,
     run_dir: Path,
     resume: bool,
+    init_from: Path | None,
     max_steps: int | None,
     progress: bool,
     log: Callable[[str], None],
@@ -868,6 +927,11 @@ def _train(
     else:
         check_writable(run_dir, "--run-dir")  # (e.g. a file of that name) before the data is read
         cfg = with_absolute_data_dir(cfg)
+    if init_from is not None and resume:
+        raise ValueError(
+            f"--init-from: a resumed run continues from its own last.pt; {init_from} can only start a new run"
+        )
+    initial = _initial_weights(init_from, cfg.model) if init_from is not None else None
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
         check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read
@@ -879,6 +943,10 @@ def _train(
             check_fits(state, build_model(cfg.model), cfg.model, last_path, option="--resume")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).init_weights().to(device)
+    if initial is not None:  # (after the initialisation: the run's random stream is the same either way)
+        model.load_state_dict(initial.state)
+        if dist.main:
+            log(f"starting from the weights of {initial.path}{initial.note}")
     if dist.rank > 0:
         torch.manual_seed(cfg.seed + dist.rank)  # same initial weights, but each rank draws its own noise
     if dist.world > 1 and device.type == "cuda":
@@ -956,6 +1024,7 @@ def _train(
                     **run_format(),
                     "model": config_to_dict(cfg.model),
                     "train": {k: v for k, v in config_to_dict(cfg).items() if k != "model"},
+                    **({"init_from": initial.record} if initial is not None else {}),
                 },
                 indent=2,
             ),
@@ -1261,10 +1330,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--auto-resume goes with --run-dir DIR (it starts the run there or continues it)")
         if (args.run_dir / "config.json").exists():  # (each rank looks before rank 0 may write it)
             args.resume = args.run_dir
+            if args.init_from is not None:  # (a requeued job: the run started from them already)
+                print(f"{args.run_dir} holds a run: it continues from its own checkpoint, not --init-from")
+                args.init_from = None
+    if args.init_from is not None and args.resume is not None:
+        parser.error("--init-from starts a new run (--run-dir DIR); --resume continues a run from its own last.pt")
     try:
         cfg = config_from_args(args)
         run_dir = args.resume if args.resume is not None else args.run_dir
-        result = train(cfg, run_dir, resume=args.resume is not None)
+        result = train(cfg, run_dir, resume=args.resume is not None, init_from=args.init_from)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError, DataError) as e:
         message = str(e)
         if args.auto_resume and message.startswith("--resume:"):  # (the user gave --auto-resume, not --resume)
