@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -392,6 +393,8 @@ def test_save_run_refuses_a_model_that_load_model_would_not_give_back(run: Path,
         assert says in str(error.value), what
         assert not (tmp_path / "out").exists(), what
     save_run(tmp_path / "out", build_model(dataclasses.replace(cfg.model, integrator="dopri5")), cfg)  # the stock one
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(build_model(cfg.model))  # (data-parallel training's)
+    save_run(tmp_path / "synced", cast(SRVP, synced), cfg)
 
 
 def test_a_new_run_starts_from_the_weights_of_another(

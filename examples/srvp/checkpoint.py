@@ -609,7 +609,8 @@ def rebuild_difference(model: FrameModel) -> str | None:
         if name not in ours:
             return f"{where} ({type(theirs[name]).__name__}), which the configuration builds, is missing"
         a, b = ours[name], theirs[name]
-        if type(a) is not type(b):
+        synced = isinstance(a, torch.nn.SyncBatchNorm) and isinstance(b, torch.nn.modules.batchnorm._BatchNorm)
+        if type(a) is not type(b) and not synced:  # (SyncBatchNorm of data-parallel training: the same weights)
             return f"{where} is a {type(a).__name__} where the configuration builds a {type(b).__name__}"
         for kind, got, want in (
             ("parameter", dict(a.named_parameters(recurse=False)), dict(b.named_parameters(recurse=False))),
