@@ -1029,6 +1029,11 @@ def _train(
                 indent=2,
             ),
         )
+        if cfg.dataset == "smmnist" and cfg.data_dir == "embedded":  # (the default: no download)
+            log(
+                "note: the Moving MNIST digits are the 4,000 training digits shipped with latentdyn, a subset of "
+                "the paper's 60,000; give --data-dir MNIST_DIR (MNIST/raw/train-*) to train on all of them"
+            )
     if resume and dist.main:
         if lr_was is None:  # no checkpoint yet
             lr_was = read_run_config(run_dir)["train"].get("lr")
