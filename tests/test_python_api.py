@@ -427,6 +427,12 @@ def test_a_new_run_starts_from_the_weights_of_another(
         train.train(other, tmp_path / "other", init_from=source, progress=False, log=lambda _: None)
     with pytest.raises(FileNotFoundError, match=r"^--init-from: nothing at "):
         train.train(cfg, tmp_path / "other", init_from=tmp_path / "nothing", progress=False, log=lambda _: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"^--init-from: no config.json in "):  # (it said run_dir:)
+        train.train(cfg, tmp_path / "other", init_from=tmp_path / "empty", progress=False, log=lambda _: None)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"^--init-from: cannot read "):  # (it said checkpoint:)
+        train.train(cfg, tmp_path / "other", init_from=tmp_path / "junk.pt", progress=False, log=lambda _: None)
     assert not (tmp_path / "other").exists()
 
     flags = ["--preset", "tiny", "--conv-width", "8", "--beta-z", "2", "--lr", "1e-12", "--max-steps", "2"]

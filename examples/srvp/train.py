@@ -664,13 +664,19 @@ def _initial_weights(source: Path, model_config: ModelConfig) -> _Initial:
     if not source.exists():
         raise FileNotFoundError(f"--init-from: nothing at {source}")
     source_config: Any = None
-    if source.is_dir():
-        run = read_run_config(source)
-        path = checkpoint_path(source, default_checkpoint(source, run))
-        source_config = run.get("model")
-    else:
-        path = source
-    payload = load_checkpoint(path)
+    try:
+        if source.is_dir():
+            run = read_run_config(source)
+            path = checkpoint_path(source, default_checkpoint(source, run))
+            source_config = run.get("model")
+        else:
+            path = source
+        payload = load_checkpoint(path)
+    except (ValueError, TypeError, FileNotFoundError) as e:  # (their messages name run_dir or checkpoint)
+        label, sep, rest = str(e).partition(": ")
+        if not sep or label not in ("run_dir", "checkpoint"):
+            raise
+        raise type(e)(f"--init-from: {rest}") from None
     if source_config is None:
         source_config = (payload.get("config") or {}).get("model") if isinstance(payload.get("config"), dict) else None
     with torch.device("meta"):  # names and shapes only: settings such as loss weights may change in fine-tuning
@@ -899,6 +905,10 @@ def _train(
     messages = Unfailing(log)  # a full or closed standard output must not end the training
     log = messages
     ckpt_dir = run_dir / "checkpoints"
+    if init_from is not None and resume:
+        raise ValueError(
+            f"--init-from: a resumed run continues from its own last.pt; {init_from} can only start a new run"
+        )
     dist = _Dist.from_env()
     owns_group = False  # whether this call started the process group (and so ends it)
     if cfg.threads:
@@ -927,10 +937,6 @@ def _train(
     else:
         check_writable(run_dir, "--run-dir")  # (e.g. a file of that name) before the data is read
         cfg = with_absolute_data_dir(cfg)
-    if init_from is not None and resume:
-        raise ValueError(
-            f"--init-from: a resumed run continues from its own last.pt; {init_from} can only start a new run"
-        )
     initial = _initial_weights(init_from, cfg.model) if init_from is not None else None
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
