@@ -965,11 +965,21 @@ def test_evaluate_names_the_length_flags_when_test_clips_are_too_short(
     assert f"--test-set: {short / 'a'} has 4 frames, fewer than the 6 that clips of 6 frames" in line
     assert "lower --nt-gen" in line
     assert not (run / "eval").exists()
-    clips = tmp_path / "clips.npz"  # (not a folder of videos: the message named the dataset's argument, root)
-    np.savez(clips, sequences=np.zeros((6, 2, 64, 64), np.uint8))
-    assert ev.main([str(run), "--test-set", str(clips), "--n-samples", "2", "--no-lpips"]) == 2
+    text = tmp_path / "clips.txt"  # (not a folder of videos: the message named the dataset's argument, root)
+    text.write_text("clips")
+    assert ev.main([str(run), "--test-set", str(text), "--n-samples", "2", "--no-lpips"]) == 2
     line = _one_line_error(capsys)
-    assert line.startswith(f"error: --test-set: expected a directory of videos, found none at {clips}")
+    assert line.startswith(f"error: --test-set: expected a directory of videos, found none at {text}")
+    clips = tmp_path / "clips.npz"  # clips of one's own as arrays, time-major uint8 (T, N, H, W), as demo reads
+    levels = np.array([0, 200, 100], np.uint8)
+    np.savez(clips, sequences=np.broadcast_to(levels[None, :, None, None], (7, 3, 64, 64)).copy())
+    assert ev.main([str(run), "--test-set", str(clips), "--n-samples", "2", "--no-lpips", "--name", "arr"]) == 0
+    result = json.loads((run / "eval" / "arr.json").read_text())
+    assert (result["protocol"]["nt_gen"], result["n_sequences"]) == (6, 3), result  # (the first 6 of 7 frames)
+    short = tmp_path / "short.npz"
+    np.savez(short, sequences=np.zeros((4, 2, 64, 64), np.uint8))
+    assert ev.main([str(run), "--test-set", str(short), "--n-samples", "2", "--no-lpips"]) == 2
+    assert _one_line_error(capsys).startswith(f"error: --test-set: {short} holds clips of 4 frames, fewer than the 6")
 
     bair = tmp_path / "bair"
     (bair / "processed_data" / "test").mkdir(parents=True)

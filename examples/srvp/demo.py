@@ -44,12 +44,10 @@ from examples.srvp.checkpoint import (
     read_run_config,
 )
 from examples.srvp.config import resolve_device
-from examples.srvp.evaluate import default_nt_gen, load_test_clips, run_clip_options
+from examples.srvp.evaluate import default_nt_gen, load_test_clips, read_clip_archive, run_clip_options
 from examples.srvp.model import SRVP
-from latentdyn._files import first_line
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
-from latentdyn.video.datasets._common import check_npy_sizes
 from latentdyn.video.media import save_gif, video_grid
 
 __all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "load_run_clips", "main", "seeded_sampler"]
@@ -72,40 +70,7 @@ def load_clips(path: str | Path) -> torch.Tensor:
         raise FileNotFoundError(f"--test-set: no file at {file}")
     if KTH_TEST_SET.fullmatch(file.name):
         return load_test_clips("kth", file, nt_gen=0).float() / 255
-    try:
-        check_npy_sizes(file, ["sequences"])
-    except ValueError as exc:  # a header claiming more than the file holds, which numpy would allocate first
-        raise ValueError(f"--test-set: {exc}") from exc
-    try:
-        archive = np.load(file, allow_pickle=False)
-    except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
-        raise
-    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
-        raise ValueError(f"--test-set: {file}: not a readable .npz file ({first_line(exc)})") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"--test-set: {file}: expected an .npz archive with a 'sequences' array, got a single array")
-    with archive:
-        if "sequences" not in archive.files:
-            raise ValueError(f"--test-set: {file} has no 'sequences' array (found {archive.files})")
-        if {"persons", "actions"} <= set(archive.files):
-            raise ValueError(
-                f"--test-set: {file} looks like a KTH test set (keys 'persons', 'actions'), whose sequences are "
-                "sample-major (N, T, H, W); keep its name svg_test_set_<T>.npz so that it is read as one"
-            )
-        try:
-            seq = archive["sequences"]
-        except MemoryError:
-            raise
-        except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
-            raise ValueError(f"--test-set: {file}: cannot read key 'sequences' ({first_line(exc)})") from exc
-    if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
-        raise ValueError(
-            f"--test-set: {file}: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} "
-            f"{list(seq.shape)}"
-        )
-    x = torch.from_numpy(seq)
-    x = x.unsqueeze(2) if x.dim() == 4 else rearrange(x, "t n h w c -> t n c h w")
-    return x.float() / 255
+    return read_clip_archive(file).float() / 255
 
 
 def load_run_clips(path: Path | None, run: dict[str, Any], model: SRVP, n_clips: int) -> tuple[torch.Tensor, Path]:

@@ -32,7 +32,8 @@ smmnist    the ``.npz`` of ``data.py smmnist-test-set`` (time-major)         all
 kth        ``DATA_DIR`` holding ``svg_test_set_<nt_gen>.npz``, or that file   40
 human36m   ``DATA_DIR`` holding ``test_set_<nt_gen>_<subsampling>/``         53
 bair       ``DATA_DIR`` of ``convert-bair`` (every test video, from frame 0)  30
-folder     a folder of test videos (each one clip from its first frame)      seq_len_test
+folder     a folder of test videos (each one clip from its first frame),     seq_len_test
+           or an ``.npz`` whose ``sequences`` are uint8 (T, N, H, W[, C])
 =========  ================================================================  ==============
 
 LPIPS (AlexNet, linear weights v0.1; lower is better) is computed whenever the ImageNet AlexNet weights can
@@ -97,7 +98,9 @@ from examples.srvp.checkpoint import (
 from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
+from latentdyn._files import first_line
 from latentdyn.video.collate import to_unit_interval
+from latentdyn.video.datasets._common import check_npy_sizes
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
@@ -215,6 +218,45 @@ def _stack(clips: list[np.ndarray] | np.ndarray) -> torch.Tensor:
     return rearrange(batch, "n t h w c -> t n c h w")
 
 
+def read_clip_archive(file: Path) -> torch.Tensor:
+    """The uint8 clips (T, N, C, H, W) of an ``.npz`` file whose ``sequences`` array is time-major uint8
+    (T, N, H, W) or (T, N, H, W, C): clips of one's own, saved with ``numpy.savez(file, sequences=...)``.
+    Errors name ``--test-set`` and the file."""
+    try:
+        check_npy_sizes(file, ["sequences"])
+    except ValueError as exc:  # a header claiming more than the file holds, which numpy would allocate first
+        raise ValueError(f"--test-set: {exc}") from exc
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
+        raise
+    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
+        raise ValueError(f"--test-set: {file}: not a readable .npz file ({first_line(exc)})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"--test-set: {file}: expected an .npz archive with a 'sequences' array, got a single array")
+    with archive:
+        if "sequences" not in archive.files:
+            raise ValueError(f"--test-set: {file} has no 'sequences' array (found {archive.files})")
+        if {"persons", "actions"} <= set(archive.files):
+            raise ValueError(
+                f"--test-set: {file} looks like a KTH test set (keys 'persons', 'actions'), whose sequences are "
+                "sample-major (N, T, H, W); keep its name svg_test_set_<T>.npz so that it is read as one"
+            )
+        try:
+            seq = archive["sequences"]
+        except MemoryError:
+            raise
+        except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
+            raise ValueError(f"--test-set: {file}: cannot read key 'sequences' ({first_line(exc)})") from exc
+    if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
+        raise ValueError(
+            f"--test-set: {file}: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} "
+            f"{list(seq.shape)}"
+        )
+    x = torch.from_numpy(seq)
+    return x.unsqueeze(2) if x.dim() == 4 else rearrange(x, "t n h w c -> t n c h w")
+
+
 def load_test_clips(
     dataset: str,
     path: str | Path,
@@ -233,7 +275,8 @@ def load_test_clips(
         dataset: ``"smmnist"``, ``"kth"``, ``"human36m"``, ``"bair"`` or ``"folder"``.
         path: the test data (see the module docstring's table).
         nt_gen: frames per clip T (names the KTH file and the Human3.6M folder; BAIR and folder clips are
-            read with this length; SM-MNIST files keep their length).
+            read with this length; SM-MNIST files keep their length). For ``folder``, ``path`` may also be an
+            ``.npz`` file of uint8 clips (:func:`read_clip_archive`), cut to their first ``nt_gen`` frames.
         subsampling: Human3.6M frame subsampling (names the folder).
         image_size, grayscale, crop, frame_step: how ``folder`` videos are read (the training options).
         max_sequences: read only the first N clips (0: all).
@@ -294,6 +337,15 @@ def load_test_clips(
         if nt_gen > BAIR_FRAMES:
             raise ValueError(f"--nt-gen: BAIR test videos have {BAIR_FRAMES} frames, got {nt_gen}")
         data = vd.BAIRDataset(root, seq_len=nt_gen, split="test")
+    elif root.suffix == ".npz" and root.is_file():  # clips of one's own as arrays (read_clip_archive)
+        clips = read_clip_archive(root)
+        if nt_gen and clips.shape[0] < nt_gen:
+            raise ValueError(
+                f"--test-set: {root} holds clips of {clips.shape[0]} frames, fewer than the {nt_gen} asked for; "
+                "lower --nt-gen"
+            )
+        clips = clips[:nt_gen] if nt_gen else clips
+        return clips[:, :max_sequences] if max_sequences else clips
     else:
         try:
             data = vd.VideoFolderDataset(
