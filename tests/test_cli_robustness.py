@@ -2343,3 +2343,23 @@ def test_robust_output_escapes_while_it_runs_and_only_then() -> None:
     finally:
         sys.stdout = previous
     assert stream.buffer.getvalue() == b"14.38 \\xb1 0.12\n"
+
+
+def test_evaluate_refuses_an_amp_the_runs_adaptive_solver_cannot_meet(
+    tmp_path: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dopri5 run (rtol 1e-7) evaluated with --amp bf16: the solve under autocast is refused by the integrator
+    once the evaluation has started; the message now comes first, and names what evaluate can change."""
+    from examples.srvp import evaluate as ev
+
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--integrator", "dopri5", "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    argv = [str(run), "--test-set", str(test_set), "--n-samples", "2", "--no-lpips", "--max-sequences", "2"]
+    assert ev.main([*argv, "--amp", "bf16"]) == 2
+    assert _one_line_error(capsys) == (
+        "error: --amp: the run's 'dopri5' solver has rtol 1e-07, below the resolution of bf16 autocast (eps "
+        "0.0078125); evaluate it with --amp none"
+    )
+    assert not (run / "eval").exists()
+    assert ev.main(argv) == 0

@@ -393,6 +393,10 @@ def test_save_run_refuses_a_model_that_load_model_would_not_give_back(run: Path,
         assert says in str(error.value), what
         assert not (tmp_path / "out").exists(), what
     save_run(tmp_path / "out", build_model(dataclasses.replace(cfg.model, integrator="dopri5")), cfg)  # the stock one
+    options = build_model(dataclasses.replace(cfg.model, integrator="dopri5"))
+    options.ssm.cell.integrator = OdeintIntegrator("dopri5", options={"max_num_steps": 50})  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"ssm\.cell's integrator\.options is \{'max_num_steps': 50\} where"):
+        save_run(tmp_path / "out", options, dataclasses.replace(cfg, model=options.config))
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(build_model(cfg.model))  # (data-parallel training's)
     save_run(tmp_path / "synced", cast(SRVP, synced), cfg)
 
@@ -419,6 +423,14 @@ def test_a_new_run_starts_from_the_weights_of_another(
     assert not torch.allclose(load_model(fresh, "last").state_dict()[first], start.state_dict()[first], atol=1e-3)
     record = json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"]
     assert record == {"checkpoint": str((source / "checkpoints" / "best.pt").resolve()), "step": 6}
+
+    # Stopped before its first checkpoint (a job killed early): the resume starts from the source again, not from
+    # a random initialisation (a requeued --auto-resume job no longer passes --init-from).
+    shutil.rmtree(tmp_path / "tuned" / "checkpoints")
+    train.train(cfg, tmp_path / "tuned", resume=True, max_steps=1, progress=False, log=lambda _: None)
+    tuned = dict(load_model(tmp_path / "tuned", "last").named_parameters())
+    for name, weight in start.named_parameters():
+        torch.testing.assert_close(tuned[name], weight, rtol=0, atol=1e-6, msg=name)
 
     with pytest.raises(ValueError, match=r"^--init-from: a resumed run continues from its own last\.pt"):
         train.train(cfg, tmp_path / "tuned", resume=True, init_from=source, progress=False, log=lambda _: None)
@@ -451,3 +463,33 @@ def test_a_new_moving_mnist_run_on_the_shipped_digits_says_they_are_a_subset(tmp
     train.train(_tiny(), tmp_path / "run", max_steps=1, progress=False, log=logs.append)
     assert PRESETS["smmnist"]().data_dir == "embedded"
     assert any(line.startswith("note: the Moving MNIST digits are the 4,000 training digits") for line in logs)
+
+
+def test_a_run_of_an_earlier_version_loads_evaluates_and_resumes_as_it_did(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run written before integrator_rtol/integrator_atol existed (its config.json and checkpoints lack them),
+    with --adjoint true beside euler-ref (which a new run refuses, as it does nothing): every checkpoint of such a
+    run was refused as "written by another model configuration" (None vs the new defaults)."""
+    from examples.srvp.checkpoint import save_checkpoint
+
+    old = _copy(run, tmp_path)
+    config = json.loads((old / "config.json").read_text())
+    for key in ("integrator_rtol", "integrator_atol"):
+        del config["model"][key]
+    config["model"]["adjoint"] = True
+    (old / "config.json").write_text(json.dumps(config))
+    for name in ("best", "last"):
+        payload = load_checkpoint(old / "checkpoints" / f"{name}.pt")
+        for key in ("integrator_rtol", "integrator_atol"):
+            del payload["config"]["model"][key]
+        payload["config"]["model"]["adjoint"] = True
+        save_checkpoint(old / "checkpoints" / f"{name}.pt", payload)
+    model = load_model(old, "last")
+    for (name, weight), reference in zip(model.state_dict().items(), load_model(run, "last").state_dict().values()):
+        torch.testing.assert_close(weight, reference, rtol=0, atol=0, msg=name)
+    assert read_train_config(old).model.adjoint
+    assert train.main(["--resume", str(old), "--max-steps", "5"]) == 0, capsys.readouterr().err
+    assert load_model_and_step(old, "last")[1] == 5
+    with pytest.raises(ValueError, match=r"^adjoint: the adjoint method is for the torchdiffeq integrators"):
+        train.train(read_train_config(old), tmp_path / "new", progress=False, log=lambda _: None)  # (a new run)

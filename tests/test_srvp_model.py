@@ -443,14 +443,14 @@ def test_bad_configs() -> None:
         tiny(conv_width=0)
     with pytest.raises(TypeError, match=r"state_size: expected an int, got int64 "):
         tiny(state_size=np.int64(3))  # config.json could not keep it
-    # Settings that would do nothing were recorded in config.json as if they had (--adjoint true trained with
-    # Euler): refused, as the discrete cells' sub-steps are.
     with pytest.raises(ValueError, match=r"^image_size: expected one of the supported sizes 32, 64, 128, got 48$"):
         tiny(image_size=48)  # (refused by the encoder, once a model was built from it)
-    with pytest.raises(ValueError, match=r"^adjoint: the adjoint method is for the torchdiffeq integrators"):
-        tiny(adjoint=True)
-    with pytest.raises(ValueError, match=r"^integrator_rtol: tolerances are for the adaptive torchdiffeq methods"):
+    # Tolerances that would do nothing were recorded in config.json as if they had: refused, as the discrete
+    # cells' sub-steps are (the implicit Adams methods' corrector reads them).
+    with pytest.raises(ValueError, match=r"^integrator_rtol: tolerances are for the torchdiffeq methods that read"):
         tiny(integrator="rk4", integrator_rtol=1e-3)
+    implicit = SRVP(tiny(integrator="implicit_adams", integrator_rtol=1e-3))
+    assert implicit.ssm.cell.integrator.rtol == 1e-3  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=r"^integrator_atol: expected a finite number > 0, got 0.0"):
         tiny(integrator="dopri5", integrator_atol=0.0)
     ode = SRVP(tiny(integrator="dopri5", integrator_rtol=1e-3, integrator_atol=1e-5, adjoint=True))

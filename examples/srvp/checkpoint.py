@@ -524,6 +524,8 @@ def check_fits(
     """
     saved = (payload.get("config") or {}).get("model")
     if isinstance(saved, dict):
+        # An option newer than the checkpoint had its default then (as config_from_dict reads config.json).
+        saved = {**config_to_dict(ModelConfig()), **saved}
         current = config_to_dict(config)
         changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if changed:
@@ -631,6 +633,10 @@ _PLAIN = (bool, int, float, str, type(None))
 
 
 def _plain(value: object) -> bool:
+    """A setting compared by value: a number, string, flag or None, or a tuple or str-keyed dict of them (an
+    integrator's solver options)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
     return isinstance(value, _PLAIN) or (isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value))
 
 

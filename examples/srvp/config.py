@@ -21,8 +21,10 @@ from latentdyn.integrators.odeint import ADAPTIVE_METHODS
 
 __all__ = [
     "PRESETS",
+    "TOLERANCE_METHODS",
     "ModelConfig",
     "TrainConfig",
+    "check_new_run",
     "config_from_dict",
     "config_to_dict",
     "model_config_from_official",
@@ -36,6 +38,9 @@ TRANSITIONS = ("residual", "mlp", "gru")
 DATASETS = ("smmnist", "kth", "human36m", "bair", "folder")
 FOLDER_CROPS = ("none", "center")
 AMP_MODES = ("none", "bf16", "fp16")
+TOLERANCE_METHODS = (*ADAPTIVE_METHODS, "implicit_adams", "fixed_adams")
+"""The torchdiffeq methods whose solvers read ``rtol`` and ``atol``: the adaptive ones, and the implicit Adams
+methods, whose corrector iterates until it meets them."""
 BAIR_FRAMES = 30  # every BAIR video has 30 frames
 _DATASET_CHANNELS = {"smmnist": (1,), "kth": (1,), "human36m": (3,), "bair": (3,), "folder": (1, 3)}
 _FIXED_SIZE_DATASETS = {"smmnist": "Moving MNIST", "bair": "BAIR"}
@@ -68,8 +73,8 @@ class ModelConfig:
     transition: str = "residual"  # "residual" (SRVP), "mlp" or "gru" (the paper's ablations)
     integrator: str = "euler-ref"  # "euler-ref" (latentdyn's Euler, SRVP) or a torchdiffeq method
     adjoint: bool = False  # adjoint method for torchdiffeq integrators
-    integrator_rtol: float = 1e-7  # relative tolerance of the adaptive torchdiffeq methods (dopri5, ...)
-    integrator_atol: float = 1e-9  # absolute tolerance of the adaptive torchdiffeq methods
+    integrator_rtol: float = 1e-7  # relative tolerance of the adaptive (dopri5, ...) and implicit Adams methods
+    integrator_atol: float = 1e-9  # absolute tolerance of the adaptive and implicit Adams methods
     use_content: bool = True  # content variable w (False: the paper's App. E ablation)
     use_noise: bool = True  # stochastic z (False: deterministic latent ODE)
     family: str = "srvp"  # "srvp", or "svglp" (the image-autoregressive baseline of examples/srvp/svglp.py)
@@ -97,17 +102,12 @@ class ModelConfig:
                 f"transition: {self.transition!r} is a discrete-time cell; it needs n_substeps=1 and "
                 f"integrator='euler-ref', got n_substeps={self.n_substeps}, integrator={self.integrator!r}"
             )
-        if self.adjoint and self.integrator == "euler-ref":
-            raise ValueError(
-                "adjoint: the adjoint method is for the torchdiffeq integrators (integrator='rk4', 'dopri5', ...); "
-                "with 'euler-ref' it would be ignored"
-            )
         for name in ("integrator_rtol", "integrator_atol"):
             _check_real(getattr(self, name), name, positive=True)
             default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
-            if getattr(self, name) != default and self.integrator not in ADAPTIVE_METHODS:
+            if getattr(self, name) != default and self.integrator not in TOLERANCE_METHODS:
                 raise ValueError(
-                    f"{name}: tolerances are for the adaptive torchdiffeq methods {ADAPTIVE_METHODS}; with "
+                    f"{name}: tolerances are for the torchdiffeq methods that read them {TOLERANCE_METHODS}; with "
                     f"integrator={self.integrator!r} it would be ignored"
                 )
         if self.transition == "gru" and not self.use_noise:
@@ -183,6 +183,33 @@ def _check_real(value: object, name: str, *, positive: bool, what: str = "") -> 
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         expected = f"a positive {what}" if what else f"a finite number {'> 0' if positive else '>= 0'}"
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+def check_new_run(cfg: TrainConfig) -> None:
+    """Refuse, for a new run, settings that would do nothing or could not train at a usable speed; a saved run is
+    read as it was written (runs of earlier versions load, evaluate and resume as they did).
+
+    Raises:
+        ValueError: ``adjoint`` with the ``euler-ref`` integrator (nothing to take the adjoint of), or an adaptive
+            method under bf16/fp16 autocast with ``integrator_rtol`` below that dtype's eps (the message names
+            the field).
+    """
+    m = cfg.model
+    if m.adjoint and m.integrator == "euler-ref" and m.family == "srvp":
+        raise ValueError(
+            "adjoint: the adjoint method is for the torchdiffeq integrators (integrator='rk4', 'dopri5', ...); "
+            "with 'euler-ref' it would be ignored"
+        )
+    if cfg.amp != "none" and m.family == "srvp" and m.integrator in ADAPTIVE_METHODS:
+        eps = torch.finfo(torch.bfloat16 if cfg.amp == "bf16" else torch.float16).eps
+        if m.integrator_rtol < eps:
+            # The field's layers compute in that dtype: the solver cannot bring its error estimate below
+            # eps·|f| but by shrinking its steps (about 190 s per SM-MNIST training step with dopri5, bf16).
+            raise ValueError(
+                f"integrator_rtol: {m.integrator_rtol:g} is below the resolution of {cfg.amp} autocast (eps "
+                f"{eps:g}), which {m.integrator!r} cannot reach; use integrator_rtol >= {eps:g} (e.g. 1e-2), "
+                "amp='none', or a fixed-step integrator"
+            )
 
 
 def resolve_device(name: object, option: str = "--device") -> torch.device:
@@ -352,16 +379,6 @@ class TrainConfig:
         _parse_device(self.device, "device")  # the format only: whether it exists is checked where it is used
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp: expected one of {AMP_MODES}, got {self.amp!r}")
-        if self.amp != "none" and self.model.integrator in ADAPTIVE_METHODS:
-            eps = torch.finfo(torch.bfloat16 if self.amp == "bf16" else torch.float16).eps
-            if self.model.integrator_rtol < eps:
-                # The field's layers compute in that dtype: the solver cannot bring its error estimate below
-                # eps·|f| but by shrinking its steps (about 190 s per SM-MNIST training step with dopri5, bf16).
-                raise ValueError(
-                    f"integrator_rtol: {self.model.integrator_rtol:g} is below the resolution of {self.amp} "
-                    f"autocast (eps {eps:g}), which {self.model.integrator!r} cannot reach; use integrator_rtol >= "
-                    f"{eps:g} (e.g. 1e-2), amp='none', or a fixed-step integrator"
-                )
         _check_ints(
             self,
             "num_digits seq_len batch_size nt_cond val_interval val_sequences val_batch_size val_samples "

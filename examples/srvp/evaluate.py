@@ -99,6 +99,7 @@ from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
 from latentdyn._files import first_line
+from latentdyn.integrators.odeint import ADAPTIVE_METHODS
 from latentdyn.video.collate import to_unit_interval
 from latentdyn.video.datasets._common import check_npy_sizes
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
@@ -1528,6 +1529,20 @@ def _test_data_hint(dataset: str, train_cfg: dict[str, Any], run_file: Path) -> 
     return f"its test data: {run_file} names no data_dir"
 
 
+def _check_amp_fits_the_solver(amp: str, model: FrameModel) -> None:
+    """``--amp bf16``/``fp16`` with a run whose adaptive solver's rtol is below that dtype's eps: the solve under
+    autocast would be refused (or crawl) once the evaluation had started."""
+    c = model.config
+    if amp == "none" or c.family != "srvp" or c.integrator not in ADAPTIVE_METHODS:
+        return
+    eps = torch.finfo(torch.bfloat16 if amp == "bf16" else torch.float16).eps
+    if c.integrator_rtol < eps:
+        raise ValueError(
+            f"--amp: the run's {c.integrator!r} solver has rtol {c.integrator_rtol:g}, below the resolution of "
+            f"{amp} autocast (eps {eps:g}); evaluate it with --amp none"
+        )
+
+
 def _names_a_test_set(dataset: str, path: Path) -> bool:
     """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
     pattern = {"kth": r"svg_test_set_\d+\.npz", "human36m": r"test_set_\d+_\d+"}.get(dataset)
@@ -1902,6 +1917,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             "--nt-cond" if args.nt_cond is not None else f"train.nt_cond of {run_file} (--nt-cond overrides it)"
         )
         check_protocol(model, nt_cond, n_substeps, names={"nt_cond": nt_cond_name, "n_substeps": "--n-substeps"})
+        _check_amp_fits_the_solver(args.amp, model)
         options = run_clip_options(train_cfg, model)
         if args.subsampling is not None:
             options["subsampling"] = args.subsampling

@@ -20,7 +20,7 @@ from einops import rearrange, repeat
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from examples.srvp.config import ModelConfig
+from examples.srvp.config import TOLERANCE_METHODS, ModelConfig
 from latentdyn._autocast import autocast_enabled
 from latentdyn._checks import check_bool, check_positive_int, check_shape, check_tensor
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
@@ -36,7 +36,6 @@ from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGE
 from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior
 from latentdyn.fields import MLPField
 from latentdyn.integrators import by_name
-from latentdyn.integrators.odeint import ADAPTIVE_METHODS
 from latentdyn.nn import MLP, init_orthogonal_
 from latentdyn.objectives import (
     ElboTerms,
@@ -236,7 +235,7 @@ class SRVP(FrameModel):
         if c.integrator == "euler-ref":
             return ResidualCell(field, c.state_size, c.z_size, c.n_substeps)
         options: dict[str, Any] = {"adjoint": True} if c.adjoint else {}
-        if c.integrator in ADAPTIVE_METHODS:
+        if c.integrator in TOLERANCE_METHODS:
             options.update(rtol=c.integrator_rtol, atol=c.integrator_atol)
         integrator = by_name(c.integrator, **options)
         return ODECell(field, integrator, c.state_size, c.z_size, c.n_substeps)

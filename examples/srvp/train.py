@@ -59,6 +59,7 @@ from examples.srvp.config import (
     PRESETS,
     ModelConfig,
     TrainConfig,
+    check_new_run,
     config_to_dict,
     field_comments,
     resolve_device,
@@ -209,7 +210,9 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         may_change = _RUNTIME_FIELDS | _RESUME_ADJUSTABLE
         runtime = {"max_steps": 0, **{k: v for k, v in overrides["train"].items() if k in may_change}}
         return dataclasses.replace(base, **runtime)
-    return _new_config(args.preset, overrides)
+    cfg = _new_config(args.preset, overrides)
+    check_new_run(cfg)
+    return cfg
 
 
 def _new_config(preset: str | None, overrides: dict[str, dict[str, Any]]) -> TrainConfig:
@@ -935,9 +938,16 @@ def _train(
             )  # before anything of the run is read: another training may write it
         _check_has_training_state(ckpt_dir)
     else:
+        check_new_run(cfg)
         check_writable(run_dir, "--run-dir")  # (e.g. a file of that name) before the data is read
         cfg = with_absolute_data_dir(cfg)
     initial = _initial_weights(init_from, cfg.model) if init_from is not None else None
+    if resume and initial is None and not (ckpt_dir / "last.pt").exists() and (run_dir / "config.json").exists():
+        # A run started from other weights and stopped before its first checkpoint starts again from them (a
+        # requeued --auto-resume job drops --init-from: the run holds its source).
+        recorded = read_run_config(run_dir).get("init_from")
+        if isinstance(recorded, dict) and isinstance(recorded.get("checkpoint"), str):
+            initial = _initial_weights(Path(recorded["checkpoint"]), cfg.model)
     stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
     if not resume:
         check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read

@@ -348,7 +348,7 @@ class OdeintIntegrator(Integrator):
                     f"rtol: {self.rtol:g} is below the resolution of the {y0.dtype} state (eps {eps:g}); "
                     f"use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or a float32 state"
                 )
-        cast = autocast_dtype(y0.device.type)
+        cast = autocast_dtype(y0.device.type) if y0.dtype == torch.float32 else None  # (autocast casts float32 only)
         if self.method in ADAPTIVE_METHODS and cast is not None and torch.finfo(cast).bits <= 16:
             eps = torch.finfo(cast).eps
             if self.rtol < eps:
