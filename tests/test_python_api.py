@@ -421,6 +421,11 @@ def test_a_new_run_starts_from_the_weights_of_another(
     train.train(cfg, fresh, max_steps=1, progress=False, log=lambda _: None)
     first = next(iter(start.state_dict()))
     assert not torch.allclose(load_model(fresh, "last").state_dict()[first], start.state_dict()[first], atol=1e-3)
+    torch.save(start.state_dict(), tmp_path / "bare.pt")  # (what save_run's message says to do for one's own)
+    train.train(cfg, tmp_path / "bare", init_from=tmp_path / "bare.pt", max_steps=1, progress=False, log=logs.append)
+    bare = dict(load_model(tmp_path / "bare", "last").named_parameters())
+    for name, weight in start.named_parameters():
+        torch.testing.assert_close(bare[name], weight, rtol=0, atol=1e-6, msg=name)
     record = json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"]
     assert record == {"checkpoint": str((source / "checkpoints" / "best.pt").resolve()), "step": 6}
 
@@ -442,6 +447,9 @@ def test_a_new_run_starts_from_the_weights_of_another(
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"^--init-from: no config.json in "):  # (it said run_dir:)
         train.train(cfg, tmp_path / "other", init_from=tmp_path / "empty", progress=False, log=lambda _: None)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match=r"^--init-from: .*list\.pt is neither a latentdyn checkpoint nor a state"):
+        train.train(cfg, tmp_path / "other", init_from=tmp_path / "list.pt", progress=False, log=lambda _: None)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"^--init-from: cannot read "):  # (it said checkpoint:)
         train.train(cfg, tmp_path / "other", init_from=tmp_path / "junk.pt", progress=False, log=lambda _: None)

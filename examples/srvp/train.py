@@ -38,6 +38,7 @@ from examples.srvp.checkpoint import (
     atomic_write_text,
     check_finite,
     check_fits,
+    check_run_format,
     check_writable,
     checkpoint_path,
     default_checkpoint,
@@ -47,6 +48,7 @@ from examples.srvp.checkpoint import (
     open_own_file,
     os_error_message,
     read_run_config,
+    read_torch_file,
     read_train_config,
     remove_stale_temporaries,
     rng_state,
@@ -157,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=user_path,
         default=None,
         metavar="PATH",
-        help="start the new run from these weights (a run directory: the checkpoint evaluate scores; or a .pt "
-        "checkpoint), e.g. to fine-tune a run of save_run or official convert; the optimizer, schedule and step "
-        "start afresh. The model options must give weights of the same shapes",
+        help="start the new run from these weights (a run directory: the checkpoint evaluate scores; a .pt "
+        "checkpoint; or a state dict saved with torch.save), e.g. to fine-tune a run of save_run or official "
+        "convert; the optimizer, schedule and step start afresh. The model options must give weights of the same "
+        "shapes",
     )
     _add_dataclass_flags(parser, ModelConfig, "model")
     _add_dataclass_flags(parser, TrainConfig, "train")
@@ -672,9 +675,17 @@ def _initial_weights(source: Path, model_config: ModelConfig) -> _Initial:
             run = read_run_config(source)
             path = checkpoint_path(source, default_checkpoint(source, run))
             source_config = run.get("model")
+            payload = load_checkpoint(path)
         else:
             path = source
-        payload = load_checkpoint(path)
+            data = read_torch_file(path, "--init-from")
+            if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+                payload = {"model": data}  # a bare state dict: torch.save(model.state_dict(), path)
+            elif isinstance(data, dict) and "model" in data:
+                check_run_format(data, path, "checkpoint")
+                payload = data
+            else:
+                raise ValueError(f"checkpoint: {path} is neither a latentdyn checkpoint nor a state dict")
     except (ValueError, TypeError, FileNotFoundError) as e:  # (their messages name run_dir or checkpoint)
         label, sep, rest = str(e).partition(": ")
         if not sep or label not in ("run_dir", "checkpoint"):
