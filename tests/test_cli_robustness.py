@@ -521,7 +521,8 @@ def test_resume_without_last_pt_keeps_the_best_pt_of_a_trained_run(
     for argv in (["--resume", str(run)], ["--preset", "tiny", "--run-dir", str(run), "--auto-resume"]):
         assert train.main([*argv, "--max-steps", "5"]) == 2
         line = _one_line_error(capsys)
-        assert f"--resume: {last} is missing, but {best} holds the training state of step 3" in line
+        option = "--auto-resume" if "--auto-resume" in argv else "--resume"  # (the flag the user gave)
+        assert f"{option}: {last} is missing, but {best} holds the training state of step 3" in line
         assert f"cp {best} {last}" in line
         assert best.read_bytes() == best_bytes and (run / "train_log.jsonl").read_text() == log_text
         assert not last.exists()
@@ -1456,7 +1457,8 @@ def test_an_undecodable_config_json_is_a_one_line_error_naming_it(
     for argv in (["--resume", str(run)], ["--run-dir", str(run), "--auto-resume", "--preset", "tiny"]):
         assert train.main(argv) == 2
         line = _one_line_error(capsys)
-        assert line.startswith(f"error: --resume: {config} is not UTF-8 text (invalid start byte at byte 0)"), line
+        option = argv[0] if argv[0] == "--resume" else "--auto-resume"  # (the flag the user gave)
+        assert line.startswith(f"error: {option}: {config} is not UTF-8 text (invalid start byte at byte 0)"), line
     assert ev.main([str(run), "--test-set", str(test_set)]) == 2
     assert _one_line_error(capsys).startswith(f"error: run_dir: {config} is not UTF-8 text")
 
