@@ -246,12 +246,19 @@ def test_annotations_resolve_at_run_time() -> None:
     checkers (``FrameModel.predict`` and ``load_model`` named classes imported under ``TYPE_CHECKING``)."""
     import typing
 
+    # torch made Independent generic after 2.2 (the lowest version admitted): there, annotations that name
+    # Independent[Normal] cannot be evaluated at run time, which no annotation of ours can change but dropping
+    # the precise type for every user. Only that failure is let through, and only on such a torch.
+    old_torch = not hasattr(Independent, "__class_getitem__")
     callables = _public_callables()
     assert len(callables) > 300  # (the lookup finds the public API, not an empty list)
     failures = []
     for name, obj in callables:
         try:
             typing.get_type_hints(obj)
+        except TypeError as error:
+            if not (old_torch and "'type' object is not subscriptable" in str(error)):
+                failures.append(f"{name}: TypeError: {error}")
         except Exception as error:  # (every failure is reported, by name)
             failures.append(f"{name}: {type(error).__name__}: {error}")
     assert not failures, "\n".join(failures)
