@@ -24,6 +24,7 @@ __all__ = [
     "TOLERANCE_METHODS",
     "ModelConfig",
     "TrainConfig",
+    "amp_resolution_missed",
     "check_new_run",
     "config_from_dict",
     "config_to_dict",
@@ -104,8 +105,7 @@ class ModelConfig:
             )
         for name in ("integrator_rtol", "integrator_atol"):
             _check_real(getattr(self, name), name, positive=True)
-            default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
-            if getattr(self, name) != default and self.integrator not in TOLERANCE_METHODS:
+            if getattr(self, name) != getattr(ModelConfig, name) and self.integrator not in TOLERANCE_METHODS:
                 raise ValueError(
                     f"{name}: tolerances are for the torchdiffeq methods that read them {TOLERANCE_METHODS}; with "
                     f"integrator={self.integrator!r} it would be ignored"
@@ -200,16 +200,24 @@ def check_new_run(cfg: TrainConfig) -> None:
             "adjoint: the adjoint method is for the torchdiffeq integrators (integrator='rk4', 'dopri5', ...); "
             "with 'euler-ref' it would be ignored"
         )
-    if cfg.amp != "none" and m.family == "srvp" and m.integrator in ADAPTIVE_METHODS:
-        eps = torch.finfo(torch.bfloat16 if cfg.amp == "bf16" else torch.float16).eps
-        if m.integrator_rtol < eps:
-            # The field's layers compute in that dtype: the solver cannot bring its error estimate below
-            # eps·|f| but by shrinking its steps (about 190 s per SM-MNIST training step with dopri5, bf16).
-            raise ValueError(
-                f"integrator_rtol: {m.integrator_rtol:g} is below the resolution of {cfg.amp} autocast (eps "
-                f"{eps:g}), which {m.integrator!r} cannot reach; use integrator_rtol >= {eps:g} (e.g. 1e-2), "
-                "amp='none', or a fixed-step integrator"
-            )
+    eps = amp_resolution_missed(m, cfg.amp)
+    if eps is not None:
+        raise ValueError(
+            f"integrator_rtol: {m.integrator_rtol:g} is below the resolution of {cfg.amp} autocast (eps "
+            f"{eps:g}), which {m.integrator!r} cannot reach; use integrator_rtol >= {eps:g} (e.g. 1e-2), "
+            "amp='none', or a fixed-step integrator"
+        )
+
+
+def amp_resolution_missed(model: ModelConfig, amp: str) -> float | None:
+    """The eps of ``amp``'s 16-bit dtype when an SRVP model's adaptive solver asks for an ``integrator_rtol``
+    below it, else None. Under that autocast the field's layers compute in the 16-bit dtype, and the solver cannot
+    bring its error estimate below eps·|f| but by shrinking its steps (about 190 s per SM-MNIST training step
+    with dopri5 in bf16); ``OdeintIntegrator`` refuses such a solve."""
+    if amp == "none" or model.family != "srvp" or model.integrator not in ADAPTIVE_METHODS:
+        return None
+    eps = torch.finfo(torch.bfloat16 if amp == "bf16" else torch.float16).eps
+    return eps if model.integrator_rtol < eps else None
 
 
 def resolve_device(name: object, option: str = "--device") -> torch.device:

@@ -95,11 +95,10 @@ from examples.srvp.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from examples.srvp.config import DATASETS, resolve_device
+from examples.srvp.config import DATASETS, amp_resolution_missed, resolve_device
 from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
 from latentdyn._files import first_line
-from latentdyn.integrators.odeint import ADAPTIVE_METHODS
 from latentdyn.video.collate import to_unit_interval
 from latentdyn.video.datasets._common import check_npy_sizes
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
@@ -1533,10 +1532,8 @@ def _check_amp_fits_the_solver(amp: str, model: FrameModel) -> None:
     """``--amp bf16``/``fp16`` with a run whose adaptive solver's rtol is below that dtype's eps: the solve under
     autocast would be refused (or crawl) once the evaluation had started."""
     c = model.config
-    if amp == "none" or c.family != "srvp" or c.integrator not in ADAPTIVE_METHODS:
-        return
-    eps = torch.finfo(torch.bfloat16 if amp == "bf16" else torch.float16).eps
-    if c.integrator_rtol < eps:
+    eps = amp_resolution_missed(c, amp)
+    if eps is not None:
         raise ValueError(
             f"--amp: the run's {c.integrator!r} solver has rtol {c.integrator_rtol:g}, below the resolution of "
             f"{amp} autocast (eps {eps:g}); evaluate it with --amp none"

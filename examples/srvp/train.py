@@ -692,7 +692,7 @@ def _initial_weights(source: Path, model_config: ModelConfig) -> _Initial:
             raise
         raise type(e)(f"--init-from: {rest}") from None
     if source_config is None:
-        source_config = (payload.get("config") or {}).get("model") if isinstance(payload.get("config"), dict) else None
+        source_config = payload["config"].get("model") if isinstance(payload.get("config"), dict) else None
     with torch.device("meta"):  # names and shapes only: settings such as loss weights may change in fine-tuning
         model, weights = build_model(model_config), {"model": payload.get("model")}
         check_fits(weights, model, model_config, path, option="--init-from", model_of="this run")

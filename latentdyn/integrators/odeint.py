@@ -339,26 +339,8 @@ class OdeintIntegrator(Integrator):
                 f"y0: the adaptive method {self.method!r} cannot step a float16 state reliably (its error norm "
                 "overflows float16); use a fixed-step method, or a bfloat16 or float32 state"
             )
-        if self.method in ADAPTIVE_METHODS and torch.finfo(y0.dtype).bits <= 16:
-            eps = torch.finfo(y0.dtype).eps
-            if self.rtol < eps:
-                # Asked for more than the dtype resolves, an adaptive solver shrinks its step until it underflows:
-                # torchdiffeq then stalls for minutes and returns garbage (bfloat16) or asserts (float16).
-                raise ValueError(
-                    f"rtol: {self.rtol:g} is below the resolution of the {y0.dtype} state (eps {eps:g}); "
-                    f"use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or a float32 state"
-                )
-        cast = autocast_dtype(y0.device.type) if y0.dtype == torch.float32 else None  # (autocast casts float32 only)
-        if self.method in ADAPTIVE_METHODS and cast is not None and torch.finfo(cast).bits <= 16:
-            eps = torch.finfo(cast).eps
-            if self.rtol < eps:
-                # The state stays float32, but the field's layers compute in the 16-bit dtype: its rounding
-                # is an error the solver cannot reduce below eps·|f| except by shrinking the step, so it takes
-                # thousands of steps per interval (60x the field evaluations of a float32 solve, measured).
-                raise ValueError(
-                    f"rtol: {self.rtol:g} is below the resolution of the field under autocast to {cast} (eps "
-                    f"{eps:g}); use rtol >= {eps:g} with {self.method!r}, a fixed-step method, or no autocast"
-                )
+        if self.method in ADAPTIVE_METHODS:
+            self._check_resolution(y0)
         if y0.numel() == 0:
             # No sequence (B = 0): the error norm of an empty state is a mean over nothing, NaN, so adaptive
             # methods shrink the step until torchdiffeq asserts ("underflow in dt"), and the Adams methods take
@@ -371,6 +353,28 @@ class OdeintIntegrator(Integrator):
             if named is None:
                 raise
             raise named from e
+
+    def _check_resolution(self, y0: torch.Tensor) -> None:
+        """An adaptive solve asks for no more than the arithmetic resolves: ``rtol`` at least the eps of a 16-bit
+        state, or of the 16-bit dtype a float32 state's field computes in under autocast.
+
+        Asked for more, an adaptive solver shrinks its step until it underflows (torchdiffeq then stalls for
+        minutes and returns garbage) or, when only the field is 16-bit, takes thousands of steps per interval:
+        the field's rounding is an error it cannot reduce below eps·|f| (60x the field evaluations of a float32
+        solve, measured)."""
+        if torch.finfo(y0.dtype).bits <= 16:
+            low, what, instead = y0.dtype, f"the {y0.dtype} state", "a float32 state"
+        else:
+            cast = autocast_dtype(y0.device.type) if y0.dtype == torch.float32 else None  # (it casts float32 only)
+            if cast is None or torch.finfo(cast).bits > 16:
+                return
+            low, what, instead = cast, f"the field under autocast to {cast}", "no autocast"
+        eps = torch.finfo(low).eps
+        if self.rtol < eps:
+            raise ValueError(
+                f"rtol: {self.rtol:g} is below the resolution of {what} (eps {eps:g}); use rtol >= {eps:g} with "
+                f"{self.method!r}, a fixed-step method, or {instead}"
+            )
 
     def _solve(
         self, torchdiffeq: Any, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor
