@@ -2294,7 +2294,7 @@ def test_evaluate_asks_a_folder_run_for_its_test_videos(
     run = _copy(tiny_run, tmp_path)
     config = json.loads((run / "config.json").read_text())
     for dataset, expected in (
-        ("folder", "(a folder of test videos)"),
+        ("folder", "(a folder of test videos, or an .npz whose sequences are uint8 (T, N, H, W[, C]))"),
         ("kth", f"(its test data: {run / 'config.json'} names no data_dir)"),
     ):
         config["train"].update(dataset=dataset, data_dir="")

@@ -1522,7 +1522,7 @@ def _test_data_hint(dataset: str, train_cfg: dict[str, Any], run_file: Path) -> 
     if dataset == "smmnist":
         return "the .npz of `python -m examples.srvp.data smmnist-test-set`"
     if dataset == "folder":
-        return "a folder of test videos"
+        return "a folder of test videos, or an .npz whose sequences are uint8 (T, N, H, W[, C])"
     if train_cfg.get("dataset") != dataset:
         return f"its test data: this run was trained on {train_cfg.get('dataset')!r}, so its data_dir is not that"
     return f"its test data: {run_file} names no data_dir"
@@ -1732,7 +1732,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=user_path,
         default=None,
         help="the test data: an SM-MNIST .npz; a KTH/Human3.6M/BAIR data directory (default: the run's "
-        "data_dir); a folder of test videos",
+        "data_dir); a folder of test videos, or an .npz of uint8 clips (T, N, H, W[, C])",
     )
     parser.add_argument(
         "--checkpoint",
