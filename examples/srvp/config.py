@@ -331,7 +331,7 @@ class TrainConfig:
     """Training, data and validation options (defaults: the official ones)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    dataset: str = "smmnist"  # smmnist (Moving MNIST), kth, human36m, bair or folder (a folder of your videos)
+    dataset: str = "smmnist"  # smmnist (Moving MNIST), kth, human36m, bair or folder (your videos: a folder or an .npz)
     data_dir: str = "embedded"  # smmnist: MNIST directory or "embedded"; others: OUT_DIR of the data command
     num_digits: int = 2  # ndigits: digits per Moving MNIST clip
     max_speed: int = 4  # max_speed: Moving MNIST velocity bound
@@ -370,7 +370,7 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset: expected one of {DATASETS}, got {self.dataset!r}")
         if not isinstance(self.data_dir, str):
-            raise TypeError(f"data_dir: expected a str (a directory), got {type(self.data_dir).__name__}")
+            raise TypeError(f"data_dir: expected a str (a directory or file), got {type(self.data_dir).__name__}")
         channels = _DATASET_CHANNELS.get(self.dataset)
         if channels is not None and self.model.channels not in channels:
             raise ValueError(

@@ -13,8 +13,10 @@ Datasets (``TrainConfig.dataset``):
   video indices **with replacement** (rather than the official per-epoch permutations, which would tie a
   batch to the epoch it falls in), then each clip's start.
 * ``folder``: random clips of the videos under ``data_dir`` (video files or folders of frames), resized to
-  ``image_size`` (grayscale when ``channels`` is 1); its videos are split 95 % / 5 % into training and
-  validation like the official ``get_fold``.
+  ``image_size`` (grayscale when ``channels`` is 1); or, when ``data_dir`` is an ``.npz`` file, random clips of
+  the videos of its ``sequences`` array (uint8, time-major (T, N, H, W) or (T, N, H, W, C), already at
+  ``image_size``: :func:`read_clip_array`). Its videos are split 95 % / 5 % into training and validation like
+  the official ``get_fold``.
 
 The validation clips are drawn once, from the ``"val"`` split, with ``seq_len_test`` frames and a seed
 derived from (seed, 0, stream 1).
@@ -32,6 +34,8 @@ import numpy as np
 import torch
 
 from examples.srvp.config import TrainConfig
+from latentdyn._files import first_line
+from latentdyn.video.datasets._common import check_npy_sizes, draw_int
 
 __all__ = [
     "BatchStream",
@@ -40,6 +44,7 @@ __all__ = [
     "generate_clips",
     "make_clip_dataset",
     "make_data",
+    "read_clip_array",
     "step_seed",
 ]
 
@@ -47,7 +52,7 @@ _PREPARE = {
     "kth": "python -m examples.srvp.data convert-kth RAW_DIR DATA_DIR",
     "human36m": "python -m examples.srvp.data convert-human36m RAW_DIR DATA_DIR",
     "bair": "python -m examples.srvp.data convert-bair RAW_DIR DATA_DIR",
-    "folder": "a directory holding video files or folders of PNG/JPEG frames",
+    "folder": "a directory holding video files or folders of PNG/JPEG frames, or an .npz file of uint8 clips",
 }
 """How the ``data_dir`` of each real dataset is made (quoted in error messages)."""
 _VIRTUAL_LENGTH = 500_000  # the official virtual length of the KTH / Human3.6M training sets
@@ -188,11 +193,95 @@ class ClipSampler:
         return [data[int(i)] for i in indices]
 
 
+def read_clip_array(file: Path, option: str = "--test-set") -> np.ndarray:
+    """The ``sequences`` array of an ``.npz`` file of clips of one's own (``numpy.savez(file, sequences=...)``):
+    uint8, time-major (T, N, H, W) or (T, N, H, W, C).
+
+    Args:
+        file: the ``.npz`` file.
+        option: the option that named it, which starts every error message.
+
+    Raises:
+        ValueError: the file is not a readable ``.npz``, has no ``sequences`` array, or holds one of another
+            type or number of dimensions (the message names ``option``, the file and what it holds).
+    """
+    try:
+        check_npy_sizes(file, ["sequences"])
+    except ValueError as exc:  # a header claiming more than the file holds, which numpy would allocate first
+        raise ValueError(f"{option}: {exc}") from exc
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
+        raise
+    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
+        raise ValueError(f"{option}: {file}: not a readable .npz file ({first_line(exc)})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{option}: {file}: expected an .npz archive with a 'sequences' array, got a single array")
+    with archive:
+        if "sequences" not in archive.files:
+            raise ValueError(f"{option}: {file} has no 'sequences' array (found {archive.files})")
+        if {"persons", "actions"} <= set(archive.files):
+            hint = "; keep its name svg_test_set_<T>.npz so that it is read as one" if option == "--test-set" else ""
+            raise ValueError(
+                f"{option}: {file} looks like a KTH test set (keys 'persons', 'actions'), whose sequences are "
+                f"sample-major (N, T, H, W){hint}"
+            )
+        try:
+            seq = archive["sequences"]
+        except MemoryError:
+            raise
+        except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
+            raise ValueError(f"{option}: {file}: cannot read key 'sequences' ({first_line(exc)})") from exc
+    if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
+        raise ValueError(
+            f"{option}: {file}: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} "
+            f"{list(seq.shape)}"
+        )
+    return seq
+
+
+class _ArrayClips:
+    """Random clips of the videos of a time-major uint8 array (T, N, H, W[, C]): each item draws a video, then a
+    start (from ``rng``), and is ``seq_len`` frames taken every ``frame_step``, (seq_len, H, W[, C])."""
+
+    def __init__(self, videos: np.ndarray, seq_len: int, frame_step: int) -> None:
+        self.videos, self.seq_len, self.frame_step = videos, seq_len, frame_step
+        self.span = (seq_len - 1) * frame_step + 1
+        self.rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return _VIRTUAL_LENGTH
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        video = draw_int(self.rng, self.videos.shape[1])
+        start = draw_int(self.rng, self.videos.shape[0] - self.span + 1)
+        return np.ascontiguousarray(self.videos[start : start + self.span : self.frame_step, video])
+
+
+def _array_clip_dataset(cfg: TrainConfig, file: Path, split: str, seq_len: int) -> _ArrayClips:
+    """The ``split`` clips of an ``.npz`` of videos (``data_dir`` of a folder dataset)."""
+    flag = "--seq-len" if split == "train" else "--seq-len-test"
+    if cfg.folder_crop != "none":
+        raise ValueError(
+            f"folder_crop: the clips of {file} are used at their own size (they must already be image_size), so "
+            f"there is nothing to crop; got {cfg.folder_crop!r}, expected 'none'"
+        )
+    seq = read_clip_array(file, "data_dir")
+    videos = _split_sources(list(range(seq.shape[1])), split, file)
+    clips = _ArrayClips(seq[:, videos], seq_len, cfg.folder_frame_step)
+    if seq.shape[0] < clips.span:
+        raise ValueError(
+            f"data_dir: the videos of {file} have {seq.shape[0]} frames, fewer than the {clips.span} that clips of "
+            f"{seq_len} frames (every {cfg.folder_frame_step}) need; lower {flag}"
+        )
+    return clips
+
+
 def _split_sources(sources: list[Any], split: str, root: Path) -> list[Any]:
     """The official 95 % / 5 % split (``RandomState(42)`` permutation; items keep their order)."""
     if len(sources) < 2:
         raise ValueError(
-            f"data_dir: the folder dataset needs at least 2 videos under {root} (95 % train / 5 % validation "
+            f"data_dir: the folder dataset needs at least 2 videos in {root} (95 % train / 5 % validation "
             f"split), found {len(sources)}"
         )
     order = np.random.RandomState(42).permutation(len(sources))
@@ -202,7 +291,8 @@ def _split_sources(sources: list[Any], split: str, root: Path) -> list[Any]:
 
 
 def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClipDataset:
-    """The ``split`` ("train" or "val") clip dataset of a real-video configuration, clips of ``seq_len`` frames.
+    """The ``split`` ("train" or "val") clip dataset of a real-video configuration, clips of ``seq_len`` frames
+    (for the folder dataset, of the videos under ``data_dir`` or of an ``.npz`` file's ``sequences``).
 
     Raises:
         ValueError: ``data_dir`` is empty, missing or does not hold the converted dataset (the message names
@@ -217,6 +307,8 @@ def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClip
             f"data_dir: the {cfg.dataset!r} dataset needs --data-dir DIR ({_PREPARE[cfg.dataset]}); none was given"
         )
     root = Path(cfg.data_dir).expanduser()
+    if cfg.dataset == "folder" and root.suffix == ".npz" and root.is_file():
+        return _array_clip_dataset(cfg, root, split, seq_len)
     if not root.is_dir():
         raise ValueError(f"data_dir: no directory at {root} (expected {_PREPARE[cfg.dataset]})")
     try:

@@ -96,11 +96,10 @@ from examples.srvp.checkpoint import (
     set_rng_state,
 )
 from examples.srvp.config import DATASETS, amp_resolution_missed, resolve_device
+from examples.srvp.datasets import read_clip_array
 from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
-from latentdyn._files import first_line
 from latentdyn.video.collate import to_unit_interval
-from latentdyn.video.datasets._common import check_npy_sizes
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
@@ -221,38 +220,8 @@ def _stack(clips: list[np.ndarray] | np.ndarray) -> torch.Tensor:
 def read_clip_archive(file: Path) -> torch.Tensor:
     """The uint8 clips (T, N, C, H, W) of an ``.npz`` file whose ``sequences`` array is time-major uint8
     (T, N, H, W) or (T, N, H, W, C): clips of one's own, saved with ``numpy.savez(file, sequences=...)``.
-    Errors name ``--test-set`` and the file."""
-    try:
-        check_npy_sizes(file, ["sequences"])
-    except ValueError as exc:  # a header claiming more than the file holds, which numpy would allocate first
-        raise ValueError(f"--test-set: {exc}") from exc
-    try:
-        archive = np.load(file, allow_pickle=False)
-    except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
-        raise
-    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
-        raise ValueError(f"--test-set: {file}: not a readable .npz file ({first_line(exc)})") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"--test-set: {file}: expected an .npz archive with a 'sequences' array, got a single array")
-    with archive:
-        if "sequences" not in archive.files:
-            raise ValueError(f"--test-set: {file} has no 'sequences' array (found {archive.files})")
-        if {"persons", "actions"} <= set(archive.files):
-            raise ValueError(
-                f"--test-set: {file} looks like a KTH test set (keys 'persons', 'actions'), whose sequences are "
-                "sample-major (N, T, H, W); keep its name svg_test_set_<T>.npz so that it is read as one"
-            )
-        try:
-            seq = archive["sequences"]
-        except MemoryError:
-            raise
-        except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
-            raise ValueError(f"--test-set: {file}: cannot read key 'sequences' ({first_line(exc)})") from exc
-    if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
-        raise ValueError(
-            f"--test-set: {file}: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} "
-            f"{list(seq.shape)}"
-        )
+    Errors name ``--test-set`` and the file (:func:`examples.srvp.datasets.read_clip_array`)."""
+    seq = read_clip_array(file, "--test-set")
     x = torch.from_numpy(seq)
     return x.unsqueeze(2) if x.dim() == 4 else rearrange(x, "t n h w c -> t n c h w")
 

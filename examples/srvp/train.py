@@ -1397,7 +1397,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"best validation PSNR: {result.best_val_psnr:.2f} dB -> {result.run_dir / 'checkpoints' / 'best.pt'}"
             )
         if result.stopped != "nan":
-            print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset)}")
+            print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset, cfg.data_dir)}")
     return exit_status(result.stopped)
 
 
@@ -1411,13 +1411,14 @@ def exit_status(stopped: str) -> int:
     return EXIT_STATUS.get(stopped, 0)
 
 
-def evaluate_command(run_dir: Path, dataset: str) -> str:
-    """The command that evaluates a run: the real datasets' test data is found from the run's data_dir."""
+def evaluate_command(run_dir: Path, dataset: str, data_dir: str = "") -> str:
+    """The command that evaluates a run: the real datasets' test data is found from the run's data_dir; a run
+    on a folder of videos (or on the clips of an ``.npz``, its ``data_dir``) is told to name its test videos."""
     command = f"python -m examples.srvp.evaluate {shell_quote(run_dir)}"
     if dataset == "smmnist":
         return f"{command} --test-set FILE.npz (made by python -m examples.srvp.data smmnist-test-set)"
     if dataset == "folder":
-        return f"{command} --test-set FOLDER_OF_TEST_VIDEOS"
+        return f"{command} --test-set {'TEST_CLIPS.npz' if data_dir.endswith('.npz') else 'FOLDER_OF_TEST_VIDEOS'}"
     return command
 
 
