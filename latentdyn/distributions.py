@@ -179,6 +179,10 @@ class GaussianHead(nn.Module):
         self.net = net
         self.eps = _check_eps(eps)
 
+    def extra_repr(self) -> str:
+        """The standard deviation's floor, shown by ``print(head)``."""
+        return f"eps={self.eps}"
+
     def forward(self, h: torch.Tensor) -> Independent[Normal]:
         """Diagonal Gaussian N(mean(h), std(h)) with batch shape (...) and event shape (D,).
 
@@ -242,6 +246,10 @@ class StandardNormal(nn.Module):
         self.dim = dim
         # Empty: uninitialised memory (to_empty) cannot make it wrong; it only tells the dtype and device.
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
+
+    def extra_repr(self) -> str:
+        """The event size, shown by ``print(prior)``."""
+        return f"dim={self.dim}"
 
     @property
     def loc(self) -> torch.Tensor:

@@ -329,3 +329,53 @@ def test_time_distributed_errors() -> None:
         match=r"output: expected the wrapped module to return tensors starting with T·B = 6 items, got shape \[\]",
     ):
         TimeDistributed(Total())(torch.zeros(3, 2, 4))
+
+
+# ------------------------------------------------------------------------------------------------- printing
+def _parts() -> list[tuple[nn.Module, str]]:
+    from latentdyn import (
+        ConditionalGaussianPrior,
+        DeepSetEncoder,
+        FilteringPosterior,
+        GRUCell,
+        InitialStatePosterior,
+        MLPCell,
+        MLPField,
+        ODECell,
+        ResidualCell,
+        StandardNormal,
+        by_name,
+    )
+
+    return [
+        (
+            ResidualCell(MLPField(5, 3, 8, 2), 5, 3, n_substeps=4),
+            "ResidualCell(\n  state_size=5, cond_size=3, n_substeps=4",
+        ),
+        (
+            ODECell(MLPField(5, 3, 8, 2), by_name("rk4"), 5, 3, n_substeps=2),
+            "ODECell(\n  state_size=5, cond_size=3, n_substeps=2, integrator=OdeintIntegrator(method='rk4'",
+        ),
+        (MLPCell(6, 2, 8, 2), "MLPCell(\n  state_size=6, cond_size=2, n_substeps=1"),
+        (GRUCell(6, 2), "GRUCell(\n  state_size=6, cond_size=2, n_substeps=1"),
+        (StandardNormal(7), "StandardNormal(dim=7)"),
+        (ConditionalGaussianPrior(MLP(4, 8, 6, 2), eps=0.25), "ConditionalGaussianPrior(\n  eps=0.25"),
+        (DeepSetEncoder(4, 8, 3, pooling="mean"), "DeepSetEncoder(\n  pooling='mean'"),
+        (InitialStatePosterior(16, 3, 8, 2, 4), "InitialStatePosterior(\n  n_frames=3"),
+        (FilteringPosterior(16, 8, 4).head, "GaussianHead(\n  eps=1e-08"),
+        (
+            DCGANEncoder(image_size=32, channels=3, base_width=8, code_size=24),
+            "DCGANEncoder(\n  image_size=32, channels=3, base_width=8, code_size=24",
+        ),
+        (
+            VGGDecoder(image_size=128, channels=1, base_width=4, in_features=10, skip=True),
+            "VGGDecoder(\n  image_size=128, channels=1, base_width=4, in_features=10, skip=True",
+        ),
+    ]
+
+
+def test_print_shows_each_parts_settings() -> None:
+    """``print(model)`` shows the settings a part was built with, not only its layers (sizes, sub-steps, the
+    integrator, which is not a module, the standard deviation's floor, the pooling, the frames read)."""
+    for module, expected in _parts():
+        assert expected in repr(module), (expected, repr(module)[:300])

@@ -57,6 +57,10 @@ class TransitionCell(nn.Module, abc.ABC):
         self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
         self.n_substeps = self.check_substeps(n_substeps)
 
+    def extra_repr(self) -> str:
+        """The sizes and the default sub-step count, shown by ``print(cell)``."""
+        return f"state_size={self.state_size}, cond_size={self.cond_size}, n_substeps={self.n_substeps}"
+
     def check_substeps(self, n_substeps: int | None) -> int:
         """A checked sub-step count: ``n_substeps``, or the cell's default when it is ``None``.
 

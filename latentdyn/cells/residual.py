@@ -100,6 +100,10 @@ class ODECell(TransitionCell):
         self.field = _check_field(field, state_size, cond_size)
         self.integrator = integrator
 
+    def extra_repr(self) -> str:
+        """The sizes, the default sub-step count and the integrator (not a module, so not listed otherwise)."""
+        return f"{super().extra_repr()}, integrator={self.integrator!r}"
+
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
         # The integrator gets the local grid j/n, exact enough in any dtype, and the field the absolute time

@@ -50,6 +50,10 @@ class DeepSetEncoder(nn.Module):
         act: nn.Module = nn.Tanh() if output_activation == "tanh" else nn.Identity()
         self.out = nn.Sequential(nn.Linear(hidden_features, out_features), act)
 
+    def extra_repr(self) -> str:
+        """The pooling, shown by ``print(encoder)`` (the layers show the sizes)."""
+        return f"pooling={self.pooling!r}"
+
     def forward(self, elements: torch.Tensor) -> torch.Tensor:
         """Content w of each sequence from its set of K element codes.
 

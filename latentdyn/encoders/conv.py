@@ -242,6 +242,13 @@ class _ConvStackEncoder(FrameEncoder):
         self.code_size = check_positive_int(code_size, "code_size")
         return size, self.channels, self.base_width, self.code_size
 
+    def extra_repr(self) -> str:
+        """The frame size, channels, base width and code size, shown by ``print(encoder)``."""
+        return (
+            f"image_size={self.image_size}, channels={self.channels}, base_width={self.base_width}, "
+            f"code_size={self.code_size}"
+        )
+
     def forward(self, x: torch.Tensor) -> EncoderOutput:
         """Encode frames.
 
@@ -287,6 +294,13 @@ class _ConvStackDecoder(FrameDecoder):
         self.in_features = check_positive_int(in_features, "in_features")
         self.skip = check_bool(skip, "skip")
         return size, self.channels, self.base_width, self.in_features, self.skip
+
+    def extra_repr(self) -> str:
+        """The frame size, channels, base width, input size and skip connections, shown by ``print(decoder)``."""
+        return (
+            f"image_size={self.image_size}, channels={self.channels}, base_width={self.base_width}, "
+            f"in_features={self.in_features}, skip={self.skip}"
+        )
 
     def _check_skips(self, skips: Sequence[torch.Tensor] | None, n: int) -> None:
         if not self.skip:

@@ -41,6 +41,10 @@ class InitialStatePosterior(nn.Module):
             check_positive_int(hidden_size, "hidden_size")
         self.head = GaussianHead(MLP(n_frames * code_size, hidden_size, 2 * state_size, n_layers))
 
+    def extra_repr(self) -> str:
+        """The number of leading frames read, shown by ``print(posterior)``."""
+        return f"n_frames={self.n_frames}"
+
     def forward(self, codes: torch.Tensor) -> Independent[Normal]:
         """Posterior q(y_0 | x_{0..k−1}) from the codes of the first k frames.
 
