@@ -734,7 +734,7 @@ def test_quickstart_evaluates_a_deterministic_run_on_the_deterministic_test_set(
     argv = ["--preset", "tiny", "--run-dir", str(run), "--deterministic", "true", "--max-steps", "1"]
     assert train.main(argv) == 0
     assert quickstart.main(["--run-dir", str(run), "--eval-sequences", "2"]) == 0
-    assert "more samples" not in capsys.readouterr().out
+    assert "the paper's protocol" not in capsys.readouterr().out
     test_set = tmp_path / "runs" / "data" / "mmnist_test_embedded_100.npz"
     assert [p.name for p in (tmp_path / "runs" / "data").iterdir()] == [test_set.name]
     assert ev.load_sequences(test_set).shape[0] == 100
@@ -751,6 +751,9 @@ def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert quickstart.main(args) == 0
     out = capsys.readouterr().out
     assert "copy_last" in out and "gif" in out
+    # What differs from the paper's evaluation is said with the command that runs it.
+    paper = "the paper's protocol (best of 100, every test sequence, float32; these results: best of 2, 3 sequences"
+    assert paper in out
     assert sorted(p.name for p in data.iterdir()) == ["smmnist_test_2digits_64.npz", "smmnist_test_embedded_25.npz"]
     assert (run / "eval" / "smmnist_test_embedded_25_n2.json").exists()
     # Running it again resumes the unfinished run instead of starting over.
@@ -760,6 +763,11 @@ def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     result = json.loads((run / "eval" / "smmnist_test_embedded_25_n2.json").read_text())
     assert result["checkpoint"] == {"name": "last", "file": str(run / "checkpoints" / "last.pt"), "step": 4}
     assert result["data"] == {"dataset": "smmnist", "test_set": str(data / "smmnist_test_embedded_25.npz")}
+    # The keys of evaluate's results, and the command that wrote them (review finding: the quickstart's had neither).
+    assert result["provenance"]["command"] == ["python", "-m", "examples.srvp.quickstart", *args[:4], "--max-steps",
+                                               "4", *args[6:]]  # fmt: skip
+    assert "not computed by the quickstart" in result["lpips"]["skipped"] == result["fvd"]["skipped"]
+    assert "skipped" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("stopped", "status", "hint"), [
@@ -1083,6 +1091,18 @@ def test_missing_weights_messages_name_the_cli_flags(
     assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "pass --lpips-alexnet /path/to/" in out
     assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "pass --i3d-weights /path/to/" in out
     assert "alexnet_path" not in out and "path='" not in out
+    # The whole reason once, before the evaluation; its first sentence under the results.
+    assert out.count("pass --lpips-alexnet") == 1 and out.count("pass --i3d-weights") == 1
+    assert (
+        "LPIPS skipped: AlexNet ImageNet weights not found (the whole reason: above, and in the JSON)\n"
+        "FVD skipped: I3D Kinetics-400 weights not found (the whole reason: above, and in the JSON)\n"
+    ) in out
+    # A metric skipped by choice is no news: not printed (the JSON says why).
+    assert ev.main([*argv[:-1], "--name", "chosen", "--no-lpips"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" not in out
+    saved = json.loads(next((tiny_run / "eval").glob("chosen*.json")).read_text())
+    assert saved["lpips"] == {"skipped": "--no-lpips was given"} and "not requested" in saved["fvd"]["skipped"]
     # A weights file the user names but that cannot be read is an error, reported before anything is computed.
     missing = str(tmp_path / "missing.pth")
     assert ev.main([*argv, "--name", "badpaths", "--lpips-alexnet", missing]) == 2

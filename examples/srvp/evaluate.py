@@ -1422,8 +1422,18 @@ def _metric_names(result: dict[str, Any]) -> list[str]:
     return [m for m in HIGHER_IS_BETTER if m in result["metrics"]]
 
 
-def format_results(result: dict[str, Any]) -> str:
-    """The results table (best of N, reference predictors), FVD and skipped metrics, as printed text."""
+NOT_COMPUTED_HERE = "not computed by the quickstart (python -m examples.srvp.evaluate computes it)"
+"""The ``skipped`` reason of LPIPS and FVD in the quickstart's results."""
+_CHOSEN_SKIPS = ("--no-lpips was given", "not requested (pass --fvd)", NOT_COMPUTED_HERE)
+"""The reasons a metric is skipped that the user chose (no news to print)."""
+
+
+def format_results(result: dict[str, Any], *, skip_details: bool = True) -> str:
+    """The results table (best of N, reference predictors), FVD and skipped metrics, as printed text.
+
+    A metric skipped because the user chose so (``--no-lpips``, no ``--fvd``) is not listed. With
+    ``skip_details=False`` a metric skipped for missing weights gets the first sentence of its reason only (the
+    command that printed the whole reason before the evaluation; the JSON keeps it)."""
     lines = []
     n = result["protocol"]["n_samples"]
     names = _metric_names(result)
@@ -1442,7 +1452,12 @@ def format_results(result: dict[str, Any]) -> str:
     for metric in ("lpips", "fvd"):
         entry = result.get(metric)
         if isinstance(entry, dict) and "skipped" in entry:
-            lines.append(f"{metric.upper()} skipped: {entry['skipped']}")
+            reason = str(entry["skipped"])
+            if reason in _CHOSEN_SKIPS:
+                continue
+            if not skip_details and ". " in reason:
+                reason = reason.split(". ")[0] + " (the whole reason: above, and in the JSON)"
+            lines.append(f"{metric.upper()} skipped: {reason}")
         elif metric == "fvd" and isinstance(entry, dict) and "value" in entry:
             proto = entry["protocol"]
             lines.append(
@@ -1949,7 +1964,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             got = {"lpips": lpips is not None, "fvd": i3d is not None}
             _check_overwrite(results_file, settings, given_name=args.name is not None, computes=got)
         for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):
-            if "skipped" in info and not (metric == "FVD" and not args.fvd):
+            if "skipped" in info and info["skipped"] not in _CHOSEN_SKIPS:
                 print(f"{metric} skipped: {info['skipped']}")
         state = eval_dir / f"{name}.partial.pt"
         if args.restart:
@@ -2016,7 +2031,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         )
         return 130
     discard_progress(state)
-    print(format_results(result))
+    print(format_results(result, skip_details=False))
     for kind, path in paths.items():
         print(f"{kind:13s} {path}")
     return 0

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_args(args)
-        return _run(args, parser)
+        return _run(args, parser, sys.argv[1:] if argv is None else argv)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -129,7 +129,7 @@ def _saved_config(run_dir: Path) -> TrainConfig:
         raise ValueError(f"--run-dir: {str(e).removeprefix('run_dir: ')}") from None
 
 
-def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     run_dir: Path = args.run_dir
     saved_cfg = _saved_config(run_dir) if (run_dir / "config.json").exists() else None  # before anything is made
     # The official README's test sets: 25 frames of stochastic Moving MNIST, 100 of the deterministic version.
@@ -186,6 +186,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # JSON says which weights (the step of last.pt) they are of.
     result["data"] = {"dataset": "smmnist", "test_set": str(test_set)}
     result["checkpoint"] = {"name": "last", "file": str(run_dir / "checkpoints" / "last.pt"), "step": last_step}
+    result["lpips"] = {"skipped": ev.NOT_COMPUTED_HERE}  # the keys of evaluate's results, whatever computed them
+    result["fvd"] = {"skipped": ev.NOT_COMPUTED_HERE}
+    result["provenance"]["command"] = [*parser.prog.split(), *argv]
     name = f"{test_set.stem}_n{protocol.n_samples}"
     paths = ev.write_outputs(result, run_dir / "eval", name)
     print()
@@ -197,9 +200,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"  {'checkpoint':13s} {run_dir / 'checkpoints' / 'last.pt'}")
     print(f"  {'training log':13s} {run_dir / 'train_log.jsonl'}")
     if not deterministic:
+        n_seq = result["n_sequences"]
         print(
-            f"more samples: python -m examples.srvp.evaluate {shell_quote(run_dir)} --test-set {shell_quote(test_set)} "
-            "--checkpoint last --n-samples 100"
+            f"the paper's protocol (best of 100, every test sequence, float32; these results: best of "
+            f"{protocol.n_samples}, {n_seq} sequences, {'bf16' if amp == 'bf16' else 'float32'}): python -m "
+            f"examples.srvp.evaluate {shell_quote(run_dir)} --test-set {shell_quote(test_set)} --checkpoint last "
+            "--n-samples 100"
         )
     return 0
 
