@@ -311,6 +311,32 @@ def test_the_curve_plot_leaves_the_callers_matplotlib_backend_and_figures(run: P
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_curve_plot_says_what_it_shows(run: Path) -> None:
+    """Review finding: the plot's title gave only the number of sequences (not the weights, the test set, the
+    protocol or the selection), its y axes had no unit or direction and its frame axis fractional ticks."""
+    pytest.importorskip("matplotlib")
+    clips = torch.randint(0, 256, (7, 3, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=7, n_samples=4, n_substeps=1, batch_size=3)
+    result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=0)
+    bare = ev.plot_figure(result)
+    assert bare._suptitle.get_text() == (
+        "3 sequences, 2 conditioning + 5 predicted frames\nbest and worst of 4 samples chosen per sequence and "
+        "metric; bands: 95% confidence interval of the mean"
+    )
+    result["checkpoint"] = {"name": "last", "file": "/runs/x/checkpoints/last.pt", "step": 9000}
+    result["data"] = {"dataset": "smmnist", "test_set": "/data/smmnist_test_embedded_25.npz"}
+    fig = ev.plot_figure(result)
+    assert fig._suptitle.get_text().startswith(
+        "last.pt at step 9000, smmnist test set smmnist_test_embedded_25.npz: 3 sequences, 2 conditioning + 5"
+    )
+    psnr, ssim = fig.axes
+    assert (psnr.get_ylabel(), ssim.get_ylabel()) == ("PSNR (dB, higher is better)", "SSIM (higher is better)")
+    assert psnr.get_xlabel() == "frame (1 to 2: conditioning)"
+    ticks = [t for t in psnr.get_xticks() if 3 <= t <= 7]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert psnr.lines[0].get_xdata().tolist() == [3, 4, 5, 6, 7]
+
+
 def test_a_bf16_training_inside_the_callers_autocast_updates_the_weights_it_casts(tmp_path: Path) -> None:
     """autocast keeps its bf16 copies of the weights until the outermost autocast context exits: a training inside
     an outer context (the caller's, or the one that keeps the caller's autocast out) would go on with the copies of

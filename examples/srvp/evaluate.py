@@ -122,6 +122,7 @@ __all__ = [
     "load_test_clips",
     "main",
     "official_work_dir",
+    "plot_figure",
     "sequence_generators",
     "sequence_seed",
     "write_official_files",
@@ -1334,17 +1335,46 @@ def _fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: F
     }
 
 
-def _plot(result: dict[str, Any], path: Path) -> None:
+_AXIS_LABELS = {
+    "psnr": "PSNR (dB, higher is better)",
+    "ssim": "SSIM (higher is better)",
+    "lpips": "LPIPS (lower is better)",
+}
+
+
+def _plot_title(result: dict[str, Any]) -> str:
+    """What the curves are of: the weights and data (when the result says), the protocol and the selection."""
+    p = result["protocol"]
+    ckpt, data = result.get("checkpoint") or {}, result.get("data") or {}
+    source = []
+    if ckpt.get("name"):
+        source.append(f"{ckpt['name']}.pt" + (f" at step {ckpt['step']}" if ckpt.get("step") is not None else ""))
+    if data.get("test_set"):
+        source.append(f"{data.get('dataset', 'test')} test set {Path(data['test_set']).name}")
+    head = ", ".join(source) + ": " if source else ""
+    return (
+        f"{head}{result['n_sequences']} sequences, {p['nt_cond']} conditioning + {p['nt_gen'] - p['nt_cond']} "
+        f"predicted frames\nbest and worst of {p['n_samples']} samples chosen per sequence and metric; bands: 95% "
+        "confidence interval of the mean"
+    )
+
+
+def plot_figure(result: dict[str, Any]) -> Any:
+    """The curve plot of ``result`` (a matplotlib ``Figure`` on an Agg canvas, not registered with pyplot): one
+    panel per metric, its value at every predicted frame for the best and worst of N samples and the two
+    reference predictors, with 95 % confidence bands; the title names the weights, the test set and the
+    protocol when ``result`` records them."""
     # A figure of its own on an Agg canvas, without pyplot: the caller's backend (a notebook's) and pyplot's
     # list of open figures stay as they were.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     p = result["protocol"]
     name = result.get("model", "srvp").upper()
     steps = np.arange(p["nt_cond"] + 1, p["nt_gen"] + 1)
     names = _metric_names(result)
-    fig = Figure(figsize=(5 * len(names), 3.8))
+    fig = Figure(figsize=(5 * len(names), 4.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(names), squeeze=False)
     for ax, m in zip(axes[0], names):
@@ -1359,12 +1389,18 @@ def _plot(result: dict[str, Any], path: Path) -> None:
             half = np.array(data[f"{m}_curve"]["ci95"])
             ax.plot(steps, mean, label=label)
             ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
-        ax.set_xlabel("frame (t)")
-        ax.set_ylabel(m.upper())
+        ax.set_xlabel(f"frame (1 to {p['nt_cond']}: conditioning)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(_AXIS_LABELS.get(m, m.upper()))
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"{result['n_sequences']} test sequences, 95% confidence bands")
+    fig.suptitle(_plot_title(result), fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    fig = plot_figure(result)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
