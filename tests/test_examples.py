@@ -562,6 +562,25 @@ def test_fp16_training_whose_every_update_is_skipped_stops_as_diverged(
     assert rows and all(row["skipped_updates"] == row["step"] - 1 for row in rows) and rows[-1]["amp_scale"] < 1
 
 
+def test_the_log_has_the_gradient_norm_of_the_logged_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: the gradients' norm was read back every step (to stop before a non-finite update) but
+    not logged, though it is what one looks at first when a training misbehaves."""
+    norms: list[float] = []
+    grad_norm = train._grad_norm
+
+    def spy(model: torch.nn.Module) -> torch.Tensor:
+        norm = grad_norm(model)
+        norms.append(float(norm))
+        return norm
+
+    monkeypatch.setattr(train, "_grad_norm", spy)
+    run = tmp_path / "run"
+    train.train(dataclasses.replace(_tiny(), lr_burnin=30), run, max_steps=20, progress=False, log=lambda _: None)
+    rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    logged = {row["step"]: row["grad_norm"] for row in rows if "nll" in row}
+    assert logged == {10: norms[9], 20: norms[19]} and len(set(norms)) == 20 and min(norms) > 0
+
+
 def test_a_resume_with_another_thread_count_says_it_is_not_bit_for_bit(tmp_path: Path) -> None:
     """Found by a review: --threads may change on resume, but on a CPU it changes the order of float sums, so the
     run is no longer bit-identical to an uninterrupted one; the docs claimed it continued exactly."""

@@ -1256,7 +1256,7 @@ def _train(
                     amp = (
                         {"amp_scale": amp_skips["scale"], "skipped_updates": amp_skips["skipped"]}
                         if scaler.is_enabled()
-                        else {}
+                        else {"grad_norm": row[len(terms)]}  # (the scaler's gradients are scaled: not logged)
                     )
                     logger.log(step, {**values, "lr": lr, **amp, "seconds": time.monotonic() - start_time})
                 if bar is not None:
