@@ -1404,6 +1404,13 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
+OUTPUT_NOTES = {
+    "gif": " (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample)",
+    "per_sequence": " (each sequence's best-of-N scores)",
+}
+"""How to read an output of :func:`write_outputs` (after its path, where the commands list them)."""
+
+
 def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
     """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths.
 
@@ -2069,7 +2076,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
     discard_progress(state)
     print(format_results(result, skip_details=False))
     for kind, path in paths.items():
-        print(f"{kind:13s} {path}")
+        print(f"{kind:13s} {path}{OUTPUT_NOTES.get(kind, '')}")
     return 0
 
 

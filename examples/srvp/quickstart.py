@@ -196,7 +196,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[s
     print()
     print("outputs:")
     for kind, path in paths.items():
-        print(f"  {kind:13s} {path}")
+        print(f"  {kind:13s} {path}{ev.OUTPUT_NOTES.get(kind, '')}")
     print(f"  {'checkpoint':13s} {run_dir / 'checkpoints' / 'last.pt'}")
     print(f"  {'training log':13s} {run_dir / 'train_log.jsonl'}")
     if not deterministic:
