@@ -337,6 +337,21 @@ def test_the_curve_plot_says_what_it_shows(run: Path) -> None:
     assert psnr.lines[0].get_xdata().tolist() == [3, 4, 5, 6, 7]
 
 
+def test_the_results_count_the_frames_predicted_exactly(run: Path) -> None:
+    """Review finding: one frame copied exactly by copy-last counted as 100 dB and made a spike of its curve, with
+    nothing in the results to explain it."""
+    clips = torch.randint(0, 256, (7, 3, 1, 64, 64), dtype=torch.uint8)
+    clips[2:, 0] = clips[1, 0]  # sequence 0 stands still after its 2 conditioning frames: copy-last is exact
+    clips[4, 1] = clips[1, 1]  # sequence 1's frame 5 (index 4) repeats its last conditioning frame
+    clips[:, 2] = 0  # sequence 2 is black throughout: the all-black predictor is exact
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=7, n_samples=2, n_substeps=1, batch_size=3)
+    result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=0)
+    refs = result["reference_predictors"]
+    assert refs["copy_last"]["psnr_capped_frames"] == 5 + 1 + 5  # (a black clip stands still too)
+    assert refs["black"]["psnr_capped_frames"] == 5
+    assert result["metrics"]["psnr_capped_frames"] == 0 == result["worst_sample"]["psnr_capped_frames"]
+
+
 def test_a_bf16_training_inside_the_callers_autocast_updates_the_weights_it_casts(tmp_path: Path) -> None:
     """autocast keeps its bf16 copies of the weights until the outermost autocast context exits: a training inside
     an outer context (the caller's, or the one that keeps the caller's autocast out) would go on with the copies of

@@ -361,6 +361,8 @@ class _Scores:
             out[m] = {"mean": float(mean), "ci95": float(half)}
             out[f"{m}_first{first}"] = {"mean": float(head_mean), "ci95": float(head_half)}
             out[f"{m}_curve"] = {"mean": cmean.tolist(), "ci95": chalf.tolist()}
+            if m == "psnr":  # frames predicted exactly, counted at the cap (they explain a spike of a curve)
+                out["psnr_capped_frames"] = int((curve >= PSNR_CAP_DB).sum())
         return out
 
 
