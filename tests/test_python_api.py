@@ -352,6 +352,26 @@ def test_the_results_count_the_frames_predicted_exactly(run: Path) -> None:
     assert result["metrics"]["psnr_capped_frames"] == 0 == result["worst_sample"]["psnr_capped_frames"]
 
 
+def test_the_per_sequence_file_pairs_the_model_with_the_reference_predictors(run: Path, tmp_path: Path) -> None:
+    """Review finding: the file held the model's best-of-N scores only, so SRVP could not be compared with
+    copy-last sequence by sequence (a paired comparison)."""
+    from latentdyn.video.metrics import psnr
+
+    clips = torch.randint(0, 256, (6, 3, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=2)
+    result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=0)
+    with np.load(ev.write_outputs(result, tmp_path, "x")["per_sequence"]) as saved:
+        arrays = dict(saved)
+    kinds = ("", "worst_", "copy_last_", "black_")
+    assert set(arrays) == {f"{k}{m}" for k in kinds for m in ("psnr", "ssim")}
+    frames = clips.float() / 255
+    copied = frames[1:2].expand(4, -1, -1, -1, -1)  # the last conditioning frame, for the 4 predicted ones
+    expected = psnr(copied, frames[2:]).mean(0)  # (T, B) -> (B,)
+    np.testing.assert_allclose(arrays["copy_last_psnr"], expected.numpy(), rtol=1e-5)
+    assert (arrays["worst_psnr"] <= arrays["psnr"]).all()
+    assert float(arrays["black_ssim"].mean()) == pytest.approx(result["reference_predictors"]["black"]["ssim"]["mean"])
+
+
 def test_a_bf16_training_inside_the_callers_autocast_updates_the_weights_it_casts(tmp_path: Path) -> None:
     """autocast keeps its bf16 copies of the weights until the outermost autocast context exits: a training inside
     an outer context (the caller's, or the one that keeps the caller's autocast out) would go on with the copies of

@@ -988,8 +988,10 @@ def evaluate(
     Returns:
         A JSON-ready dict (protocol, metrics, curves, reference predictors, throughput, ``provenance``: the
         noise mode, amp, device, versions and the digests of the weights and test clips, ``fvd`` when an
-        FVD network is given) and, under the keys ``"_gif"``, ``"_per_sequence"`` and ``"_official"`` (not
-        JSON), the videos for the sample GIF, the per-sequence best scores and the official sample arrays.
+        FVD network is given) and, under the keys ``"_gif"``, ``"_per_sequence"``, ``"_per_sequence_others"``
+        and ``"_official"`` (not JSON), the videos for the sample GIF, the per-sequence best scores (by metric
+        name), the per-sequence scores of the worst sample and the reference predictors (``worst_psnr``,
+        ``copy_last_psnr``, ``black_psnr``, ...) and the official sample arrays.
 
     Raises:
         TypeError: ``sequences`` is not a uint8 tensor.
@@ -1275,6 +1277,11 @@ def _results(
         "provenance": provenance,
         "_gif": {k: torch.cat([g[k] for g in gif_parts], dim=1) for k in gif_parts[0]} if gif_parts else {},
         "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
+        "_per_sequence_others": {
+            f"{name}_{m}": torch.cat(scores[name].avg[m]).numpy()
+            for name in ("worst", "copy_last", "black")
+            for m in metrics
+        },
     }
     if official is not None:
         result["_official"] = official.arrays()
@@ -1426,7 +1433,8 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name:
     paths = {"json": out_dir / f"{name}.json", "plot": out_dir / f"{name}_curves.png"}
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     atomic_write_text(paths["json"], json.dumps(public, indent=2))
-    paths["per_sequence"] = atomic_write_npz(out_dir / f"{name}_per_sequence.npz", **result["_per_sequence"])
+    per_sequence = {**result["_per_sequence"], **result.get("_per_sequence_others", {})}
+    paths["per_sequence"] = atomic_write_npz(out_dir / f"{name}_per_sequence.npz", **per_sequence)
     _plot(result, paths["plot"])
     videos = result["_gif"]
     if videos:
