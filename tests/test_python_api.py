@@ -372,6 +372,32 @@ def test_the_per_sequence_file_pairs_the_model_with_the_reference_predictors(run
     assert float(arrays["black_ssim"].mean()) == pytest.approx(result["reference_predictors"]["black"]["ssim"]["mean"])
 
 
+def test_the_sample_gif_marks_the_predicted_frames_and_pauses_at_the_end(run: Path, tmp_path: Path) -> None:
+    """Review finding: nothing in the GIF showed where the prediction starts (the conditioning frames of every
+    column are the truth's), white separators merged with white digits, and it looped without a pause."""
+    from PIL import Image
+
+    clips = torch.randint(0, 256, (6, 2, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=2)
+    result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=2)
+    with Image.open(ev.write_outputs(result, tmp_path, "x")["gif"]) as gif:
+        frames, durations = [], []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert("RGB")).astype(int))
+            durations.append(gif.info["duration"])
+    assert len(frames) == 6 and durations == [250] * 5 + [250 * 5]  # (the held copies merge into the last frame)
+    assert frames[0].shape == (2 * 66 + 2, 4 * 66 + 2, 3)
+    red, grey = np.array([220, 40, 40]), np.array([128, 128, 128])
+    for t, frame in enumerate(frames):
+        for row in range(2):
+            top = row * 66
+            assert np.abs(frame[top + 1, 33] - grey).max() <= 2  # the truth column's top border: always grey
+            for col in (1, 2, 3):
+                border = frame[top + 1, col * 66 + 33]  # the middle of the cell's top border
+                assert np.abs(border - (red if t >= 2 else grey)).max() <= 2, (t, row, col, border)
+
+
 def test_a_bf16_training_inside_the_callers_autocast_updates_the_weights_it_casts(tmp_path: Path) -> None:
     """autocast keeps its bf16 copies of the weights until the outermost autocast context exits: a training inside
     an outer context (the caller's, or the one that keeps the caller's autocast out) would go on with the copies of

@@ -121,6 +121,7 @@ __all__ = [
     "load_sequences",
     "load_test_clips",
     "main",
+    "mark_predicted",
     "official_work_dir",
     "plot_figure",
     "sequence_generators",
@@ -1413,8 +1414,34 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
+GIF_HOLD_FRAMES = 4
+"""The sample GIF shows its last frame this many times more (1 s at its 4 frames per second) before it loops."""
+PREDICTED_COLOUR = (220, 40, 40)
+"""The border of a predicted frame in the sample GIF (RGB); conditioning frames and the truth keep a grey one."""
+
+
+def mark_predicted(frames: np.ndarray, grid_shape: tuple[int, ...], nt_cond: int, padding: int = 2) -> np.ndarray:
+    """The frames of a :func:`latentdyn.video.media.video_grid` of (R, K, T, C, H, W) videos whose column 0 is
+    the truth and the others predictions, with the border of every predicted cell (columns 1 and up, frames
+    from ``nt_cond`` on) in :data:`PREDICTED_COLOUR`: where the prediction starts can be seen. A copy."""
+    n_rows, n_cols, _, _, h, w = grid_shape
+    out = frames.copy()
+    for r in range(n_rows):
+        top = r * (h + padding)
+        for k in range(1, n_cols):
+            left = k * (w + padding)
+            cell = out[nt_cond:, top : top + h + 2 * padding, left : left + w + 2 * padding]
+            inner = cell[:, padding : padding + h, padding : padding + w].copy()
+            cell[...] = PREDICTED_COLOUR
+            cell[:, padding : padding + h, padding : padding + w] = inner
+    return out
+
+
 OUTPUT_NOTES = {
-    "gif": " (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample)",
+    "gif": (
+        " (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample; red border: "
+        "predicted frames)"
+    ),
     "per_sequence": " (each sequence's best-of-N scores)",
 }
 """How to read an output of :func:`write_outputs` (after its path, where the commands list them)."""
@@ -1441,7 +1468,9 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name:
         # Rows: one test sequence each; columns: truth, best-PSNR, worst-PSNR, random sample.
         cols = [videos[k] for k in ("truth", "best", "worst", "random")]
         grid = rearrange(torch.stack(cols), "k t b c h w -> b k t c h w")
-        paths["gif"] = save_gif(out_dir / f"{name}_samples.gif", video_grid(grid), fps=4)
+        frames = mark_predicted(video_grid(grid, pad_value=0.5), grid.shape, result["protocol"]["nt_cond"])
+        frames = np.concatenate([frames, np.repeat(frames[-1:], GIF_HOLD_FRAMES, axis=0)])  # a pause at the end
+        paths["gif"] = save_gif(out_dir / f"{name}_samples.gif", frames, fps=4)
     if "_official" in result:
         paths["official"] = write_official_files(result, out_dir / f"{name}_official")
     return paths
