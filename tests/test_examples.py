@@ -771,7 +771,7 @@ def test_quickstart_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert "copy_last" in out and "gif" in out
     gif = run / "eval" / "smmnist_test_embedded_25_n2_samples.gif"
-    assert f"{gif} (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample)" in out
+    assert f"{gif} (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample; red" in out
     # What differs from the paper's evaluation is said with the command that runs it.
     paper = "the paper's protocol (best of 100, every test sequence, float32; these results: best of 2, 3 sequences"
     assert paper in out
