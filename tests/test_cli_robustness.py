@@ -1438,6 +1438,38 @@ def test_atomic_writes_work_without_os_fchmod(tmp_path: Path, monkeypatch: pytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.json"]  # no temporary left
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts the open descriptors in /proc/self/fd")
+def test_an_atomic_write_whose_permissions_are_refused_leaves_no_descriptor_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Soak-review finding: a file system that refuses chmod (e.g. some FUSE mounts) made each failed write leak
+    the temporary file's descriptor, which a retrying loop would pile up."""
+    import os
+
+    from examples.srvp.checkpoint import atomic_write_text
+    from latentdyn.video.moving_mnist import save_test_set
+
+    def refuse(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refuse, raising=False)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(OSError, match="Operation not permitted"):
+            atomic_write_text(tmp_path / "config.json", "{}")
+        with pytest.raises(OSError, match="Operation not permitted"):
+            save_test_set(tmp_path / "a.npz", _small_moving_mnist_test_set())
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert list(tmp_path.iterdir()) == []  # the temporaries are gone too
+
+
+def _small_moving_mnist_test_set() -> Any:
+    from latentdyn.video.moving_mnist import make_test_set
+
+    digits = np.zeros((4, 28, 28), dtype=np.uint8)
+    return make_test_set(digits, np.arange(4), seq_len=3, deterministic=False)
+
+
 @pytest.mark.parametrize("cli", ["train", "evaluate", "official", "quickstart", "data", "demo"])
 def test_the_clis_run_under_python_OO(cli: str) -> None:
     """``python -OO`` (PYTHONOPTIMIZE=2) removes the docstrings that parsers took their description from."""

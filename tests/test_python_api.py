@@ -102,6 +102,19 @@ def test_checkpoint_path_names_what_is_missing(run: Path, tmp_path: Path) -> Non
         checkpoint_path(imported, "best")
 
 
+def test_a_callers_log_gets_the_validation_messages_beside_the_progress_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Soak-review finding: with the progress bar on (the default), the validation lines went to standard output
+    through the bar, not to the ``log`` a caller gave (a sweep's log file lacked its validation scores)."""
+    got: list[str] = []
+    train.train(_tiny(), tmp_path / "run", max_steps=3, progress=True, log=got.append)
+    assert any(m.startswith("step 3: validation best-of-2 PSNR") for m in got)
+    assert "validation" not in capsys.readouterr().out
+    train.train(_tiny(), tmp_path / "printed", max_steps=3, progress=True)  # the default log: printed
+    assert "step 3: validation best-of-2 PSNR" in capsys.readouterr().out
+
+
 def test_evaluate_inside_a_training_loop_gives_the_modes_back(run: Path) -> None:
     """A loop that evaluates now and then goes on training: evaluate() left the model in eval mode, so the
     training went on with BatchNorm's running statistics and without its batch statistics."""

@@ -564,6 +564,25 @@ def test_demo_says_what_a_model_without_sub_steps_or_content_cannot_show(
     assert sorted(p.name for p in out.iterdir()) == ["content_swap.gif", "interpolation.gif"]
 
 
+def test_demo_functions_under_the_callers_autocast_and_default_dtype() -> None:
+    """Soak-review finding: ``demo.interpolation`` failed inside a caller's bf16 autocast (its interpolation
+    weights were float32, the states bf16) and under a float64 default dtype (float64 weights, float32 states)."""
+    from examples.srvp import demo
+
+    torch.manual_seed(0)
+    model = SRVP(tiny()).init_weights().eval()
+    clips = torch.rand(5, 2, 1, SIZE, SIZE)
+    plain = demo.interpolation(model, clips, 3, 2, steps=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert demo.interpolation(model, clips, 3, 2, steps=3).shape == plain.shape
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert np.array_equal(demo.interpolation(model, clips, 3, 2, steps=3), plain)
+    finally:
+        torch.set_default_dtype(default)
+
+
 def test_demo_reports_a_gif_that_cannot_be_written_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

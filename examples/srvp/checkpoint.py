@@ -79,8 +79,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        give_plain_mode(fd, tmp, path)
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # (first: the file object closes fd whatever fails next)
+            give_plain_mode(f.fileno(), tmp, path)
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -183,7 +183,7 @@ def interpolation(model: SRVP, clips: torch.Tensor, n_cond: int, n_future: int, 
     """
     cond = clips[:n_cond]
     y0 = model.q_y(model.encode(cond).codes).mean  # (2, Dy)
-    alpha = torch.linspace(0, 1, steps, device=y0.device)[:, None]
+    alpha = torch.linspace(0, 1, steps, device=y0.device, dtype=y0.dtype)[:, None]  # (y0: bf16 under autocast)
     y0s = torch.lerp(y0[0].expand(steps, -1), y0[1].expand(steps, -1), alpha)
     roll = model.ssm.rollout(y0s, n_cond + n_future, sample=False)
     w, skips = _conditioning(model, cond[:, :1])

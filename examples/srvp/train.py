@@ -916,6 +916,7 @@ def _train(
 ) -> TrainResult:
     """:func:`train`, which holds ``lock`` once it is taken here and releases it when this returns or raises;
     ``caller`` is given the device whose random stream the training draws from."""
+    to_stdout = log is print  # (then a message beside the progress bar goes through the bar, see below)
     messages = Unfailing(log)  # a full or closed standard output must not end the training
     log = messages
     ckpt_dir = run_dir / "checkpoints"
@@ -1169,10 +1170,10 @@ def _train(
             message += "; at the stop, not a model-selection point"
         elif not math.isfinite(score):
             message += "; not finite, so not a candidate for best.pt"
-        if bar is not None:
-            bar.write(message)
+        if bar is not None and to_stdout:
+            bar.write(message)  # printed without breaking a terminal's bar (tqdm.write)
         else:
-            log(message)
+            log(message)  # a caller's own log gets every message, bar or not
         if sample is not None:
             logger.images(step, "validation/truth_then_sample", sample)
 

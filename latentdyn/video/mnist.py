@@ -315,8 +315,8 @@ def download_mnist(
             fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=f".{name}.", suffix=".partial")
             tmp = Path(tmp_name)
             try:
-                give_plain_mode(fd, tmp, target)
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                    give_plain_mode(out.fileno(), tmp, target)  # (inside: the file object closes fd on failure)
                     for block in iter(lambda: response.read(1 << 20), b""):
                         out.write(block)
                 checksum = _md5(tmp)

@@ -776,8 +776,8 @@ def save_test_set(
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
     try:
-        give_plain_mode(fd, tmp_name, final)
-        with os.fdopen(fd, "wb") as stream:
+        with os.fdopen(fd, "wb") as stream:  # (first: the file object closes fd whatever fails next)
+            give_plain_mode(stream.fileno(), tmp_name, final)
             save = np.savez_compressed if compress else np.savez
             save(stream, **arrays)
         os.replace(tmp_name, final)
