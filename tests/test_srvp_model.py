@@ -493,7 +493,12 @@ def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.main([*argv, "--what", "all", "--clips", "0", "2", "--steps", "3"]) == 0
     written = sorted(p.name for p in out.iterdir())
     assert written == ["content_swap.gif", "frame_rate.gif", "interpolation.gif"]
-    assert str(out / "frame_rate.gif") in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(out / "frame_rate.gif") in printed
+    # What the GIFs show, in the code's indices and the paper's (review finding: y_0 vs the README's y_1), and
+    # that the predictions of the swap start with reconstructions, where evaluate's GIF shows the truth.
+    assert "(the first 3 frames of the predictions: reconstructions of the conditioning frames)" in printed
+    assert "y_0 (the paper's y_1) interpolated from A to B in 3 steps" in printed
 
     # The grids: rows aligned on the finest grid (4 × 2 sub-steps per frame), 2 clips × 3 columns, 3 + 2 columns.
     model = SRVP(config).eval()

@@ -305,11 +305,17 @@ def _run(args: argparse.Namespace) -> int:
         if model.content is None and not model.config.skip_connections:
             print("swap: this model has no content variable and no skips, so both columns will be identical")
         grid = content_swap(model, pair, n_cond, n_future, seed=args.seed)
-        what = "rows = dynamics of clips A, B; columns = truth, prediction, prediction with the other's content"
+        what = (
+            "rows = dynamics of clips A, B; columns = truth, prediction, prediction with the other's content (the "
+            f"first {n_cond} frames of the predictions: reconstructions of the conditioning frames)"
+        )
         written.append((save_gif(args.out / "content_swap.gif", grid, fps=args.fps), what))
     if "interpolate" in todo:
         grid = interpolation(model, pair, n_cond, n_future, steps=args.steps)
-        what = f"truth A, y_0 interpolated from A to B in {args.steps} steps (mean prior, content of A), truth B"
+        what = (
+            f"truth A, y_0 (the paper's y_1) interpolated from A to B in {args.steps} steps (mean prior, content "
+            "of A), truth B"
+        )
         written.append((save_gif(args.out / "interpolation.gif", grid, fps=args.fps), what))
     a, b = args.clips
     source = (
