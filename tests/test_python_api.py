@@ -115,6 +115,64 @@ def test_a_callers_log_gets_the_validation_messages_beside_the_progress_bar(
     assert "step 3: validation best-of-2 PSNR" in capsys.readouterr().out
 
 
+def test_a_notebook_cell_run_again_continues_its_run_with_resume_auto(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Notebook-review finding: a cell ``train(cfg, RUN)`` run again failed with a command-line hint (``use --resume
+    RUN``); ``resume="auto"`` starts the run or continues it, and the advice names ``train``'s arguments."""
+    cfg, run = dataclasses.replace(_tiny(), lr_burnin=20), tmp_path / "run"
+    first = train.train(cfg, run, resume="auto", max_steps=2, progress=False, log=lambda _: None)
+    assert (first.step, first.stopped) == (2, "max steps")
+    got: list[str] = []
+    again = train.train(cfg, run, resume="auto", max_steps=4, progress=False, log=got.append)
+    assert again.step == 4 and f"resuming {run} at step 2" in got
+    assert f"continue with: train(cfg, {str(run)!r}, resume=True) (or python -m examples.srvp.train --resume" in got[-1]
+    with pytest.raises(FileExistsError, match=r"^run_dir: .* already holds a run; continue it with train\(cfg, .*, "
+                       r"resume=True\) \(or resume='auto'"):  # fmt: skip
+        train.train(cfg, run, max_steps=5, progress=False, log=lambda _: None)
+    with pytest.raises(TypeError, match=r"^resume: expected True, False or 'auto', got 'yes'"):
+        train.train(cfg, run, resume="yes", progress=False)  # type: ignore[arg-type]
+    # Resuming where there is no run says so, before announcing a start from step 0 (it announced one, then failed).
+    got.clear()
+    with pytest.raises(FileNotFoundError, match=r"^run_dir: no run to resume in .*none \(no config.json\); start "
+                       r"one with train\(cfg, "):  # fmt: skip
+        train.train(cfg, tmp_path / "none", resume=True, progress=False, log=got.append)
+    assert got == []
+
+
+def test_the_python_entry_points_expand_a_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notebook-review finding: ``train(cfg, "~/runs/x")`` made a folder named ``~`` in the working directory
+    (the command lines expand it, so their advice named another folder)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    train.train(_tiny(), "~/runs/x", max_steps=1, progress=False, log=lambda _: None)
+    assert (tmp_path / "home" / "runs" / "x" / "config.json").is_file() and not (tmp_path / "~").exists()
+    assert isinstance(load_model("~/runs/x"), SRVP)
+    assert load_checkpoint("~/runs/x/checkpoints/last.pt")["step"] == 1
+    assert read_train_config("~/runs/x") == read_train_config(tmp_path / "home" / "runs" / "x")
+
+
+def test_a_configuration_of_the_wrong_kind_says_what_to_do() -> None:
+    """Notebook-review finding: a dict failed with an AttributeError deep inside; after importlib.reload of the
+    config module (a notebook's autoreload) the message was "expected a ModelConfig, got ModelConfig"."""
+    import importlib
+
+    from examples.srvp import config as config_module
+
+    with pytest.raises(TypeError, match=r"^cfg: expected a TrainConfig, got dict; build one from a dict with "
+                       r"config_from_dict\(TrainConfig, d\)"):  # fmt: skip
+        train.train(dataclasses.asdict(_tiny()), "unused")  # type: ignore[arg-type]
+    first = dict(vars(config_module))
+    try:
+        importlib.reload(config_module)  # new classes; SRVP checks against those it imported
+        with pytest.raises(TypeError, match=r"^config: expected a ModelConfig, got ModelConfig of another import "
+                           r"of examples.srvp.config \(importlib.reload"):  # fmt: skip
+            SRVP(config_module.PRESETS["tiny"]().model)
+    finally:  # the module as the other modules and tests imported it
+        vars(config_module).clear()
+        vars(config_module).update(first)
+
+
 def test_evaluate_inside_a_training_loop_gives_the_modes_back(run: Path) -> None:
     """A loop that evaluates now and then goes on training: evaluate() left the model in eval mode, so the
     training went on with BatchNorm's running statistics and without its batch statistics."""
@@ -232,7 +290,8 @@ def test_a_model_fine_tuned_in_ones_own_loop_is_saved_as_a_run(run: Path, tmp_pa
         save_run(out, model, cfg)
     with pytest.raises(TypeError, match=r"^model: expected an SRVP or SVGLP model, got Linear$"):
         save_run(tmp_path / "other", torch.nn.Linear(2, 2), cfg)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"^train_config: expected a TrainConfig, got dict$"):
+    with pytest.raises(TypeError, match=r"^train_config: expected a TrainConfig, got dict; build one from a dict with "
+                       r"config_from_dict\(TrainConfig, d\)$"):  # fmt: skip
         save_run(tmp_path / "other", model, {"dataset": "smmnist"})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^step: expected None or an int >= 0, got -1$"):
         save_run(tmp_path / "other", model, cfg, step=-1)

@@ -27,7 +27,7 @@ import torch
 
 import latentdyn
 from examples.srvp._host import caller_state_kept
-from examples.srvp.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from examples.srvp.config import ModelConfig, TrainConfig, check_config_type, config_from_dict, config_to_dict
 from examples.srvp.model import FrameModel, build_model
 from latentdyn._files import give_plain_mode, unsafe_global
 
@@ -422,7 +422,7 @@ def check_run_format(data: dict[str, Any], path: Path, option: str) -> None:
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint without unpickling code (``weights_only=True``), of a layout this version reads."""
-    p = Path(path)
+    p = Path(path).expanduser()
     data = read_torch_file(p, "checkpoint")
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"checkpoint: {p} is not a latentdyn checkpoint (no 'model' entry)")
@@ -447,7 +447,7 @@ def default_checkpoint(run_dir: str | os.PathLike[str], run_config: dict[str, An
     has only ``best.pt``)."""
     preferred = paper_checkpoint(run_config)
     other: Literal["best", "last"] = "last" if preferred == "best" else "best"
-    ckpt_dir = Path(run_dir) / "checkpoints"
+    ckpt_dir = Path(run_dir).expanduser() / "checkpoints"
     if not (ckpt_dir / f"{preferred}.pt").exists() and (ckpt_dir / f"{other}.pt").exists():
         return other
     return preferred
@@ -466,7 +466,7 @@ def checkpoint_path(run_dir: str | os.PathLike[str], which: Literal["best", "las
     """
     if which not in CHECKPOINTS:
         raise ValueError(f"which: expected 'best' or 'last', got {which!r}")
-    ckpt_dir = Path(run_dir) / "checkpoints"
+    ckpt_dir = Path(run_dir).expanduser() / "checkpoints"
     best, last = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
     if which == "last" and not last.exists() and best.exists():
         raise FileNotFoundError(
@@ -483,7 +483,7 @@ def checkpoint_path(run_dir: str | os.PathLike[str], which: Literal["best", "las
 def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed ``config.json`` of a run directory (UTF-8, as :func:`atomic_write_text` writes it, whatever the
     locale)."""
-    p = Path(run_dir) / "config.json"
+    p = Path(run_dir).expanduser() / "config.json"
     if not p.is_file():
         raise FileNotFoundError(f"run_dir: no config.json in {run_dir}")
     data = read_json(p, "run_dir")
@@ -581,7 +581,7 @@ def read_train_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
         ValueError, TypeError: the file is not a run's configuration of this version (the message names it).
     """
     saved = read_run_config(run_dir)
-    p = Path(run_dir) / "config.json"
+    p = Path(run_dir).expanduser() / "config.json"
     if not isinstance(saved.get("train"), dict):
         raise ValueError(f"run_dir: {p} has no 'train' section")
     try:
@@ -694,8 +694,7 @@ def save_run(
     """
     if not isinstance(model, FrameModel):
         raise TypeError(f"model: expected an SRVP or SVGLP model, got {type(model).__name__}")
-    if not isinstance(train_config, TrainConfig):
-        raise TypeError(f"train_config: expected a TrainConfig, got {type(train_config).__name__}")
+    check_config_type(train_config, TrainConfig, "train_config")
     difference = rebuild_difference(model)
     if difference is not None:
         raise ValueError(
@@ -705,7 +704,7 @@ def save_run(
         )
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
         raise ValueError(f"step: expected None or an int >= 0, got {step!r}")
-    out = Path(run_dir)
+    out = Path(run_dir).expanduser()
     ckpt = out / "checkpoints" / "best.pt"
     for taken in (out / "config.json", ckpt, out / "checkpoints" / "last.pt"):
         if taken.exists():
@@ -753,7 +752,7 @@ def load_model_and_step(
     try:
         config = config_from_dict(ModelConfig, saved["model"], name="model")
     except (TypeError, ValueError) as e:  # the file, edited or of another version, is at fault
-        raise ValueError(f"run_dir: {Path(run_dir) / 'config.json'}: {e}") from None
+        raise ValueError(f"run_dir: {Path(run_dir).expanduser() / 'config.json'}: {e}") from None
     path = checkpoint_path(run_dir, default_checkpoint(run_dir, saved) if which is None else which)
     payload = load_checkpoint(path)
     # float32 whatever the caller's default dtype, and without a draw from the caller's random stream (the

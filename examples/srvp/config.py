@@ -25,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "amp_resolution_missed",
+    "check_config_type",
     "check_new_run",
     "config_from_dict",
     "config_to_dict",
@@ -251,6 +252,31 @@ _Config = TypeVar("_Config")
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (possibly nested) config dataclass."""
     return dataclasses.asdict(config)
+
+
+def check_config_type(value: object, cls: type, name: str) -> None:
+    """Refuse ``value`` unless it is a ``cls`` (a configuration class of this module), naming ``name``.
+
+    A dict is pointed to :func:`config_from_dict`; an object of a class of the same name from another import
+    of this module (``importlib.reload``, a notebook's autoreload) is told so, since "expected a ModelConfig,
+    got ModelConfig" would not say it.
+
+    Raises:
+        TypeError: ``value`` is not a ``cls``.
+    """
+    if isinstance(value, cls):
+        return
+    kind = type(value).__name__
+    if isinstance(value, dict):
+        hint = f"; build one from a dict with config_from_dict({cls.__name__}, d)"
+    elif kind == cls.__name__:
+        hint = (
+            f" of another import of {type(value).__module__} (importlib.reload or a notebook's autoreload made a "
+            "new class); rebuild the configuration, or restart the interpreter"
+        )
+    else:
+        hint = ""
+    raise TypeError(f"{name}: expected a {cls.__name__}, got {kind}{hint}")
 
 
 def config_from_dict(cls: type[_Config], data: dict[str, Any], *, name: str = "data") -> _Config:

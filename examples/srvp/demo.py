@@ -65,7 +65,7 @@ def load_clips(path: str | Path) -> torch.Tensor:
     A KTH test set (named ``svg_test_set_<T>.npz``, sample-major) is read with
     :func:`examples.srvp.evaluate.load_test_clips`; any other file must be time-major (T, N, H, W[, C]).
     """
-    file = Path(path)
+    file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"--test-set: no file at {file}")
     if KTH_TEST_SET.fullmatch(file.name):

@@ -1020,7 +1020,8 @@ def evaluate(
     seq_indices = _check_indices(indices, n_all, noise)
     n_gif = check_positive_int(n_gif, "n_gif", minimum=0)
     check_positive_int(lpips_chunk, "lpips_chunk")
-    if state_file is not None and Path(state_file).is_dir():
+    state_file = None if state_file is None else Path(state_file).expanduser()
+    if state_file is not None and state_file.is_dir():
         raise ValueError(f"state_file: expected a file name, got the directory {state_file}")
     if not is_real(save_every):
         raise TypeError(f"save_every: expected a number of seconds, got {type(save_every).__name__} {save_every!r}")
@@ -1051,7 +1052,7 @@ def evaluate(
             fvd_network=fvd_network,
             fvd_protocol=fvd_protocol,
             official_files=official_files,
-            state_file=None if state_file is None else Path(state_file),
+            state_file=state_file,
             save_every=float(save_every),
             noise=noise,
             indices=seq_indices,
@@ -1455,7 +1456,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name:
     """
     from latentdyn.video.media import save_gif, video_grid
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "plot": out_dir / f"{name}_curves.png"}
     public = {k: v for k, v in result.items() if not k.startswith("_")}

@@ -20,7 +20,7 @@ from einops import rearrange, repeat
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from examples.srvp.config import TOLERANCE_METHODS, ModelConfig
+from examples.srvp.config import TOLERANCE_METHODS, ModelConfig, check_config_type
 from latentdyn._autocast import autocast_enabled
 from latentdyn._checks import check_bool, check_positive_int, check_shape, check_tensor
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
@@ -195,8 +195,7 @@ class SRVP(FrameModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if not isinstance(config, ModelConfig):
-            raise TypeError(f"config: expected a ModelConfig, got {type(config).__name__}")
+        check_config_type(config, ModelConfig, "config")
         self.config = c = config
         # Construction order = the official registration order, so that a seeded RNG draws the same
         # default initialisations: encoder, decoder, w, q(y_0), z LSTM and head, prior, dynamics.

@@ -28,7 +28,7 @@ from examples.srvp.checkpoint import (
     read_train_config,
 )
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig
-from examples.srvp.train import TrainResult, exit_status, train
+from examples.srvp.train import TrainResult, cli_hints, exit_status, train
 
 
 def ensure_test_set(path: Path, seq_len: int = 25, *, deterministic: bool = False) -> Path:
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_args(args)
-        return _run(args, parser, sys.argv[1:] if argv is None else argv)
+        with cli_hints():  # (the training's advice is then a command, as for examples.srvp.train)
+            return _run(args, parser, sys.argv[1:] if argv is None else argv)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -80,7 +80,7 @@ from einops import rearrange, reduce, repeat
 from torch import nn
 from torch.distributions import Independent
 
-from examples.srvp.config import ModelConfig
+from examples.srvp.config import ModelConfig, check_config_type
 from examples.srvp.model import FrameModel, SVGLPPrediction, float32_gaussian
 from latentdyn._checks import check_bool, check_positive_int, check_shape
 from latentdyn.distributions import diag_gaussian
@@ -245,8 +245,7 @@ class SVGLP(FrameModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if not isinstance(config, ModelConfig):
-            raise TypeError(f"config: expected a ModelConfig, got {type(config).__name__}")
+        check_config_type(config, ModelConfig, "config")
         if config.family != "svglp":
             raise ValueError(
                 f"config.family: expected 'svglp' for SVGLP, got {config.family!r}; build it with SVGLPConfig(...)"

@@ -16,6 +16,7 @@ torch RNG state, optimizer, scheduler and step are checkpointed.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import dataclasses
 import json
 import math
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
@@ -61,6 +62,7 @@ from examples.srvp.config import (
     PRESETS,
     ModelConfig,
     TrainConfig,
+    check_config_type,
     check_new_run,
     config_to_dict,
     field_comments,
@@ -70,7 +72,7 @@ from examples.srvp.datasets import check_stream, make_data
 from examples.srvp.model import FrameModel, build_model, predict_in_chunks
 from latentdyn.video.collate import to_unit_interval
 
-__all__ = ["DataError", "build_parser", "config_from_args", "lr_factor", "main", "train", "validate"]
+__all__ = ["DataError", "build_parser", "cli_hints", "config_from_args", "lr_factor", "main", "train", "validate"]
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
@@ -853,11 +855,43 @@ def _lock_run_dir(lock: FileLock, run_dir: Path, option: str) -> None:
         remove_stale_temporaries(run_dir / "checkpoints" / name)
 
 
+_FROM_CLI: contextvars.ContextVar[bool] = contextvars.ContextVar("srvp_train_from_cli", default=False)
+"""Whether :func:`train` runs for a command line (its hints are then commands) or for Python code."""
+
+
+@contextmanager
+def cli_hints() -> Iterator[None]:
+    """While the block runs, :func:`train` phrases its advice as commands (``--resume RUN``), as the command lines
+    that call it want; from Python it names ``train``'s arguments."""
+    token = _FROM_CLI.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CLI.reset(token)
+
+
+def _continue_hint(run_dir: Path) -> str:
+    """How to continue the run in ``run_dir``: a command for a command line, a call from Python."""
+    if _FROM_CLI.get():
+        return f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
+    command = f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
+    return f"train(cfg, {str(run_dir)!r}, resume=True) (or {command})"
+
+
+def _already_a_run(run_dir: Path) -> FileExistsError:
+    if _FROM_CLI.get():
+        return FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
+    return FileExistsError(
+        f"run_dir: {run_dir} already holds a run; continue it with train(cfg, {str(run_dir)!r}, resume=True) (or "
+        "resume='auto', which starts the run or continues it), or give another directory"
+    )
+
+
 def train(
     cfg: TrainConfig,
-    run_dir: str | Path,
+    run_dir: str | os.PathLike[str],
     *,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = False,
     init_from: str | os.PathLike[str] | None = None,
     max_steps: int | None = None,
     progress: bool = True,
@@ -876,8 +910,10 @@ def train(
 
     Args:
         cfg: the configuration (on resume, the run's own).
-        run_dir: output directory; must not already hold a run unless ``resume``.
-        resume: continue from ``run_dir/checkpoints/last.pt`` (from step 0 if the run has none yet).
+        run_dir: output directory (``~`` is expanded); must not already hold a run unless ``resume``.
+        resume: continue from ``run_dir/checkpoints/last.pt`` (from step 0 if the run has none yet); ``"auto"``:
+            continue the run in ``run_dir`` if there is one, else start it (a notebook cell or a requeued job run
+            again, as ``--auto-resume``).
         init_from: a new run only: start from the weights of this run directory (the checkpoint
             ``examples.srvp.evaluate`` scores) or checkpoint file instead of the initialisation, with a fresh
             optimizer, schedule and step (fine-tuning; ``config.json`` records the source). The weights must fit
@@ -887,18 +923,28 @@ def train(
         log: where messages go.
 
     Raises:
+        TypeError: ``cfg`` is not a :class:`~examples.srvp.config.TrainConfig` (e.g. a dict: see
+            :func:`~examples.srvp.config.config_from_dict`), or ``resume`` is neither a bool nor ``"auto"``.
+        FileExistsError: ``run_dir`` already holds a run and ``resume`` is False.
+        FileNotFoundError: ``resume`` is True and ``run_dir`` holds no run.
         ValueError: among others, another training holds the run directory (its ``.lock``), or a resumed run's
             checkpoint lacks, or cannot restore, its training state or was written with other options.
         Exception: the error of a batch that could not be made (after ``last.pt`` of the steps done is written),
             or :class:`DataError` in the other processes of a data-parallel job.
     """
+    check_config_type(cfg, TrainConfig, "cfg")
+    run_dir = Path(os.fspath(run_dir)).expanduser()
+    if resume == "auto":
+        resume = (run_dir / "config.json").exists()
+    elif not isinstance(resume, bool):
+        raise TypeError(f"resume: expected True, False or 'auto', got {resume!r}")
     lock = FileLock()
     # The training sets the threads, seeds, default dtype and grad mode it needs; the caller (a notebook, a
     # sweep) gets its own back, and its autocast or no_grad does not reach the training.
     with caller_state_kept() as caller:
         try:
-            source = None if init_from is None else Path(init_from)
-            return _train(cfg, Path(run_dir), resume, source, max_steps, progress, log, lock, caller)
+            source = None if init_from is None else Path(os.fspath(init_from)).expanduser()
+            return _train(cfg, run_dir, resume, source, max_steps, progress, log, lock, caller)
         finally:
             lock.release()
 
@@ -942,7 +988,11 @@ def _train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the official code: the fastest kernels for these fixed shapes
     if not resume and (run_dir / "config.json").exists():
-        raise FileExistsError(f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory")
+        raise _already_a_run(run_dir)
+    if resume and not (run_dir / "config.json").exists():
+        where = "--resume" if _FROM_CLI.get() else "run_dir"
+        start = f"--run-dir {shell_quote(run_dir)}" if _FROM_CLI.get() else f"train(cfg, {str(run_dir)!r})"
+        raise FileNotFoundError(f"{where}: no run to resume in {run_dir} (no config.json); start one with {start}")
     if resume:
         if dist.main and run_dir.is_dir():
             _lock_run_dir(
@@ -1042,9 +1092,7 @@ def _train(
         run_dir.mkdir(parents=True, exist_ok=True)
         _lock_run_dir(lock, run_dir, "--run-dir")
         if (run_dir / "config.json").exists():  # made by another command while this one read its data
-            raise FileExistsError(
-                f"--run-dir: {run_dir} already holds a run; use --resume {run_dir} or another directory"
-            )
+            raise _already_a_run(run_dir)
         atomic_write_text(
             run_dir / "config.json",
             json.dumps(
@@ -1139,7 +1187,7 @@ def _train(
             where = f" by process {failed_rank}" if failed_rank != dist.rank else ""
             log(
                 f"stopped at step {step} of {cfg.n_iter}: the batch of step {step} could not be made{where} ({kept}); "
-                f"once the data is fixed, continue with: python -m examples.srvp.train --resume {shell_quote(run_dir)}"
+                f"once the data is fixed, continue with: {_continue_hint(run_dir)}"
             )
 
     def run_validation(select: bool = True) -> None:
@@ -1318,7 +1366,7 @@ def _train(
                     }
                     log(
                         f"stopped at step {step} of {cfg.n_iter} ({reason[stopped]}); continue with: "
-                        f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
+                        f"{_continue_hint(run_dir)}"
                     )
     except BaseException:
         logger.close()  # (its TensorBoard writer's thread would outlive a failed call in a notebook or a sweep)
@@ -1371,7 +1419,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         run_dir = args.resume if args.resume is not None else args.run_dir
-        result = train(cfg, run_dir, resume=args.resume is not None, init_from=args.init_from)
+        with cli_hints():
+            result = train(cfg, run_dir, resume=args.resume is not None, init_from=args.init_from)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError, DataError) as e:
         message = str(e)
         if args.auto_resume and message.startswith("--resume:"):  # (the user gave --auto-resume, not --resume)
