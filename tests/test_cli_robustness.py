@@ -1616,6 +1616,41 @@ def test_progress_lines_and_the_terminal_bar(
     assert "\r" in sys.stderr.getvalue()
 
 
+def test_a_notebook_gets_a_live_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notebook-review finding: a Jupyter kernel's stderr is no terminal, so a training or an evaluation showed a
+    line a minute (a 28 s training: nothing, then one line at the end), where tqdm draws in place in a notebook."""
+    import io
+    import sys
+    import types
+
+    from tqdm import tqdm
+
+    from examples.srvp._cli import LineProgress, in_notebook, progress_bar
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not in_notebook() and isinstance(progress_bar(total=3), LineProgress)
+
+    class ZMQInteractiveShell:  # (IPython's Jupyter shell, by name; Colab's subclasses it)
+        pass
+
+    class ColabShell(ZMQInteractiveShell):
+        pass
+
+    for shell in (ZMQInteractiveShell(), ColabShell()):
+        monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda s=shell: s))
+        monkeypatch.setitem(sys.modules, "ipywidgets", None)  # (without it: tqdm's text bar)
+        assert in_notebook()
+        bar = progress_bar(total=3, unit="it")
+        assert isinstance(bar, tqdm)
+        bar.update(2)
+        bar.close()
+        assert "\r" in sys.stderr.getvalue()
+    # A terminal IPython (not a kernel) and an IPython without a shell keep the plain lines of a log.
+    for shell in (types.SimpleNamespace(), None):
+        monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda s=shell: s))
+        assert not in_notebook() and isinstance(progress_bar(total=3), LineProgress)
+
+
 def test_train_works_without_the_source_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """Installed as .pyc files only (a frozen application), the flags' help texts cannot be read from the
     source: the flags still work, without help."""

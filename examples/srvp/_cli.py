@@ -141,19 +141,42 @@ LOG_INTERVAL = 60.0
 """Seconds between two progress lines written to a stream that is not a terminal (a log file)."""
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ``ZMQInteractiveShell`` or a subclass, e.g. Colab's),
+    whose standard error is no terminal but shows a progress bar's redraws."""
+    ipython = sys.modules.get("IPython")  # (never imported here: a kernel has imported it)
+    get_ipython = getattr(ipython, "get_ipython", None)
+    if not callable(get_ipython):
+        return False
+    try:
+        shell = get_ipython()
+    except Exception:  # (an IPython in a state of its own: no notebook bar)
+        return False
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
+
+
 def progress_bar(
     *, total: int | None = None, initial: int = 0, desc: str | None = None, unit: str = "it", **options: Any
 ) -> Any:
-    """A tqdm progress bar on stderr when it is a terminal; otherwise (a log file, a pipe) a :class:`LineProgress`,
-    which writes a plain line every :data:`LOG_INTERVAL` seconds instead of a redraw (``\\r``) per update.
+    """A tqdm progress bar on stderr when it is a terminal; in a Jupyter notebook, tqdm's notebook widget (its
+    text bar without ``ipywidgets``); otherwise (a log file, a pipe) a :class:`LineProgress`, which writes a plain
+    line every :data:`LOG_INTERVAL` seconds instead of a redraw (``\\r``) per update.
 
-    Both offer ``update``, ``set_postfix``, ``write`` and ``close``; ``options`` go to tqdm."""
+    All offer ``update``, ``set_postfix``, ``write`` and ``close``; ``options`` go to tqdm."""
     stream = sys.stderr
     isatty = getattr(stream, "isatty", None)
     try:
         terminal = bool(isatty()) if callable(isatty) else False
     except (ValueError, OSError):  # a closed stream
         terminal = False
+    if not terminal and in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (what tqdm's notebook bar draws with)
+            from tqdm.notebook import tqdm as notebook_bar
+
+            return notebook_bar(total=total, initial=initial, desc=desc, unit=unit, **options)
+        except ImportError:  # the text bar: a notebook shows its redraws in place
+            terminal = True
     if terminal:
         from tqdm import tqdm
 
