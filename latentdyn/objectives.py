@@ -13,6 +13,7 @@ import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from latentdyn._checks import check_float_tensor, check_shape, is_real
+from latentdyn._repr import fields_repr
 
 __all__ = ["ElboTerms", "elbo", "gaussian_nll", "kl_per_sequence", "residual_penalty"]
 
@@ -277,6 +278,10 @@ class ElboTerms(NamedTuple):
     kl_z: torch.Tensor
     residual: torch.Tensor
     total: torch.Tensor
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 def elbo(

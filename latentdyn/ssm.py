@@ -23,6 +23,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from latentdyn._autocast import autocast_enabled
 from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape
+from latentdyn._repr import fields_repr
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.distributions import StandardNormal, _diag_gaussian, index_steps
 
@@ -221,6 +222,10 @@ class Rollout:
             a, b = states[left, seq], states[right, seq]
             return torch.lerp(a.to(work), b.to(work), w[:, :, None]).to(states.dtype)
         return torch.lerp(states[left].to(work), states[right].to(work), w[:, None, None]).to(states.dtype)
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 def _is_single_precision(times: object) -> bool:

@@ -379,3 +379,32 @@ def test_print_shows_each_parts_settings() -> None:
     integrator, which is not a module, the standard deviation's floor, the pooling, the frames read)."""
     for module, expected in _parts():
         assert expected in repr(module), (expected, repr(module)[:300])
+
+
+def test_results_print_their_tensors_by_shape() -> None:
+    """Notebook-review finding: a notebook prints the result of a cell, and a ``Rollout`` or an ``EncoderOutput``
+    printed every tensor (pages of numbers, kept in the notebook file); they now print shapes and dtypes, and
+    small tensors (a loss) with their values."""
+    from latentdyn import ConditionalGaussianPrior, LatentSSM, MLPField, ResidualCell, elbo
+    from latentdyn._repr import short_repr
+
+    ssm = LatentSSM(ResidualCell(MLPField(4, 2, 8, 2), 4, 2), ConditionalGaussianPrior(MLP(4, 8, 4, 2)))
+    roll = ssm.rollout(torch.zeros(16, 4), 30)
+    text = repr(roll)
+    assert text.startswith("Rollout(substates=tensor(shape=(30, 16, 4), float32), n_substeps=1, z=tensor(shape=(29,")
+    assert len(text) < 700 and "posterior=None" in text
+    out = DCGANEncoder(image_size=64, channels=1, base_width=4, code_size=8)(torch.rand(2, 1, 64, 64))
+    assert repr(out) == (
+        "EncoderOutput(code=tensor(shape=(2, 8), float32), skips=[tensor(shape=(2, 32, 4, 4), float32), "
+        "tensor(shape=(2, 16, 8, 8), float32), tensor(shape=(2, 8, 16, 16), float32), tensor(shape=(2, 4, 32, 32), "
+        "float32)])"
+    )
+    terms = elbo(torch.tensor([2.5]), torch.tensor([0.25]), torch.tensor([0.5]), torch.tensor([0.0]))
+    assert repr(terms) == (
+        "ElboTerms(nll=tensor(2.5000), kl_y=tensor(0.2500), kl_z=tensor(0.5000), residual=tensor(0.), "
+        "total=tensor(3.2500))"
+    )
+    assert short_repr([0.5] * 3) == "[0.5, 0.5, 0.5]"
+    assert short_repr(list(range(100))) == "<list of 100 numbers: first 0, last 99>"
+    assert short_repr([torch.zeros(1)] * 5).endswith("... (5 in all)]")
+    assert short_repr(torch.zeros(3, 4, device="meta")) == "tensor(shape=(3, 4), float32, device='meta')"

@@ -173,6 +173,29 @@ def test_a_configuration_of_the_wrong_kind_says_what_to_do() -> None:
         vars(config_module).update(first)
 
 
+def test_what_a_notebook_prints_of_the_results_is_short(run: Path, tmp_path: Path) -> None:
+    """Notebook-review finding: the evaluation's result printed 47 KB (tensor dumps of its GIF videos), a
+    ``TrainResult`` every loss on one line (152 KB after 9,000 steps), an ``Encoded`` 499 KB."""
+    trained = train.train(_tiny(), tmp_path / "r", max_steps=3, progress=False, log=lambda _: None)
+    assert repr(trained) == (
+        f"TrainResult(run_dir={tmp_path / 'r'!r}, step=3, losses=[{', '.join(map(repr, trained.losses))}], "
+        f"best_val_psnr={trained.best_val_psnr!r}, stopped='max steps')"
+    )  # (3 losses: printed)
+    long = dataclasses.replace(trained, losses=[1.0] * 9000)
+    assert "losses=<list of 9000 numbers: first 1, last 1>" in repr(long)
+    model = load_model(run)
+    clips = torch.randint(0, 256, (6, 3, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=3)
+    result = ev.evaluate(model, clips, protocol, progress=False)
+    text = repr(result)
+    assert isinstance(result, dict) and len(text) < 1500
+    assert text.startswith("EvalResult(\n") and ev.format_results(result) in text
+    assert text.endswith("; arrays: _gif, _per_sequence, _per_sequence_others\n)")
+    with torch.no_grad():
+        prediction = model.predict(clips[:2].float() / 255, 4, 2)
+    assert len(repr(prediction)) < 1500 and "frames=tensor(shape=(2, 4, 3, 1, 64, 64), float32)" in repr(prediction)
+
+
 def test_evaluate_inside_a_training_loop_gives_the_modes_back(run: Path) -> None:
     """A loop that evaluates now and then goes on training: evaluate() left the model in eval mode, so the
     training went on with BatchNorm's running statistics and without its batch statistics."""

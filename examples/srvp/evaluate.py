@@ -109,6 +109,7 @@ __all__ = [
     "DEFAULT_NT_GEN",
     "NOISE_MODES",
     "EvalProtocol",
+    "EvalResult",
     "SavedProgress",
     "StateMismatchError",
     "auto_sample_chunk",
@@ -335,6 +336,20 @@ def load_test_clips(
         check_folder_lengths(data, "--nt-gen", "--test-set")  # before any clip is decoded
     n = len(data) if not max_sequences else min(max_sequences, len(data))
     return _stack([data[i] for i in range(n)])
+
+
+class EvalResult(dict[str, Any]):
+    """The results of :func:`evaluate`: a dict, JSON-ready but for its ``_`` keys (arrays for the output files),
+    printed as the results table (a notebook shows that, not pages of numbers and tensors)."""
+
+    def __repr__(self) -> str:
+        public = [k for k in self if not k.startswith("_")]
+        arrays = [k for k in self if k.startswith("_")]
+        try:
+            table = format_results(self)
+        except Exception:  # (a result changed by hand: its keys, at least)
+            table = "(no results table: its entries were changed)"
+        return f"EvalResult(\n{table}\nkeys: {', '.join(public)}; arrays: {', '.join(arrays) or 'none'}\n)"
 
 
 @dataclass
@@ -926,7 +941,7 @@ def evaluate(
     save_every: float = 600.0,
     noise: str = "sequence",
     indices: Iterable[int] | torch.Tensor | np.ndarray | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Best-of-N PSNR/SSIM (and LPIPS, FVD) of ``model`` on uint8 test clips (T, N, C, H, W), with reference predictors.
 
     The N samples of a batch of sequences are drawn ``sample_chunk`` at a time
@@ -1108,7 +1123,7 @@ def _evaluate(
     save_every: float,
     noise: str,
     indices: list[int] | None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """:func:`evaluate` once its arguments are checked."""
     model = model.to(device).eval()
     if lpips is not None:
@@ -1253,7 +1268,7 @@ def _results(
     fvd_network: nn.Module | None,
     fvd_protocol: FVDProtocol | None,
     provenance: dict[str, Any],
-) -> dict[str, Any]:
+) -> EvalResult:
     """The results of an evaluation from the records of all its batches (see :func:`evaluate`)."""
     elapsed = acc.seconds
     scores = {name: _Scores.empty(metrics) for name in ("model", "worst", "copy_last", "black")}
@@ -1262,29 +1277,31 @@ def _results(
             for m, (avg, curve) in kind.items():
                 scores[name].add(m, avg, curve)
     gif_parts = [b["gif"] for b in acc.batches if "gif" in b]
-    result: dict[str, Any] = {
-        "model": getattr(model.config, "family", "srvp"),
-        "protocol": asdict(p),
-        "n_sequences": n_seq,
-        "sample_chunk": chunk,
-        "metrics": scores["model"].summary(),
-        "worst_sample": scores["worst"].summary(),
-        "reference_predictors": {name: scores[name].summary() for name in ("copy_last", "black")},
-        "throughput": {
-            "seconds": elapsed,
-            "sequences_per_s": n_seq / elapsed,
-            "predicted_frames_per_s": n_seq * p.n_samples * p.n_future / elapsed,
-            "resumed_at": resumed_at,
-        },
-        "provenance": provenance,
-        "_gif": {k: torch.cat([g[k] for g in gif_parts], dim=1) for k in gif_parts[0]} if gif_parts else {},
-        "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
-        "_per_sequence_others": {
-            f"{name}_{m}": torch.cat(scores[name].avg[m]).numpy()
-            for name in ("worst", "copy_last", "black")
-            for m in metrics
-        },
-    }
+    result = EvalResult(
+        {
+            "model": getattr(model.config, "family", "srvp"),
+            "protocol": asdict(p),
+            "n_sequences": n_seq,
+            "sample_chunk": chunk,
+            "metrics": scores["model"].summary(),
+            "worst_sample": scores["worst"].summary(),
+            "reference_predictors": {name: scores[name].summary() for name in ("copy_last", "black")},
+            "throughput": {
+                "seconds": elapsed,
+                "sequences_per_s": n_seq / elapsed,
+                "predicted_frames_per_s": n_seq * p.n_samples * p.n_future / elapsed,
+                "resumed_at": resumed_at,
+            },
+            "provenance": provenance,
+            "_gif": {k: torch.cat([g[k] for g in gif_parts], dim=1) for k in gif_parts[0]} if gif_parts else {},
+            "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
+            "_per_sequence_others": {
+                f"{name}_{m}": torch.cat(scores[name].avg[m]).numpy()
+                for name in ("worst", "copy_last", "black")
+                for m in metrics
+            },
+        }
+    )
     if official is not None:
         result["_official"] = official.arrays()
     if fvd_network is not None:

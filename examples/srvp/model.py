@@ -23,6 +23,7 @@ from torch.distributions import Distribution, Independent, Normal
 from examples.srvp.config import TOLERANCE_METHODS, ModelConfig, check_config_type
 from latentdyn._autocast import autocast_enabled
 from latentdyn._checks import check_bool, check_positive_int, check_shape, check_tensor
+from latentdyn._repr import fields_repr
 from latentdyn.cells import GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
 from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, diag_gaussian
 from latentdyn.encoders.content import (
@@ -70,6 +71,10 @@ class Encoded:
     codes: torch.Tensor
     skips: list[torch.Tensor]
 
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
+
 
 @dataclass
 class SRVPOutput:
@@ -91,6 +96,10 @@ class SRVPOutput:
     w: torch.Tensor | None
     content_indices: torch.Tensor | None
     skip_index: torch.Tensor | None
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 @dataclass
@@ -115,6 +124,10 @@ class Prediction:
     cond_rollout: Rollout
     future_rollout: Rollout
 
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
+
 
 @dataclass
 class SVGLPPrediction:
@@ -136,6 +149,10 @@ class SVGLPPrediction:
     cond_frames: torch.Tensor | None
     codes: torch.Tensor
     z: torch.Tensor
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 class FrameModel(nn.Module):
@@ -477,6 +494,10 @@ class SampleChunk(NamedTuple):
 
     start: int
     prediction: Prediction | SVGLPPrediction
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 class _ChunkedNoise:

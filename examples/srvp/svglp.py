@@ -83,6 +83,7 @@ from torch.distributions import Independent
 from examples.srvp.config import ModelConfig, check_config_type
 from examples.srvp.model import FrameModel, SVGLPPrediction, float32_gaussian
 from latentdyn._checks import check_bool, check_positive_int, check_shape
+from latentdyn._repr import fields_repr
 from latentdyn.distributions import diag_gaussian
 from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder, init_conv_weights_
 from latentdyn.objectives import ElboTerms, elbo, kl_per_sequence
@@ -226,6 +227,10 @@ class SVGLPOutput:
     posterior: Independent | None
     prior: Independent | None
     skip_index: torch.Tensor
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 # -------------------------------------------------------------------------------------------------------- model

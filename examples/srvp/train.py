@@ -70,6 +70,7 @@ from examples.srvp.config import (
 )
 from examples.srvp.datasets import check_stream, make_data
 from examples.srvp.model import FrameModel, build_model, predict_in_chunks
+from latentdyn._repr import fields_repr
 from latentdyn.video.collate import to_unit_interval
 
 __all__ = ["DataError", "build_parser", "cli_hints", "config_from_args", "lr_factor", "main", "train", "validate"]
@@ -439,6 +440,10 @@ class TrainResult:
     losses: list[float]
     best_val_psnr: float | None
     stopped: str  # "done", "max steps", "time budget", "interrupted" (Ctrl-C), "terminated" (SIGTERM) or "nan"
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 class _StopRequest:

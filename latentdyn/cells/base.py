@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from latentdyn._checks import check_int, check_positive_int, check_shape
+from latentdyn._repr import fields_repr
 
 __all__ = ["CellPath", "TransitionCell"]
 
@@ -24,6 +25,10 @@ class CellPath(NamedTuple):
 
     states: torch.Tensor
     residuals: torch.Tensor | None
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 class TransitionCell(nn.Module, abc.ABC):

@@ -37,6 +37,7 @@ from einops import rearrange
 from torch import nn
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape, is_real
+from latentdyn._repr import fields_repr
 from latentdyn.nn import _init_tensor_
 
 __all__ = [
@@ -69,6 +70,10 @@ class EncoderOutput(NamedTuple):
 
     code: torch.Tensor
     skips: list[torch.Tensor]
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from einops import rearrange
 from torch import nn
 
 from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor, is_real
+from latentdyn._repr import fields_repr
 from latentdyn.video.lpips import _check_state, _read_state_dict, _resolve_weights_path
 
 __all__ = [
@@ -84,6 +85,10 @@ class GaussianFit(NamedTuple):
     """``(D,)``"""
     cov: torch.Tensor
     """``(D, D)``, unbiased (divided by ``N − 1``)."""
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 def gaussian_fit(embeddings: torch.Tensor) -> GaussianFit:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from einops import pack, unpack
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, check_positive_real, check_shape, check_tensor
+from latentdyn._repr import fields_repr
 
 __all__ = [
     "BestOfN",
@@ -304,6 +305,10 @@ class BestOfN(NamedTuple):
     best_curve: torch.Tensor | None
     worst_curve: torch.Tensor | None
 
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
+
 
 def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
     """Best-of-N selection: for each sequence, the sample with the best time-averaged score.
@@ -415,6 +420,10 @@ class MeanCI(NamedTuple):
 
     mean: torch.Tensor
     half_width: torch.Tensor
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 def mean_confidence_interval(values: torch.Tensor, dim: int = 0, z: float = 1.96) -> MeanCI:

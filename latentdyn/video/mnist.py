@@ -36,6 +36,7 @@ import numpy as np
 
 from latentdyn._checks import check_choice
 from latentdyn._files import give_plain_mode
+from latentdyn._repr import fields_repr
 
 __all__ = [
     "EMBEDDED",
@@ -101,6 +102,10 @@ class MNISTDigits(NamedTuple):
 
     images: np.ndarray
     labels: np.ndarray
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:

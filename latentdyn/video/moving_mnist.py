@@ -42,6 +42,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, is_int, is_real
 from latentdyn._files import first_line, give_plain_mode
+from latentdyn._repr import fields_repr
 
 __all__ = [
     "COLLISION_TOLERANCE",
@@ -87,6 +88,10 @@ class Trajectory(NamedTuple):
 
     positions: np.ndarray
     velocities: np.ndarray
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 def _randint(rng: np.random.RandomState | None, low: int, high: int) -> int:
@@ -614,6 +619,10 @@ class MovingMNISTTestData:
     latents: np.ndarray
     labels: np.ndarray
     digits: np.ndarray
+
+    def __repr__(self) -> str:
+        """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
+        return fields_repr(self)
 
 
 _TEST_KEYS = ("sequences", "latents", "labels", "digits")
