@@ -252,6 +252,13 @@ def test_ctrl_c_or_sigterm_stops_after_the_step_with_a_checkpoint(
     assert first.stopped == stopped and first.step == 2
     assert train.exit_status(first.stopped) == 128 + sig  # the shell's status for the signal
     assert any(("Ctrl-C" if sig == signal.SIGINT else "SIGTERM") in m and "--resume" in m for m in messages)
+    # Said when the loop stops, before the checkpoint and the validation, which may take long (review finding:
+    # nothing acknowledged the Ctrl-C until the run had ended).
+    by = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    again = " (Ctrl-C again stops at once, without them)" if not torchrun else ""
+    said = f"{by}: stopping at step 2: writing last.pt and a last validation score{again}"
+    assert said in messages and messages.index(said) < next(i for i, m in enumerate(messages) if "validation" in m
+                                                              and m.startswith("step 2"))  # fmt: skip
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 2
     assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is _unhandled  # both restored
     second = _quiet(cfg, tmp_path / "b", resume=True)

@@ -462,7 +462,7 @@ class _StopRequest:
 
     def __init__(self, launched_by_torchrun: bool = False) -> None:
         self.by: str | None = None
-        self._repeat_interrupts = not launched_by_torchrun
+        self.repeat_interrupts = not launched_by_torchrun
         self._previous: dict[int, Any] = {}
 
     @property
@@ -483,7 +483,7 @@ class _StopRequest:
 
         if self.by is None:
             self.by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        if self._repeat_interrupts:  # from now on Ctrl-C interrupts at once
+        if self.repeat_interrupts:  # from now on Ctrl-C interrupts at once
             self._restore(signal.SIGINT)
 
     def _restore(self, *signals: int) -> None:
@@ -1345,6 +1345,9 @@ def _train(
             if bar is not None:
                 bar.close()
                 bar = None
+            if stopped in ("interrupted", "terminated") and dist.main:  # (said now: the validation may take long)
+                again = " (Ctrl-C again stops at once, without them)" if stop.repeat_interrupts else ""
+                log(f"{stop.by}: stopping at step {step}: writing {last_path.name} and a last validation score{again}")
             if stopped == "data error":
                 _save_after_data_error(why - _DATA_ERROR)
                 if data_error is not None:
