@@ -196,6 +196,26 @@ def test_what_a_notebook_prints_of_the_results_is_short(run: Path, tmp_path: Pat
     assert len(repr(prediction)) < 1500 and "frames=tensor(shape=(2, 4, 3, 1, 64, 64), float32)" in repr(prediction)
 
 
+def test_a_notebook_shows_the_curves_and_the_samples(run: Path, tmp_path: Path) -> None:
+    """Notebook-review finding: ``plot_figure``'s figure showed as ``<Figure size ...>`` unless pyplot's inline
+    backend had been started, and the sample grid was only reachable through the GIF file."""
+    clips = torch.randint(0, 256, (6, 3, 1, 64, 64), dtype=torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=3)
+    result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=2)
+    png = ev.plot_figure(result)._repr_png_()  # what IPython displays
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    frames = ev.sample_grid(result)
+    assert frames is not None and frames.shape == (6, 2 * 66 + 2, 4 * 66 + 2, 3) and frames.dtype == np.uint8
+    from PIL import Image
+
+    with Image.open(ev.write_outputs(result, tmp_path, "x")["gif"]) as gif:
+        gif.seek(3)
+        shown = np.asarray(gif.convert("RGB")).astype(int)
+    assert np.abs(shown - frames[3]).max() <= 4  # the GIF shows these frames (up to its 256-colour palette)
+    no_videos = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=0)
+    assert ev.sample_grid(no_videos) is None
+
+
 def test_evaluate_inside_a_training_loop_gives_the_modes_back(run: Path) -> None:
     """A loop that evaluates now and then goes on training: evaluate() left the model in eval mode, so the
     training went on with BatchNorm's running statistics and without its batch statistics."""

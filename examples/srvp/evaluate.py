@@ -52,6 +52,7 @@ import ctypes
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -125,6 +126,7 @@ __all__ = [
     "mark_predicted",
     "official_work_dir",
     "plot_figure",
+    "sample_grid",
     "sequence_generators",
     "sequence_seed",
     "write_official_files",
@@ -1424,6 +1426,13 @@ def plot_figure(result: dict[str, Any]) -> Any:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(_plot_title(result), fontsize=9)
     fig.tight_layout()
+
+    def png() -> bytes:  # a notebook shows the figure (IPython's _repr_png_), whatever its matplotlib backend
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
+
+    fig._repr_png_ = png  # type: ignore[attr-defined]
     return fig
 
 
@@ -1465,13 +1474,30 @@ OUTPUT_NOTES = {
 """How to read an output of :func:`write_outputs` (after its path, where the commands list them)."""
 
 
+def sample_grid(result: dict[str, Any]) -> np.ndarray | None:
+    """The frames of the sample GIF of ``result`` (None when it kept no videos: ``n_gif=0``): uint8
+    (T, H', W', 3), rows the first test sequences, columns the truth and the best and worst sample by PSNR and a
+    random one, predicted frames framed in red (:func:`mark_predicted`). In a notebook, show a frame with
+    ``PIL.Image.fromarray(frames[t])``, or the GIF :func:`write_outputs` writes with
+    ``IPython.display.Image(filename=path)``."""
+    from latentdyn.video.media import video_grid
+
+    videos = result["_gif"]
+    if not videos:
+        return None
+    # Rows: one test sequence each; columns: truth, best-PSNR, worst-PSNR, random sample.
+    cols = [videos[k] for k in ("truth", "best", "worst", "random")]
+    grid = rearrange(torch.stack(cols), "k t b c h w -> b k t c h w")
+    return mark_predicted(video_grid(grid, pad_value=0.5), grid.shape, result["protocol"]["nt_cond"])
+
+
 def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
     """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths.
 
     When ``result`` holds the official sample arrays (``evaluate(..., official_files=True)``), they are
     written too, to ``out_dir/<name>_official/`` (see :func:`write_official_files`).
     """
-    from latentdyn.video.media import save_gif, video_grid
+    from latentdyn.video.media import save_gif
 
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1481,12 +1507,8 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name:
     per_sequence = {**result["_per_sequence"], **result.get("_per_sequence_others", {})}
     paths["per_sequence"] = atomic_write_npz(out_dir / f"{name}_per_sequence.npz", **per_sequence)
     _plot(result, paths["plot"])
-    videos = result["_gif"]
-    if videos:
-        # Rows: one test sequence each; columns: truth, best-PSNR, worst-PSNR, random sample.
-        cols = [videos[k] for k in ("truth", "best", "worst", "random")]
-        grid = rearrange(torch.stack(cols), "k t b c h w -> b k t c h w")
-        frames = mark_predicted(video_grid(grid, pad_value=0.5), grid.shape, result["protocol"]["nt_cond"])
+    frames = sample_grid(result)
+    if frames is not None:
         frames = np.concatenate([frames, np.repeat(frames[-1:], GIF_HOLD_FRAMES, axis=0)])  # a pause at the end
         paths["gif"] = save_gif(out_dir / f"{name}_samples.gif", frames, fps=4)
     if "_official" in result:
