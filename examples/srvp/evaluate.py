@@ -543,6 +543,18 @@ class SavedProgress:
     path: Path
 
 
+def _attach_progress(exc: BaseException, progress: SavedProgress) -> None:
+    """Give ``exc`` its ``saved_progress`` and, where Python has notes (3.11+), a note that its traceback shows:
+    what was kept and that the same call continues from it."""
+    exc.saved_progress = progress  # type: ignore[attr-defined]
+    add_note = getattr(exc, "add_note", None)
+    if callable(add_note):
+        add_note(
+            f"evaluate: the results of {progress.done} of {progress.total} sequences are saved in {progress.path}; "
+            "the same call again continues from them"
+        )
+
+
 class StateMismatchError(ValueError):
     """A ``state_file`` holds the progress of an evaluation made with other settings, model or test clips.
 
@@ -1246,10 +1258,10 @@ def _evaluate(
                 pass
             except BaseException as again:  # a second Ctrl-C during the save: the file holds the last one
                 if saved > 0:
-                    again.saved_progress = SavedProgress(saved, n_seq, state_file)  # type: ignore[attr-defined]
+                    _attach_progress(again, SavedProgress(saved, n_seq, state_file))
                 raise
             if saved > 0:
-                exc.saved_progress = SavedProgress(saved, n_seq, state_file)  # type: ignore[attr-defined]
+                _attach_progress(exc, SavedProgress(saved, n_seq, state_file))
         raise
     finally:
         if bar is not None:
