@@ -13,11 +13,17 @@ from typing import TypeGuard
 
 import numpy as np
 import torch
+from torch import nn
+
+from latentdyn._autocast import autocast_enabled
 
 __all__ = [
     "check_bool",
     "check_choice",
     "check_float_tensor",
+    "check_hidden_size",
+    "check_input_dtype",
+    "check_input_dtypes",
     "check_int",
     "check_positive_int",
     "check_positive_real",
@@ -55,6 +61,74 @@ def check_float_tensor(x: object, name: str) -> torch.Tensor:
     return t
 
 
+def check_input_dtype(x: torch.Tensor, name: str, module: nn.Module, owner: str) -> torch.dtype | None:
+    """Check that a floating-point ``x`` can enter ``module``'s networks; return the highest dtype another input
+    combined with it (concatenated, added) may have, or None (not checked).
+
+    Without ``torch.autocast`` on ``x``'s device the networks need inputs of their parameters' dtype: ``x`` must
+    have it, and the ceiling is that dtype. Under autocast the inputs are cast to the autocast dtype, except
+    float64 ones, which would meet lower-precision weights: ``x`` must be float32 or lower and so is the ceiling
+    (for float64 parameters nothing is checked). A module without floating-point parameters, or with parameters
+    of several dtypes, is not checked. Metadata only: no value is read.
+
+    Args:
+        x: the input, a floating-point tensor (checked by the caller).
+        name: its name, used in messages.
+        module: the module whose parameters ``x`` meets.
+        owner: what ``module`` is in messages ("model", "cell", "field").
+
+    Raises:
+        TypeError: ``x`` is not in the parameters' dtype (without autocast), or is float64 under autocast for
+            parameters that are not.
+    """
+    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1:
+        return None
+    (want,) = dtypes
+    if autocast_enabled(x.device.type):
+        if want == torch.float64:
+            return None
+        ceiling = torch.float32
+        if torch.promote_types(x.dtype, ceiling) != ceiling:
+            raise TypeError(
+                f"{name}: expected float32 or a lower precision under torch.autocast (which does not cast float64 "
+                f"inputs) for a {owner} with {want} parameters, got {x.dtype}"
+            )
+        return ceiling
+    if x.dtype != want:
+        raise TypeError(
+            f"{name}: expected the dtype of the {owner}'s parameters, {want}, got {x.dtype}; cast {name} with "
+            f"{name}.to({want}) or the {owner} with {owner}.to({x.dtype}), or run under torch.autocast"
+        )
+    return want
+
+
+def check_input_dtypes(
+    module: nn.Module, owner: str, y: torch.Tensor, y_name: str, z: torch.Tensor, z_name: str
+) -> None:
+    """Check the dtypes of a state ``y`` and a condition ``z`` that ``module`` combines (e.g. concatenates).
+
+    Both must be floating point; ``y`` must suit ``module``'s parameters (:func:`check_input_dtype`), and ``z``
+    must not promote what it is combined with: not of a higher precision than ``y`` (nor, under autocast, than
+    float32). A ``z`` of a lower precision is accepted, as :meth:`LatentSSM.rollout
+    <latentdyn.ssm.LatentSSM.rollout>` accepts a lower-precision posterior. Metadata only: no value is read.
+
+    Raises:
+        TypeError: ``y`` or ``z`` is not a floating-point tensor, or has a dtype the networks would refuse,
+            each named.
+    """
+    check_float_tensor(y, y_name)
+    check_float_tensor(z, z_name)
+    ceiling = check_input_dtype(y, y_name, module, owner)
+    if ceiling is None and not autocast_enabled(y.device.type):
+        ceiling = y.dtype
+    if ceiling is not None and torch.promote_types(z.dtype, ceiling) != ceiling:
+        raise TypeError(
+            f"{z_name}: expected {ceiling} or a lower precision ({y_name} is {y.dtype}), got {z.dtype}, which would "
+            f"promote what the {owner} computes; cast it with {z_name}.to({y_name}.dtype)"
+        )
+
+
 def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, int]:
     """Check that ``x`` is a tensor whose shape matches an einops-style ``pattern``.
 
@@ -78,11 +152,11 @@ def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, i
     if axes and axes[0] == "...":
         axes = axes[1:]
         if len(shape) < len(axes):
-            raise ValueError(f"{name}: expected at least {len(axes)} dimensions ({pattern}), got shape {list(shape)}")
+            raise ValueError(f"{name}: expected at least {_dimensions(len(axes))} ({pattern}), got shape {list(shape)}")
         shape = shape[len(shape) - len(axes) :]
     elif len(shape) != len(axes):
         raise ValueError(
-            f"{name}: expected {len(axes)} dimensions ({pattern}), got {len(shape)} with shape {list(shape)}"
+            f"{name}: expected {_dimensions(len(axes))} ({pattern}), got {len(shape)} with shape {list(shape)}"
         )
     found: dict[str, int] = {}
     for axis, size in zip(axes, shape):
@@ -101,6 +175,11 @@ def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, i
                 f"{name}: expected size {want} for axis {axis!r} of ({pattern}), got shape {list(t.shape)}"
             )
     return found
+
+
+def _dimensions(n: int) -> str:
+    """``"1 dimension"``, ``"3 dimensions"``."""
+    return f"{n} dimension" if n == 1 else f"{n} dimensions"
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -136,6 +215,25 @@ def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_hidden_size(value: object, name: str, n_layers: int) -> int:
+    """``value`` as an ``int``: the width of the hidden layers of an MLP of ``n_layers`` (checked) Linear layers.
+
+    An int >= 1 when there are hidden layers (``n_layers > 1``); with a single layer it is unused and any int
+    >= 0 is accepted (0 says "no hidden layer"), but still an int: a wrong kind is a mistake either way.
+
+    Raises:
+        TypeError: ``value`` is not an int.
+        ValueError: ``value`` < 1 with ``n_layers > 1``, or negative.
+    """
+    if n_layers > 1:
+        return check_positive_int(value, name)
+    if not is_int(value):
+        raise TypeError(f"{name}: expected an int (unused with n_layers=1), got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: expected an int >= 0 (unused with n_layers=1), got {value}")
+    return int(value)
+
+
 def check_positive_real(value: object, name: str) -> float:
     """Return ``value`` as a float if it is a positive finite real number (:func:`is_real`)."""
     if not is_real(value):
@@ -165,8 +263,18 @@ def check_choice(value: object, name: str, choices: Mapping[str, object] | tuple
 def substeps_from_dt(dt: float) -> int:
     """Number of integration sub-steps per frame for a step size ``dt = 1/n``.
 
-    The conversion is checked: ``1/dt`` must be a positive integer up to float rounding (so ``1/3`` is
-    accepted and gives 3), which is what lets every time be built from integer counters afterwards.
+    The conversion is checked: ``1/dt`` must be a positive integer up to the rounding of ``dt``'s precision (so
+    ``1/3`` is accepted and gives 3), which is what lets every time be built from integer counters afterwards.
+    A Python float or ``np.float64`` must be within 1e-9 of ``1/n`` (relative); a NumPy scalar of lower
+    precision (``np.float32``, ``np.float16``, e.g. read from a float32 array or config) within two of its
+    machine epsilons, so that ``np.float32(1 / 3)`` gives 3 too.
+
+    Args:
+        dt: the step size as a fraction of a frame, ``1/n`` with ``n >= 1``: a real number (a Python or NumPy int
+            or float; not a bool or a tensor).
+
+    Returns:
+        ``n``, the number of sub-steps per frame.
 
     Raises:
         TypeError: ``dt`` is not a real number.
@@ -174,11 +282,13 @@ def substeps_from_dt(dt: float) -> int:
     """
     if not is_real(dt):
         raise TypeError(f"dt: expected a float 1/n, got {type(dt).__name__} {dt!r}")
+    # The relative error of n·dt is the rounding of dt: 1e-9 is far above float64's, a float32 needs its own.
+    tolerance = max(1e-9, 2.0 * float(np.finfo(dt).eps)) if isinstance(dt, np.floating) else 1e-9
     dt = float(dt)
     if not math.isfinite(dt) or dt <= 0 or dt > 1:
         raise ValueError(f"dt: expected 1/n for an integer n >= 1, got {dt!r}")
     n = round(1.0 / dt)
-    if n < 1 or abs(n * dt - 1.0) > 1e-9:
+    if n < 1 or abs(n * dt - 1.0) > tolerance:
         raise ValueError(
             f"dt: expected 1/n for an integer n >= 1, got {dt!r} (1/dt = {1.0 / dt!r}); pass n_substeps=n to be exact"
         )

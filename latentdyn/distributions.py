@@ -132,9 +132,12 @@ def index_steps(dist: Distribution | None, index: int | slice) -> Independent[No
         The diagonal Gaussian of the selected steps: batch (...) for an integer, (T', ...) for a slice.
 
     Raises:
-        TypeError: ``dist`` is not a diagonal Gaussian ``Independent(Normal(loc, scale), 1)``; ``index`` is
-            neither an int nor a slice (a bool, which NumPy-style indexing reads as a new axis, included).
-        ValueError: ``dist`` has no batch axis (batch shape ()), so no time axis to select from.
+        TypeError: ``dist`` is not a diagonal Gaussian ``Independent(Normal(loc, scale), 1)`` (an
+            ``Independent`` with ``reinterpreted_batch_ndims`` other than 1 included); ``index`` is neither an int
+            nor a slice (a bool, which NumPy-style indexing reads as a new axis, included).
+        ValueError: ``dist`` has no batch axis (batch shape ()), so no time axis to select from; an integer
+            ``index`` outside ``[-T, T-1]``; a slice ``index`` whose step is zero or negative (its start and stop
+            may lie outside the steps and are clipped, as in Python).
     """
     if dist is None:
         raise TypeError(
@@ -143,6 +146,12 @@ def index_steps(dist: Distribution | None, index: int | slice) -> Independent[No
         )
     if not (isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)):
         raise TypeError(f"dist: expected Independent(Normal) (a diagonal Gaussian), got {type(dist).__name__}")
+    if dist.reinterpreted_batch_ndims != 1:
+        raise TypeError(
+            f"dist: expected Independent(Normal(loc, scale), 1) (a diagonal Gaussian over the last axis), got "
+            f"reinterpreted_batch_ndims={dist.reinterpreted_batch_ndims} (batch shape {list(dist.batch_shape)}, "
+            f"event shape {list(dist.event_shape)})"
+        )
     if not (is_int(index) or isinstance(index, slice)):
         raise TypeError(f"index: expected an int or a slice of steps, got {type(index).__name__} {index!r}")
     if len(dist.batch_shape) == 0:
@@ -150,8 +159,19 @@ def index_steps(dist: Distribution | None, index: int | slice) -> Independent[No
             f"dist: expected a batch shape (T, ...) starting with the time axis, got batch shape () "
             f"(event shape {list(dist.event_shape)})"
         )
+    n_steps = dist.batch_shape[0]
+    steps: int | slice
+    if isinstance(index, slice):
+        if is_int(index.step) and index.step < 1:
+            raise ValueError(f"index: expected a slice with a positive step (or none), got {index!r}")
+        steps = index
+    else:
+        steps = int(index)
+        if n_steps == 0:
+            raise ValueError(f"index: expected a step of dist, but dist has no steps (T = 0), got {steps}")
+        if not -n_steps <= steps < n_steps:
+            raise ValueError(f"index: expected a step in [{-n_steps}, {n_steps - 1}] (T = {n_steps}), got {steps}")
     base = dist.base_dist
-    steps = int(index) if is_int(index) else index
     return _diag_gaussian(base.loc[steps], base.scale[steps], validate_args=False)  # parts of a valid one
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from latentdyn._checks import check_positive_int
+from latentdyn._checks import check_hidden_size, check_positive_int
 from latentdyn.nn import MLP
 
 __all__ = ["MLPField", "VectorField"]
@@ -75,7 +75,7 @@ class MLPField(VectorField):
     Args:
         state_size: Dy.
         cond_size: Dz (0 for an unconditioned field), or Dz + Du in a model with exogenous inputs.
-        hidden_size: MLP width.
+        hidden_size: MLP width, an int >= 1 (unused when ``n_layers == 1``, where any int >= 0 is accepted).
         n_layers: number of Linear layers.
         activation: factory of the hidden activation, as :class:`~latentdyn.nn.MLP` takes it (a module class
             such as ``nn.Tanh``); default ReLU, SRVP's. With an adaptive solver prefer a smooth one (``nn.Tanh``,
@@ -86,7 +86,7 @@ class MLPField(VectorField):
         TypeError: a size is not an int; ``activation`` is not a factory of modules (see
             :class:`~latentdyn.nn.MLP`).
         ValueError: ``state_size``, ``n_layers`` or (with ``n_layers > 1``) ``hidden_size`` below 1, or
-            ``cond_size`` negative.
+            ``cond_size`` or ``hidden_size`` negative.
     """
 
     def __init__(
@@ -102,8 +102,7 @@ class MLPField(VectorField):
         self.state_size = check_positive_int(state_size, "state_size")
         self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
         # Checked here so that a message names this class's argument, not the MLP's ``hidden_features``.
-        if check_positive_int(n_layers, "n_layers") > 1:
-            check_positive_int(hidden_size, "hidden_size")
+        check_hidden_size(hidden_size, "hidden_size", check_positive_int(n_layers, "n_layers"))
         self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers, activation=activation)
 
     def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.utils import parametrize
 
-from latentdyn._checks import check_positive_int, check_tensor, is_real
+from latentdyn._checks import check_hidden_size, check_positive_int, check_tensor, is_real
 
 __all__ = ["MLP", "TimeDistributed", "init_orthogonal_"]
 
@@ -25,7 +25,8 @@ class MLP(nn.Module):
 
     Args:
         in_features: input size.
-        hidden_features: width of the hidden layers (unused when ``n_layers == 1``).
+        hidden_features: width of the hidden layers, an int >= 1 (unused when ``n_layers == 1``, where any
+            int >= 0 is accepted, e.g. 0).
         out_features: output size.
         n_layers: number of Linear layers, at least 1.
         activation: factory for the hidden activation (default ReLU), called with no arguments once per hidden
@@ -36,7 +37,7 @@ class MLP(nn.Module):
         TypeError: a size is not an int; ``activation`` is a module instance, not callable, a function that
             needs arguments (a tensor function such as ``torch.tanh`` or ``F.relu``), or builds something other
             than a module.
-        ValueError: a size below 1.
+        ValueError: a size below 1 (``hidden_features`` with ``n_layers > 1``; negative otherwise).
     """
 
     def __init__(
@@ -50,9 +51,7 @@ class MLP(nn.Module):
         super().__init__()
         check_positive_int(in_features, "in_features")
         check_positive_int(out_features, "out_features")
-        check_positive_int(n_layers, "n_layers")
-        if n_layers > 1:
-            check_positive_int(hidden_features, "hidden_features")
+        check_hidden_size(hidden_features, "hidden_features", check_positive_int(n_layers, "n_layers"))
         if isinstance(activation, nn.Module) or not callable(activation):
             hint = f"; pass {type(activation).__name__} without ()" if isinstance(activation, nn.Module) else ""
             raise TypeError(

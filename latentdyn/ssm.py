@@ -21,8 +21,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from latentdyn._autocast import autocast_enabled
-from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape
+from latentdyn._checks import check_bool, check_input_dtype, check_int, check_positive_int, check_shape
 from latentdyn._repr import fields_repr
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.distributions import StandardNormal, _diag_gaussian, index_steps
@@ -126,8 +125,9 @@ class Rollout:
         return (self.substates.shape[0] - 1) // self.n_substeps + 1
 
     def times(self) -> torch.Tensor:
-        """Time of every sub-step state, ((T−1)·n + 1,), float64, built from integers."""
-        i = torch.arange(self.substates.shape[0], dtype=torch.float64)
+        """Time of every sub-step state, ((T−1)·n + 1,), float64 on the device of ``substates``, built from
+        integers."""
+        i = torch.arange(self.substates.shape[0], dtype=torch.float64, device=self.substates.device)
         return self.t0 + i / self.n_substeps
 
     def at(self, times: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -558,32 +558,19 @@ class LatentSSM(nn.Module):
         inputs are cast to the autocast dtype, except float64 ones, which then meet lower-precision weights.
         Models without floating-point parameters, or with parameters of several dtypes, are not checked.
         """
-        dtypes = {p.dtype for p in self.parameters() if p.is_floating_point()}
-        if len(dtypes) != 1:
+        ceiling = check_input_dtype(y0, "y0", self, "model")
+        if ceiling is None:
             return None
-        (want,) = dtypes
-        if autocast_enabled(y0.device.type):
-            if want == torch.float64:
-                return None
-            ceiling = torch.float32
-            if torch.promote_types(y0.dtype, ceiling) != ceiling:
-                raise TypeError(
-                    f"y0: expected float32 or a lower precision under torch.autocast (which does not cast float64 "
-                    f"inputs) for a model with {want} parameters, got {y0.dtype}"
-                )
-        else:
-            if y0.dtype != want:
-                raise TypeError(
-                    f"y0: expected the dtype of the model's parameters, {want}, got {y0.dtype}; cast y0 with "
-                    f"y0.to({want}) or the model with model.to({y0.dtype}), or run under torch.autocast"
-                )
-            ceiling = want
         if posterior is not None:
-            got = posterior.mean.dtype
+            # Both parameters: a draw loc + scale·ε takes the dtype of the higher one (a float32 loc with a
+            # float64 scale draws float64).
+            base = posterior.base_dist
+            got = torch.promote_types(base.loc.dtype, base.scale.dtype)
             if torch.promote_types(got, ceiling) != ceiling:
                 raise TypeError(
-                    f"posterior: expected the dtype of y0, {ceiling} (or a lower precision), got {got}; the cell "
-                    "would see a condition of another dtype than its parameters"
+                    f"posterior: expected the dtype of y0, {ceiling} (or a lower precision), got {got} (loc "
+                    f"{base.loc.dtype}, scale {base.scale.dtype}); the cell would see a condition of another dtype "
+                    "than its parameters"
                 )
         return ceiling
 

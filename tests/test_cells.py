@@ -262,6 +262,107 @@ class _DiscreteCell(TransitionCell):
         return CellPath(y[None], None)
 
 
+def test_gru_cell_asks_for_a_condition_of_size_at_least_one() -> None:
+    """GRUCell(3, -1) was told "cond_size: expected an int >= 0" (the base class's bound), then 0 was refused."""
+    for bad in (-1, 0):
+        with pytest.raises(
+            ValueError, match=rf"^cond_size: a GRUCell needs an input of size >= 1 \(an int >= 1\), got {bad}$"
+        ):
+            GRUCell(3, bad)
+    with pytest.raises(TypeError, match="cond_size: expected an int >= 0, got float"):
+        GRUCell(3, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="state_size: expected an int >= 1, got 0"):
+        GRUCell(0, 2)
+
+
+def test_hidden_size_is_an_int_even_when_unused() -> None:
+    """With n_layers=1 MLPField took hidden_size="x" or -1 without a word while MLPCell refused 0; both now take
+    any int >= 0 there (the width is unused) and refuse other kinds and negative ints."""
+    for make in (lambda h, n: MLPField(3, 1, h, n), lambda h, n: MLPCell(3, 1, h, n)):
+        for bad in ("x", 2.0, None, True):
+            with pytest.raises(TypeError, match=r"hidden_size: expected an int"):
+                make(bad, 1)
+        with pytest.raises(ValueError, match=r"^hidden_size: expected an int >= 0 \(unused with n_layers=1\), got -1$"):
+            make(-1, 1)
+        with pytest.raises(ValueError, match=r"^hidden_size: expected an int >= 1, got 0$"):
+            make(0, 2)
+        for width in (0, 8):
+            net = make(width, 1)
+            assert sum(isinstance(m, torch.nn.Linear) for m in net.modules()) == 1
+
+
+def _cells_for_dtypes() -> list[TransitionCell]:
+    return [
+        ResidualCell(MLPField(3, 2, 8, 2), 3, 2, 2),
+        ODECell(MLPField(3, 2, 8, 2), EulerIntegrator(), 3, 2),
+        MLPCell(3, 2, 8, 2),
+        GRUCell(3, 2),
+    ]
+
+
+def test_path_refuses_inputs_of_dtypes_the_networks_refuse() -> None:
+    """An integer y went through ResidualCell (promoted by the field's concatenation), and float64 y or z met
+    float32 weights as torch's "mat1 and mat2 must have the same dtype": each is named now."""
+    y, z = torch.randn(4, 3), torch.randn(4, 2)
+    for cell in _cells_for_dtypes():
+        name = type(cell).__name__
+        for call in (cell.path, cell):
+            with pytest.raises(TypeError, match=r"^y: expected a floating-point tensor, got dtype torch\.int64$"):
+                call(y.long(), z)
+            with pytest.raises(TypeError, match=r"^z: expected a floating-point tensor, got dtype torch\.int64$"):
+                call(y, z.long())
+            with pytest.raises(
+                TypeError, match=r"^y: expected the dtype of the cell's parameters, torch\.float32, got torch\.float64"
+            ):
+                call(y.double(), z.double())
+            with pytest.raises(
+                TypeError,
+                match=r"^z: expected torch\.float32 or a lower precision \(y is torch\.float32\), got "
+                r"torch\.float64",
+            ):
+                call(y, z.double())
+        double = cell.double()
+        assert double.path(y.double(), z.double()).states.dtype == torch.float64, name
+        with pytest.raises(TypeError, match=r"^y: expected the dtype of the cell's parameters, torch\.float64"):
+            double.path(y, z)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # float64 parameters: autocast leaves them alone
+            double.path(y.double(), z.double())
+
+
+def test_path_keeps_taking_a_condition_of_lower_precision() -> None:
+    """The rollout feeds lower-precision posterior draws to the cell (promoted by the concatenation): the
+    cell's own check lets them through too, with the same result as the promoted condition."""
+    y, z = torch.randn(4, 3), torch.randn(4, 2).half()
+    for cell in _cells_for_dtypes()[:3]:
+        assert torch.equal(cell.path(y, z).states, cell.path(y, z.float()).states)
+
+
+def test_path_under_autocast_refuses_only_float64_inputs() -> None:
+    cell = ResidualCell(MLPField(3, 2, 8, 2), 3, 2)
+    y, z = torch.randn(4, 3), torch.randn(4, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert cell.path(y, z).states.shape == (1, 4, 3)
+        assert cell.path(y.bfloat16(), z.bfloat16()).states.shape == (1, 4, 3)
+        with pytest.raises(TypeError, match=r"^y: expected float32 or a lower precision under torch\.autocast"):
+            cell.path(y.double(), z)
+        with pytest.raises(TypeError, match=r"^z: expected torch\.float32 or a lower precision"):
+            cell.path(y, z.double())
+
+
+def test_forward_flags_are_bools() -> None:
+    """return_path="False" returned the CellPath (a non-empty string is truthy); check=0 skipped the checks."""
+    cell = ResidualCell(MLPField(3, 2, 8, 2), 3, 2)
+    y, z = torch.randn(4, 3), torch.randn(4, 2)
+    with pytest.raises(TypeError, match=r"^return_path: expected a bool \(True: return the whole CellPath\), got str"):
+        cell(y, z, return_path="False")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"^check: expected a bool .*got int 0$"):
+        cell(y, z, check=0)  # type: ignore[call-overload]
+    import numpy as np
+
+    assert isinstance(cell(y, z, return_path=np.bool_(True)), CellPath)  # type: ignore[call-overload]
+    assert torch.equal(cell(y, z, check=False), cell(y, z))
+
+
 def test_discrete_cells_refuse_substeps_in_constructor_default() -> None:
     """A default of n > 1 sub-steps is refused when the cell is built, not at its first rollout."""
     with pytest.raises(

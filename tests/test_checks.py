@@ -54,6 +54,13 @@ def test_check_shape_errors() -> None:
         check_shape(x, "t b d", "x", q=1)
 
 
+def test_check_shape_says_one_dimension_in_the_singular() -> None:
+    with pytest.raises(ValueError, match=r"^nll: expected 1 dimension \(b\), got 2 with shape \[1, 2\]$"):
+        check_shape(torch.zeros(1, 2), "b", "nll")
+    with pytest.raises(ValueError, match=r"^x: expected at least 1 dimension \(\.\.\. d\), got shape \[\]$"):
+        check_shape(torch.zeros(()), "... d", "x")
+
+
 def test_check_positive_int() -> None:
     assert check_positive_int(3, "n") == 3
     assert check_positive_int(0, "n", minimum=0) == 0
@@ -93,6 +100,31 @@ def test_substeps_from_dt_plain_values() -> None:
     assert substeps_from_dt(1) == 1
     assert substeps_from_dt(0.5) == 2
     assert substeps_from_dt(0.25) == 4
+
+
+@given(n=st.integers(1, 10_000))
+def test_substeps_from_dt_takes_float32_reciprocals(n: int) -> None:
+    """np.float32(1/3) (from a float32 array or config) is 1/3 to float32's precision: it was refused."""
+    import numpy as np
+
+    assert substeps_from_dt(np.float32(1 / n)) == n
+    if n <= 64:  # float16 tells 1/n from 1/(n+1) only for small n
+        assert substeps_from_dt(np.float16(1 / n)) == n
+
+
+def test_substeps_from_dt_keeps_refusing_non_reciprocals_in_float32() -> None:
+    import numpy as np
+
+    for dt in (0.3, 0.4, 2 / 3, 0.15, 1 / 3 + 1e-6):
+        with pytest.raises(ValueError, match=r"dt: expected 1/n for an integer n >= 1, got .*pass n_substeps=n"):
+            substeps_from_dt(np.float32(dt))
+    with pytest.raises(ValueError, match=r"dt: expected 1/n"):
+        substeps_from_dt(1 / 3 + 1e-8)  # a Python float keeps the 1e-9 tolerance
+
+
+def test_substeps_from_dt_documents_its_argument() -> None:
+    doc = substeps_from_dt.__doc__ or ""
+    assert "Args:\n        dt:" in doc and "Returns:" in doc
 
 
 @pytest.mark.parametrize("dt", [0.3, 0.4, 2 / 3, 0.15, 1 / 3 + 1e-6])

@@ -105,6 +105,13 @@ def test_select_frames_errors() -> None:
         select_frames(codes, torch.zeros(1, 2, dtype=torch.long))
 
 
+def test_select_frames_from_no_frames_says_so() -> None:
+    """Codes with T = 0 were told "expected frame indices in [0, -1]", an empty range."""
+    with pytest.raises(ValueError, match=r"indices: got 1 row\(s\) of frame indices, but there are no frames .*T = 0"):
+        select_frames(torch.randn(0, 3, 5), torch.zeros(1, 3, dtype=torch.long))
+    assert select_frames(torch.randn(0, 3, 5), torch.zeros(0, 3, dtype=torch.long)).shape == (0, 3, 5)
+
+
 @given(n=st.integers(1, 8), data=st.data(), b=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_random_distinct_frames_distinct_and_in_range(n: int, data: st.DataObject, b: int, seed: int) -> None:
     k = data.draw(st.integers(1, n))

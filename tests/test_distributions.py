@@ -276,6 +276,38 @@ def test_index_steps_needs_a_time_axis() -> None:
             index_steps(no_time, index)
 
 
+def test_index_steps_refuses_an_independent_over_more_than_one_axis() -> None:
+    """Independent(Normal, 2) with batch (5,), event (4, 3) came back as batch (4,), event (3,): a reshaped
+    event, not step 1."""
+    loc, scale = torch.zeros(5, 4, 3), torch.ones(5, 4, 3)
+    for ndims in (2, 0):
+        with pytest.raises(
+            TypeError,
+            match=rf"dist: expected Independent\(Normal\(loc, scale\), 1\) .*reinterpreted_batch_ndims={ndims}",
+        ):
+            index_steps(Independent(Normal(loc, scale), ndims), 1)
+
+
+def test_index_steps_refuses_out_of_range_steps_naming_index() -> None:
+    """An int out of range was torch's IndexError, a zero or negative step torch's ValueError naming nothing."""
+    dist = diag_gaussian(torch.zeros(5, 4, 3), torch.ones(5, 4, 3))
+    for index in (5, -6, 100):
+        with pytest.raises(ValueError, match=rf"^index: expected a step in \[-5, 4\] \(T = 5\), got {index}$"):
+            index_steps(dist, index)
+    for index in (slice(0, 3, 0), slice(None, None, -1)):
+        with pytest.raises(ValueError, match=r"^index: expected a slice with a positive step \(or none\), got slice"):
+            index_steps(dist, index)
+    empty = diag_gaussian(torch.zeros(0, 4, 3), torch.ones(0, 4, 3))
+    with pytest.raises(ValueError, match=r"^index: expected a step of dist, but dist has no steps \(T = 0\), got 0$"):
+        index_steps(empty, 0)
+    # The ends and Python's clipping of slices stay as they were.
+    assert torch.equal(index_steps(dist, -5).mean, dist.mean[0]) and torch.equal(
+        index_steps(dist, 4).mean, dist.mean[4]
+    )
+    assert tuple(index_steps(dist, slice(3, 99, 2)).batch_shape) == (1, 4)
+    assert tuple(index_steps(empty, slice(0, 2)).batch_shape) == (0, 4)
+
+
 def test_diag_gaussian_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match=r"loc: expected a tensor \(\.\.\., D\) with an event axis, got a 0-dim"):
         diag_gaussian(torch.tensor(0.0), torch.tensor(1.0))

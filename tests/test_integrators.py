@@ -451,6 +451,37 @@ def test_unknown_integrator_errors() -> None:
         by_name("euler-ref", rtol=1e-3)
 
 
+@pytest.mark.parametrize("integrator", [EulerIntegrator(), OdeintIntegrator("rk4")], ids=["euler", "rk4"])
+def test_call_checks_sizes_and_dtypes_against_the_field(integrator: Integrator) -> None:
+    """A y0 or cond one column too wide, or a float64 y0 for a float32 field, failed inside the field as
+    torch's "mat1 and mat2 shapes cannot be multiplied" / "must have the same dtype"."""
+    field = MLPField(3, 2, 8, 2)
+    y0, ts, cond = torch.randn(4, 3), torch.linspace(0, 1, 3), torch.randn(4, 2)
+    with pytest.raises(
+        ValueError, match=r"^y0: expected \(B, Dy\) with Dy = 3, the field's state_size, got shape \[4, 4\]$"
+    ):
+        integrator(field, torch.randn(4, 4), ts, cond)
+    with pytest.raises(
+        ValueError, match=r"^cond: expected \(B, Dz\) with Dz = 2, the field's cond_size, got shape \[4, 3\]$"
+    ):
+        integrator(field, y0, ts, torch.randn(4, 3))
+    with pytest.raises(TypeError, match=r"^cond: expected a floating-point tensor, got dtype torch\.int64$"):
+        integrator(field, y0, ts, cond.long())
+    with pytest.raises(
+        TypeError, match=r"^y0: expected the dtype of the field's parameters, torch\.float32, got torch\.float64"
+    ):
+        integrator(field, y0.double(), ts, cond.double())
+    with pytest.raises(
+        TypeError, match=r"^cond: expected torch\.float32 or a lower precision \(y0 is torch\.float32\)"
+    ):
+        integrator(field, y0, ts, cond.double())
+    # Valid calls are unchanged: float64 times with float32 states, a float64 field with float64 states, and a
+    # field that declares no sizes (checked against nothing).
+    assert integrator(field, y0, ts.double(), cond).shape == (3, 4, 3)
+    assert integrator(MLPField(3, 2, 8, 2).double(), y0.double(), ts, cond.double()).dtype == torch.float64
+    assert integrator(_ShapedField((4, 5)), torch.randn(4, 5), ts, torch.randn(4, 7)).shape == (3, 4, 5)
+
+
 class _ShapedField(VectorField):
     """dy/dt of a given shape: (B, 1) and (Dy,) used to broadcast into the update without a word."""
 

@@ -265,6 +265,17 @@ def test_rejects_values_outside_the_unit_interval(metric: LPIPS) -> None:
     assert torch.isfinite(metric(ends, 1 - ends)).all()  # 0 and 1 themselves are valid
 
 
+def test_rejects_nan_frames(metric: LPIPS) -> None:
+    """NaN compares False both ways, so `lo < 0 or hi > 1` let a NaN frame through to a NaN distance."""
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    bad = x.clone()
+    bad[1, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"y: expected values in \[0, 1\], got values in \[nan, nan\]; it holds NaN"):
+        metric(x, bad)
+    with pytest.raises(ValueError, match=r"x: expected values in \[0, 1\], got .*it holds NaN"):
+        metric(bad, x)
+
+
 def test_channels_last_frames_get_a_hint(metric: LPIPS) -> None:
     x = torch.rand(2, 64, 64, 3)
     with pytest.raises(ValueError, match=r"x: expected 1 \(grayscale\) or 3 \(RGB\) channels .* looks channels-last"):

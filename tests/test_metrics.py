@@ -318,6 +318,22 @@ def test_frame_metrics_check_the_value_range(metric: FrameMetric) -> None:
 
 
 @pytest.mark.parametrize("metric", [psnr, ssim])
+def test_frame_metrics_refuse_nan(metric: FrameMetric) -> None:
+    """NaN compares False both ways, so `lo < 0 or hi > peak` let a NaN frame through to a NaN score."""
+    pred, target = _noisy_pair((3, 2, 16, 16), seed=4, dtype=torch.float32)
+    bad = target.clone()
+    bad[1, 0, 3, 3] = math.nan
+    with pytest.raises(
+        ValueError,
+        match=r"target: expected values in \[0, data_range\] = \[0, 1\], got values in "
+        r"\[nan, nan\]; it holds NaN",
+    ):
+        metric(pred, bad)
+    with pytest.raises(ValueError, match=r"pred: expected values in \[0, data_range\] .*it holds NaN"):
+        metric(bad, pred)
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
 def test_frame_metrics_reject_channels_last(metric: FrameMetric) -> None:
     pred, target = _noisy_pair((4, 16, 16, 3), seed=5)  # (T, H, W, C)
     with pytest.raises(ValueError, match=r"pred: expected channels at axis -3, .* looks channels-last"):
@@ -422,6 +438,13 @@ def test_best_of_n_errors() -> None:
         best_of_n(torch.tensor([[0.0, math.nan]]), higher_is_better=True)
 
 
+def test_best_of_n_refuses_no_time_steps() -> None:
+    """(N, B, T=0) scores averaged to NaN over time and every sequence 'chose' sample 0."""
+    with pytest.raises(ValueError, match=r"scores: expected at least one time step \(T >= 1\) .*got shape \[4, 3, 0\]"):
+        best_of_n(torch.rand(4, 3, 0), higher_is_better=True)
+    assert best_of_n(torch.rand(4, 0, 2), higher_is_better=True).best.shape == (0,)  # no sequence is fine
+
+
 def test_select_samples_picks_per_sequence() -> None:
     samples = torch.randn(4, 3, 2, 5)  # (N, T, B, D): time-first, batch at axis 2
     index = torch.tensor([3, 1])
@@ -431,6 +454,15 @@ def test_select_samples_picks_per_sequence() -> None:
         torch.testing.assert_close(out[:, b], samples[index[b], :, b])
     batch_second = samples.movedim(2, 1)  # (N, B, T, D)
     torch.testing.assert_close(select_samples(batch_second, index), out.movedim(1, 0))
+
+
+def test_select_samples_of_fewer_than_two_axes_says_so() -> None:
+    """A 1-D stack was told "batch_dim: expected an axis of samples in [1, 0]", an empty range."""
+    for samples in (torch.zeros(4), torch.zeros(())):
+        with pytest.raises(
+            ValueError, match=r"^samples: expected at least 2 dimensions, a sample axis then the sequence"
+        ):
+            select_samples(samples, torch.zeros(1, dtype=torch.long))
 
 
 def test_select_samples_errors() -> None:
@@ -467,6 +499,14 @@ def test_mean_confidence_interval_matches_numpy(dim: int) -> None:
 def test_mean_confidence_interval_of_one_value_is_exact() -> None:
     out = mean_confidence_interval(torch.tensor([0.25]))
     assert out.mean.item() == 0.25 and out.half_width.item() == 0.0
+
+
+def test_mean_confidence_interval_of_a_0_dim_tensor_says_so() -> None:
+    """A 0-dim tensor was told "dim: expected an axis in [0, -1]", an empty range."""
+    with pytest.raises(
+        ValueError, match=r"values: expected at least 1 dimension \(the axis of the n values\), got a 0-dim"
+    ):
+        mean_confidence_interval(torch.tensor(1.0))
 
 
 def test_mean_confidence_interval_errors() -> None:

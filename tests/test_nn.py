@@ -80,6 +80,16 @@ def test_mlp_of_one_layer_ignores_the_hidden_width() -> None:
     assert len(mlp.linears()) == 1 and mlp(torch.zeros(4, 3)).shape == (4, 2)
 
 
+def test_mlp_of_one_layer_still_wants_an_int_width() -> None:
+    """The unused width took "x" or -1 without a word; it is an int >= 0 there now (0 and any width still work)."""
+    for bad in ("x", 1.5, None, True):
+        with pytest.raises(TypeError, match=r"^hidden_features: expected an int \(unused with n_layers=1\), got "):
+            MLP(3, bad, 2, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^hidden_features: expected an int >= 0 \(unused with n_layers=1\), got -1$"):
+        MLP(3, -1, 2, 1)
+    assert len(MLP(3, 64, 2, 1).linears()) == 1
+
+
 def test_mlp_errors() -> None:
     with pytest.raises(ValueError, match="in_features: expected an int >= 1, got 0"):
         MLP(0, 4, 2, 2)

@@ -269,11 +269,11 @@ def test_elbo_zero_weight_drops_the_penalty() -> None:
 
 def test_elbo_errors() -> None:
     nll = torch.zeros(3)
-    with pytest.raises(ValueError, match=r"nll: expected 1 dimensions \(b\)"):
+    with pytest.raises(ValueError, match=r"nll: expected 1 dimension \(b\)"):
         elbo(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="kl_y: expected size 3 for axis 'b'"):
         elbo(nll, kl_y=torch.zeros(4))
-    with pytest.raises(ValueError, match="kl_z: expected 1 dimensions"):
+    with pytest.raises(ValueError, match="kl_z: expected 1 dimension "):
         elbo(nll, kl_z=torch.zeros(2, 3))
     with pytest.raises(ValueError, match="residual: expected size 3"):
         elbo(nll, residual=torch.zeros(1))

@@ -81,6 +81,15 @@ def test_initial_state_posterior_errors() -> None:
     InitialStatePosterior(code_size=3, n_frames=2, hidden_size=0, n_layers=1, state_size=2)  # no hidden layer
 
 
+def test_initial_state_posterior_wants_an_int_width_even_when_unused() -> None:
+    """With n_layers=1 hidden_size=-1 or "x" was accepted without a word (the width is unused there)."""
+    with pytest.raises(ValueError, match=r"^hidden_size: expected an int >= 0 \(unused with n_layers=1\), got -1$"):
+        InitialStatePosterior(5, 2, -1, 1, 3)
+    with pytest.raises(TypeError, match=r"^hidden_size: expected an int \(unused with n_layers=1\), got str 'x'$"):
+        InitialStatePosterior(5, 2, "x", 1, 3)  # type: ignore[arg-type]
+    InitialStatePosterior(5, 2, 7, 1, 3)
+
+
 def _lstm_by_hand(lstm: nn.LSTM, codes: torch.Tensor) -> torch.Tensor:
     """Single-layer LSTM from a zero state, gates (i, f, g, o) written out; outputs h_t, (T, B, H)."""
     b, hsize = codes.shape[1], lstm.hidden_size

@@ -872,6 +872,39 @@ def test_rollout_refuses_dtypes_the_networks_would_refuse() -> None:
     assert low.states.dtype == torch.float32
 
 
+def test_rollout_reads_the_dtype_of_the_posterior_scale_too() -> None:
+    """A float32 loc with a float64 scale passed the posterior check (which read the mean only) and was then
+    blamed on the sampler, which the caller had not given."""
+    ssm = make_ssm(dtype=torch.float32)
+    y0 = make_y0(dtype=torch.float32)
+    post = Independent(Normal(torch.zeros(2, B, DZ), torch.ones(2, B, DZ, dtype=torch.float64)), 1)
+    with pytest.raises(
+        TypeError,
+        match=r"^posterior: expected the dtype of y0, torch\.float32 \(or a lower precision\), got torch\.float64 "
+        r"\(loc torch\.float32, scale torch\.float64\)",
+    ):
+        ssm.rollout(y0, 3, posterior=post)
+    # A lower-precision scale is fine, as a lower-precision posterior is.
+    half = Independent(Normal(torch.zeros(2, B, DZ), torch.ones(2, B, DZ, dtype=torch.bfloat16)), 1)
+    assert ssm.rollout(y0, 3, posterior=half).states.dtype == torch.float32
+
+
+def test_times_are_on_the_device_of_the_states() -> None:
+    """times() was always a CPU tensor: on a GPU rollout, arithmetic with the states needed a copy."""
+    r = Rollout(
+        substates=torch.empty(5, 2, 3, device="meta"),
+        n_substeps=2,
+        z=torch.empty(2, 2, 1, device="meta"),
+        prior=None,
+        posterior=None,
+        residuals=None,
+    )
+    times = r.times()
+    assert times.device.type == "meta" and times.dtype == torch.float64 and times.shape == (5,)
+    cpu = make_ssm(n=2).rollout(make_y0(), 3, posterior=make_posterior(2), t0=1)
+    assert torch.equal(cpu.times(), torch.tensor([1 + j / 2 for j in range(5)], dtype=torch.float64))
+
+
 def test_rollout_leaves_dtypes_to_autocast_except_float64() -> None:
     """Under autocast the networks cast float32 inputs themselves (not float64 ones): a float32 y0 runs a
     bfloat16 model there, while outside autocast it is refused."""

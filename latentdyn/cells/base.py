@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 import torch
 from torch import nn
 
-from latentdyn._checks import check_int, check_positive_int, check_shape
+from latentdyn._checks import check_bool, check_input_dtypes, check_int, check_positive_int, check_shape
 from latentdyn._repr import fields_repr
 
 __all__ = ["CellPath", "TransitionCell"]
@@ -84,14 +84,22 @@ class TransitionCell(nn.Module, abc.ABC):
         return n_substeps
 
     def check_inputs(self, y: torch.Tensor, z: torch.Tensor) -> None:
-        """Check a state y (B, Dy) and a condition z (B, Dz) against the cell's sizes.
+        """Check a state y (B, Dy) and a condition z (B, Dz) against the cell's sizes and dtype.
+
+        Shapes and dtypes only (no value is read). The dtypes follow :meth:`LatentSSM.rollout
+        <latentdyn.ssm.LatentSSM.rollout>`: ``y`` in the dtype of the cell's floating-point parameters (when
+        they have one; under ``torch.autocast``, which casts the inputs, float32 or lower unless the parameters
+        are float64), and ``z`` not of a higher precision than ``y`` (a lower one is promoted when concatenated).
 
         Raises:
-            TypeError: ``y`` or ``z`` is not a tensor.
+            TypeError: ``y`` or ``z`` is not a tensor or not floating point; ``y`` not in the dtype of the cell's
+                parameters (see above); ``z`` of a higher precision than ``y`` (e.g. float64 for a float32
+                state).
             ValueError: their shapes do not match (B, Dy) and (B, Dz) with the same B.
         """
         b = check_shape(y, "b dy", "y", dy=self.state_size)["b"]
         check_shape(z, "b dz", "z", b=b, dz=self.cond_size)
+        check_input_dtypes(self, "cell", y, "y", z, "z")
 
     def path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int | None = None, frame: int = 0) -> CellPath:
         """All sub-step states of the transition from frame ``frame`` to ``frame + 1``.
@@ -106,7 +114,9 @@ class TransitionCell(nn.Module, abc.ABC):
             The sub-step states (n, B, Dy) and residuals.
 
         Raises:
-            TypeError: an argument of the wrong kind, or a ``_path`` that does not return a ``CellPath``.
+            TypeError: an argument of the wrong kind (``y`` or ``z`` not a floating-point tensor, or of a dtype
+                :meth:`check_inputs` refuses; ``n_substeps`` or ``frame`` not an int), or a ``_path`` that does
+                not return a ``CellPath``.
             ValueError: shapes that do not match the cell's sizes, or a bad sub-step count.
         """
         self.check_inputs(y, z)
@@ -203,9 +213,12 @@ class TransitionCell(nn.Module, abc.ABC):
             The next state (B, Dy), or the :class:`CellPath` with ``return_path``.
 
         Raises:
-            TypeError, ValueError: (with ``check``) as :meth:`path`.
+            TypeError: ``return_path`` or ``check`` is not a bool (a string ``"False"`` would read as True);
+                (with ``check``) as :meth:`path`.
+            ValueError: (with ``check``) as :meth:`path`.
         """
-        if check:
+        return_path = check_bool(return_path, "return_path", "True: return the whole CellPath")
+        if check_bool(check, "check", "False: trust the arguments, as the rollout does"):
             path = self.path(y, z, n_substeps, frame)
         else:
             path = self._path(y, z, self.n_substeps if n_substeps is None else n_substeps, frame)

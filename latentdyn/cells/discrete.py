@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from latentdyn._checks import check_positive_int
+from latentdyn._checks import check_hidden_size, check_positive_int, is_int
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.nn import MLP
 
@@ -19,18 +19,20 @@ class MLPCell(TransitionCell):
     Args:
         state_size: Dy.
         cond_size: Dz.
-        hidden_size: MLP width.
+        hidden_size: MLP width, an int >= 1 (unused when ``n_layers == 1``, where any int >= 0 is accepted, as
+            by :class:`~latentdyn.nn.MLP`).
         n_layers: number of Linear layers.
 
     Raises:
         TypeError: a size or count that is not an int.
-        ValueError: ``state_size``, ``hidden_size`` or ``n_layers`` < 1, or ``cond_size`` < 0.
+        ValueError: ``state_size``, ``n_layers`` or (with ``n_layers > 1``) ``hidden_size`` < 1, or
+            ``cond_size`` or ``hidden_size`` < 0.
     """
 
     def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
         super().__init__(state_size, cond_size)
-        hidden_size = check_positive_int(hidden_size, "hidden_size")
         n_layers = check_positive_int(n_layers, "n_layers")
+        hidden_size = check_hidden_size(hidden_size, "hidden_size", n_layers)
         self.net = MLP(self.state_size + self.cond_size, hidden_size, self.state_size, n_layers)
 
     @override
@@ -51,9 +53,10 @@ class GRUCell(TransitionCell):
     """
 
     def __init__(self, state_size: int, cond_size: int) -> None:
+        check_positive_int(state_size, "state_size")  # first, as the base class checks it
+        if is_int(cond_size) and cond_size < 1:  # before the base class, which would ask for an int >= 0
+            raise ValueError(f"cond_size: a GRUCell needs an input of size >= 1 (an int >= 1), got {cond_size}")
         super().__init__(state_size, cond_size)
-        if cond_size < 1:
-            raise ValueError(f"cond_size: a GRUCell needs an input of size >= 1, got {cond_size}")
         self.gru = nn.GRUCell(cond_size, state_size)
 
     @override

@@ -111,11 +111,20 @@ def check_frame_indices(indices: object, n_frames: int, batch_size: int, name: s
 
     Returns:
         ``indices``, unchanged.
+
+    Raises:
+        TypeError: ``indices`` is not an int64/int32 tensor.
+        ValueError: ``indices`` is not (K, B), or an index is outside [0, n_frames − 1] (any index when
+            ``n_frames`` is 0). The range check reads two values back (a device synchronisation on GPUs).
     """
     idx = check_tensor(indices, name)
     check_shape(idx, "k b", name, b=batch_size)
     if idx.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name}: expected an integer tensor, got {idx.dtype}")
+    if idx.numel() and n_frames == 0:
+        raise ValueError(
+            f"{name}: got {idx.shape[0]} row(s) of frame indices, but there are no frames to select from (T = 0)"
+        )
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_frames):
         raise ValueError(f"{name}: expected frame indices in [0, {n_frames - 1}], got {idx.min()}..{idx.max()}")
     return idx

@@ -9,7 +9,7 @@ from einops import rearrange
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from latentdyn._checks import check_positive_int, check_shape
+from latentdyn._checks import check_hidden_size, check_positive_int, check_shape
 from latentdyn.distributions import GaussianHead
 from latentdyn.nn import MLP
 
@@ -22,13 +22,13 @@ class InitialStatePosterior(nn.Module):
     Args:
         code_size: Dh, size of a frame code.
         n_frames: k, number of leading frames read (K in shapes), not the length of the sequences.
-        hidden_size: MLP width (unused when ``n_layers == 1``).
+        hidden_size: MLP width, an int >= 1 (unused when ``n_layers == 1``, where any int >= 0 is accepted).
         n_layers: number of Linear layers of the MLP.
         state_size: Dy.
 
     Raises:
         TypeError: a size is not an int.
-        ValueError: a size below 1.
+        ValueError: a size below 1 (``hidden_size`` with ``n_layers > 1``; negative otherwise).
     """
 
     def __init__(self, code_size: int, n_frames: int, hidden_size: int, n_layers: int, state_size: int) -> None:
@@ -37,8 +37,7 @@ class InitialStatePosterior(nn.Module):
         self.n_frames = check_positive_int(n_frames, "n_frames")
         self.state_size = check_positive_int(state_size, "state_size")
         # Checked here so that a message names this class's argument, not the MLP's ``hidden_features``.
-        if check_positive_int(n_layers, "n_layers") > 1:
-            check_positive_int(hidden_size, "hidden_size")
+        check_hidden_size(hidden_size, "hidden_size", check_positive_int(n_layers, "n_layers"))
         self.head = GaussianHead(MLP(n_frames * code_size, hidden_size, 2 * state_size, n_layers))
 
     def extra_repr(self) -> str:

@@ -6,7 +6,7 @@ import abc
 
 import torch
 
-from latentdyn._checks import check_shape, check_tensor
+from latentdyn._checks import check_input_dtypes, check_shape, check_tensor
 from latentdyn.fields import VectorField, _CheckedField
 
 __all__ = ["Integrator"]
@@ -29,19 +29,23 @@ class Integrator(abc.ABC):
 
         Args:
             field: the vector field.
-            y0: initial state at ``ts[0]``, (B, Dy), floating point.
+            y0: initial state at ``ts[0]``, (B, Dy), floating point, in the dtype of the field's parameters.
             ts: strictly increasing finite times, (S,) with S >= 1, floating point.
-            cond: conditioning passed to every field call, (B, Dz).
+            cond: conditioning passed to every field call, (B, Dz), floating point, of at most ``y0``'s
+                precision.
 
         Returns:
             States at ``ts``, (S, B, Dy).
 
         Raises:
-            TypeError: ``field`` is not a ``VectorField``; ``y0``, ``ts`` or ``cond`` is not a tensor, or ``ts``
-                or ``y0`` is not floating point.
+            TypeError: ``field`` is not a ``VectorField``; ``y0``, ``ts`` or ``cond`` is not a tensor, or not
+                floating point; ``y0`` not in the dtype of the field's floating-point parameters (when they have
+                one; under ``torch.autocast``, float32 or lower unless they are float64), or ``cond`` of a
+                higher precision than ``y0``.
             ValueError: wrong shapes (``ts`` not 1-D or empty, ``y0`` not (B, Dy), ``cond`` not (B, Dz) with
-                the same B, a field output not of the state's shape), or ``ts`` not finite and strictly
-                increasing.
+                the same B, Dy or Dz other than the field's ``state_size`` or ``cond_size`` when it declares
+                them, as :class:`~latentdyn.fields.MLPField` does; a field output not of the state's shape), or
+                ``ts`` not finite and strictly increasing.
         """
         if not isinstance(field, VectorField):
             raise TypeError(f"field: expected a VectorField, got {type(field).__name__}")
@@ -49,6 +53,15 @@ class Integrator(abc.ABC):
         if not y0.is_floating_point():
             raise TypeError(f"y0: expected a floating-point tensor, got dtype {y0.dtype}")
         check_shape(cond, "b dz", "cond", b=b)
+        # A field that declares its sizes (MLPField does) is checked against them, as the cells check it: a
+        # mismatch would otherwise fail as an unnamed matmul shape error inside the field.
+        for name, x, attr, axis in (("y0", y0, "state_size", "Dy"), ("cond", cond, "cond_size", "Dz")):
+            want = getattr(field, attr, None)
+            if isinstance(want, int) and x.shape[1] != want:
+                raise ValueError(
+                    f"{name}: expected (B, {axis}) with {axis} = {want}, the field's {attr}, got shape {list(x.shape)}"
+                )
+        check_input_dtypes(field, "field", y0, "y0", cond, "cond")
         check_tensor(ts, "ts")
         if not ts.is_floating_point():
             raise TypeError(f"ts: expected a floating-point tensor of times, got dtype {ts.dtype}")

@@ -25,6 +25,7 @@ Weights are not downloaded. :meth:`LPIPS.from_files` finds
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -505,7 +506,7 @@ class LPIPS(nn.Module):
             TypeError: an input is not a floating-point tensor, or the dtypes differ.
             ValueError: fewer than 3 dimensions, different shapes, ``C`` not 1 or 3 (e.g. channels-last
                 frames), frames smaller than 31×31 with the AlexNet backbone, or values outside ``[0, 1]``
-                (e.g. frames in [0, 255]); checking the range reads four numbers back once per call (a
+                (e.g. frames in [0, 255]) or NaN; checking the range reads four numbers back once per call (a
                 device synchronisation on GPUs). Also a backbone that returns a number of feature maps other
                 than ``len(channels)``.
         """
@@ -539,8 +540,13 @@ class LPIPS(nn.Module):
         if a.numel():
             lo_x, lo_y, hi_x, hi_y = torch.stack([a.amin(), b.amin(), a.amax(), b.amax()]).tolist()
             for name, lo, hi in (("x", lo_x, hi_x), ("y", lo_y, hi_y)):
-                if lo < 0 or hi > 1:
-                    hint = "frames in [0, 255] need x / 255" if hi > 2 else "clamp predictions to [0, 1] first"
+                if not (lo >= 0 and hi <= 1):  # written so that NaN (which compares False) is refused too
+                    if math.isnan(lo) or math.isnan(hi):
+                        hint = "it holds NaN; check what produced it"
+                    elif hi > 2:
+                        hint = "frames in [0, 255] need x / 255"
+                    else:
+                        hint = "clamp predictions to [0, 1] first"
                     raise ValueError(f"{name}: expected values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}")
 
         out_dtype = torch.float32 if a.dtype in (torch.float16, torch.bfloat16) else a.dtype

@@ -43,7 +43,8 @@ __all__ = [
 
 
 def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Check two same-shape, same-dtype floating tensors ``(..., C, H, W)`` with values in ``[0, data_range]``.
+    """Check two same-shape, same-dtype floating tensors ``(..., C, H, W)`` with values in ``[0, data_range]``
+    (NaN refused).
 
     Returns them and the checked ``data_range``. The value range costs one read of four numbers (a device
     synchronisation on GPUs), once per call.
@@ -73,12 +74,13 @@ def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple
     if p.numel():
         lo_p, lo_t, hi_p, hi_t = torch.stack([p.amin(), t.amin(), p.amax(), t.amax()]).tolist()
         for name, lo, hi in (("pred", lo_p, hi_p), ("target", lo_t, hi_t)):
-            if lo < 0 or hi > peak:
-                hint = (
-                    "frames in [0, 255] need x / 255 (or data_range=255)"
-                    if hi > 2 * peak
-                    else "clamp predictions to [0, data_range] first"
-                )
+            if not (lo >= 0 and hi <= peak):  # written so that NaN (which compares False) is refused too
+                if math.isnan(lo) or math.isnan(hi):
+                    hint = "it holds NaN; check what produced it"
+                elif hi > 2 * peak:
+                    hint = "frames in [0, 255] need x / 255 (or data_range=255)"
+                else:
+                    hint = "clamp predictions to [0, data_range] first"
                 raise ValueError(
                     f"{name}: expected values in [0, data_range] = [0, {peak:g}], got values in "
                     f"[{lo:.4g}, {hi:.4g}]; {hint}"
@@ -118,8 +120,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
         TypeError: an input is not a floating-point tensor, the dtypes differ, or ``data_range`` is not a
             real number.
         ValueError: fewer than 3 dimensions, different shapes, a channels-last shape (..., H, W, C), values
-            outside ``[0, data_range]`` (e.g. frames in [0, 255] with ``data_range=1``), or ``data_range``
-            not positive and finite.
+            outside ``[0, data_range]`` (e.g. frames in [0, 255] with ``data_range=1``) or NaN, or
+            ``data_range`` not positive and finite.
     """
     p, t, peak = _check_frame_pair(pred, target, data_range)
     dtype = _working_dtype(p.dtype)
@@ -245,8 +247,8 @@ def ssim(
         TypeError: an input is not a floating-point tensor, the dtypes differ, or an option has the wrong
             kind.
         ValueError: fewer than 3 dimensions, different shapes, a channels-last shape (..., H, W, C), values
-            outside ``[0, data_range]``, an even window, a window larger than the frame, or a non-positive
-            option.
+            outside ``[0, data_range]`` or NaN, an even window, a window larger than the frame, or a
+            non-positive option.
     """
     p, t, peak = _check_frame_pair(pred, target, data_range)
     size = check_positive_int(window_size, "window_size")
@@ -336,7 +338,8 @@ def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
 
     Raises:
         TypeError: ``scores`` is not a floating-point tensor or ``higher_is_better`` is not a bool.
-        ValueError: ``scores`` is not 2- or 3-dimensional, has no samples, or contains NaN.
+        ValueError: ``scores`` is not 2- or 3-dimensional, has no samples (N = 0) or no time steps (T = 0), or
+            contains NaN.
     """
     s = check_tensor(scores, "scores")
     higher_is_better = check_bool(higher_is_better, "higher_is_better", "True for PSNR/SSIM, False for LPIPS")
@@ -348,6 +351,11 @@ def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
         )
     if s.shape[0] == 0:
         raise ValueError(f"scores: expected at least one sample (N >= 1), got shape {list(s.shape)}")
+    if s.dim() == 3 and s.shape[2] == 0:
+        raise ValueError(
+            f"scores: expected at least one time step (T >= 1) in (N, B, T), got shape {list(s.shape)} (the time "
+            "average of no step is NaN)"
+        )
     if bool(torch.isnan(s).any()):
         raise ValueError("scores: contains NaN, so no sample can be ranked; check the metric inputs")
 
@@ -386,11 +394,15 @@ def select_samples(samples: torch.Tensor, index: torch.Tensor, batch_dim: int = 
 
     Raises:
         TypeError: an argument has the wrong kind or ``index`` is not an integer tensor.
-        ValueError: ``batch_dim`` is out of range, ``index`` is not ``(B,)`` or has values outside
-            ``[0, N)``.
+        ValueError: ``samples`` has fewer than 2 dimensions, ``batch_dim`` is out of range, ``index`` is not
+            ``(B,)`` or has values outside ``[0, N)``.
     """
     x = check_tensor(samples, "samples")
     dim = check_positive_int(batch_dim, "batch_dim")
+    if x.dim() < 2:
+        raise ValueError(
+            f"samples: expected at least 2 dimensions, a sample axis then the sequence axis, got shape {list(x.shape)}"
+        )
     if dim >= x.dim():
         raise ValueError(
             f"batch_dim: expected an axis of samples in [1, {x.dim() - 1}], got {dim} "
@@ -442,12 +454,15 @@ def mean_confidence_interval(values: torch.Tensor, dim: int = 0, z: float = 1.96
 
     Raises:
         TypeError: ``values`` is not a floating-point tensor, ``dim`` not an int, ``z`` not a real number.
-        ValueError: ``dim`` out of range, an empty axis, or ``z`` not positive and finite.
+        ValueError: ``values`` is 0-dim (no axis to reduce), ``dim`` out of range, an empty axis, or ``z`` not
+            positive and finite.
     """
     v = check_tensor(values, "values")
     if not v.is_floating_point():
         raise TypeError(f"values: expected a floating-point tensor, got dtype {v.dtype}")
     dim = check_int(dim, "dim")
+    if v.dim() == 0:
+        raise ValueError("values: expected at least 1 dimension (the axis of the n values), got a 0-dim tensor")
     if not -v.dim() <= dim < v.dim():
         raise ValueError(f"dim: expected an axis in [{-v.dim()}, {v.dim() - 1}], got {dim} for shape {list(v.shape)}")
     quantile = check_positive_real(z, "z")
