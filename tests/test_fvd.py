@@ -217,6 +217,10 @@ def test_grayscale_is_repeated_to_rgb() -> None:
 def test_preprocess_rejects_out_of_range_floats() -> None:
     with pytest.raises(ValueError, match=r"videos: floating-point frames must lie in \[0, 1\]"):
         preprocess_for_i3d(torch.full((1, 1, 1, 2, 2), 2.0))
+    nan = torch.zeros(1, 1, 1, 2, 2)
+    nan[..., 0, 0] = float("nan")  # (the audit: NaN compares False, so `< 0 or > 1` let it through)
+    with pytest.raises(ValueError, match=r"got values in \[nan, nan\]; it holds NaN"):
+        preprocess_for_i3d(nan)
 
 
 def test_preprocess_rejects_integer_dtypes_other_than_uint8() -> None:

@@ -33,6 +33,7 @@ ports do); the protocol records which one was used.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -456,11 +457,14 @@ def _quantised_values(videos: torch.Tensor) -> torch.Tensor:
         return videos.to(torch.float32)
     if not videos.is_floating_point():
         raise TypeError(f"videos: expected uint8 or floating-point frames, got dtype {videos.dtype}")
-    if videos.numel() and (videos.min() < 0 or videos.max() > 1):
-        raise ValueError(
-            f"videos: floating-point frames must lie in [0, 1], got values in "
-            f"[{float(videos.min()):.4g}, {float(videos.max()):.4g}]; clamp predictions first"
-        )
+    if videos.numel():
+        lo, hi = torch.stack([videos.min(), videos.max()]).tolist()
+        if not (lo >= 0 and hi <= 1):  # (so written, NaN is refused too: it compares False)
+            nan = math.isnan(lo) or math.isnan(hi)
+            hint = "it holds NaN; check what produced it" if nan else "clamp predictions first"
+            raise ValueError(
+                f"videos: floating-point frames must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}"
+            )
     return (videos * 255).to(torch.uint8).to(torch.float32)
 
 
