@@ -120,3 +120,28 @@ def test_train_evaluate_and_demo_on_clip_arrays(tmp_path: Path, capsys: pytest.C
     assert json.loads(result_file.read_text())["n_sequences"] == 3
     assert demo.main([str(run), "--out", str(tmp_path / "gifs"), "--what", "swap"]) == 0
     assert list((tmp_path / "gifs").glob("*.gif"))
+
+
+def test_evaluate_and_demo_read_the_clips_as_training_did(tmp_path: Path) -> None:
+    """Diff-review findings: an .npz was evaluated at consecutive frames though the run trained on one frame in
+    ``--folder-frame-step``; and demo (no --test-set) read every video of the training .npz, whole, predicting
+    its full length (a 300-frame tiny run went NaN and crashed writing the GIF)."""
+    from examples.srvp.checkpoint import load_model, read_run_config
+
+    videos = np.zeros((40, 6, 64, 64), dtype=np.uint8)
+    videos[:, :, 0, 0] = np.arange(6)[None, :]
+    videos[:, :, 0, 1] = np.arange(40)[:, None]
+    np.savez(tmp_path / "clips.npz", sequences=videos)
+    run = tmp_path / "run"
+    argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(tmp_path / "clips.npz")]
+    assert train.main([*argv, "--channels", "1", "--folder-frame-step", "2", "--max-steps", "1", "--threads", "1"]) == 0
+    config, model = read_run_config(run), load_model(run)
+    options = evaluate.run_clip_options(config["train"], model)
+    clips = evaluate.load_test_clips("folder", tmp_path / "clips.npz", nt_gen=6, **options)
+    assert clips.shape == (6, 6, 1, 64, 64)
+    assert [frames for _, frames in origins(clips)] == [[0, 2, 4, 6, 8, 10]] * 6
+    with pytest.raises(ValueError, match=r"fewer than the 25 \(one in 2: 49 frames\) asked for; lower --nt-gen"):
+        evaluate.load_test_clips("folder", tmp_path / "clips.npz", nt_gen=25, **options)
+    shown, source = demo.load_run_clips(None, config, model, 2)  # the demo's default: the run's data_dir
+    assert source == tmp_path / "clips.npz" and shown.shape == (6, 2, 1, 64, 64)  # seq_len_test frames, 2 clips
+    assert [frames for _, frames in origins(shown)] == [[0, 2, 4, 6, 8, 10]] * 2

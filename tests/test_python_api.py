@@ -202,8 +202,14 @@ def test_a_notebook_shows_the_curves_and_the_samples(run: Path, tmp_path: Path) 
     clips = torch.randint(0, 256, (6, 3, 1, 64, 64), dtype=torch.uint8)
     protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=2, n_substeps=1, batch_size=3)
     result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=2)
-    png = ev.plot_figure(result)._repr_png_()  # what IPython displays
+    fig = ev.plot_figure(result)
+    png = fig._repr_png_()  # what IPython displays
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    import copy
+    import pickle
+
+    for other in (pickle.loads(pickle.dumps(fig)), copy.deepcopy(fig)):  # (diff review: a closure broke pickling)
+        assert other._repr_png_.figure is other and other._repr_png_()[:8] == png[:8]
     frames = ev.sample_grid(result)
     assert frames is not None and frames.shape == (6, 2 * 66 + 2, 4 * 66 + 2, 3) and frames.dtype == np.uint8
     from PIL import Image
@@ -508,6 +514,8 @@ def test_the_sample_gif_marks_the_predicted_frames_and_pauses_at_the_end(run: Pa
         for row in range(2):
             top = row * 66
             assert np.abs(frame[top + 1, 33] - grey).max() <= 2  # the truth column's top border: always grey
+            assert np.abs(frame[top + 33, 66] - grey).max() <= 2  # and the first half of the strip at its right
+            assert np.abs(frame[top + 33, 67] - (red if t >= 2 else grey)).max() <= 2  # (the other half: column 1's)
             for col in (1, 2, 3):
                 border = frame[top + 1, col * 66 + 33]  # the middle of the cell's top border
                 assert np.abs(border - (red if t >= 2 else grey)).max() <= 2, (t, row, col, border)

@@ -608,6 +608,13 @@ def test_demo_reports_a_gif_that_cannot_be_written_in_one_line(
     assert demo.main(argv) == 2
     assert capsys.readouterr().err == f"error: No space left on device: {gif}\n"
 
+    def not_finite(*args: object, **kwargs: object) -> None:  # (diff review: a diverged model's frames)
+        raise ValueError("frames: contains NaN")
+
+    monkeypatch.setattr(demo, "save_gif", not_finite)
+    assert demo.main(argv) == 2
+    assert capsys.readouterr().err == "error: a GIF could not be made: frames: contains NaN\n"
+
 
 def test_reconstruct_decodes_the_posterior_means_without_drawing_noise() -> None:
     torch.manual_seed(0)

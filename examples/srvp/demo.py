@@ -91,7 +91,7 @@ def load_run_clips(path: Path | None, run: dict[str, Any], model: SRVP, n_clips:
         if not train_cfg.get("data_dir"):
             raise ValueError(f"--test-set: required for this {dataset!r} run (its config.json names no data_dir)")
         path = Path(train_cfg["data_dir"])
-    if path.suffix == ".npz" or dataset == "smmnist":
+    if dataset == "smmnist" or (path.suffix == ".npz" and dataset != "folder"):
         return load_clips(path), path
     if not path.exists():
         raise FileNotFoundError(f"--test-set: nothing at {path}")
@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except OSError as e:  # (a GIF that cannot be written)
         print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # (frames a GIF cannot show: a model whose predictions are not finite)
+        print(f"error: a GIF could not be made: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # each GIF is written whole, after its demo
         print(f"\ninterrupted: the GIFs already in {args.out} are complete", file=sys.stderr)

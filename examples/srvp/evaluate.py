@@ -252,7 +252,8 @@ def load_test_clips(
             read with this length; SM-MNIST files keep their length). For ``folder``, ``path`` may also be an
             ``.npz`` file of uint8 clips (:func:`read_clip_archive`), cut to their first ``nt_gen`` frames.
         subsampling: Human3.6M frame subsampling (names the folder).
-        image_size, grayscale, crop, frame_step: how ``folder`` videos are read (the training options).
+        image_size, grayscale, crop, frame_step: how ``folder`` videos are read (the training options);
+            ``frame_step`` also applies to the clips of an ``.npz``.
         max_sequences: read only the first N clips (0: all).
 
     Raises:
@@ -312,13 +313,16 @@ def load_test_clips(
             raise ValueError(f"--nt-gen: BAIR test videos have {BAIR_FRAMES} frames, got {nt_gen}")
         data = vd.BAIRDataset(root, seq_len=nt_gen, split="test")
     elif root.suffix == ".npz" and root.is_file():  # clips of one's own as arrays (read_clip_archive)
+        # Read as the run read its videos: one frame in frame_step (a run trained on an .npz read it so).
         clips = read_clip_archive(root)
-        if nt_gen and clips.shape[0] < nt_gen:
+        span = (nt_gen - 1) * frame_step + 1 if nt_gen else clips.shape[0]
+        if clips.shape[0] < span:
+            every = f" (one in {frame_step}: {span} frames)" if frame_step > 1 else ""
             raise ValueError(
-                f"--test-set: {root} holds clips of {clips.shape[0]} frames, fewer than the {nt_gen} asked for; "
-                "lower --nt-gen"
+                f"--test-set: {root} holds clips of {clips.shape[0]} frames, fewer than the {nt_gen}{every} asked "
+                "for; lower --nt-gen"
             )
-        clips = clips[:nt_gen] if nt_gen else clips
+        clips = clips[:span:frame_step]
         return clips[:, :max_sequences] if max_sequences else clips
     else:
         try:
@@ -1439,13 +1443,21 @@ def plot_figure(result: dict[str, Any]) -> Any:
     fig.suptitle(_plot_title(result), fontsize=9)
     fig.tight_layout()
 
-    def png() -> bytes:  # a notebook shows the figure (IPython's _repr_png_), whatever its matplotlib backend
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110)
-        return buffer.getvalue()
-
-    fig._repr_png_ = png  # type: ignore[attr-defined]
+    fig._repr_png_ = _FigurePNG(fig)  # type: ignore[attr-defined]
     return fig
+
+
+class _FigurePNG:
+    """A figure's ``_repr_png_``: a notebook shows the figure whatever its matplotlib backend. An object of this
+    module rather than a closure, so that the figure still pickles, and a deep copy draws itself."""
+
+    def __init__(self, figure: Any) -> None:
+        self.figure = figure
+
+    def __call__(self) -> bytes:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
@@ -1462,16 +1474,18 @@ PREDICTED_COLOUR = (220, 40, 40)
 def mark_predicted(frames: np.ndarray, grid_shape: tuple[int, ...], nt_cond: int, padding: int = 2) -> np.ndarray:
     """The frames of a :func:`latentdyn.video.media.video_grid` of (R, K, T, C, H, W) videos whose column 0 is
     the truth and the others predictions, with the border of every predicted cell (columns 1 and up, frames
-    from ``nt_cond`` on) in :data:`PREDICTED_COLOUR`: where the prediction starts can be seen. A copy."""
+    from ``nt_cond`` on) in :data:`PREDICTED_COLOUR`: where the prediction starts can be seen. The padding
+    between the truth and column 1 is shared: its first half stays the truth's. A copy."""
     n_rows, n_cols, _, _, h, w = grid_shape
     out = frames.copy()
     for r in range(n_rows):
         top = r * (h + padding)
         for k in range(1, n_cols):
             left = k * (w + padding)
+            shared = padding // 2 if k == 1 else 0  # (the truth's half of the strip between them)
             cell = out[nt_cond:, top : top + h + 2 * padding, left : left + w + 2 * padding]
             inner = cell[:, padding : padding + h, padding : padding + w].copy()
-            cell[...] = PREDICTED_COLOUR
+            cell[:, :, shared:] = PREDICTED_COLOUR
             cell[:, padding : padding + h, padding : padding + w] = inner
     return out
 
