@@ -1346,8 +1346,16 @@ def _train(
                 bar.close()
                 bar = None
             if stopped in ("interrupted", "terminated") and dist.main:  # (said now: the validation may take long)
-                again = " (Ctrl-C again stops at once, without them)" if stop.repeat_interrupts else ""
-                log(f"{stop.by}: stopping at step {step}: writing {last_path.name} and a last validation score{again}")
+                # What the stop below does (the same conditions), and the signal the ranks agreed on.
+                todo = [f"writing {last_path.name}"] if step > first_step and step % cfg.checkpoint_interval else []
+                todo += ["scoring a last validation"] if step > first_step and step % cfg.val_interval else []
+                signal_name = stop.by or f"{'Ctrl-C' if stopped == 'interrupted' else 'SIGTERM'} (in another process)"
+                again = stop.by is not None and stop.repeat_interrupts and bool(todo)
+                log(
+                    f"{signal_name}: stopping at step {step}"
+                    + (f": {' and '.join(todo)}" if todo else "")
+                    + (" (Ctrl-C again stops at once)" if again else "")
+                )
             if stopped == "data error":
                 _save_after_data_error(why - _DATA_ERROR)
                 if data_error is not None:
