@@ -8,6 +8,7 @@ them. These results print each field's shape, dtype and device instead; small te
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 import numpy as np
@@ -36,16 +37,23 @@ def short_repr(value: object) -> str:
         if value.size <= _SMALL:
             return repr(value)
         return f"array(shape={value.shape}, {value.dtype})"
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields") and len(value) > _SMALL:
-        if all(isinstance(v, (int, float)) for v in value):
-            kind = "list" if isinstance(value, list) else "tuple"
-            return f"<{kind} of {len(value)} numbers: first {value[0]:.6g}, last {value[-1]:.6g}>"
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields") and value:
-        if all(isinstance(v, (torch.Tensor, np.ndarray)) for v in value):
+        kind = "list" if isinstance(value, list) else "tuple"
+        if len(value) > _SMALL and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+            return f"<{kind} of {len(value)} numbers: first {_number(value[0])}, last {_number(value[-1])}>"
+        if any(isinstance(v, (torch.Tensor, np.ndarray)) for v in value) or len(value) > _SMALL:
             shown = [short_repr(v) for v in value[:4]] + ([f"... ({len(value)} in all)"] if len(value) > 4 else [])
-            open_, close = ("[", "]") if isinstance(value, list) else ("(", ")")
+            open_, close = ("[", "]") if kind == "list" else ("(", ")")
             return open_ + ", ".join(shown) + close
     return repr(value)
+
+
+def _number(x: numbers.Real) -> str:
+    """A number in at most about 6 significant digits (an int too large for a float as it is)."""
+    try:
+        return f"{float(x):.6g}"
+    except OverflowError:
+        return repr(x)
 
 
 def fields_repr(obj: Any) -> str:

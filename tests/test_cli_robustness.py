@@ -1641,6 +1641,7 @@ def test_a_notebook_gets_a_live_progress_bar(monkeypatch: pytest.MonkeyPatch) ->
         pass
 
     for shell in (ZMQInteractiveShell(), ColabShell()):
+        monkeypatch.setattr(sys, "stderr", io.StringIO())  # (each shell's bar checked on its own)
         monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda s=shell: s))
         monkeypatch.setitem(sys.modules, "ipywidgets", None)  # (without it: tqdm's text bar)
         assert in_notebook()

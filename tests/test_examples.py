@@ -1150,6 +1150,13 @@ def test_missing_weights_messages_name_the_cli_flags(
         "LPIPS skipped: AlexNet ImageNet weights not found (the whole reason: above, and in the JSON)\n"
         "FVD skipped: I3D Kinetics-400 weights not found (the whole reason: above, and in the JSON)\n"
     ) in out
+    # Only a reason printed before is cut short: one that arose during the evaluation is printed whole (review).
+    saved = json.loads(next((tiny_run / "eval").glob("noweights*.json")).read_text())
+    saved["fvd"] = {"skipped": "FVD failed: out of memory. Tried to allocate 2 GiB"}
+    printed = {"lpips": saved["lpips"]["skipped"], "fvd": "I3D Kinetics-400 weights not found. Get them"}
+    table = ev.format_results(saved, said=printed)
+    assert "FVD skipped: FVD failed: out of memory. Tried to allocate 2 GiB\n" in table
+    assert "LPIPS skipped: AlexNet ImageNet weights not found (the whole reason: above, and in the JSON)" in table
     # A metric skipped by choice is no news: not printed (the JSON says why).
     assert ev.main([*argv[:-1], "--name", "chosen", "--no-lpips"]) == 0
     out = capsys.readouterr().out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -417,4 +418,10 @@ def test_results_print_their_tensors_by_shape() -> None:
     assert short_repr([0.5] * 3) == "[0.5, 0.5, 0.5]"
     assert short_repr(list(range(100))) == "<list of 100 numbers: first 0, last 99>"
     assert short_repr([torch.zeros(1)] * 5).endswith("... (5 in all)]")
+    # (diff review) a repr never raises, and mixed or numpy lists are short too
+    assert short_repr([10**400] * 7).startswith("<list of 7 numbers: first 1000")
+    assert short_repr([np.float32(1.5)] * 7) == "<list of 7 numbers: first 1.5, last 1.5>"
+    assert short_repr([torch.zeros(100), 3] * 4) == (
+        "[tensor(shape=(100,), float32), 3, tensor(shape=(100,), float32), 3, ... (8 in all)]"
+    )
     assert short_repr(torch.zeros(3, 4, device="meta")) == "tensor(shape=(3, 4), float32, device='meta')"

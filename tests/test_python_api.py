@@ -140,6 +140,20 @@ def test_a_notebook_cell_run_again_continues_its_run_with_resume_auto(
     assert got == []
 
 
+def test_resume_auto_with_an_edited_cfg_names_what_differs_from_the_run(tmp_path: Path) -> None:
+    """Diff review: a cell run again with an edited option was told that the checkpoint differed from "what
+    config.json gives", though config.json was untouched: the difference was the caller's ``cfg``."""
+    cfg, run = _tiny(), tmp_path / "run"
+    train.train(cfg, run, max_steps=1, progress=False, log=lambda _: None)
+    edited = dataclasses.replace(cfg, batch_size=2, model=dataclasses.replace(cfg.model, noise_size=5))
+    with pytest.raises(ValueError, match=r"^cfg: differs from the configuration of the run in .* \(model.noise_size 3 "
+                       r"there vs 5 in cfg, batch_size 4 there vs 2 in cfg\); a resume continues that run: pass "
+                       r"read_train_config\("):  # fmt: skip
+        train.train(edited, run, resume="auto", progress=False, log=lambda _: None)
+    runtime = dataclasses.replace(cfg, threads=1, max_steps=2, lr=1e-4)  # what a resume may change
+    assert train.train(runtime, run, resume="auto", progress=False, log=lambda _: None).step == 2
+
+
 def test_the_python_entry_points_expand_a_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Notebook-review finding: ``train(cfg, "~/runs/x")`` made a folder named ``~`` in the working directory
     (the command lines expand it, so their advice named another folder)."""

@@ -1576,12 +1576,13 @@ _CHOSEN_SKIPS = ("--no-lpips was given", "not requested (pass --fvd)", NOT_COMPU
 """The reasons a metric is skipped that the user chose (no news to print)."""
 
 
-def format_results(result: dict[str, Any], *, skip_details: bool = True) -> str:
+def format_results(result: dict[str, Any], *, said: dict[str, str] | None = None) -> str:
     """The results table (best of N, reference predictors), FVD and skipped metrics, as printed text.
 
-    A metric skipped because the user chose so (``--no-lpips``, no ``--fvd``) is not listed. With
-    ``skip_details=False`` a metric skipped for missing weights gets the first sentence of its reason only (the
-    command that printed the whole reason before the evaluation; the JSON keeps it)."""
+    A metric skipped because the user chose so (``--no-lpips``, no ``--fvd``) is not listed. ``said`` maps a
+    metric (``"lpips"``, ``"fvd"``) to the skip reason already printed in full (the command prints a missing
+    weights file's before the evaluation): a skip for that same reason gets its first sentence only; any other
+    reason (e.g. FVD failing during the evaluation) is printed whole. The JSON keeps every reason."""
     lines = []
     n = result["protocol"]["n_samples"]
     names = _metric_names(result)
@@ -1603,7 +1604,7 @@ def format_results(result: dict[str, Any], *, skip_details: bool = True) -> str:
             reason = str(entry["skipped"])
             if reason in _CHOSEN_SKIPS:
                 continue
-            if not skip_details and ". " in reason:
+            if said and said.get(metric) == reason and ". " in reason:
                 reason = reason.split(". ")[0] + " (the whole reason: above, and in the JSON)"
             lines.append(f"{metric.upper()} skipped: {reason}")
         elif metric == "fvd" and isinstance(entry, dict) and "value" in entry:
@@ -2111,9 +2112,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         if not args.overwrite:  # a metric asked for whose weights are missing is not computed either
             got = {"lpips": lpips is not None, "fvd": i3d is not None}
             _check_overwrite(results_file, settings, given_name=args.name is not None, computes=got)
-        for metric, info in (("LPIPS", lpips_info), ("FVD", fvd_info)):
+        printed: dict[str, str] = {}  # the skip reasons printed in full now, shortened under the results
+        for metric, info in (("lpips", lpips_info), ("fvd", fvd_info)):
             if "skipped" in info and info["skipped"] not in _CHOSEN_SKIPS:
-                print(f"{metric} skipped: {info['skipped']}")
+                print(f"{metric.upper()} skipped: {info['skipped']}")
+                printed[metric] = info["skipped"]
         state = eval_dir / f"{name}.partial.pt"
         if args.restart:
             discard_progress(state)
@@ -2179,7 +2182,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         )
         return 130
     discard_progress(state)
-    print(format_results(result, skip_details=False))
+    print(format_results(result, said=printed))
     for kind, path in paths.items():
         print(f"{kind:13s} {path}{OUTPUT_NOTES.get(kind, '')}")
     return 0

@@ -838,6 +838,28 @@ def _check_same_training_options(state: dict[str, Any], cfg: TrainConfig, path: 
         )
 
 
+def _check_cfg_is_the_runs(cfg: TrainConfig, run_dir: Path) -> None:
+    """From Python, a resume's ``cfg`` (the caller's: a notebook cell run again with an edited option) is the
+    run's own but for what a resume may change; the command line reads config.json itself."""
+    saved = read_train_config(run_dir)
+    pairs = [
+        (f"model.{f.name}", getattr(saved.model, f.name), getattr(cfg.model, f.name))
+        for f in dataclasses.fields(cfg.model)
+    ]
+    pairs += [
+        (f.name, getattr(saved, f.name), getattr(cfg, f.name))
+        for f in dataclasses.fields(cfg)
+        if f.name != "model" and f.name not in _RESUME_MAY_CHANGE
+    ]
+    changed = ", ".join(f"{name} {a!r} there vs {b!r} in cfg" for name, a, b in pairs if a != b)
+    if changed:
+        raise ValueError(
+            f"cfg: differs from the configuration of the run in {run_dir} ({changed}); a resume continues that run: "
+            f"pass read_train_config({str(run_dir)!r}) (runtime options such as threads, max_steps, max_minutes "
+            "and lr may differ), or give another run_dir for a new run"
+        )
+
+
 LOCK_FILE = ".lock"
 """The file of a run directory that a training holds a lock on while it runs (with the process id in it)."""
 
@@ -998,6 +1020,8 @@ def _train(
         where = "--resume" if _FROM_CLI.get() else "run_dir"
         start = f"--run-dir {shell_quote(run_dir)}" if _FROM_CLI.get() else f"train(cfg, {str(run_dir)!r})"
         raise FileNotFoundError(f"{where}: no run to resume in {run_dir} (no config.json); start one with {start}")
+    if resume and not _FROM_CLI.get():
+        _check_cfg_is_the_runs(cfg, run_dir)
     if resume:
         if dist.main and run_dir.is_dir():
             _lock_run_dir(
