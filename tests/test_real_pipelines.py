@@ -458,7 +458,7 @@ def test_new_run_refusals(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"data_dir": None}, r"^data_dir: expected a str \(a directory\), got NoneType$"),
+        ({"data_dir": None}, r"^data_dir: expected a str \(a directory or file\), got NoneType$"),
         ({"device": 0}, r"^device: expected a str such as 'cpu' or 'cuda', got int$"),
         ({"lr": "3e-4"}, r"^lr: expected a number, got str$"),
         ({"max_minutes": True}, r"^max_minutes: expected a number, got bool$"),
