@@ -9,9 +9,12 @@ __all__ = ["autocast_dtype", "autocast_enabled"]
 
 
 def autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for ``device_type`` ("cpu", "cuda", ...)."""
+    """Whether autocast is on for ``device_type`` ("cpu", "cuda", ...); False for a device type autocast does not
+    know (``"meta"``: a shape-only dry run)."""
     try:
         return bool(torch.is_autocast_enabled(device_type))
+    except RuntimeError:  # "unknown device type for autocast": it is not on there
+        return False
     except TypeError:  # torch < 2.4 takes no device type: one query per device type
         if device_type == "cpu":
             return bool(torch.is_autocast_cpu_enabled())

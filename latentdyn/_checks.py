@@ -31,6 +31,7 @@ __all__ = [
     "check_tensor",
     "is_int",
     "is_real",
+    "own_networks",
     "substeps_from_dt",
 ]
 
@@ -103,15 +104,24 @@ def check_input_dtype(x: torch.Tensor, name: str, module: nn.Module, owner: str)
     return want
 
 
+def own_networks(module: nn.Module) -> bool:
+    """Whether ``module`` and all its submodules are classes of latentdyn or of ``torch.nn`` (whose layers need
+    inputs of their parameters' dtype), none of a user's (whose forward may cast its inputs)."""
+    return all(type(m).__module__.startswith(("latentdyn.", "torch.nn.")) for m in module.modules())
+
+
 def check_input_dtypes(
     module: nn.Module, owner: str, y: torch.Tensor, y_name: str, z: torch.Tensor, z_name: str
 ) -> None:
     """Check the dtypes of a state ``y`` and a condition ``z`` that ``module`` combines (e.g. concatenates).
 
-    Both must be floating point; ``y`` must suit ``module``'s parameters (:func:`check_input_dtype`), and ``z``
-    must not promote what it is combined with: not of a higher precision than ``y`` (nor, under autocast, than
-    float32). A ``z`` of a lower precision is accepted, as :meth:`LatentSSM.rollout
-    <latentdyn.ssm.LatentSSM.rollout>` accepts a lower-precision posterior. Metadata only: no value is read.
+    Both must be floating point. When every layer with parameters in ``module`` is latentdyn's or torch's own
+    (:func:`own_networks`; they compute in their parameters' dtype), ``y`` must suit those parameters
+    (:func:`check_input_dtype`) and ``z`` must not promote what it is combined with: not of a higher precision
+    than ``y`` (nor, under autocast, than float32). A ``z`` of a lower precision is accepted, as
+    :meth:`LatentSSM.rollout <latentdyn.ssm.LatentSSM.rollout>` accepts a lower-precision posterior. A network
+    of one's own may cast its inputs (a float32 field integrating a float64 state): its dtypes are its own
+    business. Metadata only: no value is read.
 
     Raises:
         TypeError: ``y`` or ``z`` is not a floating-point tensor, or has a dtype the networks would refuse,
@@ -119,6 +129,8 @@ def check_input_dtypes(
     """
     check_float_tensor(y, y_name)
     check_float_tensor(z, z_name)
+    if not own_networks(module):
+        return
     ceiling = check_input_dtype(y, y_name, module, owner)
     if ceiling is None and not autocast_enabled(y.device.type):
         ceiling = y.dtype

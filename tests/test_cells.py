@@ -337,6 +337,48 @@ def test_path_keeps_taking_a_condition_of_lower_precision() -> None:
         assert torch.equal(cell.path(y, z).states, cell.path(y, z.float()).states)
 
 
+class _CastingField(VectorField):
+    """A float32 network that integrates a state of any dtype (cast in, cast back): a field of one's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = MLPField(3, 2, 8, 2)
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net(t.float(), y.float(), cond.float()).to(y.dtype)
+
+
+def test_a_field_of_ones_own_may_cast_its_inputs() -> None:
+    """Review of the dtype checks: a float32 field that casts inside, to integrate a float64 state (a tight
+    tolerance), worked through the cells and integrators, and must keep working; the strict dtype rule is for
+    latentdyn's and torch's own layers, which compute in their parameters' dtype."""
+    y, z = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    field = _CastingField()
+    for cell in (ResidualCell(field, 3, 2), ODECell(field, EulerIntegrator(), 3, 2)):
+        assert cell.path(y, z).states.dtype == torch.float64
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    assert EulerIntegrator()(field, y, ts, z).dtype == torch.float64
+    with pytest.raises(TypeError, match=r"^y0: expected the dtype of the field's parameters, torch\.float32"):
+        EulerIntegrator()(MLPField(3, 2, 8, 2), y, ts, z)  # latentdyn's own field: refused, named
+
+
+def test_a_gru_cell_takes_z_in_the_dtype_of_y() -> None:
+    """Review of the dtype checks: nn.GRUCell does not promote its input, so a lower-precision z passed the
+    check and failed inside torch."""
+    cell, y, z = GRUCell(3, 2), torch.randn(4, 3), torch.randn(4, 2)
+    with pytest.raises(TypeError, match=r"^z: expected the dtype of y, torch\.float32 \(nn\.GRUCell does not "):
+        cell.path(y, z.half())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts both
+        assert cell.path(y, z.bfloat16()).states.shape == (1, 4, 3)
+
+
+def test_cells_run_on_the_meta_device() -> None:
+    """Review of the dtype checks: a shape-only dry run on the meta device failed asking autocast about "meta"."""
+    y, z = torch.empty(4, 3, device="meta"), torch.empty(4, 2, device="meta")
+    for cell in (MLPCell(3, 2, 8, 2), ResidualCell(MLPField(3, 2, 8, 2), 3, 2), GRUCell(3, 2)):
+        assert cell.to("meta").path(y, z).states.shape == (1, 4, 3)
+
+
 def test_path_under_autocast_refuses_only_float64_inputs() -> None:
     cell = ResidualCell(MLPField(3, 2, 8, 2), 3, 2)
     y, z = torch.randn(4, 3), torch.randn(4, 2)

@@ -613,7 +613,7 @@ def test_demo_reports_a_gif_that_cannot_be_written_in_one_line(
 
     monkeypatch.setattr(demo, "save_gif", not_finite)
     assert demo.main(argv) == 2
-    assert capsys.readouterr().err == "error: a GIF could not be made: frames: contains NaN\n"
+    assert capsys.readouterr().err == "error: interpolation.gif could not be made: frames: contains NaN\n"
 
 
 def test_reconstruct_decodes_the_posterior_means_without_drawing_noise() -> None:

@@ -265,12 +265,23 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # (a GIF that cannot be written)
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
-    except ValueError as e:  # (frames a GIF cannot show: a model whose predictions are not finite)
-        print(f"error: a GIF could not be made: {e}", file=sys.stderr)
+    except _GIFError as e:  # (frames a GIF cannot show: a model whose predictions are not finite)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # each GIF is written whole, after its demo
         print(f"\ninterrupted: the GIFs already in {args.out} are complete", file=sys.stderr)
         return 130
+
+
+class _GIFError(ValueError):
+    """Frames that a GIF cannot show (not finite: a model whose predictions diverged)."""
+
+
+def _save(path: Path, frames: np.ndarray, fps: float) -> Path:
+    try:
+        return save_gif(path, frames, fps=fps)
+    except ValueError as e:
+        raise _GIFError(f"{path.name} could not be made: {e}") from e
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -301,7 +312,7 @@ def _run(args: argparse.Namespace) -> int:
             n_max = model.config.n_substeps * max(factors)
             fps = min(args.fps * n_max, 50.0)  # GIF viewers do not honour delays below 20 ms
             what = f"clip {args.clips[0]}: truth, then {', '.join(f'{f}x' for f in factors)} the training sub-steps"
-            written.append((save_gif(args.out / "frame_rate.gif", grid, fps=fps), what))
+            written.append((_save(args.out / "frame_rate.gif", grid, fps), what))
         else:
             print(f"framerate: skipped, the {model.config.transition!r} transition is discrete-time (no sub-steps)")
     if "swap" in todo:
@@ -312,14 +323,14 @@ def _run(args: argparse.Namespace) -> int:
             "rows = dynamics of clips A, B; columns = truth, prediction, prediction with the other's content (the "
             f"first {n_cond} frames of the predictions: reconstructions of the conditioning frames)"
         )
-        written.append((save_gif(args.out / "content_swap.gif", grid, fps=args.fps), what))
+        written.append((_save(args.out / "content_swap.gif", grid, args.fps), what))
     if "interpolate" in todo:
         grid = interpolation(model, pair, n_cond, n_future, steps=args.steps)
         what = (
             f"truth A, y_0 (the paper's y_1) interpolated from A to B in {args.steps} steps (mean prior, content "
             "of A), truth B"
         )
-        written.append((save_gif(args.out / "interpolation.gif", grid, fps=args.fps), what))
+        written.append((_save(args.out / "interpolation.gif", grid, args.fps), what))
     a, b = args.clips
     source = (
         f"{args.test_set} (the run's training videos: --test-set names held-out ones)"

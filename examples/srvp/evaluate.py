@@ -33,7 +33,8 @@ kth        ``DATA_DIR`` holding ``svg_test_set_<nt_gen>.npz``, or that file   40
 human36m   ``DATA_DIR`` holding ``test_set_<nt_gen>_<subsampling>/``         53
 bair       ``DATA_DIR`` of ``convert-bair`` (every test video, from frame 0)  30
 folder     a folder of test videos (each one clip from its first frame),     seq_len_test
-           or an ``.npz`` whose ``sequences`` are uint8 (T, N, H, W[, C])
+           or an ``.npz`` whose ``sequences`` are uint8 (T, N, H, W[, C]) at
+           the source's frame rate (one in the run's folder_frame_step kept)
 =========  ================================================================  ==============
 
 LPIPS (AlexNet, linear weights v0.1; lower is better) is computed whenever the ImageNet AlexNet weights can

@@ -86,10 +86,12 @@ class TransitionCell(nn.Module, abc.ABC):
     def check_inputs(self, y: torch.Tensor, z: torch.Tensor) -> None:
         """Check a state y (B, Dy) and a condition z (B, Dz) against the cell's sizes and dtype.
 
-        Shapes and dtypes only (no value is read). The dtypes follow :meth:`LatentSSM.rollout
-        <latentdyn.ssm.LatentSSM.rollout>`: ``y`` in the dtype of the cell's floating-point parameters (when
-        they have one; under ``torch.autocast``, which casts the inputs, float32 or lower unless the parameters
-        are float64), and ``z`` not of a higher precision than ``y`` (a lower one is promoted when concatenated).
+        Shapes and dtypes only (no value is read). Both floating point; and when the cell's layers are
+        latentdyn's or torch's own (a field of one's own may cast its inputs: :func:`latentdyn._checks.own_networks`)
+        the dtypes follow :meth:`LatentSSM.rollout <latentdyn.ssm.LatentSSM.rollout>`: ``y`` in the dtype of the
+        cell's floating-point parameters (when they have one; under ``torch.autocast``, which casts the inputs,
+        float32 or lower unless the parameters are float64), and ``z`` not of a higher precision than ``y`` (a
+        lower one is promoted when concatenated).
 
         Raises:
             TypeError: ``y`` or ``z`` is not a tensor or not floating point; ``y`` not in the dtype of the cell's

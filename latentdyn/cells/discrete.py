@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from latentdyn._checks import check_hidden_size, check_positive_int, is_int
+from latentdyn._autocast import autocast_enabled
+from latentdyn._checks import check_hidden_size, check_positive_int, is_int, own_networks
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.nn import MLP
 
@@ -58,6 +59,21 @@ class GRUCell(TransitionCell):
             raise ValueError(f"cond_size: a GRUCell needs an input of size >= 1 (an int >= 1), got {cond_size}")
         super().__init__(state_size, cond_size)
         self.gru = nn.GRUCell(cond_size, state_size)
+
+    @override
+    def check_inputs(self, y: torch.Tensor, z: torch.Tensor) -> None:
+        """As :meth:`TransitionCell.check_inputs`, and outside ``torch.autocast`` ``z`` in the dtype of ``y``:
+        ``nn.GRUCell`` takes z as its input, which it does not promote (a lower-precision z is refused too).
+
+        Raises:
+            TypeError, ValueError: as :meth:`TransitionCell.check_inputs`; ``z`` of another dtype than ``y``.
+        """
+        super().check_inputs(y, z)
+        if z.dtype != y.dtype and not autocast_enabled(y.device.type) and own_networks(self):
+            raise TypeError(
+                f"z: expected the dtype of y, {y.dtype} (nn.GRUCell does not promote its input), got {z.dtype}; "
+                "cast it with z.to(y.dtype)"
+            )
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:

@@ -29,7 +29,8 @@ class Integrator(abc.ABC):
 
         Args:
             field: the vector field.
-            y0: initial state at ``ts[0]``, (B, Dy), floating point, in the dtype of the field's parameters.
+            y0: initial state at ``ts[0]``, (B, Dy), floating point (in the dtype of the parameters of a field
+                made of latentdyn's or torch's layers).
             ts: strictly increasing finite times, (S,) with S >= 1, floating point.
             cond: conditioning passed to every field call, (B, Dz), floating point, of at most ``y0``'s
                 precision.
@@ -39,7 +40,8 @@ class Integrator(abc.ABC):
 
         Raises:
             TypeError: ``field`` is not a ``VectorField``; ``y0``, ``ts`` or ``cond`` is not a tensor, or not
-                floating point; ``y0`` not in the dtype of the field's floating-point parameters (when they have
+                floating point; for a field whose layers are latentdyn's or torch's own (one of one's own may cast
+                its inputs), ``y0`` not in the dtype of the field's floating-point parameters (when they have
                 one; under ``torch.autocast``, float32 or lower unless they are float64), or ``cond`` of a
                 higher precision than ``y0``.
             ValueError: wrong shapes (``ts`` not 1-D or empty, ``y0`` not (B, Dy), ``cond`` not (B, Dz) with
