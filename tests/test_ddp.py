@@ -207,3 +207,36 @@ def test_a_batch_that_fails_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_p
     _torchrun(straight, "--preset", "tiny", "--run-dir", str(straight), "--checkpoint-interval", "100")
     a, b = load_checkpoint(run / "checkpoints" / "last.pt"), load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 6 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+_FIRST_BATCH_FAILS_ON_RANK_1 = """
+import os, sys
+from examples.srvp import train
+from examples.srvp.datasets import BatchStream
+make = BatchStream.__getitem__
+def damaged(self, step):  # rank 1's share of the first batch holds a damaged video
+    if os.environ["RANK"] == "1":
+        raise ValueError("/data/clip3.gif: cannot be decoded")
+    return make(self, step)
+BatchStream.__getitem__ = damaged
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_first_batch_share_that_fails_on_one_rank_stops_every_rank_before_the_run_is_made(tmp_path: Path) -> None:
+    """Each process reads only its share of a batch, so the first batch's check can fail on one process alone:
+    every process stops with the reason, and no run is created. (Rank 0 went on to the barrier before config.json and
+    was ended there by torchrun, saying nothing of why.)"""
+    script = tmp_path / "first_batch_fails_on_rank_1.py"
+    script.write_text(_FIRST_BATCH_FAILS_ON_RANK_1)
+    run = tmp_path / "run"
+    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd += ["--threads", "1", "--preset", "tiny", "--run-dir", str(run)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "error: data_dir: /data/clip3.gif: cannot be decoded" in out, out[-3000:]  # rank 1's own error
+    assert "error: data_dir: process 1 could not make its share of the first batch" in out, out[-3000:]  # rank 0's
+    assert not (run / "config.json").exists()

@@ -20,6 +20,11 @@ Datasets (``TrainConfig.dataset``):
 
 The validation clips are drawn once, from the ``"val"`` split, with ``seq_len_test`` frames and a seed
 derived from (seed, 0, stream 1).
+
+Under ``torchrun``, process r of N makes only its share of each batch, clips r·B/N to (r+1)·B/N of the batch one
+process would make: every process draws the whole batch's random stream (videos, starts, digits, trajectories:
+cheap), and reads, decodes or draws the frames of its own clips only. N processes thus train on exactly the
+batches of one, at 1/N of the data cost each.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import torch
 
 from examples.srvp.config import TrainConfig
 from latentdyn._files import first_line
-from latentdyn.video.datasets._common import check_npy_sizes, draw_int
+from latentdyn.video.datasets._common import ClipRef, check_npy_sizes, draw_int
 
 __all__ = [
     "BatchStream",
@@ -45,6 +50,7 @@ __all__ = [
     "make_clip_dataset",
     "make_data",
     "read_clip_array",
+    "share_slice",
     "step_seed",
 ]
 
@@ -90,6 +96,22 @@ class BatchStream(torch.utils.data.Dataset[torch.Tensor]):
         return stack_videos(list(self.make_batch(step_seed(self.seed, step))))
 
 
+def share_slice(n: int, share: tuple[int, int]) -> slice:
+    """The clips of a batch of ``n`` that process ``rank`` of ``world`` makes, ``share = (rank, world)``: the
+    ``rank``-th of ``world`` equal parts, as ``batch.chunk(world, dim=1)[rank]`` would split the whole batch.
+
+    Raises:
+        ValueError: ``rank`` is not in ``[0, world)`` or ``n`` does not split into ``world`` equal parts.
+    """
+    rank, world = share
+    if not 0 <= rank < world:
+        raise ValueError(f"share: expected (rank, world) with 0 <= rank < world, got {share}")
+    if n % world:
+        raise ValueError(f"share: a batch of {n} does not split over {world} processes")
+    size = n // world
+    return slice(rank * size, (rank + 1) * size)
+
+
 # ------------------------------------------------------------------------------------------- Moving MNIST
 def _digits(cfg: TrainConfig, split: str) -> np.ndarray:
     from latentdyn.video.mnist import digit_source
@@ -106,11 +128,13 @@ def generate_clips(
     num_digits: int,
     max_speed: int,
     deterministic: bool,
+    keep: slice = slice(None),
 ) -> np.ndarray:
     """n Moving MNIST clips, uint8 (n, T, 64, 64), drawn from ``rng`` in the official per-clip order.
 
     Per clip and digit: the digit pick, then its trajectory (``draw_trajectory``); the n clips are then
-    composed at once (``compose_clips``, the rule of ``compose_frames``).
+    composed at once (``compose_clips``, the rule of ``compose_frames``). With ``keep``, all n clips are drawn
+    (the same stream) but only ``clips[keep]`` are composed and returned.
 
     Raises:
         ValueError: ``n`` or ``num_digits`` is below 1 (no clip, or a clip without digits).
@@ -128,14 +152,18 @@ def generate_clips(
             )
             positions.append(traj.positions)
     shape = (n, num_digits)
-    return compose_clips(pool[np.array(picks).reshape(shape)], np.stack(positions).reshape(*shape, seq_len, 2), 64)
+    chosen = np.array(picks).reshape(shape)[keep]
+    return compose_clips(pool[chosen], np.stack(positions).reshape(*shape, seq_len, 2)[keep], 64)
 
 
 class _MovingMNISTBatches:
-    """n Moving MNIST clips of T frames from a digit pool, drawn with ``RandomState(seed)``."""
+    """n Moving MNIST clips of T frames from a digit pool, drawn with ``RandomState(seed)``; the ``share`` (rank,
+    world) of them only (:func:`share_slice`)."""
 
-    def __init__(self, cfg: TrainConfig, pool: np.ndarray, n: int, seq_len: int) -> None:
-        self.pool, self.n, self.seq_len = pool, n, seq_len
+    def __init__(
+        self, cfg: TrainConfig, pool: np.ndarray, n: int, seq_len: int, share: tuple[int, int] = (0, 1)
+    ) -> None:
+        self.pool, self.n, self.seq_len, self.keep = pool, n, seq_len, share_slice(n, share)
         self.num_digits, self.max_speed, self.deterministic = cfg.num_digits, cfg.max_speed, cfg.deterministic
 
     def __call__(self, seed: int) -> np.ndarray:
@@ -147,6 +175,7 @@ class _MovingMNISTBatches:
             num_digits=self.num_digits,
             max_speed=self.max_speed,
             deterministic=self.deterministic,
+            keep=self.keep,
         )
 
 
@@ -159,6 +188,10 @@ class _RandomClipDataset(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> np.ndarray: ...
+
+    def draw(self, index: int) -> ClipRef: ...
+
+    def read(self, ref: ClipRef) -> np.ndarray: ...
 
 
 class ClipSampler:
@@ -174,23 +207,35 @@ class ClipSampler:
             replacement unless ``distinct``), then each clip's start. Otherwise every item is already a
             random clip and the index is ignored.
         distinct: draw distinct videos when there are at least n (for the validation clips).
+        share: ``(rank, world)``: every clip is drawn, but only the rank's share (:func:`share_slice`) is read.
     """
 
-    def __init__(self, dataset: _RandomClipDataset, n: int, *, by_video: bool, distinct: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: _RandomClipDataset,
+        n: int,
+        *,
+        by_video: bool,
+        distinct: bool = False,
+        share: tuple[int, int] = (0, 1),
+    ) -> None:
         self.dataset, self.n, self.by_video, self.distinct = dataset, n, by_video, distinct
+        self.keep = share_slice(n, share)
 
     def __call__(self, seed: int) -> list[np.ndarray]:
         data = copy.copy(self.dataset)
         rng = np.random.default_rng(seed)
         data.rng = rng
         if not self.by_video:
-            return [data[0] for _ in range(self.n)]
-        n_videos = len(data)
-        if self.distinct:
-            indices = rng.choice(n_videos, size=self.n, replace=self.n > n_videos)
+            clips = [data.draw(0) for _ in range(self.n)]
         else:
-            indices = rng.integers(n_videos, size=self.n)
-        return [data[int(i)] for i in indices]
+            n_videos = len(data)
+            if self.distinct:
+                indices = rng.choice(n_videos, size=self.n, replace=self.n > n_videos)
+            else:
+                indices = rng.integers(n_videos, size=self.n)
+            clips = [data.draw(int(i)) for i in indices]
+        return [data.read(clip) for clip in clips[self.keep]]
 
 
 def read_clip_array(file: Path, option: str = "--test-set") -> np.ndarray:
@@ -252,10 +297,16 @@ class _ArrayClips:
     def __len__(self) -> int:
         return _VIRTUAL_LENGTH
 
-    def __getitem__(self, index: int) -> np.ndarray:
+    def draw(self, index: int) -> ClipRef:
         video = draw_int(self.rng, self.videos.shape[1])
-        start = draw_int(self.rng, self.videos.shape[0] - self.span + 1)
+        return ClipRef(video, draw_int(self.rng, self.videos.shape[0] - self.span + 1))
+
+    def read(self, ref: ClipRef) -> np.ndarray:
+        video, start = ref
         return np.ascontiguousarray(self.videos[start : start + self.span : self.frame_step, video])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.read(self.draw(index))
 
 
 def _array_clip_dataset(cfg: TrainConfig, file: Path, split: str, seq_len: int) -> _ArrayClips:
@@ -367,12 +418,14 @@ def _check_frames(clips: torch.Tensor, cfg: TrainConfig) -> None:
         )
 
 
-def check_stream(stream: BatchStream, cfg: TrainConfig, step: int = 0) -> None:
+def check_stream(stream: BatchStream, cfg: TrainConfig, step: int = 0, *, share: tuple[int, int] = (0, 1)) -> None:
     """Draw the batch of ``step`` and check its shape against the configuration: a run is created only once
     its data has been read (a bad file or frame size fails here, not in the middle of the first step).
+    ``share`` is the stream's (rank, world), as given to :func:`make_data`: its batches hold batch_size / world
+    clips.
 
     Raises:
-        ValueError: the batch cannot be made, or its shape is not (seq_len, batch_size, C, H, W).
+        ValueError: the batch cannot be made, or its shape is not (seq_len, batch_size / world, C, H, W).
     """
     try:
         batch = stream[step]
@@ -380,20 +433,24 @@ def check_stream(stream: BatchStream, cfg: TrainConfig, step: int = 0) -> None:
         message = str(exc)
         raise ValueError(message if message.startswith("data_dir:") else f"data_dir: {message}") from exc
     _check_frames(batch, cfg)
-    if tuple(batch.shape[:2]) != (cfg.seq_len, cfg.batch_size):
+    want = (cfg.seq_len, cfg.batch_size // share[1])
+    if tuple(batch.shape[:2]) != want:
+        what = "seq_len, batch_size" if share[1] == 1 else f"seq_len, batch_size / {share[1]} processes"
         raise ValueError(
             f"data_dir: the {cfg.dataset} batch of step {step} has (T, B) = {tuple(batch.shape[:2])}, "
-            f"expected {(cfg.seq_len, cfg.batch_size)} (seq_len, batch_size)"
+            f"expected {want} ({what})"
         )
 
 
-def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
+def make_data(cfg: TrainConfig, *, share: tuple[int, int] = (0, 1)) -> tuple[BatchStream, torch.Tensor]:
     """The training stream and the fixed validation clips.
 
     ``stream[s]`` is the batch of step s, uint8 (T, B, C, H, W) (:class:`BatchStream`; convert it with
     :func:`latentdyn.video.collate.to_unit_interval`); the stream has no end (its length is ``sys.maxsize``), so
     a ``DataLoader`` over it takes ``batch_size=None`` and a sampler of the steps, e.g. ``range(0, n_steps)``.
-    The validation clips are float (T, N, C, H, W) in [0, 1].
+    The validation clips are float (T, N, C, H, W) in [0, 1]. With ``share = (rank, world)`` the stream's
+    batches are process ``rank``'s share of them, B / world clips (:func:`share_slice`); the validation clips are
+    whole.
 
     Raises:
         ValueError: a missing or ill-formed ``data_dir`` (named in the message), or frames whose size or
@@ -408,7 +465,7 @@ def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
         order = rs.permutation(len(digits))
         n_train = int(0.95 * len(digits))
         train_digits, val_digits = digits[order[:n_train]], digits[order[n_train:]]
-        train_batches = _MovingMNISTBatches(cfg, train_digits, cfg.batch_size, cfg.seq_len)
+        train_batches = _MovingMNISTBatches(cfg, train_digits, cfg.batch_size, cfg.seq_len, share)
         val = collate_videos(list(_MovingMNISTBatches(cfg, val_digits, cfg.val_sequences, cfg.test_len)(val_seed)))
         _check_frames(val, cfg)
         return BatchStream(train_batches, cfg.seed), val
@@ -417,4 +474,4 @@ def make_data(cfg: TrainConfig) -> tuple[BatchStream, torch.Tensor]:
     val_set = make_clip_dataset(cfg, "val", cfg.test_len)
     val = collate_videos(ClipSampler(val_set, cfg.val_sequences, by_video=by_video, distinct=True)(val_seed))
     _check_frames(val, cfg)
-    return BatchStream(ClipSampler(train_set, cfg.batch_size, by_video=by_video), cfg.seed), val
+    return BatchStream(ClipSampler(train_set, cfg.batch_size, by_video=by_video, share=share), cfg.seed), val

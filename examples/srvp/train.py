@@ -68,7 +68,7 @@ from examples.srvp.config import (
     field_comments,
     resolve_device,
 )
-from examples.srvp.datasets import check_stream, make_data
+from examples.srvp.datasets import BatchStream, check_stream, make_data
 from examples.srvp.model import FrameModel, build_model, predict_in_chunks
 from latentdyn._repr import fields_repr
 from latentdyn.video.collate import to_unit_interval
@@ -564,19 +564,21 @@ class _Dist:
         return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-class _RankSlice(torch.utils.data.Dataset):
-    """This rank's share of every global batch: the batch of step s is made from the step's seed (the same on
-    every rank), then split along the batch axis, so N processes see exactly the batches one process would."""
-
-    def __init__(self, stream: torch.utils.data.Dataset, dist: _Dist) -> None:
-        self.stream, self.dist = stream, dist
-
-    def __len__(self) -> int:
-        return len(self.stream)  # type: ignore[arg-type]
-
-    def __getitem__(self, step: int) -> torch.Tensor:
-        batch = self.stream[step]
-        return batch.chunk(self.dist.world, dim=1)[self.dist.rank]
+def _check_first_batch(stream: BatchStream, cfg: TrainConfig, dist: _Dist, device: torch.device) -> None:
+    """``check_stream`` of this process's share of the first batch; every process raises when one share fails (the
+    others would otherwise wait for it at their first collective)."""
+    failure: ValueError | None = None
+    try:
+        check_stream(stream, cfg, share=(dist.rank, dist.world))
+    except ValueError as exc:
+        failure = exc
+    failed = _max_over_ranks(dist.rank + 1 if failure is not None else 0, dist, device)
+    if failure is not None:
+        raise failure
+    if failed:
+        raise ValueError(
+            f"data_dir: process {failed - 1} could not make its share of the first batch (its error is in its output)"
+        )
 
 
 def _all_true(flag: bool, dist: _Dist, device: torch.device) -> bool:
@@ -1039,9 +1041,11 @@ def _train(
         recorded = read_run_config(run_dir).get("init_from")
         if isinstance(recorded, dict) and isinstance(recorded.get("checkpoint"), str):
             initial = _initial_weights(Path(recorded["checkpoint"]), cfg.model)
-    stream, val = make_data(cfg)  # before anything is written: bad data options leave no half-made run
-    if not resume:
-        check_stream(stream, cfg)  # the first batch too: a run is created only once its data has been read
+    # Before anything is written: bad data options leave no half-made run. Each process makes its share of every
+    # batch from the whole batch's random draws, so N processes train on the batches of one.
+    stream, val = make_data(cfg, share=(dist.rank, dist.world))
+    if not resume:  # the first batch too: a run is created only once its data has been read
+        _check_first_batch(stream, cfg, dist, device)
     last_path = ckpt_dir / "last.pt"
     state = load_checkpoint(last_path) if resume and last_path.exists() else None
     if state is not None:  # against the shapes of config.json's model, at no cost whatever it says
@@ -1151,7 +1155,7 @@ def _train(
             end = min(end, limit)
     workers = data_workers(cfg.n_workers, device)
     loader = torch.utils.data.DataLoader(
-        _RankSlice(stream, dist) if dist.world > 1 else stream,
+        stream,
         batch_size=None,
         sampler=range(step, end),
         num_workers=workers,

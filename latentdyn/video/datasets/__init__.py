@@ -22,7 +22,7 @@ read or written; BAIR's TFRecords are read without TensorFlow (:mod:`.tfrecord`)
 
 from __future__ import annotations
 
-from latentdyn.video.datasets._common import ConversionReport
+from latentdyn.video.datasets._common import ClipRef, ConversionReport
 from latentdyn.video.datasets.bair import BAIRDataset, convert_bair, decode_bair_record
 from latentdyn.video.datasets.folder import VideoFolderDataset
 from latentdyn.video.datasets.human36m import (
@@ -50,6 +50,7 @@ from latentdyn.video.datasets.tfrecord import (
 __all__ = [
     "KTH_CLASSES",
     "BAIRDataset",
+    "ClipRef",
     "ConversionReport",
     "Human36MDataset",
     "Human36MTestDataset",

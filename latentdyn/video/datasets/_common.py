@@ -15,18 +15,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
+
+from latentdyn._checks import is_int
 
 if TYPE_CHECKING:
     import PIL.Image
 
 __all__ = [
     "VAL_FRACTION_SEED",
+    "ClipRef",
     "ConversionReport",
     "atomic_directory",
     "atomic_file",
+    "check_clip_ref",
     "check_npy_sizes",
     "draw_int",
     "is_hidden",
@@ -140,6 +144,41 @@ def split_items(items: Sequence[T], split: str) -> list[T]:
     n_train = int(_TRAIN_FRACTION * len(order))
     chosen = set(order[:n_train] if split == "train" else order[n_train:])
     return [item for i, item in enumerate(items) if i in chosen]
+
+
+class ClipRef(NamedTuple):
+    """Which clip an item of a random-clip dataset is, before any frame is read.
+
+    ``dataset.draw(i)`` makes the random draws of ``dataset[i]`` and returns them as a ``ClipRef``;
+    ``dataset.read(ref)`` reads that clip, so ``dataset.read(dataset.draw(i))`` is ``dataset[i]``, draw for draw.
+    Drawing many clips and reading a few is how each process of a multi-process training makes only its share
+    of a global batch while every process draws the same random stream.
+
+    Attributes:
+        video: index of the video in the dataset's ``videos`` (``sources`` for
+            :class:`~latentdyn.video.datasets.VideoFolderDataset`).
+        start: index of the clip's first frame in that video.
+    """
+
+    video: int
+    start: int
+
+
+def check_clip_ref(ref: object, n_videos: int) -> ClipRef:
+    """``ref`` as a :class:`ClipRef` of one of ``n_videos`` videos with a start >= 0.
+
+    Raises:
+        TypeError: ``ref`` is not a pair of ints.
+        ValueError: the video index is outside ``[0, n_videos)`` or the start is negative.
+    """
+    if not (isinstance(ref, tuple) and len(ref) == 2 and all(is_int(v) for v in ref)):
+        raise TypeError(f"ref: expected a ClipRef(video, start) of ints (from draw), got {ref!r}")
+    video, start = int(ref[0]), int(ref[1])
+    if not 0 <= video < n_videos:
+        raise ValueError(f"ref: video {video} is not one of the dataset's {n_videos} videos (0 to {n_videos - 1})")
+    if start < 0:
+        raise ValueError(f"ref: expected a start frame >= 0, got {start}")
+    return ClipRef(video, start)
 
 
 def draw_int(rng: np.random.Generator | None, high: int) -> int:

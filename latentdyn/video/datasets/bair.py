@@ -21,8 +21,10 @@ import torch.utils.data
 
 from latentdyn._checks import check_choice, check_positive_int
 from latentdyn.video.datasets._common import (
+    ClipRef,
     ConversionReport,
     atomic_directory,
+    check_clip_ref,
     draw_int,
     is_hidden,
     read_png,
@@ -209,10 +211,24 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        """Clip of video ``index``, uint8 (T, 64, 64, 3)."""
-        frames = self.videos[index]
-        start = 0 if self.split == "test" else draw_int(self.rng, BAIR_FRAMES - self.seq_len + 1)
+    def draw(self, index: int) -> ClipRef:
+        """The clip ``self[index]`` reads, without reading a frame: video ``index`` from a start drawn from ``rng``
+        (from frame 0 for ``"test"``)."""
+        video = range(len(self.videos))[index]  # (negative indices count from the end, as for a list)
+        return ClipRef(video, 0 if self.split == "test" else draw_int(self.rng, BAIR_FRAMES - self.seq_len + 1))
+
+    def read(self, ref: ClipRef) -> np.ndarray:
+        """The frames of clip ``ref`` (from :meth:`draw`), uint8 (T, 64, 64, 3).
+
+        Raises:
+            TypeError: ``ref`` is not a pair of ints.
+            ValueError: ``ref`` names no video of :attr:`videos`, a clip that does not fit in its video, or a frame
+                that is not 64x64 RGB.
+        """
+        video, start = check_clip_ref(ref, len(self.videos))
+        if start + self.seq_len > BAIR_FRAMES:
+            raise ValueError(f"ref: a clip of {self.seq_len} frames from frame {start} does not fit in {BAIR_FRAMES}")
+        frames = self.videos[video]
         clip = np.empty((self.seq_len, BAIR_IMAGE_SIZE, BAIR_IMAGE_SIZE, 3), dtype=np.uint8)
         for t in range(self.seq_len):
             image = read_png(frames[start + t], size=(BAIR_IMAGE_SIZE, BAIR_IMAGE_SIZE))
@@ -220,3 +236,7 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
                 raise ValueError(f"{frames[start + t]}: expected a 64x64 RGB frame, got shape {image.shape}")
             clip[t] = image
         return clip
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Clip of video ``index``, uint8 (T, 64, 64, 3)."""
+        return self.read(self.draw(index))

@@ -10,7 +10,7 @@ import numpy as np
 import torch.utils.data
 
 from latentdyn._checks import check_bool, check_choice, check_positive_int, is_int
-from latentdyn.video.datasets._common import draw_int, is_hidden, numeric_sort_key, read_png
+from latentdyn.video.datasets._common import ClipRef, check_clip_ref, draw_int, is_hidden, numeric_sort_key, read_png
 from latentdyn.video.datasets.io import PathLike, _count_frames, iter_video, probe_video
 
 __all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoFolderDataset", "VideoSource"]
@@ -179,6 +179,23 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
     def _start(self, n_frames: int) -> int:
         return draw_int(self.rng, n_frames - self.span + 1) if self.random_start else 0
 
+    def _frames_of(self, source: VideoSource) -> int:
+        """How many frames ``source`` has (its frame files, its header's count, or its counted packets)."""
+        if source.frames:
+            return len(source.frames)
+        # A container that does not say (Matroska, WebM): count its packets, decoding nothing.
+        n_frames = probe_video(source.path).n_frames or self._counted_frames(source.path)
+        if n_frames == 0:  # no frame packet at all: decoding names the problem
+            n_frames = sum(1 for _ in iter_video(source.path))
+        return n_frames
+
+    def _draw_start(self, source: VideoSource) -> int:
+        """A start for a clip of ``source`` (drawn from ``rng`` with ``random_start``), once its length is checked."""
+        n_frames = self._frames_of(source)
+        if n_frames < self.span:
+            raise self._too_short(source, n_frames)
+        return self._start(n_frames)
+
     def load(self, source: VideoSource) -> np.ndarray:
         """A clip of ``source``, processed: uint8 (T, H, W, 3), or (T, H, W) with ``grayscale``.
 
@@ -194,20 +211,44 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
                 frames of different sizes without ``image_size``.
             ImportError: PyAV is not installed (video files other than GIFs).
         """
+        return self._read(source, self._draw_start(source))
+
+    def draw(self, index: int) -> ClipRef:
+        """The clip ``self[index]`` reads, without decoding a frame: video ``index`` (or, with ``length``, a video
+        drawn from ``rng``), then its start. A video file's length comes from its header (or its counted packets).
+
+        Raises:
+            ValueError: the video is too short for the clip.
+            ImportError: PyAV is not installed (video files other than GIFs).
+        """
+        if self.length is None:
+            video = range(len(self.sources))[index]  # (negative indices count from the end, as for a list)
+        else:
+            video = draw_int(self.rng, len(self.sources))
+        return ClipRef(video, self._draw_start(self.sources[video]))
+
+    def read(self, ref: ClipRef) -> np.ndarray:
+        """The frames of clip ``ref`` (from :meth:`draw`), processed as :meth:`load` does.
+
+        Raises:
+            TypeError: ``ref`` is not a pair of ints.
+            ValueError: ``ref`` names no video of :attr:`sources`, a clip that does not fit in its video, or a
+                video that cannot be decoded (named), or frames of different sizes without ``image_size``.
+            ImportError: PyAV is not installed (video files other than GIFs).
+        """
+        video, start = check_clip_ref(ref, len(self.sources))
+        return self._read(self.sources[video], start)
+
+    def _read(self, source: VideoSource, start: int) -> np.ndarray:
+        """The clip of ``source`` from frame ``start``, processed."""
         if source.frames:
-            if len(source.frames) < self.span:
-                raise self._too_short(source, len(source.frames))
-            start = self._start(len(source.frames))
+            if start + self.span > len(source.frames):
+                raise ValueError(
+                    f"ref: a clip spanning {self.span} frames from frame {start} does not fit in the "
+                    f"{len(source.frames)} frames of {source.path}"
+                )
             raw = [read_png(f) for f in source.frames[start : start + self.span : self.frame_step]]
         else:
-            announced = probe_video(source.path).n_frames
-            # A container that does not say (Matroska, WebM): count its packets, decoding nothing.
-            n_frames = announced or self._counted_frames(source.path)
-            if n_frames == 0:  # no frame packet at all: decoding names the problem
-                n_frames = sum(1 for _ in iter_video(source.path))
-            if n_frames < self.span:
-                raise self._too_short(source, n_frames)
-            start = self._start(n_frames)
             raw = []
             for t, frame in enumerate(iter_video(source.path)):
                 if t >= start + self.span:
@@ -215,10 +256,11 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
                 if t >= start and (t - start) % self.frame_step == 0:
                     raw.append(frame)
             if len(raw) < self.seq_len:
+                announced = probe_video(source.path).n_frames
                 said = (
-                    f"the header announces {n_frames} frames"
+                    f"the header announces {announced} frames"
                     if announced
-                    else f"the file holds {n_frames} frame packets"
+                    else f"the file holds {self._counted_frames(source.path)} frame packets"
                 )
                 raise ValueError(
                     f"{source.path}: {said} but fewer could be decoded (clip from frame {start} needs {self.span})"
@@ -233,8 +275,4 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
 
     def __getitem__(self, index: int) -> np.ndarray:
         """A clip, uint8 (T, H, W, 3) or (T, H, W): of video ``index``, or of a random video with ``length``."""
-        if self.length is None:
-            source = self.sources[index]
-        else:
-            source = self.sources[draw_int(self.rng, len(self.sources))]
-        return self.load(source)
+        return self.read(self.draw(index))

@@ -27,9 +27,11 @@ import torch.utils.data
 
 from latentdyn._checks import check_choice, check_positive_int
 from latentdyn.video.datasets._common import (
+    ClipRef,
     ConversionReport,
     atomic_directory,
     atomic_file,
+    check_clip_ref,
     draw_int,
     is_hidden,
     load_npz,
@@ -237,7 +239,7 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
         self.files = split_items(_npz_files(folder), self.split)
         self.span = _raw_span(self.seq_len, self.subsampling)
         self.videos = [_load_image(f) for f in self.files]
-        self._eligible = [v for v in self.videos if len(v) >= self.span]
+        self._eligible = [i for i, v in enumerate(self.videos) if len(v) >= self.span]
         if not self._eligible:
             longest = max((len(v) for v in self.videos), default=0)
             raise ValueError(
@@ -250,11 +252,31 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
     def __len__(self) -> int:
         return self.length
 
+    def draw(self, index: int) -> ClipRef:
+        """The clip ``self[index]`` reads, drawn from ``rng`` without reading a frame: a video, then a start
+        (``index`` is ignored)."""
+        video = self._eligible[draw_int(self.rng, len(self._eligible))]
+        return ClipRef(video, draw_int(self.rng, len(self.videos[video]) - self.span + 1))
+
+    def read(self, ref: ClipRef) -> np.ndarray:
+        """The frames of clip ``ref`` (from :meth:`draw`), uint8 (T, H, W, 3).
+
+        Raises:
+            TypeError: ``ref`` is not a pair of ints.
+            ValueError: ``ref`` names no video of :attr:`videos`, or a clip that does not fit in its video.
+        """
+        video, start = check_clip_ref(ref, len(self.videos))
+        frames = self.videos[video]
+        if start + self.span > len(frames):
+            raise ValueError(
+                f"ref: a clip spanning {self.span} frames from frame {start} does not fit in the {len(frames)} "
+                f"frames of {self.files[video]}"
+            )
+        return frames[start : start + self.span : self.subsampling]
+
     def __getitem__(self, index: int) -> np.ndarray:
         """Draw a random clip, uint8 (T, H, W, 3); ``index`` is ignored."""
-        video = self._eligible[draw_int(self.rng, len(self._eligible))]
-        start = draw_int(self.rng, len(video) - self.span + 1)
-        return video[start : start + self.span : self.subsampling]
+        return self.read(self.draw(index))
 
 
 def _test_set_dir(root: Path, seq_len: int, subsampling: int) -> Path:

@@ -25,9 +25,11 @@ import torch.utils.data
 
 from latentdyn._checks import check_choice, check_positive_int
 from latentdyn.video.datasets._common import (
+    ClipRef,
     ConversionReport,
     atomic_directory,
     atomic_file,
+    check_clip_ref,
     draw_int,
     is_hidden,
     load_npz,
@@ -238,7 +240,7 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
         self.length = check_positive_int(length, "length")
         self.rng = rng
         self.videos = split_items(_list_videos(Path(root), self.image_size, TRAIN_PERSONS), self.split)
-        self._eligible = [v for v in self.videos if len(v.frames) >= self.seq_len]
+        self._eligible = [i for i, v in enumerate(self.videos) if len(v.frames) >= self.seq_len]
         if not self._eligible:
             longest = max((len(v.frames) for v in self.videos), default=0)
             raise ValueError(
@@ -249,11 +251,31 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
     def __len__(self) -> int:
         return self.length
 
+    def draw(self, index: int) -> ClipRef:
+        """The clip ``self[index]`` reads, drawn from ``rng`` without reading a frame: a video, then a start
+        (``index`` is ignored)."""
+        video = self._eligible[draw_int(self.rng, len(self._eligible))]
+        return ClipRef(video, draw_int(self.rng, len(self.videos[video].frames) - self.seq_len + 1))
+
+    def read(self, ref: ClipRef) -> np.ndarray:
+        """The frames of clip ``ref`` (from :meth:`draw`), uint8 (T, H, W).
+
+        Raises:
+            TypeError: ``ref`` is not a pair of ints.
+            ValueError: ``ref`` names no video of :attr:`videos`, or a clip that does not fit in its video.
+        """
+        video, start = check_clip_ref(ref, len(self.videos))
+        frames = self.videos[video].frames
+        if start + self.seq_len > len(frames):
+            raise ValueError(
+                f"ref: a clip of {self.seq_len} frames from frame {start} does not fit in the {len(frames)} frames of "
+                f"{self.videos[video].name}"
+            )
+        return _read_gray_frames(frames[start : start + self.seq_len], self.image_size)
+
     def __getitem__(self, index: int) -> np.ndarray:
         """Draw a random clip, uint8 (T, H, W); ``index`` is ignored."""
-        video = self._eligible[draw_int(self.rng, len(self._eligible))]
-        start = draw_int(self.rng, len(video.frames) - self.seq_len + 1)
-        return _read_gray_frames(video.frames[start : start + self.seq_len], self.image_size)
+        return self.read(self.draw(index))
 
 
 def _test_set_path(root: Path, seq_len: int) -> Path:
