@@ -20,7 +20,11 @@ from latentdyn._autocast import autocast_enabled
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_device",
+    "check_entry_input",
+    "check_float_dtype",
     "check_float_tensor",
+    "check_generator",
     "check_hidden_size",
     "check_input_dtype",
     "check_input_dtypes",
@@ -139,6 +143,79 @@ def check_input_dtypes(
             f"{z_name}: expected {ceiling} or a lower precision ({y_name} is {y.dtype}), got {z.dtype}, which would "
             f"promote what the {owner} computes; cast it with {z_name}.to({y_name}.dtype)"
         )
+
+
+def check_entry_input(x: object, name: str, layer: nn.Module, owner: str) -> torch.dtype | None:
+    """Check an input ``x`` that enters ``layer`` (a network's first layer) as it is: a floating-point tensor and,
+    when ``layer`` is latentdyn's or torch's own (:func:`own_networks`), of a dtype its parameters accept
+    (:func:`check_input_dtype`, with its ``torch.autocast`` rules). A layer of one's own may cast its input: only
+    the kind is checked. Metadata only: no value is read.
+
+    Returns:
+        The dtype of the layer's parameters when ``x`` has it (a caller may remember it as accepted), else None.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor, or has a dtype the layer would refuse, named ``name``.
+    """
+    t = check_float_tensor(x, name)
+    if not own_networks(layer):
+        return None
+    check_input_dtype(t, name, layer, owner)
+    dtypes = {p.dtype for p in layer.parameters()}
+    return t.dtype if dtypes == {t.dtype} else None
+
+
+def check_device(value: object, name: str = "device") -> torch.device | None:
+    """``value`` as a ``torch.device`` (None stays None): a ``torch.device``, a device string (``"cpu"``,
+    ``"cuda:0"``) or a device index, as ``torch.device`` reads them.
+
+    Raises:
+        TypeError: ``value`` is of another kind (a float, a dtype, ...).
+        ValueError: a string or index that names no device (``"foo"``, ``-1``).
+    """
+    if value is None or isinstance(value, torch.device):
+        return value
+    if isinstance(value, str) or is_int(value):
+        try:
+            return torch.device(value)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"{name}: expected a device such as 'cpu', 'cuda' or 'cuda:0', got {value!r}") from None
+    raise TypeError(
+        f"{name}: expected a torch.device, a device string such as 'cpu' or 'cuda:0', or None, got "
+        f"{type(value).__name__} {value!r}"
+    )
+
+
+def check_generator(value: object, name: str = "generator") -> torch.Generator | None:
+    """``value`` if it is a ``torch.Generator`` or None, else raise ``TypeError`` naming ``name`` (a seed is not
+    a generator: ``torch.Generator().manual_seed(seed)`` makes one)."""
+    if value is None or isinstance(value, torch.Generator):
+        return value
+    raise TypeError(
+        f"{name}: expected a torch.Generator or None, got {type(value).__name__} {value!r}; for a seed s pass "
+        "torch.Generator().manual_seed(s)"
+    )
+
+
+def check_float_dtype(value: object, name: str = "dtype") -> torch.dtype:
+    """``value`` if it is a floating-point ``torch.dtype``.
+
+    Raises:
+        TypeError: ``value`` is not a ``torch.dtype`` (a string such as ``"float32"``: pass ``torch.float32``).
+        ValueError: an integer, bool or complex dtype.
+    """
+    if not isinstance(value, torch.dtype):
+        hint = (
+            f"; pass torch.{value}"
+            if isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype)
+            else ""
+        )
+        raise TypeError(f"{name}: expected a floating-point torch.dtype, got {type(value).__name__} {value!r}{hint}")
+    if not value.is_floating_point:
+        raise ValueError(
+            f"{name}: expected a floating-point torch.dtype (torch.float32, torch.float64, ...), got {value}"
+        )
+    return value
 
 
 def check_shape(x: object, pattern: str, name: str, **sizes: int) -> dict[str, int]:

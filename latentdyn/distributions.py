@@ -14,7 +14,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from latentdyn._checks import check_bool, check_float_tensor, check_positive_int, is_int, is_real
+from latentdyn._checks import (
+    check_bool,
+    check_entry_input,
+    check_float_tensor,
+    check_positive_int,
+    check_shape,
+    is_int,
+    is_real,
+)
+from latentdyn.nn import MLP
 
 __all__ = [
     "ConditionalGaussianPrior",
@@ -212,12 +221,32 @@ class GaussianHead(nn.Module):
         Returns:
             ``Independent(Normal(loc, scale), 1)``, batch (...), event (D,); ``scale`` is float32 for a float16
             network output, ``loc`` in the output's dtype.
+
+        Raises:
+            TypeError: for a ``net`` that starts with a ``Linear`` layer (an :class:`~latentdyn.nn.MLP`, an
+                ``nn.Linear``, an ``nn.Sequential`` of them), ``h`` is not a floating-point tensor or (outside
+                ``torch.autocast``) not in the dtype of that layer's parameters; the network's output is not a
+                floating-point tensor.
+            ValueError: for such a ``net``, the last axis of ``h`` is not the layer's input size.
         """
+        _check_net_input(self.net, h, "h")
         return _diag_gaussian_from_raw(check_float_tensor(self.net(h), "raw"), self.eps)
 
     if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
 
         def __call__(self, h: torch.Tensor) -> Independent[Normal]: ...
+
+
+def _check_net_input(net: nn.Module, h: object, name: str) -> None:
+    """Check the input of a head's network when its first layer is known to be a Linear (other networks, such as
+    one starting with an embedding, say what they take themselves). Shapes and dtypes only."""
+    while isinstance(net, nn.Sequential) and len(net):
+        net = net[0]
+    if isinstance(net, MLP):
+        net.check_input(h, name)
+    elif isinstance(net, nn.Linear):
+        check_shape(h, "... d", name, d=net.in_features)
+        check_entry_input(h, name, net, "head")
 
 
 class ConditionalGaussianPrior(GaussianHead):

@@ -12,7 +12,14 @@ from einops import rearrange
 from torch import nn
 from torch.nn.utils import parametrize
 
-from latentdyn._checks import check_hidden_size, check_positive_int, check_tensor, is_real
+from latentdyn._checks import (
+    check_entry_input,
+    check_hidden_size,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+    is_real,
+)
 
 __all__ = ["MLP", "TimeDistributed", "init_orthogonal_"]
 
@@ -78,6 +85,9 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.in_features = in_features
         self.out_features = out_features
+        # The input dtype last found to be the first layer's: one compare per call instead of a full check (the
+        # MLP runs at every sub-step of a field). A hint only: any other dtype gets the full check again.
+        self._accepted_dtype: torch.dtype | None = None
 
     def linears(self) -> list[nn.Linear]:
         """The Linear layers, input first."""
@@ -87,12 +97,32 @@ class MLP(nn.Module):
         """Apply the MLP to the last axis.
 
         Args:
-            x: inputs, (..., in_features).
+            x: inputs, (..., in_features), floating point.
 
         Returns:
             Outputs, (..., out_features).
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the dtype of
+                the first layer's parameters.
+            ValueError: the last axis of ``x`` is not ``in_features`` long.
         """
+        self.check_input(x, "x")
         return self.layers(x)
+
+    def check_input(self, x: object, name: str) -> None:
+        """Check an input (..., in_features) of the MLP named ``name`` (for a caller's messages): a floating-point
+        tensor in the dtype of the first layer's parameters (under ``torch.autocast``, float32 or lower).
+
+        Raises:
+            TypeError, ValueError: as :meth:`forward`, naming ``name``.
+        """
+        if isinstance(x, torch.Tensor) and x.dtype == self._accepted_dtype and x.shape[-1:] == (self.in_features,):
+            return
+        check_shape(x, "... d", name, d=self.in_features)
+        accepted = check_entry_input(x, name, self.layers[0], "mlp")
+        if accepted is not None:
+            self._accepted_dtype = accepted
 
     if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
 

@@ -12,6 +12,7 @@ prior's and the cell's conditioning: p(z_{t+1} | y_t, u_{t+1}) and y_{t+1} = cel
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -27,6 +28,9 @@ from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.distributions import StandardNormal, _diag_gaussian, index_steps
 
 __all__ = ["LatentSSM", "Role", "Rollout", "Sampler", "default_sampler"]
+
+# The message of check_shape for an axis of the wrong size, e.g. "h: expected size 4 for axis 'd' of (... d)".
+_SIZE_CHECK = re.compile(r"^[\w.\[\]]+: expected size \d+ for axis ")
 
 Role = Literal["y0", "z_posterior", "z_prior"]
 """What a sampler draws for: ``"y0"`` (initial state), ``"z_posterior"`` or ``"z_prior"`` (transition noise)."""
@@ -349,12 +353,16 @@ class LatentSSM(nn.Module):
             return prior(x)
         try:
             p = prior(x)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             # A network built for another input size fails inside torch ("mat1 and mat2 shapes cannot be
-            # multiplied"): say what the prior is given. Only on checked calls (the first of each kind), and only
+            # multiplied"), or at the input check of latentdyn's heads and MLPs (check_shape's "h: expected size
+            # ... for axis"): say what the prior is given. Only on checked calls (the first of each kind), and only
             # for shape errors, which the message names; others pass through untouched.
             text = str(e)
-            if ("shape" not in text and "size" not in text) or "out of memory" in text:
+            if isinstance(e, ValueError):
+                if not _SIZE_CHECK.match(text):
+                    raise
+            elif ("shape" not in text and "size" not in text) or "out of memory" in text:
                 raise
             if u is None:
                 what = f"states y of size Dy = {y.shape[-1]}"

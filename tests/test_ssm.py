@@ -769,10 +769,17 @@ def test_a_prior_network_of_the_wrong_input_size_is_named(with_posterior: bool) 
     shape = [3, B, DY + DU] if with_posterior else [B, DY + DU]
     message = (
         f"prior: the prior module failed on its input of shape {shape}; it receives [y, u], states and inputs "
-        f"concatenated, of size Dy + Du = {DY} + {DU} = {DY + DU} (build its network for that input size): mat1"
+        f"concatenated, of size Dy + Du = {DY} + {DU} = {DY + DU} (build its network for that input size): "
+        f"h: expected size {DY} for axis 'd'"  # the head's input check (torch's "mat1 and mat2" before)
     )
     with pytest.raises(ValueError, match=re.escape(message)) as caught:
         model.rollout(make_y0(), 4, inputs=make_inputs(3), **kwargs)
+    assert isinstance(caught.value.__cause__, ValueError)
+    with pytest.raises(ValueError, match=re.escape("(build its network for that input size): mat1")) as caught:
+        # A network of one's own still fails inside torch, and is named the same way.
+        LatentSSM(
+            model.cell, ConditionalGaussianPrior(nn.Sequential(nn.Identity(), nn.Linear(DY, 2 * DZ))), input_size=DU
+        ).double().rollout(make_y0(), 4, inputs=make_inputs(3), **kwargs)
     assert isinstance(caught.value.__cause__, RuntimeError)
     no_inputs = LatentSSM(make_ssm().cell, ConditionalGaussianPrior(MLP(DY + 1, 8, 2 * DZ, 2))).double()
     with pytest.raises(ValueError, match=re.escape(f"it receives states y of size Dy = {DY} (build its network")):

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor
+from latentdyn._checks import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_entry_input,
+    check_generator,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
 
 __all__ = ["DeepSetEncoder", "check_frame_indices", "last_frames", "random_distinct_frames", "select_frames"]
 
@@ -64,12 +73,14 @@ class DeepSetEncoder(nn.Module):
             w, (B, Dw).
 
         Raises:
-            TypeError: ``elements`` is not a tensor.
+            TypeError: ``elements`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the
+                dtype of the encoder's parameters.
             ValueError: ``elements`` is not (K, B, Dh) with K >= 1.
         """
         check_shape(elements, "k b d", "elements", d=self.in_features)
         if elements.shape[0] == 0:
             raise ValueError("elements: expected a non-empty set (K >= 1), got K = 0")
+        check_entry_input(elements, "elements", self.proj[0], "encoder")
         h = self.proj(elements)
         pooled = h.sum(0) if self.pooling == "sum" else h.mean(0)
         return self.out(pooled)
@@ -93,11 +104,12 @@ def select_frames(codes: torch.Tensor, indices: torch.Tensor, *, check: bool = T
         (K, B, ...).
 
     Raises:
-        TypeError: (with ``check``) ``codes`` or ``indices`` is not a tensor, or ``indices`` is not int64/int32.
+        TypeError: ``check`` is not a bool; (with ``check``) ``codes`` or ``indices`` is not a tensor, or
+            ``indices`` is not int64/int32.
         ValueError: (with ``check``) ``codes`` has fewer than 2 dimensions, ``indices`` is not (K, B) with the
             B of ``codes``, or an index is outside [0, T − 1].
     """
-    if check:
+    if check_bool(check, "check", "False: trust the arguments"):
         check_tensor(codes, "codes")
         if codes.dim() < 2:
             raise ValueError(f"codes: expected a time-first tensor (T, B, ...), got shape {list(codes.shape)}")
@@ -151,14 +163,17 @@ def random_distinct_frames(
         int64 indices (K, B) in [0, T − 1], for :func:`select_frames`.
 
     Raises:
-        TypeError: a count is not an int.
-        ValueError: a count below 1, or ``k > n_frames``.
+        TypeError: a count is not an int; ``device`` is not a device (a ``torch.device``, a string or an index);
+            ``generator`` is not a ``torch.Generator``.
+        ValueError: a count below 1, or ``k > n_frames``; ``device`` names no device.
     """
     check_positive_int(k, "k")
     check_positive_int(n_frames, "n_frames")
     check_positive_int(batch_size, "batch_size")
     if k > n_frames:
         raise ValueError(f"k: cannot draw {k} distinct content frames out of {n_frames} available")
+    device = check_device(device)
+    generator = check_generator(generator)
     keys = torch.rand(n_frames, batch_size, device=device, generator=generator)
     return keys.argsort(dim=0)[:k]
 
@@ -173,15 +188,16 @@ def last_frames(n_frames: int, k: int, batch_size: int, *, device: torch.device 
         device: device of the result.
 
     Returns:
-        int64 indices (K, B): T − K, ..., T − 1 in every column, for :func:`select_frames`.
+        int64 indices (K, B): T − K, ..., T − 1 in every column, for :func:`select_frames`; a tensor of its own
+        (contiguous, not a broadcast view), which may be written in place.
 
     Raises:
-        TypeError: a count is not an int.
-        ValueError: a count below 1, or ``k > n_frames``.
+        TypeError: a count is not an int; ``device`` is not a device (a ``torch.device``, a string or an index).
+        ValueError: a count below 1, or ``k > n_frames``; ``device`` names no device.
     """
     check_positive_int(k, "k")
     check_positive_int(n_frames, "n_frames")
     check_positive_int(batch_size, "batch_size")
     if k > n_frames:
         raise ValueError(f"k: cannot take the last {k} content frames out of {n_frames} available")
-    return torch.arange(n_frames - k, n_frames, device=device)[:, None].expand(k, batch_size)
+    return torch.arange(n_frames - k, n_frames, device=check_device(device))[:, None].repeat(1, batch_size)

@@ -36,7 +36,17 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from latentdyn._checks import check_bool, check_int, check_positive_int, check_shape, is_real
+from latentdyn._checks import (
+    check_bool,
+    check_entry_input,
+    check_float_tensor,
+    check_input_dtype,
+    check_int,
+    check_positive_int,
+    check_shape,
+    is_real,
+    own_networks,
+)
 from latentdyn._repr import fields_repr
 from latentdyn.nn import _init_tensor_
 
@@ -89,9 +99,11 @@ def _check_image_size(image_size: object) -> int:
     return image_size
 
 
-def _check_floating(x: torch.Tensor, name: str) -> None:
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+def _first_layer(module: nn.Module) -> nn.Module:
+    """The layer an input of ``module`` meets first: down the first items of its Sequentials and ModuleLists."""
+    while isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module):
+        module = module[0]
+    return module
 
 
 def _num_blocks(image_size: int) -> int:
@@ -265,11 +277,19 @@ class _ConvStackEncoder(FrameEncoder):
             output of every block, deepest first.
 
         Raises:
-            TypeError: ``x`` is not a floating-point tensor.
-            ValueError: ``x`` has the wrong rank, channel count or size.
+            TypeError: ``x`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the dtype of
+                the encoder's parameters.
+            ValueError: ``x`` has the wrong rank, channel count or size; a single frame (N = 1) in training mode,
+                where BatchNorm cannot compute statistics over the 1×1 code map.
         """
-        check_shape(x, "n c h w", "x", c=self.channels, h=self.image_size, w=self.image_size)
-        _check_floating(x, "x")
+        n = check_shape(x, "n c h w", "x", c=self.channels, h=self.image_size, w=self.image_size)["n"]
+        check_entry_input(x, "x", _first_layer(self.conv), "encoder")
+        if n == 1 and self.training and self._code_batchnorm_training():
+            raise ValueError(
+                "x: got a single frame (N = 1) in training mode, where the BatchNorm of the code needs N >= 2 "
+                "frames for its batch statistics; encode a batch of 2 or more frames, or call encoder.eval() to "
+                "encode one frame with the running statistics"
+            )
         skips: list[torch.Tensor] = []
         out = x
         for block in self.conv:
@@ -278,6 +298,10 @@ class _ConvStackEncoder(FrameEncoder):
         code = rearrange(self.last_conv(out), "n d 1 1 -> n d")
         skips.reverse()
         return EncoderOutput(code=code, skips=skips)
+
+    def _code_batchnorm_training(self) -> bool:
+        """Whether a BatchNorm in training mode normalises the 1×1 code map (one value per frame and channel)."""
+        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.last_conv.modules())
 
 
 class _ConvStackDecoder(FrameDecoder):
@@ -307,7 +331,7 @@ class _ConvStackDecoder(FrameDecoder):
             f"in_features={self.in_features}, skip={self.skip}"
         )
 
-    def _check_skips(self, skips: Sequence[torch.Tensor] | None, n: int) -> None:
+    def _check_skips(self, skips: Sequence[torch.Tensor] | None, n: int, ceiling: torch.dtype | None) -> None:
         if not self.skip:
             if skips is not None:
                 raise ValueError(
@@ -327,6 +351,12 @@ class _ConvStackDecoder(FrameDecoder):
             raise ValueError(f"skips: expected {expected} skip tensors (deepest first), got {len(skips)}")
         for j, (s, (c, h, w)) in enumerate(zip(skips, self.skip_shapes, strict=True)):
             check_shape(s, "n c h w", f"skips[{j}]", n=n, c=c, h=h, w=w)
+            check_float_tensor(s, f"skips[{j}]")
+            if ceiling is not None and torch.promote_types(s.dtype, ceiling) != ceiling:
+                raise TypeError(
+                    f"skips[{j}]: expected {ceiling} or a lower precision for this decoder, got {s.dtype}, which "
+                    f"would promote what the decoder computes; cast it with skips[{j}].to({ceiling})"
+                )
 
     def forward(self, h: torch.Tensor, skips: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Decode feature vectors into frames.
@@ -340,13 +370,17 @@ class _ConvStackDecoder(FrameDecoder):
             Frames in (0, 1) (a sigmoid of the last layer), shape ``(N, C, H, W)``.
 
         Raises:
-            TypeError: ``h`` is not a floating-point tensor or ``skips`` is not a sequence.
+            TypeError: ``h`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the dtype of
+                the decoder's parameters; ``skips`` is not a sequence, or holds a tensor that is not floating
+                point or of a higher precision than those parameters (float32 under autocast).
             ValueError: ``h`` has the wrong shape; skips given to a decoder without skip connections, or
                 missing, of the wrong number or with wrong shapes for one with them.
         """
         n = check_shape(h, "n d", "h", d=self.in_features)["n"]
-        _check_floating(h, "h")
-        self._check_skips(skips, n)
+        first = _first_layer(self.first_upconv)
+        check_float_tensor(h, "h")
+        ceiling = check_input_dtype(h, "h", first, "decoder") if own_networks(first) else None
+        self._check_skips(skips, n, ceiling)
         out = self.first_upconv(rearrange(h, "n d -> n d 1 1"))
         for j, block in enumerate(self.conv):
             if skips is not None:

@@ -9,7 +9,7 @@ from einops import rearrange
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from latentdyn._checks import check_hidden_size, check_positive_int, check_shape
+from latentdyn._checks import check_entry_input, check_hidden_size, check_positive_int, check_shape
 from latentdyn.distributions import GaussianHead
 from latentdyn.nn import MLP
 
@@ -54,12 +54,16 @@ class InitialStatePosterior(nn.Module):
             A diagonal Gaussian with batch (B,) and event (Dy,).
 
         Raises:
-            TypeError: ``codes`` is not a tensor.
+            TypeError: ``codes`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the dtype
+                of the posterior's parameters.
             ValueError: ``codes`` is not (T, B, Dh) with T >= k.
         """
         t = check_shape(codes, "t b d", "codes", d=self.code_size)["t"]
         if t < self.n_frames:
             raise ValueError(f"codes: expected at least n_frames={self.n_frames} frames, got {t}")
+        net = self.head.net
+        if isinstance(net, MLP):  # the head built here; a replaced one checks its own input
+            check_entry_input(codes, "codes", net.layers[0], "posterior")
         return self.head(rearrange(codes[: self.n_frames], "k b d -> b (k d)"))
 
     if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
@@ -100,11 +104,13 @@ class FilteringPosterior(nn.Module):
             LSTM outputs, (T, B, hidden_size).
 
         Raises:
-            TypeError: ``codes`` is not a tensor.
+            TypeError: ``codes`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the dtype
+                of the LSTM's parameters.
             ValueError: ``codes`` is not (T, B, Dh) with T >= 1.
         """
         if check_shape(codes, "t b d", "codes", d=self.code_size)["t"] == 0:
             raise ValueError(f"codes: expected at least 1 frame (T >= 1), got shape {list(codes.shape)}")
+        check_entry_input(codes, "codes", self.lstm, "posterior")
         return self.lstm(codes)[0]
 
     def forward(self, codes: torch.Tensor) -> Independent[Normal]:
@@ -117,7 +123,8 @@ class FilteringPosterior(nn.Module):
             A diagonal Gaussian with batch (T−1, B) and event (Dz,).
 
         Raises:
-            TypeError: ``codes`` is not a tensor.
+            TypeError: ``codes`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the dtype
+                of the LSTM's parameters.
             ValueError: ``codes`` is not (T, B, Dh) with T >= 1.
         """
         return self.head(self.features(codes)[1:])

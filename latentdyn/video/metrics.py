@@ -22,7 +22,16 @@ import torch
 import torch.nn.functional as F
 from einops import pack, unpack
 
-from latentdyn._checks import check_bool, check_int, check_positive_int, check_positive_real, check_shape, check_tensor
+from latentdyn._checks import (
+    check_bool,
+    check_device,
+    check_float_dtype,
+    check_int,
+    check_positive_int,
+    check_positive_real,
+    check_shape,
+    check_tensor,
+)
 from latentdyn._repr import fields_repr
 
 __all__ = [
@@ -164,14 +173,17 @@ def gaussian_window(
         The window, shape ``(window_size, window_size)``.
 
     Raises:
-        TypeError: ``window_size`` is not an int or ``sigma`` not a real number.
-        ValueError: ``window_size`` is even or below 1, or ``sigma`` is not positive and finite.
+        TypeError: ``window_size`` is not an int, ``sigma`` not a real number, ``dtype`` not a ``torch.dtype`` or
+            ``device`` not a device (a ``torch.device``, a string or an index).
+        ValueError: ``window_size`` is even or below 1, ``sigma`` is not positive and finite, ``dtype`` is not
+            floating point (an integer window would round every weight to 0), or ``device`` names no device.
     """
     size = check_positive_int(window_size, "window_size")
     if size % 2 == 0:
         raise ValueError(f"window_size: expected an odd int (the window has a centre pixel), got {size}")
     s = check_positive_real(sigma, "sigma")
-    g = _gaussian_1d(size, s, torch.float64, torch.device(device) if device is not None else None)
+    dtype = check_float_dtype(dtype)
+    g = _gaussian_1d(size, s, torch.float64, check_device(device))
     return torch.outer(g, g).to(dtype)
 
 
