@@ -118,20 +118,22 @@ def test_data_benchmark_writes_documented_fields(tmp_path: Path) -> None:
     from benchmarks.data import VARIANTS
 
     out = tmp_path / "data.json"
-    cmd = [sys.executable, "-m", "benchmarks.data", "--batch", "3", "--seq-len", "5", "--iters", "1", "--warmup", "0"]
-    cmd += ["--target", "10", "--json", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.data", "--batch", "6", "--seq-len", "5", "--iters", "1", "--warmup", "0"]
+    cmd += ["--target", "10", "--processes", "3", "--json", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert [r["variant"] for r in data["results"]] == list(VARIANTS) and data["peak_rss_mib"] > 0
-    fields = {"seconds_per_batch", "clips_per_s", "mib_per_batch", "speedup_vs_per_clip", "workers_for_target"}
+    fields = {"clips_per_batch", "seconds_per_batch", "clips_per_s", "mib_per_batch", "speedup_vs_per_clip"}
     for r in data["results"]:
-        assert fields <= set(r), fields - set(r)
-        assert r["clips_per_s"] == 3 / r["seconds_per_batch"]
-        assert r["workers_for_target"] == math.ceil(10 * 3 / r["clips_per_s"])
+        assert fields | {"workers_for_target"} <= set(r), fields - set(r)
+        clips = 2 if r["variant"] == "share-uint8" else 6  # one of 3 processes makes 2 of the 6 clips
+        assert r["clips_per_batch"] == clips and r["clips_per_s"] == clips / r["seconds_per_batch"]
+        assert r["workers_for_target"] == math.ceil(10 * clips / r["clips_per_s"])
     mib = {r["variant"]: r["mib_per_batch"] for r in data["results"]}
-    assert mib["batch-float"] == 4 * mib["batch-uint8"] == 3 * 5 * 64 * 64 * 4 / 2**20
+    assert mib["batch-float"] == 4 * mib["batch-uint8"] == 12 * mib["share-uint8"] == 6 * 5 * 64 * 64 * 4 / 2**20
+    assert "share-uint8: one of 3 processes, 2 clips of each batch" in proc.stdout
 
 
 @pytest.mark.parametrize("name", ["data", "rollout", "sampling", "train_step"])
