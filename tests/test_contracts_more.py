@@ -3,6 +3,9 @@ flag is a TypeError/ValueError naming the argument, not an error from deep insid
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,7 +13,9 @@ from torch import nn
 import latentdyn as L
 from latentdyn.encoders.content import select_frames
 from latentdyn.encoders.conv import DCGANDecoder, DCGANEncoder, VGGDecoder, VGGEncoder
-from latentdyn.video import metrics
+from latentdyn.video import metrics, moving_mnist
+from latentdyn.video.datasets import tfrecord
+from latentdyn.video.lpips import ScalingLayer
 
 F64 = torch.float64
 ENCODERS = (DCGANEncoder, VGGEncoder)
@@ -177,3 +182,61 @@ def test_select_frames_check_is_a_bool() -> None:
     with pytest.raises(TypeError, match=r"^check: expected a bool"):
         select_frames(codes, idx, check="no")  # type: ignore[arg-type]
     assert select_frames(codes, idx, check=False).shape == (1, 2, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TFRecord helpers (F10)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_tfrecord_helpers_name_wrong_kinds(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"^features: expected str feature names, got int 1"):
+        tfrecord.encode_example({1: b"x"})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"^features: expected a mapping"):
+        tfrecord.encode_example([("a", b"x")])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^data: expected bytes, a bytearray, a memoryview or a numpy array, got str"):
+        tfrecord.crc32c("abc")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^data: expected bytes"):
+        tfrecord.masked_crc32c(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^record: expected bytes, a bytearray or a memoryview, got str"):
+        tfrecord.parse_example("abc")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^record: expected bytes, a bytearray or a memoryview, got int"):
+        tfrecord.parse_example(5)  # type: ignore[arg-type]  # bytes(5) read as five zero bytes
+    record = tfrecord.encode_example({"a": b"x"})
+    assert tfrecord.parse_example(memoryview(record)) == {"a": [b"x"]}
+    assert tfrecord.crc32c(bytearray(b"abc")) == tfrecord.crc32c(b"abc")
+    path = tfrecord.write_tfrecord(tmp_path / "a.tfrecord", [record])
+    with pytest.raises(TypeError, match=r"^verify: expected a bool"):
+        list(tfrecord.iter_tfrecord(path, verify="False"))  # type: ignore[arg-type]
+    assert list(tfrecord.iter_tfrecord(path, verify=False)) == [record]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LPIPS scaling (F11)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4])
+def test_scaling_layer_takes_rgb_frames_only(channels: int) -> None:
+    with pytest.raises(ValueError, match=r"^x: expected RGB frames \(N, 3, H, W\).*repeat grayscale frames"):
+        ScalingLayer()(torch.rand(2, channels, 4, 4))
+
+
+def test_scaling_layer_checks_the_kind() -> None:
+    with pytest.raises(TypeError, match=r"^x: expected a floating-point tensor"):
+        ScalingLayer()(torch.ones(2, 3, 4, 4, dtype=torch.long))
+    assert ScalingLayer()(torch.zeros(2, 3, 4, 4, dtype=F64)).dtype == F64
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Flags (F16's kind elsewhere)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_save_test_set_flags_are_bools(tmp_path: Path) -> None:
+    data = moving_mnist.make_test_set(np.zeros((4, 28, 28), np.uint8), np.arange(4), seq_len=3, deterministic=False)
+    path = moving_mnist.save_test_set(tmp_path / "a.npz", data)
+    with pytest.raises(TypeError, match=r"^overwrite: expected a bool"):
+        moving_mnist.save_test_set(path, data, overwrite="False")  # type: ignore[arg-type]  # read as True
+    with pytest.raises(TypeError, match=r"^compress: expected a bool"):
+        moving_mnist.save_test_set(tmp_path / "b.npz", data, compress="no")  # type: ignore[arg-type]

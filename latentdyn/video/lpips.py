@@ -35,7 +35,7 @@ import torch
 from einops import pack, unpack
 from torch import nn
 
-from latentdyn._checks import check_shape, check_tensor, is_int
+from latentdyn._checks import check_float_tensor, check_shape, check_tensor, is_int
 from latentdyn._files import unsafe_global
 
 __all__ = [
@@ -256,7 +256,19 @@ class ScalingLayer(nn.Module):
 
         Returns:
             The scaled frames, shape ``(N, 3, H, W)``.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ValueError: ``x`` is not ``(N, 3, H, W)``: the constants are per RGB channel (:class:`LPIPS` repeats
+                grayscale frames to three channels before scaling them).
         """
+        c = check_shape(x, "n c h w", "x")["c"]
+        if c != 3:
+            raise ValueError(
+                f"x: expected RGB frames (N, 3, H, W), got shape {list(x.shape)}; the shift and scale are per RGB "
+                "channel: repeat grayscale frames to 3 channels first, e.g. x.expand(-1, 3, -1, -1)"
+            )
+        check_float_tensor(x, "x")
         shift = torch.tensor(_SHIFT, dtype=x.dtype, device=x.device).view(3, 1, 1)
         scale = torch.tensor(_SCALE, dtype=x.dtype, device=x.device).view(3, 1, 1)
         return (x - shift) / scale

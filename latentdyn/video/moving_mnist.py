@@ -769,10 +769,13 @@ def save_test_set(
         The path written.
 
     Raises:
-        TypeError: ``data`` is not a :class:`MovingMNISTTestData` of numpy arrays.
+        TypeError: ``data`` is not a :class:`MovingMNISTTestData` of numpy arrays; ``overwrite`` or ``compress``
+            is not a bool (a string ``"False"`` would read as True).
         ValueError: an array has a wrong dtype or shape (as :func:`load_test_set` checks).
         FileExistsError: ``path`` exists and ``overwrite`` is false.
     """
+    overwrite = check_bool(overwrite, "overwrite", "True: replace an existing file")
+    compress = check_bool(compress, "compress")
     if not isinstance(data, MovingMNISTTestData):
         raise TypeError(f"data: expected a MovingMNISTTestData, got {type(data).__name__}")
     arrays = {key: getattr(data, key) for key in _TEST_KEYS}

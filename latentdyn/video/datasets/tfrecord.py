@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentdyn._checks import check_bool
 from latentdyn.video.datasets._common import atomic_file
 from latentdyn.video.datasets.io import PathLike
 
@@ -153,6 +154,16 @@ def _raw_crc_vectorised(data: np.ndarray) -> int:
     return int(crcs[0])
 
 
+def _check_bytes(value: object, name: str, *, arrays: bool = False) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is bytes, a bytearray or a memoryview (or, with
+    ``arrays``, a numpy array)."""
+    kinds: tuple[type, ...] = (bytes, bytearray, memoryview, np.ndarray) if arrays else (bytes, bytearray, memoryview)
+    if not isinstance(value, kinds):
+        listed = "bytes, a bytearray, a memoryview or a numpy array" if arrays else "bytes, a bytearray or a memoryview"
+        hint = "; encode a str first, e.g. value.encode('utf-8')" if isinstance(value, str) else ""
+        raise TypeError(f"{name}: expected {listed}, got {type(value).__name__}{hint}")
+
+
 def crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
     """CRC-32C (Castagnoli) checksum of a byte string, as an int in [0, 2**32).
 
@@ -164,7 +175,11 @@ def crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
 
     Returns:
         The checksum, an int in [0, 2**32).
+
+    Raises:
+        TypeError: ``data`` is not bytes, a bytearray, a memoryview or a numpy array (a ``str``: encode it).
     """
+    _check_bytes(data, "data", arrays=True)
     if isinstance(data, np.ndarray):
         buffer = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
     else:
@@ -185,6 +200,9 @@ def masked_crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
 
     Returns:
         The masked checksum, an int in [0, 2**32).
+
+    Raises:
+        TypeError: ``data`` is not bytes, a bytearray, a memoryview or a numpy array.
     """
     crc = crc32c(data)
     return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
@@ -198,10 +216,12 @@ def iter_tfrecord(path: PathLike, *, verify: bool = True) -> Iterator[bytes]:
         verify: check both CRCs of every record (set False to skip the data CRC, about half the cost).
 
     Raises:
+        TypeError: ``verify`` is not a bool.
         FileNotFoundError: no file at ``path``.
         ValueError: a truncated record or a checksum mismatch; the message names the file and the record
             index (counted from 0).
     """
+    verify = check_bool(verify, "verify", "False: skip the data CRC")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"path: no TFRecord file at {p}")
@@ -349,8 +369,10 @@ def parse_example(record: bytes) -> dict[str, FeatureValue]:
         (int64_list); a feature with no kind set decodes to an empty list.
 
     Raises:
+        TypeError: ``record`` is not bytes, a bytearray or a memoryview.
         ValueError: the bytes are not a well-formed Example.
     """
+    _check_bytes(record, "record")
     features: dict[str, FeatureValue] = {}
     for number, _, value in _fields(bytes(record)):
         if number != 1:
@@ -418,8 +440,13 @@ def encode_example(features: Mapping[str, object]) -> bytes:
         The serialised Example (a record for :func:`write_tfrecord`).
 
     Raises:
-        TypeError: a value of another kind.
+        TypeError: ``features`` is not a mapping, a name is not a ``str``, or a value of another kind.
     """
+    if not isinstance(features, Mapping):
+        raise TypeError(f"features: expected a mapping {{name: value}}, got {type(features).__name__}")
+    for name in features:
+        if not isinstance(name, str):
+            raise TypeError(f"features: expected str feature names, got {type(name).__name__} {name!r}")
     entries = b"".join(
         _field(1, _field(1, name.encode("utf-8")) + _field(2, _encode_feature(name, features[name])))
         for name in sorted(features)
