@@ -181,6 +181,28 @@ def test_unannounced_frame_count_decodes_only_the_clip(
     assert counted[-1] == video and len(counted) == 4
 
 
+def test_a_video_files_length_is_read_once_per_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawing a clip needs the video's length: its header is read once, not once per clip (a torchrun process
+    draws every clip of the global batch and decodes only its share), and again when the file changes."""
+    write_video(tmp_path / "v.mp4", ramp(20, step=6), 25, **LOSSLESS)  # type: ignore[arg-type]
+    probed: list[Path] = []
+
+    def counting_probe(path: Path) -> object:
+        probed.append(Path(path))
+        return probe_video(path)
+
+    monkeypatch.setattr(folder, "probe_video", counting_probe)
+    dataset = VideoFolderDataset(tmp_path, seq_len=4, length=10, rng=np.random.default_rng(0))
+    starts = {dataset.draw(0).start for _ in range(30)}
+    assert len(starts) > 5 and max(starts) <= 16
+    clip = dataset[0]
+    assert clip.shape == (4, 24, 32, 3) and probed == [tmp_path / "v.mp4"]
+    write_video(tmp_path / "v.mp4", ramp(3, step=6), 25, **LOSSLESS)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"v.mp4: 3 frames, fewer than the 4 that seq_len=4"):
+        dataset.draw(0)
+    assert len(probed) == 2
+
+
 def test_corrupt_video_is_named(tmp_path: Path) -> None:
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
     with pytest.raises(ValueError, match=r"broken.mp4"):

@@ -58,8 +58,9 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
     An item is a clip of ``seq_len`` frames taken every ``frame_step`` frames, from a random start
     (``random_start=True``) or from the first frame. With ``length=None`` item ``i`` comes from video
     ``i``; with a ``length``, the dataset is virtual and every item draws a random video. Only the frames up
-    to the clip's end are decoded. A container that does not announce its frame count (``.mkv``, ``.webm``)
-    has its packets counted once, without decoding (the count is kept while the file is unchanged).
+    to the clip's end are decoded. A video file's length is read once from its header (a container that does not
+    announce it, ``.mkv`` or ``.webm``, has its packets counted, without decoding) and kept while the file is
+    unchanged.
 
     Frames are processed in this order: ``crop="center"`` keeps the largest centred region with the aspect
     ratio of ``image_size``; then the frame is resized to ``image_size`` (ignoring the aspect ratio when
@@ -132,7 +133,8 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         self.rng = rng
         self.span = (self.seq_len - 1) * self.frame_step + 1
         self.sources = _discover(self.root)
-        self._frame_counts: dict[Path, tuple[int, int, int]] = {}  # path -> (st_size, st_mtime_ns, frames)
+        # path -> (st_size, st_mtime_ns, frames, whether the header announced them)
+        self._frame_counts: dict[Path, tuple[int, int, int, bool]] = {}
         if not self.sources:
             raise ValueError(
                 f"root: found no video under {self.root} (video files {', '.join(VIDEO_EXTENSIONS)}, or "
@@ -166,28 +168,30 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
             f"frame_step={self.frame_step} needs"
         )
 
-    def _counted_frames(self, path: Path) -> int:
-        """Frames of a video whose header does not say, counted from its packets once per file version."""
-        stat = path.stat()
-        cached = self._frame_counts.get(path)
-        if cached is not None and cached[:2] == (stat.st_size, stat.st_mtime_ns):
-            return cached[2]
-        n_frames = _count_frames(path)
-        self._frame_counts[path] = (stat.st_size, stat.st_mtime_ns, n_frames)
-        return n_frames
-
     def _start(self, n_frames: int) -> int:
         return draw_int(self.rng, n_frames - self.span + 1) if self.random_start else 0
 
     def _frames_of(self, source: VideoSource) -> int:
-        """How many frames ``source`` has (its frame files, its header's count, or its counted packets)."""
+        """How many frames ``source`` has: its frame files, or a video file's header count (or counted packets),
+        read once per file version."""
         if source.frames:
             return len(source.frames)
-        # A container that does not say (Matroska, WebM): count its packets, decoding nothing.
-        n_frames = probe_video(source.path).n_frames or self._counted_frames(source.path)
+        return self._video_length(source.path)[0]
+
+    def _video_length(self, path: Path) -> tuple[int, bool]:
+        """(frames, whether the header announced them) of a video file, kept while the file is unchanged."""
+        stat = path.stat()
+        cached = self._frame_counts.get(path)
+        if cached is not None and cached[:2] == (stat.st_size, stat.st_mtime_ns):
+            return cached[2], cached[3]
+        n_frames = probe_video(path).n_frames
+        announced = n_frames > 0
+        if not announced:  # a container that does not say (Matroska, WebM): count its packets, decoding nothing
+            n_frames = _count_frames(path)
         if n_frames == 0:  # no frame packet at all: decoding names the problem
-            n_frames = sum(1 for _ in iter_video(source.path))
-        return n_frames
+            n_frames = sum(1 for _ in iter_video(path))
+        self._frame_counts[path] = (stat.st_size, stat.st_mtime_ns, n_frames, announced)
+        return n_frames, announced
 
     def _draw_start(self, source: VideoSource) -> int:
         """A start for a clip of ``source`` (drawn from ``rng`` with ``random_start``), once its length is checked."""
@@ -256,12 +260,10 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
                 if t >= start and (t - start) % self.frame_step == 0:
                     raw.append(frame)
             if len(raw) < self.seq_len:
-                announced = probe_video(source.path).n_frames
-                said = (
-                    f"the header announces {announced} frames"
-                    if announced
-                    else f"the file holds {self._counted_frames(source.path)} frame packets"
-                )
+                n_frames, announced = self._video_length(source.path)
+                said = f"the header announces {n_frames} frames"
+                if not announced:
+                    said = f"the file holds {n_frames} frame packets"
                 raise ValueError(
                     f"{source.path}: {said} but fewer could be decoded (clip from frame {start} needs {self.span})"
                 )
