@@ -289,6 +289,31 @@ def test_saved_progress_records_the_noise_mode(tmp_path: Path, model: SRVP, clip
         _evaluate(model, clips, state_file=permuted)
 
 
+def test_progress_saved_by_earlier_versions_continues(tmp_path: Path, model: SRVP, clips: torch.Tensor) -> None:
+    """Progress saved before the fingerprint held the sample chunk and the model configuration, or before the
+    configuration had its newer fields (which held their defaults then), continues; a configuration that differs in
+    a field it recorded is still refused."""
+    from examples.srvp.checkpoint import read_torch_file, save_checkpoint
+
+    plain = _evaluate(model, clips)
+    state = tmp_path / "eval.partial.pt"
+    _evaluate(model, clips, state_file=state)
+    saved = read_torch_file(state, "state_file")
+    recorded = dict(saved["fingerprint"]["model configuration"])
+    assert {"integrator_rtol", "integrator_atol"} <= recorded.keys()
+    for key in ("integrator_rtol", "integrator_atol"):  # written before these fields existed
+        del saved["fingerprint"]["model configuration"][key]
+    save_checkpoint(state, saved)
+    assert _evaluate(model, clips, state_file=state)["metrics"] == plain["metrics"]
+    del saved["fingerprint"]["sample_chunk"], saved["fingerprint"]["model configuration"]  # not recorded at all
+    save_checkpoint(state, saved)
+    assert _evaluate(model, clips, state_file=state)["metrics"] == plain["metrics"]
+    saved["fingerprint"]["model configuration"] = {**recorded, "n_substeps": recorded["n_substeps"] + 1}
+    save_checkpoint(state, saved)
+    with pytest.raises(ev.StateMismatchError, match="other model configuration"):
+        _evaluate(model, clips, state_file=state)
+
+
 # ------------------------------------------------------------------------------------------------- provenance
 def test_results_record_what_decides_the_numbers(model: SRVP, clips: torch.Tensor) -> None:
     import latentdyn
@@ -355,6 +380,27 @@ def test_an_evaluation_with_other_settings_does_not_replace_earlier_results(
     assert ev.main([*argv, "--seed", "2"]) == 0  # the same settings: replaced without a question
     assert ev.main([*argv, "--seed", "2", "--batch-size", "1", "--noise", "batch"]) == 2
     assert "(--batch-size: 16 there, 1 now; --noise: 'sequence' there, 'batch' now)" in capsys.readouterr().err
+
+
+def test_a_stopped_evaluation_of_other_options_says_which_flags_continue_it(
+    tmp_path: Path,
+    run_and_test_set: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Progress saved with other command-line options (e.g. under an earlier default of --noise): the message names
+    the flags that continue it, not "the command that started it", which may be the very command given."""
+    run, argv = _cli_run(run_and_test_set, tmp_path)
+    monkeypatch.setattr(ev, "discard_progress", lambda _: None)  # the progress stays, as if the evaluation stopped
+    assert ev.main([*argv, "--name", "p", "--noise", "batch", "--seed", "4"]) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert ev.main([*argv, "--name", "p", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "holds an unfinished evaluation with other settings (--seed: 4 saved, 1 now; --noise: 'batch' saved, " in err
+    assert "'sequence' now): continue it with its settings (--seed 4 --noise batch), pass --restart to discard" in err
+    assert ev.main([*argv, "--name", "p", "--overwrite", "--seed", "4", "--noise", "batch"]) == 0
+    assert not (run / "eval" / "p.partial.pt").exists()
 
 
 def test_results_with_a_metric_this_evaluation_does_not_compute_are_not_replaced(

@@ -640,14 +640,33 @@ def _save_progress(
 
 _BEFORE_NOISE_MODES = {"noise": "batch"}
 """Fingerprint entries of progress saved before the noise modes existed (all drawn as ``noise="batch"``)."""
+_NOT_RECORDED = ("sample_chunk", "model configuration")
+"""Fingerprint entries that progress saved by earlier versions may lack: the sample chunk (it does not change the
+draws) and the model's configuration (its weights' digest is there); such progress continues."""
+
+
+def _config_defaults(model: nn.Module) -> dict[str, Any]:
+    """The default of each field of the model's configuration (a dataclass), for a saved configuration written
+    before the field existed: it held the default then."""
+    config = getattr(model, "config", None)
+    if not dataclasses.is_dataclass(config):
+        return {}
+    defaults = {}
+    for field in dataclasses.fields(config):
+        if field.default is not dataclasses.MISSING:
+            defaults[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            defaults[field.name] = field.default_factory()
+    return defaults
 
 
 def _load_progress(
-    path: Path, fingerprint: dict[str, Any]
+    path: Path, fingerprint: dict[str, Any], config_defaults: dict[str, Any] | None = None
 ) -> tuple[_Accumulated, list[int], dict[str, dict[str, Any]] | None]:
     """The progress saved in ``path``, checked against this evaluation's fingerprint, where it resumed before, and
     the layout of its official sample arrays (None when it has none, or holds them in its batches, as files saved
-    before the arrays were kept apart did).
+    before the arrays were kept apart did). ``config_defaults``: the defaults of the model configuration's fields,
+    which a configuration saved before a field existed held.
 
     Raises:
         StateMismatchError: the file belongs to another evaluation.
@@ -660,7 +679,11 @@ def _load_progress(
     digests = ("model configuration", "model weights", "test clips", "LPIPS", "sequence indices")
     differences = []
     for key, now in fingerprint.items():
+        if key in _NOT_RECORDED and key not in saved:
+            continue  # (saved by a version that did not record it)
         then = saved.get(key, _BEFORE_NOISE_MODES.get(key))
+        if key == "model configuration" and isinstance(then, dict) and isinstance(now, dict):
+            then = {**(config_defaults or {}), **then}
         if then == now:
             continue
         if key in digests:  # a digest says only "other" (or, for LPIPS, whether it was computed)
@@ -1171,7 +1194,7 @@ def _evaluate(
         official = _OfficialArrays(None if state_file is None else official_work_dir(state_file), n_seq)
     if state_file is not None:
         if state_file.exists():
-            acc, resumed_at, layout = _load_progress(state_file, fingerprint)
+            acc, resumed_at, layout = _load_progress(state_file, fingerprint, _config_defaults(model))
             if official is not None:
                 acc = official.resume(acc, layout, state_file)
             set_rng_state(acc.rng, device)
@@ -1764,6 +1787,35 @@ def _kept(exc: BaseException, sep: str) -> str:
     )
 
 
+def _flag_that_continues(what: str, saved: Any) -> str | None:
+    """The command-line words that give option ``what`` its ``saved`` value (None when no flag can: the weights, the
+    test clips, a protocol entry of the run, or a value no flag takes)."""
+    flag = FLAG_OF.get(what) if what in _CONTINUABLE else None
+    if flag is None or saved is None:
+        return None
+    if isinstance(saved, bool):
+        return flag if saved else f"without {flag}"
+    return f"{flag} {saved}"
+
+
+_CONTINUABLE = (
+    "nt_cond",
+    "nt_gen",
+    "n_substeps",
+    "n_samples",
+    "batch_size",
+    "seed",
+    "max_sequences",
+    "device",
+    "amp",
+    "sample_chunk",
+    "noise",
+    "fvd",
+    "official_files",
+)
+"""Options whose saved value a flag of ``evaluate`` sets as such (``fvd`` and ``official_files`` too, as switches)."""
+
+
 FLAG_OF = {
     "nt_cond": "--nt-cond",
     "nt_gen": "--nt-gen",
@@ -2141,9 +2193,13 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             )
     except StateMismatchError as e:
         said = "; ".join(_difference(FLAG_OF.get(what, what), saved, now) for what, saved, now in e.differences)
+        flags = [_flag_that_continues(what, saved) for what, saved, _ in e.differences]
+        how = "run the command that started it to continue it"
+        if flags and all(flags):  # only options of the command line differ (a default may have changed since)
+            how = f"continue it with its settings ({' '.join(f for f in flags if f)})"
         print(
-            f"error: {e.path} holds an unfinished evaluation with other settings ({said}): run the command that "
-            "started it to continue it, pass --restart to discard it, or --name to evaluate under another name",
+            f"error: {e.path} holds an unfinished evaluation with other settings ({said}): {how}, pass --restart to "
+            "discard it, or --name to evaluate under another name",
             file=sys.stderr,
         )
         return 2
