@@ -399,7 +399,9 @@ def _check_zip_crc(p: Path, option: str, size: int) -> None:
 
 RUN_FORMAT = 1
 """The layout of the run directories' ``config.json`` and checkpoints that this version writes and the last one it
-reads. Files without a ``"format"`` entry (written before it existed) have layout 1."""
+reads. Files without a ``"format"`` entry (written before it existed) have layout 1. A new configuration option
+with a default (the value runs written before it had) keeps the layout: this version reads such older files as
+they are, and an older version refuses a newer file by naming the options it does not know."""
 
 
 def run_format() -> dict[str, Any]:

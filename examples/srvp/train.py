@@ -1111,6 +1111,12 @@ def _train(
                 f"note: {last_path} was written with {changed}: the run continues, but not bit for bit as an "
                 "uninterrupted one (float sums in another order)"
             )
+        if "format" not in state and dist.main:  # (stamped since 2026-12-02; the training changed on 2026-12-01)
+            log(
+                f"note: {last_path} was written by an earlier latentdyn (before checkpoints recorded their version): "
+                "the run continues with this version's training, which may not be bit for bit what that version "
+                "would have done"
+            )
         if len(ranks) != dist.world and dist.main:
             log(
                 f"note: {last_path} was written by {len(ranks)} process(es), this run has {dist.world}: the "
