@@ -6,8 +6,9 @@ Time-series and world models are often small (Dy = 8..32, Dz = 2..8, MLPs of wid
 100..1000 frames), so a rollout's cost can be Python and per-step overhead rather than arithmetic. Every
 configuration is run two ways, side by side:
 
-- ``floor``: a minimal loop written with plain torch around the same networks (the same ``MLP`` modules of the
-  field, prior and cell): prior raw output → chunk → softplus + 1e-8 → ``loc + eps·scale``, the cell's update,
+- ``floor``: a minimal loop written with plain torch around the same networks (the torch layers of the same
+  ``MLP`` modules of the field, prior and cell, without the MLPs' input checks): prior raw output → chunk →
+  softplus + 1e-8 → ``loc + eps·scale``, the cell's update,
   one ``torch.stack`` at the end. No checks, no ``torch.distributions`` objects, no per-frame bookkeeping.
 - ``latentdyn``: ``LatentSSM.rollout`` on the same model, with the default sampler.
 
@@ -95,11 +96,17 @@ class Outputs:
         return total if self.residuals is None else total + self.residuals.square().mean()
 
 
+def _layers(net: nn.Module) -> nn.Module:
+    """The torch layers of an :class:`~latentdyn.nn.MLP` (``layers``), or ``net`` itself."""
+    return net.layers if isinstance(net, MLP) else net
+
+
 def floor_rollout(
     ssm: LatentSSM, cfg: Config, y0: torch.Tensor, q_loc: torch.Tensor, q_scale: torch.Tensor, sample: bool
 ) -> Outputs:
-    """The same rollout written as a plain torch loop around the model's networks."""
-    prior_net: nn.Module = ssm.prior.net  # type: ignore[union-attr,assignment]
+    """The same rollout written as a plain torch loop around the model's networks (their torch layers: an MLP's
+    ``layers``, without the MLP's input check)."""
+    prior_net: nn.Module = _layers(ssm.prior.net)  # type: ignore[union-attr,arg-type]
 
     def prior_params(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw_scale = prior_net(y).chunk(2, dim=-1)
@@ -124,7 +131,7 @@ def floor_rollout(
             y = ssm.cell.gru(z, y)  # type: ignore[operator]
             states.append(y)
             continue
-        net: nn.Module = ssm.cell.field.net  # type: ignore[union-attr,assignment]
+        net: nn.Module = _layers(ssm.cell.field.net)  # type: ignore[union-attr,arg-type]
         for _ in range(n):
             res = (1.0 / n) * net(torch.cat([y, z], dim=-1))
             y = y + res

@@ -86,7 +86,11 @@ def check_input_dtype(x: torch.Tensor, name: str, module: nn.Module, owner: str)
         TypeError: ``x`` is not in the parameters' dtype (without autocast), or is float64 under autocast for
             parameters that are not.
     """
-    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    return _check_input_dtype(x, name, _float_dtypes(module), owner)
+
+
+def _check_input_dtype(x: torch.Tensor, name: str, dtypes: set[torch.dtype], owner: str) -> torch.dtype | None:
+    """:func:`check_input_dtype` for a module whose floating-point parameters have ``dtypes``."""
     if len(dtypes) != 1:
         return None
     (want,) = dtypes
@@ -111,7 +115,47 @@ def check_input_dtype(x: torch.Tensor, name: str, module: nn.Module, owner: str)
 def own_networks(module: nn.Module) -> bool:
     """Whether ``module`` and all its submodules are classes of latentdyn or of ``torch.nn`` (whose layers need
     inputs of their parameters' dtype), none of a user's (whose forward may cast its inputs)."""
-    return all(type(m).__module__.startswith(("latentdyn.", "torch.nn.")) for m in module.modules())
+    return _own_float_dtypes(module) is not None
+
+
+_OWN_CLASSES: dict[type, bool] = {}
+"""Whether a module class is latentdyn's or ``torch.nn``'s (:func:`own_networks`), by class."""
+
+
+def _own_float_dtypes(module: nn.Module, *, own_only: bool = True) -> set[torch.dtype] | None:
+    """The dtypes of the floating-point parameters of ``module`` and its submodules when all of them are
+    latentdyn's or torch's own (:func:`own_networks`), else None (with ``own_only=False``: whoever's they are).
+
+    One walk of the module tree, read afresh at each call (the checks run at every public call of a cell or an
+    integrator, so this is their cost: a plain walk of the ``_modules`` and ``_parameters`` dicts is several times
+    faster than ``modules()`` and ``parameters()``, which build each submodule's name)."""
+    dtypes: set[torch.dtype] = set()
+    stack: list[nn.Module | None] = [module]
+    seen: set[int] = set()  # (a module shared by two parents, or a cycle, is walked once)
+    while stack:
+        m = stack.pop()
+        if m is None or id(m) in seen:
+            continue
+        seen.add(id(m))
+        if own_only:
+            cls = type(m)
+            own = _OWN_CLASSES.get(cls)
+            if own is None:
+                own = _OWN_CLASSES[cls] = cls.__module__.startswith(("latentdyn.", "torch.nn."))
+            if not own:
+                return None
+        for p in m._parameters.values():
+            if p is not None:
+                dtypes.add(p.dtype)
+        stack.extend(m._modules.values())
+    return {d for d in dtypes if d.is_floating_point}
+
+
+def _float_dtypes(module: nn.Module) -> set[torch.dtype]:
+    """The dtypes of the floating-point parameters of ``module`` and its submodules."""
+    dtypes = _own_float_dtypes(module, own_only=False)
+    assert dtypes is not None  # (None only for own_only)
+    return dtypes
 
 
 def check_input_dtypes(
@@ -133,9 +177,10 @@ def check_input_dtypes(
     """
     check_float_tensor(y, y_name)
     check_float_tensor(z, z_name)
-    if not own_networks(module):
+    dtypes = _own_float_dtypes(module)
+    if dtypes is None:
         return
-    ceiling = check_input_dtype(y, y_name, module, owner)
+    ceiling = _check_input_dtype(y, y_name, dtypes, owner)
     if ceiling is None and not autocast_enabled(y.device.type):
         ceiling = y.dtype
     if ceiling is not None and torch.promote_types(z.dtype, ceiling) != ceiling:
@@ -158,11 +203,11 @@ def check_entry_input(x: object, name: str, layer: nn.Module, owner: str) -> tor
         TypeError: ``x`` is not a floating-point tensor, or has a dtype the layer would refuse, named ``name``.
     """
     t = check_float_tensor(x, name)
-    if not own_networks(layer):
+    dtypes = _own_float_dtypes(layer)
+    if dtypes is None:
         return None
-    check_input_dtype(t, name, layer, owner)
-    dtypes = {p.dtype for p in layer.parameters()}
-    return t.dtype if dtypes == {t.dtype} else None
+    _check_input_dtype(t, name, dtypes, owner)
+    return t.dtype if dtypes == {t.dtype} and all(p.is_floating_point() for p in layer.parameters()) else None
 
 
 def check_device(value: object, name: str = "device") -> torch.device | None:

@@ -85,8 +85,9 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.in_features = in_features
         self.out_features = out_features
-        # The input dtype last found to be the first layer's: one compare per call instead of a full check (the
-        # MLP runs at every sub-step of a field). A hint only: any other dtype gets the full check again.
+        # The input dtype last found to be the first layer's: two compares per call instead of a full check (the
+        # MLP runs at every sub-step of a field), the other with the first weight's dtype as it is now (after a
+        # .double() the hint no longer holds). A hint only: any other dtype gets the full check again.
         self._accepted_dtype: torch.dtype | None = None
 
     def linears(self) -> list[nn.Linear]:
@@ -118,7 +119,10 @@ class MLP(nn.Module):
             TypeError, ValueError: as :meth:`forward`, naming ``name``.
         """
         if isinstance(x, torch.Tensor) and x.dtype == self._accepted_dtype and x.shape[-1:] == (self.in_features,):
-            return
+            first = self.layers._modules["0"]
+            weight = first._parameters.get("weight") if first is not None else None
+            if weight is not None and weight.dtype == x.dtype:
+                return
         check_shape(x, "... d", name, d=self.in_features)
         accepted = check_entry_input(x, name, self.layers[0], "mlp")
         if accepted is not None:

@@ -325,3 +325,61 @@ def test_check_bool_says_what_the_flag_means() -> None:
     assert check_bool(np.True_, "higher_is_better", "True for PSNR") is True
     with pytest.raises(TypeError, match=r"higher_is_better: expected a bool \(True for PSNR\), got int 1"):
         check_bool(1, "higher_is_better", "True for PSNR")
+
+
+class _Own(torch.nn.Module):  # a class of one's own (this test module is not latentdyn's)
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+
+
+def _networks() -> dict[str, torch.nn.Module]:
+    from latentdyn import MLP, MLPField, ResidualCell
+
+    shared = torch.nn.Linear(3, 3)
+    tree = torch.nn.Sequential(shared, torch.nn.Tanh(), shared)  # one module twice
+    tree.register_module("gone", None)  # a submodule set to None
+    cyclic = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    cyclic.add_module("back", cyclic)
+    mixed = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).double())
+    counted = torch.nn.Embedding(4, 2)
+    counted.register_parameter("steps", torch.nn.Parameter(torch.zeros(1, dtype=torch.long), requires_grad=False))
+    return {
+        "cell": ResidualCell(MLPField(4, 2, 8, 2), 4, 2),
+        "double mlp": MLP(3, 4, 2, 2).double(),
+        "shared and None": tree,
+        "cycle": cyclic,
+        "mixed dtypes": mixed,
+        "integer parameter": counted,
+        "no parameters": torch.nn.Tanh(),
+        "user's class": _Own(),
+        "user's class inside": torch.nn.Sequential(torch.nn.Linear(2, 2), _Own()),
+        "bf16 linear": torch.nn.Linear(2, 2).to(torch.bfloat16),
+    }
+
+
+@pytest.mark.parametrize("name", list(_networks()))
+def test_the_checks_one_walk_finds_what_modules_and_parameters_find(name: str) -> None:
+    """The dtype checks of every cell and integrator call walk the module tree once, by its dicts (four times
+    faster than modules() and parameters()); they must find what those find."""
+    from latentdyn._checks import _float_dtypes, _own_float_dtypes, own_networks
+
+    net = _networks()[name]
+    own = all(type(m).__module__.startswith(("latentdyn.", "torch.nn.")) for m in net.modules())
+    dtypes = {p.dtype for p in net.parameters() if p.is_floating_point()}
+    assert own_networks(net) is own
+    assert _own_float_dtypes(net) == (dtypes if own else None)
+    assert _float_dtypes(net) == dtypes
+
+
+def test_an_mlp_converted_after_a_call_checks_its_inputs_again() -> None:
+    """The MLP remembers the input dtype it accepted (one compare per call): after .double() a float32 input is the
+    documented TypeError, not torch's 'mat1 and mat2' error from a hint that no longer held."""
+    from latentdyn import MLP
+
+    mlp = MLP(3, 8, 2, 2)
+    mlp(torch.randn(4, 3))
+    mlp.double()
+    with pytest.raises(TypeError, match=r"x: expected the dtype of the mlp's parameters, torch.float64, got "):
+        mlp(torch.randn(4, 3))
+    assert mlp(torch.randn(4, 3, dtype=torch.float64)).dtype == torch.float64
