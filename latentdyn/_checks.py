@@ -191,21 +191,23 @@ def check_input_dtypes(
 
 
 def check_entry_input(x: object, name: str, layer: nn.Module, owner: str) -> torch.dtype | None:
-    """Check an input ``x`` that enters ``layer`` (a network's first layer) as it is: a floating-point tensor and,
-    when ``layer`` is latentdyn's or torch's own (:func:`own_networks`), of a dtype its parameters accept
-    (:func:`check_input_dtype`, with its ``torch.autocast`` rules). A layer of one's own may cast its input: only
-    the kind is checked. Metadata only: no value is read.
+    """Check an input ``x`` that enters ``layer`` (a network's first layer) as it is: when ``layer`` is latentdyn's
+    or torch's own (:func:`own_networks`), a floating-point tensor of a dtype its parameters accept
+    (:func:`check_input_dtype`, with its ``torch.autocast`` rules). A layer of one's own may cast its input (an
+    integer one too): only that ``x`` is a tensor is checked. Metadata only: no value is read.
 
     Returns:
         The dtype of the layer's parameters when ``x`` has it (a caller may remember it as accepted), else None.
 
     Raises:
-        TypeError: ``x`` is not a floating-point tensor, or has a dtype the layer would refuse, named ``name``.
+        TypeError: ``x`` is not a tensor, or, for a layer of latentdyn's or torch's, not a floating-point one or of
+            a dtype the layer would refuse, named ``name``.
     """
-    t = check_float_tensor(x, name)
     dtypes = _own_float_dtypes(layer)
     if dtypes is None:
+        check_tensor(x, name)
         return None
+    t = check_float_tensor(x, name)
     _check_input_dtype(t, name, dtypes, owner)
     return t.dtype if dtypes == {t.dtype} and all(p.is_floating_point() for p in layer.parameters()) else None
 

@@ -244,7 +244,8 @@ def _check_net_input(net: nn.Module, h: object, name: str) -> None:
         net = net[0]
     if isinstance(net, MLP):
         net.check_input(h, name)
-    elif isinstance(net, nn.Linear):
+    elif isinstance(net, nn.Linear) and not isinstance(net, nn.modules.lazy.LazyModuleMixin):
+        # (a LazyLinear learns its input size at its first call: nothing to check against before)
         check_shape(h, "... d", name, d=net.in_features)
         check_entry_input(h, name, net, "head")
 

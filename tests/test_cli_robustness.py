@@ -720,7 +720,7 @@ def test_a_run_dir_that_is_a_file_is_reported_before_the_data_is_read(
     a_file = tmp_path / "afile"
     a_file.write_text("x")
 
-    def no_data(cfg: TrainConfig) -> None:
+    def no_data(cfg: TrainConfig, **options: Any) -> None:
         raise AssertionError("the data was read")
 
     monkeypatch.setattr(train, "make_data", no_data)
@@ -1954,8 +1954,8 @@ def test_a_run_made_by_another_command_while_the_data_was_read_is_not_overwritte
     run = tmp_path / "run"
     real = train.make_data
 
-    def make_data_and_race(cfg: Any) -> Any:  # another command creates the run meanwhile
-        out = real(cfg)
+    def make_data_and_race(cfg: Any, **options: Any) -> Any:  # another command creates the run meanwhile
+        out = real(cfg, **options)
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text('{"other": 1}')
         return out

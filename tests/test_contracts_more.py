@@ -240,3 +240,40 @@ def test_save_test_set_flags_are_bools(tmp_path: Path) -> None:
         moving_mnist.save_test_set(path, data, overwrite="False")  # type: ignore[arg-type]  # read as True
     with pytest.raises(TypeError, match=r"^compress: expected a bool"):
         moving_mnist.save_test_set(tmp_path / "b.npz", data, compress="no")  # type: ignore[arg-type]
+
+
+def test_a_lazy_linear_head_learns_its_input_size() -> None:
+    """A LazyLinear says in_features = 0 until its first call: the head's check let no input reach it."""
+    from latentdyn.distributions import GaussianHead
+
+    for net in (nn.LazyLinear(6), nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 6))):
+        dist = GaussianHead(net)(torch.randn(5, 4))
+        assert dist.mean.shape == (5, 3)
+
+
+class _CastingLinear(nn.Linear):
+    """A Linear of one's own that takes any tensor (token ids too) and casts it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype))
+
+
+def test_a_linear_of_ones_own_may_take_integer_inputs() -> None:
+    from latentdyn.distributions import GaussianHead
+
+    head = GaussianHead(_CastingLinear(4, 6))
+    assert head(torch.ones(5, 4, dtype=torch.long)).mean.shape == (5, 3)
+    with pytest.raises(TypeError, match=r"h: expected a torch.Tensor, got list"):
+        head([[1.0] * 4])  # type: ignore[arg-type]
+
+
+def test_an_index_out_of_range_names_the_videos(tmp_path: Path) -> None:
+    from latentdyn.video.datasets import VideoFolderDataset, write_video
+
+    for i in range(2):
+        frames = np.arange(6, dtype=np.uint8).repeat(8 * 8 * 3).reshape(6, 8, 8, 3) * 40  # (distinct frames)
+        write_video(tmp_path / f"v{i}.gif", frames, 10)
+    data = VideoFolderDataset(tmp_path, seq_len=3)
+    assert data.draw(-1).video == 1
+    with pytest.raises(IndexError, match=r"index: 2 is not one of the dataset's 2 videos \(0 to 1\)"):
+        data[2]

@@ -398,9 +398,12 @@ def test_a_stopped_evaluation_of_other_options_says_which_flags_continue_it(
     assert ev.main([*argv, "--name", "p", "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "holds an unfinished evaluation with other settings (--seed: 4 saved, 1 now; --noise: 'batch' saved, " in err
-    assert "'sequence' now): continue it with its settings (--seed 4 --noise batch), pass --restart to discard" in err
+    assert "'sequence' now): continue it with its settings (add --seed 4 --noise batch), pass --restart to " in err
     assert ev.main([*argv, "--name", "p", "--overwrite", "--seed", "4", "--noise", "batch"]) == 0
     assert not (run / "eval" / "p.partial.pt").exists()
+    # A switch that was off is to be left out (there is no --no-fvd to add).
+    assert ev._flag_that_continues("fvd", False) == (False, "--fvd")
+    assert ev._flag_that_continues("amp", "fp16") is None  # (a value the command line no longer takes)
 
 
 def test_results_with_a_metric_this_evaluation_does_not_compute_are_not_replaced(

@@ -641,8 +641,12 @@ def _save_progress(
 _BEFORE_NOISE_MODES = {"noise": "batch"}
 """Fingerprint entries of progress saved before the noise modes existed (all drawn as ``noise="batch"``)."""
 _NOT_RECORDED = ("sample_chunk", "model configuration")
-"""Fingerprint entries that progress saved by earlier versions may lack: the sample chunk (it does not change the
-draws) and the model's configuration (its weights' digest is there); such progress continues."""
+"""Fingerprint entries that progress saved by earlier versions may lack; such progress continues. The sample chunk
+does not change the draws, but on a GPU another chunk may run other kernels, whose rounding can change which sample
+is best: results continued under another chunk are valid but may differ slightly from an uninterrupted evaluation's
+(refusing would discard the saved work). The model's configuration: its weights' digest is there. A configuration
+saved before a field existed is read with that field's default, which new fields must keep as the earlier behaviour
+(as ``checkpoint.check_fits`` assumes for runs)."""
 
 
 def _config_defaults(model: nn.Module) -> dict[str, Any]:
@@ -1787,15 +1791,15 @@ def _kept(exc: BaseException, sep: str) -> str:
     )
 
 
-def _flag_that_continues(what: str, saved: Any) -> str | None:
-    """The command-line words that give option ``what`` its ``saved`` value (None when no flag can: the weights, the
-    test clips, a protocol entry of the run, or a value no flag takes)."""
+def _flag_that_continues(what: str, saved: Any) -> tuple[bool, str] | None:
+    """How the command line gives option ``what`` its ``saved`` value: (True, words to add) or (False, a switch to
+    leave out); None when no flag can (the weights, the test clips, a value no flag takes)."""
     flag = FLAG_OF.get(what) if what in _CONTINUABLE else None
-    if flag is None or saved is None:
+    if flag is None or saved is None or (what == "amp" and saved not in ("none", "bf16")):
         return None
     if isinstance(saved, bool):
-        return flag if saved else f"without {flag}"
-    return f"{flag} {saved}"
+        return (True, flag) if saved else (False, flag)
+    return True, f"{flag} {saved}"
 
 
 _CONTINUABLE = (
@@ -2196,7 +2200,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         flags = [_flag_that_continues(what, saved) for what, saved, _ in e.differences]
         how = "run the command that started it to continue it"
         if flags and all(flags):  # only options of the command line differ (a default may have changed since)
-            how = f"continue it with its settings ({' '.join(f for f in flags if f)})"
+            add = " ".join(words for keep, words in filter(None, flags) if keep)
+            drop = " ".join(words for keep, words in filter(None, flags) if not keep)
+            said_how = "; ".join(([f"add {add}"] if add else []) + ([f"leave out {drop}"] if drop else []))
+            how = f"continue it with its settings ({said_how})"
         print(
             f"error: {e.path} holds an unfinished evaluation with other settings ({said}): {how}, pass --restart to "
             "discard it, or --name to evaluate under another name",

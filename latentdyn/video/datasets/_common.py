@@ -39,6 +39,7 @@ __all__ = [
     "read_png",
     "require_dir",
     "split_items",
+    "video_index",
     "write_png",
 ]
 
@@ -179,6 +180,17 @@ def check_clip_ref(ref: object, n_videos: int) -> ClipRef:
     if start < 0:
         raise ValueError(f"ref: expected a start frame >= 0, got {start}")
     return ClipRef(video, start)
+
+
+def video_index(index: int, n_videos: int) -> int:
+    """``index`` of one of ``n_videos`` videos, as a list reads it (a negative index counts from the end).
+
+    Raises:
+        IndexError: no such video.
+    """
+    if not -n_videos <= index < n_videos:
+        raise IndexError(f"index: {index} is not one of the dataset's {n_videos} videos (0 to {n_videos - 1})")
+    return index % n_videos
 
 
 def draw_int(rng: np.random.Generator | None, high: int) -> int:

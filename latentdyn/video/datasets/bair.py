@@ -30,6 +30,7 @@ from latentdyn.video.datasets._common import (
     read_png,
     require_dir,
     split_items,
+    video_index,
     write_png,
 )
 from latentdyn.video.datasets.io import PathLike
@@ -214,7 +215,7 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
     def draw(self, index: int) -> ClipRef:
         """The clip ``self[index]`` reads, without reading a frame: video ``index`` from a start drawn from ``rng``
         (from frame 0 for ``"test"``)."""
-        video = range(len(self.videos))[index]  # (negative indices count from the end, as for a list)
+        video = video_index(index, len(self.videos))
         return ClipRef(video, 0 if self.split == "test" else draw_int(self.rng, BAIR_FRAMES - self.seq_len + 1))
 
     def read(self, ref: ClipRef) -> np.ndarray:

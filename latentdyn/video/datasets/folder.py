@@ -10,7 +10,15 @@ import numpy as np
 import torch.utils.data
 
 from latentdyn._checks import check_bool, check_choice, check_positive_int, is_int
-from latentdyn.video.datasets._common import ClipRef, check_clip_ref, draw_int, is_hidden, numeric_sort_key, read_png
+from latentdyn.video.datasets._common import (
+    ClipRef,
+    check_clip_ref,
+    draw_int,
+    is_hidden,
+    numeric_sort_key,
+    read_png,
+    video_index,
+)
 from latentdyn.video.datasets.io import PathLike, _count_frames, iter_video, probe_video
 
 __all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoFolderDataset", "VideoSource"]
@@ -226,7 +234,7 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
             ImportError: PyAV is not installed (video files other than GIFs).
         """
         if self.length is None:
-            video = range(len(self.sources))[index]  # (negative indices count from the end, as for a list)
+            video = video_index(index, len(self.sources))
         else:
             video = draw_int(self.rng, len(self.sources))
         return ClipRef(video, self._draw_start(self.sources[video]))
