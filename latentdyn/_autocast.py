@@ -8,17 +8,32 @@ import torch
 __all__ = ["autocast_dtype", "autocast_enabled"]
 
 
+def _queries_take_a_device_type() -> bool:
+    """Whether ``torch.is_autocast_enabled`` takes a device type (torch >= 2.4), asked once at import: under
+    ``torch.compile`` a refused call would not be a ``TypeError`` to catch but a failed compilation."""
+    try:
+        torch.is_autocast_enabled("cpu")
+    except TypeError:
+        return False
+    except RuntimeError:
+        pass
+    return True
+
+
+_TAKES_DEVICE_TYPE = _queries_take_a_device_type()
+
+
 def autocast_enabled(device_type: str) -> bool:
     """Whether autocast is on for ``device_type`` ("cpu", "cuda", ...); False for a device type autocast does not
     know (``"meta"``: a shape-only dry run)."""
+    if not _TAKES_DEVICE_TYPE:  # torch < 2.4: one query per device type
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return device_type == "cuda" and bool(torch.is_autocast_enabled())
     try:
         return bool(torch.is_autocast_enabled(device_type))
     except RuntimeError:  # "unknown device type for autocast": it is not on there
         return False
-    except TypeError:  # torch < 2.4 takes no device type: one query per device type
-        if device_type == "cpu":
-            return bool(torch.is_autocast_cpu_enabled())
-        return device_type == "cuda" and bool(torch.is_autocast_enabled())
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
