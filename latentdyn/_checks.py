@@ -209,7 +209,7 @@ def check_entry_input(x: object, name: str, layer: nn.Module, owner: str) -> tor
         return None
     t = check_float_tensor(x, name)
     _check_input_dtype(t, name, dtypes, owner)
-    return t.dtype if dtypes == {t.dtype} and all(p.is_floating_point() for p in layer.parameters()) else None
+    return t.dtype if dtypes == {t.dtype} else None
 
 
 def check_device(value: object, name: str = "device") -> torch.device | None:

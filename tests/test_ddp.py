@@ -167,18 +167,32 @@ def test_ranks_that_stop_on_their_own_clocks_agree_on_why(tmp_path: Path) -> Non
     assert f"stopped at step {step} of 100004 (time budget of 0.05 min)" in proc.stdout + proc.stderr
 
 
-_DAMAGED_ON_RANK_1 = """
+_FAILS_ON_RANK_1 = """
 import os, sys
 from examples.srvp import train
 from examples.srvp.datasets import BatchStream
 make = BatchStream.__getitem__
-def damaged(self, step):  # rank 1 alone cannot make the batch of step 3 (e.g. its data worker was killed)
-    if step == 3 and os.environ["RANK"] == "1":
-        raise OSError("/data/x/image-003.png: Input/output error")
+def damaged(self, step):  # rank 1 alone cannot make some batch (a damaged file in its share, a killed worker)
+    if os.environ["RANK"] == "1" and {condition}:
+        raise {error}
     return make(self, step)
 BatchStream.__getitem__ = damaged
 sys.exit(train.main(sys.argv[1:]))
 """
+
+
+def _torchrun_failing_on_rank_1(tmp_path: Path, condition: str, error: str, *flags: str) -> str:
+    """The output of two torchrun processes whose rank 1 raises ``error`` for the batches of the steps where
+    ``condition`` holds, once they have failed."""
+    script = tmp_path / "fails_on_rank_1.py"
+    script.write_text(_FAILS_ON_RANK_1.format(condition=condition, error=error))
+    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd += ["--threads", "1", "--preset", "tiny", *flags]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    return out
 
 
 @pytest.mark.slow
@@ -186,15 +200,11 @@ def test_a_batch_that_fails_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_p
     """Rank 1's batch of step 3 cannot be made: every rank stops after step 3, last.pt keeps the three steps
     with both ranks' RNG streams, and the run resumed once the data is back ends where an uninterrupted one
     does. (Rank 0 went on into step 4's collectives and waited there for a rank that had left: nothing saved.)"""
-    script = tmp_path / "damaged_on_rank_1.py"
-    script.write_text(_DAMAGED_ON_RANK_1)
     run = tmp_path / "run"
-    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    cmd += ["--threads", "1", "--preset", "tiny", "--run-dir", str(run), "--checkpoint-interval", "100"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
+    error = 'OSError("/data/x/image-003.png: Input/output error")'
+    out = _torchrun_failing_on_rank_1(
+        tmp_path, "step == 3", error, "--run-dir", str(run), "--checkpoint-interval", "100"
+    )
     assert "stopped at step 3 of 6: the batch of step 3 could not be made by process 1" in out, out[-3000:]
     assert "error: /data/x/image-003.png: Input/output error" in out  # rank 1's own error
     assert "error: the batch of step 3 could not be made by process 1 of the job" in out  # rank 0's
@@ -209,34 +219,15 @@ def test_a_batch_that_fails_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_p
     assert a["step"] == b["step"] == 6 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
-_FIRST_BATCH_FAILS_ON_RANK_1 = """
-import os, sys
-from examples.srvp import train
-from examples.srvp.datasets import BatchStream
-make = BatchStream.__getitem__
-def damaged(self, step):  # rank 1's share of the first batch holds a damaged video
-    if os.environ["RANK"] == "1":
-        raise ValueError("/data/clip3.gif: cannot be decoded")
-    return make(self, step)
-BatchStream.__getitem__ = damaged
-sys.exit(train.main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.slow
 def test_a_first_batch_share_that_fails_on_one_rank_stops_every_rank_before_the_run_is_made(tmp_path: Path) -> None:
     """Each process reads only its share of a batch, so the first batch's check can fail on one process alone:
     every process stops with the reason, and no run is created. (Rank 0 went on to the barrier before config.json and
     was ended there by torchrun, saying nothing of why.)"""
-    script = tmp_path / "first_batch_fails_on_rank_1.py"
-    script.write_text(_FIRST_BATCH_FAILS_ON_RANK_1)
     run = tmp_path / "run"
-    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    cmd += ["--threads", "1", "--preset", "tiny", "--run-dir", str(run)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
+    out = _torchrun_failing_on_rank_1(
+        tmp_path, "True", 'ValueError("/data/clip3.gif: cannot be decoded")', "--run-dir", str(run)
+    )
     assert "error: data_dir: /data/clip3.gif: cannot be decoded" in out, out[-3000:]  # rank 1's own error
     assert "error: data_dir: process 1 could not make its share of the first batch" in out, out[-3000:]  # rank 0's
     assert not (run / "config.json").exists()

@@ -653,15 +653,12 @@ def _config_defaults(model: nn.Module) -> dict[str, Any]:
     """The default of each field of the model's configuration (a dataclass), for a saved configuration written
     before the field existed: it held the default then."""
     config = getattr(model, "config", None)
-    if not dataclasses.is_dataclass(config):
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
         return {}
-    defaults = {}
-    for field in dataclasses.fields(config):
-        if field.default is not dataclasses.MISSING:
-            defaults[field.name] = field.default
-        elif field.default_factory is not dataclasses.MISSING:
-            defaults[field.name] = field.default_factory()
-    return defaults
+    try:  # as checkpoint.check_fits reads a checkpoint's configuration
+        return asdict(type(config)())
+    except TypeError:  # (a configuration with a field that has no default)
+        return {}
 
 
 def _load_progress(

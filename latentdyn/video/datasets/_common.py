@@ -11,7 +11,7 @@ import re
 import shutil
 import uuid
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,12 +165,15 @@ class ClipRef(NamedTuple):
     start: int
 
 
-def check_clip_ref(ref: object, n_videos: int) -> ClipRef:
-    """``ref`` as a :class:`ClipRef` of one of ``n_videos`` videos with a start >= 0.
+def check_clip_ref(
+    ref: object, n_videos: int, span: int = 1, frames_of: Callable[[int], tuple[int | None, object]] | None = None
+) -> ClipRef:
+    """``ref`` as a :class:`ClipRef` of one of ``n_videos`` videos with a start >= 0 and, when ``frames_of(video)``
+    gives the video's (frame count, or None when unknown; name), a clip of ``span`` frames that fits in it.
 
     Raises:
         TypeError: ``ref`` is not a pair of ints.
-        ValueError: the video index is outside ``[0, n_videos)`` or the start is negative.
+        ValueError: the video index is outside ``[0, n_videos)``, the start is negative, or the clip does not fit.
     """
     if not (isinstance(ref, tuple) and len(ref) == 2 and all(is_int(v) for v in ref)):
         raise TypeError(f"ref: expected a ClipRef(video, start) of ints (from draw), got {ref!r}")
@@ -179,6 +182,12 @@ def check_clip_ref(ref: object, n_videos: int) -> ClipRef:
         raise ValueError(f"ref: video {video} is not one of the dataset's {n_videos} videos (0 to {n_videos - 1})")
     if start < 0:
         raise ValueError(f"ref: expected a start frame >= 0, got {start}")
+    if frames_of is not None:
+        n_frames, name = frames_of(video)
+        if n_frames is not None and start + span > n_frames:
+            raise ValueError(
+                f"ref: a clip spanning {span} frames from frame {start} does not fit in the {n_frames} frames of {name}"
+            )
     return ClipRef(video, start)
 
 

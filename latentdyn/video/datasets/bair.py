@@ -226,9 +226,9 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
             ValueError: ``ref`` names no video of :attr:`videos`, a clip that does not fit in its video, or a frame
                 that is not 64x64 RGB.
         """
-        video, start = check_clip_ref(ref, len(self.videos))
-        if start + self.seq_len > BAIR_FRAMES:
-            raise ValueError(f"ref: a clip of {self.seq_len} frames from frame {start} does not fit in {BAIR_FRAMES}")
+        video, start = check_clip_ref(
+            ref, len(self.videos), self.seq_len, lambda i: (BAIR_FRAMES, self.videos[i][0].parent)
+        )
         frames = self.videos[video]
         clip = np.empty((self.seq_len, BAIR_IMAGE_SIZE, BAIR_IMAGE_SIZE, 3), dtype=np.uint8)
         for t in range(self.seq_len):

@@ -248,17 +248,16 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
                 video that cannot be decoded (named), or frames of different sizes without ``image_size``.
             ImportError: PyAV is not installed (video files other than GIFs).
         """
-        video, start = check_clip_ref(ref, len(self.sources))
-        return self._read(self.sources[video], start)
+        sources = self.sources
+        # (a video file's length is known once decoded: _read says when the clip runs past it)
+        video, start = check_clip_ref(
+            ref, len(sources), self.span, lambda i: (len(sources[i].frames) or None, sources[i].path)
+        )
+        return self._read(sources[video], start)
 
     def _read(self, source: VideoSource, start: int) -> np.ndarray:
         """The clip of ``source`` from frame ``start``, processed."""
         if source.frames:
-            if start + self.span > len(source.frames):
-                raise ValueError(
-                    f"ref: a clip spanning {self.span} frames from frame {start} does not fit in the "
-                    f"{len(source.frames)} frames of {source.path}"
-                )
             raw = [read_png(f) for f in source.frames[start : start + self.span : self.frame_step]]
         else:
             raw = []

@@ -265,14 +265,8 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
             TypeError: ``ref`` is not a pair of ints.
             ValueError: ``ref`` names no video of :attr:`videos`, or a clip that does not fit in its video.
         """
-        video, start = check_clip_ref(ref, len(self.videos))
-        frames = self.videos[video]
-        if start + self.span > len(frames):
-            raise ValueError(
-                f"ref: a clip spanning {self.span} frames from frame {start} does not fit in the {len(frames)} "
-                f"frames of {self.files[video]}"
-            )
-        return frames[start : start + self.span : self.subsampling]
+        video, start = check_clip_ref(ref, len(self.videos), self.span, lambda i: (len(self.videos[i]), self.files[i]))
+        return self.videos[video][start : start + self.span : self.subsampling]
 
     def __getitem__(self, index: int) -> np.ndarray:
         """Draw a random clip, uint8 (T, H, W, 3); ``index`` is ignored."""

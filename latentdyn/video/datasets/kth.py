@@ -264,14 +264,10 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
             TypeError: ``ref`` is not a pair of ints.
             ValueError: ``ref`` names no video of :attr:`videos`, or a clip that does not fit in its video.
         """
-        video, start = check_clip_ref(ref, len(self.videos))
-        frames = self.videos[video].frames
-        if start + self.seq_len > len(frames):
-            raise ValueError(
-                f"ref: a clip of {self.seq_len} frames from frame {start} does not fit in the {len(frames)} frames of "
-                f"{self.videos[video].name}"
-            )
-        return _read_gray_frames(frames[start : start + self.seq_len], self.image_size)
+        video, start = check_clip_ref(
+            ref, len(self.videos), self.seq_len, lambda i: (len(self.videos[i].frames), self.videos[i].name)
+        )
+        return _read_gray_frames(self.videos[video].frames[start : start + self.seq_len], self.image_size)
 
     def __getitem__(self, index: int) -> np.ndarray:
         """Draw a random clip, uint8 (T, H, W); ``index`` is ignored."""
