@@ -987,7 +987,7 @@ def test_running_best_of_n_over_chunks_is_best_of_n(higher_is_better: bool) -> N
     gen = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 3, (7, 5, 4), generator=gen).double()  # many ties between samples
     frames = torch.rand(7, 4, 5, 1, 2, 2, generator=gen)
-    ref = best_of_n(scores, higher_is_better=higher_is_better)
+    ref = best_of_n(scores, higher_is_better=higher_is_better, layout="n b t")
     for chunk in (1, 2, 3, 7):
         sel = ev._RunningBestOfN(higher_is_better, {"frames": lambda c: c.movedim(1, 0)})
         for lo in range(0, 7, chunk):

@@ -380,7 +380,7 @@ def test_ssim_option_errors() -> None:
 )
 def test_best_of_n_matches_numpy_brute_force(n: int, b: int, t: int, higher: bool, seed: int) -> None:
     scores = np.random.default_rng(seed).normal(size=(n, b, t))
-    out = best_of_n(torch.from_numpy(scores), higher_is_better=higher)
+    out = best_of_n(torch.from_numpy(scores), higher_is_better=higher, layout="n b t")
     assert isinstance(out, BestOfN)
     averaged = scores.mean(axis=-1)
     for j in range(b):
@@ -403,7 +403,7 @@ def test_best_of_n_matches_numpy_brute_force(n: int, b: int, t: int, higher: boo
 def test_best_of_n_selects_on_the_time_average_not_per_step() -> None:
     # Sample 0 wins the first step, sample 1 wins on average: the best sample is 1, with its whole curve.
     scores = torch.tensor([[[10.0, 0.0, 0.0]], [[5.0, 5.0, 5.0]]])  # (N=2, B=1, T=3)
-    out = best_of_n(scores, higher_is_better=True)
+    out = best_of_n(scores, higher_is_better=True, layout="n b t")
     assert out.best_index.tolist() == [1]
     assert out.best.tolist() == [5.0]
     assert out.best_curve is not None and out.best_curve.tolist() == [[5.0, 5.0, 5.0]]
@@ -430,7 +430,7 @@ def test_best_of_n_errors() -> None:
         best_of_n(torch.zeros(2, 3), higher_is_better=1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="scores: expected a floating-point tensor"):
         best_of_n(torch.zeros(2, 3, dtype=torch.long), higher_is_better=True)
-    with pytest.raises(ValueError, match=r"scores: expected shape \(N, B\) or \(N, B, T\)"):
+    with pytest.raises(ValueError, match=r"scores: expected shape \(N, B\), \(N, T, B\) or \(N, B, T\)"):
         best_of_n(torch.zeros(2), higher_is_better=True)
     with pytest.raises(ValueError, match=r"scores: expected at least one sample"):
         best_of_n(torch.zeros(0, 3), higher_is_better=True)
@@ -440,9 +440,11 @@ def test_best_of_n_errors() -> None:
 
 def test_best_of_n_refuses_no_time_steps() -> None:
     """(N, B, T=0) scores averaged to NaN over time and every sequence 'chose' sample 0."""
-    with pytest.raises(ValueError, match=r"scores: expected at least one time step \(T >= 1\) .*got shape \[4, 3, 0\]"):
-        best_of_n(torch.rand(4, 3, 0), higher_is_better=True)
-    assert best_of_n(torch.rand(4, 0, 2), higher_is_better=True).best.shape == (0,)  # no sequence is fine
+    with pytest.raises(ValueError, match=r"scores: expected at least one time step \(T >= 1\), got shape \[4, 3, 0\]"):
+        best_of_n(torch.rand(4, 3, 0), higher_is_better=True, layout="n b t")
+    with pytest.raises(ValueError, match=r"scores: expected at least one time step \(T >= 1\), got shape \[4, 0, 3\]"):
+        best_of_n(torch.rand(4, 0, 3), higher_is_better=True, layout="n t b")
+    assert best_of_n(torch.rand(4, 0, 2), higher_is_better=True, layout="n b t").best.shape == (0,)  # no sequence
 
 
 def test_select_samples_picks_per_sequence() -> None:
@@ -453,7 +455,7 @@ def test_select_samples_picks_per_sequence() -> None:
     for b in range(2):
         torch.testing.assert_close(out[:, b], samples[index[b], :, b])
     batch_second = samples.movedim(2, 1)  # (N, B, T, D)
-    torch.testing.assert_close(select_samples(batch_second, index), out.movedim(1, 0))
+    torch.testing.assert_close(select_samples(batch_second, index, batch_dim=1), out.movedim(1, 0))
 
 
 def test_select_samples_of_fewer_than_two_axes_says_so() -> None:
@@ -462,17 +464,17 @@ def test_select_samples_of_fewer_than_two_axes_says_so() -> None:
         with pytest.raises(
             ValueError, match=r"^samples: expected at least 2 dimensions, a sample axis then the sequence"
         ):
-            select_samples(samples, torch.zeros(1, dtype=torch.long))
+            select_samples(samples, torch.zeros(1, dtype=torch.long), batch_dim=1)
 
 
 def test_select_samples_errors() -> None:
     samples = torch.randn(4, 2, 3)
     with pytest.raises(TypeError, match="index: expected an integer tensor"):
-        select_samples(samples, torch.zeros(2))
+        select_samples(samples, torch.zeros(2), batch_dim=1)
     with pytest.raises(ValueError, match=r"index: expected size 2 for axis 'b'"):
-        select_samples(samples, torch.zeros(3, dtype=torch.long))
+        select_samples(samples, torch.zeros(3, dtype=torch.long), batch_dim=1)
     with pytest.raises(ValueError, match=r"index: expected values in \[0, 4\)"):
-        select_samples(samples, torch.tensor([0, 4]))
+        select_samples(samples, torch.tensor([0, 4]), batch_dim=1)
     with pytest.raises(ValueError, match=r"batch_dim: expected an axis of samples in \[1, 2\]"):
         select_samples(samples, torch.zeros(2, dtype=torch.long), batch_dim=3)
     with pytest.raises(ValueError, match="batch_dim: expected an int >= 1"):
@@ -528,3 +530,50 @@ def test_best_of_n_takes_numpy_bools_like_every_flag() -> None:
     for flag, best in ((np.True_, [1, 0]), (np.False_, [0, 1])):
         out = best_of_n(scores, higher_is_better=flag)  # type: ignore[arg-type]
         assert out.best_index.tolist() == best
+
+
+def test_best_of_n_takes_psnr_output_as_it_comes_with_its_layout() -> None:
+    """psnr gives (N, T, B) for time-first samples; best_of_n read three axes as (N, B, T) only, so chaining the
+    two ranked the samples per time step (best_index of shape (T,)) without an error."""
+    gen = torch.Generator().manual_seed(3)
+    n, t, b = 4, 5, 3
+    target = torch.rand(t, b, 1, 8, 8, generator=gen)
+    noise = torch.linspace(0.02, 0.3, n).reshape(n, 1, 1, 1, 1, 1)
+    # Sample j of sequence k is the target plus noise of level noise[(j + k) % n]: the best sample differs by sequence.
+    levels = torch.stack([noise.roll(-k, 0) for k in range(b)], dim=3).reshape(n, 1, b, 1, 1, 1)
+    samples = (target + levels * torch.randn(n, t, b, 1, 8, 8, generator=gen)).clamp(0, 1)
+    scores = psnr(samples, target.expand_as(samples))  # (N, T, B)
+    sel = best_of_n(scores, higher_is_better=True, layout="n t b")
+    assert sel.best_index.shape == (b,)
+    expected = [min(range(n), key=lambda j, k=k: float(levels[j, 0, k])) for k in range(b)]  # least noise
+    assert sel.best_index.tolist() == expected
+    assert sel.best_curve is not None
+    torch.testing.assert_close(sel.best_curve, scores[sel.best_index, :, torch.arange(b)])  # (B, T)
+    batch_first = best_of_n(scores.transpose(1, 2), higher_is_better=True, layout="n b t")
+    for a, c in zip(sel, batch_first):
+        torch.testing.assert_close(a, c)
+    best_videos = select_samples(samples, sel.best_index, batch_dim=2)
+    for k in range(b):
+        torch.testing.assert_close(best_videos[:, k], samples[expected[k], :, k])
+
+
+def test_best_of_n_needs_the_layout_of_three_axes() -> None:
+    scores = torch.rand(4, 5, 3)
+    with pytest.raises(ValueError, match=r"^layout: three-dimensional scores \(shape \[4, 5, 3\]\) need their layout"):
+        best_of_n(scores, higher_is_better=True)
+    with pytest.raises(
+        ValueError, match=r"^layout: expected 'n t b' or 'n b t' for scores of shape \[4, 5, 3\], got 'b n t'"
+    ):
+        best_of_n(scores, higher_is_better=True, layout="b n t")
+    with pytest.raises(ValueError, match=r"^layout: expected 'n b' for scores of shape \[4, 5\], got 'n t b'"):
+        best_of_n(scores[..., 0], higher_is_better=True, layout="n t b")
+    with pytest.raises(TypeError, match=r"^layout: expected a string such as 'n t b', or None, got tuple"):
+        best_of_n(scores, higher_is_better=True, layout=("n", "t", "b"))  # type: ignore[arg-type]
+    two = best_of_n(scores[..., 0], higher_is_better=True, layout="n b")
+    assert two.best_index.tolist() == best_of_n(scores[..., 0], higher_is_better=True).best_index.tolist()
+
+
+def test_select_samples_needs_the_batch_axis_by_name() -> None:
+    """A default batch_dim of 1 took the time axis of time-first samples for the batch one."""
+    with pytest.raises(TypeError, match="batch_dim"):
+        select_samples(torch.zeros(2, 3, 3), torch.zeros(3, dtype=torch.long))  # type: ignore[call-arg]

@@ -440,7 +440,7 @@ class _RunningBestOfN:
 
     def update(self, start: int, scores: torch.Tensor, frames: torch.Tensor | None = None) -> None:
         """Samples ``start …`` of the N: scores (n, B, T) and their frames (n, T, B, C, H, W)."""
-        sel = best_of_n(scores, higher_is_better=self.higher_is_better)
+        sel = best_of_n(scores, higher_is_better=self.higher_is_better, layout="n b t")
         for kept, value, index, curve, higher_wins in (
             (self.best, sel.best, sel.best_index, sel.best_curve, self.higher_is_better),
             (self.worst, sel.worst, sel.worst_index, sel.worst_curve, not self.higher_is_better),

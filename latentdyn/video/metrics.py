@@ -324,34 +324,63 @@ class BestOfN(NamedTuple):
         return fields_repr(self)
 
 
-def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
+_SCORE_LAYOUTS = {2: ("n b",), 3: ("n t b", "n b t")}
+
+
+def _scores_batch_before_time(scores: torch.Tensor, layout: str | None) -> torch.Tensor:
+    """``scores`` as (N, B) or (N, B, T), after checking that ``layout`` names its axes."""
+    if layout is not None and not isinstance(layout, str):
+        raise TypeError(f"layout: expected a string such as 'n t b', or None, got {type(layout).__name__} {layout!r}")
+    allowed = _SCORE_LAYOUTS[scores.dim()]
+    if layout is None and scores.dim() == 3:
+        raise ValueError(
+            f"layout: three-dimensional scores (shape {list(scores.shape)}) need their layout: 'n t b' for what "
+            "psnr, ssim and LPIPS give for time-first samples (N, T, B, C, H, W), or 'n b t'"
+        )
+    if layout is not None and " ".join(layout.split()) not in allowed:
+        raise ValueError(
+            f"layout: expected {' or '.join(repr(a) for a in allowed)} for scores of shape {list(scores.shape)}, "
+            f"got {layout!r}"
+        )
+    if layout is not None and " ".join(layout.split()) == "n t b":
+        return scores.transpose(1, 2)
+    return scores
+
+
+def best_of_n(scores: torch.Tensor, *, higher_is_better: bool, layout: str | None = None) -> BestOfN:
     """Best-of-N selection: for each sequence, the sample with the best time-averaged score.
 
-    Scores of shape ``(N, B, T)`` are first averaged over time; the sample with the highest (or lowest)
-    average is the best one for that sequence, and its whole curve over time is returned as well. Call it
-    once per metric: the best-PSNR sample may differ from the best-SSIM one (as in SRVP's protocol). Ties go to the
-    lowest sample index.
+    Per-time-step scores are first averaged over time; the sample with the highest (or lowest) average is the best
+    one for that sequence, and its whole curve over time is returned as well. Call it once per metric: the best-PSNR
+    sample may differ from the best-SSIM one (as in SRVP's protocol). Ties go to the lowest sample index.
 
-    Per-frame metrics come out of :func:`psnr`/:func:`ssim` as ``(N, T, B)`` for time-first samples
-    ``(N, T, B, C, H, W)``; put time last first, e.g. ``einops.rearrange(s, "n t b -> n b t")``. Then::
+    Three-dimensional scores must say their layout: :func:`psnr`, :func:`ssim` and
+    :class:`~latentdyn.video.lpips.LPIPS` give ``(N, T, B)`` for time-first samples ``(N, T, B, C, H, W)``
+    (``layout="n t b"``); ``layout="n b t"`` takes them batch before time. Without it the two would be told apart
+    only by their sizes, and a swap would rank samples per time step instead of per sequence without an error::
 
-        sel = best_of_n(scores, higher_is_better=True)
+        sel = best_of_n(psnr(samples, target.expand_as(samples)), higher_is_better=True, layout="n t b")
         mean, half = mean_confidence_interval(sel.best)        # the printed "mean +/- 1.96 std/sqrt(B)"
         curve, band = mean_confidence_interval(sel.best_curve)  # per-time-step curve, shape (T,)
         best_videos = select_samples(samples, sel.best_index, batch_dim=2)
 
     Args:
-        scores: scores per sample and sequence, shape ``(N, B)``, or per sample, sequence and time step,
-            shape ``(N, B, T)``. Floating point, without NaN (``±inf`` is allowed: PSNR of a perfect frame).
+        scores: scores per sample and sequence, shape ``(N, B)``, or per sample, time step and sequence,
+            ``(N, T, B)`` or ``(N, B, T)`` as ``layout`` says. Floating point, without NaN (``±inf`` is allowed:
+            PSNR of a perfect frame).
         higher_is_better: ``True`` for PSNR and SSIM (best = max), ``False`` for LPIPS (best = min).
+        layout: ``"n t b"`` or ``"n b t"``, required for three-dimensional scores; ``None`` (or ``"n b"``) for
+            ``(N, B)`` scores.
 
     Returns:
-        A :class:`BestOfN` with the best and worst scores and their sample indices.
+        A :class:`BestOfN` with the best and worst scores and their sample indices; the curves are ``(B, T)``
+        whatever the layout.
 
     Raises:
-        TypeError: ``scores`` is not a floating-point tensor or ``higher_is_better`` is not a bool.
+        TypeError: ``scores`` is not a floating-point tensor, ``higher_is_better`` is not a bool or ``layout`` is
+            not a string or None.
         ValueError: ``scores`` is not 2- or 3-dimensional, has no samples (N = 0) or no time steps (T = 0), or
-            contains NaN.
+            contains NaN; ``layout`` is missing for 3-dimensional scores or names other axes than ``scores`` has.
     """
     s = check_tensor(scores, "scores")
     higher_is_better = check_bool(higher_is_better, "higher_is_better", "True for PSNR/SSIM, False for LPIPS")
@@ -359,14 +388,16 @@ def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
         raise TypeError(f"scores: expected a floating-point tensor, got dtype {s.dtype}")
     if s.dim() not in (2, 3):
         raise ValueError(
-            f"scores: expected shape (N, B) or (N, B, T), got {s.dim()} dimensions with shape {list(s.shape)}"
+            f"scores: expected shape (N, B), (N, T, B) or (N, B, T), got {s.dim()} dimensions with shape "
+            f"{list(s.shape)}"
         )
+    s = _scores_batch_before_time(s, layout)
     if s.shape[0] == 0:
         raise ValueError(f"scores: expected at least one sample (N >= 1), got shape {list(s.shape)}")
     if s.dim() == 3 and s.shape[2] == 0:
         raise ValueError(
-            f"scores: expected at least one time step (T >= 1) in (N, B, T), got shape {list(s.shape)} (the time "
-            "average of no step is NaN)"
+            f"scores: expected at least one time step (T >= 1), got shape {list(scores.shape)} with "
+            f"layout={layout!r} (the time average of no step is NaN)"
         )
     if bool(torch.isnan(s).any()):
         raise ValueError("scores: contains NaN, so no sample can be ranked; check the metric inputs")
@@ -389,7 +420,7 @@ def best_of_n(scores: torch.Tensor, *, higher_is_better: bool) -> BestOfN:
     )
 
 
-def select_samples(samples: torch.Tensor, index: torch.Tensor, batch_dim: int = 1) -> torch.Tensor:
+def select_samples(samples: torch.Tensor, index: torch.Tensor, *, batch_dim: int) -> torch.Tensor:
     """Per-sequence choice among N samples: ``out[..., b, ...] = samples[index[b], ..., b, ...]``.
 
     Used to keep the best (or worst) predicted videos after :func:`best_of_n`.
@@ -399,7 +430,8 @@ def select_samples(samples: torch.Tensor, index: torch.Tensor, batch_dim: int = 
             e.g. ``(N, B, T, C, H, W)`` (``batch_dim=1``) or time-first ``(N, T, B, C, H, W)``
             (``batch_dim=2``).
         index: the chosen sample for each sequence, shape ``(B,)``, integer values in ``[0, N)``.
-        batch_dim: position of the sequence axis in ``samples`` (at least 1).
+        batch_dim: position of the sequence axis in ``samples`` (at least 1), by keyword: ``2`` for time-first
+            samples, ``1`` for batch-first ones (it has no default, so that neither is taken for the other).
 
     Returns:
         ``samples`` without its sample axis: shape ``samples.shape[1:]``.

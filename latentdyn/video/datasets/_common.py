@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
+from torch.utils.data import get_worker_info
 
 from latentdyn._checks import is_int
 
@@ -28,6 +29,8 @@ __all__ = [
     "VAL_FRACTION_SEED",
     "ClipRef",
     "ConversionReport",
+    "RandomDraws",
+    "Rng",
     "atomic_directory",
     "atomic_file",
     "check_clip_ref",
@@ -202,7 +205,10 @@ def video_index(index: int, n_videos: int) -> int:
     return index % n_videos
 
 
-def draw_int(rng: np.random.Generator | None, high: int) -> int:
+Rng = np.random.Generator | np.random.RandomState
+
+
+def draw_int(rng: Rng | None, high: int) -> int:
     """Uniform integer in ``[0, high)`` from ``rng``, or from numpy's global generator when ``rng`` is None.
 
     The global generator is what the official loaders use; PyTorch's ``DataLoader`` reseeds it in every
@@ -210,7 +216,50 @@ def draw_int(rng: np.random.Generator | None, high: int) -> int:
     """
     if rng is None:
         return int(np.random.randint(high))
+    if isinstance(rng, np.random.RandomState):
+        return int(rng.randint(high))
     return int(rng.integers(high))
+
+
+class RandomDraws:
+    """The stream a dataset's random draws come from: its ``rng``, a stream of its ``seed``, or numpy's global one.
+
+    A dataset calls :meth:`_init_draws` in its constructor and :meth:`_stream` before drawing. ``rng`` is an
+    attribute that may be replaced later (a shallow copy with its own generator); it wins over ``seed``.
+    """
+
+    rng: Rng | None
+    seed: int | None
+
+    def _init_draws(self, rng: object, seed: object) -> None:
+        if rng is not None and not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            raise TypeError(
+                f"rng: expected a numpy.random.Generator, a numpy.random.RandomState or None, got "
+                f"{type(rng).__name__}; for a seed, pass seed=INT"
+            )
+        if seed is not None:
+            if not is_int(seed):
+                raise TypeError(f"seed: expected an int >= 0 or None, got {type(seed).__name__} {seed!r}")
+            if int(seed) < 0:
+                raise ValueError(f"seed: expected an int >= 0 or None, got {seed}")
+            if rng is not None:
+                raise ValueError("seed: give rng or seed, not both (rng would be used and seed ignored)")
+        self.rng = rng
+        self.seed = None if seed is None else int(seed)
+        self._seeded: np.random.Generator | None = None
+        self._seeded_for: int | None = None
+
+    def _stream(self) -> Rng | None:
+        """The generator to draw from now (None: numpy's global one)."""
+        if self.rng is not None or self.seed is None:
+            return self.rng
+        info = get_worker_info()
+        worker_seed = None if info is None else int(info.seed)
+        if self._seeded is None or self._seeded_for != worker_seed:
+            entropy = [self.seed] if worker_seed is None else [self.seed, worker_seed]
+            self._seeded = np.random.default_rng(entropy)
+            self._seeded_for = worker_seed
+        return self._seeded
 
 
 # Deflate cannot expand data by more than about 1032:1; a deflated member said to inflate to more is damaged.

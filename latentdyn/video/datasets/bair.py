@@ -23,6 +23,8 @@ from latentdyn._checks import check_choice, check_positive_int
 from latentdyn.video.datasets._common import (
     ClipRef,
     ConversionReport,
+    RandomDraws,
+    Rng,
     atomic_directory,
     check_clip_ref,
     draw_int,
@@ -157,7 +159,7 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(d for d in folder.iterdir() if d.is_dir() and not is_hidden(d.name))
 
 
-class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
+class BAIRDataset(RandomDraws, torch.utils.data.Dataset[np.ndarray]):
     """BAIR clips, uint8 (T, 64, 64, 3): one item per video.
 
     Video folders are listed in sorted order. ``"train"`` and ``"val"`` split the training videos
@@ -168,16 +170,18 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
         root: the ``out_dir`` of :func:`convert_bair` (it holds ``processed_data``).
         seq_len: clip length T, at most 30.
         split: ``"train"``, ``"val"`` or ``"test"``.
-        rng: random generator for the start frames; ``None`` uses numpy's global generator (see
-            :class:`~latentdyn.video.datasets.KTHDataset` about workers).
+        rng: random generator for the start frames (``numpy.random.Generator`` or ``RandomState``), copied into
+            every ``DataLoader`` worker; see :class:`~latentdyn.video.datasets.KTHDataset` about workers.
+        seed: seed of the dataset's own stream of start frames, kept apart in every worker (as ``KTHDataset``'s);
+            with neither ``rng`` nor ``seed``, numpy's global generator.
 
     Attributes:
         videos: frame files of each video, in order.
 
     Raises:
-        TypeError: ``seq_len`` is not an int or ``split`` not a string.
-        ValueError: ``seq_len`` below 1 or above 30, an unknown ``split``, wrong layout, or a video folder
-            without 30 frames.
+        TypeError: ``seq_len`` or ``seed`` is not an int, ``split`` not a string, or ``rng`` not a numpy generator.
+        ValueError: ``seq_len`` below 1 or above 30, a negative ``seed``, both ``rng`` and ``seed``, an unknown
+            ``split``, wrong layout, or a video folder without 30 frames.
     """
 
     def __init__(
@@ -186,13 +190,14 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
         *,
         seq_len: int,
         split: str = "train",
-        rng: np.random.Generator | None = None,
+        rng: Rng | None = None,
+        seed: int | None = None,
     ) -> None:
         self.seq_len = check_positive_int(seq_len, "seq_len")
         if self.seq_len > BAIR_FRAMES:
             raise ValueError(f"seq_len: BAIR videos have {BAIR_FRAMES} frames, got seq_len={self.seq_len}")
         self.split = check_choice(split, "split", ("train", "val", "test"))
-        self.rng = rng
+        self._init_draws(rng, seed)
         folder = require_dir(
             Path(root) / "processed_data" / ("test" if self.split == "test" else "train"),
             "root",
@@ -216,7 +221,7 @@ class BAIRDataset(torch.utils.data.Dataset[np.ndarray]):
         """The clip ``self[index]`` reads, without reading a frame: video ``index`` from a start drawn from ``rng``
         (from frame 0 for ``"test"``)."""
         video = video_index(index, len(self.videos))
-        return ClipRef(video, 0 if self.split == "test" else draw_int(self.rng, BAIR_FRAMES - self.seq_len + 1))
+        return ClipRef(video, 0 if self.split == "test" else draw_int(self._stream(), BAIR_FRAMES - self.seq_len + 1))
 
     def read(self, ref: ClipRef) -> np.ndarray:
         """The frames of clip ``ref`` (from :meth:`draw`), uint8 (T, 64, 64, 3).

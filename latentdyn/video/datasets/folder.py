@@ -12,6 +12,8 @@ import torch.utils.data
 from latentdyn._checks import check_bool, check_choice, check_positive_int, is_int
 from latentdyn.video.datasets._common import (
     ClipRef,
+    RandomDraws,
+    Rng,
     check_clip_ref,
     draw_int,
     is_hidden,
@@ -54,7 +56,7 @@ def _discover(root: Path) -> list[VideoSource]:
     return sources
 
 
-class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
+class VideoFolderDataset(RandomDraws, torch.utils.data.Dataset[np.ndarray]):
     """Random clips from every video under a folder, uint8 (T, H, W, 3) or (T, H, W) with ``grayscale``.
 
     ``root`` is searched recursively. Every video file (``.mp4``, ``.avi``, ``.gif``, ``.mov``, ``.mkv``,
@@ -86,8 +88,10 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
             ``"nearest"`` or ``"box"``.
         random_start: draw the clip start at random (else start at frame 0).
         length: virtual number of items (a random video per item), or ``None`` for one item per video.
-        rng: random generator; ``None`` uses numpy's global generator (see
-            :class:`~latentdyn.video.datasets.KTHDataset` about workers).
+        rng: random generator (``numpy.random.Generator`` or ``RandomState``), copied into every ``DataLoader``
+            worker; see :class:`~latentdyn.video.datasets.KTHDataset` about workers.
+        seed: seed of the dataset's own stream of draws, kept apart in every worker (as ``KTHDataset``'s); with
+            neither ``rng`` nor ``seed``, numpy's global generator.
 
     Attributes:
         sources: the videos found, in sorted order.
@@ -111,7 +115,8 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         resample: str = "lanczos",
         random_start: bool = True,
         length: int | None = None,
-        rng: np.random.Generator | None = None,
+        rng: Rng | None = None,
+        seed: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -138,7 +143,7 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         self.resample = check_choice(resample, "resample", _RESAMPLING)
         self.random_start = check_bool(random_start, "random_start")
         self.length = None if length is None else check_positive_int(length, "length")
-        self.rng = rng
+        self._init_draws(rng, seed)
         self.span = (self.seq_len - 1) * self.frame_step + 1
         self.sources = _discover(self.root)
         # path -> (st_size, st_mtime_ns, frames, whether the header announced them)
@@ -177,7 +182,7 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         )
 
     def _start(self, n_frames: int) -> int:
-        return draw_int(self.rng, n_frames - self.span + 1) if self.random_start else 0
+        return draw_int(self._stream(), n_frames - self.span + 1) if self.random_start else 0
 
     def _frames_of(self, source: VideoSource) -> int:
         """How many frames ``source`` has: its frame files, or a video file's header count (or counted packets),
@@ -236,7 +241,7 @@ class VideoFolderDataset(torch.utils.data.Dataset[np.ndarray]):
         if self.length is None:
             video = video_index(index, len(self.sources))
         else:
-            video = draw_int(self.rng, len(self.sources))
+            video = draw_int(self._stream(), len(self.sources))
         return ClipRef(video, self._draw_start(self.sources[video]))
 
     def read(self, ref: ClipRef) -> np.ndarray:

@@ -29,6 +29,8 @@ from latentdyn._checks import check_choice, check_positive_int
 from latentdyn.video.datasets._common import (
     ClipRef,
     ConversionReport,
+    RandomDraws,
+    Rng,
     atomic_directory,
     atomic_file,
     check_clip_ref,
@@ -192,7 +194,7 @@ def _common_frame_size(files: Sequence[Path], videos: Sequence[np.ndarray]) -> t
     return common
 
 
-class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
+class Human36MDataset(RandomDraws, torch.utils.data.Dataset[np.ndarray]):
     """Random Human3.6M training (or validation) clips, uint8 (T, H, W, 3), one raw frame in ``subsampling``.
 
     The whole split is loaded into memory at construction, as in the official code. Every item draws a
@@ -205,9 +207,11 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
         seq_len: clip length T.
         subsampling: keep one raw frame in this many.
         split: ``"train"`` or ``"val"``.
-        rng: random generator; ``None`` uses numpy's global generator (see
-            :class:`~latentdyn.video.datasets.KTHDataset` about workers).
+        rng: random generator (``numpy.random.Generator`` or ``RandomState``), copied into every ``DataLoader``
+            worker; see :class:`~latentdyn.video.datasets.KTHDataset` about workers.
         length: virtual number of items.
+        seed: seed of the dataset's own stream of draws, kept apart in every worker (as ``KTHDataset``'s); with
+            neither ``rng`` nor ``seed``, numpy's global generator.
 
     Attributes:
         files: the converted files of the split, sorted.
@@ -215,9 +219,10 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
         frame_size: the frame size (H, W) every video shares.
 
     Raises:
-        TypeError: a count is not an int or ``split`` not a string.
-        ValueError: a count below 1, an unknown ``split``, wrong layout, an unreadable file, videos of
-            different frame sizes (the odd file is named), or no video long enough.
+        TypeError: a count or ``seed`` is not an int, ``split`` not a string, or ``rng`` not a numpy generator.
+        ValueError: a count below 1, a negative ``seed``, both ``rng`` and ``seed``, an unknown ``split``, wrong
+            layout, an unreadable file, videos of different frame sizes (the odd file is named), or no video long
+            enough.
     """
 
     def __init__(
@@ -227,14 +232,15 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
         seq_len: int,
         subsampling: int = 8,
         split: str = "train",
-        rng: np.random.Generator | None = None,
+        rng: Rng | None = None,
         length: int = 500_000,
+        seed: int | None = None,
     ) -> None:
         self.seq_len = check_positive_int(seq_len, "seq_len")
         self.subsampling = check_positive_int(subsampling, "subsampling")
         self.split = check_choice(split, "split", ("train", "val"))
         self.length = check_positive_int(length, "length")
-        self.rng = rng
+        self._init_draws(rng, seed)
         folder = require_dir(Path(root) / "train", "root", "run convert_human36m(raw_dir, root) to create it")
         self.files = split_items(_npz_files(folder), self.split)
         self.span = _raw_span(self.seq_len, self.subsampling)
@@ -255,8 +261,9 @@ class Human36MDataset(torch.utils.data.Dataset[np.ndarray]):
     def draw(self, index: int) -> ClipRef:
         """The clip ``self[index]`` reads, drawn from ``rng`` without reading a frame: a video, then a start
         (``index`` is ignored)."""
-        video = self._eligible[draw_int(self.rng, len(self._eligible))]
-        return ClipRef(video, draw_int(self.rng, len(self.videos[video]) - self.span + 1))
+        rng = self._stream()
+        video = self._eligible[draw_int(rng, len(self._eligible))]
+        return ClipRef(video, draw_int(rng, len(self.videos[video]) - self.span + 1))
 
     def read(self, ref: ClipRef) -> np.ndarray:
         """The frames of clip ``ref`` (from :meth:`draw`), uint8 (T, H, W, 3).

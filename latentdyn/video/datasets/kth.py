@@ -27,6 +27,8 @@ from latentdyn._checks import check_choice, check_positive_int
 from latentdyn.video.datasets._common import (
     ClipRef,
     ConversionReport,
+    RandomDraws,
+    Rng,
     atomic_directory,
     atomic_file,
     check_clip_ref,
@@ -200,7 +202,7 @@ def _read_gray_frames(files: tuple[Path, ...] | list[Path], image_size: int) -> 
     return out
 
 
-class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
+class KTHDataset(RandomDraws, torch.utils.data.Dataset[np.ndarray]):
     """Random KTH training (or validation) clips x_{t0:t0+T}, uint8 (T, H, W) with H = W = ``image_size``.
 
     Every item draws a random video among those with at least ``seq_len`` frames, then a random start,
@@ -213,15 +215,20 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
         seq_len: clip length T.
         split: ``"train"`` or ``"val"``.
         image_size: frame size H = W of the converted frames (a ``processed_<image_size>`` folder).
-        rng: random generator for the draws; ``None`` uses numpy's global generator (as the official
-            code does), which PyTorch's ``DataLoader`` reseeds in each worker. A generator passed here is
-            copied into every worker, so give each worker its own (``worker_init_fn``) when using several.
+        rng: random generator for the draws (``numpy.random.Generator`` or ``RandomState``); every
+            ``DataLoader`` worker gets a copy of it, so give each worker its own (``worker_init_fn``) when using
+            several, or use ``seed``.
         length: virtual number of items.
+        seed: seed of the dataset's own stream of draws, kept apart in every ``DataLoader`` worker: the main
+            process draws from ``seed``, a worker from ``(seed, torch's worker seed)``, so workers draw different
+            clips, each epoch anew, reproducibly from ``seed`` and torch's seed, with no ``worker_init_fn`` (as
+            :class:`~latentdyn.video.moving_mnist.MovingMNIST` does). With neither ``rng`` nor ``seed`` the draws
+            follow numpy's global generator, as the official code does, which PyTorch reseeds in each worker.
 
     Raises:
-        TypeError: a count is not an int or ``split`` not a string.
-        ValueError: a count below 1, an unknown ``split``, wrong directory layout, or no video of the split
-            has ``seq_len`` frames.
+        TypeError: a count or ``seed`` is not an int, ``split`` not a string, or ``rng`` not a numpy generator.
+        ValueError: a count below 1, a negative ``seed``, both ``rng`` and ``seed``, an unknown ``split``, wrong
+            directory layout, or no video of the split has ``seq_len`` frames.
     """
 
     def __init__(
@@ -231,14 +238,15 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
         seq_len: int,
         split: str = "train",
         image_size: int = 64,
-        rng: np.random.Generator | None = None,
+        rng: Rng | None = None,
         length: int = 500_000,
+        seed: int | None = None,
     ) -> None:
         self.seq_len = check_positive_int(seq_len, "seq_len")
         self.split = check_choice(split, "split", ("train", "val"))
         self.image_size = check_positive_int(image_size, "image_size")
         self.length = check_positive_int(length, "length")
-        self.rng = rng
+        self._init_draws(rng, seed)
         self.videos = split_items(_list_videos(Path(root), self.image_size, TRAIN_PERSONS), self.split)
         self._eligible = [i for i, v in enumerate(self.videos) if len(v.frames) >= self.seq_len]
         if not self._eligible:
@@ -254,8 +262,9 @@ class KTHDataset(torch.utils.data.Dataset[np.ndarray]):
     def draw(self, index: int) -> ClipRef:
         """The clip ``self[index]`` reads, drawn from ``rng`` without reading a frame: a video, then a start
         (``index`` is ignored)."""
-        video = self._eligible[draw_int(self.rng, len(self._eligible))]
-        return ClipRef(video, draw_int(self.rng, len(self.videos[video].frames) - self.seq_len + 1))
+        rng = self._stream()
+        video = self._eligible[draw_int(rng, len(self._eligible))]
+        return ClipRef(video, draw_int(rng, len(self.videos[video].frames) - self.seq_len + 1))
 
     def read(self, ref: ClipRef) -> np.ndarray:
         """The frames of clip ``ref`` (from :meth:`draw`), uint8 (T, H, W).
