@@ -7,6 +7,7 @@ KL terms go through ``torch.distributions.kl_divergence`` and sampling through `
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -311,26 +312,43 @@ class StandardNormal(nn.Module):
         """Ones (D,) in the prior's dtype and device."""
         return self._anchor.new_ones(self.dim)
 
-    def forward(self, *batch_shape: int) -> Independent[Normal]:
+    def forward(self, *batch_shape: int | Sequence[int] | torch.Tensor) -> Independent[Normal]:
         """Standard normal N(0, I) with batch shape ``batch_shape`` and event shape (D,).
 
+        Called on a tensor of states, ``prior(y)`` with y (..., Dy), it is the fixed prior p(z | y) = N(0, I) of
+        batch ``y.shape[:-1]``: the prior contract of :class:`~latentdyn.ssm.LatentSSM` (``y`` is only read for
+        its shape).
+
         Args:
-            *batch_shape: the batch sizes, e.g. ``prior(T, B)``, or one tuple or ``torch.Size``.
+            *batch_shape: the batch sizes, e.g. ``prior(T, B)``, or one tuple or ``torch.Size``, or one tensor
+                of states (..., Dy) whose leading axes are the batch.
 
         Returns:
             ``Independent(Normal(0, 1), 1)`` in the prior's dtype and device, batch ``batch_shape``, event (D,).
 
         Raises:
-            TypeError: a size is not an int.
-            ValueError: a size is negative.
+            TypeError: a size is not an int, or a tensor comes with other arguments.
+            ValueError: a size is negative, or a tensor of states has no axis.
         """
-        if len(batch_shape) == 1 and isinstance(batch_shape[0], (tuple, list)):  # torch.Size is a tuple
-            batch_shape = tuple(batch_shape[0])
-        for i, size in enumerate(batch_shape):
+        if len(batch_shape) == 1 and isinstance(batch_shape[0], torch.Tensor):
+            y = batch_shape[0]
+            if y.dim() == 0:
+                raise ValueError("y: expected states (..., Dy) with at least one axis, got a 0-dim tensor")
+            sizes: tuple[object, ...] = tuple(y.shape[:-1])
+        elif len(batch_shape) == 1 and isinstance(batch_shape[0], (tuple, list)):  # torch.Size is a tuple
+            sizes = tuple(batch_shape[0])
+        else:
+            sizes = batch_shape
+        for i, size in enumerate(sizes):
+            if isinstance(size, torch.Tensor):
+                raise TypeError(
+                    f"batch_shape[{i}]: expected an int, got a tensor of shape {list(size.shape)} (states are "
+                    "taken alone: prior(y))"
+                )
             check_positive_int(size, f"batch_shape[{i}]", minimum=0)
-        shape = (*batch_shape, self.dim)
-        return _diag_gaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)
+        shape = (*sizes, self.dim)
+        return _diag_gaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)  # type: ignore[arg-type]
 
     if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
 
-        def __call__(self, *batch_shape: int) -> Independent[Normal]: ...
+        def __call__(self, *batch_shape: int | Sequence[int] | torch.Tensor) -> Independent[Normal]: ...

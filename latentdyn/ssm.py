@@ -25,7 +25,7 @@ from torch.distributions import Distribution, Independent, Normal
 from latentdyn._checks import check_bool, check_input_dtype, check_int, check_positive_int, check_shape
 from latentdyn._repr import fields_repr
 from latentdyn.cells.base import CellPath, TransitionCell
-from latentdyn.distributions import StandardNormal, _diag_gaussian, index_steps
+from latentdyn.distributions import _diag_gaussian, index_steps
 
 __all__ = ["LatentSSM", "Role", "Rollout", "Sampler", "default_sampler"]
 
@@ -287,7 +287,8 @@ class LatentSSM(nn.Module):
             concatenated when the model takes inputs (``cell.cond_size`` = Dz + Du).
         prior: conditional prior p(z_{t+1} | y_t), a module mapping states (..., Dy) to a diagonal Gaussian
             ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (Dz,) (e.g.
-            :class:`~latentdyn.distributions.ConditionalGaussianPrior`). With inputs it is p(z_{t+1} | y_t,
+            :class:`~latentdyn.distributions.ConditionalGaussianPrior`, or
+            :class:`~latentdyn.distributions.StandardNormal` for a fixed N(0, I)). With inputs it is p(z_{t+1} | y_t,
             u_{t+1}) and maps [y, u] (..., Dy + Du). The rollout calls it on (B, ·) once per predicted frame and
             on (L, B, ·) for the observed part, and checks the kind and shapes of the first output of each call
             (a shape error inside the first call of each is re-raised naming the input size the prior receives).
@@ -304,8 +305,7 @@ class LatentSSM(nn.Module):
             prior.
 
     Raises:
-        TypeError: ``cell`` is not a ``TransitionCell``; ``prior`` is not a module (or is a
-            ``StandardNormal``, which takes a batch shape rather than states); ``input_size`` is not an int.
+        TypeError: ``cell`` is not a ``TransitionCell``; ``prior`` is not a module; ``input_size`` is not an int.
         ValueError: ``input_size`` is negative or larger than ``cell.cond_size``; a ``prior`` given while
             ``cell.cond_size`` − ``input_size`` leaves no noise (Dz = 0), so that it would never be called.
     """
@@ -318,12 +318,6 @@ class LatentSSM(nn.Module):
             raise TypeError(
                 f"prior: expected an nn.Module mapping states (..., Dy) to a distribution, or None, got "
                 f"{type(prior).__name__}"
-            )
-        if isinstance(prior, StandardNormal):
-            raise TypeError(
-                "prior: expected a module mapping states (..., Dy) to a distribution, got StandardNormal, which "
-                "takes a batch shape; for a fixed N(0, I) prior use a module whose forward(y) returns "
-                "StandardNormal(Dz)(*y.shape[:-1])"
             )
         input_size = check_positive_int(input_size, "input_size", minimum=0)
         if input_size > cell.cond_size:

@@ -214,6 +214,18 @@ def test_standard_normal_follows_double_and_to() -> None:
         StandardNormal(0)
 
 
+def test_standard_normal_of_states_takes_their_batch_shape() -> None:
+    prior = StandardNormal(3)
+    dist = prior(torch.randn(4, 2, 7))  # states (T, B, Dy): batch (T, B)
+    assert tuple(dist.batch_shape) == (4, 2) and tuple(dist.event_shape) == (3,)
+    assert torch.equal(dist.mean, torch.zeros(4, 2, 3)) and torch.equal(dist.stddev, torch.ones(4, 2, 3))
+    assert tuple(prior(torch.randn(5)).batch_shape) == ()  # one state (Dy,)
+    with pytest.raises(ValueError, match=r"^y: expected states \(\.\.\., Dy\) with at least one axis, got a 0-dim"):
+        prior(torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"^batch_shape\[1\]: expected an int, got a tensor of shape \[2, 3\]"):
+        prior(4, torch.zeros(2, 3))  # type: ignore[arg-type]
+
+
 def test_standard_normal_built_on_the_meta_device() -> None:
     """Deferred initialisation: built on the meta device, materialised with to_empty and loaded, the prior is
     N(0, I) exactly (its mean and scale were non-persistent buffers of uninitialised memory: a NaN KL)."""

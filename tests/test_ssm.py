@@ -483,8 +483,22 @@ def test_prior_must_be_a_module_of_states() -> None:
         LatentSSM(cell, "x")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"prior: .* got function"):
         LatentSSM(cell, lambda y: y)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"prior: .* got StandardNormal, which takes a batch shape"):
-        LatentSSM(cell, StandardNormal(DZ))
+
+
+def test_a_standard_normal_is_a_fixed_prior_of_the_rollout() -> None:
+    """StandardNormal took only a batch shape, so LatentSSM refused it and asked for a wrapper module; it now takes
+    the states like any prior: p(z | y) = N(0, I) with batch y.shape[:-1]."""
+    cell = make_ssm().cell
+    ssm = LatentSSM(cell, StandardNormal(DZ).double())
+    roll = ssm.rollout(make_y0(), 6, posterior=make_posterior(3), sample=False)
+    assert roll.prior is not None and roll.prior.batch_shape == (5, B) and roll.prior.event_shape == (DZ,)
+    assert torch.equal(roll.prior.mean, torch.zeros(5, B, DZ, dtype=torch.float64))
+    assert torch.equal(roll.prior.stddev, torch.ones(5, B, DZ, dtype=torch.float64))
+    assert torch.equal(roll.z[3:], torch.zeros(2, B, DZ, dtype=torch.float64))  # the prior's means, sample=False
+    with_inputs = LatentSSM(ResidualCell(MLPField(DY, DZ + 2, 8, 2), DY, DZ + 2, 1), StandardNormal(DZ), input_size=2)
+    u = torch.randn(5, B, 2)
+    roll = with_inputs.rollout(make_y0(dtype=torch.float32), 6, inputs=u)
+    assert roll.z.shape == (5, B, DZ) and roll.prior is not None and roll.prior.batch_shape == (5, B)
 
 
 def test_role_is_exported_with_the_roles_the_rollout_uses() -> None:
