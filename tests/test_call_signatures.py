@@ -187,7 +187,7 @@ per_frame = TimeDistributed(DCGANEncoder(image_size=32, base_width=8, code_size=
 codes = per_frame(frames).code  # (what TimeDistributed returns is the wrapped module's business: Any)
 per_frame("frames")  # type: ignore[arg-type]
 assert_type(DeepSetEncoder(16, 32, 8)(codes), torch.Tensor)
-assert_type(InitialStatePosterior(16, 3, 32, 2, 3)(codes[:3]), {diag})
+assert_type(InitialStatePosterior(16, n_frames=3, hidden_size=32, n_layers=2, state_size=3)(codes[:3]), {diag})
 assert_type(FilteringPosterior(16, 32, 2)(codes), {diag})
 assert_type(MLP(3, 16, 4, 2)(y), torch.Tensor)
 

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from problems import LinearField, TimeModulatedField, linear_solution, rotation_decay_matrix
 from strategies import dims, n_substeps
+from torch import nn
 from torch.func import functional_call
 
 from latentdyn.cells import CellPath, GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
@@ -145,6 +146,16 @@ def test_mlp_cell_is_mlp_on_state_then_noise() -> None:
     l1, l2 = cell.net.linears()
     x = torch.cat([y, z], dim=-1)
     expected = F.linear(torch.relu(F.linear(x, l1.weight, l1.bias)), l2.weight, l2.bias)
+    torch.testing.assert_close(cell(y, z), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_mlp_cell_takes_an_activation_like_mlp_field() -> None:
+    """MLPField took activation= and its sibling MLPCell refused it ('unexpected keyword argument')."""
+    with seeded(0):
+        cell = MLPCell(3, 2, 5, 2, activation=nn.Tanh).double()
+    y, z = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    l1, l2 = cell.net.linears()
+    expected = F.linear(torch.tanh(F.linear(torch.cat([y, z], dim=-1), l1.weight, l1.bias)), l2.weight, l2.bias)
     torch.testing.assert_close(cell(y, z), expected, rtol=1e-12, atol=1e-12)
 
 

@@ -43,7 +43,7 @@ def test_deepset_encoder_refuses_other_dtypes() -> None:
 
 
 def test_posteriors_refuse_other_dtypes() -> None:
-    initial = L.InitialStatePosterior(5, 2, 8, 2, 3)
+    initial = L.InitialStatePosterior(5, n_frames=2, hidden_size=8, n_layers=2, state_size=3)
     with pytest.raises(TypeError, match=r"^codes: expected the dtype of the posterior's parameters, torch\.float32"):
         initial(torch.randn(4, 3, 5, dtype=F64))
     filtering = L.FilteringPosterior(5, 8, 2)

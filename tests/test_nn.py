@@ -372,7 +372,10 @@ def _parts() -> list[tuple[nn.Module, str]]:
         (StandardNormal(7), "StandardNormal(dim=7)"),
         (ConditionalGaussianPrior(MLP(4, 8, 6, 2), eps=0.25), "ConditionalGaussianPrior(\n  eps=0.25"),
         (DeepSetEncoder(4, 8, 3, pooling="mean"), "DeepSetEncoder(\n  pooling='mean'"),
-        (InitialStatePosterior(16, 3, 8, 2, 4), "InitialStatePosterior(\n  n_frames=3"),
+        (
+            InitialStatePosterior(16, n_frames=3, hidden_size=8, n_layers=2, state_size=4),
+            "InitialStatePosterior(\n  n_frames=3",
+        ),
         (FilteringPosterior(16, 8, 4).head, "GaussianHead(\n  eps=1e-08"),
         (
             DCGANEncoder(image_size=32, channels=3, base_width=8, code_size=24),

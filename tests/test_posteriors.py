@@ -84,10 +84,10 @@ def test_initial_state_posterior_errors() -> None:
 def test_initial_state_posterior_wants_an_int_width_even_when_unused() -> None:
     """With n_layers=1 hidden_size=-1 or "x" was accepted without a word (the width is unused there)."""
     with pytest.raises(ValueError, match=r"^hidden_size: expected an int >= 0 \(unused with n_layers=1\), got -1$"):
-        InitialStatePosterior(5, 2, -1, 1, 3)
+        InitialStatePosterior(5, n_frames=2, hidden_size=-1, n_layers=1, state_size=3)
     with pytest.raises(TypeError, match=r"^hidden_size: expected an int \(unused with n_layers=1\), got str 'x'$"):
-        InitialStatePosterior(5, 2, "x", 1, 3)  # type: ignore[arg-type]
-    InitialStatePosterior(5, 2, 7, 1, 3)
+        InitialStatePosterior(5, n_frames=2, hidden_size="x", n_layers=1, state_size=3)  # type: ignore[arg-type]
+    InitialStatePosterior(5, n_frames=2, hidden_size=7, n_layers=1, state_size=3)
 
 
 def _lstm_by_hand(lstm: nn.LSTM, codes: torch.Tensor) -> torch.Tensor:
@@ -154,3 +154,12 @@ def test_filtering_posterior_errors() -> None:
         FilteringPosterior(code_size=3, hidden_size=5, noise_size=0)
     with pytest.raises(ValueError, match="hidden_size"):
         FilteringPosterior(code_size=3, hidden_size=0, noise_size=2)
+
+
+def test_initial_state_posterior_takes_its_sizes_by_keyword() -> None:
+    """(code_size, n_frames, hidden_size, n_layers, state_size) put the output size after the layer count, unlike
+    MLP: InitialStatePosterior(8, 2, 16, 4, 3) read as MLP-like built a 3-dimensional state with 4 layers."""
+    with pytest.raises(TypeError, match="positional argument"):
+        InitialStatePosterior(8, 2, 16, 4, 3)  # type: ignore[misc]
+    post = InitialStatePosterior(8, n_frames=2, hidden_size=16, n_layers=4, state_size=3)
+    assert post(torch.randn(5, 2, 8)).event_shape == (3,)

@@ -230,7 +230,11 @@ class SRVP(FrameModel):
         )
         self.content = DeepSetEncoder(c.code_size, c.inference_hidden, c.inference_hidden) if c.use_content else None
         self.q_y = InitialStatePosterior(
-            c.code_size, c.n_inference_frames, c.inference_hidden, c.inference_layers, c.state_size
+            c.code_size,
+            n_frames=c.n_inference_frames,
+            hidden_size=c.inference_hidden,
+            n_layers=c.inference_layers,
+            state_size=c.state_size,
         )
         self.q_z = FilteringPosterior(c.code_size, c.inference_hidden, c.noise_size) if c.use_noise else None
         prior = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from typing_extensions import override
@@ -23,18 +25,29 @@ class MLPCell(TransitionCell):
         hidden_size: MLP width, an int >= 1 (unused when ``n_layers == 1``, where any int >= 0 is accepted, as
             by :class:`~latentdyn.nn.MLP`).
         n_layers: number of Linear layers.
+        activation: factory of the hidden activation, as :class:`~latentdyn.nn.MLP` and
+            :class:`~latentdyn.fields.MLPField` take it (a module class such as ``nn.Tanh``); default ReLU.
 
     Raises:
-        TypeError: a size or count that is not an int.
+        TypeError: a size or count that is not an int; ``activation`` is not a factory of modules (see
+            :class:`~latentdyn.nn.MLP`).
         ValueError: ``state_size``, ``n_layers`` or (with ``n_layers > 1``) ``hidden_size`` < 1, or
             ``cond_size`` or ``hidden_size`` < 0.
     """
 
-    def __init__(self, state_size: int, cond_size: int, hidden_size: int, n_layers: int) -> None:
+    def __init__(
+        self,
+        state_size: int,
+        cond_size: int,
+        hidden_size: int,
+        n_layers: int,
+        *,
+        activation: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
         super().__init__(state_size, cond_size)
         n_layers = check_positive_int(n_layers, "n_layers")
         hidden_size = check_hidden_size(hidden_size, "hidden_size", n_layers)
-        self.net = MLP(self.state_size + self.cond_size, hidden_size, self.state_size, n_layers)
+        self.net = MLP(self.state_size + self.cond_size, hidden_size, self.state_size, n_layers, activation=activation)
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:

@@ -19,6 +19,10 @@ __all__ = ["FilteringPosterior", "InitialStatePosterior"]
 class InitialStatePosterior(nn.Module):
     """q(y_0 | x_{0..k−1}): an MLP on the concatenated codes of the first k frames, in time order.
 
+    The arguments after ``code_size`` are taken by keyword: their order differed from :class:`~latentdyn.nn.MLP`'s
+    (output size before the number of layers), and ``n_frames`` read positionally is easily taken for the
+    sequence length (which would feed q(y_0) the frames it is meant to predict).
+
     Args:
         code_size: Dh, size of a frame code.
         n_frames: k, number of leading frames read (K in shapes), not the length of the sequences.
@@ -31,7 +35,7 @@ class InitialStatePosterior(nn.Module):
         ValueError: a size below 1 (``hidden_size`` with ``n_layers > 1``; negative otherwise).
     """
 
-    def __init__(self, code_size: int, n_frames: int, hidden_size: int, n_layers: int, state_size: int) -> None:
+    def __init__(self, code_size: int, *, n_frames: int, hidden_size: int, n_layers: int, state_size: int) -> None:
         super().__init__()
         self.code_size = check_positive_int(code_size, "code_size")
         self.n_frames = check_positive_int(n_frames, "n_frames")
