@@ -168,6 +168,27 @@ def test_api_page_lists_every_public_name() -> None:
     assert headings == set(latentdyn.__all__)
 
 
+def test_video_api_page_is_up_to_date_and_lists_every_video_name() -> None:
+    """The latentdyn.video submodules had no reference page: docs/api.md said they were "not listed here"."""
+    generator = _load_generator()
+    expected = generator.render_video()
+    assert (DOCS / "video_api.md").read_text(encoding="utf-8") == expected, (
+        "docs/video_api.md is stale: run `python docs/gen_api.py` and commit the result"
+    )
+    video_dir = ROOT / "latentdyn" / "video"
+    modules = sorted(
+        f"latentdyn.video.{p.stem if p.is_file() else p.name}"
+        for p in video_dir.iterdir()
+        if (p.suffix == ".py" and not p.stem.startswith("_")) or (p / "__init__.py").is_file()
+    )
+    assert sorted(m for m, _, _ in generator.VIDEO_SECTIONS) == modules  # no submodule left out
+    names = set()
+    for module in modules:
+        names |= set(importlib.import_module(module).__all__)
+    headings = re.findall(r"^### `(\w+)`$", expected, re.M)
+    assert set(headings) == names and len(headings) == len(set(headings))
+
+
 @pytest.mark.parametrize("page", LINKED_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_point_to_existing_files(page: Path) -> None:
     broken = []
