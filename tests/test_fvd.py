@@ -514,3 +514,18 @@ def test_fvd_with_random_i3d_end_to_end(i3d: InceptionI3D) -> None:
     assert result.value > 0
     assert same.value == pytest.approx(0.0, abs=1e-6)
     assert result.real_embeddings.shape == (16, 400)
+
+
+def test_fvd_result_prints_short() -> None:
+    """FVDResult printed its embeddings' values (about a thousand characters for 16 videos of 64 features)."""
+    from latentdyn.video.fvd import FVDResult
+
+    result = FVDResult(
+        value=12.5,
+        protocol=FVDProtocol(),
+        real_embeddings=torch.randn(16, 400),
+        fake_embeddings=torch.randn(16, 400),
+    )
+    text = repr(result)
+    assert text.startswith("FVDResult(value=12.5, protocol=") and len(text) < 600
+    assert "real_embeddings=" in text and "[16, 400]" in text.replace("(", "[").replace(")", "]")

@@ -610,6 +610,10 @@ class FVDResult:
     fake_embeddings: torch.Tensor
     """``(N, D)`` embeddings of the generated videos."""
 
+    def __repr__(self) -> str:
+        """The fields in a line, the embeddings by shape and dtype (their values filled a notebook's screen)."""
+        return fields_repr(self)
+
 
 def compute_fvd(
     real: torch.Tensor,
