@@ -41,6 +41,7 @@ __all__ = [
     "numeric_sort_key",
     "read_png",
     "require_dir",
+    "require_pillow",
     "split_items",
     "video_index",
     "write_png",
@@ -385,6 +386,17 @@ def _to_uint8(image: PIL.Image.Image, path: Path) -> np.ndarray:
     )
 
 
+def require_pillow() -> None:
+    """Raise an ImportError that names the extra to install when Pillow is missing (frames, GIFs, resizing)."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Reading and writing frame images (PNG, GIF) and resizing frames needs Pillow: "
+            'pip install "latentdyn[video]"'
+        ) from exc
+
+
 def read_png(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode an image file into a uint8 array (H, W), (H, W, 3) or (H, W, 4).
 
@@ -398,6 +410,7 @@ def read_png(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         ValueError: the file cannot be decoded (Pillow's decompression-bomb limit included), has an image mode
             not listed above, or is not of ``size`` (the file, and the mode or size, are named).
     """
+    require_pillow()
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -414,6 +427,7 @@ def read_png(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """Write a uint8 array (H, W) or (H, W, 3) as a PNG file."""
+    require_pillow()
     from PIL import Image
 
     Image.fromarray(image).save(path, format="PNG")

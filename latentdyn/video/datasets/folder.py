@@ -19,6 +19,7 @@ from latentdyn.video.datasets._common import (
     is_hidden,
     numeric_sort_key,
     read_png,
+    require_pillow,
     video_index,
 )
 from latentdyn.video.datasets.io import PathLike, _count_frames, iter_video, probe_video
@@ -158,6 +159,7 @@ class VideoFolderDataset(RandomDraws, torch.utils.data.Dataset[np.ndarray]):
         return len(self.sources) if self.length is None else self.length
 
     def _process(self, frame: np.ndarray) -> np.ndarray:
+        require_pillow()
         from PIL import Image
 
         image = Image.fromarray(frame)

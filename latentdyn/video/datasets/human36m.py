@@ -38,6 +38,7 @@ from latentdyn.video.datasets._common import (
     is_hidden,
     load_npz,
     require_dir,
+    require_pillow,
     split_items,
 )
 from latentdyn.video.datasets.io import PathLike, iter_video
@@ -62,6 +63,7 @@ _LAYOUT_HINT = "expected raw_dir/S<k>/Videos/*.mp4 for subjects 1, 5, 6, 7, 8, 9
 
 def _crop_resize(frame: np.ndarray, image_size: int, source: Path) -> np.ndarray:
     """Crop a frame (H, W, 3) to :data:`HUMAN36M_CROP_BOX`, then Lanczos-resize it to (image_size, image_size, 3)."""
+    require_pillow()
     from PIL import Image
 
     _, _, right, lower = HUMAN36M_CROP_BOX

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latentdyn._checks import check_choice, check_positive_int, check_positive_real, is_int
-from latentdyn.video.datasets._common import atomic_file
+from latentdyn.video.datasets._common import atomic_file, require_pillow
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -96,6 +96,7 @@ def probe_video(path: PathLike) -> VideoInfo:
     """
     p = _existing_file(path)
     if _is_gif(p):
+        require_pillow()
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -186,6 +187,7 @@ def _decode(path: Path, size: tuple[int, int] | None, interpolation: str) -> Ite
 def _decode_gif(
     path: Path, size: tuple[int, int] | None, interpolation: str
 ) -> Iterator[tuple[float | None, np.ndarray]]:
+    require_pillow()
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     resample = {
@@ -398,6 +400,7 @@ def write_video(
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
+    require_pillow()
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]
