@@ -68,7 +68,15 @@ class ODECell(TransitionCell):
     """Transition by integrating dy/dt = field(t, y, z) over one frame with any integrator.
 
     The integrator is asked for the states on the grid ``frame + j/n`` (fixed-grid methods step exactly on
-    it; adaptive ones use it as output times). Residuals are the increments between grid states.
+    it; adaptive ones use it as output times). Residuals are the increments between grid states, recomputed as
+    differences of the states (they agree with the increments the solver added to within an ulp, not exactly).
+
+    The integrator integrates over the frame-local grid ``0, 1/n, ..., 1`` and the field sees the absolute
+    time ``frame + t`` (added in float64). So the times in an ``OdeintIntegrator``'s options (``jump_t``,
+    ``step_t``, the ``t`` a ``grid_constructor`` receives) are frame-local: 0 is the start of the frame, 1 its
+    end, and they apply to every frame (``{"jump_t": [0.5]}`` is a discontinuity in the middle of each frame,
+    not at absolute time 0.5). A ``step_size`` option must divide the sub-step 1/n (1/(k·n) for an integer k):
+    refused otherwise, when the cell is built, called with checks, or rolled out.
 
     Args:
         field: the vector field.
@@ -80,7 +88,9 @@ class ODECell(TransitionCell):
     Raises:
         TypeError: ``field`` is not a ``VectorField``, ``integrator`` not an ``Integrator``, or a size or count
             is not an int.
-        ValueError: a size or count out of range, or a field built for other sizes than (Dy, Dz).
+        ValueError: a size or count out of range, a field built for other sizes than (Dy, Dz), or a sub-step
+            count the integrator's settings do not fit (an ``OdeintIntegrator``'s ``step_size`` that does not
+            divide 1/n).
     """
 
     supports_substeps = True
@@ -99,6 +109,22 @@ class ODECell(TransitionCell):
             raise TypeError(f"integrator: expected an Integrator, got {type(integrator).__name__}")
         self.field = _check_field(field, state_size, cond_size)
         self.integrator = integrator
+        self.check_substeps(n_substeps)  # the default n against the integrator (unset when the base checked it)
+
+    @override
+    def check_substeps(self, n_substeps: int | None) -> int:
+        """A checked sub-step count, as :meth:`TransitionCell.check_substeps`, that the integrator also fits: an
+        ``OdeintIntegrator``'s ``step_size`` must divide the sub-step 1/n.
+
+        Raises:
+            TypeError: ``n_substeps`` is not an int.
+            ValueError: ``n_substeps`` < 1, or a sub-step the integrator's settings do not fit.
+        """
+        n = super().check_substeps(n_substeps)
+        integrator = self.__dict__.get("integrator")  # None while TransitionCell.__init__ checks the default
+        if isinstance(integrator, Integrator):
+            integrator._check_substeps(n)
+        return n
 
     def extra_repr(self) -> str:
         """The sizes, the default sub-step count and the integrator (not a module, so not listed otherwise)."""
@@ -110,15 +136,19 @@ class ODECell(TransitionCell):
         # frame + t added in float64: torchdiffeq casts the times it passes to the field to the state's dtype,
         # which in bfloat16 cannot tell 100 + 1/3 from 100.5. The grid is valid by construction, so the
         # integrator's checks (which read values: a device sync per frame) are skipped.
+        # The frame is a 0-dim float64 tensor, not an int attribute of _FrameField: torch.compile guards on a
+        # module's int attributes, and recompiled the solve at every frame (up to its recompile limit).
         local = local_times(0, n_substeps, y)
-        out = self.integrator._integrate(_FrameField(self.field, frame), y, local, z)
+        start = torch.full((), frame, dtype=torch.float64, device=y.device)
+        out = self.integrator._integrate(_FrameField(self.field, start), y, local, z)
         return CellPath(out[1:], out[1:] - out[:-1])
 
 
 class _FrameField(VectorField):
-    """``field`` seen from the frame's local time: f(frame + t, y, cond), the sum taken in float64."""
+    """``field`` seen from the frame's local time: f(frame + t, y, cond), the sum taken in float64 (exact for an
+    integer frame up to 2⁵³ and a local time j/n)."""
 
-    def __init__(self, field: VectorField, frame: int) -> None:
+    def __init__(self, field: VectorField, frame: torch.Tensor) -> None:
         super().__init__()
         self.field = field
         self.frame = frame

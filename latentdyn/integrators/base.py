@@ -46,8 +46,9 @@ class Integrator(abc.ABC):
                 higher precision than ``y0``.
             ValueError: wrong shapes (``ts`` not 1-D or empty, ``y0`` not (B, Dy), ``cond`` not (B, Dz) with
                 the same B, Dy or Dz other than the field's ``state_size`` or ``cond_size`` when it declares
-                them, as :class:`~latentdyn.fields.MLPField` does; a field output not of the state's shape), or
-                ``ts`` not finite and strictly increasing.
+                them, as :class:`~latentdyn.fields.MLPField` does; a field output not of the state's shape),
+                ``ts`` not finite and strictly increasing, or times the integrator's settings do not fit (an
+                ``OdeintIntegrator``'s ``step_size`` that does not divide them).
         """
         if not isinstance(field, VectorField):
             raise TypeError(f"field: expected a VectorField, got {type(field).__name__}")
@@ -73,7 +74,27 @@ class Integrator(abc.ABC):
             raise ValueError(f"ts: expected finite times, got {ts.tolist()}")
         if not bool((ts[1:] > ts[:-1]).all()):
             raise ValueError(f"ts: expected strictly increasing times, got {ts.tolist()}")
+        self._check_times(ts)
         return self._integrate(_CheckedField(field), y0, ts, cond)
+
+    def _check_times(self, ts: torch.Tensor) -> None:
+        """Check valid times ``ts`` (S,) against the integrator's own settings (the public call; nothing here).
+
+        Raises:
+            ValueError: times the settings do not fit.
+        """
+        return None  # (a hook: not abstract, most integrators have nothing to check)
+
+    def _check_substeps(self, n_substeps: int) -> None:
+        """Check the integrator's settings against a cell's sub-step 1/n (nothing here).
+
+        ``ODECell`` calls it where it checks its sub-step count (``check_substeps``: once per checked call or
+        rollout, in Python, without reading a tensor), since its grid is ``0, 1/n, ..., 1``.
+
+        Raises:
+            ValueError: a sub-step the settings do not fit.
+        """
+        return None  # (a hook, as _check_times)
 
     @abc.abstractmethod
     def _integrate(self, field: VectorField, y0: torch.Tensor, ts: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
