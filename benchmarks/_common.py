@@ -81,14 +81,62 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     return out
 
 
+class ChildFailed(RuntimeError):
+    """A variant's child process failed; ``str()`` is one line (the variant, its exit status and the last line of
+    its error), ``stderr`` the child's whole standard error."""
+
+    def __init__(self, variant: str, status: int, stderr: str, command: list[str]) -> None:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        last = lines[-1] if lines else "no error message"
+        super().__init__(f"variant {variant} failed in its own process (exit status {status}): {last}")
+        self.variant, self.status, self.stderr, self.command = variant, status, stderr, command
+
+
 def run_child(script: str, args: list[str]) -> dict[str, Any]:
-    """Run one variant in a fresh process (so that its peak memory is its own) and return its JSON."""
+    """Run one variant in a fresh process (so that its peak memory is its own) and return its JSON; a failure is
+    a :class:`ChildFailed`."""
     cmd = [sys.executable, "-m", f"benchmarks.{script}", *args, "--child"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        variant = args[args.index("--variant") + 1] if "--variant" in args[:-1] else script
+        raise ChildFailed(variant, proc.returncode, proc.stderr, cmd)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def child_failed(e: ChildFailed) -> int:
+    """Report a variant's failure in one line (its whole error with ``BENCHMARK_DEBUG=1``); the exit status, 1."""
+    if os.environ.get("BENCHMARK_DEBUG"):
+        print(e.stderr, file=sys.stderr, end="")
+    print(f"error: {e} (BENCHMARK_DEBUG=1 prints its whole error)", file=sys.stderr)
+    return 1
+
+
+def check_at_least(parser: argparse.ArgumentParser, minimums: dict[str, tuple[int, int]]) -> None:
+    """Each ``flag: (value, minimum)`` checked before anything is measured; a usage error (one line, status 2)
+    names the first flag below its minimum."""
+    for flag, (value, minimum) in minimums.items():
+        if value < minimum:
+            parser.error(f"{flag}: expected an int >= {minimum}, got {value}")
+
+
+def check_json_path(parser: argparse.ArgumentParser, path: str | None) -> None:
+    """``--json PATH`` checked before anything is measured (not after minutes of it): not a folder, in a folder
+    that exists or can be made, and writable."""
+    if not path:
+        return
+    file = Path(os.path.expanduser(path))
+    if file.is_dir():
+        parser.error(f"--json: {path} is a folder; expected a file name (e.g. {file / 'results.json'})")
+    parent = file.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        parser.error(f"--json: cannot make the folder {parent} ({e.strerror or type(e).__name__})")
+    if not parent.is_dir():
+        parser.error(f"--json: {parent} is not a folder")
+    if not os.access(parent, os.W_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        parser.error(f"--json: {path} cannot be written (no write permission)")
 
 
 def checked_names(parser: argparse.ArgumentParser, text: str, flag: str, known: Iterable[str]) -> list[str]:

@@ -16,7 +16,6 @@ All are checked to hold the same frames (the share: its clips of the batch) befo
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._common import checked_names, machine, peak_memory, time_it, write_json
+from benchmarks._common import check_at_least, check_json_path, checked_names, machine, peak_memory, time_it, write_json
+from examples.srvp._cli import CliParser, ends_quietly_on_a_closed_pipe
 
 VARIANTS = ("per-clip-float", "batch-float", "batch-uint8", "share-uint8")
 
@@ -66,8 +66,9 @@ def _makers(batch: int, seq_len: int, seed: int, processes: int) -> dict[str, Ca
     }
 
 
+@ends_quietly_on_a_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.data", description=(__doc__ or "").split("\n")[0])
+    parser = CliParser(prog="python -m benchmarks.data", description=(__doc__ or "").split("\n")[0])
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS)
     )
@@ -83,13 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
     names = checked_names(parser, args.variants, "--variants", VARIANTS)
-    for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len), ("--iters", args.iters)):
-        if value < 1:
-            parser.error(f"{flag}: expected an int >= 1, got {value}")
+    check_at_least(
+        parser,
+        {
+            "--batch": (args.batch, 1),
+            "--seq-len": (args.seq_len, 1),
+            "--iters": (args.iters, 1),
+            "--warmup": (args.warmup, 0),
+            "--threads": (args.threads, 1),
+        },
+    )
     if not (math.isfinite(args.target) and args.target > 0):
         parser.error(f"--target: expected a number > 0, got {args.target}")
     if args.processes < 1 or args.batch % args.processes:
         parser.error(f"--processes: expected an int >= 1 that divides --batch {args.batch}, got {args.processes}")
+    check_json_path(parser, args.json)
     torch.set_num_threads(args.threads)
     makers = _makers(args.batch, args.seq_len, seed=1, processes=args.processes)
     reference = makers["per-clip-float"]()

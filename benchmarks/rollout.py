@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks._common import checked_device, checked_names, machine, sync, write_json
+from benchmarks._common import check_at_least, check_json_path, checked_device, checked_names, machine, sync, write_json
+from examples.srvp._cli import CliParser, ends_quietly_on_a_closed_pipe
 from latentdyn import (
     MLP,
     ConditionalGaussianPrior,
@@ -218,8 +219,9 @@ def interleaved(
     return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
+@ends_quietly_on_a_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.rollout", description=(__doc__ or "").split("\n")[0])
+    parser = CliParser(prog="python -m benchmarks.rollout", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--frames", type=int, default=0, help="override T of every configuration (0: keep)")
     parser.add_argument("--batch", type=int, default=0, help="override B of every configuration (0: keep)")
@@ -230,6 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=7)
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
+    check_at_least(
+        parser,
+        {
+            "--frames": (args.frames, 0),
+            "--batch": (args.batch, 0),
+            "--warmup": (args.warmup, 0),
+            "--iters": (args.iters, 1),
+            "--threads": (args.threads, 0),
+        },
+    )
+    check_json_path(parser, args.json)
     checked_device(parser, args)
     names = checked_names(parser, args.configs, "--configs", CONFIGS)
     results = []

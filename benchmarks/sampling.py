@@ -22,9 +22,27 @@ from typing import Any
 
 import torch
 
-from benchmarks._common import checked_device, checked_names, machine, peak_memory, run_child, time_it, write_json
+from benchmarks._common import (
+    ChildFailed,
+    check_at_least,
+    check_json_path,
+    checked_device,
+    checked_names,
+    child_failed,
+    machine,
+    peak_memory,
+    run_child,
+    time_it,
+    write_json,
+)
+from examples.srvp._cli import CliParser, ends_quietly_on_a_closed_pipe
 
 VARIANTS = ("official-loop", "batched-fp32", "batched-bf16", "svglp-fp32", "svglp-bf16")
+BASELINE = "official-loop"
+"""The variant the ratios are relative to (the first variant measured when it is not among ``--variants``)."""
+SRVP_MIN_COND = 5
+"""SRVP's inference frames (``ModelConfig.n_inference_frames``): its variants need at least as many conditioning
+frames (the SVG-LP baseline needs 1)."""
 
 
 def _srvp(args: argparse.Namespace, device: torch.device) -> Any:
@@ -67,8 +85,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     return {"variant": name, "seconds": seconds, "frames_per_s": frames / seconds, **peak_memory(device)}
 
 
+@ends_quietly_on_a_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sampling", description=(__doc__ or "").split("\n")[0])
+    parser = CliParser(prog="python -m benchmarks.sampling", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
     parser.add_argument("--batch", type=int, default=1, help="B test sequences")
     parser.add_argument("--samples", type=int, default=100, help="N futures per sequence")
@@ -87,8 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    checked_device(parser, args)
     names = checked_names(parser, args.variants, "--variants", VARIANTS)
+    srvp_runs = any(not n.startswith("svglp") for n in names)
+    check_at_least(
+        parser,
+        {
+            "--width": (args.width, 1),
+            "--batch": (args.batch, 1),
+            "--samples": (args.samples, 1),
+            "--cond": (args.cond, SRVP_MIN_COND if srvp_runs else 1),
+            "--future": (args.future, 1),
+            "--iters": (args.iters, 1),
+            "--threads": (args.threads, 0),
+        },
+    )
+    check_json_path(parser, args.json)
+    checked_device(parser, args)
     common = [
         "--width",
         str(args.width),
@@ -111,22 +144,31 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         try:
             results.append(run_child("sampling", [*common, "--variant", name]))
-        except RuntimeError as e:
-            if name.startswith("svglp") and "No module named 'examples.srvp.svglp'" in str(e):
+        except ChildFailed as e:
+            if name.startswith("svglp") and "No module named 'examples.srvp.svglp'" in e.stderr:
                 print(f"{name}: skipped (examples/srvp/svglp.py is not available)")
                 continue
-            raise
-    base = next((r for r in results if r["variant"] == "official-loop"), results[0])
+            return child_failed(e)
+    if not results:
+        print("error: no variant ran", file=sys.stderr)
+        return 1
+    # The ratios are relative to the official loop when it ran, else to the first variant (and say so).
+    base = next((r for r in results if r["variant"] == BASELINE), results[0])
+    official = base["variant"] == BASELINE
+    ratio_key = "speedup_vs_official_loop" if official else "speedup_vs_baseline"
+    against = (
+        "the official one-sample-at-a-time loop" if official else f"{base['variant']} (the official loop did not run)"
+    )
     print(f"machine: {machine()}")
     print(
         f"{args.samples} futures x {args.future} frames of {args.batch} sequence(s) from {args.cond} frames, "
-        f"nf={args.width}; ratios vs the official one-sample-at-a-time loop"
+        f"nf={args.width}; ratios vs {against}"
     )
     print(f"{'variant':16s} {'frames/s':>9s} {'ratio':>6s} {'peak RSS':>9s}")
     for r in results:
-        r["speedup_vs_official_loop"] = r["frames_per_s"] / base["frames_per_s"]
+        r[ratio_key] = r["frames_per_s"] / base["frames_per_s"]
         print(
-            f"{r['variant']:16s} {r['frames_per_s']:9.0f} {r['speedup_vs_official_loop']:6.2f} "
+            f"{r['variant']:16s} {r['frames_per_s']:9.0f} {r[ratio_key]:6.2f} "
             f"{r['peak_rss_mib']:7.0f}Mi" + (f" {r['peak_cuda_mib']:.0f}Mi GPU" if "peak_cuda_mib" in r else "")
         )
     srvp = {r["variant"]: r for r in results}
@@ -136,7 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SRVP vs SVG-LP ({kind}): {a['frames_per_s'] / b['frames_per_s']:.2f}x the frames per second")
     write_json(
         args.json,
-        {"benchmark": "sampling", "machine": machine(), "config": vars(args) | {"variants": names}, "results": results},
+        {
+            "benchmark": "sampling",
+            "machine": machine(),
+            "config": vars(args) | {"variants": names},
+            "baseline": base["variant"],
+            "results": results,
+        },
     )
     return 0
 

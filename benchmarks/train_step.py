@@ -21,8 +21,12 @@ from typing import Any
 import torch
 
 from benchmarks._common import (
+    ChildFailed,
+    check_at_least,
+    check_json_path,
     checked_device,
     checked_names,
+    child_failed,
     machine,
     matmul_flops,
     peak_memory,
@@ -30,6 +34,7 @@ from benchmarks._common import (
     time_it,
     write_json,
 )
+from examples.srvp._cli import CliParser, ends_quietly_on_a_closed_pipe
 
 VARIANTS = {
     # name: (autocast dtype or "none", channels_last, compile)
@@ -43,6 +48,10 @@ VARIANTS = {
     "fp16+channels_last": ("fp16", True, False),  # GPU: fp16 autocast with loss scaling
 }
 DEFAULT_VARIANTS = [v for v in VARIANTS if not v.startswith("fp16")]
+BASELINE = "official-kernels"
+"""The variant the ratios are relative to (the first variant measured when it is not among ``--variants``)."""
+MIN_SEQ_LEN = 5
+"""The model's inference frames (``ModelConfig.n_inference_frames``): a clip needs at least as many."""
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -118,8 +127,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@ends_quietly_on_a_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=(__doc__ or "").split("\n")[0])
+    parser = CliParser(prog="python -m benchmarks.train_step", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=15)
@@ -139,6 +149,18 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(child(args)))
         return 0
+    check_at_least(
+        parser,
+        {
+            "--width": (args.width, 1),
+            "--batch": (args.batch, 1),
+            "--seq-len": (args.seq_len, MIN_SEQ_LEN),
+            "--warmup": (args.warmup, 0),
+            "--iters": (args.iters, 1),
+            "--threads": (args.threads, 0),
+        },
+    )
+    check_json_path(parser, args.json)
     device = checked_device(parser, args)
     names = checked_names(parser, args.variants, "--variants", VARIANTS)
     # Dense matmul throughput of every precision the variants use, measured in this run.
@@ -162,22 +184,31 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results = []
     for name in names:
-        r = run_child("train_step", [*common, "--variant", name])
+        try:
+            r = run_child("train_step", [*common, "--variant", name])
+        except ChildFailed as e:
+            return child_failed(e)
         amp = VARIANTS[name][0]
         r["fraction_of_matmul_peak"] = r["achieved_flops"] / peak["fp32" if amp == "none" else amp]
         results.append(r)
-    base = next((r for r in results if r["variant"] == "official-kernels"), results[0])
+    # The ratios are relative to the official step when it ran, else to the first variant (and say so).
+    base = next((r for r in results if r["variant"] == BASELINE), results[0])
+    official = base["variant"] == BASELINE
+    ratio_key = "speedup_vs_official" if official else "speedup_vs_baseline"
+    against = (
+        f"{BASELINE} (the official fp32 step)" if official else f"{base['variant']} (the official step did not run)"
+    )
     print(f"machine: {machine()}")
     print("matmul throughput: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items()))
     print(
         f"SRVP train step, nf={args.width}, batch {args.batch}, {args.seq_len} frames, "
-        f"{base['flops_per_step'] / 1e9:.0f} GFLOP per step; ratios vs official-kernels (the official fp32 step)"
+        f"{base['flops_per_step'] / 1e9:.0f} GFLOP per step; ratios vs {against}"
     )
     print(f"{'variant':28s} {'it/s':>7s} {'seq/s':>7s} {'ratio':>6s} {'of peak':>8s} {'peak RSS':>9s}")
     for r in results:
-        r["speedup_vs_official"] = r["steps_per_s"] / base["steps_per_s"]
+        r[ratio_key] = r["steps_per_s"] / base["steps_per_s"]
         print(
-            f"{r['variant']:28s} {r['steps_per_s']:7.2f} {r['sequences_per_s']:7.1f} {r['speedup_vs_official']:6.2f} "
+            f"{r['variant']:28s} {r['steps_per_s']:7.2f} {r['sequences_per_s']:7.1f} {r[ratio_key]:6.2f} "
             f"{100 * r['fraction_of_matmul_peak']:7.1f}% {r['peak_rss_mib']:7.0f}Mi"
             + (f" {r['peak_cuda_mib']:.0f}Mi GPU" if "peak_cuda_mib" in r else "")
         )
@@ -188,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             "config": vars(args) | {"variants": names},
             "matmul_flops": peak,
+            "baseline": base["variant"],
             "results": results,
         },
     )

@@ -164,7 +164,8 @@ def test_ranks_that_stop_on_their_own_clocks_agree_on_why(tmp_path: Path) -> Non
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert f"stopped at step {step} of 100004 (time budget of 0.05 min)" in proc.stdout + proc.stderr
+    said = f"stopped at step {step} of 100004 (time budget of 0.05 min, from --max-minutes)"
+    assert said in proc.stdout + proc.stderr
 
 
 _FAILS_ON_RANK_1 = """

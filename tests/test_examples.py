@@ -69,7 +69,10 @@ def test_the_printed_evaluate_command_asks_only_for_what_the_run_does_not_know(
 ) -> None:
     run = tmp_path / "run"
     assert train.main(["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "1", "--lr-decay", "0"]) == 0
-    assert f"evaluate: python -m examples.srvp.evaluate {run} --test-set FILE.npz" in capsys.readouterr().out
+    assert (
+        f"evaluate: python -m examples.srvp.evaluate {run} --test-set data/smmnist_test_2digits_64.npz (make that test "
+        "set first with: python -m examples.srvp.data smmnist-test-set --mnist-dir embedded --out data/)\n"
+    ) in capsys.readouterr().out
     assert train.evaluate_command(run, "kth") == f"python -m examples.srvp.evaluate {run}"  # found via data_dir
     assert train.evaluate_command(run, "folder").endswith("--test-set FOLDER_OF_TEST_VIDEOS")
 
@@ -1140,12 +1143,12 @@ def test_missing_weights_messages_name_the_cli_flags(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--fvd"]
     assert ev.main([*argv, "--name", "noweights"]) == 0
-    out = capsys.readouterr().out
-    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "pass --lpips-alexnet /path/to/" in out
-    assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "pass --i3d-weights /path/to/" in out
-    assert "alexnet_path" not in out and "path='" not in out
+    out, err = capsys.readouterr()  # (the notes go to stderr, the results to stdout)
+    assert "LPIPS skipped: AlexNet ImageNet weights not found" in err and "pass --lpips-alexnet /path/to/" in err
+    assert "FVD skipped: I3D Kinetics-400 weights not found" in err and "pass --i3d-weights /path/to/" in err
+    assert "alexnet_path" not in out + err and "path='" not in out + err
     # The whole reason once, before the evaluation; its first sentence under the results.
-    assert out.count("pass --lpips-alexnet") == 1 and out.count("pass --i3d-weights") == 1
+    assert (out + err).count("pass --lpips-alexnet") == 1 and (out + err).count("pass --i3d-weights") == 1
     assert (
         "LPIPS skipped: AlexNet ImageNet weights not found (the whole reason: above, and in the JSON)\n"
         "FVD skipped: I3D Kinetics-400 weights not found (the whole reason: above, and in the JSON)\n"
@@ -1159,8 +1162,8 @@ def test_missing_weights_messages_name_the_cli_flags(
     assert "LPIPS skipped: AlexNet ImageNet weights not found (the whole reason: above, and in the JSON)" in table
     # A metric skipped by choice is no news: not printed (the JSON says why).
     assert ev.main([*argv[:-1], "--name", "chosen", "--no-lpips"]) == 0
-    out = capsys.readouterr().out
-    assert "skipped" not in out
+    out, err = capsys.readouterr()
+    assert "skipped" not in out + err
     saved = json.loads(next((tiny_run / "eval").glob("chosen*.json")).read_text())
     assert saved["lpips"] == {"skipped": "--no-lpips was given"} and "not requested" in saved["fvd"]["skipped"]
     # A weights file the user names but that cannot be read is an error, reported before anything is computed.

@@ -169,9 +169,9 @@ def test_kth_evaluation_without_weights_skips_lpips_and_fvd(
     test_file = data / "svg_test_set_10.npz"  # given by name: nt_gen is its length
     argv = [str(run), "--test-set", str(test_file), "--n-samples", "2", "--max-sequences", "4", "--fvd"]
     assert ev.main([*argv, "--name", "noweights"]) == 0
-    out = capsys.readouterr().out
-    assert "LPIPS skipped: AlexNet ImageNet weights not found" in out and "--lpips-alexnet" in out
-    assert "FVD skipped: I3D Kinetics-400 weights not found" in out and "--i3d-weights" in out
+    err = capsys.readouterr().err  # (notes go to stderr)
+    assert "LPIPS skipped: AlexNet ImageNet weights not found" in err and "--lpips-alexnet" in err
+    assert "FVD skipped: I3D Kinetics-400 weights not found" in err and "--i3d-weights" in err
     result = json.loads((run / "eval" / "noweights.json").read_text())
     assert "AlexNet ImageNet weights not found" in result["lpips"]["skipped"]
     assert "I3D Kinetics-400 weights not found" in result["fvd"]["skipped"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import functools
 import os
 import shlex
 import subprocess
@@ -13,13 +15,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 __all__ = [
     "LOG_INTERVAL",
+    "CliParser",
     "LineProgress",
     "Unfailing",
     "add_version",
+    "ends_quietly_on_a_closed_pipe",
     "progress_bar",
     "robust_output",
     "shell_quote",
@@ -50,6 +54,120 @@ def robust_output() -> Iterator[None]:
         for stream, errors in reversed(changed):
             with contextlib.suppress(ValueError, OSError, TypeError):
                 stream.reconfigure(errors=errors)
+
+
+class CliParser(argparse.ArgumentParser):
+    """The argument parser of every command: no abbreviated flags (``--over`` must not run ``--overwrite``), and a
+    usage error is one line (no usage block), exit status 2; an unknown flag's suggests the closest known ones
+    (``did you mean --overwrite?``). Subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            given = message[len(prefix) :].split()
+            known = sorted(_option_strings(self))
+            hints = []
+            for word in given:
+                if word.startswith("-"):
+                    flag = word.split("=", 1)[0]
+                    # An abbreviation's completions first, then the flags spelled alike (a typo).
+                    started = [k for k in known if k.startswith(flag)]
+                    alike = difflib.get_close_matches(flag, known, n=3, cutoff=0.75)
+                    close = list(dict.fromkeys(started + alike))[:3]
+                    if close:
+                        hints.append(f"{word}: did you mean {' or '.join(close)}?")
+            message = f"{message}{' (' + '; '.join(hints) + ')' if hints else ''}"
+        message = " ".join(message.split())  # (one line, whatever the message)
+        self.exit(2, f"{self.prog}: error: {message}; {self.prog} --help lists the options\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """The long flags of ``parser`` and of its subcommands' parsers."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
+_Main = TypeVar("_Main", bound=Any)
+
+
+def ends_quietly_on_a_closed_pipe(main: _Main) -> _Main:
+    """Decorates a command's ``main``: when its standard output is a pipe closed early (``... | head -1``), the
+    command goes on with its work, its later output discarded, and ends with the status of that work, without a
+    traceback. (A write to the closed pipe raised ``BrokenPipeError``; standard output is block-buffered in a
+    pipe, so that happened at whichever print filled the buffer, which stopped the work there.) Following Python's
+    advice for SIGPIPE, the file descriptor of standard output is then pointed at ``os.devnull``, so that the
+    interpreter's final flush does not fail either."""
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        original = sys.stdout
+        tolerant = _ClosedPipeTolerant(original) if _has_fileno(original) else None
+        if tolerant is not None:
+            sys.stdout = tolerant
+        try:
+            status = main(*args, **kwargs)
+            sys.stdout.flush()  # (what is left in the buffer, while the work's status is known)
+            return status
+        except BrokenPipeError:  # a write that went around sys.stdout: the work stopped there
+            _point_at_devnull(original)
+            return 1
+        finally:
+            if tolerant is not None and sys.stdout is tolerant:
+                sys.stdout = original
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _has_fileno(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # (a caller's stream without a file descriptor)
+        return False
+    return True
+
+
+def _point_at_devnull(stream: Any) -> None:
+    """Send what is still to be written to ``stream`` (its buffer included) to ``os.devnull``."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _ClosedPipeTolerant:
+    """Standard output that, once its reader is gone, discards what is written instead of raising."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            _point_at_devnull(self._stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _point_at_devnull(self._stream)
+            with contextlib.suppress(OSError, ValueError):
+                self._stream.flush()  # (the buffer now goes to devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import latentdyn
+from examples.srvp._cli import shell_quote
 from examples.srvp._host import caller_state_kept
 from examples.srvp.config import ModelConfig, TrainConfig, check_config_type, config_from_dict, config_to_dict
 from examples.srvp.model import FrameModel, build_model
@@ -487,12 +488,30 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     locale)."""
     p = Path(run_dir).expanduser() / "config.json"
     if not p.is_file():
-        raise FileNotFoundError(f"run_dir: no config.json in {run_dir}")
+        raise FileNotFoundError(f"run_dir: {_not_a_run(Path(run_dir).expanduser(), run_dir)}")
     data = read_json(p, "run_dir")
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"run_dir: {p} has no 'model' section")
     check_run_format(data, p, "run_dir")
     return data
+
+
+def _not_a_run(path: Path, given: str | os.PathLike[str]) -> str:
+    """Why ``path`` (a path given as a run directory, which holds no config.json) is not one, and what to give
+    instead: a checkpoint file's or a ``checkpoints/`` folder's run directory."""
+    if not path.exists():
+        return f"{given} does not exist"
+    if path.is_file():
+        if path.suffix == ".pt":
+            run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+            which = f" --checkpoint {path.stem}" if path.stem in ("best", "last") else ""
+            if (run / "config.json").is_file():
+                return f"{given} is a checkpoint file; give its run directory: {shell_quote(run)}{which}"
+            return f"{given} is a checkpoint file; give the run directory that holds it in checkpoints/"
+        return f"{given} is a file; give a run directory (the folder that holds config.json and checkpoints/)"
+    if path.name == "checkpoints" and (path.parent / "config.json").is_file():
+        return f"{given} is the checkpoints folder of a run; give the run directory: {shell_quote(path.parent)}"
+    return f"no config.json in {given}"
 
 
 def read_json(path: Path, label: str) -> Any:

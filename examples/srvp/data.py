@@ -41,12 +41,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._cli import (
+    CliParser,
+    add_version,
+    ends_quietly_on_a_closed_pipe,
+    progress_bar,
+    robust_output,
+    shell_quote,
+    user_path,
+)
 
 if TYPE_CHECKING:
     from latentdyn.video.datasets import ConversionReport
 
-__all__ = ["COMMANDS", "Command", "build_parser", "main", "register"]
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "register", "smmnist_test_set_command"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,31 @@ def _add_smmnist_test_set(parser: argparse.ArgumentParser) -> None:
         "folder; default: the current folder",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def smmnist_test_set_command(
+    mnist_dir: str = "embedded",
+    *,
+    deterministic: bool = False,
+    num_digits: int = 2,
+    max_speed: int = 4,
+    out: str = "data/",
+) -> tuple[str, Path]:
+    """The complete ``smmnist-test-set`` command that makes the test set of a Moving MNIST run of these data
+    settings (a run's ``data_dir``: ``embedded`` or the MNIST folder, whose test digits it reads), and the file
+    it writes (``out`` + the official name), for the hints that ask for ``--test-set``."""
+    from latentdyn.video.moving_mnist import official_test_set_name
+
+    words = ["python -m examples.srvp.data smmnist-test-set", "--mnist-dir", shell_quote(mnist_dir or "embedded")]
+    if deterministic:
+        words.append("--deterministic")
+    if num_digits != 2:
+        words += ["--num-digits", str(num_digits)]
+    if max_speed != 4:
+        words += ["--max-speed", str(max_speed)]
+    words += ["--out", shell_quote(out)]
+    file = Path(out) / official_test_set_name(deterministic=deterministic, num_digits=num_digits)
+    return " ".join(words), file
 
 
 def _test_set_path(out: str, default_name: str) -> Path:
@@ -315,9 +348,7 @@ for _command in (
 # ------------------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per registered command."""
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.srvp.data", description="Prepare datasets for the SRVP example."
-    )
+    parser = CliParser(prog="python -m examples.srvp.data", description="Prepare datasets for the SRVP example.")
     add_version(parser)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS.values():
@@ -327,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@ends_quietly_on_a_closed_pipe
 @robust_output()
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command; returns the exit status.

@@ -183,7 +183,7 @@ class _MovingMNISTBatches:
 class _RandomClipDataset(Protocol):
     """A dataset of the ``latentdyn.video.datasets`` kind: uint8 clips, random draws from ``rng``."""
 
-    rng: np.random.Generator | None
+    rng: np.random.Generator | np.random.RandomState | None
 
     def __len__(self) -> int: ...
 
@@ -292,7 +292,7 @@ class _ArrayClips:
     def __init__(self, videos: np.ndarray, seq_len: int, frame_step: int) -> None:
         self.videos, self.seq_len, self.frame_step = videos, seq_len, frame_step
         self.span = (seq_len - 1) * frame_step + 1
-        self.rng: np.random.Generator | None = None
+        self.rng: np.random.Generator | np.random.RandomState | None = None
 
     def __len__(self) -> int:
         return _VIRTUAL_LENGTH

@@ -36,7 +36,14 @@ import torch
 from einops import rearrange, repeat
 from torch.distributions import Distribution
 
-from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
+from examples.srvp._cli import (
+    CliParser,
+    add_version,
+    ends_quietly_on_a_closed_pipe,
+    robust_output,
+    shell_quote,
+    user_path,
+)
 from examples.srvp.checkpoint import (
     check_writable,
     load_model,
@@ -44,7 +51,13 @@ from examples.srvp.checkpoint import (
     read_run_config,
 )
 from examples.srvp.config import resolve_device
-from examples.srvp.evaluate import default_nt_gen, load_test_clips, read_clip_archive, run_clip_options
+from examples.srvp.evaluate import (
+    default_nt_gen,
+    load_test_clips,
+    read_clip_archive,
+    run_clip_options,
+    smmnist_test_set_hint,
+)
 from examples.srvp.model import SRVP
 from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler
@@ -84,10 +97,7 @@ def load_run_clips(path: Path | None, run: dict[str, Any], model: SRVP, n_clips:
     dataset = train_cfg.get("dataset") or "smmnist"
     if path is None:
         if dataset == "smmnist":
-            raise ValueError(
-                "--test-set: required for a Moving MNIST run (the .npz of `python -m examples.srvp.data "
-                "smmnist-test-set`)"
-            )
+            raise ValueError(f"--test-set: required for a Moving MNIST run ({smmnist_test_set_hint(train_cfg)})")
         if not train_cfg.get("data_dir"):
             raise ValueError(f"--test-set: required for this {dataset!r} run (its config.json names no data_dir)")
         path = Path(train_cfg["data_dir"])
@@ -198,7 +208,7 @@ def interpolation(model: SRVP, clips: torch.Tensor, n_cond: int, n_future: int, 
 # ---------------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of ``python -m examples.srvp.demo``."""
-    p = argparse.ArgumentParser(
+    p = CliParser(
         prog="python -m examples.srvp.demo",
         description="SRVP demos: higher frame rate, content swap, latent interpolation (GIFs).",
     )
@@ -256,6 +266,7 @@ def _settings(args: argparse.Namespace, model: SRVP, run: dict[str, Any], clips:
     return n_cond, n_future
 
 
+@ends_quietly_on_a_closed_pipe
 @robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""

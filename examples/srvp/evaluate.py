@@ -77,7 +77,15 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from examples.srvp._cli import add_version, progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._cli import (
+    CliParser,
+    add_version,
+    ends_quietly_on_a_closed_pipe,
+    progress_bar,
+    robust_output,
+    shell_quote,
+    user_path,
+)
 from examples.srvp._host import without_caller_autocast
 from examples.srvp.checkpoint import (
     FileLock,
@@ -1675,10 +1683,29 @@ def run_clip_options(train_cfg: dict[str, Any], model: FrameModel) -> dict[str, 
     }
 
 
+def smmnist_test_set_hint(train_cfg: dict[str, Any]) -> str:
+    """What a Moving MNIST run's missing ``--test-set`` should be: the complete command that makes the test set
+    of the run's data settings (its ``data_dir``'s test digits, deterministic or not), and the file it writes."""
+    from examples.srvp.data import smmnist_test_set_command
+
+    def setting(key: str, kind: type, default: Any) -> Any:
+        value = train_cfg.get(key)
+        return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else default
+
+    data_dir = setting("data_dir", str, "") if train_cfg.get("dataset", "smmnist") == "smmnist" else ""
+    make, file = smmnist_test_set_command(
+        data_dir or "embedded",
+        deterministic=setting("deterministic", bool, False),
+        num_digits=setting("num_digits", int, 2),
+        max_speed=setting("max_speed", int, 4),
+    )
+    return f"make it with: {make}, then pass --test-set {shell_quote(file)}"
+
+
 def _test_data_hint(dataset: str, train_cfg: dict[str, Any], run_file: Path) -> str:
     """What ``--test-set`` should name when a run's data_dir cannot stand in for it."""
     if dataset == "smmnist":
-        return "the .npz of `python -m examples.srvp.data smmnist-test-set`"
+        return smmnist_test_set_hint(train_cfg)
     if dataset == "folder":
         return "a folder of test videos, or an .npz whose sequences are uint8 (T, N, H, W[, C])"
     if train_cfg.get("dataset") != dataset:
@@ -1910,7 +1937,7 @@ def _computed(entry: Any, metric: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.evaluate``."""
-    parser = argparse.ArgumentParser(prog=_PROG, description=(__doc__ or "").split("\n")[0])
+    parser = CliParser(prog=_PROG, description=(__doc__ or "").split("\n")[0])
     add_version(parser)
     parser.add_argument("run_dir", type=user_path)
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="test data kind (default: the run's)")
@@ -2049,6 +2076,7 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag}: expected {kind} >= {minimum}{hint}, got {value}")
 
 
+@ends_quietly_on_a_closed_pipe
 @robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.evaluate``."""
@@ -2169,7 +2197,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         printed: dict[str, str] = {}  # the skip reasons printed in full now, shortened under the results
         for metric, info in (("lpips", lpips_info), ("fvd", fvd_info)):
             if "skipped" in info and info["skipped"] not in _CHOSEN_SKIPS:
-                print(f"{metric.upper()} skipped: {info['skipped']}")
+                print(f"{metric.upper()} skipped: {info['skipped']}", file=sys.stderr)  # (a note: not a result)
                 printed[metric] = info["skipped"]
         state = eval_dir / f"{name}.partial.pt"
         if args.restart:

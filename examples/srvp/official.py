@@ -10,7 +10,6 @@ every file is read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 import sys
@@ -23,7 +22,14 @@ from typing import Any, TypeVar
 import torch
 from torch.distributions import Distribution
 
-from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
+from examples.srvp._cli import (
+    CliParser,
+    add_version,
+    ends_quietly_on_a_closed_pipe,
+    robust_output,
+    shell_quote,
+    user_path,
+)
 from examples.srvp.checkpoint import (
     check_writable,
     os_error_message,
@@ -465,12 +471,11 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+@ends_quietly_on_a_closed_pipe
 @robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.official``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.srvp.official", description=(__doc__ or "").split("\n")[0]
-    )
+    parser = CliParser(prog="python -m examples.srvp.official", description=(__doc__ or "").split("\n")[0])
     add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     p_conv = sub.add_parser("convert", help="official experiment directory -> latentdyn run directory")

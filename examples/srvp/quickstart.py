@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 
 from examples.srvp import evaluate as ev
-from examples.srvp._cli import add_version, robust_output, shell_quote, user_path
+from examples.srvp._cli import (
+    CliParser,
+    add_version,
+    ends_quietly_on_a_closed_pipe,
+    robust_output,
+    shell_quote,
+    user_path,
+)
 from examples.srvp.checkpoint import (
     load_checkpoint,
     load_model_and_step,
@@ -59,7 +66,7 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.quickstart``."""
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="python -m examples.srvp.quickstart",
         description=(__doc__ or "").split("\n")[0],
         formatter_class=_DefaultsHelp,
@@ -94,6 +101,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-steps: expected an int >= 1, got {args.max_steps}")
 
 
+@ends_quietly_on_a_closed_pipe
 @robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.quickstart``."""
@@ -101,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_args(args)
-        with cli_hints():  # (the training's advice is then a command, as for examples.srvp.train)
-            return _run(args, parser, sys.argv[1:] if argv is None else argv)
+        return _run(args, parser, sys.argv[1:] if argv is None else argv)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -141,6 +148,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[s
         args.run_dir.parent / "data" / file_name, 100 if deterministic else 25, deterministic=deterministic
     )
     trained: TrainResult | None = None
+    # The training's advice is a command, as for examples.srvp.train: this one, which continues the run.
+    again = " ".join([parser.prog, *map(shell_quote, argv)])
+    given = "--minutes" if args.minutes is not None else None
     if saved_cfg is not None:
         if args.preset != parser.get_default("preset"):
             print(f"note: {run_dir} already holds a run; --preset {args.preset} is ignored (its config.json rules)")
@@ -152,14 +162,18 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[s
         target = cfg.n_iter if args.max_steps is None else min(cfg.n_iter, args.max_steps)
         if step < target:
             print(f"resuming {run_dir} at step {step} of {target} (budget {cfg.max_minutes or 'none'} min)")
-            trained = train(cfg, run_dir, resume=True, max_steps=args.max_steps)
+            with cli_hints(again=again, budget_from=given or str(run_dir / "config.json")):
+                trained = train(cfg, run_dir, resume=True, max_steps=args.max_steps)
         else:
             print(f"{run_dir} is already trained ({step} steps); evaluating it")
     else:
         if args.minutes is not None:
             cfg = dataclasses.replace(cfg, max_minutes=args.minutes)
         print(f"training the {args.preset!r} preset into {run_dir} (budget {cfg.max_minutes or 'none'} min)")
-        trained = train(cfg, run_dir, max_steps=args.max_steps)
+        preset_minutes = PRESETS[args.preset]().max_minutes  # (what config.json keeps: --minutes is this run's)
+        default = f"the {args.preset} preset's default (--minutes changes it)"
+        with cli_hints(again=again, budget_from=given or default, saved_minutes=preset_minutes):
+            trained = train(cfg, run_dir, max_steps=args.max_steps)
     if trained is not None and exit_status(trained.stopped):  # Ctrl-C, SIGTERM or a diverged loss: no evaluation
         why = "run this command again to resume"
         if trained.stopped == "nan":
@@ -190,9 +204,16 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[s
     result["lpips"] = {"skipped": ev.NOT_COMPUTED_HERE}  # the keys of evaluate's results, whatever computed them
     result["fvd"] = {"skipped": ev.NOT_COMPUTED_HERE}
     result["provenance"]["command"] = [*parser.prog.split(), *argv]
+    # Whether the weights are those of the whole schedule: a run stopped by its time budget (or a step limit) is
+    # evaluated too, and its results say so.
+    complete = last_step is not None and last_step >= cfg.n_iter
+    result["training"] = {"complete": complete, "steps_done": last_step, "steps_planned": cfg.n_iter}
     name = f"{test_set.stem}_n{protocol.n_samples}"
     paths = ev.write_outputs(result, run_dir / "eval", name)
+    unfinished = f"an unfinished training (step {last_step} of {cfg.n_iter})"
     print()
+    if not complete:
+        print(f"results of {unfinished}, not of the whole schedule:")
     print(ev.format_results(result))
     print()
     print("outputs:")
@@ -207,6 +228,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[s
             f"{protocol.n_samples}, {n_seq} sequences, {'bf16' if amp == 'bf16' else 'float32'}): python -m "
             f"examples.srvp.evaluate {shell_quote(run_dir)} --test-set {shell_quote(test_set)} --checkpoint last "
             "--n-samples 100"
+        )
+    if not complete:
+        print(
+            f"training unfinished (step {last_step} of {cfg.n_iter}): run this same command again to continue: {again}"
         )
     return 0
 

@@ -32,7 +32,16 @@ from typing import Any, Literal
 import torch
 from einops import rearrange
 
-from examples.srvp._cli import Unfailing, add_version, progress_bar, robust_output, shell_quote, user_path
+from examples.srvp._cli import (
+    CliParser,
+    Unfailing,
+    add_version,
+    ends_quietly_on_a_closed_pipe,
+    progress_bar,
+    robust_output,
+    shell_quote,
+    user_path,
+)
 from examples.srvp._host import CallerState, caller_state_kept
 from examples.srvp.checkpoint import (
     FileLock,
@@ -125,7 +134,7 @@ def _parse_bool(text: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.train``."""
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="python -m examples.srvp.train",
         description="Train SRVP (or the SVG-LP baseline). A preset gives every option; flags override it.",
         epilog=(
@@ -888,23 +897,53 @@ _FROM_CLI: contextvars.ContextVar[bool] = contextvars.ContextVar("srvp_train_fro
 """Whether :func:`train` runs for a command line (its hints are then commands) or for Python code."""
 
 
+@dataclass(frozen=True)
+class _CliRun:
+    """What a command line tells :func:`train` beside the configuration (see :func:`cli_hints`)."""
+
+    again: str | None = None  # the command that continues the run (default: train --resume RUN_DIR)
+    budget_from: str | None = None  # where cfg.max_minutes comes from, said when the budget stops the run
+    saved_minutes: float | None = None  # the max_minutes a new run's config.json keeps (default: cfg's)
+
+
+_CLI_RUN: contextvars.ContextVar[_CliRun | None] = contextvars.ContextVar("srvp_train_cli_run", default=None)
+
+
+def _cli_run() -> _CliRun:
+    """What the command line that runs :func:`train` told it (nothing from Python)."""
+    told = _CLI_RUN.get() if _FROM_CLI.get() else None
+    return told if told is not None else _CliRun()
+
+
 @contextmanager
-def cli_hints() -> Iterator[None]:
-    """While the block runs, :func:`train` phrases its advice as commands (``--resume RUN``), as the command lines
-    that call it want; from Python it names ``train``'s arguments."""
+def cli_hints(
+    *, again: str | None = None, budget_from: str | None = None, saved_minutes: float | None = None
+) -> Iterator[None]:
+    """While the block runs, :func:`train` phrases its advice as commands (``--resume RUN``, or ``again``: the
+    command that continues the run), as the command lines that call it want; from Python it names ``train``'s
+    arguments. ``budget_from`` says where the time budget came from (a flag, the preset, config.json);
+    ``saved_minutes`` is the budget a new run's config.json keeps for later invocations (the preset's: a time
+    budget given on the command line belongs to that invocation only)."""
     token = _FROM_CLI.set(True)
+    run_token = _CLI_RUN.set(_CliRun(again, budget_from, saved_minutes))
     try:
         yield
     finally:
+        _CLI_RUN.reset(run_token)
         _FROM_CLI.reset(token)
 
 
 def _continue_hint(run_dir: Path) -> str:
     """How to continue the run in ``run_dir``: a command for a command line, a call from Python."""
     if _FROM_CLI.get():
-        return f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
+        return _cli_run().again or f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
     command = f"python -m examples.srvp.train --resume {shell_quote(run_dir)}"
     return f"train(cfg, {str(run_dir)!r}, resume=True) (or {command})"
+
+
+def _budget_source() -> str:
+    """Where the time budget of this invocation came from (a flag, the preset, config.json)."""
+    return _cli_run().budget_from or "cfg.max_minutes"
 
 
 def _already_a_run(run_dir: Path) -> FileExistsError:
@@ -994,6 +1033,9 @@ def _train(
     to_stdout = log is print  # (then a message beside the progress bar goes through the bar, see below)
     messages = Unfailing(log)  # a full or closed standard output must not end the training
     log = messages
+    # Notes (what the run is trained on, how a resume differs) go to stderr when the messages go to stdout, so that
+    # standard output holds the run's results.
+    note = Unfailing(lambda message: print(message, file=sys.stderr, flush=True)) if to_stdout else messages
     ckpt_dir = run_dir / "checkpoints"
     if init_from is not None and resume:
         raise ValueError(
@@ -1107,18 +1149,18 @@ def _train(
         _change_lr(optimizer, scheduler, cfg.lr)
         changed = _runtime_changes(state.get("runtime"), _runtime(device, cfg))
         if changed and dist.main:
-            log(
+            note(
                 f"note: {last_path} was written with {changed}: the run continues, but not bit for bit as an "
                 "uninterrupted one (float sums in another order)"
             )
         if "format" not in state and dist.main:  # (stamped since 2026-12-02; the training changed on 2026-12-01)
-            log(
+            note(
                 f"note: {last_path} was written by an earlier latentdyn (before checkpoints recorded their version): "
                 "the run continues with this version's training, which may not be bit for bit what that version "
                 "would have done"
             )
         if len(ranks) != dist.world and dist.main:
-            log(
+            note(
                 f"note: {last_path} was written by {len(ranks)} process(es), this run has {dist.world}: the "
                 "batches are the same, the noise of the other ranks is not"
             )
@@ -1128,6 +1170,9 @@ def _train(
         if dist.main:
             log(f"{run_dir} has no checkpoint yet: starting it from step 0")
     elif dist.main:
+        saved_minutes = _cli_run().saved_minutes
+        # A command line's time budget is its invocation's: config.json keeps the preset's for later ones.
+        saved_budget = {} if saved_minutes is None else {"max_minutes": saved_minutes}
         run_dir.mkdir(parents=True, exist_ok=True)
         _lock_run_dir(lock, run_dir, "--run-dir")
         if (run_dir / "config.json").exists():  # made by another command while this one read its data
@@ -1138,16 +1183,17 @@ def _train(
                 {
                     **run_format(),
                     "model": config_to_dict(cfg.model),
-                    "train": {k: v for k, v in config_to_dict(cfg).items() if k != "model"},
+                    "train": {k: v for k, v in config_to_dict(cfg).items() if k != "model"} | saved_budget,
                     **({"init_from": initial.record} if initial is not None else {}),
                 },
                 indent=2,
             ),
         )
         if cfg.dataset == "smmnist" and cfg.data_dir == "embedded":  # (the default: no download)
-            log(
+            note(
                 "note: the Moving MNIST digits are the 4,000 training digits shipped with latentdyn, a subset of "
-                "the paper's 60,000; give --data-dir MNIST_DIR (MNIST/raw/train-*) to train on all of them"
+                "the paper's 60,000; python -m examples.srvp.train --data-dir MNIST_DIR (MNIST/raw/train-*) trains "
+                "on all of them"
             )
     if resume and dist.main:
         if lr_was is None:  # no checkpoint yet
@@ -1409,7 +1455,7 @@ def _train(
             if stopped in ("time budget", "interrupted", "terminated", "max steps"):
                 if dist.main:
                     reason = {
-                        "time budget": f"time budget of {cfg.max_minutes} min",
+                        "time budget": f"time budget of {cfg.max_minutes} min, from {_budget_source()}",
                         "max steps": "--max-steps",
                         "terminated": "SIGTERM",
                         "interrupted": "Ctrl-C",
@@ -1447,6 +1493,7 @@ def _train(
     return TrainResult(run_dir, step, losses, best, stopped)
 
 
+@ends_quietly_on_a_closed_pipe
 @robust_output()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.train``."""
@@ -1469,7 +1516,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         run_dir = args.resume if args.resume is not None else args.run_dir
-        with cli_hints():
+        with cli_hints(**_budget_hints(args)):
             result = train(cfg, run_dir, resume=args.resume is not None, init_from=args.init_from)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError, DataError) as e:
         message = str(e)
@@ -1497,7 +1544,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"best validation PSNR: {result.best_val_psnr:.2f} dB -> {result.run_dir / 'checkpoints' / 'best.pt'}"
             )
         if result.stopped != "nan":
-            print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset, cfg.data_dir)}")
+            print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset, cfg.data_dir, cfg=cfg)}")
     return exit_status(result.stopped)
 
 
@@ -1511,12 +1558,33 @@ def exit_status(stopped: str) -> int:
     return EXIT_STATUS.get(stopped, 0)
 
 
-def evaluate_command(run_dir: Path, dataset: str, data_dir: str = "") -> str:
+def _budget_hints(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`cli_hints`' time-budget arguments for this command line: a ``--max-minutes`` given applies to this
+    invocation only (a new run's config.json keeps its preset's budget, which a resume without the flag runs
+    with), and the stop message says where the budget came from."""
+    given = getattr(args, "train.max_minutes", None) is not None
+    preset = args.preset or "smmnist"
+    if args.resume is not None and not args.auto_resume:  # the budget of the run's config.json, unless given
+        return {"budget_from": "--max-minutes" if given else f"{args.resume / 'config.json'}"}
+    return {
+        "budget_from": "--max-minutes" if given else f"the {preset} preset's default (--max-minutes changes it)",
+        "saved_minutes": PRESETS[preset]().max_minutes,
+    }
+
+
+def evaluate_command(run_dir: Path, dataset: str, data_dir: str = "", *, cfg: TrainConfig | None = None) -> str:
     """The command that evaluates a run: the real datasets' test data is found from the run's data_dir; a run
-    on a folder of videos (or on the clips of an ``.npz``, its ``data_dir``) is told to name its test videos."""
+    on a folder of videos (or on the clips of an ``.npz``, its ``data_dir``) is told to name its test videos; a
+    Moving MNIST run is told the complete command that makes its test set (from ``cfg``'s data settings)."""
     command = f"python -m examples.srvp.evaluate {shell_quote(run_dir)}"
     if dataset == "smmnist":
-        return f"{command} --test-set FILE.npz (made by python -m examples.srvp.data smmnist-test-set)"
+        from examples.srvp.data import smmnist_test_set_command
+
+        settings: dict[str, Any] = {"mnist_dir": data_dir or "embedded"}
+        if cfg is not None:
+            settings.update(deterministic=cfg.deterministic, num_digits=cfg.num_digits, max_speed=cfg.max_speed)
+        make, file = smmnist_test_set_command(**settings)
+        return f"{command} --test-set {shell_quote(file)} (make that test set first with: {make})"
     if dataset == "folder":
         return f"{command} --test-set {'TEST_CLIPS.npz' if data_dir.endswith('.npz') else 'FOLDER_OF_TEST_VIDEOS'}"
     return command
