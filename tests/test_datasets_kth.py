@@ -20,6 +20,7 @@ from latentdyn.video.datasets import (
     KTHDataset,
     KTHTestDataset,
     convert_kth,
+    make_human36m_test_set,
     make_kth_test_set,
     write_video,
 )
@@ -256,6 +257,16 @@ def test_existing_test_set_is_not_overwritten(kth: tuple[Path, Path]) -> None:
     make_kth_test_set(data, seq_len=5, size=3)
     with pytest.raises(FileExistsError, match=r"svg_test_set_5.npz already exists; pass overwrite=True"):
         make_kth_test_set(data, seq_len=5, size=3)
+
+
+def test_test_set_options_are_taken_by_keyword(kth: tuple[Path, Path]) -> None:
+    """make_kth_test_set(d, T, size, seed) and make_human36m_test_set(d, T, subsampling, size, seed) put different
+    options third: make_human36m_test_set(d, 53, 1000) read 1000 as the subsampling."""
+    _, data = kth
+    with pytest.raises(TypeError, match="positional argument"):
+        make_kth_test_set(data, 5, 3)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional argument"):
+        make_human36m_test_set(data, 53, 1000)  # type: ignore[misc]
 
 
 def test_test_set_with_no_long_enough_video(kth: tuple[Path, Path]) -> None:

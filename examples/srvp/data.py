@@ -256,7 +256,12 @@ def _run_kth_test_set(args: argparse.Namespace) -> int:
     from latentdyn.video.datasets import make_kth_test_set
 
     path = make_kth_test_set(
-        args.data_dir, args.seq_len, args.size, args.seed, image_size=args.image_size, overwrite=args.overwrite
+        args.data_dir,
+        seq_len=args.seq_len,
+        size=args.size,
+        seed=args.seed,
+        image_size=args.image_size,
+        overwrite=args.overwrite,
     )
     print(f"wrote {path.resolve()}: KTH test set, {args.size} clips of {args.seq_len} frames (persons 21-25),")
     print(f"  seed {args.seed}; keys sequences (N, T, H, W) uint8, persons, actions")
@@ -291,7 +296,12 @@ def _run_human36m_test_set(args: argparse.Namespace) -> int:
     from latentdyn.video.datasets import make_human36m_test_set
 
     path = make_human36m_test_set(
-        args.data_dir, args.seq_len, args.subsampling, args.size, args.seed, overwrite=args.overwrite
+        args.data_dir,
+        seq_len=args.seq_len,
+        subsampling=args.subsampling,
+        size=args.size,
+        seed=args.seed,
+        overwrite=args.overwrite,
     )
     span = (args.seq_len - 1) * args.subsampling + 1
     print(f"wrote {path.resolve()}: Human3.6M test set, {args.size} clips of {args.seq_len} frames, one in")

@@ -290,11 +290,11 @@ def _test_set_dir(root: Path, seq_len: int, subsampling: int) -> Path:
 
 def make_human36m_test_set(
     data_dir: PathLike,
+    *,
     seq_len: int = 53,
     subsampling: int = 8,
     size: int = 1000,
     seed: int = 42,
-    *,
     overwrite: bool = False,
 ) -> Path:
     """Build the fixed Human3.6M test set: ``size`` clips of raw frames from the test subjects.

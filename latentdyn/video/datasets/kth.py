@@ -289,10 +289,10 @@ def _test_set_path(root: Path, seq_len: int) -> Path:
 
 def make_kth_test_set(
     data_dir: PathLike,
+    *,
     seq_len: int = 40,
     size: int = 1000,
     seed: int = 42,
-    *,
     image_size: int = 64,
     overwrite: bool = False,
 ) -> Path:
@@ -303,6 +303,8 @@ def make_kth_test_set(
     official order, so with every test video present the clips are the official ones. A drawn
     combination that does not exist or has fewer than ``seq_len`` frames (the official script crashed
     there) is redrawn from the same stream: class, person and trial again.
+
+    The options are taken by keyword (``make_human36m_test_set`` has ``subsampling`` where this has ``size``).
 
     Args:
         data_dir: the ``out_dir`` of :func:`convert_kth`; the file is written there.
