@@ -359,3 +359,57 @@ def test_a_closed_pipe_does_not_stop_the_work_midway(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert done.read_text() == "yes"
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------ a minimal install (no examples extra)
+def _without(monkeypatch: pytest.MonkeyPatch, *missing: str) -> None:
+    """Make ``missing`` look not installed, to find_spec and to import."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # (import then raises ImportError)
+
+
+@pytest.mark.parametrize("command", ["quickstart", "evaluate", "demo"])
+def test_a_command_whose_outputs_need_the_examples_extra_says_so_before_working(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without matplotlib the quickstart trained its whole budget (about 15 minutes), then failed at its plot with
+    a traceback ending "No module named 'matplotlib'"."""
+    _without(monkeypatch, "matplotlib", "imageio")
+    run_dir = tmp_path / "run"
+    if command == "quickstart":
+        status = quickstart.main(["--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "1"])
+    elif command == "evaluate":
+        status = ev.main([str(run_dir), "--test-set", str(tmp_path / "t.npz")])
+    else:
+        status = demo.main([str(run_dir), "--out", str(tmp_path / "demo")])
+    err = capsys.readouterr().err
+    assert status == 2
+    needs = "imageio is needed" if command == "demo" else "matplotlib and imageio are needed"
+    assert err.startswith(f"error: {needs} for ") and 'pip install "latentdyn[examples]"' in err, err
+    assert not run_dir.exists()  # nothing was trained or written
+
+
+def test_the_progress_bar_of_a_terminal_does_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a terminal, train imported tqdm unconditionally and crashed at once without it."""
+    from examples.srvp import _cli
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+        def write(self, text: str) -> int:
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    _without(monkeypatch, "tqdm")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = _cli.progress_bar(total=3, desc="train")
+    assert isinstance(bar, _cli.LineProgress)
+    bar.update(3)
+    bar.close()

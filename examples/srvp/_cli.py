@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 __all__ = [
+    "EXTRA_MODULES",
     "LOG_INTERVAL",
     "CliParser",
     "LineProgress",
@@ -25,6 +26,7 @@ __all__ = [
     "add_version",
     "ends_quietly_on_a_closed_pipe",
     "progress_bar",
+    "require_modules",
     "robust_output",
     "shell_quote",
     "user_path",
@@ -170,6 +172,29 @@ class _ClosedPipeTolerant:
         return getattr(self._stream, name)
 
 
+EXTRA_MODULES = {"tqdm": "tqdm", "imageio": "imageio", "matplotlib": "matplotlib", "PIL": "pillow"}
+"""The modules of the ``examples`` extra, by import name, with their distribution names."""
+
+
+def require_modules(*modules: str, needed_for: str) -> None:
+    """Refuse to start a command whose outputs need modules of the ``examples`` extra that are not installed: a
+    ``ValueError`` naming them and the install command (the quickstart trained its whole budget, then failed
+    at its plot with ``No module named 'matplotlib'``).
+
+    Args:
+        modules: import names, keys of :data:`EXTRA_MODULES`.
+        needed_for: what they are needed for, e.g. ``"the curve plot and the sample GIF"``.
+    """
+    import importlib.util
+
+    missing = [EXTRA_MODULES.get(m, m) for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} needed for {needed_for} and not "
+            'installed: pip install "latentdyn[examples]" (from a checkout: pip install -e ".[examples]")'
+        )
+
+
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Give ``parser`` a ``--version`` flag that prints the versions of latentdyn, torch and Python on one line
     (argparse's own ``version`` action would wrap it at the terminal's width), and exits."""
@@ -296,9 +321,12 @@ def progress_bar(
         except ImportError:  # the text bar: a notebook shows its redraws in place
             terminal = True
     if terminal:
-        from tqdm import tqdm
-
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, dynamic_ncols=True, **options)
+        try:
+            from tqdm import tqdm
+        except ImportError:  # (tqdm is in the examples extra; the plain lines do without it)
+            pass
+        else:
+            return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, dynamic_ncols=True, **options)
     return LineProgress(total=total, initial=initial, desc=desc, unit=unit, file=stream)
 
 

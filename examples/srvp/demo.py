@@ -40,6 +40,7 @@ from examples.srvp._cli import (
     CliParser,
     add_version,
     ends_quietly_on_a_closed_pipe,
+    require_modules,
     robust_output,
     shell_quote,
     user_path,
@@ -271,6 +272,11 @@ def _settings(args: argparse.Namespace, model: SRVP, run: dict[str, Any], clips:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    try:
+        require_modules("imageio", needed_for="the demo's GIFs")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         return _run(args)
     except OSError as e:  # (a GIF that cannot be written)

@@ -82,6 +82,7 @@ from examples.srvp._cli import (
     add_version,
     ends_quietly_on_a_closed_pipe,
     progress_bar,
+    require_modules,
     robust_output,
     shell_quote,
     user_path,
@@ -2093,6 +2094,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
     """:func:`main` once the flags are parsed; ``lock`` is taken on the results' name and released by the caller."""
     try:
         _check_flags(args)
+        require_modules("matplotlib", "imageio", needed_for="evaluate's curve plot and sample GIF")
         args.device = resolve_device(args.device)
         config = read_run_config(args.run_dir)
         eval_dir: Path = args.out if args.out is not None else Path(args.run_dir) / "eval"

@@ -23,6 +23,7 @@ from examples.srvp._cli import (
     CliParser,
     add_version,
     ends_quietly_on_a_closed_pipe,
+    require_modules,
     robust_output,
     shell_quote,
     user_path,
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_args(args)
+        require_modules("matplotlib", "imageio", needed_for="the quickstart's curve plot and sample GIF")
         return _run(args, parser, sys.argv[1:] if argv is None else argv)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
