@@ -413,3 +413,20 @@ def test_the_progress_bar_of_a_terminal_does_without_tqdm(monkeypatch: pytest.Mo
     assert isinstance(bar, _cli.LineProgress)
     bar.update(3)
     bar.close()
+
+
+def test_training_says_what_it_trains_on_which_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing said on which device a run trained (the CPU by default, also on a GPU machine)."""
+    import torch
+
+    assert train.main(["--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--max-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    n_iter = PRESETS["tiny"]().n_iter
+    line = next(x for x in out.splitlines() if x.startswith("training steps"))
+    assert line.startswith(f"training steps 0 to 2 of {n_iter:,}, batch {PRESETS['tiny']().batch_size}, on cpu, ")
+    assert "threads, precision fp32" in line and "CUDA" not in line
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    hint = train._plan_line(PRESETS["tiny"](), torch.device("cpu"), 2, 4, 1)
+    assert hint.endswith("(a CUDA GPU is available: --device cuda trains on it)")

@@ -1940,7 +1940,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m examples.srvp.evaluate``."""
     parser = CliParser(prog=_PROG, description=(__doc__ or "").split("\n")[0])
     add_version(parser)
-    parser.add_argument("run_dir", type=user_path)
+    parser.add_argument(
+        "run_dir", type=user_path, help="the run directory (holding config.json and checkpoints/) to evaluate"
+    )
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="test data kind (default: the run's)")
     parser.add_argument(
         "--test-set",
@@ -1992,7 +1994,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"samples per prediction call, which bounds memory (default: about {CHUNK_FRAMES} predicted frames "
         "per call); the samples do not depend on it",
     )
-    parser.add_argument("--seed", type=int, default=EvalProtocol.seed)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=EvalProtocol.seed,
+        help="seed of the samples' noise (default: %(default)s); the same seed, device and thread count give the "
+        "same scores",
+    )
     parser.add_argument(
         "--noise",
         default="sequence",
@@ -2003,8 +2011,13 @@ def build_parser() -> argparse.ArgumentParser:
         "noise from one global stream seeded once, the way of the official test.py (the samples then depend "
         "on --batch-size and on the order of the clips)",
     )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", default="none", choices=("none", "bf16"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument(
+        "--amp",
+        default="none",
+        choices=("none", "bf16"),
+        help="bf16: run the model under bfloat16 autocast; the scores stay in float32 (default: none)",
+    )
     parser.add_argument(
         "--name", default=None, help="output file stem (default from the test set, checkpoint, step and options)"
     )

@@ -933,6 +933,21 @@ def cli_hints(
         _FROM_CLI.reset(token)
 
 
+def _plan_line(cfg: TrainConfig, device: torch.device, step: int, end: int, world: int) -> str:
+    """What this invocation trains: steps, batch, device, threads, precision (a GPU machine trained on the CPU for
+    days without a word, the CPU being the default device)."""
+    where = f"{device}" + (f" × {world} processes" if world > 1 else "")
+    if device.type == "cpu":
+        where += f", {torch.get_num_threads()} threads"
+    line = (
+        f"training steps {step:,} to {end:,} of {cfg.n_iter:,}, batch {cfg.batch_size}, on {where}, "
+        f"precision {'fp32' if cfg.amp == 'none' else cfg.amp + ' autocast'}"
+    )
+    if device.type == "cpu" and torch.cuda.is_available():
+        line += " (a CUDA GPU is available: --device cuda trains on it)"
+    return line
+
+
 def _continue_hint(run_dir: Path) -> str:
     """How to continue the run in ``run_dir``: a command for a command line, a call from Python."""
     if _FROM_CLI.get():
@@ -1205,6 +1220,8 @@ def _train(
     for limit in (max_steps, cfg.max_steps):
         if limit:
             end = min(end, limit)
+    if dist.main and step < end:
+        log(_plan_line(cfg, device, step, end, dist.world))
     workers = data_workers(cfg.n_workers, device)
     loader = torch.utils.data.DataLoader(
         stream,
