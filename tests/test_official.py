@@ -430,8 +430,9 @@ def _fixture_options(**changes: Any) -> dict[str, Any]:
         # An official dataset name this import does not know was converted as SM-MNIST.
         ({"dataset": "moving_mnist"}, "dataset: expected one of the official datasets ['bair', 'human', 'kth', "),
         ({"dataset": None}, "missing official options ['dataset']"),
-        # (was "error: 'seq_len'")
-        ({"seq_len": None, "nt_cond": None}, "missing official options ['nt_cond', 'seq_len']"),
+        # (was "error: 'seq_len'"). Every missing required option in one line; seq_len, which only training
+        # reads, is filled in from the README line (tests/test_official_import.py).
+        ({"seq_len": None, "nt_cond": None, "nhx": None}, "missing official options ['nhx', 'nt_cond']"),
         # Refused model options are named as config.json spells them (it has no 'architecture').
         ({"archi": "resnet"}, "archi (architecture): expected one of ('dcgan', 'vgg'), got 'resnet'"),
         ({"ny": "20"}, "ny (state_size): expected an int"),
@@ -476,8 +477,17 @@ def test_validation_size_is_n_iter_test_batches_of_batch_size_test() -> None:
             "--test-set DATA_DIR (the folder of python -m examples.srvp.data",
         ),
         ({"dataset": "kth", "data_dir": "EXISTING"}, ""),  # the official data folder is here: nothing to add
-        ({"deterministic": True}, "--test-set FILE.npz --n-samples 1 (mmnist_test_2digits_64.npz"),
-        ({}, "--test-set FILE.npz (smmnist_test_2digits_64.npz"),
+        (
+            {"deterministic": True},
+            "--test-set data/mmnist_test_2digits_64.npz --n-samples 1 (make that test set first with: python -m "
+            "examples.srvp.data smmnist-test-set --mnist-dir embedded --deterministic --out data/; --mnist-dir "
+            "embedded reads",
+        ),
+        (
+            {},
+            "--test-set data/smmnist_test_2digits_64.npz (make that test set first with: python -m "
+            "examples.srvp.data smmnist-test-set --mnist-dir embedded --out data/; --mnist-dir embedded reads",
+        ),
     ],
 )
 def test_convert_prints_the_evaluate_command_of_the_dataset(

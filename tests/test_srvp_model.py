@@ -535,7 +535,10 @@ def test_demo_errors_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixtu
     for argv, message in (
         (["--test-set", str(tmp_path / "missing.npz")], f"--test-set: no file at {tmp_path / 'missing.npz'}"),
         (["--test-set", str(other)], f"--test-set: {other} has no 'sequences' array (found ['frames'])"),
-        ([], "--test-set: required for a Moving MNIST run (the .npz of `python -m examples.srvp.data"),
+        (
+            [],
+            "--test-set: required for a Moving MNIST run (make it with: python -m examples.srvp.data smmnist-test-set",
+        ),
         (["--test-set", str(test_set), "--steps", "1"], "--steps: expected at least 2 interpolation steps, got 1"),
         (["--test-set", str(test_set), "--fps", "0"], "--fps: expected a positive number, got 0.0"),
         (["--test-set", str(test_set), "--fps", "nan"], "--fps: expected a positive number, got nan"),

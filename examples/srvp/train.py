@@ -687,9 +687,13 @@ def _initial_weights(source: Path, model_config: ModelConfig) -> _Initial:
     checkpoint evaluate scores) or a checkpoint file."""
     if not source.exists():
         raise FileNotFoundError(f"--init-from: nothing at {source}")
+    from examples.srvp.official import official_init_hint
+
     source_config: Any = None
     try:
         if source.is_dir():
+            if hint := official_init_hint(source):  # an official experiment directory: to be converted first
+                raise ValueError(f"--init-from: {hint}")
             run = read_run_config(source)
             path = checkpoint_path(source, default_checkpoint(source, run))
             source_config = run.get("model")
@@ -697,6 +701,8 @@ def _initial_weights(source: Path, model_config: ModelConfig) -> _Initial:
         else:
             path = source
             data = read_torch_file(path, "--init-from")
+            if hint := official_init_hint(path, data):  # official key names: to be converted first
+                raise ValueError(f"--init-from: {hint}")
             if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
                 payload = {"model": data}  # a bare state dict: torch.save(model.state_dict(), path)
             elif isinstance(data, dict) and "model" in data:
