@@ -291,7 +291,7 @@ def test_16_bit_frames_are_scaled_to_8_bits(tmp_path: Path) -> None:
         frame[0, 0] = 65535  # white pixel
         frame[0, 1] = level * 257 + (100 if level < 255 else -100)  # rounds to the same 8-bit level
         Image.fromarray(frame).save(folder / f"{t}.png")
-        with Image.open(folder / f"{t}.png") as saved:  # 16-bit grey: "I;16", or "I" before Pillow 10
+        with Image.open(folder / f"{t}.png") as saved:  # 16-bit grey: "I;16", or "I" in older Pillow (9.1)
             assert saved.mode in ("I;16", "I")
     clip = VideoFolderDataset(tmp_path, seq_len=4, random_start=False, grayscale=True)[0]
     expected = np.broadcast_to(np.array(levels, np.uint8)[:, None, None], (4, 8, 8)).copy()
