@@ -243,6 +243,10 @@ def test_a_compiled_ode_cell_does_not_recompile_every_frame() -> None:
     compiled ODECell(OdeintIntegrator) recompiled at every frame until the recompile limit (8)."""
     from torch._dynamo.testing import CompileCounter
 
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 3):
+        # (torch 2.2's dynamo fails to build guards on torchdiffeq's _PerturbFunc and recompiles by chance:
+        # it compiled 18 graphs for 5 transitions and 14 for 13 in the lowest-versions run)
+        pytest.skip(f"torch {torch.__version__}'s dynamo counts graphs of torchdiffeq unreliably")
     field = MLPField(3, 0, hidden_size=8, n_layers=2)
     y0 = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
     counts = []
