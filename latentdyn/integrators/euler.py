@@ -40,6 +40,6 @@ class EulerIntegrator(Integrator):
 def _step(dt: torch.Tensor, f: torch.Tensor, state_dtype: torch.dtype) -> torch.Tensor:
     """dt · f for a 0-dim float64 ``dt``: in float32 for a 16-bit ``f`` (rounded once to the dtype of
     ``y + dt·f``), as before for a 32- or 64-bit one (dt rounded to f's dtype, then multiplied)."""
-    if torch.finfo(f.dtype).bits > 16:
+    if f.dtype not in (torch.float16, torch.bfloat16):
         return dt * f
     return (dt.to(torch.float32) * f.to(torch.float32)).to(torch.promote_types(state_dtype, f.dtype))

@@ -337,14 +337,13 @@ def _scores_batch_before_time(scores: torch.Tensor, layout: str | None) -> torch
             f"layout: three-dimensional scores (shape {list(scores.shape)}) need their layout: 'n t b' for what "
             "psnr, ssim and LPIPS give for time-first samples (N, T, B, C, H, W), or 'n b t'"
         )
-    if layout is not None and " ".join(layout.split()) not in allowed:
+    axes = None if layout is None else " ".join(layout.split())
+    if axes is not None and axes not in allowed:
         raise ValueError(
             f"layout: expected {' or '.join(repr(a) for a in allowed)} for scores of shape {list(scores.shape)}, "
             f"got {layout!r}"
         )
-    if layout is not None and " ".join(layout.split()) == "n t b":
-        return scores.transpose(1, 2)
-    return scores
+    return scores.transpose(1, 2) if axes == "n t b" else scores
 
 
 def best_of_n(scores: torch.Tensor, *, higher_is_better: bool, layout: str | None = None) -> BestOfN:
