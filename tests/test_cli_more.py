@@ -430,3 +430,50 @@ def test_training_says_what_it_trains_on_which_device(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     hint = train._plan_line(PRESETS["tiny"](), torch.device("cpu"), 2, 4, 1)
     assert hint.endswith("(a CUDA GPU is available: --device cuda trains on it)")
+
+
+# ------------------------------------------------------------------------ 3rd review: flags shared by the commands
+def test_evaluate_and_demo_take_threads_like_train_and_give_the_callers_count_back(
+    tiny_run: Path, test_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    out = tmp_path / "eval"
+    argv = ["--test-set", str(test_set), "--max-sequences", "1", "--n-samples", "1", "--no-lpips", "--out", str(out)]
+    assert ev.main([str(tiny_run), *argv, "--threads", str(wanted)]) == 0
+    (results,) = out.glob("*.json")
+    assert json.loads(results.read_text())["provenance"]["torch_threads"] == wanted
+    assert torch.get_num_threads() == before
+
+    seen: list[int] = []
+    real_save = demo._save
+    monkeypatch.setattr(demo, "_save", lambda *a, **k: (seen.append(torch.get_num_threads()), real_save(*a, **k))[1])
+    argv = ["--test-set", str(test_set), "--what", "swap", "--out", str(tmp_path / "demo"), "--threads", str(wanted)]
+    assert demo.main([str(tiny_run), *argv]) == 0
+    assert seen == [wanted]
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("cli", ["evaluate", "demo"])
+def test_a_negative_thread_count_is_refused_in_one_line(
+    cli: str, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = ev.main if cli == "evaluate" else demo.main
+    extra = ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stop:
+        main([str(tiny_run), *extra, "--threads", "-2"])
+    assert stop.value.code == 2
+    assert "argument --threads: expected an int >= 0 (0: torch's own number of threads), got '-2'" in _one_line(
+        capsys.readouterr().err
+    )
+
+
+def test_demo_takes_nt_cond_as_evaluate_and_train_spell_it(
+    tiny_run: Path, test_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(tiny_run), "--test-set", str(test_set), "--what", "swap", "--out", str(tmp_path / "demo")]
+    assert demo.main([*argv, "--nt-cond", "99"]) == 2
+    assert "--n-cond: expected" in _one_line(capsys.readouterr().err)
+    assert demo.main([*argv, "--nt-cond", "2"]) == 0

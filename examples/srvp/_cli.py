@@ -23,7 +23,9 @@ __all__ = [
     "CliParser",
     "LineProgress",
     "Unfailing",
+    "add_threads",
     "add_version",
+    "cpu_threads",
     "ends_quietly_on_a_closed_pipe",
     "progress_bar",
     "require_modules",
@@ -200,6 +202,42 @@ def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     (argparse's own ``version`` action would wrap it at the terminal's width), and exits."""
     parser.add_argument("--version", action=_Version, nargs=0, help="print the versions and exit")
     return parser
+
+
+def add_threads(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give ``parser`` the ``--threads N`` flag of ``train``: torch's CPU threads for the command (0, the default:
+    torch's own choice, one per core). Use it with :func:`cpu_threads`."""
+    parser.add_argument(
+        "--threads", type=_thread_count, default=0, metavar="N", help="torch CPU threads (default: 0, torch's own)"
+    )
+    return parser
+
+
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0 (0: torch's own number of threads), got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` inside (0: left as they are) and given back on the way out, so that a
+    command's ``main`` called from Python leaves its caller's thread count alone."""
+    if not n:
+        yield
+        return
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 class _Version(argparse.Action):

@@ -38,7 +38,9 @@ from torch.distributions import Distribution
 
 from examples.srvp._cli import (
     CliParser,
+    add_threads,
     add_version,
+    cpu_threads,
     ends_quietly_on_a_closed_pipe,
     require_modules,
     robust_output,
@@ -225,7 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=user_path, required=True, help="folder for the GIFs")
     p.add_argument("--what", choices=(*DEMOS, "all"), default="all", help="which demo (default: all)")
     p.add_argument("--clips", type=int, nargs=2, default=(0, 1), metavar=("A", "B"), help="test clips A, B")
-    p.add_argument("--n-cond", type=int, default=None, help="conditioning frames (default: the run's nt_cond)")
+    p.add_argument(
+        "--n-cond",
+        "--nt-cond",
+        dest="n_cond",
+        type=int,
+        default=None,
+        metavar="N",
+        help="conditioning frames (default: the run's nt_cond; --nt-cond as in evaluate and train)",
+    )
     p.add_argument("--n-future", type=int, default=None, help="predicted frames (default: the rest of the clip)")
     p.add_argument("--steps", type=int, default=7, help="interpolation steps, ends included (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled noise (default: 0)")
@@ -237,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which weights (default as in the paper: best for KTH and Human3.6M runs, last otherwise)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    add_threads(p)
     return p
 
 
@@ -278,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        return _run(args)
+        with cpu_threads(args.threads):
+            return _run(args)
     except OSError as e:  # (a GIF that cannot be written)
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2

@@ -79,7 +79,9 @@ from torch import nn
 
 from examples.srvp._cli import (
     CliParser,
+    add_threads,
     add_version,
+    cpu_threads,
     ends_quietly_on_a_closed_pipe,
     progress_bar,
     require_modules,
@@ -2012,6 +2014,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on --batch-size and on the order of the clips)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    add_threads(parser)
     parser.add_argument(
         "--amp",
         default="none",
@@ -2098,7 +2101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lock = FileLock()
     try:
-        return _main(args, argv, lock)
+        with cpu_threads(args.threads):
+            return _main(args, argv, lock)
     finally:
         lock.release()
 
