@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
+import warnings
 from collections.abc import Mapping
 from typing import TypeGuard
 
@@ -37,7 +40,21 @@ __all__ = [
     "is_real",
     "own_networks",
     "substeps_from_dt",
+    "warn_at_user",
 ]
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_at_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` pointed at the first caller outside latentdyn: a public function that reaches the warning
+    through another one (``by_name`` building an ``OdeintIntegrator``) still shows the user's line, so the default
+    filter shows it once per user call site and ``filterwarnings(module=...)`` can name the user's module."""
+    level, frame = 2, sys._getframe(1)  # level 2: the caller of this function
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(message, category, stacklevel=level)
 
 
 def is_real(value: object) -> TypeGuard[float]:

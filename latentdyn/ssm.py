@@ -93,7 +93,7 @@ def default_sampler(sample: bool = True) -> Sampler:
     return draw
 
 
-@dataclass
+@dataclass(eq=False)  # (fields are tensors: == compared them elementwise and raised; identity, as for modules)
 class Rollout:
     """Result of :meth:`LatentSSM.rollout`.
 
@@ -335,6 +335,10 @@ class LatentSSM(nn.Module):
         self.prior = prior
         self.input_size = input_size
         self.noise_size = cell.cond_size - input_size
+
+    def extra_repr(self) -> str:
+        """The split of the cell's condition into noise and inputs (the cell shows only their sum)."""
+        return f"noise_size={self.noise_size}, input_size={self.input_size}"
 
     def _prior(self, y: torch.Tensor, u: torch.Tensor | None, check: bool) -> Independent[Normal]:
         """p(z | y[, u]) for states y (..., Dy) and inputs u (..., Du) or None; with ``check``, its kind and shapes

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(eq=False)  # (tensor fields: == raised)
 class Encoded:
     """Frame codes and the skip tensors of every frame.
 
@@ -76,7 +76,7 @@ class Encoded:
         return fields_repr(self)
 
 
-@dataclass
+@dataclass(eq=False)  # (tensor fields: == raised)
 class SRVPOutput:
     """Result of :meth:`SRVP.infer`.
 
@@ -102,7 +102,7 @@ class SRVPOutput:
         return fields_repr(self)
 
 
-@dataclass
+@dataclass(eq=False)  # (tensor fields: == raised)
 class Prediction:
     """Result of :meth:`SRVP.predict`: N sampled futures of B sequences.
 
@@ -129,7 +129,7 @@ class Prediction:
         return fields_repr(self)
 
 
-@dataclass
+@dataclass(eq=False)  # (tensor fields: == raised)
 class SVGLPPrediction:
     """Result of :meth:`SVGLP.predict`: N sampled futures of B sequences (the fields SRVP's ``Prediction`` shares).
 
@@ -382,18 +382,19 @@ class SRVP(FrameModel):
         return SRVPOutput(frames, roll, q_y0, w, content_indices, skip_index)
 
     def loss_terms(self, x: torch.Tensor, out: SRVPOutput) -> ElboTerms:
-        """Official loss terms of a posterior pass, computed in float32, averaged over the batch.
+        """Official loss terms of a posterior pass, computed in float32 (float64 for a float64 model), averaged over
+        the batch.
 
         nll: Gaussian NLL (std obs_scale, constant included) summed over T, C, H, W; kl_y: KL(q(y_0) ‖ N(0, I));
         kl_z: Σ_t KL(q(z_t) ‖ p(z_t | y_{t−1})); residual: Σ over sub-steps of ‖Δt·f‖₂.
         """
         c = self.config
-        frames = out.frames.float()
+        frames = at_least_float32(out.frames)
         if frames.shape != x.shape:
             raise ValueError(
                 f"out: decoded frames {list(frames.shape)} do not match x {list(x.shape)}; decode frame times only"
             )
-        nll = gaussian_nll(x.float(), frames, c.obs_scale)
+        nll = gaussian_nll(at_least_float32(x), frames, c.obs_scale)
         kl_y = kl_per_sequence(float32_gaussian(out.q_y0), self.prior_y0(x.shape[1]))
         roll = out.rollout
         kl_z = (
@@ -401,7 +402,7 @@ class SRVP(FrameModel):
             if roll.posterior is not None and roll.prior is not None
             else None
         )
-        residual = residual_penalty(roll.residuals.float()) if roll.residuals is not None else None
+        residual = residual_penalty(at_least_float32(roll.residuals)) if roll.residuals is not None else None
         return elbo(nll, kl_y, kl_z, residual, beta_y=c.beta_y, beta_z=c.beta_z, residual_weight=c.residual_weight)
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> tuple[ElboTerms, SRVPOutput]:
@@ -668,12 +669,19 @@ def _check_generators(generators: object, batch_size: int, *, sampler: Sampler |
         raise ValueError("generators: they draw the samples' noise; pass them without a sampler and with sample=True")
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is in a half precision (autocast's outputs), else as it is: the loss terms are
+    computed in float32, and in float64 for a float64 model (``.float()`` cut those to float32 digits)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def float32_gaussian(d: Independent | None) -> Independent:
-    """The same diagonal Gaussian in float32 (loss terms are computed in fp32 under autocast)."""
+    """The same diagonal Gaussian with its loc and scale in at least float32 (:func:`at_least_float32`)."""
     if d is None:
         raise ValueError("internal: expected a distribution, got None")
     base = d.base_dist
-    return diag_gaussian(base.loc.float(), base.scale.float(), validate_args=False)  # a valid one, recast
+    loc, scale = at_least_float32(base.loc), at_least_float32(base.scale)
+    return diag_gaussian(loc, scale, validate_args=False)  # a valid one, recast
 
 
 def build_model(config: ModelConfig) -> FrameModel:

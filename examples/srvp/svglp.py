@@ -81,7 +81,7 @@ from torch import nn
 from torch.distributions import Independent
 
 from examples.srvp.config import ModelConfig, check_config_type
-from examples.srvp.model import FrameModel, SVGLPPrediction, float32_gaussian
+from examples.srvp.model import FrameModel, SVGLPPrediction, at_least_float32, float32_gaussian
 from latentdyn._checks import check_bool, check_positive_int, check_shape
 from latentdyn._repr import fields_repr
 from latentdyn.distributions import diag_gaussian
@@ -206,7 +206,7 @@ class FramePredictor(_EmbeddedLSTM):
 
 
 # ------------------------------------------------------------------------------------------------------ results
-@dataclass
+@dataclass(eq=False)  # (tensor fields: == raised)
 class SVGLPOutput:
     """Result of :meth:`SVGLP.infer` (a teacher-forced pass over the given frames).
 
@@ -348,7 +348,8 @@ class SVGLP(FrameModel):
         return SVGLPOutput(frames, enc.codes, predicted, z, q, p, skip_index)
 
     def loss_terms(self, x: torch.Tensor, out: SVGLPOutput) -> ElboTerms:
-        """SVG's loss terms of a teacher-forced pass, in float32, averaged over the batch.
+        """SVG's loss terms of a teacher-forced pass, in float32 (float64 for a float64 model), averaged over the
+        batch.
 
         nll: Σ_{t≥1} mean over C, H, W of (x̂_t − x_t)², divided by obs_scale²; kl_z: Σ_t KL(q(z_t) ‖ p(z_t));
         kl_y = residual = 0; total = nll + beta_z · kl_z.
@@ -356,8 +357,8 @@ class SVGLP(FrameModel):
         Raises:
             ValueError: the predicted frames do not match x[1:].
         """
-        target = x[1:].float()
-        pred = out.frames.float()
+        target = at_least_float32(x[1:])
+        pred = at_least_float32(out.frames)
         if pred.shape != target.shape:
             raise ValueError(
                 f"out: predicted frames {list(pred.shape)} do not match frames 1..T−1 of x {list(target.shape)}"

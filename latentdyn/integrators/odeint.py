@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args
 
@@ -14,7 +13,7 @@ from torch.func import functional_call
 from typing_extensions import override
 
 from latentdyn._autocast import autocast_dtype
-from latentdyn._checks import check_bool, check_choice, check_positive_real, is_int, is_real
+from latentdyn._checks import check_bool, check_choice, check_positive_real, is_int, is_real, warn_at_user
 from latentdyn.fields import VectorField
 from latentdyn.integrators.base import Integrator
 
@@ -429,14 +428,12 @@ class OdeintIntegrator(Integrator):
             low = [m for m in dict.fromkeys((self.method, backward_method)) if m in LOW_ORDER_METHODS]
             if low:
                 which = " and ".join(f"{m!r} (order {LOW_ORDER_METHODS[m]})" for m in low)
-                warnings.warn(
+                warn_at_user(
                     f"OdeintIntegrator(adjoint=True) with {which}: the adjoint gives the gradient of the continuous "
                     "ODE, which differs from the gradient of the computed states by the method's discretisation "
                     "error, O(Δt^order) (in one measured example, relative: 26 % for Euler with one step per frame, "
                     "13 % with two, 2.6e-3 for midpoint); use 'rk4' (7e-7 there) or an adaptive method such as "
                     "'dopri5', or adjoint=False for backprop's exact gradient",
-                    UserWarning,
-                    stacklevel=2,
                 )
 
     @override

@@ -597,7 +597,7 @@ class FVDProtocol:
             check_positive_int(self.n_videos, "n_videos", minimum=MIN_VIDEOS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # (array fields: == raised; identity instead)
 class FVDResult:
     """An FVD value with the protocol that produced it and the embeddings it came from."""
 

@@ -286,10 +286,13 @@ def normalize_channels(features: torch.Tensor, eps: float = _NORM_EPS) -> torch.
         eps: added to the norm (not under the square root), so all-zero features stay zero.
 
     Returns:
-        The normalised maps, shape ``(N, C, H, W)``.
+        The normalised maps, shape ``(N, C, H, W)``, in the dtype of ``features``. Half-precision features are
+        normalised in float32: in float16 the sum of squares overflows (256 channels of 20 reach 102400, above
+        its 65504, and the features came out 0) and ``eps`` rounds to 0 (all-zero features came out NaN).
     """
-    norm = features.square().sum(dim=1, keepdim=True).sqrt()
-    return features / (norm + eps)
+    work = features.to(torch.promote_types(features.dtype, torch.float32))
+    norm = work.square().sum(dim=1, keepdim=True).sqrt()
+    return (work / (norm + eps)).to(features.dtype)
 
 
 def _check_min_size(x: torch.Tensor, min_size: int, name: str) -> None:

@@ -604,7 +604,7 @@ class MovingMNIST(Dataset[np.ndarray]):
         return compose_frames(chosen, positions, self.image_size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # (array fields: == raised; identity instead)
 class MovingMNISTTestData:
     """A fixed Moving MNIST test set, in the official file's layout (time-major).
 
