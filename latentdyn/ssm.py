@@ -22,7 +22,14 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from latentdyn._checks import check_bool, check_input_dtype, check_int, check_positive_int, check_shape
+from latentdyn._checks import (
+    check_bool,
+    check_generator,
+    check_input_dtype,
+    check_int,
+    check_positive_int,
+    check_shape,
+)
 from latentdyn._repr import fields_repr
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.distributions import _diag_gaussian, index_steps
@@ -66,7 +73,7 @@ class Sampler(Protocol):
         ...
 
 
-def default_sampler(sample: bool = True) -> Sampler:
+def default_sampler(sample: bool = True, *, generator: torch.Generator | None = None) -> Sampler:
     """The default sampler: reparameterised samples (``sample=True``) or means (``sample=False``).
 
     A diagonal Gaussian ``Independent(Normal(loc, scale), 1)`` is drawn as ``loc + ε·scale`` with
@@ -74,20 +81,41 @@ def default_sampler(sample: bool = True) -> Sampler:
     state), written so that it also runs under ``torch.func.vmap(..., randomness="different")``, where
     ``rsample``'s in-place ``normal_`` cannot. Other distributions are drawn with ``rsample()``.
 
+    With ``generator``, ε comes from it alone, ``torch.randn(loc.shape, generator=generator)`` on the
+    generator's device in float32 (float64 for float64 distributions), then moved to the distribution's device
+    and dtype: a rollout's noise then depends on the generator's seed only, not on the global stream, what
+    else draws from it, the device the model runs on or a half-precision autocast. Each draw continues the
+    generator's stream, so one generator gives a rollout different noise at every frame, and the same rollout
+    again once re-seeded.
+
     Args:
         sample: draw a reparameterised sample (True) or return the distribution's mean (False).
+        generator: the ``torch.Generator`` to draw ε from (None: the global generator of the distribution's
+            device). Only for diagonal Gaussians; unused with ``sample=False``.
 
     Raises:
-        TypeError: ``sample`` is not a bool.
+        TypeError: ``sample`` is not a bool, ``generator`` is not a ``torch.Generator``; at a draw, with a
+            ``generator``, a distribution other than a diagonal Gaussian (its ``rsample`` takes no generator).
     """
     sample = check_bool(sample, "sample")
+    generator = check_generator(generator)
 
     def draw(dist: Distribution, role: Role) -> torch.Tensor:
         if not sample:
             return dist.mean
         if type(dist) is Independent and type(dist.base_dist) is Normal:
             loc, scale = dist.base_dist.loc, dist.base_dist.scale  # broadcast to one shape by Normal
-            return loc + torch.randn(loc.shape, dtype=loc.dtype, device=loc.device) * scale  # as Normal.rsample
+            if generator is None:
+                return loc + torch.randn(loc.shape, dtype=loc.dtype, device=loc.device) * scale  # as Normal.rsample
+            precision = torch.promote_types(loc.dtype, torch.float32)
+            eps = torch.randn(loc.shape, generator=generator, dtype=precision, device=generator.device)
+            return loc + eps.to(device=loc.device, dtype=loc.dtype) * scale
+        if generator is not None:
+            raise TypeError(
+                f"generator: default_sampler draws with a generator from diagonal Gaussians Independent(Normal, 1) "
+                f"only, got a {type(dist).__name__} for {role!r} (its rsample takes no generator); pass a sampler "
+                "of your own"
+            )
         return dist.rsample()
 
     return draw

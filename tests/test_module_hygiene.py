@@ -130,3 +130,16 @@ def test_a_latent_ssm_shows_how_its_condition_splits_into_noise_and_inputs() -> 
     cell = MLPCell(4, 3, 8, 2)
     assert "noise_size=3, input_size=0" in repr(LatentSSM(cell, StandardNormal(3)))
     assert "noise_size=2, input_size=1" in repr(LatentSSM(cell, StandardNormal(2), input_size=1))
+
+
+def test_normalising_an_all_zero_pixel_has_a_finite_gradient() -> None:
+    features = torch.zeros(1, 4, 1, 2, dtype=torch.float64)
+    features[0, :, 0, 1] = torch.tensor([3.0, 4.0, 0.0, 0.0])  # one all-zero pixel, one of norm 5
+    features.requires_grad_(True)
+    normalize_channels(features).sum().backward()
+    assert features.grad is not None and torch.isfinite(features.grad).all()  # (NaN at the zero pixel before)
+    eps = 1e-10
+    torch.testing.assert_close(features.grad[0, :, 0, 0], torch.full((4,), 1 / eps, dtype=torch.float64))
+    # At the other pixel, d/df of Σ_c f_c / (‖f‖ + eps) by the closed form 1/‖f‖ − (Σ_c f_c) f / ‖f‖³.
+    f = torch.tensor([3.0, 4.0, 0.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(features.grad[0, :, 0, 1], 1 / 5 - f.sum() * f / 125, rtol=1e-8, atol=1e-12)

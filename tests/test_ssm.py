@@ -940,3 +940,48 @@ def test_rollout_leaves_dtypes_to_autocast_except_float64() -> None:
             ssm.rollout(y0.double(), 3)
         with pytest.raises(TypeError, match=r"posterior: expected the dtype of y0, torch\.float32 .*torch\.float64"):
             ssm.rollout(y0, 3, posterior=make_posterior(2, dtype=torch.float64))
+
+
+def test_default_sampler_draws_from_its_generator_alone() -> None:
+    from latentdyn.ssm import default_sampler
+
+    loc, scale = torch.randn(4, 3), torch.rand(4, 3) + 0.5
+    dist = diag_gaussian(loc, scale)
+    state = torch.get_rng_state()
+    got = default_sampler(generator=torch.Generator().manual_seed(7))(dist, "z_prior")
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream is not drawn from
+    expected = loc + torch.randn(4, 3, generator=torch.Generator().manual_seed(7)) * scale
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # A bfloat16 distribution gets the same ε, drawn in float32 and rounded (not bfloat16's own randn stream).
+    half = diag_gaussian(loc.bfloat16(), scale.bfloat16())
+    got_half = default_sampler(generator=torch.Generator().manual_seed(7))(half, "z_prior")
+    eps = torch.randn(4, 3, generator=torch.Generator().manual_seed(7)).bfloat16()
+    assert got_half.dtype == torch.bfloat16
+    torch.testing.assert_close(got_half, loc.bfloat16() + eps * scale.bfloat16(), rtol=0, atol=0)
+
+
+def test_a_rollout_with_a_seeded_generator_repeats_and_ignores_the_global_seed() -> None:
+    from latentdyn.ssm import default_sampler
+
+    ssm = make_ssm(n=2)
+    y0 = make_y0()
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        roll = ssm.rollout(y0, 5, sampler=default_sampler(generator=torch.Generator().manual_seed(3)))
+        runs.append(roll.states)
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+    other = ssm.rollout(y0, 5, sampler=default_sampler(generator=torch.Generator().manual_seed(4))).states
+    assert not torch.allclose(other[1:], runs[0][1:])  # another seed, other noise (frame 0 is y0)
+
+
+def test_default_sampler_refuses_what_a_generator_cannot_draw() -> None:
+    from latentdyn.ssm import default_sampler
+
+    with pytest.raises(TypeError, match=r"generator: expected a torch.Generator or None, got int 3"):
+        default_sampler(generator=3)  # type: ignore[arg-type]
+    laplace = Independent(Laplace(torch.zeros(2, 3), torch.ones(2, 3)), 1)
+    draw = default_sampler(generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match=r"generator: .*diagonal Gaussians.* got a Independent for 'z_prior'"):
+        draw(laplace, "z_prior")
+    assert default_sampler(generator=None)(laplace, "z_prior").shape == (2, 3)  # rsample, as before

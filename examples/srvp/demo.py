@@ -34,7 +34,6 @@ from typing import Any, cast
 import numpy as np
 import torch
 from einops import rearrange, repeat
-from torch.distributions import Distribution
 
 from examples.srvp._cli import (
     CliParser,
@@ -63,7 +62,7 @@ from examples.srvp.evaluate import (
 )
 from examples.srvp.model import SRVP
 from latentdyn.encoders.content import last_frames
-from latentdyn.ssm import Sampler
+from latentdyn.ssm import Sampler, default_sampler
 from latentdyn.video.media import save_gif, video_grid
 
 __all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "load_run_clips", "main", "seeded_sampler"]
@@ -114,15 +113,10 @@ def load_run_clips(path: Path | None, run: dict[str, Any], model: SRVP, n_clips:
 
 
 def seeded_sampler(seed: int) -> Sampler:
-    """Reparameterised samples mean + std·ε with ε from a private generator: two predictions with the same
-    seed draw the same noise in the same order (y_0, posterior z, one prior z per frame)."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def draw(dist: Distribution, role: str) -> torch.Tensor:
-        eps = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype)
-        return dist.mean + dist.stddev * eps.to(dist.mean.device)
-
-    return draw
+    """Reparameterised samples mean + std·ε with ε from a private generator seeded with ``seed``: two
+    predictions with the same seed draw the same noise in the same order (y_0, posterior z, one prior z per
+    frame), on any device."""
+    return default_sampler(generator=torch.Generator().manual_seed(seed))
 
 
 def _conditioning(model: SRVP, cond: torch.Tensor) -> tuple[torch.Tensor | None, list[torch.Tensor]]:

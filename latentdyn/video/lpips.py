@@ -291,7 +291,9 @@ def normalize_channels(features: torch.Tensor, eps: float = _NORM_EPS) -> torch.
         its 65504, and the features came out 0) and ``eps`` rounds to 0 (all-zero features came out NaN).
     """
     work = features.to(torch.promote_types(features.dtype, torch.float32))
-    norm = work.square().sum(dim=1, keepdim=True).sqrt()
+    # vector_norm, not square-sum-sqrt: sqrt's infinite slope at 0 times the zero features made the gradient
+    # NaN at an all-zero pixel; vector_norm's is 0 there, so the gradient is the true 1/eps.
+    norm = torch.linalg.vector_norm(work, dim=1, keepdim=True)
     return (work / (norm + eps)).to(features.dtype)
 
 
