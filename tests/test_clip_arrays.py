@@ -145,3 +145,27 @@ def test_evaluate_and_demo_read_the_clips_as_training_did(tmp_path: Path) -> Non
     shown, source = demo.load_run_clips(None, config, model, 2)  # the demo's default: the run's data_dir
     assert source == tmp_path / "clips.npz" and shown.shape == (6, 2, 1, 64, 64)  # seq_len_test frames, 2 clips
     assert [frames for _, frames in origins(shown)] == [[0, 2, 4, 6, 8, 10]] * 2
+
+
+@pytest.mark.parametrize("dataset", ["kth", "human36m", "bair"])
+def test_evaluate_reads_clips_of_ones_own_for_any_datasets_model(tmp_path: Path, dataset: str) -> None:
+    """A KTH run's own .npz was looked for as a folder holding svg_test_set_40.npz (demo read it as clips)."""
+    videos = labelled_videos()
+    file = tmp_path / "my_clips.npz"
+    np.savez(file, sequences=videos)
+    clips = evaluate.load_test_clips(dataset, file, nt_gen=10, max_sequences=3)
+    assert clips.dtype == torch.uint8 and clips.shape == (10, 3, 1, 64, 64)
+    assert torch.equal(clips[:, :, 0], torch.from_numpy(videos[:10, :3]))
+    with pytest.raises(ValueError, match=r"--test-set: .*my_clips.npz holds clips of 12 frames, fewer than the 40"):
+        evaluate.load_test_clips(dataset, file, nt_gen=40)
+    # A KTH test set's name still means the KTH layout (sample-major), not clips of one's own.
+    named = tmp_path / "svg_test_set_10.npz"
+    persons, actions = np.arange(3), np.array(["walking"] * 3)
+    np.savez(named, sequences=np.ascontiguousarray(videos.swapaxes(0, 1)[:3, :10]), persons=persons, actions=actions)
+    kth = evaluate.load_test_clips("kth", named, nt_gen=0)
+    assert torch.equal(kth[:, :, 0], torch.from_numpy(videos[:10, :3]))
+
+
+def test_demo_blames_the_runs_config_for_an_unknown_dataset(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^run_dir: config.json: train.dataset: expected one of .*got 'ucf101'$"):
+        demo.load_run_clips(None, {"train": {"dataset": "ucf101"}}, None, 2)  # type: ignore[arg-type]

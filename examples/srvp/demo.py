@@ -26,7 +26,6 @@ training videos (evaluate asks for ``--test-set`` there), those videos, and the 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -52,8 +51,9 @@ from examples.srvp.checkpoint import (
     os_error_message,
     read_run_config,
 )
-from examples.srvp.config import resolve_device
+from examples.srvp.config import DATASETS, resolve_device
 from examples.srvp.evaluate import (
+    KTH_TEST_SET_NAME,
     default_nt_gen,
     load_test_clips,
     read_clip_archive,
@@ -70,10 +70,6 @@ __all__ = ["content_swap", "frame_rate", "interpolation", "load_clips", "load_ru
 DEMOS = ("framerate", "swap", "interpolate")
 
 
-KTH_TEST_SET = re.compile(r"svg_test_set_\d+\.npz")
-"""Name of a KTH test set (``kth-test-set``): its ``sequences`` are sample-major (N, T, H, W)."""
-
-
 def load_clips(path: str | Path) -> torch.Tensor:
     """Clips of a test-set ``.npz`` (key ``sequences``, uint8) as floats in [0, 1], (T, N, C, H, W).
 
@@ -83,7 +79,7 @@ def load_clips(path: str | Path) -> torch.Tensor:
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"--test-set: no file at {file}")
-    if KTH_TEST_SET.fullmatch(file.name):
+    if KTH_TEST_SET_NAME.fullmatch(file.name):
         return load_test_clips("kth", file, nt_gen=0).float() / 255
     return read_clip_archive(file).float() / 255
 
@@ -97,6 +93,8 @@ def load_run_clips(path: Path | None, run: dict[str, Any], model: SRVP, n_clips:
     """
     train_cfg = run.get("train", {})
     dataset = train_cfg.get("dataset") or "smmnist"
+    if dataset not in DATASETS:  # (load_test_clips would blame --dataset, which evaluate has and the demo not)
+        raise ValueError(f"run_dir: config.json: train.dataset: expected one of {DATASETS}, got {dataset!r}")
     if path is None:
         if dataset == "smmnist":
             raise ValueError(f"--test-set: required for a Moving MNIST run ({smmnist_test_set_hint(train_cfg)})")

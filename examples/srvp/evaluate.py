@@ -226,6 +226,11 @@ def load_sequences(path: str | Path) -> torch.Tensor:
     return rearrange(torch.from_numpy(np.ascontiguousarray(data.sequences)), "t n h w -> t n 1 h w")
 
 
+KTH_TEST_SET_NAME = re.compile(r"svg_test_set_(\d+)\.npz")
+"""The name ``kth-test-set`` gives a KTH test set of T-frame clips (sample-major, (N, T, H, W)); any other
+``.npz`` is read as time-major clips of one's own (:func:`read_clip_archive`)."""
+
+
 def _stack(clips: list[np.ndarray] | np.ndarray) -> torch.Tensor:
     """Sample-major uint8 clips (N, T, H, W) or (N, T, H, W, C) -> uint8 (T, N, C, H, W)."""
     batch = torch.from_numpy(np.ascontiguousarray(np.stack(clips) if isinstance(clips, list) else clips))
@@ -261,8 +266,9 @@ def load_test_clips(
         dataset: ``"smmnist"``, ``"kth"``, ``"human36m"``, ``"bair"`` or ``"folder"``.
         path: the test data (see the module docstring's table).
         nt_gen: frames per clip T (names the KTH file and the Human3.6M folder; BAIR and folder clips are
-            read with this length; SM-MNIST files keep their length). For ``folder``, ``path`` may also be an
-            ``.npz`` file of uint8 clips (:func:`read_clip_archive`), cut to their first ``nt_gen`` frames.
+            read with this length; SM-MNIST files keep their length). For every dataset but SM-MNIST, ``path``
+            may also be an ``.npz`` file of uint8 clips (:func:`read_clip_archive`; a KTH test set's name,
+            ``svg_test_set_<T>.npz``, excepted), cut to their first ``nt_gen`` frames.
         subsampling: Human3.6M frame subsampling (names the folder).
         image_size, grayscale, crop, frame_step: how ``folder`` videos are read (the training options);
             ``frame_step`` also applies to the clips of an ``.npz``.
@@ -288,9 +294,23 @@ def load_test_clips(
             )
         sequences = load_sequences(root)
         return sequences[:, :max_sequences] if max_sequences else sequences
+    if root.suffix == ".npz" and root.is_file() and not KTH_TEST_SET_NAME.fullmatch(root.name):
+        # Clips of one's own as arrays (read_clip_archive), for any dataset's model (a KTH run's own clips were
+        # looked for as a folder holding svg_test_set_<T>.npz; demo read them). Read as the run read its
+        # videos: one frame in frame_step (a folder run trained on an .npz read it so).
+        clips = read_clip_archive(root)
+        span = (nt_gen - 1) * frame_step + 1 if nt_gen else clips.shape[0]
+        if clips.shape[0] < span:
+            every = f" (one in {frame_step}: {span} frames)" if frame_step > 1 else ""
+            raise ValueError(
+                f"--test-set: {root} holds clips of {clips.shape[0]} frames, fewer than the {nt_gen}{every} asked "
+                "for; lower --nt-gen"
+            )
+        clips = clips[:span:frame_step]
+        return clips[:, :max_sequences] if max_sequences else clips
     if dataset == "kth":
         t_len = nt_gen
-        named = re.fullmatch(r"svg_test_set_(\d+)\.npz", root.name)
+        named = KTH_TEST_SET_NAME.fullmatch(root.name)
         if named is not None:
             root, t_len = root.parent, int(named.group(1))
         file = root / f"svg_test_set_{t_len}.npz"
@@ -324,18 +344,6 @@ def load_test_clips(
         if nt_gen > BAIR_FRAMES:
             raise ValueError(f"--nt-gen: BAIR test videos have {BAIR_FRAMES} frames, got {nt_gen}")
         data = vd.BAIRDataset(root, seq_len=nt_gen, split="test")
-    elif root.suffix == ".npz" and root.is_file():  # clips of one's own as arrays (read_clip_archive)
-        # Read as the run read its videos: one frame in frame_step (a run trained on an .npz read it so).
-        clips = read_clip_archive(root)
-        span = (nt_gen - 1) * frame_step + 1 if nt_gen else clips.shape[0]
-        if clips.shape[0] < span:
-            every = f" (one in {frame_step}: {span} frames)" if frame_step > 1 else ""
-            raise ValueError(
-                f"--test-set: {root} holds clips of {clips.shape[0]} frames, fewer than the {nt_gen}{every} asked "
-                "for; lower --nt-gen"
-            )
-        clips = clips[:span:frame_step]
-        return clips[:, :max_sequences] if max_sequences else clips
     else:
         try:
             data = vd.VideoFolderDataset(
