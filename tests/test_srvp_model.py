@@ -16,6 +16,7 @@ import pytest
 import torch
 from contracts import HostReads
 from einops import rearrange
+from shared_fixtures import calibrated, frames
 from torch.distributions import Distribution, Normal, kl_divergence
 
 from examples.srvp.config import ModelConfig, config_to_dict
@@ -44,10 +45,6 @@ def tiny(**overrides: Any) -> ModelConfig:
     return ModelConfig(**{**TINY, **overrides})
 
 
-def frames(t: int, b: int, config: ModelConfig) -> torch.Tensor:
-    return torch.rand(t, b, config.channels, config.image_size, config.image_size)
-
-
 class FixedNoise:
     """Sampler drawing mean + std·ε with ε from its own seeded generator, in call order."""
 
@@ -57,22 +54,6 @@ class FixedNoise:
     def __call__(self, dist: Distribution, role: str) -> torch.Tensor:
         eps = torch.randn(dist.mean.shape, generator=self.generator, dtype=dist.mean.dtype)
         return dist.mean + dist.stddev * eps
-
-
-def calibrated(model: SRVP, x: torch.Tensor) -> SRVP:
-    """Set every BatchNorm's running statistics to those of one train-mode pass over x; eval mode.
-
-    With the initial statistics (mean 0, var 1) the N(0, 0.02²) convolutions make eval-mode activations
-    vanish, so every frame decodes to 0.5 ± 1e-4 and comparisons between inputs would see nothing.
-    """
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: after one pass, exactly that batch's statistics
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
 
 
 @pytest.fixture(autouse=True)
@@ -540,8 +521,9 @@ def test_demo_errors_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixtu
             "--test-set: required for a Moving MNIST run (make it with: python -m examples.srvp.data smmnist-test-set",
         ),
         (["--test-set", str(test_set), "--steps", "1"], "--steps: expected at least 2 interpolation steps, got 1"),
-        (["--test-set", str(test_set), "--fps", "0"], "--fps: expected a positive number, got 0.0"),
-        (["--test-set", str(test_set), "--fps", "nan"], "--fps: expected a positive number, got nan"),
+        (["--test-set", str(test_set), "--fps", "0"], "--fps: expected a positive finite number, got 0.0"),
+        (["--test-set", str(test_set), "--fps", "nan"], "--fps: expected a positive finite number, got nan"),
+        (["--test-set", str(test_set), "--fps", "inf"], "--fps: expected a positive finite number, got inf"),
     ):
         assert demo.main([str(run), "--out", str(out), *argv]) == 2, argv
         err = capsys.readouterr().err

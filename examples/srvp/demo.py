@@ -26,6 +26,7 @@ training videos (evaluate asks for ``--test-set`` there), those videos, and the 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -265,8 +266,8 @@ def _settings(args: argparse.Namespace, model: SRVP, run: dict[str, Any], clips:
         )
     if args.steps < 2:
         raise ValueError(f"--steps: expected at least 2 interpolation steps, got {args.steps}")
-    if not args.fps > 0:
-        raise ValueError(f"--fps: expected a positive number, got {args.fps}")
+    if not (math.isfinite(args.fps) and args.fps > 0):  # (inf passed here, then failed at the first GIF)
+        raise ValueError(f"--fps: expected a positive finite number, got {args.fps}")
     return n_cond, n_future
 
 
