@@ -215,8 +215,11 @@ def test_grayscale_is_repeated_to_rgb() -> None:
 
 
 def test_preprocess_rejects_out_of_range_floats() -> None:
-    with pytest.raises(ValueError, match=r"videos: floating-point frames must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"videos: expected values in \[0, 1\], .*clamp predictions to \[0, 1\] first"):
         preprocess_for_i3d(torch.full((1, 1, 1, 2, 2), 2.0))
+    # Frames in [0, 255] as floats get the hint the frame metrics give (FVD's said to clamp them).
+    with pytest.raises(ValueError, match=r"videos: .*frames in \[0, 255\] need x / 255 \(or pass uint8 frames as"):
+        preprocess_for_i3d(torch.full((1, 1, 1, 2, 2), 200.0))
     nan = torch.zeros(1, 1, 1, 2, 2)
     nan[..., 0, 0] = float("nan")  # (the audit: NaN compares False, so `< 0 or > 1` let it through)
     with pytest.raises(ValueError, match=r"got values in \[nan, nan\]; it holds NaN"):

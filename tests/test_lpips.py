@@ -276,8 +276,10 @@ def test_rejects_nan_frames(metric: LPIPS) -> None:
         metric(bad, x)
 
 
-def test_channels_last_frames_get_a_hint(metric: LPIPS) -> None:
-    x = torch.rand(2, 64, 64, 3)
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_channels_last_frames_get_a_hint(metric: LPIPS, channels: int) -> None:
+    """RGBA frames channels-last got no hint (the frame metrics gave one): the rule is shared now."""
+    x = torch.rand(2, 64, 64, channels)
     with pytest.raises(ValueError, match=r"x: expected 1 \(grayscale\) or 3 \(RGB\) channels .* looks channels-last"):
         metric(x, x)
 

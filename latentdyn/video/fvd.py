@@ -33,7 +33,6 @@ ports do); the protocol records which one was used.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from torch import nn
 
 from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor, is_real
 from latentdyn._repr import fields_repr
+from latentdyn.video._frames import check_value_range
 from latentdyn.video.lpips import _check_state, _read_state_dict, _resolve_weights_path
 
 __all__ = [
@@ -457,14 +457,7 @@ def _quantised_values(videos: torch.Tensor) -> torch.Tensor:
         return videos.to(torch.float32)
     if not videos.is_floating_point():
         raise TypeError(f"videos: expected uint8 or floating-point frames, got dtype {videos.dtype}")
-    if videos.numel():
-        lo, hi = torch.stack([videos.min(), videos.max()]).tolist()
-        if not (lo >= 0 and hi <= 1):  # (so written, NaN is refused too: it compares False)
-            nan = math.isnan(lo) or math.isnan(hi)
-            hint = "it holds NaN; check what produced it" if nan else "clamp predictions first"
-            raise ValueError(
-                f"videos: floating-point frames must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}"
-            )
+    check_value_range({"videos": videos}, 1.0, "[0, 1]", " (or pass uint8 frames as they are)")
     return (videos * 255).to(torch.uint8).to(torch.float32)
 
 

@@ -25,7 +25,6 @@ Weights are not downloaded. :meth:`LPIPS.from_files` finds
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,8 +34,9 @@ import torch
 from einops import pack, unpack
 from torch import nn
 
-from latentdyn._checks import check_float_tensor, check_shape, check_tensor, is_int
+from latentdyn._checks import check_float_tensor, check_shape, is_int
 from latentdyn._files import unsafe_global
+from latentdyn.video._frames import channels_last_hint, check_frame_pair, check_value_range
 
 __all__ = [
     "ALEXNET_ENV_VAR",
@@ -527,44 +527,15 @@ class LPIPS(nn.Module):
                 device synchronisation on GPUs). Also a backbone that returns a number of feature maps other
                 than ``len(channels)``.
         """
-        a = check_tensor(x, "x")
-        b = check_tensor(y, "y")
-        for name, t in (("x", a), ("y", b)):
-            if not t.is_floating_point():
-                raise TypeError(
-                    f"{name}: expected a floating-point tensor with values in [0, 1], got dtype {t.dtype}; "
-                    "convert uint8 frames with x.float() / 255"
-                )
-        if a.dtype != b.dtype:
-            raise TypeError(f"x and y: expected the same dtype, got {a.dtype} and {b.dtype}")
-        sizes = check_shape(a, "... c h w", name="x")
-        if a.shape != b.shape:
-            raise ValueError(
-                f"x and y: expected the same shape (..., C, H, W), got {list(a.shape)} and {list(b.shape)}"
-            )
+        a, b, sizes = check_frame_pair(x, y, ("x", "y"))
         if sizes["c"] not in (1, 3):
-            hint = (
-                "; it looks channels-last (..., H, W, C): move the channels first, e.g. "
-                "einops.rearrange(x, '... h w c -> ... c h w')"
-                if sizes["w"] in (1, 3)
-                else ""
-            )
             raise ValueError(
-                f"x: expected 1 (grayscale) or 3 (RGB) channels at axis -3, got shape {list(a.shape)}{hint}"
+                f"x: expected 1 (grayscale) or 3 (RGB) channels at axis -3, got shape {list(a.shape)}"
+                f"{channels_last_hint(sizes)}"
             )
         if isinstance(self.backbone, AlexNetFeatures):
             _check_min_size(a, AlexNetFeatures.min_size, "x")
-        if a.numel():
-            lo_x, lo_y, hi_x, hi_y = torch.stack([a.amin(), b.amin(), a.amax(), b.amax()]).tolist()
-            for name, lo, hi in (("x", lo_x, hi_x), ("y", lo_y, hi_y)):
-                if not (lo >= 0 and hi <= 1):  # written so that NaN (which compares False) is refused too
-                    if math.isnan(lo) or math.isnan(hi):
-                        hint = "it holds NaN; check what produced it"
-                    elif hi > 2:
-                        hint = "frames in [0, 255] need x / 255"
-                    else:
-                        hint = "clamp predictions to [0, 1] first"
-                    raise ValueError(f"{name}: expected values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {hint}")
+        check_value_range({"x": a, "y": b}, 1.0, "[0, 1]")
 
         out_dtype = torch.float32 if a.dtype in (torch.float16, torch.bfloat16) else a.dtype
         # The network's own dtype (a convolution refuses inputs of another): the backbone's parameters', else

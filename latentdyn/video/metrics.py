@@ -33,6 +33,7 @@ from latentdyn._checks import (
     check_tensor,
 )
 from latentdyn._repr import fields_repr
+from latentdyn.video._frames import channels_last_hint, check_frame_pair, check_value_range
 
 __all__ = [
     "BestOfN",
@@ -58,42 +59,12 @@ def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple
     Returns them and the checked ``data_range``. The value range costs one read of four numbers (a device
     synchronisation on GPUs), once per call.
     """
-    p = check_tensor(pred, "pred")
-    t = check_tensor(target, "target")
-    for name, x in (("pred", p), ("target", t)):
-        if not x.is_floating_point():
-            raise TypeError(
-                f"{name}: expected a floating-point tensor (values in [0, data_range]), got dtype {x.dtype}; "
-                "convert uint8 frames with x.float() / 255"
-            )
-    if p.dtype != t.dtype:
-        raise TypeError(f"pred and target: expected the same dtype, got {p.dtype} and {t.dtype}")
-    sizes = check_shape(p, "... c h w", name="pred")
-    if p.shape != t.shape:
-        raise ValueError(
-            f"pred and target: expected the same shape (..., C, H, W), got {list(p.shape)} and {list(t.shape)}"
-        )
-    if sizes["w"] in (1, 3, 4) and min(sizes["c"], sizes["h"]) > 4:
-        raise ValueError(
-            f"pred: expected channels at axis -3, (..., C, H, W), got shape {list(p.shape)}, which looks "
-            "channels-last (..., H, W, C); move the channels first, e.g. "
-            "einops.rearrange(x, '... h w c -> ... c h w')"
-        )
+    p, t, sizes = check_frame_pair(pred, target, ("pred", "target"))
+    hint = channels_last_hint(sizes)
+    if hint:
+        raise ValueError(f"pred: expected channels at axis -3, (..., C, H, W), got shape {list(p.shape)}{hint}")
     peak = check_positive_real(data_range, "data_range")
-    if p.numel():
-        lo_p, lo_t, hi_p, hi_t = torch.stack([p.amin(), t.amin(), p.amax(), t.amax()]).tolist()
-        for name, lo, hi in (("pred", lo_p, hi_p), ("target", lo_t, hi_t)):
-            if not (lo >= 0 and hi <= peak):  # written so that NaN (which compares False) is refused too
-                if math.isnan(lo) or math.isnan(hi):
-                    hint = "it holds NaN; check what produced it"
-                elif hi > 2 * peak:
-                    hint = "frames in [0, 255] need x / 255 (or data_range=255)"
-                else:
-                    hint = "clamp predictions to [0, data_range] first"
-                raise ValueError(
-                    f"{name}: expected values in [0, data_range] = [0, {peak:g}], got values in "
-                    f"[{lo:.4g}, {hi:.4g}]; {hint}"
-                )
+    check_value_range({"pred": p, "target": t}, peak, f"[0, data_range] = [0, {peak:g}]", " (or data_range=255)")
     return p, t, peak
 
 
