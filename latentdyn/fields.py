@@ -16,11 +16,21 @@ from torch import nn
 from latentdyn._checks import check_hidden_size, check_positive_int
 from latentdyn.nn import MLP
 
-__all__ = ["MLPField", "VectorField"]
+__all__ = ["MLPField", "VectorField", "check_field_sizes"]
 
 
 class VectorField(nn.Module, abc.ABC):
-    """Abstract vector field f(t, y, cond) giving dy/dt."""
+    """Abstract vector field f(t, y, cond) giving dy/dt.
+
+    Attributes:
+        state_size: Dy, if the field declares it (``MLPField`` does; None: not declared). The cells and the
+            integrators check a declared size against theirs and the inputs' (:func:`check_field_sizes`), so that
+            a mismatch is a ``ValueError`` naming the field, not an unnamed matmul error inside it.
+        cond_size: Dz (Dz + Du with inputs), if declared; None otherwise.
+    """
+
+    state_size: int | None = None
+    cond_size: int | None = None
 
     @abc.abstractmethod
     def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -40,6 +50,15 @@ class VectorField(nn.Module, abc.ABC):
     if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
 
         def __call__(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+def check_field_sizes(field: VectorField, sizes: dict[str, int], what: str) -> None:
+    """Check the sizes a field declares (``state_size``, ``cond_size``; None: not declared) against ``sizes``,
+    e.g. ``{"state_size": 4, "cond_size": 2}``; ``what`` says whose sizes those are in the message."""
+    for name, want in sizes.items():
+        have = getattr(field, name)
+        if isinstance(have, int) and have != want:
+            raise ValueError(f"field: its {name} is {have}, {what} {name} is {want}; build both with the same sizes")
 
 
 def evaluate_checked(field: VectorField, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -613,3 +613,21 @@ def test_ode_cell_rollout_reads_no_values_back_to_the_host() -> None:
         roll = ssm.rollout(y0, 6, posterior=posterior)
         roll.states.sum().backward()
     assert spy.seen == [], spy.seen
+
+
+def test_a_field_declares_its_sizes_as_attributes_of_vector_field() -> None:
+    """The cells and integrators read ``state_size``/``cond_size`` off any VectorField (None: not declared)."""
+    from latentdyn.fields import VectorField, check_field_sizes
+
+    class Plain(VectorField):
+        def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+            return -y
+
+    plain = Plain()
+    assert plain.state_size is None and plain.cond_size is None
+    check_field_sizes(plain, {"state_size": 3, "cond_size": 2}, "the cell's")  # nothing declared: nothing to check
+    plain.state_size = 4
+    with pytest.raises(ValueError, match=r"^field: its state_size is 4, the cell's state_size is 3; build both"):
+        check_field_sizes(plain, {"state_size": 3, "cond_size": 2}, "the cell's")
+    with pytest.raises(ValueError, match=r"field: its state_size is 4, the cell's state_size is 3"):
+        ResidualCell(plain, 3, 2)

@@ -6,7 +6,7 @@ import torch
 from typing_extensions import override
 
 from latentdyn.cells.base import CellPath, TransitionCell, local_times, substep_time
-from latentdyn.fields import VectorField, evaluate_checked
+from latentdyn.fields import VectorField, check_field_sizes, evaluate_checked
 from latentdyn.integrators.base import Integrator
 
 __all__ = ["ODECell", "ResidualCell"]
@@ -20,12 +20,7 @@ def _check_field(field: object, state_size: int, cond_size: int) -> VectorField:
         )
     # A field that declares its sizes (MLPField does) must fit the cell's: caught here rather than as a matmul
     # shape error at the first call.
-    for name, want in (("state_size", state_size), ("cond_size", cond_size)):
-        have = getattr(field, name, None)
-        if isinstance(have, int) and have != want:
-            raise ValueError(
-                f"field: its {name} is {have}, the cell's {name} is {want}; build both with the same sizes"
-            )
+    check_field_sizes(field, {"state_size": state_size, "cond_size": cond_size}, "the cell's")
     return field
 
 

@@ -58,8 +58,10 @@ class Integrator(abc.ABC):
         check_shape(cond, "b dz", "cond", b=b)
         # A field that declares its sizes (MLPField does) is checked against them, as the cells check it: a
         # mismatch would otherwise fail as an unnamed matmul shape error inside the field.
-        for name, x, attr, axis in (("y0", y0, "state_size", "Dy"), ("cond", cond, "cond_size", "Dz")):
-            want = getattr(field, attr, None)
+        for name, x, want, attr, axis in (
+            ("y0", y0, field.state_size, "state_size", "Dy"),
+            ("cond", cond, field.cond_size, "cond_size", "Dz"),
+        ):
             if isinstance(want, int) and x.shape[1] != want:
                 raise ValueError(
                     f"{name}: expected (B, {axis}) with {axis} = {want}, the field's {attr}, got shape {list(x.shape)}"
