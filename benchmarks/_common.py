@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from latentdyn._files import atomic_write_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -162,8 +164,9 @@ def checked_device(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented UTF-8 JSON to ``path`` (``~`` expanded, folders created), atomically: an earlier
+    file stays whole until the new one has been written. Nothing when ``path`` is empty or None."""
     if path:
         path = os.path.expanduser(path)  # (``--json=~/x.json``: the shell leaves the ``~``)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        atomic_write_bytes(path, json.dumps(data, indent=2).encode("utf-8"))
         print(f"wrote {path}")

@@ -215,7 +215,7 @@ def test_test_set_errors(human: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"test_0.npz: holds 100 frames, fewer than the 417"):
         Human36MTestDataset(tmp_path)[0]
     (folder / "test_0.npz").write_bytes(b"broken")
-    with pytest.raises(ValueError, match=r"test_0.npz: cannot read .npz file"):
+    with pytest.raises(ValueError, match=r"test_0.npz: not a readable .npz file"):
         Human36MTestDataset(tmp_path)[0]
     np.savez(folder / "test_0.npz", frames=np.zeros((100, 64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match=r"test_0.npz: missing key 'image'"):

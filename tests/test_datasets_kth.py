@@ -24,7 +24,7 @@ from latentdyn.video.datasets import (
     make_kth_test_set,
     write_video,
 )
-from latentdyn.video.datasets._common import check_npy_sizes, load_npz, numeric_sort_key
+from latentdyn.video.datasets._common import check_npy_sizes, numeric_sort_key, read_npz
 
 # Raw videos written by the fixture: (person, trial) pairs for every class, 160x120 like KTH.
 RAW_VIDEOS = [(1, 1), (2, 1), (3, 2), (21, 1), (22, 3)]
@@ -279,7 +279,7 @@ def test_test_set_loader_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"svg_test_set_40.npz: no KTH test set; create it"):
         KTHTestDataset(tmp_path)
     (tmp_path / "svg_test_set_40.npz").write_bytes(b"not an archive")
-    with pytest.raises(ValueError, match=r"svg_test_set_40.npz: cannot read .npz file"):
+    with pytest.raises(ValueError, match=r"svg_test_set_40.npz: not a readable .npz file"):
         KTHTestDataset(tmp_path)
     np.savez(tmp_path / "svg_test_set_40.npz", sequences=np.zeros((2, 40, 64, 64), np.uint8))
     with pytest.raises(ValueError, match=r"missing keys \['actions', 'persons'\]"):
@@ -335,7 +335,7 @@ PETABYTES = (1 << 20, 1 << 20, 64, 64)  # 4 PiB: beyond any address space, so nu
 
 
 def test_test_set_header_claiming_more_than_the_file_is_named(tmp_path: Path) -> None:
-    """Before, load_npz let numpy allocate the claimed 4 PiB first: a bare MemoryError without the file name."""
+    """Before, the reader let numpy allocate the claimed 4 PiB first: a bare MemoryError without the file name."""
     path = zip_of(
         tmp_path / "svg_test_set_40.npz",
         sequences=npy_bytes(claim=PETABYTES),
@@ -367,7 +367,7 @@ def test_check_npy_sizes_accepts_real_files(tmp_path: Path) -> None:
     (tmp_path / "empty.npz").write_bytes(b"")
     for name in ("plain.npz", "small.npz", "one.npy", "obj.npz", "junk.npz", "empty.npz"):
         check_npy_sizes(tmp_path / name)
-    assert load_npz(tmp_path / "small.npz").keys() == arrays.keys()
+    assert read_npz(tmp_path / "small.npz").keys() == arrays.keys()
 
 
 def test_check_npy_sizes_refuses_claims_beyond_the_file(tmp_path: Path) -> None:

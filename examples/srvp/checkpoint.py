@@ -14,13 +14,12 @@ import errno
 import json
 import os
 import pickle
-import re
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from examples.srvp._cli import shell_quote
 from examples.srvp._host import caller_state_kept
 from examples.srvp.config import ModelConfig, TrainConfig, check_config_type, config_from_dict, config_to_dict
 from examples.srvp.model import FrameModel, build_model
-from latentdyn._files import give_plain_mode, unsafe_global
+from latentdyn._files import atomic_write, is_temporary_of, unsafe_global
 
 __all__ = [
     "CHECKPOINTS",
@@ -63,65 +62,6 @@ __all__ = [
     "save_run",
     "set_rng_state",
 ]
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` with a binary file opened on a new temporary file next to ``path`` (an unpredictable name,
-    created exclusively: a planted file or symbolic link is never written through), then rename it over ``path``;
-    the temporary file is removed if anything fails. The file's data is synced before the rename and the folder
-    after it, so that after a power cut ``path`` holds either its old or its new content, and still holds it.
-
-    Raises:
-        OSError: the file system refused (e.g. a full disk), naming ``path``, also when ``write`` reported it as
-            another exception: ``torch.save`` raises ``RuntimeError`` from its zip writer when a write fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:  # (first: the file object closes fd whatever fails next)
-            give_plain_mode(f.fileno(), tmp, path)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None  # (renamed: nothing to remove whatever happens next)
-        _sync_folder(path.parent)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        found = _os_error_behind(e) if isinstance(e, Exception) else None
-        if found is not None:  # say which file, and that it is the file system's refusal
-            raise OSError(found.errno, found.strerror or os.strerror(found.errno or 0), str(path)) from e
-        raise
-
-
-def _sync_folder(folder: Path) -> None:
-    """Flush ``folder``'s entries (a rename in it) to the disk. Best effort: where a folder cannot be opened or
-    synced (Windows, some network file systems) the rename is as durable as the system makes it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _os_error_behind(error: BaseException) -> OSError | None:
-    """The ``OSError`` with an errno that ``error`` is or was raised while handling (its cause or context)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno is not None:
-            return current
-        current = current.__cause__ or current.__context__
-    return None
 
 
 class FileLock:
@@ -207,19 +147,14 @@ def open_own_file(path: Path, flags: int, option: str) -> int:
     return fd
 
 
-_TEMPORARY = re.compile(r"\.[a-z0-9_]{8}\.tmp")
-"""The part of a temporary file's name that :func:`atomic_write` adds after ``.NAME`` (``tempfile.mkstemp``'s)."""
-
-
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporary files that :func:`atomic_write` calls of ``path`` made left behind (a process killed
     mid-write leaves one, as large as a checkpoint). Only while holding the lock that excludes every other writer
     of ``path``. Returns what was removed."""
     removed = []
-    prefix = f".{path.name}"
     with contextlib.suppress(OSError):
         for entry in path.parent.iterdir():
-            if entry.name.startswith(prefix) and _TEMPORARY.fullmatch(entry.name[len(prefix) :]):
+            if is_temporary_of(entry, path):
                 with contextlib.suppress(OSError):
                     entry.unlink()
                     removed.append(entry)

@@ -39,8 +39,7 @@ import numpy as np
 import torch
 
 from examples.srvp.config import TrainConfig
-from latentdyn._files import first_line
-from latentdyn.video.datasets._common import ClipRef, check_npy_sizes, draw_int
+from latentdyn.video.datasets._common import ClipRef, draw_int, read_npz
 
 __all__ = [
     "BatchStream",
@@ -250,33 +249,18 @@ def read_clip_array(file: Path, option: str = "--test-set") -> np.ndarray:
         ValueError: the file is not a readable ``.npz``, has no ``sequences`` array, or holds one of another
             type or number of dimensions (the message names ``option``, the file and what it holds).
     """
-    try:
-        check_npy_sizes(file, ["sequences"])
-    except ValueError as exc:  # a header claiming more than the file holds, which numpy would allocate first
-        raise ValueError(f"{option}: {exc}") from exc
-    try:
-        archive = np.load(file, allow_pickle=False)
-    except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
-        raise
-    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
-        raise ValueError(f"{option}: {file}: not a readable .npz file ({first_line(exc)})") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{option}: {file}: expected an .npz archive with a 'sequences' array, got a single array")
-    with archive:
-        if "sequences" not in archive.files:
-            raise ValueError(f"{option}: {file} has no 'sequences' array (found {archive.files})")
-        if {"persons", "actions"} <= set(archive.files):
+
+    def check(found: list[str]) -> None:
+        if "sequences" not in found:
+            raise ValueError(f"{option}: {file} has no 'sequences' array (found {found})")
+        if {"persons", "actions"} <= set(found):
             hint = "; keep its name svg_test_set_<T>.npz so that it is read as one" if option == "--test-set" else ""
             raise ValueError(
                 f"{option}: {file} looks like a KTH test set (keys 'persons', 'actions'), whose sequences are "
                 f"sample-major (N, T, H, W){hint}"
             )
-        try:
-            seq = archive["sequences"]
-        except MemoryError:
-            raise
-        except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
-            raise ValueError(f"{option}: {file}: cannot read key 'sequences' ({first_line(exc)})") from exc
+
+    seq = read_npz(file, ["sequences"], option=option, check=check)["sequences"]
     if seq.dtype != np.uint8 or seq.ndim not in (4, 5):
         raise ValueError(
             f"{option}: {file}: expected uint8 sequences (T, N, H, W) or (T, N, H, W, C), got {seq.dtype} "

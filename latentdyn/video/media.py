@@ -11,10 +11,8 @@ crash never leaves a half-written GIF under the final name.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from latentdyn._checks import check_positive_int, check_tensor, is_real
+from latentdyn._files import atomic_write_bytes
 
 __all__ = [
     "image_grid",
@@ -212,28 +211,6 @@ def _imageio_v3() -> ModuleType:
     return iio
 
 
-def _write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a hidden temporary file next to ``path``, then rename it onto ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # Mode "xb": a fresh file with the usual permissions (umask), never an existing one.
-        with open(temporary, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, str(temporary)):
-            # (a full disk names no file, a refused create the temporary one): the file the caller asked for
-            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(target)) from e
-        raise
-    return target
-
-
 def _check_gif_frames(frames: object) -> np.ndarray:
     """Check uint8 RGB frames ``(T, H, W, 3)`` (array or tensor) and return them as a numpy array."""
     if isinstance(frames, torch.Tensor):
@@ -282,7 +259,7 @@ def save_gif(path: str | os.PathLike[str], frames: np.ndarray | torch.Tensor, *,
         raise ValueError(f"fps: expected a positive finite number, got {fps!r}")
     iio = _imageio_v3()
     data = iio.imwrite("<bytes>", array, extension=".gif", is_batch=True, duration=1000.0 / fps, loop=0)
-    return _write_atomic(path, data)
+    return atomic_write_bytes(path, data)
 
 
 def save_image_grid(
@@ -312,4 +289,4 @@ def save_image_grid(
     grid = image_grid(images, padding=padding, pad_value=pad_value)
     iio = _imageio_v3()
     data = iio.imwrite("<bytes>", grid, extension=".png")
-    return _write_atomic(path, data)
+    return atomic_write_bytes(path, data)

@@ -24,7 +24,6 @@ import importlib.resources
 import io
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -35,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from latentdyn._checks import check_choice
-from latentdyn._files import give_plain_mode
+from latentdyn._files import atomic_write_bytes
 from latentdyn._repr import fields_repr
 
 __all__ = [
@@ -317,23 +316,22 @@ def download_mnist(
         errors: list[str] = []
         for mirror in mirrors:
             url = mirror + name
-            fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=f".{name}.", suffix=".partial")
-            tmp = Path(tmp_name)
-            try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                    give_plain_mode(out.fileno(), tmp, target)  # (inside: the file object closes fd on failure)
-                    for block in iter(lambda: response.read(1 << 20), b""):
-                        out.write(block)
-                checksum = _md5(tmp)
-                if checksum != MNIST_MD5[name]:
-                    errors.append(f"{url}: MD5 checksum mismatch (got {checksum}, expected {MNIST_MD5[name]})")
-                    continue
-                os.replace(tmp, target)
-                break
+            try:  # (at most 10 MB: read whole, checked, then written, so that a bad download never touches disk)
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    data = response.read()
             except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
                 errors.append(f"{url}: {exc}")
-            finally:
-                tmp.unlink(missing_ok=True)
+                continue
+            checksum = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            if checksum != MNIST_MD5[name]:
+                errors.append(f"{url}: MD5 checksum mismatch (got {checksum}, expected {MNIST_MD5[name]})")
+                continue
+            try:
+                atomic_write_bytes(target, data)
+            except OSError as exc:
+                errors.append(f"{url}: {exc}")
+                continue
+            break
         else:
             raise RuntimeError(
                 f"could not download {name} ({'; '.join(errors)}). Without network access, "

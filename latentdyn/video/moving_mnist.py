@@ -29,7 +29,6 @@ generator's own output in ``shared/fixtures/official``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import Dataset, get_worker_info
 
 from latentdyn._checks import check_bool, check_int, check_positive_int, is_int, is_real
-from latentdyn._files import first_line, give_plain_mode
+from latentdyn._files import atomic_write
 from latentdyn._repr import fields_repr
 
 __all__ = [
@@ -773,6 +772,8 @@ def save_test_set(
             is not a bool (a string ``"False"`` would read as True).
         ValueError: an array has a wrong dtype or shape (as :func:`load_test_set` checks).
         FileExistsError: ``path`` exists and ``overwrite`` is false.
+        OSError: the file system refused (a full disk, a read-only folder), naming ``path``; an existing file is
+            left as it was.
     """
     overwrite = check_bool(overwrite, "overwrite", "True: replace an existing file")
     compress = check_bool(compress, "compress")
@@ -785,18 +786,8 @@ def save_test_set(
     final = Path(path)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists; pass overwrite=True to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as stream:  # (first: the file object closes fd whatever fails next)
-            give_plain_mode(stream.fileno(), tmp_name, final)
-            save = np.savez_compressed if compress else np.savez
-            save(stream, **arrays)
-        os.replace(tmp_name, final)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return final
+    save = np.savez_compressed if compress else np.savez
+    return atomic_write(final, lambda stream: save(stream, **arrays))
 
 
 def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
@@ -817,32 +808,9 @@ def load_test_set(path: str | os.PathLike[str]) -> MovingMNISTTestData:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such test-set file (make one with `python -m examples.srvp.data`)")
-    if file.stat().st_size == 0:
-        raise ValueError(f"{file}: empty file (0 bytes), not an .npz archive: an interrupted download or copy?")
-    from latentdyn.video.datasets._common import check_npy_sizes
+    from latentdyn.video.datasets._common import read_npz
 
-    check_npy_sizes(file, _TEST_KEYS)  # a header claiming more than the file holds is damage, not a lack of memory
-    try:
-        archive = np.load(file, allow_pickle=False)
-    except MemoryError:  # out of memory is not a damaged file
-        raise
-    except Exception as exc:  # a damaged file raises OSError, ValueError, EOFError, BadZipFile, zlib.error...
-        raise ValueError(f"{file}: not a readable .npz file ({first_line(exc)})") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{file}: expected an .npz archive with keys {', '.join(_TEST_KEYS)}, got a single array")
-    with archive:
-        missing = [key for key in _TEST_KEYS if key not in archive.files]
-        if missing:
-            raise ValueError(f"{file}: missing key(s) {', '.join(missing)} (found {', '.join(archive.files)})")
-        arrays: dict[str, np.ndarray] = {}
-        for key in _TEST_KEYS:
-            try:
-                arrays[key] = archive[key]
-            except MemoryError:  # out of memory is not a damaged file
-                raise
-            except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
-                raise ValueError(f"{file}: cannot read key {key!r} ({first_line(exc)})") from exc
-
+    arrays = read_npz(file, _TEST_KEYS)
     return _validated(arrays, str(file))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from torch.utils.data import get_worker_info
 
 from latentdyn._checks import is_int
+from latentdyn._files import atomic_path, first_line
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -37,8 +38,8 @@ __all__ = [
     "check_npy_sizes",
     "draw_int",
     "is_hidden",
-    "load_npz",
     "numeric_sort_key",
+    "read_npz",
     "read_png",
     "require_dir",
     "require_pillow",
@@ -94,18 +95,13 @@ def require_dir(path: Path, what: str, hint: str = "") -> Path:
     return path
 
 
-def _partial_name(final: Path) -> Path:
-    # Same directory (so the rename is atomic), hidden (so loaders skip leftovers of a killed run), same
-    # suffix (so writers that pick a format from the extension still work).
-    return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}")
-
-
 @contextmanager
 def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that is renamed to ``final`` only if the block succeeds.
 
     On any exception the temporary directory is removed, so no partial output is ever visible at
-    ``final``.
+    ``final``. An existing ``final`` (``overwrite``) is renamed aside before the new one is renamed in, and
+    removed only then: if that rename fails it is put back, so the old data are never lost.
 
     Raises:
         FileExistsError: ``final`` exists and ``overwrite`` is false.
@@ -117,25 +113,28 @@ def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if final.exists() or final.is_symlink():
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")  # (hidden: loaders skip it)
+            os.replace(final, old)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)
+                raise
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-@contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling path that replaces ``final`` only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_name(final)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+atomic_file = atomic_path
+"""A temporary sibling path (same extension) that replaces a file only if the block succeeds:
+:func:`latentdyn._files.atomic_path`."""
 
 
 def split_items(items: Sequence[T], split: str) -> list[T]:
@@ -339,16 +338,73 @@ def check_npy_sizes(path: Path, keys: Iterable[str] | None = None) -> None:
         raise ValueError(problem)
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file (no pickles); ``ValueError`` naming the file if it is not one."""
-    check_npy_sizes(path)
+def read_npz(
+    path: Path,
+    keys: Iterable[str] | None = None,
+    *,
+    option: str | None = None,
+    check: Callable[[list[str]], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (no pickles), each as stored (any shape and dtype).
+
+    Every way a file can be unreadable (empty, truncated, damaged bit by bit, not an archive, a single ``.npy``
+    array, a header claiming more data than the file holds, an object array) is a ``ValueError`` naming the file
+    (and the key, for a damaged member), in one line. ``MemoryError`` (out of memory for a genuine array)
+    propagates.
+
+    Args:
+        path: the ``.npz`` file.
+        keys: the arrays to read (the others are neither read nor checked); None reads them all.
+        option: the option or argument that named the file, which then starts every error message.
+        check: called with the archive's keys before anything is read; it may raise its own ``ValueError``
+            (a missing key said in the caller's words, a file of another kind).
+
+    Returns:
+        ``{key: array}``, in the order of ``keys`` (of the archive when ``keys`` is None).
+
+    Raises:
+        ValueError: the file cannot be read as an ``.npz`` archive, a member cannot be read, or a key of ``keys``
+            is missing (the keys found are listed).
+    """
+    prefix = f"{option}: " if option else ""
+    wanted = None if keys is None else list(keys)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
-        # A file that is not an .npz archive makes np.load try (and refuse) pickle, return a bare array
-        # (no context manager) or fail to parse a header.
-        raise ValueError(f"{path}: cannot read .npz file ({exc})") from exc
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False  # (np.load says what is wrong)
+    if empty:
+        raise ValueError(f"{prefix}{path}: empty file (0 bytes), not an .npz archive: an interrupted download or copy?")
+    try:
+        check_npy_sizes(path, wanted)  # a header claiming more than the file holds is damage, not a lack of memory
+    except ValueError as exc:
+        raise ValueError(f"{prefix}{exc}") from exc
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
+        raise
+    except Exception as exc:  # OSError, ValueError, EOFError, BadZipFile, zlib.error, a tokenizer's error...
+        raise ValueError(f"{prefix}{path}: not a readable .npz file ({first_line(exc)})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        holding = "" if not wanted else " holding " + ", ".join(repr(key) for key in wanted)
+        raise ValueError(f"{prefix}{path}: expected an .npz archive{holding}, got a single array")
+    with archive:
+        found = list(archive.files)
+        if check is not None:
+            check(found)
+        if wanted is None:
+            wanted = found
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            raise ValueError(f"{prefix}{path}: missing key(s) {', '.join(missing)} (found {', '.join(found)})")
+        arrays: dict[str, np.ndarray] = {}
+        for key in wanted:
+            try:
+                arrays[key] = archive[key]
+            except MemoryError:
+                raise
+            except Exception as exc:  # a damaged member (bad CRC, zlib.error, EOFError...) or an object array
+                raise ValueError(f"{prefix}{path}: cannot read key {key!r} ({first_line(exc)})") from exc
+    return arrays
 
 
 # Modes Pillow converts to 8-bit RGB, and those whose array is already what read_png returns.

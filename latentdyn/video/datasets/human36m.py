@@ -36,7 +36,7 @@ from latentdyn.video.datasets._common import (
     check_clip_ref,
     draw_int,
     is_hidden,
-    load_npz,
+    read_npz,
     require_dir,
     require_pillow,
     split_items,
@@ -154,7 +154,7 @@ def _npz_files(folder: Path) -> list[Path]:
 
 def _load_image(path: Path) -> np.ndarray:
     """The ``image`` array of a converted video, uint8 (T, H, W, 3); ``ValueError`` naming a bad file."""
-    fields = load_npz(path)
+    fields = read_npz(path)
     if "image" not in fields:
         raise ValueError(f"{path}: missing key 'image' (found {sorted(fields)})")
     image = fields["image"]
@@ -344,7 +344,7 @@ def make_human36m_test_set(
             if lengths[video] < span:
                 continue
             start = int(rs.randint(lengths[video] - span + 1))
-            fields: dict[str, Any] = dict(load_npz(files[video]))  # Any: np.savez types its keywords
+            fields: dict[str, Any] = dict(read_npz(files[video]))  # Any: np.savez types its keywords
             fields["image"] = fields["image"][start : start + span]
             fields["frame"] = np.array(start)
             with (tmp / f"test_{i}.npz").open("wb") as handle:

@@ -34,8 +34,8 @@ from latentdyn.video.datasets._common import (
     check_clip_ref,
     draw_int,
     is_hidden,
-    load_npz,
     numeric_sort_key,
+    read_npz,
     read_png,
     require_dir,
     split_items,
@@ -381,7 +381,7 @@ class KTHTestDataset(torch.utils.data.Dataset[np.ndarray]):
         path = _test_set_path(Path(root), t_len)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no KTH test set; create it with make_kth_test_set")
-        data = load_npz(path)
+        data = read_npz(path)
         missing = {"sequences", "persons", "actions"} - set(data)
         if missing:
             raise ValueError(f"{path}: missing keys {sorted(missing)} (found {sorted(data)})")
