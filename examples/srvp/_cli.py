@@ -28,6 +28,7 @@ __all__ = [
     "cpu_threads",
     "ends_quietly_on_a_closed_pipe",
     "progress_bar",
+    "refuse_torchrun",
     "require_modules",
     "robust_output",
     "shell_quote",
@@ -194,6 +195,23 @@ def require_modules(*modules: str, needed_for: str) -> None:
         raise ValueError(
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} needed for {needed_for} and not "
             'installed: pip install "latentdyn[examples]" (from a checkout: pip install -e ".[examples]")'
+        )
+
+
+def refuse_torchrun(prog: str, why: str) -> None:
+    """Refuse to run as one of several processes of a ``torchrun`` job (``WORLD_SIZE`` > 1): a ``ValueError``
+    saying to run ``prog`` in one process. Every process ran the whole command and they raced for its outputs
+    (evaluate's lock failed on all but one, whose writes torchrun then cut off).
+
+    Args:
+        prog: the command, e.g. ``"python -m examples.srvp.evaluate"``.
+        why: what runs in one process, e.g. ``"the evaluation"``.
+    """
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise ValueError(
+            f"{why} runs in one process, and this is one of {world} (WORLD_SIZE={world}: torchrun); run {prog} "
+            "without torchrun (only training runs over several processes)"
         )
 
 

@@ -41,6 +41,7 @@ from examples.srvp._cli import (
     add_version,
     cpu_threads,
     ends_quietly_on_a_closed_pipe,
+    refuse_torchrun,
     require_modules,
     robust_output,
     shell_quote,
@@ -308,6 +309,7 @@ def _save(path: Path, frames: np.ndarray, fps: float) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        refuse_torchrun("python -m examples.srvp.demo", "the demo")
         args.device = resolve_device(args.device)
         run = read_run_config(args.run_dir)
         family = (run.get("model") or {}).get("family", "srvp")

@@ -84,6 +84,7 @@ from examples.srvp._cli import (
     cpu_threads,
     ends_quietly_on_a_closed_pipe,
     progress_bar,
+    refuse_torchrun,
     require_modules,
     robust_output,
     shell_quote,
@@ -2118,6 +2119,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> int:
     """:func:`main` once the flags are parsed; ``lock`` is taken on the results' name and released by the caller."""
     try:
+        refuse_torchrun(_PROG, "the evaluation")
         _check_flags(args)
         require_modules("matplotlib", "imageio", needed_for="evaluate's curve plot and sample GIF")
         args.device = resolve_device(args.device)

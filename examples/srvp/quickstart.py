@@ -23,6 +23,7 @@ from examples.srvp._cli import (
     CliParser,
     add_version,
     ends_quietly_on_a_closed_pipe,
+    refuse_torchrun,
     require_modules,
     robust_output,
     shell_quote,
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        refuse_torchrun("python -m examples.srvp.quickstart", "the quickstart")
         _check_args(args)
         require_modules("matplotlib", "imageio", needed_for="the quickstart's curve plot and sample GIF")
         return _run(args, parser, sys.argv[1:] if argv is None else argv)

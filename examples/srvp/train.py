@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextvars
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -538,6 +539,14 @@ def _ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def _usable_cores() -> int:
+    """The cores this process may use (those a scheduler gave the job, where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def data_workers(requested: int, device: torch.device) -> int:
     """The DataLoader workers of a training: ``requested`` if >= 0; for -1 (the default), none on a CPU (they
     would take cores from the training's own threads) and, on an accelerator, up to 8 processes, leaving one
@@ -547,12 +556,14 @@ def data_workers(requested: int, device: torch.device) -> int:
         return requested
     if device.type == "cpu":
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))  # (the cores this job may use, e.g. under a scheduler)
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    per_process = _usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(8, per_process - 1))
+
+
+GROUP_TIMEOUT = datetime.timedelta(hours=3)
+"""How long a process of a ``torchrun`` job waits for the others in a collective before the job fails: long
+enough for rank 0's validation of the paper's presets on a slow GPU (the others wait for it), short enough to
+end a job whose rank hangs on the same day. A rank that dies ends the job at once (``torchrun``)."""
 
 
 @dataclass
@@ -593,6 +604,17 @@ def _check_first_batch(stream: BatchStream, cfg: TrainConfig, dist: _Dist, devic
 def _all_true(flag: bool, dist: _Dist, device: torch.device) -> bool:
     """Whether ``flag`` holds on every rank (so that all ranks stop together)."""
     return not _max_over_ranks(int(not flag), dist, device)
+
+
+def _mean_over_ranks(values: torch.Tensor, dist: _Dist) -> torch.Tensor:
+    """The mean over the ranks of each rank's ``values`` (``values`` itself in one process). Every rank's batch
+    share has the same size, so this is the mean over the whole batch. (A sum, then a division: gloo has no
+    average.)"""
+    if dist.world == 1:
+        return values
+    total = values.clone()
+    torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+    return total / dist.world
 
 
 def _max_over_ranks(value: int, dist: _Dist, device: torch.device) -> int:
@@ -944,7 +966,7 @@ def _plan_line(cfg: TrainConfig, device: torch.device, step: int, end: int, worl
     days without a word, the CPU being the default device)."""
     where = f"{device}" + (f" × {world} processes" if world > 1 else "")
     if device.type == "cpu":
-        where += f", {torch.get_num_threads()} threads"
+        where += f", {torch.get_num_threads()} threads" + (" each" if world > 1 else "")
     line = (
         f"training steps {step:,} to {end:,} of {cfg.n_iter:,}, batch {cfg.batch_size}, on {where}, "
         f"precision {'fp32' if cfg.amp == 'none' else cfg.amp + ' autocast'}"
@@ -1069,14 +1091,29 @@ def _train(
     device = resolve_device(cfg.device)
     if dist.world > 1:
         if cfg.batch_size % dist.world:
+            divisors = [k for k in range(1, cfg.batch_size + 1) if cfg.batch_size % k == 0 and k <= 64]
+            if resume:  # (the batch size is the run's: --batch-size cannot change on a resume)
+                raise ValueError(
+                    f"--resume: the run's batch size {cfg.batch_size} (its config.json) does not split over "
+                    f"{dist.world} processes; resume it with {', '.join(map(str, divisors))} processes"
+                )
             raise ValueError(f"--batch-size: {cfg.batch_size} does not split over {dist.world} processes")
         if device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
             torch.cuda.set_device(device)
         if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            # Rank 0 validates alone while the others wait in the next collective: the default timeout (gloo 30
+            # min, NCCL 10) ended a job whose validation took longer, losing that step's last.pt.
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=GROUP_TIMEOUT)
             owns_group = True
     caller.uses(device)
+    if dist.world > 1 and dist.main and device.type == "cpu":
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        if torch.get_num_threads() * local > _usable_cores():
+            note(
+                f"note: {local} processes × {torch.get_num_threads()} threads each are more than the "
+                f"{_usable_cores()} cores here, which slows every step; --threads is per process"
+            )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the official code: the fastest kernels for these fixed shapes
     if not resume and (run_dir / "config.json").exists():
@@ -1373,7 +1410,10 @@ def _train(
                 # One read-back per step of all terms and, without a loss scaler (which skips such updates
                 # itself), of the gradients' norm: a finite loss can still have non-finite gradients, and their
                 # update would put NaN weights into the next checkpoint.
-                read = [t.detach().float() for t in terms] + ([] if scaler.is_enabled() else [_grad_norm(model)])
+                # The terms of the whole batch: each rank's share averaged over the ranks (the log showed rank 0's
+                # share alone); the gradients' norm and the loss scale are the same on every rank already.
+                read = list(_mean_over_ranks(torch.stack([t.detach().float() for t in terms]), dist).unbind())
+                read += [] if scaler.is_enabled() else [_grad_norm(model)]
                 if isinstance(pending, torch.Tensor):
                     read.append(pending.float().reshape(()))
                 row = torch.stack(read).tolist()

@@ -1,0 +1,127 @@
+"""Multi-process training, second review: the log holds the whole batch's loss terms, the processes wait for
+rank 0's validation longer than torch's default timeouts, threads are per process, a resume over processes that
+do not split the run's batch says so, and evaluate, demo and quickstart refuse to run as several processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from examples.srvp import demo, quickstart, train
+from examples.srvp import evaluate as ev
+from examples.srvp.config import PRESETS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_RANK_TERMS = """
+import os, sys
+import torch
+DDP = torch.nn.parallel.DistributedDataParallel
+forward = DDP.forward
+def recorded(self, *args, **kwargs):  # each rank's own loss terms, on stderr
+    out = forward(self, *args, **kwargs)
+    if self.training:
+        print(f"TERMS {os.environ['RANK']} " + " ".join(repr(float(v)) for v in out[0]), file=sys.stderr, flush=True)
+    return out
+DDP.forward = recorded
+from examples.srvp import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_the_log_holds_the_whole_batchs_terms_and_threads_are_per_process(tmp_path: Path) -> None:
+    script = tmp_path / "rank_terms.py"
+    script.write_text(_RANK_TERMS)
+    run = tmp_path / "run"
+    (tmp_path / "tmpdir").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmpdir"), "PYTHONPATH": str(ROOT)}
+    env.pop("OMP_NUM_THREADS", None)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd += ["--threads", str(cores), "--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = {}
+    for line in proc.stderr.splitlines():
+        if line.startswith("TERMS "):
+            _, rank, *values = line.split()
+            ranks[int(rank)] = [float(v) for v in values]
+    assert sorted(ranks) == [0, 1] and ranks[0] != ranks[1]  # each rank's share has its own loss
+    logged = json.loads((run / "train_log.jsonl").read_text().splitlines()[0])
+    fields = ["nll", "kl_y", "kl_z", "residual", "total"]
+    for i, name in enumerate(fields):  # the mean of the shares (rank 0's share alone before)
+        assert logged[name] == pytest.approx((ranks[0][i] + ranks[1][i]) / 2, rel=1e-6, abs=1e-6), name
+    # 2 processes × all the cores' threads each: the job says they outnumber the cores, and the plan line
+    # says the threads are each process's.
+    assert f"note: 2 processes × {cores} threads each are more than the {cores} cores here" in proc.stderr
+    assert f"{cores} threads each" in proc.stdout
+
+
+def test_the_process_group_waits_longer_than_torchs_default_timeouts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 0 validates alone while the others wait: gloo's 30 min (NCCL's 10) ended long validations."""
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    seen: dict[str, object] = {}
+
+    class Stop(Exception):
+        pass
+
+    def init_process_group(backend: str, **kwargs: object) -> None:
+        seen.update(kwargs, backend=backend)
+        raise Stop
+
+    monkeypatch.setattr(torch.distributed, "init_process_group", init_process_group)
+    cfg = dataclasses.replace(PRESETS["tiny"](), threads=1)
+    with pytest.raises(Stop):
+        train.train(cfg, tmp_path / "run")
+    assert seen["backend"] == "gloo"
+    timeout = seen["timeout"]
+    assert timeout == train.GROUP_TIMEOUT and train.GROUP_TIMEOUT.total_seconds() >= 2 * 3600
+
+
+def test_a_resume_over_processes_that_do_not_split_the_runs_batch_names_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--max-steps", "1", "--threads", "1"]) == 0
+    capsys.readouterr()
+    for name, value in (("WORLD_SIZE", "3"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    assert train.main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: --resume: the run's batch size 4 (its config.json) does not split over 3 processes; resume it "
+        "with 1, 2, 4 processes"
+    ), err  # (it blamed --batch-size, which the user had not given and cannot change on a resume)
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("cli", ["evaluate", "demo", "quickstart"])
+def test_one_process_commands_refuse_to_run_under_torchrun(
+    cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every process of a torchrun job ran the whole evaluation: all but one failed on its lock, and torchrun
+    cut the writes of that one short (a partial file and a temporary left behind)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "out"
+    argv = {
+        "evaluate": [str(tmp_path / "run"), "--out", str(out)],
+        "demo": [str(tmp_path / "run"), "--out", str(out)],
+        "quickstart": ["--run-dir", str(out)],
+    }[cli]
+    main = {"evaluate": ev.main, "demo": demo.main, "quickstart": quickstart.main}[cli]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "runs in one process, and this is one of 2 (WORLD_SIZE=2: torchrun)" in err
+    assert f"run python -m examples.srvp.{cli} without torchrun" in err
+    assert not out.exists()
