@@ -125,3 +125,40 @@ def test_one_process_commands_refuse_to_run_under_torchrun(
     assert len(err.splitlines()) == 1 and "runs in one process, and this is one of 2 (WORLD_SIZE=2: torchrun)" in err
     assert f"run python -m examples.srvp.{cli} without torchrun" in err
     assert not out.exists()
+
+
+def test_a_validations_noise_depends_on_the_step_not_on_the_training_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation drew from rank 0's training stream, so the score of the same weights (and the choice of best.pt)
+    depended on the number of processes. Here a second run draws one more number per step (as another share of
+    the noise would); its validations draw the same noise as the first run's."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    real_validate = train.validate
+    from examples.srvp.model import SRVP
+
+    forward = SRVP.forward
+
+    def run(name: str, extra_draws: bool) -> None:
+        seen[name] = []
+
+        def validate(*args: object, **kwargs: object) -> float:
+            seen[name].append(torch.rand(4))  # (inside the validation's forked streams)
+            return real_validate(*args, **kwargs)  # type: ignore[arg-type]
+
+        def drawing_forward(self: SRVP, x: torch.Tensor, **kwargs: object) -> object:
+            if extra_draws:
+                torch.rand(1)
+            return forward(self, x, **kwargs)
+
+        monkeypatch.setattr(train, "validate", validate)
+        monkeypatch.setattr(SRVP, "forward", drawing_forward)
+        cfg = dataclasses.replace(PRESETS["tiny"](), val_interval=2, threads=1)
+        train.train(cfg, tmp_path / name, progress=False, log=lambda _: None)
+
+    run("plain", extra_draws=False)
+    run("drawing", extra_draws=True)
+    assert len(seen["plain"]) == 3  # steps 2, 4, 6
+    for a, b in zip(seen["plain"], seen["drawing"]):
+        assert torch.equal(a, b)
+    assert not torch.equal(seen["plain"][0], seen["plain"][1])  # each step its own noise

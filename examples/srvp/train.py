@@ -606,6 +606,19 @@ def _all_true(flag: bool, dist: _Dist, device: torch.device) -> bool:
     return not _max_over_ranks(int(not flag), dist, device)
 
 
+def _seed_validation(seed: int, step: int, device: torch.device) -> None:
+    """Seed the CPU's and ``device``'s streams from (``seed``, ``step``) alone for a validation (inside a
+    ``fork_rng``): its samples, and so the score that picks ``best.pt``, then depend on the weights and the step,
+    not on how many processes trained them or on rank 0's share of the training noise."""
+    import numpy as np
+
+    value = int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    torch.default_generator.manual_seed(value)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(value)  # (this device's stream only; torch.manual_seed would seed them all)
+
+
 def _mean_over_ranks(values: torch.Tensor, dist: _Dist) -> torch.Tensor:
     """The mean over the ranks of each rank's ``values`` (``values`` itself in one process). Every rank's batch
     share has the same size, so this is the mean over the whole batch. (A sum, then a division: gloo has no
@@ -1342,6 +1355,7 @@ def _train(
         if not dist.main:
             return
         with fork_rng(device):  # validation draws must not shift the training stream (exact resumes)
+            _seed_validation(cfg.seed, step, device)
             score = validate(model, cfg, val, device)
             sample = None
             if logger.tb is not None:
