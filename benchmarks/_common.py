@@ -114,6 +114,26 @@ def child_failed(e: ChildFailed) -> int:
     return 1
 
 
+PARENT_ONLY = frozenset({"help", "variants", "json", "variant", "child"})
+"""The options a benchmark's parent keeps to itself: every other one is passed on to each child."""
+
+
+def child_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The options of ``args`` a child run measures with, as flags: every option of ``parser`` but
+    :data:`PARENT_ONLY`, so that an option added to a benchmark reaches its children (a hand-written list that
+    forgot one measured the child at its default)."""
+    argv: list[str] = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest in PARENT_ONLY:
+            continue
+        flag, value = action.option_strings[0], getattr(args, action.dest)
+        if action.nargs == 0:  # (store_true and the like: the flag alone)
+            argv += [flag] if value else []
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def check_at_least(parser: argparse.ArgumentParser, minimums: dict[str, tuple[int, int]]) -> None:
     """Each ``flag: (value, minimum)`` checked before anything is measured; a usage error (one line, status 2)
     names the first flag below its minimum."""

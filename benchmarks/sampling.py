@@ -28,6 +28,7 @@ from benchmarks._common import (
     check_json_path,
     checked_device,
     checked_names,
+    child_argv,
     child_failed,
     machine,
     peak_memory,
@@ -122,24 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     check_json_path(parser, args.json)
     checked_device(parser, args)
-    common = [
-        "--width",
-        str(args.width),
-        "--batch",
-        str(args.batch),
-        "--samples",
-        str(args.samples),
-        "--cond",
-        str(args.cond),
-        "--future",
-        str(args.future),
-        "--device",
-        args.device,
-        "--threads",
-        str(args.threads),
-        "--iters",
-        str(args.iters),
-    ]
+    common = child_argv(parser, args)
     results = []
     for name in names:
         try:

@@ -26,6 +26,7 @@ from benchmarks._common import (
     check_json_path,
     checked_device,
     checked_names,
+    child_argv,
     child_failed,
     machine,
     matmul_flops,
@@ -166,22 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     # Dense matmul throughput of every precision the variants use, measured in this run.
     used = {"fp32"} | {VARIANTS[n][0] for n in names if VARIANTS[n][0] != "none"}
     peak = {k: matmul_flops(DTYPES.get(k, torch.float32), device) for k in sorted(used)}
-    common = [
-        "--width",
-        str(args.width),
-        "--batch",
-        str(args.batch),
-        "--seq-len",
-        str(args.seq_len),
-        "--device",
-        args.device,
-        "--threads",
-        str(args.threads),
-        "--warmup",
-        str(args.warmup),
-        "--iters",
-        str(args.iters),
-    ]
+    common = child_argv(parser, args)
     results = []
     for name in names:
         try:
