@@ -63,7 +63,6 @@ from examples.srvp.evaluate import (
     smmnist_test_set_hint,
 )
 from examples.srvp.model import SRVP
-from latentdyn.encoders.content import last_frames
 from latentdyn.ssm import Sampler, default_sampler
 from latentdyn.video.media import save_gif, video_grid
 
@@ -120,12 +119,8 @@ def seeded_sampler(seed: int) -> Sampler:
 
 
 def _conditioning(model: SRVP, cond: torch.Tensor) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    """Content w (B, Dw) from the last k conditioning frames and the skips of the last one, as predict uses."""
-    enc = model.encode(cond)
-    t, b = cond.shape[:2]
-    w = model.infer_content(enc.codes, last_frames(t, model.config.n_inference_frames, b, device=cond.device))
-    skips, _ = model.skip_frames(enc, torch.full((b,), t - 1, device=cond.device))
-    return w, skips
+    """Content w (B, Dw) and skips of the conditioning frames ``cond``, as ``predict`` takes them."""
+    return model.prediction_conditioning(model.encode(cond))
 
 
 @torch.no_grad()

@@ -307,6 +307,16 @@ class SRVP(FrameModel):
             return random_distinct_frames(n_frames, k, batch_size, device=device)
         return last_frames(n_frames, k, batch_size, device=device)
 
+    def prediction_conditioning(self, enc: Encoded) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """What :meth:`predict` decodes every frame with, from the encoded conditioning frames ``enc`` (T_c
+        frames of B sequences): the content w (B, Dw) of the last ``n_inference_frames`` frames (None without a
+        content variable) and the skips of the last frame (B, C_i, H_i, W_i each; empty without skips)."""
+        tc, b = enc.codes.shape[:2]
+        device = enc.codes.device
+        w = self.infer_content(enc.codes, last_frames(tc, self.config.n_inference_frames, b, device=device))
+        skips, _ = self.skip_frames(enc, torch.full((b,), tc - 1, device=device))
+        return w, skips
+
     def skip_frames(
         self, enc: Encoded, index: torch.Tensor | None = None
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
@@ -449,7 +459,7 @@ class SRVP(FrameModel):
             decode_cond: also decode the N reconstructions of the conditioning frames (``cond_frames``);
                 False skips T_c·N·B decoder calls when only the future is needed (evaluation).
         """
-        tc, b = self.check_frames(cond_frames, "cond_frames")
+        tc, _ = self.check_frames(cond_frames, "cond_frames")
         check_positive_int(n_future, "n_future")
         n = check_positive_int(n_samples, "n_samples")
         decode_cond = check_bool(decode_cond, "decode_cond")
@@ -460,8 +470,7 @@ class SRVP(FrameModel):
         draw = sampler if sampler is not None else default_sampler(sample)
         self._check_parameter_dtype(cond_frames.device.type)
         enc = self.encode(cond_frames)
-        w = self.infer_content(enc.codes, last_frames(tc, self.config.n_inference_frames, b, device=enc.codes.device))
-        skips, _ = self.skip_frames(enc, torch.full((b,), tc - 1, device=enc.codes.device))
+        w, skips = self.prediction_conditioning(enc)
         # Every sample re-infers the posterior: tile the codes N times along the batch (sample-major).
         codes = repeat(enc.codes, "t b d -> t (n b) d", n=n)
         w_n = repeat(w, "b d -> (n b) d", n=n) if w is not None else None
