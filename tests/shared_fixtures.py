@@ -4,14 +4,24 @@ outputs, and the official state-dict layouts), one lookup for every test file.
 In order: the folder named by ``LATENTDYN_FIXTURES``; ``shared/fixtures`` inside the repository (where
 ``benchmarks/README.md`` puts it on a device machine); ``shared/fixtures`` beside the repository root. Tests
 that need a missing fixture skip, saying where they looked; with ``LATENTDYN_REQUIRE_FIXTURES=1`` they run and
-fail instead, so that a machine meant to have the fixtures cannot lose those checks silently."""
+fail instead, so that a machine meant to have the fixtures cannot lose those checks silently.
+
+Also the small model-test helpers that several test files use: random frames of a model's size, and a model whose
+BatchNorm statistics are those of one pass over given frames."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+import torch
+
+if TYPE_CHECKING:
+    from examples.srvp.config import ModelConfig
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 ROOT = Path(__file__).resolve().parents[1]
 _CANDIDATES = (
@@ -31,3 +41,24 @@ def needs(path: Path, what: str) -> pytest.MarkDecorator:
         not path.exists() and not REQUIRED,
         reason=f"{what} not found ({path}; looked in {looked}; LATENTDYN_FIXTURES names another folder)",
     )
+
+
+def frames(t: int, b: int, config: ModelConfig) -> torch.Tensor:
+    """``t`` random frames of ``b`` sequences, of the model's channels and image size (from the global RNG)."""
+    return torch.rand(t, b, config.channels, config.image_size, config.image_size)
+
+
+def calibrated(model: M, x: torch.Tensor) -> M:
+    """Set every BatchNorm's running statistics to those of one train-mode pass over x; eval mode.
+
+    With the initial statistics (mean 0, var 1) the N(0, 0.02²) convolutions make eval-mode activations
+    vanish, so every frame decodes to 0.5 ± 1e-4 and comparisons between inputs would see nothing.
+    """
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: after one pass, exactly that batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()

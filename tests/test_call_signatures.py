@@ -199,6 +199,7 @@ assert_type(InceptionI3D()(torch.zeros(2, 3, 16, 224, 224)), torch.Tensor)
 """
 
 
+@pytest.mark.slow  # (a cold mypy run: --no-incremental)
 def test_calls_type_check_with_forward_types(tmp_path: Path) -> None:
     # mypy (as tests/test_docs.py runs it: the project's configuration, from the repository root) on what a user
     # writes. assert_type fails on Any, and the project's warn_unused_ignores reports an ignore that silences

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,11 +34,10 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("cli_more") / "run"
-    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "2", "--lr-decay", "1"]) == 0
-    return run
+@pytest.fixture
+def tiny_run(tiny_cli_run: Path) -> Path:
+    """conftest's run of ``train --preset tiny --lr-burnin 2 --lr-decay 1`` (shared: copied before a change)."""
+    return tiny_cli_run
 
 
 @pytest.fixture(scope="module")
@@ -162,32 +163,68 @@ def test_the_test_set_hint_follows_the_runs_data_settings() -> None:
 
 
 # ------------------------------------------------------------------- 4. and 5. benchmarks
-def _bench(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *argv], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
-    )
+def _children_in_process(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Run each variant's child (``python -m benchmarks.NAME ... --child``) in this process, its JSON line read as
+    from its own process: the parent's ratios, wording and JSON as in a real run, without a Python start per
+    process. (Each benchmark runs end to end in its own processes in test_benchmarks.py and test_svglp.py.)"""
+    import contextlib
+    import importlib
+    import io
+
+    from benchmarks import _common
+
+    commands: list[list[str]] = []
+    real_run = subprocess.run
+
+    def in_process(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        if cmd[-1] != "--child":
+            return real_run(cmd, **kwargs)  # (platform.processor() runs uname)
+        assert cmd[:2] == [sys.executable, "-m"], cmd
+        commands.append(cmd)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = importlib.import_module(cmd[2]).main(cmd[3:])
+        return subprocess.CompletedProcess(cmd, status, stdout=out.getvalue(), stderr="")
+
+    monkeypatch.setattr(_common.subprocess, "run", in_process)
+    return commands
 
 
-def test_train_step_ratios_name_their_baseline_when_the_official_step_did_not_run(tmp_path: Path) -> None:
+def test_train_step_ratios_name_their_baseline_when_the_official_step_did_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import train_step
+
+    children = _children_in_process(monkeypatch)
+    monkeypatch.setattr(train_step, "matmul_flops", lambda *a, **k: 1e9)  # (the peak: not what is checked here)
     out = tmp_path / "ts.json"
-    proc = _bench("benchmarks.train_step", "--width", "4", "--batch", "2", "--seq-len", "6", "--variants", "fp32",
-                  "--iters", "1", "--warmup", "0", "--threads", "1", "--json", str(out))  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = train_step.main(["--width", "4", "--batch", "2", "--seq-len", "6", "--variants", "fp32",
+                              "--iters", "1", "--warmup", "0", "--threads", "1", "--json", str(out)])  # fmt: skip
+    stdout, stderr = capsys.readouterr()
+    assert status == 0, stderr[-3000:]
+    assert [c[2] for c in children] == ["benchmarks.train_step"] and "fp32" == children[0][-2]
     data = json.loads(out.read_text())
     assert data["baseline"] == "fp32"
     assert "speedup_vs_official" not in data["results"][0] and data["results"][0]["speedup_vs_baseline"] == 1.0
-    assert "ratios vs fp32 (the official step did not run)" in proc.stdout
+    assert "ratios vs fp32 (the official step did not run)" in stdout
 
 
-def test_sampling_ratios_name_their_baseline_when_the_official_loop_did_not_run(tmp_path: Path) -> None:
+def test_sampling_ratios_name_their_baseline_when_the_official_loop_did_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import sampling
+
+    children = _children_in_process(monkeypatch)
     out = tmp_path / "s.json"
-    proc = _bench("benchmarks.sampling", "--width", "4", "--samples", "2", "--future", "2", "--variants",
-                  "batched-fp32", "--iters", "1", "--threads", "1", "--json", str(out))  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = sampling.main(["--width", "4", "--samples", "2", "--future", "2", "--variants", "batched-fp32",
+                            "--iters", "1", "--threads", "1", "--json", str(out)])  # fmt: skip
+    stdout, stderr = capsys.readouterr()
+    assert status == 0, stderr[-3000:]
+    assert [c[2] for c in children] == ["benchmarks.sampling"] and "batched-fp32" == children[0][-2]
     data = json.loads(out.read_text())
     assert data["baseline"] == "batched-fp32"
     assert "speedup_vs_official_loop" not in data["results"][0] and data["results"][0]["speedup_vs_baseline"] == 1.0
-    assert "ratios vs batched-fp32 (the official loop did not run)" in proc.stdout
+    assert "ratios vs batched-fp32 (the official loop did not run)" in stdout
 
 
 @pytest.mark.parametrize(
@@ -271,7 +308,8 @@ def test_output_into_a_closed_pipe_ends_without_a_traceback(
 ) -> None:
     """``... | head -1``: the reader is gone before the command's output; the work is done, exit status 0."""
     if cli == "evaluate":
-        argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "1", "--no-lpips"]
+        run = Path(shutil.copytree(tiny_run, tmp_path / "trained"))  # (evaluate writes into run/eval)
+        argv = [str(run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "1", "--no-lpips"]
         argv += ["--name", "piped"]
     else:
         argv = ["--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--max-steps", "1"]
@@ -286,7 +324,7 @@ def test_output_into_a_closed_pipe_ends_without_a_traceback(
         os.close(write)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
-    done = (tiny_run / "eval" / "piped.json") if cli == "evaluate" else (tmp_path / "run" / "checkpoints" / "last.pt")
+    done = (run / "eval" / "piped.json") if cli == "evaluate" else (tmp_path / "run" / "checkpoints" / "last.pt")
     assert done.exists()
 
 

@@ -84,35 +84,11 @@ def _quiet_train(cfg: TrainConfig, run: Path, **kwargs: object) -> train.TrainRe
     return train.train(cfg, run, progress=False, log=lambda _: None, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def test_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small SM-MNIST test set (20 sequences of 8 frames)."""
-    from latentdyn.video.mnist import load_embedded_digits
-    from latentdyn.video.moving_mnist import make_test_set, save_test_set
-
-    digits = load_embedded_digits("test")
-    data = make_test_set(digits.images[:40], digits.labels[:40], seq_len=8, deterministic=False)
-    return save_test_set(tmp_path_factory.mktemp("data") / "test.npz", data)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny run after 4 steps (best.pt of step 3, last.pt of step 4). Tests copy it before changing it."""
-    run = tmp_path_factory.mktemp("tiny") / "run"
-    _quiet_train(_tiny(), run, max_steps=4)
-    return run
-
-
-@pytest.fixture(scope="module")
-def wide_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """last.pt of a tiny run with --conv-width 8 (other shapes than the tiny run's)."""
-    import dataclasses
-
-    cfg = _tiny()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, conv_width=8))
-    run = tmp_path_factory.mktemp("wide") / "run"
-    _quiet_train(cfg, run, max_steps=2)
-    return run / "checkpoints" / "last.pt"
+# tiny_run and test_set: tests/conftest.py (shared with the other test files, trained once).
+@pytest.fixture
+def wide_checkpoint(wide_run: Path) -> Path:
+    """last.pt of a tiny run with --conv-width 8 (other shapes than the tiny run's; conftest's wide_run)."""
+    return wide_run / "checkpoints" / "last.pt"
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
@@ -1118,9 +1094,10 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(
 
     if cli == "evaluate":
         monkeypatch.setattr(ev, "evaluate", ctrl_c)
-        status = _no_escape(ev.main, [str(tiny_run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"])
+        run = _copy(tiny_run, tmp_path)  # (the results' lock stays in run/eval)
+        status = _no_escape(ev.main, [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"])
         said = "interrupted: no results were written"
-        written = (tiny_run / "eval").iterdir() if (tiny_run / "eval").exists() else ()
+        written = (run / "eval").iterdir() if (run / "eval").exists() else ()
         assert all(p.name.startswith(".") and p.name.endswith(".lock") for p in written)  # only the results' lock
     elif cli == "demo":
         monkeypatch.setattr(demo, "interpolation", ctrl_c)

@@ -92,6 +92,7 @@ def test_python_blocks_run(
     assert elapsed < 20, f"{page.name}: the code blocks took {elapsed:.1f} s of CPU; keep documentation examples fast"
 
 
+@pytest.mark.slow  # (a cold mypy run: --no-incremental)
 def test_python_blocks_type_check(tmp_path: Path) -> None:
     # A reader pastes the examples into a type-checked project: they pass mypy under the project's own
     # configuration (pyproject.toml) against the local latentdyn. One module per page, its blocks joined in

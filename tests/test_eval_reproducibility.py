@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from einops import rearrange
+from shared_fixtures import calibrated
 
 from examples.srvp import evaluate as ev
 from examples.srvp import train
@@ -55,14 +56,7 @@ def model(clips: torch.Tensor) -> SRVP:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = SRVP(PRESETS["tiny"]().model).init_weights()
-        for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.reset_running_stats()
-                m.momentum = None
-        net.train()
-        with torch.no_grad():
-            net(clips.float() / 255)
-    return net.eval()
+        return calibrated(net, clips.float() / 255)
 
 
 def _protocol(**changes: Any) -> ev.EvalProtocol:

@@ -36,24 +36,15 @@ from latentdyn.ssm import default_sampler
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def test_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small SM-MNIST test set from the embedded digits (40 digits -> 20 sequences of 8 frames)."""
-    from latentdyn.video.mnist import load_embedded_digits
-    from latentdyn.video.moving_mnist import make_test_set, save_test_set
-
-    digits = load_embedded_digits("test")
-    data = make_test_set(digits.images[:40], digits.labels[:40], seq_len=8, deterministic=False)
-    return save_test_set(tmp_path_factory.mktemp("data") / "test.npz", data)
+# test_set, tiny_run and tiny_cli_run: tests/conftest.py (shared with the other test files, made once).
 
 
 def _tiny() -> TrainConfig:
     return PRESETS["tiny"]()
 
 
-def test_train_cli_writes_a_run_directory(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "2", "--lr-decay", "1"]) == 0
+def test_train_cli_writes_a_run_directory(tiny_cli_run: Path) -> None:
+    run = tiny_cli_run  # train.main(["--preset", "tiny", "--run-dir", run, "--lr-burnin", "2", "--lr-decay", "1"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["lr_burnin"] == 2 and config["model"]["state_size"] == 4
     last = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -107,20 +98,28 @@ def _same_weights(a: Path, b: Path, which: str = "last") -> bool:
     return same and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, train.TrainResult]:
+    """The uninterrupted tiny run (its whole schedule) that the stopped and resumed runs are compared with: read
+    only."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    return run, _quiet(_tiny(), run)
+
+
 @pytest.mark.parametrize("split", [2, 3, 4])
-def test_resume_is_exact(tmp_path: Path, split: int) -> None:
+def test_resume_is_exact(tmp_path: Path, split: int, straight_run: tuple[Path, train.TrainResult]) -> None:
     """Stopping at any step, with or without a validation there (val_interval 3), changes nothing."""
     cfg = _tiny()
-    straight = _quiet(cfg, tmp_path / "a")
+    a, straight = straight_run
     first = _quiet(cfg, tmp_path / "b", max_steps=split)
     assert first.stopped == "max steps" and first.step == split
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == split
     second = _quiet(cfg, tmp_path / "b", resume=True)
     assert straight.step == second.step == cfg.n_iter
     assert straight.losses == first.losses + second.losses
-    assert _same_weights(tmp_path / "a", tmp_path / "b")
+    assert _same_weights(a, tmp_path / "b")
     # The same model selected: the validation at the stop is logged but selects nothing.
-    assert _same_weights(tmp_path / "a", tmp_path / "b", "best")
+    assert _same_weights(a, tmp_path / "b", "best")
 
 
 def test_a_stop_selects_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -309,6 +308,7 @@ def test_a_stop_writes_its_checkpoint_before_the_log_only_validation(
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
 
 
+@pytest.mark.slow  # (a training process and its 2 DataLoader workers, up to minutes on a busy machine)
 def test_sigterm_to_the_whole_job_with_dataloader_workers_saves_and_resumes(tmp_path: Path) -> None:
     """A scheduler's SIGTERM reaches every process of the job (here a process group), the DataLoader workers
     included: the run still ends after its step with a checkpoint and exit status 143, and resumes."""
@@ -912,12 +912,7 @@ def test_infer_checks_user_given_frame_indices_once() -> None:
 
 
 # ------------------------------------------------------------------------------------ evaluation in chunks
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory of the tiny preset after 4 training steps (best.pt of step 3, last.pt of step 4)."""
-    run = tmp_path_factory.mktemp("tiny") / "run"
-    train.train(_tiny(), run, max_steps=4, progress=False, log=lambda _: None)
-    return run
+# tiny_run (tests/conftest.py): the tiny preset after 4 training steps (best.pt of step 3, last.pt of step 4).
 
 
 def _protocol(**changes: int) -> ev.EvalProtocol:
@@ -1095,21 +1090,20 @@ def test_default_checkpoint_is_the_only_one_a_run_has(tiny_run: Path, tmp_path: 
 
 
 def test_evaluate_outputs_name_the_checkpoint_and_step(
-    tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: Path, test_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--nt-gen", "4"]
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))  # (evaluate writes into run/eval)
+    argv = [str(run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--nt-gen", "4"]
     assert ev.main([*argv, "--checkpoint", "best"]) == 0
     assert ev.main([*argv, "--checkpoint", "last"]) == 0
     capsys.readouterr()
     names = {}
     for which in ("best", "last"):
-        step = load_checkpoint(tiny_run / "checkpoints" / f"{which}.pt")["step"]
+        step = load_checkpoint(run / "checkpoints" / f"{which}.pt")["step"]
         names[which] = f"test_{which}_step{step}_n1_t4_dt1"
-        result = json.loads((tiny_run / "eval" / f"{names[which]}.json").read_text())
+        result = json.loads((run / "eval" / f"{names[which]}.json").read_text())
         assert result["checkpoint"]["name"] == which and result["checkpoint"]["step"] == step
     assert names["best"] != names["last"]
-    for path in (tiny_run / "eval").iterdir():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def test_per_sequence_scores_are_written_atomically(
@@ -1141,7 +1135,8 @@ def test_missing_weights_messages_name_the_cli_flags(
     for var in (ALEXNET_ENV_VAR, LPIPS_ENV_VAR, I3D_ENV_VAR):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--fvd"]
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))  # (evaluate writes into run/eval)
+    argv = [str(run), "--test-set", str(test_set), "--n-samples", "1", "--max-sequences", "2", "--fvd"]
     assert ev.main([*argv, "--name", "noweights"]) == 0
     out, err = capsys.readouterr()  # (the notes go to stderr, the results to stdout)
     assert "LPIPS skipped: AlexNet ImageNet weights not found" in err and "pass --lpips-alexnet /path/to/" in err
@@ -1154,7 +1149,7 @@ def test_missing_weights_messages_name_the_cli_flags(
         "FVD skipped: I3D Kinetics-400 weights not found (the whole reason: above, and in the JSON)\n"
     ) in out
     # Only a reason printed before is cut short: one that arose during the evaluation is printed whole (review).
-    saved = json.loads(next((tiny_run / "eval").glob("noweights*.json")).read_text())
+    saved = json.loads(next((run / "eval").glob("noweights*.json")).read_text())
     saved["fvd"] = {"skipped": "FVD failed: out of memory. Tried to allocate 2 GiB"}
     printed = {"lpips": saved["lpips"]["skipped"], "fvd": "I3D Kinetics-400 weights not found. Get them"}
     table = ev.format_results(saved, said=printed)
@@ -1164,7 +1159,7 @@ def test_missing_weights_messages_name_the_cli_flags(
     assert ev.main([*argv[:-1], "--name", "chosen", "--no-lpips"]) == 0
     out, err = capsys.readouterr()
     assert "skipped" not in out + err
-    saved = json.loads(next((tiny_run / "eval").glob("chosen*.json")).read_text())
+    saved = json.loads(next((run / "eval").glob("chosen*.json")).read_text())
     assert saved["lpips"] == {"skipped": "--no-lpips was given"} and "not requested" in saved["fvd"]["skipped"]
     # A weights file the user names but that cannot be read is an error, reported before anything is computed.
     missing = str(tmp_path / "missing.pth")
@@ -1181,7 +1176,7 @@ def test_missing_weights_messages_name_the_cli_flags(
     assert ev.main([*argv, "--name", "badlin", "--lpips-alexnet", str(alexnet), "--lpips-lin", missing]) == 2
     assert f"--lpips-lin: LPIPS v0.1 linear weights file '{missing}' does not exist" in capsys.readouterr().err
     # No results written (only the lock each evaluation holds on its name, which stays, as training's .lock).
-    assert not list((tiny_run / "eval").glob("[!.]*badpaths*")) and not list((tiny_run / "eval").glob("[!.]*badlin*"))
+    assert not list((run / "eval").glob("[!.]*badpaths*")) and not list((run / "eval").glob("[!.]*badlin*"))
 
 
 # ---------------------------------------------------------------------------------- official output files
@@ -1257,10 +1252,13 @@ def test_official_files_layout_and_best_samples(tmp_path: Path, n_samples: int) 
         np.testing.assert_allclose(values, result["_per_sequence"][m], rtol=1e-6)
 
 
-def test_save_official_files_flag(tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = [str(tiny_run), "--test-set", str(test_set), "--n-samples", "2", "--max-sequences", "3"]
+def test_save_official_files_flag(
+    tiny_run: Path, test_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))  # (evaluate writes into run/eval)
+    argv = [str(run), "--test-set", str(test_set), "--n-samples", "2", "--max-sequences", "3"]
     assert ev.main([*argv, "--nt-gen", "5", "--name", "off", "--save-official-files"]) == 0
-    folder = tiny_run / "eval" / "off_official"
+    folder = run / "eval" / "off_official"
     assert str(folder) in capsys.readouterr().out
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted(
@@ -1270,7 +1268,7 @@ def test_save_official_files_flag(tiny_run: Path, test_set: Path, capsys: pytest
     assert np.load(folder / "cond_rec.npz")["samples"].shape == (3, 2, 64, 64, 1)
     assert np.load(folder / "psnr_best.npz")["samples"].shape == (3, 3, 64, 64, 1)
     assert ev.main([*argv, "--nt-gen", "5", "--name", "plain"]) == 0
-    assert not (tiny_run / "eval" / "plain_official").exists()
+    assert not (run / "eval" / "plain_official").exists()
 
 
 def test_auto_resume_makes_one_command_for_a_requeued_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1493,11 +1491,11 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(
 
 
 def test_quickstart_evaluates_a_run_already_trained_without_training_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny_cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = tmp_path / "runs" / "q"
-    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "2", "--lr-decay", "1"]) == 0
-    capsys.readouterr()
+    # train.main(["--preset", "tiny", "--run-dir", run, "--lr-burnin", "2", "--lr-decay", "1"]), copied: the
+    # quickstart writes into run/eval.
+    run = Path(shutil.copytree(tiny_cli_run, tmp_path / "runs" / "q"))
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished run was trained again")

@@ -37,13 +37,12 @@ def _tiny(**model_changes: object) -> TrainConfig:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_changes))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny run whose model differs from ModelConfig's defaults, after 4 steps (best.pt of step 3, last.pt of
-    step 4: the tiny preset validates every 3 steps)."""
-    run = tmp_path_factory.mktemp("api") / "run"
-    train.train(_tiny(conv_width=8), run, max_steps=4, progress=False, log=lambda _: None)
-    return run
+@pytest.fixture
+def run(wide_run: Path) -> Path:
+    """A tiny run whose model differs from ModelConfig's defaults (conv_width 8), after 4 steps (best.pt of step 3,
+    last.pt of step 4: the tiny preset validates every 3 steps): tests/conftest.py's wide_run, shared with other
+    test files, copied before a change."""
+    return wide_run
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
@@ -57,7 +56,7 @@ def test_read_train_config_gives_the_runs_model(run: Path) -> None:
     assert cfg.model.conv_width == 8
 
 
-def test_a_train_section_without_its_model_is_refused(run: Path) -> None:
+def test_a_train_section_without_its_model_is_refused(run: Path, tmp_path: Path) -> None:
     """config.json keeps the model beside the training options: building a TrainConfig from the ``train``
     section alone gave the default model (conv_width 64 for a run of 8), without a word."""
     saved = read_run_config(run)
@@ -66,7 +65,7 @@ def test_a_train_section_without_its_model_is_refused(run: Path) -> None:
     config = run / "config.json"
     broken = json.loads(config.read_text())
     del broken["train"]
-    other = run.parent / "no_train"
+    other = tmp_path / "no_train"
     (other / "checkpoints").mkdir(parents=True)
     (other / "config.json").write_text(json.dumps(broken))
     with pytest.raises(ValueError, match=r"^run_dir: .*config\.json has no 'train' section$"):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from einops import rearrange
+from shared_fixtures import calibrated, frames
 from torch.distributions import Distribution
 
 from examples.srvp import evaluate as ev
@@ -43,22 +44,6 @@ TINY: dict[str, Any] = dict(
 
 def tiny(**overrides: Any) -> ModelConfig:
     return SVGLPConfig(**{**TINY, **overrides})
-
-
-def frames(t: int, b: int, config: ModelConfig) -> torch.Tensor:
-    return torch.rand(t, b, config.channels, config.image_size, config.image_size)
-
-
-def calibrated(model: torch.nn.Module, x: torch.Tensor) -> Any:
-    """BatchNorm running statistics of one train-mode pass over x, then eval mode (so that eval outputs vary)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
 
 
 class Offset:
