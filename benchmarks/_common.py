@@ -127,10 +127,16 @@ def child_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> lis
         if not action.option_strings or action.dest in PARENT_ONLY:
             continue
         flag, value = action.option_strings[0], getattr(args, action.dest)
-        if action.nargs == 0:  # (store_true and the like: the flag alone)
-            argv += [flag] if value else []
-        else:
-            argv += [flag, str(value)]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            argv += [] if value is None else [flag if value else f"--no-{flag.removeprefix('--')}"]
+        elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            argv += [flag] if value != action.default else []
+        elif type(action) is argparse._StoreAction:
+            if value is None:
+                continue  # (the child's default is None too)
+            argv += [flag, *map(str, value)] if isinstance(value, (list, tuple)) else [flag, str(value)]
+        else:  # (an option of another kind: say how to pass it on here, rather than pass it wrongly)
+            raise TypeError(f"child_argv: cannot pass {flag} ({type(action).__name__}) on to a child")
     return argv
 
 

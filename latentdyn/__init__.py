@@ -34,7 +34,7 @@ from latentdyn.encoders import (
     random_distinct_frames,
     select_frames,
 )
-from latentdyn.fields import MLPField, VectorField
+from latentdyn.fields import MLPField, VectorField, check_field_sizes
 from latentdyn.integrators import INTEGRATOR_NAMES, EulerIntegrator, Integrator, OdeintIntegrator, by_name
 from latentdyn.nn import MLP, TimeDistributed, init_orthogonal_
 from latentdyn.objectives import ElboTerms, elbo, gaussian_nll, kl_per_sequence, residual_penalty
@@ -76,6 +76,7 @@ __all__ = [
     "VGGEncoder",
     "VectorField",
     "by_name",
+    "check_field_sizes",
     "default_sampler",
     "diag_gaussian",
     "diag_gaussian_from_raw",

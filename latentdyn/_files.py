@@ -44,10 +44,15 @@ def give_plain_mode(fd: int, tmp_path: str | os.PathLike[str], target: str | os.
     """
     mode = plain_file_mode(target)
     fchmod = getattr(os, "fchmod", None)
-    if fchmod is not None:
-        fchmod(fd, mode)
-    else:
-        os.chmod(tmp_path, mode)
+    try:
+        if fchmod is not None:
+            fchmod(fd, mode)
+        else:
+            os.chmod(tmp_path, mode)
+    except OSError:
+        # A file system without Unix modes (vfat, some network shares) refuses the change; the file keeps the
+        # mode it was made with there, which is the folder's to decide, and the write goes on.
+        pass
 
 
 _UNSAFE_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) (\S+?)[.,]?(?:\s|$)")  # torch >= 2.3, torch 2.2
@@ -116,7 +121,8 @@ def _naming_target(error: BaseException, target: Path, tmp: Path | None) -> OSEr
     if found is None or found.errno is None:
         return None
     ours = {None, str(target), *(() if tmp is None else (str(tmp),))}
-    if found.filename is not None and str(found.filename) not in ours:
+    # (a temporary file the system refused to create is named by mkstemp's error before ``tmp`` is known)
+    if found.filename is not None and str(found.filename) not in ours and not is_temporary_of(found.filename, target):
         return None  # another file's error (read by the writer, say): it names its own file
     return OSError(found.errno, found.strerror or os.strerror(found.errno), str(target))
 

@@ -3,6 +3,7 @@ so an option added to a benchmark but not to its list was measured at the child'
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
 
@@ -26,6 +27,20 @@ def test_child_argv_passes_every_option_but_the_parents_own() -> None:
     again = parser.parse_args(argv)
     assert (again.width, again.new_knob, again.fast) == (8, "b", True)
     assert child_argv(parser, parser.parse_args([])) == ["--width", "64", "--new-knob", "a"]
+
+
+def test_child_argv_passes_every_kind_of_option_so_that_the_child_parses_the_same_values() -> None:
+    parser = CliParser(prog="bench")
+    parser.add_argument("--no-cache", dest="cache", action="store_false")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2])
+    for given in ([], ["--no-cache", "--no-compile", "--dtype", "bf16", "--sizes", "3", "4"]):
+        args = parser.parse_args(given)
+        assert parser.parse_args(child_argv(parser, args)) == args, given
+    parser.add_argument("--tag", action="append")
+    with pytest.raises(TypeError, match=r"child_argv: cannot pass --tag \(_AppendAction\) on to a child"):
+        child_argv(parser, parser.parse_args([]))
 
 
 @pytest.mark.parametrize("script", ["sampling", "train_step"])

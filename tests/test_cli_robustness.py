@@ -1428,7 +1428,8 @@ def test_an_atomic_write_whose_permissions_are_refused_leaves_no_descriptor_open
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Soak-review finding: a file system that refuses chmod (e.g. some FUSE mounts) made each failed write leak
-    the temporary file's descriptor, which a retrying loop would pile up."""
+    the temporary file's descriptor, which a retrying loop would pile up. (Since the writers were merged the mode
+    is best effort: the writes succeed there, and still leave no descriptor and no temporary behind.)"""
     import os
 
     from examples.srvp.checkpoint import atomic_write_text
@@ -1440,12 +1441,11 @@ def test_an_atomic_write_whose_permissions_are_refused_leaves_no_descriptor_open
     monkeypatch.setattr(os, "fchmod", refuse, raising=False)
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(5):
-        with pytest.raises(OSError, match="Operation not permitted"):
-            atomic_write_text(tmp_path / "config.json", "{}")
-        with pytest.raises(OSError, match="Operation not permitted"):
-            save_test_set(tmp_path / "a.npz", _small_moving_mnist_test_set())
+        atomic_write_text(tmp_path / "config.json", "{}")
+        save_test_set(tmp_path / "a.npz", _small_moving_mnist_test_set(), overwrite=True)
     assert len(os.listdir("/proc/self/fd")) == before
-    assert list(tmp_path.iterdir()) == []  # the temporaries are gone too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "config.json"]  # no temporary left
+    assert (tmp_path / "config.json").read_text() == "{}"
 
 
 def _small_moving_mnist_test_set() -> Any:

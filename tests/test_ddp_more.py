@@ -120,11 +120,16 @@ def test_one_process_commands_refuse_to_run_under_torchrun(
         "quickstart": ["--run-dir", str(out)],
     }[cli]
     main = {"evaluate": ev.main, "demo": demo.main, "quickstart": quickstart.main}[cli]
-    assert main(argv) == 2
+    monkeypatch.setattr(sys, "argv", [f"examples/srvp/{cli}.py", *argv])  # as the command line runs it
+    assert main() == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "runs in one process, and this is one of 2 (WORLD_SIZE=2: torchrun)" in err
     assert f"run python -m examples.srvp.{cli} without torchrun" in err
     assert not out.exists()
+    # Called from Python (rank 0 of a training script, say), the caller decides: the command goes on to its own
+    # checks (here: no run at that path).
+    assert main(argv) == 2
+    assert "torchrun" not in capsys.readouterr().err
 
 
 def test_a_validations_noise_depends_on_the_step_not_on_the_training_stream(
@@ -162,3 +167,28 @@ def test_a_validations_noise_depends_on_the_step_not_on_the_training_stream(
     for a, b in zip(seen["plain"], seen["drawing"]):
         assert torch.equal(a, b)
     assert not torch.equal(seen["plain"][0], seen["plain"][1])  # each step its own noise
+
+
+def test_seed_rng_seeds_the_cpu_and_the_devices_own_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    from examples.srvp.checkpoint import seed_rng
+
+    seed_rng(123, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(123)))
+
+    class FakeMPS:  # an accelerator with one global stream, as torch.mps (none on this machine)
+        def __init__(self) -> None:
+            self.seeds: list[int] = []
+
+        def get_rng_state(self) -> torch.Tensor:
+            return torch.zeros(1)
+
+        def set_rng_state(self, state: torch.Tensor) -> None:
+            pass
+
+        def manual_seed(self, value: int) -> None:
+            self.seeds.append(value)
+
+    fake = FakeMPS()
+    monkeypatch.setattr(torch, "mps", fake, raising=False)
+    seed_rng(7, torch.device("mps"))
+    assert fake.seeds == [7]  # (the validation's noise on a Mac came from the training stream)

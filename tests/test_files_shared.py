@@ -277,7 +277,29 @@ def _failing_replace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "replace", refused)
 
 
-FAILURES = {"fsync": _failing_fsync, "replace": _failing_replace}
+def _refused_create(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def refused(*args: Any, **kwargs: Any) -> tuple[int, str]:  # a read-only folder: mkstemp names its temporary
+        fd, name = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        os.unlink(name)
+        raise PermissionError(errno.EACCES, "Permission denied", name)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+
+
+def _refused_chmod(monkeypatch: pytest.MonkeyPatch) -> None:  # (not a failure: the write goes on, see below)
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refused, raising=False)
+    monkeypatch.setattr(os, "chmod", refused)
+
+
+FAILURES = {"fsync": _failing_fsync, "replace": _failing_replace, "create": _refused_create}
 
 
 @pytest.mark.parametrize("failure", sorted(FAILURES))
@@ -378,3 +400,17 @@ def test_remove_stale_temporaries_knows_the_shared_writers_temporaries(tmp_path:
     (tmp_path / ".last.pt.user-copy.tmp").write_bytes(b"not ours")
     assert remove_stale_temporaries(target) == [tmp_path / stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".last.pt.user-copy.tmp", "last.pt"]
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_file_system_that_refuses_modes_still_gets_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    """vfat and some network shares refuse chmod: the plain mode is best effort there (the write failed)."""
+    name, write = WRITERS[writer]
+    target = tmp_path / "out" / name
+    target.parent.mkdir()
+    _refused_chmod(monkeypatch)
+    write(target)
+    assert target.is_file() and target.stat().st_size > 0
+    assert [p.name for p in target.parent.iterdir()] == [name]

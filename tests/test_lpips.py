@@ -276,10 +276,12 @@ def test_rejects_nan_frames(metric: LPIPS) -> None:
         metric(bad, x)
 
 
+@pytest.mark.parametrize("size", [64, 4])
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_channels_last_frames_get_a_hint(metric: LPIPS, channels: int) -> None:
-    """RGBA frames channels-last got no hint (the frame metrics gave one): the rule is shared now."""
-    x = torch.rand(2, 64, 64, channels)
+def test_channels_last_frames_get_a_hint(metric: LPIPS, channels: int, size: int) -> None:
+    """RGBA frames channels-last got no hint (the frame metrics gave one): the rule is shared now, and small
+    frames keep the hint LPIPS gave them (their channel count is refused anyway)."""
+    x = torch.rand(2, size, size, channels)
     with pytest.raises(ValueError, match=r"x: expected 1 \(grayscale\) or 3 \(RGB\) channels .* looks channels-last"):
         metric(x, x)
 

@@ -198,17 +198,21 @@ def require_modules(*modules: str, needed_for: str) -> None:
         )
 
 
-def refuse_torchrun(prog: str, why: str) -> None:
-    """Refuse to run as one of several processes of a ``torchrun`` job (``WORLD_SIZE`` > 1): a ``ValueError``
-    saying to run ``prog`` in one process. Every process ran the whole command and they raced for its outputs
-    (evaluate's lock failed on all but one, whose writes torchrun then cut off).
+def refuse_torchrun(prog: str, why: str, argv: list[str] | None) -> None:
+    """Refuse to run a command as one of several processes of a ``torchrun`` job (``WORLD_SIZE`` > 1): a
+    ``ValueError`` saying to run ``prog`` in one process. Every process ran the whole command and they raced for
+    its outputs (evaluate's lock failed on all but one, whose writes torchrun then cut off).
+
+    Only the command line is refused (``argv`` None: the arguments are the process's own); a ``main([...])`` call
+    from Python, e.g. on rank 0 of a training script after its training, is the caller's to place.
 
     Args:
         prog: the command, e.g. ``"python -m examples.srvp.evaluate"``.
         why: what runs in one process, e.g. ``"the evaluation"``.
+        argv: the ``argv`` the command's ``main`` was given.
     """
     world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
+    if argv is None and world.isdigit() and int(world) > 1:
         raise ValueError(
             f"{why} runs in one process, and this is one of {world} (WORLD_SIZE={world}: torchrun); run {prog} "
             "without torchrun (only training runs over several processes)"

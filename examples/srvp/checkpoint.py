@@ -60,6 +60,7 @@ __all__ = [
     "run_format",
     "save_checkpoint",
     "save_run",
+    "seed_rng",
     "set_rng_state",
 ]
 
@@ -220,6 +221,17 @@ def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     elif (module := _accelerator_module(device)) is not None:
         state[device.type] = module.get_rng_state()
     return state
+
+
+def seed_rng(value: int, device: torch.device) -> None:
+    """Seed the streams :func:`rng_state` covers, the CPU's and ``device``'s own (that CUDA device's, or
+    ``mps``/``xpu``), with ``value``; no other device's (``torch.manual_seed`` seeds every CUDA device)."""
+    torch.default_generator.manual_seed(value)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(value)
+    elif (module := _accelerator_module(device)) is not None and callable(getattr(module, "manual_seed", None)):
+        module.manual_seed(value)
 
 
 def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:

@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        refuse_torchrun("python -m examples.srvp.demo", "the demo", argv)
         require_modules("imageio", needed_for="the demo's GIFs")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -304,7 +305,6 @@ def _save(path: Path, frames: np.ndarray, fps: float) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        refuse_torchrun("python -m examples.srvp.demo", "the demo")
         args.device = resolve_device(args.device)
         run = read_run_config(args.run_dir)
         family = (run.get("model") or {}).get("family", "srvp")

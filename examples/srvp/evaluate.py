@@ -37,6 +37,9 @@ folder     a folder of test videos (each one clip from its first frame),     seq
            the source's frame rate (one in the run's folder_frame_step kept)
 =========  ================================================================  ==============
 
+KTH, Human3.6M and BAIR models also take such an ``.npz`` of clips of one's own (any name but a KTH test
+set's, ``svg_test_set_<T>.npz``), cut to their first ``--nt-gen`` frames.
+
 LPIPS (AlexNet, linear weights v0.1; lower is better) is computed whenever the ImageNet AlexNet weights can
 be found (``--lpips-alexnet``, ``LATENTDYN_ALEXNET_WEIGHTS`` or the torch cache, see
 :meth:`latentdyn.video.lpips.LPIPS.from_files`); FVD with ``--fvd`` and I3D weights (``--i3d-weights``,
@@ -1739,8 +1742,9 @@ def _check_amp_fits_the_solver(amp: str, model: FrameModel) -> None:
 
 def _names_a_test_set(dataset: str, path: Path) -> bool:
     """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
-    pattern = {"kth": r"svg_test_set_\d+\.npz", "human36m": r"test_set_\d+_\d+"}.get(dataset)
-    return pattern is not None and re.fullmatch(pattern, path.name) is not None
+    if dataset == "kth":
+        return KTH_TEST_SET_NAME.fullmatch(path.name) is not None
+    return dataset == "human36m" and re.fullmatch(r"test_set_\d+_\d+", path.name) is not None
 
 
 def _train_value(train_cfg: dict[str, Any], key: str, default: Any) -> Any:
@@ -2119,7 +2123,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> int:
     """:func:`main` once the flags are parsed; ``lock`` is taken on the results' name and released by the caller."""
     try:
-        refuse_torchrun(_PROG, "the evaluation")
+        refuse_torchrun(_PROG, "the evaluation", argv)
         _check_flags(args)
         require_modules("matplotlib", "imageio", needed_for="evaluate's curve plot and sample GIF")
         args.device = resolve_device(args.device)

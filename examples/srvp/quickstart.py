@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        refuse_torchrun("python -m examples.srvp.quickstart", "the quickstart")
+        refuse_torchrun("python -m examples.srvp.quickstart", "the quickstart", argv)
         _check_args(args)
         require_modules("matplotlib", "imageio", needed_for="the quickstart's curve plot and sample GIF")
         return _run(args, parser, sys.argv[1:] if argv is None else argv)

@@ -65,6 +65,7 @@ from examples.srvp.checkpoint import (
     rng_state,
     run_format,
     save_checkpoint,
+    seed_rng,
     set_rng_state,
 )
 from examples.srvp.config import (
@@ -612,11 +613,7 @@ def _seed_validation(seed: int, step: int, device: torch.device) -> None:
     not on how many processes trained them or on rank 0's share of the training noise."""
     import numpy as np
 
-    value = int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    torch.default_generator.manual_seed(value)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            torch.cuda.manual_seed(value)  # (this device's stream only; torch.manual_seed would seed them all)
+    seed_rng(int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1), device)
 
 
 def _mean_over_ranks(values: torch.Tensor, dist: _Dist) -> torch.Tensor:

@@ -13,10 +13,11 @@ from latentdyn._checks import check_shape, check_tensor
 __all__ = ["channels_last_hint", "check_frame_pair", "check_value_range"]
 
 
-def channels_last_hint(sizes: dict[str, int]) -> str:
+def channels_last_hint(sizes: dict[str, int], *, channels_refused: bool = False) -> str:
     """``"; it looks channels-last ..."`` when a (..., C, H, W) shape reads better as (..., H, W, C): a last axis
-    of 1, 3 or 4 (grey, RGB, RGBA) after two larger ones; else ``""``."""
-    if sizes["w"] in (1, 3, 4) and min(sizes["c"], sizes["h"]) > 4:
+    of 1, 3 or 4 (grey, RGB, RGBA) after two larger ones, or after any two when the caller already refuses C
+    (``channels_refused``: LPIPS takes 1 or 3 channels); else ``""``."""
+    if sizes["w"] in (1, 3, 4) and (channels_refused or min(sizes["c"], sizes["h"]) > 4):
         return (
             "; it looks channels-last (..., H, W, C): move the channels first, e.g. "
             "einops.rearrange(x, '... h w c -> ... c h w')"
@@ -24,16 +25,19 @@ def channels_last_hint(sizes: dict[str, int]) -> str:
     return ""
 
 
-def check_frame_pair(a: object, b: object, names: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
+def check_frame_pair(
+    a: object, b: object, names: tuple[str, str], range_text: str
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
     """Two floating-point tensors ``(..., C, H, W)`` of one dtype and one shape, and their sizes (``c``, ``h``,
-    ``w``); errors name the arguments ``names``. Values are checked by :func:`check_value_range`."""
+    ``w``); errors name the arguments ``names`` and the value range ``range_text`` (e.g. ``"[0, 1]"``). Values
+    are checked by :func:`check_value_range`."""
     x = check_tensor(a, names[0])
     y = check_tensor(b, names[1])
     for name, t in zip(names, (x, y)):
         if not t.is_floating_point():
             raise TypeError(
-                f"{name}: expected a floating-point tensor of frames, got dtype {t.dtype}; convert uint8 frames "
-                "with x.float() / 255"
+                f"{name}: expected a floating-point tensor with values in {range_text}, got dtype {t.dtype}; "
+                "convert uint8 frames with x.float() / 255"
             )
     both = f"{names[0]} and {names[1]}"
     if x.dtype != y.dtype:

@@ -527,11 +527,11 @@ class LPIPS(nn.Module):
                 device synchronisation on GPUs). Also a backbone that returns a number of feature maps other
                 than ``len(channels)``.
         """
-        a, b, sizes = check_frame_pair(x, y, ("x", "y"))
+        a, b, sizes = check_frame_pair(x, y, ("x", "y"), "[0, 1]")
         if sizes["c"] not in (1, 3):
             raise ValueError(
                 f"x: expected 1 (grayscale) or 3 (RGB) channels at axis -3, got shape {list(a.shape)}"
-                f"{channels_last_hint(sizes)}"
+                f"{channels_last_hint(sizes, channels_refused=True)}"
             )
         if isinstance(self.backbone, AlexNetFeatures):
             _check_min_size(a, AlexNetFeatures.min_size, "x")

@@ -59,7 +59,7 @@ def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple
     Returns them and the checked ``data_range``. The value range costs one read of four numbers (a device
     synchronisation on GPUs), once per call.
     """
-    p, t, sizes = check_frame_pair(pred, target, ("pred", "target"))
+    p, t, sizes = check_frame_pair(pred, target, ("pred", "target"), "[0, data_range]")
     hint = channels_last_hint(sizes)
     if hint:
         raise ValueError(f"pred: expected channels at axis -3, (..., C, H, W), got shape {list(p.shape)}{hint}")
