@@ -613,7 +613,8 @@ def _seed_validation(seed: int, step: int, device: torch.device) -> None:
     not on how many processes trained them or on rank 0's share of the training noise."""
     import numpy as np
 
-    seed_rng(int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1), device)
+    state = int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])  # (int before >>: numpy 1
+    seed_rng(state >> 1, device)  # refuses uint64 >> int)
 
 
 def _mean_over_ranks(values: torch.Tensor, dist: _Dist) -> torch.Tensor:
