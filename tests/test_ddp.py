@@ -23,6 +23,19 @@ def _own_tmp(folder: Path) -> dict[str, str]:
     return {"TMPDIR": str(tmp)}
 
 
+def _torchrun_script(
+    tmp_path: Path, text: str, *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Two torchrun processes running the Python script ``text`` (which patches the training, then runs
+    ``train.main``) with ``argv``, one thread each unless ``env`` says otherwise; the finished process."""
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    full_env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v}  # (an empty value: unset, e.g. torchrun's own OMP default)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), *argv]
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
+
+
 def _torchrun(run: Path, *flags: str) -> None:
     env = {**os.environ, **_own_tmp(run.parent), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -75,19 +88,9 @@ sys.exit(train.main(sys.argv[1:]))
 @pytest.mark.slow
 def test_a_late_rank_does_not_find_rank_0s_new_run(tmp_path: Path) -> None:
     """Rank 0 writes config.json only once every rank has checked that the directory holds no run."""
-    script = tmp_path / "late_rank.py"
-    script.write_text(_LATE_RANK)
     run = tmp_path / "run"
-    env = {
-        **os.environ,
-        **_own_tmp(tmp_path),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(ROOT),
-        "LATE_RANK_SECONDS": "8",
-    }
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    cmd += ["--threads", "1", "--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    argv = ["--threads", "1", "--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]
+    proc = _torchrun_script(tmp_path, _LATE_RANK, *argv, env={"LATE_RANK_SECONDS": "8"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "already holds a run" not in proc.stderr
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
@@ -144,24 +147,9 @@ sys.exit(train.main(sys.argv[1:]))
 def test_ranks_that_stop_on_their_own_clocks_agree_on_why(tmp_path: Path) -> None:
     """Rank 1 reaches the time budget first: every rank reports the time budget (a rank that guessed Ctrl-C
     exited 130, and torchrun failed the job)."""
-    script = tmp_path / "slow_rank_0.py"
-    script.write_text(_SLOW_RANK_0)
     run = tmp_path / "run"
-    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    cmd += [
-        "--threads",
-        "1",
-        "--preset",
-        "tiny",
-        "--run-dir",
-        str(run),
-        "--lr-decay",
-        "100000",
-        "--max-minutes",
-        "0.05",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    argv = ["--threads", "1", "--preset", "tiny", "--run-dir", str(run), "--lr-decay", "100000"]
+    proc = _torchrun_script(tmp_path, _SLOW_RANK_0, *argv, "--max-minutes", "0.05")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     said = f"stopped at step {step} of 100004 (time budget of 0.05 min, from --max-minutes)"
@@ -185,12 +173,8 @@ sys.exit(train.main(sys.argv[1:]))
 def _torchrun_failing_on_rank_1(tmp_path: Path, condition: str, error: str, *flags: str) -> str:
     """The output of two torchrun processes whose rank 1 raises ``error`` for the batches of the steps where
     ``condition`` holds, once they have failed."""
-    script = tmp_path / "fails_on_rank_1.py"
-    script.write_text(_FAILS_ON_RANK_1.format(condition=condition, error=error))
-    env = {**os.environ, **_own_tmp(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    cmd += ["--threads", "1", "--preset", "tiny", *flags]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    text = _FAILS_ON_RANK_1.format(condition=condition, error=error)
+    proc = _torchrun_script(tmp_path, text, "--threads", "1", "--preset", "tiny", *flags)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     return out
@@ -232,3 +216,42 @@ def test_a_first_batch_share_that_fails_on_one_rank_stops_every_rank_before_the_
     assert "error: data_dir: /data/clip3.gif: cannot be decoded" in out, out[-3000:]  # rank 1's own error
     assert "error: data_dir: process 1 could not make its share of the first batch" in out, out[-3000:]  # rank 0's
     assert not (run / "config.json").exists()
+
+
+_RANK_TERMS = """
+import os, sys
+import torch
+DDP = torch.nn.parallel.DistributedDataParallel
+forward = DDP.forward
+def recorded(self, *args, **kwargs):  # each rank's own loss terms, on stderr
+    out = forward(self, *args, **kwargs)
+    if self.training:
+        print(f"TERMS {os.environ['RANK']} " + " ".join(repr(float(v)) for v in out[0]), file=sys.stderr, flush=True)
+    return out
+DDP.forward = recorded
+from examples.srvp import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_the_log_holds_the_whole_batchs_terms_and_threads_are_per_process(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    argv = ["--threads", str(cores), "--preset", "tiny", "--run-dir", str(run), "--max-steps", "1"]
+    proc = _torchrun_script(tmp_path, _RANK_TERMS, *argv, env={"OMP_NUM_THREADS": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = {}
+    for line in proc.stderr.splitlines():
+        if line.startswith("TERMS "):
+            _, rank, *values = line.split()
+            ranks[int(rank)] = [float(v) for v in values]
+    assert sorted(ranks) == [0, 1] and ranks[0] != ranks[1]  # each rank's share has its own loss
+    logged = json.loads((run / "train_log.jsonl").read_text().splitlines()[0])
+    fields = ["nll", "kl_y", "kl_z", "residual", "total"]
+    for i, name in enumerate(fields):  # the mean of the shares (rank 0's share alone before)
+        assert logged[name] == pytest.approx((ranks[0][i] + ranks[1][i]) / 2, rel=1e-6, abs=1e-6), name
+    # 2 processes × all the cores' threads each: the job says they outnumber the cores, and the plan line
+    # says the threads are each process's.
+    assert f"note: 2 processes × {cores} threads each are more than the {cores} cores here" in proc.stderr
+    assert f"{cores} threads each" in proc.stdout

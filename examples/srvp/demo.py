@@ -118,11 +118,6 @@ def seeded_sampler(seed: int) -> Sampler:
     return default_sampler(generator=torch.Generator().manual_seed(seed))
 
 
-def _conditioning(model: SRVP, cond: torch.Tensor) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    """Content w (B, Dw) and skips of the conditioning frames ``cond``, as ``predict`` takes them."""
-    return model.prediction_conditioning(model.encode(cond))
-
-
 @torch.no_grad()
 def frame_rate(
     model: SRVP, clip: torch.Tensor, n_cond: int, n_future: int, *, factors: tuple[int, ...] = (1, 2, 4), seed: int = 0
@@ -164,7 +159,7 @@ def content_swap(model: SRVP, clips: torch.Tensor, n_cond: int, n_future: int, *
     cond = clips[:n_cond]
     pred = model.predict(cond, n_future, 1, sampler=seeded_sampler(seed))
     states = torch.cat([pred.cond_rollout.states, pred.states[0]])  # (T, 2, Dy): y_0, z of each clip
-    w, skips = _conditioning(model, cond)
+    w, skips = model.prediction_conditioning(model.encode(cond))
     own = model.decode(states, w, skips).clamp(0, 1)
     other = model.decode(states, None if w is None else w.flip(0), [s.flip(0) for s in skips]).clamp(
         0, 1
@@ -188,7 +183,7 @@ def interpolation(model: SRVP, clips: torch.Tensor, n_cond: int, n_future: int, 
     alpha = torch.linspace(0, 1, steps, device=y0.device, dtype=y0.dtype)[:, None]  # (y0: bf16 under autocast)
     y0s = torch.lerp(y0[0].expand(steps, -1), y0[1].expand(steps, -1), alpha)
     roll = model.ssm.rollout(y0s, n_cond + n_future, sample=False)
-    w, skips = _conditioning(model, cond[:, :1])
+    w, skips = model.prediction_conditioning(model.encode(cond[:, :1]))
     w_s = None if w is None else repeat(w[0], "d -> s d", s=steps)
     skips_s = [repeat(s[0], "c h w -> s c h w", s=steps) for s in skips]
     videos = model.decode(roll.states, w_s, skips_s).clamp(0, 1)  # (T, steps, C, H, W)

@@ -234,6 +234,9 @@ KTH_TEST_SET_NAME = re.compile(r"svg_test_set_(\d+)\.npz")
 """The name ``kth-test-set`` gives a KTH test set of T-frame clips (sample-major, (N, T, H, W)); any other
 ``.npz`` is read as time-major clips of one's own (:func:`read_clip_archive`)."""
 
+HUMAN36M_TEST_SET_NAME = re.compile(r"test_set_(\d+)_(\d+)")
+"""The name ``human36m-test-set`` gives the folder of a Human3.6M test set: clip length, then subsampling."""
+
 
 def _stack(clips: list[np.ndarray] | np.ndarray) -> torch.Tensor:
     """Sample-major uint8 clips (N, T, H, W) or (N, T, H, W, C) -> uint8 (T, N, C, H, W)."""
@@ -328,7 +331,7 @@ def load_test_clips(
     data: Any
     if dataset == "human36m":
         t_len, sub = nt_gen, subsampling
-        named = re.fullmatch(r"test_set_(\d+)_(\d+)", root.name)
+        named = HUMAN36M_TEST_SET_NAME.fullmatch(root.name)
         if named is not None:
             root, t_len, sub = root.parent, int(named.group(1)), int(named.group(2))
         folder = root / f"test_set_{t_len}_{sub}"
@@ -1744,7 +1747,7 @@ def _names_a_test_set(dataset: str, path: Path) -> bool:
     """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
     if dataset == "kth":
         return KTH_TEST_SET_NAME.fullmatch(path.name) is not None
-    return dataset == "human36m" and re.fullmatch(r"test_set_\d+_\d+", path.name) is not None
+    return dataset == "human36m" and HUMAN36M_TEST_SET_NAME.fullmatch(path.name) is not None
 
 
 def _train_value(train_cfg: dict[str, Any], key: str, default: Any) -> Any:

@@ -548,6 +548,11 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _local_processes() -> int:
+    """The training processes of this machine (``LOCAL_WORLD_SIZE`` under ``torchrun``, else 1)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def data_workers(requested: int, device: torch.device) -> int:
     """The DataLoader workers of a training: ``requested`` if >= 0; for -1 (the default), none on a CPU (they
     would take cores from the training's own threads) and, on an accelerator, up to 8 processes, leaving one
@@ -557,7 +562,7 @@ def data_workers(requested: int, device: torch.device) -> int:
         return requested
     if device.type == "cpu":
         return 0
-    per_process = _usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    per_process = _usable_cores() // _local_processes()
     return max(0, min(8, per_process - 1))
 
 
@@ -613,8 +618,9 @@ def _seed_validation(seed: int, step: int, device: torch.device) -> None:
     not on how many processes trained them or on rank 0's share of the training noise."""
     import numpy as np
 
-    state = int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])  # (int before >>: numpy 1
-    seed_rng(state >> 1, device)  # refuses uint64 >> int)
+    # (a Python int before the shift: numpy 1 refuses uint64 >> int)
+    state = int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
+    seed_rng(state >> 1, device)
 
 
 def _mean_over_ranks(values: torch.Tensor, dist: _Dist) -> torch.Tensor:
@@ -1102,8 +1108,8 @@ def _train(
     device = resolve_device(cfg.device)
     if dist.world > 1:
         if cfg.batch_size % dist.world:
-            divisors = [k for k in range(1, cfg.batch_size + 1) if cfg.batch_size % k == 0 and k <= 64]
             if resume:  # (the batch size is the run's: --batch-size cannot change on a resume)
+                divisors = [k for k in range(1, min(cfg.batch_size, 64) + 1) if cfg.batch_size % k == 0]
                 raise ValueError(
                     f"--resume: the run's batch size {cfg.batch_size} (its config.json) does not split over "
                     f"{dist.world} processes; resume it with {', '.join(map(str, divisors))} processes"
@@ -1119,11 +1125,11 @@ def _train(
             owns_group = True
     caller.uses(device)
     if dist.world > 1 and dist.main and device.type == "cpu":
-        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        if torch.get_num_threads() * local > _usable_cores():
+        local, threads, cores = _local_processes(), torch.get_num_threads(), _usable_cores()
+        if threads * local > cores:
             note(
-                f"note: {local} processes × {torch.get_num_threads()} threads each are more than the "
-                f"{_usable_cores()} cores here, which slows every step; --threads is per process"
+                f"note: {local} processes × {threads} threads each are more than the {cores} cores here, which "
+                "slows every step; --threads is per process"
             )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the official code: the fastest kernels for these fixed shapes

@@ -48,7 +48,7 @@ def check_frame_pair(
     return x, y, sizes
 
 
-def check_value_range(frames: dict[str, torch.Tensor], peak: float, range_text: str, scale_hint: str = "") -> None:
+def check_value_range(frames: dict[str, torch.Tensor], peak: float, range_name: str, scale_hint: str = "") -> None:
     """Refuse frames with values outside ``[0, peak]`` or NaN, naming the argument and saying what to do.
 
     One read of two numbers per tensor, all in one transfer (a device synchronisation on GPUs), once per call.
@@ -56,10 +56,12 @@ def check_value_range(frames: dict[str, torch.Tensor], peak: float, range_text: 
     Args:
         frames: the tensors by argument name.
         peak: the largest value allowed.
-        range_text: how the message writes the range, e.g. ``"[0, 1]"`` or ``"[0, data_range] = [0, 1]"``.
+        range_name: how the message names the range, e.g. ``"[0, 1]"`` or ``"[0, data_range]"`` (then shown
+            with its value, ``[0, data_range] = [0, 2]``).
         scale_hint: what the hint for frames in [0, 255] adds after ``need x / 255``, e.g.
             ``" (or data_range=255)"``.
     """
+    shown = range_name if range_name == f"[0, {peak:g}]" else f"{range_name} = [0, {peak:g}]"
     tensors = [(name, t) for name, t in frames.items() if t.numel()]
     if not tensors:
         return
@@ -73,5 +75,5 @@ def check_value_range(frames: dict[str, torch.Tensor], peak: float, range_text: 
         elif hi > 2 * peak:
             hint = f"frames in [0, 255] need x / 255{scale_hint}"
         else:
-            hint = f"clamp predictions to {range_text.split(' = ')[0]} first"
-        raise ValueError(f"{name}: expected values in {range_text}, got values in [{lo:.4g}, {hi:.4g}]; {hint}")
+            hint = f"clamp predictions to {range_name} first"
+        raise ValueError(f"{name}: expected values in {shown}, got values in [{lo:.4g}, {hi:.4g}]; {hint}")

@@ -64,7 +64,7 @@ def _check_frame_pair(pred: object, target: object, data_range: object) -> tuple
     if hint:
         raise ValueError(f"pred: expected channels at axis -3, (..., C, H, W), got shape {list(p.shape)}{hint}")
     peak = check_positive_real(data_range, "data_range")
-    check_value_range({"pred": p, "target": t}, peak, f"[0, data_range] = [0, {peak:g}]", " (or data_range=255)")
+    check_value_range({"pred": p, "target": t}, peak, "[0, data_range]", " (or data_range=255)")
     return p, t, peak
 
 

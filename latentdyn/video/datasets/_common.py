@@ -21,7 +21,7 @@ import numpy as np
 from torch.utils.data import get_worker_info
 
 from latentdyn._checks import is_int
-from latentdyn._files import atomic_path, first_line
+from latentdyn._files import first_line
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -33,7 +33,6 @@ __all__ = [
     "RandomDraws",
     "Rng",
     "atomic_directory",
-    "atomic_file",
     "check_clip_ref",
     "check_npy_sizes",
     "draw_int",
@@ -130,11 +129,6 @@ def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-atomic_file = atomic_path
-"""A temporary sibling path (same extension) that replaces a file only if the block succeeds:
-:func:`latentdyn._files.atomic_path`."""
 
 
 def split_items(items: Sequence[T], split: str) -> list[T]:

@@ -26,13 +26,13 @@ import numpy as np
 import torch.utils.data
 
 from latentdyn._checks import check_choice, check_positive_int
+from latentdyn._files import atomic_path
 from latentdyn.video.datasets._common import (
     ClipRef,
     ConversionReport,
     RandomDraws,
     Rng,
     atomic_directory,
-    atomic_file,
     check_clip_ref,
     draw_int,
     is_hidden,
@@ -136,7 +136,7 @@ def convert_human36m(
             continue
         # Streamed frame by frame: a whole video at 1000x1000 would not fit in memory.
         frames = np.stack([_crop_resize(frame, size, source) for frame in iter_video(source)])
-        with atomic_file(target) as tmp, tmp.open("wb") as handle:
+        with atomic_path(target) as tmp, tmp.open("wb") as handle:
             np.savez(handle, image=frames, filename=np.array(source.stem), subject=np.array(subject))
         written += 1
         if progress is not None:

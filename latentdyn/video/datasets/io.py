@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latentdyn._checks import check_choice, check_positive_int, check_positive_real, is_int
-from latentdyn.video.datasets._common import atomic_file, require_pillow
+from latentdyn._files import atomic_path
+from latentdyn.video.datasets._common import require_pillow
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -365,7 +366,7 @@ def write_video(
     fps = check_positive_real(fps, "fps")
     suffix = out.suffix.lower()
     if suffix == ".gif":
-        with atomic_file(out) as tmp:
+        with atomic_path(out) as tmp:
             _write_gif(tmp, frames, float(fps))
         return out
     if codec is None:
@@ -385,7 +386,7 @@ def write_video(
     from fractions import Fraction
 
     rate = Fraction(fps).limit_denominator(1001)
-    with atomic_file(out) as tmp:
+    with atomic_path(out) as tmp:
         try:
             with av.open(str(tmp), "w") as container:
                 stream: Any = container.add_stream(codec, rate=rate, options=dict(options or {}))

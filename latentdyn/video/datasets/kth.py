@@ -24,13 +24,13 @@ import numpy as np
 import torch.utils.data
 
 from latentdyn._checks import check_choice, check_positive_int
+from latentdyn._files import atomic_path
 from latentdyn.video.datasets._common import (
     ClipRef,
     ConversionReport,
     RandomDraws,
     Rng,
     atomic_directory,
-    atomic_file,
     check_clip_ref,
     draw_int,
     is_hidden,
@@ -353,7 +353,7 @@ def make_kth_test_set(
         persons[i] = person
         actions.append(action)
         i += 1
-    with atomic_file(out) as tmp, tmp.open("wb") as handle:
+    with atomic_path(out) as tmp, tmp.open("wb") as handle:
         np.savez_compressed(handle, sequences=sequences, persons=persons, actions=np.array(actions))
     return out
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from latentdyn._checks import check_bool
-from latentdyn.video.datasets._common import atomic_file
+from latentdyn._files import atomic_path
 from latentdyn.video.datasets.io import PathLike
 
 __all__ = [
@@ -270,7 +270,7 @@ def write_tfrecord(path: PathLike, records: Iterable[bytes]) -> Path:
         The path written.
     """
     out = Path(path)
-    with atomic_file(out) as tmp, tmp.open("wb") as handle:
+    with atomic_path(out) as tmp, tmp.open("wb") as handle:
         for record in records:
             length = struct.pack("<Q", len(record))
             handle.write(length)
