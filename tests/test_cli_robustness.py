@@ -1326,7 +1326,9 @@ def test_saved_progress_survives_numpy_settings_a_second_ctrl_c_and_a_full_disk(
     def disk_full(path: Any, payload: Any) -> None:
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(ev, "save_checkpoint", disk_full)
+    from examples.srvp import _eval_state
+
+    monkeypatch.setattr(_eval_state, "save_checkpoint", disk_full)
     with pytest.warns(UserWarning, match="state_file: the progress could not be saved .No space left on device"):
         unsaved = ev.evaluate(model, clips, protocol, state_file=tmp_path / "other.pt", **options)
     assert unsaved["metrics"] == whole["metrics"] and not (tmp_path / "other.pt").exists()
@@ -2225,6 +2227,7 @@ def test_ctrl_c_while_the_results_are_written_keeps_the_progress_for_the_same_co
 ) -> None:
     """Ctrl-C after the evaluation, while its files are written: status 130, a line that says which files are
     complete, and the progress file stays, from which the same command writes the results without sampling."""
+    from examples.srvp import _eval_outputs
     from examples.srvp import evaluate as ev
     from examples.srvp.model import SRVP
 
@@ -2235,7 +2238,7 @@ def test_ctrl_c_while_the_results_are_written_keeps_the_progress_for_the_same_co
     def ctrl_c(*args: object) -> None:  # the plot is written after the JSON and the per-sequence scores
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ev, "_plot", ctrl_c)
+    monkeypatch.setattr(_eval_outputs, "_plot", ctrl_c)
     assert _no_escape(ev.main, argv) == 130
     err = capsys.readouterr().err
     state = out / "cut.partial.pt"

@@ -52,24 +52,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import dataclasses
-import functools
-import hashlib
-import io
 import json
 import math
-import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import warnings
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,15 +82,55 @@ from examples.srvp._cli import (
     refuse_torchrun,
     require_modules,
     robust_output,
-    shell_quote,
     user_path,
+)
+from examples.srvp._eval_data import (
+    DEFAULT_NT_GEN,
+    HUMAN36M_TEST_SET_NAME,
+    KTH_TEST_SET_NAME,
+    _names_a_test_set,
+    _test_data_hint,
+    _train_value,
+    default_n_samples,
+    default_nt_gen,
+    load_sequences,
+    load_test_clips,
+    read_clip_archive,
+    run_clip_options,
+    smmnist_test_set_hint,
+)
+from examples.srvp._eval_outputs import (
+    _CHOSEN_SKIPS,
+    HIGHER_IS_BETTER,
+    NOT_COMPUTED_HERE,
+    OUTPUT_NOTES,
+    format_results,
+    mark_predicted,
+    plot_figure,
+    sample_grid,
+    write_official_files,
+    write_outputs,
+)
+from examples.srvp._eval_state import (
+    STATE_FORMAT,
+    SavedProgress,
+    StateMismatchError,
+    _Accumulated,
+    _attach_progress,
+    _config_defaults,
+    _difference,
+    _digest,
+    _fingerprint,
+    _load_progress,
+    _OfficialArrays,
+    _release_freed_memory,
+    _save_progress,
+    discard_progress,
+    official_work_dir,
 )
 from examples.srvp._host import without_caller_autocast
 from examples.srvp.checkpoint import (
     FileLock,
-    atomic_write,
-    atomic_write_npz,
-    atomic_write_text,
     check_writable,
     checkpoint_path,
     default_checkpoint,
@@ -106,14 +138,11 @@ from examples.srvp.checkpoint import (
     load_model_and_step,
     os_error_message,
     read_run_config,
-    read_torch_file,
     remove_stale_temporaries,
     rng_state,
-    save_checkpoint,
     set_rng_state,
 )
 from examples.srvp.config import DATASETS, amp_resolution_missed, resolve_device
-from examples.srvp.datasets import read_clip_array
 from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
 from latentdyn.video.collate import to_unit_interval
@@ -124,7 +153,14 @@ from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, s
 __all__ = [
     "CHUNK_FRAMES",
     "DEFAULT_NT_GEN",
+    "HIGHER_IS_BETTER",
+    "HUMAN36M_TEST_SET_NAME",
+    "KTH_TEST_SET_NAME",
     "NOISE_MODES",
+    "NOT_COMPUTED_HERE",
+    "OUTPUT_NOTES",
+    "PSNR_CAP_DB",
+    "STATE_FORMAT",
     "EvalProtocol",
     "EvalResult",
     "SavedProgress",
@@ -133,6 +169,8 @@ __all__ = [
     "build_parser",
     "check_protocol",
     "check_sequences",
+    "default_n_samples",
+    "default_nt_gen",
     "discard_progress",
     "evaluate",
     "format_results",
@@ -142,9 +180,12 @@ __all__ = [
     "mark_predicted",
     "official_work_dir",
     "plot_figure",
+    "read_clip_archive",
+    "run_clip_options",
     "sample_grid",
     "sequence_generators",
     "sequence_seed",
+    "smmnist_test_set_hint",
     "write_official_files",
     "write_outputs",
 ]
@@ -153,9 +194,6 @@ METRICS = ("psnr", "ssim")
 """Metrics computed on every evaluation; ``"lpips"`` is added when an LPIPS module is given."""
 PSNR_CAP_DB = 100.0
 """Per-frame PSNR cap (dB) used in averages: an exact prediction would otherwise make them infinite."""
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
-DEFAULT_NT_GEN = {"kth": 40, "human36m": 53, "bair": 30}
-"""The official README's ``--nt_gen`` (conditioning + predicted frames) per dataset."""
 CHUNK_FRAMES = 512
 """Predicted frames per ``predict`` call when no sample chunk is given (:func:`auto_sample_chunk`). Peak memory
 grows with it: about 7 MB per predicted frame for the KTH preset's VGG decoder on CPU (measured: 8.4 GB for
@@ -216,159 +254,6 @@ class EvalProtocol:
     @property
     def n_future(self) -> int:
         return self.nt_gen - self.nt_cond
-
-
-def load_sequences(path: str | Path) -> torch.Tensor:
-    """Test clips of a ``.npz`` test set as uint8 (T, N, C, H, W).
-
-    Moving MNIST files (``sequences`` (T, N, H, W), time-major, as the official ``make_test_set``) are read
-    with :func:`latentdyn.video.moving_mnist.load_test_set`, which validates them.
-    """
-    from latentdyn.video.moving_mnist import load_test_set
-
-    data = load_test_set(path)
-    return rearrange(torch.from_numpy(np.ascontiguousarray(data.sequences)), "t n h w -> t n 1 h w")
-
-
-KTH_TEST_SET_NAME = re.compile(r"svg_test_set_(\d+)\.npz")
-"""The name ``kth-test-set`` gives a KTH test set of T-frame clips (sample-major, (N, T, H, W)); any other
-``.npz`` is read as time-major clips of one's own (:func:`read_clip_archive`)."""
-
-HUMAN36M_TEST_SET_NAME = re.compile(r"test_set_(\d+)_(\d+)")
-"""The name ``human36m-test-set`` gives the folder of a Human3.6M test set: clip length, then subsampling."""
-
-
-def _stack(clips: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """Sample-major uint8 clips (N, T, H, W) or (N, T, H, W, C) -> uint8 (T, N, C, H, W)."""
-    batch = torch.from_numpy(np.ascontiguousarray(np.stack(clips) if isinstance(clips, list) else clips))
-    if batch.dim() == 4:
-        return rearrange(batch, "n t h w -> t n 1 h w")
-    return rearrange(batch, "n t h w c -> t n c h w")
-
-
-def read_clip_archive(file: Path) -> torch.Tensor:
-    """The uint8 clips (T, N, C, H, W) of an ``.npz`` file whose ``sequences`` array is time-major uint8
-    (T, N, H, W) or (T, N, H, W, C): clips of one's own, saved with ``numpy.savez(file, sequences=...)``.
-    Errors name ``--test-set`` and the file (:func:`examples.srvp.datasets.read_clip_array`)."""
-    seq = read_clip_array(file, "--test-set")
-    x = torch.from_numpy(seq)
-    return x.unsqueeze(2) if x.dim() == 4 else rearrange(x, "t n h w c -> t n c h w")
-
-
-def load_test_clips(
-    dataset: str,
-    path: str | Path,
-    *,
-    nt_gen: int,
-    subsampling: int = 8,
-    image_size: int = 64,
-    grayscale: bool = False,
-    crop: str | None = None,
-    frame_step: int = 1,
-    max_sequences: int = 0,
-) -> torch.Tensor:
-    """The test clips of ``dataset`` as uint8 (T, N, C, H, W) (divide by 255 for frames in [0, 1]).
-
-    Args:
-        dataset: ``"smmnist"``, ``"kth"``, ``"human36m"``, ``"bair"`` or ``"folder"``.
-        path: the test data (see the module docstring's table).
-        nt_gen: frames per clip T (names the KTH file and the Human3.6M folder; BAIR and folder clips are
-            read with this length; SM-MNIST files keep their length). For every dataset but SM-MNIST, ``path``
-            may also be an ``.npz`` file of uint8 clips (:func:`read_clip_archive`; a KTH test set's name,
-            ``svg_test_set_<T>.npz``, excepted), cut to their first ``nt_gen`` frames.
-        subsampling: Human3.6M frame subsampling (names the folder).
-        image_size, grayscale, crop, frame_step: how ``folder`` videos are read (the training options);
-            ``frame_step`` also applies to the clips of an ``.npz``.
-        max_sequences: read only the first N clips (0: all).
-
-    Raises:
-        FileNotFoundError: the test set does not exist (the message says which command makes it).
-        ValueError: an unknown dataset, ill-formed test data, or ``max_sequences`` < 0.
-    """
-    from examples.srvp.datasets import check_folder_lengths
-    from latentdyn.video import datasets as vd
-    from latentdyn.video.datasets.bair import BAIR_FRAMES
-
-    check_positive_int(max_sequences, "max_sequences", minimum=0)
-    if dataset not in DATASETS:
-        raise ValueError(f"--dataset: expected one of {DATASETS}, got {dataset!r}")
-    root = Path(path).expanduser()
-    if dataset == "smmnist":
-        if root.is_dir():
-            raise ValueError(
-                f"--test-set: {root} is a folder; an SM-MNIST test set is an .npz file (made by python -m "
-                "examples.srvp.data smmnist-test-set)"
-            )
-        sequences = load_sequences(root)
-        return sequences[:, :max_sequences] if max_sequences else sequences
-    if root.suffix == ".npz" and root.is_file() and not KTH_TEST_SET_NAME.fullmatch(root.name):
-        # Clips of one's own as arrays (read_clip_archive), for any dataset's model (a KTH run's own clips were
-        # looked for as a folder holding svg_test_set_<T>.npz; demo read them). Read as the run read its
-        # videos: one frame in frame_step (a folder run trained on an .npz read it so).
-        clips = read_clip_archive(root)
-        span = (nt_gen - 1) * frame_step + 1 if nt_gen else clips.shape[0]
-        if clips.shape[0] < span:
-            every = f" (one in {frame_step}: {span} frames)" if frame_step > 1 else ""
-            raise ValueError(
-                f"--test-set: {root} holds clips of {clips.shape[0]} frames, fewer than the {nt_gen}{every} asked "
-                "for; lower --nt-gen"
-            )
-        clips = clips[:span:frame_step]
-        return clips[:, :max_sequences] if max_sequences else clips
-    if dataset == "kth":
-        t_len = nt_gen
-        named = KTH_TEST_SET_NAME.fullmatch(root.name)
-        if named is not None:
-            root, t_len = root.parent, int(named.group(1))
-        file = root / f"svg_test_set_{t_len}.npz"
-        if not file.is_file():
-            raise FileNotFoundError(
-                f"--test-set: no KTH test set {file}; make it with "
-                f"`python -m examples.srvp.data kth-test-set {shell_quote(root)} --seq-len {t_len}`"
-            )
-        sequences_np = vd.KTHTestDataset(root, seq_len=t_len).sequences
-        return _stack(sequences_np[:max_sequences] if max_sequences else sequences_np)
-    data: Any
-    if dataset == "human36m":
-        t_len, sub = nt_gen, subsampling
-        named = HUMAN36M_TEST_SET_NAME.fullmatch(root.name)
-        if named is not None:
-            root, t_len, sub = root.parent, int(named.group(1)), int(named.group(2))
-        folder = root / f"test_set_{t_len}_{sub}"
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"--test-set: no Human3.6M test set {folder}; make it with "
-                f"`python -m examples.srvp.data human36m-test-set {shell_quote(root)} --seq-len {t_len} "
-                f"--subsampling {sub}`"
-            )
-        data = vd.Human36MTestDataset(root, seq_len=t_len, subsampling=sub)
-    elif dataset == "bair":
-        if not (root / "processed_data" / "test").is_dir():
-            raise FileNotFoundError(
-                f"--test-set: no BAIR test split {root / 'processed_data' / 'test'}; make it with "
-                f"`python -m examples.srvp.data convert-bair RAW_DIR {shell_quote(root)}`"
-            )
-        if nt_gen > BAIR_FRAMES:
-            raise ValueError(f"--nt-gen: BAIR test videos have {BAIR_FRAMES} frames, got {nt_gen}")
-        data = vd.BAIRDataset(root, seq_len=nt_gen, split="test")
-    else:
-        try:
-            data = vd.VideoFolderDataset(
-                root,
-                seq_len=nt_gen,
-                image_size=image_size,
-                crop=crop,
-                grayscale=grayscale,
-                frame_step=frame_step,
-                random_start=False,
-            )
-        except (ValueError, FileNotFoundError) as e:  # (the dataset names its argument, root: the test set here)
-            if not str(e).startswith("root:"):
-                raise
-            raise type(e)("--test-set:" + str(e).removeprefix("root:")) from None
-        check_folder_lengths(data, "--nt-gen", "--test-set")  # before any clip is decoded
-    n = len(data) if not max_sequences else min(max_sequences, len(data))
-    return _stack([data[i] for i in range(n)])
 
 
 class EvalResult(dict[str, Any]):
@@ -545,361 +430,6 @@ def check_protocol(model: FrameModel, nt_cond: int, n_substeps: int, *, names: d
         raise ValueError(
             f"{name['n_substeps']}: this model is discrete-time (one step per frame), expected 1, got {n_substeps}"
         )
-
-
-STATE_FORMAT = 1
-"""Version of the files :func:`evaluate` saves its progress to (``state_file``)."""
-
-
-@dataclass(frozen=True)
-class _Accumulated:
-    """What an evaluation holds after its first ``done`` sequences: one record per batch, the random state to
-    draw the next batch's samples from, and the seconds spent computing (over all sessions)."""
-
-    done: int
-    seconds: float
-    rng: dict[str, torch.Tensor]
-    batches: tuple[dict[str, Any], ...]
-
-
-@dataclass(frozen=True)
-class SavedProgress:
-    """Where an evaluation that did not finish left its progress: ``done`` of ``total`` sequences, in ``path``.
-
-    An exception that ends :func:`evaluate` with a ``state_file`` (Ctrl-C included) carries one as its
-    ``saved_progress`` attribute once something was saved."""
-
-    done: int
-    total: int
-    path: Path
-
-
-def _attach_progress(exc: BaseException, progress: SavedProgress) -> None:
-    """Give ``exc`` its ``saved_progress`` and, where Python has notes (3.11+), a note that its traceback shows:
-    what was kept and that the same call continues from it."""
-    exc.saved_progress = progress  # type: ignore[attr-defined]
-    add_note = getattr(exc, "add_note", None)
-    if callable(add_note):
-        add_note(
-            f"evaluate: the results of {progress.done} of {progress.total} sequences are saved in {progress.path}; "
-            "the same call again continues from them"
-        )
-
-
-class StateMismatchError(ValueError):
-    """A ``state_file`` holds the progress of an evaluation made with other settings, model or test clips.
-
-    ``differences`` lists ``(what, saved, now)`` for each setting that differs (``saved`` and ``now`` are
-    ``None`` for a content digest, e.g. ``("test clips", None, None)``)."""
-
-    def __init__(self, path: Path, differences: list[tuple[str, Any, Any]]) -> None:
-        self.path = path
-        self.differences = differences
-        said = ", ".join(_difference(*d) for d in differences)
-        super().__init__(
-            f"state_file: {path} holds the progress of another evaluation ({said}); delete it to start over"
-        )
-
-
-def _difference(what: str, saved: Any, now: Any) -> str:
-    if saved is None and now is None:
-        return f"other {what}"
-    return f"{what}: {saved!r} saved, {now!r} now"
-
-
-def _digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """A digest of named tensors' names, dtypes, shapes and bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
-
-
-def _fingerprint(
-    model: nn.Module,
-    clips: torch.Tensor,
-    protocol: EvalProtocol,
-    lpips: nn.Module | None,
-    **options: Any,
-) -> dict[str, Any]:
-    """What must not change for an evaluation to continue from saved progress: the protocol, the options that
-    shape the results (``sample_chunk``, ``device`` type, ``amp``, ``n_gif``, ``fvd``, ``official_files``,
-    ``noise``, the digest of non-default ``indices``), the model's configuration and digests of its weights,
-    the test clips and the LPIPS weights. The sample chunk is
-    part of it although the draws do not depend on it: a GPU may pick other kernels for other batch sizes, and
-    rounding could change which sample is best."""
-    config = getattr(model, "config", None)
-    return {
-        "format": STATE_FORMAT,
-        **asdict(protocol),
-        **options,
-        "model configuration": asdict(config) if dataclasses.is_dataclass(config) else None,  # type: ignore[arg-type]
-        "model weights": _digest(model.state_dict().items()),
-        "test clips": _digest([("clips", clips)]),
-        "LPIPS": _digest(lpips.state_dict().items()) if lpips is not None else None,
-    }
-
-
-def _save_progress(
-    path: Path,
-    fingerprint: dict[str, Any],
-    acc: _Accumulated,
-    resumed_at: list[int],
-    official: dict[str, dict[str, Any]] | None = None,
-) -> None:
-    """Save the progress; ``official``: the layout of the official sample arrays (:class:`_OfficialArrays`), which
-    are kept in :func:`official_work_dir`, not in the file."""
-    payload = {
-        "fingerprint": fingerprint,
-        "done": acc.done,
-        "seconds": acc.seconds,
-        "rng": acc.rng,
-        "batches": list(acc.batches),
-        "resumed_at": resumed_at,
-    }
-    if official is not None:
-        payload["official"] = official
-    save_checkpoint(path, payload)
-
-
-_BEFORE_NOISE_MODES = {"noise": "batch"}
-"""Fingerprint entries of progress saved before the noise modes existed (all drawn as ``noise="batch"``)."""
-_NOT_RECORDED = ("sample_chunk", "model configuration")
-"""Fingerprint entries that progress saved by earlier versions may lack; such progress continues. The sample chunk
-does not change the draws, but on a GPU another chunk may run other kernels, whose rounding can change which sample
-is best: results continued under another chunk are valid but may differ slightly from an uninterrupted evaluation's
-(refusing would discard the saved work). The model's configuration: its weights' digest is there. A configuration
-saved before a field existed is read with that field's default, which new fields must keep as the earlier behaviour
-(as ``checkpoint.check_fits`` assumes for runs)."""
-
-
-def _config_defaults(model: nn.Module) -> dict[str, Any]:
-    """The default of each field of the model's configuration (a dataclass), for a saved configuration written
-    before the field existed: it held the default then."""
-    config = getattr(model, "config", None)
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        return {}
-    try:  # as checkpoint.check_fits reads a checkpoint's configuration
-        return asdict(type(config)())
-    except TypeError:  # (a configuration with a field that has no default)
-        return {}
-
-
-def _load_progress(
-    path: Path, fingerprint: dict[str, Any], config_defaults: dict[str, Any] | None = None
-) -> tuple[_Accumulated, list[int], dict[str, dict[str, Any]] | None]:
-    """The progress saved in ``path``, checked against this evaluation's fingerprint, where it resumed before, and
-    the layout of its official sample arrays (None when it has none, or holds them in its batches, as files saved
-    before the arrays were kept apart did). ``config_defaults``: the defaults of the model configuration's fields,
-    which a configuration saved before a field existed held.
-
-    Raises:
-        StateMismatchError: the file belongs to another evaluation.
-        ValueError: the file is not a complete torch file of this format.
-    """
-    state = read_torch_file(path, "state_file")
-    saved = state.get("fingerprint") if isinstance(state, dict) else None
-    if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
-        raise ValueError(f"state_file: {path} is not the progress of an evaluation (format {STATE_FORMAT})")
-    digests = ("model configuration", "model weights", "test clips", "LPIPS", "sequence indices")
-    differences = []
-    for key, now in fingerprint.items():
-        if key in _NOT_RECORDED and key not in saved:
-            continue  # (saved by a version that did not record it)
-        then = saved.get(key, _BEFORE_NOISE_MODES.get(key))
-        if key == "model configuration" and isinstance(then, dict) and isinstance(now, dict):
-            then = {**(config_defaults or {}), **then}
-        if then == now:
-            continue
-        if key in digests:  # a digest says only "other" (or, for LPIPS, whether it was computed)
-            on, off = ("given", "0 … N−1") if key == "sequence indices" else ("on", "off")
-            then, now = (None, None) if then and now else (on if then else off, on if now else off)
-        differences.append((key, then, now))
-    if differences:
-        raise StateMismatchError(path, differences)
-    acc = _Accumulated(
-        done=int(state["done"]), seconds=float(state["seconds"]), rng=state["rng"], batches=tuple(state["batches"])
-    )
-    official = state.get("official")
-    if official is not None and not (
-        isinstance(official, dict)
-        and all(
-            isinstance(spec, dict) and isinstance(spec.get("shape"), list) and isinstance(spec.get("dtype"), str)
-            for spec in official.values()
-        )
-    ):
-        raise ValueError(f"state_file: {path} is not the progress of an evaluation (format {STATE_FORMAT})")
-    return acc, list(state["resumed_at"]), official
-
-
-_OFFICIAL_ARRAY = re.compile(r"(cond_rec|random_\d+|(psnr|ssim|lpips)_(best|worst))\.npy")
-"""The files of a work folder of official sample arrays (:func:`official_work_dir`): nothing else there is removed."""
-
-
-def official_work_dir(state_file: str | Path) -> Path:
-    """Where an evaluation with ``state_file`` and ``official_files=True`` keeps the official sample arrays until its
-    results are written: ``NAME_official.partial/`` next to ``NAME.partial.pt`` (``STATE.official/`` next to a
-    state file of another name), one ``.npy`` per official file, filled batch by batch. The progress saved in
-    ``state_file`` counts on them; :func:`discard_progress` removes both."""
-    path = Path(state_file)
-    suffix = ".partial.pt"
-    if path.name.endswith(suffix) and len(path.name) > len(suffix):
-        return path.with_name(f"{path.name[: -len(suffix)]}_official.partial")
-    return path.with_name(f"{path.name}.official")
-
-
-def discard_progress(state_file: str | Path) -> None:
-    """Remove the progress that :func:`evaluate` saved in ``state_file`` and its official sample arrays
-    (:func:`official_work_dir`): once the results are written, or to start over. What is missing is no error."""
-    path = Path(state_file)
-    path.unlink(missing_ok=True)  # first: saved progress never counts on arrays already removed
-    _remove_work_files(official_work_dir(path))
-
-
-def _remove_work_files(folder: Path) -> None:
-    """Remove the official sample arrays in ``folder`` (only the files an evaluation writes there; a file that
-    cannot be removed is left), then the folder if that left it empty."""
-    try:
-        entries = list(folder.iterdir())
-    except OSError:  # no folder, or not a folder
-        return
-    for entry in entries:
-        if _OFFICIAL_ARRAY.fullmatch(entry.name):
-            with contextlib.suppress(OSError):
-                entry.unlink()
-    with contextlib.suppress(OSError):  # missing, or holds something else
-        folder.rmdir()
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None (another C library)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError, TypeError):
-        return None
-
-
-def _release_freed_memory() -> None:
-    """Give the heap memory freed by a batch back to the system, where the C library allows (glibc).
-
-    A batch with official files allocates and frees large arrays between the small ones kept for the results;
-    glibc then reuses the holes poorly and the heap grew by up to 1.5 MiB per SM-MNIST sequence, memory that is free
-    but never returned (measured: flat with ``malloc_trim`` after each batch, or with a fixed
-    ``MALLOC_MMAP_THRESHOLD_``). It costs well under a millisecond per batch."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-class _OfficialArrays:
-    """The official sample arrays of an evaluation (see :func:`write_official_files`) while it runs, on disk: one
-    ``NAME.npy`` per official file, (n_seq, T, H, W, C) uint8, preallocated at the first batch and filled batch by
-    batch, so that memory does not grow with the test set. Rows are written with plain writes, not through a
-    memory map, where a full disk would be a SIGBUS instead of an OSError. ``folder`` None: a temporary folder,
-    removed at the end. ``layout`` ({name: {"shape": [...], "dtype": str}}) is saved with the progress."""
-
-    def __init__(self, folder: Path | None, n_seq: int) -> None:
-        self.folder = folder
-        self.temporary = folder is None
-        self.n_seq = n_seq
-        self.layout: dict[str, dict[str, Any]] = {}
-        self._offsets: dict[str, int] = {}  # where the data of each file starts, after the .npy header
-        self._unsynced: set[str] = set()
-
-    def _path(self, name: str) -> Path:
-        assert self.folder is not None
-        return self.folder / f"{name}.npy"
-
-    def _row_bytes(self, name: str) -> int:
-        spec = self.layout[name]
-        return math.prod(spec["shape"][1:]) * np.dtype(spec["dtype"]).itemsize
-
-    def _create(self, first: dict[str, np.ndarray]) -> None:
-        if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix="srvp-official-"))
-        else:
-            _remove_work_files(self.folder)  # what an evaluation of this name left, that no saved progress counts on
-            self.folder.mkdir(parents=True, exist_ok=True)
-        for name, rows in first.items():
-            shape = (self.n_seq, *rows.shape[1:])
-            array = np.lib.format.open_memmap(self._path(name), mode="w+", dtype=rows.dtype, shape=shape)
-            self._offsets[name] = array.offset
-            del array  # a sparse file: no page was written
-            self.layout[name] = {"shape": list(shape), "dtype": rows.dtype.str}
-
-    def write(self, start: int, arrays: dict[str, torch.Tensor] | dict[str, np.ndarray]) -> None:
-        """Rows ``start …`` of every file, from one batch's arrays (B, T, H, W, C)."""
-        batch = {name: np.ascontiguousarray(np.asarray(a)) for name, a in arrays.items()}
-        if not self.layout:
-            self._create(batch)
-        if list(batch) != list(self.layout):
-            raise RuntimeError(f"official arrays: expected {list(self.layout)}, got {list(batch)}")
-        for name, rows in batch.items():
-            if rows.nbytes != len(rows) * self._row_bytes(name) or start + len(rows) > self.n_seq:
-                raise RuntimeError(f"official arrays: {name}: rows {start}+{list(rows.shape)} do not fit the file")
-            with open(self._path(name), "r+b") as f:
-                f.seek(self._offsets[name] + start * self._row_bytes(name))
-                f.write(rows.reshape(-1).view(np.uint8).data)
-            self._unsynced.add(name)
-
-    def sync(self) -> None:
-        """Flush the rows written since the last call to the disk: before the progress that counts on them is saved."""
-        for name in sorted(self._unsynced):
-            with open(self._path(name), "r+b") as f:
-                os.fsync(f.fileno())
-        self._unsynced.clear()
-
-    def resume(self, acc: _Accumulated, layout: dict[str, dict[str, Any]] | None, state_file: Path) -> _Accumulated:
-        """Continue the arrays of the progress ``acc`` loaded from ``state_file``: check the files that ``layout``
-        describes or, for progress saved with the arrays in its batches, write them to the files and return the
-        batches without them."""
-        if layout is not None:
-            for name, spec in layout.items():
-                path = self._path(name)
-                damaged = f"state_file: {state_file}: its official sample arrays are missing or damaged"
-                try:
-                    array = np.load(path, mmap_mode="r", allow_pickle=False)
-                except OSError as e:
-                    raise ValueError(f"{damaged} ({os_error_message(e)})") from None
-                except ValueError as e:  # not a .npy file, or shorter than its header says
-                    raise ValueError(f"{damaged} ({path}: {' '.join(str(e).split())})") from None
-                found = (list(array.shape), array.dtype.str)
-                self._offsets[name] = array.offset
-                del array
-                if found != (spec["shape"], spec["dtype"]):
-                    raise ValueError(
-                        f"{damaged} ({path} holds {found[0]} {found[1]}, expected {spec['shape']} {spec['dtype']})"
-                    )
-            self.layout = {name: dict(spec) for name, spec in layout.items()}
-            return acc
-        if acc.batches and all("official" in b for b in acc.batches):
-            start = 0
-            for b in acc.batches:
-                self.write(start, b["official"])
-                start += len(next(iter(b["official"].values())))
-            self.sync()
-            batches = tuple({k: v for k, v in b.items() if k != "official"} for b in acc.batches)
-            return dataclasses.replace(acc, batches=batches)
-        raise ValueError(f"state_file: {state_file} holds no official sample arrays")
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The complete arrays: read-only memory maps of the files (a temporary folder is removed: on POSIX the maps
-        outlive the files; elsewhere the folder goes when the maps are freed)."""
-        out = {name: np.load(self._path(name), mmap_mode="r", allow_pickle=False) for name in self.layout}
-        if self.temporary and self.folder is not None:
-            self.remove()
-            if self.folder.exists():
-                for array in out.values():
-                    weakref.finalize(array, shutil.rmtree, self.folder, True)
-        return out
-
-    def remove(self) -> None:
-        """Remove a temporary folder (a work folder stays with the progress that counts on it)."""
-        if self.temporary and self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _evaluate_batch(
@@ -1432,305 +962,6 @@ def _fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: F
     }
 
 
-_AXIS_LABELS = {
-    "psnr": "PSNR (dB, higher is better)",
-    "ssim": "SSIM (higher is better)",
-    "lpips": "LPIPS (lower is better)",
-}
-
-
-def _plot_title(result: dict[str, Any]) -> str:
-    """What the curves are of: the weights and data (when the result says), the protocol and the selection."""
-    p = result["protocol"]
-    ckpt, data = result.get("checkpoint") or {}, result.get("data") or {}
-    source = []
-    if ckpt.get("name"):
-        source.append(f"{ckpt['name']}.pt" + (f" at step {ckpt['step']}" if ckpt.get("step") is not None else ""))
-    if data.get("test_set"):
-        source.append(f"{data.get('dataset', 'test')} test set {Path(data['test_set']).name}")
-    head = ", ".join(source) + ": " if source else ""
-    return (
-        f"{head}{result['n_sequences']} sequences, {p['nt_cond']} conditioning + {p['nt_gen'] - p['nt_cond']} "
-        f"predicted frames\nbest and worst of {p['n_samples']} samples chosen per sequence and metric; bands: 95% "
-        "confidence interval of the mean"
-    )
-
-
-def plot_figure(result: dict[str, Any]) -> Any:
-    """The curve plot of ``result`` (a matplotlib ``Figure`` on an Agg canvas, not registered with pyplot): one
-    panel per metric, its value at every predicted frame for the best and worst of N samples and the two
-    reference predictors, with 95 % confidence bands; the title names the weights, the test set and the
-    protocol when ``result`` records them."""
-    # A figure of its own on an Agg canvas, without pyplot: the caller's backend (a notebook's) and pyplot's
-    # list of open figures stay as they were.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    p = result["protocol"]
-    name = result.get("model", "srvp").upper()
-    steps = np.arange(p["nt_cond"] + 1, p["nt_gen"] + 1)
-    names = _metric_names(result)
-    fig = Figure(figsize=(5 * len(names), 4.2))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(names), squeeze=False)
-    for ax, m in zip(axes[0], names):
-        series = [
-            (f"{name} best of {p['n_samples']}", result["metrics"]),
-            (f"{name} worst of {p['n_samples']}", result["worst_sample"]),
-            ("copy last frame", result["reference_predictors"]["copy_last"]),
-            ("all black", result["reference_predictors"]["black"]),
-        ]
-        for label, data in series:
-            mean = np.array(data[f"{m}_curve"]["mean"])
-            half = np.array(data[f"{m}_curve"]["ci95"])
-            ax.plot(steps, mean, label=label)
-            ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
-        ax.set_xlabel(f"frame (1 to {p['nt_cond']}: conditioning)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(_AXIS_LABELS.get(m, m.upper()))
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(_plot_title(result), fontsize=9)
-    fig.tight_layout()
-
-    fig._repr_png_ = _FigurePNG(fig)  # type: ignore[attr-defined]
-    return fig
-
-
-class _FigurePNG:
-    """A figure's ``_repr_png_``: a notebook shows the figure whatever its matplotlib backend. An object of this
-    module rather than a closure, so that the figure still pickles, and a deep copy draws itself."""
-
-    def __init__(self, figure: Any) -> None:
-        self.figure = figure
-
-    def __call__(self) -> bytes:
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=110)
-        return buffer.getvalue()
-
-
-def _plot(result: dict[str, Any], path: Path) -> None:
-    fig = plot_figure(result)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-
-
-GIF_HOLD_FRAMES = 4
-"""The sample GIF shows its last frame this many times more (1 s at its 4 frames per second) before it loops."""
-PREDICTED_COLOUR = (220, 40, 40)
-"""The border of a predicted frame in the sample GIF (RGB); conditioning frames and the truth keep a grey one."""
-
-
-def mark_predicted(frames: np.ndarray, grid_shape: tuple[int, ...], nt_cond: int, padding: int = 2) -> np.ndarray:
-    """The frames of a :func:`latentdyn.video.media.video_grid` of (R, K, T, C, H, W) videos whose column 0 is
-    the truth and the others predictions, with the border of every predicted cell (columns 1 and up, frames
-    from ``nt_cond`` on) in :data:`PREDICTED_COLOUR`: where the prediction starts can be seen. The padding
-    between the truth and column 1 is shared: its first half stays the truth's. A copy."""
-    n_rows, n_cols, _, _, h, w = grid_shape
-    out = frames.copy()
-    for r in range(n_rows):
-        top = r * (h + padding)
-        for k in range(1, n_cols):
-            left = k * (w + padding)
-            shared = padding // 2 if k == 1 else 0  # (the truth's half of the strip between them)
-            cell = out[nt_cond:, top : top + h + 2 * padding, left : left + w + 2 * padding]
-            inner = cell[:, padding : padding + h, padding : padding + w].copy()
-            cell[:, :, shared:] = PREDICTED_COLOUR
-            cell[:, padding : padding + h, padding : padding + w] = inner
-    return out
-
-
-OUTPUT_NOTES = {
-    "gif": (
-        " (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample; red border: "
-        "predicted frames)"
-    ),
-    "per_sequence": " (each sequence's best-of-N scores)",
-}
-"""How to read an output of :func:`write_outputs` (after its path, where the commands list them)."""
-
-
-def sample_grid(result: dict[str, Any]) -> np.ndarray | None:
-    """The frames of the sample GIF of ``result`` (None when it kept no videos: ``n_gif=0``): uint8
-    (T, H', W', 3), rows the first test sequences, columns the truth and the best and worst sample by PSNR and a
-    random one, predicted frames framed in red (:func:`mark_predicted`). In a notebook, show a frame with
-    ``PIL.Image.fromarray(frames[t])``, or the GIF :func:`write_outputs` writes with
-    ``IPython.display.Image(filename=path)``."""
-    from latentdyn.video.media import video_grid
-
-    videos = result["_gif"]
-    if not videos:
-        return None
-    # Rows: one test sequence each; columns: truth, best-PSNR, worst-PSNR, random sample.
-    cols = [videos[k] for k in ("truth", "best", "worst", "random")]
-    grid = rearrange(torch.stack(cols), "k t b c h w -> b k t c h w")
-    return mark_predicted(video_grid(grid, pad_value=0.5), grid.shape, result["protocol"]["nt_cond"])
-
-
-def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
-    """Write the JSON, the curve plot, the sample GIF and per-sequence scores (each atomically); returns their paths.
-
-    When ``result`` holds the official sample arrays (``evaluate(..., official_files=True)``), they are
-    written too, to ``out_dir/<name>_official/`` (see :func:`write_official_files`).
-    """
-    from latentdyn.video.media import save_gif
-
-    out_dir = Path(out_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / f"{name}.json", "plot": out_dir / f"{name}_curves.png"}
-    public = {k: v for k, v in result.items() if not k.startswith("_")}
-    atomic_write_text(paths["json"], json.dumps(public, indent=2))
-    per_sequence = {**result["_per_sequence"], **result.get("_per_sequence_others", {})}
-    paths["per_sequence"] = atomic_write_npz(out_dir / f"{name}_per_sequence.npz", **per_sequence)
-    _plot(result, paths["plot"])
-    frames = sample_grid(result)
-    if frames is not None:
-        frames = np.concatenate([frames, np.repeat(frames[-1:], GIF_HOLD_FRAMES, axis=0)])  # a pause at the end
-        paths["gif"] = save_gif(out_dir / f"{name}_samples.gif", frames, fps=4)
-    if "_official" in result:
-        paths["official"] = write_official_files(result, out_dir / f"{name}_official")
-    return paths
-
-
-def write_official_files(result: dict[str, Any], folder: str | os.PathLike[str]) -> Path:
-    """The files the official ``test.py`` writes, each written atomically to ``folder``; returns it.
-
-    - ``results.npz``: keys ``psnr``, ``ssim`` (and ``lpips`` when computed), the per-sequence best values,
-      shape (N_seq,) (PSNR with each frame capped at ``PSNR_CAP_DB``, as the other outputs).
-    - ``random_1.npz`` … ``random_5.npz`` (fewer when N < 5): samples 1 to 5, predicted frames only.
-    - ``cond_rec.npz``: sample 1's reconstruction of the nt_cond conditioning frames.
-    - ``{psnr,ssim,lpips}_{best,worst}.npz``: the best and worst sample of each sequence for each metric,
-      predicted frames only.
-
-    Each sample file holds ``samples``, uint8 (N_seq, T, H, W, C) from ×255 with truncation. Arrays are
-    compressed (``np.savez_compressed``), as the official script does.
-    """
-    official = result.get("_official")
-    if not official:
-        raise ValueError("result: no official sample arrays; run evaluate(..., official_files=True)")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_npz(folder / "results.npz", compressed=True, **result["_per_sequence"])
-    for name, samples in official.items():
-        atomic_write_npz(folder / f"{name}.npz", compressed=True, samples=samples)
-    return folder
-
-
-def _metric_names(result: dict[str, Any]) -> list[str]:
-    return [m for m in HIGHER_IS_BETTER if m in result["metrics"]]
-
-
-NOT_COMPUTED_HERE = "not computed by the quickstart (python -m examples.srvp.evaluate computes it)"
-"""The ``skipped`` reason of LPIPS and FVD in the quickstart's results."""
-_CHOSEN_SKIPS = ("--no-lpips was given", "not requested (pass --fvd)", NOT_COMPUTED_HERE)
-"""The reasons a metric is skipped that the user chose (no news to print)."""
-
-
-def format_results(result: dict[str, Any], *, said: dict[str, str] | None = None) -> str:
-    """The results table (best of N, reference predictors), FVD and skipped metrics, as printed text.
-
-    A metric skipped because the user chose so (``--no-lpips``, no ``--fvd``) is not listed. ``said`` maps a
-    metric (``"lpips"``, ``"fvd"``) to the skip reason already printed in full (the command prints a missing
-    weights file's before the evaluation): a skip for that same reason gets its first sentence only; any other
-    reason (e.g. FVD failing during the evaluation) is printed whole. The JSON keeps every reason."""
-    lines = []
-    n = result["protocol"]["n_samples"]
-    names = _metric_names(result)
-    rows = [(f"{result.get('model', 'srvp').upper()} best of {n}", result["metrics"])] + [
-        (k, v) for k, v in result["reference_predictors"].items()
-    ]
-    decimals = {"psnr": 3, "ssim": 4, "lpips": 4}
-    header = [f"{m.upper():>18s}" for m in names] + [f"{m.upper() + ' first 5':>18s}" for m in names]
-    lines.append(f"{'':22s} " + " ".join(header))
-    for label, r in rows:
-        cells = []
-        for key in [*names, *(f"{m}_first5" for m in names)]:
-            d = decimals[key.split("_")[0]]
-            cells.append(f"{r[key]['mean']:>9.{d}f} ± {r[key]['ci95']:<6.{d}f}")
-        lines.append(f"{label:22s} " + " ".join(cells))
-    for metric in ("lpips", "fvd"):
-        entry = result.get(metric)
-        if isinstance(entry, dict) and "skipped" in entry:
-            reason = str(entry["skipped"])
-            if reason in _CHOSEN_SKIPS:
-                continue
-            if said and said.get(metric) == reason and ". " in reason:
-                reason = reason.split(". ")[0] + " (the whole reason: above, and in the JSON)"
-            lines.append(f"{metric.upper()} skipped: {reason}")
-        elif metric == "fvd" and isinstance(entry, dict) and "value" in entry:
-            proto = entry["protocol"]
-            lines.append(
-                f"FVD {entry['value']:.2f} ({proto['n_videos']} videos, first random sample, conditioning frames "
-                f"included, {proto['resolution']}x{proto['resolution']} {proto['resize']} resize)"
-            )
-    t = result["throughput"]
-    lines.append(
-        f"{result['n_sequences']} sequences in {t['seconds']:.1f} s: {t['sequences_per_s']:.2f} sequences/s, "
-        f"{t['predicted_frames_per_s']:.0f} predicted frames/s"
-        + (f" (computing time; continued after {', '.join(map(str, t['resumed_at']))})" if t.get("resumed_at") else "")
-    )
-    return "\n".join(lines)
-
-
-def default_n_samples(train_cfg: dict[str, Any], model: FrameModel) -> int:
-    """The official README's ``--n_samples``: 1 for deterministic Moving MNIST, else ``test.py``'s 100; 1 for a
-    model without noise too, whose samples are all the same."""
-    deterministic_data = train_cfg.get("dataset", "smmnist") == "smmnist" and bool(train_cfg.get("deterministic"))
-    return 1 if deterministic_data or not model.config.use_noise else 100
-
-
-def default_nt_gen(dataset: str, train_cfg: dict[str, Any]) -> int | None:
-    """Frames per test clip when ``--nt-gen`` is not given: the official README's length of the dataset, the
-    run's ``seq_len_test`` (else ``seq_len``) for a folder of videos, None otherwise (the clips' own length)."""
-    if dataset == "folder":
-        return int(train_cfg.get("seq_len_test") or train_cfg.get("seq_len") or 0) or None
-    return DEFAULT_NT_GEN.get(dataset)
-
-
-def run_clip_options(train_cfg: dict[str, Any], model: FrameModel) -> dict[str, Any]:
-    """How a run reads its test clips (:func:`load_test_clips`' keyword arguments): its Human3.6M subsampling,
-    the model's frame size and channels, its folder crop and frame step."""
-    crop = _train_value(train_cfg, "folder_crop", "none")
-    return {
-        "subsampling": int(_train_value(train_cfg, "subsampling", 8)),
-        "image_size": model.config.image_size,
-        "grayscale": model.config.channels == 1,
-        "crop": None if crop == "none" else crop,
-        "frame_step": int(_train_value(train_cfg, "folder_frame_step", 1)),
-    }
-
-
-def smmnist_test_set_hint(train_cfg: dict[str, Any]) -> str:
-    """What a Moving MNIST run's missing ``--test-set`` should be: the complete command that makes the test set
-    of the run's data settings (its ``data_dir``'s test digits, deterministic or not), and the file it writes."""
-    from examples.srvp.data import smmnist_test_set_command
-
-    def setting(key: str, kind: type, default: Any) -> Any:
-        value = train_cfg.get(key)
-        return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else default
-
-    data_dir = setting("data_dir", str, "") if train_cfg.get("dataset", "smmnist") == "smmnist" else ""
-    make, file = smmnist_test_set_command(
-        data_dir or "embedded",
-        deterministic=setting("deterministic", bool, False),
-        num_digits=setting("num_digits", int, 2),
-        max_speed=setting("max_speed", int, 4),
-    )
-    return f"make it with: {make}, then pass --test-set {shell_quote(file)}"
-
-
-def _test_data_hint(dataset: str, train_cfg: dict[str, Any], run_file: Path) -> str:
-    """What ``--test-set`` should name when a run's data_dir cannot stand in for it."""
-    if dataset == "smmnist":
-        return smmnist_test_set_hint(train_cfg)
-    if dataset == "folder":
-        return "a folder of test videos, or an .npz whose sequences are uint8 (T, N, H, W[, C])"
-    if train_cfg.get("dataset") != dataset:
-        return f"its test data: this run was trained on {train_cfg.get('dataset')!r}, so its data_dir is not that"
-    return f"its test data: {run_file} names no data_dir"
-
-
 def _check_amp_fits_the_solver(amp: str, model: FrameModel) -> None:
     """``--amp bf16``/``fp16`` with a run whose adaptive solver's rtol is below that dtype's eps: the solve under
     autocast would be refused (or crawl) once the evaluation had started."""
@@ -1741,18 +972,6 @@ def _check_amp_fits_the_solver(amp: str, model: FrameModel) -> None:
             f"--amp: the run's {c.integrator!r} solver has rtol {c.integrator_rtol:g}, below the resolution of "
             f"{amp} autocast (eps {eps:g}); evaluate it with --amp none"
         )
-
-
-def _names_a_test_set(dataset: str, path: Path) -> bool:
-    """Whether ``path`` is a KTH test file or a Human3.6M test folder given by name (it fixes the length)."""
-    if dataset == "kth":
-        return KTH_TEST_SET_NAME.fullmatch(path.name) is not None
-    return dataset == "human36m" and HUMAN36M_TEST_SET_NAME.fullmatch(path.name) is not None
-
-
-def _train_value(train_cfg: dict[str, Any], key: str, default: Any) -> Any:
-    value = train_cfg.get(key)
-    return default if value is None else value
 
 
 def _cli_message(exc: Exception, flags: dict[str, str]) -> str:
