@@ -44,6 +44,40 @@ Role = Literal["y0", "z_posterior", "z_prior"]
 
 _TIME_TOLERANCE = 1e-9
 """Query times this close to the rollout's ends or to a sub-step time are taken as that time (float rounding)."""
+_ULPS = {torch.float32: 16, torch.float16: 1, torch.bfloat16: 1}
+"""Times given in a precision below float64 get a tolerance of this many units of that precision at the rollout's
+scale: float32 times summed from steps (``torch.full((300,), 1 / 30).cumsum(0)`` ends at 10.000000954) are off by
+several units; a half-precision time by about one."""
+
+
+def _time_tolerance(times: object, scale: float) -> float:
+    """How close a query time must be to an end of the rollout or a sub-step time to be taken as it: float rounding
+    of ``times``' own precision at ``scale`` (the largest magnitude of the rollout's times), at least
+    :data:`_TIME_TOLERANCE`."""
+    dtype = None
+    if isinstance(times, torch.Tensor):
+        dtype = times.dtype
+    elif isinstance(times, np.ndarray) and times.dtype in (np.float32, np.float16):
+        dtype = torch.float32 if times.dtype == np.float32 else torch.float16
+    ulps = _ULPS.get(dtype) if dtype is not None else None
+    if ulps is None:
+        return _TIME_TOLERANCE
+    return max(_TIME_TOLERANCE, ulps * torch.finfo(dtype).eps * max(1.0, scale))
+
+
+def _lengths_if_ragged(times: object) -> list[int] | None:
+    """The lengths of a list or tuple of per-sequence time series of different lengths (else None)."""
+    if not isinstance(times, (list, tuple)) or len(times) < 2:
+        return None
+    lengths = []
+    for t in times:
+        if isinstance(t, (torch.Tensor, np.ndarray)) and t.ndim == 1:
+            lengths.append(int(t.shape[0]))
+        elif isinstance(t, (list, tuple)):
+            lengths.append(len(t))
+        else:
+            return None
+    return lengths if len(set(lengths)) > 1 else None
 
 
 def _is_real_dtype(dtype: torch.dtype) -> bool:
@@ -172,7 +206,9 @@ class Rollout:
         sub-step times only) this interpolation error dominates at times between sub-steps: raise
         ``n_substeps`` (of the cell, or of :meth:`LatentSSM.rollout`) to make ``at`` accurate; the error falls
         as 1/n², about 4 times per doubling of n. Times up to 1e-9 outside the rollout (float rounding, e.g.
-        ``sum([0.1] * 30)``) are taken as its ends.
+        ``sum([0.1] * 30)``) are taken as its ends, and times that close to a sub-step time as that time; for times
+        given in float32 the margin is 16 float32 units at the rollout's scale (``torch.full((300,), 1 / 30)
+        .cumsum(0)`` ends at 10.000000954), one unit for float16 and bfloat16.
 
         Args:
             times: Q non-decreasing, finite times, shared by every sequence (a sequence, a tensor or a NumPy
@@ -187,8 +223,9 @@ class Rollout:
         Raises:
             TypeError: ``times`` is not made of real numbers (a string, ``None``, a bool, or a bool or complex
                 tensor).
-            ValueError: no time, a time that is not finite or outside the rollout, times that decrease, or a
-                shape other than (Q,) and (Q, B). The message gives the number of bad entries and the position
+            ValueError: no time, a time that is not finite or outside the rollout, times that decrease, a
+                shape other than (Q,) and (Q, B), or a list of per-sequence series of different lengths (the
+                message says how to pad them). The message gives the number of bad entries and the position
                 and value of the first (not the whole array).
         """
         if isinstance(times, (str, bytes)) or (isinstance(times, torch.Tensor) and not _is_real_dtype(times.dtype)):
@@ -196,6 +233,13 @@ class Rollout:
             raise TypeError(f"times: expected real times (a sequence of numbers or a tensor), got {got}")
         if _holds_bool(times):
             raise TypeError(f"times: expected real times (a sequence of numbers or a tensor), got bools {times!r:.80}")
+        lengths = _lengths_if_ragged(times)
+        if lengths is not None:
+            raise ValueError(
+                f"times: expected one (Q, B) array, got {len(lengths)} series of different lengths "
+                f"{lengths[:8]}{' …' if len(lengths) > 8 else ''}; pad each to the longest by repeating its last time, "
+                "stack them as the columns of a (Q, B) array, and leave the padding out of the loss with a mask"
+            )
         try:
             ts = torch.as_tensor(times, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as e:
@@ -206,9 +250,11 @@ class Rollout:
         single = _is_single_precision(times)
         n_seq = self.substates.shape[1]
         if ts.dim() > 2 or (ts.dim() == 2 and ts.shape[1] != n_seq):
+            transposed = ts.dim() == 2 and ts.shape[0] == n_seq
             raise ValueError(
                 f"times: expected times (Q,) shared by the sequences or (Q, B) = (Q, {n_seq}) per sequence, got "
                 f"shape {list(ts.shape)}"
+                + ("; per-sequence times as rows (B, Q): pass the transpose" if transposed else "")
             )
         per_sequence = ts.dim() == 2
         ts = ts if per_sequence else ts.flatten()
@@ -216,7 +262,8 @@ class Rollout:
         if ts.numel() == 0:
             raise ValueError("times: expected at least one query time, got none")
         # Written so that NaN fails it (every comparison with NaN is False).
-        inside = (ts >= lo - _TIME_TOLERANCE) & (ts <= hi + _TIME_TOLERANCE)
+        tol = _time_tolerance(times, max(abs(lo), abs(hi)))
+        inside = (ts >= lo - tol) & (ts <= hi + tol)
         if not bool(inside.all()):
             outside = ~inside
             first = _first_index(outside)
@@ -241,7 +288,7 @@ class Rollout:
         # A sub-step time i/n can come back as i − ε after the float round trip (n = 7, i = 61): snap it
         # onto i so that sub-step times return the stored states exactly.
         nearest = pos.round()
-        pos = torch.where((pos - nearest).abs() < _TIME_TOLERANCE, nearest, pos)
+        pos = torch.where((pos - nearest).abs() < tol * self.n_substeps, nearest, pos)
         left = pos.floor().long().clamp(max=self.substates.shape[0] - 1)
         right = (left + 1).clamp(max=self.substates.shape[0] - 1)
         states = self.substates

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from contracts import seeded
@@ -330,6 +331,40 @@ def test_at_takes_times_a_rounding_away_from_the_ends() -> None:
     assert torch.equal(r.at([1.5, late]), r.substates[[3, 6]])
     early = make_ssm(n=2).rollout(make_y0(), 4, sampler=RecordingSampler(), t0=1)
     assert torch.equal(early.at([1 - 1e-12]), early.states[:1])
+
+
+def test_at_takes_float32_times_a_float32_rounding_away_from_the_ends_and_substeps() -> None:
+    """float32 times summed from steps drift by several float32 units: 300 steps of 1/30 end at 10.000000954, which
+    was refused as outside the rollout [0, 10]; a float32 sub-step time (1/3) came back interpolated, not the
+    stored state. Times in float64 keep the tight tolerance, and a time really outside is still refused."""
+    r = make_ssm(n=3).rollout(make_y0(), 11, sampler=RecordingSampler())
+    steps = torch.full((300,), 1 / 30, dtype=torch.float32).cumsum(0)
+    assert steps[-1].item() > 10.0  # (the rounding this is about)
+    out = r.at(steps)
+    assert torch.equal(out[-1], r.states[-1])
+    assert torch.equal(out[9], r.substates[1])  # 10/30 = 1/3: sub-step 1, after float32 rounding
+    assert torch.equal(r.at(torch.tensor([1 / 3, 2 / 3], dtype=torch.float32)), r.substates[[1, 2]])
+    assert torch.equal(r.at(np.array([10.000001], dtype=np.float32)), r.states[-1:])
+    with pytest.raises(ValueError, match=r"within the rollout \[0\.0, 10\.0\]"):
+        r.at(torch.tensor([10.001], dtype=torch.float32))
+    with pytest.raises(ValueError, match=r"within the rollout \[0\.0, 10\.0\]"):
+        r.at([10.000001])  # (float64 times: no float32 slack)
+
+
+def test_at_says_how_to_pass_per_sequence_times_of_different_lengths() -> None:
+    """A list of per-sequence series of different lengths was "expected real times"; per-sequence times as rows
+    (B, Q) were refused without a word on the transpose."""
+    r = make_ssm(n=2).rollout(make_y0(), 6, sampler=RecordingSampler())
+    ragged = [torch.tensor([0.5, 1.0, 4.0]), torch.tensor([2.0, 3.5]), torch.tensor([1.0])]
+    for times in (ragged, [t.tolist() for t in ragged]):
+        with pytest.raises(ValueError, match=r"got 3 series of different lengths \[3, 2, 1\]; pad each to the longest"):
+            r.at(times)  # type: ignore[arg-type]
+    rows = torch.rand(B, 7) * 5  # (B, Q): one row per sequence
+    with pytest.raises(
+        ValueError, match=rf"got shape \[{B}, 7\]; per-sequence times as rows \(B, Q\): pass the transpose"
+    ):
+        r.at(rows)
+    assert r.at(rows.sort(dim=1).values.T).shape == (7, B, DY)
 
 
 def test_rollout_without_noise_and_without_prior() -> None:
