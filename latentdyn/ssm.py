@@ -60,7 +60,7 @@ def _time_tolerance(times: object, scale: float) -> float:
     elif isinstance(times, np.ndarray) and times.dtype in (np.float32, np.float16):
         dtype = torch.float32 if times.dtype == np.float32 else torch.float16
     ulps = _ULPS.get(dtype) if dtype is not None else None
-    if ulps is None:
+    if dtype is None or ulps is None:
         return _TIME_TOLERANCE
     return max(_TIME_TOLERANCE, ulps * torch.finfo(dtype).eps * max(1.0, scale))
 
