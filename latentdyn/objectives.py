@@ -50,8 +50,11 @@ def gaussian_nll(
             integer tensor (read as ``mask != 0``; its values are not read back to check they are 0 or 1),
             whose shape broadcasts to the shape of ``target`` (for a (T, B) mask of (T, B, D) observations,
             ``mask[..., None]``). A masked-out element contributes nothing, neither its squared error nor its
-            log σ and constant terms, and no gradient, even where the padding of ``target`` is NaN. ``None``
-            (the default): every element is observed.
+            log σ and constant terms, and no gradient, even where the padding of ``target`` is NaN; a tensor
+            ``std`` may be NaN or 0 there too. A mask with fewer axes than ``target`` that equals its leading
+            axes and would also broadcast along its trailing ones (a (T, B) mask of (T, B, D) observations with
+            T == B == D) is ambiguous and refused: write ``mask[..., None]`` or ``mask[None]``. ``None`` (the
+            default): every element is observed.
 
     Returns:
         Per-sequence NLL, (B,) (empty for B = 0), in the dtype ``target`` and ``mean`` promote to, float32 for
@@ -61,8 +64,9 @@ def gaussian_nll(
         TypeError: ``target`` or ``mean`` is not a floating-point tensor; ``std`` is neither a number nor a
             real tensor (a bool or complex tensor); ``mask`` is neither None nor a bool or real tensor.
         ValueError: shapes differ, ``target`` is not time-first, ``std`` or ``mask`` does not broadcast to
-            ``target`` without growing it, or ``std`` is not positive and finite (a tensor ``std``: outside
-            torch.compile and torch.func transforms).
+            ``target`` without growing it, ``mask`` is ambiguous (see above), or ``std`` is not positive and
+            finite (a tensor ``std``: where an element is observed, outside torch.compile and torch.func
+            transforms; the message gives the number of such values, the first one's index and value).
     """
     check_float_tensor(target, "target")
     check_float_tensor(mean, "mean")
@@ -102,8 +106,8 @@ def gaussian_nll(
     scale = std.to(dtype=dtype, device=mean.device)
     # Reading the values back is data-dependent control flow, which torch.func transforms (vmap) and
     # torch.compile(fullgraph=True) cannot trace: there the check is left out.
-    if not _is_traced(std) and not bool((torch.isfinite(scale) & (scale > 0)).all()):
-        raise ValueError(f"std: expected a positive standard deviation (finite), got {std!r}")
+    if not _is_traced(std):
+        _check_std_values(std, scale, observed)
     if scale.dim() == 0:
         sq = diff.square().sum(reduce_dims)
         return sq / (2 * scale.square()) + count * (scale.log() + _HALF_LOG_2PI)
@@ -111,6 +115,26 @@ def gaussian_nll(
     if observed is not None:
         per_element = torch.where(observed, per_element, per_element.new_zeros(()))
     return per_element.sum(reduce_dims)
+
+
+def _check_std_values(std: torch.Tensor, scale: torch.Tensor, observed: torch.Tensor | None) -> None:
+    """Refuse a tensor σ that is not positive and finite where an element is observed (padding may hold a NaN
+    or 0 σ), naming how many values are bad and the first one (not the whole tensor)."""
+    bad = ~(torch.isfinite(scale) & (scale > 0))
+    if not bool(bad.any()):  # the usual case: one read-back, the mask not even looked at
+        return
+    if observed is not None:
+        # A value of std is used where some observed element reads it through the broadcast.
+        bad = (bad & observed).to(torch.int32).sum_to_size(scale.shape) > 0
+        if not bool(bad.any()):
+            return
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    where = f"std[{', '.join(map(str, first))}]" if first else "std"
+    observed_text = " where an element is observed" if observed is not None else ""
+    raise ValueError(
+        f"std: expected a positive standard deviation (finite){observed_text}, got {int(bad.sum())} of "
+        f"{bad.numel()} values that are not, the first {where} = {float(std[first])!r}"
+    )
 
 
 _is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
@@ -134,20 +158,42 @@ def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
 
 def _check_mask(mask: object, target: torch.Tensor) -> torch.Tensor:
     """The observation mask of :func:`gaussian_nll` as a bool tensor on the device of ``target`` (no values read)."""
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask: expected a bool or 0/1 tensor or None, got {type(mask).__name__}")
-    if mask.is_complex():
-        raise TypeError(f"mask: expected a bool or 0/1 real tensor, got dtype {mask.dtype}")
+    mask = _check_mask_type(mask)
+    missing = target.dim() - mask.dim()
+    # Equal to the target's leading axes: a mask of each step (T, B), which needs trailing axes of size 1.
+    leading = 0 < mask.dim() < target.dim() and tuple(mask.shape) == tuple(target.shape[: mask.dim()])
+    nones = ", ".join(["None"] * missing)
     if not _broadcasts_to(mask.shape, target.shape):
-        hint = ""
-        if mask.dim() < target.dim() and tuple(mask.shape) == tuple(target.shape[: mask.dim()]):
-            nones = ", ".join(["None"] * (target.dim() - mask.dim()))
-            hint = f"; add trailing axes of size 1: mask[..., {nones}]"
+        hint = f"; add trailing axes of size 1: mask[..., {nones}]" if leading else ""
         raise ValueError(
             f"mask: expected a shape that broadcasts to the shape of target {list(target.shape)}, got "
             f"{list(mask.shape)}{hint}"
         )
-    mask = mask.to(target.device)
+    if leading and any(n != 1 for n in mask.shape):
+        # It also broadcasts along the trailing axes (T == B == D for a (T, B) mask of (T, B, D) observations):
+        # broadcasting would read it as a mask of the trailing axes, which is rarely what such a mask means. (A
+        # mask of ones only reads the same either way.)
+        raise ValueError(
+            f"mask: shape {list(mask.shape)} is ambiguous for target {list(target.shape)}: it equals the target's "
+            "leading axes and also broadcasts along its trailing ones; say which: "
+            f"mask[..., {nones}] for the leading axes (e.g. a (T, B) mask of each step), "
+            f"mask[{nones}] for the trailing ones"
+        )
+    return _as_bool(mask, target.device)
+
+
+def _check_mask_type(mask: object) -> torch.Tensor:
+    """``mask`` if it is a bool or real tensor (its values are not read)."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask: expected a bool or 0/1 tensor or None, got {type(mask).__name__}")
+    if mask.is_complex():
+        raise TypeError(f"mask: expected a bool or 0/1 real tensor, got dtype {mask.dtype}")
+    return mask
+
+
+def _as_bool(mask: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A checked mask on ``device``, as bool (``mask != 0``)."""
+    mask = mask.to(device)
     return mask if mask.dtype == torch.bool else mask != 0
 
 
@@ -156,7 +202,9 @@ def _working_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def kl_per_sequence(q: Distribution | None, p: Distribution | None) -> torch.Tensor:
+def kl_per_sequence(
+    q: Distribution | None, p: Distribution | None, *, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """KL(q ‖ p) through ``torch.distributions.kl_divergence``, summed over leading (time) batch axes.
 
     The two distributions must have the same batch and event shapes: no broadcasting, so that a posterior
@@ -172,6 +220,13 @@ def kl_per_sequence(q: Distribution | None, p: Distribution | None) -> torch.Ten
             must not be empty: a plain ``Normal(loc, scale)`` over (T, B, D) has batch (T, B, D) and no event,
             and one over (B, D) would be read as T = B steps of D sequences. (Typed as optional so that a
             ``Rollout``'s ``prior`` and ``posterior`` pass a type checker; ``None`` is refused.)
+        mask: which steps count, for padded sequences: a bool tensor, or a 0/1 floating-point or integer
+            tensor (read as ``mask != 0``; its values are not read back), of exactly the batch shape of ``q``
+            and ``p``, (T, B) or (B,). For the KL of a rollout's transitions, batch (T−1, B), and a (T, B)
+            mask of observed frames, pass ``observed[1:]``: the transition into frame t belongs to frame t.
+            A masked-out step contributes exactly 0, even where its KL is not finite (NaN distribution
+            parameters in the padding); its gradient is 0 where the parameters are finite. ``None`` (the
+            default): every step counts.
 
     Returns:
         Per-sequence KL, (B,); zeros for T = 0 steps. In the dtype the parameters promote to, float32 for
@@ -179,10 +234,11 @@ def kl_per_sequence(q: Distribution | None, p: Distribution | None) -> torch.Ten
 
     Raises:
         TypeError: ``q`` or ``p`` is not a ``torch.distributions.Distribution`` (``None`` included: the prior
-            of a rollout of a model without a prior, the posterior of a rollout given none).
+            of a rollout of a model without a prior, the posterior of a rollout given none); ``mask`` is
+            neither None nor a bool or real tensor.
         ValueError: the batch or event shapes differ, an event shape is empty (a plain ``Normal``: wrap it with
-            ``Independent(..., 1)`` or use :func:`~latentdyn.distributions.diag_gaussian`), or the batch shape is
-            neither (B,) nor (T, B).
+            ``Independent(..., 1)`` or use :func:`~latentdyn.distributions.diag_gaussian`), the batch shape is
+            neither (B,) nor (T, B), or ``mask`` does not have that batch shape.
     """
     for name, d in (("q", q), ("p", p)):
         if d is None:
@@ -208,6 +264,15 @@ def kl_per_sequence(q: Distribution | None, p: Distribution | None) -> torch.Ten
         )
     if len(q.batch_shape) not in (1, 2):
         raise ValueError(f"q: expected batch shape (B,) or (T, B), got {list(q.batch_shape)}")
+    if mask is not None:
+        mask = _check_mask_type(mask)
+        if mask.shape != q.batch_shape:
+            hint = ""
+            if len(q.batch_shape) == 2 and tuple(mask.shape) == (q.batch_shape[0] + 1, q.batch_shape[1]):
+                hint = "; a (T, B) mask of frames gives its (T−1, B) transitions as mask[1:]"
+            raise ValueError(
+                f"mask: expected the batch shape of q and p {list(q.batch_shape)}, got {list(mask.shape)}{hint}"
+            )
     if 0 in q.batch_shape:
         # No steps (a single-frame rollout) or no sequences: a sum over nothing. kl_divergence itself fails on
         # empty Independent distributions (it reshapes with -1), so the zeros are made here.
@@ -215,6 +280,9 @@ def kl_per_sequence(q: Distribution | None, p: Distribution | None) -> torch.Ten
     kl = kl_divergence(_float32_if_half(q), _float32_if_half(p))
     # Another kind of distribution with half-precision parameters: at least the sum over time in float32.
     kl = kl.to(_working_dtype(kl.dtype))
+    if mask is not None:
+        # Selected, not multiplied: 0·NaN (a KL of NaN padding) would be NaN.
+        kl = torch.where(_as_bool(mask, kl.device), kl, kl.new_zeros(()))
     return kl if kl.dim() == 1 else kl.sum(0)
 
 
@@ -232,7 +300,7 @@ def _float32_if_half(d: Distribution) -> Distribution:
     return Independent(normal, d.reinterpreted_batch_ndims, validate_args=False)
 
 
-def residual_penalty(residuals: torch.Tensor | None) -> torch.Tensor:
+def residual_penalty(residuals: torch.Tensor | None, *, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over sub-steps of the Euclidean norm (not squared) of each residual Δt·f.
 
     Half-precision residuals (float16, bfloat16) are computed and reduced in float32, as in
@@ -243,14 +311,22 @@ def residual_penalty(residuals: torch.Tensor | None) -> torch.Tensor:
         residuals: the increments of every sub-step, (S, B, Dy), floating point; a rollout's ``residuals``
             have S = (T−1)·n. (Typed as optional so that ``Rollout.residuals`` passes a type checker; ``None``
             is refused.)
+        mask: which sub-steps count, for padded sequences: a bool tensor, or a 0/1 floating-point or integer
+            tensor (read as ``mask != 0``; its values are not read back), of shape (M, B) where M divides S,
+            each row covering S/M consecutive sub-steps: a (T−1, B) mask of the transitions (``observed[1:]``
+            for a (T, B) mask of observed frames: the transition into frame t belongs to frame t) whatever
+            the number n of sub-steps, or an (S, B) mask of each sub-step. (A (T, B) mask of the frames
+            themselves is refused, except when T divides n, where its shape is that of a valid mask and it is
+            read as one: pass ``observed[1:]``.) A masked-out residual contributes exactly 0 and no gradient,
+            even where it is not finite. ``None`` (the default): every sub-step counts.
 
     Returns:
         Per-sequence penalty, (B,), in the dtype of ``residuals``, float32 for float16 and bfloat16.
 
     Raises:
         TypeError: ``residuals`` is not a floating-point tensor (``None``, what the rollout of a discrete-time
-            cell reports, included).
-        ValueError: ``residuals`` is not 3-dimensional.
+            cell reports, included); ``mask`` is neither None nor a bool or real tensor.
+        ValueError: ``residuals`` is not 3-dimensional; ``mask`` is not (M, B) with M dividing S.
     """
     if residuals is None:
         raise TypeError(
@@ -259,7 +335,33 @@ def residual_penalty(residuals: torch.Tensor | None) -> torch.Tensor:
         )
     check_float_tensor(residuals, "residuals")
     check_shape(residuals, "s b d", "residuals")
-    return torch.linalg.vector_norm(residuals.to(_working_dtype(residuals.dtype)), dim=-1).sum(0)
+    work = residuals.to(_working_dtype(residuals.dtype))
+    if mask is not None:
+        steps = _check_substep_mask(mask, residuals)
+        # Zeroed before the norm (whose gradient at 0 is 0 in torch): a NaN residual in the padding reaches
+        # neither the sum nor the gradient.
+        work = torch.where(steps[..., None], work, work.new_zeros(()))
+    return torch.linalg.vector_norm(work, dim=-1).sum(0)
+
+
+def _check_substep_mask(mask: object, residuals: torch.Tensor) -> torch.Tensor:
+    """The mask of :func:`residual_penalty`, (M, B) with M dividing S, as a bool (S, B) on the device of
+    ``residuals`` (each row repeated S/M times; no values read)."""
+    mask = _check_mask_type(mask)
+    n_steps, batch = residuals.shape[0], residuals.shape[1]
+    rows = mask.shape[0] if mask.dim() == 2 else -1
+    # Rows covering a whole number k >= 1 of sub-steps each (and a (0, B) mask of no sub-step: T = 1).
+    fits = (
+        mask.dim() == 2 and mask.shape[1] == batch and (rows == n_steps or (0 < rows < n_steps and n_steps % rows == 0))
+    )
+    if not fits:
+        raise ValueError(
+            f"mask: expected shape (M, B) with B = {batch} and M dividing the S = {n_steps} sub-steps of residuals, "
+            "each row covering S/M consecutive sub-steps (a (T−1, B) mask of the transitions, such as observed[1:] "
+            f"of a (T, B) mask of frames, or an (S, B) mask of each sub-step), got {list(mask.shape)}"
+        )
+    mask = _as_bool(mask, residuals.device)
+    return mask if rows == n_steps else mask.repeat_interleave(n_steps // rows, dim=0)
 
 
 class ElboTerms(NamedTuple):

@@ -56,8 +56,8 @@ class _Accumulated:
 class SavedProgress:
     """Where an evaluation that did not finish left its progress: ``done`` of ``total`` sequences, in ``path``.
 
-    An exception that ends :func:`~examples.srvp.evaluate.evaluate` with a ``state_file`` (Ctrl-C included) carries one as its
-    ``saved_progress`` attribute once something was saved."""
+    An exception that ends :func:`~examples.srvp.evaluate.evaluate` with a ``state_file`` (Ctrl-C included) carries
+    one as its ``saved_progress`` attribute once something was saved."""
 
     done: int
     total: int
@@ -241,8 +241,9 @@ def official_work_dir(state_file: str | Path) -> Path:
 
 
 def discard_progress(state_file: str | Path) -> None:
-    """Remove the progress that :func:`~examples.srvp.evaluate.evaluate` saved in ``state_file`` and its official sample arrays
-    (:func:`official_work_dir`): once the results are written, or to start over. What is missing is no error."""
+    """Remove the progress that :func:`~examples.srvp.evaluate.evaluate` saved in ``state_file`` and its official
+    sample arrays (:func:`official_work_dir`): once the results are written, or to start over. What is missing is no
+    error."""
     path = Path(state_file)
     path.unlink(missing_ok=True)  # first: saved progress never counts on arrays already removed
     _remove_work_files(official_work_dir(path))
