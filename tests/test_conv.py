@@ -609,3 +609,59 @@ def test_dense_paths_only_take_the_plain_case() -> None:
             h, up.weight, None, up.stride, up.padding, up.output_padding, up.groups, up.dilation
         )
         torch.testing.assert_close(up(h), ref)
+
+
+@pytest.mark.parametrize("family", ["dcgan", "vgg"])
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_skip_repeats_is_the_tiled_skips_decoded_once_per_skip_row(family: str, train: bool) -> None:
+    """``skip_repeats=R`` (row i of h with skip row i mod M) computes what tiling the skips R times computes, in both
+    modes (train: BatchNorm over all rows), with gradients, for the DCGAN (bias-free transposed convolutions) and
+    VGG (convolutions inside nested Sequentials) decoders; a first convolution with a bias gives it once."""
+    torch.manual_seed(0)
+    enc = (DCGANEncoder if family == "dcgan" else VGGEncoder)(image_size=32, channels=1, base_width=4, code_size=6)
+    dec = (DCGANDecoder if family == "dcgan" else VGGDecoder)(
+        image_size=32, channels=1, base_width=4, in_features=6, skip=True
+    )
+    enc, dec = enc.double(), dec.double()
+    if family == "vgg":  # a bias on a split convolution: added once, not once per part
+        first = dec.conv[0][0][0]
+        assert isinstance(first, nn.Conv2d)
+        first.bias = nn.Parameter(torch.randn(first.out_channels, dtype=torch.float64))
+    dec.train(train)
+    m, repeats = 3, 4
+    skips = [s.detach().requires_grad_() for s in enc(torch.rand(m, 1, 32, 32, dtype=torch.float64)).skips]
+    h = torch.randn(repeats * m, 6, dtype=torch.float64, requires_grad=True)
+    tiled = [s.unsqueeze(0).expand(repeats, *s.shape).flatten(0, 1) for s in skips]
+    want = dec(h, tiled)
+    got = dec(h, skips, skip_repeats=repeats)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    seed = torch.randn_like(want)
+    grads_want = torch.autograd.grad(want, [h, *skips, *dec.parameters()], seed)
+    grads_got = torch.autograd.grad(got, [h, *skips, *dec.parameters()], seed)
+    for a, b in zip(grads_got, grads_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.equal(dec(h, tiled, skip_repeats=1), want)  # (the default)
+
+
+def test_skip_repeats_tiles_where_a_layer_has_hooks_and_checks_its_argument() -> None:
+    """A hook on a block (or on its first convolution) must see the tiled input it would see without
+    skip_repeats, so such a block tiles; skip_repeats must divide the rows of h, and skips have one row per
+    sequence."""
+    torch.manual_seed(0)
+    enc = DCGANEncoder(image_size=32, channels=1, base_width=4, code_size=6)
+    dec = DCGANDecoder(image_size=32, channels=1, base_width=4, in_features=6, skip=True).eval()
+    skips = enc(torch.rand(2, 1, 32, 32)).skips
+    h = torch.randn(6, 6)
+    seen: list[int] = []
+    first_conv = dec.conv[0][0]
+    handle = first_conv.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    tiled = [s.unsqueeze(0).expand(3, *s.shape).flatten(0, 1) for s in skips]
+    torch.testing.assert_close(dec(h, skips, skip_repeats=3), dec(h, tiled))
+    assert seen == [6, 6]  # the hooked layer ran on all 6 rows both times
+    handle.remove()
+    with pytest.raises(ValueError, match=r"skip_repeats: expected a divisor of the 6 rows of h, got 4"):
+        dec(h, skips, skip_repeats=4)
+    with pytest.raises(ValueError, match=r"skips"):
+        dec(h, tiled, skip_repeats=3)  # tiled already: 6 skip rows for 6 / 3 = 2 sequences
+    with pytest.raises((TypeError, ValueError), match=r"skip_repeats"):
+        dec(h, skips, skip_repeats=0)

@@ -336,8 +336,13 @@ class SRVP(FrameModel):
         """Frames (T, B, C, H, W) from states (T, B, Dy), content w (B, Dw) and one frame's skips (B, ...)."""
         t = states.shape[0]
         h = states if w is None else torch.cat([repeat(w, "b d -> t b d", t=t), states], dim=-1)
-        sk = [rearrange(repeat(s, "b c h w -> t b c h w", t=t), "t b c h w -> (t b) c h w") for s in skips]
-        out = self.decoder(rearrange(h, "t b d -> (t b) d"), sk or None)
+        flat = rearrange(h, "t b d -> (t b) d")
+        if skips and isinstance(self.decoder, (DCGANDecoder, VGGDecoder)):
+            # Every frame of a sequence takes the same skips: the decoder computes their part once per sequence.
+            out = self.decoder(flat, skips, skip_repeats=t)
+        else:
+            sk = [rearrange(repeat(s, "b c h w -> t b c h w", t=t), "t b c h w -> (t b) c h w") for s in skips]
+            out = self.decoder(flat, sk or None)
         return rearrange(out, "(t b) c h w -> t b c h w", t=t)
 
     # ---------------------------------------------------------------------------------------------- passes

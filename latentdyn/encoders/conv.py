@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 import torch
 from einops import rearrange
 from torch import nn
+from torch.nn import functional as F
 
 from latentdyn._checks import (
     check_bool,
@@ -358,13 +359,21 @@ class _ConvStackDecoder(FrameDecoder):
                     f"would promote what the decoder computes; cast it with skips[{j}].to({ceiling})"
                 )
 
-    def forward(self, h: torch.Tensor, skips: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, skips: Sequence[torch.Tensor] | None = None, *, skip_repeats: int = 1
+    ) -> torch.Tensor:
         """Decode feature vectors into frames.
 
         Args:
             h: features, shape ``(N, Din)``.
-            skips: with ``skip=True``, one tensor per block, deepest first, shapes ``(N, *skip_shapes[j])``
-                (an encoder's ``EncoderOutput.skips``); with ``skip=False``, ``None``.
+            skips: with ``skip=True``, one tensor per block, deepest first, shapes ``(N / skip_repeats,
+                *skip_shapes[j])`` (an encoder's ``EncoderOutput.skips``); with ``skip=False``, ``None``.
+            skip_repeats: row ``i`` of ``h`` takes the skips of row ``i mod (N / skip_repeats)`` (e.g. T frames
+                of B sequences, time-major, sharing one frame's skips per sequence). Each block's first
+                (linear, bias-free) convolution is then split into its part on the running map and its part on
+                the skips, the latter computed once per skip row and broadcast: the same function as tiling
+                the skips ``skip_repeats`` times, without the copies and the repeated arithmetic (the sums are
+                rounded differently).
 
         Returns:
             Frames in (0, 1) (a sigmoid of the last layer), shape ``(N, C, H, W)``.
@@ -377,16 +386,80 @@ class _ConvStackDecoder(FrameDecoder):
                 missing, of the wrong number or with wrong shapes for one with them.
         """
         n = check_shape(h, "n d", "h", d=self.in_features)["n"]
+        repeats = check_positive_int(skip_repeats, "skip_repeats")
+        if n % repeats:
+            raise ValueError(f"skip_repeats: expected a divisor of the {n} rows of h, got {repeats}")
         first = _first_layer(self.first_upconv)
         check_float_tensor(h, "h")
         ceiling = check_input_dtype(h, "h", first, "decoder") if own_networks(first) else None
-        self._check_skips(skips, n, ceiling)
+        self._check_skips(skips, n // repeats, ceiling)
         out = self.first_upconv(rearrange(h, "n d -> n d 1 1"))
         for j, block in enumerate(self.conv):
-            if skips is not None:
-                out = torch.cat([out, skips[j]], dim=1)
-            out = block(out)
+            if skips is None:
+                out = block(out)
+            elif repeats == 1:
+                out = block(torch.cat([out, skips[j]], dim=1))
+            else:
+                out = _block_with_shared_skip(block, out, skips[j], repeats)
         return torch.sigmoid(out)
+
+    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+
+        def __call__(
+            self, h: torch.Tensor, skips: Sequence[torch.Tensor] | None = None, *, skip_repeats: int = 1
+        ) -> torch.Tensor: ...
+
+
+def _block_with_shared_skip(block: nn.Module, out: torch.Tensor, skip: torch.Tensor, repeats: int) -> torch.Tensor:
+    """``block(cat([out, tile(skip, repeats)], 1))`` for ``out`` (repeats·M, ...) and ``skip`` (M, ...), row i of
+    ``out`` with row i mod M of ``skip``: the block's first layer, a convolution (linear in its input), runs on
+    ``out`` and on ``skip`` with the two parts of its weight, and the skip's part (computed M times, not
+    repeats·M) is broadcast-added. A block of other layers tiles the skips."""
+    layers = _plain_layers(block)
+    conv = layers[0] if layers is not None else None
+    padding = getattr(conv, "padding", None)
+    if not (
+        type(conv) in (nn.Conv2d, nn.ConvTranspose2d)
+        and isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))  # (for the type checkers)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and isinstance(padding, tuple)
+    ):
+        tiled = skip.unsqueeze(0).expand(repeats, *skip.shape).flatten(0, 1)
+        return block(torch.cat([out, tiled], dim=1))
+    assert layers is not None
+    c = out.shape[1]
+    if isinstance(conv, nn.ConvTranspose2d):  # weight (in, out, kh, kw); the bias once, in the running map's part
+        args = (conv.stride, padding, conv.output_padding, 1, conv.dilation)
+        main = F.conv_transpose2d(out, conv.weight[:c], conv.bias, *args)
+        side = F.conv_transpose2d(skip, conv.weight[c:], None, *args)
+    else:  # weight (out, in, kh, kw)
+        main = F.conv2d(out, conv.weight[:, :c], conv.bias, conv.stride, padding, conv.dilation)
+        side = F.conv2d(skip, conv.weight[:, c:], None, conv.stride, padding, conv.dilation)
+    x = (main.unflatten(0, (repeats, -1)) + side).flatten(0, 1)
+    for layer in layers[1:]:
+        x = layer(x)
+    return x
+
+
+def _plain_layers(block: nn.Module) -> list[nn.Module] | None:
+    """The layers ``block`` runs one after the other, through nested ``nn.Sequential`` s, or None when a
+    Sequential (a subclass, or one with hooks) or the first layer has hooks: that may compute something else."""
+    if type(block) is not nn.Sequential:
+        return None if _hooked(block) else [block]
+    if _hooked(block):
+        return None
+    layers: list[nn.Module] = []
+    for child in block:
+        inner = _plain_layers(child) if type(child) is nn.Sequential else [child]
+        if inner is None:
+            return None
+        layers += inner
+    return None if not layers or _hooked(layers[0]) else layers
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 # ------------------------------------------------------------------------------------------------------------
