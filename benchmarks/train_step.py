@@ -2,12 +2,13 @@
 
     python -m benchmarks.train_step [--width 64] [--batch 16] [--device cpu|cuda] [--json out.json]
 
-The model is the SM-MNIST configuration (DCGAN 64×64, ny = nz = 20, seq_len 15). The baseline variant,
-``official-kernels``, is the fp32 eager step run with the torch convolution kernels the official code uses
-(latentdyn's dense matmul paths for the full-map layers swapped back): it computes what the official
-implementation computes (verified on the official fixture), so every ratio printed is relative to the official
-step on the same machine. ``fp32`` is latentdyn's default fp32 step. The script
-also measures dense matmul throughput in the same run and reports the fraction of it that the step reaches
+The model is the SM-MNIST configuration (DCGAN 64×64, ny = nz = 20, seq_len 15; ``--skip-connections``: with the
+decoder skip connections of the ``smmnist-cpu`` and KTH presets). The baseline variant, ``official-kernels``, is the
+fp32 eager step run with the torch convolution kernels the official code uses (latentdyn's dense matmul paths for
+the full-map layers swapped back, and one frame's skips tiled over every frame, not computed once per sequence):
+it computes what the official implementation computes (verified on the official fixture), so every ratio printed
+is relative to the official step on the same machine. ``fp32`` is latentdyn's default fp32 step. The script also
+measures dense matmul throughput in the same run and reports the fraction of it that the step reaches
 (FLOPs counted by ``torch.utils.flop_counter``). Each variant runs in its own process, so its peak memory is
 its own.
 """
@@ -69,6 +70,19 @@ def _plain_kernels(model: torch.nn.Module) -> None:
             m.__class__ = nn.ConvTranspose2d  # type: ignore[assignment]
 
 
+def _tiled_skips(decoder: torch.nn.Module) -> None:
+    """Make ``decoder`` tile one frame's skips over every frame before decoding, as the official code does (the
+    skips concatenated to every frame's map), instead of computing their part once per sequence (``skip_repeats``)."""
+    forward = decoder.forward
+
+    def tiled(h: torch.Tensor, skips: Any = None, *, skip_repeats: int = 1) -> torch.Tensor:
+        if skips is not None and skip_repeats > 1:
+            skips = [s.unsqueeze(0).expand(skip_repeats, *s.shape).flatten(0, 1) for s in skips]
+        return forward(h, skips)
+
+    decoder.forward = tiled
+
+
 def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: bool) -> tuple[Any, float]:
     from examples.srvp.config import ModelConfig
     from examples.srvp.model import SRVP
@@ -76,10 +90,14 @@ def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: 
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = SRVP(ModelConfig(conv_width=args.width, state_size=20, noise_size=20, beta_z=2.0)).init_weights()
+    config = ModelConfig(
+        conv_width=args.width, state_size=20, noise_size=20, beta_z=2.0, skip_connections=args.skip_connections
+    )
+    model = SRVP(config).init_weights()
     model = model.to(device)
     if args.variant == "official-kernels":
         _plain_kernels(model)
+        _tiled_skips(model.decoder)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     net: Any = torch.compile(model) if compile_ else model
@@ -132,6 +150,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = CliParser(prog="python -m benchmarks.train_step", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
+    parser.add_argument(
+        "--skip-connections",
+        action="store_true",
+        help="decoder skip connections, as the smmnist-cpu and KTH presets (the paper's SM-MNIST model has none)",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=15)
     parser.add_argument("--device", default="cpu")

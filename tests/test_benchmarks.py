@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -78,6 +79,49 @@ def test_official_kernels_variant_runs_the_torch_convolutions() -> None:
     assert all(type(m).__module__.startswith("torch.") for m in model.modules() if isinstance(m, nn.ConvTranspose2d))
     torch.manual_seed(0)
     torch.testing.assert_close(model(x)[0].total, fast, rtol=1e-5, atol=1e-3)
+
+
+def test_official_kernels_variant_tiles_the_skips_as_the_official_code() -> None:
+    """With --skip-connections, the official variant decodes every frame with its own copy of the skips (what the
+    official code computes and costs), latentdyn's step computes their part once per sequence: the same loss, and
+    the tiled skips' copies reach the decoder's blocks (T·B rows of skips, not B)."""
+    from benchmarks.train_step import _plain_kernels, _tiled_skips
+    from examples.srvp.config import ModelConfig
+    from examples.srvp.model import SRVP
+
+    torch.manual_seed(0)
+    model = SRVP(ModelConfig(conv_width=4, state_size=3, noise_size=2, skip_connections=True)).init_weights()
+    x = torch.rand(6, 2, 1, 64, 64)
+    torch.manual_seed(0)
+    fast = model(x)[0].total
+    _plain_kernels(model)
+    forward = model.decoder.forward
+    rows: list[int] = []
+
+    def spy(h: torch.Tensor, skips: Any = None, **kwargs: Any) -> torch.Tensor:
+        rows.append(skips[0].shape[0])
+        return forward(h, skips, **kwargs)
+
+    model.decoder.forward = spy
+    _tiled_skips(model.decoder)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model(x)[0].total, fast, rtol=1e-5, atol=1e-3)
+    assert rows == [6 * 2]
+
+
+def test_train_step_benchmark_takes_skip_connections(tmp_path: Path) -> None:
+    out = tmp_path / "train_step.json"
+    cmd = [sys.executable, "-m", "benchmarks.train_step", "--width", "4", "--batch", "2", "--seq-len", "6"]
+    cmd += ["--variants", "official-kernels,fp32", "--iters", "1", "--warmup", "0", "--threads", "1"]
+    cmd += ["--skip-connections", "--json", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["config"]["skip_connections"] is True
+    official, fp32 = data["results"]
+    # The skips' part of each decoder block once per sequence instead of once per frame: less work counted.
+    assert 0 < fp32["flops_per_step"] < official["flops_per_step"]
 
 
 @pytest.mark.slow
