@@ -106,11 +106,15 @@ def gaussian_nll(
     scale = std.to(dtype=dtype, device=mean.device)
     # Reading the values back is data-dependent control flow, which torch.func transforms (vmap) and
     # torch.compile(fullgraph=True) cannot trace: there the check is left out.
-    if not _is_traced(std):
+    if not (_is_traced(std) or (observed is not None and _is_traced(observed))):
         _check_std_values(std, scale, observed)
     if scale.dim() == 0:
         sq = diff.square().sum(reduce_dims)
         return sq / (2 * scale.square()) + count * (scale.log() + _HALF_LOG_2PI)
+    if observed is not None:
+        # Replaced before any arithmetic, as diff: a 0 or NaN σ in the padding reaches neither the sum nor the
+        # gradient (0 × 1/0 would be NaN there).
+        scale = torch.where(observed, scale, scale.new_ones(()))
     per_element = (diff / scale).square() / 2 + scale.log() + _HALF_LOG_2PI
     if observed is not None:
         per_element = torch.where(observed, per_element, per_element.new_zeros(()))

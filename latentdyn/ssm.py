@@ -45,24 +45,36 @@ Role = Literal["y0", "z_posterior", "z_prior"]
 _TIME_TOLERANCE = 1e-9
 """Query times this close to the rollout's ends or to a sub-step time are taken as that time (float rounding)."""
 _ULPS = {torch.float32: 16, torch.float16: 1, torch.bfloat16: 1}
-"""Times given in a precision below float64 get a tolerance of this many units of that precision at the rollout's
-scale: float32 times summed from steps (``torch.full((300,), 1 / 30).cumsum(0)`` ends at 10.000000954) are off by
-several units; a half-precision time by about one."""
+"""Times given in a precision below float64 may lie this many units of that precision (at each time's own size)
+outside the rollout and still be taken as its end: float32 times summed from steps (``torch.full((300,), 1 / 30)
+.cumsum(0)`` ends at 10.000000954) are off by several units; a half-precision time by about one."""
+_MAX_END_SLACK = 1e-3
+"""The most (in frames) by which a time in low precision may lie outside the rollout and still be taken as its end:
+far from 0 a unit of float32 is large (0.06 at a million), and a time that many frames away is an error."""
+_MAX_SNAP = 0.25
+"""The most (in sub-steps) by which a time in low precision is moved onto a sub-step time: the rest interpolates."""
 
 
-def _time_tolerance(times: object, scale: float) -> float:
-    """How close a query time must be to an end of the rollout or a sub-step time to be taken as it: float rounding
-    of ``times``' own precision at ``scale`` (the largest magnitude of the rollout's times), at least
-    :data:`_TIME_TOLERANCE`."""
-    dtype = None
-    if isinstance(times, torch.Tensor):
-        dtype = times.dtype
-    elif isinstance(times, np.ndarray) and times.dtype in (np.float32, np.float16):
-        dtype = torch.float32 if times.dtype == np.float32 else torch.float16
-    ulps = _ULPS.get(dtype) if dtype is not None else None
-    if dtype is None or ulps is None:
-        return _TIME_TOLERANCE
-    return max(_TIME_TOLERANCE, ulps * torch.finfo(dtype).eps * max(1.0, scale))
+def _low_precision(times: object) -> torch.dtype | None:
+    """The precision of query times below float64 (float32, float16, bfloat16 tensors or arrays), else None."""
+    if isinstance(times, torch.Tensor) and times.dtype in _ULPS:
+        return times.dtype
+    if isinstance(times, np.ndarray) and times.dtype in (np.float32, np.float16):
+        return torch.float32 if times.dtype == np.float32 else torch.float16
+    return None
+
+
+def _time_tolerances(times: object, ts: torch.Tensor) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    """How far each query time of ``ts`` (float64, read from ``times``) may lie outside the rollout and still be taken
+    as its end, and how close to a sub-step time it is taken as that time: float rounding, :data:`_TIME_TOLERANCE`
+    for times given in float64 (or as Python numbers); for times given in a lower precision, units of that precision
+    at each time's own size (:data:`_ULPS` of them outside the rollout, capped at :data:`_MAX_END_SLACK`; one near a
+    sub-step time)."""
+    dtype = _low_precision(times)
+    if dtype is None:
+        return _TIME_TOLERANCE, _TIME_TOLERANCE
+    unit = torch.finfo(dtype).eps * ts.abs().clamp(min=1.0)  # (NaN stays NaN: refused as not finite)
+    return (_ULPS[dtype] * unit).clamp(_TIME_TOLERANCE, _MAX_END_SLACK), unit.clamp(min=_TIME_TOLERANCE)
 
 
 def _lengths_if_ragged(times: object) -> list[int] | None:
@@ -206,9 +218,11 @@ class Rollout:
         sub-step times only) this interpolation error dominates at times between sub-steps: raise
         ``n_substeps`` (of the cell, or of :meth:`LatentSSM.rollout`) to make ``at`` accurate; the error falls
         as 1/n², about 4 times per doubling of n. Times up to 1e-9 outside the rollout (float rounding, e.g.
-        ``sum([0.1] * 30)``) are taken as its ends, and times that close to a sub-step time as that time; for times
-        given in float32 the margin is 16 float32 units at the rollout's scale (``torch.full((300,), 1 / 30)
-        .cumsum(0)`` ends at 10.000000954), one unit for float16 and bfloat16.
+        ``sum([0.1] * 30)``) are taken as its ends, and times that close to a sub-step time as that time. Times given
+        in float32 may lie up to 16 float32 units (of their own size) outside the rollout (``torch.full((300,),
+        1 / 30).cumsum(0)`` ends at 10.000000954), float16 and bfloat16 times one unit, but never more than 1e-3
+        frames; a low-precision time within one unit of a sub-step time (and a quarter of a sub-step at most) is
+        taken as that sub-step time.
 
         Args:
             times: Q non-decreasing, finite times, shared by every sequence (a sequence, a tensor or a NumPy
@@ -262,8 +276,8 @@ class Rollout:
         if ts.numel() == 0:
             raise ValueError("times: expected at least one query time, got none")
         # Written so that NaN fails it (every comparison with NaN is False).
-        tol = _time_tolerance(times, max(abs(lo), abs(hi)))
-        inside = (ts >= lo - tol) & (ts <= hi + tol)
+        end_tol, snap_tol = _time_tolerances(times, ts)
+        inside = (ts >= lo - end_tol) & (ts <= hi + end_tol)
         if not bool(inside.all()):
             outside = ~inside
             first = _first_index(outside)
@@ -288,7 +302,9 @@ class Rollout:
         # A sub-step time i/n can come back as i − ε after the float round trip (n = 7, i = 61): snap it
         # onto i so that sub-step times return the stored states exactly.
         nearest = pos.round()
-        pos = torch.where((pos - nearest).abs() < tol * self.n_substeps, nearest, pos)
+        snap = snap_tol * self.n_substeps
+        snap = snap.clamp(max=_MAX_SNAP) if isinstance(snap, torch.Tensor) else snap
+        pos = torch.where((pos - nearest).abs() < snap, nearest, pos)
         left = pos.floor().long().clamp(max=self.substates.shape[0] - 1)
         right = (left + 1).clamp(max=self.substates.shape[0] - 1)
         states = self.substates

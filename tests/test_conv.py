@@ -665,3 +665,49 @@ def test_skip_repeats_tiles_where_a_layer_has_hooks_and_checks_its_argument() ->
         dec(h, tiled, skip_repeats=3)  # tiled already: 6 skip rows for 6 / 3 = 2 sequences
     with pytest.raises((TypeError, ValueError), match=r"skip_repeats"):
         dec(h, skips, skip_repeats=0)
+
+
+def test_skip_repeats_runs_backward_and_global_hooks_of_the_split_convolution() -> None:
+    """The split ran the first convolution's function directly, skipping its backward hooks and global module hooks
+    (gradient monitors, Grad-CAM): such a block tiles, and every hook runs once, as without skip_repeats."""
+    torch.manual_seed(0)
+    enc = DCGANEncoder(image_size=32, channels=1, base_width=4, code_size=6)
+    dec = DCGANDecoder(image_size=32, channels=1, base_width=4, in_features=6, skip=True)
+    skips = [s.detach() for s in enc(torch.rand(2, 1, 32, 32)).skips]
+    h = torch.randn(6, 6, requires_grad=True)
+    first_conv = dec.conv[1][0]
+    calls: list[str] = []
+    handle = first_conv.register_full_backward_hook(lambda mod, gin, gout: calls.append("backward"))
+    dec(h, skips, skip_repeats=3).sum().backward()
+    handle.remove()
+    assert calls == ["backward"]
+    from torch.nn.modules.module import register_module_forward_hook
+
+    handle = register_module_forward_hook(lambda mod, args, out: calls.append(type(mod).__name__))
+    try:
+        dec(h, skips, skip_repeats=3)
+    finally:
+        handle.remove()
+    assert calls.count("ConvTranspose2d") == len(dec.conv)  # every block's first convolution ran as a module
+
+
+def test_srvp_decodes_with_a_decoder_subclass_that_does_not_take_skip_repeats() -> None:
+    """SRVP.decode passes skip_repeats to the library's decoders only: a subclass with its own forward(h, skips)
+    gets the tiled skips, as before."""
+    from examples.srvp.config import ModelConfig
+    from examples.srvp.model import SRVP
+
+    class Mine(DCGANDecoder):
+        def forward(self, h: torch.Tensor, skips: Any = None) -> torch.Tensor:  # type: ignore[override]
+            return super().forward(h, skips)
+
+    torch.manual_seed(0)
+    model = SRVP(ModelConfig(conv_width=4, state_size=3, noise_size=2, skip_connections=True)).init_weights().eval()
+    x = torch.rand(6, 2, 1, 64, 64)
+    with torch.no_grad():
+        want = model.reconstruct(x)
+        mine = Mine(image_size=64, channels=1, base_width=4, in_features=model.decoder.in_features, skip=True)
+        mine.load_state_dict(model.decoder.state_dict())
+        model.decoder = mine.eval()
+        got = model.reconstruct(x)
+    torch.testing.assert_close(got, want)

@@ -401,3 +401,38 @@ def test_gaussian_nll_bad_std_message_gives_count_and_first_index_not_the_tensor
     assert "tensor(" not in str(e.value)
     with pytest.raises(ValueError, match=re.escape("got 1 of 1 values that are not, the first std = inf")):
         gaussian_nll(x, x, torch.tensor(float("inf")))
+
+
+@pytest.mark.parametrize("bad", [0.0, float("nan")])
+def test_gaussian_nll_gradients_are_finite_where_a_masked_out_std_is_bad(bad: float) -> None:
+    """A 0 or NaN σ in the padding gave a finite loss but NaN gradients there (0 × 1/0 in the backward pass),
+    which reached a network computing σ at its next step; the gradient at masked-out elements is 0, and at the
+    observed ones that of the observed elements alone (Normal.log_prob on them)."""
+    torch.manual_seed(0)
+    target, mean = torch.rand(4, 2, 3, dtype=torch.float64), torch.rand(4, 2, 3, dtype=torch.float64)
+    mask = torch.ones(4, 2, 1, dtype=torch.bool)
+    mask[2:, 1] = False
+    raw = torch.rand(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    padding = torch.where(mask, 0.0, bad).to(torch.float64)
+    std = (torch.nn.functional.softplus(raw) + 0.1) * mask + padding  # (padded by arithmetic, as batches often are)
+    gaussian_nll(target, mean, std, mask=mask).sum().backward()
+    assert raw.grad is not None and bool(raw.grad.isfinite().all())
+    assert torch.equal(raw.grad[2:, 1], torch.zeros(2, 3, dtype=torch.float64))
+    kept = raw.detach().clone().requires_grad_(True)
+    full = mask.expand(4, 2, 3)
+    scale = torch.nn.functional.softplus(kept) + 0.1
+    (-Normal(mean[full], scale[full]).log_prob(target[full])).sum().backward()
+    assert kept.grad is not None
+    torch.testing.assert_close(raw.grad, kept.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_gaussian_nll_vmapped_over_masks_with_a_std_bad_only_in_the_padding() -> None:
+    """The values of std are not read back when the mask is a torch.func transform's tensor (vmap over masks):
+    reading them was data-dependent control flow, which vmap refuses."""
+    target, mean = torch.rand(4, 3, 5), torch.rand(4, 3, 5)
+    mask = torch.ones(4, 3, 1, dtype=torch.bool)
+    mask[2:, 1] = False
+    std = torch.where(mask, torch.full((4, 3, 5), 0.5), torch.zeros(()))
+    alone = gaussian_nll(target, mean, std, mask=mask)
+    batched = torch.func.vmap(lambda m: gaussian_nll(target, mean, std, mask=m))(mask.expand(2, *mask.shape))
+    torch.testing.assert_close(batched, alone.expand(2, 3))

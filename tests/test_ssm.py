@@ -16,7 +16,7 @@ from torch.distributions import Distribution, Independent, Laplace, Multivariate
 
 from latentdyn.cells import GRUCell, MLPCell, ResidualCell
 from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, diag_gaussian, index_steps
-from latentdyn.fields import MLPField
+from latentdyn.fields import MLPField, VectorField
 from latentdyn.nn import MLP
 from latentdyn.objectives import elbo, kl_per_sequence, residual_penalty
 from latentdyn.ssm import LatentSSM, Role, Rollout
@@ -349,6 +349,33 @@ def test_at_takes_float32_times_a_float32_rounding_away_from_the_ends_and_subste
         r.at(torch.tensor([10.001], dtype=torch.float32))
     with pytest.raises(ValueError, match=r"within the rollout \[0\.0, 10\.0\]"):
         r.at([10.000001])  # (float64 times: no float32 slack)
+
+
+class ConstantField(VectorField):
+    """f(t, y, z) = 1: the state is the time, y(t) = y(t0) + t − t0 (Euler is exact)."""
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_at_low_precision_margins_are_each_times_own_and_small(dtype: torch.dtype) -> None:
+    """The margins are units of each query time's own size, capped: a margin at the rollout's largest time (30
+    frames, 20 sub-steps) snapped half-precision times near 0 onto the nearest sub-step (0.5249 came back as the
+    state at 0.5), float32 times of a 1000-frame rollout likewise, and a float32 time 1.5 frames past the end of a
+    rollout starting at 1e6 was taken as its end. On a linear path, at(t) must give t."""
+    cell = ResidualCell(ConstantField(), state_size=1, cond_size=0, n_substeps=20)
+    r = LatentSSM(cell).double().rollout(torch.zeros(1, 1, dtype=torch.float64), 30)  # y(t) = t
+    queries = torch.tensor([0.5249, 1.2305, 7.77], dtype=dtype)
+    torch.testing.assert_close(r.at(queries)[:, 0, 0], queries.double(), rtol=0, atol=1e-12)
+    long = LatentSSM(ResidualCell(ConstantField(), 1, 0, n_substeps=300)).double()
+    r = long.rollout(torch.zeros(1, 1, dtype=torch.float64), 1000)
+    queries = torch.tensor([0.5013334, 1.001, 998.5], dtype=torch.float32)
+    torch.testing.assert_close(r.at(queries)[:, 0, 0], queries.double(), rtol=0, atol=1e-9)
+    far = LatentSSM(ResidualCell(ConstantField(), 1, 0, n_substeps=2)).double()
+    r = far.rollout(torch.zeros(1, 1, dtype=torch.float64), 10, t0=1_000_000)
+    with pytest.raises(ValueError, match=r"within the rollout \[1000000\.0, 1000009\.0\]"):
+        r.at(torch.tensor([1_000_010.5], dtype=torch.float32))
 
 
 def test_at_says_how_to_pass_per_sequence_times_of_different_lengths() -> None:

@@ -337,7 +337,7 @@ class SRVP(FrameModel):
         t = states.shape[0]
         h = states if w is None else torch.cat([repeat(w, "b d -> t b d", t=t), states], dim=-1)
         flat = rearrange(h, "t b d -> (t b) d")
-        if skips and isinstance(self.decoder, (DCGANDecoder, VGGDecoder)):
+        if skips and type(self.decoder) in (DCGANDecoder, VGGDecoder):  # (a subclass may not take skip_repeats)
             # Every frame of a sequence takes the same skips: the decoder computes their part once per sequence.
             out = self.decoder(flat, skips, skip_repeats=t)
         else:
