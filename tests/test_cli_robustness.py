@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -1372,7 +1373,7 @@ def test_the_evaluate_cli_reports_an_error_with_what_it_kept_and_runs_outside_th
     last = err.rstrip("\n").splitlines()[-1]
     assert last == (
         f"error: OutOfMemoryError after 2 of 5 test sequences: their results are saved in {state}, and the same "
-        "command continues from there"
+        f"command continues from there: python -m examples.srvp.evaluate {shlex.join(argv)}"
     )
     monkeypatch.undo()
     for minutes in ("nan", "inf", "-1"):
@@ -2244,7 +2245,8 @@ def test_ctrl_c_while_the_results_are_written_keeps_the_progress_for_the_same_co
     state = out / "cut.partial.pt"
     assert err.rstrip("\n").splitlines()[-1] == (
         f"interrupted while writing the results: those already in {out} named cut* are complete (each file is "
-        f"written whole), the others missing; the same command writes them again from {state}"
+        f"written whole), the others missing; the same command writes them again from {state}: "
+        f"python -m examples.srvp.evaluate {shlex.join(argv)}"
     )
     assert state.is_file() and (out / "cut.json").is_file() and not (out / "cut_curves.png").exists()
     written = json.loads((out / "cut.json").read_text())
@@ -2254,6 +2256,90 @@ def test_ctrl_c_while_the_results_are_written_keeps_the_progress_for_the_same_co
     assert calls == []  # nothing sampled again: the saved progress holds every sequence
     assert (out / "cut_curves.png").is_file() and not state.exists()
     assert json.loads((out / "cut.json").read_text())["metrics"] == written["metrics"]
+
+
+def test_evaluate_removes_what_a_killed_evaluation_left_half_written(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review finding: an evaluation killed while it wrote the sample GIF or an official .npz left its hidden
+    temporary file (compressed samples: large), which the same command, run again, never removed (it cleaned the
+    JSON's, the progress', the per-sequence scores' and the plot's only). Every output's are removed now, and the
+    list they come from is that of the files written."""
+    from examples.srvp import _eval_outputs
+    from examples.srvp import evaluate as ev
+
+    run = _copy(tiny_run, tmp_path)
+    eval_dir, name = run / "eval", "cut"
+    official = eval_dir / f"{name}_official"
+    official.mkdir(parents=True)
+    stale = [eval_dir / f".{name}{suffix}.ab12cd34.tmp" for suffix in (".json", ".partial.pt", "_samples.gif")]
+    stale += [eval_dir / f".{name}_curves.png.zz9_zz9z.tmp.png", eval_dir / f".{name}_per_sequence.npz.0a1b2c3d.tmp"]
+    stale += [official / f".{file}.npz.ab12cd34.tmp" for file in ("results", "random_5", "cond_rec", "lpips_worst")]
+    kept = [eval_dir / f".other{name}_samples.gif.ab12cd34.tmp", official / ".notes.txt.ab12cd34.tmp"]
+    for path in [*stale, *kept]:
+        path.write_bytes(b"half-written")
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "2", "--max-sequences", "2"]
+    assert ev.main([*argv, "--name", name, "--save-official-files"]) == 0
+    capsys.readouterr()
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
+    # Every file the evaluation wrote is one output_files lists (so its temporaries are cleaned up after).
+    written = {p for p in eval_dir.rglob("*") if p.is_file() and p not in kept and not p.name.endswith(".lock")}
+    assert written and written <= set(_eval_outputs.output_files(eval_dir, name))
+    assert {p.stem for p in official.iterdir() if p not in kept} == set(_eval_outputs.OFFICIAL_FILES) - {
+        f"random_{i}"
+        for i in range(3, 6)  # (2 samples: random_1 and random_2)
+    } - {"lpips_best", "lpips_worst"}
+
+
+def test_evaluate_says_how_to_continue_and_names_progress_of_another_step_of_its_checkpoint(
+    tmp_path: Path, tiny_run: Path, test_set: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: an evaluation of a run still training, stopped by Ctrl-C, said that the same command
+    continues it; once the training wrote a newer last.pt, the same command (whose default name holds the step)
+    started a new evaluation, silently, and the old progress stayed for good. The interruption now prints the
+    command that continues (without --restart, which would discard the progress), and an evaluation that starts
+    anew names the progress of another step of its checkpoint, and how to delete it."""
+    from examples.srvp import evaluate as ev
+    from examples.srvp.checkpoint import FileLock
+    from examples.srvp.model import SRVP
+
+    run = _copy(tiny_run, tmp_path)  # last.pt of step 4
+    argv = [str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "2", "--max-sequences", "4"]
+    argv += ["--batch-size", "2", "--save-every", "0", "--checkpoint", "last"]
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    _stop_at_call(monkeypatch, SRVP, 2, ctrl_c)  # in the second batch
+    assert _no_escape(ev.main, [*argv, "--restart"]) == 130  # (--restart: no progress yet to discard)
+    old = run / "eval" / "test_last_step4_n2_t8_dt1.partial.pt"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"interrupted after 2 of 4 test sequences: their results are saved in {old}, and the same command without "
+        f"--restart continues from there: python -m examples.srvp.evaluate {shlex.join(argv)}"
+    )
+    monkeypatch.undo()
+    _quiet_train(_tiny(), run, resume=True, max_steps=5)  # the training goes on: last.pt of step 5
+
+    other = FileLock()  # an evaluation of step 4 still running: its progress is not named
+    other.acquire(run / "eval" / f".{old.name.removesuffix('.partial.pt')}.lock", "test", busy="")
+    try:
+        assert ev._progress_of_other_steps(run / "eval", "test_last_step5_n2_t8_dt1", "test_last", "_n2_t8_dt1") == []
+    finally:
+        other.release()
+
+    assert ev.main(argv) == 0
+    err = capsys.readouterr().err
+    note = next(line for line in err.splitlines() if line.startswith("note: "))
+    assert note == (
+        f"note: {old} holds an unfinished evaluation with these settings of another step of "
+        f"{run / 'checkpoints' / 'last.pt'} (step 4): this one, of its step 5, starts anew under its own name. That "
+        "progress continues only from the weights it was made from, which last.pt no longer holds; if you have no "
+        f"copy of them, delete it: rm {shlex.quote(str(old))}"
+    )
+    assert old.is_file() and (run / "eval" / "test_last_step5_n2_t8_dt1.json").is_file()  # (only a note)
+    assert json.loads((run / "eval" / "test_last_step5_n2_t8_dt1.json").read_text())["checkpoint"]["step"] == 5
+    assert ev.main([*argv, "--name", "mine"]) == 0  # (a name of one's own: no such note)
+    assert "note: " not in capsys.readouterr().err
 
 
 def test_an_error_before_any_progress_is_raised_and_the_results_name_is_released(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -1470,10 +1471,53 @@ def test_train_cli_ends_a_file_system_error_or_a_ctrl_c_in_set_up_with_one_line(
         pytest.fail("the Ctrl-C escaped train.main")
     assert status == 130
     err = capsys.readouterr().err
+    assert err.strip() == (  # (no config.json: --resume would find no run)
+        f"interrupted; no run was made in {run} yet (it has no config.json); start it with the same command again: "
+        f"python -m examples.srvp.train --preset tiny --run-dir '{run}'"
+    )
+    run.mkdir()
+    (run / "config.json").write_text("{}")  # once the run exists, --resume continues it
+    assert train.main(["--preset", "tiny", "--run-dir", str(run)]) == 130
+    err = capsys.readouterr().err
     assert (
         err.strip()
         == f"interrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume '{run}'"
     )
+
+
+def test_ctrl_c_in_a_new_runs_set_up_prints_a_command_that_starts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: Ctrl-C while a new run read its data or built its model (seconds on a busy machine), before
+    its config.json existed, printed ``--resume RUN_DIR``, which then failed (no run to resume). The command it
+    prints now starts the run; a Ctrl-C in a resume's set-up still prints ``--resume``, which continues it."""
+    import shlex
+
+    build_model = train.build_model
+    building: list[int] = []
+
+    def ctrl_c_while_building(*args: Any, **kwargs: Any) -> Any:
+        building.append(1)
+        if len(building) == 1:
+            raise KeyboardInterrupt
+        return build_model(*args, **kwargs)
+
+    monkeypatch.setattr(train, "build_model", ctrl_c_while_building)
+    run = tmp_path / "new run"
+    argv = ["--preset", "tiny", "--run-dir", str(run), "--max-steps", "1", "--threads", "1"]
+    assert train.main(argv) == 130
+    command = capsys.readouterr().err.strip().split("start it with the same command again: ")[1]
+    assert not (run / "config.json").exists() and shlex.split(command)[3:] == argv
+    assert train.main(shlex.split(command)[3:]) == 0  # the printed command starts the run
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
+
+    building.clear()  # Ctrl-C in the set-up of a resume: its --resume continues the run
+    assert train.main(["--resume", str(run), "--max-steps", "2"]) == 130
+    hint = capsys.readouterr().err.strip().splitlines()[-1]
+    resume = shlex.join(["python", "-m", "examples.srvp.train", "--resume", str(run)])
+    assert hint == f"interrupted; continue from the last checkpoint with: {resume}"
+    assert train.main([*shlex.split(hint.split(" with: ")[1])[3:], "--max-steps", "2"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(
@@ -1505,6 +1549,70 @@ def test_quickstart_evaluates_a_run_already_trained_without_training_it(
     assert f"{run} is already trained (3 steps); evaluating it" in capsys.readouterr().out  # 2 + 1 steps
     result = json.loads((run / "eval" / "smmnist_test_embedded_25_n1.json").read_text())
     assert result["checkpoint"]["step"] == 3
+
+
+def test_quickstart_removes_what_a_killed_one_left_half_written_and_locks_its_results(
+    tiny_cli_run: Path,
+    test_set: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review finding: a quickstart killed while it wrote the sample GIF (or another output) left its hidden
+    temporary file, which no later run removed: it took no lock on its results and cleaned nothing. It now locks
+    them as evaluate does (a second one at once is refused) and removes every output's temporaries."""
+    from examples.srvp.checkpoint import FileLock
+
+    run = Path(shutil.copytree(tiny_cli_run, tmp_path / "runs" / "q"))  # (the whole schedule: nothing to train)
+    monkeypatch.setattr(quickstart, "ensure_test_set", lambda *args, **kwargs: test_set)  # (8 frames: fast)
+    eval_dir = run / "eval"
+    eval_dir.mkdir()
+    name = f"{test_set.stem}_n1"  # the quickstart's name: test set and samples
+    stale = [
+        eval_dir / f".{name}_samples.gif.ab12cd34.tmp",
+        eval_dir / f".{name}.json.zz9_zz9z.tmp",
+        eval_dir / f".{name}_curves.png.0123abcd.tmp.png",
+        eval_dir / f".{name}_per_sequence.npz.a1b2c3d4.tmp",
+    ]
+    kept = [eval_dir / f".{name}_n2_samples.gif.ab12cd34.tmp", eval_dir / f"notes.{name}.json.tmp"]
+    for path in [*stale, *kept]:
+        path.write_bytes(b"half-written")
+    argv = ["--run-dir", str(run), "--eval-sequences", "2", "--n-samples", "1"]
+    assert quickstart.main(argv) == 0
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+    assert (eval_dir / f"{name}_samples.gif").is_file()
+    capsys.readouterr()
+    other = FileLock()  # another quickstart (or evaluate --name) writing these results now
+    other.acquire(eval_dir / f".{name}.lock", "test", busy="")
+    try:
+        assert quickstart.main(argv) == 2
+    finally:
+        other.release()
+    err = capsys.readouterr().err
+    assert f"error: --run-dir: another evaluation (process {os.getpid()}) is writing the results named {name} " in err
+    assert err.rstrip().endswith("; wait for it to end")
+
+
+def test_quickstart_notes_an_ignored_preset_only_when_it_is_not_the_runs(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: rerunning ``quickstart --preset tiny`` on a tiny run said "--preset tiny is ignored": the
+    note compared the flag with its default, not with the run's configuration."""
+    run = Path(shutil.copytree(tiny_run, tmp_path / "runs" / "q"))  # train(PRESETS["tiny"]()), 4 of 6 steps
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:  # (the note comes before the training)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quickstart, "train", ctrl_c)
+    monkeypatch.setattr(quickstart, "ensure_test_set", lambda path, *a, **k: path)
+    notes = []
+    for given in (["--preset", "tiny"], ["--preset=tiny"], [], ["--preset", "smmnist-cpu"]):
+        assert quickstart.main(["--run-dir", str(run), *given]) == 130
+        notes.append([line for line in capsys.readouterr().out.splitlines() if "is ignored" in line])
+    assert notes[:3] == [[], [], []]
+    assert notes[3] == [
+        f"note: {run} already holds a run of the tiny preset; --preset smmnist-cpu is ignored (its config.json rules)"
+    ]
 
 
 def test_quickstart_gives_a_new_run_its_minutes_and_ends_a_ctrl_c_with_one_line(

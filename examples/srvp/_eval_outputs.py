@@ -134,6 +134,44 @@ def mark_predicted(frames: np.ndarray, grid_shape: tuple[int, ...], nt_cond: int
     return out
 
 
+N_RANDOM_FILES = 5
+"""The official test script saves the first 5 samples as ``random_1.npz`` … ``random_5.npz``."""
+OFFICIAL_FILES = (
+    "results",
+    *(f"random_{i}" for i in range(1, N_RANDOM_FILES + 1)),
+    "cond_rec",
+    *(f"{metric}_{which}" for metric in HIGHER_IS_BETTER for which in ("best", "worst")),
+)
+"""The files :func:`write_official_files` may write (``NAME.npz`` each), and no others."""
+
+
+def output_paths(out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
+    """Where :func:`write_outputs` writes the results named ``name`` in ``out_dir``, by the kinds it returns:
+    ``json``, ``plot``, ``per_sequence``, ``gif`` and ``official`` (the folder of :func:`write_official_files`).
+    One list for the writers and for what a killed writer may have left (:func:`output_files`)."""
+    out_dir = Path(out_dir).expanduser()
+    return {
+        "json": out_dir / f"{name}.json",
+        "plot": out_dir / f"{name}_curves.png",
+        "per_sequence": out_dir / f"{name}_per_sequence.npz",
+        "gif": out_dir / f"{name}_samples.gif",
+        "official": out_dir / f"{name}_official",
+    }
+
+
+def official_file_paths(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """The file of each of :data:`OFFICIAL_FILES` in ``folder``."""
+    return {official: Path(folder) / f"{official}.npz" for official in OFFICIAL_FILES}
+
+
+def output_files(out_dir: str | os.PathLike[str], name: str) -> list[Path]:
+    """Every file :func:`write_outputs` may write for the results named ``name`` in ``out_dir`` (the official files
+    in place of their folder): those whose temporary files an evaluation killed mid-write leaves behind."""
+    paths = output_paths(out_dir, name)
+    folder = paths.pop("official")
+    return [*paths.values(), *official_file_paths(folder).values()]
+
+
 OUTPUT_NOTES = {
     "gif": (
         " (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample; red border: "
@@ -171,18 +209,19 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str], name:
 
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / f"{name}.json", "plot": out_dir / f"{name}_curves.png"}
+    where = output_paths(out_dir, name)
+    paths = {"json": where["json"], "plot": where["plot"]}
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     atomic_write_text(paths["json"], json.dumps(public, indent=2))
     per_sequence = {**result["_per_sequence"], **result.get("_per_sequence_others", {})}
-    paths["per_sequence"] = atomic_write_npz(out_dir / f"{name}_per_sequence.npz", **per_sequence)
+    paths["per_sequence"] = atomic_write_npz(where["per_sequence"], **per_sequence)
     _plot(result, paths["plot"])
     frames = sample_grid(result)
     if frames is not None:
         frames = np.concatenate([frames, np.repeat(frames[-1:], GIF_HOLD_FRAMES, axis=0)])  # a pause at the end
-        paths["gif"] = save_gif(out_dir / f"{name}_samples.gif", frames, fps=4)
+        paths["gif"] = save_gif(where["gif"], frames, fps=4)
     if "_official" in result:
-        paths["official"] = write_official_files(result, out_dir / f"{name}_official")
+        paths["official"] = write_official_files(result, where["official"])
     return paths
 
 
@@ -202,11 +241,17 @@ def write_official_files(result: dict[str, Any], folder: str | os.PathLike[str])
     official = result.get("_official")
     if not official:
         raise ValueError("result: no official sample arrays; run evaluate(..., official_files=True)")
+    paths = official_file_paths(folder)
+    unknown = [name for name in official if name not in paths or name == "results"]
+    if unknown:  # (a file no rerun would clean up after: OFFICIAL_FILES lists them all)
+        raise ValueError(
+            f"result: official sample arrays of unknown files {unknown}; expected some of {OFFICIAL_FILES[1:]}"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_npz(folder / "results.npz", compressed=True, **result["_per_sequence"])
+    atomic_write_npz(paths["results"], compressed=True, **result["_per_sequence"])
     for name, samples in official.items():
-        atomic_write_npz(folder / f"{name}.npz", compressed=True, samples=samples)
+        atomic_write_npz(paths[name], compressed=True, samples=samples)
     return folder
 
 

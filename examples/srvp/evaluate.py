@@ -82,6 +82,7 @@ from examples.srvp._cli import (
     refuse_torchrun,
     require_modules,
     robust_output,
+    shell_quote,
     user_path,
 )
 from examples.srvp._eval_data import (
@@ -102,10 +103,12 @@ from examples.srvp._eval_data import (
 from examples.srvp._eval_outputs import (
     _CHOSEN_SKIPS,
     HIGHER_IS_BETTER,
+    N_RANDOM_FILES,
     NOT_COMPUTED_HERE,
     OUTPUT_NOTES,
     format_results,
     mark_predicted,
+    output_files,
     plot_figure,
     sample_grid,
     write_official_files,
@@ -201,8 +204,6 @@ one call of 20 samples × 2 sequences × 30 frames), so the default KTH evaluati
 sequences of a batch × 30 frames per call, with either noise mode) peaks at about 3.5 GB, where one call for all
 100 samples of 16 sequences would need about 340 GB.
 Raise ``--sample-chunk`` where memory allows (fewer, larger calls are faster, most of all on GPUs)."""
-N_RANDOM_FILES = 5
-"""The official test script saves the first 5 samples as ``random_1.npz`` … ``random_5.npz``."""
 NOISE_MODES = ("sequence", "batch")
 """How :func:`evaluate` draws the samples' noise: ``"sequence"``, from one generator per test sequence seeded
 from (seed, the sequence's index) (:func:`sequence_generators`); ``"batch"``, from the global generator seeded
@@ -1042,14 +1043,76 @@ def _stop_signal_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _kept(exc: BaseException, sep: str) -> str:
-    """What an evaluation stopped by ``exc`` kept, after ``sep``: "" when it saved nothing."""
+def _kept(exc: BaseException, sep: str, again: tuple[str, bool] | None = None) -> str:
+    """What an evaluation stopped by ``exc`` kept, after ``sep``: "" when it saved nothing. ``again``: the command
+    that continues it (:func:`_continue_command`), and whether that is the command given with ``--restart`` left
+    out."""
     saved: SavedProgress | None = getattr(exc, "saved_progress", None)
     if saved is None:
         return ""
+    same = "the same command" + (" without --restart" if again is not None and again[1] else "")
     return (
         f"{sep}after {saved.done} of {saved.total} test sequences: their results are saved in {saved.path}, "
-        "and the same command continues from there"
+        f"and {same} continues from there" + (f": {again[0]}" if again is not None else "")
+    )
+
+
+def _continue_command(argv: list[str]) -> tuple[str, bool]:
+    """The command line that continues the evaluation of ``argv`` from its saved progress (``--restart`` would
+    discard it: left out), and whether ``--restart`` was left out."""
+    kept = [a for a in argv if a != "--restart"]
+    return " ".join([_PROG, *map(shell_quote, kept)]), len(kept) < len(argv)
+
+
+def _progress_of_other_steps(
+    eval_dir: Path, name: str, before_step: str, after_step: str
+) -> list[tuple[Path, int | None]]:
+    """The saved progress in ``eval_dir``, and its checkpoint step, of the evaluations whose default name is
+    ``name`` but for the step (``BEFORE_stepN_AFTER.partial.pt``, or no step) and which no evaluation runs now: a
+    rerun after the run wrote a newer checkpoint (its name holds the new step) would otherwise leave them unmentioned
+    for good."""
+    pattern = re.compile(re.escape(before_step) + r"(?:_step(\d+))?" + re.escape(f"{after_step}.partial.pt"))
+    try:
+        entries = sorted(eval_dir.iterdir())
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        other = entry.name.removesuffix(".partial.pt")
+        if match and other != name and entry.is_file() and not _name_in_use(eval_dir, other):
+            found.append((entry, None if match.group(1) is None else int(match.group(1))))
+    return found
+
+
+def _name_in_use(eval_dir: Path, name: str) -> bool:
+    """Whether an evaluation holds the lock of the results named ``name`` (:func:`_lock_results`) now."""
+    path = eval_dir / f".{name}.lock"
+    if not path.is_file():  # (an evaluation takes it before it saves any progress)
+        return False
+    probe = FileLock()
+    try:
+        probe.acquire(path, "", busy="")
+    except (ValueError, OSError):
+        return True
+    finally:
+        probe.release()
+    return False
+
+
+def _other_steps_note(found: list[tuple[Path, int | None]], checkpoint: Path, step: int | None) -> str:
+    """A note on the saved progress ``found`` (:func:`_progress_of_other_steps`): of which steps, that this
+    evaluation does not continue it, that it cannot continue from the checkpoint's weights now, and how to delete
+    it."""
+    steps = ", ".join("no step" if s is None else f"step {s}" for _, s in found)
+    remove = [path for p, _ in found for path in (p, official_work_dir(p)) if path.exists()]
+    rm = "rm -r" if any(path.is_dir() for path in remove) else "rm"
+    return (
+        f"note: {', '.join(str(p) for p, _ in found)} hold{'s' if len(found) == 1 else ''} an unfinished evaluation "
+        f"with these settings of another step of {checkpoint} ({steps}): this one, of "
+        f"{'its step ' + str(step) if step is not None else 'its weights now'}, starts anew under its own name. That "
+        f"progress continues only from the weights it was made from, which {checkpoint.name} no longer holds; if "
+        f"you have no copy of them, delete it: {rm} {' '.join(map(shell_quote, remove))}"
     )
 
 
@@ -1152,20 +1215,29 @@ def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool, 
     raise ValueError(f"{path} holds {said}: pass --overwrite to replace it, or {hint}")
 
 
-def _lock_results(lock: FileLock, eval_dir: Path, name: str, option: str) -> None:
+def _lock_results(
+    lock: FileLock,
+    eval_dir: Path,
+    name: str,
+    option: str,
+    *,
+    other_name: str = "pass --name to write these under another name",
+) -> None:
     """Take ``lock`` on ``eval_dir/.NAME.lock`` for as long as this evaluation writes results named ``name`` (two
     evaluations of one name at once, e.g. with other seeds, would replace each other's results), then remove what a
-    killed evaluation of that name left half-written."""
+    killed evaluation of that name left half-written: the temporary files of its saved progress and of every file
+    :func:`write_outputs` writes (:func:`~examples.srvp._eval_outputs.output_files`, the official ones included).
+    ``other_name``: how the refusal says to write under another name (empty: it says nothing of it)."""
     eval_dir.mkdir(parents=True, exist_ok=True)
     path = eval_dir / f".{name}.lock"
     lock.acquire(
         path,
         option,
         busy=f"another evaluation ({{who}}) is writing the results named {name} in {eval_dir} (it holds {path}); "
-        "wait for it to end, or pass --name to write these under another name",
+        f"wait for it to end{', or ' + other_name if other_name else ''}",
     )
-    for suffix in (".json", ".partial.pt", "_per_sequence.npz", "_curves.png"):
-        remove_stale_temporaries(eval_dir / f"{name}{suffix}")
+    for written in (eval_dir / f"{name}.partial.pt", *output_files(eval_dir, name)):
+        remove_stale_temporaries(written)
 
 
 def _computed(entry: Any, metric: str) -> bool:
@@ -1344,6 +1416,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> int:
     """:func:`main` once the flags are parsed; ``lock`` is taken on the results' name and released by the caller."""
+    again = _continue_command(sys.argv[1:] if argv is None else argv)  # (what continues saved progress)
     try:
         refuse_torchrun(_PROG, "the evaluation", argv)
         _check_flags(args)
@@ -1426,7 +1499,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         )
         stem = test_set.stem if dataset == "smmnist" else dataset
         at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
-        name = args.name or f"{stem}_{at}_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
+        after_step = f"_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
+        name = args.name or f"{stem}_{at}{after_step}"
         settings = {
             **asdict(protocol),
             "noise": args.noise,
@@ -1459,6 +1533,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             discard_progress(state)
         elif state.exists():
             print(f"continuing the unfinished evaluation saved in {state} (--restart starts over)")
+        if args.name is None and not state.exists():  # (a note: nothing else changes)
+            others = _progress_of_other_steps(eval_dir, name, f"{stem}_{ckpt_file.stem}", after_step)
+            if others:
+                print(_other_steps_note(others, ckpt_file, step), file=sys.stderr)
         with _stop_signal_raises():
             result = evaluate(
                 model,
@@ -1492,36 +1570,37 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
         return 2
     except (FileNotFoundError, ValueError) as e:
         hint = " (--restart discards it)" if str(e).startswith("state_file:") else ""
-        print(f"error: {str(e).replace('state_file: ', '', 1)}{hint}{_kept(e, '; ')}", file=sys.stderr)
+        print(f"error: {str(e).replace('state_file: ', '', 1)}{hint}{_kept(e, '; ', again)}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: {os_error_message(e)}{_kept(e, '; ')}", file=sys.stderr)
+        print(f"error: {os_error_message(e)}{_kept(e, '; ', again)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as e:
         how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated"
-        print(f"\n{how}{_kept(e, ' ') or ': no results were written'}", file=sys.stderr)
+        print(f"\n{how}{_kept(e, ' ', again) or ': no results were written'}", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else 143
     except Exception as e:  # e.g. out of memory: the traceback, then what was kept
         if getattr(e, "saved_progress", None) is None:
             raise
         traceback.print_exc()
-        print(f"error: {type(e).__name__}{_kept(e, ' ')}", file=sys.stderr)
+        print(f"error: {type(e).__name__}{_kept(e, ' ', again)}", file=sys.stderr)
         return 1
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
     result["checkpoint"] = {"name": ckpt_file.stem, "file": str(ckpt_file), "step": step}
     result["provenance"]["command"] = [*_PROG.split(), *(sys.argv[1:] if argv is None else argv)]
+    same = "the same command" + (" without --restart" if again[1] else "")  # (--restart would discard the state)
     try:
         paths = write_outputs(result, eval_dir, name)
     except OSError as e:
-        print(f"error: {os_error_message(e)} (the same command writes the results again from {state})", file=sys.stderr)
+        print(f"error: {os_error_message(e)} ({same} writes the results again from {state})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
             f"\ninterrupted while writing the results: those already in {eval_dir} named "
-            f"{name}* are complete (each file is written whole), the others missing; the same command writes "
-            f"them again from {state}",
+            f"{name}* are complete (each file is written whole), the others missing; {same} writes "
+            f"them again from {state}: {again[0]}",
             file=sys.stderr,
         )
         return 130

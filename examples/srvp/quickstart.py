@@ -30,6 +30,7 @@ from examples.srvp._cli import (
     user_path,
 )
 from examples.srvp.checkpoint import (
+    FileLock,
     load_checkpoint,
     load_model_and_step,
     os_error_message,
@@ -37,7 +38,7 @@ from examples.srvp.checkpoint import (
     read_train_config,
 )
 from examples.srvp.config import PRESETS, ModelConfig, TrainConfig
-from examples.srvp.train import TrainResult, cli_hints, exit_status, train
+from examples.srvp.train import _RESUME_MAY_CHANGE, TrainResult, cli_hints, exit_status, train
 
 
 def ensure_test_set(path: Path, seq_len: int = 25, *, deterministic: bool = False) -> Path:
@@ -141,6 +142,13 @@ def _saved_config(run_dir: Path) -> TrainConfig:
         raise ValueError(f"--run-dir: {str(e).removeprefix('run_dir: ')}") from None
 
 
+def _started_from(cfg: TrainConfig, preset: str) -> bool:
+    """Whether a run of configuration ``cfg`` (its config.json) is one of ``preset``: the same options, but for
+    those a run may change after it started (the runtime ones, ``--lr``, ``data_dir``)."""
+    same = dataclasses.replace(PRESETS[preset](), **{k: getattr(cfg, k) for k in _RESUME_MAY_CHANGE})
+    return same == cfg
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     run_dir: Path = args.run_dir
     saved_cfg = _saved_config(run_dir) if (run_dir / "config.json").exists() else None  # before anything is made
@@ -156,8 +164,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[s
     again = " ".join([parser.prog, *map(shell_quote, argv)])
     given = "--minutes" if args.minutes is not None else None
     if saved_cfg is not None:
-        if args.preset != parser.get_default("preset"):
-            print(f"note: {run_dir} already holds a run; --preset {args.preset} is ignored (its config.json rules)")
+        given_preset = any(a == "--preset" or a.startswith("--preset=") for a in argv)
+        if given_preset and not _started_from(saved_cfg, args.preset):  # (the run's own preset says nothing new)
+            ran = next((f" of the {p} preset" for p in SMMNIST_PRESETS if _started_from(saved_cfg, p)), "")
+            print(
+                f"note: {run_dir} already holds a run{ran}; --preset {args.preset} is ignored (its config.json rules)"
+            )
         cfg = dataclasses.replace(cfg, max_steps=0)  # a step limit of an earlier invocation does not carry over
         if args.minutes is not None:
             cfg = dataclasses.replace(cfg, max_minutes=args.minutes)
@@ -200,20 +212,27 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[s
         max_sequences=args.eval_sequences,
     )
     amp = "bf16" if cfg.amp == "bf16" else "none"
-    result = ev.evaluate(model, sequences, protocol, amp=amp)
-    # What evaluate's command line records too: a later run of this command replaces these results, and the
-    # JSON says which weights (the step of last.pt) they are of.
-    result["data"] = {"dataset": "smmnist", "test_set": str(test_set)}
-    result["checkpoint"] = {"name": "last", "file": str(run_dir / "checkpoints" / "last.pt"), "step": last_step}
-    result["lpips"] = {"skipped": ev.NOT_COMPUTED_HERE}  # the keys of evaluate's results, whatever computed them
-    result["fvd"] = {"skipped": ev.NOT_COMPUTED_HERE}
-    result["provenance"]["command"] = [*parser.prog.split(), *argv]
-    # Whether the weights are those of the whole schedule: a run stopped by its time budget (or a step limit) is
-    # evaluated too, and its results say so.
-    complete = last_step is not None and last_step >= cfg.n_iter
-    result["training"] = {"complete": complete, "steps_done": last_step, "steps_planned": cfg.n_iter}
     name = f"{test_set.stem}_n{protocol.n_samples}"
-    paths = ev.write_outputs(result, run_dir / "eval", name)
+    # As evaluate's command line: the results' name is locked while they are computed and written (two quickstarts
+    # of one run would replace each other's files), and what a killed one left half-written is removed.
+    lock = FileLock()
+    try:
+        ev._lock_results(lock, run_dir / "eval", name, "--run-dir", other_name="")
+        result = ev.evaluate(model, sequences, protocol, amp=amp)
+        # What evaluate's command line records too: a later run of this command replaces these results, and the
+        # JSON says which weights (the step of last.pt) they are of.
+        result["data"] = {"dataset": "smmnist", "test_set": str(test_set)}
+        result["checkpoint"] = {"name": "last", "file": str(run_dir / "checkpoints" / "last.pt"), "step": last_step}
+        result["lpips"] = {"skipped": ev.NOT_COMPUTED_HERE}  # the keys of evaluate's results, whatever made them
+        result["fvd"] = {"skipped": ev.NOT_COMPUTED_HERE}
+        result["provenance"]["command"] = [*parser.prog.split(), *argv]
+        # Whether the weights are those of the whole schedule: a run stopped by its time budget (or a step limit)
+        # is evaluated too, and its results say so.
+        complete = last_step is not None and last_step >= cfg.n_iter
+        result["training"] = {"complete": complete, "steps_done": last_step, "steps_planned": cfg.n_iter}
+        paths = ev.write_outputs(result, run_dir / "eval", name)
+    finally:
+        lock.release()
     unfinished = f"an unfinished training (step {last_step} of {cfg.n_iter})"
     print()
     if not complete:

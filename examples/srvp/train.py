@@ -1612,11 +1612,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_STATUS["nan"]
     except KeyboardInterrupt:  # a second Ctrl-C (or the first during set-up): no checkpoint of the step in progress
-        print(
-            f"\ninterrupted; continue from the last checkpoint with: python -m examples.srvp.train --resume "
-            f"{shell_quote(args.resume or args.run_dir)}",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted; {_after_interrupt(args, parser, argv)}", file=sys.stderr)
         return 130
     if _Dist.from_env().main:
         print(f"run directory: {result.run_dir} (step {result.step}, {result.stopped})")
@@ -1627,6 +1623,20 @@ def main(argv: list[str] | None = None) -> int:
         if result.stopped != "nan":
             print(f"evaluate: {evaluate_command(result.run_dir, cfg.dataset, cfg.data_dir, cfg=cfg)}")
     return exit_status(result.stopped)
+
+
+def _after_interrupt(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str] | None) -> str:
+    """What continues a command line that Ctrl-C ended outside the training loop: ``--resume RUN_DIR`` once the run
+    exists (its config.json), else (a new run's set-up: reading the data, building the model) the same command,
+    as ``--resume`` would find no run."""
+    run_dir = args.resume if args.resume is not None else args.run_dir
+    if (run_dir / "config.json").exists():
+        return f"continue from the last checkpoint with: python -m examples.srvp.train --resume {shell_quote(run_dir)}"
+    said = f"no run was made in {run_dir} yet (it has no config.json); "
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # (the command to give again is torchrun's, which this one cannot see)
+        return said + "start it with the same torchrun command again"
+    command = " ".join([parser.prog, *map(shell_quote, sys.argv[1:] if argv is None else argv)])
+    return said + f"start it with the same command again: {command}"
 
 
 #: The exit status of a run by how it stopped: a stop asked for by a signal is not a success (so that
