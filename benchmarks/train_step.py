@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
     parser.add_argument(
         "--skip-connections",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="decoder skip connections, as the smmnist-cpu and KTH presets (the paper's SM-MNIST model has none)",
     )
     parser.add_argument("--batch", type=int, default=16)

@@ -58,6 +58,7 @@ def test_every_option_of_a_benchmark_reaches_its_children(script: str, monkeypat
     status = module.main(["--iters", "1", "--threads", "1"])
     assert status == 1 and seen
     given = {a for a in seen[0] if a.startswith("--")}
+    given |= {"--" + a.removeprefix("--no-") for a in given if a.startswith("--no-")}  # (--x/--no-x: passed as off)
     options = set()
     parser_help = _help(module)
     for flag in re.findall(r"(?m)^  (--[a-z-]+)", parser_help):

@@ -458,23 +458,13 @@ def _plain_layers(block: nn.Module) -> list[nn.Module] | None:
     return None if not layers or _hooked(layers[0]) else layers
 
 
-_GLOBAL_HOOKS = (
-    "_global_forward_hooks",
-    "_global_forward_pre_hooks",
-    "_global_backward_hooks",
-    "_global_backward_pre_hooks",
-)
-
-
 def _hooked(module: nn.Module) -> bool:
-    """Whether calling ``module`` runs hooks (its own, forward or backward, or global ones) that calling its
-    function directly would skip."""
+    """Whether calling ``module`` runs hooks of its own (forward or backward) that calling its function directly
+    would skip. Global module hooks (``register_module_forward_hook``) are not looked at: tools such as
+    ``FlopCounterMode`` set them, and they would then measure another computation than the one that runs; the split
+    convolution's arithmetic still goes through torch's functions, which such tools count."""
     own = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    if any(getattr(module, name, None) for name in own):
-        return True
-    from torch.nn.modules import module as torch_module
-
-    return any(getattr(torch_module, name, None) for name in _GLOBAL_HOOKS)
+    return any(getattr(module, name, None) for name in own)
 
 
 # ------------------------------------------------------------------------------------------------------------
