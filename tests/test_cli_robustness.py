@@ -2321,18 +2321,31 @@ def test_evaluate_says_how_to_continue_and_names_progress_of_another_step_of_its
     _quiet_train(_tiny(), run, resume=True, max_steps=5)  # the training goes on: last.pt of step 5
 
     other = FileLock()  # an evaluation of step 4 still running: its progress is not named
-    other.acquire(run / "eval" / f".{old.name.removesuffix('.partial.pt')}.lock", "test", busy="")
+    lock_file = run / "eval" / f".{old.name.removesuffix('.partial.pt')}.lock"
+    other.acquire(lock_file, "test", busy="")
+    held_by = lock_file.read_bytes()
     try:
         assert ev._progress_of_other_steps(run / "eval", "test_last_step5_n2_t8_dt1", "test_last", "_n2_t8_dt1") == []
+        assert lock_file.read_bytes() == held_by  # (looked at, not written: it still names its holder)
     finally:
         other.release()
+    before = lock_file.stat().st_mtime_ns
+    assert len(ev._progress_of_other_steps(run / "eval", "test_last_step5_n2_t8_dt1", "test_last", "_n2_t8_dt1")) == 1
+    assert lock_file.stat().st_mtime_ns == before and lock_file.read_bytes() == held_by  # (a free lock: not taken)
+
+    shared = tmp_path / "shared"  # an --out shared by runs: another run's progress of that name is not named
+    shared.mkdir()
+    (shared / old.name).write_bytes(old.read_bytes())
+    assert ev.main([*argv, "--out", str(shared)]) == 0
+    assert "note: " not in capsys.readouterr().err
 
     assert ev.main(argv) == 0
     err = capsys.readouterr().err
     note = next(line for line in err.splitlines() if line.startswith("note: "))
     assert note == (
-        f"note: {old} holds an unfinished evaluation with these settings of another step of "
-        f"{run / 'checkpoints' / 'last.pt'} (step 4): this one, of its step 5, starts anew under its own name. That "
+        f"note: {old} holds an unfinished evaluation of another step of {run / 'checkpoints' / 'last.pt'} (step 4), "
+        "of the same test set, number of samples, frames and sub-steps: this one, of its step 5, starts anew under "
+        "its own name. That "
         "progress continues only from the weights it was made from, which last.pt no longer holds; if you have no "
         f"copy of them, delete it: rm {shlex.quote(str(old))}"
     )

@@ -1490,7 +1490,7 @@ def test_ctrl_c_in_a_new_runs_set_up_prints_a_command_that_starts_it(
 ) -> None:
     """Review finding: Ctrl-C while a new run read its data or built its model (seconds on a busy machine), before
     its config.json existed, printed ``--resume RUN_DIR``, which then failed (no run to resume). The command it
-    prints now starts the run; a Ctrl-C in a resume's set-up still prints ``--resume``, which continues it."""
+    prints now starts the run; a Ctrl-C in a resume's set-up prints the same command, which continues it."""
     import shlex
 
     build_model = train.build_model
@@ -1511,13 +1511,17 @@ def test_ctrl_c_in_a_new_runs_set_up_prints_a_command_that_starts_it(
     assert train.main(shlex.split(command)[3:]) == 0  # the printed command starts the run
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
 
-    building.clear()  # Ctrl-C in the set-up of a resume: its --resume continues the run
-    assert train.main(["--resume", str(run), "--max-steps", "2"]) == 130
+    # Ctrl-C in the set-up of a resume: the same command continues the run, with its options (a bare --resume
+    # RUN_DIR dropped --lr, which config.json then still held at the run's former rate).
+    building.clear()
+    resume_argv = ["--resume", str(run), "--max-steps", "2", "--lr", "1e-4"]
+    assert train.main(resume_argv) == 130
     hint = capsys.readouterr().err.strip().splitlines()[-1]
-    resume = shlex.join(["python", "-m", "examples.srvp.train", "--resume", str(run)])
-    assert hint == f"interrupted; continue from the last checkpoint with: {resume}"
-    assert train.main([*shlex.split(hint.split(" with: ")[1])[3:], "--max-steps", "2"]) == 0
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
+    again = shlex.join(["python", "-m", "examples.srvp.train", *resume_argv])
+    assert hint == f"interrupted; continue from the last checkpoint with the same command again: {again}"
+    assert train.main(shlex.split(hint.split("again: ")[1])[3:]) == 0
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 2 and state["config"]["train"]["lr"] == 1e-4
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(

@@ -106,6 +106,28 @@ class FileLock:
         except OSError:  # e.g. a full disk: the pid only names the holder to a second process
             pass
 
+    @staticmethod
+    def held_elsewhere(path: Path) -> bool:
+        """Whether another process holds the lock on ``path`` now, found without taking it or writing the file (a
+        shared lock tried and let go at once); False where there is no such file, no ``fcntl`` or no locks."""
+        try:
+            import fcntl
+        except ImportError:  # (Windows)
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:  # missing (or a symbolic link): no lock there
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            return e.errno in _LOCKED
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         """Unlock and close (nothing if not held)."""
         if self._fd is not None:

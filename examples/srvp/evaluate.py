@@ -55,6 +55,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -1086,18 +1087,9 @@ def _progress_of_other_steps(
 
 
 def _name_in_use(eval_dir: Path, name: str) -> bool:
-    """Whether an evaluation holds the lock of the results named ``name`` (:func:`_lock_results`) now."""
-    path = eval_dir / f".{name}.lock"
-    if not path.is_file():  # (an evaluation takes it before it saves any progress)
-        return False
-    probe = FileLock()
-    try:
-        probe.acquire(path, "", busy="")
-    except (ValueError, OSError):
-        return True
-    finally:
-        probe.release()
-    return False
+    """Whether an evaluation holds the lock of the results named ``name`` (:func:`_lock_results`) now (the lock file
+    is only looked at, not written: :meth:`FileLock.held_elsewhere`)."""
+    return FileLock.held_elsewhere(eval_dir / f".{name}.lock")
 
 
 def _other_steps_note(found: list[tuple[Path, int | None]], checkpoint: Path, step: int | None) -> str:
@@ -1107,12 +1099,13 @@ def _other_steps_note(found: list[tuple[Path, int | None]], checkpoint: Path, st
     steps = ", ".join("no step" if s is None else f"step {s}" for _, s in found)
     remove = [path for p, _ in found for path in (p, official_work_dir(p)) if path.exists()]
     rm = "rm -r" if any(path.is_dir() for path in remove) else "rm"
+    how = f"{rm} {' '.join(map(shell_quote, remove))}" if os.name == "posix" else " and ".join(map(str, remove))
     return (
         f"note: {', '.join(str(p) for p, _ in found)} hold{'s' if len(found) == 1 else ''} an unfinished evaluation "
-        f"with these settings of another step of {checkpoint} ({steps}): this one, of "
-        f"{'its step ' + str(step) if step is not None else 'its weights now'}, starts anew under its own name. That "
-        f"progress continues only from the weights it was made from, which {checkpoint.name} no longer holds; if "
-        f"you have no copy of them, delete it: {rm} {' '.join(map(shell_quote, remove))}"
+        f"of another step of {checkpoint} ({steps}), of the same test set, number of samples, frames and sub-steps: "
+        f"this one, of {'its step ' + str(step) if step is not None else 'its weights now'}, starts anew under its "
+        f"own name. That progress continues only from the weights it was made from, which {checkpoint.name} no "
+        f"longer holds; if you have no copy of them, delete it: {how}"
     )
 
 
@@ -1533,7 +1526,9 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             discard_progress(state)
         elif state.exists():
             print(f"continuing the unfinished evaluation saved in {state} (--restart starts over)")
-        if args.name is None and not state.exists():  # (a note: nothing else changes)
+        # (a note: nothing else changes). Only in the run's own eval folder: a shared --out may hold the progress of
+        # another run's checkpoint of that name, still valid.
+        if args.name is None and args.out is None and not state.exists():
             others = _progress_of_other_steps(eval_dir, name, f"{stem}_{ckpt_file.stem}", after_step)
             if others:
                 print(_other_steps_note(others, ckpt_file, step), file=sys.stderr)

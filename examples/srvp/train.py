@@ -1626,16 +1626,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _after_interrupt(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str] | None) -> str:
-    """What continues a command line that Ctrl-C ended outside the training loop: ``--resume RUN_DIR`` once the run
-    exists (its config.json), else (a new run's set-up: reading the data, building the model) the same command,
-    as ``--resume`` would find no run."""
+    """What continues a command line that Ctrl-C ended outside the training loop: a resume, the same command (its
+    --lr, --max-minutes ... would be lost with a bare ``--resume RUN_DIR``); a new run, ``--resume RUN_DIR`` once it
+    exists (its config.json: the same command would refuse the existing run), else (its set-up: reading the data,
+    building the model) the same command, as ``--resume`` would find no run."""
     run_dir = args.resume if args.resume is not None else args.run_dir
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ  # (the command to give again is torchrun's: not seen from here)
+    command = " ".join([parser.prog, *map(shell_quote, sys.argv[1:] if argv is None else argv)])
+    if args.resume is not None:
+        again = "the same torchrun command again" if torchrun else f"the same command again: {command}"
+        return f"continue from the last checkpoint with {again}"
     if (run_dir / "config.json").exists():
         return f"continue from the last checkpoint with: python -m examples.srvp.train --resume {shell_quote(run_dir)}"
     said = f"no run was made in {run_dir} yet (it has no config.json); "
-    if "TORCHELASTIC_RUN_ID" in os.environ:  # (the command to give again is torchrun's, which this one cannot see)
+    if torchrun:
         return said + "start it with the same torchrun command again"
-    command = " ".join([parser.prog, *map(shell_quote, sys.argv[1:] if argv is None else argv)])
     return said + f"start it with the same command again: {command}"
 
 
