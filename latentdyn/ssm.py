@@ -56,7 +56,9 @@ _MAX_SNAP = 0.25
 
 
 def _low_precision(times: object) -> torch.dtype | None:
-    """The precision of query times below float64 (float32, float16, bfloat16 tensors or arrays), else None."""
+    """The precision of query times below float64 (float32, float16, bfloat16 tensors or arrays), else None: their
+    margins (:func:`_time_tolerances`), and messages show their values as that precision writes them (0.2, not
+    0.20000000298023224)."""
     if isinstance(times, torch.Tensor) and times.dtype in _ULPS:
         return times.dtype
     if isinstance(times, np.ndarray) and times.dtype in (np.float32, np.float16):
@@ -64,17 +66,20 @@ def _low_precision(times: object) -> torch.dtype | None:
     return None
 
 
-def _time_tolerances(times: object, ts: torch.Tensor) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+def _time_tolerances(
+    times: object, ts: torch.Tensor, n_substeps: int
+) -> tuple[float | torch.Tensor, float | torch.Tensor]:
     """How far each query time of ``ts`` (float64, read from ``times``) may lie outside the rollout and still be taken
-    as its end, and how close to a sub-step time it is taken as that time: float rounding, :data:`_TIME_TOLERANCE`
-    for times given in float64 (or as Python numbers); for times given in a lower precision, units of that precision
-    at each time's own size (:data:`_ULPS` of them outside the rollout, capped at :data:`_MAX_END_SLACK`; one near a
-    sub-step time)."""
+    as its end, and how close (in sub-steps) to a sub-step time it is taken as that time: float rounding,
+    :data:`_TIME_TOLERANCE` for times given in float64 (or as Python numbers); for times given in a lower precision,
+    units of that precision at each time's own size (:data:`_ULPS` of them outside the rollout, capped at
+    :data:`_MAX_END_SLACK`; one near a sub-step time, capped at :data:`_MAX_SNAP` sub-steps)."""
     dtype = _low_precision(times)
     if dtype is None:
-        return _TIME_TOLERANCE, _TIME_TOLERANCE
+        return _TIME_TOLERANCE, _TIME_TOLERANCE * n_substeps
     unit = torch.finfo(dtype).eps * ts.abs().clamp(min=1.0)  # (NaN stays NaN: refused as not finite)
-    return (_ULPS[dtype] * unit).clamp(_TIME_TOLERANCE, _MAX_END_SLACK), unit.clamp(min=_TIME_TOLERANCE)
+    end = (_ULPS[dtype] * unit).clamp(_TIME_TOLERANCE, _MAX_END_SLACK)
+    return end, (unit.clamp(min=_TIME_TOLERANCE) * n_substeps).clamp(max=_MAX_SNAP)
 
 
 def _lengths_if_ragged(times: object) -> list[int] | None:
@@ -261,7 +266,7 @@ class Rollout:
                 f"times: expected real times (a sequence of numbers or a tensor), got {type(times).__name__} "
                 f"{times!r:.80}"
             ) from e
-        single = _is_single_precision(times)
+        single = _low_precision(times) is not None  # (messages show such times in their own precision)
         n_seq = self.substates.shape[1]
         if ts.dim() > 2 or (ts.dim() == 2 and ts.shape[1] != n_seq):
             transposed = ts.dim() == 2 and ts.shape[0] == n_seq
@@ -276,7 +281,7 @@ class Rollout:
         if ts.numel() == 0:
             raise ValueError("times: expected at least one query time, got none")
         # Written so that NaN fails it (every comparison with NaN is False).
-        end_tol, snap_tol = _time_tolerances(times, ts)
+        end_tol, snap = _time_tolerances(times, ts, self.n_substeps)
         inside = (ts >= lo - end_tol) & (ts <= hi + end_tol)
         if not bool(inside.all()):
             outside = ~inside
@@ -302,8 +307,6 @@ class Rollout:
         # A sub-step time i/n can come back as i − ε after the float round trip (n = 7, i = 61): snap it
         # onto i so that sub-step times return the stored states exactly.
         nearest = pos.round()
-        snap = snap_tol * self.n_substeps
-        snap = snap.clamp(max=_MAX_SNAP) if isinstance(snap, torch.Tensor) else snap
         pos = torch.where((pos - nearest).abs() < snap, nearest, pos)
         left = pos.floor().long().clamp(max=self.substates.shape[0] - 1)
         right = (left + 1).clamp(max=self.substates.shape[0] - 1)
@@ -321,16 +324,6 @@ class Rollout:
     def __repr__(self) -> str:
         """The fields in a line, tensors by shape and dtype (a notebook prints the result of a cell)."""
         return fields_repr(self)
-
-
-def _is_single_precision(times: object) -> bool:
-    """Whether query times came in a precision below float64 (a float32, float16 or bfloat16 tensor or array),
-    whose values are then shown as that precision writes them (0.2, not 0.20000000298023224)."""
-    if isinstance(times, torch.Tensor):
-        return times.dtype in (torch.float32, torch.float16, torch.bfloat16)
-    if isinstance(times, np.ndarray):
-        return times.dtype in (np.float32, np.float16)
-    return False
 
 
 def _format_time(value: float, single: bool) -> str:

@@ -1081,15 +1081,9 @@ def _progress_of_other_steps(
     for entry in entries:
         match = pattern.fullmatch(entry.name)
         other = entry.name.removesuffix(".partial.pt")
-        if match and other != name and entry.is_file() and not _name_in_use(eval_dir, other):
+        if match and other != name and entry.is_file() and not FileLock.held_elsewhere(eval_dir / f".{other}.lock"):
             found.append((entry, None if match.group(1) is None else int(match.group(1))))
     return found
-
-
-def _name_in_use(eval_dir: Path, name: str) -> bool:
-    """Whether an evaluation holds the lock of the results named ``name`` (:func:`_lock_results`) now (the lock file
-    is only looked at, not written: :meth:`FileLock.held_elsewhere`)."""
-    return FileLock.held_elsewhere(eval_dir / f".{name}.lock")
 
 
 def _other_steps_note(found: list[tuple[Path, int | None]], checkpoint: Path, step: int | None) -> str:
