@@ -32,12 +32,14 @@ __all__ = [
     "check_input_dtype",
     "check_input_dtypes",
     "check_int",
+    "check_mask_type",
     "check_positive_int",
     "check_positive_real",
     "check_shape",
     "check_tensor",
     "is_int",
     "is_real",
+    "mask_as_bool",
     "own_networks",
     "substeps_from_dt",
     "warn_at_user",
@@ -446,3 +448,18 @@ def substeps_from_dt(dt: float) -> int:
             f"dt: expected 1/n for an integer n >= 1, got {dt!r} (1/dt = {1.0 / dt!r}); pass n_substeps=n to be exact"
         )
     return n
+
+
+def check_mask_type(mask: object, name: str = "mask") -> torch.Tensor:
+    """``mask`` if it is a bool or real tensor (its values are not read); messages name it ``name``."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name}: expected a bool or 0/1 tensor or None, got {type(mask).__name__}")
+    if mask.is_complex():
+        raise TypeError(f"{name}: expected a bool or 0/1 real tensor, got dtype {mask.dtype}")
+    return mask
+
+
+def mask_as_bool(mask: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A checked mask on ``device``, as bool (``mask != 0``)."""
+    mask = mask.to(device)
+    return mask if mask.dtype == torch.bool else mask != 0

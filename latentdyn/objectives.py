@@ -12,7 +12,7 @@ from typing import NamedTuple, cast
 import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from latentdyn._checks import check_float_tensor, check_shape, is_real
+from latentdyn._checks import check_float_tensor, check_mask_type, check_shape, is_real, mask_as_bool
 from latentdyn._repr import fields_repr
 
 __all__ = ["ElboTerms", "elbo", "gaussian_nll", "kl_per_sequence", "residual_penalty"]
@@ -162,7 +162,7 @@ def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
 
 def _check_mask(mask: object, target: torch.Tensor) -> torch.Tensor:
     """The observation mask of :func:`gaussian_nll` as a bool tensor on the device of ``target`` (no values read)."""
-    mask = _check_mask_type(mask)
+    mask = check_mask_type(mask)
     missing = target.dim() - mask.dim()
     # Equal to the target's leading axes: a mask of each step (T, B), which needs trailing axes of size 1.
     leading = 0 < mask.dim() < target.dim() and tuple(mask.shape) == tuple(target.shape[: mask.dim()])
@@ -183,22 +183,7 @@ def _check_mask(mask: object, target: torch.Tensor) -> torch.Tensor:
             f"mask[..., {nones}] for the leading axes (e.g. a (T, B) mask of each step), "
             f"mask[{nones}] for the trailing ones"
         )
-    return _as_bool(mask, target.device)
-
-
-def _check_mask_type(mask: object) -> torch.Tensor:
-    """``mask`` if it is a bool or real tensor (its values are not read)."""
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask: expected a bool or 0/1 tensor or None, got {type(mask).__name__}")
-    if mask.is_complex():
-        raise TypeError(f"mask: expected a bool or 0/1 real tensor, got dtype {mask.dtype}")
-    return mask
-
-
-def _as_bool(mask: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A checked mask on ``device``, as bool (``mask != 0``)."""
-    mask = mask.to(device)
-    return mask if mask.dtype == torch.bool else mask != 0
+    return mask_as_bool(mask, target.device)
 
 
 def _working_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -229,8 +214,9 @@ def kl_per_sequence(
             and ``p``, (T, B) or (B,). For the KL of a rollout's transitions, batch (T−1, B), and a (T, B)
             mask of observed frames, pass ``observed[1:]``: the transition into frame t belongs to frame t.
             A masked-out step contributes exactly 0, even where its KL is not finite (NaN distribution
-            parameters in the padding); its gradient is 0 where the parameters are finite. ``None`` (the
-            default): every step counts.
+            parameters in the padding), and its gradient is 0: for diagonal Gaussians (``Independent(Normal)``)
+            also where its parameters are NaN or infinite (they are replaced by N(0, I) before the KL), for other
+            distributions where they are finite. ``None`` (the default): every step counts.
 
     Returns:
         Per-sequence KL, (B,); zeros for T = 0 steps. In the dtype the parameters promote to, float32 for
@@ -269,7 +255,7 @@ def kl_per_sequence(
     if len(q.batch_shape) not in (1, 2):
         raise ValueError(f"q: expected batch shape (B,) or (T, B), got {list(q.batch_shape)}")
     if mask is not None:
-        mask = _check_mask_type(mask)
+        mask = check_mask_type(mask)
         if mask.shape != q.batch_shape:
             hint = ""
             if len(q.batch_shape) == 2 and tuple(mask.shape) == (q.batch_shape[0] + 1, q.batch_shape[1]):
@@ -281,13 +267,30 @@ def kl_per_sequence(
         # No steps (a single-frame rollout) or no sequences: a sum over nothing. kl_divergence itself fails on
         # empty Independent distributions (it reshapes with -1), so the zeros are made here.
         return q.mean.new_zeros(q.batch_shape[-1], dtype=_working_dtype(q.mean.dtype))
-    kl = kl_divergence(_float32_if_half(q), _float32_if_half(p))
+    keep = None if mask is None else mask_as_bool(mask, q.mean.device)
+    kl = kl_divergence(
+        _float32_if_half(_standard_where_masked(q, keep)), _float32_if_half(_standard_where_masked(p, keep))
+    )
     # Another kind of distribution with half-precision parameters: at least the sum over time in float32.
     kl = kl.to(_working_dtype(kl.dtype))
-    if mask is not None:
+    if keep is not None:
         # Selected, not multiplied: 0·NaN (a KL of NaN padding) would be NaN.
-        kl = torch.where(_as_bool(mask, kl.device), kl, kl.new_zeros(()))
+        kl = torch.where(keep.to(kl.device), kl, kl.new_zeros(()))
     return kl if kl.dim() == 1 else kl.sum(0)
+
+
+def _standard_where_masked(d: Distribution, keep: torch.Tensor | None) -> Distribution:
+    """A diagonal Gaussian (exactly ``Independent(Normal)``) with N(0, 1) in place of its masked-out steps
+    (``keep`` False, of its batch shape), so that their KL is computed on finite values: NaN parameters there
+    (a posterior of padding) would otherwise give NaN gradients through the KL's backward, 0·NaN. Other
+    distributions, or no mask: ``d``."""
+    if keep is None or not (type(d) is Independent and type(d.base_dist) is Normal):
+        return d
+    base = cast(Normal, d.base_dist)
+    where = keep.to(base.loc.device).reshape(*keep.shape, *(1,) * (base.loc.dim() - keep.dim()))
+    loc = torch.where(where, base.loc, base.loc.new_zeros(()))
+    scale = torch.where(where, base.scale, base.scale.new_ones(()))
+    return Independent(Normal(loc, scale, validate_args=False), d.reinterpreted_batch_ndims, validate_args=False)
 
 
 def _float32_if_half(d: Distribution) -> Distribution:
@@ -351,7 +354,7 @@ def residual_penalty(residuals: torch.Tensor | None, *, mask: torch.Tensor | Non
 def _check_substep_mask(mask: object, residuals: torch.Tensor) -> torch.Tensor:
     """The mask of :func:`residual_penalty`, (M, B) with M dividing S, as a bool (S, B) on the device of
     ``residuals`` (each row repeated S/M times; no values read)."""
-    mask = _check_mask_type(mask)
+    mask = check_mask_type(mask)
     n_steps, batch = residuals.shape[0], residuals.shape[1]
     rows = mask.shape[0] if mask.dim() == 2 else -1
     # Rows covering a whole number k >= 1 of sub-steps each (and a (0, B) mask of no sub-step: T = 1).
@@ -364,7 +367,7 @@ def _check_substep_mask(mask: object, residuals: torch.Tensor) -> torch.Tensor:
             "each row covering S/M consecutive sub-steps (a (T−1, B) mask of the transitions, such as observed[1:] "
             f"of a (T, B) mask of frames, or an (S, B) mask of each sub-step), got {list(mask.shape)}"
         )
-    mask = _as_bool(mask, residuals.device)
+    mask = mask_as_bool(mask, residuals.device)
     return mask if rows == n_steps else mask.repeat_interleave(n_steps // rows, dim=0)
 
 

@@ -27,8 +27,10 @@ from latentdyn._checks import (
     check_generator,
     check_input_dtype,
     check_int,
+    check_mask_type,
     check_positive_int,
     check_shape,
+    mask_as_bool,
 )
 from latentdyn._repr import fields_repr
 from latentdyn.cells.base import CellPath, TransitionCell
@@ -187,6 +189,11 @@ class Rollout:
         residuals: increments of every sub-step, ((T−1)·n, B, Dy) (empty, (0, B, Dy), for a single frame), or
             ``None`` for cells that do not report them (``cell.has_residuals`` is False: MLP, GRU).
         t0: integer time of the first state.
+        posterior_mask: which of the used posterior steps gave z, (L, B) bool (the rows of the rollout's
+            ``posterior_mask`` for the steps of ``posterior``; where False, z came from the prior), or ``None``
+            when the rollout was given no mask (every step of ``posterior`` gave z). The KL of the observed part
+            is then ``kl_per_sequence(r.posterior, index_steps(r.prior, slice(0, L)), mask=r.posterior_mask)``
+            either way.
     """
 
     substates: torch.Tensor
@@ -196,6 +203,7 @@ class Rollout:
     posterior: Independent[Normal] | None
     residuals: torch.Tensor | None
     t0: int = 0
+    posterior_mask: torch.Tensor | None = None
 
     @property
     def states(self) -> torch.Tensor:
@@ -374,7 +382,8 @@ class LatentSSM(nn.Module):
             :class:`~latentdyn.distributions.ConditionalGaussianPrior`, or
             :class:`~latentdyn.distributions.StandardNormal` for a fixed N(0, I)). With inputs it is p(z_{t+1} | y_t,
             u_{t+1}) and maps [y, u] (..., Dy + Du). The rollout calls it on (B, ·) once per predicted frame and
-            on (L, B, ·) for the observed part, and checks the kind and shapes of the first output of each call
+            on (L, B, ·) for the observed part (on (B, ·) once per frame there too when given a
+            ``posterior_mask``), and checks the kind and shapes of the first output of each call
             (a shape error inside the first call of each is re-raised naming the input size the prior receives).
             ``None`` for models without z (Dz = 0, where a prior is refused) or that always get a posterior.
         input_size: Du, the size of the exogenous input of each transition (0: none). The noise size is
@@ -498,16 +507,18 @@ class LatentSSM(nn.Module):
         n_substeps: int | None = None,
         t0: int = 0,
         inputs: torch.Tensor | None = None,
+        posterior_mask: torch.Tensor | None = None,
     ) -> Rollout:
         """Roll the model out from ``y0`` over ``n_frames`` frame times.
 
         For every transition t−1 → t (t = 1..T−1): z_t comes from the posterior while frame t is observed
-        (t < n_observed), else from the prior evaluated on y_{t−1} (sampled, or its mean with
-        ``sample=False``); then the cell takes its n sub-steps with z_t held constant. The prior is always
-        evaluated on integer-time states, also along the posterior part (for the KL). The cell and the prior
-        are called as modules, the cell as ``cell(y, cond, n, frame, return_path=True, check=False)`` (see
-        :meth:`TransitionCell.forward <latentdyn.cells.TransitionCell.forward>`), so forward hooks on them and
-        compiled ones (``cell.compile()``, ``torch.compile(cell)``) apply within a rollout.
+        (t < n_observed, and ``posterior_mask[t-1, b]`` for sequence b when a mask is given), else from the
+        prior evaluated on y_{t−1} (sampled, or its mean with ``sample=False``); then the cell takes its n
+        sub-steps with z_t held constant. The prior is always evaluated on integer-time states, also along the
+        posterior part (for the KL). The cell and the prior are called as modules, the cell as ``cell(y, cond, n,
+        frame, return_path=True, check=False)`` (see :meth:`TransitionCell.forward
+        <latentdyn.cells.TransitionCell.forward>`), so forward hooks on them and compiled ones (``cell.compile()``,
+        ``torch.compile(cell)``) apply within a rollout.
 
         The states keep the dtype of ``y0``. Under ``torch.autocast`` keep ``y0`` in float32 (``y0.float()``,
         e.g. for a head's mean computed in bfloat16): the networks still run in the autocast dtype, but each
@@ -528,6 +539,23 @@ class LatentSSM(nn.Module):
             inputs: exogenous inputs u_t for t = 1..T−1, (T−1, B, Du): ``inputs[t-1]`` drives frame t−1 → t, as
                 ``z[t-1]``, along the observed and the predicted part alike. Required when the model was built
                 with ``input_size`` > 0 (except for a single frame), refused otherwise.
+            posterior_mask: which steps of the posterior give z, per sequence (missing frames, sequences
+                conditioned on different numbers of frames): a bool tensor, or a 0/1 floating-point or integer
+                tensor (read as ``mask != 0``, as the masks of :func:`~latentdyn.objectives.kl_per_sequence`; its
+                values are not read back), of the posterior's batch shape (L, B), row t−1 for z_t. Where
+                ``posterior_mask[t-1, b]`` is False, z_t of sequence b comes from the prior evaluated on its own
+                y_{t−1} (and u_t), drawn as a predicted step's is (sampled, its mean with ``sample=False``, or
+                the ``sampler``'s draw for role ``"z_prior"``); where True, from the posterior. Steps at or
+                beyond ``n_observed`` take the prior whatever the mask says. With a mask the prior is evaluated
+                once per frame on (B, Dy) also along the posterior part, and the sampler draws the posterior's
+                (L, B, Dz) and then one ``"z_prior"`` (B, Dz) for every transition, observed ones included (so a
+                sampled rollout draws other noise for its predicted part than one without a mask). Where the
+                mask is False the posterior's parameters may be NaN (the posterior of padding): no NaN reaches
+                the states, z or their gradients, and no gradient reaches those parameters (nor through the KL
+                of :func:`~latentdyn.objectives.kl_per_sequence` with the same mask). Recorded in
+                ``Rollout.posterior_mask``.
+                For a model without noise (Dz = 0) z is empty and the mask changes nothing. None (the default):
+                every step of the posterior gives z.
 
         Returns:
             A :class:`Rollout`.
@@ -536,13 +564,17 @@ class LatentSSM(nn.Module):
             TypeError: an argument of the wrong kind (``n_frames``, ``n_substeps``, ``n_observed`` or ``t0``
                 not an int, ``sample`` not a bool, ``y0`` not floating-point, a posterior that is not a diagonal
                 Gaussian, a prior that does not return one, a ``sampler`` that is not callable or draws something
-                other than a floating-point tensor). Also dtypes the networks would refuse: ``y0`` not in the
-                dtype of the model's parameters, or a posterior or a draw of a higher precision than ``y0`` (a
-                float64 one for float32 states); under ``torch.autocast``, which casts the other dtypes, only
-                float64 ones for a model whose parameters are not float64.
-            ValueError: wrong shapes of ``y0``, of ``inputs``, of the posterior, of the prior's output or of a
-                sampler's draw; counts out of range; z needed beyond the posterior from a model without a prior;
-                ``inputs`` missing for a model that takes them, or given to one that does not.
+                other than a floating-point tensor, a ``posterior_mask`` that is not a tensor or is a complex one).
+                Also dtypes the networks would refuse: ``y0`` not in the dtype of the model's parameters, or a
+                posterior or a draw of a higher precision than ``y0`` (a float64 one for float32 states); under
+                ``torch.autocast``, which casts the other dtypes, only float64 ones for a model whose parameters
+                are not float64.
+            ValueError: wrong shapes of ``y0``, of ``inputs``, of the posterior, of ``posterior_mask`` (not the
+                posterior's batch shape (L, B)), of the prior's output or of a sampler's draw; counts out of
+                range; z needed beyond the posterior from a model without a prior; ``inputs`` missing for a model
+                that takes them, or given to one that does not; ``posterior_mask`` given without a posterior, or
+                to a model with noise (Dz > 0) but without a prior, whatever its values (they are not read: a
+                False step would need the prior).
         """
         cell = self.cell
         b = check_shape(y0, "b dy", "y0", dy=cell.state_size)["b"]
@@ -554,6 +586,7 @@ class LatentSSM(nn.Module):
         n = cell.check_substeps(n_substeps)
         step = _transition(cell)
         n_post = self._check_posterior(posterior, n_observed, n_frames, b)
+        mask_used = self._check_posterior_mask(posterior_mask, posterior, n_post)
         # A y0, posterior or draw of a dtype the networks refuse would fail inside them ("mat1 and mat2 must
         # have the same dtype"): named here instead. The highest dtype a draw may have, or None.
         state_dtype = self._check_dtypes(y0, posterior)
@@ -577,6 +610,12 @@ class LatentSSM(nn.Module):
         z_post = None
         if post_used is not None and n_post > 0:
             z_post = _check_draw(draw(post_used, "z_posterior"), "z_posterior", (n_post, b, dz), state_dtype)
+        # With a mask, each posterior step may hand some sequences to the prior: it is evaluated (and drawn from)
+        # inside the loop there, and z picked per sequence with torch.where (no value read: vmap and compile
+        # trace it; the posterior's draw where the mask is False, NaN for a posterior of padding, is never used
+        # in arithmetic and gets a zero gradient). Without a mask the prior of the posterior part is evaluated
+        # after the loop in one batched call. For Dz = 0, z is empty and the mask changes nothing.
+        step_mask = mask_used if dz > 0 else None
 
         substates = [y0.unsqueeze(0)]
         residuals: list[torch.Tensor] = []
@@ -587,6 +626,11 @@ class LatentSSM(nn.Module):
             u = None if u_all is None else u_all[t - 1]
             if z_post is not None and t <= n_post:
                 z = z_post[t - 1]
+                if step_mask is not None:  # a prior exists (checked)
+                    p = self._prior(y, u, check=not prior_steps)
+                    prior_steps.append(p)
+                    z_prior = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
+                    z = torch.where(step_mask[t - 1, :, None], z, z_prior)
             elif dz == 0:
                 z = y.new_zeros(b, 0)
             else:  # a prior exists (checked above)
@@ -605,7 +649,8 @@ class LatentSSM(nn.Module):
 
         all_states = torch.cat(substates)
         z_all = torch.stack(zs) if zs else y0.new_zeros(0, b, dz)
-        prior = self._collect_prior(all_states[::n], u_all, n_post, prior_steps, n_trans)
+        batched = n_post if step_mask is None else 0  # posterior steps whose prior is evaluated after the loop
+        prior = self._collect_prior(all_states[::n], u_all, batched, prior_steps, n_trans)
         if residuals:
             all_residuals: torch.Tensor | None = torch.cat(residuals)
         else:  # no transition: empty for a cell that reports residuals, so that penalties sum to zeros (B,)
@@ -618,6 +663,7 @@ class LatentSSM(nn.Module):
             posterior=post_used,
             residuals=all_residuals,
             t0=t0,
+            posterior_mask=mask_used,
         )
 
     def forward(self, y0: torch.Tensor, n_frames: int, **kwargs: Any) -> Rollout:
@@ -726,6 +772,41 @@ class LatentSSM(nn.Module):
             )
         return min(wanted - 1, n_trans)
 
+    def _check_posterior_mask(
+        self, posterior_mask: torch.Tensor | None, posterior: Independent[Normal] | None, n_post: int
+    ) -> torch.Tensor | None:
+        """The rows of ``posterior_mask`` for the ``n_post`` posterior steps used, bool (n_post, B) on the device
+        of the posterior, or None without a mask. Its kind, shape and the model are checked, not its values."""
+        if posterior_mask is None:
+            return None
+        mask = check_mask_type(posterior_mask, "posterior_mask")
+        if posterior is None:
+            raise ValueError(
+                f"posterior_mask: expected a posterior to go with it (the mask says which of its steps give z), got "
+                f"posterior=None and a mask of shape {list(mask.shape)}; pass posterior=q, or no mask"
+            )
+        want = tuple(posterior.batch_shape)  # (L, B), checked
+        if tuple(mask.shape) != want:
+            hint = ""
+            if mask.dim() == 2 and tuple(mask.shape) == (want[0] + 1, want[1]):
+                hint = (
+                    "; a (T, B) mask of observed frames gives the posterior's steps as mask[1:] (z_t belongs to "
+                    "frame t)"
+                )
+            elif mask.dim() == 2 and tuple(mask.shape) == (want[1], want[0]):
+                hint = "; is it transposed? steps come first (time-first), sequences second"
+            raise ValueError(
+                f"posterior_mask: expected the posterior's batch shape (L, B) = {list(want)}, got "
+                f"{list(mask.shape)}{hint}"
+            )
+        if self.prior is None and self.noise_size > 0:
+            raise ValueError(
+                "posterior_mask: this model has no prior, so a step the mask leaves out (False) would have no "
+                "distribution to draw z from; a mask is refused for such a model whatever its values (they are not "
+                "read); pass no mask (every step from the posterior), or build the model with a prior"
+            )
+        return mask_as_bool(mask[:n_post], posterior.base_dist.loc.device)
+
     def _collect_prior(
         self,
         states: torch.Tensor,
@@ -734,7 +815,8 @@ class LatentSSM(nn.Module):
         in_loop: list[Independent[Normal]],
         n_trans: int,
     ) -> Independent[Normal] | None:
-        """p(z_t | y_{t−1}) for every transition: batched along the posterior part, as drawn afterwards.
+        """p(z_t | y_{t−1}) for every transition: evaluated here in one batched call for the first ``n_post`` (the
+        posterior part of a rollout without a mask), then the ``in_loop`` ones, evaluated in the loop.
 
         Empty (batch (0, B)) for a single-frame rollout; None without a prior or without noise.
         """

@@ -577,3 +577,19 @@ def test_select_samples_needs_the_batch_axis_by_name() -> None:
     """A default batch_dim of 1 took the time axis of time-first samples for the batch one."""
     with pytest.raises(TypeError, match="batch_dim"):
         select_samples(torch.zeros(2, 3, 3), torch.zeros(3, dtype=torch.long))  # type: ignore[call-arg]
+
+
+def test_ssim_cpu_blocks_give_each_frame_its_own_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On CPU, ssim filters its (frame, channel) planes a block at a time. Whatever the block size (one plane,
+    # a block ending inside a frame's channels, a last partial block, all planes at once), each frame's
+    # score is the one it gets alone.
+    pred, target = _noisy_pair((5, 7, 3, 16, 16), seed=11, dtype=torch.float32)
+    pred[2, 3] = target[2, 3]  # an exact frame (SSIM 1) marks its place in the output
+    alone = torch.stack([torch.stack([ssim(p, t) for p, t in zip(ps, ts)]) for ps, ts in zip(pred, target)])
+    assert alone[2, 3] == 1 and bool((alone < 1).sum() == alone.numel() - 1)
+    plane_bytes = 5 * 16 * 16 * 4
+    for planes in (1, 2, 4, 13, 105, 1000):
+        monkeypatch.setattr(metrics_module, "_CPU_BLOCK_BYTES", planes * plane_bytes)
+        got = ssim(pred, target)
+        assert got.shape == (5, 7)
+        torch.testing.assert_close(got, alone, rtol=0, atol=1e-6)

@@ -85,6 +85,35 @@ def test_kl_mask_gradient_is_zero_at_finite_padded_steps() -> None:
         torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0])
+def test_kl_mask_gradient_is_zero_where_diagonal_gaussian_padding_is_not_finite(bad: float) -> None:
+    """Padding that is NaN or infinite (a posterior of padding) or a zero scale: the masked-out steps still get a
+    zero gradient, and the others the gradient of their own KL (0·NaN in the KL's backward made every gradient
+    NaN, the prior's included)."""
+    t_len, b_len, d = 5, 3, 2
+    lengths = [5, 1, 3]
+    steps = _steps(lengths, t_len)
+    params = [_rand(t_len, b_len, d, seed=20 + i) for i in range(4)]
+    params[1], params[3] = params[1].exp(), params[3].exp()
+    ref_leaves = [x.clone().requires_grad_() for x in params]
+    ref_grads = torch.autograd.grad(
+        _kl_of_first_steps(ref_leaves[0], ref_leaves[1], ref_leaves[2], ref_leaves[3], lengths).sum(), ref_leaves
+    )
+    expected = _kl_of_first_steps(*params, lengths)
+    for padded in (0, 1, 2, 3):  # the posterior's loc or scale, the prior's loc or scale
+        bad_params = [x.clone() for x in params]
+        bad_params[padded][~steps] = bad
+        leaves = [x.requires_grad_() for x in bad_params]
+        q = Independent(Normal(leaves[0], leaves[1], validate_args=False), 1, validate_args=False)
+        p = Independent(Normal(leaves[2], leaves[3], validate_args=False), 1, validate_args=False)
+        kl = kl_per_sequence(q, p, mask=steps)
+        torch.testing.assert_close(kl.detach(), expected, rtol=1e-12, atol=1e-12)
+        grads = torch.autograd.grad(kl.sum(), leaves)
+        for g, ref in zip(grads, ref_grads):
+            assert g.isfinite().all() and torch.all(g[~steps] == 0), (padded, g)
+            torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_kl_mask_of_a_rollout_equals_the_short_sequence_rolled_alone() -> None:
     """The documented recipe: kl_per_sequence(r.posterior, r.prior, mask=observed[1:]) and
     residual_penalty(r.residuals, mask=observed[1:]) of a padded batch give, for a 3-frame sequence, the terms of

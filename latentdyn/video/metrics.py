@@ -16,6 +16,7 @@ scored in one call.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -187,6 +188,28 @@ def _filter_valid_matmul(moments: torch.Tensor, g: torch.Tensor) -> torch.Tensor
     return _band_matrix(g, height) @ moments @ _band_matrix(g, width).mT
 
 
+_CPU_BLOCK_BYTES = 4 << 20
+"""Bytes of window moments :func:`ssim` filters at a time on CPU (5 maps per plane): about 50 grey 64×64 planes."""
+
+
+def _ssim_means(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    g: torch.Tensor,
+    filter_valid: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    c1: float,
+    c2: float,
+) -> torch.Tensor:
+    """Mean over the valid SSIM map of each plane pair ``x, y`` (M, H, W) with the 1-D window ``g``: (M,)."""
+    moments = filter_valid(torch.stack([x, y, x * x, y * y, x * y], dim=1), g)  # (M, 5, H - k + 1, W - k + 1)
+    mu_x, mu_y, e_xx, e_yy, e_xy = moments.unbind(dim=1)
+    var_x = e_xx - mu_x * mu_x
+    var_y = e_yy - mu_y * mu_y
+    cov_xy = e_xy - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(-2, -1))
+
+
 def ssim(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -210,8 +233,11 @@ def ssim(
     The Gaussian window is separable, so the filter is a vertical then a horizontal 1-D pass. On CPU
     tensors the two passes are batched matmuls with banded Gaussian matrices (``(H - k + 1) × H`` and
     ``W × (W - k + 1)``): CPU depthwise convolutions are slow, and this makes the filter ≈ 8× and the
-    whole SSIM ≈ 3× faster (64×64 frames, 1 thread). On other devices they stay grouped convolutions
-    (cuDNN handles them well). Both compute the same valid filter, up to the order of float sums.
+    whole SSIM ≈ 3× faster (64×64 frames, 1 thread). On CPU the planes are also taken a block at a time
+    (about 4 MiB of window moments, 50 grey 64×64 frames), so that their moments stay in the caches: for
+    hundreds of frames per call, another ≈ 3×. Each plane's arithmetic is the same whatever the block. On
+    other devices the passes stay grouped convolutions over all planes at once (cuDNN handles them well).
+    Both compute the same valid filter, up to the order of float sums.
 
     Args:
         pred: predicted frames, shape ``(..., C, H, W)``, floating point, values in ``[0, data_range]``.
@@ -252,16 +278,18 @@ def ssim(
     # alone, which is what a grouped convolution with one window per channel does.
     x, packed_shape = pack([p.to(dtype)], "* h w")
     y = t.to(dtype).reshape(x.shape)
-    moments = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # (M, 5, H, W)
     g = _gaussian_1d(size, s, dtype, p.device)
-    filter_valid = _filter_valid_matmul if p.device.type == "cpu" else _filter_valid_conv
-    moments = filter_valid(moments, g)
-    mu_x, mu_y, e_xx, e_yy, e_xy = moments.unbind(dim=1)  # each (M, H - size + 1, W - size + 1)
-    var_x = e_xx - mu_x * mu_x
-    var_y = e_yy - mu_y * mu_y
-    cov_xy = e_xy - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
-    per_channel = unpack(ssim_map.mean(dim=(-2, -1)), packed_shape, "*")[0]  # (..., C)
+    if p.device.type == "cpu":
+        # Filtered in blocks of planes whose five moment maps stay in the CPU's caches: the same arithmetic
+        # per plane, ≈ 3× faster than one pass over all of them, whose moments make several round trips
+        # through memory.
+        filter_valid, block = _filter_valid_matmul, max(1, _CPU_BLOCK_BYTES // (5 * height * width * x.element_size()))
+    else:
+        filter_valid, block = _filter_valid_conv, x.shape[0]
+    means = torch.cat(
+        [_ssim_means(xb, yb, g, filter_valid, c1, c2) for xb, yb in zip(x.split(block), y.split(block), strict=True)]
+    )
+    per_channel = unpack(means, packed_shape, "*")[0]  # (..., C)
     return per_channel.mean(dim=-1)
 
 
