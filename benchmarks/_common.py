@@ -67,6 +67,24 @@ def time_it(fn: Callable[[], object], device: torch.device, warmup: int, iters: 
     return times[len(times) // 2]
 
 
+def interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, iters: int
+) -> dict[str, float]:
+    """Median seconds per call of every function, the functions taking turns (same machine state for all)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+
+
 def matmul_flops(dtype: torch.dtype, device: torch.device, n: int = 2048, iters: int = 10) -> float:
     """Measured dense matmul throughput in FLOP/s for square n×n products of ``dtype``."""
     a = torch.randn(n, n, device=device).to(dtype)

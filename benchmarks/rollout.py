@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -33,7 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks._common import check_at_least, check_json_path, checked_device, checked_names, machine, sync, write_json
+from benchmarks._common import (
+    check_at_least,
+    check_json_path,
+    checked_device,
+    checked_names,
+    interleaved,
+    machine,
+    write_json,
+)
 from examples.srvp._cli import CliParser, ends_quietly_on_a_closed_pipe
 from latentdyn import (
     MLP,
@@ -199,24 +206,6 @@ def measure(name: str, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         out[f"overhead_{mode}"] = seconds["latentdyn"] / seconds["floor"]
         out[f"us_per_frame_{mode}"] = 1e6 * seconds["latentdyn"] / (cfg.frames - 1)
     return out
-
-
-def interleaved(
-    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, iters: int
-) -> dict[str, float]:
-    """Median seconds per call of every function, the functions taking turns (same machine state for all)."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
 @ends_quietly_on_a_closed_pipe

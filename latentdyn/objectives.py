@@ -267,7 +267,7 @@ def kl_per_sequence(
         # No steps (a single-frame rollout) or no sequences: a sum over nothing. kl_divergence itself fails on
         # empty Independent distributions (it reshapes with -1), so the zeros are made here.
         return q.mean.new_zeros(q.batch_shape[-1], dtype=_working_dtype(q.mean.dtype))
-    keep = None if mask is None else mask_as_bool(mask, q.mean.device)
+    keep = None if mask is None else mask_as_bool(mask, mask.device)  # (q.mean: not every distribution has one)
     kl = kl_divergence(
         _float32_if_half(_standard_where_masked(q, keep)), _float32_if_half(_standard_where_masked(p, keep))
     )

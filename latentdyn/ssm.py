@@ -181,7 +181,8 @@ class Rollout:
     Attributes:
         substates: every sub-step state, ((T−1)·n + 1, B, Dy); entry i is at time ``t0 + i/n``.
         n_substeps: n, sub-steps per frame.
-        z: the noise of every transition, (T−1, B, Dz); ``z[t-1]`` drives frame t−1 → t.
+        z: the noise of every transition, (T−1, B, Dz), in the dtype of the states (a draw of a lower precision
+            is cast up, exactly); ``z[t-1]`` drives frame t−1 → t.
         prior: p(z_t | y_{t−1}) for every transition, batch (T−1, B) (empty, (0, B), for a single frame), or
             ``None`` for a model without a prior or without noise (Dz = 0).
         posterior: the posterior steps that were used, batch (L, B) (L = 0 when a posterior was given but no
@@ -548,7 +549,8 @@ class LatentSSM(nn.Module):
                 the ``sampler``'s draw for role ``"z_prior"``); where True, from the posterior. Steps at or
                 beyond ``n_observed`` take the prior whatever the mask says. With a mask the prior is evaluated
                 once per frame on (B, Dy) also along the posterior part, and the sampler draws the posterior's
-                (L, B, Dz) and then one ``"z_prior"`` (B, Dz) for every transition, observed ones included (so a
+                steps used (``Rollout.posterior``'s, (min(L, n_observed − 1, T − 1), B, Dz)) and then one
+                ``"z_prior"`` (B, Dz) for every transition, observed ones included (so a
                 sampled rollout draws other noise for its predicted part than one without a mask). Where the
                 mask is False the posterior's parameters may be NaN (the posterior of padding): no NaN reaches
                 the states, z or their gradients, and no gradient reaches those parameters (nor through the KL
@@ -637,6 +639,10 @@ class LatentSSM(nn.Module):
                 p = self._prior(y, u, check=not prior_steps)
                 prior_steps.append(p)
                 z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
+            if z.dtype != y.dtype and torch.promote_types(z.dtype, y.dtype) == y.dtype:
+                # A lower-precision draw (a bfloat16 posterior of autocast heads) is cast up, exactly: nn.GRUCell
+                # does not promote its input, and z stays of one dtype whatever gave it (a mask mixes both).
+                z = z.to(y.dtype)
             cond = z if u is None else torch.cat([z, u.to(z.dtype)], dim=-1)
             path = step(y, cond, n, t0 + t - 1)
             if t == 1:
@@ -795,6 +801,8 @@ class LatentSSM(nn.Module):
                 )
             elif mask.dim() == 2 and tuple(mask.shape) == (want[1], want[0]):
                 hint = "; is it transposed? steps come first (time-first), sequences second"
+            elif mask.dim() == 3 and tuple(mask.shape) == (*want, 1):
+                hint = "; one entry per step and sequence: drop the trailing axis, posterior_mask[..., 0]"
             raise ValueError(
                 f"posterior_mask: expected the posterior's batch shape (L, B) = {list(want)}, got "
                 f"{list(mask.shape)}{hint}"
@@ -805,7 +813,8 @@ class LatentSSM(nn.Module):
                 "distribution to draw z from; a mask is refused for such a model whatever its values (they are not "
                 "read); pass no mask (every step from the posterior), or build the model with a prior"
             )
-        return mask_as_bool(mask[:n_post], posterior.base_dist.loc.device)
+        # A copy: the rollout's record must not change when the caller reuses its mask's buffer.
+        return mask_as_bool(mask[:n_post], posterior.base_dist.loc.device).clone()
 
     def _collect_prior(
         self,

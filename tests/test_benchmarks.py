@@ -63,6 +63,61 @@ def test_rollout_benchmark_writes_documented_fields(tmp_path: Path) -> None:
     assert data["results"][1]["observed"] == 6  # a posterior over every transition of the shrunk rollout
 
 
+def test_metrics_benchmark_writes_documented_fields(tmp_path: Path) -> None:
+    out = tmp_path / "metrics.json"
+    cmd = [sys.executable, "-m", "benchmarks.metrics", "--pairs", "3,70", "--channels", "3", "--size", "16"]
+    cmd += ["--iters", "1", "--warmup", "0", "--threads", "1", "--json", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["pairs"] for r in data["results"]] == [3, 70]
+    for r in data["results"]:
+        assert r["channels"] == 3 and r["size"] == 16
+        for v in ("ssim", "one_pass", "grouped_conv"):
+            assert r[f"{v}_pairs_per_s"] == r["pairs"] / r[f"{v}_s"]
+            assert r[f"{v}_speedup_vs_one_pass"] == r["one_pass_s"] / r[f"{v}_s"]
+        assert r["psnr_pairs_per_s"] == r["pairs"] / r["psnr_s"]
+        # The three variants compute the same per-frame SSIM (the filters differ only in the order of sums).
+        assert r["one_pass_max_abs_diff_vs_ssim"] < 1e-6 and r["grouped_conv_max_abs_diff_vs_ssim"] < 1e-6
+
+
+def test_metrics_benchmark_variants_put_the_library_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each variant swaps internals of latentdyn.video.metrics for one call only, and computes what ssim does."""
+    from benchmarks.metrics import VARIANTS
+    from latentdyn.video import metrics
+
+    before = {name: getattr(metrics, name) for name in ("_CPU_BLOCK_BYTES", "_filter_valid_matmul", "_ssim_means")}
+    calls: list[tuple[str, int]] = []
+    means = metrics._ssim_means
+
+    def recorded(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, filter_valid: Any, c1: float, c2: float) -> Any:
+        calls.append((filter_valid.__name__, x.shape[0]))
+        return means(x, y, g, filter_valid, c1, c2)
+
+    monkeypatch.setattr(metrics, "_ssim_means", recorded)
+    before["_ssim_means"] = recorded
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(130, 1, 64, 64, generator=g)
+    pred = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    expected = metrics.ssim(pred, target)
+    block = metrics._CPU_BLOCK_BYTES // (5 * 64 * 64 * 4)
+    assert 1 < block < 130
+    blocks = [("_filter_valid_matmul", min(block, 130 - start)) for start in range(0, 130, block)]
+    for name, fn in VARIANTS.items():
+        calls.clear()
+        torch.testing.assert_close(fn(pred, target), expected, rtol=0, atol=1e-6)
+        assert {n: getattr(metrics, n) for n in before} == before, name
+        assert (
+            calls
+            == {
+                "ssim": blocks,
+                "one-pass": [("_filter_valid_matmul", 130)],
+                "grouped-conv": [("_filter_valid_conv", 130)],
+            }[name]
+        )
+
+
 def test_official_kernels_variant_runs_the_torch_convolutions() -> None:
     from benchmarks.train_step import _plain_kernels
     from examples.srvp.config import ModelConfig
@@ -180,7 +235,7 @@ def test_data_benchmark_writes_documented_fields(tmp_path: Path) -> None:
     assert "share-uint8: one of 3 processes, 2 clips of each batch" in proc.stdout
 
 
-@pytest.mark.parametrize("name", ["data", "rollout", "sampling", "train_step"])
+@pytest.mark.parametrize("name", ["data", "metrics", "rollout", "sampling", "train_step"])
 def test_benchmark_help_under_python_OO(name: str) -> None:
     """``python -OO`` removes the docstring the parser takes its description from."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -114,6 +114,27 @@ def test_kl_mask_gradient_is_zero_where_diagonal_gaussian_padding_is_not_finite(
             torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
 
 
+def test_kl_mask_of_distributions_without_a_mean() -> None:
+    """A registered KL between distributions whose ``mean`` raises (exp-transformed Gaussians sharing their
+    transform): the mask still applies, as for any distribution."""
+    from torch.distributions import ExpTransform, TransformedDistribution
+
+    t_len, b_len, d = 4, 3, 2
+    lengths = [4, 1, 2]
+    params = [_rand(t_len, b_len, d, seed=30 + i) for i in range(4)]
+    params[1], params[3] = params[1].exp(), params[3].exp()
+
+    def exp_of(loc: torch.Tensor, scale: torch.Tensor) -> TransformedDistribution:
+        return TransformedDistribution(Independent(Normal(loc, scale), 1), [ExpTransform()])
+
+    q, p = exp_of(params[0], params[1]), exp_of(params[2], params[3])
+    with pytest.raises(NotImplementedError):
+        q.mean  # noqa: B018
+    kl = kl_per_sequence(q, p, mask=_steps(lengths, t_len))
+    # The KL is invariant under a shared bijection: that of the Gaussians, on each sequence's own steps.
+    torch.testing.assert_close(kl, _kl_of_first_steps(*params, lengths), rtol=1e-12, atol=1e-12)
+
+
 def test_kl_mask_of_a_rollout_equals_the_short_sequence_rolled_alone() -> None:
     """The documented recipe: kl_per_sequence(r.posterior, r.prior, mask=observed[1:]) and
     residual_penalty(r.residuals, mask=observed[1:]) of a padded batch give, for a 3-frame sequence, the terms of

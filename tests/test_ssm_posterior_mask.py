@@ -307,6 +307,8 @@ def test_posterior_mask_refusals_name_the_argument() -> None:
         ssm.rollout(y0, T, posterior=q, posterior_mask=frames)
     with pytest.raises(ValueError, match=r"got \[4, 5\]; is it transposed\? steps come first"):
         ssm.rollout(y0, T, posterior=q, posterior_mask=MIXED.T)
+    with pytest.raises(ValueError, match=r"got \[5, 4, 1\]; one entry per step and sequence: drop the trailing axis"):
+        ssm.rollout(y0, T, posterior=q, posterior_mask=MIXED[..., None])
     # A model without a prior: refused whatever the values (an all-True mask too), which are not read.
     no_prior = LatentSSM(ssm.cell)
     for mask in (MIXED, torch.ones(L, B, dtype=torch.bool)):
@@ -346,3 +348,38 @@ def test_masked_rollouts_under_vmap_and_compile() -> None:
         torch.testing.assert_close(batched[k], states(masks[k]), rtol=1e-12, atol=1e-12)
     compiled = torch.compile(states, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(MIXED), states(MIXED), rtol=1e-12, atol=1e-12)
+
+
+def test_the_recorded_mask_is_a_copy_of_the_callers() -> None:
+    """A loader that reuses its mask's buffer for the next batch must not rewrite an earlier rollout's record."""
+    ssm, y0, q = make_ssm(), make_y0(), make_posterior()
+    mask = MIXED.clone()
+    roll = ssm.rollout(y0, T, posterior=q, sample=False, posterior_mask=mask)
+    mask.fill_(False)
+    assert roll.posterior_mask is not None and torch.equal(roll.posterior_mask, MIXED)
+
+
+@pytest.mark.parametrize("cell_kind", ["residual", "gru", "mlp"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_lower_precision_posterior_drives_every_cell_in_the_states_dtype(cell_kind: str, masked: bool) -> None:
+    """A bfloat16 posterior (autocast heads) for float32 states: accepted by the docstring, but nn.GRUCell does not
+    promote its input, so a GRU model failed inside torch. The draw is cast up exactly: the rollout is the one
+    with the posterior given in float32, and z is float32 with a mask or without."""
+    from latentdyn.cells import GRUCell, MLPCell
+
+    with seeded(5):
+        cell = {
+            "residual": lambda: ResidualCell(MLPField(DY, DZ, 16, 2), DY, DZ, 2),
+            "gru": lambda: GRUCell(DY, DZ),
+            "mlp": lambda: MLPCell(DY, DZ, 16, 2),
+        }[cell_kind]()
+        ssm = LatentSSM(cell, ConditionalGaussianPrior(MLP(DY, 16, 2 * DZ, 2)))
+    y0 = make_y0().float()
+    q = make_posterior()
+    low = diag_gaussian(q.base_dist.loc.bfloat16(), q.base_dist.scale.bfloat16())
+    exact = diag_gaussian(low.base_dist.loc.float(), low.base_dist.scale.float())
+    mask = MIXED if masked else None
+    got = ssm.rollout(y0, T, posterior=low, sample=False, posterior_mask=mask)
+    expected = ssm.rollout(y0, T, posterior=exact, sample=False, posterior_mask=mask)
+    assert got.z.dtype == torch.float32 and got.states.dtype == torch.float32
+    assert torch.equal(got.z, expected.z) and torch.equal(got.states, expected.states)

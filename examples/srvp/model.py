@@ -413,7 +413,7 @@ class SRVP(FrameModel):
         kl_y = kl_per_sequence(float32_gaussian(out.q_y0), self.prior_y0(x.shape[1]))
         roll = out.rollout
         kl_z = (
-            kl_per_sequence(float32_gaussian(roll.posterior), float32_gaussian(roll.prior))
+            kl_per_sequence(float32_gaussian(roll.posterior), float32_gaussian(roll.prior), mask=roll.posterior_mask)
             if roll.posterior is not None and roll.prior is not None
             else None
         )

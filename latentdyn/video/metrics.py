@@ -234,10 +234,11 @@ def ssim(
     tensors the two passes are batched matmuls with banded Gaussian matrices (``(H - k + 1) × H`` and
     ``W × (W - k + 1)``): CPU depthwise convolutions are slow, and this makes the filter ≈ 8× and the
     whole SSIM ≈ 3× faster (64×64 frames, 1 thread). On CPU the planes are also taken a block at a time
-    (about 4 MiB of window moments, 50 grey 64×64 frames), so that their moments stay in the caches: for
-    hundreds of frames per call, another ≈ 3×. Each plane's arithmetic is the same whatever the block. On
-    other devices the passes stay grouped convolutions over all planes at once (cuDNN handles them well).
-    Both compute the same valid filter, up to the order of float sums.
+    (about 4 MiB of window moments, 50 grey 64×64 frames), so that their moments stay in the caches: another
+    1.5× for 320 frames per call, 3× and more for thousands (``python -m benchmarks.metrics``). A frame's SSIM
+    does not depend on the block, up to rounding (identical in float32 in the measurements; float64 matmuls
+    may sum in another order). On other devices the passes stay grouped convolutions over all planes at once
+    (cuDNN handles them well). Both compute the same valid filter, up to the order of float sums.
 
     Args:
         pred: predicted frames, shape ``(..., C, H, W)``, floating point, values in ``[0, data_range]``.
