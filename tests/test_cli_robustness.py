@@ -2165,8 +2165,8 @@ def test_a_human36m_test_folder_given_by_name_is_read_whole_and_its_colour_chann
     argv = [str(tiny_run), "--dataset", "human36m", "--test-set", str(folder), "--no-lpips", "--out", str(tmp_path)]
     assert ev.main(argv) == 2
     assert _one_line_error(capsys) == (
-        "error: --test-set: the human36m clips have 3 channels, the model reads 1; pass the --dataset the model "
-        "was trained on"
+        "error: --test-set: frames are [3, 64, 64] (C, H, W), the model expects [1, 64, 64]; the run was trained on "
+        "the 'smmnist' dataset: drop --dataset human36m"
     )
 
 

@@ -1086,6 +1086,31 @@ def _progress_of_other_steps(
     return found
 
 
+def _clip_shape_hint(dataset: str, test_set: Path, train_cfg: dict[str, Any]) -> str:
+    """What to do about test clips of another size or channel count than the model's (a suffix of the error)."""
+    if dataset != train_cfg.get("dataset", "smmnist"):
+        return f"; the run was trained on the {train_cfg.get('dataset', 'smmnist')!r} dataset: drop --dataset {dataset}"
+    if dataset == "folder" and test_set.suffix == ".npz":
+        return "; an .npz of clips is read as it is: store them at the model's size and channels"
+    return ""
+
+
+def _training_data_overlap(dataset: str, test_set: Path, train_cfg: dict[str, Any]) -> str | None:
+    """How a folder run's ``--test-set`` overlaps the run's training data (``data_dir``): "is", "is inside" or
+    "holds" it, with its path; None when it does not (or for the other datasets, whose test split is their own)."""
+    data_dir = train_cfg.get("data_dir")
+    if dataset != "folder" or train_cfg.get("dataset") != "folder" or not isinstance(data_dir, str) or not data_dir:
+        return None
+    test, data = test_set.expanduser().resolve(), Path(data_dir).expanduser().resolve()
+    if test == data:
+        return f"is the run's training data (train.data_dir {data})"
+    if data in test.parents:
+        return f"is inside the run's training data (train.data_dir {data})"
+    if test in data.parents:
+        return f"holds the run's training data (train.data_dir {data})"
+    return None
+
+
 def _other_steps_note(found: list[tuple[Path, int | None]], checkpoint: Path, step: int | None) -> str:
     """A note on the saved progress ``found`` (:func:`_progress_of_other_steps`): of which steps, that this
     evaluation does not continue it, that it cannot continue from the checkpoint's weights now, and how to delete
@@ -1464,16 +1489,18 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             raise ValueError(f"--nt-gen: expected more than {given}={nt_cond} frames, got {nt_gen}")
         if sequences.shape[0] < nt_gen:
             raise ValueError(f"--nt-gen: the test clips have {sequences.shape[0]} frames, fewer than {nt_gen}")
-        if sequences.shape[2] != model.config.channels:
-            raise ValueError(
-                f"--test-set: the {dataset} clips have {sequences.shape[2]} channels, the model reads "
-                f"{model.config.channels}; pass the --dataset the model was trained on"
-            )
         size = model.config.image_size
-        if tuple(sequences.shape[3:]) != (size, size):
+        if sequences.shape[2] != model.config.channels or tuple(sequences.shape[3:]) != (size, size):
             raise ValueError(
                 f"--test-set: frames are {list(sequences.shape[2:])} (C, H, W), the model expects "
-                f"{[model.config.channels, size, size]}"
+                f"{[model.config.channels, size, size]}{_clip_shape_hint(dataset, test_set, train_cfg)}"
+            )
+        overlap = _training_data_overlap(dataset, test_set, train_cfg) if args.test_set is not None else None
+        if overlap:
+            print(
+                f"note: --test-set {test_set} {overlap}: its clips are videos the model was trained or validated on, "
+                "so these scores are not test scores",
+                file=sys.stderr,
             )
         protocol = EvalProtocol(
             nt_cond=nt_cond,
@@ -1577,6 +1604,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
     result["lpips"] = lpips_info
     result.setdefault("fvd", fvd_info)
     result["data"] = {"dataset": dataset, "test_set": str(test_set)}
+    if overlap:
+        result["data"]["test_set_overlaps_training_data"] = overlap
     result["checkpoint"] = {"name": ckpt_file.stem, "file": str(ckpt_file), "step": step}
     result["provenance"]["command"] = [*_PROG.split(), *(sys.argv[1:] if argv is None else argv)]
     same = "the same command" + (" without --restart" if again[1] else "")  # (--restart would discard the state)
