@@ -16,7 +16,8 @@ Datasets (``TrainConfig.dataset``):
   ``image_size`` (grayscale when ``channels`` is 1); or, when ``data_dir`` is an ``.npz`` file, random clips of
   the videos of its ``sequences`` array (uint8, time-major (T, N, H, W) or (T, N, H, W, C), already at
   ``image_size``: :func:`read_clip_array`). Its videos are split 95 % / 5 % into training and validation like
-  the official ``get_fold``.
+  the official ``get_fold``; a new run's ``config.json`` records what the split was drawn from
+  (:func:`folder_data_record`), and a resume refuses data that differs (:func:`folder_data_changes`).
 
 The validation clips are drawn once, from the ``"val"`` split, with ``seq_len_test`` frames and a seed
 derived from (seed, 0, stream 1).
@@ -30,6 +31,7 @@ batches of one, at 1/N of the data cost each.
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,12 +41,16 @@ import numpy as np
 import torch
 
 from examples.srvp.config import TrainConfig
+from latentdyn._checks import is_int
 from latentdyn.video.datasets._common import ClipRef, draw_int, read_npz
 
 __all__ = [
     "BatchStream",
     "ClipSampler",
     "check_stream",
+    "describe_folder_data",
+    "folder_data_changes",
+    "folder_data_record",
     "generate_clips",
     "make_clip_dataset",
     "make_data",
@@ -363,7 +369,8 @@ def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClip
             length=_VIRTUAL_LENGTH,
         )
         folder.sources = _split_sources(folder.sources, split, root)
-        check_folder_lengths(folder, "--seq-len" if split == "train" else "--seq-len-test")
+        flag = "--seq-len" if split == "train" else "--seq-len-test"
+        check_folder_lengths(folder, flag, validation=split == "val")
         return folder
     except ValueError as exc:
         message = str(exc)
@@ -372,7 +379,17 @@ def make_clip_dataset(cfg: TrainConfig, split: str, seq_len: int) -> _RandomClip
         raise ValueError(f"data_dir: {cfg.dataset} data in {root} is not usable: {message}") from exc
 
 
-def check_folder_lengths(folder: Any, flag: str, source: str = "data_dir") -> None:
+_LISTED = 5
+"""How many names a message lists before "and N more"."""
+
+
+def _first_few(names: Sequence[str], limit: int = _LISTED) -> str:
+    """Up to ``limit`` of ``names``, then how many more there are."""
+    listed = ", ".join(names[:limit])
+    return listed if len(names) <= limit else f"{listed} and {len(names) - limit} more"
+
+
+def check_folder_lengths(folder: Any, flag: str, source: str = "data_dir", *, validation: bool = False) -> None:
     """Every video of a folder dataset is long enough for one clip (checked up front, not at the step that
     happens to draw a short one). Frame folders are counted; video files are probed (header only).
 
@@ -380,16 +397,160 @@ def check_folder_lengths(folder: Any, flag: str, source: str = "data_dir") -> No
         folder: a ``VideoFolderDataset``.
         flag: the option that sets the clip length (named in the message).
         source: the option that names the folder (starts the message).
+        validation: ``folder`` holds the videos the 95 % / 5 % split holds out for validation (the message says
+            so: removing one of them draws the split again, and another video may then be held out).
+
+    Raises:
+        ValueError: some videos are too short; the message names the first, counts them all and lists up to
+            :data:`_LISTED` of them in all.
     """
     from latentdyn.video.datasets.io import probe_video
 
+    short = []  # (path, frames) of every video too short
     for video in folder.sources:
         n_frames = len(video.frames) if video.frames else probe_video(video.path).n_frames
         if n_frames and n_frames < folder.span:
-            raise ValueError(
-                f"{source}: {video.path} has {n_frames} frames, fewer than the {folder.span} that clips of "
-                f"{folder.seq_len} frames (every {folder.frame_step}) need; lower {flag} or remove that video"
-            )
+            short.append((video.path, n_frames))
+    if not short:
+        return
+    (first, n_first), others = short[0], [f"{path} ({n} frames)" for path, n in short[1:]]
+    message = (
+        f"{source}: {first} has {n_first} frames, fewer than the {folder.span} that clips of {folder.seq_len} "
+        f"frames (every {folder.frame_step}) need"
+    )
+    if others:
+        message += f", and {len(others)} other video(s) are too short as well: {_first_few(others, _LISTED - 1)}"
+    these = "that video" if len(short) == 1 else "those videos"
+    if validation:
+        held = "it is a validation video" if len(short) == 1 else "they are validation videos"
+        message += (
+            f"; {held} (held out by the 95 % / 5 % split of the videos), whose clips have {flag} frames: lower "
+            f"{flag}, or make every video at least {folder.span} frames long (removing {these} draws the split "
+            "again, and another video may then be held out)"
+        )
+    else:
+        message += f"; lower {flag} or remove {these}"
+    raise ValueError(message)
+
+
+# -------------------------------------------------------------------------------- the record of a folder run
+def folder_data_record(cfg: TrainConfig) -> dict[str, Any] | None:
+    """What the 95 % / 5 % split of a ``folder`` run is drawn from, as ``config.json`` keeps it (``"data"``), for
+    a resume to check that the split is still the run's: the videos under ``data_dir``, named relative to it (the
+    folder may move) in the order the split permutes, and the validation ones; for an ``.npz``, its numbers of
+    videos and frames (read from the array's header) and the indices of the validation videos. Nothing is
+    decoded.
+
+    Returns:
+        The record, or None for another dataset, or a ``data_dir`` that holds no video (:func:`make_data` says
+        what is wrong with it).
+    """
+    from latentdyn.video.datasets import VideoFolderDataset
+
+    if cfg.dataset != "folder" or not cfg.data_dir:
+        return None
+    root = Path(cfg.data_dir).expanduser()
+    if root.suffix == ".npz" and root.is_file():
+        shape = _array_shape(root)
+        if shape is None or len(shape) not in (4, 5):
+            return None
+        indices = list(range(shape[1]))
+        held = _split_sources(indices, "val", root) if len(indices) >= 2 else []
+        return {"videos": shape[1], "frames": shape[0], "validation": held}
+    try:
+        sources = VideoFolderDataset(root, seq_len=1).sources
+    except ValueError:  # no directory, or no video in it
+        return None
+    names = [source.path.relative_to(root).as_posix() for source in sources]
+    return {"videos": names, "validation": _split_sources(names, "val", root) if len(names) >= 2 else []}
+
+
+def _array_shape(file: Path) -> tuple[int, ...] | None:
+    """The shape of the ``sequences`` array of an ``.npz``, from its header; None if it cannot be read."""
+    import zipfile
+
+    from latentdyn.video.datasets._common import _npy_claim
+
+    try:
+        with zipfile.ZipFile(file) as archive, archive.open("sequences.npy") as member:
+            claim = _npy_claim(member)
+    except Exception:  # not an archive, no such array, damage: make_data says what
+        return None
+    return None if claim is None else claim[0]
+
+
+def folder_data_changes(recorded: Any, now: dict[str, Any] | None) -> str | None:
+    """How the data of a folder run differs from the ``recorded`` (``config.json``'s ``"data"``): "" when it is the
+    same data, else the difference in words; None when ``now`` is unknown (:func:`folder_data_record` gave None:
+    :func:`make_data` then says what is wrong).
+
+    Raises:
+        ValueError: ``recorded`` is not a record :func:`folder_data_record` writes (the message, without an
+            option, says what it holds).
+    """
+    videos = recorded.get("videos") if isinstance(recorded, dict) else None
+    names: list[str] | None = None  # a folder's
+    if isinstance(videos, list) and all(isinstance(name, str) for name in videos):
+        names = videos
+    elif not (is_int(videos) and is_int(recorded.get("frames"))):
+        raise ValueError(
+            "expected a 'videos' list of names (a folder) or numbers of 'videos' and 'frames' (an .npz), got "
+            f"{json.dumps(recorded)[:200]}"
+        )
+    if now is None:
+        return None
+    now_videos = now["videos"]
+    if names is None and isinstance(now_videos, list):
+        return f"the run's data was an .npz of {videos} videos, data_dir is now a folder of {len(now_videos)} videos"
+    if names is not None and not isinstance(now_videos, list):
+        return f"the run's data was a folder of {len(names)} videos, data_dir is now an .npz of {now_videos} videos"
+    if names is None:
+        if (videos, recorded["frames"]) == (now_videos, now["frames"]):
+            return ""
+        return (
+            f"the run's .npz held {videos} videos of {recorded['frames']} frames, data_dir now holds {now_videos} "
+            f"videos of {now['frames']} frames"
+        )
+    if names == now_videos:
+        return ""
+    before, after = set(names), set(now_videos)
+    added = [name for name in now_videos if name not in before]
+    removed = [name for name in names if name not in after]
+    if not added and not removed:
+        return f"the same {len(names)} videos, in another order"
+
+    def listed(some: list[str]) -> str:
+        return f" ({_first_few(some)})" if some else ""
+
+    return f"{len(added)} video(s) added{listed(added)}, {len(removed)} removed{listed(removed)}"
+
+
+def describe_folder_data(cfg: TrainConfig, record: dict[str, Any]) -> str:
+    """What a folder run trains on, in a line (the note of a new run), from its :func:`folder_data_record` and the
+    options: how many videos, the split, how frames are read."""
+    videos, held = record["videos"], record["validation"]
+    if isinstance(videos, int):  # an .npz
+        what = f"{videos} videos of {record['frames']} frames in {cfg.data_dir}"
+        which = f"video{'s' if len(held) > 1 else ''} {_first_few([str(i) for i in held])} of the array, counted from 0"
+        how = f"frames used as stored ({cfg.model.image_size}×{cfg.model.image_size}, {cfg.model.channels} channel"
+        how += "s)" if cfg.model.channels > 1 else ")"
+    else:
+        what = f"{len(videos)} videos in {cfg.data_dir}"
+        which = _first_few(held)
+        size = f"{cfg.model.image_size}×{cfg.model.image_size}"
+        if cfg.folder_crop == "center":
+            how = f"frames cropped to their largest centred square and resized to {size}"
+        else:
+            how = f"frames resized to {size} (non-square ones stretched: --folder-crop center keeps their aspect ratio)"
+        colour = "grey" if cfg.model.channels == 1 else "RGB"
+        how += f", read as {colour} (the model has {cfg.model.channels} channel{'s' * (cfg.model.channels > 1)})"
+    n_videos = videos if isinstance(videos, int) else len(videos)
+    if cfg.folder_frame_step > 1:
+        how += f", one frame in {cfg.folder_frame_step} kept"
+    return (
+        f"folder data: {what}, {n_videos - len(held)} for training and {len(held)} held out for validation "
+        f"({which}); {how}"
+    )
 
 
 def _check_frames(clips: torch.Tensor, cfg: TrainConfig) -> None:

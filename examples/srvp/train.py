@@ -79,7 +79,14 @@ from examples.srvp.config import (
     field_comments,
     resolve_device,
 )
-from examples.srvp.datasets import BatchStream, check_stream, make_data
+from examples.srvp.datasets import (
+    BatchStream,
+    check_stream,
+    describe_folder_data,
+    folder_data_changes,
+    folder_data_record,
+    make_data,
+)
 from examples.srvp.model import FrameModel, build_model, predict_in_chunks
 from latentdyn._repr import fields_repr
 from latentdyn.video.collate import to_unit_interval
@@ -894,6 +901,47 @@ def _check_same_training_options(state: dict[str, Any], cfg: TrainConfig, path: 
         )
 
 
+def _check_same_folder_data(run_dir: Path, cfg: TrainConfig, now: dict[str, Any] | None) -> str | None:
+    """A resumed folder run reads the data its train/validation split was drawn from, as its config.json records it
+    (``data``, :func:`~examples.srvp.datasets.folder_data_record`; ``now`` is the record of ``data_dir`` as it is):
+    the same videos, named relative to ``data_dir`` (which may have moved), or an ``.npz`` of as many videos and
+    frames. Every rank checks, before any data is read.
+
+    Returns:
+        A note for a run made before config.json recorded its data (resumed as before), else None.
+
+    Raises:
+        ValueError: the data differs (what was added and removed, and what to do), or config.json's ``data`` is
+            not a record this version writes.
+    """
+    config = run_dir / "config.json"
+    saved = read_run_config(run_dir)
+    if "data" not in saved:
+        if now is None:
+            return None
+        count = now["videos"] if isinstance(now["videos"], int) else len(now["videos"])
+        return (
+            f"note: {config} does not record the videos the run's train/validation split was drawn from (a run "
+            f"made before latentdyn recorded them): the split is drawn from the {count} videos in {cfg.data_dir} "
+            "now, which is the run's own split only if no video was added or removed since the run started"
+        )
+    try:
+        changes = folder_data_changes(saved["data"], now)
+    except ValueError as e:
+        raise ValueError(f"--resume: {config}: its 'data' section is not one latentdyn writes: {e}") from None
+    if not changes:  # the same data, or none readable (make_data then says what is wrong with it)
+        return None
+    last = run_dir / "checkpoints" / "last.pt"
+    keep = f", e.g. --run-dir NEW_RUN --init-from {shell_quote(last)} to keep its weights" if last.exists() else ""
+    raise ValueError(
+        f"--resume: data_dir {cfg.data_dir} no longer holds the data the run's train/validation split was drawn "
+        f"from ({config} records it under 'data'): {changes}. The split permutes the videos in their order, so the "
+        "run would go on training on other clips and selecting best.pt on other validation clips. Restore data_dir "
+        "as it was (if the videos moved, config.json's data_dir may be edited to their new place), or start a new "
+        f"run on the data as it is now{keep}"
+    )
+
+
 def _check_cfg_is_the_runs(cfg: TrainConfig, run_dir: Path) -> None:
     """From Python, a resume's ``cfg`` (the caller's: a notebook cell run again with an edited option) is the
     run's own but for what a resume may change; the command line reads config.json itself."""
@@ -1158,6 +1206,13 @@ def _train(
         recorded = read_run_config(run_dir).get("init_from")
         if isinstance(recorded, dict) and isinstance(recorded.get("checkpoint"), str):
             initial = _initial_weights(Path(recorded["checkpoint"]), cfg.model)
+    # What a folder run's split is drawn from (config.json records it): a resume is refused if it changed, before
+    # anything is read, by every rank.
+    data_record = folder_data_record(cfg)
+    if resume and cfg.dataset == "folder":
+        unrecorded = _check_same_folder_data(run_dir, cfg, data_record)
+        if unrecorded and dist.main:
+            note(unrecorded)
     # Before anything is written: bad data options leave no half-made run. Each process makes its share of every
     # batch from the whole batch's random draws, so N processes train on the batches of one.
     stream, val = make_data(cfg, share=(dist.rank, dist.world))
@@ -1260,10 +1315,13 @@ def _train(
                     "model": config_to_dict(cfg.model),
                     "train": {k: v for k, v in config_to_dict(cfg).items() if k != "model"} | saved_budget,
                     **({"init_from": initial.record} if initial is not None else {}),
+                    **({"data": data_record} if data_record is not None else {}),
                 },
                 indent=2,
             ),
         )
+        if data_record is not None:
+            note("note: " + describe_folder_data(cfg, data_record))
         if cfg.dataset == "smmnist" and cfg.data_dir == "embedded":  # (the default: no download)
             note(
                 "note: the Moving MNIST digits are the 4,000 training digits shipped with latentdyn, a subset of "
