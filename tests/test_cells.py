@@ -631,3 +631,24 @@ def test_a_field_declares_its_sizes_as_attributes_of_vector_field() -> None:
         check_field_sizes(plain, {"state_size": 3, "cond_size": 2}, "the cell's")
     with pytest.raises(ValueError, match=r"field: its state_size is 4, the cell's state_size is 3"):
         ResidualCell(plain, 3, 2)
+
+
+def test_a_rollout_of_a_single_transition_checks_the_cells_path() -> None:
+    """The rollout checks the path of its first transition: a two-frame rollout has only that one."""
+    from latentdyn.ssm import LatentSSM
+
+    class OneState(TransitionCell):
+        supports_substeps = True
+        has_residuals = True
+
+        def __init__(self) -> None:
+            super().__init__(3, 2)
+
+        def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+            return CellPath(y[None] + 1, y[None])  # one state whatever n
+
+    y = torch.randn(4, 3)
+    post = diag_gaussian(torch.zeros(1, 4, 2), torch.ones(1, 4, 2))
+    message = "cell: OneState._path returned states of shape [1, 4, 3], expected (n, B, Dy) = [2, 4, 3]"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        LatentSSM(OneState()).rollout(y, 2, posterior=post, n_substeps=2)

@@ -186,3 +186,14 @@ def test_check_frame_indices_names_the_argument() -> None:
         check_frame_indices(_torch.tensor([[0, 5]]), 5, 2, "content_indices")
     with pytest.raises(ValueError, match="skip_index: expected size 2 for axis 'b'"):
         check_frame_indices(_torch.tensor([[0, 1, 2]]), 5, 2, "skip_index")
+
+
+def test_random_distinct_frames_refuses_one_frame_more_than_available() -> None:
+    assert random_distinct_frames(3, 3, 2).shape == (3, 2)
+    with pytest.raises(ValueError, match="k: cannot draw 4 distinct content frames out of 3 available"):
+        random_distinct_frames(3, 4, 2)
+
+
+def test_deepset_pools_by_sum_by_default() -> None:
+    """SRVP's content encoder sums over the frames (a mean would be another model)."""
+    assert DeepSetEncoder(3, 5, 2).pooling == "sum"

@@ -342,3 +342,14 @@ def test_diag_gaussian_checks_its_arguments() -> None:
 def test_from_raw_refuses_integer_tensors() -> None:
     with pytest.raises(TypeError, match=r"raw: expected a floating-point tensor, got dtype torch\.int64"):
         diag_gaussian_from_raw(torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_standard_normal_takes_a_batch_of_size_zero() -> None:
+    """Only negative batch sizes are refused: an empty batch is a batch (the last one of a split, say)."""
+    prior = StandardNormal(3)
+    d = prior(0, 4)
+    assert tuple(d.batch_shape) == (0, 4) and tuple(d.event_shape) == (3,)
+    assert tuple(prior(torch.zeros(0, 5)).batch_shape) == (0,)
+    assert tuple(prior((2, 0)).batch_shape) == (2, 0)
+    with pytest.raises(ValueError, match=r"batch_shape\[0\]"):
+        prior(-1, 4)
