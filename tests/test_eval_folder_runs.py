@@ -4,6 +4,7 @@ given, when that is the training data or clips of the wrong shape."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,29 @@ def test_a_test_set_that_is_the_training_data_is_said_so(
             assert result["data"]["test_set_overlaps_training_data"] == overlap
 
 
+def test_what_the_folder_reader_never_trained_on_is_not_said_to_be_training_data(
+    folder_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inside data_dir, an .npz of clips, a hidden folder and a video added after the run started (not in its
+    config.json record) were never read for training: no note."""
+    run, videos = folder_run
+    clips = videos / "held_out_clips.npz"
+    np.savez(clips, sequences=np.zeros((7, 2, 64, 64), np.uint8))
+    _frame_folder(videos / ".hidden" / "x", 8, 30)
+    _frame_folder(videos / "added_later", 8, 200)
+    try:
+        for test_set, name in ((clips, "npz"), (videos / ".hidden", "hidden"), (videos / "added_later", "later")):
+            code, err = _evaluate(run, test_set, name, tmp_path / "eval", capsys)
+            assert code == 0, err
+            assert "not test scores" not in err, (name, err)
+            result = json.loads((tmp_path / "eval" / f"{name}.json").read_text())
+            assert "test_set_overlaps_training_data" not in result["data"]
+    finally:  # (the module's run keeps its folder as it trained on it)
+        clips.unlink()
+        shutil.rmtree(videos / ".hidden")
+        shutil.rmtree(videos / "added_later")
+
+
 def test_rgb_clips_for_a_grey_folder_run_are_named_by_their_shape(
     folder_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -89,3 +113,17 @@ def test_rgb_clips_for_a_grey_folder_run_are_named_by_their_shape(
         "as it is: store them at the model's size and channels"
     )
     assert not (tmp_path / "eval" / "rgb.json").exists()
+
+
+def test_the_npz_hint_is_given_for_every_dataset() -> None:
+    """An .npz of clips is read as stored for every dataset: "drop --dataset" would change nothing there."""
+    from examples.srvp.evaluate import _clip_shape_hint
+
+    npz = "; an .npz of clips is read as it is: store them at the model's size and channels"
+    for dataset in ("smmnist", "kth", "human36m", "bair", "folder"):
+        for trained in ("smmnist", "kth", "folder"):
+            assert _clip_shape_hint(dataset, Path("clips.npz"), {"dataset": trained}) == npz
+    assert _clip_shape_hint("folder", Path("videos"), {"dataset": "kth"}) == (
+        "; the run was trained on the 'kth' dataset: drop --dataset folder"
+    )
+    assert _clip_shape_hint("kth", Path("data/kth"), {"dataset": "kth"}) == ""

@@ -3,6 +3,7 @@ the videos its 95 % / 5 % split was drawn from, the note of a new run, and the m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from examples.srvp import train
 from examples.srvp.checkpoint import load_checkpoint
+from examples.srvp.config import PRESETS
 
 pytest.importorskip("PIL")
 
@@ -82,7 +84,22 @@ def test_a_resume_after_a_video_was_added_or_removed_is_refused_naming_it(
     line = _error(capsys)
     assert line.startswith("error: --resume: data_dir ") and str(videos) in line
     assert "1 video(s) added (zebu), 0 removed" in line
-    assert "validation" in line and f"--init-from {run / 'checkpoints' / 'last.pt'}" in line
+    last = run / "checkpoints" / "last.pt"
+    assert "validation" in line and f"--init-from {last}" in line
+    assert (
+        f"python -m examples.srvp.train --run-dir NEW_RUN --dataset folder --data-dir {videos} with the run's preset"
+        in line
+    )
+    assert _state(run) == before
+    # What the message says to run, with the run's preset: a new run on the folder as it is, from the weights.
+    fresh = tmp_path / "fresh"
+    assert train.main([*_new_run(fresh, videos), "--init-from", str(last), "--max-steps", "1"]) == 0
+    saved = json.loads((fresh / "config.json").read_text())
+    assert saved["train"]["dataset"] == "folder" and "zebu" in saved["data"]["videos"]
+    # From Python the message names run_dir and the call that starts a new run.
+    cfg = dataclasses.replace(PRESETS["tiny"](), dataset="folder", data_dir=str(videos), threads=1)
+    with pytest.raises(ValueError, match=r"^run_dir: data_dir .* train\(cfg, NEW_RUN, init_from='.*last\.pt'\)"):
+        train.train(cfg, run, resume=True, progress=False, log=lambda _: None)
     assert _state(run) == before
     # the same for the command of a requeued job, under its own flag
     assert train.main([*argv, "--auto-resume", "--max-steps", "2"]) == 2

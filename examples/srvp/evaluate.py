@@ -1088,16 +1088,21 @@ def _progress_of_other_steps(
 
 def _clip_shape_hint(dataset: str, test_set: Path, train_cfg: dict[str, Any]) -> str:
     """What to do about test clips of another size or channel count than the model's (a suffix of the error)."""
+    if test_set.suffix == ".npz":  # read as stored whatever the dataset
+        return "; an .npz of clips is read as it is: store them at the model's size and channels"
     if dataset != train_cfg.get("dataset", "smmnist"):
         return f"; the run was trained on the {train_cfg.get('dataset', 'smmnist')!r} dataset: drop --dataset {dataset}"
-    if dataset == "folder" and test_set.suffix == ".npz":
-        return "; an .npz of clips is read as it is: store them at the model's size and channels"
     return ""
 
 
-def _training_data_overlap(dataset: str, test_set: Path, train_cfg: dict[str, Any]) -> str | None:
+def _training_data_overlap(
+    dataset: str, test_set: Path, train_cfg: dict[str, Any], record: object = None
+) -> str | None:
     """How a folder run's ``--test-set`` overlaps the run's training data (``data_dir``): "is", "is inside" or
-    "holds" it, with its path; None when it does not (or for the other datasets, whose test split is their own)."""
+    "holds" it, with its path; None when it does not (or for the other datasets, whose test split is their own).
+    Only what the folder reader reads counts: no ``.npz`` file or hidden folder inside ``data_dir``, no ``.npz``
+    ``data_dir`` inside a folder test set, and, with the run's record of its videos (config.json's ``data``),
+    only a path that is, holds or lies in one of them."""
     data_dir = train_cfg.get("data_dir")
     if dataset != "folder" or train_cfg.get("dataset") != "folder" or not isinstance(data_dir, str) or not data_dir:
         return None
@@ -1105,8 +1110,18 @@ def _training_data_overlap(dataset: str, test_set: Path, train_cfg: dict[str, An
     if test == data:
         return f"is the run's training data (train.data_dir {data})"
     if data in test.parents:
+        inside = test.relative_to(data)
+        if test.suffix == ".npz" or data.suffix == ".npz" or any(p.startswith(".") for p in inside.parts):
+            return None
+        videos = record.get("videos") if isinstance(record, dict) else None
+        if isinstance(videos, list):
+            rel = inside.as_posix()
+            if not any(v == rel or str(v).startswith(rel + "/") or rel.startswith(f"{v}/") for v in videos):
+                return None
         return f"is inside the run's training data (train.data_dir {data})"
-    if test in data.parents:
+    if test in data.parents and test.suffix != ".npz" and data.suffix != ".npz":
+        if any(p.startswith(".") for p in data.relative_to(test).parts):
+            return None
         return f"holds the run's training data (train.data_dir {data})"
     return None
 
@@ -1495,7 +1510,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
                 f"--test-set: frames are {list(sequences.shape[2:])} (C, H, W), the model expects "
                 f"{[model.config.channels, size, size]}{_clip_shape_hint(dataset, test_set, train_cfg)}"
             )
-        overlap = _training_data_overlap(dataset, test_set, train_cfg) if args.test_set is not None else None
+        overlap = (
+            _training_data_overlap(dataset, test_set, train_cfg, config.get("data"))
+            if args.test_set is not None
+            else None
+        )
         if overlap:
             print(
                 f"note: --test-set {test_set} {overlap}: its clips are videos the model was trained or validated on, "

@@ -928,17 +928,30 @@ def _check_same_folder_data(run_dir: Path, cfg: TrainConfig, now: dict[str, Any]
     try:
         changes = folder_data_changes(saved["data"], now)
     except ValueError as e:
-        raise ValueError(f"--resume: {config}: its 'data' section is not one latentdyn writes: {e}") from None
+        where = "--resume" if _FROM_CLI.get() else "run_dir"
+        raise ValueError(
+            f"{where}: {config}: its 'data' section is not one latentdyn writes: {e}; restore it, or delete the "
+            "section to resume without checking the data"
+        ) from None
     if not changes:  # the same data, or none readable (make_data then says what is wrong with it)
         return None
     last = run_dir / "checkpoints" / "last.pt"
-    keep = f", e.g. --run-dir NEW_RUN --init-from {shell_quote(last)} to keep its weights" if last.exists() else ""
+    if _FROM_CLI.get():
+        where = "--resume"
+        start = (
+            f"python -m examples.srvp.train --run-dir NEW_RUN --dataset folder --data-dir {shell_quote(cfg.data_dir)} "
+            "with the run's preset and other options (its config.json lists them)"
+            + (f" --init-from {shell_quote(last)} to keep its weights" if last.exists() else "")
+        )
+    else:
+        where = "run_dir"
+        start = "train(cfg, NEW_RUN" + (f", init_from={str(last)!r}) to keep its weights" if last.exists() else ")")
     raise ValueError(
-        f"--resume: data_dir {cfg.data_dir} no longer holds the data the run's train/validation split was drawn "
+        f"{where}: data_dir {cfg.data_dir} no longer holds the data the run's train/validation split was drawn "
         f"from ({config} records it under 'data'): {changes}. The split permutes the videos in their order, so the "
         "run would go on training on other clips and selecting best.pt on other validation clips. Restore data_dir "
         "as it was (if the videos moved, config.json's data_dir may be edited to their new place), or start a new "
-        f"run on the data as it is now{keep}"
+        f"run on the data as it is now: {start}"
     )
 
 
