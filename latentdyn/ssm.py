@@ -624,21 +624,23 @@ class LatentSSM(nn.Module):
         zs: list[torch.Tensor] = []
         prior_steps: list[Independent[Normal]] = []
         y = y0
+
+        def from_prior(y: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+            """A draw of p(z | y[, u]), kept for the rollout's prior (the first call checks its output)."""
+            p = self._prior(y, u, check=not prior_steps)
+            prior_steps.append(p)
+            return _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
+
         for t in range(1, n_trans + 1):
             u = None if u_all is None else u_all[t - 1]
             if z_post is not None and t <= n_post:
                 z = z_post[t - 1]
                 if step_mask is not None:  # a prior exists (checked)
-                    p = self._prior(y, u, check=not prior_steps)
-                    prior_steps.append(p)
-                    z_prior = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
-                    z = torch.where(step_mask[t - 1, :, None], z, z_prior)
+                    z = torch.where(step_mask[t - 1, :, None], z, from_prior(y, u))
             elif dz == 0:
                 z = y.new_zeros(b, 0)
             else:  # a prior exists (checked above)
-                p = self._prior(y, u, check=not prior_steps)
-                prior_steps.append(p)
-                z = _check_draw(draw(p, "z_prior"), "z_prior", (b, dz), state_dtype)
+                z = from_prior(y, u)
             if z.dtype != y.dtype and torch.promote_types(z.dtype, y.dtype) == y.dtype:
                 # A lower-precision draw (a bfloat16 posterior of autocast heads) is cast up, exactly: nn.GRUCell
                 # does not promote its input, and z stays of one dtype whatever gave it (a mask mixes both).

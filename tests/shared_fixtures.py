@@ -6,8 +6,8 @@ In order: the folder named by ``LATENTDYN_FIXTURES``; ``shared/fixtures`` inside
 that need a missing fixture skip, saying where they looked; with ``LATENTDYN_REQUIRE_FIXTURES=1`` they run and
 fail instead, so that a machine meant to have the fixtures cannot lose those checks silently.
 
-Also the small model-test helpers that several test files use: random frames of a model's size, and a model whose
-BatchNorm statistics are those of one pass over given frames."""
+Also the small helpers that several test files use: random frames of a model's size, a model whose BatchNorm
+statistics are those of one pass over given frames, and a video as a folder of PNG frames."""
 
 from __future__ import annotations
 
@@ -62,3 +62,16 @@ def calibrated(model: M, x: torch.Tensor) -> M:
     with torch.no_grad():
         model(x)
     return model.eval()
+
+
+def frame_folder(folder: Path, n_frames: int, level: int) -> None:
+    """A video as a folder of ``n_frames`` grey 16×16 PNG frames ``frame{t}.png``: background ``level``, a white
+    column at ``t % 16`` (so that frames differ and their order shows)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for t in range(n_frames):
+        frame = np.full((16, 16), level, dtype=np.uint8)
+        frame[:, t % 16] = 255
+        Image.fromarray(frame).save(folder / f"frame{t}.png")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from shared_fixtures import frame_folder
 
 from examples.srvp import train
 from examples.srvp.checkpoint import UnsafeFileError, read_torch_file
@@ -35,23 +36,15 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 # ------------------------------------------------------------------------------- new runs: validate first
-def _frame_folder(folder: Path, n_frames: int, level: int) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    for t in range(n_frames):
-        frame = np.full((16, 16), level, dtype=np.uint8)
-        frame[:, t % 16] = 255
-        Image.fromarray(frame).save(folder / f"frame{t}.png")
 
 
 def test_a_folder_video_shorter_than_a_clip_is_reported_before_the_run_is_made(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     videos = tmp_path / "videos"
-    _frame_folder(videos / "a", 3, 10)  # a training video (the 95 % / 5 % split of 3 keeps a and b)
-    _frame_folder(videos / "b", 8, 60)
-    _frame_folder(videos / "c", 8, 120)
+    frame_folder(videos / "a", 3, 10)  # a training video (the 95 % / 5 % split of 3 keeps a and b)
+    frame_folder(videos / "b", 8, 60)
+    frame_folder(videos / "c", 8, 120)
     run = tmp_path / "run"
     argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(videos)]
     assert train.main(argv) == 2
@@ -918,7 +911,7 @@ def test_a_relative_data_dir_is_stored_absolute(
 
     work = tmp_path / "work"
     for name, level in (("a", 10), ("b", 60), ("c", 120)):
-        _frame_folder(work / "videos" / name, 8, level)
+        frame_folder(work / "videos" / name, 8, level)
     monkeypatch.chdir(work)
     argv = ["--preset", "tiny", "--run-dir", "run", "--dataset", "folder", "--data-dir", "videos", "--max-steps", "1"]
     assert train.main(argv) == 0
@@ -936,9 +929,9 @@ def test_evaluate_names_the_length_flags_when_test_clips_are_too_short(
 
     videos, short = tmp_path / "videos", tmp_path / "short"
     for name, level in (("a", 10), ("b", 60), ("c", 120)):
-        _frame_folder(videos / name, 8, level)
+        frame_folder(videos / name, 8, level)
     for name, level in (("a", 10), ("b", 60)):
-        _frame_folder(short / name, 4, level)  # the tiny preset's test clips have 6 frames
+        frame_folder(short / name, 4, level)  # the tiny preset's test clips have 6 frames
     run = tmp_path / "run"
     argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(videos)]
     assert train.main([*argv, "--max-steps", "1"]) == 0
@@ -1023,7 +1016,7 @@ def test_demo_reads_the_test_data_of_a_video_run_as_evaluate_does(
 
     videos = tmp_path / "videos"
     for name, level in (("a", 10), ("b", 60), ("c", 120)):
-        _frame_folder(videos / name, 8, level)
+        frame_folder(videos / name, 8, level)
     run = tmp_path / "run"
     argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(videos)]
     assert train.main([*argv, "--max-steps", "1"]) == 0

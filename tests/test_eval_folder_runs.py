@@ -9,19 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_fixtures import frame_folder
 
 from examples.srvp import evaluate as ev
 from examples.srvp import train
-
-
-def _frame_folder(folder: Path, n_frames: int, level: int) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    for t in range(n_frames):
-        frame = np.full((16, 16), level, dtype=np.uint8)
-        frame[:, t % 16] = 255
-        Image.fromarray(frame).save(folder / f"frame{t}.png")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("folder_run")
     videos = root / "videos"
     for name, level in (("a", 10), ("b", 60), ("c", 120)):
-        _frame_folder(videos / name, 8, level)
+        frame_folder(videos / name, 8, level)
     run = root / "run"
     argv = ["--preset", "tiny", "--run-dir", str(run), "--dataset", "folder", "--data-dir", str(videos)]
     assert train.main([*argv, "--max-steps", "1", "--threads", "1"]) == 0
@@ -53,7 +44,7 @@ def test_a_test_set_that_is_the_training_data_is_said_so(
     data = videos.resolve()
     other = tmp_path / "held_out"
     for name, level in (("x", 30), ("y", 90)):
-        _frame_folder(other / name, 8, level)
+        frame_folder(other / name, 8, level)
     cases = [
         (videos, "leak_same", f"is the run's training data (train.data_dir {data})"),
         (videos / "b", "leak_inside", f"is inside the run's training data (train.data_dir {data})"),
@@ -83,8 +74,8 @@ def test_what_the_folder_reader_never_trained_on_is_not_said_to_be_training_data
     run, videos = folder_run
     clips = videos / "held_out_clips.npz"
     np.savez(clips, sequences=np.zeros((7, 2, 64, 64), np.uint8))
-    _frame_folder(videos / ".hidden" / "x", 8, 30)
-    _frame_folder(videos / "added_later", 8, 200)
+    frame_folder(videos / ".hidden" / "x", 8, 30)
+    frame_folder(videos / "added_later", 8, 200)
     try:
         for test_set, name in ((clips, "npz"), (videos / ".hidden", "hidden"), (videos / "added_later", "later")):
             code, err = _evaluate(run, test_set, name, tmp_path / "eval", capsys)

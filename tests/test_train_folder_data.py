@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_fixtures import frame_folder
 
 from examples.srvp import train
 from examples.srvp.checkpoint import load_checkpoint
@@ -18,20 +19,9 @@ from examples.srvp.config import PRESETS
 pytest.importorskip("PIL")
 
 
-def _frame_folder(folder: Path, n_frames: int, level: int) -> None:
-    """A video as a folder of ``n_frames`` grey 16×16 PNG frames."""
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    for t in range(n_frames):
-        frame = np.full((16, 16), level, dtype=np.uint8)
-        frame[:, t % 16] = 255
-        Image.fromarray(frame).save(folder / f"frame{t}.png")
-
-
 def _videos(root: Path, names: list[str], n_frames: int = 8) -> Path:
     for i, name in enumerate(names):
-        _frame_folder(root / name, n_frames, 10 + 20 * i)
+        frame_folder(root / name, n_frames, 10 + 20 * i)
     return root
 
 
@@ -60,7 +50,7 @@ NAMES = ["cat", "dog", "owl", "pig", "ram", "yak", "eel"]
 
 def test_a_new_folder_run_records_its_videos_relative_to_data_dir(tmp_path: Path) -> None:
     videos = _videos(tmp_path / "videos", NAMES)
-    _frame_folder(videos / "nested" / "bee", 8, 200)
+    frame_folder(videos / "nested" / "bee", 8, 200)
     run = tmp_path / "run"
     assert train.main([*_new_run(run, videos), "--max-steps", "1"]) == 0
     data = json.loads((run / "config.json").read_text())["data"]
@@ -78,7 +68,7 @@ def test_a_resume_after_a_video_was_added_or_removed_is_refused_naming_it(
     argv = _new_run(run, videos)
     assert train.main([*argv, "--max-steps", "1"]) == 0
     before = _state(run)
-    _frame_folder(videos / "zebu", 8, 250)
+    frame_folder(videos / "zebu", 8, 250)
     capsys.readouterr()
     assert train.main(["--resume", str(run), "--threads", "1", "--max-steps", "2"]) == 2
     line = _error(capsys)
@@ -113,7 +103,7 @@ def test_a_resume_after_a_video_was_added_or_removed_is_refused_naming_it(
     assert "0 video(s) added, 1 removed (owl)" in _error(capsys)
     assert _state(run) == before
     # the folder as it was: the run goes on
-    _frame_folder(videos / "owl", 8, 50)
+    frame_folder(videos / "owl", 8, 50)
     assert train.main(["--resume", str(run), "--threads", "1", "--max-steps", "2"]) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
 
@@ -134,7 +124,7 @@ def test_a_moved_folder_resumes_and_is_still_checked(tmp_path: Path, capsys: pyt
     assert train.main(["--resume", str(run), "--threads", "1", "--max-steps", "2"]) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
     assert json.loads((run / "config.json").read_text())["data"] == recorded
-    _frame_folder(moved / "zebu", 8, 250)
+    frame_folder(moved / "zebu", 8, 250)
     capsys.readouterr()
     assert train.main(["--resume", str(run), "--threads", "1", "--max-steps", "3"]) == 2
     line = _error(capsys)
@@ -150,7 +140,7 @@ def test_a_run_without_a_data_record_resumes_with_a_note(tmp_path: Path, capsys:
     config = json.loads((run / "config.json").read_text())
     del config["data"]
     (run / "config.json").write_text(json.dumps(config, indent=2))
-    _frame_folder(videos / "zebu", 8, 250)
+    frame_folder(videos / "zebu", 8, 250)
     capsys.readouterr()
     assert train.main(["--resume", str(run), "--threads", "1", "--max-steps", "2"]) == 0
     err = capsys.readouterr().err
@@ -229,7 +219,7 @@ def test_every_short_video_is_listed(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "2 other video(s)" in message and message.endswith("lower --seq-len or remove those videos")
     assert "validation" not in message
     for i in range(3, 9):  # 9 short videos: 5 named, 4 counted
-        _frame_folder(root / "short" / f"s{i}", 3, 100)
+        frame_folder(root / "short" / f"s{i}", 3, 100)
     dataset = VideoFolderDataset(root, seq_len=6, image_size=16, grayscale=True, length=10)
     with pytest.raises(ValueError) as info:
         check_folder_lengths(dataset, "--seq-len")

@@ -150,6 +150,7 @@ from examples.srvp.config import DATASETS, amp_resolution_missed, resolve_device
 from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
 from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
 from latentdyn.video.collate import to_unit_interval
+from latentdyn.video.datasets._common import is_hidden
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
 from latentdyn.video.media import to_uint8
 from latentdyn.video.metrics import best_of_n, mean_confidence_interval, psnr, select_samples, ssim
@@ -1109,9 +1110,9 @@ def _training_data_overlap(
     test, data = test_set.expanduser().resolve(), Path(data_dir).expanduser().resolve()
     if test == data:
         return f"is the run's training data (train.data_dir {data})"
-    if data in test.parents:
+    if data in test.parents:  # (data is then a folder)
         inside = test.relative_to(data)
-        if test.suffix == ".npz" or data.suffix == ".npz" or any(p.startswith(".") for p in inside.parts):
+        if test.suffix == ".npz" or any(is_hidden(part) for part in inside.parts):  # (the reader skips both)
             return None
         videos = record.get("videos") if isinstance(record, dict) else None
         if isinstance(videos, list):
@@ -1119,9 +1120,7 @@ def _training_data_overlap(
             if not any(v == rel or str(v).startswith(rel + "/") or rel.startswith(f"{v}/") for v in videos):
                 return None
         return f"is inside the run's training data (train.data_dir {data})"
-    if test in data.parents and test.suffix != ".npz" and data.suffix != ".npz":
-        if any(p.startswith(".") for p in data.relative_to(test).parts):
-            return None
+    if test in data.parents and data.suffix != ".npz" and not any(map(is_hidden, data.relative_to(test).parts)):
         return f"holds the run's training data (train.data_dir {data})"
     return None
 
