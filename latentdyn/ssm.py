@@ -231,12 +231,14 @@ class Rollout:
         h = 1/n the sub-step. With an accurate cell (an adaptive solver at tight tolerances is accurate at the
         sub-step times only) this interpolation error dominates at times between sub-steps: raise
         ``n_substeps`` (of the cell, or of :meth:`LatentSSM.rollout`) to make ``at`` accurate; the error falls
-        as 1/n², about 4 times per doubling of n. Times up to 1e-9 outside the rollout (float rounding, e.g.
-        ``sum([0.1] * 30)``) are taken as its ends, and times that close to a sub-step time as that time. Times given
-        in float32 may lie up to 16 float32 units (of their own size) outside the rollout (``torch.full((300,),
-        1 / 30).cumsum(0)`` ends at 10.000000954), float16 and bfloat16 times one unit, but never more than 1e-3
-        frames; a low-precision time within one unit of a sub-step time (and a quarter of a sub-step at most) is
-        taken as that sub-step time.
+        as 1/n², about 4 times per doubling of n. An adaptive solver evaluates its field as often at any n (it
+        reads the sub-step states off its own interpolant): a larger n costs memory, not solver steps.
+
+        Times up to 1e-9 outside the rollout (float rounding, e.g. ``sum([0.1] * 30)``) are taken as its ends, and times
+        that close to a sub-step time as that time. Times given in float32 may lie up to 16 float32 units (of their own
+        size) outside the rollout (``torch.full((300,), 1 / 30).cumsum(0)`` ends at 10.000000954), float16 and bfloat16
+        times one unit, but never more than 1e-3 frames; a low-precision time within one unit of a sub-step time (and a
+        quarter of a sub-step at most) is taken as that sub-step time.
 
         Args:
             times: Q non-decreasing, finite times, shared by every sequence (a sequence, a tensor or a NumPy
