@@ -136,6 +136,36 @@ def test_evaluation_curves_follow_the_predicted_frames_in_time_order(monkeypatch
         assert scores["psnr"]["mean"] == pytest.approx(np.mean(curve), abs=1e-3)
 
 
+def test_the_printed_table_shows_first_5_columns_only_when_more_than_5_frames_are_predicted() -> None:
+    """With 5 predicted frames or fewer, the "first 5" scores are the overall ones: the table does not print them
+    twice (it did, under a "first 5" heading); with more, they are printed, from the "_first5" entries."""
+
+    def scores(value: float) -> dict[str, dict[str, Any]]:
+        return {
+            "psnr": {"mean": value, "ci95": 0.5},
+            "psnr_first5": {"mean": value + 1, "ci95": 0.25},
+            "ssim": {"mean": value / 100, "ci95": 0.01},
+            "ssim_first5": {"mean": value / 50, "ci95": 0.02},
+        }
+
+    def table(nt_cond: int, nt_gen: int) -> list[str]:
+        result = {
+            "protocol": {"n_samples": 3, "nt_cond": nt_cond, "nt_gen": nt_gen},
+            "metrics": scores(20.0),
+            "reference_predictors": {"copy_last": scores(10.0)},
+            "n_sequences": 4,
+            "throughput": {"seconds": 1.0, "sequences_per_s": 4.0, "predicted_frames_per_s": 12.0},
+        }
+        return ev.format_results(result).splitlines()
+
+    few = table(5, 10)
+    assert "first 5" not in "\n".join(few)
+    assert few[1].split() == ["SRVP", "best", "of", "3", "20.000", "±", "0.500", "0.2000", "±", "0.0100"]
+    many = table(5, 11)
+    assert many[0].split() == ["PSNR", "SSIM", "PSNR", "first", "5", "SSIM", "first", "5"]
+    assert many[2].split()[-6:] == ["11.000", "±", "0.250", "0.2000", "±", "0.0200"]
+
+
 # -------------------------------------------------------------------------------------- test-set defaults
 def test_default_test_lengths_are_the_official_readmes() -> None:
     """SPEC 4.3: the README's --nt_gen is 40 for KTH, 53 for Human3.6M (seq_len_test), 30 for BAIR."""

@@ -279,11 +279,14 @@ def format_results(result: dict[str, Any], *, said: dict[str, str] | None = None
         (k, v) for k, v in result["reference_predictors"].items()
     ]
     decimals = {"psnr": 3, "ssim": 4, "lpips": 4}
-    header = [f"{m.upper():>18s}" for m in names] + [f"{m.upper() + ' first 5':>18s}" for m in names]
+    # With 5 predicted frames or fewer, the "first 5" scores are the overall ones: not printed twice.
+    protocol = result["protocol"]
+    first5 = [f"{m}_first5" for m in names] if protocol["nt_gen"] - protocol["nt_cond"] > 5 else []
+    header = [f"{m.upper():>18s}" for m in names] + [f"{k.split('_')[0].upper() + ' first 5':>18s}" for k in first5]
     lines.append(f"{'':22s} " + " ".join(header))
     for label, r in rows:
         cells = []
-        for key in [*names, *(f"{m}_first5" for m in names)]:
+        for key in [*names, *first5]:
             d = decimals[key.split("_")[0]]
             cells.append(f"{r[key]['mean']:>9.{d}f} ± {r[key]['ci95']:<6.{d}f}")
         lines.append(f"{label:22s} " + " ".join(cells))
