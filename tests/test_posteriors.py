@@ -1,7 +1,9 @@
-"""Amortised posteriors: q(y_0) reads the first k codes in order, q(z_t) is a causal LSTM filter."""
+"""Amortised posteriors: q(y_0) reads the first k codes in order, q(z_t) is a causal LSTM filter or a
+bidirectional LSTM smoother."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,16 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.func import functional_call
 
-from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior
+from latentdyn import (
+    MLP,
+    ConditionalGaussianPrior,
+    LatentSSM,
+    MLPField,
+    ResidualCell,
+    index_steps,
+    kl_per_sequence,
+)
+from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior, SmoothingPosterior
 
 
 def _codes(t: int, b: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -154,6 +165,119 @@ def test_filtering_posterior_errors() -> None:
         FilteringPosterior(code_size=3, hidden_size=5, noise_size=0)
     with pytest.raises(ValueError, match="hidden_size"):
         FilteringPosterior(code_size=3, hidden_size=0, noise_size=2)
+
+
+def test_smoothing_posterior_joins_a_forward_and_a_backward_lstm() -> None:
+    """Output t is [forward LSTM after frames 0..t, backward LSTM after frames T-1..t]; z_t reads output t."""
+    with seeded(0):
+        post = SmoothingPosterior(code_size=3, hidden_size=5, noise_size=2).double()
+    codes = _codes(6, 4, 3)
+    dist = post(codes)
+    assert tuple(dist.batch_shape) == (5, 4) and tuple(dist.event_shape) == (2,)
+    forward = _lstm_by_hand(_one_direction_module(post, ""), codes)
+    backward = _lstm_by_hand(_one_direction_module(post, "_reverse"), codes.flip(0)).flip(0)
+    h = torch.cat([forward, backward], dim=-1)
+    torch.testing.assert_close(post.features(codes), h, rtol=1e-12, atol=1e-12)
+    linear = post.head.net
+    assert isinstance(linear, nn.Linear)
+    raw = h[1:] @ linear.weight.T + linear.bias  # output 0 is not used: z_t exists for t = 1..T-1
+    torch.testing.assert_close(dist.mean, raw[..., :2], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dist.stddev, F.softplus(raw[..., 2:]) + 1e-8, rtol=1e-12, atol=1e-12)
+
+
+def _one_direction_module(post: SmoothingPosterior, suffix: str) -> nn.LSTM:
+    lstm = nn.LSTM(post.lstm.input_size, post.lstm.hidden_size).double()
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(lstm, name).copy_(getattr(post.lstm, name + suffix))
+    return lstm
+
+
+@given(k=st.integers(1, 5))
+def test_smoothing_posterior_sees_the_whole_sequence(k: int) -> None:
+    """Changing frame k changes q(z_t) for every t, before k as well as from k on (the filter's do not change)."""
+    with seeded(0):
+        post = SmoothingPosterior(code_size=3, hidden_size=5, noise_size=2).double()
+    codes = _codes(6, 2, 3)
+    changed = codes.clone()
+    changed[k] += 1.0
+    before, after = post(codes).mean, post(changed).mean
+    for t in range(5):  # z_{t+1}
+        assert not torch.allclose(before[t], after[t]), t
+
+
+def test_smoothing_posterior_of_a_padded_batch_is_that_of_each_sequence_alone() -> None:
+    """With ``lengths``, sequence b's posterior at its steps is the one of its L_b codes alone, whatever the
+    padding (NaN there included); without, the backward LSTM reads the padding into every step."""
+    with seeded(0):
+        post = SmoothingPosterior(code_size=3, hidden_size=5, noise_size=2).double()
+    lengths = [6, 3, 1, 4]
+    codes = _codes(6, 4, 3)
+    padded = codes.clone()
+    for b, n in enumerate(lengths):
+        padded[n:, b] = float("nan")
+    for given_lengths in (lengths, torch.tensor(lengths), np.array(lengths, dtype=np.int32)):
+        features = post.features(padded, given_lengths)
+        dist = post(padded, given_lengths)
+        assert torch.isfinite(dist.mean).all() and torch.isfinite(dist.stddev).all()
+        for b, n in enumerate(lengths):
+            alone = post.features(codes[:n, b : b + 1])[:, 0]
+            torch.testing.assert_close(features[:n, b], alone, rtol=1e-12, atol=1e-12)
+            assert torch.equal(features[n:, b], torch.zeros_like(features[n:, b]))  # not read: 0
+            torch.testing.assert_close(dist.mean[: n - 1, b], post(codes[:n, b : b + 1]).mean[:, 0])
+    # Without lengths, a short sequence's steps depend on its padding.
+    zero_padded = codes.clone()
+    zero_padded[3:, 1] = 0.0
+    assert not torch.allclose(post.features(zero_padded)[:3, 1], post.features(codes[:3, 1:2])[:, 0])
+    assert post(padded[:, :0], []).batch_shape == (5, 0)  # an empty batch
+
+
+def test_smoothing_posterior_gradcheck_and_rollout() -> None:
+    with seeded(0):
+        post = SmoothingPosterior(code_size=2, hidden_size=2, noise_size=2).double()
+    assert _gradcheck_distribution(post, _codes(3, 2, 2))
+    # A drop-in posterior of a rollout; its padded steps left out of the KL by the mask.
+    with seeded(1):
+        ssm = LatentSSM(ResidualCell(MLPField(3, 2, 8, 2), 3, 2), ConditionalGaussianPrior(MLP(3, 8, 4, 2))).double()
+    lengths = torch.tensor([4, 2])
+    q = post(_codes(4, 2, 2), lengths)
+    mask = torch.arange(1, 4)[:, None] < lengths  # z_t for t < L
+    roll = ssm.rollout(torch.zeros(2, 3, dtype=torch.float64), 4, posterior=q, posterior_mask=mask)
+    kl = kl_per_sequence(roll.posterior, index_steps(roll.prior, slice(0, 3)), mask=roll.posterior_mask)
+    step = torch.distributions.kl_divergence(q, index_steps(roll.prior, slice(0, 3)))
+    torch.testing.assert_close(kl, torch.stack([step[:, 0].sum(), step[:1, 1].sum()]))
+
+
+def test_smoothing_posterior_errors() -> None:
+    post = SmoothingPosterior(code_size=3, hidden_size=5, noise_size=2)
+    codes = torch.zeros(4, 2, 3)
+    with pytest.raises(ValueError, match="codes: expected size 3 for axis 'd'"):
+        post(torch.zeros(4, 2, 2))
+    with pytest.raises(ValueError, match=r"codes: expected at least 1 frame \(T >= 1\), got shape \[0, 2, 3\]"):
+        post(torch.zeros(0, 2, 3))
+    with pytest.raises(TypeError, match=r"^codes: expected the dtype of the posterior's parameters, torch\.float32"):
+        post(codes.double())
+    assert post(torch.zeros(1, 2, 3)).batch_shape == (0, 2)  # one frame: no transition, no z
+    with pytest.raises(ValueError, match=r"^lengths: expected one length per sequence, shape \(2,\), got shape \[3\]"):
+        post(codes, [4, 4, 4])
+    with pytest.raises(
+        ValueError,
+        match=r"^lengths: expected lengths in \[1, T\] = \[1, 4\], got 2 outside, the first"
+        r" at 0: 0",
+    ):
+        post(codes, [0, 5])
+    with pytest.raises(TypeError, match=r"^lengths: expected integer lengths, got a tensor of dtype torch\.float32"):
+        post(codes, torch.tensor([4.0, 2.0]))
+    with pytest.raises(TypeError, match=r"^lengths: expected ints, got bool True"):
+        post(codes, [True, 2])
+    with pytest.raises(TypeError, match=r"^lengths: expected B ints \(a sequence, a tensor or an array\), got int"):
+        post(codes, 4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^lengths: expected integer lengths, got an array of dtype float64"):
+        post(codes, np.array([4.0, 2.0]))
+    with pytest.raises(ValueError, match="noise_size: expected an int >= 1, got 0"):
+        SmoothingPosterior(code_size=3, hidden_size=5, noise_size=0)
+    with pytest.raises(ValueError, match="hidden_size"):
+        SmoothingPosterior(code_size=3, hidden_size=0, noise_size=2)
 
 
 def test_initial_state_posterior_takes_its_sizes_by_keyword() -> None:

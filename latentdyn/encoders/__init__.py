@@ -14,7 +14,7 @@ from latentdyn.encoders.conv import (
     VGGEncoder,
     init_conv_weights_,
 )
-from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior
+from latentdyn.encoders.posteriors import FilteringPosterior, InitialStatePosterior, SmoothingPosterior
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
@@ -26,6 +26,7 @@ __all__ = [
     "FrameDecoder",
     "FrameEncoder",
     "InitialStatePosterior",
+    "SmoothingPosterior",
     "VGGDecoder",
     "VGGEncoder",
     "init_conv_weights_",
