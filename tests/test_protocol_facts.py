@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -134,6 +135,84 @@ def test_evaluation_curves_follow_the_predicted_frames_in_time_order(monkeypatch
         assert scores["psnr_curve"]["mean"] == pytest.approx(curve, abs=1e-3)
         assert scores["psnr_first5"]["mean"] == pytest.approx(np.mean(curve[:5]), abs=1e-3)
         assert scores["psnr"]["mean"] == pytest.approx(np.mean(curve), abs=1e-3)
+
+
+def test_one_sample_is_scored_and_the_per_sequence_file_rebuilds_the_summaries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Next to the best of N, the model is scored on one draw (sample 0), as the single-guess references are; and
+    the per-sequence file holds what a reader needs to recompute and pair every summary: the test-set indices,
+    each sequence's curves, the best sample's index, the one-sample scores."""
+    model = build_model(PRESETS["tiny"]().model)
+    n_seq, nt_cond, nt_gen, n = 5, 2, 6, 3
+    seqs = torch.full((nt_gen, n_seq, 1, 64, 64), 100, dtype=torch.uint8)
+    # Sample s of sequence b is off by error(s, b) at every frame: sample 1 the best for every sequence, sample 0
+    # second best for sequence 0 only (and the worst elsewhere), sample 2 in between.
+    offsets = {0: [0.02, 0.06, 0.06, 0.06, 0.06], 1: [0.01] * 5, 2: [0.03, 0.04, 0.04, 0.04, 0.04]}
+
+    def fake_chunks(model: nn.Module, cond: torch.Tensor, n_future: int, n: int, *_: Any, **__: Any) -> Iterator:
+        b = cond.shape[1]
+        truth = seqs[nt_cond:nt_gen, :b].double() / 255
+        off = torch.tensor([offsets[s][:b] for s in range(n)], dtype=torch.float64).view(n, 1, b, 1, 1, 1)
+        yield SampleChunk(0, SimpleNamespace(cond_frames=None, frames=(truth + off).float()))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ev, "predict_in_chunks", fake_chunks)
+    protocol = ev.EvalProtocol(nt_cond=nt_cond, nt_gen=nt_gen, n_samples=n, n_substeps=1, batch_size=n_seq, seed=0)
+    indices = [7, 2, 9, 4, 0]  # the clips' places in their test set
+    result = ev.evaluate(model, seqs, protocol, progress=False, n_gif=0, indices=indices)
+
+    def db(e: float) -> float:
+        return float(10 * np.log10(1 / e**2))
+
+    one = [db(e) for e in offsets[0]]
+    assert result["random_sample"]["psnr"]["mean"] == pytest.approx(np.mean(one), abs=1e-3)
+    assert result["metrics"]["psnr"]["mean"] == pytest.approx(db(0.01), abs=1e-3)
+    assert "SRVP one sample" in ev.format_results(result)
+    assert "95 % interval, 1.96·std/√n" in ev.format_results(result)
+
+    saved = np.load(ev.write_outputs(result, tmp_path, "r")["per_sequence"])
+    assert saved["indices"].tolist() == indices
+    assert saved["psnr_best_index"].tolist() == [1] * n_seq
+    np.testing.assert_allclose(saved["random_psnr"], one, atol=1e-3)
+    np.testing.assert_allclose(saved["worst_psnr"], [db(0.03)] + [db(0.06)] * 4, atol=1e-3)
+    for m in ("psnr", "ssim"):
+        assert saved[f"{m}_curve"].shape == (n_seq, nt_gen - nt_cond)
+        assert np.all(saved[f"worst_{m}"] <= saved[f"random_{m}"] + 1e-6)
+        assert np.all(saved[f"random_{m}"] <= saved[m] + 1e-6)
+        for key, summary in ((m, result["metrics"]), (f"random_{m}", result["random_sample"])):
+            curve = saved[key.replace(m, f"{m}_curve") if key == m else f"random_{m}_curve"].astype(np.float64)
+            np.testing.assert_allclose(curve.mean(1), saved[key], rtol=1e-6)
+            for name, values in ((m, curve.mean(1)), (f"{m}_first5", curve[:, :5].mean(1))):
+                assert summary[name]["mean"] == pytest.approx(values.mean(), rel=1e-6)
+                assert summary[name]["ci95"] == pytest.approx(1.96 * values.std() / np.sqrt(n_seq), rel=1e-5)
+
+
+def test_progress_saved_before_the_one_sample_scores_continues_without_them(tmp_path: Path) -> None:
+    """Progress saved by a version that kept no one-sample scores nor best indices continues: the results leave
+    those out and are otherwise the ones of an uninterrupted evaluation."""
+    from examples.srvp.checkpoint import save_checkpoint
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(PRESETS["tiny"]().model)
+    clips = torch.randint(0, 256, (5, 4, 1, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=5, n_samples=2, n_substeps=1, batch_size=2, seed=0)
+    whole = ev.evaluate(model, clips, protocol, progress=False, n_gif=0)
+    state = tmp_path / "progress.pt"
+    ev.evaluate(model, clips, protocol, progress=False, n_gif=0, state_file=state)
+    saved = torch.load(state, weights_only=True)
+    first = saved["batches"][0]
+    del first["scores"]["random"], first["best_index"]  # as an earlier version saved its batches
+    save_checkpoint(state, {**saved, "done": 2, "batches": [first]})
+    continued = ev.evaluate(model, clips, protocol, progress=False, n_gif=0, state_file=state)
+    assert "random_sample" not in continued and "random_sample" in whole
+    assert continued["metrics"] == whole["metrics"]
+    assert continued["reference_predictors"] == whole["reference_predictors"]
+    assert "psnr_best_index" not in continued["_per_sequence_others"]
+    assert "random_psnr" not in continued["_per_sequence_others"]
+    np.testing.assert_array_equal(
+        continued["_per_sequence_others"]["psnr_curve"], whole["_per_sequence_others"]["psnr_curve"]
+    )
 
 
 def test_the_printed_table_shows_first_5_columns_only_when_more_than_5_frames_are_predicted() -> None:

@@ -496,8 +496,10 @@ def test_the_per_sequence_file_pairs_the_model_with_the_reference_predictors(run
     result = ev.evaluate(load_model(run), clips, protocol, progress=False, n_gif=0)
     with np.load(ev.write_outputs(result, tmp_path, "x")["per_sequence"]) as saved:
         arrays = dict(saved)
-    kinds = ("", "worst_", "copy_last_", "black_")
-    assert set(arrays) == {f"{k}{m}" for k in kinds for m in ("psnr", "ssim")}
+    kinds = ("", "worst_", "random_", "copy_last_", "black_")
+    scores = {f"{k}{m}{curve}" for k in kinds for m in ("psnr", "ssim") for curve in ("", "_curve")}
+    assert set(arrays) == scores | {"indices", "psnr_best_index", "ssim_best_index"}
+    assert arrays["indices"].tolist() == [0, 1, 2]
     frames = clips.float() / 255
     copied = frames[1:2].expand(4, -1, -1, -1, -1)  # the last conditioning frame, for the 4 predicted ones
     expected = psnr(copied, frames[2:]).mean(0)  # (T, B) -> (B,)

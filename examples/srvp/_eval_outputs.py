@@ -71,6 +71,7 @@ def plot_figure(result: dict[str, Any]) -> Any:
         series = [
             (f"{name} best of {p['n_samples']}", result["metrics"]),
             (f"{name} worst of {p['n_samples']}", result["worst_sample"]),
+            *([(f"{name} one sample", result["random_sample"])] if "random_sample" in result else []),
             ("copy last frame", result["reference_predictors"]["copy_last"]),
             ("all black", result["reference_predictors"]["black"]),
         ]
@@ -275,9 +276,11 @@ def format_results(result: dict[str, Any], *, said: dict[str, str] | None = None
     lines = []
     n = result["protocol"]["n_samples"]
     names = _metric_names(result)
-    rows = [(f"{result.get('model', 'srvp').upper()} best of {n}", result["metrics"])] + [
-        (k, v) for k, v in result["reference_predictors"].items()
-    ]
+    model = result.get("model", "srvp").upper()
+    rows = [(f"{model} best of {n}", result["metrics"])]
+    if "random_sample" in result:  # one draw, scored as the single-guess references below are
+        rows.append((f"{model} one sample", result["random_sample"]))
+    rows += [(k, v) for k, v in result["reference_predictors"].items()]
     decimals = {"psnr": 3, "ssim": 4, "lpips": 4}
     # With 5 predicted frames or fewer, the "first 5" scores are the overall ones: not printed twice.
     protocol = result["protocol"]
@@ -290,6 +293,10 @@ def format_results(result: dict[str, Any], *, said: dict[str, str] | None = None
             d = decimals[key.split("_")[0]]
             cells.append(f"{r[key]['mean']:>9.{d}f} ± {r[key]['ci95']:<6.{d}f}")
         lines.append(f"{label:22s} " + " ".join(cells))
+    lines.append(
+        f"(mean over the {result['n_sequences']} sequences ± the half-width of its 95 % interval, "
+        "1.96·std/√n; each sequence's score is its mean over the predicted frames)"
+    )
     for metric in ("lpips", "fvd"):
         entry = result.get(metric)
         if isinstance(entry, dict) and "skipped" in entry:

@@ -63,7 +63,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -450,14 +450,15 @@ def _evaluate_batch(
     official_files: bool,
     generators: list[torch.Generator] | None,
 ) -> dict[str, Any]:
-    """Scores and kept frames of one batch of test clips x (T, B, C, H, W) in [0, 1], on the CPU, the noise
-    drawn from ``generators`` (one per clip) or, when None, from the global generator:
+    """Scores and kept frames of one batch of test clips x (T, B, C, H, W) in [0, 1], on the CPU, the noise drawn from
+    ``generators`` (one per clip) or, when None, from the global generator:
 
-    ``scores[predictor][metric] = (time averages (B,), curves (B, Tf))`` for the predictors ``model`` (best
-    sample), ``worst``, ``copy_last`` and ``black``; ``gif`` (when ``n_gif`` > 0: the first ``n_gif`` clips'
-    truth and best, worst and random samples, (T, n_gif, C, H, W)); ``fake`` (with ``fvd``: sample 0's
-    predicted frames, uint8 (Tf, B, C, H, W)); ``official`` (with ``official_files``: uint8 (B, T, H, W, C)
-    per official file)."""
+    ``scores[predictor][metric] = (time averages (B,), curves (B, Tf))`` for the predictors ``model`` (best sample),
+    ``worst``, ``random`` (sample 0, one draw: the model scored as the single-guess references are), ``copy_last``
+    and ``black``; ``best_index[metric]`` (B,), the sample chosen as the best; ``gif`` (when ``n_gif`` > 0: the
+    first ``n_gif`` clips' truth and best, worst and random samples, (T, n_gif, C, H, W)); ``fake`` (with ``fvd``:
+    sample 0's predicted frames, uint8 (Tf, B, C, H, W)); ``official`` (with ``official_files``: uint8 (B, T, H, W,
+    C) per official file)."""
     cond, target = x[: p.nt_cond], x[p.nt_cond :]
 
     def keep(metric: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -472,6 +473,7 @@ def _evaluate_batch(
     out: dict[str, Any] = {}
     official: dict[str, torch.Tensor] = {}
     random: torch.Tensor | None = None  # sample 0 of the GIF's clips, after their conditioning frames
+    first: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # sample 0's scores: one draw, not a best of N
     parts = predict_in_chunks(
         model,
         cond,
@@ -486,6 +488,8 @@ def _evaluate_batch(
         frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
         for m, s in _frame_scores(frames, target, lpips, lpips_chunk).items():
             selections[m].update(part.start, s, frames)
+            if part.start == 0:
+                first[m] = (s[0].mean(-1).cpu(), s[0].cpu())
         if part.start == 0:  # sample 0: the FVD videos, the GIF's random sample, sample 1 of the official files
             if fvd:
                 out["fake"] = to_uint8(frames[0]).cpu()  # truncation, as the official .byte()
@@ -498,10 +502,12 @@ def _evaluate_batch(
         if official_files:
             for i in range(part.start, min(part.start + frames.shape[0], N_RANDOM_FILES)):
                 official[f"random_{i + 1}"] = _official_layout(frames[i - part.start]).cpu()
-    scores: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {"model": {}, "worst": {}}
+    scores: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {"model": {}, "worst": {}, "random": first}
+    out["best_index"] = {}
     for m, sel in selections.items():
         scores["model"][m] = (sel.best["value"].cpu(), sel.best["curve"].cpu())
         scores["worst"][m] = (sel.worst["value"].cpu(), sel.worst["curve"].cpu())
+        out["best_index"][m] = sel.best["index"].cpu()
         if official_files:
             official[f"{m}_best"] = sel.best["official"].cpu()
             official[f"{m}_worst"] = sel.worst["official"].cpu()
@@ -834,6 +840,7 @@ def _evaluate(
             fvd_network=fvd_network,
             fvd_protocol=fvd_protocol,
             provenance=_provenance(fingerprint, device),
+            indices=list(index_of[:n_seq]),
         )
     except BaseException as exc:  # Ctrl-C, a stop signal turned into an exception, out of memory ...
         if official is not None:
@@ -870,14 +877,24 @@ def _results(
     fvd_network: nn.Module | None,
     fvd_protocol: FVDProtocol | None,
     provenance: dict[str, Any],
+    indices: Sequence[int],
 ) -> EvalResult:
-    """The results of an evaluation from the records of all its batches (see :func:`evaluate`)."""
+    """The results of an evaluation from the records of all its batches (see :func:`evaluate`); ``indices``: the
+    test-set index of every sequence evaluated, in order."""
     elapsed = acc.seconds
-    scores = {name: _Scores.empty(metrics) for name in ("model", "worst", "copy_last", "black")}
+    # Progress saved by an older version holds no "random" scores nor best indices: those are left out.
+    predictors = ("model", "worst", "random", "copy_last", "black")
+    names = [n for n in predictors if all(n in b["scores"] for b in acc.batches)]
+    scores = {name: _Scores.empty(metrics) for name in names}
     for b in acc.batches:
-        for name, kind in b["scores"].items():
-            for m, (avg, curve) in kind.items():
+        for name in names:
+            for m, (avg, curve) in b["scores"][name].items():
                 scores[name].add(m, avg, curve)
+    best_index = (
+        {f"{m}_best_index": torch.cat([b["best_index"][m] for b in acc.batches]).numpy() for m in metrics}
+        if all("best_index" in b for b in acc.batches)
+        else {}
+    )
     gif_parts = [b["gif"] for b in acc.batches if "gif" in b]
     result = EvalResult(
         {
@@ -887,6 +904,7 @@ def _results(
             "sample_chunk": chunk,
             "metrics": scores["model"].summary(),
             "worst_sample": scores["worst"].summary(),
+            **({"random_sample": scores["random"].summary()} if "random" in scores else {}),
             "reference_predictors": {name: scores[name].summary() for name in ("copy_last", "black")},
             "throughput": {
                 "seconds": elapsed,
@@ -898,9 +916,19 @@ def _results(
             "_gif": {k: torch.cat([g[k] for g in gif_parts], dim=1) for k in gif_parts[0]} if gif_parts else {},
             "_per_sequence": {m: torch.cat(scores["model"].avg[m]).numpy() for m in metrics},
             "_per_sequence_others": {
-                f"{name}_{m}": torch.cat(scores[name].avg[m]).numpy()
-                for name in ("worst", "copy_last", "black")
-                for m in metrics
+                "indices": np.asarray(indices, dtype=np.int64),
+                **best_index,
+                **{
+                    f"{name}_{m}": torch.cat(scores[name].avg[m]).numpy()
+                    for name in names
+                    if name != "model"
+                    for m in metrics
+                },
+                **{
+                    f"{m}_curve" if name == "model" else f"{name}_{m}_curve": torch.cat(scores[name].curve[m]).numpy()
+                    for name in names
+                    for m in metrics
+                },
             },
         }
     )
