@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,18 @@ def test_train_step_benchmark_takes_skip_connections(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_device_check_fits_one_device_command_and_kills_a_step_at_its_limit() -> None:
+    """Review finding: the step limits added up to 690 s, past the device tool's 600 s per command (before the
+    machine's start), and a plain ``timeout`` sent SIGTERM only, which the training inside the CUDA tests turns
+    into a clean stop of that training, so the step went on past its limit. The fidelity test must not pass the
+    step by skipping."""
+    script = (ROOT / "benchmarks" / "device_check.sh").read_text()
+    limits = [int(n) for n in re.findall(r'^\s*step "[^"]+" (\d+) ', script, re.M)]
+    assert len(limits) == 4 and sum(limits) <= 540, limits
+    assert re.search(r"^\s*timeout -k \d+ \"\$limit\" \"\$@\"$", script, re.M)
+    assert "export LATENTDYN_REQUIRE_FIXTURES=" in script
+
+
 def test_device_check_script_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
     """The prepared GPU check, shrunk to a CPU dry run: every step runs and writes its figures."""
     env = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from shared_fixtures import FIXTURES
+from shared_fixtures import FIXTURES, needs
 
 from examples.srvp import evaluate as ev
 from examples.srvp.checkpoint import load_checkpoint
@@ -48,7 +48,7 @@ def test_frames_converted_on_the_gpu_are_those_of_the_cpu() -> None:
     assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), to_unit_interval(every))
 
 
-@pytest.mark.skipif(not (FIXTURE / "outputs.pt").is_file(), reason=f"official fixture not found at {FIXTURE}")
+@needs(FIXTURE / "outputs.pt", "the official fixture")  # (device_check.sh requires it: a skip is no pass there)
 def test_official_fixture_is_reproduced_by_the_cuda_kernels() -> None:
     checks = verify(FIXTURE, "cuda")
     failed = [f"{c.name}: {c.detail}" for c in checks if c.status == "FAIL"]
