@@ -16,10 +16,12 @@ from strategies import dims, n_substeps
 from torch import nn
 from torch.func import functional_call
 
+from latentdyn._autocast import autocast_enabled
 from latentdyn.cells import CellPath, GRUCell, MLPCell, ODECell, ResidualCell, TransitionCell
 from latentdyn.distributions import diag_gaussian
 from latentdyn.fields import MLPField, VectorField
 from latentdyn.integrators import EulerIntegrator, OdeintIntegrator
+from latentdyn.ssm import LatentSSM
 
 HIDDEN = 16
 
@@ -174,6 +176,36 @@ def test_gru_cell_reads_noise_as_input_and_state_as_hidden() -> None:
     u = torch.sigmoid(z @ wi_u.T + bi_u + y @ wh_u.T + bh_u)
     c = torch.tanh(z @ wi_c.T + bi_c + r * (y @ wh_c.T + bh_c))
     torch.testing.assert_close(cell(y, z), (1 - u) * c + u * y, rtol=1e-12, atol=1e-12)
+
+
+def test_gru_cell_keeps_float32_states_under_an_autocast_that_runs_gru_cell_in_16_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CUDA-paths review: CUDA's autocast runs ``gru_cell`` whole in 16 bits, the state included (CPU's
+    decomposes it and keeps the state float32), so a GRU model's states lost their float32 accumulation on a GPU
+    only. Simulated here on a CPU: ``nn.GRUCell`` made to behave as under CUDA's autocast."""
+    plain = nn.GRUCell.forward
+
+    def as_on_cuda(self: nn.GRUCell, x: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
+        if not autocast_enabled("cpu"):
+            return plain(self, x, hx)
+        low = torch.bfloat16
+        with torch.autocast("cpu", enabled=False):
+            params = [p.to(low) for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)]
+            assert hx is not None
+            return torch._VF.gru_cell(x.to(low), hx.to(low), *params)
+
+    monkeypatch.setattr(nn.GRUCell, "forward", as_on_cuda)
+    with seeded(0):
+        ssm = LatentSSM(GRUCell(8, 4))
+    y0, z = torch.randn(16, 8), torch.randn(5, 16, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        states = ssm.rollout(y0, 6, posterior=diag_gaussian(z, torch.ones_like(z)), sample=False).states
+    assert states.dtype == torch.float32
+    assert not torch.equal(states[1:], states[1:].bfloat16().float())  # not rounded to 16 bits
+    torch.testing.assert_close(
+        states, ssm.rollout(y0, 6, posterior=diag_gaussian(z, torch.ones_like(z)), sample=False).states
+    )
 
 
 class _PathOf(torch.nn.Module):

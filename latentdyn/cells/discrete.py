@@ -57,6 +57,9 @@ class MLPCell(TransitionCell):
 class GRUCell(TransitionCell):
     """GRU transition with z as input and y as hidden state: y_{t+1} = GRU(z_{t+1}, y_t) (paper's ablation).
 
+    Under ``torch.autocast`` the GRU runs in its parameters' dtype and returns the state's dtype: on a GPU,
+    autocast would run it in 16 bits whole and return a 16-bit state.
+
     Args:
         state_size: Dy (GRU hidden size).
         cond_size: Dz (GRU input size), at least 1.
@@ -90,4 +93,11 @@ class GRUCell(TransitionCell):
 
     @override
     def _path(self, y: torch.Tensor, z: torch.Tensor, n_substeps: int, frame: int) -> CellPath:
+        if autocast_enabled(y.device.type) and type(self.gru) is nn.GRUCell:
+            # CUDA's autocast runs gru_cell whole in 16 bits, the state included (CPU's decomposes it into
+            # autocast matmuls and keeps the state's dtype): the states would lose their float32 accumulation on
+            # a GPU only. Under autocast the cell runs in its parameters' dtype, and returns the state's.
+            w = self.gru.weight_hh.dtype
+            with torch.autocast(y.device.type, enabled=False):
+                return CellPath(self.gru(z.to(w), y.to(w)).to(y.dtype).unsqueeze(0), None)
         return CellPath(self.gru(z, y).unsqueeze(0), None)
