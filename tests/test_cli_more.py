@@ -515,3 +515,27 @@ def test_demo_takes_nt_cond_as_evaluate_and_train_spell_it(
     assert demo.main([*argv, "--nt-cond", "99"]) == 2
     assert "--n-cond: expected" in _one_line(capsys.readouterr().err)
     assert demo.main([*argv, "--nt-cond", "2"]) == 0
+
+
+def test_a_resume_keeps_the_adam_implementation_this_machine_chose(tmp_path: Path) -> None:
+    """A CUDA-paths review: ``Optimizer.load_state_dict`` restores the saved groups' ``fused`` and ``foreach``
+    flags, so a run saved on a GPU (fused Adam) and resumed on a CPU without fused Adam (torch < 2.4) failed at its
+    first step, and a run saved by such a build resumed on a GPU unfused. Simulated by a checkpoint whose flags
+    are the other ones."""
+    import torch
+
+    from examples.srvp.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--run-dir", str(run), "--threads", "1", "--max-steps", "1"]) == 0
+    last = run / "checkpoints" / "last.pt"
+    chosen = train.make_adam([torch.nn.Parameter(torch.zeros(2))], 1e-3).param_groups[0]
+    state = torch.load(last, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"], group["foreach"] = (None, True) if chosen["fused"] else (True, None)
+    save_checkpoint(last, state)
+    assert train.main(["--resume", str(run), "--threads", "1", "--max-steps", "2"]) == 0
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["step"] == 2
+    for group in resumed["optimizer"]["param_groups"]:
+        assert (group["fused"], group["foreach"]) == (chosen["fused"], chosen["foreach"])

@@ -1266,7 +1266,12 @@ def _train(
         _check_same_training_options(state, cfg, last_path, run_dir)
         try:
             model.load_state_dict(state["model"])
+            # load_state_dict also restores the saved groups' implementation flags: a run saved on a GPU (fused)
+            # resumed on a CPU without fused Adam (torch < 2.4) failed at its first step. Kept as make_adam chose.
+            chosen = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizer"])
+            for group, flags in zip(optimizer.param_groups, chosen):
+                group.update(flags)
         except (RuntimeError, ValueError) as e:
             detail = " ".join(str(e).split())
             raise ValueError(f"--resume: {last_path} does not fit this configuration: {detail}") from None
