@@ -1268,7 +1268,9 @@ def _train(
             model.load_state_dict(state["model"])
             # load_state_dict also restores the saved groups' implementation flags: a run saved on a GPU (fused)
             # resumed on a CPU without fused Adam (torch < 2.4) failed at its first step. Kept as make_adam chose.
-            chosen = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+            chosen: list[dict[str, Any]] = [
+                {k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups
+            ]
             optimizer.load_state_dict(state["optimizer"])
             for group, flags in zip(optimizer.param_groups, chosen):
                 group.update(flags)
