@@ -132,6 +132,39 @@ def child_failed(e: ChildFailed) -> int:
     return 1
 
 
+def run_variants(
+    script: str,
+    common: list[str],
+    names: list[str],
+    partial: Callable[[list[dict[str, Any]], list[dict[str, str]]], None],
+    skipped: Callable[[ChildFailed], str | None] = lambda e: None,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[ChildFailed]]:
+    """Run every variant in its own process, in order: the results of those that ran, a ``{"variant", "error"}``
+    entry for each that failed, and their errors. A failure is reported in one line (:func:`child_failed`) and
+    the next variant runs; after each variant ``partial(results, failed)`` is called (to write the figures so
+    far: a run cut short by a time limit keeps them). A variant's one-line figures are printed as it ends.
+    ``skipped(error)``: a reason to pass over a failure as a skip (printed), or None."""
+    results: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    errors: list[ChildFailed] = []
+    for name in names:
+        try:
+            results.append(run_child(script, [*common, "--variant", name]))
+        except ChildFailed as e:
+            reason = skipped(e)
+            if reason is not None:
+                print(f"{name}: skipped ({reason})")
+                continue
+            child_failed(e)
+            failed.append({"variant": name, "error": str(e)})
+            errors.append(e)
+        else:
+            shown = {k: v for k, v in results[-1].items() if k != "variant" and isinstance(v, (int, float))}
+            print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()), flush=True)
+        partial(results, failed)
+    return results, failed, errors
+
+
 PARENT_ONLY = frozenset({"help", "variants", "json", "variant", "child"})
 """The options a benchmark's parent keeps to itself: every other one is passed on to each child."""
 
@@ -207,10 +240,12 @@ def checked_device(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return device
 
 
-def write_json(path: str | None, data: dict[str, Any]) -> None:
+def write_json(path: str | None, data: dict[str, Any], *, quiet: bool = False) -> None:
     """Write ``data`` as indented UTF-8 JSON to ``path`` (``~`` expanded, folders created), atomically: an earlier
-    file stays whole until the new one has been written. Nothing when ``path`` is empty or None."""
+    file stays whole until the new one has been written. Nothing when ``path`` is empty or None. Says where it
+    wrote unless ``quiet``."""
     if path:
         path = os.path.expanduser(path)  # (``--json=~/x.json``: the shell leaves the ``~``)
         atomic_write_bytes(path, json.dumps(data, indent=2).encode("utf-8"))
-        print(f"wrote {path}")
+        if not quiet:
+            print(f"wrote {path}")

@@ -29,10 +29,9 @@ from benchmarks._common import (
     checked_device,
     checked_names,
     child_argv,
-    child_failed,
     machine,
     peak_memory,
-    run_child,
+    run_variants,
     time_it,
     write_json,
 )
@@ -124,17 +123,31 @@ def main(argv: list[str] | None = None) -> int:
     check_json_path(parser, args.json)
     checked_device(parser, args)
     common = child_argv(parser, args)
-    results = []
-    for name in names:
-        try:
-            results.append(run_child("sampling", [*common, "--variant", name]))
-        except ChildFailed as e:
-            if name.startswith("svglp") and "No module named 'examples.srvp.svglp'" in e.stderr:
-                print(f"{name}: skipped (examples/srvp/svglp.py is not available)")
-                continue
-            return child_failed(e)
+
+    def payload(results: list[dict[str, Any]], failed: list[dict[str, str]], **more: Any) -> dict[str, Any]:
+        return {
+            "benchmark": "sampling",
+            "machine": machine(),
+            "config": vars(args) | {"variants": names},
+            **more,
+            "results": results,
+            "failed": failed,
+        }
+
+    def skipped(e: ChildFailed) -> str | None:
+        missing = e.variant.startswith("svglp") and "No module named 'examples.srvp.svglp'" in e.stderr
+        return "examples/srvp/svglp.py is not available" if missing else None
+
+    results, failed, errors = run_variants(
+        "sampling",
+        common,
+        names,
+        lambda r, f: write_json(args.json, payload(r, f, complete=False), quiet=True),
+        skipped,
+    )
     if not results:
-        print("error: no variant ran", file=sys.stderr)
+        if not errors:
+            print("error: no variant ran", file=sys.stderr)
         return 1
     # The ratios are relative to the official loop when it ran, else to the first variant (and say so).
     base = next((r for r in results if r["variant"] == BASELINE), results[0])
@@ -160,17 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         a, b = srvp.get(f"batched-{kind}"), srvp.get(f"svglp-{kind}")
         if a and b:
             print(f"SRVP vs SVG-LP ({kind}): {a['frames_per_s'] / b['frames_per_s']:.2f}x the frames per second")
-    write_json(
-        args.json,
-        {
-            "benchmark": "sampling",
-            "machine": machine(),
-            "config": vars(args) | {"variants": names},
-            "baseline": base["variant"],
-            "results": results,
-        },
-    )
-    return 0
+    write_json(args.json, payload(results, failed, complete=True, baseline=base["variant"]))
+    if failed:
+        print(
+            f"failed: {', '.join(f['variant'] for f in failed)} (above; the others' figures are kept)", file=sys.stderr
+        )
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

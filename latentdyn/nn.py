@@ -295,11 +295,25 @@ def init_orthogonal_(module: _M, gain: float, generator: torch.Generator | None 
 
     def init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
-            _init_tensor_(m, "weight", lambda w: nn.init.orthogonal_(w, gain=gain, generator=generator))
+            _init_tensor_(
+                m, "weight", lambda w: _drawn_by(generator, w, lambda t: nn.init.orthogonal_(t, gain, generator))
+            )
             _init_tensor_(m, "bias", nn.init.zeros_)
 
     module.apply(init)
     return module
+
+
+def _drawn_by(generator: torch.Generator | None, w: torch.Tensor, fill: Callable[[torch.Tensor], object]) -> None:
+    """``fill(w)``, drawing from ``generator`` on its own device: a CPU generator initialises a GPU tensor with the
+    values it gives a CPU one (torch's in-place initialisers refuse a generator of another device)."""
+    if generator is None or generator.device == w.device:
+        fill(w)
+        return
+    drawn = torch.empty(w.shape, dtype=w.dtype, device=generator.device)
+    fill(drawn)
+    with torch.no_grad():
+        w.copy_(drawn)
 
 
 def _init_tensor_(module: nn.Module, name: str, init: Callable[[torch.Tensor], object]) -> None:

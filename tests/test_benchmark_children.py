@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from benchmarks import _common
 from benchmarks._common import PARENT_ONLY, ChildFailed, child_argv
 from examples.srvp._cli import CliParser
 
@@ -52,7 +56,7 @@ def test_every_option_of_a_benchmark_reaches_its_children(script: str, monkeypat
         seen.append(argv)
         raise ChildFailed("v", 1, "stop", [])
 
-    monkeypatch.setattr(module, "run_child", run_child)
+    monkeypatch.setattr(_common, "run_child", run_child)
     if hasattr(module, "matmul_flops"):
         monkeypatch.setattr(module, "matmul_flops", lambda *a, **k: 1e9)
     status = module.main(["--iters", "1", "--threads", "1"])
@@ -75,3 +79,58 @@ def _help(module: object) -> str:
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         module.main(["--help"])  # type: ignore[attr-defined]
     return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("script", "variants"),
+    [
+        ("train_step", ["fp32", "bf16", "fp32+channels_last"]),
+        ("sampling", ["official-loop", "batched-fp32", "batched-bf16"]),
+    ],
+)
+def test_a_failed_variant_keeps_the_others_figures(
+    script: str,
+    variants: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A CUDA-paths review: one variant that failed (or a time limit) threw away every figure, since nothing was
+    printed or written before all had run; on a short GPU lease the compile variant, last, is the likely one.
+    Now the others are printed and written, the JSON lists the failure, and the exit status is still 1."""
+    module = importlib.import_module(f"benchmarks.{script}")
+    written: list[dict[str, Any]] = []
+
+    def run_child(name: str, argv: list[str]) -> dict[str, object]:
+        variant = argv[argv.index("--variant") + 1]
+        if variant == variants[1]:
+            raise ChildFailed(variant, 1, "Traceback ...\nRuntimeError: out of memory", [])
+        common = {"variant": variant, "peak_rss_mib": 100.0}
+        if script == "train_step":
+            return common | {"steps_per_s": 2.0, "sequences_per_s": 32.0, "flops_per_step": 1e9, "achieved_flops": 2e9}
+        return common | {"frames_per_s": 400.0}
+
+    real_write = _common.write_json
+
+    def write_json(path: str | None, data: dict[str, Any], *, quiet: bool = False) -> None:
+        written.append(json.loads(json.dumps(data)))
+        real_write(path, data, quiet=quiet)
+
+    monkeypatch.setattr(_common, "run_child", run_child)
+    monkeypatch.setattr(module, "write_json", write_json)
+    if hasattr(module, "matmul_flops"):
+        monkeypatch.setattr(module, "matmul_flops", lambda *a, **k: 1e10)
+    out = tmp_path / "figures.json"
+    status = module.main(["--iters", "1", "--threads", "1", "--variants", ",".join(variants), "--json", str(out)])
+    assert status == 1
+    saved = json.loads(out.read_text())
+    assert [r["variant"] for r in saved["results"]] == [variants[0], variants[2]]
+    assert saved["failed"] == [
+        {"variant": variants[1], "error": f"variant {variants[1]} failed in its own process (exit status 1): "
+         "RuntimeError: out of memory"}
+    ]  # fmt: skip
+    assert saved["complete"] is True and saved["baseline"] == variants[0]
+    # After each variant the figures so far were on the disk.
+    assert [len(w["results"]) for w in written] == [1, 1, 2, 2] and written[0]["complete"] is False
+    printed = capsys.readouterr()
+    assert f"{variants[0]}: " in printed.out and "out of memory" in printed.err

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,7 +87,16 @@ def test_training_on_cuda_learns_and_resumes(tmp_path: Path, amp: str) -> None:
     np.testing.assert_allclose(first.losses + second.losses, straight.losses, rtol=1e-3)
     state = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
     assert state["step"] == 20 and "cuda" in state["rng"]
-    assert all(v.device.type == "cpu" for v in state["model"].values())  # checkpoints load anywhere
+    # The file holds host tensors, so that a plain torch.load works without a GPU (load_checkpoint maps every
+    # tensor to the CPU whatever the file holds: it could not tell).
+    saved_on: set[str] = set()
+
+    def where(storage: Any, location: str) -> Any:
+        saved_on.add(location)
+        return storage
+
+    torch.load(tmp_path / "b" / "checkpoints" / "last.pt", map_location=where, weights_only=True)
+    assert saved_on == {"cpu"}
 
 
 def test_batched_bf16_sampling_on_cuda() -> None:
@@ -128,3 +138,25 @@ def test_a_training_on_the_gpu_gives_the_callers_random_streams_back(tmp_path: P
     train(cfg, tmp_path / "run", max_steps=2, progress=False, log=lambda _: None)
     assert torch.equal(torch.rand(3), expected[0]) and torch.equal(torch.rand(3, device="cuda").cpu(), expected[1])
     assert torch.backends.cudnn.benchmark == benchmark
+
+
+def test_a_cpu_generator_initialises_and_draws_on_the_gpu_as_on_the_cpu() -> None:
+    """A CUDA-paths review: torch's in-place initialisers and ``torch.rand`` refuse a generator of another device,
+    so ``init_conv_weights_``, ``init_orthogonal_`` and ``random_distinct_frames`` failed for GPU tensors given
+    a CPU generator. They draw on the generator's device: the values are the CPU's."""
+    from latentdyn import DCGANEncoder, init_conv_weights_, init_orthogonal_, random_distinct_frames
+    from latentdyn.nn import MLP
+
+    def made(device: str) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+        conv = init_conv_weights_(
+            DCGANEncoder(base_width=8, code_size=4).to(device), generator=torch.Generator().manual_seed(0)
+        )
+        mlp = init_orthogonal_(MLP(4, 8, 2, 2).to(device), 1.0, generator=torch.Generator().manual_seed(0))
+        idx = random_distinct_frames(6, 3, 5, device=device, generator=torch.Generator().manual_seed(0))
+        return conv, mlp, idx
+
+    on_cpu, on_gpu = made("cpu"), made("cuda")
+    for a, b in zip(on_cpu[:2], on_gpu[:2]):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            assert q.device.type == "cuda" and torch.equal(p, q.cpu()), name
+    assert on_gpu[2].device.type == "cuda" and torch.equal(on_gpu[2].cpu(), on_cpu[2])

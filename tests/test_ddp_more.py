@@ -43,6 +43,42 @@ def test_the_process_group_waits_longer_than_torchs_default_timeouts(
     assert timeout == train.GROUP_TIMEOUT and train.GROUP_TIMEOUT.total_seconds() >= 2 * 3600
 
 
+@pytest.mark.parametrize(("visible", "local_rank", "expected"), [(4, 3, 3), (1, 3, 0), (2, 3, None)])
+def test_each_process_takes_its_own_gpu_among_those_it_sees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, visible: int, local_rank: int, expected: int | None
+) -> None:
+    """A CUDA-paths review: process LOCAL_RANK took cuda:LOCAL_RANK, which does not exist when the launcher
+    gives each process its own GPU (CUDA_VISIBLE_DEVICES per rank: one visible, cuda:0). More processes than
+    visible GPUs is an error naming the flag. Simulated without a GPU."""
+    for name, value in (("WORLD_SIZE", "4"), ("RANK", str(local_rank)), ("LOCAL_RANK", str(local_rank))):
+        monkeypatch.setenv(name, value)
+    chosen: list[torch.device] = []
+
+    class Stop(Exception):
+        pass
+
+    def set_device(device: torch.device) -> None:
+        chosen.append(device)
+
+    def init_process_group(backend: str, **kwargs: object) -> None:
+        assert backend == "nccl"
+        raise Stop
+
+    monkeypatch.setattr(train, "resolve_device", lambda _: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.setattr(torch.distributed, "init_process_group", init_process_group)
+    cfg = dataclasses.replace(PRESETS["tiny"](), threads=1, batch_size=4)
+    if expected is None:
+        with pytest.raises(ValueError, match=r"^--device: process 3 of this node has no GPU of its own \(2 visible\)"):
+            train.train(cfg, tmp_path / "run")
+        assert chosen == []
+        return
+    with pytest.raises(Stop):
+        train.train(cfg, tmp_path / "run")
+    assert chosen == [torch.device("cuda", expected)]
+
+
 def test_a_resume_over_processes_that_do_not_split_the_runs_batch_names_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -310,6 +310,17 @@ def lr_factor(step: int, burnin: int, decay: int) -> float:
     return max(0.0, (decay - scheduler_steps) / decay)
 
 
+def on_host(state: Any) -> Any:
+    """``state`` (nested dicts, lists and tuples) with every tensor on the CPU (a CPU tensor is kept as it is)."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: on_host(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(on_host(v) for v in state)
+    return state
+
+
 def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam with PyTorch's defaults (as the official code), fused into one kernel where this build can.
 
@@ -1177,7 +1188,15 @@ def _train(
                 )
             raise ValueError(f"--batch-size: {cfg.batch_size} does not split over {dist.world} processes")
         if device.type == "cuda":
-            device = torch.device("cuda", dist.local_rank)
+            # One GPU per process: LOCAL_RANK's among those visible, or the only one when the launcher gives each
+            # process its own (CUDA_VISIBLE_DEVICES per rank, as some cluster schedulers do).
+            visible = torch.cuda.device_count()
+            device = torch.device("cuda", dist.local_rank if visible > 1 else 0)
+            if visible > 1 and dist.local_rank >= visible:
+                raise ValueError(
+                    f"--device: process {dist.local_rank} of this node has no GPU of its own ({visible} visible); "
+                    "run at most one process per GPU (torchrun --nproc_per_node)"
+                )
             torch.cuda.set_device(device)
         if not torch.distributed.is_initialized():
             # Rank 0 validates alone while the others wait in the next collective: the default timeout (gloo 30
@@ -1396,10 +1415,12 @@ def _train(
             ckpt_dir / f"{name}.pt",
             {
                 **run_format(),
-                "model": weights,
-                "optimizer": optimizer.state_dict(),
+                # Host copies (torch.save copies a GPU tensor to the host anyway): a plain torch.load of a GPU
+                # run's checkpoint then works on a machine without one, as load_checkpoint's does.
+                "model": on_host(weights),
+                "optimizer": on_host(optimizer.state_dict()),
                 "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
+                "scaler": on_host(scaler.state_dict()),
                 "step": step,
                 "rng": rng_states[0],
                 "rng_ranks": rng_states,

@@ -174,8 +174,11 @@ def random_distinct_frames(
         raise ValueError(f"k: cannot draw {k} distinct content frames out of {n_frames} available")
     device = check_device(device)
     generator = check_generator(generator)
-    keys = torch.rand(n_frames, batch_size, device=device, generator=generator)
-    return keys.argsort(dim=0)[:k]
+    # Drawn on the generator's device (a CPU generator gives a GPU batch the indices it gives a CPU one).
+    keys = torch.rand(
+        n_frames, batch_size, device=device if generator is None else generator.device, generator=generator
+    )
+    return keys.to(device).argsort(dim=0)[:k]
 
 
 def last_frames(n_frames: int, k: int, batch_size: int, *, device: torch.device | str | None = None) -> torch.Tensor:

@@ -49,7 +49,7 @@ from latentdyn._checks import (
     own_networks,
 )
 from latentdyn._repr import fields_repr
-from latentdyn.nn import _init_tensor_
+from latentdyn.nn import _drawn_by, _init_tensor_
 
 __all__ = [
     "SUPPORTED_IMAGE_SIZES",
@@ -708,10 +708,14 @@ def init_conv_weights_(module: _M, std: float = 0.02, generator: torch.Generator
 
     def init_one(m: nn.Module) -> None:
         if isinstance(m, nn.modules.conv._ConvNd):
-            _init_tensor_(m, "weight", lambda w: nn.init.normal_(w, 0.0, std, generator=generator))
+            _init_tensor_(
+                m, "weight", lambda w: _drawn_by(generator, w, lambda t: nn.init.normal_(t, 0.0, std, generator))
+            )
             _init_tensor_(m, "bias", nn.init.zeros_)
         elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
-            _init_tensor_(m, "weight", lambda w: nn.init.normal_(w, 1.0, std, generator=generator))
+            _init_tensor_(
+                m, "weight", lambda w: _drawn_by(generator, w, lambda t: nn.init.normal_(t, 1.0, std, generator))
+            )
             _init_tensor_(m, "bias", nn.init.zeros_)
 
     module.apply(init_one)
