@@ -180,7 +180,6 @@ def test_train_step_benchmark_takes_skip_connections(tmp_path: Path) -> None:
     assert 0 < fp32["flops_per_step"] < official["flops_per_step"]
 
 
-@pytest.mark.slow
 def test_device_check_fits_one_device_command_and_kills_a_step_at_its_limit() -> None:
     """Review finding: the step limits added up to 690 s, past the device tool's 600 s per command (before the
     machine's start), and a plain ``timeout`` sent SIGTERM only, which the training inside the CUDA tests turns
@@ -193,6 +192,7 @@ def test_device_check_fits_one_device_command_and_kills_a_step_at_its_limit() ->
     assert "export LATENTDYN_REQUIRE_FIXTURES=" in script
 
 
+@pytest.mark.slow
 def test_device_check_script_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
     """The prepared GPU check, shrunk to a CPU dry run: every step runs and writes its figures."""
     env = {

@@ -197,3 +197,18 @@ def test_random_distinct_frames_refuses_one_frame_more_than_available() -> None:
 def test_deepset_pools_by_sum_by_default() -> None:
     """SRVP's content encoder sums over the frames (a mean would be another model)."""
     assert DeepSetEncoder(3, 5, 2).pooling == "sum"
+
+
+def test_random_distinct_frames_returns_on_the_default_device_whatever_the_generators() -> None:
+    """The draws are made on the generator's device (a CPU generator serves GPU batches); the result is on
+    ``device``, and without one on torch's default device, not the generator's (a diff review)."""
+    previous = torch.empty(0).device  # (torch.get_default_device: torch >= 2.3)
+    torch.set_default_device("meta")
+    try:
+        assert random_distinct_frames(6, 3, 2, generator=torch.Generator()).device.type == "meta"
+    finally:
+        torch.set_default_device(previous)
+    on_cpu = random_distinct_frames(6, 3, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(
+        on_cpu, random_distinct_frames(6, 3, 2, device="cpu", generator=torch.Generator().manual_seed(0))
+    )

@@ -160,3 +160,22 @@ def test_a_cpu_generator_initialises_and_draws_on_the_gpu_as_on_the_cpu() -> Non
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
             assert q.device.type == "cuda" and torch.equal(p, q.cpu()), name
     assert on_gpu[2].device.type == "cuda" and torch.equal(on_gpu[2].cpu(), on_cpu[2])
+
+
+def test_a_run_saved_with_unfused_adam_resumes_with_fused_adam_on_the_gpu(tmp_path: Path) -> None:
+    """A diff review: the chosen implementation was set after ``load_state_dict``, which had left the host
+    ``step`` counts of an unfused checkpoint on the host, and fused Adam on a GPU refused them at the first step.
+    The flags are set before loading now; here a GPU run's checkpoint is rewritten as an unfused one."""
+    from examples.srvp.checkpoint import save_checkpoint
+
+    cfg = dataclasses.replace(PRESETS["tiny"](), device="cuda")
+    quiet: dict[str, Any] = {"progress": False, "log": lambda _: None}
+    train(cfg, tmp_path / "run", max_steps=2, **quiet)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"], group["foreach"] = None, True
+    for entry in state["optimizer"]["state"].values():
+        entry["step"] = entry["step"].cpu()  # as an unfused Adam keeps it
+    save_checkpoint(last, state)
+    assert train(cfg, tmp_path / "run", resume=True, max_steps=4, **quiet).stopped == "done"

@@ -43,15 +43,23 @@ def test_the_process_group_waits_longer_than_torchs_default_timeouts(
     assert timeout == train.GROUP_TIMEOUT and train.GROUP_TIMEOUT.total_seconds() >= 2 * 3600
 
 
-@pytest.mark.parametrize(("visible", "local_rank", "expected"), [(4, 3, 3), (1, 3, 0), (2, 3, None)])
+@pytest.mark.parametrize(
+    ("visible", "local_rank", "masked", "expected"),
+    [(4, 3, False, 3), (1, 3, True, 0), (2, 3, False, None), (1, 3, False, None)],
+)
 def test_each_process_takes_its_own_gpu_among_those_it_sees(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, visible: int, local_rank: int, expected: int | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, visible: int, local_rank: int, masked: bool, expected: int | None
 ) -> None:
     """A CUDA-paths review: process LOCAL_RANK took cuda:LOCAL_RANK, which does not exist when the launcher
     gives each process its own GPU (CUDA_VISIBLE_DEVICES per rank: one visible, cuda:0). More processes than
     visible GPUs is an error naming the flag. Simulated without a GPU."""
     for name, value in (("WORLD_SIZE", "4"), ("RANK", str(local_rank)), ("LOCAL_RANK", str(local_rank))):
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    if masked:  # the launcher gave each process its own GPU
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", str(local_rank))
+    else:  # every process sees the node's GPUs: with one, they would all share it
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     chosen: list[torch.device] = []
 
     class Stop(Exception):
@@ -70,7 +78,9 @@ def test_each_process_takes_its_own_gpu_among_those_it_sees(
     monkeypatch.setattr(torch.distributed, "init_process_group", init_process_group)
     cfg = dataclasses.replace(PRESETS["tiny"](), threads=1, batch_size=4)
     if expected is None:
-        with pytest.raises(ValueError, match=r"^--device: process 3 of this node has no GPU of its own \(2 visible\)"):
+        with pytest.raises(
+            ValueError, match=rf"^--device: process 3 of this node has no GPU of its own \({visible} visible\)"
+        ):
             train.train(cfg, tmp_path / "run")
         assert chosen == []
         return

@@ -51,8 +51,8 @@ def _plot_title(result: dict[str, Any]) -> str:
 
 def plot_figure(result: dict[str, Any]) -> Any:
     """The curve plot of ``result`` (a matplotlib ``Figure`` on an Agg canvas, not registered with pyplot): one
-    panel per metric, its value at every predicted frame for the best and worst of N samples and the two
-    reference predictors, with 95 % confidence bands; the title names the weights, the test set and the
+    panel per metric, its value at every predicted frame for the best and worst of N samples, one sample and the
+    two reference predictors, with 95 % confidence bands; the title names the weights, the test set and the
     protocol when ``result`` records them."""
     # A figure of its own on an Agg canvas, without pyplot: the caller's backend (a notebook's) and pyplot's
     # list of open figures stay as they were.
@@ -178,7 +178,7 @@ OUTPUT_NOTES = {
         " (rows: test sequences; columns: truth, best and worst sample by PSNR, a random sample; red border: "
         "predicted frames)"
     ),
-    "per_sequence": " (each sequence's best-of-N scores)",
+    "per_sequence": " (each sequence's scores, best of N, one sample and the references, per frame too)",
 }
 """How to read an output of :func:`write_outputs` (after its path, where the commands list them)."""
 

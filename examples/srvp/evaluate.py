@@ -614,8 +614,10 @@ def evaluate(
         noise mode, amp, device, versions and the digests of the weights and test clips, ``fvd`` when an
         FVD network is given) and, under the keys ``"_gif"``, ``"_per_sequence"``, ``"_per_sequence_others"``
         and ``"_official"`` (not JSON), the videos for the sample GIF, the per-sequence best scores (by metric
-        name), the per-sequence scores of the worst sample and the reference predictors (``worst_psnr``,
-        ``copy_last_psnr``, ``black_psnr``, ...) and the official sample arrays.
+        name), the per-sequence scores of the worst sample, one sample and the reference predictors
+        (``worst_psnr``, ``random_psnr``, ``copy_last_psnr``, ``black_psnr``, ...), their per-frame curves
+        (``psnr_curve``, ``worst_psnr_curve``, ...), the index of each sequence's best sample
+        (``psnr_best_index``, ...) and its index in the test set (``indices``), and the official sample arrays.
 
     Raises:
         TypeError: ``sequences`` is not a uint8 tensor.

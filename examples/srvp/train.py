@@ -321,6 +321,21 @@ def on_host(state: Any) -> Any:
     return state
 
 
+def _with_implementation_of(optimizer: torch.optim.Optimizer, saved: Any) -> Any:
+    """The saved optimizer state ``saved`` with the implementation flags (``fused``, ``foreach``) that
+    :func:`make_adam` chose for ``optimizer`` on this machine, for ``load_state_dict``.
+
+    ``load_state_dict`` restores the saved groups' flags: a run saved on a GPU (fused) and resumed on a CPU without
+    fused Adam (torch < 2.4) failed at its first step. They are set before loading, not after: torch places each
+    parameter's ``step`` count by the loaded flags (on the parameter's device for fused Adam), and a fused step
+    given the host counts of an unfused run fails on a GPU."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        return saved  # (load_state_dict says what is wrong with it)
+    chosen = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    return {**saved, "param_groups": [{**g, **flags} for g, flags in zip(groups, chosen)] + groups[len(chosen) :]}
+
+
 def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam with PyTorch's defaults (as the official code), fused into one kernel where this build can.
 
@@ -1192,10 +1207,13 @@ def _train(
             # process its own (CUDA_VISIBLE_DEVICES per rank, as some cluster schedulers do).
             visible = torch.cuda.device_count()
             device = torch.device("cuda", dist.local_rank if visible > 1 else 0)
-            if visible > 1 and dist.local_rank >= visible:
+            local_world = os.environ.get("LOCAL_WORLD_SIZE", "1")
+            shared = visible == 1 and local_world.isdigit() and int(local_world) > 1
+            if (visible > 1 and dist.local_rank >= visible) or (shared and "CUDA_VISIBLE_DEVICES" not in os.environ):
                 raise ValueError(
                     f"--device: process {dist.local_rank} of this node has no GPU of its own ({visible} visible); "
-                    "run at most one process per GPU (torchrun --nproc_per_node)"
+                    "run at most one process per GPU (torchrun --nproc_per_node), or give each its own with "
+                    "CUDA_VISIBLE_DEVICES"
                 )
             torch.cuda.set_device(device)
         if not torch.distributed.is_initialized():
@@ -1285,14 +1303,7 @@ def _train(
         _check_same_training_options(state, cfg, last_path, run_dir)
         try:
             model.load_state_dict(state["model"])
-            # load_state_dict also restores the saved groups' implementation flags: a run saved on a GPU (fused)
-            # resumed on a CPU without fused Adam (torch < 2.4) failed at its first step. Kept as make_adam chose.
-            chosen: list[dict[str, Any]] = [
-                {k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups
-            ]
-            optimizer.load_state_dict(state["optimizer"])
-            for group, flags in zip(optimizer.param_groups, chosen):
-                group.update(flags)
+            optimizer.load_state_dict(_with_implementation_of(optimizer, state["optimizer"]))
         except (RuntimeError, ValueError) as e:
             detail = " ".join(str(e).split())
             raise ValueError(f"--resume: {last_path} does not fit this configuration: {detail}") from None

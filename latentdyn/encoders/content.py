@@ -174,11 +174,11 @@ def random_distinct_frames(
         raise ValueError(f"k: cannot draw {k} distinct content frames out of {n_frames} available")
     device = check_device(device)
     generator = check_generator(generator)
-    # Drawn on the generator's device (a CPU generator gives a GPU batch the indices it gives a CPU one).
-    keys = torch.rand(
-        n_frames, batch_size, device=device if generator is None else generator.device, generator=generator
-    )
-    return keys.to(device).argsort(dim=0)[:k]
+    # Drawn on the generator's device (a CPU generator gives a GPU batch the indices it gives a CPU one), returned
+    # on ``device`` (the default device when None, as torch.rand's).
+    target = device if device is not None else torch.empty(0).device
+    source = target if generator is None else generator.device
+    return torch.rand(n_frames, batch_size, device=source, generator=generator).to(target).argsort(dim=0)[:k]
 
 
 def last_frames(n_frames: int, k: int, batch_size: int, *, device: torch.device | str | None = None) -> torch.Tensor:

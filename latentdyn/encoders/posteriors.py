@@ -186,7 +186,8 @@ class SmoothingPosterior(nn.Module):
                 its features there are 0. The lengths are read on the host (a device sync for a CUDA tensor).
 
         Returns:
-            The features, (T, B, 2·hidden_size), forward half first.
+            The features, (T, B, 2·hidden_size), forward half first. (Under CPU autocast, a padded batch's
+            packed LSTM runs in float32: its features are float32 where the others are bfloat16.)
 
         Raises:
             TypeError: ``codes`` is not a floating-point tensor, or (outside ``torch.autocast``) not in the dtype
