@@ -138,15 +138,14 @@ def run_variants(
     names: list[str],
     partial: Callable[[list[dict[str, Any]], list[dict[str, str]]], None],
     skipped: Callable[[ChildFailed], str | None] = lambda e: None,
-) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[ChildFailed]]:
-    """Run every variant in its own process, in order: the results of those that ran, a ``{"variant", "error"}``
-    entry for each that failed, and their errors. A failure is reported in one line (:func:`child_failed`) and
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Run every variant in its own process, in order: the results of those that ran, and a
+    ``{"variant", "error"}`` entry for each that failed. A failure is reported in one line (:func:`child_failed`) and
     the next variant runs; after each variant ``partial(results, failed)`` is called (to write the figures so
     far: a run cut short by a time limit keeps them). A variant's one-line figures are printed as it ends.
     ``skipped(error)``: a reason to pass over a failure as a skip (printed), or None."""
     results: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    errors: list[ChildFailed] = []
     for name in names:
         try:
             results.append(run_child(script, [*common, "--variant", name]))
@@ -157,12 +156,40 @@ def run_variants(
                 continue
             child_failed(e)
             failed.append({"variant": name, "error": str(e)})
-            errors.append(e)
         else:
             shown = {k: v for k, v in results[-1].items() if k != "variant" and isinstance(v, (int, float))}
             print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()), flush=True)
         partial(results, failed)
-    return results, failed, errors
+    return results, failed
+
+
+def figures(
+    benchmark: str,
+    args: argparse.Namespace,
+    names: list[str],
+    results: list[dict[str, Any]],
+    failed: list[dict[str, str]],
+    **more: Any,
+) -> dict[str, Any]:
+    """The JSON of a benchmark whose variants ran in their own processes (:func:`run_variants`): ``more`` goes
+    between its configuration and its results."""
+    config = vars(args) | {"variants": names}
+    return {
+        "benchmark": benchmark,
+        "machine": machine(),
+        "config": config,
+        **more,
+        "results": results,
+        "failed": failed,
+    }
+
+
+def exit_status(failed: list[dict[str, str]]) -> int:
+    """1 when a variant failed, after a line naming them (each was reported as it failed), else 0."""
+    if not failed:
+        return 0
+    print(f"failed: {', '.join(f['variant'] for f in failed)} (above; the others' figures are kept)", file=sys.stderr)
+    return 1
 
 
 PARENT_ONLY = frozenset({"help", "variants", "json", "variant", "child"})

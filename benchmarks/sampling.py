@@ -29,6 +29,8 @@ from benchmarks._common import (
     checked_device,
     checked_names,
     child_argv,
+    exit_status,
+    figures,
     machine,
     peak_memory,
     run_variants,
@@ -124,29 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     checked_device(parser, args)
     common = child_argv(parser, args)
 
-    def payload(results: list[dict[str, Any]], failed: list[dict[str, str]], **more: Any) -> dict[str, Any]:
-        return {
-            "benchmark": "sampling",
-            "machine": machine(),
-            "config": vars(args) | {"variants": names},
-            **more,
-            "results": results,
-            "failed": failed,
-        }
-
     def skipped(e: ChildFailed) -> str | None:
         missing = e.variant.startswith("svglp") and "No module named 'examples.srvp.svglp'" in e.stderr
         return "examples/srvp/svglp.py is not available" if missing else None
 
-    results, failed, errors = run_variants(
+    results, failed = run_variants(
         "sampling",
         common,
         names,
-        lambda r, f: write_json(args.json, payload(r, f, complete=False), quiet=True),
+        lambda r, f: write_json(args.json, figures("sampling", args, names, r, f, complete=False), quiet=True),
         skipped,
     )
     if not results:
-        if not errors:
+        if not failed:
             print("error: no variant ran", file=sys.stderr)
         return 1
     # The ratios are relative to the official loop when it ran, else to the first variant (and say so).
@@ -173,12 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         a, b = srvp.get(f"batched-{kind}"), srvp.get(f"svglp-{kind}")
         if a and b:
             print(f"SRVP vs SVG-LP ({kind}): {a['frames_per_s'] / b['frames_per_s']:.2f}x the frames per second")
-    write_json(args.json, payload(results, failed, complete=True, baseline=base["variant"]))
-    if failed:
-        print(
-            f"failed: {', '.join(f['variant'] for f in failed)} (above; the others' figures are kept)", file=sys.stderr
-        )
-    return 1 if errors else 0
+    write_json(args.json, figures("sampling", args, names, results, failed, complete=True, baseline=base["variant"]))
+    return exit_status(failed)
 
 
 if __name__ == "__main__":

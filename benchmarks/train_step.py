@@ -27,6 +27,8 @@ from benchmarks._common import (
     checked_device,
     checked_names,
     child_argv,
+    exit_status,
+    figures,
     machine,
     matmul_flops,
     peak_memory,
@@ -208,17 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             amp = VARIANTS[r["variant"]][0]
             r["fraction_of_matmul_peak"] = r["achieved_flops"] / peak["fp32" if amp == "none" else amp]
-        return {
-            "benchmark": "train_step",
-            "machine": machine(),
-            "config": vars(args) | {"variants": names},
-            "matmul_flops": peak,
-            **more,
-            "results": results,
-            "failed": failed,
-        }
+        return figures("train_step", args, names, results, failed, matmul_flops=peak, **more)
 
-    results, failed, errors = run_variants(
+    results, failed = run_variants(
         "train_step", common, names, lambda r, f: write_json(args.json, payload(r, f, complete=False), quiet=True)
     )
     if not results:
@@ -245,11 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             + (f" {r['peak_cuda_mib']:.0f}Mi GPU" if "peak_cuda_mib" in r else "")
         )
     write_json(args.json, payload(results, failed, complete=True, baseline=base["variant"]))
-    if failed:
-        print(
-            f"failed: {', '.join(f['variant'] for f in failed)} (above; the others' figures are kept)", file=sys.stderr
-        )
-    return 1 if errors else 0
+    return exit_status(failed)
 
 
 if __name__ == "__main__":

@@ -133,17 +133,24 @@ def test_filtering_posterior_matches_lstm_by_hand() -> None:
     torch.testing.assert_close(dist.stddev, F.softplus(raw[..., 2:]) + 1e-8, rtol=1e-12, atol=1e-12)
 
 
-@given(k=st.integers(1, 5))
-def test_filtering_posterior_never_sees_the_future(k: int) -> None:
-    """Changing frame k leaves q(z_t) for t < k unchanged and changes q(z_k)."""
+def _means_with_frame_changed(
+    posterior: type[FilteringPosterior] | type[SmoothingPosterior], k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means of q(z_1..z_5) over 6 frames, before and after frame k changes."""
     with seeded(0):
-        post = FilteringPosterior(code_size=3, hidden_size=5, noise_size=2).double()
+        post = posterior(code_size=3, hidden_size=5, noise_size=2).double()
     codes = _codes(6, 2, 3)
     changed = codes.clone()
     changed[k] += 1.0
-    before, after = post(codes), post(changed)
-    assert torch.equal(before.mean[: k - 1], after.mean[: k - 1])  # z_1..z_{k-1}
-    assert not torch.allclose(before.mean[k - 1], after.mean[k - 1])  # z_k sees frame k
+    return post(codes).mean, post(changed).mean
+
+
+@given(k=st.integers(1, 5))
+def test_filtering_posterior_never_sees_the_future(k: int) -> None:
+    """Changing frame k leaves q(z_t) for t < k unchanged and changes q(z_k)."""
+    before, after = _means_with_frame_changed(FilteringPosterior, k)
+    assert torch.equal(before[: k - 1], after[: k - 1])  # z_1..z_{k-1}
+    assert not torch.allclose(before[k - 1], after[k - 1])  # z_k sees frame k
 
 
 def test_filtering_posterior_gradcheck() -> None:
@@ -196,12 +203,7 @@ def _one_direction_module(post: SmoothingPosterior, suffix: str) -> nn.LSTM:
 @given(k=st.integers(1, 5))
 def test_smoothing_posterior_sees_the_whole_sequence(k: int) -> None:
     """Changing frame k changes q(z_t) for every t, before k as well as from k on (the filter's do not change)."""
-    with seeded(0):
-        post = SmoothingPosterior(code_size=3, hidden_size=5, noise_size=2).double()
-    codes = _codes(6, 2, 3)
-    changed = codes.clone()
-    changed[k] += 1.0
-    before, after = post(codes).mean, post(changed).mean
+    before, after = _means_with_frame_changed(SmoothingPosterior, k)
     for t in range(5):  # z_{t+1}
         assert not torch.allclose(before[t], after[t]), t
 

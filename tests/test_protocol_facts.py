@@ -180,7 +180,7 @@ def test_one_sample_is_scored_and_the_per_sequence_file_rebuilds_the_summaries(
         assert np.all(saved[f"worst_{m}"] <= saved[f"random_{m}"] + 1e-6)
         assert np.all(saved[f"random_{m}"] <= saved[m] + 1e-6)
         for key, summary in ((m, result["metrics"]), (f"random_{m}", result["random_sample"])):
-            curve = saved[key.replace(m, f"{m}_curve") if key == m else f"random_{m}_curve"].astype(np.float64)
+            curve = saved[f"{key}_curve"].astype(np.float64)
             np.testing.assert_allclose(curve.mean(1), saved[key], rtol=1e-6)
             for name, values in ((m, curve.mean(1)), (f"{m}_first5", curve[:, :5].mean(1))):
                 assert summary[name]["mean"] == pytest.approx(values.mean(), rel=1e-6)

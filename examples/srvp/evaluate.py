@@ -435,6 +435,12 @@ def check_protocol(model: FrameModel, nt_cond: int, n_substeps: int, *, names: d
         )
 
 
+def _first_guess(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scores of the first of (n, B, T) guesses, scored as one: time averages (B,) and curves (B, T), on the
+    CPU."""
+    return scores[0].mean(-1).cpu(), scores[0].cpu()
+
+
 def _evaluate_batch(
     model: FrameModel,
     x: torch.Tensor,
@@ -486,11 +492,11 @@ def _evaluate_batch(
     )
     for part in _under(ctx, parts):
         frames = part.prediction.frames.float()  # (n, Tf, B, C, H, W), clamped to [0, 1]
-        for m, s in _frame_scores(frames, target, lpips, lpips_chunk).items():
+        chunk_scores = _frame_scores(frames, target, lpips, lpips_chunk)
+        for m, s in chunk_scores.items():
             selections[m].update(part.start, s, frames)
-            if part.start == 0:
-                first[m] = (s[0].mean(-1).cpu(), s[0].cpu())
-        if part.start == 0:  # sample 0: the FVD videos, the GIF's random sample, sample 1 of the official files
+        if part.start == 0:  # sample 0: its scores, the FVD videos, the GIF's random sample, the official files'
+            first = {m: _first_guess(s) for m, s in chunk_scores.items()}
             if fvd:
                 out["fake"] = to_uint8(frames[0]).cpu()  # truncation, as the official .byte()
             if n_gif > 0:
@@ -515,9 +521,7 @@ def _evaluate_batch(
         ("copy_last", repeat(cond[-1], "b c h w -> 1 t b c h w", t=target.shape[0])),
         ("black", torch.zeros_like(target).unsqueeze(0)),
     ):
-        scores[name] = {
-            m: (s[0].mean(-1).cpu(), s[0].cpu()) for m, s in _frame_scores(guess, target, lpips, lpips_chunk).items()
-        }
+        scores[name] = {m: _first_guess(s) for m, s in _frame_scores(guess, target, lpips, lpips_chunk).items()}
     out["scores"] = scores
     if n_gif > 0:
         assert random is not None  # set by the first chunk

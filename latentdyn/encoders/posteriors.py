@@ -98,8 +98,7 @@ class FilteringPosterior(nn.Module):
         super().__init__()
         self.code_size = check_positive_int(code_size, "code_size")
         self.noise_size = check_positive_int(noise_size, "noise_size")
-        self.lstm = nn.LSTM(code_size, check_positive_int(hidden_size, "hidden_size"))
-        self.head = GaussianHead(nn.Linear(hidden_size, 2 * noise_size))
+        self.lstm, self.head = _lstm_and_head(code_size, hidden_size, noise_size, bidirectional=False)
 
     def features(self, codes: torch.Tensor) -> torch.Tensor:
         """Filtering features: the LSTM outputs after reading frames 0..t, for every t.
@@ -115,9 +114,7 @@ class FilteringPosterior(nn.Module):
                 of the LSTM's parameters.
             ValueError: ``codes`` is not (T, B, Dh) with T >= 1.
         """
-        if check_shape(codes, "t b d", "codes", d=self.code_size)["t"] == 0:
-            raise ValueError(f"codes: expected at least 1 frame (T >= 1), got shape {list(codes.shape)}")
-        check_entry_input(codes, "codes", self.lstm, "posterior")
+        _check_codes(codes, self.code_size, self.lstm)
         return self.lstm(codes)[0]
 
     def forward(self, codes: torch.Tensor) -> Independent[Normal]:
@@ -169,9 +166,7 @@ class SmoothingPosterior(nn.Module):
         super().__init__()
         self.code_size = check_positive_int(code_size, "code_size")
         self.noise_size = check_positive_int(noise_size, "noise_size")
-        hidden_size = check_positive_int(hidden_size, "hidden_size")
-        self.lstm = nn.LSTM(code_size, hidden_size, bidirectional=True)
-        self.head = GaussianHead(nn.Linear(2 * hidden_size, 2 * noise_size))
+        self.lstm, self.head = _lstm_and_head(code_size, hidden_size, noise_size, bidirectional=True)
 
     def features(
         self, codes: torch.Tensor, lengths: Sequence[int] | torch.Tensor | np.ndarray | None = None
@@ -195,11 +190,7 @@ class SmoothingPosterior(nn.Module):
             ValueError: ``codes`` is not (T, B, Dh) with T >= 1; ``lengths`` is not of shape (B,) or has a
                 length outside [1, T].
         """
-        sizes = check_shape(codes, "t b d", "codes", d=self.code_size)
-        t, b = sizes["t"], sizes["b"]
-        if t == 0:
-            raise ValueError(f"codes: expected at least 1 frame (T >= 1), got shape {list(codes.shape)}")
-        check_entry_input(codes, "codes", self.lstm, "posterior")
+        t, b = _check_codes(codes, self.code_size, self.lstm)
         if lengths is None:
             return self.lstm(codes)[0]
         lens = _check_lengths(lengths, t, b)
@@ -235,6 +226,24 @@ class SmoothingPosterior(nn.Module):
         def __call__(
             self, codes: torch.Tensor, lengths: Sequence[int] | torch.Tensor | np.ndarray | None = None
         ) -> Independent[Normal]: ...
+
+
+def _lstm_and_head(
+    code_size: int, hidden_size: int, noise_size: int, *, bidirectional: bool
+) -> tuple[nn.LSTM, GaussianHead]:
+    """The LSTM over the codes and the Gaussian head on its outputs of a filtering or smoothing posterior."""
+    hidden_size = check_positive_int(hidden_size, "hidden_size")
+    lstm = nn.LSTM(code_size, hidden_size, bidirectional=bidirectional)
+    return lstm, GaussianHead(nn.Linear((2 if bidirectional else 1) * hidden_size, 2 * noise_size))
+
+
+def _check_codes(codes: torch.Tensor, code_size: int, lstm: nn.LSTM) -> tuple[int, int]:
+    """(T, B) of ``codes``, checked to be (T, B, Dh) with T >= 1 and a dtype ``lstm`` takes."""
+    sizes = check_shape(codes, "t b d", "codes", d=code_size)
+    if sizes["t"] == 0:
+        raise ValueError(f"codes: expected at least 1 frame (T >= 1), got shape {list(codes.shape)}")
+    check_entry_input(codes, "codes", lstm, "posterior")
+    return sizes["t"], sizes["b"]
 
 
 def _check_lengths(lengths: object, t: int, b: int) -> torch.Tensor:
