@@ -814,6 +814,12 @@ def test_resume_refuses_a_preset(tiny_run: Path, capsys: pytest.CaptureFixture[s
     ("flags", "message"),
     [
         (["--fvd-resolution", "0"], "error: --fvd-resolution: expected an int >= 1, got 0"),
+        (["--fvd-samples", "0", "--fvd"], "error: --fvd-samples: expected an int >= 1, got 0"),
+        (["--fvd-samples", "2"], "error: --fvd-samples: FVD of 2 samples asked for, but not FVD (add --fvd)"),
+        (
+            ["--fvd-samples", "3", "--fvd", "--n-samples", "2"],
+            "error: --fvd-samples: expected at most the 2 samples drawn per sequence (--n-samples), got 3",
+        ),
         (["--nt-cond", "8"], "error: --nt-cond: expected fewer conditioning frames than the 8 frames evaluated"),
         (["--nt-cond", "3", "--nt-gen", "3"], "error: --nt-gen: expected more than --nt-cond=3 frames, got 3"),
         (["--nt-gen", "2"], "error: --nt-gen: expected more than nt_cond (the run's)=2 frames, got 2"),
@@ -1154,9 +1160,10 @@ def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_
     model = load_model(tiny_run, "last")
     clips = _uint8_clips(7)
     protocol = ev.EvalProtocol(nt_cond=2, nt_gen=6, n_samples=4, n_substeps=1, batch_size=3, seed=1, max_sequences=0)
-    fvd_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
-    monkeypatch.setattr(ev, "_fvd", lambda real, fake, *_: fvd_inputs.append((real, fake)) or {"value": 0.0})
+    fvd_inputs: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+    monkeypatch.setattr(ev, "_fvd", lambda real, fakes, *_: fvd_inputs.append((real, fakes)) or {"value": 0.0})
     options: dict[str, Any] = dict(progress=False, official_files=True, fvd_network=torch.nn.Identity(), sample_chunk=3)
+    options["fvd_samples"] = 4  # samples 1 … 4: the second chunk's too
     options["noise"] = noise
     whole = ev.evaluate(model, clips, protocol, **options)
 
@@ -1185,8 +1192,9 @@ def test_an_interrupted_evaluation_continues_to_the_results_of_an_uninterrupted_
         assert whole[key].keys() == continued[key].keys()
         for name, value in whole[key].items():
             assert np.array_equal(np.asarray(continued[key][name]), np.asarray(value)), (key, name)
-    (real, fake), (real2, fake2) = fvd_inputs[0], fvd_inputs[-1]
-    assert torch.equal(real, real2) and torch.equal(fake, fake2) and fake.shape[1] == 7
+    (real, fakes), (real2, fakes2) = fvd_inputs[0], fvd_inputs[-1]
+    assert torch.equal(real, real2) and len(fakes) == len(fakes2) == 4
+    assert all(torch.equal(a, b) and a.shape[1] == 7 for a, b in zip(fakes, fakes2))
 
     # The complete file gives the results again without sampling anything.
     calls.clear()

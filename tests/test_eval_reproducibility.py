@@ -397,6 +397,7 @@ def test_a_stopped_evaluation_of_other_options_says_which_flags_continue_it(
     assert not (run / "eval" / "p.partial.pt").exists()
     # A switch that was off is to be left out (there is no --no-fvd to add).
     assert ev._flag_that_continues("fvd", False) == (False, "--fvd")
+    assert ev._flag_that_continues("fvd_samples", 5) == (True, "--fvd-samples 5")
     assert ev._flag_that_continues("amp", "fp16") is None  # (a value the command line no longer takes)
 
 

@@ -1036,6 +1036,13 @@ def test_evaluate_checks_its_arguments(tiny_run: Path) -> None:
         ev.evaluate(model, clips, _protocol(), progress=False, lpips_chunk=0)
     with pytest.raises(ValueError, match=r"state_file: expected a file name, got the directory"):
         ev.evaluate(model, clips, _protocol(), progress=False, state_file=tiny_run)
+    with pytest.raises(ValueError, match=r"fvd_samples: expected an int >= 1, got 0"):
+        ev.evaluate(model, clips, _protocol(), progress=False, fvd_samples=0)
+    n = _protocol().n_samples
+    with pytest.raises(ValueError, match=rf"fvd_samples: expected at most protocol.n_samples \({n}\) samples to "):
+        ev.evaluate(model, clips, _protocol(), progress=False, fvd_network=torch.nn.Identity(), fvd_samples=n + 1)
+    with pytest.raises(ValueError, match=r"fvd_samples: 2 samples to score by FVD, but no fvd_network is given"):
+        ev.evaluate(model, clips, _protocol(), progress=False, fvd_samples=2)
     # uint8 frames are divided by 255 once: the black predictor's PSNR, computed here with numpy. The
     # evaluation seeds its own draws and leaves the caller's random stream where it was.
     torch.manual_seed(123)

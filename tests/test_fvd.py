@@ -451,6 +451,37 @@ def test_compute_fvd_matches_embedding_route() -> None:
     assert result.value == pytest.approx(fvd_from_embeddings(emb_r, emb_f), rel=1e-9)
 
 
+def test_compute_fvd_scores_another_generated_set_with_the_real_embeddings_of_an_earlier_call() -> None:
+    """Several generated sets against one real set (the paper's five samples): the real videos are embedded once,
+    and each value is the one of embedding both sets anew."""
+    net = _PoolNet().eval()
+    real, fake1, fake2 = _videos(17, seed=1), _videos(17, seed=2), _videos(17, seed=3)
+    protocol = FVDProtocol(resolution=8, chunk_size=32)  # one forward pass per set
+    first = compute_fvd(real, fake1, net, protocol)
+    assert len(net.seen_frames) == 2
+    second = compute_fvd(real, fake2, net, protocol, real_embeddings=first.real_embeddings)
+    assert len(net.seen_frames) == 3  # the generated set alone
+    expected = fvd_from_embeddings(i3d_embeddings(real, net, resolution=8), i3d_embeddings(fake2, net, resolution=8))
+    assert second.value == pytest.approx(expected, rel=1e-9) and second.value != pytest.approx(first.value)
+    assert second.real_embeddings is first.real_embeddings
+
+
+def test_compute_fvd_checks_the_real_embeddings_it_is_given() -> None:
+    net = _PoolNet().eval()
+    real = _videos(17, seed=1)
+    emb = compute_fvd(real, _videos(17, seed=2), net, FVDProtocol(resolution=8)).real_embeddings
+    with pytest.raises(
+        ValueError,
+        match=r"real_embeddings: expected the embeddings of the 17 real videos, \(N, D\) "
+        r"= \(17, D\), got shape \[16, 18\]",
+    ):
+        compute_fvd(real, real, net, FVDProtocol(resolution=8), real_embeddings=emb[:16])
+    with pytest.raises(ValueError, match=r"real_embeddings: .* got shape \[17, 3, 6\]"):
+        compute_fvd(real, real, net, FVDProtocol(resolution=8), real_embeddings=emb.view(17, 3, 6))
+    with pytest.raises(TypeError, match=r"real_embeddings: expected a torch.Tensor"):
+        compute_fvd(real, real, net, real_embeddings=emb.numpy())  # type: ignore[arg-type]
+
+
 def test_compute_fvd_can_drop_conditioning_frames() -> None:
     net = _PoolNet().eval()
     compute_fvd(_videos(16, t=6), _videos(16, t=6, seed=3), net, FVDProtocol(n_cond=2, include_conditioning=False))

@@ -105,6 +105,102 @@ def test_fvd_compares_ground_truth_with_conditioning_frames_and_the_first_sample
     assert seen["protocol"].n_cond == nt_cond
 
 
+class _MeanNet(nn.Module):
+    """A cheap stand-in for I3D: per-channel spatial means of every frame, (n, 3, T, R, R) -> (n, 3T)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x.mean(dim=(-2, -1)).flatten(1)
+
+
+def _sample(cond: torch.Tensor, s: int, n_future: int) -> torch.Tensor:
+    """Sample s of a stand-in model: (Tf, B, C, H, W) in [0, 1], different for every s."""
+    steps = torch.arange(1, n_future + 1, dtype=cond.dtype).view(-1, 1, 1, 1, 1)
+    return (cond[-1] * (0.2 + 0.25 * s) + 0.017 * steps * s).clamp(0, 1)
+
+
+def _fvd_case(monkeypatch: pytest.MonkeyPatch) -> tuple[nn.Module, torch.Tensor, ev.EvalProtocol]:
+    """A model, 16 test clips of 12 frames and a protocol (2 + 8 frames, 4 samples), the model's samples drawn by
+    :func:`_sample` in the chunks the evaluation asks for."""
+
+    def fake_chunks(
+        model: nn.Module, cond: torch.Tensor, n_future: int, n: int, chunk: int, *_: Any, **__: Any
+    ) -> Iterator:
+        for start in range(0, n, chunk):
+            frames = torch.stack([_sample(cond, s, n_future) for s in range(start, min(start + chunk, n))])
+            yield SampleChunk(start, SimpleNamespace(cond_frames=None, frames=frames))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ev, "predict_in_chunks", fake_chunks)
+    seqs = torch.randint(0, 256, (12, 16, 1, 64, 64), generator=torch.Generator().manual_seed(1)).to(torch.uint8)
+    protocol = ev.EvalProtocol(nt_cond=2, nt_gen=10, n_samples=4, n_substeps=1, batch_size=6, seed=0, max_sequences=0)
+    return build_model(PRESETS["tiny"]().model), seqs, protocol
+
+
+@pytest.mark.parametrize("sample_chunk", [1, 2, 4])
+def test_fvd_of_several_samples_scores_samples_one_to_k_against_the_same_real_videos(
+    monkeypatch: pytest.MonkeyPatch, sample_chunk: int
+) -> None:
+    """The paper's FVD ± over five samples, in one evaluation: ``fvd_samples=K`` scores random samples 1 … K (each
+    after the ground-truth conditioning frames, quantised with .byte()), however the samples are chunked; the value
+    is their mean, the std their population std; the real videos are embedded once."""
+    from latentdyn.video.fvd import FVDProtocol, compute_fvd
+
+    model, seqs, protocol = _fvd_case(monkeypatch)
+    nt_cond, nt_gen, k = protocol.nt_cond, protocol.nt_gen, 3
+    net = _MeanNet().eval()
+    fvd = ev.evaluate(
+        model,
+        seqs,
+        protocol,
+        progress=False,
+        n_gif=0,
+        fvd_network=net,
+        fvd_protocol=FVDProtocol(resolution=8),
+        fvd_samples=k,
+        sample_chunk=sample_chunk,
+    )["fvd"]
+    assert net.calls == 1 + k  # 16 videos: one chunk of I3D per set, the real set once
+    real = seqs[:nt_gen]
+    expected = []
+    for s in range(k):
+        future = _sample(seqs[:nt_cond].double() / 255, s, nt_gen - nt_cond)
+        fake = torch.cat([seqs[:nt_cond], (future.float() * 255).to(torch.uint8)])  # .byte() truncates
+        expected.append(compute_fvd(real, fake, _MeanNet().eval(), FVDProtocol(n_cond=nt_cond, resolution=8)).value)
+    assert len(set(expected)) == k  # the samples differ
+    assert fvd["values"] == pytest.approx(expected, rel=1e-9)
+    assert fvd["value"] == pytest.approx(np.mean(expected), rel=1e-9)
+    assert fvd["std"] == pytest.approx(np.std(expected, ddof=0), rel=1e-9)
+    assert fvd["samples"] == k and fvd["protocol"]["n_cond"] == nt_cond
+
+
+def test_fvd_progress_saved_before_several_samples_continues(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Progress saved before ``fvd_samples`` (its batches hold sample 1's frames alone, its fingerprint no
+    ``fvd_samples``) continues as one sample's; asked for more samples, it is refused, naming the option."""
+    from examples.srvp.checkpoint import read_torch_file, save_checkpoint
+    from latentdyn.video.fvd import FVDProtocol
+
+    model, seqs, protocol = _fvd_case(monkeypatch)
+    options: dict[str, Any] = dict(progress=False, n_gif=0, fvd_protocol=FVDProtocol(resolution=8))
+    state = tmp_path / "eval.partial.pt"
+    whole = ev.evaluate(model, seqs, protocol, state_file=state, fvd_network=_MeanNet().eval(), **options)["fvd"]
+    saved = read_torch_file(state, "state_file")
+    assert saved["fingerprint"]["fvd_samples"] == 1
+    del saved["fingerprint"]["fvd_samples"]
+    for batch in saved["batches"]:
+        assert batch["fake"].shape[0] == 1
+        batch["fake"] = batch["fake"][0]  # (Tf, B, C, H, W), as saved then
+    save_checkpoint(state, saved)
+    net = _MeanNet().eval()
+    again = ev.evaluate(model, seqs, protocol, state_file=state, fvd_network=net, **options)["fvd"]
+    assert net.calls == 2 and again["value"] == whole["value"] and "values" not in again
+    with pytest.raises(ev.StateMismatchError, match="fvd_samples"):
+        ev.evaluate(model, seqs, protocol, state_file=state, fvd_network=net, fvd_samples=2, **options)
+
+
 def test_evaluation_curves_follow_the_predicted_frames_in_time_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """SPEC 6: the per-time-step curves are over the predicted frames nt_cond+1..nt_gen, in that order, and
     "_first5" averages the first five of them; for the model (best of N) as for the copy-last reference."""

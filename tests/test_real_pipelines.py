@@ -138,9 +138,10 @@ def test_kth_evaluation_with_lpips_and_fvd(
     data, run = kth_run
     argv = [str(run), "--n-samples", "2", "--nt-gen", "10", "--batch-size", "8", "--lpips-alexnet"]
     argv += [str(weights["alexnet"]), "--fvd", "--i3d-weights", str(weights["i3d"]), "--fvd-resolution", "16"]
-    assert ev.main(argv) == 0  # dataset and test data: the run's (kth, its data_dir)
+    assert ev.main([*argv, "--fvd-samples", "2"]) == 0  # dataset and test data: the run's (kth, its data_dir)
     out = capsys.readouterr().out
     assert "skipped" not in out and "LPIPS" in out and "FVD " in out
+    assert " (16 videos, mean ± std over random samples 1-2, conditioning frames included, 16x16 tf1 resize)" in out
     stem = output_stem(run, "kth", "n2_t10_dt2")
     result = json.loads((run / "eval" / f"{stem}.json").read_text())
     assert result["data"]["dataset"] == "kth" and result["n_sequences"] == 16
@@ -156,6 +157,8 @@ def test_kth_evaluation_with_lpips_and_fvd(
     assert black["lpips"]["mean"] == pytest.approx(lpips_of_black(weights["alexnet"], frames, 3), rel=1e-4)
     fvd = result["fvd"]
     assert np.isfinite(fvd["value"]) and fvd["value"] >= 0
+    assert fvd["samples"] == 2 and fvd["value"] == pytest.approx(np.mean(fvd["values"]))
+    assert fvd["std"] == pytest.approx(np.std(fvd["values"]))
     assert fvd["protocol"]["n_cond"] == 3 and fvd["protocol"]["include_conditioning"]
     assert (fvd["protocol"]["n_videos"], fvd["protocol"]["resolution"], fvd["protocol"]["sample"]) == (16, 16, "first")
     per_sequence = np.load(run / "eval" / f"{stem}_per_sequence.npz")

@@ -308,8 +308,14 @@ def format_results(result: dict[str, Any], *, said: dict[str, str] | None = None
             lines.append(f"{metric.upper()} skipped: {reason}")
         elif metric == "fvd" and isinstance(entry, dict) and "value" in entry:
             proto = entry["protocol"]
+            k = entry.get("samples", 1)
+            value, which = (
+                (f"{entry['value']:.2f}", "first random sample")
+                if k == 1
+                else (f"{entry['value']:.2f} ± {entry['std']:.2f}", f"mean ± std over random samples 1-{k}")
+            )
             lines.append(
-                f"FVD {entry['value']:.2f} ({proto['n_videos']} videos, first random sample, conditioning frames "
+                f"FVD {value} ({proto['n_videos']} videos, {which}, conditioning frames "
                 f"included, {proto['resolution']}x{proto['resolution']} {proto['resize']} resize)"
             )
     t = result["throughput"]

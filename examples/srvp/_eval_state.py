@@ -115,11 +115,11 @@ def _fingerprint(
     **options: Any,
 ) -> dict[str, Any]:
     """What must not change for an evaluation to continue from saved progress: the protocol, the options that
-    shape the results (``sample_chunk``, ``device`` type, ``amp``, ``n_gif``, ``fvd``, ``official_files``,
-    ``noise``, the digest of non-default ``indices``), the model's configuration and digests of its weights,
-    the test clips and the LPIPS weights. The sample chunk is
-    part of it although the draws do not depend on it: a GPU may pick other kernels for other batch sizes, and
-    rounding could change which sample is best."""
+    shape the results (``sample_chunk``, ``device`` type, ``amp``, ``n_gif``, ``fvd``, ``fvd_samples``,
+    ``official_files``, ``noise``, the digest of non-default ``indices``), the model's configuration and digests of
+    its weights, the test clips and the LPIPS weights. The sample chunk is part of it although the draws do not
+    depend on it: a GPU may pick other kernels for other batch sizes, and rounding could change which sample is
+    best."""
     config = getattr(model, "config", None)
     return {
         "format": STATE_FORMAT,
@@ -154,8 +154,9 @@ def _save_progress(
     save_checkpoint(path, payload)
 
 
-_BEFORE_NOISE_MODES = {"noise": "batch"}
-"""Fingerprint entries of progress saved before the noise modes existed (all drawn as ``noise="batch"``)."""
+_EARLIER_VALUES = {"noise": "batch", "fvd_samples": 1}
+"""Fingerprint entries of progress saved before they were recorded, as such progress had them: drawn as
+``noise="batch"`` before the noise modes existed, scored by FVD on the first sample alone before ``fvd_samples``."""
 _NOT_RECORDED = ("sample_chunk", "model configuration")
 """Fingerprint entries that progress saved by earlier versions may lack; such progress continues. The sample chunk
 does not change the draws, but on a GPU another chunk may run other kernels, whose rounding can change which sample
@@ -198,7 +199,7 @@ def _load_progress(
     for key, now in fingerprint.items():
         if key in _NOT_RECORDED and key not in saved:
             continue  # (saved by a version that did not record it)
-        then = saved.get(key, _BEFORE_NOISE_MODES.get(key))
+        then = saved.get(key, _EARLIER_VALUES.get(key))
         if key == "model configuration" and isinstance(then, dict) and isinstance(now, dict):
             then = {**(config_defaults or {}), **then}
         if then == now:

@@ -452,7 +452,7 @@ def _evaluate_batch(
     n_gif: int,
     lpips: nn.Module | None,
     lpips_chunk: int,
-    fvd: bool,
+    fvd: int,
     official_files: bool,
     generators: list[torch.Generator] | None,
 ) -> dict[str, Any]:
@@ -462,9 +462,9 @@ def _evaluate_batch(
     ``scores[predictor][metric] = (time averages (B,), curves (B, Tf))`` for the predictors ``model`` (best sample),
     ``worst``, ``random`` (sample 0, one draw: the model scored as the single-guess references are), ``copy_last``
     and ``black``; ``best_index[metric]`` (B,), the sample chosen as the best; ``gif`` (when ``n_gif`` > 0: the
-    first ``n_gif`` clips' truth and best, worst and random samples, (T, n_gif, C, H, W)); ``fake`` (with ``fvd``:
-    sample 0's predicted frames, uint8 (Tf, B, C, H, W)); ``official`` (with ``official_files``: uint8 (B, T, H, W,
-    C) per official file)."""
+    first ``n_gif`` clips' truth and best, worst and random samples, (T, n_gif, C, H, W)); ``fake`` (when ``fvd`` > 0:
+    the predicted frames of samples 0 … fvd − 1, uint8 (fvd, Tf, B, C, H, W)); ``official`` (with
+    ``official_files``: uint8 (B, T, H, W, C) per official file)."""
     cond, target = x[: p.nt_cond], x[p.nt_cond :]
 
     def keep(metric: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -480,6 +480,7 @@ def _evaluate_batch(
     official: dict[str, torch.Tensor] = {}
     random: torch.Tensor | None = None  # sample 0 of the GIF's clips, after their conditioning frames
     first: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # sample 0's scores: one draw, not a best of N
+    fakes: list[torch.Tensor] = []  # the FVD samples' predicted frames, chunk by chunk
     parts = predict_in_chunks(
         model,
         cond,
@@ -495,10 +496,10 @@ def _evaluate_batch(
         chunk_scores = _frame_scores(frames, target, lpips, lpips_chunk)
         for m, s in chunk_scores.items():
             selections[m].update(part.start, s, frames)
-        if part.start == 0:  # sample 0: its scores, the FVD videos, the GIF's random sample, the official files'
+        if part.start < fvd:  # the FVD videos: samples 0 … fvd − 1
+            fakes.append(to_uint8(frames[: fvd - part.start]).cpu())  # truncation, as the official .byte()
+        if part.start == 0:  # sample 0: its scores, the GIF's random sample, the official files'
             first = {m: _first_guess(s) for m, s in chunk_scores.items()}
-            if fvd:
-                out["fake"] = to_uint8(frames[0]).cpu()  # truncation, as the official .byte()
             if n_gif > 0:
                 random = torch.cat([cond[:, :n_gif], frames[0][:, :n_gif]]).cpu()
             if official_files:
@@ -523,6 +524,8 @@ def _evaluate_batch(
     ):
         scores[name] = {m: _first_guess(s) for m, s in _frame_scores(guess, target, lpips, lpips_chunk).items()}
     out["scores"] = scores
+    if fvd:
+        out["fake"] = torch.cat(fakes)
     if n_gif > 0:
         assert random is not None  # set by the first chunk
         out["gif"] = {"truth": x[:, :n_gif].cpu(), "random": random}
@@ -547,6 +550,7 @@ def evaluate(
     lpips_chunk: int = 2048,
     fvd_network: nn.Module | None = None,
     fvd_protocol: FVDProtocol | None = None,
+    fvd_samples: int = 1,
     sample_chunk: int | None = None,
     official_files: bool = False,
     state_file: str | Path | None = None,
@@ -588,6 +592,10 @@ def evaluate(
         fvd_network: an I3D in eval mode (e.g. ``InceptionI3D.from_file()``); adds FVD between the real
             clips and [ground-truth conditioning frames, first random sample], uint8-quantised.
         fvd_protocol: FVD options (resolution, resize ...); ``n_cond`` is set to ``protocol.nt_cond``.
+        fvd_samples: FVD of each of the first K random samples (1 ≤ K ≤ ``protocol.n_samples``) against the same
+            real clips, embedded once: ``fvd["value"]`` is their mean, ``fvd["values"]`` each and ``fvd["std"]``
+            their population std (the paper's FVD ± over five samples: K = 5). 1 (SRVP's test script): the first
+            sample's.
         sample_chunk: samples per ``predict`` call, of the batch's sequences: at most
             ``sample_chunk · batch_size`` sequences at once; None: :func:`auto_sample_chunk`, about
             ``CHUNK_FRAMES`` predicted frames per call.
@@ -649,6 +657,13 @@ def evaluate(
     seq_indices = _check_indices(indices, n_all, noise)
     n_gif = check_positive_int(n_gif, "n_gif", minimum=0)
     check_positive_int(lpips_chunk, "lpips_chunk")
+    check_positive_int(fvd_samples, "fvd_samples")
+    if fvd_samples > p.n_samples:
+        raise ValueError(
+            f"fvd_samples: expected at most protocol.n_samples ({p.n_samples}) samples to score, got {fvd_samples}"
+        )
+    if fvd_samples > 1 and fvd_network is None:
+        raise ValueError(f"fvd_samples: {fvd_samples} samples to score by FVD, but no fvd_network is given")
     state_file = None if state_file is None else Path(state_file).expanduser()
     if state_file is not None and state_file.is_dir():
         raise ValueError(f"state_file: expected a file name, got the directory {state_file}")
@@ -680,6 +695,7 @@ def evaluate(
             lpips_chunk=lpips_chunk,
             fvd_network=fvd_network,
             fvd_protocol=fvd_protocol,
+            fvd_samples=fvd_samples,
             official_files=official_files,
             state_file=state_file,
             save_every=float(save_every),
@@ -732,6 +748,7 @@ def _evaluate(
     lpips_chunk: int,
     fvd_network: nn.Module | None,
     fvd_protocol: FVDProtocol | None,
+    fvd_samples: int,
     official_files: bool,
     state_file: Path | None,
     save_every: float,
@@ -757,6 +774,7 @@ def _evaluate(
         amp=amp,
         n_gif=n_gif,
         fvd=fvd_network is not None,
+        fvd_samples=fvd_samples,
         official_files=official_files,
         noise=noise,
         **{"sequence indices": None if indices is None else _digest([("indices", torch.tensor(indices[:n_seq]))])},
@@ -801,7 +819,9 @@ def _evaluate(
             # (the CPU's x / 255 on every device: a GPU's division would round half the values otherwise)
             x = to_unit_interval(sequences[: p.nt_gen, lo : min(lo + p.batch_size, n_seq)].to(device))
             n_gif_left = n_gif - sum(b["gif"]["truth"].shape[1] for b in acc.batches if "gif" in b)
-            options: dict[str, Any] = dict(lpips=lpips, lpips_chunk=lpips_chunk, fvd=fvd_network is not None)
+            options: dict[str, Any] = dict(
+                lpips=lpips, lpips_chunk=lpips_chunk, fvd=fvd_samples if fvd_network is not None else 0
+            )
             # The batch's N·B rows in each predict call; the noise of each sequence from its own generator
             # (noise="sequence"), or the batch's from the global stream (noise="batch", the official way).
             generators = None if noise == "batch" else sequence_generators(p.seed, index_of[lo : lo + x.shape[1]])
@@ -942,9 +962,11 @@ def _results(
         result["_official"] = official.arrays()
     if fvd_network is not None:
         real = sequences[: p.nt_gen, :n_seq]
-        fake = torch.cat([real[: p.nt_cond], torch.cat([b["fake"] for b in acc.batches], dim=1)])
+        # (progress saved before --fvd-samples holds sample 0's frames alone, (Tf, B, C, H, W))
+        future = torch.cat([b["fake"] if b["fake"].ndim == 6 else b["fake"][None] for b in acc.batches], dim=2)
+        fakes = [torch.cat([real[: p.nt_cond], sample]) for sample in future]
         result["fvd"] = _fvd(
-            real, fake, fvd_network, dataclasses.replace(fvd_protocol or FVDProtocol(), n_cond=p.nt_cond)
+            real, fakes, fvd_network, dataclasses.replace(fvd_protocol or FVDProtocol(), n_cond=p.nt_cond)
         )
     return result
 
@@ -979,8 +1001,10 @@ def _provenance(fingerprint: dict[str, Any], device: torch.device) -> dict[str, 
     return out
 
 
-def _fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: FVDProtocol) -> dict[str, Any]:
-    """FVD of uint8 (T, N, C, H, W) videos as a JSON entry: the value and protocol, or why it was skipped."""
+def _fvd(real: torch.Tensor, fakes: list[torch.Tensor], network: nn.Module, protocol: FVDProtocol) -> dict[str, Any]:
+    """FVD of uint8 (T, N, C, H, W) videos, the real ones against each generated set of ``fakes`` (random samples
+    1, 2 ...), as a JSON entry: the value (the mean over samples), the protocol, and with several samples each value
+    and their population std; or why it was skipped."""
     t, n = real.shape[:2]
     if n < MIN_VIDEOS:
         return {"skipped": f"FVD needs at least {MIN_VIDEOS} test sequences, got {n}"}
@@ -988,13 +1012,30 @@ def _fvd(real: torch.Tensor, fake: torch.Tensor, network: nn.Module, protocol: F
         return {"skipped": f"I3D needs at least {MIN_FRAMES} frames per video, got nt_gen={t}"}
     start = time.monotonic()
     try:
-        out = compute_fvd(real, fake, network, protocol)
+        first = compute_fvd(real, fakes[0], network, protocol)
+        values = [first.value] + [
+            compute_fvd(real, fake, network, protocol, real_embeddings=first.real_embeddings).value
+            for fake in fakes[1:]
+        ]
     except (ValueError, RuntimeError) as exc:  # e.g. a resolution too small for I3D's pooling
         return {"skipped": f"FVD failed: {exc}"}
+    if len(values) == 1:
+        return {
+            "value": first.value,
+            "protocol": asdict(first.protocol),
+            "videos": "real: ground truth; generated: ground-truth conditioning frames + first random sample",
+            "seconds": time.monotonic() - start,
+        }
     return {
-        "value": out.value,
-        "protocol": asdict(out.protocol),
-        "videos": "real: ground truth; generated: ground-truth conditioning frames + first random sample",
+        "value": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "values": values,
+        "samples": len(values),
+        "protocol": asdict(first.protocol),
+        "videos": (
+            f"real: ground truth; generated: ground-truth conditioning frames + random sample k, one FVD for each "
+            f"k = 1 … {len(values)}; value: their mean, std: their population std (ddof = 0)"
+        ),
         "seconds": time.monotonic() - start,
     }
 
@@ -1200,6 +1241,7 @@ _CONTINUABLE = (
     "sample_chunk",
     "noise",
     "fvd",
+    "fvd_samples",
     "official_files",
 )
 """Options whose saved value a flag of ``evaluate`` sets as such (``fvd`` and ``official_files`` too, as switches)."""
@@ -1216,6 +1258,7 @@ FLAG_OF = {
     "device": "--device",
     "amp": "--amp",
     "fvd": "--fvd",
+    "fvd_samples": "--fvd-samples",
     "official_files": "--save-official-files",
     "sample_chunk": "--sample-chunk",
     "noise": "--noise",
@@ -1430,6 +1473,14 @@ def build_parser() -> argparse.ArgumentParser:
     fv.add_argument("--fvd", action="store_true", help="also compute FVD (needs at least 16 sequences)")
     fv.add_argument("--i3d-weights", type=user_path, default=None, help="I3D Kinetics-400 weights (piergiaj layout)")
     fv.add_argument("--fvd-resolution", type=int, default=224, help="I3D input size (default: 224, the protocol)")
+    fv.add_argument(
+        "--fvd-samples",
+        type=int,
+        default=1,
+        metavar="K",
+        help="FVD of each of the first K random samples, reported as mean ± std (the paper's: 5; default: 1, the "
+        "first sample's, as the official test script)",
+    )
     return parser
 
 
@@ -1451,6 +1502,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         "--sample-chunk": (args.sample_chunk, 1),
         "--max-sequences": (args.max_sequences, 0),
         "--fvd-resolution": (args.fvd_resolution, 1),
+        "--fvd-samples": (args.fvd_samples, 1),
         "--save-every": (args.save_every, 0),
     }
     for flag, (value, minimum) in at_least.items():
@@ -1458,6 +1510,8 @@ def _check_flags(args: argparse.Namespace) -> None:
             hint = " (0: all)" if flag == "--max-sequences" else ""
             kind = "a number of minutes" if flag == "--save-every" else "an int"
             raise ValueError(f"{flag}: expected {kind} >= {minimum}{hint}, got {value}")
+    if args.fvd_samples != 1 and not args.fvd:
+        raise ValueError(f"--fvd-samples: FVD of {args.fvd_samples} samples asked for, but not FVD (add --fvd)")
 
 
 @ends_quietly_on_a_closed_pipe
@@ -1563,6 +1617,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             seed=args.seed,
             max_sequences=args.max_sequences,
         )
+        if args.fvd_samples > protocol.n_samples:
+            raise ValueError(
+                f"--fvd-samples: expected at most the {protocol.n_samples} samples drawn per sequence (--n-samples), "
+                f"got {args.fvd_samples}"
+            )
         stem = test_set.stem if dataset == "smmnist" else dataset
         at = ckpt_file.stem if step is None else f"{ckpt_file.stem}_step{step}"
         after_step = f"_n{protocol.n_samples}_t{protocol.nt_gen}_dt{protocol.n_substeps}"
@@ -1615,6 +1674,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
                 lpips=lpips,
                 fvd_network=i3d,
                 fvd_protocol=fvd_protocol,
+                fvd_samples=args.fvd_samples if i3d is not None else 1,
                 sample_chunk=args.sample_chunk,
                 official_files=args.save_official_files,
                 state_file=state,

@@ -613,6 +613,8 @@ def compute_fvd(
     fake: torch.Tensor,
     network: nn.Module,
     protocol: FVDProtocol | None = None,
+    *,
+    real_embeddings: torch.Tensor | None = None,
 ) -> FVDResult:
     """Fréchet video distance between real and generated videos under a recorded protocol.
 
@@ -620,11 +622,18 @@ def compute_fvd(
     holds [ground-truth conditioning frames, generated future] (sample 1); with
     ``protocol.include_conditioning=False`` the first ``protocol.n_cond`` frames are dropped from both.
 
+    Several generated sets are scored against one real set (the paper's FVD ± over five samples) by embedding the
+    real videos once: ``first = compute_fvd(real, fake_1, i3d)``, then
+    ``compute_fvd(real, fake_k, i3d, real_embeddings=first.real_embeddings)``.
+
     Args:
         real: real videos, shape ``(T, N, C, H, W)``, uint8 or floats in ``[0, 1]``, ``N ≥ 16``.
         fake: generated videos, same shape as ``real``.
         network: the embedding network in eval mode, usually ``InceptionI3D.from_file()``.
         protocol: the options; default ``FVDProtocol()`` (SRVP's).
+        real_embeddings: the embeddings of ``real`` by ``network`` under ``protocol``, shape ``(N, D)``, from an
+            earlier call (its :attr:`FVDResult.real_embeddings`); None: ``real`` is embedded. They are not checked
+            against ``real``: embeddings of other videos, or of another network or protocol, give a wrong value.
 
     Returns:
         An :class:`FVDResult` carrying the value, the protocol (with ``n_videos``) and the embeddings.
@@ -632,7 +641,8 @@ def compute_fvd(
     Raises:
         TypeError: an input is not a tensor, ``protocol`` is not an :class:`FVDProtocol`.
         ValueError: fewer than 16 videos, different shapes, ``n_cond`` not below ``T`` when dropping
-            conditioning frames, ``protocol.n_videos`` not ``N``, or as :func:`i3d_embeddings`.
+            conditioning frames, ``protocol.n_videos`` not ``N``, ``real_embeddings`` not ``(N, D)``, or as
+            :func:`i3d_embeddings`.
     """
     protocol = FVDProtocol() if protocol is None else protocol
     if not isinstance(protocol, FVDProtocol):
@@ -654,16 +664,21 @@ def compute_fvd(
                 f"protocol.n_cond: dropping {protocol.n_cond} conditioning frames leaves none of T = {sizes['t']}"
             )
         real, fake = real[protocol.n_cond :], fake[protocol.n_cond :]
-    real_emb, fake_emb = (
-        i3d_embeddings(
-            videos,
-            network,
-            resolution=protocol.resolution,
-            resize=protocol.resize,
-            chunk_size=protocol.chunk_size,
+    if real_embeddings is not None:
+        check_tensor(real_embeddings, "real_embeddings")
+        if real_embeddings.ndim != 2 or real_embeddings.shape[0] != n:
+            raise ValueError(
+                f"real_embeddings: expected the embeddings of the {n} real videos, (N, D) = ({n}, D), "
+                f"got shape {list(real_embeddings.shape)}"
+            )
+
+    def embed(videos: torch.Tensor) -> torch.Tensor:
+        return i3d_embeddings(
+            videos, network, resolution=protocol.resolution, resize=protocol.resize, chunk_size=protocol.chunk_size
         )
-        for videos in (real, fake)
-    )
+
+    real_emb = embed(real) if real_embeddings is None else real_embeddings
+    fake_emb = embed(fake)
     value = fvd_from_embeddings(real_emb, fake_emb)
     return FVDResult(
         value=value,
