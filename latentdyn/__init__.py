@@ -39,7 +39,7 @@ from latentdyn.fields import MLPField, VectorField, check_field_sizes
 from latentdyn.integrators import INTEGRATOR_NAMES, EulerIntegrator, Integrator, OdeintIntegrator, by_name
 from latentdyn.nn import MLP, TimeDistributed, init_orthogonal_
 from latentdyn.objectives import ElboTerms, elbo, gaussian_nll, kl_per_sequence, residual_penalty
-from latentdyn.ssm import LatentSSM, Role, Rollout, Sampler, default_sampler
+from latentdyn.ssm import LatentSSM, Role, Rollout, Sampler, default_sampler, noise_sampler
 
 __version__ = "0.1.0"
 
@@ -89,6 +89,7 @@ __all__ = [
     "init_orthogonal_",
     "kl_per_sequence",
     "last_frames",
+    "noise_sampler",
     "random_distinct_frames",
     "residual_penalty",
     "select_frames",

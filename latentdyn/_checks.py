@@ -338,8 +338,35 @@ def _dimensions(n: int) -> str:
 
 
 def is_int(value: object) -> TypeGuard[int]:
-    """Whether ``value`` is an integer for an option: a Python or NumPy integer, not a bool (nor a tensor)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor))
+    """Whether ``value`` is an integer for an option: a Python or NumPy integer, not a bool (nor a tensor); or a
+    size that torch is tracing (:func:`_traced_size`)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor)):
+        return True
+    return _traced_size(value)
+
+
+def _traced_size(value: object) -> bool:
+    """Whether ``value`` is a size read from a tensor that torch is tracing: a ``torch.SymInt`` (a dynamic size under
+    ``torch.export`` or ``torch.compile``), or a 0-dim integer tensor while ``torch.jit.trace`` records (where
+    ``x.shape[0]`` is one). The checks keep such a size as it is: ``int()`` would fix it to the example's value."""
+    if isinstance(value, torch.SymInt):
+        return True
+    return (
+        isinstance(value, torch.Tensor)
+        and value.dim() == 0
+        and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+        and torch.jit.is_tracing()
+    )
+
+
+def _at_least(value: int, minimum: int) -> bool:
+    """``value >= minimum``, for a size that torch traces too: a SymInt's comparison becomes a guard (a constraint on
+    the dynamic size), a traced tensor's is read at its example value without the tracer's warning."""
+    if isinstance(value, torch.Tensor):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return bool(value >= minimum)
+    return bool(value >= minimum)
 
 
 def check_bool(value: object, name: str, meaning: str = "") -> bool:
@@ -358,16 +385,16 @@ def check_int(value: object, name: str) -> int:
     """``value`` as an ``int`` if it is an integer (:func:`is_int`), else raise ``TypeError`` naming ``name``."""
     if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
-    return int(value)
+    return value if _traced_size(value) else int(value)
 
 
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     """``value`` as an ``int`` if it is an integer (:func:`is_int`) at least ``minimum``."""
     if not is_int(value):
         raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
+    if not _at_least(value, minimum):
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
+    return value if _traced_size(value) else int(value)
 
 
 def check_hidden_size(value: object, name: str, n_layers: int) -> int:

@@ -45,9 +45,10 @@ def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool
     Args:
         loc: mean, (..., D), floating point.
         scale: standard deviation, (..., D), floating point, positive.
-        validate_args: ``torch.distributions`` argument validation (None: its global default, on). Validation
-            reads the values back to the host, a device synchronisation on GPUs: library code passes False
-            for scales that are positive by construction.
+        validate_args: ``torch.distributions`` argument validation (None: its global default, on, except while
+            ``torch.compile`` or ``torch.export`` trace the call: the checks depend on the values, which a graph
+            cannot, and export failed on them). Validation reads the values back to the host, a device
+            synchronisation on GPUs: library code passes False for scales that are positive by construction.
 
     Returns:
         ``Independent(Normal(loc, scale), 1)`` with batch shape (...) and event shape (D,).
@@ -70,7 +71,15 @@ def diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool
         ) from None
     if validate_args is not None:
         validate_args = check_bool(validate_args, "validate_args")
+    elif _compiling():
+        validate_args = False
     return _diag_gaussian(loc, scale, validate_args=validate_args)
+
+
+def _compiling() -> bool:
+    """Whether ``torch.compile`` or ``torch.export`` is tracing the code (False on a torch without the query)."""
+    query = getattr(torch.compiler, "is_compiling", None)
+    return bool(query()) if query is not None else False
 
 
 def _diag_gaussian(loc: torch.Tensor, scale: torch.Tensor, *, validate_args: bool | None = None) -> Independent[Normal]:

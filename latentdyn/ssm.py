@@ -36,7 +36,7 @@ from latentdyn._repr import fields_repr
 from latentdyn.cells.base import CellPath, TransitionCell
 from latentdyn.distributions import _diag_gaussian, index_steps
 
-__all__ = ["LatentSSM", "Role", "Rollout", "Sampler", "default_sampler"]
+__all__ = ["LatentSSM", "Role", "Rollout", "Sampler", "default_sampler", "noise_sampler"]
 
 # The message of check_shape for an axis of the wrong size, e.g. "h: expected size 4 for axis 'd' of (... d)".
 _SIZE_CHECK = re.compile(r"^[\w.\[\]]+: expected size \d+ for axis ")
@@ -170,6 +170,74 @@ def default_sampler(sample: bool = True, *, generator: torch.Generator | None = 
                 "of your own"
             )
         return dist.rsample()
+
+    return draw
+
+
+def noise_sampler(*, y0: torch.Tensor | None = None, z: torch.Tensor | None = None) -> Sampler:
+    """A sampler that draws from given standard-normal noise: ``loc + ε·scale``, with ε read from ``y0`` and ``z``.
+
+    The rollout's randomness then comes in as tensors: a model wrapped so that the noise is an input exports
+    (``torch.export``) to a pure function, whose samples are the same in any runtime; two models or settings
+    compared on the same noise differ by the model alone (common random numbers). Drawn with the noise of
+    ``default_sampler``, the values are those of ``default_sampler``'s draws.
+
+    The z noise is consumed in order, one row per transition: a ``"z_posterior"`` draw of K transitions (batch
+    shape (K, B), as :meth:`LatentSSM.rollout` draws the observed part in one call) takes the next K rows of
+    ``z``, a ``"z_prior"`` draw (batch shape (B,)) the next row. A sampler therefore serves one rollout (or one
+    ``predict``): make another for the next.
+
+    Args:
+        y0: ε of the ``"y0"`` draw, the shape of that distribution's samples, e.g. (B, Dy); None: no such draw.
+        z: ε of the transitions, (T', B, Dz): row t for transition t (all transitions of the rollout, observed
+            and predicted); None: no z draw.
+
+    Returns:
+        The sampler, for ``sampler=`` of :meth:`LatentSSM.rollout` (or ``SRVP.predict``).
+
+    Raises:
+        TypeError: ``y0`` or ``z`` is not a floating-point tensor (or None). At a draw: a distribution other than a
+            diagonal Gaussian ``Independent(Normal, 1)``.
+        ValueError: at a draw, noise of a shape other than the distribution's, a role without noise, or ``z`` used
+            up (the message says how many rows were given and asked for).
+    """
+    for name, eps in (("y0", y0), ("z", z)):
+        if eps is not None and not (isinstance(eps, torch.Tensor) and eps.is_floating_point()):
+            kind = f"tensor of dtype {eps.dtype}" if isinstance(eps, torch.Tensor) else type(eps).__name__
+            raise TypeError(f"{name}: expected standard-normal noise, a floating-point tensor, or None, got {kind}")
+    if z is not None and z.dim() < 2:
+        raise ValueError(f"z: expected noise of one row per transition, (T', ..., Dz), got shape {list(z.shape)}")
+    used = 0  # rows of z consumed
+
+    def draw(dist: Distribution, role: Role) -> torch.Tensor:
+        nonlocal used
+        if not (type(dist) is Independent and type(dist.base_dist) is Normal):
+            raise TypeError(
+                f"noise_sampler: draws diagonal Gaussians Independent(Normal, 1), got a {type(dist).__name__} for "
+                f"{role!r}"
+            )
+        loc, scale = dist.base_dist.loc, dist.base_dist.scale
+        if role == "y0":
+            if y0 is None:
+                raise ValueError("noise_sampler: a 'y0' draw, but no y0 noise was given")
+            eps, what = y0, "y0"
+        else:
+            if z is None:
+                raise ValueError(f"noise_sampler: a {role!r} draw, but no z noise was given")
+            rows = loc.shape[0] if role == "z_posterior" else 1
+            if used + rows > z.shape[0]:
+                raise ValueError(
+                    f"z: noise for {z.shape[0]} transitions, but the rollout asks for transition {z.shape[0] + 1} "
+                    f"({role!r}); give one row per transition"
+                )
+            eps = z[used : used + rows] if role == "z_posterior" else z[used]
+            what = f"z[{used}:{used + rows}]" if role == "z_posterior" else f"z[{used}]"
+            used += rows
+        if eps.shape != loc.shape:
+            raise ValueError(
+                f"{what}: expected noise of the {role!r} distribution's shape {list(loc.shape)}, got {list(eps.shape)}"
+            )
+        return loc + eps.to(device=loc.device, dtype=loc.dtype) * scale
 
     return draw
 
@@ -350,6 +418,20 @@ def _first_index(mask: torch.Tensor) -> tuple[int, ...]:
 def _where(index: tuple[int, ...]) -> str:
     """``index`` as a message says it: "[q, b] = [3, 7]" for per-sequence times, "index 3" for shared ones."""
     return f"[q, b] = {list(index)}" if len(index) == 2 else f"index {index[0]}"
+
+
+def _in_dtype(draw: Sampler, dtype: torch.dtype | None) -> Sampler:
+    """``draw`` with its values cast down to ``dtype`` (None: as they come). A float16 model's prior keeps its scale
+    in float32 (:func:`~latentdyn.distributions.diag_gaussian_from_raw`), so its draws are float32: the default
+    sampler gives them in the states' float16, as drawing in float16 would (a custom sampler is checked instead)."""
+    if dtype is None:
+        return draw
+
+    def in_dtype(dist: Distribution, role: Role) -> torch.Tensor:
+        z = draw(dist, role)
+        return z.to(dtype) if torch.promote_types(z.dtype, dtype) != dtype else z
+
+    return in_dtype
 
 
 def _check_draw(z: object, role: Role, shape: tuple[int, ...], state_dtype: torch.dtype | None) -> torch.Tensor:
@@ -598,7 +680,7 @@ class LatentSSM(nn.Module):
             raise TypeError(
                 f"sampler: expected a callable draw(dist, role) -> tensor, or None, got {type(sampler).__name__}"
             )
-        draw = sampler if sampler is not None else default_sampler(sample)
+        draw = sampler if sampler is not None else _in_dtype(default_sampler(sample), state_dtype)
         n_trans = n_frames - 1
         u_all = self._check_inputs(inputs, n_trans, b)
         dz = self.noise_size

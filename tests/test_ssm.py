@@ -19,7 +19,7 @@ from latentdyn.distributions import ConditionalGaussianPrior, StandardNormal, di
 from latentdyn.fields import MLPField, VectorField
 from latentdyn.nn import MLP
 from latentdyn.objectives import elbo, kl_per_sequence, residual_penalty
-from latentdyn.ssm import LatentSSM, Role, Rollout, default_sampler
+from latentdyn.ssm import LatentSSM, Role, Rollout, default_sampler, noise_sampler
 
 DY, DZ, B, T = 3, 2, 4, 30
 
@@ -1082,3 +1082,76 @@ def test_at_snaps_float64_times_within_1e_9_frames_of_a_substep_time() -> None:
     expected = (1 - w) * substates[6] + w * substates[7]
     torch.testing.assert_close(r.at([6.5 + 1e-7])[0], expected, rtol=1e-12, atol=1e-15)
     assert not torch.equal(r.at([6.5 + 1e-7])[0], substates[6])
+
+
+# ------------------------------------------------------------------------------------------------ noise_sampler
+def test_noise_sampler_reads_one_row_of_z_per_transition_observed_or_predicted() -> None:
+    """Transition t's z is loc_t + ε_t·scale_t with ε_t = z[t], whether the posterior (drawn in one call for the
+    observed transitions) or the prior (one call per transition) gives it."""
+    ssm, y0, k = make_ssm(), make_y0(), 3
+    post = make_posterior(k)
+    eps = torch.randn(7, B, DZ, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    r = ssm.rollout(y0, 8, posterior=post, sampler=noise_sampler(z=eps))
+    assert r.prior is not None
+    expected = torch.cat([post.mean + eps[:k] * post.stddev, r.prior.mean[k:] + eps[k:] * r.prior.stddev[k:]])
+    torch.testing.assert_close(r.z, expected, rtol=0, atol=1e-12)
+    # The same noise, the same rollout; another row t changes z from transition t on only.
+    again = ssm.rollout(y0, 8, posterior=post, sampler=noise_sampler(z=eps))
+    assert torch.equal(again.states, r.states)
+    other = eps.clone()
+    other[5] += 1.0
+    moved = ssm.rollout(y0, 8, posterior=post, sampler=noise_sampler(z=other))
+    assert torch.equal(moved.z[:5], r.z[:5]) and not torch.equal(moved.z[5], r.z[5])
+    assert torch.equal(moved.states[:6], r.states[:6]) and not torch.equal(moved.states[6], r.states[6])
+
+
+def test_noise_sampler_draws_y0_and_casts_the_noise_to_the_distribution() -> None:
+    loc, scale = torch.zeros(B, DY), torch.full((B, DY), 2.0)
+    eps = torch.randn(B, DY, dtype=torch.float64)
+    value = noise_sampler(y0=eps)(diag_gaussian(loc, scale), "y0")
+    assert value.dtype == torch.float32 and torch.equal(value, (eps.float() * 2.0))
+
+
+def test_noise_sampler_says_what_is_missing_or_misshapen() -> None:
+    ssm, y0 = make_ssm(), make_y0()
+    with pytest.raises(ValueError, match=r"^z: noise for 4 transitions, but the rollout asks for transition 5 "):
+        ssm.rollout(y0, 8, sampler=noise_sampler(z=torch.randn(4, B, DZ, dtype=torch.float64)))
+    with pytest.raises(ValueError, match=r"^z\[0\]: expected noise of the 'z_prior' distribution's shape \[4, 2\], "):
+        ssm.rollout(y0, 3, sampler=noise_sampler(z=torch.randn(2, B + 1, DZ, dtype=torch.float64)))
+    with pytest.raises(ValueError, match=r"^noise_sampler: a 'z_prior' draw, but no z noise was given"):
+        ssm.rollout(y0, 3, sampler=noise_sampler(y0=y0))
+    gaussian = diag_gaussian(torch.zeros(B, DY), torch.ones(B, DY))
+    with pytest.raises(ValueError, match=r"^noise_sampler: a 'y0' draw, but no y0 noise was given"):
+        noise_sampler(z=torch.zeros(2, B, DZ))(gaussian, "y0")
+    with pytest.raises(ValueError, match=r"^y0: expected noise of the 'y0' distribution's shape \[4, 3\], got \[4\]"):
+        noise_sampler(y0=torch.zeros(B))(gaussian, "y0")
+    with pytest.raises(TypeError, match=r"^noise_sampler: draws diagonal Gaussians Independent\(Normal, 1\), got a "):
+        noise_sampler(y0=torch.zeros(B, DY))(Normal(torch.zeros(B, DY), 1.0), "y0")
+    with pytest.raises(
+        TypeError,
+        match=r"^z: expected standard-normal noise, a floating-point tensor, or None, got "
+        r"tensor of dtype torch.int64",
+    ):
+        noise_sampler(z=torch.zeros(2, B, DZ, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"^y0: expected standard-normal noise, .* got list"):
+        noise_sampler(y0=[0.0])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^z: expected noise of one row per transition, \(T', \.\.\., Dz\), got "):
+        noise_sampler(z=torch.zeros(DZ))
+
+
+def test_a_float16_model_samples_with_the_default_sampler() -> None:
+    """A float16 model's prior keeps its scale (so its draws) in float32; the default sampler gave the rollout
+    float32 draws, which it refused as the sampler's fault ("expected a draw in the dtype of y0"), though no sampler
+    was passed. Its draws now come in float16, the values of the float32 draws rounded; a custom sampler's float32
+    draw is still refused."""
+    ssm = LatentSSM(ResidualCell(MLPField(4, 2, 16, 2), 4, 2, 2), ConditionalGaussianPrior(MLP(4, 16, 4, 2))).half()
+    y0 = torch.randn(3, 4).half()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        r = ssm.rollout(y0, 6)
+        torch.manual_seed(0)
+        rounded = ssm.rollout(y0, 6, sampler=lambda d, role: default_sampler()(d, role).half())
+    assert r.z.dtype == r.states.dtype == torch.float16
+    assert torch.equal(r.z, rounded.z) and torch.equal(r.states, rounded.states)
+    with pytest.raises(TypeError, match=r"sampler: expected a draw in the dtype of y0, torch.float16"):
+        ssm.rollout(y0, 6, sampler=default_sampler())
