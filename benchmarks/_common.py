@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from examples.srvp._host import tf32_settings
 from latentdyn._files import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +33,7 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
-        info["tf32"] = {  # fp32 variants on a GPU: cuDNN convolutions use TF32 unless switched off
-            "matmul": torch.backends.cuda.matmul.allow_tf32,
-            "cudnn": torch.backends.cudnn.allow_tf32,
-        }
+        info["tf32"] = tf32_settings()  # fp32 variants on a GPU: cuDNN convolutions use TF32 unless switched off
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -114,13 +112,16 @@ class ChildFailed(RuntimeError):
 
 def run_child(script: str, args: list[str]) -> dict[str, Any]:
     """Run one variant in a fresh process (so that its peak memory is its own) and return its JSON; a failure is
-    a :class:`ChildFailed`."""
+    a :class:`ChildFailed`. What a variant that ran wrote to stderr (warnings) is passed on, each line marked with
+    the variant's name."""
     cmd = [sys.executable, "-m", f"benchmarks.{script}", *args, "--child"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    variant = args[args.index("--variant") + 1] if "--variant" in args[:-1] else script
     if proc.returncode != 0:
-        variant = args[args.index("--variant") + 1] if "--variant" in args[:-1] else script
         raise ChildFailed(variant, proc.returncode, proc.stderr, cmd)
+    for line in proc.stderr.splitlines():  # a variant's warnings (e.g. torch.compile's) reach the user, marked
+        print(f"{variant}: {line}", file=sys.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -47,14 +47,18 @@ __all__ = [
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
-def warn_at_user(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` pointed at the first caller outside latentdyn: a public function that reaches the warning
-    through another one (``by_name`` building an ``OdeintIntegrator``) still shows the user's line, so the default
-    filter shows it once per user call site and ``filterwarnings(module=...)`` can name the user's module."""
+def warn_at_user(message: str, category: type[Warning] = UserWarning, *, inside: tuple[str, ...] = ()) -> None:
+    """``warnings.warn`` pointed at the first caller outside latentdyn, torch (whose ``torch.no_grad`` and
+    ``nn.Module.__call__`` wrap the user's calls) and the folders ``inside`` (a package's own directories, ending in
+    the path separator): a public function that reaches the warning through another one (``by_name`` building an
+    ``OdeintIntegrator``) still shows the user's line, so the default filter shows it once per user call site and
+    ``filterwarnings(module=...)`` can name the user's module."""
+    skipped = (_PACKAGE_DIR, _TORCH_DIR, *inside)
     level, frame = 2, sys._getframe(1)  # level 2: the caller of this function
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skipped):
         frame, level = frame.f_back, level + 1  # type: ignore[assignment]
     warnings.warn(message, category, stacklevel=level)
 

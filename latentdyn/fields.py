@@ -118,8 +118,10 @@ class MLPField(VectorField):
         activation: Callable[[], nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
-        self.state_size = check_positive_int(state_size, "state_size")
-        self.cond_size = check_positive_int(cond_size, "cond_size", minimum=0)
+        # (declared: the base's int | None reached a user of MLPField.state_size in pyright; mutable attributes are
+        # invariant there, hence the ignore)
+        self.state_size: int = check_positive_int(state_size, "state_size")  # pyright: ignore[reportIncompatibleVariableOverride]
+        self.cond_size: int = check_positive_int(cond_size, "cond_size", minimum=0)  # pyright: ignore[reportIncompatibleVariableOverride]
         # Checked here so that a message names this class's argument, not the MLP's ``hidden_features``.
         check_hidden_size(hidden_size, "hidden_size", check_positive_int(n_layers, "n_layers"))
         self.net = MLP(state_size + cond_size, hidden_size, state_size, n_layers, activation=activation)

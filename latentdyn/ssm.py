@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
@@ -758,25 +758,58 @@ class LatentSSM(nn.Module):
             posterior_mask=mask_used,
         )
 
-    def forward(self, y0: torch.Tensor, n_frames: int, **kwargs: Any) -> Rollout:
-        """``ssm(y0, n_frames, ...)``: the same as :meth:`rollout`.
+    def forward(
+        self,
+        y0: torch.Tensor,
+        n_frames: int,
+        *,
+        posterior: Independent[Normal] | None = None,
+        n_observed: int | None = None,
+        sample: bool = True,
+        sampler: Sampler | None = None,
+        n_substeps: int | None = None,
+        t0: int = 0,
+        inputs: torch.Tensor | None = None,
+        posterior_mask: torch.Tensor | None = None,
+    ) -> Rollout:
+        """``ssm(y0, n_frames, ...)``: the same as :meth:`rollout`, with its arguments (named, so that a type checker
+        catches a misspelt one).
 
         Module calls (hooks, ``DistributedDataParallel``, ``torch.func.functional_call``) go through
         ``forward``.
 
-        Args:
-            y0: state of the first frame, (B, Dy).
-            n_frames: T, number of frame times including the first.
-            **kwargs: the keyword arguments of :meth:`rollout`.
-
         Returns:
             A :class:`Rollout`.
         """
-        return self.rollout(y0, n_frames, **kwargs)
+        return self.rollout(
+            y0,
+            n_frames,
+            posterior=posterior,
+            n_observed=n_observed,
+            sample=sample,
+            sampler=sampler,
+            n_substeps=n_substeps,
+            t0=t0,
+            inputs=inputs,
+            posterior_mask=posterior_mask,
+        )
 
     if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
 
-        def __call__(self, y0: torch.Tensor, n_frames: int, **kwargs: Any) -> Rollout: ...
+        def __call__(
+            self,
+            y0: torch.Tensor,
+            n_frames: int,
+            *,
+            posterior: Independent[Normal] | None = None,
+            n_observed: int | None = None,
+            sample: bool = True,
+            sampler: Sampler | None = None,
+            n_substeps: int | None = None,
+            t0: int = 0,
+            inputs: torch.Tensor | None = None,
+            posterior_mask: torch.Tensor | None = None,
+        ) -> Rollout: ...
 
     def _check_dtypes(self, y0: torch.Tensor, posterior: Independent[Normal] | None) -> torch.dtype | None:
         """Check the dtypes the networks would refuse; return the highest dtype a draw may have (None: any).

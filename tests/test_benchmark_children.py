@@ -134,3 +134,19 @@ def test_a_failed_variant_keeps_the_others_figures(
     assert [len(w["results"]) for w in written] == [1, 1, 2, 2] and written[0]["complete"] is False
     printed = capsys.readouterr()
     assert f"{variants[0]}: " in printed.out and "out of memory" in printed.err
+
+
+def test_a_variant_s_warnings_reach_the_user_marked_with_its_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A variant that ran had its stderr (e.g. torch.compile's warnings) captured and dropped."""
+    import subprocess
+
+    def run(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        stderr = "x.py:3: UserWarning: something to know\n  warnings.warn(...)\n"
+        return subprocess.CompletedProcess(cmd, 0, stdout='progress\n{"variant": "eager"}\n', stderr=stderr)
+
+    monkeypatch.setattr(_common.subprocess, "run", run)
+    assert _common.run_child("train_step", ["--steps", "1", "--variant", "eager"]) == {"variant": "eager"}
+    err = capsys.readouterr().err
+    assert err == "eager: x.py:3: UserWarning: something to know\neager:   warnings.warn(...)\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import pytest
@@ -383,3 +384,21 @@ def test_an_mlp_converted_after_a_call_checks_its_inputs_again() -> None:
     with pytest.raises(TypeError, match=r"x: expected the dtype of the mlp's parameters, torch.float64, got "):
         mlp(torch.randn(4, 3))
     assert mlp(torch.randn(4, 3, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_warn_at_user_points_past_torch_wrappers_and_the_folders_given() -> None:
+    """The line a warning names is the user's: past latentdyn's frames, the folders ``inside`` (an example's) and
+    torch's own (``torch.no_grad`` wraps a decorated function in torch/utils/_contextlib.py, where the warning
+    landed)."""
+    from latentdyn._checks import warn_at_user
+
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+    @torch.no_grad()
+    def library_call() -> None:
+        warn_at_user("from the library", inside=(here,))
+
+    user_line = compile("library_call()", "/somewhere/user_script.py", "exec")
+    with pytest.warns(UserWarning, match="from the library") as caught:
+        exec(user_line, {"library_call": library_call})
+    assert [w.filename for w in caught] == ["/somewhere/user_script.py"]

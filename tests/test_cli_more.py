@@ -539,3 +539,42 @@ def test_a_resume_keeps_the_adam_implementation_this_machine_chose(tmp_path: Pat
     assert resumed["step"] == 2
     for group in resumed["optimizer"]["param_groups"]:
         assert (group["fused"], group["foreach"]) == (chosen["fused"], chosen["foreach"])
+
+
+# ------------------------------------------------------------------------------------ warnings on the commands
+def test_a_command_shows_a_warning_as_one_line_and_gives_the_display_back(capsys: pytest.CaptureFixture[str]) -> None:
+    """Python printed "FILE:LINE: UserWarning: MESSAGE" and the source line: the example's code (or torch's), of
+    no use to the user of a command. Filters other than the ones given stay the caller's."""
+    import warnings
+
+    from examples.srvp._cli import warnings_as_lines
+
+    shown = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with warnings_as_lines(r"left out\b"):
+            warnings.warn("something to know\n", UserWarning, stacklevel=1)
+            warnings.warn("left out here", UserWarning, stacklevel=1)
+            warnings.warn("something else", RuntimeWarning, stacklevel=1)
+        assert warnings.showwarning is shown
+        warnings.simplefilter("error")
+        with warnings_as_lines(), pytest.raises(UserWarning, match="an error still"):
+            warnings.warn("an error still", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "warning: something to know\nwarning: something else\n"
+
+
+def test_train_says_the_adjoint_warning_in_its_flags_and_evaluate_leaves_it_out(
+    tmp_path: Path, test_set: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """latentdyn warns that the adjoint of a low-order method misstates the gradient, in Python's terms
+    ("OdeintIntegrator(adjoint=True) ... or adjoint=False") and at the example's line: train says it with its flags,
+    evaluate (which takes no gradient) says nothing of it."""
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--run-dir", str(run), "--lr-burnin", "1", "--lr-decay", "1"]
+    assert train.main([*args, "--integrator", "euler", "--adjoint", "true"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --adjoint true with --integrator euler (order 1): the adjoint gives the gradient " in err
+    assert "use --integrator rk4 or an adaptive method such as dopri5, or --adjoint false" in err
+    assert "OdeintIntegrator" not in err and err.count("--adjoint true") == 1
+    assert ev.main([str(run), "--test-set", str(test_set), "--no-lpips", "--n-samples", "1"]) == 0
+    assert "adjoint" not in capsys.readouterr().err

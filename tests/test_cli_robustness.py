@@ -1331,8 +1331,9 @@ def test_saved_progress_survives_numpy_settings_a_second_ctrl_c_and_a_full_disk(
     from examples.srvp import _eval_state
 
     monkeypatch.setattr(_eval_state, "save_checkpoint", disk_full)
-    with pytest.warns(UserWarning, match="state_file: the progress could not be saved .No space left on device"):
+    with pytest.warns(UserWarning, match="state_file: the progress could not be saved .No space left on device") as w:
         unsaved = ev.evaluate(model, clips, protocol, state_file=tmp_path / "other.pt", **options)
+    assert {record.filename for record in w} == {__file__}  # the caller's line, not the example's (nor torch's)
     assert unsaved["metrics"] == whole["metrics"] and not (tmp_path / "other.pt").exists()
     monkeypatch.undo()
     monkeypatch.setattr(torch, "save", _disk_full_after(2000))  # as a real disk filling up during torch.save

@@ -16,10 +16,11 @@ import torch
 from shared_fixtures import FIXTURES, needs
 
 from examples.srvp import evaluate as ev
+from examples.srvp._host import full_fp32
 from examples.srvp.checkpoint import load_checkpoint
 from examples.srvp.config import PRESETS, resolve_device
 from examples.srvp.model import SRVP
-from examples.srvp.official import _full_fp32, _Noise, verify
+from examples.srvp.official import _Noise, verify
 from examples.srvp.train import train
 
 FIXTURE = FIXTURES / "official"
@@ -61,7 +62,7 @@ def test_cuda_and_cpu_compute_the_same_loss_and_prediction() -> None:
     model = SRVP(PRESETS["tiny"]().model).init_weights()
     x = torch.rand(6, 3, 1, 64, 64)
     means = _Noise(None, None, None)
-    with _full_fp32(), torch.no_grad():
+    with full_fp32(torch.device("cuda")), torch.no_grad():
         out = {}
         for device in ("cpu", "cuda"):
             m = model.to(device).eval()

@@ -124,8 +124,9 @@ import numpy as np
 import torch
 from torch.distributions import Distribution
 
-from latentdyn import (MLP, ConditionalGaussianPrior, DCGANEncoder, LatentSSM, MLPField, ResidualCell, Role,
-                       index_steps, init_conv_weights_, init_orthogonal_, kl_per_sequence, residual_penalty)
+from latentdyn import (MLP, CellPath, ConditionalGaussianPrior, DCGANEncoder, LatentSSM, MLPField, ResidualCell,
+                       Role, Rollout, index_steps, init_conv_weights_, init_orthogonal_, kl_per_sequence,
+                       residual_penalty)
 
 
 def use_means(d: Distribution, r: Role) -> torch.Tensor:
@@ -139,6 +140,13 @@ kl: torch.Tensor = kl_per_sequence(roll.prior, index_steps(roll.prior, slice(0, 
 penalty: torch.Tensor = residual_penalty(roll.residuals)
 mlp: MLP = init_orthogonal_(MLP(2, 8, 2, n_layers=2), gain=1.0)
 encoder: DCGANEncoder = init_conv_weights_(DCGANEncoder(image_size=32, base_width=8, code_size=16))
+# A field's declared sizes are ints; a return_path known only as a bool gives the union; ssm(...) has rollout's
+# arguments (a misspelt one is an error).
+field = MLPField(3, 2, 16, 2)
+width: int = field.state_size + field.cond_size
+want_path = bool(np.random.rand() > 0.5)
+step: torch.Tensor | CellPath = ResidualCell(field, 3, 2)(torch.zeros(4, 3), torch.zeros(4, 2), return_path=want_path)
+called: Rollout = ssm(torch.zeros(4, 3), 3, sample=False, n_substeps=1)
 """
 
 

@@ -38,6 +38,8 @@ class _LastTwo(nn.Module):
         return select_frames(codes, last_frames(t, 2, b), check=False)  # (check=True reads the indices' values)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # (last_frames compares the traced size with k)
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace.* is deprecated:DeprecationWarning")  # (torch 2.13: still there)
 def test_sizes_that_torch_traces_pass_the_integer_checks_and_stay_dynamic() -> None:
     """A batch size read from a tensor is a SymInt under torch.export with a dynamic batch and a 0-dim tensor under
     torch.jit.trace: the checks take both (they refused them as "expected an int"), and keep them symbolic, so that

@@ -160,6 +160,31 @@ def test_read_npz_reads_and_checks_only_the_keys_asked_for(tmp_path: Path) -> No
         read_npz(tmp_path / "single.npy", ["x"])
 
 
+def test_read_npz_closes_the_file_of_an_unreadable_archive(tmp_path: Path) -> None:
+    """np.load given a path leaves the file open when the zip is unreadable (a ResourceWarning, a handle held until
+    the garbage collector runs): the reader opens and closes it itself, whether the archive reads or not."""
+    import gc
+    import warnings
+
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.arange(1000))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros(2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=r"truncated\.npz: not a readable \.npz file"):
+            read_npz(truncated)
+        with pytest.raises(ValueError, match=r"single\.npy: expected an \.npz archive"):
+            read_npz(single)
+        np.testing.assert_array_equal(read_npz(good)["x"], np.arange(1000))
+        with pytest.raises(ValueError, match=r"missing\.npz: not a readable \.npz file \(.*No such file"):
+            read_npz(tmp_path / "missing.npz")
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 # ------------------------------------------------------------------------------------------------ atomic writers
 
 

@@ -933,6 +933,21 @@ def test_collate_videos() -> None:
     assert collate_videos([np.full((1, 2, 2), 255, np.uint8)]).max() == 1.0
 
 
+def test_collate_videos_takes_read_only_arrays_without_a_warning() -> None:
+    """Read-only videos (np.asarray of a Pillow image, a memory map's slice) were handed to torch.from_numpy, which
+    warns that the tensor may not be written; they are copied instead, and the caller's array is untouched."""
+    import warnings
+
+    video = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6)
+    video.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = collate_videos([video, video[:, ::-1]])  # (a reversed view: not contiguous either)
+    np.testing.assert_allclose(out[:, 1, 0].numpy(), video[:, ::-1] / 255.0, rtol=0, atol=1e-7)
+    out.add_(1.0)
+    assert video[0, 0, 1] == 1 and not video.flags.writeable
+
+
 def test_stack_videos_then_to_unit_interval_is_collate_videos() -> None:
     """The two halves of collate_videos: uint8 (T, B, C, H, W) first (what DataLoader workers hand over), then
     v / 255 computed as the CPU divides, for each of the 256 values."""

@@ -743,3 +743,58 @@ def test_an_official_config_or_checkpoint_of_another_kind_of_value_is_a_one_line
             f"error: OFFICIAL_DIR: {d / 'model.pt'}: expected a state dict (torch.save(model.state_dict())), got list"
         )
     assert _convert_error(d, tmp_path / "out", capsys).rstrip("\n") == message
+
+
+# ------------------------------------------------------------------------------------------------ TF32 switches
+def test_full_fp32_switches_tf32_off_on_cuda_only_and_gives_the_switches_back() -> None:
+    """The legacy switches (a process that has not used the newer API): off on a CUDA device, back afterwards;
+    untouched on the CPU."""
+    from examples.srvp._host import full_fp32, tf32_settings
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = matmul.allow_tf32, cudnn.allow_tf32
+    assert tf32_settings() == {"matmul": before[0], "cudnn": before[1]}
+    with full_fp32(torch.device("cuda")):  # (only flags: no GPU is needed to set them)
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (False, False)
+    assert (matmul.allow_tf32, cudnn.allow_tf32) == before
+    matmul.allow_tf32 = True
+    try:
+        with full_fp32(torch.device("cpu")):
+            assert matmul.allow_tf32
+    finally:
+        matmul.allow_tf32 = before[0]
+
+
+_NEW_TF32_API = """
+import torch
+from examples.srvp._host import full_fp32, tf32_settings
+from examples.srvp.official import verify
+
+targets = [torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn]
+torch.backends.cuda.matmul.fp32_precision = "tf32"  # the API torch recommends: torch refuses allow_tf32 reads now
+saved = [t.fp32_precision for t in targets]
+assert tf32_settings() == dict(zip(["matmul", "cudnn_conv", "cudnn_rnn"], saved)), tf32_settings()
+with full_fp32(torch.device("cuda")):
+    assert [t.fp32_precision for t in targets] == ["ieee"] * 3
+assert [t.fp32_precision for t in targets] == saved
+try:
+    verify("/nonexistent/fixture", "cpu")  # reached the reading of the folder (it read allow_tf32 first: raised)
+except FileNotFoundError as exc:
+    assert "no config.json in /nonexistent/fixture" in str(exc), exc
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch without fp32_precision")
+def test_full_fp32_goes_through_the_newer_tf32_api_when_the_process_uses_it() -> None:
+    """After ``fp32_precision`` is set, torch raises on reading ``allow_tf32`` ("mix of the legacy and new APIs"):
+    ``verify`` on the CPU raised so. The switches are read and set through the API the process uses. (In a child
+    process: the newer API, once used, stays in force for the rest of the process.)"""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _NEW_TF32_API], cwd=root, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

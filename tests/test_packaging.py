@@ -94,7 +94,7 @@ def test_the_wheel_holds_everything_the_main_job_needs(tmp_path: Path) -> None:
     assert wheel.name.startswith(f"latentdyn-{latentdyn.__version__}-")  # the version has one source
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("latentdyn/py.typed", "latentdyn/data/mnist_digits.npz", "latentdyn/data/lpips_alex_v0.1.pth",
-                    "latentdyn/data/README.md", "examples/srvp/quickstart.py"):  # fmt: skip
+                    "latentdyn/data/README.md", "examples/srvp/quickstart.py", "examples/py.typed"):  # fmt: skip
         assert shipped in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)  # PEP 639
     # The shipped data's own licences (CC BY-SA for the digits, BSD for the LPIPS weights) travel with the wheel.

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -33,6 +34,7 @@ __all__ = [
     "robust_output",
     "shell_quote",
     "user_path",
+    "warnings_as_lines",
 ]
 
 
@@ -59,6 +61,37 @@ def robust_output() -> Iterator[None]:
         for stream, errors in reversed(changed):
             with contextlib.suppress(ValueError, OSError, TypeError):
                 stream.reconfigure(errors=errors)
+
+
+ADJOINT_GRADIENT_WARNING = r"OdeintIntegrator\(adjoint=True\) with "
+"""The start of latentdyn's warning that the adjoint of a low-order fixed-grid method misstates the gradient: about
+training, so evaluate and demo do not show it; train says it in its own flags (:func:`examples.srvp.train.main`)."""
+
+
+@contextlib.contextmanager
+def warnings_as_lines(*ignore: str) -> Iterator[None]:
+    """While the block (or the decorated command) runs, a warning prints as one line on stderr, ``warning: MESSAGE``,
+    without the file and line Python names (the example's code or torch's, of no use to the command's user) and the
+    source line under them; warnings whose message matches one of the regular expressions ``ignore`` (at its start)
+    are not shown. Which warnings show stays the caller's choice (``-W``, ``PYTHONWARNINGS``: once per place by
+    default, or an error); the filters and the display come back afterwards."""
+    with warnings.catch_warnings():
+        for pattern in ignore:
+            warnings.filterwarnings("ignore", message=pattern)
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            with contextlib.suppress(OSError, ValueError):  # (a closed stderr: the warning is lost, not the run)
+                print(f"warning: {str(message).strip()}", file=sys.stderr, flush=True)
+
+        warnings.showwarning = show
+        yield
 
 
 class CliParser(argparse.ArgumentParser):

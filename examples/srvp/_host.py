@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
-__all__ = ["CallerState", "caller_state_kept", "without_caller_autocast"]
+__all__ = ["CallerState", "caller_state_kept", "full_fp32", "tf32_settings", "without_caller_autocast"]
 
 
 @contextlib.contextmanager
@@ -25,6 +26,62 @@ def without_caller_autocast() -> Iterator[None]:
         if torch.cuda.is_available():
             stack.enter_context(torch.autocast("cuda", enabled=False))
         yield
+
+
+def _legacy_tf32_flags() -> tuple[bool, bool] | None:
+    """torch's legacy TF32 switches (``allow_tf32`` of matmul and cuDNN), or None when the process set TF32 through
+    the newer ``fp32_precision`` settings, after which torch refuses to read the legacy ones (a RuntimeError about
+    mixing the two APIs)."""
+    try:
+        return bool(torch.backends.cuda.matmul.allow_tf32), bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:
+        return None
+
+
+def _precision_settings() -> list[Any]:
+    """The objects of torch's ``fp32_precision`` settings that TF32 reaches: CUDA matmul, cuDNN convolutions and
+    RNNs."""
+    cudnn = torch.backends.cudnn
+    return [torch.backends.cuda.matmul, cudnn.conv, cudnn.rnn]  # type: ignore[attr-defined]
+
+
+def tf32_settings() -> dict[str, Any]:
+    """Whether CUDA's fp32 matmuls and cuDNN use TF32, through whichever of torch's two APIs the process uses:
+    ``{"matmul": bool, "cudnn": bool}`` (``allow_tf32``), or the ``fp32_precision`` of matmul, cuDNN convolutions and
+    RNNs (``"tf32"``, ``"ieee"`` or ``"none"``: as its parent)."""
+    legacy = _legacy_tf32_flags()
+    if legacy is not None:
+        return {"matmul": legacy[0], "cudnn": legacy[1]}
+    matmul, conv, rnn = _precision_settings()
+    return {"matmul": matmul.fp32_precision, "cudnn_conv": conv.fp32_precision, "cudnn_rnn": rnn.fp32_precision}
+
+
+@contextlib.contextmanager
+def full_fp32(device: torch.device) -> Iterator[None]:
+    """On a CUDA ``device``, fp32 matmuls and cuDNN without TF32 inside (cuDNN convolutions use it by default); the
+    settings come back on the way out. Elsewhere nothing is touched. Through whichever of torch's two TF32 APIs the
+    process uses: reading the legacy ``allow_tf32`` after the newer ``fp32_precision`` was set raises in torch."""
+    if device.type != "cuda":
+        yield
+        return
+    legacy = _legacy_tf32_flags()
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if legacy is not None:
+        matmul.allow_tf32 = cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            matmul.allow_tf32, cudnn.allow_tf32 = legacy
+        return
+    targets = _precision_settings()
+    saved = [target.fp32_precision for target in targets]
+    for target in targets:
+        target.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for target, value in zip(targets, saved):
+            target.fp32_precision = value
 
 
 class CallerState:

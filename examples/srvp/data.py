@@ -49,6 +49,7 @@ from examples.srvp._cli import (
     robust_output,
     shell_quote,
     user_path,
+    warnings_as_lines,
 )
 
 if TYPE_CHECKING:
@@ -370,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @ends_quietly_on_a_closed_pipe
 @robust_output()
+@warnings_as_lines()
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command; returns the exit status.
 

@@ -36,6 +36,7 @@ import torch
 from einops import rearrange, repeat
 
 from examples.srvp._cli import (
+    ADJOINT_GRADIENT_WARNING,
     CliParser,
     add_threads,
     add_version,
@@ -46,6 +47,7 @@ from examples.srvp._cli import (
     robust_output,
     shell_quote,
     user_path,
+    warnings_as_lines,
 )
 from examples.srvp.checkpoint import (
     check_writable,
@@ -264,6 +266,7 @@ def _settings(args: argparse.Namespace, model: SRVP, run: dict[str, Any], clips:
 
 @ends_quietly_on_a_closed_pipe
 @robust_output()
+@warnings_as_lines(ADJOINT_GRADIENT_WARNING)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.demo``; returns the exit status."""
     args = build_parser().parse_args(argv)

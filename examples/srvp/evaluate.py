@@ -62,7 +62,6 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,6 +73,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from examples.srvp._cli import (
+    ADJOINT_GRADIENT_WARNING,
     CliParser,
     add_threads,
     add_version,
@@ -85,6 +85,7 @@ from examples.srvp._cli import (
     robust_output,
     shell_quote,
     user_path,
+    warnings_as_lines,
 )
 from examples.srvp._eval_data import (
     DEFAULT_NT_GEN,
@@ -148,7 +149,7 @@ from examples.srvp.checkpoint import (
 )
 from examples.srvp.config import DATASETS, amp_resolution_missed, resolve_device
 from examples.srvp.model import FrameModel, SampleChunk, predict_in_chunks
-from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real
+from latentdyn._checks import check_choice, check_int, check_positive_int, check_shape, is_real, warn_at_user
 from latentdyn.video.collate import to_unit_interval
 from latentdyn.video.datasets._common import is_hidden
 from latentdyn.video.fvd import MIN_FRAMES, MIN_VIDEOS, FVDProtocol, compute_fvd
@@ -810,7 +811,7 @@ def _evaluate(
                 official.sync()  # the rows the progress counts on are on the disk before it is saved
             _save_progress(state_file, fingerprint, acc, resumed_at, official.layout if official is not None else None)
         except OSError as e:
-            warnings.warn(f"state_file: the progress could not be saved ({os_error_message(e)})", stacklevel=3)
+            warn_at_user(f"state_file: the progress could not be saved ({os_error_message(e)})", inside=(_EXAMPLE_DIR,))
             return
         saved, last_save = acc.done, time.monotonic()
 
@@ -1272,6 +1273,8 @@ FLAG_OF = {
 
 
 _PROG = "python -m examples.srvp.evaluate"
+_EXAMPLE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+"""The example's folder: its frames are not the user's line a warning points at."""
 
 
 def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool, computes: dict[str, bool]) -> None:
@@ -1516,6 +1519,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 @ends_quietly_on_a_closed_pipe
 @robust_output()
+@warnings_as_lines(ADJOINT_GRADIENT_WARNING)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.evaluate``."""
     parser = build_parser()

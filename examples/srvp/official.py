@@ -17,7 +17,6 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +31,9 @@ from examples.srvp._cli import (
     robust_output,
     shell_quote,
     user_path,
+    warnings_as_lines,
 )
+from examples.srvp._host import full_fp32
 from examples.srvp.checkpoint import (
     atomic_write_text,
     check_finite,
@@ -715,17 +716,6 @@ def _loss_checks(prefix: str, terms: Any, ref: dict[str, float]) -> Iterator[Che
         )
 
 
-@contextmanager
-def _full_fp32() -> Iterator[None]:
-    """CUDA fp32 without TF32 (cuDNN convolutions use TF32 by default): the fixture is full fp32."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 def verify(fixture_dir: str | Path, device: str | torch.device = "cpu") -> list[Check]:
     """Recompute every entry of an official fixture directory with our model; see the fixture's README.
 
@@ -735,7 +725,7 @@ def verify(fixture_dir: str | Path, device: str | torch.device = "cpu") -> list[
             the fixture was computed in full fp32). Comparisons are made on the CPU in float64.
     """
     device = torch.device(device)
-    with _full_fp32():
+    with full_fp32(device):  # the fixture is full fp32
         return _verify(Path(fixture_dir), device)
 
 
@@ -866,6 +856,7 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
 # ---------------------------------------------------------------------------------------------------- CLI
 @ends_quietly_on_a_closed_pipe
 @robust_output()
+@warnings_as_lines()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.official``."""
     parser = CliParser(prog="python -m examples.srvp.official", description=(__doc__ or "").split("\n")[0])

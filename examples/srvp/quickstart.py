@@ -28,6 +28,7 @@ from examples.srvp._cli import (
     robust_output,
     shell_quote,
     user_path,
+    warnings_as_lines,
 )
 from examples.srvp.checkpoint import (
     FileLock,
@@ -106,6 +107,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 @ends_quietly_on_a_closed_pipe
 @robust_output()
+@warnings_as_lines()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m examples.srvp.quickstart``."""
     parser = build_parser()

@@ -184,6 +184,18 @@ class TransitionCell(nn.Module, abc.ABC):
         check: bool = True,
     ) -> CellPath: ...
 
+    @overload
+    def forward(
+        self,
+        y: torch.Tensor,
+        z: torch.Tensor,
+        n_substeps: int | None = None,
+        frame: int = 0,
+        *,
+        return_path: bool = False,
+        check: bool = True,
+    ) -> torch.Tensor | CellPath: ...
+
     def forward(
         self,
         y: torch.Tensor,
@@ -251,6 +263,18 @@ class TransitionCell(nn.Module, abc.ABC):
             return_path: Literal[True],
             check: bool = True,
         ) -> CellPath: ...
+
+        @overload
+        def __call__(
+            self,
+            y: torch.Tensor,
+            z: torch.Tensor,
+            n_substeps: int | None = None,
+            frame: int = 0,
+            *,
+            return_path: bool = False,
+            check: bool = True,
+        ) -> torch.Tensor | CellPath: ...
 
         def __call__(
             self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import nn
@@ -392,7 +392,7 @@ class OdeintIntegrator(Integrator):
         adjoint_method: str | None = None,
         adjoint_options: dict[str, Any] | None = None,
     ) -> None:
-        self.method = check_choice(method, "method", ODEINT_METHODS)
+        self.method = cast(OdeintName, check_choice(method, "method", ODEINT_METHODS))
         rtol, atol = check_positive_real(rtol, "rtol"), check_positive_real(atol, "atol")
         self.options = _check_options(options, "options", self.method)
         adjoint = check_bool(adjoint, "adjoint")

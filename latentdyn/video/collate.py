@@ -57,7 +57,9 @@ def stack_videos(videos: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
     first_shape: torch.Size | None = None
     for i, video in enumerate(videos):
         if isinstance(video, np.ndarray):
-            video = torch.from_numpy(np.ascontiguousarray(video))
+            # (a read-only array, e.g. np.asarray of a Pillow image or a memory map's slice, is copied: torch
+            # warns on tensors over memory it may not write)
+            video = torch.from_numpy(np.require(video, requirements=("C", "W")))
         elif not isinstance(video, torch.Tensor):
             raise TypeError(f"videos[{i}]: expected a numpy array or torch.Tensor, got {type(video).__name__}")
         if video.dtype != torch.uint8:

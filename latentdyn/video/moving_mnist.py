@@ -563,7 +563,7 @@ class MovingMNIST(Dataset[np.ndarray]):
         self.length = check_positive_int(length, "length")
         self.digits = _as_digit_pool(digits, self.image_size)
         self.deterministic = check_bool(deterministic, "deterministic")
-        self.limit = self.image_size - self.digits.shape[1]
+        self.limit: int = self.image_size - int(self.digits.shape[1])
         _check_room_to_move(self.deterministic, self.limit, self.max_speed > 0, "image_size", _no_room(self.digits))
         if seed is not None:
             _check_seed(seed)
@@ -837,7 +837,7 @@ class MovingMNISTTestSet(Dataset[np.ndarray]):
             check_positive_int(seq_len, "seq_len")
             if seq_len > available:
                 raise ValueError(f"seq_len: expected at most the {available} stored frames, got {seq_len}")
-        self.seq_len = available if seq_len is None else seq_len
+        self.seq_len: int = int(available) if seq_len is None else seq_len
 
     def __len__(self) -> int:
         return int(self.data.sequences.shape[1])

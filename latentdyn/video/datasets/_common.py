@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NamedTuple, TypeVar
+from typing import IO, TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 
 import numpy as np
 from torch.utils.data import get_worker_info
@@ -372,8 +372,26 @@ def read_npz(
         check_npy_sizes(path, wanted)  # a header claiming more than the file holds is damage, not a lack of memory
     except ValueError as exc:
         raise ValueError(f"{prefix}{exc}") from exc
+    # The file is opened here, not by np.load: given a path, np.load leaves its file open when the archive is
+    # unreadable (a ResourceWarning, and a handle held until the garbage collector runs).
     try:
-        archive = np.load(path, allow_pickle=False)
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ValueError(f"{prefix}{path}: not a readable .npz file ({first_line(exc)})") from exc
+    with handle:
+        return _read_open_npz(handle, path, prefix, wanted, check)
+
+
+def _read_open_npz(
+    handle: BinaryIO,
+    path: Path,
+    prefix: str,
+    wanted: list[str] | None,
+    check: Callable[[list[str]], None] | None,
+) -> dict[str, np.ndarray]:
+    """:func:`read_npz` of the opened file ``handle``, its arrays read before it is closed."""
+    try:
+        archive = np.load(handle, allow_pickle=False)
     except MemoryError:  # out of memory is not a damaged file (check_npy_sizes refused impossible claims)
         raise
     except Exception as exc:  # OSError, ValueError, EOFError, BadZipFile, zlib.error, a tokenizer's error...
