@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -179,13 +179,13 @@ def noise_sampler(*, y0: torch.Tensor | None = None, z: torch.Tensor | None = No
 
     The rollout's randomness then comes in as tensors: a model wrapped so that the noise is an input exports
     (``torch.export``) to a pure function, whose samples are the same in any runtime; two models or settings
-    compared on the same noise differ by the model alone (common random numbers). Drawn with the noise of
-    ``default_sampler``, the values are those of ``default_sampler``'s draws.
+    compared on the same noise differ by the model alone (common random numbers).
 
-    The z noise is consumed in order, one row per transition: a ``"z_posterior"`` draw of K transitions (batch
-    shape (K, B), as :meth:`LatentSSM.rollout` draws the observed part in one call) takes the next K rows of
-    ``z``, a ``"z_prior"`` draw (batch shape (B,)) the next row. A sampler therefore serves one rollout (or one
-    ``predict``): make another for the next.
+    The z noise is consumed in order, one row per transition: a draw of batch shape (K, B) (the observed part of
+    a :meth:`LatentSSM.rollout`, drawn in one ``"z_posterior"`` call) takes the next K rows of ``z``, one of batch
+    shape (B,) (a ``"z_prior"`` draw) the next row. A sampler therefore serves one rollout (or one ``predict``):
+    make another for the next. A rollout with a ``posterior_mask`` also draws the prior of its observed
+    transitions, which would take rows of their own: it refuses this sampler.
 
     Args:
         y0: ε of the ``"y0"`` draw, the shape of that distribution's samples, e.g. (B, Dy); None: no such draw.
@@ -193,7 +193,8 @@ def noise_sampler(*, y0: torch.Tensor | None = None, z: torch.Tensor | None = No
             and predicted); None: no z draw.
 
     Returns:
-        The sampler, for ``sampler=`` of :meth:`LatentSSM.rollout` (or ``SRVP.predict``).
+        The sampler, for ``sampler=`` of :meth:`LatentSSM.rollout` (or ``SRVP.predict``). Its draws have the
+        dtype of the distribution's mean (a float16 model's prior keeps its scale in float32).
 
     Raises:
         TypeError: ``y0`` or ``z`` is not a floating-point tensor (or None). At a draw: a distribution other than a
@@ -224,21 +225,24 @@ def noise_sampler(*, y0: torch.Tensor | None = None, z: torch.Tensor | None = No
         else:
             if z is None:
                 raise ValueError(f"noise_sampler: a {role!r} draw, but no z noise was given")
-            rows = loc.shape[0] if role == "z_posterior" else 1
+            block = loc.dim() == z.dim()  # batch (K, B): K transitions; (B,): one
+            rows = loc.shape[0] if block else 1
             if used + rows > z.shape[0]:
                 raise ValueError(
-                    f"z: noise for {z.shape[0]} transitions, but the rollout asks for transition {z.shape[0] + 1} "
-                    f"({role!r}); give one row per transition"
+                    f"z: noise for {z.shape[0]} transitions, but the rollout asks for {used + rows} ({role!r} draw "
+                    f"of {rows} after {used}); give one row per transition"
                 )
-            eps = z[used : used + rows] if role == "z_posterior" else z[used]
-            what = f"z[{used}:{used + rows}]" if role == "z_posterior" else f"z[{used}]"
+            eps = z[used : used + rows] if block else z[used]
+            what = f"z[{used}:{used + rows}]" if block else f"z[{used}]"
             used += rows
         if eps.shape != loc.shape:
             raise ValueError(
                 f"{what}: expected noise of the {role!r} distribution's shape {list(loc.shape)}, got {list(eps.shape)}"
             )
-        return loc + eps.to(device=loc.device, dtype=loc.dtype) * scale
+        precision = torch.promote_types(loc.dtype, scale.dtype)  # (a float16 mean with a float32 scale: float32)
+        return (loc + eps.to(device=loc.device, dtype=precision) * scale).to(loc.dtype)
 
+    draw._one_row_per_transition = True  # type: ignore[attr-defined]  # (a masked rollout refuses it)
     return draw
 
 
@@ -681,6 +685,12 @@ class LatentSSM(nn.Module):
                 f"sampler: expected a callable draw(dist, role) -> tensor, or None, got {type(sampler).__name__}"
             )
         draw = sampler if sampler is not None else _in_dtype(default_sampler(sample), state_dtype)
+        if mask_used is not None and getattr(sampler, "_one_row_per_transition", False):
+            raise ValueError(
+                "sampler: a noise_sampler reads one row of z per transition, but a rollout with a posterior_mask "
+                "draws the prior of the observed transitions too (for the sequences the mask hands to it); draw "
+                "the noise with a sampler of your own, or roll out without the mask"
+            )
         n_trans = n_frames - 1
         u_all = self._check_inputs(inputs, n_trans, b)
         dz = self.noise_size
@@ -758,43 +768,24 @@ class LatentSSM(nn.Module):
             posterior_mask=mask_used,
         )
 
-    def forward(
-        self,
-        y0: torch.Tensor,
-        n_frames: int,
-        *,
-        posterior: Independent[Normal] | None = None,
-        n_observed: int | None = None,
-        sample: bool = True,
-        sampler: Sampler | None = None,
-        n_substeps: int | None = None,
-        t0: int = 0,
-        inputs: torch.Tensor | None = None,
-        posterior_mask: torch.Tensor | None = None,
-    ) -> Rollout:
-        """``ssm(y0, n_frames, ...)``: the same as :meth:`rollout`, with its arguments (named, so that a type checker
-        catches a misspelt one).
+    def forward(self, y0: torch.Tensor, n_frames: int, **kwargs: Any) -> Rollout:
+        """``ssm(y0, n_frames, ...)``: the same as :meth:`rollout`.
 
         Module calls (hooks, ``DistributedDataParallel``, ``torch.func.functional_call``) go through
-        ``forward``.
+        ``forward``. It passes its keyword arguments on as they come, so a subclass whose ``rollout`` takes other
+        ones is called the same way; type checkers see :meth:`rollout`'s arguments by name.
+
+        Args:
+            y0: state of the first frame, (B, Dy).
+            n_frames: T, number of frame times including the first.
+            **kwargs: the keyword arguments of :meth:`rollout`.
 
         Returns:
             A :class:`Rollout`.
         """
-        return self.rollout(
-            y0,
-            n_frames,
-            posterior=posterior,
-            n_observed=n_observed,
-            sample=sample,
-            sampler=sampler,
-            n_substeps=n_substeps,
-            t0=t0,
-            inputs=inputs,
-            posterior_mask=posterior_mask,
-        )
+        return self.rollout(y0, n_frames, **kwargs)
 
-    if TYPE_CHECKING:  # module(...) has forward's signature (torch types nn.Module.__call__ as (...) -> Any)
+    if TYPE_CHECKING:  # module(...) has rollout's signature (forward passes its keyword arguments on)
 
         def __call__(
             self,

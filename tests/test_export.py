@@ -135,3 +135,27 @@ def test_the_srvp_sampler_exports_strictly_with_a_dynamic_batch() -> None:
     with torch.no_grad():
         for b in (1, 5):
             assert torch.equal(program.module()(clips(b)), Means()(clips(b)))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace.* is deprecated:DeprecationWarning")
+def test_the_srvp_predictor_traces_and_runs_at_another_batch_size() -> None:
+    """``predict`` reads the batch size from its frames for the content's frame indices: traced, that size was a
+    0-dim tensor, which the checks refused ("n_frames: expected an int >= 1, got Tensor")."""
+    model = _tiny_srvp()
+    c = model.config
+
+    class Means(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, cond: torch.Tensor) -> torch.Tensor:
+            return self.model.predict(cond, 3, 1, sample=False, decode_cond=False).frames
+
+    def clips(b: int) -> torch.Tensor:
+        return torch.rand(3, b, c.channels, c.image_size, c.image_size, generator=torch.Generator().manual_seed(b))
+
+    with torch.no_grad():
+        traced = torch.jit.trace(Means(), (clips(2),), check_trace=False)
+        assert torch.equal(traced(clips(5)), Means()(clips(5)))

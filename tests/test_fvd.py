@@ -478,8 +478,12 @@ def test_compute_fvd_checks_the_real_embeddings_it_is_given() -> None:
         compute_fvd(real, real, net, FVDProtocol(resolution=8), real_embeddings=emb[:16])
     with pytest.raises(ValueError, match=r"real_embeddings: .* got shape \[17, 3, 6\]"):
         compute_fvd(real, real, net, FVDProtocol(resolution=8), real_embeddings=emb.view(17, 3, 6))
-    with pytest.raises(TypeError, match=r"real_embeddings: expected a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"real_embeddings: expected a (torch.Tensor|floating-point tensor)"):
         compute_fvd(real, real, net, real_embeddings=emb.numpy())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"real_embeddings: .* got dtype torch.int64"):
+        compute_fvd(real, real, net, FVDProtocol(resolution=8), real_embeddings=emb.long())
+    with pytest.raises(ValueError, match=r"real_embeddings: expected embeddings of size D = 18 \(the network's\)"):
+        compute_fvd(real, real, net, FVDProtocol(resolution=8), real_embeddings=emb[:, :7])
 
 
 def test_compute_fvd_can_drop_conditioning_frames() -> None:

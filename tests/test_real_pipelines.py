@@ -163,6 +163,9 @@ def test_kth_evaluation_with_lpips_and_fvd(
     assert (fvd["protocol"]["n_videos"], fvd["protocol"]["resolution"], fvd["protocol"]["sample"]) == (16, 16, "first")
     per_sequence = np.load(run / "eval" / f"{stem}_per_sequence.npz")
     assert per_sequence["lpips"].shape == (16,)
+    # FVD of one sample is another number: these results are not replaced by it without --overwrite.
+    assert ev.main(argv) == 2
+    assert "with other settings (--fvd-samples: 2 there, 1 now): pass --overwrite" in capsys.readouterr().err
 
 
 def test_kth_evaluation_without_weights_skips_lpips_and_fvd(

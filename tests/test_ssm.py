@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -1114,7 +1115,7 @@ def test_noise_sampler_draws_y0_and_casts_the_noise_to_the_distribution() -> Non
 
 def test_noise_sampler_says_what_is_missing_or_misshapen() -> None:
     ssm, y0 = make_ssm(), make_y0()
-    with pytest.raises(ValueError, match=r"^z: noise for 4 transitions, but the rollout asks for transition 5 "):
+    with pytest.raises(ValueError, match=r"^z: noise for 4 transitions, but the rollout asks for 5 \('z_prior' draw "):
         ssm.rollout(y0, 8, sampler=noise_sampler(z=torch.randn(4, B, DZ, dtype=torch.float64)))
     with pytest.raises(ValueError, match=r"^z\[0\]: expected noise of the 'z_prior' distribution's shape \[4, 2\], "):
         ssm.rollout(y0, 3, sampler=noise_sampler(z=torch.randn(2, B + 1, DZ, dtype=torch.float64)))
@@ -1155,3 +1156,36 @@ def test_a_float16_model_samples_with_the_default_sampler() -> None:
     assert torch.equal(r.z, rounded.z) and torch.equal(r.states, rounded.states)
     with pytest.raises(TypeError, match=r"sampler: expected a draw in the dtype of y0, torch.float16"):
         ssm.rollout(y0, 6, sampler=default_sampler())
+
+
+def test_noise_sampler_is_refused_by_a_masked_rollout_and_rounds_to_a_float16_mean() -> None:
+    """A posterior_mask makes the rollout draw the prior of the observed transitions too: with one row per
+    transition the rows would be misread (predicted step t took row t + L), so it is refused. A float16 model's
+    prior keeps its scale in float32: the draw comes in the mean's float16, which the rollout takes."""
+    ssm, y0, k = make_ssm(), make_y0(), 3
+    eps = torch.randn(7, B, DZ, dtype=torch.float64)
+    mask = torch.ones(k, B, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"^sampler: a noise_sampler reads one row of z per transition, but a rollout"):
+        ssm.rollout(y0, 8, posterior=make_posterior(k), posterior_mask=mask, sampler=noise_sampler(z=eps))
+    half = LatentSSM(ResidualCell(MLPField(4, 2, 16, 2), 4, 2, 2), ConditionalGaussianPrior(MLP(4, 16, 4, 2))).half()
+    noise = torch.randn(5, 3, 2)
+    with torch.no_grad():
+        r = half.rollout(torch.randn(3, 4).half(), 6, sampler=noise_sampler(z=noise))
+    assert r.prior is not None and r.prior.stddev.dtype == torch.float32 and r.z.dtype == torch.float16
+    assert torch.equal(r.z, (r.prior.mean.float() + noise * r.prior.stddev).half())
+
+
+def test_a_subclass_that_extends_rollout_is_called_with_its_own_arguments() -> None:
+    """``ssm(...)`` passes its keyword arguments on to ``rollout`` as they come (type checkers see rollout's)."""
+
+    calls: list[bool] = []
+
+    class Counted(LatentSSM):
+        def rollout(self, y0: torch.Tensor, n_frames: int, *, count: bool = False, **kwargs: Any) -> Rollout:
+            calls.append(count)
+            return super().rollout(y0, n_frames, **kwargs)
+
+    ssm = make_ssm()
+    counted = Counted(ssm.cell, ssm.prior)
+    r = counted(make_y0(), 3, count=True, sample=False)  # type: ignore[call-arg]
+    assert calls == [True] and r.n_frames == 3

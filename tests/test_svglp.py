@@ -388,3 +388,26 @@ def test_predict_from_a_single_conditioning_frame() -> None:
     for n in range(2):
         torch.testing.assert_close(pred.cond_frames[n, 0], rec_0[0])
         torch.testing.assert_close(pred.frames[n, 0], frame_1[0])
+
+
+def test_svglp_reads_the_noise_of_a_noise_sampler_one_row_per_transition() -> None:
+    """SVG-LP draws z as one-step sequences, batch (1, N·B): a noise_sampler gives it row t of z for transition t,
+    as it gives SRVP's (so that the two models can be driven by the same noise)."""
+    from latentdyn import noise_sampler
+
+    torch.manual_seed(0)
+    model = SVGLP(tiny()).eval()
+    c = model.config
+    cond = torch.rand(3, 2, c.channels, c.image_size, c.image_size)
+    eps = torch.randn(2 + 4, 2 * 2, c.noise_size)  # 2 observed transitions, 4 predicted; N·B = 4 rows
+
+    def frames(noise: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.predict(cond, 4, 2, sampler=noise_sampler(z=noise)).frames
+
+    first = frames(eps)
+    assert torch.equal(frames(eps), first)
+    moved = eps.clone()
+    moved[4] += 1.0  # the third predicted transition
+    other = frames(moved)
+    assert torch.equal(other[:, :2], first[:, :2]) and not torch.equal(other[:, 2], first[:, 2])

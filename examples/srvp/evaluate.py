@@ -596,7 +596,8 @@ def evaluate(
         fvd_samples: FVD of each of the first K random samples (1 ≤ K ≤ ``protocol.n_samples``) against the same
             real clips, embedded once: ``fvd["value"]`` is their mean, ``fvd["values"]`` each and ``fvd["std"]``
             their population std (the paper's FVD ± over five samples: K = 5). 1 (SRVP's test script): the first
-            sample's.
+            sample's. The K samples' predicted frames are kept in uint8 until the end (and in the saved progress):
+            K times the test clips' future frames.
         sample_chunk: samples per ``predict`` call, of the batch's sequences: at most
             ``sample_chunk · batch_size`` sequences at once; None: :func:`auto_sample_chunk`, about
             ``CHUNK_FRAMES`` predicted frames per call.
@@ -1023,6 +1024,7 @@ def _fvd(real: torch.Tensor, fakes: list[torch.Tensor], network: nn.Module, prot
     if len(values) == 1:
         return {
             "value": first.value,
+            "samples": 1,
             "protocol": asdict(first.protocol),
             "videos": "real: ground truth; generated: ground-truth conditioning frames + first random sample",
             "seconds": time.monotonic() - start,
@@ -1303,6 +1305,8 @@ def _check_overwrite(path: Path, settings: dict[str, Any], *, given_name: bool, 
             "device": provenance.get("device"),
             "dataset": data.get("dataset"),
             "test_set": data.get("test_set"),
+            # (results written before --fvd-samples scored the first sample alone)
+            "fvd_samples": saved["fvd"].get("samples", 1) if _computed(saved.get("fvd"), "fvd") else None,
         }
         differences = [
             f"{FLAG_OF.get(key, key)}: {then.get(key)!r} there, {now!r} now"
@@ -1637,6 +1641,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None, lock: FileLock) -> i
             "device": torch.device(args.device).type,
             "dataset": dataset,
             "test_set": str(test_set),
+            **({"fvd_samples": args.fvd_samples} if args.fvd else {}),
         }
         results_file = eval_dir / f"{name}.json"
         _lock_results(lock, eval_dir, name, "--name" if args.name else out_option)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from latentdyn._checks import check_choice, check_positive_int, check_shape, check_tensor, is_real
+from latentdyn._checks import check_choice, check_float_tensor, check_positive_int, check_shape, check_tensor, is_real
 from latentdyn._repr import fields_repr
 from latentdyn.video._frames import check_value_range
 from latentdyn.video.lpips import _check_state, _read_state_dict, _resolve_weights_path
@@ -665,7 +665,7 @@ def compute_fvd(
             )
         real, fake = real[protocol.n_cond :], fake[protocol.n_cond :]
     if real_embeddings is not None:
-        check_tensor(real_embeddings, "real_embeddings")
+        check_float_tensor(real_embeddings, "real_embeddings")
         if real_embeddings.ndim != 2 or real_embeddings.shape[0] != n:
             raise ValueError(
                 f"real_embeddings: expected the embeddings of the {n} real videos, (N, D) = ({n}, D), "
@@ -679,6 +679,11 @@ def compute_fvd(
 
     real_emb = embed(real) if real_embeddings is None else real_embeddings
     fake_emb = embed(fake)
+    if real_emb.shape[1] != fake_emb.shape[1]:  # (given embeddings of another network)
+        raise ValueError(
+            f"real_embeddings: expected embeddings of size D = {fake_emb.shape[1]} (the network's), got shape "
+            f"{list(real_emb.shape)}"
+        )
     value = fvd_from_embeddings(real_emb, fake_emb)
     return FVDResult(
         value=value,
