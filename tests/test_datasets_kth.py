@@ -233,7 +233,7 @@ def test_test_set_follows_the_official_draw_order(tmp_path: Path) -> None:
     }
     write_processed(tmp_path, lengths)
     path = make_kth_test_set(tmp_path, seq_len=10, size=8, seed=42)
-    stored = np.load(path)
+    stored = dict(np.load(path))  # (a dict: the archive's file closes at once)
     rs = np.random.RandomState(42)
     for i in range(8):
         action = KTH_CLASSES[rs.randint(6)]

@@ -266,7 +266,7 @@ def test_one_sample_is_scored_and_the_per_sequence_file_rebuilds_the_summaries(
     assert "SRVP one sample" in ev.format_results(result)
     assert "95 % interval, 1.96·std/√n" in ev.format_results(result)
 
-    saved = np.load(ev.write_outputs(result, tmp_path, "r")["per_sequence"])
+    saved = dict(np.load(ev.write_outputs(result, tmp_path, "r")["per_sequence"]))  # (its file closes at once)
     assert saved["indices"].tolist() == indices
     assert saved["psnr_best_index"].tolist() == [1] * n_seq
     np.testing.assert_allclose(saved["random_psnr"], one, atol=1e-3)

@@ -161,7 +161,7 @@ def test_kth_evaluation_with_lpips_and_fvd(
     assert fvd["std"] == pytest.approx(np.std(fvd["values"]))
     assert fvd["protocol"]["n_cond"] == 3 and fvd["protocol"]["include_conditioning"]
     assert (fvd["protocol"]["n_videos"], fvd["protocol"]["resolution"], fvd["protocol"]["sample"]) == (16, 16, "first")
-    per_sequence = np.load(run / "eval" / f"{stem}_per_sequence.npz")
+    per_sequence = dict(np.load(run / "eval" / f"{stem}_per_sequence.npz"))  # (its file closes at once)
     assert per_sequence["lpips"].shape == (16,)
     # FVD of one sample is another number: these results are not replaced by it without --overwrite.
     assert ev.main(argv) == 2
