@@ -78,6 +78,23 @@ def _tiny_srvp() -> nn.Module:
     return build_model(PRESETS["tiny"]().model).eval()
 
 
+class _Means(nn.Module):
+    """An SRVP's predicted means (no noise) from 3 conditioning frames of any batch size, as a tensor."""
+
+    def __init__(self, model: nn.Module, *, n_future: int, n_samples: int) -> None:
+        super().__init__()
+        self.model, self.n_future, self.n_samples = model, n_future, n_samples
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(cond, self.n_future, self.n_samples, sample=False, decode_cond=False).frames
+
+
+def _clips(means: _Means, b: int) -> torch.Tensor:
+    """3 conditioning frames of b sequences at the model's size, seeded by b."""
+    c = means.model.config
+    return torch.rand(3, b, c.channels, c.image_size, c.image_size, generator=torch.Generator().manual_seed(b))
+
+
 def test_the_srvp_sampler_exports_with_its_noise_as_inputs(tmp_path: Path) -> None:
     """The noise given as tensors (``noise_sampler``): the exported program, saved and loaded, gives the eager
     model's frames for any noise, bit for bit."""
@@ -117,24 +134,12 @@ def test_the_srvp_sampler_exports_with_its_noise_as_inputs(tmp_path: Path) -> No
 def test_the_srvp_sampler_exports_strictly_with_a_dynamic_batch() -> None:
     """``strict=True`` export of ``predict`` (the means) with a dynamic batch runs at other batch sizes as the eager
     model does. (The non-strict mode stops at a guard inside torch's LSTM: a torch limitation, docs/deploy.md.)"""
-    model = _tiny_srvp()
-    c = model.config
-
-    class Means(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, cond: torch.Tensor) -> torch.Tensor:
-            return self.model.predict(cond, 4, 2, sample=False, decode_cond=False).frames
-
-    def clips(b: int) -> torch.Tensor:
-        return torch.rand(3, b, c.channels, c.image_size, c.image_size, generator=torch.Generator().manual_seed(b))
-
-    program = torch.export.export(Means(), (clips(2),), dynamic_shapes={"cond": {1: Dim("B", max=64)}}, strict=True)
+    means = _Means(_tiny_srvp(), n_future=4, n_samples=2)
+    dynamic = {"cond": {1: Dim("B", max=64)}}
+    program = torch.export.export(means, (_clips(means, 2),), dynamic_shapes=dynamic, strict=True)
     with torch.no_grad():
         for b in (1, 5):
-            assert torch.equal(program.module()(clips(b)), Means()(clips(b)))
+            assert torch.equal(program.module()(_clips(means, b)), means(_clips(means, b)))
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -142,20 +147,7 @@ def test_the_srvp_sampler_exports_strictly_with_a_dynamic_batch() -> None:
 def test_the_srvp_predictor_traces_and_runs_at_another_batch_size() -> None:
     """``predict`` reads the batch size from its frames for the content's frame indices: traced, that size was a
     0-dim tensor, which the checks refused ("n_frames: expected an int >= 1, got Tensor")."""
-    model = _tiny_srvp()
-    c = model.config
-
-    class Means(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, cond: torch.Tensor) -> torch.Tensor:
-            return self.model.predict(cond, 3, 1, sample=False, decode_cond=False).frames
-
-    def clips(b: int) -> torch.Tensor:
-        return torch.rand(3, b, c.channels, c.image_size, c.image_size, generator=torch.Generator().manual_seed(b))
-
+    means = _Means(_tiny_srvp(), n_future=3, n_samples=1)
     with torch.no_grad():
-        traced = torch.jit.trace(Means(), (clips(2),), check_trace=False)
-        assert torch.equal(traced(clips(5)), Means()(clips(5)))
+        traced = torch.jit.trace(means, (_clips(means, 2),), check_trace=False)
+        assert torch.equal(traced(_clips(means, 5)), means(_clips(means, 5)))

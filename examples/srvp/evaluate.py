@@ -1021,23 +1021,17 @@ def _fvd(real: torch.Tensor, fakes: list[torch.Tensor], network: nn.Module, prot
         ]
     except (ValueError, RuntimeError) as exc:  # e.g. a resolution too small for I3D's pooling
         return {"skipped": f"FVD failed: {exc}"}
-    if len(values) == 1:
-        return {
-            "value": first.value,
-            "samples": 1,
-            "protocol": asdict(first.protocol),
-            "videos": "real: ground truth; generated: ground-truth conditioning frames + first random sample",
-            "seconds": time.monotonic() - start,
-        }
+    several = {"std": float(np.std(values)), "values": values} if len(values) > 1 else {}
     return {
         "value": float(np.mean(values)),
-        "std": float(np.std(values)),
-        "values": values,
+        **several,
         "samples": len(values),
         "protocol": asdict(first.protocol),
         "videos": (
-            f"real: ground truth; generated: ground-truth conditioning frames + random sample k, one FVD for each "
-            f"k = 1 … {len(values)}; value: their mean, std: their population std (ddof = 0)"
+            "real: ground truth; generated: ground-truth conditioning frames + first random sample"
+            if len(values) == 1
+            else f"real: ground truth; generated: ground-truth conditioning frames + random sample k, one FVD for "
+            f"each k = 1 … {len(values)}; value: their mean, std: their population std (ddof = 0)"
         ),
         "seconds": time.monotonic() - start,
     }
