@@ -729,6 +729,17 @@ def verify(fixture_dir: str | Path, device: str | torch.device = "cpu") -> list[
         return _verify(Path(fixture_dir), device)
 
 
+def _copied(model: SRVP) -> SRVP:
+    """A deep copy of ``model`` whose recurrent layers keep their weights in one buffer: ``copy.deepcopy`` copies
+    each weight of an LSTM on its own, and on a GPU cuDNN then compacts them at every call, with a warning (seen
+    on an H200: the fixture's train-mode check failed under the suite's warnings-as-errors)."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if isinstance(module, torch.nn.RNNBase):
+            module.flatten_parameters()  # (a no-op on the CPU)
+    return twin
+
+
 def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
     _read_official_config(fixture_dir, "FIXTURE_DIR")  # (no such folder, or a run directory: said first)
     absent = [name for name in ("inputs.pt", "outputs.pt") if not (fixture_dir / name).is_file()]
@@ -812,9 +823,9 @@ def _verify(fixture_dir: Path, device: torch.device) -> list[Check]:
                 computed[f"{p}/w"] = w
 
     # Train mode: batch statistics in BatchNorm, recorded content frames, saved noise, gradients.
-    train_model = copy.deepcopy(model).train()
+    train_model = _copied(model).train()
     with torch.no_grad():
-        computed["train/hx"] = copy.deepcopy(model).train().encode(x).codes
+        computed["train/hx"] = _copied(model).train().encode(x).codes
     indices = tensors.get("train/w_frame_indices")
     indices = None if indices is None else indices.to(device)
     name = "train/posterior_saved_noise_dt1"
