@@ -41,6 +41,35 @@ def test_train_step_benchmark_writes_documented_fields(tmp_path: Path) -> None:
     assert data["results"][0]["flops_per_step"] == data["results"][1]["flops_per_step"] > 0
 
 
+def test_profile_step_writes_documented_fields(tmp_path: Path) -> None:
+    """The profile of a train_step variant (on a CPU: no syncs nor kernels to read, the top rows by CPU time)."""
+    out = tmp_path / "profile.json"
+    cmd = [sys.executable, "-m", "benchmarks.profile_step", "--width", "4", "--batch", "2", "--seq-len", "6"]
+    cmd += ["--variant", "fp32", "--warmup", "1", "--iters", "2", "--profile-steps", "1", "--top", "4"]
+    cmd += ["--threads", "1", "--json", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["variant"] == "fp32" and data["config"]["batch"] == 2 and data["flops_per_step"] > 0
+    assert 0 < data["host_ms"] <= data["done_ms"]
+    assert len(data["top"]) == 4 and {"name", "self_cpu_ms", "calls"} == set(data["top"][0])
+    times = [r["self_cpu_ms"] for r in data["top"]]
+    assert times == sorted(times, reverse=True) and times[0] > 0
+    assert "median per step: the host returns after" in proc.stdout
+
+
+def test_profile_step_refuses_bad_options_before_measuring() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args, said in (
+        (["--profile-steps", "0"], "--profile-steps: expected an int >= 1, got 0"),
+        (["--variant", "bf17"], "invalid choice: 'bf17'"),
+    ):
+        cmd = [sys.executable, "-m", "benchmarks.profile_step", *args]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+
+
 def test_rollout_benchmark_writes_documented_fields(tmp_path: Path) -> None:
     from benchmarks.rollout import CONFIGS
 
@@ -248,7 +277,7 @@ def test_data_benchmark_writes_documented_fields(tmp_path: Path) -> None:
     assert "share-uint8: one of 3 processes, 2 clips of each batch" in proc.stdout
 
 
-@pytest.mark.parametrize("name", ["data", "metrics", "rollout", "sampling", "train_step"])
+@pytest.mark.parametrize("name", ["data", "metrics", "profile_step", "rollout", "sampling", "train_step"])
 def test_benchmark_help_under_python_OO(name: str) -> None:
     """``python -OO`` removes the docstring the parser takes its description from."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
