@@ -18,7 +18,6 @@ It tells what to speed up; the speed itself is measured side by side by ``benchm
 
 from __future__ import annotations
 
-import argparse
 import collections
 import statistics
 import sys
@@ -30,19 +29,20 @@ from typing import Any
 import torch
 
 from benchmarks._common import check_at_least, check_json_path, checked_device, machine, sync, write_json
-from benchmarks.train_step import MIN_SEQ_LEN, VARIANTS, _step_fn
+from benchmarks.train_step import COMPILE_WARMUP, VARIANTS, _step_fn, add_step_options, step_minimums
 from examples.srvp._cli import CliParser, ends_quietly_on_a_closed_pipe
 
 OURS = ("/latentdyn/", "/examples/", "/benchmarks/")
 
 
-def _site(frame: traceback.FrameSummary) -> str:
-    name = frame.filename.replace("\\", "/")
+def _site(filename: str, lineno: int | None) -> str:
+    """``path:line``, the path from site-packages or from the repository's root."""
+    name = filename.replace("\\", "/")
     for root in ("site-packages/", *OURS):
         if root in name:
             name = name[name.index(root) :].removeprefix("site-packages/").lstrip("/")
             break
-    return f"{name}:{frame.lineno}"
+    return f"{name}:{lineno}"
 
 
 def host_syncs(step: Any) -> list[dict[str, Any]]:
@@ -55,8 +55,8 @@ def host_syncs(step: Any) -> list[dict[str, Any]]:
         # (this script and the command's wrapper are on every stack: "-" when nothing else of ours is, e.g. for a
         # sync of the backward pass, which torch's own threads run)
         ours = [f for f in ours if not f.filename.endswith(("profile_step.py", "_cli.py"))]
-        where = _site(ours[-1]) if ours else "-"
-        sites[(where, _site(traceback.FrameSummary(filename, lineno, "")))] += 1
+        where = _site(ours[-1].filename, ours[-1].lineno) if ours else "-"
+        sites[(where, _site(filename, lineno))] += 1
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -123,38 +123,17 @@ def profiled(step: Any, device: torch.device, steps: int, top: int) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = CliParser(prog="python -m benchmarks.profile_step", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--variant", default="bf16", choices=list(VARIANTS), help="a variant of benchmarks.train_step")
-    parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
-    parser.add_argument("--skip-connections", action=argparse.BooleanOptionalAction, default=False)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=15)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--warmup", type=int, default=5, help="steps before any reading (compile: a few more)")
-    parser.add_argument("--iters", type=int, default=10, help="timed steps of reading 2")
+    add_step_options(parser, warmup=5)
     parser.add_argument("--profile-steps", type=int, default=3, help="profiled steps of reading 3")
     parser.add_argument("--top", type=int, default=15, help="rows of the profile printed and written")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
-    check_at_least(
-        parser,
-        {
-            "--width": (args.width, 1),
-            "--batch": (args.batch, 1),
-            "--seq-len": (args.seq_len, MIN_SEQ_LEN),
-            "--warmup": (args.warmup, 0),
-            "--iters": (args.iters, 1),
-            "--profile-steps": (args.profile_steps, 1),
-            "--top": (args.top, 1),
-            "--threads": (args.threads, 0),
-        },
-    )
+    check_at_least(parser, {**step_minimums(args), "--profile-steps": (args.profile_steps, 1), "--top": (args.top, 1)})
     check_json_path(parser, args.json)
     device = checked_device(parser, args)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as benchmarks.train_step and the official training script
     amp, channels_last, compile_ = VARIANTS[args.variant]
     step, flops, _ = _step_fn(args, amp, channels_last, compile_)
-    for _ in range(args.warmup + (3 if compile_ else 0)):
+    for _ in range(args.warmup + (COMPILE_WARMUP if compile_ else 0)):
         step()
     sync(device)
 

@@ -57,6 +57,39 @@ MIN_SEQ_LEN = 5
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+COMPILE_WARMUP = 3
+"""Steps a compiled variant takes before it is measured, beyond ``--warmup`` (its compilations)."""
+
+
+def add_step_options(parser: argparse.ArgumentParser, *, warmup: int) -> None:
+    """The options of the model and step measured, shared with ``benchmarks.profile_step``."""
+    parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
+    parser.add_argument(
+        "--skip-connections",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="decoder skip connections, as the smmnist-cpu and KTH presets (the paper's SM-MNIST model has none)",
+    )
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=warmup, help="steps before any measurement")
+    parser.add_argument("--iters", type=int, default=10, help="timed steps")
+
+
+def step_minimums(args: argparse.Namespace) -> dict[str, tuple[int, int]]:
+    """``check_at_least``'s ``flag: (value, minimum)`` for the options of :func:`add_step_options`."""
+    return {
+        "--width": (args.width, 1),
+        "--batch": (args.batch, 1),
+        "--seq-len": (args.seq_len, MIN_SEQ_LEN),
+        "--warmup": (args.warmup, 0),
+        "--iters": (args.iters, 1),
+        "--threads": (args.threads, 0),
+    }
+
+
 def _plain_kernels(model: torch.nn.Module) -> None:
     """Swap latentdyn's dense fast paths back to the torch convolution kernels the official code runs."""
     from torch import nn
@@ -89,6 +122,8 @@ def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: 
     from examples.srvp.train import make_grad_scaler
 
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the official training script
     torch.manual_seed(0)
     config = ModelConfig(
         conv_width=args.width, state_size=20, noise_size=20, beta_z=2.0, skip_connections=args.skip_connections
@@ -128,8 +163,6 @@ def _step_fn(args: argparse.Namespace, amp: str, channels_last: bool, compile_: 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     amp, cl, comp = VARIANTS[args.variant]
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the official training script
     if args.threads:
         torch.set_num_threads(args.threads)
     step, flops, scaler = _step_fn(args, amp, cl, comp)
@@ -145,7 +178,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 break
     if device.type == "cuda":  # the peak of the timed steps, not of the eager FLOP count above
         torch.cuda.reset_peak_memory_stats(device)
-    warmup = args.warmup + (3 if comp else 0)
+    warmup = args.warmup + (COMPILE_WARMUP if comp else 0)
     seconds = time_it(step, device, warmup=warmup, iters=args.iters)
     return {
         "variant": args.variant,
@@ -162,19 +195,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 @ends_quietly_on_a_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     parser = CliParser(prog="python -m benchmarks.train_step", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--width", type=int, default=64, help="conv base width nf (64: the paper's SM-MNIST model)")
-    parser.add_argument(
-        "--skip-connections",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="decoder skip connections, as the smmnist-cpu and KTH presets (the paper's SM-MNIST model has none)",
-    )
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=15)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=10)
+    add_step_options(parser, warmup=3)
     parser.add_argument(
         "--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS)
     )
@@ -187,17 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(child(args)))
         return 0
-    check_at_least(
-        parser,
-        {
-            "--width": (args.width, 1),
-            "--batch": (args.batch, 1),
-            "--seq-len": (args.seq_len, MIN_SEQ_LEN),
-            "--warmup": (args.warmup, 0),
-            "--iters": (args.iters, 1),
-            "--threads": (args.threads, 0),
-        },
-    )
+    check_at_least(parser, step_minimums(args))
     check_json_path(parser, args.json)
     device = checked_device(parser, args)
     names = checked_names(parser, args.variants, "--variants", VARIANTS)
